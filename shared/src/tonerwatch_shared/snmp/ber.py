@@ -1,0 +1,235 @@
+"""BER encoding of SNMP v1/v2c request messages and decoding of responses (RFC 1157, 3416), pure.
+
+pyasn1 decodes a 30-varbind response in ~2.6 ms; this codec does it in a fraction of that.
+Its output is checked byte for byte against pysnmp's own encoder in the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from tonerwatch_shared.snmp.types import IpAddress, Missing, Oid, SnmpValue
+
+VERSION_1 = 0
+VERSION_2C = 1
+
+# PDU tags (context-specific, constructed)
+GET_REQUEST = 0xA0
+GET_NEXT_REQUEST = 0xA1
+RESPONSE = 0xA2
+GET_BULK_REQUEST = 0xA5
+REPORT = 0xA8
+_REQUEST_TAGS = frozenset({GET_REQUEST, GET_NEXT_REQUEST, GET_BULK_REQUEST})  # no SET, ever
+
+# Error status values (RFC 3416)
+NO_ERROR = 0
+TOO_BIG = 1
+NO_SUCH_NAME = 2
+GEN_ERR = 5
+
+_MISSING_BY_TAG = {
+    0x80: Missing.NO_SUCH_OBJECT,
+    0x81: Missing.NO_SUCH_INSTANCE,
+    0x82: Missing.END_OF_MIB_VIEW,
+}
+_UNSIGNED_TAGS = frozenset(
+    {0x41, 0x42, 0x43, 0x46, 0x47}
+)  # Counter32, Gauge32, TimeTicks, Counter64, UInt
+
+
+class BerError(ValueError):
+    """A message that is not valid BER/SNMP."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A decoded SNMP v1/v2c response message."""
+
+    version: int
+    community: bytes
+    request_id: int
+    error_status: int
+    error_index: int
+    varbinds: list[tuple[str, SnmpValue]]
+
+
+def _length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes((n,))
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(body),)) + body
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    return bytes((tag,)) + _length(len(body)) + body
+
+
+def _integer(value: int) -> bytes:
+    size = value.bit_length() // 8 + 1  # room for the sign bit
+    return _tlv(0x02, value.to_bytes(size, "big", signed=True))
+
+
+@lru_cache(maxsize=65536)
+def encode_oid(oid: str) -> bytes:
+    """The BER TLV of a dotted OID."""
+    try:
+        arcs = [int(a) for a in oid.strip(".").split(".")]
+    except ValueError as exc:
+        raise BerError(f"not an OID: {oid!r}") from exc
+    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] >= 40) or min(arcs) < 0:
+        raise BerError(f"not an OID: {oid!r}")
+    out = bytearray()
+    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        out += bytes(reversed(chunk))
+    return _tlv(0x06, bytes(out))
+
+
+@lru_cache(maxsize=4096)
+def _null_varbinds(oids: tuple[str, ...]) -> bytes:
+    # Requests repeat the same OID lists every poll: the varbind list is worth caching.
+    return _tlv(0x30, b"".join(_tlv(0x30, encode_oid(o) + b"\x05\x00") for o in oids))
+
+
+def encode_request(
+    version: int,
+    community: bytes,
+    pdu_tag: int,
+    request_id: int,
+    oids: Sequence[str],
+    non_repeaters: int = 0,
+    max_repetitions: int = 0,
+) -> bytes:
+    """A GET/GETNEXT/GETBULK request message with NULL values, as pysnmp would encode it."""
+    if pdu_tag not in _REQUEST_TAGS:
+        raise BerError(f"refusing to encode PDU type {pdu_tag:#x}: read-only client")
+    if pdu_tag == GET_BULK_REQUEST and version == VERSION_1:
+        raise BerError("GETBULK does not exist in SNMPv1")
+    pdu = _tlv(
+        pdu_tag,
+        _integer(request_id)
+        + _integer(non_repeaters)
+        + _integer(max_repetitions)
+        + _null_varbinds(tuple(oids)),
+    )
+    return _tlv(0x30, _integer(version) + _tlv(0x04, community) + pdu)
+
+
+def _read_tl(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """Tag, content start and content end of the TLV at pos."""
+    if pos + 2 > end:
+        raise BerError("truncated TLV")
+    tag = data[pos]
+    length = data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        n = length & 0x7F
+        if n == 0 or n > 4 or pos + n > end:
+            raise BerError("bad or indefinite length")  # SNMP forbids indefinite lengths
+        length = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    stop = pos + length
+    if stop > end:
+        raise BerError("TLV overruns its container")
+    return tag, pos, stop
+
+
+def _read_int(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    tag, start, stop = _read_tl(data, pos, end)
+    if tag != 0x02 or start == stop:
+        raise BerError(f"expected INTEGER, got tag {tag:#x}")
+    return int.from_bytes(data[start:stop], "big", signed=True), stop
+
+
+@lru_cache(maxsize=65536)
+def decode_oid(body: bytes) -> str:
+    """The dotted form of an OID's BER content octets."""
+    if not body or body[-1] & 0x80:
+        raise BerError("bad OID encoding")
+    arcs: list[int] = []
+    value = 0
+    for byte in body:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    first = arcs[0]
+    head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
+    return ".".join(map(str, head + arcs[1:]))
+
+
+def _decode_value(tag: int, content: bytes) -> SnmpValue:
+    if tag == 0x02:
+        if not content:
+            raise BerError("empty INTEGER")
+        return int.from_bytes(content, "big", signed=True)
+    if tag == 0x04 or tag == 0x44:  # OCTET STRING, Opaque
+        return content
+    if tag in _UNSIGNED_TAGS:
+        # Some agents forget the leading 0x00 on large counters: unsigned either way.
+        return int.from_bytes(content, "big", signed=False)
+    if tag == 0x06:
+        return Oid(decode_oid(content))
+    if tag == 0x40:
+        if len(content) != 4:
+            raise BerError("IpAddress is not 4 octets")
+        return IpAddress(".".join(map(str, content)))
+    missing = _MISSING_BY_TAG.get(tag)
+    if missing is not None:
+        return missing
+    if tag == 0x05:
+        # NULL in a response: some v1 agents answer so for an object they do not have.
+        return Missing.NO_SUCH_OBJECT
+    raise BerError(f"unknown value tag {tag:#x}")
+
+
+def decode_header(data: bytes) -> tuple[int, bytes, int, int, int]:
+    """Version, community, PDU tag, request id and the offset after it, of a message."""
+    tag, pos, end = _read_tl(data, 0, len(data))
+    if tag != 0x30:
+        raise BerError("message is not a SEQUENCE")
+    version, pos = _read_int(data, pos, end)
+    tag, start, pos = _read_tl(data, pos, end)
+    if tag != 0x04:
+        raise BerError("community is not an OCTET STRING")
+    community = data[start:pos]
+    pdu_tag, pos, pdu_end = _read_tl(data, pos, end)
+    request_id, pos = _read_int(data, pos, pdu_end)
+    return version, community, pdu_tag, request_id, pos
+
+
+def decode_response(data: bytes) -> Response:
+    """The decoded response message; BerError when malformed or not a Response PDU."""
+    version, community, pdu_tag, request_id, pos = decode_header(data)
+    if pdu_tag != RESPONSE:
+        raise BerError(f"not a Response PDU: {pdu_tag:#x}")
+    end = len(data)
+    error_status, pos = _read_int(data, pos, end)
+    error_index, pos = _read_int(data, pos, end)
+    tag, pos, vbl_end = _read_tl(data, pos, end)
+    if tag != 0x30:
+        raise BerError("varbind list is not a SEQUENCE")
+    varbinds: list[tuple[str, SnmpValue]] = []
+    append = varbinds.append
+    while pos < vbl_end:
+        tag, vb_pos, pos = _read_tl(data, pos, vbl_end)
+        if tag != 0x30:
+            raise BerError("varbind is not a SEQUENCE")
+        tag, start, vb_pos = _read_tl(data, vb_pos, pos)
+        if tag != 0x06:
+            raise BerError("varbind name is not an OID")
+        oid = decode_oid(data[start:vb_pos])
+        tag, start, stop = _read_tl(data, vb_pos, pos)
+        append((oid, _decode_value(tag, data[start:stop])))
+    return Response(version, community, request_id, error_status, error_index, varbinds)
+
+
+def oid_key(oid: str) -> tuple[int, ...]:
+    """The OID as a tuple of arcs, for lexicographic comparison."""
+    return tuple(int(a) for a in oid.split("."))

@@ -1,0 +1,59 @@
+"""Errors raised by the SNMP clients, and the per-operation I/O counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ERROR_STATUS_NAMES = {
+    1: "tooBig",
+    2: "noSuchName",
+    3: "badValue",
+    4: "readOnly",
+    5: "genErr",
+    6: "noAccess",
+    16: "authorizationError",
+}
+
+
+class SnmpError(Exception):
+    """Any failure to read from an SNMP agent."""
+
+
+class SnmpTimeoutError(SnmpError, TimeoutError):
+    """The agent did not answer within timeout x (retries + 1)."""
+
+
+class SnmpProtocolError(SnmpError):
+    """The agent answered with something that is not a valid response to the request."""
+
+
+class SnmpResponseError(SnmpError):
+    """The agent answered with a non-zero error-status."""
+
+    def __init__(self, target: str, status: int, index: int, oid: str | None) -> None:
+        self.status = status
+        self.index = index
+        self.oid = oid
+        name = ERROR_STATUS_NAMES.get(status, str(status))
+        super().__init__(f"{target}: {name} at varbind {index}" + (f" ({oid})" if oid else ""))
+
+
+@dataclass
+class IoStats:
+    """What an operation cost on the wire: SNMP payload bytes, request messages, round trips."""
+
+    requests: int = 0
+    retries: int = 0
+    responses: int = 0
+    round_trips: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+    def add(self, other: IoStats) -> None:
+        """Adds another operation's counters to these."""
+        self.requests += other.requests
+        self.retries += other.retries
+        self.responses += other.responses
+        self.round_trips += other.round_trips
+        self.bytes_sent += other.bytes_sent
+        self.bytes_received += other.bytes_received

@@ -1,0 +1,270 @@
+"""SNMP v1/v2c over one shared asyncio UDP socket, requests matched to answers by request-id."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tonerwatch_shared.snmp.base import SnmpProtocol, VarBindList
+from tonerwatch_shared.snmp.ber import (
+    GET_BULK_REQUEST,
+    GET_NEXT_REQUEST,
+    GET_REQUEST,
+    NO_SUCH_NAME,
+    TOO_BIG,
+    VERSION_1,
+    VERSION_2C,
+    BerError,
+    Response,
+    decode_header,
+    decode_response,
+    encode_request,
+)
+from tonerwatch_shared.snmp.errors import (
+    IoStats,
+    SnmpError,
+    SnmpProtocolError,
+    SnmpResponseError,
+    SnmpTimeoutError,
+)
+from tonerwatch_shared.snmp.target import SnmpTarget
+from tonerwatch_shared.snmp.types import Missing, SnmpValue
+
+log = logging.getLogger(__name__)
+
+# Request ids kept in 0x01000000..0x7FFFFFFF: always 4 content octets, so messages keep their size.
+_RID_MIN = 0x01000000
+_RID_MAX = 0x7FFFFFFF
+_RESOLVE_TIMEOUT = 5.0
+_MAX_SPLIT_DEPTH = 8
+
+
+@dataclass(slots=True)
+class _Pending:
+    address: tuple[str, int]
+    future: asyncio.Future[tuple[Response | SnmpError, int]]
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    def __init__(self, client: UdpSnmpClient) -> None:
+        self.client = client
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.client._on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: the request times out and is retried.
+        log.debug("SNMP socket error: %s", exc)
+
+
+class UdpSnmpClient(SnmpProtocol):
+    """SNMP v1/v2c client: one UDP socket for all targets, bounded requests in flight."""
+
+    def __init__(self, max_in_flight: int = 32) -> None:
+        self._semaphore = asyncio.Semaphore(max_in_flight)
+        self._pending: dict[int, _Pending] = {}
+        self._next_rid = random.randrange(_RID_MIN, _RID_MAX)
+        self._transport: asyncio.DatagramTransport | None = None
+        self._opening: asyncio.Lock | None = None
+        self._addresses: dict[str, str] = {}
+        self.totals = IoStats()
+        """Counters over the client's lifetime."""
+
+    async def _socket(self) -> asyncio.DatagramTransport:
+        if self._transport is not None:
+            return self._transport
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._transport is None:
+                loop = asyncio.get_running_loop()
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _Endpoint(self), family=socket.AF_INET, local_addr=("0.0.0.0", 0)
+                )
+                self._transport = transport
+        return self._transport
+
+    async def close(self) -> None:
+        """Closes the socket; requests in flight fail."""
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_result((SnmpError("client closed"), 0))
+        self._pending.clear()
+
+    async def _address(self, target: SnmpTarget) -> tuple[str, int]:
+        host = self._addresses.get(target.host)
+        if host is None:
+            if target.is_ip_literal:
+                host = target.host
+            else:
+                loop = asyncio.get_running_loop()
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(target.host, target.port, family=socket.AF_INET),
+                    _RESOLVE_TIMEOUT,
+                )
+                host = str(infos[0][4][0])
+            self._addresses[target.host] = host
+        return (host, target.port)
+
+    def _rid(self) -> int:
+        rid = self._next_rid
+        self._next_rid = rid + 1 if rid < _RID_MAX else _RID_MIN
+        return rid
+
+    def _on_datagram(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.totals.bytes_received += len(data)
+        try:
+            rid = decode_header(data)[3]
+        except BerError:
+            return  # not even a header: nobody to tell
+        pending = self._pending.get(rid)
+        if pending is None or pending.future.done() or (addr[0], addr[1]) != pending.address:
+            return  # late duplicate, or a stranger's packet
+        try:
+            result: Response | SnmpError = decode_response(data)
+        except BerError as exc:
+            result = SnmpProtocolError(f"malformed response from {addr[0]}:{addr[1]}: {exc}")
+        pending.future.set_result((result, len(data)))
+
+    async def _exchange(
+        self,
+        target: SnmpTarget,
+        pdu_tag: int,
+        oids: Sequence[str],
+        stats: IoStats | None,
+        non_repeaters: int = 0,
+        max_repetitions: int = 0,
+    ) -> Response:
+        transport = await self._socket()
+        address = await self._address(target)
+        version = VERSION_1 if target.version == "1" else VERSION_2C
+        if target.version == "3":
+            raise SnmpError("UdpSnmpClient speaks v1/v2c only")
+        rid = self._rid()
+        message = encode_request(
+            version, target.community.encode(), pdu_tag, rid, oids, non_repeaters, max_repetitions
+        )
+        loop = asyncio.get_running_loop()
+        async with self._semaphore:
+            future: asyncio.Future[tuple[Response | SnmpError, int]] = loop.create_future()
+            # One request-id for all attempts: a late answer to attempt 1 still counts.
+            self._pending[rid] = _Pending(address, future)
+            try:
+                for attempt in range(target.retries + 1):
+                    transport.sendto(message, address)
+                    self.totals.requests += 1
+                    if stats is not None:
+                        stats.requests += 1
+                        stats.bytes_sent += len(message)
+                        stats.retries += attempt > 0
+                    self.totals.bytes_sent += len(message)
+                    with contextlib.suppress(TimeoutError):
+                        result, size = await asyncio.wait_for(
+                            asyncio.shield(future), target.timeout
+                        )
+                        break
+                else:
+                    raise SnmpTimeoutError(
+                        f"{target}: no response after {target.retries + 1} attempt(s)"
+                        f" of {target.timeout:g}s"
+                    )
+            finally:
+                del self._pending[rid]
+                if not future.done():
+                    future.cancel()
+        self.totals.responses += 1
+        if stats is not None:
+            stats.responses += 1
+            stats.bytes_received += size
+        if isinstance(result, SnmpError):
+            raise result
+        if result.version != version:
+            raise SnmpProtocolError(f"{target}: answered in version {result.version}")
+        if result.error_status:
+            i = result.error_index
+            raise SnmpResponseError(
+                str(target), result.error_status, i, oids[i - 1] if 0 < i <= len(oids) else None
+            )
+        return result
+
+    async def get(
+        self, target: SnmpTarget, oids: Sequence[str], *, stats: IoStats | None = None
+    ) -> dict[str, SnmpValue]:
+        """The values of these exact OIDs (Missing where the agent has none)."""
+        values: dict[str, SnmpValue] = {}
+        await self._get(target, list(dict.fromkeys(oids)), values, stats, 0)
+        return values
+
+    async def _get(
+        self,
+        target: SnmpTarget,
+        oids: list[str],
+        values: dict[str, SnmpValue],
+        stats: IoStats | None,
+        depth: int,
+    ) -> None:
+        remaining = oids
+        while remaining:
+            if stats is not None:
+                stats.round_trips += 1
+            try:
+                response = await self._exchange(target, GET_REQUEST, remaining, stats)
+            except SnmpResponseError as exc:
+                if exc.status == TOO_BIG and len(remaining) > 1 and depth < _MAX_SPLIT_DEPTH:
+                    # Halves go out together: one more round trip, not two.
+                    half = len(remaining) // 2
+                    await asyncio.gather(
+                        self._get(target, remaining[:half], values, stats, depth + 1),
+                        self._get(target, remaining[half:], values, stats, depth + 1),
+                    )
+                    if stats is not None:
+                        stats.round_trips -= 1  # the halves counted their own
+                    return
+                if exc.status == NO_SUCH_NAME and 0 < exc.index <= len(remaining):
+                    # SNMPv1 fails the whole GET for one missing OID: drop it and ask again.
+                    values[remaining[exc.index - 1]] = Missing.NO_SUCH_OBJECT
+                    remaining = remaining[: exc.index - 1] + remaining[exc.index :]
+                    continue
+                raise
+            if len(response.varbinds) != len(remaining):
+                raise SnmpProtocolError(
+                    f"{target}: {len(response.varbinds)} values for {len(remaining)} OIDs"
+                )
+            values.update(response.varbinds)
+            return
+
+    async def get_next(
+        self, target: SnmpTarget, oids: Sequence[str], *, stats: IoStats | None = None
+    ) -> VarBindList:
+        """The next OID and value after each of these, in order."""
+        if stats is not None:
+            stats.round_trips += 1
+        response = await self._exchange(target, GET_NEXT_REQUEST, oids, stats)
+        return response.varbinds
+
+    async def get_bulk(
+        self,
+        target: SnmpTarget,
+        oids: Sequence[str],
+        non_repeaters: int,
+        max_repetitions: int,
+        *,
+        stats: IoStats | None = None,
+    ) -> VarBindList:
+        """The raw GETBULK answer: non-repeaters first, then rows of repeaters."""
+        if target.version == "1":
+            raise SnmpError("GETBULK does not exist in SNMPv1")
+        if stats is not None:
+            stats.round_trips += 1
+        response = await self._exchange(
+            target, GET_BULK_REQUEST, oids, stats, non_repeaters, max_repetitions
+        )
+        return response.varbinds
