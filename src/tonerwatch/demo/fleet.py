@@ -10,19 +10,14 @@ are told apart by SNMP community (= data file stem).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
 import random
-import shutil
-import socket
-import sys
-import tempfile
-import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
+
+from tonerwatch_shared.testing.snmpsim import SnmpSimulator, free_udp_port
 
 RECORDINGS_DIR = Path(__file__).parent / "recordings"
 LOOPBACK = "127.0.0.1"
@@ -451,151 +446,6 @@ def build_fleet(
 # --- serving ---------------------------------------------------------------------------------
 
 
-def responder_command() -> Path:
-    """Return the path of snmpsim-command-responder, next to this interpreter or on PATH."""
-    beside = Path(sys.executable).parent / "snmpsim-command-responder"
-    if beside.exists():
-        return beside
-    found = shutil.which("snmpsim-command-responder")
-    if found is None:
-        raise FileNotFoundError("snmpsim-command-responder not found (pip install snmpsim pysmi)")
-    return Path(found)
-
-
-def free_udp_port(host: str = LOOPBACK) -> int:
-    """Return a UDP port on host that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _ber_length(length: int) -> bytes:
-    if length < 0x80:
-        return bytes([length])
-    body = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes([tag]) + _ber_length(len(body)) + body
-
-
-def _ber_oid(oid: str) -> bytes:
-    parts = [int(p) for p in oid.split(".")]
-    out = bytearray([parts[0] * 40 + parts[1]])
-    for part in parts[2:]:
-        chunk = [part & 0x7F]
-        part >>= 7
-        while part:
-            chunk.append(0x80 | (part & 0x7F))
-            part >>= 7
-        out.extend(reversed(chunk))
-    return _tlv(0x06, bytes(out))
-
-
-def snmp_v2c_get_request(community: str, oid: str, request_id: int) -> bytes:
-    """Return a BER-encoded SNMPv2c GetRequest for one OID."""
-    varbind = _tlv(0x30, _ber_oid(oid) + b"\x05\x00")
-    pdu = _tlv(
-        0xA0,
-        _tlv(0x02, request_id.to_bytes(4, "big"))
-        + b"\x02\x01\x00\x02\x01\x00"
-        + _tlv(0x30, varbind),
-    )
-    return _tlv(0x30, b"\x02\x01\x01" + _tlv(0x04, community.encode("ascii")) + pdu)
-
-
-def probe_once(host: str, port: int, community: str, timeout: float = 0.5) -> bool:
-    """Return True if an SNMP agent at host:port answers a GET of sysUpTime.0 with a Response."""
-    request_id = int(time.monotonic() * 1000) & 0x7FFFFFFF
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.sendto(snmp_v2c_get_request(community, SYS_UPTIME, request_id), (host, port))
-            data, _ = sock.recvfrom(4096)
-        except OSError:
-            return False
-    # GetResponse-PDU is context tag 0xA2
-    return data[:1] == b"\x30" and b"\xa2" in data
-
-
-class DemoFleetError(RuntimeError):
-    """The simulator did not start."""
-
-
-async def _wait_ready(
-    proc: asyncio.subprocess.Process, port: int, community: str, within: float
-) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if proc.returncode is not None:
-            raise DemoFleetError(f"snmpsim exited with {proc.returncode}")
-        if await asyncio.to_thread(probe_once, LOOPBACK, port, community):
-            return
-        await asyncio.sleep(0.2)
-    raise DemoFleetError(f"snmpsim did not answer on {LOOPBACK}:{port} within {within:.0f} s")
-
-
-async def _stop(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
-    if proc.returncode is not None:
-        return
-    proc.terminate()
-    try:
-        await asyncio.wait_for(proc.wait(), grace)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-@contextlib.asynccontextmanager
-async def serve_data_dir(
-    data_dir: Path, probe_community: str, port: int | None = None, *, startup_timeout: float = 30.0
-) -> AsyncIterator[int]:
-    """Serve the snmprec files of data_dir on 127.0.0.1 with snmpsim; yield the UDP port."""
-    env = {**os.environ, "SNMPSIM_ALLOW_ROOT": "true"}
-    attempts = (
-        1 if port is not None else 3
-    )  # a picked free port can be taken before snmpsim binds it
-    with tempfile.TemporaryDirectory(prefix="tonerwatch-demo-") as scratch:
-        log_path = Path(scratch) / "snmpsim.log"
-        last_error: DemoFleetError | None = None
-        for _ in range(attempts):
-            chosen = port if port is not None else free_udp_port()
-            with log_path.open("ab") as log:
-                proc = await asyncio.create_subprocess_exec(
-                    str(responder_command()),
-                    f"--data-dir={data_dir}",
-                    f"--cache-dir={Path(scratch) / 'cache'}",
-                    f"--agent-udpv4-endpoint={LOOPBACK}:{chosen}",
-                    "--log-level=error",
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    env=env,
-                )
-            try:
-                await _wait_ready(proc, chosen, probe_community, startup_timeout)
-            except DemoFleetError as exc:
-                await _stop(proc)
-                last_error = DemoFleetError(f"{exc}\n{_tail(log_path)}")
-                continue
-            try:
-                yield chosen
-            finally:
-                await _stop(proc)
-            return
-        assert last_error is not None
-        raise last_error
-
-
 @contextlib.asynccontextmanager
 async def run_demo_fleet(
     data_dir: Path,
@@ -606,12 +456,28 @@ async def run_demo_fleet(
     time_scale: float = 1.0,
     startup_timeout: float = 30.0,
 ) -> AsyncIterator[list[DemoPrinter]]:
-    """Build the demo fleet in data_dir, serve it on loopback; yield its printers with their port."""
+    """Build the demo fleet in data_dir, serve it on 127.0.0.1; yield its printers with their port."""
     printers = build_fleet(data_dir, count=count, seed=seed, time_scale=time_scale)
-    async with serve_data_dir(
-        data_dir, printers[0].community, port, startup_timeout=startup_timeout
-    ) as bound:
-        yield [replace(p, port=bound) for p in printers]
+    files = [data_dir / f"{p.community}.snmprec" for p in printers]
+    # A port picked free can be taken before snmpsim binds it: try a fresh one a few times.
+    attempts = 1 if port is not None else 3
+    for attempt in range(attempts):
+        simulator = SnmpSimulator(
+            files,
+            endpoints=[(LOOPBACK, port if port is not None else free_udp_port())],
+            startup_timeout=startup_timeout,
+        )
+        try:
+            await simulator.start()
+        except (RuntimeError, TimeoutError):
+            if attempt + 1 == attempts:
+                raise
+            continue
+        try:
+            yield [replace(p, port=simulator.port) for p in printers]
+        finally:
+            simulator.stop()
+        return
 
 
 def describe(printers: Iterable[DemoPrinter]) -> str:
