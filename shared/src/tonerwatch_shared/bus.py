@@ -1,0 +1,331 @@
+"""The event bus: NATS JetStream with retrying connect, idempotent streams, deduped publish, safe consume."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.kv import KeyValue
+
+from tonerwatch_shared.events import Event, UnreadableEvent, parse_event
+from tonerwatch_shared.subjects import Subjects
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Event, Msg], Awaitable[None]]
+PUBLISH_TIMEOUT_S = 5.0
+
+
+class BusError(Exception):
+    """The bus could not be reached or set up; the message says which server and what to do."""
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer: who it is, what it reads, how it retries."""
+
+    durable: str
+    filter_subject: str
+    ack_wait_s: float = 30.0
+    max_deliver: int = 20
+    max_ack_pending: int = 1000
+    deliver_new_only: bool = False
+
+
+def retry_delay(num_delivered: int, base_s: float = 1.0, cap_s: float = 60.0) -> float:
+    """Return the nak delay for a message delivered num_delivered times (exponential, capped)."""
+    return float(min(cap_s, base_s * 2 ** max(0, num_delivered - 1)))
+
+
+class Bus:
+    """One connection to NATS JetStream, shared by a service's loops."""
+
+    def __init__(self, nc: Client, subjects: Subjects, *, max_age_s: float, source: str) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+        self.subjects = subjects
+        self.max_age_s = max_age_s
+        self.source = source
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        subjects: Subjects,
+        name: str,
+        max_age_s: float = 7 * 86400,
+        attempts: int = 30,
+        connect_timeout_s: float = 5.0,
+        max_backoff_s: float = 5.0,
+    ) -> Bus:
+        """Return a connected Bus, retrying with back-off; raise BusError naming the URL if it never answers."""
+        servers = [s.strip() for s in url.split(",") if s.strip()]
+        delay = 0.2
+        last: Exception | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                # nats-py retries a first connect forever when reconnects are on: bound each attempt.
+                async with asyncio.timeout(connect_timeout_s * 2):
+                    nc = await nats.connect(
+                        servers=servers,
+                        name=name,
+                        connect_timeout=connect_timeout_s,
+                        allow_reconnect=True,
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=1,
+                        error_cb=_log_error,
+                    )
+                return cls(nc, subjects, max_age_s=max_age_s, source=name)
+            except (OSError, nats.errors.Error, TimeoutError) as exc:
+                last = exc
+                log.info(
+                    "NATS at %s not reachable (attempt %d/%d): %s", url, attempt, attempts, exc
+                )
+                if attempt < attempts:
+                    await asyncio.sleep(delay)
+                    delay = min(max_backoff_s, delay * 2)
+        raise BusError(
+            f"cannot reach NATS at {url} after {attempts} attempts ({last!r}); "
+            "check TONERWATCH_NATS_URL and that the server runs with JetStream (-js)"
+        )
+
+    async def ensure_stream(self, config: StreamConfig) -> None:
+        """Create the stream, or update it to config; safe to call from every replica at start."""
+        try:
+            await self.js.update_stream(config)
+        except nats.js.errors.NotFoundError:
+            try:
+                await self.js.add_stream(config)
+            except nats.js.errors.BadRequestError:
+                # Another replica created it between our calls; make ours the config.
+                await self.js.update_stream(config)
+
+    async def ensure_event_stream(self) -> None:
+        """Create or update the stream that keeps every event (deduped on Nats-Msg-Id)."""
+        root = self.subjects.root
+        areas = ("printer", "supply", "alert", "discovery")
+        await self.ensure_stream(
+            StreamConfig(
+                name=self.subjects.events_stream,
+                description="TonerWatch events",
+                subjects=[f"{root}.*.{area}.>" for area in areas],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=self.max_age_s,
+                duplicate_window=120.0,
+                discard=DiscardPolicy.OLD,
+            )
+        )
+
+    async def publish(self, event: Event, *, timeout_s: float = PUBLISH_TIMEOUT_S) -> bool:
+        """Publish event and await the stream's ack; return False when JetStream dropped it as a repeat."""
+        ack = await self.js.publish(
+            event.subject(self.subjects),
+            event.to_bytes(),
+            timeout=timeout_s,
+            headers={"Nats-Msg-Id": str(event.event_id), "Tw-Event-Type": event_type(event)},
+        )
+        return not ack.duplicate
+
+    async def ensure_consumer(self, spec: ConsumerSpec, stream: str | None = None) -> None:
+        """Create or update a durable pull consumer."""
+        stream = stream or self.subjects.events_stream
+        config = ConsumerConfig(
+            durable_name=spec.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=spec.ack_wait_s,
+            max_deliver=spec.max_deliver,
+            max_ack_pending=spec.max_ack_pending,
+            filter_subject=spec.filter_subject,
+            deliver_policy=DeliverPolicy.NEW if spec.deliver_new_only else DeliverPolicy.ALL,
+        )
+        await self.js.add_consumer(stream, config)
+
+    async def consume(
+        self,
+        spec: ConsumerSpec,
+        handler: Handler,
+        *,
+        stop: asyncio.Event,
+        stream: str | None = None,
+        batch: int = 64,
+        fetch_timeout_s: float = 1.0,
+        handler_timeout_s: float = 60.0,
+    ) -> None:
+        """Pull events until stop is set: ack on success, nak with back-off on failure, term poison."""
+        stream = stream or self.subjects.events_stream
+        await self.ensure_consumer(spec, stream)
+        sub = await self.js.pull_subscribe_bind(spec.durable, stream=stream)
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await sub.fetch(batch, timeout=fetch_timeout_s)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue
+                except nats.errors.ConnectionClosedError:
+                    return
+                for msg in msgs:
+                    await self._handle(msg, handler, spec, handler_timeout_s)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _handle(
+        self, msg: Msg, handler: Handler, spec: ConsumerSpec, timeout_s: float
+    ) -> None:
+        try:
+            event = parse_event(msg.data)
+        except UnreadableEvent as exc:
+            # Poison: redelivering it can never help, so terminate it and say so once.
+            log.error("terminated unreadable message on %s: %s", msg.subject, exc)
+            await msg.term()
+            return
+        delivered = msg.metadata.num_delivered if msg.metadata else 1
+        try:
+            async with asyncio.timeout(timeout_s):
+                await handler(event, msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if delivered >= spec.max_deliver:
+                log.error(
+                    "giving up on %s %s after %d deliveries: %r",
+                    event_type(event),
+                    event.event_id,
+                    delivered,
+                    exc,
+                )
+                await msg.term()
+                return
+            delay = retry_delay(delivered)
+            log.warning(
+                "handler failed for %s %s (delivery %d), retry in %.0fs: %r",
+                event_type(event),
+                event.event_id,
+                delivered,
+                delay,
+                exc,
+            )
+            await msg.nak(delay=delay)
+            return
+        await msg.ack()
+
+    async def subscribe_events(
+        self,
+        filter_subject: str,
+        *,
+        stop: asyncio.Event,
+        handler: Callable[[Event], Awaitable[None]],
+    ) -> None:
+        """Read live events (no durable state, nothing replayed) until stop is set; bad ones are skipped."""
+        sub = await self.nc.subscribe(filter_subject)
+        try:
+            while not stop.is_set():
+                try:
+                    msg = await sub.next_msg(timeout=1.0)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue
+                try:
+                    await handler(parse_event(msg.data))
+                except UnreadableEvent as exc:
+                    log.warning("skipped unreadable live message on %s: %s", msg.subject, exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def key_value(
+        self, name: str, *, history: int = 1, ttl_s: float | None = None
+    ) -> KeyValue:
+        """Return the KV bucket named (prefixed), creating it if needed."""
+        bucket = self.subjects.name(name)
+        try:
+            return await self.js.key_value(bucket)
+        except nats.js.errors.BucketNotFoundError:
+            try:
+                return await self.js.create_key_value(
+                    KeyValueConfig(
+                        bucket=bucket, history=history, ttl=ttl_s, storage=StorageType.FILE
+                    )
+                )
+            except nats.js.errors.BadRequestError:
+                return await self.js.key_value(bucket)
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Finish in-flight work and close the connection; never hangs past timeout_s."""
+        if self.nc.is_closed:
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.nc.drain()
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.warning("NATS drain did not finish cleanly: %r", exc)
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+
+
+def event_type(event: Event) -> str:
+    """Return the versioned type string of an event."""
+    return str(getattr(event, "type", type(event).__name__))
+
+
+async def _log_error(exc: Exception) -> None:
+    log.warning("NATS: %r", exc)
+
+
+async def wait_for_event(
+    bus: Bus,
+    filter_subject: str,
+    predicate: Callable[[Event], bool],
+    *,
+    timeout_s: float,
+    deliver_all: bool = True,
+) -> Event:
+    """Return the first event on filter_subject (from the stream's start) matching predicate; for tests and tools."""
+    stream = bus.subjects.events_stream
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.ALL if deliver_all else DeliverPolicy.NEW,
+        filter_subject=filter_subject,
+        inactive_threshold=30.0,
+    )
+    sub = await bus.js.pull_subscribe(filter_subject, stream=stream, config=config)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msgs = await sub.fetch(32, timeout=min(1.0, left))
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue
+            for msg in msgs:
+                with contextlib.suppress(UnreadableEvent):
+                    ev = parse_event(msg.data)
+                    if predicate(ev):
+                        return ev
+        raise TimeoutError(f"no matching event on {filter_subject} within {timeout_s}s")
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+__all__ = ["Bus", "BusError", "ConsumerSpec", "Handler", "retry_delay", "wait_for_event"]

@@ -1,0 +1,327 @@
+"""Versioned events, the only way services talk: frozen models, JSON on NATS, schemas checked in.
+
+Rules: a reader ignores fields it does not know (tolerant); a producer never removes or changes the
+meaning of a field in place — a breaking change is a new version (`...v2`) alongside the old one.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from tonerwatch_shared import subjects as sj
+from tonerwatch_shared.printer.model import (
+    Counters,
+    PrinterIdentity,
+    PrinterStatus,
+    Supply,
+    Tray,
+)
+
+SiteId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Fields every event carries; `event_id` is also the Nats-Msg-Id, so JetStream drops repeats."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    area_what: ClassVar[str]
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    occurred_at: AwareDatetime = Field(default_factory=_now)
+    source: str = Field(description="Service (and instance) that produced the event")
+    site_id: SiteId
+
+    def subject_key(self) -> str | None:
+        """Return the last subject token (printer or job id), or None for unkeyed events."""
+        return None
+
+    def subject(self, subjects: sj.Subjects) -> str:
+        """Return the NATS subject this event is published on."""
+        return subjects.subject(self.site_id, self.area_what, self.subject_key())
+
+    def to_bytes(self) -> bytes:
+        """Return the JSON wire form."""
+        return self.model_dump_json().encode()
+
+
+class SnmpCredentials(BaseModel):
+    """How to talk SNMP to one printer; secrets never appear in repr or logs."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    version: Literal["1", "2c", "3"] = "2c"
+    community: str = Field(default="public", repr=False)
+    user: str | None = None
+    auth_protocol: Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"] | None = None
+    auth_key: str | None = Field(default=None, repr=False)
+    priv_protocol: Literal["DES", "AES", "AES192", "AES256"] | None = None
+    priv_key: str | None = Field(default=None, repr=False)
+
+
+class _PrinterEvent(Event):
+    printer_id: str = Field(min_length=1, max_length=128)
+
+    def subject_key(self) -> str | None:
+        return self.printer_id
+
+
+class PrinterFound(Event):
+    """Discovery (or a manual add) identified a printer at an address."""
+
+    type: Literal["tonerwatch.printer_found.v1"] = "tonerwatch.printer_found.v1"
+    area_what: ClassVar[str] = sj.PRINTER_FOUND
+    job_id: str | None = None
+    address: str
+    port: int = 161
+    identity: PrinterIdentity
+    credentials_name: str | None = Field(default=None, description="Which credential set answered")
+    supplies: tuple[Supply, ...] = ()
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+class PrinterConfigured(_PrinterEvent):
+    """A printer is to be monitored (or its settings changed): the poller's source of truth."""
+
+    type: Literal["tonerwatch.printer_configured.v1"] = "tonerwatch.printer_configured.v1"
+    area_what: ClassVar[str] = sj.PRINTER_CONFIGURED
+    address: str
+    port: int = 161
+    protocol: Literal["snmp", "ipp", "both"] = "snmp"
+    ipp_port: int = 631
+    ipp_tls: bool = False
+    credentials: SnmpCredentials = Field(default_factory=SnmpCredentials)
+    monitored: bool = True
+    interval_s: float = Field(default=300.0, gt=0)
+    name: str | None = None
+    location: str | None = None
+
+
+class PrinterRemoved(_PrinterEvent):
+    """A printer is no longer monitored."""
+
+    type: Literal["tonerwatch.printer_removed.v1"] = "tonerwatch.printer_removed.v1"
+    area_what: ClassVar[str] = sj.PRINTER_REMOVED
+
+
+class SupplyReading(_PrinterEvent):
+    """One successful poll of one printer: supplies, trays, counters, status, and what it cost."""
+
+    type: Literal["tonerwatch.supply_reading.v1"] = "tonerwatch.supply_reading.v1"
+    area_what: ClassVar[str] = sj.SUPPLY_READING
+    address: str
+    protocol: Literal["snmp", "ipp", "both"] = "snmp"
+    printer: PrinterIdentity
+    supplies: tuple[Supply, ...] = ()
+    trays: tuple[Tray, ...] = ()
+    counters: Counters = Field(default_factory=Counters)
+    status: PrinterStatus = Field(default_factory=PrinterStatus)
+    missing: tuple[str, ...] = ()
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    requests: int = 0
+    duration_ms: float = 0.0
+
+
+class PrinterUnreachable(_PrinterEvent):
+    """A printer missed N polls in a row."""
+
+    type: Literal["tonerwatch.printer_unreachable.v1"] = "tonerwatch.printer_unreachable.v1"
+    area_what: ClassVar[str] = sj.PRINTER_UNREACHABLE
+    address: str
+    consecutive_failures: int
+    reason: str
+    last_success_at: AwareDatetime | None = None
+
+
+class PrinterReachable(_PrinterEvent):
+    """A printer that was unreachable answered again."""
+
+    type: Literal["tonerwatch.printer_reachable.v1"] = "tonerwatch.printer_reachable.v1"
+    area_what: ClassVar[str] = sj.PRINTER_REACHABLE
+    address: str
+
+
+class ThresholdCrossed(_PrinterEvent):
+    """A supply or the printer needs attention: one event per crossing, not per poll."""
+
+    type: Literal["tonerwatch.threshold_crossed.v1"] = "tonerwatch.threshold_crossed.v1"
+    area_what: ClassVar[str] = sj.THRESHOLD_CROSSED
+    alert_id: str = Field(description="Stable id of the condition (printer, supply, rule)")
+    rule: str = Field(description="low, critical, forecast, full, jammed, door_open, ...")
+    severity: Literal["info", "warning", "critical"]
+    supply_index: str | None = None
+    supply_description: str | None = None
+    part_number: str | None = None
+    kind: str | None = None
+    colour: str | None = None
+    percent: float | None = None
+    threshold: float | None = None
+    days_to_empty: float | None = None
+    message: str
+
+
+class AlertResolved(_PrinterEvent):
+    """The condition behind an alert cleared (new cartridge, jam cleared)."""
+
+    type: Literal["tonerwatch.alert_resolved.v1"] = "tonerwatch.alert_resolved.v1"
+    area_what: ClassVar[str] = sj.ALERT_RESOLVED
+    alert_id: str
+    rule: str
+    message: str = ""
+
+
+class SupplyReplaced(_PrinterEvent):
+    """A supply's level jumped up: a new cartridge."""
+
+    type: Literal["tonerwatch.supply_replaced.v1"] = "tonerwatch.supply_replaced.v1"
+    area_what: ClassVar[str] = sj.SUPPLY_REPLACED
+    supply_index: str
+    description: str
+    part_number: str | None = None
+    previous_percent: float | None = None
+    percent: float | None = None
+
+
+class _JobEvent(Event):
+    job_id: str = Field(min_length=1, max_length=128)
+
+    def subject_key(self) -> str | None:
+        return self.job_id
+
+
+class DiscoveryRequested(_JobEvent):
+    """Someone asked for a sweep of address ranges."""
+
+    type: Literal["tonerwatch.discovery_requested.v1"] = "tonerwatch.discovery_requested.v1"
+    area_what: ClassVar[str] = sj.DISCOVERY_REQUESTED
+    targets: tuple[str, ...] = Field(
+        min_length=1, description="CIDR blocks, ranges, addresses, names"
+    )
+    credentials: tuple[SnmpCredentials, ...] = Field(default_factory=lambda: (SnmpCredentials(),))
+    port: int = 161
+    rate_pps: float = Field(default=200.0, gt=0)
+    time_limit_s: float | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=1.0, gt=0)
+
+
+class DiscoveryCancelled(_JobEvent):
+    """Someone cancelled a running sweep."""
+
+    type: Literal["tonerwatch.discovery_cancelled.v1"] = "tonerwatch.discovery_cancelled.v1"
+    area_what: ClassVar[str] = sj.DISCOVERY_CANCELLED
+
+
+class DiscoveryProgress(_JobEvent):
+    """How far a sweep is, at least once a second."""
+
+    type: Literal["tonerwatch.discovery_progress.v1"] = "tonerwatch.discovery_progress.v1"
+    area_what: ClassVar[str] = sj.DISCOVERY_PROGRESS
+    probed: int
+    total: int
+    live: int
+    printers_found: int
+    elapsed_s: float
+    remaining_s: float | None = None
+
+
+class DiscoveryFinished(_JobEvent):
+    """A sweep ended: every address probed, time limit reached, or cancelled."""
+
+    type: Literal["tonerwatch.discovery_finished.v1"] = "tonerwatch.discovery_finished.v1"
+    area_what: ClassVar[str] = sj.DISCOVERY_FINISHED
+    end_condition: Literal["completed", "time_limit", "cancelled", "failed"]
+    probed: int
+    total: int
+    live: int
+    printers: int
+    non_printers: int
+    elapsed_s: float
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    error: str | None = None
+
+
+EVENT_CLASSES: tuple[type[Event], ...] = (
+    PrinterFound,
+    PrinterConfigured,
+    PrinterRemoved,
+    SupplyReading,
+    PrinterUnreachable,
+    PrinterReachable,
+    ThresholdCrossed,
+    AlertResolved,
+    SupplyReplaced,
+    DiscoveryRequested,
+    DiscoveryCancelled,
+    DiscoveryProgress,
+    DiscoveryFinished,
+)
+
+
+def _type_of(cls: type[Event]) -> str:
+    default = cls.model_fields["type"].default
+    assert isinstance(default, str)
+    return default
+
+
+EVENT_TYPES: dict[str, type[Event]] = {_type_of(c): c for c in EVENT_CLASSES}
+
+
+class UnreadableEvent(Exception):
+    """A message that is not a valid event of a known type (poison: terminate, don't retry)."""
+
+
+def parse_event(data: bytes | str) -> Event:
+    """Return the event in data, or raise UnreadableEvent saying why."""
+    try:
+        raw = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UnreadableEvent(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise UnreadableEvent("not a JSON object")
+    kind = raw.get("type")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise UnreadableEvent(f"unknown event type {kind!r}")
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        raise UnreadableEvent(
+            f"invalid {kind}: {exc.error_count()} error(s): {exc.errors()[0]['msg']}"
+        ) from None
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """Return the JSON Schema of every event, keyed by file name (e.g. supply_reading.json)."""
+    out: dict[str, dict[str, Any]] = {}
+    for cls in EVENT_CLASSES:
+        name = _type_of(cls).split(".")[1]
+        schema = TypeAdapter(cls).json_schema(mode="serialization")
+        schema["$id"] = f"https://tonerwatch.dev/schemas/v1/{name}.json"
+        out[f"{name}.json"] = schema
+    return out
+
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "v1"
+
+
+def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
+    """Write every event's JSON Schema into directory; return the files written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, schema in json_schemas().items():
+        path = directory / name
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written

@@ -1,0 +1,32 @@
+"""Service lifetime: a stop event set by SIGTERM/SIGINT, shared by every loop of a process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """Set stop on SIGTERM and SIGINT (a second signal is left to the default handler)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, _first_then_default, loop, sig, stop)
+
+
+def _first_then_default(
+    loop: asyncio.AbstractEventLoop, sig: signal.Signals, stop: asyncio.Event
+) -> None:
+    stop.set()
+    loop.remove_signal_handler(sig)
+
+
+async def sleep_until_stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to seconds; return True if stop was set meanwhile."""
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -1,0 +1,115 @@
+"""Settings from the environment (prefix TONERWATCH_), a .env file and secret files, validated at start."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "TONERWATCH_"
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable and what to do."""
+
+
+class CommonSettings(BaseSettings):
+    """Settings every service shares: where the bus and the database are, and how to log."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    nats_url: str | None = Field(
+        default=None,
+        description="NATS server(s), comma separated; unset means embedded (tonerwatch up)",
+    )
+    nats_connect_timeout_s: float = Field(default=5.0, gt=0)
+    nats_connect_attempts: int = Field(
+        default=30, ge=1, description="Connect retries with back-off"
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; unset means SQLite in the data dir"
+    )
+    data_dir: Path | None = Field(
+        default=None, description="Where embedded NATS and SQLite keep data"
+    )
+    subject_root: str = Field(default="tw", description="First token of every NATS subject")
+    stream_prefix: str = Field(default="TW", description="Prefix of JetStream stream/bucket names")
+    event_max_age_days: float = Field(
+        default=7.0, gt=0, description="How long events stay in JetStream"
+    )
+    default_site: str = Field(default="default", description="Site id used when none is given")
+    log_level: str = Field(default="INFO")
+    log_format: Literal["auto", "json", "text"] = "auto"
+    instance: str = Field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+
+    @field_validator("subject_root", "stream_prefix", "default_site")
+    @classmethod
+    def _subject_token(cls, value: str) -> str:
+        if not _TOKEN.match(value):
+            raise ValueError(
+                "use letters, digits, '_' or '-' only (it becomes part of NATS subjects)"
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
+
+    def require_nats_url(self) -> str:
+        """Return the NATS URL or raise SettingsError saying how to set it."""
+        if not self.nats_url:
+            raise SettingsError(
+                f"{ENV_PREFIX}NATS_URL is not set: point it at a NATS server with JetStream "
+                "(e.g. nats://127.0.0.1:4222), or run 'tonerwatch up' for the embedded default"
+            )
+        return self.nats_url
+
+    def require_database_url(self) -> str:
+        """Return the database URL or raise SettingsError saying how to set it."""
+        if not self.database_url:
+            raise SettingsError(
+                f"{ENV_PREFIX}DATABASE_URL is not set: e.g. postgresql://user@host/db or "
+                "sqlite:////var/lib/tonerwatch/tonerwatch.db"
+            )
+        return self.database_url
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def load_settings(cls: type[S], *, secrets_dir: str | Path | None = None, **overrides: Any) -> S:
+    """Return validated settings of type cls, or raise SettingsError naming the bad variable."""
+    secrets = secrets_dir or os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
+    try:
+        if secrets:
+            return cls(_secrets_dir=str(secrets), **overrides)  # type: ignore[call-arg]
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Return one line per bad field, named as its environment variable."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "?"
+        env = ENV_PREFIX + field.upper()
+        secret = any(w in field for w in ("password", "key", "secret", "community", "token"))
+        got = "" if secret else f" (got {err.get('input')!r})"
+        lines.append(f"{env}: {err['msg']}{got}")
+    return "invalid settings: " + "; ".join(lines)

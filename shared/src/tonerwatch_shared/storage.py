@@ -1,0 +1,61 @@
+"""Storage: SQLModel engines from a URL (PostgreSQL in production, SQLite embedded) and Alembic migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import create_engine
+
+
+def normalise_url(url: str) -> str:
+    """Return url with the psycopg 3 driver for PostgreSQL (postgres:// and postgresql:// accepted)."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """Return the embedded default database URL in data_dir."""
+    return f"sqlite:///{(data_dir / 'tonerwatch.db').resolve()}"
+
+
+def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> Engine:
+    """Return an engine for url; schema sets PostgreSQL's search_path (tests isolate themselves so)."""
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            # WAL: readers never block the writer; foreign keys are off by default in SQLite.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    connect_args: dict[str, object] = {"connect_timeout": 10}
+    if schema:
+        connect_args["options"] = f"-csearch_path={schema}"
+    return create_engine(
+        url, echo=echo, pool_pre_ping=True, pool_size=10, connect_args=connect_args
+    )
+
+
+def migrate(engine: Engine, script_location: Path, revision: str = "head") -> None:
+    """Bring the database behind engine to revision with the Alembic scripts at script_location."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)

@@ -1,0 +1,64 @@
+"""Every NATS subject and stream name TonerWatch uses, in one place.
+
+Subjects are `<root>.<site>.<area>.<what>[.<key>]`, e.g. `tw.acme-hq.supply.reading.p-42`, so a
+consumer can filter by site (`tw.acme-hq.>`), by kind (`tw.*.supply.reading.*`) or by printer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+# area.what of each event type; the key (printer id, job id) follows where the event has one.
+PRINTER_FOUND = "printer.found"
+PRINTER_CONFIGURED = "printer.configured"
+PRINTER_REMOVED = "printer.removed"
+PRINTER_UNREACHABLE = "printer.unreachable"
+PRINTER_REACHABLE = "printer.reachable"
+SUPPLY_READING = "supply.reading"
+SUPPLY_REPLACED = "supply.replaced"
+THRESHOLD_CROSSED = "alert.crossed"
+ALERT_RESOLVED = "alert.resolved"
+DISCOVERY_REQUESTED = "discovery.requested"
+DISCOVERY_CANCELLED = "discovery.cancelled"
+DISCOVERY_PROGRESS = "discovery.progress"
+DISCOVERY_FINISHED = "discovery.finished"
+
+
+def token(value: str) -> str:
+    """Return value made safe as one subject token (dots and wildcards replaced)."""
+    return _UNSAFE.sub("_", value) or "_"
+
+
+@dataclass(frozen=True)
+class Subjects:
+    """Subject and stream names under one root and prefix (tests use unique ones to isolate)."""
+
+    root: str = "tw"
+    stream_prefix: str = "TW"
+
+    def subject(self, site: str, area_what: str, key: str | None = None) -> str:
+        """Return the subject for one event."""
+        base = f"{self.root}.{token(site)}.{area_what}"
+        return f"{base}.{token(key)}" if key is not None else base
+
+    def filter(self, area_what: str, site: str = "*", key: str = "*", keyed: bool = True) -> str:
+        """Return a wildcard filter for an event kind across sites (and keys)."""
+        base = f"{self.root}.{site}.{area_what}"
+        return f"{base}.{key}" if keyed else base
+
+    @property
+    def all(self) -> str:
+        """Return the filter that matches every TonerWatch subject."""
+        return f"{self.root}.>"
+
+    @property
+    def events_stream(self) -> str:
+        """Return the name of the stream that keeps every event."""
+        return f"{self.stream_prefix}_EVENTS"
+
+    def name(self, suffix: str) -> str:
+        """Return a stream, consumer or bucket name under this prefix."""
+        return f"{self.stream_prefix}_{suffix}"

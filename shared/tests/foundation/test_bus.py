@@ -1,0 +1,122 @@
+"""The bus against a real NATS JetStream: dedupe, ack, retry with back-off, poison terminated."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tonerwatch_shared import events as ev
+from tonerwatch_shared.bus import Bus, ConsumerSpec, retry_delay, wait_for_event
+from tonerwatch_shared.printer.model import PrinterIdentity
+
+
+def _found(address: str = "127.0.0.5") -> ev.PrinterFound:
+    return ev.PrinterFound(
+        source="test", site_id="site-a", address=address, identity=PrinterIdentity(vendor="HP")
+    )
+
+
+async def test_publish_twice_with_same_event_id_stores_once(bus: Bus) -> None:
+    event = _found()
+    assert await bus.publish(event) is True
+    assert await bus.publish(event) is False  # Nats-Msg-Id dedupe
+    info = await bus.js.stream_info(bus.subjects.events_stream)
+    assert info.state.messages == 1
+
+
+async def test_consumer_acks_handled_events_once(bus: Bus) -> None:
+    seen: list[ev.Event] = []
+    stop = asyncio.Event()
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        seen.append(event)
+        if len(seen) == 3:
+            stop.set()
+
+    for i in range(3):
+        await bus.publish(_found(f"127.0.0.{i + 10}"))
+    spec = ConsumerSpec(
+        durable="t-acks", filter_subject=bus.subjects.filter("printer.found", keyed=False)
+    )
+    await asyncio.wait_for(bus.consume(spec, handler, stop=stop), 15)
+    assert [e.address for e in seen if isinstance(e, ev.PrinterFound)] == [
+        "127.0.0.10",
+        "127.0.0.11",
+        "127.0.0.12",
+    ]
+    info = await bus.js.consumer_info(bus.subjects.events_stream, "t-acks")
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_failing_handler_is_retried_then_succeeds(bus: Bus) -> None:
+    attempts = 0
+    stop = asyncio.Event()
+
+    async def flaky(_event: ev.Event, _msg: object) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise RuntimeError("database briefly down")
+        stop.set()
+
+    await bus.publish(_found())
+    spec = ConsumerSpec(
+        durable="t-retry", filter_subject=bus.subjects.filter("printer.found", keyed=False)
+    )
+    await asyncio.wait_for(bus.consume(spec, flaky, stop=stop), 15)
+    assert attempts == 2
+
+
+async def test_poison_message_is_terminated_not_redelivered(bus: Bus) -> None:
+    subject = bus.subjects.subject("site-a", "printer.found")
+    await bus.js.publish(subject, b"{broken json")
+    await bus.publish(_found("127.0.0.99"))
+    handled: list[ev.Event] = []
+    stop = asyncio.Event()
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        handled.append(event)
+        stop.set()
+
+    spec = ConsumerSpec(durable="t-poison", filter_subject=subject, ack_wait_s=1.0)
+    await asyncio.wait_for(bus.consume(spec, handler, stop=stop), 15)
+    await asyncio.sleep(1.5)  # past ack_wait: a poison message not terminated would come back
+    info = await bus.js.consumer_info(bus.subjects.events_stream, "t-poison")
+    assert len(handled) == 1
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0
+
+
+async def test_ensure_stream_is_idempotent(bus: Bus) -> None:
+    await bus.ensure_event_stream()
+    await bus.ensure_event_stream()
+    info = await bus.js.stream_info(bus.subjects.events_stream)
+    assert info.config.duplicate_window == 120.0
+
+
+async def test_wait_for_event_finds_a_published_event(bus: Bus) -> None:
+    await bus.publish(_found("127.0.0.77"))
+    got = await wait_for_event(
+        bus,
+        bus.subjects.filter("printer.found", keyed=False),
+        lambda e: isinstance(e, ev.PrinterFound) and e.address == "127.0.0.77",
+        timeout_s=5,
+    )
+    assert isinstance(got, ev.PrinterFound)
+
+
+async def test_connect_to_nothing_fails_with_the_url(subjects: object) -> None:
+    from tonerwatch_shared.bus import BusError
+    from tonerwatch_shared.embedded import free_tcp_port
+    from tonerwatch_shared.subjects import Subjects
+
+    url = f"nats://127.0.0.1:{free_tcp_port()}"
+    try:
+        await Bus.connect(url, subjects=Subjects(), name="t", attempts=2, connect_timeout_s=0.5)
+    except BusError as exc:
+        assert url in str(exc)
+    else:
+        raise AssertionError("connect to a closed port must fail")
+
+
+def test_retry_delay_grows_and_is_capped() -> None:
+    assert [retry_delay(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
+    assert retry_delay(50) == 60.0

@@ -1,0 +1,114 @@
+"""Events: round trips, tolerant readers, poison detection, and schemas that match the code."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+
+from tonerwatch_shared import events as ev
+from tonerwatch_shared.printer.model import PrinterIdentity, Supply, SupplyKind, SupplyState
+from tonerwatch_shared.subjects import Subjects
+
+
+def _reading() -> ev.SupplyReading:
+    return ev.SupplyReading(
+        source="poller",
+        site_id="acme-hq",
+        printer_id="p-42",
+        address="127.0.0.1",
+        printer=PrinterIdentity(vendor="HP", model="LaserJet Pro M252dw"),
+        supplies=(
+            Supply(
+                index="1.1",
+                description="Black Cartridge",
+                kind=SupplyKind.TONER,
+                colour="black",
+                level=8,
+                max_capacity=100,
+                percent=8.0,
+                state=SupplyState.LOW,
+            ),
+        ),
+    )
+
+
+def test_supply_reading_round_trips_through_json() -> None:
+    reading = _reading()
+    assert ev.parse_event(reading.to_bytes()) == reading
+
+
+def test_event_type_and_subject_name_the_site_and_printer() -> None:
+    reading = _reading()
+    assert reading.type == "tonerwatch.supply_reading.v1"
+    assert reading.subject(Subjects()) == "tw.acme-hq.supply.reading.p-42"
+    assert reading.occurred_at.tzinfo is not None
+
+
+def test_reader_ignores_fields_it_does_not_know() -> None:
+    raw = json.loads(_reading().to_bytes())
+    raw["added_in_a_later_release"] = {"x": 1}
+    raw["supplies"][0]["new_supply_field"] = True
+    parsed = ev.parse_event(json.dumps(raw))
+    assert isinstance(parsed, ev.SupplyReading)
+    assert parsed.supplies[0].percent == 8.0
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (b"\xff\xfe not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"type": "tonerwatch.nope.v1"}', "unknown event type"),
+        (b'{"type": "tonerwatch.supply_reading.v1", "site_id": "x"}', "invalid"),
+    ],
+)
+def test_unreadable_messages_are_named_poison(payload: bytes, why: str) -> None:
+    with pytest.raises(ev.UnreadableEvent, match=why):
+        ev.parse_event(payload)
+
+
+def test_site_ids_must_be_subject_safe() -> None:
+    with pytest.raises(ValueError):
+        ev.PrinterRemoved(source="api", site_id="a.b", printer_id="p")
+
+
+def test_events_are_frozen() -> None:
+    reading = _reading()
+    with pytest.raises(ValueError):
+        reading.printer_id = "other"  # type: ignore[misc]
+
+
+def test_snmp_secrets_never_in_repr() -> None:
+    creds = ev.SnmpCredentials(
+        version="3", user="u", auth_key="auth-secret", priv_key="priv-secret", community="c0mm"
+    )
+    configured = ev.PrinterConfigured(
+        source="api", site_id="s", printer_id="p", address="127.0.0.1", credentials=creds
+    )
+    text = repr(configured) + str(configured)
+    assert "auth-secret" not in text and "priv-secret" not in text and "c0mm" not in text
+
+
+def test_every_event_type_is_registered_once() -> None:
+    types = [c.model_fields["type"].default for c in ev.EVENT_CLASSES]
+    assert len(types) == len(set(types)) == len(ev.EVENT_TYPES)
+    assert all(t.startswith("tonerwatch.") and t.endswith(".v1") for t in types)
+
+
+def test_event_ids_are_unique_uuids() -> None:
+    a, b = _reading(), _reading()
+    assert isinstance(a.event_id, uuid.UUID) and a.event_id != b.event_id
+
+
+def test_checked_in_schemas_match_the_models() -> None:
+    """Fails when a model changed without re-exporting (TONERWATCH_UPDATE_SCHEMAS=1 rewrites them)."""
+    if os.environ.get("TONERWATCH_UPDATE_SCHEMAS"):
+        ev.write_schemas()
+    expected = ev.json_schemas()
+    on_disk = {p.name: json.loads(p.read_text()) for p in ev.SCHEMA_DIR.glob("*.json")}
+    assert sorted(on_disk) == sorted(expected), "schema files differ from EVENT_CLASSES"
+    for name, schema in expected.items():
+        assert on_disk[name] == json.loads(json.dumps(schema)), f"{name} drifted from its model"
