@@ -57,14 +57,23 @@ class SupplyState(StrEnum):
 class Supply(_Frozen):
     """One supply (toner, ink, drum, waste bin ...) with its level as the device reports it."""
 
-    index: str = Field(description='Position in prtMarkerSuppliesTable ("1.2"), or a source-specific key')
+    index: str = Field(
+        description='Position in prtMarkerSuppliesTable ("1.2"), or a source-specific key'
+    )
     description: str
     part_number: str | None = None
     kind: SupplyKind = SupplyKind.OTHER
-    colour: str | None = Field(default=None, description="black, cyan, magenta, yellow, ... or None")
+    colour: str | None = Field(
+        default=None, description="black, cyan, magenta, yellow, ... or None"
+    )
+    colour_hex: str | None = Field(default=None, description='IPP marker-colors value ("#00FFFF")')
     supply_class: SupplyClass = SupplyClass.CONSUMED
-    unit: str | None = Field(default=None, description="RFC 3805 PrtMarkerSuppliesSupplyUnitTC name")
-    level: int | None = Field(default=None, description="Raw prtMarkerSuppliesLevel (may be -1/-2/-3)")
+    unit: str | None = Field(
+        default=None, description="RFC 3805 PrtMarkerSuppliesSupplyUnitTC name"
+    )
+    level: int | None = Field(
+        default=None, description="Raw prtMarkerSuppliesLevel (may be -1/-2/-3)"
+    )
     max_capacity: int | None = Field(default=None, description="Raw prtMarkerSuppliesMaxCapacity")
     percent: float | None = Field(
         default=None,
@@ -73,6 +82,9 @@ class Supply(_Frozen):
     state: SupplyState = SupplyState.UNKNOWN
     flags: tuple[str, ...] = Field(default=(), description='e.g. "clamped", "private_mib"')
     source: str = Field(default="printer_mib", description="printer_mib, brother_private, ipp ...")
+    pages_left: int | None = Field(
+        default=None, description="Pages the device expects this part to last"
+    )
 
 
 class Tray(_Frozen):
@@ -129,6 +141,7 @@ class PrinterIdentity(_Frozen):
     sys_location: str | None = None
     firmware: str | None = None
     mac_address: str | None = None
+    uuid: str | None = Field(default=None, description="IPP printer-uuid (urn:uuid:...)")
     is_printer: bool = True
 
 
