@@ -1,0 +1,204 @@
+"""Polling one printer: learn its table layout once, then read only what changes in one GET."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from tonerwatch_shared.printer import oids
+from tonerwatch_shared.snmp.base import DEFAULT_MAX_VALUES, SnmpProtocol
+from tonerwatch_shared.snmp.errors import IoStats
+from tonerwatch_shared.snmp.target import SnmpTarget
+from tonerwatch_shared.snmp.types import Missing, SnmpValue
+from tonerwatch_shared.snmp.walk import Stream
+
+# RFC 3805 prtGeneralTable: counters that move when the layout or the alert table changes.
+PRT_GENERAL_CONFIG_CHANGES = "1.3.6.1.2.1.43.5.1.1.1"
+PRT_ALERT_ALL_EVENTS = "1.3.6.1.2.1.43.5.1.1.19"
+
+LEARN_SCALARS: tuple[str, ...] = (
+    oids.SYS_DESCR,
+    oids.SYS_OBJECT_ID,
+    oids.SYS_UPTIME,
+    oids.SYS_NAME,
+    oids.SYS_LOCATION,
+    *oids.DEVICE_ID_OIDS,
+    oids.BROTHER_MAINTENANCE,
+    oids.BROTHER_COUNTERS,
+    oids.BROTHER_PAGES_LEFT,
+    oids.BROTHER_STATUS_TEXT,
+    oids.BROTHER_SERIAL,
+)
+
+_SUPPLIES = oids.PRT_MARKER_SUPPLIES
+_INPUT = oids.PRT_INPUT
+_ALERT = oids.PRT_ALERT
+LEARN_COLUMNS: tuple[str, ...] = (
+    *(f"{_SUPPLIES}.{c}" for c in range(2, 10)),  # marker index .. level
+    oids.PRT_MARKER_COLORANT_VALUE,
+    *(f"{_INPUT}.{c}" for c in (8, 9, 10, 12, 13)),  # unit, max, level, media, name
+    oids.PRT_MARKER_LIFE_COUNT,
+    oids.PRT_MARKER_POWER_ON_COUNT,
+    *(f"{_ALERT}.{c}" for c in (2, 4, 7, 8)),  # severity, group, code, description
+    oids.HR_DEVICE_TYPE,
+    oids.HR_DEVICE_DESCR,
+    oids.HR_DEVICE_STATUS,
+    oids.HR_PRINTER_STATUS,
+    oids.HR_PRINTER_DETECTED_ERROR_STATE,
+    oids.PRT_GENERAL_SERIAL_NUMBER,
+    PRT_GENERAL_CONFIG_CHANGES,
+    PRT_ALERT_ALL_EVENTS,
+)
+
+# Read on every steady poll; everything else only changes with the layout.
+VOLATILE_PREFIXES: tuple[str, ...] = (
+    oids.SYS_UPTIME,
+    f"{_SUPPLIES}.9.",  # level
+    f"{_INPUT}.10.",  # current level
+    oids.PRT_MARKER_LIFE_COUNT + ".",
+    oids.PRT_MARKER_POWER_ON_COUNT + ".",
+    f"{_ALERT}.",  # alerts come and go: a vanished row is a layout change
+    oids.HR_DEVICE_STATUS + ".",
+    oids.HR_PRINTER_STATUS + ".",
+    oids.HR_PRINTER_DETECTED_ERROR_STATE + ".",
+    PRT_GENERAL_CONFIG_CHANGES + ".",
+    PRT_ALERT_ALL_EVENTS + ".",
+    oids.BROTHER_MAINTENANCE,
+    oids.BROTHER_COUNTERS,
+    oids.BROTHER_PAGES_LEFT,
+    oids.BROTHER_STATUS_TEXT,
+)
+# A change in any of these means rows were added or removed: learn again.
+_TRIGGER_PREFIXES = (PRT_GENERAL_CONFIG_CHANGES + ".", PRT_ALERT_ALL_EVENTS + ".")
+
+DEFAULT_RELEARN_EVERY = 96  # steady polls between full walks (a day at 15-minute polls)
+
+
+def learn_columns() -> tuple[str, ...]:
+    """The columns the first poll walks: ours plus any the printer parser declares."""
+    extra: Sequence[str] = getattr(oids, "POLL_COLUMNS", ())
+    return tuple(dict.fromkeys((*LEARN_COLUMNS, *(c.strip(".") for c in extra))))
+
+
+def learn_scalars() -> tuple[str, ...]:
+    """The scalars the first poll reads: ours plus any the printer parser declares."""
+    extra: Sequence[str] = getattr(oids, "POLL_SCALARS", ())
+    return tuple(dict.fromkeys((*LEARN_SCALARS, *(s.strip(".") for s in extra))))
+
+
+def is_volatile(oid: str) -> bool:
+    """True for values a steady poll reads again (levels, counters, status, alerts)."""
+    return oid.startswith(VOLATILE_PREFIXES)
+
+
+@dataclass(frozen=True)
+class PollPlan:
+    """A printer's learned layout: the OIDs it has, which to re-read, and the rest's values."""
+
+    volatile: tuple[str, ...]
+    static: Mapping[str, SnmpValue]
+    triggers: Mapping[str, SnmpValue] = field(default_factory=dict)
+    uptime: int | None = None
+    steady_polls: int = 0
+
+    @property
+    def oids(self) -> tuple[str, ...]:
+        """Every concrete OID found on the learning walk."""
+        return (*self.static, *self.volatile)
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """One poll: every known value (static ones from the plan), what it cost, the plan to reuse."""
+
+    values: dict[str, SnmpValue]
+    bytes_sent: int
+    bytes_received: int
+    requests: int
+    round_trips: int
+    plan: PollPlan
+    learned: bool
+    anomalies: tuple[str, ...] = ()
+
+
+def plan_from_values(values: Mapping[str, SnmpValue]) -> PollPlan:
+    """The plan for a printer whose learning walk returned these values."""
+    present = {o: v for o, v in values.items() if not isinstance(v, Missing)}
+    volatile = tuple(o for o in present if is_volatile(o))
+    static = {o: v for o, v in present.items() if not is_volatile(o)}
+    triggers = {o: v for o, v in present.items() if o.startswith(_TRIGGER_PREFIXES)}
+    uptime = present.get(oids.SYS_UPTIME)
+    return PollPlan(volatile, static, triggers, uptime if isinstance(uptime, int) else None)
+
+
+def needs_relearn(plan: PollPlan, fresh: Mapping[str, SnmpValue]) -> str | None:
+    """Why the layout may have changed since the plan was learned, or None."""
+    for oid in plan.volatile:
+        value = fresh.get(oid, Missing.NO_SUCH_INSTANCE)
+        if isinstance(value, Missing):
+            return f"{oid} is gone ({value.value})"
+    for oid, before in plan.triggers.items():
+        if fresh.get(oid) != before:
+            return f"{oid} changed"
+    uptime = fresh.get(oids.SYS_UPTIME)
+    if isinstance(uptime, int) and plan.uptime is not None and uptime < plan.uptime:
+        return "agent restarted"
+    return None
+
+
+async def learn(
+    client: SnmpProtocol,
+    target: SnmpTarget,
+    stats: IoStats,
+    *,
+    max_values: int = DEFAULT_MAX_VALUES,
+) -> tuple[dict[str, SnmpValue], list[str]]:
+    """All learn values (scalars read as GETBULK non-repeaters) and the walk's anomalies."""
+    streams = Stream.columns(learn_columns())
+    scalars = learn_scalars()
+    values = await client.walk_streams(
+        target, streams, max_values, scalars=scalars, max_values=max_values, stats=stats
+    )
+    return values, [f"{s.entry}.{s.first}: {s.anomaly}" for s in streams if s.anomaly]
+
+
+async def poll_printer(
+    client: SnmpProtocol,
+    target: SnmpTarget,
+    plan: PollPlan | None = None,
+    *,
+    relearn_every: int = DEFAULT_RELEARN_EVERY,
+    max_values: int = DEFAULT_MAX_VALUES,
+) -> PollResult:
+    """The printer's values: a learning walk without a plan, else one GET of the volatile OIDs."""
+    stats = IoStats()
+    if plan is not None and plan.volatile and plan.steady_polls < relearn_every:
+        fresh = await client.get(target, plan.volatile, stats=stats)
+        if needs_relearn(plan, fresh) is None:
+            uptime = fresh.get(oids.SYS_UPTIME)
+            plan = replace(
+                plan,
+                steady_polls=plan.steady_polls + 1,
+                uptime=uptime if isinstance(uptime, int) else plan.uptime,
+            )
+            return PollResult(
+                {**plan.static, **fresh},
+                stats.bytes_sent,
+                stats.bytes_received,
+                stats.requests,
+                stats.round_trips,
+                plan,
+                learned=False,
+            )
+    values, anomalies = await learn(client, target, stats, max_values=max_values)
+    new_plan = plan_from_values(values)
+    return PollResult(
+        {o: v for o, v in values.items() if not isinstance(v, Missing)},
+        stats.bytes_sent,
+        stats.bytes_received,
+        stats.requests,
+        stats.round_trips,
+        new_plan,
+        learned=True,
+        anomalies=tuple(anomalies),
+    )
