@@ -32,7 +32,7 @@ SYS_DESCR_QUIRKS: tuple[SysDescrQuirk, ...] = (
     ),
     # External print servers: "... PrintServer: Attached to MC873" (OKI) names the printer.
     SysDescrQuirk(
-        re.compile(r"PrintServer:?\s*Attached to\s+(?P<model>[^,;]+)", re.IGNORECASE),
+        re.compile(r"PrintServer:?\s*Attached to\s+(?P<model>[^\s,;]+)", re.IGNORECASE),
         print_server=True,
         source="OKI OkiLAN print servers (issue example)",
     ),
