@@ -105,7 +105,7 @@ def _ssl_for(tls: bool, verify: bool | ssl.SSLContext) -> bool | ssl.SSLContext:
     return ssl.create_default_context() if verify else False
 
 
-def _connection_error(exc: BaseException, where: str) -> IppError:
+def _connection_error(exc: BaseException, where: str, timeout: float) -> IppError:
     """Return the clear error for a pyipp/aiohttp connection failure."""
     cause: BaseException | None = exc
     while cause is not None:
@@ -114,7 +114,7 @@ def _connection_error(exc: BaseException, where: str) -> IppError:
         ):
             return IppConnectionRefused(f"connection refused by {where}")
         if isinstance(cause, asyncio.TimeoutError | TimeoutError):
-            return IppTimeout(f"no answer from {where}")
+            return IppTimeout(f"no answer from {where} within {timeout:g} s")
         if isinstance(cause, aiohttp.ServerDisconnectedError):
             return IppNotAPrinter(f"{where} closed the connection without an HTTP answer")
         if isinstance(cause, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
@@ -182,9 +182,9 @@ async def fetch_printer_attributes(
     except IPPConnectionUpgradeRequired as exc:
         raise IppNotAPrinter(f"{where} demands TLS (HTTP 426); use tls=True") from exc
     except IPPConnectionError as exc:
-        raise _connection_error(exc, where) from exc
+        raise _connection_error(exc, where, timeout) from exc
     except (aiohttp.ClientError, OSError) as exc:
-        raise _connection_error(exc, where) from exc
+        raise _connection_error(exc, where, timeout) from exc
     finally:
         await session.close()
     elapsed = time.monotonic() - started

@@ -82,9 +82,9 @@ PALETTE: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("blue", (0x00, 0x00, 0xFF)),
     ("gray", (0x80, 0x80, 0x80)),
 )
-# Euclidean RGB distance beyond which a colour is not called by any palette name (about a
-# third of the way from a primary to its neighbour).
-PALETTE_MAX_DISTANCE = 110.0
+# Euclidean RGB distance beyond which a colour is not called by any palette name: under half
+# the 255 between neighbouring primaries, so a name is never a coin toss between two of them.
+PALETTE_MAX_DISTANCE = 120.0
 
 # printer-state-reasons (RFC 8011 5.4.12, PWG 5100.9) onto the hrPrinterDetectedErrorState bit
 # names (RFC 3805) the SNMP decoding uses. The paper/door/jam/tray/output rows are CUPS' own

@@ -38,7 +38,7 @@ from tonerwatch_shared.printer.model import (
 
 SOURCE = "ipp"
 
-# What parse_ipp_attributes needs; absent ones are listed in PrinterSnapshot.missing.
+# What parse_ipp_attributes needs; absent ones go to PrinterSnapshot.missing as "ipp:<name>".
 EXPECTED_ATTRIBUTES: tuple[str, ...] = (
     "marker-names",
     "marker-levels",
@@ -324,7 +324,9 @@ def parse_ipp_attributes(attrs: Mapping[str, Any]) -> PrinterSnapshot:
         printer=parse_identity(attrs),
         supplies=parse_supplies(attrs),
         status=parse_status(attrs),
-        missing=tuple(name for name in EXPECTED_ATTRIBUTES if not _values(attrs.get(name))),
+        missing=tuple(
+            f"ipp:{name}" for name in EXPECTED_ATTRIBUTES if not _values(attrs.get(name))
+        ),
     )
 
 
