@@ -1,0 +1,354 @@
+"""The poller: keeps the monitored fleet, polls each printer on time, publishes `supply-reading`.
+
+How replicas share the fleet (JetStream work distribution): every monitored printer has exactly
+one *poll job* message in a work-queue stream (one message per subject, new ones discarded, so a
+printer can never have two). Replicas pull jobs from one durable consumer; whoever gets a job
+polls the printer, publishes the reading, and `nak`s the job with a delay of the printer's interval,
+so JetStream hands it out again — to any live replica — when the next poll is due. A replica that
+dies mid-poll stops acking; after `ack_wait` the job goes to another replica. No printer is polled
+twice at once, none is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.kv import KeyValue
+from pydantic import Field
+from tonerwatch_shared.bus import Bus, ConsumerSpec
+from tonerwatch_shared.events import (
+    Event,
+    PrinterConfigured,
+    PrinterReachable,
+    PrinterRemoved,
+    PrinterUnreachable,
+)
+from tonerwatch_shared.lifecycle import install_stop_signals
+from tonerwatch_shared.logs import current_site
+from tonerwatch_shared.settings import CommonSettings
+from tonerwatch_shared.snmp.errors import SnmpError
+from tonerwatch_shared.snmp.poll import PollPlan
+from tonerwatch_shared.snmp.udp import UdpSnmpClient
+from tonerwatch_shared.subjects import PRINTER_CONFIGURED, PRINTER_REMOVED, Subjects, token
+
+from tonerwatch_poller.reading import read_printer, target_for
+
+log = logging.getLogger("tonerwatch.poller")
+
+JOB_AREA = "polljob"  # outside the events stream's areas, so the two streams never overlap
+
+
+class Settings(CommonSettings):
+    """Poller knobs (env TONERWATCH_<NAME>)."""
+
+    poll_interval_s: float = Field(default=300.0, gt=0, description="Default interval per printer")
+    poll_timeout_s: float = Field(default=2.0, gt=0, description="Per SNMP request")
+    poll_retries: int = Field(default=1, ge=0)
+    poll_concurrency: int = Field(default=64, ge=1, description="Printers polled at once per replica")
+    unreachable_after: int = Field(default=3, ge=1, description="Failed polls in a row before unreachable")
+    poll_jitter: float = Field(default=0.05, ge=0, le=0.5, description="± fraction of interval")
+    job_ack_wait_s: float = Field(default=60.0, gt=0, description="A job unanswered this long goes to another replica")
+
+
+@dataclass
+class PrinterHealth:
+    """What the poller remembers between polls of one printer (kept in KV, shared by replicas)."""
+
+    failures: int = 0
+    unreachable: bool = False
+    last_success_at: str | None = None
+    last_error: str | None = None
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.__dict__).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes | None) -> PrinterHealth:
+        if not data:
+            return cls()
+        try:
+            raw = json.loads(data)
+            return cls(**{k: raw[k] for k in ("failures", "unreachable", "last_success_at", "last_error") if k in raw})
+        except (ValueError, TypeError):
+            return cls()
+
+
+def next_delay(interval_s: float, jitter: float, rng: random.Random) -> float:
+    """Return the delay before the next poll: the interval, spread by ± jitter."""
+    return max(1.0, interval_s * (1 + rng.uniform(-jitter, jitter)))
+
+
+def first_delay(interval_s: float, rng: random.Random) -> float:
+    """Return the delay of a new printer's first poll: uniform in the interval, so polls spread evenly."""
+    return rng.uniform(0, min(interval_s, 10.0))
+
+
+@dataclass
+class Poller:
+    """One poller replica: its bus, SNMP client, and what it learned of printers' layouts."""
+
+    settings: Settings
+    bus: Bus
+    client: UdpSnmpClient
+    printers: KeyValue
+    health: KeyValue
+    rng: random.Random = field(default_factory=random.Random)
+    plans: dict[str, PollPlan] = field(default_factory=dict)
+    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def subjects(self) -> Subjects:
+        return self.bus.subjects
+
+    @property
+    def jobs_stream(self) -> str:
+        return self.subjects.name("POLLJOBS")
+
+    def job_subject(self, site: str, printer_id: str) -> str:
+        return self.subjects.subject(site, JOB_AREA, printer_id)
+
+    async def ensure_jobs_stream(self) -> None:
+        """Create the work-queue stream of poll jobs: at most one job per printer."""
+        await self.bus.ensure_stream(
+            StreamConfig(
+                name=self.jobs_stream,
+                description="TonerWatch poll jobs: one per monitored printer",
+                subjects=[f"{self.subjects.root}.*.{JOB_AREA}.*"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                max_msgs_per_subject=1,
+                discard=DiscardPolicy.NEW,
+                discard_new_per_subject=True,
+            )
+        )
+
+    # --- configuration -------------------------------------------------------------------------
+
+    async def on_config(self, event: Event, _msg: Msg) -> None:
+        """Keep the fleet in KV and make sure each monitored printer has its one poll job."""
+        if isinstance(event, PrinterConfigured) and event.monitored:
+            await self.printers.put(token(event.printer_id), event.to_bytes())
+            await self.schedule(event)
+        elif isinstance(event, (PrinterRemoved, PrinterConfigured)):
+            with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+                await self.printers.delete(token(event.printer_id))
+            self.plans.pop(event.printer_id, None)
+            # The job ends itself the next time it comes due and finds no configuration.
+
+    async def schedule(self, config: PrinterConfigured) -> None:
+        """Publish the printer's poll job unless it has one already (the stream refuses a second)."""
+        payload = json.dumps({"printer_id": config.printer_id, "site_id": config.site_id}).encode()
+        try:
+            await self.bus.js.publish(self.job_subject(config.site_id, config.printer_id), payload, timeout=5.0)
+        except nats.js.errors.APIError as exc:
+            if "maximum messages per subject" not in str(exc).lower():
+                raise
+            # Already scheduled: the per-subject limit is what keeps a printer from being polled twice.
+            return
+        log.info("scheduled %s at %s", config.printer_id, config.address)
+
+    # --- polling -------------------------------------------------------------------------------
+
+    async def run_jobs(self, stop: asyncio.Event) -> None:
+        """Pull due poll jobs until stop, polling up to poll_concurrency printers at once."""
+        durable = self.subjects.name("poller_jobs")
+        await self.bus.js.add_consumer(
+            self.jobs_stream,
+            ConsumerConfig(
+                durable_name=durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=self.settings.job_ack_wait_s,
+                max_deliver=-1,
+                max_ack_pending=-1,  # every monitored printer's job is pending between polls
+            ),
+        )
+        sub = await self.bus.js.pull_subscribe_bind(durable, stream=self.jobs_stream)
+        slots = asyncio.Semaphore(self.settings.poll_concurrency)
+        try:
+            while not stop.is_set():
+                free = max(1, self.settings.poll_concurrency - len(self.in_flight))
+                try:
+                    msgs = await sub.fetch(min(free, 256), timeout=1.0)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue
+                except nats.errors.ConnectionClosedError:
+                    return
+                for msg in msgs:
+                    await slots.acquire()
+                    task = asyncio.create_task(self._job(msg, slots))
+                    self.in_flight.add(task)
+                    task.add_done_callback(self.in_flight.discard)
+        finally:
+            if self.in_flight:
+                # Let polls under way finish (bounded by their own timeouts) so no reading is lost.
+                await asyncio.wait(self.in_flight, timeout=self.settings.poll_timeout_s * 4 + 5)
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _job(self, msg: Msg, slots: asyncio.Semaphore) -> None:
+        try:
+            await self.handle_job(msg)
+        except Exception:
+            log.exception("poll job failed; retrying in 30 s")
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=30)
+        finally:
+            slots.release()
+
+    async def handle_job(self, msg: Msg) -> None:
+        """Poll the job's printer once and reschedule it, or end the job if the printer is gone."""
+        try:
+            job = json.loads(msg.data)
+            printer_id = str(job["printer_id"])
+        except (ValueError, KeyError, TypeError):
+            log.error("terminated malformed poll job on %s", msg.subject)
+            await msg.term()
+            return
+        try:
+            entry = await self.printers.get(token(printer_id))
+        except nats.js.errors.KeyNotFoundError:
+            entry = None
+        if entry is None or not entry.value:
+            await msg.term()  # printer removed: its job ends here
+            self.plans.pop(printer_id, None)
+            return
+        config = PrinterConfigured.model_validate_json(entry.value)
+        current_site.set(config.site_id)
+        if config.protocol == "ipp":
+            # IPP-only printers are polled by the IPP path (not in this build): keep the job alive.
+            await msg.nak(delay=next_delay(config.interval_s, self.settings.poll_jitter, self.rng))
+            return
+        await self.poll(config)
+        await msg.nak(delay=next_delay(config.interval_s, self.settings.poll_jitter, self.rng))
+
+    async def poll(self, config: PrinterConfigured) -> bool:
+        """Poll one printer, publish its reading and any reachability change; return success."""
+        target = target_for(
+            config.address,
+            config.port,
+            config.credentials,
+            timeout_s=self.settings.poll_timeout_s,
+            retries=self.settings.poll_retries,
+        )
+        health_key = token(config.printer_id)
+        try:
+            entry = await self.health.get(health_key)
+            health = PrinterHealth.from_bytes(entry.value)
+        except nats.js.errors.KeyNotFoundError:
+            health = PrinterHealth()
+        try:
+            polled = await read_printer(
+                self.client,
+                target,
+                printer_id=config.printer_id,
+                site_id=config.site_id,
+                source=f"poller/{self.settings.instance}",
+                plan=self.plans.get(config.printer_id),
+            )
+        except (SnmpError, OSError, TimeoutError) as exc:
+            self.plans.pop(config.printer_id, None)
+            health.failures += 1
+            health.last_error = str(exc) or type(exc).__name__
+            log.info("poll of %s (%s) failed %d time(s): %s", config.printer_id, config.address, health.failures, health.last_error)
+            if health.failures >= self.settings.unreachable_after and not health.unreachable:
+                health.unreachable = True
+                await self.bus.publish(
+                    PrinterUnreachable(
+                        source=f"poller/{self.settings.instance}",
+                        site_id=config.site_id,
+                        printer_id=config.printer_id,
+                        address=config.address,
+                        consecutive_failures=health.failures,
+                        reason=health.last_error,
+                        last_success_at=datetime.fromisoformat(health.last_success_at)
+                        if health.last_success_at
+                        else None,
+                    )
+                )
+            await self.health.put(health_key, health.to_bytes())
+            return False
+        self.plans[config.printer_id] = polled.plan
+        await self.bus.publish(polled.reading)
+        was_unreachable = health.unreachable
+        health = PrinterHealth(last_success_at=datetime.now(UTC).isoformat())
+        if was_unreachable:
+            await self.bus.publish(
+                PrinterReachable(
+                    source=f"poller/{self.settings.instance}",
+                    site_id=config.site_id,
+                    printer_id=config.printer_id,
+                    address=config.address,
+                )
+            )
+        await self.health.put(health_key, health.to_bytes())
+        return True
+
+
+async def run(settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
+    """Run one poller replica until stop (or SIGTERM): config consumer + job loop, then drain."""
+    if stop is None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+    subjects = Subjects(settings.subject_root, settings.stream_prefix)
+    bus = await Bus.connect(
+        settings.require_nats_url(),
+        subjects=subjects,
+        name=f"poller/{settings.instance}",
+        max_age_s=settings.event_max_age_days * 86400,
+        attempts=settings.nats_connect_attempts,
+        connect_timeout_s=settings.nats_connect_timeout_s,
+    )
+    client = UdpSnmpClient(max_in_flight=settings.poll_concurrency)
+    try:
+        await bus.ensure_event_stream()
+        poller = Poller(
+            settings=settings,
+            bus=bus,
+            client=client,
+            printers=await bus.key_value("POLLER_PRINTERS"),
+            health=await bus.key_value("POLLER_HEALTH"),
+        )
+        await poller.ensure_jobs_stream()
+        config_spec = ConsumerSpec(
+            durable=subjects.name("poller_config"),
+            filter_subject=f"{subjects.root}.*.printer.*.*",
+        )
+        if ready is not None:
+            ready.set()
+        log.info("poller ready")
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(bus.consume(config_spec, _only(poller.on_config), stop=stop))
+            tg.create_task(poller.run_jobs(stop))
+    finally:
+        await client.close()
+        await bus.drain()
+
+
+def _only(handler):  # type: ignore[no-untyped-def]
+    """Return handler restricted to configuration events (the filter also matches found/unreachable)."""
+
+    async def wrapped(event: Event, msg: Msg) -> None:
+        if isinstance(event, (PrinterConfigured, PrinterRemoved)):
+            await handler(event, msg)
+
+    return wrapped
+
+
+__all__ = ["PRINTER_CONFIGURED", "PRINTER_REMOVED", "Poller", "Settings", "run"]

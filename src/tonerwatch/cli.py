@@ -1,0 +1,185 @@
+"""The `tonerwatch` command: the whole system (`up`), one service (`serve`), and one-shot tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tonerwatch_shared.bus import BusError
+from tonerwatch_shared.embedded import EmbeddedError
+from tonerwatch_shared.settings import CommonSettings, SettingsError, load_settings
+
+SERVICES = ("api", "poller", "alerter", "discovery", "syncer")
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line, no traceback."""
+
+
+def default_data_dir() -> Path:
+    """Return the per-user data folder (TONERWATCH_DATA_DIR wins)."""
+    env = os.environ.get("TONERWATCH_DATA_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("tonerwatch", appauthor=False))
+
+
+def service_module(name: str) -> Any:
+    """Return the service's `service` module (it has Settings and run)."""
+    return importlib.import_module(f"tonerwatch_{name}.service")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="tonerwatch",
+        description="TonerWatch keeps fleets of network printers supplied: it discovers printers, polls "
+        "their supplies over SNMP/IPP, alerts before anything runs out and feeds an upstream portal.",
+        epilog="Settings come from TONERWATCH_* environment variables, a .env file, or secret files in "
+        "TONERWATCH_SECRETS_DIR. See README.md.",
+    )
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR (env TONERWATCH_LOG_LEVEL)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = sub.add_parser(
+        "up",
+        help="run the whole system (embedded NATS and SQLite unless TONERWATCH_NATS_URL/DATABASE_URL are set)",
+        description="Run all five services in one process. With no servers configured it starts an embedded "
+        "nats-server (JetStream) on a free loopback port and uses SQLite, both in --data-dir.",
+    )
+    up.add_argument("--data-dir", type=Path, default=None, help="where data lives (default: per-user data folder)")
+    up.add_argument("--demo", action="store_true", help="also simulate a fleet of printers on loopback and monitor it")
+    up.add_argument("--demo-count", type=int, default=30, help="printers in the demo fleet (default 30)")
+    up.add_argument("--host", default=None, help="web/API listen address (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=None, help="web/API port (default 8080)")
+    up.add_argument("--only", default=None, help="comma-separated subset of services to run (default all)")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run one service alone (what compose and Kubernetes run)",
+        description="Run one service; it needs TONERWATCH_NATS_URL (and the api TONERWATCH_DATABASE_URL).",
+    )
+    serve.add_argument("service", choices=SERVICES)
+
+    poll = sub.add_parser("poll", help="poll one printer once and print what it reports")
+    poll.add_argument("host", help="printer address or DNS name")
+    poll.add_argument("--port", type=int, default=161)
+    poll.add_argument("--community", default="public", help="SNMP v1/v2c community (default public)")
+    poll.add_argument("--snmp-version", choices=["1", "2c", "3"], default="2c")
+    poll.add_argument("--user", help="SNMPv3 user")
+    poll.add_argument("--auth-protocol", default=None, choices=["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"])
+    poll.add_argument("--auth-key", help="SNMPv3 authentication key")
+    poll.add_argument("--priv-protocol", default=None, choices=["DES", "AES", "AES192", "AES256"])
+    poll.add_argument("--priv-key", help="SNMPv3 privacy key")
+    poll.add_argument("--timeout", type=float, default=2.0, help="seconds per request (default 2)")
+    poll.add_argument("--retries", type=int, default=1)
+    poll.add_argument("--json", action="store_true", help="print the supply-reading event as JSON")
+
+    disc = sub.add_parser("discover", help="sweep address ranges for SNMP printers, without the services")
+    disc.add_argument("targets", nargs="+", metavar="RANGE", help="CIDR, a-b range, address or DNS name")
+    disc.add_argument("--community", action="append", default=None, help="community to try (repeatable)")
+    disc.add_argument("--rate", type=float, default=200.0, help="packets per second (default 200)")
+    disc.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
+    disc.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for answers (default 1)")
+    disc.add_argument("--json", action="store_true", help="one JSON object per printer, then a summary")
+
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.log_level:
+        os.environ["TONERWATCH_LOG_LEVEL"] = args.log_level
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "up": cmd_up,
+        "serve": cmd_serve,
+        "poll": cmd_poll,
+        "discover": cmd_discover,
+        "version": cmd_version,
+    }
+    try:
+        return commands[args.command](args)
+    except (CliError, SettingsError, BusError, EmbeddedError) as exc:
+        print(f"tonerwatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_version(_args: argparse.Namespace) -> int:
+    """Print the version."""
+    from importlib.metadata import version
+
+    print(f"tonerwatch {version('tonerwatch')}")
+    return 0
+
+
+def _configure_logging(service: str) -> CommonSettings:
+    from tonerwatch_shared.logs import configure_logging
+
+    common = load_settings(CommonSettings)
+    configure_logging(service, common.log_level, common.log_format)
+    return common
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run one service until SIGTERM."""
+    _configure_logging(args.service)
+    module = service_module(args.service)
+    settings = load_settings(module.Settings)
+    settings.require_nats_url()
+    asyncio.run(module.run(settings))
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    """Poll one printer once."""
+    from tonerwatch.poll import poll_command
+
+    return asyncio.run(poll_command(args))
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    """Sweep ranges for printers without the services."""
+    try:
+        from tonerwatch_discovery.cli import sweep_command
+    except ImportError as exc:  # pragma: no cover - arrives with the discovery work
+        raise CliError(f"discover is not available in this build: {exc}") from None
+    return int(
+        asyncio.run(
+            sweep_command(
+                args.targets,
+                args.community or ["public"],
+                args.rate,
+                args.time_limit,
+                args.timeout,
+                args.json,
+            )
+        )
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Run the whole system."""
+    from tonerwatch.up import run_up
+
+    _configure_logging("tonerwatch")
+    logging.getLogger("tonerwatch").debug("starting up")
+    data_dir = args.data_dir or default_data_dir()
+    return asyncio.run(run_up(data_dir, args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""`tonerwatch up`: every service in one process, on embedded NATS and SQLite unless servers are set."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tonerwatch_shared.embedded import EmbeddedNats
+from tonerwatch_shared.lifecycle import install_stop_signals
+from tonerwatch_shared.settings import CommonSettings, load_settings
+from tonerwatch_shared.storage import sqlite_url
+
+from tonerwatch.cli import SERVICES, CliError, service_module
+
+log = logging.getLogger("tonerwatch.up")
+READY_TIMEOUT_S = 120.0
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stdout, flush=True)
+
+
+@contextlib.asynccontextmanager
+async def embedded_nats_if_needed(common: CommonSettings, data_dir: Path) -> AsyncIterator[str]:
+    """Yield the NATS URL: the configured one, or an embedded server's that stops on exit."""
+    if common.nats_url:
+        yield common.nats_url
+        return
+    server = EmbeddedNats(data_dir / "nats")
+    url = await asyncio.to_thread(server.start)
+    log.info("embedded nats-server on %s (data in %s)", url, server.store_dir)
+    try:
+        yield url
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
+    """Run the whole system until Ctrl-C/SIGTERM; return the exit code."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    names = _selected(args.only)
+    common = load_settings(CommonSettings)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    async with embedded_nats_if_needed(common, data_dir) as nats_url:
+        overrides: dict[str, Any] = {
+            "nats_url": nats_url,
+            "database_url": common.database_url or sqlite_url(data_dir),
+            "data_dir": data_dir,
+        }
+        settings = {name: _settings_for(name, overrides, args) for name in names}
+        admin_password = None
+        if "api" in names:
+            admin_password = await asyncio.to_thread(service_module("api").prepare, settings["api"])
+        readies = {name: asyncio.Event() for name in names}
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for name in names:
+                    tg.create_task(
+                        service_module(name).run(settings[name], stop=stop, ready=readies[name]),
+                        name=f"service-{name}",
+                    )
+                tg.create_task(_announce(settings, readies, admin_password, args, data_dir, stop))
+        except* Exception as group:
+            for exc in group.exceptions:
+                log.error("a service stopped: %r", exc)
+            stop.set()
+            first = group.exceptions[0]
+            raise CliError(f"stopped: {first}") from None
+    _say("TonerWatch stopped.")
+    return 0
+
+
+def _selected(only: str | None) -> list[str]:
+    if not only:
+        return list(SERVICES)
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SERVICES))
+    if unknown:
+        raise CliError(f"--only: unknown service(s) {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+    return names
+
+
+def _settings_for(name: str, overrides: dict[str, Any], args: argparse.Namespace) -> Any:
+    extra = dict(overrides)
+    if name == "api":
+        if args.host:
+            extra["host"] = args.host
+        if args.port:
+            extra["port"] = args.port
+    return load_settings(service_module(name).Settings, **extra)
+
+
+async def _announce(
+    settings: dict[str, Any],
+    readies: dict[str, asyncio.Event],
+    admin_password: str | None,
+    args: argparse.Namespace,
+    data_dir: Path,
+    stop: asyncio.Event,
+) -> None:
+    """Wait until every service is ready, print where to go, then run the demo fleet if asked."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await asyncio.gather(*(e.wait() for e in readies.values()))
+    except TimeoutError:
+        late = [n for n, e in readies.items() if not e.is_set()]
+        raise CliError(f"services not ready after {READY_TIMEOUT_S:.0f}s: {', '.join(late)}") from None
+    api = settings.get("api")
+    url = f"http://{api.host}:{api.port}" if api else None
+    _say("")
+    _say(f"TonerWatch is up — data in {data_dir}")
+    if url:
+        _say(f"  Web UI and API: {url}   (API docs: {url}/docs)")
+        if admin_password:
+            _say(f"  Log in as admin with password: {admin_password}   (shown once; set TONERWATCH_ADMIN_PASSWORD to choose)")
+        else:
+            _say("  Log in as admin (password from TONERWATCH_ADMIN_PASSWORD, or the one shown at first start)")
+    _say("  Press Ctrl-C to stop.")
+    if args.demo:
+        if url is None:
+            raise CliError("--demo needs the api service")
+        await _run_demo(url, api, args, data_dir, stop)
+    else:
+        await stop.wait()
+
+
+async def _run_demo(url: str, api: Any, args: argparse.Namespace, data_dir: Path, stop: asyncio.Event) -> None:
+    """Serve the simulated fleet on loopback and register every printer through the REST API."""
+    from tonerwatch.demo.fleet import run_demo_fleet
+
+    async with run_demo_fleet(data_dir / "demo", count=args.demo_count) as printers:
+        registered = await register_demo_printers(url, api, printers)
+        _say(f"  Demo: {registered} simulated printers on 127.0.0.1:{printers[0].port} are being monitored;")
+        _say("        levels fall as you watch, some cross thresholds within minutes, one is jammed.")
+        await stop.wait()
+
+
+async def register_demo_printers(url: str, api: Any, printers: list[Any]) -> int:
+    """Add each demo printer with the admin login; return how many were added (or already there)."""
+    password = api.admin_password or service_module("api").current_admin_password(api)
+    async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
+        token = await client.post("/api/v1/auth/token", data={"username": "admin", "password": password})
+        token.raise_for_status()
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        existing = await client.get("/api/v1/printers", params={"limit": 1000}, headers=headers)
+        existing.raise_for_status()
+        known = {(p["address"], p["port"], p.get("name")) for p in existing.json()["items"]}
+        count = 0
+        for p in printers:
+            count += 1
+            if (p.host, p.port, p.name) in known:
+                continue
+            resp = await client.post(
+                "/api/v1/printers",
+                headers=headers,
+                json={
+                    "address": p.host,
+                    "port": p.port,
+                    "name": p.name,
+                    "location": p.location,
+                    "community": p.community,
+                    "interval_s": 30,
+                },
+            )
+            resp.raise_for_status()
+    return count
