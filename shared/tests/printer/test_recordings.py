@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from tonerwatch_shared.printer.model import SupplyClass, SupplyKind, SupplyState
+from tonerwatch_shared.printer.model import Supply, SupplyClass, SupplyKind, SupplyState
 from tonerwatch_shared.printer.parse import (
     parse_counters,
     parse_identity,
@@ -60,7 +60,7 @@ def test_every_recording_parses_sanely(path: Path) -> None:
     assert parse_status(values) == snap.status
 
 
-def _supply(name: str, index: str):  # type: ignore[no-untyped-def]
+def _supply(name: str, index: str) -> Supply:
     return next(s for s in parse_snapshot(walk(name)).supplies if s.index == index)
 
 
