@@ -1,0 +1,160 @@
+"""Walk guards: buggy agents (a fake one on a loopback socket) never make a walk loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+
+from tonerwatch_shared.snmp.ber import RESPONSE, decode_header, encode_oid
+from tonerwatch_shared.snmp.errors import IoStats, SnmpTimeoutError
+from tonerwatch_shared.snmp.target import SnmpTarget
+from tonerwatch_shared.snmp.types import Missing
+from tonerwatch_shared.snmp.udp import UdpSnmpClient
+from tonerwatch_shared.snmp.walk import Stream
+
+LEVEL = "1.3.6.1.2.1.43.11.1.1.9"
+
+
+def _int(v: int) -> bytes:
+    body = v.to_bytes(v.bit_length() // 8 + 1, "big", signed=True)
+    return b"\x02" + bytes([len(body)]) + body
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    length = bytes([n]) if n < 128 else b"\x82" + n.to_bytes(2, "big")
+    return bytes([tag]) + length + body
+
+
+def _response(version: int, rid: int, community: bytes, varbinds: list[tuple[str, int]]) -> bytes:
+    vbl = b"".join(_tlv(0x30, encode_oid(o) + _int(v)) for o, v in varbinds)
+    pdu = _tlv(RESPONSE, _int(rid) + _int(0) + _int(0) + _tlv(0x30, vbl))
+    return _tlv(0x30, _int(version) + _tlv(0x04, community) + pdu)
+
+
+class FakeAgent(asyncio.DatagramProtocol):
+    """Answers every request with whatever `answer(request_count)` returns."""
+
+    def __init__(self, answer: Callable[[int], list[tuple[str, int]]]) -> None:
+        self.answer = answer
+        self.requests = 0
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.requests += 1
+        version, community, _tag, rid, _pos = decode_header(data)
+        assert self.transport is not None
+        self.transport.sendto(_response(version, rid, community, self.answer(self.requests)), addr)
+
+
+@pytest_asyncio.fixture
+async def fake_agent_factory() -> AsyncIterator[Callable[..., object]]:
+    transports: list[asyncio.DatagramTransport] = []
+
+    async def start(answer: Callable[[int], list[tuple[str, int]]]) -> tuple[FakeAgent, int]:
+        loop = asyncio.get_running_loop()
+        transport, agent = await loop.create_datagram_endpoint(
+            lambda: FakeAgent(answer), local_addr=("127.0.0.1", 0)
+        )
+        transports.append(transport)
+        return agent, transport.get_extra_info("sockname")[1]
+
+    yield start
+    for t in transports:
+        t.close()
+
+
+async def test_agent_repeating_the_same_oid_does_not_loop(fake_agent_factory) -> None:  # type: ignore[no-untyped-def]
+    agent, port = await fake_agent_factory(lambda n: [(f"{LEVEL}.1.1", 50)])
+    client = UdpSnmpClient()
+    try:
+        values = await client.walk_columns(SnmpTarget("127.0.0.1", port, timeout=1), [LEVEL])
+    finally:
+        await client.close()
+    assert values == {f"{LEVEL}.1.1": 50}
+    assert agent.requests == 2  # the second answer repeats the OID: the walk stops
+
+
+async def test_agent_going_backwards_does_not_loop(fake_agent_factory) -> None:  # type: ignore[no-untyped-def]
+    rows = {1: [(f"{LEVEL}.1.3", 30)], 2: [(f"{LEVEL}.1.2", 20)]}
+    agent, port = await fake_agent_factory(lambda n: rows.get(n, [(f"{LEVEL}.1.1", 10)]))
+    client = UdpSnmpClient()
+    try:
+        values = await client.walk_columns(
+            SnmpTarget("127.0.0.1", port, version="1", timeout=1), [LEVEL]
+        )
+    finally:
+        await client.close()
+    assert values == {f"{LEVEL}.1.3": 30}
+    assert agent.requests == 2
+
+
+async def test_agent_inventing_rows_forever_is_cut_off(fake_agent_factory) -> None:  # type: ignore[no-untyped-def]
+    # Increasing OIDs without end: only the row guard stops this one.
+    agent, port = await fake_agent_factory(lambda n: [(f"{LEVEL}.1.{n}", n)])
+    client = UdpSnmpClient()
+    try:
+        values = await client.walk_columns(
+            SnmpTarget("127.0.0.1", port, version="1", timeout=1), [LEVEL]
+        )
+    finally:
+        await client.close()
+    assert len(values) < 600
+    assert agent.requests <= 501
+
+
+async def test_agent_answering_nothing_ends_the_walk(fake_agent_factory) -> None:  # type: ignore[no-untyped-def]
+    agent, port = await fake_agent_factory(lambda n: [])
+    client = UdpSnmpClient()
+    try:
+        values = await client.walk_columns(SnmpTarget("127.0.0.1", port, timeout=1), [LEVEL])
+    finally:
+        await client.close()
+    assert values == {}
+    assert agent.requests == 1
+
+
+async def test_silent_port_times_out_quickly_with_a_clear_error(
+    free_udp_port_factory: Callable[[], int],
+) -> None:
+    client = UdpSnmpClient()
+    target = SnmpTarget("127.0.0.1", free_udp_port_factory(), timeout=0.2, retries=1)
+    stats = IoStats()
+    started = time.monotonic()
+    try:
+        with pytest.raises(SnmpTimeoutError, match=r"no response after 2 attempt\(s\) of 0.2s"):
+            await client.get(target, ["1.3.6.1.2.1.1.1.0"], stats=stats)
+    finally:
+        await client.close()
+    assert time.monotonic() - started < 1.0
+    assert (stats.requests, stats.retries, stats.responses) == (2, 1, 0)
+
+
+def test_stream_sizes_sibling_columns_from_the_first_column_present() -> None:
+    # A trimmed agent without columns 2-5: the first column present sizes the rest.
+    s = Stream("1.3.6.1.2.1.43.11.1.1", 2, 9, frozenset(range(2, 10)))
+    s.feed([(f"1.3.6.1.2.1.43.11.1.1.6.1.{i}", b"Toner") for i in (1, 2, 3, 4)])
+    s.feed([("1.3.6.1.2.1.43.11.1.1.8.1.1", 100)])
+    assert s.lead_column == 6 and s.lead_rows == 4 and s.past_lead_column
+    assert s.remaining() == 4 * 4 - 5 + 1  # columns 6-9, four rows, one more to see the end
+
+
+def test_stream_stops_on_end_of_mib_view_and_no_such_object() -> None:
+    s = Stream.column(LEVEL)
+    s.feed([(f"{LEVEL}.1.1", 5), ("1.3.6.1.9", Missing.END_OF_MIB_VIEW)])
+    assert s.done and s.anomaly is None and s.values == {f"{LEVEL}.1.1": 5}
+    t = Stream.column(LEVEL)
+    t.feed([(f"{LEVEL}.1.1", Missing.NO_SUCH_OBJECT)])
+    assert t.done and t.anomaly == "noSuchObject" and not t.values
+
+
+def test_adjacent_columns_share_one_stream() -> None:
+    streams = Stream.columns([f"1.3.6.1.2.1.43.8.2.1.{c}" for c in (8, 9, 10, 12, 13)])
+    assert [(s.first, s.last) for s in streams] == [(8, 10), (12, 13)]
