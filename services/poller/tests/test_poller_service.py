@@ -1,0 +1,158 @@
+"""The poller service over real NATS and real UDP: configured printers get polled and published."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tonerwatch_poller.service import Settings, run
+from tonerwatch_shared import events as ev
+from tonerwatch_shared.bus import Bus, wait_for_event
+from tonerwatch_shared.embedded import free_tcp_port
+from tonerwatch_shared.printer.model import SupplyKind
+from tonerwatch_shared.testing.snmpsim import SnmpSimulator, free_udp_port
+
+
+@contextlib.asynccontextmanager
+async def running_poller(bus: Bus, nats_url: str, **knobs: object) -> AsyncIterator[asyncio.Event]:
+    settings = Settings(
+        nats_url=nats_url,
+        subject_root=bus.subjects.root,
+        stream_prefix=bus.subjects.stream_prefix,
+        poll_timeout_s=0.3,
+        poll_retries=0,
+        **knobs,  # type: ignore[arg-type]
+    )
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run(settings, stop=stop, ready=ready))
+    await asyncio.wait_for(ready.wait(), 15)
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+def configured(printer_id: str, port: int, community: str, interval_s: float = 2.0) -> ev.PrinterConfigured:
+    return ev.PrinterConfigured(
+        source="test",
+        site_id="hq",
+        printer_id=printer_id,
+        address="127.0.0.1",
+        port=port,
+        credentials=ev.SnmpCredentials(community=community),
+        interval_s=interval_s,
+    )
+
+
+async def test_hp_m252dw_configured_is_polled_and_published(bus: Bus, nats_url: str, snmp_agent: SnmpSimulator) -> None:
+    async with running_poller(bus, nats_url):
+        await bus.publish(configured("hp-1", snmp_agent.port, "jetdirect_m252dw"))
+        reading = await wait_for_event(
+            bus, bus.subjects.filter("supply.reading"), lambda e: isinstance(e, ev.SupplyReading), timeout_s=20
+        )
+    assert isinstance(reading, ev.SupplyReading)
+    assert reading.printer_id == "hp-1" and reading.site_id == "hq"
+    assert reading.printer.model and "M252dw" in reading.printer.model
+    toners = {s.colour: s for s in reading.supplies if s.kind == SupplyKind.TONER}
+    assert set(toners) == {"black", "cyan", "magenta", "yellow"}
+    assert toners["black"].percent == 63.0 and toners["black"].part_number == "CF400X"
+    assert reading.bytes_sent > 0 and reading.bytes_received > 0 and reading.requests >= 1
+
+
+async def test_polls_repeat_at_the_interval_with_steady_gets(bus: Bus, nats_url: str, snmp_agent: SnmpSimulator) -> None:
+    seen: list[ev.SupplyReading] = []
+
+    async with running_poller(bus, nats_url):
+        await bus.publish(configured("hp-2", snmp_agent.port, "jetdirect_m252dw", interval_s=1.0))
+
+        def second(e: ev.Event) -> bool:
+            if isinstance(e, ev.SupplyReading) and e.printer_id == "hp-2":
+                seen.append(e)
+            return len(seen) >= 2
+
+        await wait_for_event(bus, bus.subjects.filter("supply.reading"), second, timeout_s=30)
+    first, steady = seen[0], seen[1]
+    assert steady.requests == 1, "a steady poll is one GET of the learned OIDs"
+    assert steady.bytes_sent + steady.bytes_received < first.bytes_sent + first.bytes_received
+    assert [s.percent for s in steady.supplies] == [s.percent for s in first.supplies]
+
+
+async def test_silent_printer_becomes_unreachable_then_reachable(bus: Bus, nats_url: str, printer_walks_dir: object) -> None:
+    port = free_udp_port()
+    from pathlib import Path
+
+    recording = Path(str(printer_walks_dir)) / "jetdirect_m252dw.snmprec"
+    async with running_poller(bus, nats_url, unreachable_after=2):
+        await bus.publish(configured("hp-3", port, "jetdirect_m252dw", interval_s=1.0))
+        down = await wait_for_event(
+            bus, bus.subjects.filter("printer.unreachable"), lambda e: isinstance(e, ev.PrinterUnreachable), timeout_s=30
+        )
+        assert isinstance(down, ev.PrinterUnreachable) and down.consecutive_failures == 2
+        async with SnmpSimulator([recording], [("127.0.0.1", port)]):
+            up = await wait_for_event(
+                bus, bus.subjects.filter("printer.reachable"), lambda e: isinstance(e, ev.PrinterReachable), timeout_s=30
+            )
+    assert isinstance(up, ev.PrinterReachable) and up.printer_id == "hp-3"
+
+
+async def test_configuring_twice_keeps_one_poll_job(bus: Bus, nats_url: str, snmp_agent: SnmpSimulator) -> None:
+    async with running_poller(bus, nats_url):
+        for _ in range(3):
+            await bus.publish(configured("hp-4", snmp_agent.port, "jetdirect_m252dw", interval_s=60))
+        await wait_for_event(
+            bus, bus.subjects.filter("supply.reading"), lambda e: isinstance(e, ev.SupplyReading), timeout_s=20
+        )
+        info = await bus.js.stream_info(bus.subjects.name("POLLJOBS"))
+        assert info.state.messages == 1
+
+
+async def test_two_replicas_share_the_fleet_without_double_polls(
+    bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
+) -> None:
+    printers = ["jetdirect_m252dw", "xerox_phaser", "lexmarkprinter", "kyocera", "ricoh_mpc3002", "sharp_mx2614n"]
+    readings: list[ev.SupplyReading] = []
+    async with running_poller(bus, nats_url), running_poller(bus, nats_url):
+        for i, name in enumerate(printers):
+            await bus.publish(configured(f"p{i}", snmp_agent.port, name, interval_s=30))
+
+        def all_polled(e: ev.Event) -> bool:
+            if isinstance(e, ev.SupplyReading):
+                readings.append(e)
+            return len({r.printer_id for r in readings}) == len(printers)
+
+        await wait_for_event(bus, bus.subjects.filter("supply.reading"), all_polled, timeout_s=40)
+        await asyncio.sleep(1.0)
+    ids = [r.printer_id for r in readings]
+    assert sorted(ids) == sorted(f"p{i}" for i in range(len(printers))), "each printer polled exactly once"
+    sources = {r.source for r in readings}
+    assert len(sources) >= 1
+
+
+async def test_removed_printer_stops_being_polled(bus: Bus, nats_url: str, snmp_agent: SnmpSimulator) -> None:
+    async with running_poller(bus, nats_url):
+        await bus.publish(configured("hp-5", snmp_agent.port, "jetdirect_m252dw", interval_s=1.0))
+        await wait_for_event(
+            bus, bus.subjects.filter("supply.reading"), lambda e: isinstance(e, ev.SupplyReading), timeout_s=20
+        )
+        await bus.publish(ev.PrinterRemoved(source="test", site_id="hq", printer_id="hp-5"))
+        jobs = bus.subjects.name("POLLJOBS")
+
+        async def job_gone() -> bool:
+            info = await bus.js.stream_info(jobs)
+            return info.state.messages == 0
+
+        from tonerwatch_shared.testing.infra import eventually
+
+        await eventually(job_gone, timeout_s=15)
+
+
+def test_settings_reject_a_zero_interval() -> None:
+    with pytest.raises(ValueError):
+        Settings(poll_interval_s=0)
+
+
+_ = free_tcp_port
