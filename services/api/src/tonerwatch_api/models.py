@@ -1,0 +1,285 @@
+"""The api's tables: configuration (tenants, sites, printers, users, tokens) and read models fed by events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, MetaData, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite keeps naive UTC, PostgreSQL timestamptz)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        # SQLite has no time zones: store naive UTC so string comparison orders correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """Return the current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _ts() -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+def _json() -> Any:
+    return Field(default=None, sa_column=Column(JSON(), nullable=True))
+
+
+class Tenant(SQLModel, table=True):
+    """An organisation; users of one tenant never see another's sites or printers."""
+
+    __tablename__ = "tenants"
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class Site(SQLModel, table=True):
+    """A place printers live; its id is a NATS subject token."""
+
+    __tablename__ = "sites"
+    id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class Printer(SQLModel, table=True):
+    """One printer: how to reach it (configuration) and what it last said (read model)."""
+
+    __tablename__ = "printers"
+    __table_args__ = (Index("ix_printers_site_address", "site_id", "address", "port"),)
+    id: str = Field(primary_key=True, max_length=128)
+    site_id: str = Field(foreign_key="sites.id", index=True, max_length=64)
+    name: str | None = Field(default=None, max_length=200)
+    address: str = Field(max_length=255)
+    port: int = 161
+    protocol: str = Field(default="snmp", max_length=8)
+    monitored: bool = True
+    # Secrets (community, v3 keys): never returned by the API nor logged.
+    credentials: dict[str, Any] | None = _json()
+    interval_s: float = 300.0
+    location: str | None = Field(default=None, max_length=255)
+    notes: str | None = Field(default=None)
+    origin: str = Field(default="manual", max_length=16)
+    # Last-writer-wins for configuration: an older PrinterConfigured/Removed never undoes a newer one.
+    config_at: datetime | None = _ts()
+    # Tombstone: events still in flight for a deleted printer are dropped, not resurrecting it.
+    removed_at: datetime | None = _ts()
+    vendor: str | None = Field(default=None, max_length=100)
+    model: str | None = Field(default=None, max_length=200)
+    serial: str | None = Field(default=None, max_length=100, index=True)
+    sys_object_id: str | None = Field(default=None, max_length=255)
+    mac_address: str | None = Field(default=None, max_length=64)
+    firmware: str | None = Field(default=None, max_length=200)
+    reachable: bool | None = None
+    last_seen_at: datetime | None = _ts()
+    last_error: str | None = Field(default=None)
+    device_status: str | None = Field(default=None, max_length=32)
+    printer_status: str | None = Field(default=None, max_length=32)
+    status_errors: list[str] | None = _json()
+    status_text: str | None = Field(default=None)
+    lifetime_pages: int | None = None
+    last_bytes_sent: int | None = None
+    last_bytes_received: int | None = None
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class SupplyStateRow(SQLModel, table=True):
+    """The current state of one supply of one printer."""
+
+    __tablename__ = "supply_states"
+    printer_id: str = Field(
+        foreign_key="printers.id", primary_key=True, max_length=128, ondelete="CASCADE"
+    )
+    supply_index: str = Field(primary_key=True, max_length=64)
+    description: str = Field(max_length=255)
+    part_number: str | None = Field(default=None, max_length=100)
+    kind: str = Field(default="other", max_length=32)
+    supply_class: str = Field(default="consumed", max_length=16)
+    colour: str | None = Field(default=None, max_length=64)
+    colour_hex: str | None = Field(default=None, max_length=16)
+    level: int | None = None
+    max_capacity: int | None = None
+    percent: float | None = None
+    state: str = Field(default="unknown", max_length=32)
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class Reading(SQLModel, table=True):
+    """One supply level at one poll (history for charts and forecasts)."""
+
+    __tablename__ = "readings"
+    __table_args__ = (Index("ix_readings_printer_time", "printer_id", "occurred_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")
+    supply_index: str = Field(max_length=64)
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    percent: float | None = None
+    level: int | None = None
+
+
+class CounterReading(SQLModel, table=True):
+    """Page counters at one poll."""
+
+    __tablename__ = "counter_readings"
+    __table_args__ = (Index("ix_counter_readings_printer_time", "printer_id", "occurred_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    lifetime_pages: int | None = None
+    mono_pages: int | None = None
+    colour_pages: int | None = None
+    duplex_pages: int | None = None
+
+
+class Alert(SQLModel, table=True):
+    """One occurrence of an alert condition, from raised to resolved."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_printer_open", "printer_id", "resolved_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: str = Field(max_length=255, index=True)
+    printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")
+    rule: str = Field(max_length=64)
+    severity: str = Field(max_length=16)
+    message: str
+    supply_index: str | None = Field(default=None, max_length=64)
+    supply_description: str | None = Field(default=None, max_length=255)
+    part_number: str | None = Field(default=None, max_length=100)
+    colour: str | None = Field(default=None, max_length=64)
+    percent: float | None = None
+    days_to_empty: float | None = None
+    raised_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    resolved_at: datetime | None = _ts()
+    acknowledged_by: str | None = Field(default=None, max_length=100)
+    acknowledged_at: datetime | None = _ts()
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """An event already applied: a redelivery finds it here and changes nothing."""
+
+    __tablename__ = "processed_events"
+    event_id: str = Field(primary_key=True, max_length=36)
+    consumer: str = Field(max_length=64)
+    processed_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class OutboxEvent(SQLModel, table=True):
+    """An event written with the change that caused it, published after commit (at least once)."""
+
+    __tablename__ = "outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=36, unique=True)
+    payload: str
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class User(SQLModel, table=True):
+    """Someone who logs in: argon2 password hash, role, tenant."""
+
+    __tablename__ = "users"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=100, unique=True)
+    password_hash: str = Field(max_length=255)
+    role: str = Field(default="viewer", max_length=16)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)
+    disabled: bool = False
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token or UI session: only its SHA-256 is stored; revocable."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_api_tokens_hash"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    token_hash: str = Field(max_length=64)
+    kind: str = Field(default="access", max_length=16)
+    name: str | None = Field(default=None, max_length=100)
+    scopes: str = Field(default="read write", max_length=255)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    expires_at: datetime | None = _ts()
+    last_used_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who changed what, when (never secrets)."""
+
+    __tablename__ = "audit_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True)
+    )
+    username: str | None = Field(default=None, max_length=100)
+    tenant_id: str | None = Field(default=None, max_length=64)
+    action: str = Field(max_length=64)
+    target: str | None = Field(default=None, max_length=255)
+    detail: dict[str, Any] | None = _json()
+
+
+API_TABLES: tuple[type[SQLModel], ...] = (
+    Tenant,
+    Site,
+    Printer,
+    SupplyStateRow,
+    Reading,
+    CounterReading,
+    Alert,
+    ProcessedEvent,
+    OutboxEvent,
+    User,
+    ApiToken,
+    AuditEntry,
+)
+# Own Alembic version table: other services may migrate the same database with their own scripts.
+VERSION_TABLE = "alembic_version_api"
+
+
+def api_metadata() -> MetaData:
+    """Return metadata holding only the api's tables (others may share SQLModel.metadata)."""
+    md = MetaData()
+    for model in API_TABLES:
+        model.__table__.to_metadata(md)  # type: ignore[attr-defined]
+    return md

@@ -1,0 +1,536 @@
+"""Read models fed by events: each event applied in one transaction with its processed_events row."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from nats.aio.msg import Msg
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from tonerwatch_shared import subjects as sj
+from tonerwatch_shared.bus import Bus, ConsumerSpec
+from tonerwatch_shared.events import (
+    AlertResolved,
+    Event,
+    PrinterConfigured,
+    PrinterFound,
+    PrinterReachable,
+    PrinterRemoved,
+    PrinterUnreachable,
+    SnmpCredentials,
+    SupplyReading,
+    SupplyReplaced,
+    ThresholdCrossed,
+    parse_event,
+)
+from tonerwatch_shared.printer.model import PrinterIdentity, Supply
+
+from tonerwatch_api.db import DEFAULT_TENANT, ensure_site, in_tx, run_tx
+from tonerwatch_api.metrics import Metrics
+from tonerwatch_api.models import (
+    Alert,
+    AuditEntry,
+    CounterReading,
+    OutboxEvent,
+    Printer,
+    ProcessedEvent,
+    Reading,
+    Site,
+    SupplyStateRow,
+)
+
+log = logging.getLogger(__name__)
+
+# Events for a printer the api does not know yet are retried this long: the configuring event may
+# still be on its way through another consumer.
+UNKNOWN_PRINTER_GRACE = timedelta(minutes=5)
+_FOLLOW_UP_NS = uuid.UUID("6f1d8a52-51c6-4f7e-9a51-0d3f3b1f0a11")
+
+
+class PrinterNotYetKnown(Exception):
+    """An event names a printer the api has not stored yet (retried with back-off)."""
+
+
+@dataclass(frozen=True)
+class ProjectionOptions:
+    """How the projections behave."""
+
+    source: str = "api"
+    auto_monitor_discovered: bool = True
+    default_interval_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class Projection:
+    """One durable consumer and the area.what kinds it applies."""
+
+    durable: str
+    area_what: str
+    keyed: bool = True
+
+
+def projections() -> tuple[Projection, ...]:
+    """Return the consumers the api runs."""
+    return (
+        Projection("api-readings", sj.SUPPLY_READING),
+        Projection("api-printers", "printer.>", keyed=False),
+        Projection("api-alerts", "alert.>", keyed=False),
+        Projection("api-supplies", sj.SUPPLY_REPLACED),
+    )
+
+
+def consumer_spec(p: Projection, root: str) -> ConsumerSpec:
+    """Return the durable consumer of one projection under subject root."""
+    filt = f"{root}.*.{p.area_what}" + (".*" if p.keyed else "")
+    return ConsumerSpec(durable=p.durable, filter_subject=filt, max_deliver=30)
+
+
+def new_printer_id() -> str:
+    """Return a fresh printer id (a safe NATS subject token)."""
+    return "p-" + secrets.token_hex(5)
+
+
+def follow_up_id(cause: Event, what: str) -> uuid.UUID:
+    """Return the event id of what an event causes: stable, so a repeat is deduplicated."""
+    return uuid.uuid5(_FOLLOW_UP_NS, f"{cause.event_id}:{what}")
+
+
+def add_to_outbox(session: Session, event: Event) -> None:
+    """Queue event for publishing once the transaction commits."""
+    session.add(OutboxEvent(event_id=str(event.event_id), payload=event.model_dump_json()))
+
+
+def apply_event(
+    session: Session, event: Event, consumer: str, options: ProjectionOptions, now: datetime
+) -> str:
+    """Apply event to the read models; return "applied", "duplicate" or "ignored"."""
+    key = str(event.event_id)
+    if session.get(ProcessedEvent, key) is not None:
+        return "duplicate"
+    # Flushed first: a replica applying the same event at the same time fails on the primary key.
+    session.add(ProcessedEvent(event_id=key, consumer=consumer, processed_at=now))
+    session.flush()
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        return "ignored"
+    return handler(session, event, options, now)
+
+
+def _printer_for(session: Session, event: Event, now: datetime) -> Printer | None:
+    """Return the live printer an event names, None if it was removed; raise if not yet known."""
+    printer_id = getattr(event, "printer_id", None)
+    printer = session.get(Printer, printer_id) if printer_id else None
+    if printer is None:
+        if now - event.occurred_at < UNKNOWN_PRINTER_GRACE:
+            raise PrinterNotYetKnown(f"printer {printer_id!r} not known yet")
+        log.warning("dropped %s for unknown printer %s", type(event).__name__, printer_id)
+        return None
+    return None if printer.removed_at is not None else printer
+
+
+def _set_identity(printer: Printer, ident: PrinterIdentity) -> None:
+    printer.vendor = ident.vendor or printer.vendor
+    printer.model = ident.model or printer.model
+    printer.serial = ident.serial or printer.serial
+    printer.sys_object_id = ident.sys_object_id or printer.sys_object_id
+    printer.mac_address = ident.mac_address or printer.mac_address
+    printer.firmware = ident.firmware or printer.firmware
+    if not printer.location and ident.sys_location:
+        printer.location = ident.sys_location
+    if not printer.name and ident.sys_name:
+        printer.name = ident.sys_name
+
+
+def _store_supplies(
+    session: Session, printer_id: str, supplies: Sequence[Supply], at: datetime
+) -> None:
+    for supply in supplies:
+        row = session.get(SupplyStateRow, (printer_id, supply.index))
+        if row is None:
+            row = SupplyStateRow(printer_id=printer_id, supply_index=supply.index, description="")
+        elif row.updated_at > at:
+            # A late, older reading: history gets it, the current state stays newer.
+            session.add(_reading(printer_id, supply, at))
+            continue
+        row.description = supply.description
+        row.part_number = supply.part_number
+        row.kind = supply.kind.value
+        row.supply_class = supply.supply_class.value
+        row.colour = supply.colour
+        row.colour_hex = supply.colour_hex
+        row.level = supply.level
+        row.max_capacity = supply.max_capacity
+        row.percent = supply.percent
+        row.state = supply.state.value
+        row.updated_at = at
+        session.add(row)
+        session.add(_reading(printer_id, supply, at))
+
+
+def _reading(printer_id: str, supply: Supply, at: datetime) -> Reading:
+    return Reading(
+        printer_id=printer_id,
+        supply_index=supply.index,
+        occurred_at=at,
+        percent=supply.percent,
+        level=supply.level,
+    )
+
+
+def _apply_reading(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, SupplyReading)
+    printer = _printer_for(session, event, now)
+    if printer is None:
+        return "ignored"
+    at = event.occurred_at
+    _set_identity(printer, event.printer)
+    newest = printer.last_seen_at is None or at >= printer.last_seen_at
+    if newest:
+        printer.last_seen_at = at
+        printer.reachable = True
+        printer.last_error = None
+        printer.device_status = event.status.device_status
+        printer.printer_status = event.status.printer_status
+        printer.status_errors = list(event.status.errors)
+        printer.status_text = event.status.status_text
+        printer.lifetime_pages = event.counters.lifetime_pages or printer.lifetime_pages
+        printer.last_bytes_sent = event.bytes_sent
+        printer.last_bytes_received = event.bytes_received
+    printer.updated_at = now
+    session.add(printer)
+    _store_supplies(session, printer.id, event.supplies, at)
+    c = event.counters
+    if any(v is not None for v in (c.lifetime_pages, c.mono_pages, c.colour_pages)):
+        session.add(
+            CounterReading(
+                printer_id=printer.id,
+                occurred_at=at,
+                lifetime_pages=c.lifetime_pages,
+                mono_pages=c.mono_pages,
+                colour_pages=c.colour_pages,
+                duplex_pages=c.duplex_pages,
+            )
+        )
+    return "applied"
+
+
+def configured_event(printer: Printer, *, source: str, site_id: str) -> PrinterConfigured:
+    """Return the PrinterConfigured that tells the poller how to poll printer now."""
+    creds = SnmpCredentials.model_validate(printer.credentials or {})
+    return PrinterConfigured(
+        source=source,
+        site_id=site_id,
+        printer_id=printer.id,
+        address=printer.address,
+        port=printer.port,
+        protocol=printer.protocol,
+        credentials=creds,
+        monitored=printer.monitored,
+        interval_s=printer.interval_s,
+        name=printer.name,
+        location=printer.location,
+    )
+
+
+def _apply_found(session: Session, event: Event, options: ProjectionOptions, now: datetime) -> str:
+    assert isinstance(event, PrinterFound)
+    if not event.identity.is_printer:
+        return "ignored"
+    ensure_site(session, event.site_id, DEFAULT_TENANT)
+    live = select(Printer).where(
+        Printer.site_id == event.site_id, col(Printer.removed_at).is_(None)
+    )
+    printer = None
+    if event.identity.serial:
+        printer = session.exec(live.where(Printer.serial == event.identity.serial)).first()
+    if printer is None:
+        printer = session.exec(
+            live.where(Printer.address == event.address, Printer.port == event.port)
+        ).first()
+    moved = False
+    if printer is None:
+        printer = Printer(
+            id=new_printer_id(),
+            site_id=event.site_id,
+            address=event.address,
+            port=event.port,
+            origin="discovered",
+            monitored=options.auto_monitor_discovered,
+            credentials=SnmpCredentials().model_dump(),
+            interval_s=options.default_interval_s,
+            config_at=event.occurred_at,
+        )
+        moved = True
+    elif (printer.address, printer.port) != (event.address, event.port):
+        # Same serial at a new address (DHCP): follow it.
+        printer.address, printer.port = event.address, event.port
+        printer.config_at = event.occurred_at
+        moved = True
+    _set_identity(printer, event.identity)
+    printer.reachable = True
+    printer.last_seen_at = max(printer.last_seen_at or event.occurred_at, event.occurred_at)
+    printer.updated_at = now
+    session.add(printer)
+    session.flush()
+    _store_supplies(session, printer.id, event.supplies, event.occurred_at)
+    if moved and printer.monitored:
+        follow = configured_event(printer, source=options.source, site_id=printer.site_id)
+        add_to_outbox(
+            session, follow.model_copy(update={"event_id": follow_up_id(event, "configured")})
+        )
+    return "applied"
+
+
+def _apply_configured(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, PrinterConfigured)
+    printer = session.get(Printer, event.printer_id)
+    if printer is not None and printer.config_at and event.occurred_at < printer.config_at:
+        return "ignored"  # older than what we have (e.g. our own write, already applied)
+    ensure_site(session, event.site_id, DEFAULT_TENANT)
+    if printer is None:
+        printer = Printer(id=event.printer_id, site_id=event.site_id, address=event.address)
+    printer.site_id = event.site_id
+    printer.address = event.address
+    printer.port = event.port
+    printer.protocol = event.protocol
+    printer.credentials = event.credentials.model_dump()
+    printer.monitored = event.monitored
+    printer.interval_s = event.interval_s
+    printer.name = event.name if event.name is not None else printer.name
+    printer.location = event.location if event.location is not None else printer.location
+    printer.removed_at = None
+    printer.config_at = event.occurred_at
+    printer.updated_at = now
+    session.add(printer)
+    return "applied"
+
+
+def _apply_removed(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, PrinterRemoved)
+    printer = session.get(Printer, event.printer_id)
+    if printer is None or (printer.config_at and event.occurred_at < printer.config_at):
+        return "ignored"
+    printer.monitored = False
+    printer.removed_at = event.occurred_at
+    printer.config_at = event.occurred_at
+    printer.updated_at = now
+    session.add(printer)
+    return "applied"
+
+
+def _apply_reachability(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, PrinterUnreachable | PrinterReachable)
+    printer = _printer_for(session, event, now)
+    if printer is None:
+        return "ignored"
+    if printer.last_seen_at and event.occurred_at < printer.last_seen_at:
+        return "ignored"  # a reading after this already proved the printer answers
+    if isinstance(event, PrinterUnreachable):
+        printer.reachable = False
+        printer.last_error = event.reason
+    else:
+        printer.reachable = True
+        printer.last_error = None
+    printer.updated_at = now
+    session.add(printer)
+    return "applied"
+
+
+def _open_alerts(session: Session, alert_id: str) -> list[Alert]:
+    q = select(Alert).where(Alert.alert_id == alert_id, col(Alert.resolved_at).is_(None))
+    return list(session.exec(q).all())
+
+
+def _apply_crossed(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, ThresholdCrossed)
+    printer = _printer_for(session, event, now)
+    if printer is None:
+        return "ignored"
+    open_ = _open_alerts(session, event.alert_id)
+    alert = (
+        open_[0]
+        if open_
+        else Alert(
+            alert_id=event.alert_id,
+            printer_id=printer.id,
+            rule="",
+            severity="",
+            message="",
+            raised_at=event.occurred_at,
+        )
+    )
+    alert.rule = event.rule
+    alert.severity = event.severity
+    alert.message = event.message
+    alert.supply_index = event.supply_index
+    alert.supply_description = event.supply_description
+    alert.part_number = event.part_number
+    alert.colour = event.colour
+    alert.percent = event.percent
+    alert.days_to_empty = event.days_to_empty
+    session.add(alert)
+    return "applied"
+
+
+def _apply_resolved(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, AlertResolved)
+    open_ = _open_alerts(session, event.alert_id)
+    for alert in open_:
+        alert.resolved_at = event.occurred_at
+        session.add(alert)
+    return "applied" if open_ else "ignored"
+
+
+def _apply_replaced(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, SupplyReplaced)
+    printer = _printer_for(session, event, now)
+    if printer is None:
+        return "ignored"
+    session.add(
+        AuditEntry(
+            at=event.occurred_at,
+            username=None,
+            tenant_id=_tenant_of_site(session, printer.site_id),
+            action="supply.replaced",
+            target=printer.id,
+            detail={
+                "supply_index": event.supply_index,
+                "description": event.description,
+                "part_number": event.part_number,
+                "previous_percent": event.previous_percent,
+                "percent": event.percent,
+            },
+        )
+    )
+    return "applied"
+
+
+def _tenant_of_site(session: Session, site_id: str | None) -> str | None:
+    site = session.get(Site, site_id) if site_id else None
+    return site.tenant_id if site else None
+
+
+_HANDLERS = {
+    SupplyReading: _apply_reading,
+    PrinterFound: _apply_found,
+    PrinterConfigured: _apply_configured,
+    PrinterRemoved: _apply_removed,
+    PrinterUnreachable: _apply_reachability,
+    PrinterReachable: _apply_reachability,
+    ThresholdCrossed: _apply_crossed,
+    AlertResolved: _apply_resolved,
+    SupplyReplaced: _apply_replaced,
+}
+
+
+class Outbox:
+    """Publishes events written to the outbox table, in order, then deletes them."""
+
+    def __init__(self, engine: Engine, bus: Bus) -> None:
+        self.engine = engine
+        self.bus = bus
+        self._lock = asyncio.Lock()
+
+    async def flush(self, limit: int = 200) -> int:
+        """Publish pending events; return how many went out."""
+        async with self._lock:
+            rows = await run_tx(
+                self.engine,
+                lambda s: list(
+                    s.exec(select(OutboxEvent).order_by(col(OutboxEvent.id)).limit(limit)).all()
+                ),
+            )
+            sent = 0
+            for row in rows:
+                # JetStream drops a repeat of the same event_id, so a crash between publish and
+                # delete only means a harmless second publish.
+                await self.bus.publish(parse_event(row.payload))
+                await run_tx(self.engine, functools.partial(_delete_outbox, row_id=row.id))
+                sent += 1
+            return sent
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 2.0) -> None:
+        """Flush every interval_s until stop is set (retries what a failed publish left)."""
+        while not stop.is_set():
+            try:
+                await self.flush()
+            except Exception as exc:
+                log.warning("outbox flush failed, will retry: %r", exc)
+            try:
+                async with asyncio.timeout(interval_s):
+                    await stop.wait()
+            except TimeoutError:
+                pass
+
+
+def _delete_outbox(session: Session, row_id: int | None) -> None:
+    row = session.get(OutboxEvent, row_id)
+    if row is not None:
+        session.delete(row)
+
+
+class Projector:
+    """Runs the projection consumers: apply, record metrics, publish follow-ups."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        bus: Bus,
+        outbox: Outbox,
+        metrics: Metrics,
+        options: ProjectionOptions,
+    ) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.outbox = outbox
+        self.metrics = metrics
+        self.options = options
+
+    async def apply(self, event: Event, consumer: str) -> str:
+        """Apply one event in one transaction; return the outcome."""
+        now = datetime.now(UTC)
+        outcome = await run_tx(
+            self.engine, lambda s: apply_event(s, event, consumer, self.options, now)
+        )
+        self.metrics.event_applied(consumer, type(event).__name__, outcome, event.occurred_at)
+        if outcome == "applied" and isinstance(event, PrinterFound):
+            await self.outbox.flush()
+        return outcome
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume every projection until stop is set."""
+        async with asyncio.TaskGroup() as tg:
+            for p in projections():
+                spec = consumer_spec(p, self.bus.subjects.root)
+
+                async def handler(event: Event, _msg: Msg, durable: str = p.durable) -> None:
+                    await self.apply(event, durable)
+
+                tg.create_task(self.bus.consume(spec, handler, stop=stop))
+
+
+def apply_now(engine: Engine, event: Event, consumer: str = "test") -> str:
+    """Apply one event synchronously (tools and tests); return the outcome."""
+    now = datetime.now(UTC)
+    return in_tx(engine, lambda s: apply_event(s, event, consumer, ProjectionOptions(), now))

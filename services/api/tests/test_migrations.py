@@ -1,0 +1,51 @@
+"""The schema comes from Alembic migrations, on SQLite and PostgreSQL, and matches the models."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+from tonerwatch_api.db import upgrade
+from tonerwatch_api.models import VERSION_TABLE, api_metadata
+
+TABLES = {
+    "tenants",
+    "sites",
+    "printers",
+    "supply_states",
+    "readings",
+    "counter_readings",
+    "alerts",
+    "processed_events",
+    "outbox",
+    "users",
+    "api_tokens",
+    "audit_log",
+    "alembic_version_api",
+}
+
+
+def test_migrations_create_every_table(any_engine: Engine) -> None:
+    upgrade(any_engine)
+    assert set(inspect(any_engine).get_table_names()) == TABLES
+    indexes = {ix["name"] for ix in inspect(any_engine).get_indexes("readings")}
+    assert "ix_readings_printer_time" in indexes
+
+
+def test_migrations_match_the_models(any_engine: Engine) -> None:
+    upgrade(any_engine)
+    with any_engine.connect() as conn:
+        ctx = MigrationContext.configure(
+            conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
+        )
+        diff = compare_metadata(ctx, api_metadata())
+    assert diff == []
+
+
+def test_migrating_twice_is_harmless(any_engine: Engine) -> None:
+    upgrade(any_engine)
+    upgrade(any_engine)
+    with any_engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        assert ctx.get_current_revision() == "0001"

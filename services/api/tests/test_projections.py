@@ -1,0 +1,236 @@
+"""Projections: events become read-model rows exactly once, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from tonerwatch_api.metrics import Metrics
+from tonerwatch_api.models import (
+    Alert,
+    CounterReading,
+    Printer,
+    ProcessedEvent,
+    Reading,
+    SupplyStateRow,
+)
+from tonerwatch_api.projections import (
+    Outbox,
+    PrinterNotYetKnown,
+    ProjectionOptions,
+    Projector,
+    apply_now,
+)
+from tonerwatch_shared.bus import Bus, wait_for_event
+from tonerwatch_shared.events import (
+    AlertResolved,
+    PrinterConfigured,
+    PrinterFound,
+    PrinterRemoved,
+    PrinterUnreachable,
+    SupplyReading,
+    ThresholdCrossed,
+)
+from tonerwatch_shared.testing.infra import eventually
+
+from .conftest import HP_M479, hp_supplies
+
+
+def count(engine: Engine, model: type, **where: object) -> int:
+    with Session(engine) as s:
+        q = select(func.count()).select_from(model)
+        for k, v in where.items():
+            q = q.where(getattr(model, k) == v)
+        return int(s.exec(q).one())
+
+
+def test_hp_m479_reading_stores_supplies_history_and_counters(
+    db: Engine, configured: Callable[..., PrinterConfigured], reading: Callable[..., SupplyReading]
+) -> None:
+    assert apply_now(db, configured()) == "applied"
+    assert apply_now(db, reading()) == "applied"
+    with Session(db) as s:
+        black = s.get(SupplyStateRow, ("p-hp479", "1"))
+        assert black is not None
+        assert (black.colour, black.percent, black.part_number) == ("black", 42.0, "W2030A")
+        waste = s.get(SupplyStateRow, ("p-hp479", "5"))
+        assert waste is not None and waste.supply_class == "receptacle"
+        printer = s.get(Printer, "p-hp479")
+        assert printer is not None
+        assert printer.serial == "CNB1M2N3P4" and printer.reachable is True
+        assert printer.last_bytes_received == 2950 and printer.lifetime_pages == 12345
+        assert printer.last_seen_at is not None and printer.last_seen_at.tzinfo is not None
+    assert count(db, Reading, printer_id="p-hp479") == 5
+    assert count(db, CounterReading, printer_id="p-hp479") == 1
+
+
+def test_redelivered_reading_changes_nothing(
+    db: Engine, configured: Callable[..., PrinterConfigured], reading: Callable[..., SupplyReading]
+) -> None:
+    apply_now(db, configured())
+    event = reading()
+    assert apply_now(db, event) == "applied"
+    before = (count(db, Reading), count(db, CounterReading), count(db, ProcessedEvent))
+    assert apply_now(db, event) == "duplicate"
+    assert (count(db, Reading), count(db, CounterReading), count(db, ProcessedEvent)) == before
+
+
+def test_older_reading_arriving_late_keeps_newer_state(
+    db: Engine, configured: Callable[..., PrinterConfigured], reading: Callable[..., SupplyReading]
+) -> None:
+    apply_now(db, configured())
+    now = datetime.now(UTC)
+    apply_now(db, reading(occurred_at=now, supplies=hp_supplies(black=30.0)))
+    apply_now(db, reading(occurred_at=now - timedelta(minutes=5), supplies=hp_supplies(black=31.0)))
+    with Session(db) as s:
+        black = s.get(SupplyStateRow, ("p-hp479", "1"))
+        assert black is not None and black.percent == 30.0
+    assert count(db, Reading, supply_index="1") == 2
+
+
+def test_reading_for_unknown_printer_is_retried_while_young_then_dropped(
+    db: Engine, reading: Callable[..., SupplyReading]
+) -> None:
+    with pytest.raises(PrinterNotYetKnown):
+        apply_now(db, reading(printer_id="p-ghost"))
+    assert count(db, ProcessedEvent) == 0  # rolled back: the redelivery gets another go
+    old = reading(printer_id="p-ghost", occurred_at=datetime.now(UTC) - timedelta(hours=1))
+    assert apply_now(db, old) == "ignored"
+
+
+def test_reading_after_removal_does_not_resurrect_printer(
+    db: Engine, configured: Callable[..., PrinterConfigured], reading: Callable[..., SupplyReading]
+) -> None:
+    apply_now(db, configured())
+    apply_now(db, PrinterRemoved(source="api", site_id="default", printer_id="p-hp479"))
+    assert apply_now(db, reading()) == "ignored"
+    assert count(db, Reading) == 0
+
+
+def test_older_configuration_never_undoes_newer(
+    db: Engine, configured: Callable[..., PrinterConfigured]
+) -> None:
+    now = datetime.now(UTC)
+    apply_now(db, configured(occurred_at=now, interval_s=60.0))
+    assert (
+        apply_now(db, configured(occurred_at=now - timedelta(seconds=5), interval_s=600.0))
+        == "ignored"
+    )
+    with Session(db) as s:
+        printer = s.get(Printer, "p-hp479")
+        assert printer is not None and printer.interval_s == 60.0
+
+
+def test_unreachable_then_alert_raised_and_resolved(
+    db: Engine, configured: Callable[..., PrinterConfigured]
+) -> None:
+    apply_now(db, configured())
+    apply_now(
+        db,
+        PrinterUnreachable(
+            source="poller",
+            site_id="default",
+            printer_id="p-hp479",
+            address="127.0.0.1",
+            consecutive_failures=3,
+            reason="timeout after 3 retries",
+        ),
+    )
+    crossed = ThresholdCrossed(
+        source="alerter",
+        site_id="default",
+        printer_id="p-hp479",
+        alert_id="p-hp479:4:low",
+        rule="low",
+        severity="warning",
+        supply_index="4",
+        colour="yellow",
+        percent=8.0,
+        message="Yellow Cartridge HP W2032A at 8%",
+    )
+    apply_now(db, crossed)
+    with Session(db) as s:
+        printer = s.get(Printer, "p-hp479")
+        assert printer is not None and printer.reachable is False
+        assert printer.last_error == "timeout after 3 retries"
+        alerts = s.exec(select(Alert)).all()
+        assert [(a.rule, a.severity, a.resolved_at) for a in alerts] == [("low", "warning", None)]
+    apply_now(
+        db,
+        AlertResolved(
+            source="alerter",
+            site_id="default",
+            printer_id="p-hp479",
+            alert_id="p-hp479:4:low",
+            rule="low",
+        ),
+    )
+    with Session(db) as s:
+        alert = s.exec(select(Alert)).one()
+        assert alert.resolved_at is not None
+
+
+async def test_bus_reading_lands_in_postgresql_once(
+    bus: Bus,
+    pg: Engine,
+    configured: Callable[..., PrinterConfigured],
+    reading: Callable[..., SupplyReading],
+) -> None:
+    metrics = Metrics()
+    projector = Projector(pg, bus, Outbox(pg, bus), metrics, ProjectionOptions())
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    try:
+        await bus.publish(configured())
+        event = reading()
+        await bus.publish(event)
+
+        def stored() -> bool:
+            return count(pg, Reading, printer_id="p-hp479") == 5
+
+        await eventually(stored, timeout_s=15)
+        with Session(pg) as s:
+            cyan = s.get(SupplyStateRow, ("p-hp479", "2"))
+            assert cyan is not None and cyan.percent == 80.0
+        # A redelivery (same event id, as after a crash before ack) is applied as a no-op.
+        assert await projector.apply(event, "api-readings") == "duplicate"
+        assert count(pg, Reading, printer_id="p-hp479") == 5
+        assert "tonerwatch_api_events_total" in metrics.render({}, {})
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_discovered_printer_is_stored_and_configured_for_the_poller(
+    bus: Bus, pg: Engine
+) -> None:
+    projector = Projector(pg, bus, Outbox(pg, bus), Metrics(), ProjectionOptions())
+    found = PrinterFound(
+        source="discovery",
+        site_id="default",
+        address="127.0.0.1",
+        port=16101,
+        identity=HP_M479,
+        supplies=hp_supplies(),
+    )
+    assert await projector.apply(found, "api-printers") == "applied"
+    with Session(pg) as s:
+        printer = s.exec(select(Printer).where(col(Printer.serial) == "CNB1M2N3P4")).one()
+        assert printer.origin == "discovered" and printer.monitored
+    event = await wait_for_event(
+        bus,
+        bus.subjects.filter("printer.configured"),
+        lambda e: isinstance(e, PrinterConfigured) and e.printer_id == printer.id,
+        timeout_s=10,
+    )
+    assert isinstance(event, PrinterConfigured) and event.port == 16101
+    # Found again (next sweep): same printer, nothing new for the poller.
+    again = found.model_copy(update={"event_id": uuid.uuid4()})
+    await projector.apply(again, "api-printers")
+    assert count(pg, Printer) == 1
