@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from pyasn1.type import univ
 from pysnmp.hlapi.v3arch.asyncio import (
     ContextData,
     ObjectIdentity,
@@ -18,7 +19,6 @@ from pysnmp.hlapi.v3arch.asyncio import (
     next_cmd,
 )
 from pysnmp.hlapi.v3arch.asyncio import auth as _auth
-from pyasn1.type import univ
 from pysnmp.proto import rfc1902, rfc1905
 
 from tonerwatch_shared.snmp.base import SnmpProtocol, VarBindList

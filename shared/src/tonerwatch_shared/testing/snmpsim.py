@@ -35,7 +35,7 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
 
 
 def _check_loopback(host: str) -> None:
-    if not ipaddress.ip_address(host) in ipaddress.ip_network("127.0.0.0/8"):
+    if ipaddress.ip_address(host) not in ipaddress.ip_network("127.0.0.0/8"):
         raise ValueError(f"simulated agents listen on 127.0.0.0/8 only, not {host}")
 
 
@@ -158,20 +158,24 @@ class SnmpSimulator:
         for recording in self.recordings:
             # Copied, not linked: snmpsim names a linked file's community after the link target.
             shutil.copyfile(recording, data_dir / recording.name)
+        self._process = self._spawn(self._command(data_dir, root / "cache"))
+        try:
+            await self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    @staticmethod
+    def _spawn(command: list[str]) -> subprocess.Popen[bytes]:
         env = {**os.environ, "SNMPSIM_ALLOW_ROOT": "true"}
-        self._process = subprocess.Popen(
-            self._command(data_dir, root / "cache"),
+        return subprocess.Popen(
+            command,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        try:
-            await self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
 
     async def _wait_ready(self) -> None:
         assert self._process is not None
