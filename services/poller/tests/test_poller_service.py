@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-
 from tonerwatch_poller.service import Settings, run
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, wait_for_event
@@ -36,7 +35,9 @@ async def running_poller(bus: Bus, nats_url: str, **knobs: object) -> AsyncItera
         await asyncio.wait_for(task, 20)
 
 
-def configured(printer_id: str, port: int, community: str, interval_s: float = 2.0) -> ev.PrinterConfigured:
+def configured(
+    printer_id: str, port: int, community: str, interval_s: float = 2.0
+) -> ev.PrinterConfigured:
     return ev.PrinterConfigured(
         source="test",
         site_id="hq",
@@ -48,11 +49,16 @@ def configured(printer_id: str, port: int, community: str, interval_s: float = 2
     )
 
 
-async def test_hp_m252dw_configured_is_polled_and_published(bus: Bus, nats_url: str, snmp_agent: SnmpSimulator) -> None:
+async def test_hp_m252dw_configured_is_polled_and_published(
+    bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
+) -> None:
     async with running_poller(bus, nats_url):
         await bus.publish(configured("hp-1", snmp_agent.port, "jetdirect_m252dw"))
         reading = await wait_for_event(
-            bus, bus.subjects.filter("supply.reading"), lambda e: isinstance(e, ev.SupplyReading), timeout_s=20
+            bus,
+            bus.subjects.filter("supply.reading"),
+            lambda e: isinstance(e, ev.SupplyReading),
+            timeout_s=20,
         )
     assert isinstance(reading, ev.SupplyReading)
     assert reading.printer_id == "hp-1" and reading.site_id == "hq"
@@ -63,7 +69,9 @@ async def test_hp_m252dw_configured_is_polled_and_published(bus: Bus, nats_url: 
     assert reading.bytes_sent > 0 and reading.bytes_received > 0 and reading.requests >= 1
 
 
-async def test_polls_repeat_at_the_interval_with_steady_gets(bus: Bus, nats_url: str, snmp_agent: SnmpSimulator) -> None:
+async def test_polls_repeat_at_the_interval_with_steady_gets(
+    bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
+) -> None:
     seen: list[ev.SupplyReading] = []
 
     async with running_poller(bus, nats_url):
@@ -81,7 +89,9 @@ async def test_polls_repeat_at_the_interval_with_steady_gets(bus: Bus, nats_url:
     assert [s.percent for s in steady.supplies] == [s.percent for s in first.supplies]
 
 
-async def test_silent_printer_becomes_unreachable_then_reachable(bus: Bus, nats_url: str, printer_walks_dir: object) -> None:
+async def test_silent_printer_becomes_unreachable_then_reachable(
+    bus: Bus, nats_url: str, printer_walks_dir: object
+) -> None:
     port = free_udp_port()
     from pathlib import Path
 
@@ -89,22 +99,35 @@ async def test_silent_printer_becomes_unreachable_then_reachable(bus: Bus, nats_
     async with running_poller(bus, nats_url, unreachable_after=2):
         await bus.publish(configured("hp-3", port, "jetdirect_m252dw", interval_s=1.0))
         down = await wait_for_event(
-            bus, bus.subjects.filter("printer.unreachable"), lambda e: isinstance(e, ev.PrinterUnreachable), timeout_s=30
+            bus,
+            bus.subjects.filter("printer.unreachable"),
+            lambda e: isinstance(e, ev.PrinterUnreachable),
+            timeout_s=30,
         )
         assert isinstance(down, ev.PrinterUnreachable) and down.consecutive_failures == 2
         async with SnmpSimulator([recording], [("127.0.0.1", port)]):
             up = await wait_for_event(
-                bus, bus.subjects.filter("printer.reachable"), lambda e: isinstance(e, ev.PrinterReachable), timeout_s=30
+                bus,
+                bus.subjects.filter("printer.reachable"),
+                lambda e: isinstance(e, ev.PrinterReachable),
+                timeout_s=30,
             )
     assert isinstance(up, ev.PrinterReachable) and up.printer_id == "hp-3"
 
 
-async def test_configuring_twice_keeps_one_poll_job(bus: Bus, nats_url: str, snmp_agent: SnmpSimulator) -> None:
+async def test_configuring_twice_keeps_one_poll_job(
+    bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
+) -> None:
     async with running_poller(bus, nats_url):
         for _ in range(3):
-            await bus.publish(configured("hp-4", snmp_agent.port, "jetdirect_m252dw", interval_s=60))
+            await bus.publish(
+                configured("hp-4", snmp_agent.port, "jetdirect_m252dw", interval_s=60)
+            )
         await wait_for_event(
-            bus, bus.subjects.filter("supply.reading"), lambda e: isinstance(e, ev.SupplyReading), timeout_s=20
+            bus,
+            bus.subjects.filter("supply.reading"),
+            lambda e: isinstance(e, ev.SupplyReading),
+            timeout_s=20,
         )
         info = await bus.js.stream_info(bus.subjects.name("POLLJOBS"))
         assert info.state.messages == 1
@@ -113,7 +136,14 @@ async def test_configuring_twice_keeps_one_poll_job(bus: Bus, nats_url: str, snm
 async def test_two_replicas_share_the_fleet_without_double_polls(
     bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
 ) -> None:
-    printers = ["jetdirect_m252dw", "xerox_phaser", "lexmarkprinter", "kyocera", "ricoh_mpc3002", "sharp_mx2614n"]
+    printers = [
+        "jetdirect_m252dw",
+        "xerox_phaser",
+        "lexmarkprinter",
+        "kyocera",
+        "ricoh_mpc3002",
+        "sharp_mx2614n",
+    ]
     readings: list[ev.SupplyReading] = []
     async with running_poller(bus, nats_url), running_poller(bus, nats_url):
         for i, name in enumerate(printers):
@@ -127,16 +157,23 @@ async def test_two_replicas_share_the_fleet_without_double_polls(
         await wait_for_event(bus, bus.subjects.filter("supply.reading"), all_polled, timeout_s=40)
         await asyncio.sleep(1.0)
     ids = [r.printer_id for r in readings]
-    assert sorted(ids) == sorted(f"p{i}" for i in range(len(printers))), "each printer polled exactly once"
+    assert sorted(ids) == sorted(f"p{i}" for i in range(len(printers))), (
+        "each printer polled exactly once"
+    )
     sources = {r.source for r in readings}
     assert len(sources) >= 1
 
 
-async def test_removed_printer_stops_being_polled(bus: Bus, nats_url: str, snmp_agent: SnmpSimulator) -> None:
+async def test_removed_printer_stops_being_polled(
+    bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
+) -> None:
     async with running_poller(bus, nats_url):
         await bus.publish(configured("hp-5", snmp_agent.port, "jetdirect_m252dw", interval_s=1.0))
         await wait_for_event(
-            bus, bus.subjects.filter("supply.reading"), lambda e: isinstance(e, ev.SupplyReading), timeout_s=20
+            bus,
+            bus.subjects.filter("supply.reading"),
+            lambda e: isinstance(e, ev.SupplyReading),
+            timeout_s=20,
         )
         await bus.publish(ev.PrinterRemoved(source="test", site_id="hq", printer_id="hp-5"))
         jobs = bus.subjects.name("POLLJOBS")

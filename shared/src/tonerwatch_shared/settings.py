@@ -97,7 +97,7 @@ def load_settings(cls: type[S], *, secrets_dir: str | Path | None = None, **over
     secrets = secrets_dir or os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
     try:
         if secrets:
-            return cls(_secrets_dir=str(secrets), **overrides)  # type: ignore[call-arg]
+            return cls(_secrets_dir=str(secrets), **overrides)
         return cls(**overrides)
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from None

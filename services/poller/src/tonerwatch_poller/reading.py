@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 from dataclasses import dataclass
 
 from tonerwatch_shared.events import PrinterConfigured, SnmpCredentials, SupplyReading
+from tonerwatch_shared.ipp import fetch_printer_attributes, merge_snapshots, parse_ipp_attributes
+from tonerwatch_shared.printer.model import PrinterSnapshot
 from tonerwatch_shared.printer.parse import parse_snapshot
 from tonerwatch_shared.snmp.base import SnmpProtocol
 from tonerwatch_shared.snmp.poll import PollPlan, poll_printer
@@ -50,30 +53,100 @@ async def read_printer(
     source: str,
     plan: PollPlan | None = None,
 ) -> PolledReading:
-    """Poll target once (learning its layout when plan is None) and return the reading as published."""
+    """Poll target once over SNMP (learning its layout when plan is None); return the reading as published."""
     started = time.perf_counter()
     result = await poll_printer(client, target, plan)
     snapshot = parse_snapshot(result.values)
-    reading = SupplyReading(
+    reading = _reading(
+        snapshot,
+        printer_id=printer_id,
+        site_id=site_id,
+        source=source,
+        address=target.host,
+        protocol="snmp",
+        sent=result.bytes_sent,
+        received=result.bytes_received,
+        requests=result.requests,
+        started=started,
+    )
+    return PolledReading(reading, result.plan, result.learned, result.round_trips)
+
+
+async def read_printer_ipp(
+    config: PrinterConfigured,
+    *,
+    source: str,
+    timeout_s: float,
+    snmp: PolledReading | None = None,
+) -> SupplyReading:
+    """Poll a printer over IPP (Get-Printer-Attributes); merged into the SNMP reading when one is given."""
+    started = time.perf_counter()
+    exchange = await fetch_printer_attributes(
+        config.address, config.ipp_port, tls=config.ipp_tls, timeout=timeout_s, verify=False
+    )
+    snapshot = parse_ipp_attributes(exchange.attributes)
+    sent, received, requests = exchange.bytes_sent, exchange.bytes_received, 1
+    protocol: Literal["snmp", "ipp", "both"] = "ipp"
+    if snmp is not None:
+        base = snmp.reading
+        snapshot = merge_snapshots(
+            PrinterSnapshot(
+                printer=base.printer,
+                supplies=base.supplies,
+                trays=base.trays,
+                counters=base.counters,
+                status=base.status,
+                missing=base.missing,
+            ),
+            snapshot,
+        )
+        sent, received, requests = (
+            sent + base.bytes_sent,
+            received + base.bytes_received,
+            requests + base.requests,
+        )
+        protocol = "both"
+    return _reading(
+        snapshot,
+        printer_id=config.printer_id,
+        site_id=config.site_id,
+        source=source,
+        address=config.address,
+        protocol=protocol,
+        sent=sent,
+        received=received,
+        requests=requests,
+        started=started,
+    )
+
+
+def _reading(
+    snapshot: PrinterSnapshot,
+    *,
+    printer_id: str,
+    site_id: str,
+    source: str,
+    address: str,
+    protocol: Literal["snmp", "ipp", "both"],
+    sent: int,
+    received: int,
+    requests: int,
+    started: float,
+) -> SupplyReading:
+    return SupplyReading(
         source=source,
         site_id=site_id,
         printer_id=printer_id,
-        address=target.host,
-        protocol="snmp",
+        address=address,
+        protocol=protocol,
         printer=snapshot.printer,
         supplies=snapshot.supplies,
         trays=snapshot.trays,
         counters=snapshot.counters,
         status=snapshot.status,
         missing=snapshot.missing,
-        bytes_sent=result.bytes_sent,
-        bytes_received=result.bytes_received,
-        requests=result.requests,
+        bytes_sent=sent,
+        bytes_received=received,
+        requests=requests,
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
     )
-    return PolledReading(reading, result.plan, result.learned, result.round_trips)
-
-
-def reading_for(config: PrinterConfigured) -> tuple[str, str]:
-    """Return (printer_id, site_id) of a configuration."""
-    return config.printer_id, config.site_id

@@ -32,7 +32,7 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 from pydantic import Field
-from tonerwatch_shared.bus import Bus, ConsumerSpec
+from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler
 from tonerwatch_shared.events import (
     Event,
     PrinterConfigured,
@@ -40,6 +40,7 @@ from tonerwatch_shared.events import (
     PrinterRemoved,
     PrinterUnreachable,
 )
+from tonerwatch_shared.ipp import IppError
 from tonerwatch_shared.lifecycle import install_stop_signals
 from tonerwatch_shared.logs import current_site
 from tonerwatch_shared.settings import CommonSettings
@@ -48,7 +49,7 @@ from tonerwatch_shared.snmp.poll import PollPlan
 from tonerwatch_shared.snmp.udp import UdpSnmpClient
 from tonerwatch_shared.subjects import PRINTER_CONFIGURED, PRINTER_REMOVED, Subjects, token
 
-from tonerwatch_poller.reading import read_printer, target_for
+from tonerwatch_poller.reading import read_printer, read_printer_ipp, target_for
 
 log = logging.getLogger("tonerwatch.poller")
 
@@ -61,10 +62,17 @@ class Settings(CommonSettings):
     poll_interval_s: float = Field(default=300.0, gt=0, description="Default interval per printer")
     poll_timeout_s: float = Field(default=2.0, gt=0, description="Per SNMP request")
     poll_retries: int = Field(default=1, ge=0)
-    poll_concurrency: int = Field(default=64, ge=1, description="Printers polled at once per replica")
-    unreachable_after: int = Field(default=3, ge=1, description="Failed polls in a row before unreachable")
+    poll_concurrency: int = Field(
+        default=64, ge=1, description="Printers polled at once per replica"
+    )
+    unreachable_after: int = Field(
+        default=3, ge=1, description="Failed polls in a row before unreachable"
+    )
     poll_jitter: float = Field(default=0.05, ge=0, le=0.5, description="± fraction of interval")
-    job_ack_wait_s: float = Field(default=60.0, gt=0, description="A job unanswered this long goes to another replica")
+    ipp_timeout_s: float = Field(default=5.0, gt=0, description="Per IPP request")
+    job_ack_wait_s: float = Field(
+        default=60.0, gt=0, description="A job unanswered this long goes to another replica"
+    )
 
 
 @dataclass
@@ -85,7 +93,13 @@ class PrinterHealth:
             return cls()
         try:
             raw = json.loads(data)
-            return cls(**{k: raw[k] for k in ("failures", "unreachable", "last_success_at", "last_error") if k in raw})
+            return cls(
+                **{
+                    k: raw[k]
+                    for k in ("failures", "unreachable", "last_success_at", "last_error")
+                    if k in raw
+                }
+            )
         except (ValueError, TypeError):
             return cls()
 
@@ -156,7 +170,9 @@ class Poller:
         """Publish the printer's poll job unless it has one already (the stream refuses a second)."""
         payload = json.dumps({"printer_id": config.printer_id, "site_id": config.site_id}).encode()
         try:
-            await self.bus.js.publish(self.job_subject(config.site_id, config.printer_id), payload, timeout=5.0)
+            await self.bus.js.publish(
+                self.job_subject(config.site_id, config.printer_id), payload, timeout=5.0
+            )
         except nats.js.errors.APIError as exc:
             if "maximum messages per subject" not in str(exc).lower():
                 raise
@@ -231,10 +247,7 @@ class Poller:
             return
         config = PrinterConfigured.model_validate_json(entry.value)
         current_site.set(config.site_id)
-        if config.protocol == "ipp":
-            # IPP-only printers are polled by the IPP path (not in this build): keep the job alive.
-            await msg.nak(delay=next_delay(config.interval_s, self.settings.poll_jitter, self.rng))
-            return
+        await msg.in_progress()  # a slow poll must not look like a dead replica
         await self.poll(config)
         await msg.nak(delay=next_delay(config.interval_s, self.settings.poll_jitter, self.rng))
 
@@ -253,25 +266,42 @@ class Poller:
             health = PrinterHealth.from_bytes(entry.value)
         except nats.js.errors.KeyNotFoundError:
             health = PrinterHealth()
+        source = f"poller/{self.settings.instance}"
         try:
-            polled = await read_printer(
-                self.client,
-                target,
-                printer_id=config.printer_id,
-                site_id=config.site_id,
-                source=f"poller/{self.settings.instance}",
-                plan=self.plans.get(config.printer_id),
-            )
-        except (SnmpError, OSError, TimeoutError) as exc:
+            polled = None
+            if config.protocol in ("snmp", "both"):
+                polled = await read_printer(
+                    self.client,
+                    target,
+                    printer_id=config.printer_id,
+                    site_id=config.site_id,
+                    source=source,
+                    plan=self.plans.get(config.printer_id),
+                )
+                self.plans[config.printer_id] = polled.plan
+            if config.protocol in ("ipp", "both"):
+                reading = await read_printer_ipp(
+                    config, source=source, timeout_s=self.settings.ipp_timeout_s, snmp=polled
+                )
+            else:
+                assert polled is not None
+                reading = polled.reading
+        except (SnmpError, IppError, OSError, TimeoutError) as exc:
             self.plans.pop(config.printer_id, None)
             health.failures += 1
             health.last_error = str(exc) or type(exc).__name__
-            log.info("poll of %s (%s) failed %d time(s): %s", config.printer_id, config.address, health.failures, health.last_error)
+            log.info(
+                "poll of %s (%s) failed %d time(s): %s",
+                config.printer_id,
+                config.address,
+                health.failures,
+                health.last_error,
+            )
             if health.failures >= self.settings.unreachable_after and not health.unreachable:
                 health.unreachable = True
                 await self.bus.publish(
                     PrinterUnreachable(
-                        source=f"poller/{self.settings.instance}",
+                        source=source,
                         site_id=config.site_id,
                         printer_id=config.printer_id,
                         address=config.address,
@@ -284,14 +314,13 @@ class Poller:
                 )
             await self.health.put(health_key, health.to_bytes())
             return False
-        self.plans[config.printer_id] = polled.plan
-        await self.bus.publish(polled.reading)
+        await self.bus.publish(reading)
         was_unreachable = health.unreachable
         health = PrinterHealth(last_success_at=datetime.now(UTC).isoformat())
         if was_unreachable:
             await self.bus.publish(
                 PrinterReachable(
-                    source=f"poller/{self.settings.instance}",
+                    source=source,
                     site_id=config.site_id,
                     printer_id=config.printer_id,
                     address=config.address,
@@ -301,7 +330,9 @@ class Poller:
         return True
 
 
-async def run(settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
+async def run(
+    settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None
+) -> None:
     """Run one poller replica until stop (or SIGTERM): config consumer + job loop, then drain."""
     if stop is None:
         stop = asyncio.Event()
@@ -341,7 +372,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None, ready: a
         await bus.drain()
 
 
-def _only(handler):  # type: ignore[no-untyped-def]
+def _only(handler: Handler) -> Handler:
     """Return handler restricted to configuration events (the filter also matches found/unreachable)."""
 
     async def wrapped(event: Event, msg: Msg) -> None:
