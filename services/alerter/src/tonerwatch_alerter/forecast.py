@@ -1,0 +1,123 @@
+"""Consumption forecast: days until a supply is empty (or a waste bin full), with an uncertainty band.
+
+Pure. The history kept per supply is its *envelope*: each new low with the time it was first seen
+(a level only falls between replacements, so a rise is a shaken cartridge or noise and says nothing
+about consumption). For a coarse reporter (steps of 10-33 %) those points are the times of the step
+changes, not the plateaus. The rate is the Theil–Sen slope (median of pairwise slopes, robust to
+bursts and outliers) over a recent window; the band is Sen's rank-based confidence interval of that
+slope. A plateau that has lasted longer than the fitted rate allows caps the rate (the level has
+not dropped one step in that time), so an idle printer is not forecast empty.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+DAY_S = 86400.0
+WINDOW_DAYS = 60.0  # consumption from two months ago says little about this month's
+MIN_POINTS = 3
+MIN_SPAN_DAYS = 2.0  # one big job in an afternoon is not a rate
+MAX_POINTS = 200  # per supply in the stored state
+Z_90 = 1.645  # two-sided 90 % band
+COARSE_STEP = 5.0
+NOISE_MARGIN = 2.0  # times the deepest dip below trend seen: how far noise may have hidden a drop  # median drop per step at or above this: a coarse reporter
+
+Point = tuple[float, float]  # (unix seconds, percent)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A consumption estimate: rate in points per day, days to empty with a band (None = unbounded)."""
+
+    rate_per_day: float
+    level_now: float
+    days_to_empty: float | None
+    days_low: float | None
+    days_high: float | None
+    points: int
+    step: float
+    coarse: bool
+
+
+def add_point(history: Sequence[Point], t: float, percent: float) -> list[Point]:
+    """Return history with (t, percent) added if it is a new low (the envelope), thinned to MAX_POINTS."""
+    out = list(history)
+    if out and (t <= out[-1][0] or percent >= out[-1][1]):
+        return out
+    out.append((t, percent))
+    if len(out) > MAX_POINTS:
+        # Keep the recent half whole (it drives the forecast); thin the older half 2:1.
+        half = len(out) // 2
+        out = out[:half:2] + out[half:]
+    return out
+
+
+def theil_sen(points: Sequence[Point], z: float = Z_90) -> tuple[float, float, float, float]:
+    """Return (slope, intercept, slope_low, slope_high) of the Theil–Sen fit with Sen's confidence band."""
+    slopes = sorted(
+        (y2 - y1) / (x2 - x1)
+        for i, (x1, y1) in enumerate(points)
+        for x2, y2 in points[i + 1 :]
+        if x2 != x1
+    )
+    if not slopes:
+        raise ValueError("need two points at different times")
+    slope = statistics.median(slopes)
+    intercept = statistics.median(y - slope * x for x, y in points)
+    n, m = len(points), len(slopes)
+    # Sen (1968): ranks of the band from the variance of Kendall's S (no ties assumed).
+    c = z * math.sqrt(n * (n - 1) * (2 * n + 5) / 18.0)
+    lo = max(0, math.floor((m - c) / 2))
+    hi = min(m - 1, math.ceil((m + c) / 2))
+    return slope, intercept, slopes[lo], slopes[hi]
+
+
+def forecast(
+    history: Sequence[Point], now: float, *, window_days: float = WINDOW_DAYS
+) -> Forecast | None:
+    """Return the forecast for an envelope history at time now, or None with too little data."""
+    recent = [p for p in history if p[0] >= now - window_days * DAY_S]
+    if len(recent) < MIN_POINTS:
+        # Slow supplies may take longer than the window for three steps: use the last three.
+        recent = list(history[-MIN_POINTS:])
+    if len(recent) < MIN_POINTS or (recent[-1][0] - recent[0][0]) < MIN_SPAN_DAYS * DAY_S:
+        return None
+    t0 = recent[0][0]
+    pts = [((t - t0) / DAY_S, p) for t, p in recent]
+    slope, intercept, slope_lo, slope_hi = theil_sen(pts)
+    drops = [a[1] - b[1] for a, b in itertools.pairwise(recent)]
+    step = statistics.median(drops)
+    last_t, last_p = pts[-1]
+    now_d = (now - t0) / DAY_S
+    # The reporter shows last_p; the truth is within one step below it (floor or round).
+    level_now = min(last_p, max(last_p - step, intercept + slope * now_d))
+    rate, rate_fast, rate_slow = -slope, -slope_lo, -slope_hi
+    since = now_d - last_t
+    if since > 0:
+        # No new low for `since` days: less than one step was used in that time, give or take
+        # the noise (the last low may itself be a dip below the trend).
+        dip = max(0.0, *((intercept + slope * t) - p for t, p in pts))
+        cap = (step + NOISE_MARGIN * dip) / since
+        rate, rate_fast, rate_slow = min(rate, cap), min(rate_fast, cap), min(rate_slow, cap)
+    return Forecast(
+        rate_per_day=rate,
+        level_now=level_now,
+        days_to_empty=_days(level_now, rate),
+        days_low=_days(level_now, rate_fast),
+        days_high=_days(level_now, rate_slow),
+        points=len(pts),
+        step=step,
+        coarse=step >= COARSE_STEP,
+    )
+
+
+def _days(level: float, rate: float) -> float | None:
+    if level <= 0:
+        return 0.0
+    if rate <= 0:
+        return None
+    return level / rate
