@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings come from TONERWATCH_* environment variables, a .env file, or secret files in "
         "TONERWATCH_SECRETS_DIR. See README.md.",
     )
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR (env TONERWATCH_LOG_LEVEL)")
+    parser.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR (env TONERWATCH_LOG_LEVEL)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     up = sub.add_parser(
@@ -57,12 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run all five services in one process. With no servers configured it starts an embedded "
         "nats-server (JetStream) on a free loopback port and uses SQLite, both in --data-dir.",
     )
-    up.add_argument("--data-dir", type=Path, default=None, help="where data lives (default: per-user data folder)")
-    up.add_argument("--demo", action="store_true", help="also simulate a fleet of printers on loopback and monitor it")
-    up.add_argument("--demo-count", type=int, default=30, help="printers in the demo fleet (default 30)")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where data lives (default: per-user data folder)",
+    )
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="also simulate a fleet of printers on loopback and monitor it",
+    )
+    up.add_argument(
+        "--demo-count", type=int, default=30, help="printers in the demo fleet (default 30)"
+    )
     up.add_argument("--host", default=None, help="web/API listen address (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=None, help="web/API port (default 8080)")
-    up.add_argument("--only", default=None, help="comma-separated subset of services to run (default all)")
+    up.add_argument(
+        "--only", default=None, help="comma-separated subset of services to run (default all)"
+    )
 
     serve = sub.add_parser(
         "serve",
@@ -74,10 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     poll = sub.add_parser("poll", help="poll one printer once and print what it reports")
     poll.add_argument("host", help="printer address or DNS name")
     poll.add_argument("--port", type=int, default=161)
-    poll.add_argument("--community", default="public", help="SNMP v1/v2c community (default public)")
+    poll.add_argument(
+        "--community", default="public", help="SNMP v1/v2c community (default public)"
+    )
     poll.add_argument("--snmp-version", choices=["1", "2c", "3"], default="2c")
     poll.add_argument("--user", help="SNMPv3 user")
-    poll.add_argument("--auth-protocol", default=None, choices=["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"])
+    poll.add_argument(
+        "--auth-protocol",
+        default=None,
+        choices=["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"],
+    )
     poll.add_argument("--auth-key", help="SNMPv3 authentication key")
     poll.add_argument("--priv-protocol", default=None, choices=["DES", "AES", "AES192", "AES256"])
     poll.add_argument("--priv-key", help="SNMPv3 privacy key")
@@ -85,13 +106,23 @@ def build_parser() -> argparse.ArgumentParser:
     poll.add_argument("--retries", type=int, default=1)
     poll.add_argument("--json", action="store_true", help="print the supply-reading event as JSON")
 
-    disc = sub.add_parser("discover", help="sweep address ranges for SNMP printers, without the services")
-    disc.add_argument("targets", nargs="+", metavar="RANGE", help="CIDR, a-b range, address or DNS name")
-    disc.add_argument("--community", action="append", default=None, help="community to try (repeatable)")
+    disc = sub.add_parser(
+        "discover", help="sweep address ranges for SNMP printers, without the services"
+    )
+    disc.add_argument(
+        "targets", nargs="+", metavar="RANGE", help="CIDR, a-b range, address or DNS name"
+    )
+    disc.add_argument(
+        "--community", action="append", default=None, help="community to try (repeatable)"
+    )
     disc.add_argument("--rate", type=float, default=200.0, help="packets per second (default 200)")
     disc.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
-    disc.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for answers (default 1)")
-    disc.add_argument("--json", action="store_true", help="one JSON object per printer, then a summary")
+    disc.add_argument(
+        "--timeout", type=float, default=1.0, help="seconds to wait for answers (default 1)"
+    )
+    disc.add_argument(
+        "--json", action="store_true", help="one JSON object per printer, then a summary"
+    )
 
     sub.add_parser("version", help="print the version")
     return parser

@@ -19,7 +19,10 @@ EXIT_UNREACHABLE = 2
 async def poll_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Poll args.host once; print the reading; return 0, or 2 with one clear line when it fails."""
     if args.snmp_version == "3" and not args.user:
-        print("tonerwatch: --snmp-version 3 needs --user (and --auth-key/--priv-key as set up on the printer)", file=sys.stderr)
+        print(
+            "tonerwatch: --snmp-version 3 needs --user (and --auth-key/--priv-key as set up on the printer)",
+            file=sys.stderr,
+        )
         return EXIT_UNREACHABLE
     credentials = SnmpCredentials(
         version=args.snmp_version,
@@ -31,13 +34,17 @@ async def poll_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> in
         priv_key=args.priv_key,
     )
     try:
-        target = target_for(args.host, args.port, credentials, timeout_s=args.timeout, retries=args.retries)
+        target = target_for(
+            args.host, args.port, credentials, timeout_s=args.timeout, retries=args.retries
+        )
     except ValueError as exc:
         print(f"tonerwatch: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     client = UdpSnmpClient(max_in_flight=4)
     try:
-        polled = await read_printer(client, target, printer_id=args.host, site_id="default", source="tonerwatch-poll")
+        polled = await read_printer(
+            client, target, printer_id=args.host, site_id="default", source="tonerwatch-poll"
+        )
     except SnmpTimeoutError:
         wait = args.timeout * (args.retries + 1)
         hint = "wrong community?" if args.snmp_version != "3" else "wrong user or keys?"
@@ -84,7 +91,9 @@ def render(reading: SupplyReading) -> str:
         pct = "  n/a" if s.percent is None else f"{s.percent:5.1f}%"
         what = "space left" if s.supply_class == SupplyClass.RECEPTACLE else ""
         part = f"  [{s.part_number}]" if s.part_number else ""
-        lines.append(f"  {s.description[:38]:38} {_bar(s.percent)} {pct} {s.state.value:14}{what}{part}")
+        lines.append(
+            f"  {s.description[:38]:38} {_bar(s.percent)} {pct} {s.state.value:14}{what}{part}"
+        )
     if reading.trays:
         lines.append("Trays:")
         for t in reading.trays:
@@ -92,10 +101,19 @@ def render(reading: SupplyReading) -> str:
             lines.append(f"  {t.name[:38]:38} {_bar(t.percent)} {pct}")
     c = reading.counters
     if c.lifetime_pages is not None:
-        lines.append(f"Pages: {c.lifetime_pages}" + (f" (colour {c.colour_pages}, mono {c.mono_pages})" if c.colour_pages is not None else ""))
+        lines.append(
+            f"Pages: {c.lifetime_pages}"
+            + (
+                f" (colour {c.colour_pages}, mono {c.mono_pages})"
+                if c.colour_pages is not None
+                else ""
+            )
+        )
     for a in reading.status.alerts:
         lines.append(f"Alert [{a.severity}] {a.description}")
     if reading.missing:
         lines.append(f"Not reported by the device: {', '.join(reading.missing)}")
-    lines.append(f"({reading.requests} requests, {reading.bytes_sent} B sent, {reading.bytes_received} B received, {reading.duration_ms:.0f} ms)")
+    lines.append(
+        f"({reading.requests} requests, {reading.bytes_sent} B sent, {reading.bytes_received} B received, {reading.duration_ms:.0f} ms)"
+    )
     return "\n".join(lines) + "\n"

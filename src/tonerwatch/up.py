@@ -84,7 +84,9 @@ def _selected(only: str | None) -> list[str]:
     names = [n.strip() for n in only.split(",") if n.strip()]
     unknown = sorted(set(names) - set(SERVICES))
     if unknown:
-        raise CliError(f"--only: unknown service(s) {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+        raise CliError(
+            f"--only: unknown service(s) {', '.join(unknown)}; choose from {', '.join(SERVICES)}"
+        )
     return names
 
 
@@ -112,7 +114,9 @@ async def _announce(
             await asyncio.gather(*(e.wait() for e in readies.values()))
     except TimeoutError:
         late = [n for n, e in readies.items() if not e.is_set()]
-        raise CliError(f"services not ready after {READY_TIMEOUT_S:.0f}s: {', '.join(late)}") from None
+        raise CliError(
+            f"services not ready after {READY_TIMEOUT_S:.0f}s: {', '.join(late)}"
+        ) from None
     api = settings.get("api")
     url = f"http://{api.host}:{api.port}" if api else None
     _say("")
@@ -120,9 +124,13 @@ async def _announce(
     if url:
         _say(f"  Web UI and API: {url}   (API docs: {url}/docs)")
         if admin_password:
-            _say(f"  Log in as admin with password: {admin_password}   (shown once; set TONERWATCH_ADMIN_PASSWORD to choose)")
+            _say(
+                f"  Log in as admin with password: {admin_password}   (shown once; set TONERWATCH_ADMIN_PASSWORD to choose)"
+            )
         else:
-            _say("  Log in as admin (password from TONERWATCH_ADMIN_PASSWORD, or the one shown at first start)")
+            _say(
+                "  Log in as admin (password from TONERWATCH_ADMIN_PASSWORD, or the one shown at first start)"
+            )
     _say("  Press Ctrl-C to stop.")
     if args.demo:
         if url is None:
@@ -132,14 +140,20 @@ async def _announce(
         await stop.wait()
 
 
-async def _run_demo(url: str, api: Any, args: argparse.Namespace, data_dir: Path, stop: asyncio.Event) -> None:
+async def _run_demo(
+    url: str, api: Any, args: argparse.Namespace, data_dir: Path, stop: asyncio.Event
+) -> None:
     """Serve the simulated fleet on loopback and register every printer through the REST API."""
     from tonerwatch.demo.fleet import run_demo_fleet
 
     async with run_demo_fleet(data_dir / "demo", count=args.demo_count) as printers:
         registered = await register_demo_printers(url, api, printers)
-        _say(f"  Demo: {registered} simulated printers on 127.0.0.1:{printers[0].port} are being monitored;")
-        _say("        levels fall as you watch, some cross thresholds within minutes, one is jammed.")
+        _say(
+            f"  Demo: {registered} simulated printers on 127.0.0.1:{printers[0].port} are being monitored;"
+        )
+        _say(
+            "        levels fall as you watch, some cross thresholds within minutes, one is jammed."
+        )
         await stop.wait()
 
 
@@ -147,7 +161,9 @@ async def register_demo_printers(url: str, api: Any, printers: list[Any]) -> int
     """Add each demo printer with the admin login; return how many were added (or already there)."""
     password = api.admin_password or service_module("api").current_admin_password(api)
     async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
-        token = await client.post("/api/v1/auth/token", data={"username": "admin", "password": password})
+        token = await client.post(
+            "/api/v1/auth/token", data={"username": "admin", "password": password}
+        )
         token.raise_for_status()
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
         existing = await client.get("/api/v1/printers", params={"limit": 1000}, headers=headers)

@@ -43,7 +43,9 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def headers_for(event: Event, body: bytes, secret: str | None, now: float | None = None) -> dict[str, str]:
+def headers_for(
+    event: Event, body: bytes, secret: str | None, now: float | None = None
+) -> dict[str, str]:
     """Return the HTTP headers of one forwarded event."""
     ts = int(now if now is not None else time.time())
     headers = {
@@ -67,14 +69,18 @@ async def forward(client: httpx.AsyncClient, settings: Settings, event: Event) -
         return
     body = event.to_bytes()
     try:
-        resp = await client.post(settings.sync_url, content=body, headers=headers_for(event, body, settings.sync_secret))
+        resp = await client.post(
+            settings.sync_url, content=body, headers=headers_for(event, body, settings.sync_secret)
+        )
     except httpx.HTTPError as exc:
         raise UpstreamError(f"upstream {settings.sync_url} unreachable: {exc!r}") from exc
     if resp.status_code >= 300:
         raise UpstreamError(f"upstream {settings.sync_url} answered {resp.status_code}")
 
 
-async def run(settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
+async def run(
+    settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None
+) -> None:
     """Forward alert events upstream until stop (or SIGTERM), then drain."""
     if stop is None:
         stop = asyncio.Event()
@@ -101,7 +107,11 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None, ready: a
 
         # Alerts (crossed/resolved) and replacements are what a supplier acts on.
         specs = [
-            ConsumerSpec(durable=subjects.name("syncer_alerts"), filter_subject=f"{subjects.root}.*.alert.>", max_deliver=1000),
+            ConsumerSpec(
+                durable=subjects.name("syncer_alerts"),
+                filter_subject=f"{subjects.root}.*.alert.>",
+                max_deliver=1000,
+            ),
             ConsumerSpec(
                 durable=subjects.name("syncer_replaced"),
                 filter_subject=subjects.filter("supply.replaced"),
