@@ -1,0 +1,132 @@
+"""`tonerwatch discover`: a sweep without the services, printers printed as found."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from tonerwatch_shared.events import SnmpCredentials
+
+from tonerwatch_discovery.identify import FoundPrinter
+from tonerwatch_discovery.sweep import NotSupportedError, Sweep, SweepConfig, SweepProgress
+from tonerwatch_discovery.targets import TargetError
+
+_BAR = 30
+
+
+def printer_json(found: FoundPrinter) -> dict[str, object]:
+    """One found printer as a JSON-ready dict."""
+    ident = found.identity
+    return {
+        "type": "printer",
+        "address": found.address,
+        "port": found.port,
+        "vendor": ident.vendor,
+        "model": ident.model,
+        "serial": ident.serial,
+        "mac_address": ident.mac_address,
+        "sys_name": ident.sys_name,
+        "credentials": found.credentials_name,
+        "supplies": [
+            {"description": s.description, "kind": s.kind.value, "percent": s.percent}
+            for s in (found.snapshot.supplies if found.snapshot else ())
+        ],
+        "bytes_discovery": found.discovery_bytes,
+        "bytes_first_snapshot": found.first_snapshot.total,
+        "snapshot_error": found.snapshot_error,
+    }
+
+
+def printer_line(found: FoundPrinter) -> str:
+    """One found printer as a line of text."""
+    ident = found.identity
+    name = " ".join(p for p in (ident.vendor, ident.model) if p) or "unknown printer"
+    extra = [f"serial {ident.serial}" if ident.serial else "", ident.mac_address or ""]
+    supplies = ", ".join(
+        f"{s.description} {s.percent:.0f}%" if s.percent is not None else s.description
+        for s in (found.snapshot.supplies if found.snapshot else ())
+    )
+    line = f"{found.address:<15} {name}"
+    details = [e for e in extra if e]
+    if details:
+        line += f" ({', '.join(details)})"
+    return line + (f"  [{supplies}]" if supplies else "")
+
+
+def progress_bar(p: SweepProgress) -> str:
+    """A one-line progress bar."""
+    done = p.probed / p.total if p.total else 1.0
+    filled = int(done * _BAR)
+    eta = f" ~{p.remaining_s:.0f}s left" if p.remaining_s else ""
+    return (
+        f"\r[{'#' * filled}{'.' * (_BAR - filled)}] {p.probed}/{p.total} probed, {p.live} live, "
+        f"{p.printers} printers, {p.elapsed_s:.0f}s{eta}\x1b[K"
+    )
+
+
+async def sweep_command(
+    targets: Sequence[str],
+    communities: Sequence[str],
+    rate: float,
+    time_limit: float | None,
+    timeout: float,  # noqa: ASYNC109 - the probe wait, the lead's CLI passes it by position
+    json_output: bool,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Sweeps, prints each printer found and a summary; exit code 0, or 2 for bad arguments."""
+    try:
+        config = SweepConfig(
+            targets=list(targets),
+            credentials=[SnmpCredentials(community=c) for c in communities] or [SnmpCredentials()],
+            rate_pps=rate,
+            time_limit_s=time_limit,
+            timeout_s=timeout,
+        )
+    except (ValueError, NotSupportedError) as exc:
+        print(f"discover: {exc}", file=sys.stderr)
+        return 2
+    live_bar = sys.stderr.isatty()
+
+    def on_progress(p: SweepProgress) -> None:
+        if live_bar:
+            sys.stderr.write(progress_bar(p))
+            sys.stderr.flush()
+
+    def on_printer(found: FoundPrinter) -> None:
+        if live_bar:
+            sys.stderr.write("\r\x1b[K")
+        if json_output:
+            out.write(json.dumps(printer_json(found)) + "\n")
+        else:
+            out.write(printer_line(found) + "\n")
+        out.flush()
+
+    engine = Sweep(config, on_progress=on_progress, on_printer=on_printer)
+    task = asyncio.ensure_future(engine.run())
+    try:
+        result = await asyncio.shield(task)
+    except TargetError as exc:
+        print(f"discover: {exc}", file=sys.stderr)
+        return 2
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        engine.cancel()
+        result = await task
+    if live_bar:
+        sys.stderr.write("\r\x1b[K")
+    summary = {"type": "summary", **result.summary()}
+    if json_output:
+        out.write(json.dumps(summary) + "\n")
+    else:
+        out.write(
+            f"{len(result.printers)} printer(s), {len(result.non_printers)} other SNMP device(s), "
+            f"{result.live} live of {result.probed}/{result.total} addresses probed in "
+            f"{result.elapsed_s:.1f}s ({result.end_condition}); {result.bytes_sent} bytes sent, "
+            f"{result.bytes_received} received\n"
+        )
+        for error in result.errors:
+            out.write(f"warning: {error}\n")
+    out.flush()
+    return 0
