@@ -10,8 +10,8 @@ from typing import TextIO
 from tonerwatch_poller.reading import read_printer, target_for
 from tonerwatch_shared.events import SnmpCredentials, SupplyReading
 from tonerwatch_shared.printer.model import SupplyClass
+from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import SnmpError, SnmpTimeoutError
-from tonerwatch_shared.snmp.udp import UdpSnmpClient
 
 EXIT_UNREACHABLE = 2
 
@@ -40,7 +40,7 @@ async def poll_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> in
     except ValueError as exc:
         print(f"tonerwatch: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    client = UdpSnmpClient(max_in_flight=4)
+    client = SnmpClient(max_in_flight=4)
     try:
         polled = await read_printer(
             client, target, printer_id=args.host, site_id="default", source="tonerwatch-poll"

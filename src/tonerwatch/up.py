@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tonerwatch.cli import SERVICES, CliError, service_module
 from tonerwatch_shared.embedded import EmbeddedNats
 from tonerwatch_shared.lifecycle import install_stop_signals
 from tonerwatch_shared.settings import CommonSettings, load_settings
 from tonerwatch_shared.storage import sqlite_url
-
-from tonerwatch.cli import SERVICES, CliError, service_module
 
 log = logging.getLogger("tonerwatch.up")
 READY_TIMEOUT_S = 120.0

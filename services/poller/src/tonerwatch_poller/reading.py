@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
 from dataclasses import dataclass
+from typing import Literal
 
 from tonerwatch_shared.events import PrinterConfigured, SnmpCredentials, SupplyReading
 from tonerwatch_shared.ipp import fetch_printer_attributes, merge_snapshots, parse_ipp_attributes

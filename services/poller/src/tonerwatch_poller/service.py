@@ -32,6 +32,8 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 from pydantic import Field
+
+from tonerwatch_poller.reading import read_printer, read_printer_ipp, target_for
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler
 from tonerwatch_shared.events import (
     Event,
@@ -44,12 +46,10 @@ from tonerwatch_shared.ipp import IppError
 from tonerwatch_shared.lifecycle import install_stop_signals
 from tonerwatch_shared.logs import current_site
 from tonerwatch_shared.settings import CommonSettings
+from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import SnmpError
 from tonerwatch_shared.snmp.poll import PollPlan
-from tonerwatch_shared.snmp.udp import UdpSnmpClient
 from tonerwatch_shared.subjects import PRINTER_CONFIGURED, PRINTER_REMOVED, Subjects, token
-
-from tonerwatch_poller.reading import read_printer, read_printer_ipp, target_for
 
 log = logging.getLogger("tonerwatch.poller")
 
@@ -120,7 +120,7 @@ class Poller:
 
     settings: Settings
     bus: Bus
-    client: UdpSnmpClient
+    client: SnmpClient
     printers: KeyValue
     health: KeyValue
     rng: random.Random = field(default_factory=random.Random)
@@ -346,7 +346,7 @@ async def run(
         attempts=settings.nats_connect_attempts,
         connect_timeout_s=settings.nats_connect_timeout_s,
     )
-    client = UdpSnmpClient(max_in_flight=settings.poll_concurrency)
+    client = SnmpClient(max_in_flight=settings.poll_concurrency)
     try:
         await bus.ensure_event_stream()
         poller = Poller(
