@@ -169,7 +169,7 @@ def test_sleeping_printer_keeps_last_level_and_raises_nothing() -> None:
 def test_sleep_then_swap_while_asleep_is_still_seen() -> None:
     st, _ = run([4, None, None])
     _, events = run([100], state=st, start=T0 + timedelta(days=1))
-    assert [type(e).__name__ for e in events][0] == "SupplyReplaced"
+    assert next(type(e).__name__ for e in events) == "SupplyReplaced"
 
 
 def test_stale_and_replayed_readings_change_nothing() -> None:
@@ -309,7 +309,7 @@ def test_waste_box_almost_full_then_emptied() -> None:
 def test_forecast_warns_before_the_low_threshold() -> None:
     # 5 %/day from a new cartridge, polled twice a day: 7 days' lead at 35 %.
     levels = [100 - 2.5 * i for i in range(0, 34)]
-    st, events = run(levels, step=timedelta(hours=12))
+    _st, events = run(levels, step=timedelta(hours=12))
     rules = [e.rule for e in crossed(events)]
     assert rules[0] == "forecast"
     assert rules == ["forecast", "low"]

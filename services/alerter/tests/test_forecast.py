@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
 import pytest
-
 from tonerwatch_alerter import forecast as fc
 
 DAY = fc.DAY_S
@@ -72,7 +72,7 @@ def test_shaken_cartridge_small_rise_ignored() -> None:
     samples = [(d, 60.0 - d) for d in range(0, 11)]
     samples += [(d, 56.0 - (d - 10)) for d in range(11, 21)]
     history = envelope(samples)
-    assert all(b[1] < a[1] for a, b in zip(history, history[1:], strict=False))
+    assert all(b[1] < a[1] for a, b in itertools.pairwise(history))
     f = fc.forecast(history, T0 + 20 * DAY)
     assert f is not None
     assert f.rate_per_day == pytest.approx(1.0, rel=0.25)

@@ -9,6 +9,7 @@ from tonerwatch_shared.events import (
     AlertResolved,
     Event,
     PrinterReachable,
+    PrinterRemoved,
     PrinterUnreachable,
     SupplyReading,
     SupplyReplaced,
@@ -47,6 +48,9 @@ from tonerwatch_alerter.state import (
 FORECAST_CLEAR_FACTOR = 1.5
 
 
+HANDLED = (SupplyReading, PrinterUnreachable, PrinterReachable, PrinterRemoved)
+
+
 @dataclass
 class Outcome:
     """What applying one event produced: the new state, events to publish, whether state changed."""
@@ -72,7 +76,7 @@ def new_state(printer_id: str, site_id: str | None = None) -> PrinterState:
 
 def evaluate(state: PrinterState, event: Event, ctx: Context) -> Outcome:
     """Return the state after event and the events it causes; stale or foreign events change nothing."""
-    if not isinstance(event, SupplyReading | PrinterUnreachable | PrinterReachable):
+    if not isinstance(event, HANDLED):
         return Outcome(state)
     if state.watermark is not None and event.occurred_at <= state.watermark:
         # Replayed or overtaken (another replica applied something newer): already accounted for.
@@ -86,6 +90,10 @@ def evaluate(state: PrinterState, event: Event, ctx: Context) -> Outcome:
         ev.raise_printer(UNREACHABLE, f"printer unreachable: {event.reason}")
     elif isinstance(event, PrinterReachable):
         ev.resolve(alert_id(work.printer_id, None, UNREACHABLE), "printer answers again")
+    elif isinstance(event, PrinterRemoved):
+        # Nobody watches it any more: its open alerts would never resolve otherwise.
+        for aid in sorted(work.alerts):
+            ev.resolve(aid, "printer no longer monitored")
     else:
         _apply_reading(ev, event, ctx)
     return out

@@ -1,0 +1,308 @@
+"""The alerter on a real NATS JetStream: one event per crossing across polls, restarts and replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+
+import nats.errors
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from tonerwatch_alerter.engine import Context
+from tonerwatch_alerter.process import Processor
+from tonerwatch_alerter.service import Settings, consumer_specs, run
+from tonerwatch_alerter.store import BUCKET, StateConflict, StateStore
+from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.events import (
+    AlertResolved,
+    Event,
+    PrinterReachable,
+    PrinterUnreachable,
+    SupplyReading,
+    SupplyReplaced,
+    ThresholdCrossed,
+    parse_event,
+)
+from tonerwatch_shared.printer.model import PrinterIdentity, PrinterStatus, Supply, SupplyKind
+from tonerwatch_shared.settings import load_settings
+from tonerwatch_shared.subjects import Subjects
+from tonerwatch_shared.testing.infra import eventually
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+PID = "brother-hl-l2350dw-03"
+
+
+def reading(
+    percent: float | None, minute: int, printer_id: str = PID, errors: Sequence[str] = ()
+) -> SupplyReading:
+    """A Brother HL-L2350DW (mono) poll with its TN-2420 cartridge at percent."""
+    return SupplyReading(
+        source="poller-test",
+        site_id="hq",
+        printer_id=printer_id,
+        address="127.0.0.1",
+        printer=PrinterIdentity(vendor="Brother", model="HL-L2350DW series"),
+        supplies=(
+            Supply(
+                index="1.1",
+                description="Toner Cartridge",
+                part_number="TN-2420",
+                kind=SupplyKind.TONER,
+                colour="black",
+                percent=percent,
+            ),
+        ),
+        status=PrinterStatus(errors=tuple(errors)),
+        occurred_at=T0 + timedelta(minutes=minute),
+    )
+
+
+def settings_for(nats_url: str, subjects: Subjects, instance: str = "a1") -> Settings:
+    return load_settings(
+        Settings,
+        nats_url=nats_url,
+        subject_root=subjects.root,
+        stream_prefix=subjects.stream_prefix,
+        instance=instance,
+        nats_connect_attempts=3,
+    )
+
+
+@contextlib.asynccontextmanager
+async def alerter(nats_url: str, subjects: Subjects, instance: str = "a1") -> AsyncIterator[None]:
+    """Run one alerter replica for the duration of the block; fail if it dies or never gets ready."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        run(settings_for(nats_url, subjects, instance), stop=stop, ready=ready)
+    )
+    waiter = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait({task, waiter}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()  # raises what killed it
+    assert waiter in done, "alerter not ready within 20 s"
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+async def published(bus: Bus) -> list[Event]:
+    """Return every event in the test's stream, in order."""
+    sub = await bus.js.pull_subscribe(
+        bus.subjects.all,
+        stream=bus.subjects.events_stream,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subject=bus.subjects.all,
+            inactive_threshold=30.0,
+        ),
+    )
+    out: list[Event] = []
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(256, timeout=0.5)
+            except (nats.errors.TimeoutError, TimeoutError):
+                return out
+            out += [parse_event(m.data) for m in msgs]
+    finally:
+        await sub.unsubscribe()
+
+
+def alerts(events: Sequence[Event]) -> list[Event]:
+    return [e for e in events if isinstance(e, ThresholdCrossed | AlertResolved | SupplyReplaced)]
+
+
+async def settled(bus: Bus, printer_id: str, last: SupplyReading | Event) -> None:
+    """Wait until the alerter has applied `last` to printer_id and sent its outbox."""
+    store = StateStore(await bus.key_value(BUCKET))
+
+    async def check() -> bool:
+        st = (await store.load(printer_id)).state
+        return st is not None and st.watermark == last.occurred_at and not st.outbox
+
+    await eventually(check, timeout_s=15)
+
+
+async def feed(bus: Bus, readings: Sequence[Event]) -> None:
+    for r in readings:
+        assert await bus.publish(r)
+
+
+async def test_falling_through_twenty_percent_publishes_exactly_one_crossing(
+    bus: Bus, nats_url: str, subjects: Subjects
+) -> None:
+    readings = [reading(p, i) for i, p in enumerate([40, 30, 25, 21, 19, 18, 17])]
+    async with alerter(nats_url, subjects):
+        await feed(bus, readings)
+        await settled(bus, PID, readings[-1])
+    [low] = alerts(await published(bus))
+    assert isinstance(low, ThresholdCrossed)
+    assert (low.rule, low.alert_id, low.percent) == ("low", f"{PID}:1.1:low", 19)
+    assert low.subject(subjects) == f"{subjects.root}.hq.alert.crossed.{PID}"
+
+
+async def test_flapping_level_publishes_one(bus: Bus, nats_url: str, subjects: Subjects) -> None:
+    readings = [reading(p, i) for i, p in enumerate([25, 19, 21, 19, 21])]
+    async with alerter(nats_url, subjects):
+        await feed(bus, readings)
+        await settled(bus, PID, readings[-1])
+    assert [type(e).__name__ for e in alerts(await published(bus))] == ["ThresholdCrossed"]
+
+
+async def test_replacement_publishes_replaced_and_resolves(
+    bus: Bus, nats_url: str, subjects: Subjects
+) -> None:
+    readings = [reading(p, i) for i, p in enumerate([25, 19, 5, 100, 99])]
+    async with alerter(nats_url, subjects):
+        await feed(bus, readings)
+        await settled(bus, PID, readings[-1])
+    got = alerts(await published(bus))
+    assert [(type(e).__name__, getattr(e, "rule", None)) for e in got] == [
+        ("ThresholdCrossed", "low"),
+        ("ThresholdCrossed", "critical"),
+        ("SupplyReplaced", None),
+        ("AlertResolved", "low"),
+        ("AlertResolved", "critical"),
+    ]
+    swap = got[2]
+    assert isinstance(swap, SupplyReplaced)
+    assert (swap.previous_percent, swap.percent, swap.part_number) == (5, 100, "TN-2420")
+
+
+async def test_restart_with_replayed_readings_sends_nothing_twice(
+    bus: Bus, nats_url: str, subjects: Subjects
+) -> None:
+    first = [reading(p, i) for i, p in enumerate([30, 19, 4])]
+    async with alerter(nats_url, subjects):
+        await feed(bus, first)
+        await settled(bus, PID, first[-1])
+    before = alerts(await published(bus))
+    assert [getattr(e, "rule", None) for e in before] == ["low", "critical"]
+    # Lose the consumers' positions too: the restarted alerter re-reads every reading from the
+    # start of the stream, and only the state tells it what it already announced.
+    for spec in consumer_specs(subjects):
+        await bus.js.delete_consumer(subjects.events_stream, spec.durable)
+    later = [reading(p, 10 + i) for i, p in enumerate([3, 2])]
+    async with alerter(nats_url, subjects):
+        await feed(bus, later)
+        await settled(bus, PID, later[-1])
+    after = alerts(await published(bus))
+    assert after == before
+
+
+async def test_two_replicas_on_one_consumer_send_each_crossing_once(
+    bus: Bus, nats_url: str, subjects: Subjects
+) -> None:
+    printers = [f"hp-m404-{n:02d}" for n in range(6)]
+    levels = [30, 25, 21, 19, 18, 15, 12, 9, 6, 4]
+    async with alerter(nats_url, subjects, "a1"), alerter(nats_url, subjects, "a2"):
+        # Interleaved and fast, so both replicas hold readings of the same printer at once.
+        batch = [reading(p, i, printer_id=pid) for i, p in enumerate(levels) for pid in printers]
+        await feed(bus, batch)
+        for pid in printers:
+            await settled(bus, pid, batch[-1])
+    got = [e for e in alerts(await published(bus)) if isinstance(e, ThresholdCrossed)]
+    for pid in printers:
+        rules = sorted(e.rule for e in got if e.printer_id == pid)
+        assert rules == ["critical", "low"], pid
+    assert len({e.event_id for e in got}) == len(got)
+
+
+async def test_unreachable_and_back(bus: Bus, nats_url: str, subjects: Subjects) -> None:
+    down = PrinterUnreachable(
+        source="poller-test",
+        site_id="hq",
+        printer_id=PID,
+        address="127.0.0.1",
+        consecutive_failures=3,
+        reason="no SNMP answer in 3 polls",
+        occurred_at=T0 + timedelta(minutes=1),
+    )
+    up = PrinterReachable(
+        source="poller-test",
+        site_id="hq",
+        printer_id=PID,
+        address="127.0.0.1",
+        occurred_at=T0 + timedelta(minutes=2),
+    )
+    async with alerter(nats_url, subjects):
+        await feed(bus, [reading(80, 0), down])
+        await settled(bus, PID, down)
+        await feed(bus, [up])
+        await settled(bus, PID, up)
+    got = alerts(await published(bus))
+    assert [(type(e).__name__, getattr(e, "rule", None)) for e in got] == [
+        ("ThresholdCrossed", "unreachable"),
+        ("AlertResolved", "unreachable"),
+    ]
+    assert isinstance(got[0], ThresholdCrossed) and "no SNMP answer" in got[0].message
+
+
+class _CrashingBus(Bus):
+    """A bus whose first publish dies, as if the process was killed after committing state."""
+
+    crashed = False
+
+    async def publish(self, event: Event, *, timeout_s: float = 5.0) -> bool:
+        if not self.crashed:
+            self.crashed = True
+            raise ConnectionError("killed between commit and publish")
+        return await super().publish(event, timeout_s=timeout_s)
+
+
+async def test_crash_after_commit_publishes_outbox_once(bus: Bus) -> None:
+    crashing = _CrashingBus(bus.nc, bus.subjects, max_age_s=bus.max_age_s, source="a1")
+    store = StateStore(await bus.key_value(BUCKET))
+    proc = Processor(crashing, store, Context(source="a1"))
+    await proc.handle(reading(30, 0))
+    with pytest.raises(ConnectionError):
+        await proc.handle(reading(19, 1))
+    loaded = await store.load(PID)
+    assert loaded.state is not None and len(loaded.state.outbox) == 1
+    # Redelivery of the same reading: stale for evaluation, but the outbox goes out.
+    await proc.handle(reading(19, 1))
+    # And once more, as a second replica would after a lost ack.
+    await Processor(bus, store, Context(source="a2")).handle(reading(19, 1))
+    assert [getattr(e, "rule", None) for e in alerts(await published(bus))] == ["low"]
+    assert (await store.load(PID)).state.outbox == []  # type: ignore[union-attr]
+
+
+async def test_state_store_refuses_stale_revision(bus: Bus) -> None:
+    store = StateStore(await bus.key_value(BUCKET))
+    proc = Processor(bus, store, Context(source="a1"))
+    await proc.handle(reading(50, 0))
+    loaded = await store.load(PID)
+    assert loaded.state is not None and loaded.revision > 0
+    await store.save(PID, loaded.state, loaded.revision)
+    with pytest.raises(StateConflict):
+        await store.save(PID, loaded.state, loaded.revision)
+    with pytest.raises(StateConflict):
+        await store.save("never-seen", loaded.state, 5)
+
+
+async def test_printer_id_with_unsafe_characters_gets_a_key(bus: Bus) -> None:
+    store = StateStore(await bus.key_value(BUCKET))
+    proc = Processor(bus, store, Context(source="a1"))
+    odd = "ipp://10.0.0.7:631/printers/Front Desk"
+    await proc.handle(reading(19, 0, printer_id=odd))
+    st = (await store.load(odd)).state
+    assert st is not None and st.printer_id == odd and f"{odd}:1.1:low" in st.alerts
+
+
+def test_settings_read_rules_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TONERWATCH_LOW_PERCENT", "25")
+    monkeypatch.setenv(
+        "TONERWATCH_ALERT_RULES",
+        '{"sites": {"warehouse": {"lead_time_days": 21, "kinds": {"ink": {"low_percent": 30}}}}}',
+    )
+    s = load_settings(Settings)
+    ctx = s.context()
+    assert ctx.base.low_percent == 25
+    r = ctx.rules.resolve(ctx.base, "warehouse", "x", SupplyKind.INK)
+    assert (r.low_percent, r.lead_time_days, r.critical_percent) == (30, 21, 5)
+    assert ctx.rules.resolve(ctx.base, "hq", "x", SupplyKind.INK).low_percent == 25
