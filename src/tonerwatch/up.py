@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from tonerwatch_shared.storage import sqlite_url
 
 log = logging.getLogger("tonerwatch.up")
 READY_TIMEOUT_S = 120.0
+ADMIN_PASSWORD_FILE = "admin-password"
 
 
 def _say(line: str) -> None:
@@ -55,10 +58,9 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
             "database_url": common.database_url or sqlite_url(data_dir),
             "data_dir": data_dir,
         }
+        admin_password, generated = admin_password_for(data_dir)
+        overrides["admin_password"] = admin_password
         settings = {name: _settings_for(name, overrides, args) for name in names}
-        admin_password = None
-        if "api" in names:
-            admin_password = await asyncio.to_thread(service_module("api").prepare, settings["api"])
         readies = {name: asyncio.Event() for name in names}
         try:
             async with asyncio.TaskGroup() as tg:
@@ -67,7 +69,16 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
                         service_module(name).run(settings[name], stop=stop, ready=readies[name]),
                         name=f"service-{name}",
                     )
-                tg.create_task(_announce(settings, readies, admin_password, args, data_dir, stop))
+                tg.create_task(
+                    _announce(
+                        settings,
+                        readies,
+                        admin_password if generated else None,
+                        args,
+                        data_dir,
+                        stop,
+                    )
+                )
         except* Exception as group:
             for exc in group.exceptions:
                 log.error("a service stopped: %r", exc)
@@ -76,6 +87,21 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
             raise CliError(f"stopped: {first}") from None
     _say("TonerWatch stopped.")
     return 0
+
+
+def admin_password_for(data_dir: Path) -> tuple[str, bool]:
+    """Return the admin password (TONERWATCH_ADMIN_PASSWORD, else generated once and kept 0600 in the data dir) and whether it is new."""
+    from_env = os.environ.get("TONERWATCH_ADMIN_PASSWORD")
+    if from_env:
+        return from_env, False
+    path = data_dir / ADMIN_PASSWORD_FILE
+    if path.exists():
+        return path.read_text().strip(), False
+    password = secrets.token_urlsafe(12)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+    return password, True
 
 
 def _selected(only: str | None) -> list[str]:
@@ -146,8 +172,18 @@ async def _run_demo(
     """Serve the simulated fleet on loopback and register every printer through the REST API."""
     from tonerwatch.demo.fleet import run_demo_fleet
 
-    async with run_demo_fleet(data_dir / "demo", count=args.demo_count) as printers:
-        registered = await register_demo_printers(url, api, printers)
+    demo_dir = data_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    async with run_demo_fleet(
+        demo_dir, port=_demo_port(demo_dir), count=args.demo_count
+    ) as printers:
+        (demo_dir / "port").write_text(f"{printers[0].port}\n")
+        try:
+            registered = await register_demo_printers(url, api.admin_password, printers)
+        except httpx.HTTPError as exc:
+            raise CliError(
+                f"could not register the demo printers with the API at {url}: {exc}"
+            ) from None
         _say(
             f"  Demo: {registered} simulated printers on 127.0.0.1:{printers[0].port} are being monitored;"
         )
@@ -157,22 +193,37 @@ async def _run_demo(
         await stop.wait()
 
 
-async def register_demo_printers(url: str, api: Any, printers: list[Any]) -> int:
-    """Add each demo printer with the admin login; return how many were added (or already there)."""
-    password = api.admin_password or service_module("api").current_admin_password(api)
+def _demo_port(demo_dir: Path) -> int | None:
+    """Return the port the demo fleet used last time (so registered printers stay valid), if free."""
+    from tonerwatch_shared.testing.snmpsim import free_udp_port
+
+    try:
+        port = int((demo_dir / "port").read_text())
+    except (OSError, ValueError):
+        return free_udp_port()
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return free_udp_port()
+    return port
+
+
+async def register_demo_printers(url: str, password: str | None, printers: list[Any]) -> int:
+    """Add each demo printer (matched by name, so a restart adds none twice); return how many are monitored."""
     async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
         token = await client.post(
-            "/api/v1/auth/token", data={"username": "admin", "password": password}
+            "/api/v1/auth/token", data={"username": "admin", "password": password or ""}
         )
         token.raise_for_status()
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        existing = await client.get("/api/v1/printers", params={"limit": 1000}, headers=headers)
+        existing = await client.get("/api/v1/printers", params={"limit": 500}, headers=headers)
         existing.raise_for_status()
-        known = {(p["address"], p["port"], p.get("name")) for p in existing.json()["items"]}
-        count = 0
+        known = {p.get("name"): p for p in existing.json()["items"]}
         for p in printers:
-            count += 1
-            if (p.host, p.port, p.name) in known:
+            if p.name in known and known[p.name].get("port") == p.port:
                 continue
             resp = await client.post(
                 "/api/v1/printers",
@@ -187,4 +238,4 @@ async def register_demo_printers(url: str, api: Any, printers: list[Any]) -> int
                 },
             )
             resp.raise_for_status()
-    return count
+    return len(printers)
