@@ -7,6 +7,7 @@ import math
 import random
 
 import pytest
+
 from tonerwatch_alerter import forecast as fc
 
 DAY = fc.DAY_S

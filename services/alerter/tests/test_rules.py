@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+
 from tonerwatch_alerter.rules import (
     AlertRules,
     Layer,

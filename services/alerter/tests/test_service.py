@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import nats.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
 from tonerwatch_alerter.engine import Context
 from tonerwatch_alerter.process import Processor
 from tonerwatch_alerter.service import Settings, consumer_specs, run

@@ -5,18 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tonerwatch_shared.events import (
-    AlertResolved,
-    Event,
-    PrinterReachable,
-    PrinterRemoved,
-    PrinterUnreachable,
-    SupplyReading,
-    SupplyReplaced,
-    ThresholdCrossed,
-)
-from tonerwatch_shared.printer.model import Supply, SupplyClass
-
 from tonerwatch_alerter import forecast as fc
 from tonerwatch_alerter.rules import (
     CRITICAL,
@@ -43,6 +31,17 @@ from tonerwatch_alerter.state import (
     alert_id,
     event_id,
 )
+from tonerwatch_shared.events import (
+    AlertResolved,
+    Event,
+    PrinterReachable,
+    PrinterRemoved,
+    PrinterUnreachable,
+    SupplyReading,
+    SupplyReplaced,
+    ThresholdCrossed,
+)
+from tonerwatch_shared.printer.model import Supply, SupplyClass
 
 # A forecast alert clears once the estimate is this much beyond the lead time (hysteresis).
 FORECAST_CLEAR_FACTOR = 1.5

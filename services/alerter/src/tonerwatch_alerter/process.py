@@ -16,11 +16,11 @@ import random
 from collections.abc import Sequence
 
 from nats.aio.msg import Msg
-from tonerwatch_shared.bus import Bus, event_type
-from tonerwatch_shared.events import Event, UnreadableEvent, parse_event
 
 from tonerwatch_alerter.engine import HANDLED, Context, evaluate, new_state
 from tonerwatch_alerter.store import StateConflict, StateStore
+from tonerwatch_shared.bus import Bus, event_type
+from tonerwatch_shared.events import Event, UnreadableEvent, parse_event
 
 log = logging.getLogger(__name__)
 

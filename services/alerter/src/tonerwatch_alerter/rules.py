@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from tonerwatch_shared.printer.model import Supply, SupplyClass, SupplyKind, SupplyState
 
 Severity = Literal["info", "warning", "critical"]

@@ -11,16 +11,16 @@ import asyncio
 import logging
 
 from pydantic import Field
-from tonerwatch_shared import subjects as sj
-from tonerwatch_shared.bus import Bus, ConsumerSpec
-from tonerwatch_shared.lifecycle import install_stop_signals
-from tonerwatch_shared.settings import CommonSettings
-from tonerwatch_shared.subjects import Subjects
 
 from tonerwatch_alerter.engine import Context
 from tonerwatch_alerter.process import Processor
 from tonerwatch_alerter.rules import AlertRules, Resolved
 from tonerwatch_alerter.store import BUCKET, StateStore
+from tonerwatch_shared import subjects as sj
+from tonerwatch_shared.bus import Bus, ConsumerSpec
+from tonerwatch_shared.lifecycle import install_stop_signals
+from tonerwatch_shared.settings import CommonSettings
+from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import uuid
 from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from tonerwatch_shared.printer.model import SupplyClass, SupplyKind
 
 from tonerwatch_alerter.rules import Severity
+from tonerwatch_shared.printer.model import SupplyClass, SupplyKind
 
 STATE_VERSION = 1
 # Fixed namespace so event ids derive from (alert, crossing) alone: a re-sent event is a repeat.
