@@ -8,11 +8,10 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from tonerwatch_shared.events import SnmpCredentials
-
 from tonerwatch_discovery.identify import FoundPrinter
 from tonerwatch_discovery.sweep import NotSupportedError, Sweep, SweepConfig, SweepProgress
 from tonerwatch_discovery.targets import TargetError
+from tonerwatch_shared.events import SnmpCredentials
 
 _BAR = 30
 

@@ -16,9 +16,9 @@ from typing import Protocol
 
 import nats.js.errors
 from nats.js.kv import KeyValue
-from tonerwatch_shared.printer.model import PrinterIdentity
 
 from tonerwatch_discovery.identify import FoundPrinter
+from tonerwatch_shared.printer.model import PrinterIdentity
 
 BUCKET = "DISCOVERY_DEVICES"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")

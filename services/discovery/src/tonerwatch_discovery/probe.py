@@ -24,9 +24,14 @@ from tonerwatch_shared.snmp.ber import (
 )
 from tonerwatch_shared.snmp.types import Oid
 
-RID_MIN = 0x01000000  # request ids of 4 content octets: every probe has the same size
-RID_MAX = 0x7FFFFFFF
-_SENTINEL = 0x5A5A5A5A
+# Request ids of exactly 2 content octets: every probe has the same size, 41 bytes with "public"
+# (4-octet ids make it 43). 32,640 ids are plenty: a sweep keeps at most MAX_IN_FLIGHT probes
+# waiting, and an answer must also come from the address its id was sent to.
+RID_MIN = 0x0080
+RID_MAX = 0x7FFF
+RID_OCTETS = 2
+MAX_IN_FLIGHT = 30000
+_SENTINEL = 0x5A5A
 _V3_MAX_SIZE = 65507
 
 
@@ -54,12 +59,12 @@ class ProbeTemplate:
 
     def message(self, rid: int) -> bytes:
         """The probe carrying this request-id (RID_MIN..RID_MAX)."""
-        return rid.to_bytes(4, "big").join(self.parts)
+        return rid.to_bytes(RID_OCTETS, "big").join(self.parts)
 
     @property
     def size(self) -> int:
         """Bytes of SNMP payload per probe."""
-        return sum(map(len, self.parts)) + 4 * (len(self.parts) - 1)
+        return sum(map(len, self.parts)) + RID_OCTETS * (len(self.parts) - 1)
 
 
 def probe_template(credentials: SnmpCredentials) -> ProbeTemplate:
@@ -71,11 +76,11 @@ def probe_template(credentials: SnmpCredentials) -> ProbeTemplate:
         version, credentials.community.encode(), GET_REQUEST, _SENTINEL, [oids.SYS_OBJECT_ID]
     )
     end = decode_header(sample)[4]  # offset just after the request-id
-    return ProbeTemplate(credentials.version, (sample[: end - 4], sample[end:]))
+    return ProbeTemplate(credentials.version, (sample[: end - RID_OCTETS], sample[end:]))
 
 
 def _v3_discovery_parts() -> tuple[bytes, ...]:
-    marker = _SENTINEL.to_bytes(4, "big")
+    marker = _SENTINEL.to_bytes(RID_OCTETS, "big")
     global_data = _tlv(
         0x30, _tlv(0x02, marker) + _int(_V3_MAX_SIZE) + _tlv(0x04, b"\x04") + _int(3)
     )

@@ -21,6 +21,12 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from pydantic import Field
+
+from tonerwatch_discovery.devices import BUCKET, DeviceStore, KvDeviceStore, recognise
+from tonerwatch_discovery.identify import FoundPrinter
+from tonerwatch_discovery.netinfo import DEFAULT_MAX_PREFIX
+from tonerwatch_discovery.sweep import Sweep, SweepConfig, SweepProgress, SweepResult
+from tonerwatch_discovery.targets import LOCAL, TargetError
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.events import (
     DiscoveryCancelled,
@@ -35,12 +41,6 @@ from tonerwatch_shared.lifecycle import install_stop_signals, sleep_until_stoppe
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.subjects import DISCOVERY_CANCELLED, DISCOVERY_REQUESTED, Subjects
-
-from tonerwatch_discovery.devices import BUCKET, DeviceStore, KvDeviceStore, recognise
-from tonerwatch_discovery.identify import FoundPrinter
-from tonerwatch_discovery.netinfo import DEFAULT_MAX_PREFIX
-from tonerwatch_discovery.sweep import Sweep, SweepConfig, SweepProgress, SweepResult
-from tonerwatch_discovery.targets import LOCAL, TargetError
 
 log = logging.getLogger("tonerwatch.discovery")
 

@@ -24,11 +24,6 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tonerwatch_shared.events import SnmpCredentials
-from tonerwatch_shared.snmp.base import SnmpProtocol
-from tonerwatch_shared.snmp.client import SnmpClient
-from tonerwatch_shared.snmp.errors import SnmpError
-
 from tonerwatch_discovery.identify import (
     Cost,
     FoundPrinter,
@@ -47,6 +42,7 @@ from tonerwatch_discovery.netinfo import (
     local_subnets,
 )
 from tonerwatch_discovery.probe import (
+    MAX_IN_FLIGHT,
     RID_MAX,
     RID_MIN,
     ProbeTemplate,
@@ -61,6 +57,10 @@ from tonerwatch_discovery.targets import (
     parse_targets,
     with_addresses,
 )
+from tonerwatch_shared.events import SnmpCredentials
+from tonerwatch_shared.snmp.base import SnmpProtocol
+from tonerwatch_shared.snmp.client import SnmpClient
+from tonerwatch_shared.snmp.errors import SnmpError
 
 log = logging.getLogger("tonerwatch.discovery.sweep")
 
@@ -99,8 +99,10 @@ class SweepConfig:
     icmp_prepass: bool = False
 
     def __post_init__(self) -> None:
-        if self.rate_pps <= 0 or self.timeout_s <= 0 or self.max_in_flight < 1:
-            raise ValueError("rate, timeout and max_in_flight must be positive")
+        if self.rate_pps <= 0 or self.timeout_s <= 0:
+            raise ValueError("rate and timeout must be positive")
+        if not 1 <= self.max_in_flight <= MAX_IN_FLIGHT:
+            raise ValueError(f"max_in_flight must be 1..{MAX_IN_FLIGHT}")
         if self.time_limit_s is not None and self.time_limit_s <= 0:
             raise ValueError("time limit must be positive")
         if not self.credentials:
