@@ -6,6 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
+
 from tonerwatch_api.db import upgrade
 from tonerwatch_api.models import VERSION_TABLE, api_metadata
 

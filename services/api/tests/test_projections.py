@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.models import (
     Alert,

@@ -11,10 +11,10 @@ from typing import TypeVar
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-from tonerwatch_shared.storage import migrate
 
 from tonerwatch_api.models import Site, Tenant, User
 from tonerwatch_api.security import Role, generate_password, hash_password
+from tonerwatch_shared.storage import migrate
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,20 @@ from datetime import UTC, datetime, timedelta
 from nats.aio.msg import Msg
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+
+from tonerwatch_api.db import DEFAULT_TENANT, ensure_site, in_tx, run_tx
+from tonerwatch_api.metrics import Metrics
+from tonerwatch_api.models import (
+    Alert,
+    AuditEntry,
+    CounterReading,
+    OutboxEvent,
+    Printer,
+    ProcessedEvent,
+    Reading,
+    Site,
+    SupplyStateRow,
+)
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.events import (
@@ -31,20 +45,6 @@ from tonerwatch_shared.events import (
     parse_event,
 )
 from tonerwatch_shared.printer.model import PrinterIdentity, Supply
-
-from tonerwatch_api.db import DEFAULT_TENANT, ensure_site, in_tx, run_tx
-from tonerwatch_api.metrics import Metrics
-from tonerwatch_api.models import (
-    Alert,
-    AuditEntry,
-    CounterReading,
-    OutboxEvent,
-    Printer,
-    ProcessedEvent,
-    Reading,
-    Site,
-    SupplyStateRow,
-)
 
 log = logging.getLogger(__name__)
 

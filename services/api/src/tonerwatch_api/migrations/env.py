@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from tonerwatch_api.models import VERSION_TABLE, api_metadata
 
 connection = context.config.attributes.get("connection")

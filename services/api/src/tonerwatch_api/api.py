@@ -1,0 +1,602 @@
+"""REST API /api/v1: auth, sites, printers, readings, alerts, tokens, users, export, live events."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import functools
+import io
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from sqlmodel import Session, col, select
+
+from tonerwatch_api import store
+from tonerwatch_api.auth import Admin, Operator, Viewer, current_principal
+from tonerwatch_api.db import run_tx
+from tonerwatch_api.live import sse, toast
+from tonerwatch_api.models import ApiToken, Printer, Site, User
+from tonerwatch_api.schemas import (
+    AlertOut,
+    ApiTokenIn,
+    ApiTokenOut,
+    MeOut,
+    PrinterIn,
+    PrinterOut,
+    PrinterPage,
+    PrinterPatch,
+    ReadingOut,
+    SiteIn,
+    SiteOut,
+    SitePatch,
+    TokenOut,
+    UserIn,
+    UserOut,
+)
+from tonerwatch_api.security import new_token, verify_password
+from tonerwatch_api.state import AppState, app_state
+from tonerwatch_api.store import Principal
+from tonerwatch_shared.events import Event
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1")
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"description": "Not authenticated"},
+    403: {"description": "Role or scope too small"},
+    404: {"description": "Not found (or another tenant's)"},
+}
+
+
+async def publish_outbox(st: AppState) -> None:
+    """Publish what the last change queued; a failure is retried by the outbox loop."""
+    try:
+        await st.outbox.flush()
+    except Exception as exc:
+        log.warning("publishing queued events failed, the outbox loop retries: %r", exc)
+
+
+# --- auth ----------------------------------------------------------------------------------------
+
+
+@router.post("/auth/token", response_model=TokenOut, tags=["auth"])
+async def login_token(
+    request: Request,
+    username: Annotated[str, Form(max_length=100)],
+    password: Annotated[str, Form(max_length=1000)],
+    scope: Annotated[str, Form(description="space separated: read write")] = "read write",
+) -> TokenOut:
+    """OAuth2 password flow: exchange username and password for a bearer token."""
+    st = app_state(request)
+    scopes = [s for s in scope.split() if s in ("read", "write")] or ["read"]
+    token = new_token()
+    now = datetime.now(UTC)
+    expires = now + timedelta(hours=st.settings.token_ttl_h)
+
+    def work(s: Session) -> bool:
+        user = s.exec(select(User).where(User.username == username)).first()
+        if not verify_password(user.password_hash if user else None, password) or user is None:
+            return False
+        if user.disabled:
+            return False
+        store.issue_token(s, user, token, kind="access", scopes=scopes, expires_at=expires)
+        return True
+
+    if not await run_tx(st.engine, work):
+        raise HTTPException(
+            401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return TokenOut(access_token=token, expires_at=expires)
+
+
+@router.post("/auth/logout", status_code=204, tags=["auth"], responses=ERRORS)
+async def logout(request: Request, who: Viewer) -> Response:
+    """Revoke the token (or session) used for this request."""
+    now = datetime.now(UTC)
+    await run_tx(
+        app_state(request).engine, lambda s: store.revoke_token_hash(s, who.token_hash, now)
+    )
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=MeOut, tags=["auth"], responses=ERRORS)
+async def me(who: Viewer) -> MeOut:
+    """Return who the caller is."""
+    return MeOut(
+        username=who.username, role=who.role, tenant_id=who.tenant_id, scopes=sorted(who.scopes)
+    )
+
+
+# --- sites ---------------------------------------------------------------------------------------
+
+
+@router.get("/sites", response_model=list[SiteOut], tags=["sites"], responses=ERRORS)
+async def list_sites(request: Request, who: Viewer) -> list[SiteOut]:
+    """Return the tenant's sites with their printer counts."""
+
+    def work(s: Session) -> list[SiteOut]:
+        counts = store.site_printer_counts(s, who.tenant_id)
+        return [
+            SiteOut(id=x.id, name=x.name, tenant_id=x.tenant_id, printers=counts.get(x.id, 0))
+            for x in store.tenant_sites(s, who.tenant_id)
+        ]
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.post("/sites", response_model=SiteOut, status_code=201, tags=["sites"], responses=ERRORS)
+async def create_site(request: Request, body: SiteIn, who: Admin) -> SiteOut:
+    """Create a site in the caller's tenant (its id becomes part of NATS subjects)."""
+
+    def work(s: Session) -> SiteOut:
+        if s.get(Site, body.id) is not None:
+            raise store.Conflict(f"site id {body.id!r} is taken")
+        site = Site(id=body.id, tenant_id=who.tenant_id, name=body.name or body.id)
+        s.add(site)
+        store.audit(s, who, "site.create", site.id)
+        return SiteOut(id=site.id, name=site.name, tenant_id=site.tenant_id)
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.get("/sites/{site_id}", response_model=SiteOut, tags=["sites"], responses=ERRORS)
+async def get_site(request: Request, site_id: str, who: Viewer) -> SiteOut:
+    """Return one site."""
+
+    def work(s: Session) -> SiteOut:
+        site = store.get_site(s, who.tenant_id, site_id)
+        n = store.site_printer_counts(s, who.tenant_id).get(site.id, 0)
+        return SiteOut(id=site.id, name=site.name, tenant_id=site.tenant_id, printers=n)
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.patch("/sites/{site_id}", response_model=SiteOut, tags=["sites"], responses=ERRORS)
+async def rename_site(request: Request, site_id: str, body: SitePatch, who: Admin) -> SiteOut:
+    """Rename a site."""
+
+    def work(s: Session) -> SiteOut:
+        site = store.get_site(s, who.tenant_id, site_id)
+        site.name = body.name
+        s.add(site)
+        store.audit(s, who, "site.rename", site.id, name=body.name)
+        return SiteOut(id=site.id, name=site.name, tenant_id=site.tenant_id)
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.delete("/sites/{site_id}", status_code=204, tags=["sites"], responses=ERRORS)
+async def delete_site(request: Request, site_id: str, who: Admin) -> Response:
+    """Delete an empty site (one that never held printers)."""
+    st = app_state(request)
+
+    def work(s: Session) -> None:
+        site = store.get_site(s, who.tenant_id, site_id)
+        if site.id == st.settings.default_site:
+            raise store.Conflict("the default site cannot be deleted")
+        if s.exec(select(Printer.id).where(Printer.site_id == site.id)).first() is not None:
+            raise store.Conflict(
+                f"site {site.id!r} has printers (or their history); remove them first"
+            )
+        s.delete(site)
+        store.audit(s, who, "site.delete", site.id)
+
+    await run_tx(st.engine, work)
+    return Response(status_code=204)
+
+
+# --- printers ------------------------------------------------------------------------------------
+
+
+@router.get("/printers", response_model=PrinterPage, tags=["printers"], responses=ERRORS)
+async def list_printers(
+    request: Request,
+    who: Viewer,
+    site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="Search name, address, model, serial, location"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> PrinterPage:
+    """Return the tenant's printers with supplies, ordered by id, a page at a time."""
+    try:
+        after = store.decode_cursor(cursor) if cursor else None
+    except ValueError as exc:
+        raise HTTPException(422, f"cursor: {exc}") from None
+
+    def work(s: Session) -> PrinterPage:
+        rows = store.find_printers(
+            s, who.tenant_id, site_id=site, search=q, after=after, limit=limit + 1
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return PrinterPage(
+            items=store.printers_out(s, rows),
+            next_cursor=store.encode_cursor(rows[-1].id) if more and rows else None,
+        )
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.post(
+    "/printers", response_model=PrinterOut, status_code=201, tags=["printers"], responses=ERRORS
+)
+async def add_printer(request: Request, body: PrinterIn, who: Operator) -> PrinterOut:
+    """Add a printer by address; the poller is told (PrinterConfigured) and starts polling it."""
+    st = app_state(request)
+
+    def work(s: Session) -> PrinterOut:
+        printer = store.add_printer(s, who, body, st.settings.default_site, st.source)
+        return store.printers_out(s, [printer])[0]
+
+    out = await run_tx(st.engine, work)
+    await publish_outbox(st)
+    return out
+
+
+@router.get(
+    "/printers/{printer_id}", response_model=PrinterOut, tags=["printers"], responses=ERRORS
+)
+async def get_printer(request: Request, printer_id: str, who: Viewer) -> PrinterOut:
+    """Return one printer with its supplies."""
+
+    def work(s: Session) -> PrinterOut:
+        return store.printers_out(s, [store.get_printer(s, who.tenant_id, printer_id)])[0]
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.patch(
+    "/printers/{printer_id}", response_model=PrinterOut, tags=["printers"], responses=ERRORS
+)
+async def update_printer(
+    request: Request, printer_id: str, body: PrinterPatch, who: Operator
+) -> PrinterOut:
+    """Change a printer; the poller is told (PrinterConfigured, or PrinterRemoved when unmonitored)."""
+    st = app_state(request)
+
+    def work(s: Session) -> PrinterOut:
+        printer = store.patch_printer(s, who, printer_id, body, st.source)
+        return store.printers_out(s, [printer])[0]
+
+    out = await run_tx(st.engine, work)
+    await publish_outbox(st)
+    return out
+
+
+@router.delete("/printers/{printer_id}", status_code=204, tags=["printers"], responses=ERRORS)
+async def delete_printer(request: Request, printer_id: str, who: Operator) -> Response:
+    """Stop monitoring and remove a printer (PrinterRemoved); its history is kept."""
+    st = app_state(request)
+    await run_tx(st.engine, lambda s: store.delete_printer(s, who, printer_id, st.source))
+    await publish_outbox(st)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/printers/{printer_id}/readings",
+    response_model=list[ReadingOut],
+    tags=["printers"],
+    responses=ERRORS,
+)
+async def printer_readings(
+    request: Request,
+    printer_id: str,
+    who: Viewer,
+    since: Annotated[datetime | None, Query(description="ISO 8601; default 7 days ago")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
+    limit: Annotated[int, Query(ge=1, le=50000)] = 10000,
+) -> list[ReadingOut]:
+    """Return supply levels over time, oldest first."""
+    end = _aware(until) if until else datetime.now(UTC)
+    start = _aware(since) if since else end - timedelta(days=7)
+    if start > end:
+        raise HTTPException(422, "since: must not be after until")
+
+    def work(s: Session) -> list[ReadingOut]:
+        return store.readings(s, who.tenant_id, printer_id, start, end, limit)
+
+    return await run_tx(app_state(request).engine, work)
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# --- alerts --------------------------------------------------------------------------------------
+
+
+@router.get("/alerts", response_model=list[AlertOut], tags=["alerts"], responses=ERRORS)
+async def list_alerts(
+    request: Request,
+    who: Viewer,
+    open: Annotated[bool, Query(description="Only unresolved alerts")] = True,
+    printer_id: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AlertOut]:
+    """Return alerts, newest first."""
+
+    def work(s: Session) -> list[AlertOut]:
+        return store.find_alerts(
+            s, who.tenant_id, open_only=open, printer_id=printer_id, limit=limit
+        )
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.post(
+    "/alerts/{alert_id}/acknowledge", response_model=AlertOut, tags=["alerts"], responses=ERRORS
+)
+async def acknowledge_alert(request: Request, alert_id: int, who: Operator) -> AlertOut:
+    """Acknowledge an alert (someone is on it)."""
+    return await run_tx(app_state(request).engine, lambda s: store.acknowledge(s, who, alert_id))
+
+
+# --- export --------------------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "printer_id",
+    "site_id",
+    "name",
+    "address",
+    "vendor",
+    "model",
+    "serial",
+    "location",
+    "status",
+    "reachable",
+    "last_seen_at",
+    "lifetime_pages",
+    "supply",
+    "part_number",
+    "colour",
+    "percent",
+    "supply_state",
+)
+
+
+def csv_cell(value: object) -> str:
+    """Return value as a CSV cell that spreadsheets will not run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def fleet_csv(printers: list[PrinterOut]) -> str:
+    """Return the fleet as CSV, one row per supply (a printer without supplies gets one row)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(CSV_COLUMNS)
+    for p in printers:
+        base = [
+            p.id,
+            p.site_id,
+            p.name,
+            p.address,
+            p.vendor,
+            p.model,
+            p.serial,
+            p.location,
+            p.status,
+            p.reachable,
+            p.last_seen_at.isoformat() if p.last_seen_at else None,
+            p.lifetime_pages,
+        ]
+        rows = [[s.description, s.part_number, s.colour, s.percent, s.state] for s in p.supplies]
+        for extra in rows or [[None] * 5]:
+            w.writerow([csv_cell(v) for v in base + extra])
+    return buf.getvalue()
+
+
+@router.get(
+    "/export/printers.csv",
+    tags=["export"],
+    responses={200: {"content": {"text/csv": {}}}, **ERRORS},
+    response_class=Response,
+)
+async def export_printers(
+    request: Request,
+    who: Viewer,
+    site: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """Return the fleet (printers and supplies) as CSV."""
+
+    def work(s: Session) -> str:
+        return fleet_csv(
+            store.printers_out(s, store.find_printers(s, who.tenant_id, site_id=site, search=q))
+        )
+
+    body = await run_tx(app_state(request).engine, work)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="tonerwatch-fleet-{stamp}.csv"'},
+    )
+
+
+# --- tokens and users ----------------------------------------------------------------------------
+
+
+def _token_out(t: ApiToken, secret: str | None = None) -> ApiTokenOut:
+    return ApiTokenOut(
+        id=t.id or 0,
+        name=t.name,
+        scopes=t.scopes.split(),
+        created_at=t.created_at,
+        expires_at=t.expires_at,
+        last_used_at=t.last_used_at,
+        revoked_at=t.revoked_at,
+        token=secret,
+    )
+
+
+@router.post(
+    "/tokens", response_model=ApiTokenOut, status_code=201, tags=["auth"], responses=ERRORS
+)
+async def create_api_token(request: Request, body: ApiTokenIn, who: Viewer) -> ApiTokenOut:
+    """Create a long-lived API token for scripts; the secret is shown only in this answer."""
+    if "write" in body.scopes and "write" not in who.scopes:
+        raise HTTPException(403, "scopes: a read-only caller cannot mint a write token")
+    token = new_token()
+    expires = (
+        datetime.now(UTC) + timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    )
+
+    def work(s: Session) -> ApiTokenOut:
+        user = s.get(User, who.user_id)
+        assert user is not None
+        row = store.issue_token(
+            s, user, token, kind="api", scopes=body.scopes, expires_at=expires, name=body.name
+        )
+        store.audit(s, who, "token.create", str(row.id), name=body.name, scopes=body.scopes)
+        return _token_out(row, token)
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.get("/tokens", response_model=list[ApiTokenOut], tags=["auth"], responses=ERRORS)
+async def list_api_tokens(request: Request, who: Viewer) -> list[ApiTokenOut]:
+    """Return the caller's API tokens (never their secrets)."""
+
+    def work(s: Session) -> list[ApiTokenOut]:
+        rows = s.exec(
+            select(ApiToken)
+            .where(ApiToken.user_id == who.user_id, ApiToken.kind == "api")
+            .order_by(col(ApiToken.id))
+        ).all()
+        return [_token_out(t) for t in rows]
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.delete("/tokens/{token_id}", status_code=204, tags=["auth"], responses=ERRORS)
+async def revoke_api_token(request: Request, token_id: int, who: Viewer) -> Response:
+    """Revoke one of the caller's API tokens."""
+
+    def work(s: Session) -> None:
+        row = s.get(ApiToken, token_id)
+        if row is None or row.user_id != who.user_id:
+            raise store.NotFound(f"token {token_id} not found")
+        if row.revoked_at is None:
+            row.revoked_at = datetime.now(UTC)
+            s.add(row)
+            store.audit(s, who, "token.revoke", str(row.id))
+
+    await run_tx(app_state(request).engine, work)
+    return Response(status_code=204)
+
+
+def _user_out(u: User) -> UserOut:
+    return UserOut(
+        id=u.id or 0,
+        username=u.username,
+        role=u.role,
+        tenant_id=u.tenant_id,
+        disabled=u.disabled,
+        created_at=u.created_at,
+    )
+
+
+@router.get("/users", response_model=list[UserOut], tags=["users"], responses=ERRORS)
+async def list_users(request: Request, who: Admin) -> list[UserOut]:
+    """Return the users of the caller's tenant."""
+
+    def work(s: Session) -> list[UserOut]:
+        rows = s.exec(
+            select(User).where(User.tenant_id == who.tenant_id).order_by(col(User.username))
+        ).all()
+        return [_user_out(u) for u in rows]
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.post("/users", response_model=UserOut, status_code=201, tags=["users"], responses=ERRORS)
+async def create_user(request: Request, body: UserIn, who: Admin) -> UserOut:
+    """Create a user in the caller's tenant."""
+
+    def work(s: Session) -> UserOut:
+        if s.exec(select(User).where(User.username == body.username)).first() is not None:
+            raise store.Conflict(f"username {body.username!r} is taken")
+        from tonerwatch_api.db import create_user as make
+
+        user = make(s, body.username, body.password, body.role, who.tenant_id)
+        store.audit(s, who, "user.create", body.username, role=body.role)
+        return _user_out(user)
+
+    return await run_tx(app_state(request).engine, work)
+
+
+# --- live events ---------------------------------------------------------------------------------
+
+
+@router.get(
+    "/events/stream",
+    tags=["events"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **ERRORS},
+)
+async def event_stream(request: Request, who: Viewer) -> StreamingResponse:
+    """Server-sent events: 'alert' frames as alerts are raised or resolved in the caller's tenant."""
+    st = app_state(request)
+    return StreamingResponse(
+        alert_frames(request, st, who),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def alert_frames(
+    request: Request, st: AppState, who: Principal, keepalive_s: float = 15.0
+) -> AsyncIterator[str]:
+    """Yield SSE frames for the caller's tenant until the client leaves or the server stops."""
+    tenants: dict[str, str] = {}
+    yield "retry: 5000\n\n"
+    with st.live.listen() as queue:
+        while not st.stop.is_set():
+            event = await next_or_stop(queue, st.stop, keepalive_s)
+            if st.stop.is_set():
+                return
+            if event is None:
+                if await request.is_disconnected():
+                    return
+                yield ": keep-alive\n\n"
+                continue
+            if event.site_id not in tenants:
+                tenants.update(await run_tx(st.engine, store.site_tenants))
+            if tenants.get(event.site_id) != who.tenant_id:
+                continue
+            printer_id = getattr(event, "printer_id", "")
+            name = await run_tx(st.engine, functools.partial(_printer_name, printer_id=printer_id))
+            yield sse("alert", toast(event, name))
+
+
+async def next_or_stop(
+    queue: asyncio.Queue[Event], stop: asyncio.Event, timeout_s: float
+) -> Event | None:
+    """Return the next queued event, or None after timeout_s or once stop is set."""
+    getter = asyncio.ensure_future(queue.get())
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait(
+            {getter, stopper}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        stopper.cancel()
+        if not getter.done():
+            getter.cancel()
+    return getter.result() if getter.done() and not getter.cancelled() else None
+
+
+def _printer_name(s: Session, printer_id: str) -> str | None:
+    printer = s.get(Printer, printer_id)
+    return printer.name if printer else None
+
+
+__all__ = ["current_principal", "router"]

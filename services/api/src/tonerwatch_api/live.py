@@ -1,0 +1,79 @@
+"""Live alerts for the UI: bus alert events fanned out to every open server-sent-events stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+
+from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.events import AlertResolved, Event, ThresholdCrossed
+
+log = logging.getLogger(__name__)
+QUEUE_SIZE = 100
+
+
+class LiveAlerts:
+    """Fan-out of live alert events to listeners (each an SSE stream); slow listeners lose events."""
+
+    def __init__(self) -> None:
+        self._queues: set[asyncio.Queue[Event]] = set()
+
+    @property
+    def listeners(self) -> int:
+        """Return how many streams are open."""
+        return len(self._queues)
+
+    async def publish(self, event: Event) -> None:
+        """Hand event to every listener."""
+        if not isinstance(event, ThresholdCrossed | AlertResolved):
+            return
+        for q in list(self._queues):
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(event)
+
+    @contextlib.contextmanager
+    def listen(self) -> Iterator[asyncio.Queue[Event]]:
+        """Yield a queue receiving every alert event until the block ends."""
+        q: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
+        self._queues.add(q)
+        try:
+            yield q
+        finally:
+            self._queues.discard(q)
+
+    async def run(self, bus: Bus, stop: asyncio.Event) -> None:
+        """Feed listeners from the bus (live, core NATS) until stop is set."""
+        await bus.subscribe_events(
+            f"{bus.subjects.root}.*.alert.>", stop=stop, handler=self.publish
+        )
+
+
+def sse(event: str, data: dict[str, object]) -> str:
+    """Return one server-sent event frame."""
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+def toast(event: Event, printer_name: str | None) -> dict[str, object]:
+    """Return what the UI shows for an alert event."""
+    printer_id = getattr(event, "printer_id", "")
+    if isinstance(event, ThresholdCrossed):
+        return {
+            "kind": "raised",
+            "severity": event.severity,
+            "title": printer_name or printer_id,
+            "message": event.message,
+            "printer_id": printer_id,
+            "url": f"/printers/{printer_id}",
+        }
+    assert isinstance(event, AlertResolved)
+    return {
+        "kind": "resolved",
+        "severity": "info",
+        "title": printer_name or printer_id,
+        "message": event.message or f"{event.rule} resolved",
+        "printer_id": printer_id,
+        "url": f"/printers/{printer_id}",
+    }

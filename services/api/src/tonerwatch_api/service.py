@@ -1,0 +1,156 @@
+"""The api service: migrate, bootstrap, then serve HTTP and run the projections until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+
+from tonerwatch_api.app import create_app
+from tonerwatch_api.db import ensure_admin, ensure_default_site, upgrade
+from tonerwatch_api.projections import ProjectionOptions, Projector
+from tonerwatch_api.settings import Settings
+from tonerwatch_api.state import AppState
+from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.lifecycle import install_stop_signals
+from tonerwatch_shared.settings import SettingsError
+from tonerwatch_shared.storage import make_engine, sqlite_url
+from tonerwatch_shared.subjects import Subjects
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Settings", "create_app", "database_url", "ensure_admin", "run", "run_background"]
+
+
+def database_url(settings: Settings) -> str:
+    """Return the configured database URL, or SQLite in the data dir."""
+    if settings.database_url:
+        return settings.database_url
+    if settings.data_dir is None:
+        raise SettingsError(
+            "TONERWATCH_DATABASE_URL is not set and neither is TONERWATCH_DATA_DIR: "
+            "set one (e.g. TONERWATCH_DATA_DIR=/var/lib/tonerwatch)"
+        )
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    return sqlite_url(Path(settings.data_dir))
+
+
+def open_database(settings: Settings) -> Engine:
+    """Return an engine on the migrated database with the default site."""
+    engine = make_engine(database_url(settings))
+    upgrade(engine)
+    ensure_default_site(engine, settings.default_site)
+    return engine
+
+
+async def run_background(st: AppState, stop: asyncio.Event) -> None:
+    """Run the projections, the outbox and the live alert feed until stop is set."""
+    options = ProjectionOptions(
+        source=st.source,
+        auto_monitor_discovered=st.settings.auto_monitor_discovered,
+        default_interval_s=st.settings.default_interval_s,
+    )
+    projector = Projector(st.engine, st.bus, st.outbox, st.metrics, options)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(projector.run(stop))
+        tg.create_task(st.outbox.run(stop))
+        tg.create_task(st.live.run(st.bus, stop))
+
+
+async def run(
+    settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None
+) -> None:
+    """Serve the API and UI and run the projections until stop is set; then drain."""
+    if stop is None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+    engine = await asyncio.to_thread(open_database, settings)
+    generated = await asyncio.to_thread(ensure_admin, engine, settings.admin_password)
+    if generated:
+        # Shown once, to whoever started the service; `tonerwatch up` prints it itself.
+        log.warning("created user 'admin' with generated password %s — change it", generated)
+    bus = await Bus.connect(
+        settings.require_nats_url(),
+        subjects=Subjects(settings.subject_root, settings.stream_prefix),
+        name=f"api/{settings.instance}",
+        max_age_s=settings.event_max_age_days * 86400,
+        attempts=settings.nats_connect_attempts,
+        connect_timeout_s=settings.nats_connect_timeout_s,
+    )
+    try:
+        await bus.ensure_event_stream()
+        app = create_app(engine, bus, settings, stop=stop)
+        server = _Server(uvicorn_config(app, settings))
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(run_background(app.state.tw, stop))
+            serving = tg.create_task(_serve(server, stop))
+            tg.create_task(_signal_ready(server, ready, stop))
+            await stop.wait()
+            server.should_exit = True
+            await serving
+    finally:
+        await bus.drain()
+        await asyncio.to_thread(engine.dispose)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process-wide stop event decides."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve(server: uvicorn.Server, stop: asyncio.Event) -> None:
+    try:
+        await server.serve()
+    except SystemExit:
+        # uvicorn exits the process when it cannot bind; turn that into an error we can report.
+        raise RuntimeError(
+            f"cannot listen on {server.config.host}:{server.config.port} "
+            "(in use? set TONERWATCH_PORT / TONERWATCH_HOST)"
+        ) from None
+    if not stop.is_set():
+        raise RuntimeError("the HTTP server stopped unexpectedly")
+
+
+def uvicorn_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """Return the uvicorn config: our signal handling, our logging, bounded shutdown."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_graceful_shutdown=5,
+        lifespan="off",
+    )
+
+
+async def _signal_ready(
+    server: uvicorn.Server, ready: asyncio.Event | None, stop: asyncio.Event
+) -> None:
+    # uvicorn sets `started` once the socket listens; it offers no event to await.
+    while not server.started and not stop.is_set():  # noqa: ASYNC110 (uvicorn has only a flag)
+        await asyncio.sleep(0.05)
+    if server.started:
+        log.info("api listening on http://%s:%d", server.config.host, bound_port(server))
+        if ready is not None:
+            ready.set()
+
+
+def bound_port(server: uvicorn.Server) -> int:
+    """Return the port the server listens on (useful when configured as 0)."""
+    with contextlib.suppress(Exception):
+        for s in server.servers:
+            for sock in s.sockets:
+                return int(sock.getsockname()[1])
+    return int(server.config.port)

@@ -1,0 +1,48 @@
+"""The api service's own settings (env TONERWATCH_<FIELD>) on top of the common ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from tonerwatch_shared.settings import CommonSettings
+
+
+class Settings(CommonSettings):
+    """Where the api listens, how it logs people in, and how projections behave."""
+
+    host: str = Field(default="127.0.0.1", description="Listen address")
+    port: int = Field(default=8080, ge=0, le=65535)
+    admin_password: str | None = Field(
+        default=None, repr=False, description="Password of 'admin' at first start; else generated"
+    )
+    session_secret: str | None = Field(
+        default=None,
+        repr=False,
+        description="Key for CSRF tokens; set the same on every replica (random per process if unset)",
+    )
+    cookie_secure: bool | None = Field(
+        default=None, description="Secure cookies: true, false, or auto (when served over https)"
+    )
+    public_url: str | None = Field(
+        default=None, description="External URL, e.g. https://tw.example.com"
+    )
+    session_ttl_h: float = Field(default=12.0, gt=0, description="UI session lifetime")
+    token_ttl_h: float = Field(default=24.0, gt=0, description="Lifetime of password-flow tokens")
+    auto_monitor_discovered: bool = Field(
+        default=True, description="Start polling printers discovery finds"
+    )
+    default_interval_s: float = Field(
+        default=300.0, ge=10, description="Poll interval of new printers"
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1", description="Proxies whose X-Forwarded-* headers are trusted"
+    )
+
+    @field_validator("cookie_secure", mode="before")
+    @classmethod
+    def _auto(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("auto", ""):
+            return None
+        return value

@@ -1,0 +1,399 @@
+"""Server-rendered web UI: login, fleet dashboard, printer page, alerts; forms protected against CSRF."""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from sqlmodel import Session, col, select
+
+from tonerwatch_api import store
+from tonerwatch_api.api import publish_outbox
+from tonerwatch_api.auth import SESSION_COOKIE, principal_from
+from tonerwatch_api.db import run_tx
+from tonerwatch_api.models import Reading, User
+from tonerwatch_api.schemas import PrinterIn, PrinterOut, PrinterPatch
+from tonerwatch_api.security import csrf_ok, csrf_token, new_token, role_at_least, verify_password
+from tonerwatch_api.state import AppState, app_state
+from tonerwatch_api.store import Principal
+from tonerwatch_api.views import (
+    STATUS_LABEL,
+    attention_key,
+    chart_series,
+    colorant_hex,
+    level_bar,
+)
+
+HERE = Path(__file__).resolve().parent
+LOGIN_CSRF_COOKIE = "tw_login_csrf"
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def ago(value: datetime | None, now: datetime | None = None) -> str:
+    """Return how long ago value was, in words a person reads at a glance."""
+    if value is None:
+        return "never"
+    seconds = ((now or datetime.now(UTC)) - value).total_seconds()
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if unit == 'day' and n > 1 else ''} ago"
+    return "just now"
+
+
+templates.env.filters["ago"] = ago
+templates.env.globals["STATUS_LABEL"] = STATUS_LABEL
+
+
+class LoginRequired(Exception):
+    """The page needs a logged-in user; the handler redirects to the login page."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+async def ui_user(request: Request) -> Principal:
+    """Return the logged-in user of a page, or raise LoginRequired."""
+    principal, _ = await principal_from(request, None)
+    if principal is None or principal.via != "session":
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(target)
+    return principal
+
+
+def login_redirect(exc: LoginRequired) -> Response:
+    """Return the redirect to the login page, coming back to where the user was."""
+    return RedirectResponse(f"/login?next={quote(exc.next_url)}", status_code=303)
+
+
+def _safe_next(value: str | None) -> str:
+    # Only same-site paths: an open redirect after login would help phishing.
+    if not value or not value.startswith("/") or value.startswith("//") or urlsplit(value).netloc:
+        return "/"
+    return value
+
+
+def render(
+    request: Request, name: str, who: Principal | None, status: int = 200, **ctx: Any
+) -> HTMLResponse:
+    """Return a page with the common context (user, CSRF token, role checks)."""
+    st = app_state(request)
+    ctx.update(
+        user=who,
+        csrf=csrf_token(st.secret, who.token_hash) if who else "",
+        can_write=bool(who and role_at_least(who.role, "operator")),
+    )
+    return templates.TemplateResponse(request, name, ctx, status_code=status)
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    """Return an HTML error page."""
+    return templates.TemplateResponse(
+        request,
+        "error.html",
+        {"status": status, "message": message, "user": None, "csrf": "", "can_write": False},
+        status_code=status,
+    )
+
+
+def _cookie_secure(request: Request, st: AppState) -> bool:
+    if st.settings.cookie_secure is not None:
+        return st.settings.cookie_secure
+    public = st.settings.public_url or ""
+    return request.url.scheme == "https" or public.startswith("https://")
+
+
+async def _check_csrf(request: Request, who: Principal) -> dict[str, str]:
+    form = await request.form()
+    data = {k: v for k, v in form.items() if isinstance(v, str)}
+    if not csrf_ok(app_state(request).secret, who.token_hash, data.get("csrf")):
+        raise HTTPException(
+            403, "the form expired or came from elsewhere; reload the page and retry"
+        )
+    return data
+
+
+# --- login ---------------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, next: str = "/", error: str | None = None) -> Response:
+    """The login form (double-submit CSRF cookie)."""
+    st = app_state(request)
+    token = secrets.token_urlsafe(24)
+    resp = render(request, "login.html", None, next=_safe_next(next), login_csrf=token, error=error)
+    resp.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        samesite="lax",
+        secure=_cookie_secure(request, st),
+        path="/login",
+    )
+    return resp
+
+
+@router.post("/login")
+async def login_submit(request: Request) -> Response:
+    """Check the password, start a session, go where the user wanted."""
+    st = app_state(request)
+    form = await request.form()
+    data = {k: v for k, v in form.items() if isinstance(v, str)}
+    next_url = _safe_next(data.get("next"))
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
+    if not cookie or not secrets.compare_digest(cookie, data.get("login_csrf", "")):
+        return RedirectResponse(f"/login?next={quote(next_url)}&error=expired", status_code=303)
+    username, password = data.get("username", ""), data.get("password", "")
+    token = new_token()
+    expires = datetime.now(UTC) + timedelta(hours=st.settings.session_ttl_h)
+
+    def work(s: Session) -> bool:
+        user = s.exec(select(User).where(User.username == username)).first()
+        if user is None or user.disabled or not verify_password(user.password_hash, password):
+            verify_password(None, password)  # same cost whether or not the user exists
+            return False
+        store.issue_token(
+            s, user, token, kind="session", scopes=("read", "write"), expires_at=expires
+        )
+        return True
+
+    if not await run_tx(st.engine, work):
+        return RedirectResponse(f"/login?next={quote(next_url)}&error=invalid", status_code=303)
+    resp = RedirectResponse(next_url, status_code=303)
+    resp.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(st.settings.session_ttl_h * 3600),
+        httponly=True,
+        samesite="lax",
+        secure=_cookie_secure(request, st),
+        path="/",
+    )
+    resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return resp
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    """End the session."""
+    who = await ui_user(request)
+    await _check_csrf(request, who)
+    now = datetime.now(UTC)
+    await run_tx(
+        app_state(request).engine, lambda s: store.revoke_token_hash(s, who.token_hash, now)
+    )
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(SESSION_COOKIE, path="/")
+    return resp
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+def bars(p: PrinterOut) -> list[Any]:
+    """Return the level bars of a printer's supplies."""
+    return [
+        level_bar(
+            s.description, s.percent, s.state, s.supply_class, s.colour, s.colour_hex, s.part_number
+        )
+        for s in p.supplies
+    ]
+
+
+@router.get("/", response_class=HTMLResponse)
+async def dashboard(request: Request, q: str = "", site: str = "") -> Response:
+    """Every printer with its supplies, those needing attention first."""
+    who = await ui_user(request)
+    st = app_state(request)
+
+    def work(s: Session) -> tuple[list[PrinterOut], list[Any]]:
+        found = store.find_printers(s, who.tenant_id, site_id=site or None, search=q or None)
+        return store.printers_out(s, found), store.tenant_sites(s, who.tenant_id)
+
+    printers, sites = await run_tx(st.engine, work)
+    printers.sort(key=lambda p: attention_key(p.status, p.name or p.address))
+    counts: dict[str, int] = defaultdict(int)
+    for p in printers:
+        counts[p.status] += 1
+    return render(
+        request,
+        "dashboard.html",
+        who,
+        printers=[(p, bars(p)) for p in printers],
+        sites=sites,
+        q=q,
+        site=site,
+        counts=counts,
+    )
+
+
+@router.get("/printers/new", response_class=HTMLResponse)
+async def new_printer_page(request: Request) -> Response:
+    """The form to add a printer by address."""
+    who = await ui_user(request)
+    sites = await run_tx(app_state(request).engine, lambda s: store.tenant_sites(s, who.tenant_id))
+    return render(request, "printer_new.html", who, sites=sites, errors=[], values={})
+
+
+@router.post("/printers/new")
+async def new_printer_submit(request: Request) -> Response:
+    """Add a printer from the form."""
+    who = await ui_user(request)
+    st = app_state(request)
+    data = await _check_csrf(request, who)
+    if not role_at_least(who.role, "operator"):
+        return error_page(request, 403, "adding printers needs the operator role")
+    fields = {k: v for k, v in data.items() if k in PrinterIn.model_fields and v.strip() != ""}
+    if "interval_s" in fields:
+        fields["interval_s"] = (
+            str(float(fields["interval_s"]) * 60)
+            if _is_number(fields["interval_s"])
+            else fields["interval_s"]
+        )
+    try:
+        body = PrinterIn.model_validate(fields)
+    except ValidationError as exc:
+        errors = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        sites = await run_tx(st.engine, lambda s: store.tenant_sites(s, who.tenant_id))
+        safe = {k: v for k, v in data.items() if k not in ("community", "csrf")}
+        return render(
+            request, "printer_new.html", who, status=422, sites=sites, errors=errors, values=safe
+        )
+    try:
+        printer = await run_tx(
+            st.engine,
+            lambda s: store.add_printer(s, who, body, st.settings.default_site, st.source),
+        )
+    except store.Conflict as exc:
+        sites = await run_tx(st.engine, lambda s: store.tenant_sites(s, who.tenant_id))
+        safe = {k: v for k, v in data.items() if k not in ("community", "csrf")}
+        return render(
+            request,
+            "printer_new.html",
+            who,
+            status=409,
+            sites=sites,
+            errors=[str(exc)],
+            values=safe,
+        )
+    await publish_outbox(st)
+    return RedirectResponse(f"/printers/{printer.id}", status_code=303)
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+@router.get("/printers/{printer_id}", response_class=HTMLResponse)
+async def printer_page(request: Request, printer_id: str) -> Response:
+    """One printer: identity, supplies, level history, alerts, settings."""
+    who = await ui_user(request)
+    st = app_state(request)
+    end = datetime.now(UTC)
+    start = end - timedelta(days=14)
+
+    def work(s: Session) -> tuple[PrinterOut, list[Reading], list[Any]]:
+        p = store.get_printer(s, who.tenant_id, printer_id)
+        history = list(
+            s.exec(
+                select(Reading)
+                .where(Reading.printer_id == p.id, col(Reading.occurred_at) >= start)
+                .order_by(col(Reading.occurred_at))
+                .limit(20000)
+            ).all()
+        )
+        alerts = store.find_alerts(s, who.tenant_id, open_only=False, printer_id=p.id, limit=50)
+        return store.printers_out(s, [p])[0], history, alerts
+
+    printer, history, alerts = await run_tx(st.engine, work)
+    points: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+    for r in history:
+        if r.percent is not None:
+            points[r.supply_index].append((r.occurred_at, r.percent))
+    labels = {
+        s.index: (s.description, colorant_hex(s.colour, s.colour_hex))
+        for s in printer.supplies
+        if s.supply_class != "receptacle"
+    }
+    points = {k: v for k, v in points.items() if k in labels}
+    first = min((v[0][0] for v in points.values() if v), default=start)
+    series = chart_series(points, labels, first, end)
+    return render(
+        request,
+        "printer.html",
+        who,
+        p=printer,
+        bars=bars(printer),
+        series=series,
+        alerts=alerts,
+        chart_start=first,
+        chart_end=end,
+    )
+
+
+@router.post("/printers/{printer_id}/settings")
+async def printer_settings(request: Request, printer_id: str) -> Response:
+    """Save a printer's name, location, interval and monitoring switch."""
+    who = await ui_user(request)
+    st = app_state(request)
+    data = await _check_csrf(request, who)
+    if not role_at_least(who.role, "operator"):
+        return error_page(request, 403, "changing printers needs the operator role")
+    if data.get("action") == "delete":
+        await run_tx(st.engine, lambda s: store.delete_printer(s, who, printer_id, st.source))
+        await publish_outbox(st)
+        return RedirectResponse("/", status_code=303)
+    try:
+        patch = PrinterPatch(
+            name=data.get("name") or None,
+            location=data.get("location") or None,
+            interval_s=float(data["interval_min"]) * 60
+            if _is_number(data.get("interval_min", ""))
+            else None,
+            monitored=data.get("monitored") == "on",
+        )
+    except ValidationError as exc:
+        return error_page(request, 422, "; ".join(e["msg"] for e in exc.errors()))
+    await run_tx(st.engine, lambda s: store.patch_printer(s, who, printer_id, patch, st.source))
+    await publish_outbox(st)
+    return RedirectResponse(f"/printers/{printer_id}", status_code=303)
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+async def alerts_page(request: Request, show: str = "open") -> Response:
+    """Alerts: open ones, or all recent."""
+    who = await ui_user(request)
+    open_only = show != "all"
+    alerts = await run_tx(
+        app_state(request).engine,
+        lambda s: store.find_alerts(s, who.tenant_id, open_only=open_only, limit=500),
+    )
+    return render(request, "alerts.html", who, alerts=alerts, show="open" if open_only else "all")
+
+
+@router.post("/alerts/{alert_id}/ack")
+async def acknowledge(request: Request, alert_id: int) -> Response:
+    """Acknowledge an alert from a page, then go back there."""
+    who = await ui_user(request)
+    data = await _check_csrf(request, who)
+    if not role_at_least(who.role, "operator"):
+        return error_page(request, 403, "acknowledging needs the operator role")
+    await run_tx(app_state(request).engine, lambda s: store.acknowledge(s, who, alert_id))
+    return RedirectResponse(_safe_next(data.get("back")) or "/alerts", status_code=303)
