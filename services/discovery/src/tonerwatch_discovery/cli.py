@@ -74,6 +74,8 @@ async def sweep_command(
     timeout: float,  # noqa: ASYNC109 - the probe wait, the lead's CLI passes it by position
     json_output: bool,
     out: TextIO = sys.stdout,
+    *,
+    port: int = 161,
 ) -> int:
     """Sweeps, prints each printer found and a summary; exit code 0, or 2 for bad arguments."""
     try:
@@ -83,6 +85,7 @@ async def sweep_command(
             rate_pps=rate,
             time_limit_s=time_limit,
             timeout_s=timeout,
+            port=port,
         )
     except (ValueError, NotSupportedError) as exc:
         print(f"discover: {exc}", file=sys.stderr)

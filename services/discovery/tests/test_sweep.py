@@ -1,0 +1,227 @@
+"""Sweeps over real UDP on loopback: snmpsim agents on a few addresses of a 127.x.y.0/24, the rest silent."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from tonerwatch_discovery.cli import sweep_command
+from tonerwatch_discovery.devices import MemoryDeviceStore, recognise
+from tonerwatch_discovery.identify import IdentifyError, identify, resolve
+from tonerwatch_discovery.sweep import Sweep, SweepConfig, SweepProgress
+from tonerwatch_shared.events import SnmpCredentials
+
+from ._lab import Lab, random_block, run_lab, site_devices
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def lab(
+    printer_walks_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Lab]:
+    """Three printers (.10 HP, .20 Konica, .30 Brother) and a switch, Linux host and UPS (.40-.60)."""
+    async with run_lab(
+        printer_walks_dir, tmp_path_factory.mktemp("lab"), site_devices(printer_walks_dir)
+    ) as running:
+        yield running
+
+
+def _config(lab: Lab, **kwargs: object) -> SweepConfig:
+    options: dict[str, object] = {
+        "targets": [lab.block],
+        "port": lab.port,
+        "rate_pps": 2000.0,
+        "timeout_s": 0.5,
+    }
+    options.update(kwargs)
+    return SweepConfig(**options)  # type: ignore[arg-type]
+
+
+async def test_site_sweep_finds_three_printers_and_three_other_devices(lab: Lab) -> None:
+    progress: list[SweepProgress] = []
+    result = await Sweep(_config(lab), on_progress=progress.append).run()
+    assert result.end_condition == "completed"
+    assert (result.total, result.probed, result.live) == (254, 254, 6)
+    found = {p.address: p for p in result.printers}
+    assert set(found) == {lab.ip(10), lab.ip(20), lab.ip(30)}
+    hp = found[lab.ip(10)].identity
+    assert (hp.vendor, hp.model, hp.serial, hp.mac_address) == (
+        "HP",
+        "Color LaserJet Pro M252dw",
+        "VNB3J99999",
+        "3c:a8:2a:f6:38:ac",
+    )
+    konica = found[lab.ip(20)].identity
+    assert (konica.vendor, konica.serial, konica.mac_address) == (
+        "Konica Minolta",
+        "AA2M021115700",
+        "00:20:6b:4a:f3:25",
+    )
+    brother = found[lab.ip(30)].identity
+    assert (brother.vendor, brother.model) == ("Brother", "HL-L2340DW")
+    for printer in result.printers:  # a first supply snapshot through the shared poll + parser
+        assert printer.snapshot is not None and printer.snapshot.supplies, printer.address
+        assert printer.first_snapshot.total > 0
+    others = {n.address: n.sys_descr or "" for n in result.non_printers}
+    assert set(others) == {lab.ip(40), lab.ip(50), lab.ip(60)}
+    assert others[lab.ip(40)].startswith("D-Link DES-3028")
+    assert not result.unidentified
+    # Quiet: one 41-byte probe per silent address; probe + identification well under 900 bytes.
+    assert result.silent_addresses == 248
+    assert result.bytes_per_silent_address == 41
+    assert all(p.discovery_bytes < 900 for p in result.printers), [
+        p.discovery_bytes for p in result.printers
+    ]
+    assert progress and progress[-1].probed == progress[-1].total == 254
+    assert progress[-1].printers == 3
+
+
+async def test_silent_addresses_get_the_next_community_and_answers_name_the_set(lab: Lab) -> None:
+    creds = [SnmpCredentials(community="secret-a"), SnmpCredentials(community="public")]
+    result = await Sweep(
+        _config(lab, credentials=creds, targets=[f"{lab.prefix}.1-{lab.prefix}.40"])
+    ).run()
+    assert result.end_condition == "completed"
+    assert {p.credentials_name for p in result.printers} == {"#2 v2c"}
+    assert len(result.printers) == 3 and len(result.non_printers) == 1
+    # Each silent address got both probes: 43 + 41 bytes, still small.
+    assert result.bytes_per_silent_address == 43 + 41
+
+
+async def test_rate_limit_is_honoured_at_100_packets_per_second() -> None:
+    block = f"{random_block()}.0/24"  # nobody listens: 254 silent addresses
+    progress: list[SweepProgress] = []
+    config = SweepConfig(
+        targets=[block], port=9, rate_pps=100.0, timeout_s=0.2, progress_interval_s=0.25
+    )
+    result = await Sweep(config, on_progress=progress.append).run()
+    assert result.end_condition == "completed" and result.probed == 254
+    assert result.elapsed_s >= 2.5  # 254 probes at 100/s cannot take less (lower bound only)
+    for p in progress:  # never ahead of the bucket: rate x time plus the one-packet burst
+        assert p.probed <= 100.0 * p.elapsed_s + 2, p
+
+
+async def test_time_limit_ends_the_sweep_early() -> None:
+    config = SweepConfig(
+        targets=[f"{random_block()}.0/24"], port=9, rate_pps=100.0, time_limit_s=0.5
+    )
+    result = await Sweep(config).run()
+    assert result.end_condition == "time_limit"
+    assert 0 < result.probed < result.total
+
+
+async def test_cancel_stops_a_running_sweep() -> None:
+    engine = Sweep(SweepConfig(targets=[f"{random_block()}.0/24"], port=9, rate_pps=50.0))
+    task = asyncio.create_task(engine.run())
+    await asyncio.sleep(0.3)
+    engine.cancel()
+    result = await asyncio.wait_for(task, 5.0)
+    assert result.end_condition == "cancelled"
+    assert result.probed < result.total
+
+
+async def test_dhcp_move_is_recognised_by_serial(
+    lab: Lab, printer_walks_dir: Path, tmp_path: Path
+) -> None:
+    store = MemoryDeviceStore()
+    first = await Sweep(_config(lab, targets=[lab.ip(10)])).run()
+    (hp,) = first.printers
+    before = await recognise(store, "hq", hp)
+    assert before is not None and not before.known
+    # The same printer comes back on another address (a new DHCP lease).
+    devices = {77: printer_walks_dir / "jetdirect_m252dw.snmprec"}
+    async with run_lab(printer_walks_dir, tmp_path, devices, prefix=lab.prefix, port=lab.port):
+        moved = await identify(lab.ip(77), [SnmpCredentials()], port=lab.port, timeout_s=1.0)
+    again = await recognise(store, "hq", moved)
+    assert again is not None and again.known
+    assert moved.device_key == hp.device_key == "sn.hp.VNB3J99999"
+    assert moved.previous_address == lab.ip(10) and moved.address == lab.ip(77)
+    assert moved.identity.serial == hp.identity.serial
+
+
+async def test_manual_add_identifies_a_printer_by_address(lab: Lab) -> None:
+    found = await identify(
+        lab.ip(20),
+        [SnmpCredentials(community="wrong"), SnmpCredentials()],
+        port=lab.port,
+        timeout_s=0.5,
+        retries=0,
+    )
+    assert found.identity.model and "C250i" in found.identity.model
+    assert found.credentials_name == "#2 v2c"
+
+
+async def test_manual_add_of_a_switch_says_it_is_not_a_printer(lab: Lab) -> None:
+    with pytest.raises(IdentifyError) as info:
+        await identify(lab.ip(40), [SnmpCredentials()], port=lab.port, timeout_s=0.5)
+    assert info.value.reason == "not_a_printer" and "D-Link" in str(info.value)
+
+
+async def test_manual_add_of_a_silent_address_says_so(lab: Lab) -> None:
+    with pytest.raises(IdentifyError) as info:
+        await identify(lab.ip(99), [SnmpCredentials()], port=lab.port, timeout_s=0.2, retries=0)
+    assert info.value.reason == "silent" and "no SNMP answer" in str(info.value)
+
+
+@pytest.mark.parametrize("address", ["300.1.2.3", "10.0.0.0/24", "224.0.0.5", "", "::1"])
+async def test_manual_add_of_a_wrong_address_says_so(address: str) -> None:
+    with pytest.raises(IdentifyError) as info:
+        await identify(address, [SnmpCredentials()])
+    assert info.value.reason == "invalid_address"
+
+
+async def test_manual_add_of_an_unresolvable_name_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The resolver is replaced: a test sends no DNS query off this machine.
+    async def fail(*_args: object, **_kwargs: object) -> list[object]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", fail)
+    with pytest.raises(IdentifyError) as info:
+        await identify("printer-7.example.invalid", [SnmpCredentials()])
+    assert info.value.reason == "unresolvable" and "printer-7.example.invalid" in str(info.value)
+
+
+async def test_localhost_name_resolves_from_the_hosts_file() -> None:
+    assert (await resolve("localhost")).startswith("127.")
+
+
+async def test_sweep_command_prints_json_lines_and_a_summary(lab: Lab) -> None:
+    out = io.StringIO()
+    targets = [f"{lab.prefix}.1-{lab.prefix}.45"]
+    code = await sweep_command(targets, ["public"], 500.0, None, 0.3, True, out=out, port=lab.port)
+    assert code == 0
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    printers, summary = lines[:-1], lines[-1]
+    assert {p["address"] for p in printers} == {lab.ip(10), lab.ip(20), lab.ip(30)}
+    assert all(p["type"] == "printer" and p["model"] for p in printers)
+    assert summary["type"] == "summary" and summary["end_condition"] == "completed"
+    assert (summary["probed"], summary["live"], summary["printers"], summary["non_printers"]) == (
+        45,
+        4,
+        3,
+        1,
+    )
+    assert summary["bytes_sent"] > 0 and summary["bytes_received"] > 0 and summary["seconds"] > 0
+
+
+async def test_sweep_command_prints_a_line_per_printer(lab: Lab) -> None:
+    out = io.StringIO()
+    code = await sweep_command(
+        [lab.ip(10)], ["public"], 100.0, None, 0.5, False, out=out, port=lab.port
+    )
+    assert code == 0
+    first, summary = out.getvalue().splitlines()[:2]
+    assert first.startswith(lab.ip(10)) and "HP Color LaserJet Pro M252dw" in first
+    assert "serial VNB3J99999" in first
+    assert summary.startswith("1 printer(s), 0 other SNMP device(s)")
+
+
+async def test_sweep_command_refuses_bad_targets() -> None:
+    out = io.StringIO()
+    assert await sweep_command(["10.0.0.0/33"], ["public"], 100.0, None, 0.3, False, out=out) == 2
