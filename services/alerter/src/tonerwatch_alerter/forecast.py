@@ -22,6 +22,7 @@ WINDOW_DAYS = 60.0  # consumption from two months ago says little about this mon
 MIN_POINTS = 3
 MIN_SPAN_DAYS = 2.0  # one big job in an afternoon is not a rate
 MAX_POINTS = 200  # per supply in the stored state
+MAX_FIT_POINTS = 80
 Z_90 = 1.645  # two-sided 90 % band
 COARSE_STEP = 5.0
 NOISE_MARGIN = 2.0  # times the deepest dip below trend seen: how far noise may have hidden a drop  # median drop per step at or above this: a coarse reporter
@@ -84,6 +85,11 @@ def forecast(
     if len(recent) < MIN_POINTS:
         # Slow supplies may take longer than the window for three steps: use the last three.
         recent = list(history[-MIN_POINTS:])
+    if len(recent) > MAX_FIT_POINTS:
+        # Theil–Sen is O(n²): an even pick of 80 (always the newest) keeps it near 1 ms.
+        n = len(recent)
+        picks = {round(i * (n - 1) / (MAX_FIT_POINTS - 1)) for i in range(MAX_FIT_POINTS)}
+        recent = [recent[i] for i in sorted(picks)]
     if len(recent) < MIN_POINTS or (recent[-1][0] - recent[0][0]) < MIN_SPAN_DAYS * DAY_S:
         return None
     t0 = recent[0][0]

@@ -8,16 +8,21 @@ ALERTER KV bucket, so replicas and restarts agree on what has been announced.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
+import httpx
+from nats.aio.msg import Msg
 from pydantic import Field
 
+from tonerwatch_alerter.channels.webhook import DeliveryFailed, WebhookConfig, WebhookSender
 from tonerwatch_alerter.engine import Context
 from tonerwatch_alerter.process import Processor
 from tonerwatch_alerter.rules import AlertRules, Resolved
 from tonerwatch_alerter.store import BUCKET, StateStore
 from tonerwatch_shared import subjects as sj
-from tonerwatch_shared.bus import Bus, ConsumerSpec
+from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler
+from tonerwatch_shared.events import Event
 from tonerwatch_shared.lifecycle import install_stop_signals
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.subjects import Subjects
@@ -44,6 +49,10 @@ class Settings(CommonSettings):
         description='Overrides, e.g. {"sites": {"hq": {"low_percent": 25, "kinds": {"ink": {...}}}}}',
     )
     ack_wait_s: float = Field(default=30.0, gt=0)
+    webhooks: tuple[WebhookConfig, ...] = Field(
+        default=(),
+        description='JSON list: [{"name": "ops", "url": "https://...", "secret": "..."}]',
+    )
 
     def context(self) -> Context:
         """Return the evaluation context these settings describe."""
@@ -78,6 +87,35 @@ def consumer_specs(
     return readings, printers
 
 
+def webhook_spec(subjects: Subjects, hook: WebhookConfig) -> ConsumerSpec:
+    """Return the durable consumer feeding one webhook: alert events from now on, retried on its own."""
+    return ConsumerSpec(
+        durable=subjects.name(f"alerter_webhook_{hook.name}"),
+        filter_subject=f"{subjects.root}.*.alert.>",
+        # Longer than a delivery's own retries, so a slow receiver is not sent the event twice.
+        ack_wait_s=hook.attempts * (hook.timeout_s + hook.max_backoff_s) + 30,
+        # A newly added webhook starts with new alerts, not a week of history.
+        deliver_new_only=True,
+    )
+
+
+def webhook_handler(sender: WebhookSender) -> Handler:
+    """Return a consumer handler that delivers wanted events; transient failures are retried by nak."""
+
+    async def handle(event: Event, msg: Msg) -> None:
+        if not sender.config.wants(event):
+            return
+        try:
+            await sender.send(event)
+        except DeliveryFailed as exc:
+            if not exc.permanent:
+                raise
+            # The receiver refused it (4xx): redelivering cannot help; say so and move on.
+            log.error("webhook dropped %s: %s", event.event_id, exc)
+
+    return handle
+
+
 async def run(
     settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None
 ) -> None:
@@ -94,19 +132,28 @@ async def run(
         attempts=settings.nats_connect_attempts,
         connect_timeout_s=settings.nats_connect_timeout_s,
     )
+    stack = contextlib.AsyncExitStack()
     try:
         await bus.ensure_event_stream()
         store = StateStore(await bus.key_value(BUCKET))
         processor = Processor(bus, store, settings.context())
-        specs = consumer_specs(subjects, settings.ack_wait_s)
-        for spec in specs:
+        consumers: list[tuple[ConsumerSpec, Handler]] = [
+            (spec, processor.handle) for spec in consumer_specs(subjects, settings.ack_wait_s)
+        ]
+        http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
+        for hook in settings.webhooks:
+            consumers.append(
+                (webhook_spec(subjects, hook), webhook_handler(WebhookSender(hook, http)))
+            )
+        for spec, _ in consumers:
             await bus.ensure_consumer(spec)
         if ready is not None:
             ready.set()
-        log.info("alerter ready")
+        log.info("alerter ready (%d webhooks)", len(settings.webhooks))
         async with asyncio.TaskGroup() as tg:
-            for spec in specs:
-                tg.create_task(bus.consume(spec, processor.handle, stop=stop))
+            for spec, handler in consumers:
+                timeout = spec.ack_wait_s
+                tg.create_task(bus.consume(spec, handler, stop=stop, handler_timeout_s=timeout))
         log.info(
             "alerter stopping: %d published, %d duplicates, %d write conflicts",
             processor.published,
@@ -114,7 +161,8 @@ async def run(
             processor.conflicts,
         )
     finally:
+        await stack.aclose()
         await bus.drain()
 
 
-__all__ = ["Settings", "consumer_specs", "run"]
+__all__ = ["Settings", "consumer_specs", "run", "webhook_handler", "webhook_spec"]
