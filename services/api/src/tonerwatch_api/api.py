@@ -557,8 +557,9 @@ async def alert_frames(
 ) -> AsyncIterator[str]:
     """Yield SSE frames for the caller's tenant until the client leaves or the server stops."""
     tenants: dict[str, str] = {}
-    yield "retry: 5000\n\n"
     with st.live.listen() as queue:
+        # Sent once listening, so a client that got it misses nothing after.
+        yield "retry: 5000\n\n"
         while not st.stop.is_set():
             event = await next_or_stop(queue, st.stop, keepalive_s)
             if st.stop.is_set():

@@ -1,0 +1,188 @@
+"""Web UI: login with CSRF, dashboard with level bars in colorant colours, printer page, alerts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+
+from tonerwatch_api.app import create_app
+from tonerwatch_api.db import ensure_admin
+from tonerwatch_api.projections import apply_now
+from tonerwatch_api.settings import Settings
+from tonerwatch_api.views import colorant_hex, level_bar, printer_status
+from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.events import PrinterConfigured, SupplyReading, ThresholdCrossed
+
+from .conftest import hp_supplies
+
+PW = "ui-admin-password"
+
+
+@pytest.fixture
+async def browser(pg: Engine, bus: Bus) -> AsyncIterator[httpx.AsyncClient]:
+    ensure_admin(pg, PW)
+    app = create_app(pg, bus, Settings(session_secret="ui-secret", cookie_secure=False))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://tw.test"
+    ) as c:
+        yield c
+
+
+async def log_in(c: httpx.AsyncClient, password: str = PW) -> httpx.Response:
+    page = await c.get("/login?next=/alerts")
+    token = re.search(r'name="login_csrf" value="([^"]+)"', page.text)
+    assert token
+    return await c.post(
+        "/login",
+        data={
+            "username": "admin",
+            "password": password,
+            "login_csrf": token.group(1),
+            "next": "/alerts",
+        },
+    )
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m
+    return m.group(1)
+
+
+async def test_pages_redirect_to_login_and_back(browser: httpx.AsyncClient) -> None:
+    r = await browser.get("/printers/p-x?tab=1")
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/printers/p-x%3Ftab%3D1"
+    bad = await log_in(browser, "wrong")
+    assert bad.status_code == 303 and "error=invalid" in bad.headers["location"]
+    ok = await log_in(browser)
+    assert ok.status_code == 303 and ok.headers["location"] == "/alerts"
+    cookie = ok.headers["set-cookie"]
+    assert "tw_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert "Secure" not in cookie  # plain http here; https (or public_url https://) sets it
+
+
+async def test_login_without_the_form_token_is_refused(browser: httpx.AsyncClient) -> None:
+    r = await browser.post("/login", data={"username": "admin", "password": PW, "next": "/"})
+    assert r.status_code == 303 and "error=expired" in r.headers["location"]
+    assert "tw_session" not in r.headers.get("set-cookie", "")
+
+
+async def test_dashboard_shows_hp_m479_with_colorant_level_bars_attention_first(
+    browser: httpx.AsyncClient,
+    pg: Engine,
+    configured: Callable[..., PrinterConfigured],
+    reading: Callable[..., SupplyReading],
+) -> None:
+    apply_now(pg, configured("p-calm", name="Quiet Kyocera", address="127.0.0.20"))
+    apply_now(pg, reading("p-calm", supplies=hp_supplies(black=90, cyan=90)[:2]))
+    apply_now(pg, configured())
+    apply_now(pg, reading())
+    await log_in(browser)
+    html = (await browser.get("/")).text
+    assert "Finance HP" in html and "Quiet Kyocera" in html
+    assert html.index("Finance HP") < html.index("Quiet Kyocera")  # yellow at 8% needs attention
+    assert 'class="level-bar' in html
+    assert "width: 42.0%; background: #1d1d1f" in html  # black toner, true colour
+    assert "background: #00a0e3" in html and "background: #e4007c" in html
+    assert "10% full" in html  # waste bin: 90% space left shown as fullness
+    filtered = (await browser.get("/", params={"q": "kyocera"})).text
+    assert "Quiet Kyocera" in filtered and "Finance HP" not in filtered
+
+
+async def test_printer_page_chart_alerts_and_acknowledge_with_csrf(
+    browser: httpx.AsyncClient,
+    pg: Engine,
+    configured: Callable[..., PrinterConfigured],
+    reading: Callable[..., SupplyReading],
+) -> None:
+    apply_now(pg, configured())
+    apply_now(pg, reading())
+    apply_now(pg, reading(supplies=hp_supplies(black=40)))
+    apply_now(
+        pg,
+        ThresholdCrossed(
+            source="alerter",
+            site_id="default",
+            printer_id="p-hp479",
+            alert_id="p-hp479:4:low",
+            rule="low",
+            severity="warning",
+            message="Yellow Cartridge HP W2032A at 8%",
+        ),
+    )
+    await log_in(browser)
+    page = await browser.get("/printers/p-hp479")
+    assert page.status_code == 200
+    html = page.text
+    assert "CNB1M2N3P4" in html and "W2030A" in html and "<polyline" in html
+    assert "s3cret-community" not in html
+    assert "Yellow Cartridge HP W2032A at 8%" in html
+    alert_id = re.search(r'action="/alerts/(\d+)/ack"', html)
+    assert alert_id
+    forged = await browser.post(f"/alerts/{alert_id.group(1)}/ack", data={"csrf": "forged"})
+    assert forged.status_code == 403
+    ok = await browser.post(
+        f"/alerts/{alert_id.group(1)}/ack", data={"csrf": csrf_of(html), "back": "/alerts"}
+    )
+    assert ok.status_code == 303
+    assert "acknowledged by admin" in (await browser.get("/alerts")).text
+    # Cookie-authenticated API writes need the CSRF header too.
+    api = await browser.patch("/api/v1/printers/p-hp479", json={"name": "x"})
+    assert api.status_code == 403
+
+
+async def test_add_printer_form(browser: httpx.AsyncClient) -> None:
+    await log_in(browser)
+    form = (await browser.get("/printers/new")).text
+    bad = await browser.post(
+        "/printers/new",
+        data={"csrf": csrf_of(form), "address": "no spaces allowed", "community": "hush"},
+    )
+    assert bad.status_code == 422 and "address" in bad.text and "hush" not in bad.text
+    ok = await browser.post(
+        "/printers/new",
+        data={
+            "csrf": csrf_of(form),
+            "address": "127.0.0.30",
+            "name": "Lobby",
+            "interval_s": "5",
+            "port": "161",
+            "site_id": "default",
+            "protocol": "snmp",
+        },
+    )
+    assert ok.status_code == 303 and ok.headers["location"].startswith("/printers/p-")
+    assert "Lobby" in (await browser.get(ok.headers["location"])).text
+
+
+def test_colorants_and_receptacles() -> None:
+    assert colorant_hex("Light Cyan") == "#7fd3f5"
+    assert colorant_hex(None, "#00FFFF") == "#00ffff"
+    assert colorant_hex("chartreuse") == "#9aa0a6"
+    waste = level_bar("Waste toner", 25.0, "ok", "receptacle", None)
+    assert (waste.fill_percent, waste.text, waste.receptacle) == (75.0, "75% full", True)
+    unknown = level_bar("Black", None, "some_remaining", "consumed", "black")
+    assert unknown.fill_percent is None and unknown.text == "some left"
+
+
+def test_status_offline_beats_everything_and_paused_when_unmonitored() -> None:
+    common = {
+        "last_seen_at": None,
+        "alert_severities": [],
+        "device_status": None,
+        "status_errors": None,
+    }
+    assert (
+        printer_status(monitored=True, reachable=False, supply_states=["empty"], **common)
+        == "offline"
+    )
+    assert (
+        printer_status(monitored=True, reachable=True, supply_states=["empty"], **common)
+        == "critical"
+    )
+    assert printer_status(monitored=True, reachable=None, supply_states=[], **common) == "pending"
+    assert printer_status(monitored=False, reachable=False, supply_states=[], **common) == "paused"
