@@ -12,6 +12,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from tonerwatch_api.db import in_tx
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.models import (
     Alert,
@@ -28,6 +29,7 @@ from tonerwatch_api.projections import (
     Projector,
     apply_now,
 )
+from tonerwatch_api.store import Principal, delete_printer
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
     AlertResolved,
@@ -109,9 +111,20 @@ def test_reading_after_removal_does_not_resurrect_printer(
     db: Engine, configured: Callable[..., PrinterConfigured], reading: Callable[..., SupplyReading]
 ) -> None:
     apply_now(db, configured())
-    apply_now(db, PrinterRemoved(source="api", site_id="default", printer_id="p-hp479"))
+    who = Principal(1, "admin", "admin", "default", frozenset({"read", "write"}), "bearer", "x")
+    in_tx(db, lambda s: delete_printer(s, who, "p-hp479", "api"))
     assert apply_now(db, reading()) == "ignored"
     assert count(db, Reading) == 0
+
+
+def test_printer_removed_event_stops_monitoring_but_keeps_the_printer(
+    db: Engine, configured: Callable[..., PrinterConfigured]
+) -> None:
+    apply_now(db, configured())
+    apply_now(db, PrinterRemoved(source="cli", site_id="default", printer_id="p-hp479"))
+    with Session(db) as s:
+        printer = s.get(Printer, "p-hp479")
+        assert printer is not None and printer.monitored is False and printer.removed_at is None
 
 
 def test_older_configuration_never_undoes_newer(

@@ -323,8 +323,8 @@ def _apply_removed(
     printer = session.get(Printer, event.printer_id)
     if printer is None or (printer.config_at and event.occurred_at < printer.config_at):
         return "ignored"
+    # "No longer monitored", not "deleted": the printer and its history stay visible.
     printer.monitored = False
-    printer.removed_at = event.occurred_at
     printer.config_at = event.occurred_at
     printer.updated_at = now
     session.add(printer)
