@@ -28,11 +28,11 @@ def _usage() -> tuple[float, float]:
     return ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0
 
 
-async def _sweep(targets: list[str], port: int, rate: float, timeout: float) -> dict[str, object]:
+async def _sweep(targets: list[str], port: int, rate: float, timeout_s: float) -> dict[str, object]:
     from tonerwatch_discovery.sweep import Sweep, SweepConfig
 
     config = SweepConfig(
-        targets=targets, port=port, rate_pps=rate, timeout_s=timeout, time_limit_s=HARD_CAP_S
+        targets=targets, port=port, rate_pps=rate, timeout_s=timeout_s, time_limit_s=HARD_CAP_S
     )
     cpu0, rss0 = _usage()
     start = time.perf_counter()
@@ -42,7 +42,7 @@ async def _sweep(targets: list[str], port: int, rate: float, timeout: float) -> 
     return {
         "targets": targets,
         "rate_pps": rate,
-        "timeout_s": timeout,
+        "timeout_s": timeout_s,
         "end_condition": result.end_condition,
         "addresses": result.total,
         "live": result.live,

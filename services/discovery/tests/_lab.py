@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import snmpsim_data
+import snmpsim_data  # type: ignore[import-untyped]
 
 from tonerwatch_shared.testing.snmpsim import SnmpSimulator, free_udp_port
 

@@ -6,8 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
+
+from tonerwatch_discovery.devices import BUCKET
+from tonerwatch_discovery.service import Settings, run
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
     DiscoveryCancelled,
@@ -18,8 +20,6 @@ from tonerwatch_shared.events import (
     PrinterFound,
 )
 from tonerwatch_shared.subjects import DISCOVERY_FINISHED, DISCOVERY_PROGRESS, PRINTER_FOUND
-from tonerwatch_discovery.devices import BUCKET
-from tonerwatch_discovery.service import Settings, run
 
 from ._lab import Lab, random_block, run_lab, site_devices
 
@@ -51,7 +51,7 @@ async def service(bus: Bus, nats_url: str) -> AsyncIterator[None]:
 
 def _request(job: str, targets: tuple[str, ...], port: int, **kwargs: object) -> DiscoveryRequested:
     return DiscoveryRequested(
-        source="test", site_id="hq", job_id=job, targets=targets, port=port, **kwargs  # type: ignore[arg-type]
+        source="test", site_id="hq", job_id=job, targets=targets, port=port, **kwargs
     )
 
 
@@ -63,17 +63,27 @@ async def _collect(bus: Bus, what: str, job: str, count: int, timeout_s: float) 
             seen.append(event)
         return len(seen) >= count
 
-    await wait_for_event(bus, bus.subjects.filter(what, keyed=what != PRINTER_FOUND), wanted, timeout_s=timeout_s)
+    await wait_for_event(
+        bus, bus.subjects.filter(what, keyed=what != PRINTER_FOUND), wanted, timeout_s=timeout_s
+    )
     return seen
 
 
-async def test_requested_sweep_publishes_printers_progress_and_finished(bus: Bus, service: None, lab: Lab) -> None:
+async def test_requested_sweep_publishes_printers_progress_and_finished(
+    bus: Bus, service: None, lab: Lab
+) -> None:
     await bus.publish(_request("job-1", (lab.block,), lab.port, rate_pps=1000.0, timeout_s=0.5))
     finished = await _collect(bus, DISCOVERY_FINISHED, "job-1", 1, 60)
     (done,) = finished
     assert isinstance(done, DiscoveryFinished)
     assert done.end_condition == "completed"
-    assert (done.total, done.probed, done.live, done.printers, done.non_printers) == (254, 254, 5, 2, 3)
+    assert (done.total, done.probed, done.live, done.printers, done.non_printers) == (
+        254,
+        254,
+        5,
+        2,
+        3,
+    )
     assert done.bytes_sent > 0
     found = await _collect(bus, PRINTER_FOUND, "job-1", 2, 10)
     by_address = {e.address: e for e in found if isinstance(e, PrinterFound)}
