@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Protocol
 
 import httpx
 from nats.aio.msg import Msg
 from pydantic import Field
 
-from tonerwatch_alerter.channels.webhook import DeliveryFailed, WebhookConfig, WebhookSender
+from tonerwatch_alerter.channels.base import ChannelConfig, DeliveryFailed
+from tonerwatch_alerter.channels.mail import MailConfig, MailSender
+from tonerwatch_alerter.channels.webhook import WebhookConfig, WebhookSender
 from tonerwatch_alerter.engine import Context
 from tonerwatch_alerter.process import Processor
 from tonerwatch_alerter.rules import AlertRules, Resolved
@@ -53,6 +56,10 @@ class Settings(CommonSettings):
         default=(),
         description='JSON list: [{"name": "ops", "url": "https://...", "secret": "..."}]',
     )
+    mail: tuple[MailConfig, ...] = Field(
+        default=(),
+        description='JSON list: [{"name": "it", "host": "smtp.example.org", "sender": ..., "recipients": [...]}]',
+    )
 
     def context(self) -> Context:
         """Return the evaluation context these settings describe."""
@@ -87,19 +94,28 @@ def consumer_specs(
     return readings, printers
 
 
-def webhook_spec(subjects: Subjects, hook: WebhookConfig) -> ConsumerSpec:
-    """Return the durable consumer feeding one webhook: alert events from now on, retried on its own."""
+class Sender(Protocol):
+    """A channel's sender: its config (name, filter) and a send that raises DeliveryFailed."""
+
+    @property
+    def config(self) -> ChannelConfig: ...
+
+    async def send(self, event: Event) -> int: ...
+
+
+def channel_spec(subjects: Subjects, kind: str, config: ChannelConfig) -> ConsumerSpec:
+    """Return the durable consumer feeding one channel: alert events from now on, retried on its own."""
     return ConsumerSpec(
-        durable=subjects.name(f"alerter_webhook_{hook.name}"),
+        durable=subjects.name(f"alerter_{kind}_{config.name}"),
         filter_subject=f"{subjects.root}.*.alert.>",
-        # Longer than a delivery's own retries, so a slow receiver is not sent the event twice.
-        ack_wait_s=hook.attempts * (hook.timeout_s + hook.max_backoff_s) + 30,
-        # A newly added webhook starts with new alerts, not a week of history.
+        # Longer than a delivery's own tries, so a slow receiver is not sent the event twice.
+        ack_wait_s=config.worst_case_s() + 30,
+        # A newly added channel starts with new alerts, not a week of history.
         deliver_new_only=True,
     )
 
 
-def webhook_handler(sender: WebhookSender) -> Handler:
+def channel_handler(sender: Sender) -> Handler:
     """Return a consumer handler that delivers wanted events; transient failures are retried by nak."""
 
     async def handle(event: Event, msg: Msg) -> None:
@@ -110,8 +126,8 @@ def webhook_handler(sender: WebhookSender) -> Handler:
         except DeliveryFailed as exc:
             if not exc.permanent:
                 raise
-            # The receiver refused it (4xx): redelivering cannot help; say so and move on.
-            log.error("webhook dropped %s: %s", event.event_id, exc)
+            # The receiver refused it for good: redelivering cannot help; say so and move on.
+            log.error("channel %s dropped %s: %s", sender.config.name, event.event_id, exc)
 
     return handle
 
@@ -141,15 +157,17 @@ async def run(
             (spec, processor.handle) for spec in consumer_specs(subjects, settings.ack_wait_s)
         ]
         http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
-        for hook in settings.webhooks:
-            consumers.append(
-                (webhook_spec(subjects, hook), webhook_handler(WebhookSender(hook, http)))
-            )
+        senders: list[tuple[str, Sender]] = [
+            *(("webhook", WebhookSender(hook, http)) for hook in settings.webhooks),
+            *(("mail", MailSender(route)) for route in settings.mail),
+        ]
+        for kind, sender in senders:
+            consumers.append((channel_spec(subjects, kind, sender.config), channel_handler(sender)))
         for spec, _ in consumers:
             await bus.ensure_consumer(spec)
         if ready is not None:
             ready.set()
-        log.info("alerter ready (%d webhooks)", len(settings.webhooks))
+        log.info("alerter ready (%d notification channels)", len(senders))
         async with asyncio.TaskGroup() as tg:
             for spec, handler in consumers:
                 timeout = spec.ack_wait_s
@@ -165,4 +183,4 @@ async def run(
         await bus.drain()
 
 
-__all__ = ["Settings", "consumer_specs", "run", "webhook_handler", "webhook_spec"]
+__all__ = ["Sender", "Settings", "channel_handler", "channel_spec", "consumer_specs", "run"]

@@ -16,11 +16,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 
-from tonerwatch_alerter.rules import Severity
+from tonerwatch_alerter.channels.base import ChannelConfig, DeliveryFailed
 from tonerwatch_shared.bus import event_type
-from tonerwatch_shared.events import AlertResolved, Event, ThresholdCrossed
+from tonerwatch_shared.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -30,39 +30,13 @@ EVENT_ID_HEADER = "X-TonerWatch-Event-Id"
 EVENT_TYPE_HEADER = "X-TonerWatch-Event-Type"
 # Worth another try: the receiver is overloaded, restarting or rate limiting us.
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-_SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
-class WebhookConfig(BaseModel):
+class WebhookConfig(ChannelConfig):
     """One webhook receiver (an item of TONERWATCH_WEBHOOKS, a JSON list)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$", description="Names its durable consumer")
     url: str = Field(pattern=r"^https?://")
     secret: SecretStr
-    sites: tuple[str, ...] = Field(default=(), description="Only these sites; empty: all")
-    min_severity: Severity = "warning"
-    timeout_s: float = Field(default=10.0, gt=0)
-    attempts: int = Field(default=3, ge=1, le=10, description="Tries per delivery before a nak")
-    backoff_s: float = Field(default=0.5, ge=0)
-    max_backoff_s: float = Field(default=10.0, ge=0)
-
-    def wants(self, event: Event) -> bool:
-        """Return whether this receiver is sent event (crossings at min_severity or above, resolutions)."""
-        if self.sites and event.site_id not in self.sites:
-            return False
-        if isinstance(event, ThresholdCrossed):
-            return _SEVERITY_RANK[event.severity] >= _SEVERITY_RANK[self.min_severity]
-        return isinstance(event, AlertResolved)
-
-
-class DeliveryFailed(Exception):
-    """The receiver did not take the event; `permanent` when retrying cannot help (4xx)."""
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 def signature(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -122,7 +96,7 @@ class WebhookSender:
                 EVENT_ID_HEADER: str(event.event_id),
                 EVENT_TYPE_HEADER: event_type(event),
             }
-            delay = min(cfg.max_backoff_s, cfg.backoff_s * 2 ** (attempt - 1))
+            delay = cfg.backoff(attempt)
             try:
                 resp = await self.client.post(
                     cfg.url, content=body, headers=headers, timeout=cfg.timeout_s
@@ -148,3 +122,6 @@ def _retry_after(resp: httpx.Response, cap_s: float) -> float:
         return min(cap_s, max(0.0, float(resp.headers.get("Retry-After", "0"))))
     except ValueError:
         return 0.0  # an HTTP date: fall back to our own back-off
+
+
+__all__ = ["DeliveryFailed", "WebhookConfig", "WebhookSender", "signature", "verify"]

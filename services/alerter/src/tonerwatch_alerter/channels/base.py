@@ -1,0 +1,49 @@
+"""What every channel shares: which events it takes, and how a failed delivery is reported."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tonerwatch_alerter.rules import Severity
+from tonerwatch_shared.events import AlertResolved, Event, ThresholdCrossed
+
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+
+
+class DeliveryFailed(Exception):
+    """The receiver did not take the event; `permanent` when retrying cannot help (4xx, 5xx SMTP)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class ChannelConfig(BaseModel):
+    """Name and filter of one channel; the name also names its durable consumer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    sites: tuple[str, ...] = Field(default=(), description="Only these sites; empty: all")
+    min_severity: Severity = "warning"
+    resolved: bool = Field(default=True, description="Also send AlertResolved")
+    attempts: int = Field(default=3, ge=1, le=10, description="Tries per delivery before a nak")
+    backoff_s: float = Field(default=0.5, ge=0)
+    max_backoff_s: float = Field(default=10.0, ge=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    def wants(self, event: Event) -> bool:
+        """Return whether this channel is sent event (crossings at min_severity or above, resolutions)."""
+        if self.sites and event.site_id not in self.sites:
+            return False
+        if isinstance(event, ThresholdCrossed):
+            return SEVERITY_RANK[event.severity] >= SEVERITY_RANK[self.min_severity]
+        return self.resolved and isinstance(event, AlertResolved)
+
+    def backoff(self, attempt: int) -> float:
+        """Return the pause before try attempt + 1 (exponential, capped)."""
+        return float(min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)))
+
+    def worst_case_s(self) -> float:
+        """Return how long one delivery may take with all its tries (bounds the consumer's ack wait)."""
+        return self.attempts * (self.timeout_s + self.max_backoff_s * 1.2)
