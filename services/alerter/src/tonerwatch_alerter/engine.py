@@ -11,7 +11,6 @@ from tonerwatch_alerter.rules import (
     FORECAST,
     LEVEL_RULES,
     LOW,
-    MARKER_BITS,
     MARKING_KINDS,
     RULE_SEVERITY,
     UNREACHABLE,
@@ -341,4 +340,4 @@ def _supply_message(
     return ", ".join(parts)
 
 
-__all__ = ["MARKER_BITS", "Context", "Outcome", "evaluate", "new_state"]
+__all__ = ["HANDLED", "Context", "Outcome", "evaluate", "new_state"]
