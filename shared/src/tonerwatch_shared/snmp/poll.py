@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from tonerwatch_shared.printer import oids
 from tonerwatch_shared.snmp.base import DEFAULT_MAX_VALUES, SnmpProtocol
 from tonerwatch_shared.snmp.errors import IoStats
+from tonerwatch_shared.snmp.learn import learn_tables
 from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import Missing, SnmpValue
 from tonerwatch_shared.snmp.walk import Stream
@@ -153,7 +154,12 @@ async def learn(
     *,
     max_values: int = DEFAULT_MAX_VALUES,
 ) -> tuple[dict[str, SnmpValue], list[str]]:
-    """All learn values (scalars read as GETBULK non-repeaters) and the walk's anomalies."""
+    """All learn values and the walk's anomalies (v2c/v3: index columns first, then exact ones)."""
+    if target.version != "1":
+        return await learn_tables(
+            client, target, learn_columns(), learn_scalars(), stats, max_values=max_values
+        )
+    # SNMPv1 has no GETBULK: GETNEXT walks of column runs, scalars as extra varbinds.
     streams = Stream.columns(learn_columns())
     scalars = learn_scalars()
     values = await client.walk_streams(

@@ -1,0 +1,417 @@
+"""The first poll of a printer in at most three round trips: index columns, then exact columns.
+
+Round 1 reads the identity scalars with a GET and, beside it, the first wanted column of
+every table with one small GETBULK (a table's first column lists its rows). Round 2 reads the
+vendor's private scalars (the vendor is known from sysObjectID now) and every other wanted
+column with GETBULK repetitions equal to the table's row count, so no answer runs past a
+column's end. Round 3 only happens for tables longer than the first guess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tonerwatch_shared.printer import oids
+from tonerwatch_shared.printer.vendors import BRAND_ENTERPRISES, brand_in, enterprise_number
+from tonerwatch_shared.snmp.base import SnmpProtocol
+from tonerwatch_shared.snmp.ber import oid_key
+from tonerwatch_shared.snmp.errors import IoStats
+from tonerwatch_shared.snmp.target import SnmpTarget
+from tonerwatch_shared.snmp.types import Missing, SnmpValue
+from tonerwatch_shared.snmp.walk import scalar_parent
+
+# Round-1 repetitions per table, few distinct values so the tables share few GETBULKs. Too few
+# costs a round trip; too many costs whatever follows the table (on the HP M252dw an empty
+# alert table runs into its 170-byte device ID). Sized on the recordings' colour lasers.
+FIRST_REPETITIONS: Mapping[str, int] = {
+    "1.3.6.1.2.1.43.11.1.1": 8,  # prtMarkerSuppliesEntry: 4 toners + drum + waste, on into col 3
+    "1.3.6.1.2.1.43.12.1.1": 7,  # prtMarkerColorantEntry: CMYK
+    "1.3.6.1.2.1.43.8.2.1": 7,  # prtInputEntry: 2-3 trays x adjacent columns 8-10
+    "1.3.6.1.2.1.2.2.1": 7,  # ifEntry: loopback, Ethernet, Wi-Fi, ...
+    "1.3.6.1.2.1.43.10.2.1": 2,  # prtMarkerEntry: one marker
+    "1.3.6.1.2.1.43.5.1.1": 2,  # prtGeneralEntry: one printer
+    "1.3.6.1.2.1.25.3.2.1": 2,  # hrDeviceEntry: the printer first
+    "1.3.6.1.2.1.25.3.5.1": 2,  # hrPrinterEntry: one printer
+    "1.3.6.1.2.1.43.18.1.1": 1,  # prtAlertEntry: often empty
+}
+DEFAULT_FIRST_REPETITIONS = 7
+# A printer table has tens of rows; more means a looping agent.
+MAX_ROWS = 500
+MAX_ROUNDS = 12
+# Bytes of one request and its response besides varbinds and community (v2c), and of one
+# varbind beyond a column's end: what deciding to merge GETBULKs weighs.
+MESSAGE_OVERHEAD = 60
+VARBIND_COST = 20
+
+PRIVATE = "1.3.6.1.4.1."
+# Standard objects only one vendor's parser reads (Brother decodes its status text with it).
+VENDOR_STANDARD_SCALARS: Mapping[int, tuple[str, ...]] = {
+    2435: (oids.PRT_LOCALIZATION_CHARSET,),
+}
+IDENTITY_SCALARS: tuple[str, ...] = (
+    oids.SYS_DESCR,
+    oids.SYS_OBJECT_ID,
+    oids.SYS_UPTIME,
+    oids.SYS_NAME,
+    oids.SYS_LOCATION,
+)
+# HP's IEEE 1284 device ID object is implemented by many other makers: asked of every printer.
+SHARED_PRIVATE_SCALARS: tuple[str, ...] = (oids.DEVICE_ID_OIDS[0],)
+
+
+def vendor_enterprise(values: Mapping[str, SnmpValue]) -> int | None:
+    """The enterprise number whose private MIB the parser will read, as parse_identity picks it."""
+    raw = values.get(oids.SYS_OBJECT_ID)
+    found = enterprise_number(str(raw).lstrip(".")) if isinstance(raw, str) and raw else None
+    if found is not None:
+        return found
+    texts: list[str] = []
+    descr = values.get(oids.SYS_DESCR)
+    if isinstance(descr, bytes):
+        texts.append(descr.decode("latin-1"))
+    for oid in oids.DEVICE_ID_OIDS:
+        raw_id = values.get(oid)
+        if isinstance(raw_id, bytes):
+            fields = dict(
+                part.partition(":")[::2] for part in raw_id.decode("latin-1").split(";") if part
+            )
+            texts.append(fields.get("MFG", fields.get("MANUFACTURER", "")).strip())
+    for text in texts:
+        brand = brand_in(text)
+        if brand is not None and brand in BRAND_ENTERPRISES:
+            return BRAND_ENTERPRISES[brand]
+    return None
+
+
+def split_scalars(
+    scalars: Iterable[str], columns: Iterable[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """Scalars as (round-1 standard ones, vendor-private ones, ones a column walk already reads)."""
+    table_prefixes = tuple(c.strip(".") + "." for c in columns)
+    first: list[str] = []
+    private: list[str] = []
+    covered: list[str] = []
+    for oid in dict.fromkeys(scalars):
+        if oid in IDENTITY_SCALARS:
+            first.append(oid)
+        elif oid.startswith(table_prefixes):
+            covered.append(oid)
+        elif oid.startswith(PRIVATE) or any(oid in v for v in VENDOR_STANDARD_SCALARS.values()):
+            private.append(oid)
+        else:
+            first.append(oid)
+    return first, private, covered
+
+
+def private_for(private: Sequence[str], enterprise: int | None) -> list[str]:
+    """The private scalars worth asking a printer of this enterprise (all when unknown)."""
+    if enterprise is None:
+        return list(private)
+    own = f"{PRIVATE}{enterprise}."
+    extra = (*VENDOR_STANDARD_SCALARS.get(enterprise, ()), *SHARED_PRIVATE_SCALARS)
+    return [o for o in private if o.startswith(own) or o in extra]
+
+
+@dataclass
+class Column:
+    """One wanted column of a table: what was read, where to go on, whether it ended."""
+
+    number: int
+    values: dict[str, SnmpValue] = field(default_factory=dict)
+    cursor: str = ""
+    done: bool = False
+
+
+@dataclass
+class Table:
+    """A table under `entry` and its wanted columns; its rows are those of its first column."""
+
+    entry: str
+    columns: dict[int, Column]
+    rows: list[str] | None = None
+    lead: int = 0
+    anomaly: str | None = None
+    _lead_values: dict[str, SnmpValue] = field(default_factory=dict)
+    _lead_cursor: str = ""
+    _lead_done: bool = False
+
+    @classmethod
+    def group(cls, column_prefixes: Iterable[str]) -> list[Table]:
+        """Tables covering these column OIDs, in order of first appearance."""
+        by_entry: dict[str, set[int]] = {}
+        for p in column_prefixes:
+            entry, _, col = p.strip(".").rpartition(".")
+            by_entry.setdefault(entry, set()).add(int(col))
+        tables = []
+        for entry, cols in by_entry.items():
+            columns = {c: Column(c, cursor=f"{entry}.{c}") for c in sorted(cols)}
+            tables.append(cls(entry, columns, _lead_cursor=f"{entry}.{min(cols)}"))
+        return tables
+
+    @property
+    def done(self) -> bool:
+        """True once every wanted column is read (or the table turned out absent)."""
+        return self._lead_done and all(c.done for c in self.columns.values())
+
+    def values(self) -> dict[str, SnmpValue]:
+        """Every value read in wanted columns."""
+        out: dict[str, SnmpValue] = {}
+        for c in self.columns.values():
+            out.update(c.values)
+        return out
+
+    def lead_request(self) -> tuple[str, int] | None:
+        """Where the walk of the first present column goes on, or None when it has ended."""
+        if self._lead_done:
+            return None
+        return self._lead_cursor, len(self._lead_values)
+
+    def column_requests(self) -> list[tuple[Column, int]]:
+        """Columns still to read, each with its exact number of rows left."""
+        if self.rows is None:
+            return []
+        out = []
+        for c in self.columns.values():
+            if not c.done:
+                left = len(self.rows) - len(c.values)
+                if left <= 0:
+                    c.done = True
+                else:
+                    out.append((c, left))
+        return out
+
+    def _column_of(self, oid: str) -> tuple[int, str] | None:
+        prefix = self.entry + "."
+        if not oid.startswith(prefix):
+            return None
+        column, _, index = oid[len(prefix) :].partition(".")
+        if not column.isdigit() or not index:
+            return None
+        return int(column), index
+
+    def feed_lead(self, varbinds: Sequence[tuple[str, SnmpValue]]) -> None:
+        """Takes a GETBULK answer for the first-column walk; learns the rows when it ends."""
+        for oid, value in varbinds:
+            where = None if isinstance(value, Missing) else self._column_of(oid)
+            if where is not None and oid_key(oid) <= oid_key(self._lead_cursor):
+                self._end_lead(f"non-increasing OID {oid}")
+                return
+            if where is None:
+                self._end_lead(None)
+                return
+            col, _index = where
+            if not self.lead:
+                self.lead = col
+            if col != self.lead:
+                # Past the first column: its rows are the table's rows. Keep what overran
+                # into the next wanted column (it is that column's first rows).
+                self._end_lead(None)
+                self._feed_column(oid, value, col)
+                continue
+            self._lead_values[oid] = value
+            self._lead_cursor = oid
+            if len(self._lead_values) > MAX_ROWS:
+                self._end_lead(f"more than {MAX_ROWS} rows")
+                return
+
+    def _end_lead(self, why: str | None) -> None:
+        if self._lead_done:
+            return
+        self._lead_done = True
+        if why and self.anomaly is None:
+            self.anomaly = why
+        if self.rows is not None:
+            return
+        prefix = f"{self.entry}.{self.lead}."
+        self.rows = [o[len(prefix) :] for o in self._lead_values]
+        for c in self.columns.values():
+            if self.lead and c.number < self.lead:
+                c.done = True  # the agent has no such column (trimmed tables)
+            elif c.number == self.lead:
+                c.values.update(self._lead_values)
+                c.done = True
+            if not self.rows:
+                c.done = True
+
+    def _feed_column(self, oid: str, value: SnmpValue, col: int) -> None:
+        column = self.columns.get(col)
+        if column is None or column.done or self.rows is None:
+            return
+        if oid_key(oid) <= oid_key(column.cursor):
+            return
+        column.values[oid] = value
+        column.cursor = oid
+        if len(column.values) >= len(self.rows):
+            column.done = True
+
+    def feed_column(self, column: Column, varbinds: Sequence[tuple[str, SnmpValue]]) -> None:
+        """Takes a GETBULK answer for one column; anything past the column ends it."""
+        for oid, value in varbinds:
+            where = None if isinstance(value, Missing) else self._column_of(oid)
+            if where is None or where[0] != column.number or oid_key(oid) <= oid_key(column.cursor):
+                column.done = True
+                return
+            column.values[oid] = value
+            column.cursor = oid
+            if self.rows is not None and len(column.values) >= len(self.rows):
+                column.done = True
+                return
+
+
+def _repetitions(table: Table, round_no: int, seen: int) -> int:
+    """Repetitions for a first-column walk: the table's usual size, then twice what was seen."""
+    if round_no == 0:
+        return FIRST_REPETITIONS.get(table.entry, DEFAULT_FIRST_REPETITIONS)
+    return max(8, 2 * seen)
+
+
+_Owner = Table | tuple[Table, Column]
+
+
+def _split(answer: Sequence[tuple[str, SnmpValue]], n: int) -> list[list[tuple[str, SnmpValue]]]:
+    per: list[list[tuple[str, SnmpValue]]] = [[] for _ in range(n)]
+    for i, vb in enumerate(answer):
+        per[i % n].append(vb)
+    return per
+
+
+async def _bulk(
+    client: SnmpProtocol,
+    target: SnmpTarget,
+    jobs: list[tuple[str, int, _Owner]],
+    max_values: int,
+    stats: IoStats,
+    scalars: Sequence[str] = (),
+    scalar_values: dict[str, SnmpValue] | None = None,
+) -> list[tuple[_Owner, list[tuple[str, SnmpValue]]]]:
+    """GETBULKs for (cursor, repetitions, owner) jobs: one per repetition count, within max_values."""
+    by_reps: dict[int, list[tuple[str, _Owner]]] = {}
+    for cursor, reps, owner in jobs:
+        by_reps.setdefault(max(1, min(reps, max_values)), []).append((cursor, owner))
+    # A request costs its header twice (out and back); a repetition past a column's end
+    # costs one varbind. Fold a group into the next larger one when that is cheaper.
+    overhead = MESSAGE_OVERHEAD + 2 * len(target.community)
+    sizes = sorted(by_reps)
+    for small, large in itertools.pairwise(sizes):
+        group = by_reps[small]
+        extra = len(group) * (large - small)
+        fits = (len(by_reps[large]) + len(group)) * large <= max_values
+        if fits and extra * VARBIND_COST < overhead:
+            by_reps[large].extend(by_reps.pop(small))
+    requests: list[tuple[int, list[tuple[str, _Owner]]]] = []
+    for reps, group in sorted(by_reps.items()):
+        per_request = max(1, max_values // reps)
+        for i in range(0, len(group), per_request):
+            requests.append((reps, group[i : i + per_request]))
+
+    async def one(
+        reps: int, group: list[tuple[str, _Owner]], nr: Sequence[str]
+    ) -> list[tuple[_Owner, list[tuple[str, SnmpValue]]]]:
+        asked = [*(scalar_parent(o) for o in nr), *(c for c, _ in group)]
+        answer = await client.get_bulk(target, asked, len(nr), reps, stats=stats)
+        if scalar_values is not None:
+            head = dict(zip(nr, answer[: len(nr)], strict=False))
+            for oid in nr:
+                # GETNEXT from just below: anything but the scalar itself means it is absent.
+                got = head.get(oid)
+                scalar_values[oid] = got[1] if got and got[0] == oid else Missing.NO_SUCH_OBJECT
+        per = _split(answer[len(nr) :], len(group))
+        return [(owner, vbs) for (_, owner), vbs in zip(group, per, strict=True)]
+
+    results = await asyncio.gather(
+        *(one(reps, group, scalars if i == 0 else ()) for i, (reps, group) in enumerate(requests))
+    )
+    return [item for result in results for item in result]
+
+
+async def learn_tables(
+    client: SnmpProtocol,
+    target: SnmpTarget,
+    columns: Sequence[str],
+    scalars: Sequence[str],
+    stats: IoStats,
+    *,
+    max_values: int = 64,
+) -> tuple[dict[str, SnmpValue], list[str]]:
+    """The learn values of a v2c/v3 printer (scalars and columns), and anomalies met on the way."""
+    tables = Table.group(columns)
+    first_scalars, private, _covered = split_scalars(scalars, columns)
+    values: dict[str, SnmpValue] = {}
+    scalar_stats, walk_stats = IoStats(), IoStats()
+
+    # Values walks ran into past their tables' ends: a private scalar among them is not asked.
+    spilled: dict[str, SnmpValue] = {}
+    first_round = asyncio.Event()
+
+    async def read_scalars() -> None:
+        await first_round.wait()
+        missed = [o for o in first_scalars if o not in values]
+        if missed:
+            values.update(await client.get(target, missed, stats=scalar_stats))
+        wanted = private_for(private, vendor_enterprise(values))
+        values.update({o: spilled[o] for o in wanted if o in spilled})
+        wanted = [o for o in wanted if o not in spilled]
+        if wanted:
+            values.update(await client.get(target, wanted, stats=scalar_stats))
+
+    async def walk() -> None:
+        for round_no in range(MAX_ROUNDS):
+            jobs: list[tuple[str, int, _Owner]] = []
+            for t in tables:
+                lead = t.lead_request()
+                if lead is not None:
+                    cursor, seen = lead
+                    # Round 1 guesses; a longer table's next round asks for plenty.
+                    jobs.append((cursor, _repetitions(t, round_no, seen), t))
+                for column, left in t.column_requests():
+                    jobs.append((column.cursor, left, (t, column)))
+            if not jobs:
+                first_round.set()
+                return
+            walk_stats.round_trips += 1
+            before = walk_stats.round_trips
+            try:
+                # Round 1 reads the identity scalars as non-repeaters of its first GETBULK
+                # (sysObjectID picks the private scalars of round 2): one message less.
+                answers = await _bulk(
+                    client,
+                    target,
+                    jobs,
+                    max_values - (len(first_scalars) if round_no == 0 else 0),
+                    walk_stats,
+                    first_scalars if round_no == 0 else (),
+                    values,
+                )
+            finally:
+                first_round.set()
+            for owner, vbs in answers:
+                spilled.update((o, v) for o, v in vbs if not isinstance(v, Missing))
+                if isinstance(owner, Table):
+                    owner.feed_lead(vbs)
+                    if not vbs:
+                        owner._end_lead("agent answered nothing for this table")
+                else:
+                    table, column = owner
+                    progressed = len(column.values)
+                    table.feed_column(column, vbs)
+                    if not vbs or (len(column.values) == progressed and not column.done):
+                        column.done = True
+            walk_stats.round_trips = before  # concurrent GETBULKs: one round trip
+        for t in tables:
+            if not t.done and t.anomaly is None:
+                t.anomaly = f"walk stopped after {MAX_ROUNDS} rounds"
+
+    await asyncio.gather(read_scalars(), walk())
+    for t in tables:
+        values.update(t.values())
+    stats.requests += scalar_stats.requests + walk_stats.requests
+    stats.responses += scalar_stats.responses + walk_stats.responses
+    stats.retries += scalar_stats.retries + walk_stats.retries
+    stats.bytes_sent += scalar_stats.bytes_sent + walk_stats.bytes_sent
+    stats.bytes_received += scalar_stats.bytes_received + walk_stats.bytes_received
+    # Scalars and the walk run side by side: the longer of the two is what the poll waited.
+    stats.round_trips += max(scalar_stats.round_trips, walk_stats.round_trips)
+    return values, [f"{t.entry}: {t.anomaly}" for t in tables if t.anomaly]
