@@ -148,14 +148,15 @@ async def _announce(
     _say("")
     _say(f"TonerWatch is up — data in {data_dir}")
     if url:
-        _say(f"  Web UI and API: {url}   (API docs: {url}/docs)")
+        _say(f"  Web UI and API: {url}   (API docs: {url}/api/docs)")
         if admin_password:
             _say(
                 f"  Log in as admin with password: {admin_password}   (shown once; set TONERWATCH_ADMIN_PASSWORD to choose)"
             )
         else:
             _say(
-                "  Log in as admin (password from TONERWATCH_ADMIN_PASSWORD, or the one shown at first start)"
+                "  Log in as admin with TONERWATCH_ADMIN_PASSWORD, or the password shown at first start"
+                f" (kept in {data_dir / ADMIN_PASSWORD_FILE})"
             )
     _say("  Press Ctrl-C to stop.")
     if args.demo:
@@ -185,7 +186,7 @@ async def _run_demo(
                 f"could not register the demo printers with the API at {url}: {exc}"
             ) from None
         _say(
-            f"  Demo: {registered} simulated printers on 127.0.0.1:{printers[0].port} are being monitored;"
+            f"  Demo: {registered} simulated printers on 127.77.0.x:{printers[0].port} are being monitored;"
         )
         _say(
             "        levels fall as you watch, some cross thresholds within minutes, one is jammed."
@@ -223,7 +224,7 @@ async def register_demo_printers(url: str, password: str | None, printers: list[
         existing.raise_for_status()
         known = {p.get("name"): p for p in existing.json()["items"]}
         for p in printers:
-            if p.name in known and known[p.name].get("port") == p.port:
+            if p.name in known and known[p.name].get("port") == p.port and known[p.name].get("address") == p.host:
                 continue
             resp = await client.post(
                 "/api/v1/printers",

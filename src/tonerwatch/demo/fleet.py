@@ -456,15 +456,17 @@ async def run_demo_fleet(
     time_scale: float = 1.0,
     startup_timeout: float = 30.0,
 ) -> AsyncIterator[list[DemoPrinter]]:
-    """Build the demo fleet in data_dir, serve it on 127.0.0.1; yield its printers with their port."""
+    """Build the demo fleet in data_dir and serve each printer at its own loopback address (127.77.0.N); yield them."""
     printers = build_fleet(data_dir, count=count, seed=seed, time_scale=time_scale)
+    # One address per printer, as on a real network (Linux routes all of 127.0.0.0/8 to loopback).
+    hosts = [demo_address(i) for i in range(len(printers))]
     files = [data_dir / f"{p.community}.snmprec" for p in printers]
     # A port picked free can be taken before snmpsim binds it: try a fresh one a few times.
     attempts = 1 if port is not None else 3
     for attempt in range(attempts):
         simulator = SnmpSimulator(
             files,
-            endpoints=[(LOOPBACK, port if port is not None else free_udp_port())],
+            endpoints=[(h, chosen) for chosen in [port if port is not None else free_udp_port()] for h in hosts],
             startup_timeout=startup_timeout,
         )
         try:
@@ -474,10 +476,15 @@ async def run_demo_fleet(
                 raise
             continue
         try:
-            yield [replace(p, port=simulator.port) for p in printers]
+            yield [replace(p, host=h, port=simulator.port) for p, h in zip(printers, hosts, strict=True)]
         finally:
             simulator.stop()
         return
+
+
+def demo_address(index: int) -> str:
+    """Return the loopback address of the demo printer at index."""
+    return f"127.77.{index // 250}.{index % 250 + 1}"
 
 
 def describe(printers: Iterable[DemoPrinter]) -> str:
