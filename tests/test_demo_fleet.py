@@ -8,11 +8,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from tonerwatch_shared.printer import oids
-from tonerwatch_shared.snmp.snmprec import load_snmprec
-from tonerwatch_shared.snmp.target import SnmpTarget
-from tonerwatch_shared.snmp.types import Missing
-from tonerwatch_shared.snmp.udp import UdpSnmpClient
 
 from tonerwatch.demo.fleet import (
     MODELS,
@@ -24,6 +19,11 @@ from tonerwatch.demo.fleet import (
     parse_snmprec,
     run_demo_fleet,
 )
+from tonerwatch_shared.printer import oids
+from tonerwatch_shared.snmp.snmprec import load_snmprec
+from tonerwatch_shared.snmp.target import SnmpTarget
+from tonerwatch_shared.snmp.types import Missing
+from tonerwatch_shared.snmp.udp import UdpSnmpClient
 
 ENTERPRISE = {
     "HP": 11,

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+
 from tonerwatch_shared.ipp import (
     IppConnectionError,
     IppConnectionRefused,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from tonerwatch_shared.ipp import (
     colour_from_hex,
     merge_snapshots,

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from tonerwatch_shared.snmp.snmprec import load_snmprec
 from tonerwatch_shared.snmp.types import SnmpValue
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tonerwatch_shared.printer import brother, oids
 from tonerwatch_shared.printer.codes import ERROR_BITS
 from tonerwatch_shared.printer.model import SupplyClass, SupplyKind, SupplyState

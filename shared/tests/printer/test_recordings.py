@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from tonerwatch_shared.printer.model import Supply, SupplyClass, SupplyKind, SupplyState
 from tonerwatch_shared.printer.parse import (
     parse_counters,

@@ -18,6 +18,7 @@ import time
 import httpx
 from nats.aio.msg import Msg
 from pydantic import Field
+
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.events import Event
 from tonerwatch_shared.lifecycle import install_stop_signals
