@@ -27,10 +27,10 @@ from tonerwatch_shared.snmp.walk import scalar_parent
 # costs a round trip; too many costs whatever follows the table (on the HP M252dw an empty
 # alert table runs into its 170-byte device ID). Sized on the recordings' colour lasers.
 FIRST_REPETITIONS: Mapping[str, int] = {
-    "1.3.6.1.2.1.43.11.1.1": 8,  # prtMarkerSuppliesEntry: 4 toners + drum + waste, on into col 3
-    "1.3.6.1.2.1.43.12.1.1": 7,  # prtMarkerColorantEntry: CMYK
+    "1.3.6.1.2.1.43.11.1.1": 7,  # prtMarkerSuppliesEntry: 4 toners + drum + waste, on into col 3
+    "1.3.6.1.2.1.43.12.1.1": 5,  # prtMarkerColorantEntry: CMYK
     "1.3.6.1.2.1.43.8.2.1": 7,  # prtInputEntry: 2-3 trays x adjacent columns 8-10
-    "1.3.6.1.2.1.2.2.1": 7,  # ifEntry: loopback, Ethernet, Wi-Fi, ...
+    "1.3.6.1.2.1.2.2.1": 5,  # ifEntry: loopback, Ethernet, Wi-Fi, ...
     "1.3.6.1.2.1.43.10.2.1": 2,  # prtMarkerEntry: one marker
     "1.3.6.1.2.1.43.5.1.1": 2,  # prtGeneralEntry: one printer
     "1.3.6.1.2.1.25.3.2.1": 2,  # hrDeviceEntry: the printer first
@@ -44,7 +44,7 @@ MAX_ROUNDS = 12
 # Bytes of one request and its response besides varbinds and community (v2c), and of one
 # varbind beyond a column's end: what deciding to merge GETBULKs weighs.
 MESSAGE_OVERHEAD = 60
-VARBIND_COST = 20
+VARBIND_COST = 16
 
 PRIVATE = "1.3.6.1.4.1."
 # Standard objects only one vendor's parser reads (Brother decodes its status text with it).
@@ -169,18 +169,26 @@ class Table:
             return None
         return self._lead_cursor, len(self._lead_values)
 
-    def column_requests(self) -> list[tuple[Column, int]]:
-        """Columns still to read, each with its exact number of rows left."""
+    def column_requests(self) -> list[tuple[list[Column], int]]:
+        """Columns still to read with their exact rows left; adjacent unread ones share a walk."""
         if self.rows is None:
             return []
-        out = []
+        out: list[tuple[list[Column], int]] = []
+        run: list[Column] = []
         for c in self.columns.values():
-            if not c.done:
-                left = len(self.rows) - len(c.values)
-                if left <= 0:
-                    c.done = True
-                else:
-                    out.append((c, left))
+            if c.done:
+                continue
+            left = len(self.rows) - len(c.values)
+            if left <= 0:
+                c.done = True
+                continue
+            if not c.values and run and run[-1].number + 1 == c.number:
+                # One repeater reads both columns: the first's end is the second's start.
+                run.append(c)
+                out[-1] = (run, out[-1][1] + len(self.rows))
+                continue
+            run = [c]
+            out.append((run, left))
         return out
 
     def _column_of(self, oid: str) -> tuple[int, str] | None:
@@ -247,28 +255,39 @@ class Table:
         if len(column.values) >= len(self.rows):
             column.done = True
 
-    def feed_column(self, column: Column, varbinds: Sequence[tuple[str, SnmpValue]]) -> None:
-        """Takes a GETBULK answer for one column; anything past the column ends it."""
+    def feed_columns(self, run: list[Column], varbinds: Sequence[tuple[str, SnmpValue]]) -> None:
+        """Takes a GETBULK answer for a run of adjacent columns; anything past the run ends it."""
+        by_number = {c.number: c for c in run}
+        before = sum(len(c.values) for c in run)
         for oid, value in varbinds:
             where = None if isinstance(value, Missing) else self._column_of(oid)
-            if where is None or where[0] != column.number or oid_key(oid) <= oid_key(column.cursor):
-                column.done = True
+            column = by_number.get(where[0]) if where is not None else None
+            if column is None or oid_key(oid) <= oid_key(column.cursor):
+                for c in run:
+                    c.done = True
                 return
+            for c in run:
+                if c.number < column.number:
+                    c.done = True  # walked past it: complete, or absent on this agent
+            if column.done:
+                continue
             column.values[oid] = value
             column.cursor = oid
             if self.rows is not None and len(column.values) >= len(self.rows):
                 column.done = True
-                return
+        if not varbinds or sum(len(c.values) for c in run) == before:
+            for c in run:
+                c.done = True  # no progress: never ask again
 
 
 def _repetitions(table: Table, round_no: int, seen: int) -> int:
     """Repetitions for a first-column walk: the table's usual size, then twice what was seen."""
     if round_no == 0:
         return FIRST_REPETITIONS.get(table.entry, DEFAULT_FIRST_REPETITIONS)
-    return max(8, 2 * seen)
+    return max(16, 4 * seen)
 
 
-_Owner = Table | tuple[Table, Column]
+_Owner = Table | tuple[Table, list[Column]]
 
 
 def _split(answer: Sequence[tuple[str, SnmpValue]], n: int) -> list[list[tuple[str, SnmpValue]]]:
@@ -292,15 +311,18 @@ async def _bulk(
     for cursor, reps, owner in jobs:
         by_reps.setdefault(max(1, min(reps, max_values)), []).append((cursor, owner))
     # A request costs its header twice (out and back); a repetition past a column's end
-    # costs one varbind. Fold a group into the next larger one when that is cheaper.
+    # costs one varbind. Fold a group into the next larger one when that is cheaper,
+    # counting every repetition its jobs would get beyond what they asked for.
     overhead = MESSAGE_OVERHEAD + 2 * len(target.community)
+    asked: dict[int, list[int]] = {r: [r] * len(g) for r, g in by_reps.items()}
     sizes = sorted(by_reps)
     for small, large in itertools.pairwise(sizes):
         group = by_reps[small]
-        extra = len(group) * (large - small)
+        extra = sum(large - r for r in asked[small])
         fits = (len(by_reps[large]) + len(group)) * large <= max_values
         if fits and extra * VARBIND_COST < overhead:
             by_reps[large].extend(by_reps.pop(small))
+            asked[large].extend(asked.pop(small))
     requests: list[tuple[int, list[tuple[str, _Owner]]]] = []
     for reps, group in sorted(by_reps.items()):
         per_request = max(1, max_values // reps)
@@ -366,8 +388,8 @@ async def learn_tables(
                     cursor, seen = lead
                     # Round 1 guesses; a longer table's next round asks for plenty.
                     jobs.append((cursor, _repetitions(t, round_no, seen), t))
-                for column, left in t.column_requests():
-                    jobs.append((column.cursor, left, (t, column)))
+                for run, left in t.column_requests():
+                    jobs.append((run[0].cursor, left, (t, run)))
             if not jobs:
                 first_round.set()
                 return
@@ -394,11 +416,8 @@ async def learn_tables(
                     if not vbs:
                         owner._end_lead("agent answered nothing for this table")
                 else:
-                    table, column = owner
-                    progressed = len(column.values)
-                    table.feed_column(column, vbs)
-                    if not vbs or (len(column.values) == progressed and not column.done):
-                        column.done = True
+                    table, run = owner
+                    table.feed_columns(run, vbs)
             walk_stats.round_trips = before  # concurrent GETBULKs: one round trip
         for t in tables:
             if not t.done and t.anomaly is None:
