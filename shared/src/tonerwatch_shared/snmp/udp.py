@@ -177,7 +177,7 @@ class UdpSnmpClient(SnmpProtocol):
                         f" of {target.timeout:g}s"
                     )
             finally:
-                del self._pending[rid]
+                self._pending.pop(rid, None)  # close() may have cleared it already
                 if not future.done():
                     future.cancel()
         self.totals.responses += 1
