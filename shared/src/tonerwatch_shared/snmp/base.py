@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import Awaitable, Sequence
 
 from tonerwatch_shared.snmp.ber import NO_SUCH_NAME, TOO_BIG
-from tonerwatch_shared.snmp.errors import IoStats, SnmpError, SnmpResponseError
+from tonerwatch_shared.snmp.errors import IoStats, SnmpError, SnmpResponseError, gather_or_cancel
 from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import Missing, SnmpValue
 from tonerwatch_shared.snmp.walk import Stream, scalar_parent, split_bulk
@@ -107,7 +106,7 @@ class SnmpProtocol(abc.ABC):
             ]
             if scalars_by_get:
                 jobs.append(self._get_scalars(target, scalars_by_get, stats))
-            results = await asyncio.gather(*jobs)
+            results = await gather_or_cancel(*jobs)
             stats.round_trips = rounds_before + 1  # concurrent requests: one round trip
             for (scalar_values, progressed), (batch, _reps) in zip(
                 results, [*batches, ([], 0)], strict=False

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 ERROR_STATUS_NAMES = {
     1: "tooBig",
@@ -57,3 +62,16 @@ class IoStats:
         self.round_trips += other.round_trips
         self.bytes_sent += other.bytes_sent
         self.bytes_received += other.bytes_received
+
+
+async def gather_or_cancel(*aws: Awaitable[T]) -> list[T]:
+    """Return the results of concurrent requests; if one fails, cancel the rest before raising its error."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        # A timed-out sibling must not linger and fail later on a closed client.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -18,7 +18,7 @@ from tonerwatch_shared.printer import oids
 from tonerwatch_shared.printer.vendors import BRAND_ENTERPRISES, brand_in, enterprise_number
 from tonerwatch_shared.snmp.base import SnmpProtocol
 from tonerwatch_shared.snmp.ber import oid_key
-from tonerwatch_shared.snmp.errors import IoStats
+from tonerwatch_shared.snmp.errors import IoStats, gather_or_cancel
 from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import Missing, SnmpValue
 from tonerwatch_shared.snmp.walk import scalar_parent
@@ -343,7 +343,7 @@ async def _bulk(
         per = _split(answer[len(nr) :], len(group))
         return [(owner, vbs) for (_, owner), vbs in zip(group, per, strict=True)]
 
-    results = await asyncio.gather(
+    results = await gather_or_cancel(
         *(one(reps, group, scalars if i == 0 else ()) for i, (reps, group) in enumerate(requests))
     )
     return [item for result in results for item in result]
@@ -423,7 +423,7 @@ async def learn_tables(
             if not t.done and t.anomaly is None:
                 t.anomaly = f"walk stopped after {MAX_ROUNDS} rounds"
 
-    await asyncio.gather(read_scalars(), walk())
+    await gather_or_cancel(read_scalars(), walk())
     for t in tables:
         values.update(t.values())
     stats.requests += scalar_stats.requests + walk_stats.requests

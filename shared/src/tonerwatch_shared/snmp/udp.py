@@ -31,6 +31,7 @@ from tonerwatch_shared.snmp.errors import (
     SnmpProtocolError,
     SnmpResponseError,
     SnmpTimeoutError,
+    gather_or_cancel,
 )
 from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import Missing, SnmpValue
@@ -221,7 +222,7 @@ class UdpSnmpClient(SnmpProtocol):
                 if exc.status == TOO_BIG and len(remaining) > 1 and depth < _MAX_SPLIT_DEPTH:
                     # Halves go out together: one more round trip, not two.
                     half = len(remaining) // 2
-                    await asyncio.gather(
+                    await gather_or_cancel(
                         self._get(target, remaining[:half], values, stats, depth + 1),
                         self._get(target, remaining[half:], values, stats, depth + 1),
                     )
