@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ SUPPLY_COLUMNS = [f"{SUPPLIES}.{c}" for c in range(2, 10)]
 INPUT_COLUMNS = [f"1.3.6.1.2.1.43.8.2.1.{c}" for c in (9, 10, 12, 13)]
 
 
-def _under(recording: dict[str, object], prefixes: list[str]) -> dict[str, object]:
+def _under(recording: Mapping[str, object], prefixes: list[str]) -> dict[str, object]:
     return {o: v for o, v in recording.items() if o.startswith(tuple(p + "." for p in prefixes))}
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyasn1.type import univ
@@ -19,6 +21,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     next_cmd,
 )
 from pysnmp.hlapi.v3arch.asyncio import auth as _auth
+from pysnmp.carrier.asyncio.dispatch import AsyncioDispatcher
 from pysnmp.proto import rfc1902, rfc1905
 
 from tonerwatch_shared.snmp.base import SnmpProtocol, VarBindList
@@ -70,6 +73,53 @@ def to_snmp_value(value: Any) -> SnmpValue:
     return int(value)
 
 
+@dataclass
+class _Call:
+    """One request in flight: whose counters its datagrams go to, and its request-ids."""
+
+    stats: IoStats | None
+    request_ids: list[int] = field(default_factory=list)
+
+
+# The call whose coroutine is running: pysnmp sends the first datagram synchronously inside it.
+_CURRENT_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
+    "tonerwatch_snmp_v3_call", default=None
+)
+_SENT = "rfc3412.sendPdu"
+# A response, or a report (engine-ID discovery, time window): both name the request-id.
+_RECEIVED = ("rfc3412.receiveMessage:response", "rfc3412.prepareDataElements:internal")
+
+
+class _CountingDispatcher(AsyncioDispatcher):  # type: ignore[misc]
+    """pysnmp's asyncio dispatcher, noting each datagram's size while pysnmp handles it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.incoming = 0
+
+    def _callback_function(self, transport: Any, address: Any, message: Any) -> Any:
+        # Synchronous down to the observers: they read the size of the message they see.
+        self.incoming = len(message)
+        try:
+            return super()._callback_function(transport, address, message)
+        finally:
+            self.incoming = 0
+
+
+def _address_key(address: Any) -> tuple[str, int] | None:
+    try:
+        return (str(address[0]), int(address[1]))
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _request_id(pdu: Any) -> int | None:
+    try:
+        return int(pdu.getComponentByPosition(0))
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None
+
+
 class V3SnmpClient(SnmpProtocol):
     """SNMPv3 client: one SnmpEngine for all targets, one transport per target, no MIB lookups."""
 
@@ -77,10 +127,50 @@ class V3SnmpClient(SnmpProtocol):
         self._engine = SnmpEngine()
         self._semaphore = asyncio.Semaphore(max_in_flight)
         self._transports: dict[tuple[str, int, float, int], UdpTransportTarget] = {}
+        self._calls: dict[int, _Call] = {}
+        self._last_call: dict[tuple[str, int] | None, _Call] = {}
+        self._dispatcher: _CountingDispatcher | None = None
+        self.totals = IoStats()
+        """Counters over the client's lifetime (bytes are whole SNMPv3 messages)."""
+        # pysnmp's observer sees every serialised message it sends (retries and engine-ID
+        # discovery included) and every response or report it matches to a request.
+        self._engine.observer.register_observer(self._observe, _SENT, *_RECEIVED)
+
+    def _ensure_dispatcher(self) -> None:
+        if self._dispatcher is None:
+            # Created inside the event loop, before pysnmp would make its own plain one.
+            self._dispatcher = _CountingDispatcher()
+            self._engine.register_transport_dispatcher(self._dispatcher)
+
+    def _observe(self, _engine: Any, execpoint: str, variables: dict[str, Any], _ctx: Any) -> None:
+        rid = _request_id(variables.get("pdu"))
+        call = self._calls.get(rid) if rid is not None else None
+        address = _address_key(variables.get("transportAddress"))
+        if call is None and execpoint != _SENT:
+            # Reports need not echo the request-id: the last call to that agent owns them.
+            call = self._last_call.get(address)
+        if execpoint == _SENT:
+            size = len(variables.get("outgoingMessage") or b"")
+            self.totals.bytes_sent += size
+            if call is None:
+                call = _CURRENT_CALL.get()
+                if call is not None and rid is not None:
+                    call.request_ids.append(rid)
+                    self._calls[rid] = call
+            if call is not None:
+                self._last_call[address] = call
+                if call.stats is not None:
+                    call.stats.bytes_sent += size
+        else:
+            size = self._dispatcher.incoming if self._dispatcher is not None else 0
+            self.totals.bytes_received += size
+            if call is not None and call.stats is not None:
+                call.stats.bytes_received += size
 
     async def close(self) -> None:
         """Closes the engine's sockets."""
         self._engine.close_dispatcher()
+        self._dispatcher = None
         self._transports.clear()
 
     async def _transport(self, target: SnmpTarget) -> UdpTransportTarget:
@@ -121,18 +211,30 @@ class V3SnmpClient(SnmpProtocol):
         stats: IoStats | None,
         *args: int,
     ) -> VarBindList:
+        self._ensure_dispatcher()
         transport = await self._transport(target)
         binds = [ObjectType(ObjectIdentity(o)) for o in oids]
+        call = _Call(stats)
         async with self._semaphore:
-            error_indication, error_status, error_index, var_binds = await command(
-                self._engine,
-                self._user(target),
-                transport,
-                self._context(target),
-                *args,
-                *binds,
-                lookupMib=False,
-            )
+            token = _CURRENT_CALL.set(call)
+            try:
+                error_indication, error_status, error_index, var_binds = await command(
+                    self._engine,
+                    self._user(target),
+                    transport,
+                    self._context(target),
+                    *args,
+                    *binds,
+                    lookupMib=False,
+                )
+            finally:
+                _CURRENT_CALL.reset(token)
+                for rid in call.request_ids:
+                    self._calls.pop(rid, None)
+                for address, last in list(self._last_call.items()):
+                    if last is call:
+                        del self._last_call[address]
+        self.totals.requests += 1
         if stats is not None:
             stats.requests += 1
             stats.round_trips += 1
