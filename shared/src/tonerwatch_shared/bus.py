@@ -28,6 +28,7 @@ from nats.js.api import (
 from nats.js.kv import KeyValue
 
 from tonerwatch_shared.events import Event, UnreadableEvent, parse_event
+from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,18 @@ class Bus:
         raise BusError(
             f"cannot reach NATS at {url} after {attempts} attempts ({last!r}); "
             "check TONERWATCH_NATS_URL and that the server runs with JetStream (-js)"
+        )
+
+    @classmethod
+    async def for_service(cls, settings: CommonSettings, service: str) -> Bus:
+        """Return a Bus connected as settings say, named `<service>/<instance>`."""
+        return await cls.connect(
+            settings.require_nats_url(),
+            subjects=Subjects(settings.subject_root, settings.stream_prefix),
+            name=f"{service}/{settings.instance}",
+            max_age_s=settings.event_max_age_days * 86400,
+            attempts=settings.nats_connect_attempts,
+            connect_timeout_s=settings.nats_connect_timeout_s,
         )
 
     async def ensure_stream(self, config: StreamConfig) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import IoStats, SnmpTimeoutError
 from tonerwatch_shared.snmp.poll import PollPlan, poll_printer

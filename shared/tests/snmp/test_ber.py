@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pyasn1.codec.ber import encoder
 from pysnmp.proto import api
+
 from tonerwatch_shared.snmp.ber import (
     GET_BULK_REQUEST,
     GET_NEXT_REQUEST,

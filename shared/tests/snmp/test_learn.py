@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tonerwatch_shared.printer.parse import parse_snapshot
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.learn import private_for, split_scalars, vendor_enterprise

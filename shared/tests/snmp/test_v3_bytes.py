@@ -11,6 +11,7 @@ from typing import cast
 
 import pytest
 import pytest_asyncio
+
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.poll import poll_printer
 from tonerwatch_shared.snmp.target import SnmpTarget

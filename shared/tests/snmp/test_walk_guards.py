@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import pytest_asyncio
+
 from tonerwatch_shared.snmp.ber import RESPONSE, decode_header, encode_oid
 from tonerwatch_shared.snmp.errors import IoStats, SnmpTimeoutError
 from tonerwatch_shared.snmp.target import SnmpTarget

@@ -140,14 +140,7 @@ async def run(
         stop = asyncio.Event()
         install_stop_signals(stop)
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
-    bus = await Bus.connect(
-        settings.require_nats_url(),
-        subjects=subjects,
-        name=f"alerter/{settings.instance}",
-        max_age_s=settings.event_max_age_days * 86400,
-        attempts=settings.nats_connect_attempts,
-        connect_timeout_s=settings.nats_connect_timeout_s,
-    )
+    bus = await Bus.for_service(settings, "alerter")
     stack = contextlib.AsyncExitStack()
     try:
         await bus.ensure_event_stream()

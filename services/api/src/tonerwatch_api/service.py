@@ -21,7 +21,6 @@ from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.lifecycle import install_stop_signals
 from tonerwatch_shared.settings import SettingsError
 from tonerwatch_shared.storage import make_engine, sqlite_url
-from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +74,7 @@ async def run(
     if generated:
         # Shown once, to whoever started the service; `tonerwatch up` prints it itself.
         log.warning("created user 'admin' with generated password %s — change it", generated)
-    bus = await Bus.connect(
-        settings.require_nats_url(),
-        subjects=Subjects(settings.subject_root, settings.stream_prefix),
-        name=f"api/{settings.instance}",
-        max_age_s=settings.event_max_age_days * 86400,
-        attempts=settings.nats_connect_attempts,
-        connect_timeout_s=settings.nats_connect_timeout_s,
-    )
+    bus = await Bus.for_service(settings, "api")
     try:
         await bus.ensure_event_stream()
         app = create_app(engine, bus, settings, stop=stop)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyasn1.type import univ
+from pysnmp.carrier.asyncio.dispatch import AsyncioDispatcher
 from pysnmp.hlapi.v3arch.asyncio import (
     ContextData,
     ObjectIdentity,
@@ -21,7 +22,6 @@ from pysnmp.hlapi.v3arch.asyncio import (
     next_cmd,
 )
 from pysnmp.hlapi.v3arch.asyncio import auth as _auth
-from pysnmp.carrier.asyncio.dispatch import AsyncioDispatcher
 from pysnmp.proto import rfc1902, rfc1905
 
 from tonerwatch_shared.snmp.base import SnmpProtocol, VarBindList
