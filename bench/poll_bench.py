@@ -4,8 +4,11 @@ Prints (does not assert) CPU per poll, polls/s, requests and bytes per poll, fir
 for 10, 100 and 1,000 simulated printers (10,000 with --with-10k) on 127.0.0.1 only.
 
     uv run python bench/poll_bench.py [--recording NAME] [--with-10k]
+    uv run python bench/poll_bench.py --snmpsim [--recording NAME ...]
 
-Needs net-snmp's snmpd and snmpbulkwalk (apt-get install snmpd snmp).
+Needs net-snmp's snmpd and snmpbulkwalk (apt-get install snmpd snmp). --snmpsim instead serves
+the recordings alone through snmpsim and prints, per recording, the first poll's cost before
+(the previous column walk) and after (index columns, then exact columns), v2c and v3.
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from tonerwatch_shared.snmp.poll import PollPlan, poll_printer
+from tonerwatch_shared.printer.parse import parse_snapshot
+from tonerwatch_shared.snmp.client import SnmpClient
+from tonerwatch_shared.snmp.errors import IoStats
+from tonerwatch_shared.snmp.poll import PollPlan, learn_columns, learn_scalars, poll_printer
 from tonerwatch_shared.snmp.snmprec import load_snmprec
 from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import IpAddress, Oid, SnmpValue
 from tonerwatch_shared.snmp.udp import UdpSnmpClient
-from tonerwatch_shared.testing.snmpsim import free_udp_port
+from tonerwatch_shared.snmp.walk import Stream
+from tonerwatch_shared.testing.snmpsim import SnmpSimulator, V3User, free_udp_port
 
 ROOT = Path(__file__).resolve().parents[1]
 WALKS = ROOT.parent / "shared" / "printer-walks"
@@ -176,12 +183,86 @@ async def measure(n: int, ports: list[int], recording: str) -> dict[str, float]:
     return out
 
 
+SNMPSIM_RECORDINGS = ("jetdirect_m252dw", "canonprinter_tm", "konica_c250i", "ricoh_mpc3002")
+STEADY_CPU_POLLS = 300
+
+
+async def previous_learn(client: SnmpClient, target: SnmpTarget) -> IoStats:
+    """The first poll as it was before: runs of columns walked, the scalars by GET beside."""
+    stats = IoStats()
+    await client.walk_streams(
+        target, Stream.columns(learn_columns()), 64, scalars=learn_scalars(), stats=stats
+    )
+    return stats
+
+
+def _cost(stats: IoStats | object) -> str:
+    s = stats if isinstance(stats, IoStats) else IoStats()
+    return f"{s.round_trips} rt / {s.requests} req / {s.bytes_sent + s.bytes_received:,} B"
+
+
+async def snmpsim_report(names: Sequence[str]) -> None:
+    """Before/after first-poll cost, steady cost and CPU per recording, against snmpsim."""
+    user = V3User("tonerwatch-bench")
+    with tempfile.TemporaryDirectory(prefix="tonerwatch-bench-") as tmp:
+        # snmpsim picks a recording by community: also serve the first one as "public",
+        # the community a real printer answers to (shorter by the file name's length).
+        public = Path(tmp) / "public.snmprec"
+        public.symlink_to(WALKS / f"{names[0]}.snmprec")
+        files = [WALKS / f"{n}.snmprec" for n in names] + [public]
+        async with SnmpSimulator(files, v3_user=user) as agent:
+            client = SnmpClient()
+            try:
+                print("| recording | community | before: first poll | after: first poll "
+                      "| steady | steady CPU | v3 first | v3 steady | parse equal |")  # fmt: skip
+                print("|---|---|---|---|---|---:|---|---|---|")
+                for name, community in [(n, n) for n in names] + [(names[0], "public")]:
+                    target = agent.target(community)
+                    before = await previous_learn(client, target)
+                    first = await poll_printer(client, target)
+                    steady = await poll_printer(client, target, first.plan)
+                    c0 = time.process_time()
+                    for _ in range(STEADY_CPU_POLLS):
+                        await poll_printer(client, target, first.plan)
+                    cpu_ms = (time.process_time() - c0) / STEADY_CPU_POLLS * 1000
+                    v3_cost = "n/a | n/a"  # v3 picks the recording by context; "" is none
+                    if community != "public":
+                        v3 = agent.v3_target(community)
+                        v3_first = await poll_printer(client, v3)
+                        v3_steady = await poll_printer(client, v3, v3_first.plan)
+                        v3_cost = (
+                            f"{v3_first.round_trips} rt / "
+                            f"{v3_first.bytes_sent + v3_first.bytes_received:,} B | "
+                            f"{v3_steady.bytes_sent + v3_steady.bytes_received} B"
+                        )
+                    equal = parse_snapshot(first.values) == parse_snapshot(
+                        load_snmprec(WALKS / f"{name}.snmprec")
+                    )
+                    after = f"{first.round_trips} rt / {first.requests} req / "
+                    after += f"{first.bytes_sent + first.bytes_received:,} B"
+                    print(
+                        f"| {name} | {'public' if community == 'public' else 'file name'} "
+                        f"| {_cost(before)} | {after} "
+                        f"| {steady.requests} req / {steady.bytes_sent + steady.bytes_received} B "
+                        f"| {cpu_ms:.3f} ms "
+                        f"| {v3_cost} | {equal} |",
+                        flush=True,
+                    )
+            finally:
+                await client.close()
+
+
 async def main(argv: Sequence[str]) -> None:
     """Runs the benchmark and prints one line per fleet size."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--recording", default="jetdirect_m252dw")
+    parser.add_argument("--recording", action="append")
     parser.add_argument("--with-10k", action="store_true")
+    parser.add_argument("--snmpsim", action="store_true")
     args = parser.parse_args(argv)
+    if args.snmpsim:
+        await snmpsim_report(args.recording or SNMPSIM_RECORDINGS)
+        return
+    args.recording = (args.recording or ["jetdirect_m252dw"])[0]
     if shutil.which("snmpd") is None or shutil.which("snmpbulkwalk") is None:
         sys.exit("needs snmpd and snmpbulkwalk: apt-get install snmpd snmp")
     values = load_snmprec(WALKS / f"{args.recording}.snmprec")
