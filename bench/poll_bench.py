@@ -64,7 +64,8 @@ def start_snmpd(conf: Path, ports: Sequence[int]) -> list[subprocess.Popen[bytes
     procs = []
     for i in range(0, len(ports), ENDPOINTS_PER_SNMPD):
         chunk = ports[i : i + ENDPOINTS_PER_SNMPD]
-        cmd = ["snmpd", "-f", "-C", "-c", str(conf), "-Ln", "-p", "/dev/null"]
+        # Never "-p /dev/null": snmpd deletes its pid file on exit, and /dev/null with it.
+        cmd = ["snmpd", "-f", "-C", "-c", str(conf), "-Ln", "-p", str(conf.parent / f"snmpd-{i}.pid")]
         cmd += [f"udp:{HOST}:{p}" for p in chunk]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return procs
