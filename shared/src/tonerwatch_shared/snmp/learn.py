@@ -40,7 +40,7 @@ FIRST_REPETITIONS: Mapping[str, int] = {
 DEFAULT_FIRST_REPETITIONS = 7
 # A printer table has tens of rows; more means a looping agent.
 MAX_ROWS = 500
-MAX_ROUNDS = 12
+MAX_ROUNDS = 40
 # Bytes of one request and its response besides varbinds and community (v2c), and of one
 # varbind beyond a column's end: what deciding to merge GETBULKs weighs.
 MESSAGE_OVERHEAD = 60
@@ -225,6 +225,10 @@ class Table:
                 self._end_lead(f"more than {MAX_ROWS} rows")
                 return
 
+    def give_up(self, why: str) -> None:
+        """Ends the table's walk: its first column as read so far gives the rows."""
+        self._end_lead(why)
+
     def _end_lead(self, why: str | None) -> None:
         if self._lead_done:
             return
@@ -258,7 +262,6 @@ class Table:
     def feed_columns(self, run: list[Column], varbinds: Sequence[tuple[str, SnmpValue]]) -> None:
         """Takes a GETBULK answer for a run of adjacent columns; anything past the run ends it."""
         by_number = {c.number: c for c in run}
-        before = sum(len(c.values) for c in run)
         for oid, value in varbinds:
             where = None if isinstance(value, Missing) else self._column_of(oid)
             column = by_number.get(where[0]) if where is not None else None
@@ -275,9 +278,6 @@ class Table:
             column.cursor = oid
             if self.rows is not None and len(column.values) >= len(self.rows):
                 column.done = True
-        if not varbinds or sum(len(c.values) for c in run) == before:
-            for c in run:
-                c.done = True  # no progress: never ask again
 
 
 def _repetitions(table: Table, round_no: int, seen: int) -> int:
@@ -305,7 +305,7 @@ async def _bulk(
     stats: IoStats,
     scalars: Sequence[str] = (),
     scalar_values: dict[str, SnmpValue] | None = None,
-) -> list[tuple[_Owner, list[tuple[str, SnmpValue]]]]:
+) -> list[tuple[_Owner, list[tuple[str, SnmpValue]], bool]]:
     """GETBULKs for (cursor, repetitions, owner) jobs: one per repetition count, within max_values."""
     by_reps: dict[int, list[tuple[str, _Owner]]] = {}
     for cursor, reps, owner in jobs:
@@ -331,17 +331,23 @@ async def _bulk(
 
     async def one(
         reps: int, group: list[tuple[str, _Owner]], nr: Sequence[str]
-    ) -> list[tuple[_Owner, list[tuple[str, SnmpValue]]]]:
+    ) -> list[tuple[_Owner, list[tuple[str, SnmpValue]], bool]]:
         asked = [*(scalar_parent(o) for o in nr), *(c for c, _ in group)]
         answer = await client.get_bulk(target, asked, len(nr), reps, stats=stats)
         if scalar_values is not None:
-            head = dict(zip(nr, answer[: len(nr)], strict=False))
-            for oid in nr:
-                # GETNEXT from just below: anything but the scalar itself means it is absent.
-                got = head.get(oid)
-                scalar_values[oid] = got[1] if got and got[0] == oid else Missing.NO_SUCH_OBJECT
-        per = _split(answer[len(nr) :], len(group))
-        return [(owner, vbs) for (_, owner), vbs in zip(group, per, strict=True)]
+            # GETNEXT from just below: anything but the scalar itself means it is absent. A
+            # scalar cut off by a truncated answer stays unread: round 2 GETs it.
+            for oid, (got, value) in zip(nr, answer[: len(nr)], strict=False):
+                scalar_values[oid] = value if got == oid else Missing.NO_SUCH_OBJECT
+        rest = answer[len(nr) :]
+        if not answer:
+            # Nothing at all: an agent that answers so would loop us. (Non-repeaters alone
+            # mean a cut answer: the next round, without them, tells.)
+            return [(owner, [], True) for _, owner in group]
+        # Agents cut long GETBULK answers short (RFC 3416 4.2.3): a repeater left without
+        # values is asked again next round, not taken as ended.
+        per = _split(rest, len(group))
+        return [(owner, vbs, False) for (_, owner), vbs in zip(group, per, strict=True)]
 
     results = await gather_or_cancel(
         *(one(reps, group, scalars if i == 0 else ()) for i, (reps, group) in enumerate(requests))
@@ -409,14 +415,17 @@ async def learn_tables(
                 )
             finally:
                 first_round.set()
-            for owner, vbs in answers:
+            for owner, vbs, refused in answers:
                 spilled.update((o, v) for o, v in vbs if not isinstance(v, Missing))
                 if isinstance(owner, Table):
+                    if refused:
+                        owner.give_up("agent answered nothing for this table")
                     owner.feed_lead(vbs)
-                    if not vbs:
-                        owner._end_lead("agent answered nothing for this table")
                 else:
                     table, run = owner
+                    if refused:
+                        for c in run:
+                            c.done = True
                     table.feed_columns(run, vbs)
             walk_stats.round_trips = before  # concurrent GETBULKs: one round trip
         for t in tables:
