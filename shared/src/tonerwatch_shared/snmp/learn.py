@@ -1,10 +1,10 @@
-"""The first poll of a printer in at most three round trips: index columns, then exact columns.
+"""The first poll of a v2c/v3 printer in at most three round trips: first columns, then the rest.
 
-Round 1 reads the identity scalars with a GET and, beside it, the first wanted column of
-every table with one small GETBULK (a table's first column lists its rows). Round 2 reads the
-vendor's private scalars (the vendor is known from sysObjectID now) and every other wanted
-column with GETBULK repetitions equal to the table's row count, so no answer runs past a
-column's end. Round 3 only happens for tables longer than the first guess.
+Round 1 walks every table from its first wanted column with a GETBULK sized to a usual printer
+(a table's first column lists its rows), the system scalars riding as non-repeaters. Round 2
+reads the other wanted columns with repetitions equal to the rows found, so no answer runs past
+a column's end, and beside them GETs the private scalars of the vendor sysObjectID names.
+Round 3 only happens for tables longer than the first guess (or answers the agent cut short).
 """
 
 from __future__ import annotations
