@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
+
 from tonerwatch_shared.printer.parse import parse_snapshot
 from tonerwatch_shared.snmp.base import SnmpProtocol, VarBindList
 from tonerwatch_shared.snmp.ber import oid_key
