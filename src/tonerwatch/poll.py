@@ -7,7 +7,7 @@ import socket
 import sys
 from typing import TextIO
 
-from tonerwatch_poller.reading import read_printer, target_for
+from tonerwatch_poller.reading import read_printer
 from tonerwatch_shared.events import SnmpCredentials, SupplyReading
 from tonerwatch_shared.printer.model import SupplyClass
 from tonerwatch_shared.snmp.client import SnmpClient
@@ -34,9 +34,7 @@ async def poll_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> in
         priv_key=args.priv_key,
     )
     try:
-        target = target_for(
-            args.host, args.port, credentials, timeout_s=args.timeout, retries=args.retries
-        )
+        target = credentials.target(args.host, args.port, timeout_s=args.timeout, retries=args.retries)
     except ValueError as exc:
         print(f"tonerwatch: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE

@@ -289,7 +289,7 @@ async def test_state_store_refuses_stale_revision(bus: Bus) -> None:
 async def test_printer_id_with_unsafe_characters_gets_a_key(bus: Bus) -> None:
     store = StateStore(await bus.key_value(BUCKET))
     proc = Processor(bus, store, Context(source="a1"))
-    odd = "ipp://10.0.0.7:631/printers/Front Desk"
+    odd = "ipp://127.0.0.7:631/printers/Front Desk"
     await proc.handle(reading(19, 0, printer_id=odd))
     st = (await store.load(odd)).state
     assert st is not None and st.printer_id == odd and f"{odd}:1.1:low" in st.alerts

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from tonerwatch_poller.service import Settings, run
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, wait_for_event
-from tonerwatch_shared.embedded import free_tcp_port
 from tonerwatch_shared.printer.model import SupplyKind
+from tonerwatch_shared.testing.infra import eventually
 from tonerwatch_shared.testing.snmpsim import SnmpSimulator, free_udp_port
 
 
@@ -94,8 +95,6 @@ async def test_silent_printer_becomes_unreachable_then_reachable(
     bus: Bus, nats_url: str, printer_walks_dir: object
 ) -> None:
     port = free_udp_port()
-    from pathlib import Path
-
     recording = Path(str(printer_walks_dir)) / "jetdirect_m252dw.snmprec"
     async with running_poller(bus, nats_url, unreachable_after=2):
         await bus.publish(configured("hp-3", port, "jetdirect_m252dw", interval_s=1.0))
@@ -183,8 +182,6 @@ async def test_removed_printer_stops_being_polled(
             info = await bus.js.stream_info(jobs)
             return info.state.messages == 0
 
-        from tonerwatch_shared.testing.infra import eventually
-
         await eventually(job_gone, timeout_s=15)
 
 
@@ -192,5 +189,3 @@ def test_settings_reject_a_zero_interval() -> None:
     with pytest.raises(ValueError):
         Settings(poll_interval_s=0)
 
-
-_ = free_tcp_port

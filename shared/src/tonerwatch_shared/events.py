@@ -22,6 +22,7 @@ from tonerwatch_shared.printer.model import (
     Supply,
     Tray,
 )
+from tonerwatch_shared.snmp.target import SnmpTarget
 
 SiteId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
@@ -66,6 +67,22 @@ class SnmpCredentials(BaseModel):
     auth_key: str | None = Field(default=None, repr=False)
     priv_protocol: Literal["DES", "AES", "AES192", "AES256"] | None = None
     priv_key: str | None = Field(default=None, repr=False)
+
+    def target(self, address: str, port: int = 161, *, timeout_s: float, retries: int) -> SnmpTarget:
+        """Return the SNMP target for address:port with these credentials."""
+        return SnmpTarget(
+            host=address,
+            port=port,
+            version=self.version,
+            community=self.community,
+            user=self.user,
+            auth_protocol=self.auth_protocol,
+            auth_key=self.auth_key,
+            priv_protocol=self.priv_protocol,
+            priv_key=self.priv_key,
+            timeout=timeout_s,
+            retries=retries,
+        )
 
 
 class _PrinterEvent(Event):

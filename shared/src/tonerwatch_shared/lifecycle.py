@@ -30,3 +30,12 @@ async def sleep_until_stopped(stop: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def stop_event(stop: asyncio.Event | None) -> asyncio.Event:
+    """Return stop, or (a service run alone) a new event that SIGTERM/SIGINT set."""
+    if stop is not None:
+        return stop
+    own = asyncio.Event()
+    install_stop_signals(own)
+    return own

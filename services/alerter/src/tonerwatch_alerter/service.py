@@ -26,7 +26,7 @@ from tonerwatch_alerter.store import BUCKET, StateStore
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler
 from tonerwatch_shared.events import Event
-from tonerwatch_shared.lifecycle import install_stop_signals
+from tonerwatch_shared.lifecycle import stop_event
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.subjects import Subjects
 
@@ -136,9 +136,7 @@ async def run(
     settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None
 ) -> None:
     """Run one alerter replica until stop (or SIGTERM), then drain."""
-    if stop is None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
+    stop = stop_event(stop)
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
     bus = await Bus.for_service(settings, "alerter")
     stack = contextlib.AsyncExitStack()

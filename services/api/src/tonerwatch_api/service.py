@@ -18,7 +18,7 @@ from tonerwatch_api.projections import ProjectionOptions, Projector
 from tonerwatch_api.settings import Settings
 from tonerwatch_api.state import AppState
 from tonerwatch_shared.bus import Bus
-from tonerwatch_shared.lifecycle import install_stop_signals
+from tonerwatch_shared.lifecycle import stop_event
 from tonerwatch_shared.settings import SettingsError
 from tonerwatch_shared.storage import make_engine, sqlite_url
 
@@ -66,9 +66,7 @@ async def run(
     settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None
 ) -> None:
     """Serve the API and UI and run the projections until stop is set; then drain."""
-    if stop is None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
+    stop = stop_event(stop)
     engine = await asyncio.to_thread(open_database, settings)
     generated = await asyncio.to_thread(ensure_admin, engine, settings.admin_password)
     if generated:

@@ -23,7 +23,6 @@ from tonerwatch_shared.snmp.base import SnmpProtocol
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import IoStats, SnmpError, SnmpTimeoutError
 from tonerwatch_shared.snmp.poll import poll_printer
-from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import Oid, SnmpValue
 
 _HP_DEVICE_ID, _BROTHER_DEVICE_ID, _DELL_DEVICE_ID = oids.DEVICE_ID_OIDS
@@ -152,25 +151,6 @@ def credentials_name(index: int, credentials: SnmpCredentials) -> str:
     return f"{label} user {credentials.user}" if credentials.version == "3" else label
 
 
-def target_for(
-    credentials: SnmpCredentials, address: str, port: int, *, timeout_s: float, retries: int
-) -> SnmpTarget:
-    """The SNMP target for an address and credential set."""
-    return SnmpTarget(
-        host=address,
-        port=port,
-        version=credentials.version,
-        community=credentials.community,
-        user=credentials.user,
-        auth_protocol=credentials.auth_protocol,
-        auth_key=credentials.auth_key,
-        priv_protocol=credentials.priv_protocol,
-        priv_key=credentials.priv_key,
-        timeout=timeout_s,
-        retries=retries,
-    )
-
-
 def merge_identity(base: PrinterIdentity, better: PrinterIdentity) -> PrinterIdentity:
     """`better` with its empty fields filled from `base` (the snapshot knows more than the GET)."""
     filled = {
@@ -193,7 +173,7 @@ async def identify_at(
     sys_object_id: str | None = None,
 ) -> Identification:
     """The identifying GET with one credential set; SnmpError when the agent does not answer it."""
-    target = target_for(credentials, address, port, timeout_s=timeout_s, retries=retries)
+    target = credentials.target(address, port, timeout_s=timeout_s, retries=retries)
     stats = IoStats()
     try:
         values = await client.get(target, identify_oids(sys_object_id), stats=stats)
@@ -218,9 +198,7 @@ async def first_snapshot(
     client: SnmpProtocol, found: Identification, *, timeout_s: float, retries: int
 ) -> tuple[PrinterSnapshot | None, Cost, str | None]:
     """The printer's first full poll parsed, what it cost, and the error if it failed."""
-    target = target_for(
-        found.credentials, found.address, found.port, timeout_s=timeout_s, retries=retries
-    )
+    target = found.credentials.target(found.address, found.port, timeout_s=timeout_s, retries=retries)
     try:
         result = await poll_printer(client, target)
     except SnmpError as exc:

@@ -20,7 +20,9 @@ from tonerwatch_shared.snmp.ber import (
     BerError,
     decode_header,
     decode_response,
+    encode_integer,
     encode_request,
+    tlv,
 )
 from tonerwatch_shared.snmp.types import Oid
 
@@ -33,21 +35,6 @@ RID_OCTETS = 2
 MAX_IN_FLIGHT = 30000
 _SENTINEL = 0x5A5A
 _V3_MAX_SIZE = 65507
-
-
-def _length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(body),)) + body
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes((tag,)) + _length(len(body)) + body
-
-
-def _int(value: int) -> bytes:
-    return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +68,16 @@ def probe_template(credentials: SnmpCredentials) -> ProbeTemplate:
 
 def _v3_discovery_parts() -> tuple[bytes, ...]:
     marker = _SENTINEL.to_bytes(RID_OCTETS, "big")
-    global_data = _tlv(
-        0x30, _tlv(0x02, marker) + _int(_V3_MAX_SIZE) + _tlv(0x04, b"\x04") + _int(3)
+    global_data = tlv(
+        0x30, tlv(0x02, marker) + encode_integer(_V3_MAX_SIZE) + tlv(0x04, b"\x04") + encode_integer(3)
     )
-    usm = _tlv(
+    usm = tlv(
         0x30,
-        _tlv(0x04, b"") + _int(0) + _int(0) + _tlv(0x04, b"") + _tlv(0x04, b"") + _tlv(0x04, b""),
+        tlv(0x04, b"") + encode_integer(0) + encode_integer(0) + tlv(0x04, b"") + tlv(0x04, b"") + tlv(0x04, b""),
     )
-    pdu = _tlv(GET_REQUEST, _tlv(0x02, marker) + _int(0) + _int(0) + _tlv(0x30, b""))
-    scoped = _tlv(0x30, _tlv(0x04, b"") + _tlv(0x04, b"") + pdu)
-    message = _tlv(0x30, _int(3) + global_data + _tlv(0x04, usm) + scoped)
+    pdu = tlv(GET_REQUEST, tlv(0x02, marker) + encode_integer(0) + encode_integer(0) + tlv(0x30, b""))
+    scoped = tlv(0x30, tlv(0x04, b"") + tlv(0x04, b"") + pdu)
+    message = tlv(0x30, encode_integer(3) + global_data + tlv(0x04, usm) + scoped)
     parts = tuple(message.split(marker))
     if len(parts) != 3:  # pragma: no cover - the sentinel appears exactly twice by construction
         raise AssertionError("v3 probe template")

@@ -37,7 +37,7 @@ from tonerwatch_shared.events import (
     PrinterFound,
     SnmpCredentials,
 )
-from tonerwatch_shared.lifecycle import install_stop_signals, sleep_until_stopped
+from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.subjects import DISCOVERY_CANCELLED, DISCOVERY_REQUESTED, Subjects
@@ -305,9 +305,7 @@ async def run(
     settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None
 ) -> None:
     """Run the discovery service until stop (or SIGTERM): request consumer, cancel listener, schedule."""
-    if stop is None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
+    stop = stop_event(stop)
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
     bus = await Bus.for_service(settings, "discovery")
     client = SnmpClient(max_in_flight=settings.discovery_identify_concurrency * 2)

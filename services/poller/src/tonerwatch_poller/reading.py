@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from tonerwatch_shared.events import PrinterConfigured, SnmpCredentials, SupplyReading
+from tonerwatch_shared.events import PrinterConfigured, SupplyReading
 from tonerwatch_shared.ipp import fetch_printer_attributes, merge_snapshots, parse_ipp_attributes
 from tonerwatch_shared.printer.model import PrinterSnapshot
 from tonerwatch_shared.printer.parse import parse_snapshot
@@ -23,25 +23,6 @@ class PolledReading:
     plan: PollPlan
     learned: bool
     round_trips: int
-
-
-def target_for(
-    address: str, port: int, credentials: SnmpCredentials, *, timeout_s: float, retries: int
-) -> SnmpTarget:
-    """Return the SNMP target for a configured printer."""
-    return SnmpTarget(
-        host=address,
-        port=port,
-        version=credentials.version,
-        community=credentials.community,
-        user=credentials.user,
-        auth_protocol=credentials.auth_protocol,
-        auth_key=credentials.auth_key,
-        priv_protocol=credentials.priv_protocol,
-        priv_key=credentials.priv_key,
-        timeout=timeout_s,
-        retries=retries,
-    )
 
 
 async def read_printer(

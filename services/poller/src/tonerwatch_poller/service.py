@@ -33,7 +33,7 @@ from nats.js.api import (
 from nats.js.kv import KeyValue
 from pydantic import Field
 
-from tonerwatch_poller.reading import read_printer, read_printer_ipp, target_for
+from tonerwatch_poller.reading import read_printer, read_printer_ipp
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler
 from tonerwatch_shared.events import (
     Event,
@@ -43,13 +43,13 @@ from tonerwatch_shared.events import (
     PrinterUnreachable,
 )
 from tonerwatch_shared.ipp import IppError
-from tonerwatch_shared.lifecycle import install_stop_signals
+from tonerwatch_shared.lifecycle import stop_event
 from tonerwatch_shared.logs import current_site
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import SnmpError
 from tonerwatch_shared.snmp.poll import PollPlan
-from tonerwatch_shared.subjects import PRINTER_CONFIGURED, PRINTER_REMOVED, Subjects, token
+from tonerwatch_shared.subjects import Subjects, token
 
 log = logging.getLogger("tonerwatch.poller")
 
@@ -253,10 +253,9 @@ class Poller:
 
     async def poll(self, config: PrinterConfigured) -> bool:
         """Poll one printer, publish its reading and any reachability change; return success."""
-        target = target_for(
+        target = config.credentials.target(
             config.address,
             config.port,
-            config.credentials,
             timeout_s=self.settings.poll_timeout_s,
             retries=self.settings.poll_retries,
         )
@@ -334,9 +333,7 @@ async def run(
     settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None
 ) -> None:
     """Run one poller replica until stop (or SIGTERM): config consumer + job loop, then drain."""
-    if stop is None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
+    stop = stop_event(stop)
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
     bus = await Bus.for_service(settings, "poller")
     client = SnmpClient(max_in_flight=settings.poll_concurrency)
@@ -375,4 +372,4 @@ def _only(handler: Handler) -> Handler:
     return wrapped
 
 
-__all__ = ["PRINTER_CONFIGURED", "PRINTER_REMOVED", "Poller", "Settings", "run"]
+__all__ = ["Poller", "Settings", "run"]

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.events import Event
-from tonerwatch_shared.lifecycle import install_stop_signals
+from tonerwatch_shared.lifecycle import stop_event
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.subjects import Subjects
 
@@ -83,9 +83,7 @@ async def run(
     settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None
 ) -> None:
     """Forward alert events upstream until stop (or SIGTERM), then drain."""
-    if stop is None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
+    stop = stop_event(stop)
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
     bus = await Bus.for_service(settings, "syncer")
     client = httpx.AsyncClient(

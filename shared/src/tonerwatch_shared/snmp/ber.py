@@ -55,20 +55,23 @@ class Response:
     varbinds: list[tuple[str, SnmpValue]]
 
 
-def _length(n: int) -> bytes:
+def encode_length(n: int) -> bytes:
+    """Return the BER length octets for n."""
     if n < 0x80:
         return bytes((n,))
     body = n.to_bytes((n.bit_length() + 7) // 8, "big")
     return bytes((0x80 | len(body),)) + body
 
 
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes((tag,)) + _length(len(body)) + body
+def tlv(tag: int, body: bytes) -> bytes:
+    """Return tag, length and body as one BER element."""
+    return bytes((tag,)) + encode_length(len(body)) + body
 
 
-def _integer(value: int) -> bytes:
+def encode_integer(value: int) -> bytes:
+    """Return value as a BER INTEGER."""
     size = value.bit_length() // 8 + 1  # room for the sign bit
-    return _tlv(0x02, value.to_bytes(size, "big", signed=True))
+    return tlv(0x02, value.to_bytes(size, "big", signed=True))
 
 
 @lru_cache(maxsize=65536)
@@ -88,13 +91,13 @@ def encode_oid(oid: str) -> bytes:
             chunk.append(0x80 | (arc & 0x7F))
             arc >>= 7
         out += bytes(reversed(chunk))
-    return _tlv(0x06, bytes(out))
+    return tlv(0x06, bytes(out))
 
 
 @lru_cache(maxsize=4096)
 def _null_varbinds(oids: tuple[str, ...]) -> bytes:
     # Requests repeat the same OID lists every poll: the varbind list is worth caching.
-    return _tlv(0x30, b"".join(_tlv(0x30, encode_oid(o) + b"\x05\x00") for o in oids))
+    return tlv(0x30, b"".join(tlv(0x30, encode_oid(o) + b"\x05\x00") for o in oids))
 
 
 def encode_request(
@@ -111,14 +114,14 @@ def encode_request(
         raise BerError(f"refusing to encode PDU type {pdu_tag:#x}: read-only client")
     if pdu_tag == GET_BULK_REQUEST and version == VERSION_1:
         raise BerError("GETBULK does not exist in SNMPv1")
-    pdu = _tlv(
+    pdu = tlv(
         pdu_tag,
-        _integer(request_id)
-        + _integer(non_repeaters)
-        + _integer(max_repetitions)
+        encode_integer(request_id)
+        + encode_integer(non_repeaters)
+        + encode_integer(max_repetitions)
         + _null_varbinds(tuple(oids)),
     )
-    return _tlv(0x30, _integer(version) + _tlv(0x04, community) + pdu)
+    return tlv(0x30, encode_integer(version) + tlv(0x04, community) + pdu)
 
 
 def _read_tl(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
