@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -88,6 +89,9 @@ def test_up_runs_every_service_on_embedded_defaults_and_stops_cleanly(
     assert _processes_mentioning(str(data_dir / "nats")), "embedded nats-server runs"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
+    lines = [json.loads(line) for line in (data_dir.parent / "up.log").read_text().splitlines() if line.startswith("{")]
+    services = {line["service"] for line in lines}
+    assert {"api", "poller", "alerter", "discovery", "syncer"} <= services, "every line names its own service"
     time.sleep(0.5)
     assert _processes_mentioning(str(data_dir / "nats")) == [], "nothing is left running after Ctrl-C"
 

@@ -18,6 +18,7 @@ import httpx
 from tonerwatch.cli import SERVICES, CliError, service_module
 from tonerwatch_shared.embedded import EmbeddedNats
 from tonerwatch_shared.lifecycle import install_stop_signals
+from tonerwatch_shared.logs import current_service
 from tonerwatch_shared.settings import CommonSettings, load_settings
 from tonerwatch_shared.storage import sqlite_url
 
@@ -66,7 +67,7 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
             async with asyncio.TaskGroup() as tg:
                 for name in names:
                     tg.create_task(
-                        service_module(name).run(settings[name], stop=stop, ready=readies[name]),
+                        _run_service(name, settings[name], stop, readies[name]),
                         name=f"service-{name}",
                     )
                 tg.create_task(
@@ -87,6 +88,12 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
             raise CliError(f"stopped: {first}") from None
     _say("TonerWatch stopped.")
     return 0
+
+
+async def _run_service(name: str, settings: Any, stop: asyncio.Event, ready: asyncio.Event) -> None:
+    """Run one service as a task of this process, its log lines tagged with its own name."""
+    current_service.set(name)  # tasks the service starts copy this context
+    await service_module(name).run(settings, stop=stop, ready=ready)
 
 
 def admin_password_for(data_dir: Path) -> tuple[str, bool]:
