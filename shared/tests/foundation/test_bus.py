@@ -7,6 +7,7 @@ import asyncio
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, ConsumerSpec, retry_delay, wait_for_event
 from tonerwatch_shared.printer.model import PrinterIdentity
+from tonerwatch_shared.testing.infra import eventually
 
 
 def _found(address: str = "127.0.0.5") -> ev.PrinterFound:
@@ -43,8 +44,13 @@ async def test_consumer_acks_handled_events_once(bus: Bus) -> None:
         "127.0.0.11",
         "127.0.0.12",
     ]
-    info = await bus.js.consumer_info(bus.subjects.events_stream, "t-acks")
-    assert info.num_ack_pending == 0 and info.num_pending == 0
+
+    async def all_acked() -> bool:
+        # Acks are asynchronous: the server applies them a moment after the handler returns.
+        info = await bus.js.consumer_info(bus.subjects.events_stream, "t-acks")
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+    await eventually(all_acked, timeout_s=5)
 
 
 async def test_failing_handler_is_retried_then_succeeds(bus: Bus) -> None:
