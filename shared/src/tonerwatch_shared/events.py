@@ -105,6 +105,14 @@ class PrinterFound(Event):
     supplies: tuple[Supply, ...] = ()
     bytes_sent: int = 0
     bytes_received: int = 0
+    device_key: str | None = Field(
+        default=None,
+        description="The key discovery knows the printer by: sn.<vendor>.<serial> or mac.<12 hex>",
+    )
+    credentials: SnmpCredentials | None = Field(
+        default=None,
+        description="The credential set that answered; stays on the internal bus, never shown",
+    )
 
 
 class PrinterConfigured(_PrinterEvent):
