@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, MetaData, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -39,6 +50,17 @@ def utcnow() -> datetime:
 
 def _ts() -> Any:
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+def _big_id() -> Any:
+    # 10,000 printers x 5 supplies every 5 minutes is 14 million readings a day: int4 would run
+    # out within months. SQLite keeps INTEGER, the only type that auto-increments there.
+    return Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
 
 
 def _json() -> Any:
@@ -106,6 +128,9 @@ class Printer(SQLModel, table=True):
     lifetime_pages: int | None = None
     last_bytes_sent: int | None = None
     last_bytes_received: int | None = None
+    # Denormalised views.printer_status, kept by the projections: the dashboard orders and counts
+    # by it in SQL instead of loading every printer's supplies and alerts.
+    status: str = Field(default="pending", max_length=16, index=True)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
@@ -141,27 +166,113 @@ class Reading(SQLModel, table=True):
     """One supply level at one poll (history for charts and forecasts)."""
 
     __tablename__ = "readings"
-    __table_args__ = (Index("ix_readings_printer_time", "printer_id", "occurred_at"),)
-    id: int | None = Field(default=None, primary_key=True)
+    __table_args__ = (
+        Index("ix_readings_printer_time", "printer_id", "occurred_at"),
+        Index("ix_readings_occurred_at", "occurred_at"),
+        # Only rows still waiting for the rollup: small, so finding the next batch is cheap.
+        Index(
+            "ix_readings_pending",
+            "id",
+            postgresql_where=text("NOT rolled_up"),
+            sqlite_where=text("NOT rolled_up"),
+        ),
+    )
+    id: int | None = _big_id()
     printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")
     supply_index: str = Field(max_length=64)
     occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     percent: float | None = None
     level: int | None = None
+    rolled_up: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class CounterReading(SQLModel, table=True):
     """Page counters at one poll."""
 
     __tablename__ = "counter_readings"
-    __table_args__ = (Index("ix_counter_readings_printer_time", "printer_id", "occurred_at"),)
-    id: int | None = Field(default=None, primary_key=True)
+    __table_args__ = (
+        Index("ix_counter_readings_printer_time", "printer_id", "occurred_at"),
+        Index("ix_counter_readings_occurred_at", "occurred_at"),
+        Index(
+            "ix_counter_readings_pending",
+            "id",
+            postgresql_where=text("NOT rolled_up"),
+            sqlite_where=text("NOT rolled_up"),
+        ),
+    )
+    id: int | None = _big_id()
     printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")
     occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     lifetime_pages: int | None = None
     mono_pages: int | None = None
     colour_pages: int | None = None
     duplex_pages: int | None = None
+    rolled_up: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+
+
+class ReadingBucket(SQLModel):
+    """Supply levels of one supply over one time bucket (hour or day), merged from raw readings."""
+
+    printer_id: str = Field(
+        foreign_key="printers.id", primary_key=True, max_length=128, ondelete="CASCADE"
+    )
+    bucket_start: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    supply_index: str = Field(primary_key=True, max_length=64)
+    count: int = 0  # raw readings merged in
+    percent_count: int = 0  # of which had a percent (unknown levels have none)
+    sum_percent: float = 0.0
+    min_percent: float | None = None
+    max_percent: float | None = None
+    last_at: datetime = Field(sa_type=UTCDateTime)
+    last_percent: float | None = None
+    last_level: int | None = None
+
+    @property
+    def avg_percent(self) -> float | None:
+        """Return the mean percent over the bucket, None when no reading had one."""
+        return self.sum_percent / self.percent_count if self.percent_count else None
+
+
+class ReadingHourly(ReadingBucket, table=True):
+    """Hourly supply levels (kept for hourly_retention_days)."""
+
+    __tablename__ = "readings_hourly"
+    __table_args__ = (Index("ix_readings_hourly_bucket", "bucket_start"),)
+
+
+class ReadingDaily(ReadingBucket, table=True):
+    """Daily supply levels (kept forever)."""
+
+    __tablename__ = "readings_daily"
+
+
+class CounterBucket(SQLModel):
+    """Page counters of one printer over one time bucket: the last values seen, and the lowest."""
+
+    printer_id: str = Field(
+        foreign_key="printers.id", primary_key=True, max_length=128, ondelete="CASCADE"
+    )
+    bucket_start: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    count: int = 0
+    last_at: datetime = Field(sa_type=UTCDateTime)
+    min_lifetime_pages: int | None = None
+    lifetime_pages: int | None = None
+    mono_pages: int | None = None
+    colour_pages: int | None = None
+    duplex_pages: int | None = None
+
+
+class CounterHourly(CounterBucket, table=True):
+    """Hourly page counters (kept for hourly_retention_days)."""
+
+    __tablename__ = "counters_hourly"
+    __table_args__ = (Index("ix_counters_hourly_bucket", "bucket_start"),)
+
+
+class CounterDaily(CounterBucket, table=True):
+    """Daily page counters (kept forever)."""
+
+    __tablename__ = "counters_daily"
 
 
 class Alert(SQLModel, table=True):
@@ -194,7 +305,7 @@ class ProcessedEvent(SQLModel, table=True):
     event_id: str = Field(primary_key=True, max_length=36)
     consumer: str = Field(max_length=64)
     processed_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True)
     )
 
 
@@ -266,6 +377,10 @@ API_TABLES: tuple[type[SQLModel], ...] = (
     SupplyStateRow,
     Reading,
     CounterReading,
+    ReadingHourly,
+    ReadingDaily,
+    CounterHourly,
+    CounterDaily,
     Alert,
     ProcessedEvent,
     OutboxEvent,
