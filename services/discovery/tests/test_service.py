@@ -18,6 +18,7 @@ from tonerwatch_shared.events import (
     DiscoveryRequested,
     Event,
     PrinterFound,
+    SnmpCredentials,
 )
 from tonerwatch_shared.subjects import DISCOVERY_FINISHED, DISCOVERY_PROGRESS, PRINTER_FOUND
 
@@ -72,7 +73,11 @@ async def _collect(bus: Bus, what: str, job: str, count: int, timeout_s: float) 
 async def test_requested_sweep_publishes_printers_progress_and_finished(
     bus: Bus, service: None, lab: Lab
 ) -> None:
-    await bus.publish(_request("job-1", (lab.block,), lab.port, rate_pps=1000.0, timeout_s=0.5))
+    # The site's first community is not the agents': the second answers, and travels with the event.
+    creds = (SnmpCredentials(community="hq-private"), SnmpCredentials(community="public"))
+    await bus.publish(
+        _request("job-1", (lab.block,), lab.port, rate_pps=1000.0, timeout_s=0.5, credentials=creds)
+    )
     finished = await _collect(bus, DISCOVERY_FINISHED, "job-1", 1, 60)
     (done,) = finished
     assert isinstance(done, DiscoveryFinished)
@@ -91,6 +96,9 @@ async def test_requested_sweep_publishes_printers_progress_and_finished(
     hp = by_address[lab.ip(10)]
     assert hp.identity.serial == "VNB3J99999" and hp.supplies and hp.port == lab.port
     assert 0 < hp.bytes_sent + hp.bytes_received < 900
+    assert hp.device_key == "sn.hp.VNB3J99999"
+    assert hp.credentials_name == "#2 v2c" and hp.credentials == creds[1]
+    assert "public" not in repr(hp)  # the community never shows in a log line
     progress = await _collect(bus, DISCOVERY_PROGRESS, "job-1", 1, 10)
     assert isinstance(progress[0], DiscoveryProgress)
     # Known devices are kept for recognising the printers again (serial and MAC keys).

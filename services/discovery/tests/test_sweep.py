@@ -17,8 +17,9 @@ from tonerwatch_discovery.devices import MemoryDeviceStore, recognise
 from tonerwatch_discovery.identify import IdentifyError, identify, resolve
 from tonerwatch_discovery.sweep import Sweep, SweepConfig, SweepProgress
 from tonerwatch_shared.events import SnmpCredentials
+from tonerwatch_shared.testing.snmpsim import SnmpSimulator, V3User, free_udp_port
 
-from ._lab import Lab, random_block, run_lab, site_devices
+from ._lab import Lab, random_block, recording_copy, run_lab, site_devices
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -225,3 +226,53 @@ async def test_sweep_command_prints_a_line_per_printer(lab: Lab) -> None:
 async def test_sweep_command_refuses_bad_targets() -> None:
     out = io.StringIO()
     assert await sweep_command(["10.0.0.0/33"], ["public"], 100.0, None, 0.3, False, out=out) == 2
+
+
+async def test_v3_only_hp_m252dw_is_found_through_the_third_credential_set(
+    printer_walks_dir: Path, tmp_path: Path
+) -> None:
+    # snmpsim serves a recording by v3 context name; "hq-secret" is no v2c community it answers.
+    user = V3User("ops")
+    recording = recording_copy(
+        printer_walks_dir / "jetdirect_m252dw.snmprec", tmp_path, "hq-secret"
+    )
+    prefix = random_block()
+    port = free_udp_port(f"{prefix}.33")
+    creds = [
+        SnmpCredentials(community="public"),
+        SnmpCredentials(
+            version="3",
+            user="nobody",
+            auth_protocol="SHA256",
+            auth_key="x" * 12,
+            community="hq-secret",
+        ),
+        SnmpCredentials(
+            version="3",
+            user=user.name,
+            auth_protocol=user.auth_protocol,
+            auth_key=user.auth_key,
+            priv_protocol="AES",
+            priv_key=user.priv_key,
+            community="hq-secret",
+        ),
+    ]
+    async with SnmpSimulator([recording], [(f"{prefix}.33", port)], v3_user=user):
+        config = SweepConfig(
+            targets=[f"{prefix}.32/28"],
+            port=port,
+            credentials=creds,
+            rate_pps=1000.0,
+            timeout_s=0.5,
+            identify_timeout_s=1.0,
+        )
+        result = await Sweep(config).run()
+    assert result.end_condition == "completed" and result.live == 1
+    (hp,) = result.printers
+    assert hp.address == f"{prefix}.33" and hp.credentials_name == "#3 v3 user ops"
+    assert hp.credentials.user == "ops" and hp.credentials.priv_key == user.priv_key
+    assert (hp.identity.model, hp.identity.serial) == ("Color LaserJet Pro M252dw", "VNB3J99999")
+    assert hp.snapshot is not None and hp.snapshot.supplies
+    # The v2c probe, then one engine-discovery probe shared by every v3 set.
+    assert result.bytes_per_silent_address == 41 + 60  # one v3 probe, whatever the v3 sets
+    assert hp.discovery_bytes < 1100, hp.discovery_bytes

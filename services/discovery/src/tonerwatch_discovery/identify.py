@@ -176,7 +176,19 @@ async def identify_at(
     target = credentials.target(address, port, timeout_s=timeout_s, retries=retries)
     stats = IoStats()
     try:
-        values = await client.get(target, identify_oids(sys_object_id), stats=stats)
+        if sys_object_id is None and credentials.version == "3":
+            # A v3 probe's Report carries no sysObjectID. Asking for it first and the maker's
+            # extras after keeps HP's 300-byte device ID off the wire (M252dw v3: 1,471 -> see
+            # bench/DISCOVERY.md); a second v3 GET costs no second engine discovery.
+            values = await client.get(target, (*IDENTIFY_BASE, oids.SYS_OBJECT_ID), stats=stats)
+            found = values.get(oids.SYS_OBJECT_ID)
+            if isinstance(found, Oid):
+                sys_object_id = str(found)
+            extra = tuple(o for o in identify_oids(sys_object_id) if o not in values)
+            if extra:
+                values.update(await client.get(target, extra, stats=stats))
+        else:
+            values = await client.get(target, identify_oids(sys_object_id), stats=stats)
     finally:
         cost = Cost()
         cost.add(stats)
@@ -198,7 +210,9 @@ async def first_snapshot(
     client: SnmpProtocol, found: Identification, *, timeout_s: float, retries: int
 ) -> tuple[PrinterSnapshot | None, Cost, str | None]:
     """The printer's first full poll parsed, what it cost, and the error if it failed."""
-    target = found.credentials.target(found.address, found.port, timeout_s=timeout_s, retries=retries)
+    target = found.credentials.target(
+        found.address, found.port, timeout_s=timeout_s, retries=retries
+    )
     try:
         result = await poll_printer(client, target)
     except SnmpError as exc:

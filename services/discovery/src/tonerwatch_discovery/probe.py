@@ -69,13 +69,21 @@ def probe_template(credentials: SnmpCredentials) -> ProbeTemplate:
 def _v3_discovery_parts() -> tuple[bytes, ...]:
     marker = _SENTINEL.to_bytes(RID_OCTETS, "big")
     global_data = tlv(
-        0x30, tlv(0x02, marker) + encode_integer(_V3_MAX_SIZE) + tlv(0x04, b"\x04") + encode_integer(3)
+        0x30,
+        tlv(0x02, marker) + encode_integer(_V3_MAX_SIZE) + tlv(0x04, b"\x04") + encode_integer(3),
     )
     usm = tlv(
         0x30,
-        tlv(0x04, b"") + encode_integer(0) + encode_integer(0) + tlv(0x04, b"") + tlv(0x04, b"") + tlv(0x04, b""),
+        tlv(0x04, b"")
+        + encode_integer(0)
+        + encode_integer(0)
+        + tlv(0x04, b"")
+        + tlv(0x04, b"")
+        + tlv(0x04, b""),
     )
-    pdu = tlv(GET_REQUEST, tlv(0x02, marker) + encode_integer(0) + encode_integer(0) + tlv(0x30, b""))
+    pdu = tlv(
+        GET_REQUEST, tlv(0x02, marker) + encode_integer(0) + encode_integer(0) + tlv(0x30, b"")
+    )
     scoped = tlv(0x30, tlv(0x04, b"") + tlv(0x04, b"") + pdu)
     message = tlv(0x30, encode_integer(3) + global_data + tlv(0x04, usm) + scoped)
     parts = tuple(message.split(marker))

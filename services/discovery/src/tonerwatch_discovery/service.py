@@ -298,6 +298,9 @@ def found_event(found: FoundPrinter, source: str, site_id: str, job_id: str | No
         supplies=found.snapshot.supplies if found.snapshot is not None else (),
         bytes_sent=found.probe.sent + found.identify.sent,
         bytes_received=found.probe.received + found.identify.received,
+        device_key=found.device_key,
+        # The set that answered, so monitoring uses it (internal bus only; never logged: repr=False).
+        credentials=found.credentials,
     )
 
 

@@ -212,6 +212,20 @@ class _InFlight:
     sys_object_id: str | None = None
 
 
+def _probe_order(templates: Sequence[ProbeTemplate]) -> list[int | None]:
+    """For each credential set, the next one whose probe a silent address gets (None: no more).
+
+    Every v3 set shares one probe (engine discovery carries no user), so only the first v3 set is
+    probed; when it answers, identification tries each v3 set from there on in order.
+    """
+    first_v3 = next((i for i, t in enumerate(templates) if t.version == "3"), None)
+    probed = [i for i, t in enumerate(templates) if t.version != "3" or i == first_v3]
+    order: list[int | None] = []
+    for i in range(len(templates)):
+        order.append(next((j for j in probed if j > i), None))
+    return order
+
+
 class _Endpoint(asyncio.DatagramProtocol):
     def __init__(self, sweep: Sweep) -> None:
         self.sweep = sweep
@@ -249,6 +263,7 @@ class Sweep:
         self._interfaces = interfaces
         self._cancel = asyncio.Event()
         self._templates = [probe_template(c) for c in config.credentials]
+        self._next_cred = _probe_order(self._templates)
         self._in_flight: dict[int, _InFlight] = {}
         self._expiry: deque[tuple[float, int]] = deque()
         self._retry: deque[_InFlight] = deque()
@@ -442,7 +457,7 @@ class Sweep:
     def _expire(self, now: float) -> None:
         expiry = self._expiry
         in_flight = self._in_flight
-        last_cred = len(self._templates) - 1
+        next_cred = self._next_cred
         while expiry and expiry[0][0] <= now:
             _deadline, rid = expiry.popleft()
             entry = in_flight.pop(rid, None)
@@ -451,8 +466,8 @@ class Sweep:
             if entry.attempt < self.config.probe_retries:
                 entry.attempt += 1
                 self._retry.append(entry)
-            elif entry.cred < last_cred:
-                entry.cred += 1
+            elif (following := next_cred[entry.cred]) is not None:
+                entry.cred = following
                 entry.attempt = 0
                 self._retry.append(entry)
             else:
