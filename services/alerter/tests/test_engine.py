@@ -11,6 +11,7 @@ from tonerwatch_alerter.state import PrinterState
 from tonerwatch_shared.events import (
     AlertResolved,
     Event,
+    PrinterConfigured,
     PrinterReachable,
     PrinterUnreachable,
     SupplyReading,
@@ -107,7 +108,7 @@ def test_hp_m252dw_black_falls_through_twenty_percent_once() -> None:
     assert low.alert_id == f"{PID}:1.1:low"
     assert (low.percent, low.threshold) == (19, 20)
     assert low.part_number == "CF400A" and low.colour == "black" and low.kind == "toner"
-    assert "Black Cartridge HP 201A low" in low.message
+    assert low.message == "Low toner: HP Color LaserJet Pro M252dw — Black 19%"
     assert set(st.alerts) == {f"{PID}:1.1:low"}
     assert resolved(events) == []
 
@@ -302,7 +303,9 @@ def test_waste_box_almost_full_then_emptied() -> None:
         out = evaluate(st, reading(T0 + timedelta(days=i), [box(space)]), CTX)
         st, events = out.state, events + out.events
     assert [e.rule for e in crossed(events)] == ["almost_full"]
-    assert crossed(events)[0].message.startswith("Waste Toner Box almost full, 18% space left")
+    assert crossed(events)[0].message.startswith(
+        "Waste toner box almost full: HP Color LaserJet Pro M252dw — Waste Toner Box 18% space left"
+    )
     assert [type(e).__name__ for e in events[-2:]] == ["SupplyReplaced", "AlertResolved"]
 
 
@@ -360,3 +363,69 @@ def test_site_threshold_override_applies() -> None:
 def test_state_round_trips_through_json() -> None:
     st, _ = run([30, 19, 4])
     assert PrinterState.from_bytes(st.to_bytes()) == st
+
+
+def configured(t: datetime, name: str | None, location: str | None) -> PrinterConfigured:
+    return PrinterConfigured(
+        source="api-test",
+        site_id="hq",
+        printer_id=PID,
+        address="127.0.0.1",
+        name=name,
+        location=location,
+        occurred_at=t,
+    )
+
+
+def test_configured_name_and_location_name_the_printer_in_messages() -> None:
+    st = evaluate(new_state(PID), configured(T0, "HP M252dw", "Finance, 2nd floor"), CTX).state
+    # 2.5 points a day: about 5 days left at the 12 % reading.
+    levels = [30 - 2.5 * i for i in range(8)]
+    _, events = run(levels, state=st, start=T0 + timedelta(hours=1), step=timedelta(days=1))
+    low = crossed(events, "low")[0]
+    assert low.message == (
+        "Low toner: HP M252dw (Finance, 2nd floor) — Black 20%, about 8 days left"
+    )
+
+
+def test_configuration_is_not_stopped_by_the_reading_watermark() -> None:
+    st, _ = run([50])
+    # Configured an hour *before* the newest reading: still learnt (its own watermark).
+    st = evaluate(st, configured(T0 - timedelta(hours=1), "Front desk", None), CTX).state
+    assert st.label().title() == "Front desk"
+    # An older configuration replayed after a newer one is ignored.
+    st = evaluate(st, configured(T0 + timedelta(hours=2), "Reception", "Lobby"), CTX).state
+    stale = evaluate(st, configured(T0 + timedelta(hours=1), "Front desk", None), CTX)
+    assert not stale.changed and stale.state.label().title() == "Reception (Lobby)"
+
+
+def test_sys_location_names_the_place_until_configured() -> None:
+    r = reading(T0, [black(19)])
+    r = r.model_copy(
+        update={"printer": PrinterIdentity(vendor="HP", model="M404n", sys_location="Lab 3")}
+    )
+    out = evaluate(new_state(PID), r, CTX)
+    [low] = crossed(out.events)
+    assert low.message == "Low toner: HP M404n (Lab 3) — Black 19%"
+
+
+def test_unreachable_message_names_printer_and_reason() -> None:
+    st = evaluate(new_state(PID), configured(T0, "Accounts MFP", "Room 12"), CTX).state
+    down = PrinterUnreachable(
+        source="poller-test",
+        site_id="hq",
+        printer_id=PID,
+        address="127.0.0.1",
+        consecutive_failures=3,
+        reason="no answer in 3 polls",
+        occurred_at=T0 + timedelta(minutes=5),
+    )
+    [alert] = evaluate(st, down, CTX).events
+    assert isinstance(alert, ThresholdCrossed)
+    assert alert.message == "Printer unreachable: Accounts MFP (Room 12) — no answer in 3 polls"
+
+
+def test_sleeping_printer_after_configuration_raises_nothing_at_all() -> None:
+    st = evaluate(new_state(PID), configured(T0, "HP M252dw", None), CTX).state
+    st, events = run([60, None, None, None], state=st, start=T0 + timedelta(hours=1))
+    assert events == [] and st.supplies["1.1"].last_percent == 60 and st.alerts == {}

@@ -87,4 +87,5 @@ def test_hp_m252dw_yellow_at_36_percent_low_only_with_a_site_threshold_of_40() -
     ctx = Context(rules=AlertRules(sites={"hq": Layer(low_percent=40)}), source="t")
     [low] = crossings(reading, ctx)
     assert (low.supply_index, low.percent, low.threshold) == ("1.4", 36.0, 40)
-    assert "Yellow Cartridge low, 36% left (threshold 40%)" in low.message
+    assert low.message.startswith("Low toner: HP Color LaserJet Pro M252dw")
+    assert low.message.endswith(" — Yellow 36%")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tonerwatch_alerter import forecast as fc
+from tonerwatch_alerter import text
 from tonerwatch_alerter.rules import (
     CRITICAL,
     FORECAST,
@@ -33,6 +34,7 @@ from tonerwatch_alerter.state import (
 from tonerwatch_shared.events import (
     AlertResolved,
     Event,
+    PrinterConfigured,
     PrinterReachable,
     PrinterRemoved,
     PrinterUnreachable,
@@ -46,7 +48,7 @@ from tonerwatch_shared.printer.model import Supply, SupplyClass
 FORECAST_CLEAR_FACTOR = 1.5
 
 
-HANDLED = (SupplyReading, PrinterUnreachable, PrinterReachable, PrinterRemoved)
+HANDLED = (SupplyReading, PrinterUnreachable, PrinterReachable, PrinterRemoved, PrinterConfigured)
 
 
 @dataclass
@@ -76,6 +78,8 @@ def evaluate(state: PrinterState, event: Event, ctx: Context) -> Outcome:
     """Return the state after event and the events it causes; stale or foreign events change nothing."""
     if not isinstance(event, HANDLED):
         return Outcome(state)
+    if isinstance(event, PrinterConfigured):
+        return _configure(state, event)
     if state.watermark is not None and event.occurred_at <= state.watermark:
         # Replayed or overtaken (another replica applied something newer): already accounted for.
         return Outcome(state)
@@ -84,23 +88,46 @@ def evaluate(state: PrinterState, event: Event, ctx: Context) -> Outcome:
     work.site_id = event.site_id
     out = Outcome(work, changed=True)
     ev = _Emitter(work, event, ctx, out.events)
+    title = work.label().title()
     if isinstance(event, PrinterUnreachable):
-        ev.raise_printer(UNREACHABLE, f"printer unreachable: {event.reason}")
+        ev.raise_printer(UNREACHABLE, text.message("Printer unreachable", title, event.reason))
     elif isinstance(event, PrinterReachable):
-        ev.resolve(alert_id(work.printer_id, None, UNREACHABLE), "printer answers again")
+        ev.resolve(alert_id(work.printer_id, None, UNREACHABLE), _answers_again(title))
     elif isinstance(event, PrinterRemoved):
         # Nobody watches it any more: its open alerts would never resolve otherwise.
         for aid in sorted(work.alerts):
-            ev.resolve(aid, "printer no longer monitored")
+            ev.resolve(aid, text.message("No longer monitored", title))
     else:
         _apply_reading(ev, event, ctx)
     return out
 
 
+def _configure(state: PrinterState, event: PrinterConfigured) -> Outcome:
+    """Learn the printer's name and location; configuration has its own watermark (no alerts)."""
+    if state.configured_at is not None and event.occurred_at <= state.configured_at:
+        return Outcome(state)
+    work = state.model_copy(
+        update={
+            "name": event.name or None,
+            "location": event.location or None,
+            "configured_at": event.occurred_at,
+            "site_id": state.site_id or event.site_id,
+        }
+    )
+    return Outcome(work, changed=True)
+
+
+def _answers_again(title: str) -> str:
+    return text.message("Printer answers again", title)
+
+
 def _apply_reading(ev: _Emitter, reading: SupplyReading, ctx: Context) -> None:
     st = ev.state
     pid = st.printer_id
-    ev.resolve(alert_id(pid, None, UNREACHABLE), "printer answers again")
+    st.model = text.model_name(reading.printer.vendor, reading.printer.model) or st.model
+    st.sys_location = (reading.printer.sys_location or "").strip() or st.sys_location
+    title = st.label().title()
+    ev.resolve(alert_id(pid, None, UNREACHABLE), _answers_again(title))
     per_supply, printer_bits = marker_signals(reading.supplies, reading.status.errors)
     t = reading.occurred_at
     for supply in reading.supplies:
@@ -125,7 +152,7 @@ def _apply_reading(ev: _Emitter, reading: SupplyReading, ctx: Context) -> None:
         if _forecast_holds(forecast, limits, FORECAST in active, bool(wanted)):
             wanted.add(FORECAST)
         for rule in sorted(active - wanted):
-            ev.resolve(alert_id(pid, supply.index, rule), _cleared_message(mem, p))
+            ev.resolve(alert_id(pid, supply.index, rule), _cleared_message(mem, rule, p, title))
         for rule in _by_severity(wanted - active):
             ev.raise_supply(mem, rule, p, limits, forecast)
     # Printer-wide: status bits, plus marker bits not attributable to one supply (colour
@@ -140,9 +167,11 @@ def _apply_reading(ev: _Emitter, reading: SupplyReading, ctx: Context) -> None:
     if not marking_alerting:
         wanted_printer |= printer_bits
     for rule in sorted(ev.active_rules(None) - {UNREACHABLE} - wanted_printer):
-        ev.resolve(alert_id(pid, None, rule), f"{status_message(rule)}: cleared")
+        ev.resolve(
+            alert_id(pid, None, rule), text.message(_cap(status_message(rule)) + " cleared", title)
+        )
     for rule in sorted(wanted_printer - ev.active_rules(None)):
-        ev.raise_printer(rule, status_message(rule))
+        ev.raise_printer(rule, text.message(_cap(status_message(rule)), title))
 
 
 def _forecast_holds(
@@ -171,13 +200,18 @@ def _describe(mem: SupplyMemory, supply: Supply) -> None:
     mem.part_number = supply.part_number
 
 
-def _name(mem: SupplyMemory) -> str:
-    return mem.description or f"supply {mem.index}"
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
 
 
-def _cleared_message(mem: SupplyMemory, p: float | None) -> str:
-    level = f" at {p:g}%" if p is not None else ""
-    return f"{_name(mem)}{level}: cleared"
+def _short(mem: SupplyMemory) -> str:
+    return text.supply_name(mem.kind, mem.colour, mem.description, mem.index)
+
+
+def _cleared_message(mem: SupplyMemory, rule: str, p: float | None, title: str) -> str:
+    headline = text.supply_headline(rule, mem.kind, mem.supply_class, p)
+    detail = f"{_short(mem)} {p:g}%" if p is not None else _short(mem)
+    return text.message(f"{headline} cleared", title, detail)
 
 
 class _Emitter:
@@ -250,7 +284,7 @@ class _Emitter:
         low_rule, crit_rule = LEVEL_RULES[mem.supply_class]
         threshold = {low_rule: limits.low_percent, crit_rule: limits.critical_percent}.get(rule)
         days = forecast.days_to_empty if forecast else None
-        message = _supply_message(mem, rule, p, threshold, forecast, limits)
+        message = _supply_message(mem, rule, p, forecast, limits, self.state.label().title())
         severity = RULE_SEVERITY.get(rule, "warning")
         seq = self._remember(aid, rule, severity, mem.index, message)
         self.events.append(
@@ -298,9 +332,11 @@ class _Emitter:
                 percent=p,
             )
         )
-        change = f" ({previous:g}% → {p:g}%)" if previous is not None else ""
+        change = f" {previous:g}% → {p:g}%" if previous is not None else f" {p:g}%"
+        noun = _cap(text.KIND_NOUN.get(mem.kind, "supply"))
+        msg = text.message(f"{noun} replaced", self.state.label().title(), _short(mem) + change)
         for aid in [a.alert_id for a in self.state.alerts.values() if a.supply_index == mem.index]:
-            self.resolve(aid, f"{_name(mem)} replaced{change}")
+            self.resolve(aid, msg)
         mem.history = []
         mem.replacements += 1
 
@@ -309,35 +345,25 @@ def _supply_message(
     mem: SupplyMemory,
     rule: str,
     p: float | None,
-    threshold: float | None,
     forecast: fc.Forecast | None,
     limits: Resolved,
+    title: str,
 ) -> str:
     receptacle = mem.supply_class is SupplyClass.RECEPTACLE
-    what = {
-        "low": "low",
-        "critical": "nearly empty",
-        "almost_full": "almost full",
-        "full": "full",
-        "forecast": "full soon" if receptacle else "runs out soon",
-    }.get(rule, rule)
-    parts = [f"{_name(mem)} {what}"]
-    if p is not None:
-        left = "space left" if receptacle else "left"
-        limit = f" (threshold {threshold:g}%)" if threshold is not None and rule != FORECAST else ""
-        parts.append(f"{p:g}% {left}{limit}")
-    else:
-        parts.append("reported by the printer")
+    days = band = None
     if forecast is not None and forecast.days_to_empty is not None:
-        band = ""
-        if forecast.days_low is not None:
-            high = f"{forecast.days_high:.0f}" if forecast.days_high is not None else "∞"
-            band = f" ({forecast.days_low:.0f}–{high})"
-        until = "full" if receptacle else "empty"
-        parts.append(f"~{forecast.days_to_empty:.1f} days to {until}{band}")
+        days = forecast.days_to_empty
         if rule == FORECAST:
-            parts.append(f"reorder lead time {limits.lead_time_days:g} days")
-    return ", ".join(parts)
+            band = (forecast.days_low, forecast.days_high)
+    detail = text.supply_detail(
+        _short(mem),
+        p,
+        receptacle,
+        days,
+        band,
+        limits.lead_time_days if rule == FORECAST else None,
+    )
+    return text.message(text.supply_headline(rule, mem.kind, mem.supply_class, p), title, detail)
 
 
 __all__ = ["HANDLED", "Context", "Outcome", "evaluate", "new_state"]

@@ -14,6 +14,7 @@ from datetime import datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from tonerwatch_alerter.rules import Severity
+from tonerwatch_alerter.text import printer_title
 from tonerwatch_shared.printer.model import SupplyClass, SupplyKind
 
 STATE_VERSION = 1
@@ -53,6 +54,22 @@ class SupplyMemory(BaseModel):
     replacements: int = 0
 
 
+class PrinterLabel(BaseModel):
+    """How people know a printer: display name, model, location."""
+
+    model_config = ConfigDict(frozen=True)
+
+    printer_id: str
+    site_id: str | None = None
+    name: str | None = None
+    model: str | None = None
+    location: str | None = None
+
+    def title(self) -> str:
+        """Return "HP M452nw (Finance, 2nd floor)": name or model or id, with the location."""
+        return printer_title(self.printer_id, self.name, self.model, self.location)
+
+
 class PrinterState(BaseModel):
     """Everything the alerter keeps about one printer."""
 
@@ -72,6 +89,23 @@ class PrinterState(BaseModel):
     outbox: list[str] = Field(
         default_factory=list, description="Events committed with this state, maybe not yet sent"
     )
+    name: str | None = Field(default=None, description="Display name, from PrinterConfigured")
+    location: str | None = Field(default=None, description="Location, from PrinterConfigured")
+    configured_at: AwareDatetime | None = Field(
+        default=None, description="occurred_at of the newest PrinterConfigured applied"
+    )
+    model: str | None = Field(default=None, description="Vendor and model, from readings")
+    sys_location: str | None = Field(default=None, description="sysLocation, from readings")
+
+    def label(self) -> PrinterLabel:
+        """Return how mails and messages name this printer."""
+        return PrinterLabel(
+            printer_id=self.printer_id,
+            site_id=self.site_id,
+            name=self.name,
+            model=self.model,
+            location=self.location or self.sys_location,
+        )
 
     def to_bytes(self) -> bytes:
         """Return the stored JSON form."""
