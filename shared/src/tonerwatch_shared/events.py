@@ -238,6 +238,10 @@ class DiscoveryRequested(_JobEvent):
     rate_pps: float = Field(default=200.0, gt=0)
     time_limit_s: float | None = Field(default=None, gt=0)
     timeout_s: float = Field(default=1.0, gt=0)
+    icmp_prepass: bool = Field(
+        default=False,
+        description="Ping first, SNMP only to addresses that answer (hosts that drop ping are missed)",
+    )
 
 
 class DiscoveryCancelled(_JobEvent):
