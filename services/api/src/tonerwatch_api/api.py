@@ -9,7 +9,7 @@ import io
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -18,8 +18,10 @@ from sqlmodel import Session, col, select
 from tonerwatch_api import store
 from tonerwatch_api.auth import Admin, Operator, Viewer, current_principal
 from tonerwatch_api.db import run_tx
+from tonerwatch_api.history import choose_resolution
 from tonerwatch_api.live import sse, toast
 from tonerwatch_api.models import ApiToken, Printer, Site, User
+from tonerwatch_api.retention import policy_from
 from tonerwatch_api.schemas import (
     AlertOut,
     ApiTokenIn,
@@ -292,17 +294,27 @@ async def printer_readings(
     since: Annotated[datetime | None, Query(description="ISO 8601; default 7 days ago")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
     limit: Annotated[int, Query(ge=1, le=50000)] = 10000,
+    resolution: Annotated[
+        Literal["raw", "hourly", "daily", "auto"],
+        Query(description="auto: raw up to 2 days, hourly up to 62, else daily"),
+    ] = "auto",
 ) -> list[ReadingOut]:
-    """Return supply levels over time, oldest first."""
+    """Return supply levels over time, oldest first: raw readings, or hourly/daily buckets."""
+    st = app_state(request)
     end = _aware(until) if until else datetime.now(UTC)
     start = _aware(since) if since else end - timedelta(days=7)
     if start > end:
         raise HTTPException(422, "since: must not be after until")
+    res = (
+        choose_resolution(start, end, datetime.now(UTC), policy_from(st.settings))
+        if resolution == "auto"
+        else resolution
+    )
 
     def work(s: Session) -> list[ReadingOut]:
-        return store.readings(s, who.tenant_id, printer_id, start, end, limit)
+        return store.readings(s, who.tenant_id, printer_id, start, end, limit, res)
 
-    return await run_tx(app_state(request).engine, work)
+    return await run_tx(st.engine, work)
 
 
 def _aware(value: datetime) -> datetime:

@@ -176,6 +176,14 @@ class Reading(SQLModel, table=True):
             postgresql_where=text("NOT rolled_up"),
             sqlite_where=text("NOT rolled_up"),
         ),
+        # History queries add a printer's rows not rolled up yet to its hourly/daily buckets.
+        Index(
+            "ix_readings_pending_printer",
+            "printer_id",
+            "occurred_at",
+            postgresql_where=text("NOT rolled_up"),
+            sqlite_where=text("NOT rolled_up"),
+        ),
     )
     id: int | None = _big_id()
     printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")
@@ -196,6 +204,14 @@ class CounterReading(SQLModel, table=True):
         Index(
             "ix_counter_readings_pending",
             "id",
+            postgresql_where=text("NOT rolled_up"),
+            sqlite_where=text("NOT rolled_up"),
+        ),
+        # History queries add a printer's rows not rolled up yet to its hourly/daily buckets.
+        Index(
+            "ix_counter_readings_pending_printer",
+            "printer_id",
+            "occurred_at",
             postgresql_where=text("NOT rolled_up"),
             sqlite_where=text("NOT rolled_up"),
         ),
@@ -394,7 +410,11 @@ VERSION_TABLE = "alembic_version_api"
 
 def api_metadata() -> MetaData:
     """Return metadata holding only the api's tables (others may share SQLModel.metadata)."""
+    # Late import: these modules import the models above (discovery jobs, network usage).
+    from tonerwatch_api.discovery_jobs import JOB_TABLES
+    from tonerwatch_api.network_usage import USAGE_TABLES
+
     md = MetaData()
-    for model in API_TABLES:
+    for model in API_TABLES + JOB_TABLES + USAGE_TABLES:
         model.__table__.to_metadata(md)  # type: ignore[attr-defined]
     return md

@@ -28,6 +28,7 @@ from tonerwatch_api.models import (
     Site,
     SupplyStateRow,
 )
+from tonerwatch_api.views import printer_status
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.events import (
@@ -148,11 +149,76 @@ def _set_identity(printer: Printer, ident: PrinterIdentity) -> None:
         printer.name = ident.sys_name
 
 
+def refresh_status(session: Session, printer: Printer) -> None:
+    """Recompute printer.status (views.printer_status) from its supplies and open alerts."""
+    states = session.exec(
+        select(SupplyStateRow.state).where(SupplyStateRow.printer_id == printer.id)
+    ).all()
+    severities = session.exec(
+        select(Alert.severity).where(
+            Alert.printer_id == printer.id, col(Alert.resolved_at).is_(None)
+        )
+    ).all()
+    printer.status = _status_of(printer, states, severities)
+    session.add(printer)
+
+
+def _status_of(printer: Printer, states: Sequence[str], severities: Sequence[str]) -> str:
+    return printer_status(
+        monitored=printer.monitored,
+        reachable=printer.reachable,
+        last_seen_at=printer.last_seen_at,
+        supply_states=states,
+        alert_severities=severities,
+        device_status=printer.device_status,
+        status_errors=printer.status_errors,
+    )
+
+
+def refresh_statuses_batch(session: Session, after: str, batch: int) -> str | None:
+    """Recompute the status of up to batch printers with id > after; return the last id, or None."""
+    printers = list(
+        session.exec(
+            select(Printer).where(col(Printer.id) > after).order_by(col(Printer.id)).limit(batch)
+        ).all()
+    )
+    if not printers:
+        return None
+    ids = [p.id for p in printers]
+    states: dict[str, list[str]] = {i: [] for i in ids}
+    severities: dict[str, list[str]] = {i: [] for i in ids}
+    for pid, state in session.exec(
+        select(SupplyStateRow.printer_id, SupplyStateRow.state).where(
+            col(SupplyStateRow.printer_id).in_(ids)
+        )
+    ).all():
+        states[pid].append(state)
+    for pid, severity in session.exec(
+        select(Alert.printer_id, Alert.severity).where(
+            col(Alert.printer_id).in_(ids), col(Alert.resolved_at).is_(None)
+        )
+    ).all():
+        severities[pid].append(severity)
+    for p in printers:
+        status = _status_of(p, states[p.id], severities[p.id])
+        if status != p.status:
+            p.status = status
+            session.add(p)
+    return printers[-1].id
+
+
 def _store_supplies(
     session: Session, printer_id: str, supplies: Sequence[Supply], at: datetime
 ) -> None:
+    # One query for all of the printer's supplies rather than one per supply.
+    current = {
+        r.supply_index: r
+        for r in session.exec(
+            select(SupplyStateRow).where(SupplyStateRow.printer_id == printer_id)
+        ).all()
+    }
     for supply in supplies:
-        row = session.get(SupplyStateRow, (printer_id, supply.index))
+        row = current.get(supply.index)
         if row is None:
             row = SupplyStateRow(printer_id=printer_id, supply_index=supply.index, description="")
         elif row.updated_at > at:
@@ -220,6 +286,7 @@ def _apply_reading(
                 duplex_pages=c.duplex_pages,
             )
         )
+    refresh_status(session, printer)
     return "applied"
 
 
@@ -282,6 +349,7 @@ def _apply_found(session: Session, event: Event, options: ProjectionOptions, now
     session.add(printer)
     session.flush()
     _store_supplies(session, printer.id, event.supplies, event.occurred_at)
+    refresh_status(session, printer)
     if moved and printer.monitored:
         follow = configured_event(printer, source=options.source, site_id=printer.site_id)
         add_to_outbox(
@@ -313,6 +381,8 @@ def _apply_configured(
     printer.config_at = event.occurred_at
     printer.updated_at = now
     session.add(printer)
+    session.flush()
+    refresh_status(session, printer)
     return "applied"
 
 
@@ -327,7 +397,7 @@ def _apply_removed(
     printer.monitored = False
     printer.config_at = event.occurred_at
     printer.updated_at = now
-    session.add(printer)
+    refresh_status(session, printer)
     return "applied"
 
 
@@ -347,7 +417,7 @@ def _apply_reachability(
         printer.reachable = True
         printer.last_error = None
     printer.updated_at = now
-    session.add(printer)
+    refresh_status(session, printer)
     return "applied"
 
 
@@ -386,6 +456,8 @@ def _apply_crossed(
     alert.percent = event.percent
     alert.days_to_empty = event.days_to_empty
     session.add(alert)
+    session.flush()
+    refresh_status(session, printer)
     return "applied"
 
 
@@ -397,6 +469,11 @@ def _apply_resolved(
     for alert in open_:
         alert.resolved_at = event.occurred_at
         session.add(alert)
+    session.flush()
+    for printer_id in {a.printer_id for a in open_}:
+        printer = session.get(Printer, printer_id)
+        if printer is not None:
+            refresh_status(session, printer)
     return "applied" if open_ else "ignored"
 
 

@@ -165,12 +165,17 @@ class PrinterPatch(BaseModel):
 
 
 class ReadingOut(BaseModel):
-    """One supply level at one time."""
+    """One supply level at one time (raw), or over one hour or day starting at occurred_at."""
 
     supply_index: str
     occurred_at: datetime
-    percent: float | None
-    level: int | None
+    percent: float | None = Field(description="The reading, or the bucket's mean")
+    level: int | None = Field(description="The reading, or the bucket's last")
+    resolution: str = Field(default="raw", description="raw, hourly or daily")
+    min_percent: float | None = Field(default=None, description="Bucket minimum (rollups)")
+    max_percent: float | None = Field(default=None, description="Bucket maximum (rollups)")
+    last_percent: float | None = Field(default=None, description="Bucket's last (rollups)")
+    count: int = Field(default=1, description="Raw readings merged into this point")
 
 
 class AlertOut(BaseModel):

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db import ensure_admin, ensure_default_site, upgrade
 from tonerwatch_api.projections import ProjectionOptions, Projector
+from tonerwatch_api.retention import run_upkeep
 from tonerwatch_api.settings import Settings
 from tonerwatch_api.state import AppState
 from tonerwatch_shared.bus import Bus
@@ -60,6 +61,7 @@ async def run_background(st: AppState, stop: asyncio.Event) -> None:
         tg.create_task(projector.run(stop))
         tg.create_task(st.outbox.run(stop))
         tg.create_task(st.live.run(st.bus, stop))
+        tg.create_task(run_upkeep(st.engine, st.settings, stop))
 
 
 async def run(

@@ -36,6 +36,18 @@ class Settings(CommonSettings):
     default_interval_s: float = Field(
         default=300.0, ge=10, description="Poll interval of new printers"
     )
+    raw_retention_days: float = Field(
+        default=30.0, gt=0, description="Raw readings kept this long, then only hourly/daily"
+    )
+    hourly_retention_days: float = Field(
+        default=365.0, gt=0, description="Hourly history kept this long; daily is kept forever"
+    )
+    history_upkeep_interval_s: float = Field(
+        default=60.0, gt=0, description="How often readings are rolled up and old rows pruned"
+    )
+    history_batch: int = Field(
+        default=5000, ge=100, description="Rows per rollup/prune transaction (bounds lock time)"
+    )
     forwarded_allow_ips: str = Field(
         default="127.0.0.1", description="Proxies whose X-Forwarded-* headers are trusted"
     )

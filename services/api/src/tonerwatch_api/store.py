@@ -10,20 +10,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import ColumnElement, case, func, or_
 from sqlmodel import Session, col, select
 
+from tonerwatch_api.history import Resolution, level_history
 from tonerwatch_api.models import (
     Alert,
     ApiToken,
     AuditEntry,
     Printer,
-    Reading,
     Site,
     SupplyStateRow,
     User,
 )
-from tonerwatch_api.projections import add_to_outbox, configured_event, new_printer_id
+from tonerwatch_api.projections import (
+    add_to_outbox,
+    configured_event,
+    new_printer_id,
+    refresh_status,
+)
 from tonerwatch_api.schemas import (
     AlertOut,
     PrinterIn,
@@ -33,7 +38,7 @@ from tonerwatch_api.schemas import (
     SupplyOut,
 )
 from tonerwatch_api.security import token_hash
-from tonerwatch_api.views import printer_status
+from tonerwatch_api.views import STATUS_RANK, printer_status
 from tonerwatch_shared.events import PrinterRemoved
 
 
@@ -188,22 +193,13 @@ def _tenant_printers(tenant_id: str) -> Any:
     )
 
 
-def find_printers(
-    session: Session,
-    tenant_id: str,
-    *,
-    site_id: str | None = None,
-    search: str | None = None,
-    after: str | None = None,
-    limit: int | None = None,
-) -> list[Printer]:
-    """Return the tenant's live printers by id, filtered by site and a search in names and identity."""
-    q = _tenant_printers(tenant_id)
+def _printer_filters(site_id: str | None, search: str | None) -> list[ColumnElement[bool]]:
+    out: list[ColumnElement[bool]] = []
     if site_id:
-        q = q.where(Printer.site_id == site_id)
+        out.append(col(Printer.site_id) == site_id)
     if search:
         needle = search.strip().lower()
-        q = q.where(
+        out.append(
             or_(
                 *(
                     func.lower(func.coalesce(c, "")).contains(needle, autoescape=True)
@@ -219,12 +215,76 @@ def find_printers(
                 )
             )
         )
+    return out
+
+
+def find_printers(
+    session: Session,
+    tenant_id: str,
+    *,
+    site_id: str | None = None,
+    search: str | None = None,
+    after: str | None = None,
+    limit: int | None = None,
+) -> list[Printer]:
+    """Return the tenant's live printers by id, filtered by site and a search in names and identity."""
+    q = _tenant_printers(tenant_id)
+    for cond in _printer_filters(site_id, search):
+        q = q.where(cond)
     if after:
         q = q.where(col(Printer.id) > after)
     q = q.order_by(col(Printer.id))
     if limit is not None:
         q = q.limit(limit)
     return list(session.exec(q).all())
+
+
+@dataclass(frozen=True)
+class FleetPage:
+    """One page of the dashboard: printers needing attention first, and totals of the filter."""
+
+    printers: list[PrinterOut]
+    total: int
+    counts: dict[str, int]
+
+
+def _attention_order() -> list[Any]:
+    # The SQL twin of views.attention_key: status rank, then name (or address), then id.
+    rank = case(*((col(Printer.status) == status, r) for status, r in STATUS_RANK.items()), else_=9)
+    return [
+        rank,
+        func.lower(func.coalesce(col(Printer.name), col(Printer.address))),
+        col(Printer.id),
+    ]
+
+
+def fleet_page(
+    session: Session,
+    tenant_id: str,
+    *,
+    site_id: str | None = None,
+    search: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> FleetPage:
+    """Return one page of the tenant's printers, attention first (four queries, whatever the fleet)."""
+    filters = _printer_filters(site_id, search)
+    q = _tenant_printers(tenant_id)
+    counts_q = (
+        select(Printer.status, func.count())
+        .join(Site, col(Site.id) == col(Printer.site_id))
+        .where(Site.tenant_id == tenant_id, col(Printer.removed_at).is_(None))
+    )
+    for cond in filters:
+        q = q.where(cond)
+        counts_q = counts_q.where(cond)
+    counts = {
+        status: int(n) for status, n in session.exec(counts_q.group_by(col(Printer.status))).all()
+    }
+    rows = list(session.exec(q.order_by(*_attention_order()).offset(offset).limit(limit)).all())
+    return FleetPage(
+        printers=printers_out(session, rows), total=sum(counts.values()), counts=counts
+    )
 
 
 def get_printer(session: Session, tenant_id: str, printer_id: str) -> Printer:
@@ -357,6 +417,7 @@ def add_printer(
     printer.created_at = printer.updated_at = now
     session.add(printer)
     session.flush()
+    refresh_status(session, printer)
     if printer.monitored:
         add_to_outbox(session, event)
     audit(session, who, "printer.add", printer.id, address=body.address, port=body.port)
@@ -395,7 +456,7 @@ def patch_printer(
         printer.config_at = removed.occurred_at
         add_to_outbox(session, removed)
     printer.updated_at = now
-    session.add(printer)
+    refresh_status(session, printer)
     fields = sorted(body.model_dump(exclude_unset=True).keys())
     # Which fields changed, never their values (credentials may be among them).
     audit(session, who, "printer.update", printer.id, fields=fields)
@@ -421,24 +482,23 @@ def readings(
     since: datetime,
     until: datetime,
     limit: int,
+    resolution: Resolution = "raw",
 ) -> list[ReadingOut]:
-    """Return the printer's supply levels between since and until, oldest first."""
+    """Return the printer's supply levels between since and until at resolution, oldest first."""
     get_printer(session, tenant_id, printer_id)
-    q = (
-        select(Reading)
-        .where(
-            Reading.printer_id == printer_id,
-            col(Reading.occurred_at) >= since,
-            col(Reading.occurred_at) <= until,
-        )
-        .order_by(col(Reading.occurred_at), col(Reading.supply_index))
-        .limit(limit)
-    )
     return [
         ReadingOut(
-            supply_index=r.supply_index, occurred_at=r.occurred_at, percent=r.percent, level=r.level
+            supply_index=p.supply_index,
+            occurred_at=p.at,
+            percent=p.percent,
+            level=p.level,
+            resolution=resolution,
+            min_percent=p.min_percent,
+            max_percent=p.max_percent,
+            last_percent=p.last_percent,
+            count=p.count,
         )
-        for r in session.exec(q).all()
+        for p in level_history(session, printer_id, since, until, resolution, limit)
     ]
 
 
@@ -522,11 +582,12 @@ def open_alert_counts(session: Session) -> dict[str, int]:
 
 def printer_status_counts(session: Session) -> dict[str, int]:
     """Return live printers per status (all tenants; for metrics)."""
-    printers = list(session.exec(select(Printer).where(col(Printer.removed_at).is_(None))).all())
-    counts: dict[str, int] = defaultdict(int)
-    for out in printers_out(session, printers):
-        counts[out.status] += 1
-    return dict(counts)
+    q = (
+        select(Printer.status, func.count())
+        .where(col(Printer.removed_at).is_(None))
+        .group_by(col(Printer.status))
+    )
+    return {status: int(n) for status, n in session.exec(q).all()}
 
 
 def site_tenants(session: Session) -> dict[str, str]:

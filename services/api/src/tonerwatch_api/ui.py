@@ -13,20 +13,21 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from tonerwatch_api import store
 from tonerwatch_api.api import publish_outbox
 from tonerwatch_api.auth import SESSION_COOKIE, principal_from
 from tonerwatch_api.db import run_tx
-from tonerwatch_api.models import Reading, User
+from tonerwatch_api.history import LevelPoint, choose_resolution, level_history
+from tonerwatch_api.models import User
+from tonerwatch_api.retention import policy_from
 from tonerwatch_api.schemas import PrinterIn, PrinterOut, PrinterPatch
 from tonerwatch_api.security import csrf_ok, csrf_token, new_token, role_at_least, verify_password
 from tonerwatch_api.state import AppState, app_state
 from tonerwatch_api.store import Principal
 from tonerwatch_api.views import (
     STATUS_LABEL,
-    attention_key,
     chart_series,
     colorant_hex,
     level_bar,
@@ -213,30 +214,40 @@ def bars(p: PrinterOut) -> list[Any]:
     ]
 
 
+DASHBOARD_PAGE = 100  # printers per dashboard page: attention first, so page 1 is what matters
+
+
 @router.get("/", response_class=HTMLResponse)
-async def dashboard(request: Request, q: str = "", site: str = "") -> Response:
-    """Every printer with its supplies, those needing attention first."""
+async def dashboard(request: Request, q: str = "", site: str = "", page: int = 1) -> Response:
+    """Every printer with its supplies, those needing attention first, a page at a time."""
     who = await ui_user(request)
     st = app_state(request)
+    page = max(page, 1)
 
-    def work(s: Session) -> tuple[list[PrinterOut], list[Any]]:
-        found = store.find_printers(s, who.tenant_id, site_id=site or None, search=q or None)
-        return store.printers_out(s, found), store.tenant_sites(s, who.tenant_id)
+    def work(s: Session) -> tuple[store.FleetPage, list[Any]]:
+        fleet = store.fleet_page(
+            s,
+            who.tenant_id,
+            site_id=site or None,
+            search=q or None,
+            offset=(page - 1) * DASHBOARD_PAGE,
+            limit=DASHBOARD_PAGE,
+        )
+        return fleet, store.tenant_sites(s, who.tenant_id)
 
-    printers, sites = await run_tx(st.engine, work)
-    printers.sort(key=lambda p: attention_key(p.status, p.name or p.address))
-    counts: dict[str, int] = defaultdict(int)
-    for p in printers:
-        counts[p.status] += 1
+    fleet, sites = await run_tx(st.engine, work)
     return render(
         request,
         "dashboard.html",
         who,
-        printers=[(p, bars(p)) for p in printers],
+        printers=[(p, bars(p)) for p in fleet.printers],
+        total=fleet.total,
+        page=page,
+        pages=max(1, -(-fleet.total // DASHBOARD_PAGE)),
         sites=sites,
         q=q,
         site=site,
-        counts=counts,
+        counts=defaultdict(int, fleet.counts),
     )
 
 
@@ -309,16 +320,11 @@ async def printer_page(request: Request, printer_id: str) -> Response:
     end = datetime.now(UTC)
     start = end - timedelta(days=14)
 
-    def work(s: Session) -> tuple[PrinterOut, list[Reading], list[Any]]:
+    res = choose_resolution(start, end, end, policy_from(st.settings))
+
+    def work(s: Session) -> tuple[PrinterOut, list[LevelPoint], list[Any]]:
         p = store.get_printer(s, who.tenant_id, printer_id)
-        history = list(
-            s.exec(
-                select(Reading)
-                .where(Reading.printer_id == p.id, col(Reading.occurred_at) >= start)
-                .order_by(col(Reading.occurred_at))
-                .limit(20000)
-            ).all()
-        )
+        history = level_history(s, p.id, start, end, res, limit=20000)
         alerts = store.find_alerts(s, who.tenant_id, open_only=False, printer_id=p.id, limit=50)
         return store.printers_out(s, [p])[0], history, alerts
 
@@ -326,7 +332,7 @@ async def printer_page(request: Request, printer_id: str) -> Response:
     points: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
     for r in history:
         if r.percent is not None:
-            points[r.supply_index].append((r.occurred_at, r.percent))
+            points[r.supply_index].append((r.at, r.percent))
     labels = {
         s.index: (s.description, colorant_hex(s.colour, s.colour_hex))
         for s in printer.supplies

@@ -82,6 +82,13 @@ def upgrade() -> None:
                 postgresql_where=sa.text("NOT rolled_up"),
                 sqlite_where=sa.text("NOT rolled_up"),
             )
+            batch_op.create_index(
+                f"ix_{table}_pending_printer",
+                ["printer_id", "occurred_at"],
+                unique=False,
+                postgresql_where=sa.text("NOT rolled_up"),
+                sqlite_where=sa.text("NOT rolled_up"),
+            )
 
     _reading_bucket_table("readings_hourly")
     with op.batch_alter_table("readings_hourly", schema=None) as batch_op:
@@ -121,6 +128,7 @@ def downgrade() -> None:
     op.drop_table("readings_hourly")
     for table in ("readings", "counter_readings"):
         with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_index(f"ix_{table}_pending_printer")
             batch_op.drop_index(f"ix_{table}_pending")
             batch_op.drop_index(f"ix_{table}_occurred_at")
             batch_op.drop_column("rolled_up")
