@@ -29,6 +29,9 @@ TABLES = {
     "users",
     "api_tokens",
     "audit_log",
+    "discovery_jobs",
+    "discovery_found",
+    "network_usage_daily",
     "alembic_version_api",
 }
 

@@ -1,4 +1,4 @@
-"""REST API /api/v1: auth, sites, printers, readings, alerts, tokens, users, export, live events."""
+"""REST API /api/v1: auth, sites, printers, readings, alerts, tokens, users, export, discovery, network, live events."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
+from tonerwatch_api import discovery_jobs as jobs
 from tonerwatch_api import store
 from tonerwatch_api.auth import Admin, Operator, Viewer, current_principal
 from tonerwatch_api.db import run_tx
+from tonerwatch_api.discovery_jobs import DiscoveryJobIn, DiscoveryJobOut
 from tonerwatch_api.history import choose_resolution
 from tonerwatch_api.live import sse, toast
 from tonerwatch_api.models import ApiToken, Printer, Site, User
+from tonerwatch_api.network_usage import UsageOut, usage
 from tonerwatch_api.retention import policy_from
 from tonerwatch_api.schemas import (
     AlertOut,
@@ -543,6 +546,91 @@ async def create_user(request: Request, body: UserIn, who: Admin) -> UserOut:
         return _user_out(user)
 
     return await run_tx(app_state(request).engine, work)
+
+
+# --- discovery -----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/discovery/jobs",
+    response_model=DiscoveryJobOut,
+    status_code=201,
+    tags=["discovery"],
+    responses=ERRORS,
+)
+async def start_discovery(request: Request, body: DiscoveryJobIn, who: Operator) -> DiscoveryJobOut:
+    """Start a sweep (DiscoveryRequested); follow it with GET /discovery/jobs/{id}."""
+    st = app_state(request)
+
+    def work(s: Session) -> DiscoveryJobOut:
+        job = jobs.start_job(s, who, body, st.settings.default_site, st.source)
+        return jobs.job_out(job)
+
+    out = await run_tx(st.engine, work)
+    await publish_outbox(st)
+    return out
+
+
+@router.get(
+    "/discovery/jobs", response_model=list[DiscoveryJobOut], tags=["discovery"], responses=ERRORS
+)
+async def list_discovery_jobs(
+    request: Request, who: Viewer, limit: Annotated[int, Query(ge=1, le=200)] = 20
+) -> list[DiscoveryJobOut]:
+    """Return the latest sweeps, newest first (without their found lists)."""
+
+    def work(s: Session) -> list[DiscoveryJobOut]:
+        return [jobs.job_out(j) for j in jobs.list_jobs(s, who.tenant_id, limit)]
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.get(
+    "/discovery/jobs/{job_id}", response_model=DiscoveryJobOut, tags=["discovery"], responses=ERRORS
+)
+async def get_discovery_job(request: Request, job_id: str, who: Viewer) -> DiscoveryJobOut:
+    """Return a sweep's progress and the printers it found (and whether they are monitored)."""
+
+    def work(s: Session) -> DiscoveryJobOut:
+        job = jobs.get_job(s, who.tenant_id, job_id)
+        return jobs.job_out(job, jobs.found_printers(s, job))
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.post(
+    "/discovery/jobs/{job_id}/cancel",
+    response_model=DiscoveryJobOut,
+    status_code=202,
+    tags=["discovery"],
+    responses=ERRORS,
+)
+async def cancel_discovery(request: Request, job_id: str, who: Operator) -> DiscoveryJobOut:
+    """Ask a running sweep to stop (DiscoveryCancelled); it ends with state 'cancelled'."""
+    st = app_state(request)
+
+    def work(s: Session) -> DiscoveryJobOut:
+        return jobs.job_out(jobs.cancel_job(s, who, job_id, st.source))
+
+    out = await run_tx(st.engine, work)
+    await publish_outbox(st)
+    return out
+
+
+# --- network impact ------------------------------------------------------------------------------
+
+
+@router.get("/network/usage", response_model=UsageOut, tags=["network"], responses=ERRORS)
+async def network_usage(
+    request: Request,
+    who: Viewer,
+    days: Annotated[int, Query(ge=1, le=366, description="Days up to today (UTC)")] = 30,
+    site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
+) -> UsageOut:
+    """Return bytes on the wire per day, site and printer: polling and discovery, measured."""
+    return await run_tx(
+        app_state(request).engine, lambda s: usage(s, who.tenant_id, days, site_id=site)
+    )
 
 
 # --- live events ---------------------------------------------------------------------------------

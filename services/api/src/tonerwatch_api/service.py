@@ -12,6 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
+from tonerwatch_api.activity import run_activity
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db import ensure_admin, ensure_default_site, upgrade
 from tonerwatch_api.projections import ProjectionOptions, Projector
@@ -50,7 +51,7 @@ def open_database(settings: Settings) -> Engine:
 
 
 async def run_background(st: AppState, stop: asyncio.Event) -> None:
-    """Run the projections, the outbox and the live alert feed until stop is set."""
+    """Run the projections, the outbox, the live alert feed and the activity consumers until stop is set."""
     options = ProjectionOptions(
         source=st.source,
         auto_monitor_discovered=st.settings.auto_monitor_discovered,
@@ -61,6 +62,7 @@ async def run_background(st: AppState, stop: asyncio.Event) -> None:
         tg.create_task(projector.run(stop))
         tg.create_task(st.outbox.run(stop))
         tg.create_task(st.live.run(st.bus, stop))
+        tg.create_task(run_activity(st.engine, st.bus, stop))
         tg.create_task(run_upkeep(st.engine, st.settings, stop))
 
 

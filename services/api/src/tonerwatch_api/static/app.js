@@ -1,13 +1,17 @@
-// Toasts for alerts as they happen (server-sent events); nothing else on the page needs JS.
+// Toasts for alerts as they happen (server-sent events), REST-backed forms, live discovery progress.
 (function () {
   "use strict";
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = meta ? meta.content : "";
+
+  // --- toasts ------------------------------------------------------------------------------------
   var url = document.body.dataset.stream;
-  if (!url || !window.EventSource) return;
   var box = document.getElementById("toasts");
 
   function toast(data) {
     var el = document.createElement("div");
     el.className = "toast " + (data.severity || "info");
+    el.setAttribute("role", "status");
     var link = document.createElement("a");
     link.href = data.url || "/alerts";
     link.textContent = data.title || "Printer";
@@ -20,8 +24,198 @@
     while (box.children.length > 5) box.firstChild.remove();
   }
 
-  var source = new EventSource(url, { withCredentials: true });
-  source.addEventListener("alert", function (ev) {
-    try { toast(JSON.parse(ev.data)); } catch (e) { /* a malformed frame is skipped */ }
+  if (url && window.EventSource) {
+    var source = new EventSource(url, { withCredentials: true });
+    source.addEventListener("alert", function (ev) {
+      try { toast(JSON.parse(ev.data)); } catch (e) { /* a malformed frame is skipped */ }
+    });
+    source.addEventListener("open", function () { document.body.dataset.live = "connected"; });
+  }
+
+  // --- REST calls with the session cookie (writes carry the CSRF token) ---------------------------
+  function api(method, path, body) {
+    var opts = { method: method, credentials: "same-origin", headers: { "X-CSRF-Token": csrf } };
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    return fetch(path, opts).then(function (resp) {
+      if (resp.status === 204) return null;
+      return resp.json().then(function (data) {
+        if (!resp.ok) throw new Error(data.error || ("HTTP " + resp.status));
+        return data;
+      });
+    });
+  }
+
+  function showError(id, err) {
+    var el = document.getElementById(id);
+    if (!el) { window.alert(err.message); return; }
+    el.textContent = err.message;
+    el.hidden = false;
+  }
+
+  function formBody(form) {
+    var body = {};
+    new FormData(form).forEach(function (value, key) {
+      if (value === "") return;
+      if (key === "scopes") body[key] = String(value).split(" ");
+      else if (key === "expires_in_days") body[key] = Number(value);
+      else body[key] = value;
+    });
+    return body;
+  }
+
+  document.querySelectorAll("form[data-api]").forEach(function (form) {
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var parts = form.dataset.api.split(" ");
+      api(parts[0], parts[1], formBody(form)).then(function (data) {
+        if (form.dataset.showToken && data && data.token) {
+          document.getElementById("new-token-value").textContent = data.token;
+          document.getElementById("new-token").hidden = false;
+          form.reset();
+        } else {
+          window.location.reload();
+        }
+      }).catch(function (err) { showError("settings-error", err); });
+    });
+  });
+
+  document.querySelectorAll("button[data-api]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+      var parts = button.dataset.api.split(" ");
+      api(parts[0], parts[1]).then(function () { window.location.reload(); })
+        .catch(function (err) { showError("settings-error", err); });
+    });
+  });
+
+  // --- discovery job: progress every second while running, pick printers to monitor --------------
+  var job = document.getElementById("job");
+  if (!job) return;
+  var jobUrl = job.dataset.jobUrl;
+  var monitorButton = document.getElementById("monitor-selected");
+  var tbody = document.querySelector("#found tbody");
+
+  function cell(row, html) { var td = row.insertCell(); if (html) td.appendChild(html); return td; }
+  function text(value) { return document.createTextNode(value == null ? "" : String(value)); }
+  function pill(label, cls) {
+    var s = document.createElement("span");
+    s.className = "pill" + (cls ? " " + cls : "");
+    s.textContent = label;
+    return s;
+  }
+
+  function renderFound(found) {
+    var picked = {};
+    tbody.querySelectorAll(".found-pick:checked").forEach(function (c) { picked[c.value] = true; });
+    tbody.textContent = "";
+    found.forEach(function (f) {
+      var row = tbody.insertRow();
+      row.dataset.address = f.address;
+      var box = document.createElement("input");
+      box.type = "checkbox";
+      box.className = "found-pick";
+      box.value = f.printer_id || "";
+      box.setAttribute("aria-label", "Select " + f.address);
+      box.disabled = !!f.monitored || !f.printer_id || !monitorButton;
+      box.checked = !box.disabled && !!picked[box.value];
+      cell(row, box);
+      var name = document.createElement(f.printer_id ? "a" : "span");
+      if (f.printer_id) name.href = "/printers/" + f.printer_id;
+      name.textContent = f.name || f.model || f.address;
+      var sub = document.createElement("div");
+      sub.className = "meta";
+      sub.textContent = (f.vendor || "") + " " + (f.model || "");
+      var td = cell(row, name);
+      td.appendChild(sub);
+      cell(row, text(f.address));
+      cell(row, text(f.serial || "—"));
+      var m = cell(row, f.monitored ? pill("Monitored", "ok") : pill(f.printer_id ? "Not monitored" : "Storing…"));
+      m.className = "monitoring";
+    });
+    document.getElementById("found").hidden = found.length === 0;
+    document.getElementById("found-empty").hidden = found.length > 0;
+    updateButton();
+  }
+
+  function updateButton() {
+    if (!monitorButton) return;
+    var n = tbody.querySelectorAll(".found-pick:checked").length;
+    monitorButton.disabled = n === 0;
+    monitorButton.textContent = n ? "Monitor selected (" + n + ")" : "Monitor selected";
+  }
+
+  function secondsText(s) { return s < 90 ? Math.round(s) + " s" : Math.round(s / 60) + " min"; }
+  function bytesText(n) {
+    var units = ["B", "kB", "MB", "GB"], i = 0;
+    while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+    return (i ? n.toFixed(1) : n.toFixed(0)) + " " + units[i];
+  }
+
+  function render(j) {
+    var bar = document.getElementById("job-bar");
+    bar.style.width = j.percent + "%";
+    bar.classList.toggle("running", j.running);
+    bar.parentElement.setAttribute("aria-valuenow", String(j.percent));
+    var state = document.getElementById("job-state");
+    state.textContent = j.state.replace("_", " ");
+    state.className = "pill " + (j.running ? "info" : (j.state === "completed" ? "ok" : "attention"));
+    document.getElementById("job-counts").textContent = j.probed + " of " + (j.total || "?") +
+      " addresses probed · " + j.live + " answered · " + j.printers_found +
+      (j.printers_found === 1 ? " printer" : " printers");
+    document.getElementById("job-time").textContent = j.running
+      ? (j.remaining_s != null ? "about " + secondsText(j.remaining_s) + " left" : "starting…")
+      : "took " + j.elapsed_s.toFixed(1) + " s · " + bytesText(j.bytes_sent + j.bytes_received) + " on the wire";
+    var cancel = document.getElementById("job-cancel");
+    if (cancel) cancel.hidden = !j.running;
+    job.dataset.running = j.running ? "true" : "false";
+    if (!j.running && j.found.length === 0) {
+      document.getElementById("found-empty").textContent = "No printers answered.";
+    }
+    renderFound(j.found);
+  }
+
+  var pending = 0;
+  var timer = null;
+  function schedule(ms) { clearTimeout(timer); timer = setTimeout(poll, ms); }
+  function poll() {
+    api("GET", jobUrl).then(function (j) {
+      render(j);
+      // Keep polling a little after the end: found printers are stored just after they are announced.
+      var storing = j.found.some(function (f) { return !f.printer_id; });
+      if (j.running || storing || pending > 0) schedule(1000);
+      pending = Math.max(0, pending - 1);
+    }).catch(function () { schedule(3000); });
+  }
+  schedule(0);
+
+  tbody.addEventListener("change", updateButton);
+  var all = document.getElementById("found-all");
+  if (all) all.addEventListener("change", function () {
+    tbody.querySelectorAll(".found-pick:not(:disabled)").forEach(function (c) { c.checked = all.checked; });
+    updateButton();
+  });
+
+  if (monitorButton) monitorButton.addEventListener("click", function () {
+    var ids = [];
+    tbody.querySelectorAll(".found-pick:checked").forEach(function (c) { if (c.value) ids.push(c.value); });
+    monitorButton.disabled = true;
+    Promise.all(ids.map(function (id) {
+      return api("PATCH", "/api/v1/printers/" + encodeURIComponent(id), { monitored: true });
+    })).then(function () {
+      if (all) all.checked = false;
+      tbody.querySelectorAll(".found-pick:checked").forEach(function (c) { c.checked = false; });
+      pending = 1;
+      schedule(0);
+    }).catch(function (err) { showError("found-error", err); updateButton(); });
+  });
+
+  var cancelButton = document.getElementById("job-cancel");
+  if (cancelButton) cancelButton.addEventListener("click", function () {
+    cancelButton.disabled = true;
+    api("POST", jobUrl + "/cancel").then(function () { pending = 3; schedule(0); })
+      .catch(function (err) { showError("found-error", err); cancelButton.disabled = false; });
   });
 })();

@@ -1,0 +1,215 @@
+"""Web UI pages for discovery, network impact and settings (actions go through the REST API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlmodel import Session, col, select
+
+from tonerwatch_api import discovery_jobs as jobs
+from tonerwatch_api import store
+from tonerwatch_api.api import publish_outbox
+from tonerwatch_api.db import run_tx
+from tonerwatch_api.models import ApiToken, User
+from tonerwatch_api.network_usage import KINDS, UsageOut, human_bytes, usage
+from tonerwatch_api.security import role_at_least
+from tonerwatch_api.state import app_state
+from tonerwatch_api.ui import _check_csrf, error_page, render, templates, ui_user
+
+router = APIRouter(include_in_schema=False)
+templates.env.filters["bytes"] = human_bytes
+# Default shown in the sweep form: nothing that would probe a real network by accident.
+TARGETS_PLACEHOLDER = "192.0.2.0/24\nprinter7.example.com"
+
+
+# --- discovery -----------------------------------------------------------------------------------
+
+
+@router.get("/discovery", response_class=HTMLResponse)
+async def discovery_page(request: Request) -> Response:
+    """The sweep form and the latest sweeps."""
+    who = await ui_user(request)
+
+    def work(s: Session) -> tuple[list[Any], list[jobs.DiscoveryJobOut]]:
+        sites = store.tenant_sites(s, who.tenant_id)
+        return sites, [jobs.job_out(j) for j in jobs.list_jobs(s, who.tenant_id, 20)]
+
+    sites, recent = await run_tx(app_state(request).engine, work)
+    return render(
+        request,
+        "discovery.html",
+        who,
+        sites=sites,
+        recent=recent,
+        errors=[],
+        values={},
+        placeholder=TARGETS_PLACEHOLDER,
+    )
+
+
+@router.post("/discovery")
+async def discovery_submit(request: Request) -> Response:
+    """Start a sweep from the form, then show its progress."""
+    who = await ui_user(request)
+    st = app_state(request)
+    data = await _check_csrf(request, who)
+    if not role_at_least(who.role, "operator"):
+        return error_page(request, 403, "starting a discovery needs the operator role")
+    fields: dict[str, Any] = {
+        "targets": _lines(data.get("targets", "")),
+        "communities": _lines(data.get("communities", "")),
+        "rate_pps": data.get("rate_pps") or 200,
+    }
+    if data.get("site_id"):
+        fields["site_id"] = data["site_id"]
+    if data.get("time_limit_min"):
+        fields["time_limit_s"] = _minutes(data["time_limit_min"])
+    try:
+        body = jobs.DiscoveryJobIn.model_validate(fields)
+    except ValidationError as exc:
+        errors = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+
+        def work(s: Session) -> tuple[list[Any], list[jobs.DiscoveryJobOut]]:
+            sites = store.tenant_sites(s, who.tenant_id)
+            return sites, [jobs.job_out(j) for j in jobs.list_jobs(s, who.tenant_id, 20)]
+
+        sites, recent = await run_tx(st.engine, work)
+        # Communities are credentials: never echoed back into the page.
+        safe = {k: v for k, v in data.items() if k not in ("communities", "csrf")}
+        return render(
+            request,
+            "discovery.html",
+            who,
+            status=422,
+            sites=sites,
+            recent=recent,
+            errors=errors,
+            values=safe,
+            placeholder=TARGETS_PLACEHOLDER,
+        )
+    job = await run_tx(
+        st.engine, lambda s: jobs.start_job(s, who, body, st.settings.default_site, st.source)
+    )
+    await publish_outbox(st)
+    return RedirectResponse(f"/discovery/{job.id}", status_code=303)
+
+
+def _lines(text: str) -> list[str]:
+    """Return the non-empty entries of a textarea (one per line, or comma separated)."""
+    return [part.strip() for line in text.splitlines() for part in line.split(",") if part.strip()]
+
+
+def _minutes(value: str) -> str | float:
+    try:
+        return float(value) * 60
+    except ValueError:
+        return value  # left for validation to name
+
+
+@router.get("/discovery/{job_id}", response_class=HTMLResponse)
+async def discovery_job_page(request: Request, job_id: str) -> Response:
+    """One sweep: live progress bar, and the printers found with checkboxes to monitor them."""
+    who = await ui_user(request)
+
+    def work(s: Session) -> jobs.DiscoveryJobOut:
+        job = jobs.get_job(s, who.tenant_id, job_id)
+        return jobs.job_out(job, jobs.found_printers(s, job))
+
+    job = await run_tx(app_state(request).engine, work)
+    return render(request, "discovery_job.html", who, job=job)
+
+
+# --- network impact ------------------------------------------------------------------------------
+
+
+def day_bars(report: UsageOut, height: float = 160.0) -> tuple[list[dict[str, Any]], int]:
+    """Return stacked bars per day (SVG heights per kind) and the scale's top in bytes."""
+    peak = max((sum(t.total for t in d.kinds.values()) for d in report.days), default=0)
+    top = nice_ceiling(peak)
+    out = []
+    for d in report.days:
+        y = height
+        parts = []
+        for kind in KINDS:
+            t = d.kinds[kind]
+            h = t.total / top * height if top else 0.0
+            y -= h
+            parts.append({"kind": kind, "y": round(y, 1), "h": round(h, 1), "bytes": t.total})
+        out.append({"day": d.day, "parts": parts, "total": sum(t.total for t in d.kinds.values())})
+    return out, top
+
+
+def nice_ceiling(value: float) -> int:
+    """Return a round number (1, 2 or 5 times a power of ten) at or above value, at least 1000."""
+    step = 1000
+    while True:
+        for m in (1, 2, 5):
+            if step * m >= value:
+                return step * m
+        step *= 10
+
+
+@router.get("/network", response_class=HTMLResponse)
+async def network_page(request: Request, days: int = 30, site: str = "") -> Response:
+    """Bytes per day spent polling and discovering, per site and per printer."""
+    who = await ui_user(request)
+    days = max(1, min(days, 366))
+
+    def work(s: Session) -> tuple[UsageOut, list[Any]]:
+        report = usage(s, who.tenant_id, days, site_id=site or None)
+        return report, store.tenant_sites(s, who.tenant_id)
+
+    report, sites = await run_tx(app_state(request).engine, work)
+    bars, top = day_bars(report)
+    return render(
+        request,
+        "network.html",
+        who,
+        report=report,
+        bars=bars,
+        top=top,
+        days=days,
+        site=site,
+        sites=sites,
+        kinds=KINDS,
+    )
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+@router.get("/settings", response_class=HTMLResponse)
+async def settings_page(request: Request) -> Response:
+    """Sites, users and API tokens; the forms call the REST API."""
+    who = await ui_user(request)
+    is_admin = role_at_least(who.role, "admin")
+
+    def work(s: Session) -> dict[str, Any]:
+        counts = store.site_printer_counts(s, who.tenant_id)
+        sites = [(x, counts.get(x.id, 0)) for x in store.tenant_sites(s, who.tenant_id)]
+        users = (
+            list(
+                s.exec(
+                    select(User).where(User.tenant_id == who.tenant_id).order_by(col(User.username))
+                ).all()
+            )
+            if is_admin
+            else []
+        )
+        tokens = list(
+            s.exec(
+                select(ApiToken)
+                .where(ApiToken.user_id == who.user_id, ApiToken.kind == "api")
+                .order_by(col(ApiToken.id).desc())
+            ).all()
+        )
+        return {"sites": sites, "users": users, "tokens": tokens}
+
+    ctx = await run_tx(app_state(request).engine, work)
+    default_site = app_state(request).settings.default_site
+    return render(
+        request, "settings.html", who, is_admin=is_admin, default_site=default_site, **ctx
+    )
