@@ -2,63 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
-from collections.abc import Iterator
-from email import message_from_bytes, policy
-from email.message import Message
-from typing import Any
+from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from tonerwatch_alerter.channels.base import DeliveryFailed
 from tonerwatch_alerter.channels.mail import MailConfig, MailSender, render
-from tonerwatch_shared.events import AlertResolved, ThresholdCrossed
+from tonerwatch_alerter.state import PrinterLabel
+from tonerwatch_shared.events import AlertResolved, SupplyReplaced, ThresholdCrossed
 
-
-class Inbox:
-    """aiosmtpd handler: answers DATA with the next scripted reply, keeps what it accepts."""
-
-    def __init__(
-        self, data_script: list[str] | None = None, refuse_rcpt: str | None = None
-    ) -> None:
-        self.data_script = list(data_script or [])
-        self.refuse_rcpt = refuse_rcpt
-        self.messages: list[Message] = []
-        self.envelopes: list[tuple[str, list[str]]] = []
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
-    ) -> str:
-        if self.refuse_rcpt:
-            return self.refuse_rcpt
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.data_script:
-            return self.data_script.pop(0)
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        return "250 Message accepted"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def smtp_server(inbox: Inbox) -> Iterator[int]:
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port
-    finally:
-        controller.stop()
+from ._smtp import Inbox, free_port, make_tls, smtp_server
 
 
 def route(port: int, **kw: object) -> MailConfig:
@@ -102,6 +56,23 @@ class Sleeps:
         self.calls.append(s)
 
 
+LABEL = PrinterLabel(
+    printer_id="ricoh-mpc3002-01",
+    site_id="hq",
+    name="Ricoh MP C3002",
+    model="RICOH MP C3002",
+    location="Finance, 2nd floor",
+)
+
+
+def parts(msg: EmailMessage) -> tuple[str, str]:
+    """Return the (plain text, HTML) bodies of a multipart/alternative mail."""
+    assert msg.get_content_type() == "multipart/alternative"
+    plain, rich = msg.get_body(("plain",)), msg.get_body(("html",))
+    assert plain is not None and rich is not None
+    return plain.get_content(), rich.get_content()
+
+
 async def test_ricoh_cyan_low_mail_reaches_every_recipient() -> None:
     inbox = Inbox()
     event = crossing()
@@ -111,15 +82,123 @@ async def test_ricoh_cyan_low_mail_reaches_every_recipient() -> None:
     assert inbox.envelopes == [
         ("tonerwatch@example.org", ["it@example.org", "facilities@example.org"])
     ]
-    assert msg["Subject"] == (
-        "[TonerWatch] WARNING: Cyan Toner low, 20% left (threshold 20%) (ricoh-mpc3002-01)"
-    )
+    assert msg["Subject"] == event.message
     assert msg["Message-ID"] == f"<{event.event_id}@tonerwatch>"
     assert msg["X-TonerWatch-Alert-Id"] == "ricoh-mpc3002-01:1.3:low"
-    body = msg.get_payload(decode=True)
-    assert isinstance(body, bytes)
-    text = body.decode()
-    assert "Part:      841742" in text and "Days left: ~6.5" in text
+    text, rich = parts(msg)
+    assert "Part number: 841742" in text and "Days left:   about 6.5" in text
+    assert "Printer page: http://127.0.0.1:8080/printers/ricoh-mpc3002-01" in text
+    assert '<a href="http://127.0.0.1:8080/printers/ricoh-mpc3002-01">' in rich
+    assert "<td>841742</td>" in rich
+
+
+def test_mail_names_printer_and_location_and_links_the_ui() -> None:
+    event = crossing().model_copy(
+        update={
+            "percent": 8.0,
+            "days_to_empty": 5.2,
+            "message": "Low toner: Ricoh MP C3002 (Finance, 2nd floor) — Cyan 8%, about 5 days left",
+        }
+    )
+    msg = render(
+        event,
+        "tw@example.org",
+        ("it@example.org",),
+        label=LABEL,
+        public_url="https://tw.example.org/",
+    )
+    assert msg["Subject"] == (
+        "Low toner: Ricoh MP C3002 (Finance, 2nd floor) — Cyan 8%, about 5 days left"
+    )
+    text, rich = parts(msg)
+    for row in (
+        "Printer:     Ricoh MP C3002",
+        "Model:       RICOH MP C3002",
+        "Location:    Finance, 2nd floor",
+        "Supply:      Cyan Toner",
+        "Level:       8%",
+        "Threshold:   20%",
+        "Days left:   about 5.2",
+        "Part number: 841742",
+        "Printer page: https://tw.example.org/printers/ricoh-mpc3002-01",
+    ):
+        assert row in text, row
+    assert "<td>Finance, 2nd floor</td>" in rich
+    assert "https://tw.example.org/printers/ricoh-mpc3002-01" in rich
+
+
+def test_html_body_escapes_what_printers_report() -> None:
+    label = LABEL.model_copy(update={"location": "<script>alert(1)</script>"})
+    _, rich = parts(render(crossing(), "tw@example.org", ("it@example.org",), label=label))
+    assert "<script>" not in rich and "&lt;script&gt;" in rich
+
+
+def test_site_recipients_replace_the_default_list() -> None:
+    cfg = route(25, site_recipients={"branch-ost": ["ost-office@example.org"]})
+    assert cfg.recipients_for("branch-ost") == ("ost-office@example.org",)
+    assert cfg.recipients_for("hq") == ("it@example.org", "facilities@example.org")
+    only_sites = route(25, recipients=[], site_recipients={"hq": ["hq@example.org"]})
+    other_site = crossing().model_copy(update={"site_id": "warehouse"})
+    assert only_sites.wants(crossing()) and not only_sites.wants(other_site)
+    with pytest.raises(ValueError, match="recipients"):
+        route(25, recipients=[])
+
+
+async def test_site_mail_goes_to_the_site_list(tmp_path: Path) -> None:
+    inbox = Inbox()
+    cfg = route(25, site_recipients={"hq": ["hq-it@example.org"]})
+    with smtp_server(inbox) as port:
+        await MailSender(cfg.model_copy(update={"port": port})).send(crossing())
+    assert inbox.envelopes == [("tonerwatch@example.org", ["hq-it@example.org"])]
+    assert inbox.messages[0]["To"] == "hq-it@example.org"
+
+
+async def test_starttls_with_login_delivers_once(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path)
+    inbox = Inbox()
+    with smtp_server(inbox, mode="starttls", tls=tls, login=("tw", "s3cret")) as port:
+        cfg = route(
+            port, security="starttls", username="tw", password="s3cret", ca_file=str(tls.ca_file)
+        )
+        assert await MailSender(cfg).send(crossing()) == 1
+    assert len(inbox.messages) == 1
+    assert inbox.logins == ["tw"] and inbox.tls == [True]
+    assert inbox.messages[0]["Subject"] == crossing().message
+
+
+async def test_implicit_tls_with_login_delivers_once(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path)
+    inbox = Inbox()
+    with smtp_server(inbox, mode="tls", tls=tls, login=("tw", "s3cret")) as port:
+        cfg = route(
+            port, security="tls", username="tw", password="s3cret", ca_file=str(tls.ca_file)
+        )
+        assert await MailSender(cfg).send(crossing()) == 1
+    assert inbox.logins == ["tw"] and inbox.tls == [True]
+
+
+async def test_wrong_password_is_a_clear_error_without_hammering(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path)
+    inbox = Inbox()
+    sleeps = Sleeps()
+    with smtp_server(inbox, mode="starttls", tls=tls, login=("tw", "s3cret")) as port:
+        cfg = route(
+            port, security="starttls", username="tw", password="wrong", ca_file=str(tls.ca_file)
+        )
+        with pytest.raises(DeliveryFailed) as err:
+            await MailSender(cfg, sleep=sleeps).send(crossing())
+    assert "refused the login of user 'tw'" in str(err.value) and "535" in str(err.value)
+    assert "wrong" not in str(err.value)
+    # Not dropped (the consumer retries later, once the password is fixed), not retried at once.
+    assert not err.value.permanent and sleeps.calls == [] and inbox.messages == []
+
+
+async def test_untrusted_certificate_is_a_clear_error(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path)
+    with smtp_server(Inbox(), mode="starttls", tls=tls) as port:
+        cfg = route(port, security="starttls")
+        with pytest.raises(DeliveryFailed, match="not trusted"):
+            await MailSender(cfg, sleep=Sleeps()).send(crossing())
 
 
 async def test_temporary_smtp_refusal_is_retried() -> None:
@@ -160,13 +239,30 @@ def test_resolved_mail_subject() -> None:
         printer_id="ricoh-mpc3002-01",
         alert_id="ricoh-mpc3002-01:1.3:low",
         rule="low",
-        message="Cyan Toner replaced (4% → 100%)",
+        message="Toner replaced: Ricoh MP C3002 — Cyan 4% → 100%",
     )
     msg = render(event, "tw@example.org", ("it@example.org",))
-    assert (
-        msg["Subject"]
-        == "[TonerWatch] resolved: Cyan Toner replaced (4% → 100%) (ricoh-mpc3002-01)"
+    assert msg["Subject"] == "Resolved: Toner replaced: Ricoh MP C3002 — Cyan 4% → 100%"
+
+
+def test_replacement_is_mailed_only_when_asked() -> None:
+    swap = SupplyReplaced(
+        source="t",
+        site_id="hq",
+        printer_id="ricoh-mpc3002-01",
+        supply_index="1.3",
+        description="Cyan Toner",
+        part_number="841742",
+        previous_percent=4,
+        percent=100,
     )
+    assert not route(25).wants(swap)
+    assert route(25, replaced=True).wants(swap)
+    msg = render(swap, "tw@example.org", ("it@example.org",), label=LABEL)
+    assert msg["Subject"] == (
+        "Replaced: Ricoh MP C3002 (Finance, 2nd floor) — Cyan Toner 4% → 100%"
+    )
+    assert "Part number: 841742" in parts(msg)[0]
 
 
 def test_password_never_in_repr() -> None:

@@ -16,12 +16,17 @@ import httpx
 from nats.aio.msg import Msg
 from pydantic import Field
 
+from tonerwatch_alerter.channels import digest as dg
+from tonerwatch_alerter.channels import ledger as ld
 from tonerwatch_alerter.channels.base import ChannelConfig, DeliveryFailed
-from tonerwatch_alerter.channels.mail import MailConfig, MailSender
+from tonerwatch_alerter.channels.digest import Digest
+from tonerwatch_alerter.channels.ledger import Ledger
+from tonerwatch_alerter.channels.mail import DEFAULT_PUBLIC_URL, MailConfig, MailSender
 from tonerwatch_alerter.channels.webhook import WebhookConfig, WebhookSender
 from tonerwatch_alerter.engine import Context
 from tonerwatch_alerter.process import Processor
 from tonerwatch_alerter.rules import AlertRules, Resolved
+from tonerwatch_alerter.state import PrinterLabel
 from tonerwatch_alerter.store import BUCKET, StateStore
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler
@@ -58,7 +63,16 @@ class Settings(CommonSettings):
     )
     mail: tuple[MailConfig, ...] = Field(
         default=(),
-        description='JSON list: [{"name": "it", "host": "smtp.example.org", "sender": ..., "recipients": [...]}]',
+        description='JSON list: [{"name": "it", "host": "smtp.example.org", "sender": ..., "recipients": [...],'
+        ' "site_recipients": {"hq": [...]}, "digest_at": "07:30"}]',
+    )
+    public_url: str = Field(
+        default=DEFAULT_PUBLIC_URL,
+        pattern=r"^https?://",
+        description="Web UI address that mails link printers to",
+    )
+    digest_check_s: float = Field(
+        default=30.0, gt=0, description="How often to look for a due daily digest"
     )
 
     def context(self) -> Context:
@@ -103,31 +117,53 @@ class Sender(Protocol):
     async def send(self, event: Event) -> int: ...
 
 
-def channel_spec(subjects: Subjects, kind: str, config: ChannelConfig) -> ConsumerSpec:
-    """Return the durable consumer feeding one channel: alert events from now on, retried on its own."""
-    return ConsumerSpec(
-        durable=subjects.name(f"alerter_{kind}_{config.name}"),
-        filter_subject=f"{subjects.root}.*.alert.>",
-        # Longer than a delivery's own tries, so a slow receiver is not sent the event twice.
-        ack_wait_s=config.worst_case_s() + 30,
-        # A newly added channel starts with new alerts, not a week of history.
-        deliver_new_only=True,
-    )
+def channel_specs(subjects: Subjects, kind: str, config: ChannelConfig) -> list[ConsumerSpec]:
+    """Return the durable consumers feeding one channel: alert events (and swaps if wanted) from now on."""
+    filters = [("", f"{subjects.root}.*.alert.>")]
+    if config.replaced:
+        filters.append(("_replaced", subjects.filter(sj.SUPPLY_REPLACED)))
+    return [
+        ConsumerSpec(
+            durable=subjects.name(f"alerter_{kind}_{config.name}{suffix}"),
+            filter_subject=subject,
+            # Longer than a delivery's own tries, so a slow receiver is not sent the event twice.
+            ack_wait_s=config.worst_case_s() + 30,
+            # A newly added channel starts with new alerts, not a week of history.
+            deliver_new_only=True,
+        )
+        for suffix, subject in filters
+    ]
 
 
-def channel_handler(sender: Sender) -> Handler:
-    """Return a consumer handler that delivers wanted events; transient failures are retried by nak."""
+def channel_handler(
+    sender: Sender,
+    *,
+    channel: str | None = None,
+    ledger: Ledger | None = None,
+    digest: Digest | None = None,
+) -> Handler:
+    """Return a consumer handler that delivers wanted events once; transient failures are retried by nak."""
+    channel = channel or sender.config.name
 
     async def handle(event: Event, msg: Msg) -> None:
         if not sender.config.wants(event):
             return
+        eid = str(event.event_id)
+        if ledger is not None and await ledger.delivered(channel, eid):
+            return  # redelivered after a lost ack: already sent
         try:
-            await sender.send(event)
+            if digest is not None:
+                await digest.collect(event)
+            else:
+                await sender.send(event)
         except DeliveryFailed as exc:
             if not exc.permanent:
+                log.warning("channel %s: %s", channel, exc)
                 raise
             # The receiver refused it for good: redelivering cannot help; say so and move on.
-            log.error("channel %s dropped %s: %s", sender.config.name, event.event_id, exc)
+            log.error("channel %s dropped %s: %s", channel, event.event_id, exc)
+        if ledger is not None:
+            await ledger.record(channel, eid)
 
     return handle
 
@@ -148,12 +184,31 @@ async def run(
             (spec, processor.handle) for spec in consumer_specs(subjects, settings.ack_wait_s)
         ]
         http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
+        ledger = Ledger(await bus.key_value(ld.BUCKET, ttl_s=ld.TTL_S))
+
+        async def labels(printer_id: str) -> PrinterLabel | None:
+            state = (await store.load(printer_id)).state
+            return state.label() if state else None
+
         senders: list[tuple[str, Sender]] = [
             *(("webhook", WebhookSender(hook, http)) for hook in settings.webhooks),
-            *(("mail", MailSender(route)) for route in settings.mail),
+            *(
+                ("mail", MailSender(route, public_url=settings.public_url, labels=labels))
+                for route in settings.mail
+            ),
         ]
+        digests: list[Digest] = []
         for kind, sender in senders:
-            consumers.append((channel_spec(subjects, kind, sender.config), channel_handler(sender)))
+            digest = None
+            if isinstance(sender, MailSender) and sender.config.digest_at is not None:
+                kv = await bus.key_value(dg.BUCKET)
+                digest = Digest(sender, kv, instance=settings.instance)
+                digests.append(digest)
+            handler = channel_handler(
+                sender, channel=f"{kind}_{sender.config.name}", ledger=ledger, digest=digest
+            )
+            for spec in channel_specs(subjects, kind, sender.config):
+                consumers.append((spec, handler))
         for spec, _ in consumers:
             await bus.ensure_consumer(spec)
         if ready is not None:
@@ -163,6 +218,8 @@ async def run(
             for spec, handler in consumers:
                 timeout = spec.ack_wait_s
                 tg.create_task(bus.consume(spec, handler, stop=stop, handler_timeout_s=timeout))
+            for digest in digests:
+                tg.create_task(digest.run(stop, settings.digest_check_s))
         log.info(
             "alerter stopping: %d published, %d duplicates, %d write conflicts",
             processor.published,
@@ -174,4 +231,4 @@ async def run(
         await bus.drain()
 
 
-__all__ = ["Sender", "Settings", "channel_handler", "channel_spec", "consumer_specs", "run"]
+__all__ = ["Sender", "Settings", "channel_handler", "channel_specs", "consumer_specs", "run"]

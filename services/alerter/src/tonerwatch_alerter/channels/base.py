@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from tonerwatch_alerter.rules import Severity
-from tonerwatch_shared.events import AlertResolved, Event, ThresholdCrossed
+from tonerwatch_shared.events import AlertResolved, Event, SupplyReplaced, ThresholdCrossed
 
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
@@ -27,17 +27,20 @@ class ChannelConfig(BaseModel):
     sites: tuple[str, ...] = Field(default=(), description="Only these sites; empty: all")
     min_severity: Severity = "warning"
     resolved: bool = Field(default=True, description="Also send AlertResolved")
+    replaced: bool = Field(default=False, description="Also send SupplyReplaced (new cartridges)")
     attempts: int = Field(default=3, ge=1, le=10, description="Tries per delivery before a nak")
     backoff_s: float = Field(default=0.5, ge=0)
     max_backoff_s: float = Field(default=10.0, ge=0)
     timeout_s: float = Field(default=10.0, gt=0)
 
     def wants(self, event: Event) -> bool:
-        """Return whether this channel is sent event (crossings at min_severity or above, resolutions)."""
+        """Return whether this channel is sent event (crossings at min_severity or above, resolutions, swaps)."""
         if self.sites and event.site_id not in self.sites:
             return False
         if isinstance(event, ThresholdCrossed):
             return SEVERITY_RANK[event.severity] >= SEVERITY_RANK[self.min_severity]
+        if isinstance(event, SupplyReplaced):
+            return self.replaced
         return self.resolved and isinstance(event, AlertResolved)
 
     def backoff(self, attempt: int) -> float:

@@ -1,26 +1,38 @@
-"""Mail channel: one plain-text message per alert event over SMTP (aiosmtplib), retried with back-off.
+"""Mail channel: one message per alert event (or a daily digest) over SMTP (aiosmtplib), retried with back-off.
 
-The Message-ID derives from the event id, so a message sent twice (a retry after a lost reply) is
-recognisably the same message to mail clients that thread or dedupe.
+Each message is multipart/alternative (plain text and HTML) with the supply, level, days left, part
+number and a link to the printer in the web UI. The Message-ID derives from the event id, so a
+message sent twice (a retry after a lost reply) is recognisably the same message to mail clients
+that thread or dedupe. Recipients are chosen per site, with a default list for the other sites.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import random
-from collections.abc import Awaitable, Callable
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import time
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any, Literal
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiosmtplib
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from tonerwatch_alerter.channels.base import ChannelConfig, DeliveryFailed
-from tonerwatch_shared.events import AlertResolved, Event, ThresholdCrossed
+from tonerwatch_alerter.state import PrinterLabel
+from tonerwatch_shared.events import AlertResolved, Event, SupplyReplaced, ThresholdCrossed
 
 log = logging.getLogger(__name__)
+
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+Address = str
+LabelLookup = Callable[[str], Awaitable[PrinterLabel | None]]
 
 
 class MailConfig(ChannelConfig):
@@ -32,54 +44,150 @@ class MailConfig(ChannelConfig):
     username: str | None = None
     password: SecretStr | None = None
     sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
-    recipients: tuple[str, ...] = Field(min_length=1)
+    recipients: tuple[Address, ...] = Field(default=(), description="Default recipients")
+    site_recipients: dict[str, tuple[Address, ...]] = Field(
+        default_factory=dict, description="Per site: who gets that site's alerts instead"
+    )
     validate_certs: bool = True
+    ca_file: str | None = Field(default=None, description="PEM bundle of a private CA")
+    digest_at: time | None = Field(
+        default=None, description='Send one digest a day per site at this time ("07:30")'
+    )
+    digest_timezone: str = Field(default="UTC", description="Zone of digest_at (IANA name)")
+
+    @model_validator(mode="after")
+    def _someone_to_tell(self) -> MailConfig:
+        if not self.recipients and not any(self.site_recipients.values()):
+            raise ValueError("a mail route needs recipients or site_recipients")
+        return self
+
+    @field_validator("digest_timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    def recipients_for(self, site_id: str) -> tuple[Address, ...]:
+        """Return who gets mail about site_id: the site's own list, else the default list."""
+        return self.site_recipients.get(site_id) or self.recipients
+
+    def wants(self, event: Event) -> bool:
+        """Return whether event is mailed: the channel's filter, and someone to send it to."""
+        return super().wants(event) and bool(self.recipients_for(event.site_id))
+
+    def zone(self) -> ZoneInfo:
+        """Return the time zone digests are scheduled in."""
+        return ZoneInfo(self.digest_timezone)
 
 
-def render(event: Event, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
-    """Return the mail announcing event."""
-    msg = EmailMessage()
-    printer = getattr(event, "printer_id", "?")
+def printer_url(public_url: str, printer_id: str) -> str:
+    """Return the web UI page of a printer (the api's /printers/{printer_id})."""
+    return f"{public_url.rstrip('/')}/printers/{quote(printer_id, safe='')}"
+
+
+def subject_of(event: Event, label: PrinterLabel | None = None) -> str:
+    """Return the mail subject for event: the alert's own one-line message."""
+    title = label.title() if label else getattr(event, "printer_id", "?")
     if isinstance(event, ThresholdCrossed):
-        subject = f"[TonerWatch] {event.severity.upper()}: {event.message} ({printer})"
-        lines = [
-            event.message,
-            "",
-            f"Printer:   {printer}",
-            f"Site:      {event.site_id}",
-            f"Alert:     {event.rule} ({event.severity})",
-        ]
+        return event.message
+    if isinstance(event, AlertResolved):
+        return f"Resolved: {event.message or event.rule}"
+    if isinstance(event, SupplyReplaced):
+        change = f"{event.previous_percent:g}% → " if event.previous_percent is not None else ""
+        level = f" {change}{event.percent:g}%" if event.percent is not None else ""
+        return f"Replaced: {title} — {event.description}{level}"
+    return f"{type(event).__name__}: {title}"
+
+
+def facts(event: Event, label: PrinterLabel | None) -> list[tuple[str, str]]:
+    """Return the (field, value) rows both bodies show for event."""
+    printer_id = str(getattr(event, "printer_id", "?"))
+    rows: list[tuple[str, str]] = [
+        ("Printer", label.name or label.model or printer_id if label else printer_id)
+    ]
+    if label and label.model and label.name:
+        rows.append(("Model", label.model))
+    if label and label.location:
+        rows.append(("Location", label.location))
+    rows.append(("Site", event.site_id))
+    if isinstance(event, ThresholdCrossed):
+        rows.append(("Alert", f"{event.rule} ({event.severity})"))
         if event.supply_description or event.supply_index:
-            lines.append(f"Supply:    {event.supply_description or event.supply_index}")
-        if event.part_number:
-            lines.append(f"Part:      {event.part_number}")
+            rows.append(("Supply", event.supply_description or f"supply {event.supply_index}"))
         if event.percent is not None:
-            lines.append(f"Level:     {event.percent:g}%")
+            rows.append(("Level", f"{event.percent:g}%"))
+        if event.threshold is not None and event.rule != "forecast":
+            rows.append(("Threshold", f"{event.threshold:g}%"))
         if event.days_to_empty is not None:
-            lines.append(f"Days left: ~{event.days_to_empty:g}")
+            rows.append(("Days left", f"about {event.days_to_empty:g}"))
+        if event.part_number:
+            rows.append(("Part number", event.part_number))
     elif isinstance(event, AlertResolved):
-        subject = f"[TonerWatch] resolved: {event.message or event.rule} ({printer})"
-        lines = [
-            f"Resolved: {event.message or event.rule}",
-            "",
-            f"Printer:   {printer}",
-            f"Site:      {event.site_id}",
-            f"Alert:     {event.rule}",
-        ]
-    else:
-        subject = f"[TonerWatch] {type(event).__name__} ({printer})"
-        lines = [event.model_dump_json(indent=2)]
-    lines += [f"Time:      {event.occurred_at.isoformat(timespec='seconds')}", ""]
-    lines.append(f"Alert id {getattr(event, 'alert_id', '-')}, event {event.event_id}")
+        rows.append(("Alert", f"{event.rule} (resolved)"))
+    elif isinstance(event, SupplyReplaced):
+        rows.append(("Supply", event.description or event.supply_index))
+        if event.percent is not None:
+            rows.append(("Level", f"{event.percent:g}%"))
+        if event.part_number:
+            rows.append(("Part number", event.part_number))
+    rows.append(("Time", event.occurred_at.isoformat(timespec="seconds")))
+    return rows
+
+
+def _text(headline: str, rows: Sequence[tuple[str, str]], link: str, footer: str) -> str:
+    width = max(len(k) for k, _ in rows) + 2
+    lines = [headline, ""]
+    lines += [f"{k + ':':<{width}}{v}" for k, v in rows]
+    lines += ["", f"Printer page: {link}", "", footer, ""]
+    return "\n".join(lines)
+
+
+def _html(headline: str, rows: Sequence[tuple[str, str]], link: str, footer: str) -> str:
+    e = html.escape
+    cells = "\n".join(
+        f'<tr><th align="left" style="padding-right:1em">{e(k)}</th><td>{e(v)}</td></tr>'
+        for k, v in rows
+    )
+    return (
+        '<!DOCTYPE html>\n<html><body style="font-family:sans-serif">\n'
+        f"<h2>{e(headline)}</h2>\n<table>\n{cells}\n</table>\n"
+        f'<p><a href="{e(link, quote=True)}">Open the printer in TonerWatch</a></p>\n'
+        f'<p style="color:#777;font-size:small">{e(footer)}</p>\n</body></html>\n'
+    )
+
+
+def _headers(msg: EmailMessage, sender: str, recipients: Sequence[str], subject: str) -> None:
     msg["Subject"] = subject
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
+
+
+def render(
+    event: Event,
+    sender: str,
+    recipients: Sequence[str],
+    *,
+    label: PrinterLabel | None = None,
+    public_url: str = DEFAULT_PUBLIC_URL,
+) -> EmailMessage:
+    """Return the mail announcing event: plain text and HTML alternatives."""
+    msg = EmailMessage()
+    subject = subject_of(event, label)
+    rows = facts(event, label)
+    link = printer_url(public_url, str(getattr(event, "printer_id", "")))
+    aid = getattr(event, "alert_id", None)
+    footer = f"Alert id {aid or '-'}, event {event.event_id}"
+    _headers(msg, sender, recipients, subject)
     msg["Date"] = format_datetime(event.occurred_at)
     msg["Message-ID"] = f"<{event.event_id}@tonerwatch>"
     msg["X-TonerWatch-Event-Id"] = str(event.event_id)
-    if alert_id := getattr(event, "alert_id", None):
-        msg["X-TonerWatch-Alert-Id"] = alert_id
-    msg.set_content("\n".join(lines))
+    if aid:
+        msg["X-TonerWatch-Alert-Id"] = aid
+    msg.set_content(_text(subject, rows, link, footer))
+    msg.add_alternative(_html(subject, rows, link, footer), subtype="html")
     return msg
 
 
@@ -93,17 +201,44 @@ class MailSender:
         self,
         config: MailConfig,
         *,
+        public_url: str = DEFAULT_PUBLIC_URL,
+        labels: LabelLookup | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         send: SendFn = aiosmtplib.send,
     ) -> None:
         self.config = config
+        self.public_url = public_url
+        self.labels = labels
         self.sleep = sleep
         self._send = send
+
+    async def label(self, printer_id: str) -> PrinterLabel | None:
+        """Return what the alerter knows of a printer's name and place (None if nothing)."""
+        if self.labels is None:
+            return None
+        try:
+            return await self.labels(printer_id)
+        except Exception as exc:  # a name lookup must never stop an alert going out
+            log.warning("mail %s: no label for %s: %r", self.config.name, printer_id, exc)
+            return None
 
     async def send(self, event: Event) -> int:
         """Send the mail for event until the server takes it; return the attempts used or raise DeliveryFailed."""
         cfg = self.config
-        message = render(event, cfg.sender, cfg.recipients)
+        printer_id = getattr(event, "printer_id", None)
+        label = await self.label(printer_id) if isinstance(printer_id, str) else None
+        message = render(
+            event,
+            cfg.sender,
+            cfg.recipients_for(event.site_id),
+            label=label,
+            public_url=self.public_url,
+        )
+        return await self.deliver(message)
+
+    async def deliver(self, message: EmailMessage) -> int:
+        """Hand message to the SMTP server, retrying transient failures; return the attempts used."""
+        cfg = self.config
         reason = ""
         for attempt in range(1, cfg.attempts + 1):
             try:
@@ -117,8 +252,16 @@ class MailSender:
                     password=cfg.password.get_secret_value() if cfg.password else None,
                     timeout=cfg.timeout_s,
                     validate_certs=cfg.validate_certs,
+                    cert_bundle=cfg.ca_file,
                 )
                 return attempt
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                # Trying the same password again only risks a lockout; the consumer's slower
+                # redelivery keeps the alert until the password is fixed.
+                raise DeliveryFailed(
+                    f"{cfg.name}: {cfg.host}:{cfg.port} refused the login of user "
+                    f"{cfg.username!r} (SMTP {exc.code} {exc.message}); check username and password"
+                ) from exc
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 codes = [r.code for r in exc.recipients]
                 reason = f"recipients refused {codes}"
@@ -126,10 +269,32 @@ class MailSender:
                     raise DeliveryFailed(f"{cfg.name}: {reason}", permanent=True) from exc
             except aiosmtplib.SMTPResponseException as exc:
                 reason = f"SMTP {exc.code} {exc.message}"
-                # RFC 5321: 5yz is a permanent refusal (bad auth, policy); 4yz means try later.
+                # RFC 5321: 5yz is a permanent refusal (policy); 4yz means try later.
                 if exc.code >= 500:
                     raise DeliveryFailed(f"{cfg.name}: {reason}", permanent=True) from exc
-            except (aiosmtplib.SMTPException, OSError) as exc:
+            except aiosmtplib.SMTPNotSupported as exc:
+                raise DeliveryFailed(
+                    f"{cfg.name}: {cfg.host}:{cfg.port} cannot do what the route asks: {exc}"
+                ) from exc
+            except aiosmtplib.SMTPException as exc:
+                if cfg.username and "AUTH" in str(exc):
+                    # The server offers no login (often: only after STARTTLS, or not at all).
+                    raise DeliveryFailed(
+                        f"{cfg.name}: {cfg.host}:{cfg.port} offers no login for user "
+                        f"{cfg.username!r} ({exc}); check security (starttls/tls) and port"
+                    ) from exc
+                if bad_cert := _cert_error(exc):
+                    raise DeliveryFailed(
+                        f"{cfg.name}: certificate of {cfg.host}:{cfg.port} not trusted "
+                        f"({bad_cert.verify_message}); set ca_file or fix the server's certificate"
+                    ) from exc
+                reason = f"{type(exc).__name__}: {exc}"
+            except OSError as exc:
+                if bad_cert := _cert_error(exc):
+                    raise DeliveryFailed(
+                        f"{cfg.name}: certificate of {cfg.host}:{cfg.port} not trusted "
+                        f"({bad_cert.verify_message}); set ca_file or fix the server's certificate"
+                    ) from exc
                 reason = f"{type(exc).__name__}: {exc}"
             if attempt < cfg.attempts:
                 delay = cfg.backoff(attempt)
@@ -138,4 +303,22 @@ class MailSender:
         raise DeliveryFailed(f"{cfg.name}: {reason} after {cfg.attempts} attempts")
 
 
-__all__ = ["MailConfig", "MailSender", "render"]
+def _cert_error(exc: BaseException | None) -> ssl.SSLCertVerificationError | None:
+    """Return the certificate verification failure behind exc, if that is what it is."""
+    for _ in range(5):  # aiosmtplib wraps the ssl error in its own connect errors
+        if exc is None or isinstance(exc, ssl.SSLCertVerificationError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+__all__ = [
+    "DEFAULT_PUBLIC_URL",
+    "LabelLookup",
+    "MailConfig",
+    "MailSender",
+    "facts",
+    "printer_url",
+    "render",
+    "subject_of",
+]

@@ -1,0 +1,292 @@
+"""Daily mail digest: a route's alerts of the day, per site, in one message at a set hour.
+
+Alerts are collected in the ALERTER_DIGEST KV bucket, one key per (route, site), written with
+compare-and-set so replicas do not lose each other's additions. At the digest hour a replica claims
+the pending alerts (moves them into `sending` with its name and the time), sends the mail and
+clears the claim. A replica that dies mid-send leaves a claim that goes stale; whoever finds it
+sends the same digest (same Message-ID) again, so nothing collected is lost. The clock is injected:
+tests move it, nothing waits for a real day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+import nats.errors
+import nats.js.errors
+from nats.js.kv import KeyValue
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+
+from tonerwatch_alerter.channels.base import DeliveryFailed
+from tonerwatch_alerter.channels.mail import MailSender, facts, printer_url, subject_of
+from tonerwatch_alerter.state import PrinterLabel
+from tonerwatch_shared.events import (
+    AlertResolved,
+    Event,
+    ThresholdCrossed,
+    UnreadableEvent,
+    parse_event,
+)
+
+log = logging.getLogger(__name__)
+
+BUCKET = "ALERTER_DIGEST"
+MAX_ITEMS = 500  # per site and day; a fleet-wide outage must not grow a key without bound
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+class Sending(BaseModel):
+    """A digest claimed for sending: its day, its alerts, who claimed it and when."""
+
+    day: date
+    items: list[str]
+    claimed_by: str
+    claimed_at: AwareDatetime
+
+
+class DigestBox(BaseModel):
+    """One route's digest state for one site."""
+
+    pending: list[str] = Field(default_factory=list, description="Event JSON, oldest first")
+    dropped: int = 0
+    sending: Sending | None = None
+    last_day: date | None = Field(default=None, description="Day of the last digest handled")
+
+
+def due_day(now: datetime, sender: MailSender, last_day: date | None) -> date | None:
+    """Return the day whose digest is due at now (local to the route's zone), or None."""
+    at = sender.config.digest_at
+    if at is None:
+        return None
+    local = now.astimezone(sender.config.zone())
+    if local.time() < at or last_day == local.date():
+        return None
+    return local.date()
+
+
+def render_digest(
+    sender: MailSender,
+    site: str,
+    day: date,
+    events: Sequence[Event],
+    labels: dict[str, PrinterLabel | None],
+    *,
+    sent_at: datetime,
+) -> EmailMessage:
+    """Return the digest mail for one site and day: every alert, worst first, in text and HTML."""
+    cfg = sender.config
+    raised = [e for e in events if isinstance(e, ThresholdCrossed)]
+    raised.sort(key=lambda e: (SEVERITY_ORDER.get(e.severity, 9), e.occurred_at))
+    others = sorted((e for e in events if not isinstance(e, ThresholdCrossed)), key=_at)
+    resolved = sum(isinstance(e, AlertResolved) for e in others)
+    counts = f"{len(raised)} alert{'s' if len(raised) != 1 else ''}"
+    if resolved:
+        counts += f", {resolved} resolved"
+    subject = f"TonerWatch daily digest, site {site}, {day.isoformat()}: {counts}"
+    text_lines = [subject, ""]
+    html_items = []
+    for event in [*raised, *others]:
+        label = labels.get(str(getattr(event, "printer_id", "")))
+        line = subject_of(event, label)
+        link = printer_url(sender.public_url, str(getattr(event, "printer_id", "")))
+        extras = [
+            f"{k.lower()} {v}"
+            for k, v in facts(event, label)
+            if k in ("Part number", "Days left") and v
+        ]
+        when = event.occurred_at.astimezone(cfg.zone()).strftime("%H:%M")
+        detail = f" ({', '.join(extras)})" if extras else ""
+        text_lines += [f"- {when} {line}{detail}", f"  {link}"]
+        html_items.append(
+            f'<li>{when} <a href="{html.escape(link, quote=True)}">{html.escape(line)}</a>'
+            f"{html.escape(detail)}</li>"
+        )
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = cfg.sender
+    msg["To"] = ", ".join(cfg.recipients_for(site))
+    msg["Date"] = format_datetime(sent_at)
+    msg["Message-ID"] = f"<digest.{cfg.name}.{site}.{day.isoformat()}@tonerwatch>"
+    msg.set_content("\n".join([*text_lines, ""]))
+    msg.add_alternative(
+        '<!DOCTYPE html>\n<html><body style="font-family:sans-serif">\n'
+        f"<h2>{html.escape(subject)}</h2>\n<ul>\n"
+        + "\n".join(html_items)
+        + "\n</ul>\n</body></html>\n",
+        subtype="html",
+    )
+    return msg
+
+
+def _at(event: Event) -> datetime:
+    return event.occurred_at
+
+
+class Digest:
+    """Collects a mail route's alerts per site and sends each site one digest a day."""
+
+    def __init__(
+        self,
+        sender: MailSender,
+        kv: KeyValue,
+        *,
+        instance: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.sender = sender
+        self.kv = kv
+        self.instance = instance
+        self.clock = clock
+        self.sent = 0
+
+    @property
+    def name(self) -> str:
+        """Return the route's name."""
+        return self.sender.config.name
+
+    def key(self, site: str) -> str:
+        """Return the KV key of this route's digest for site."""
+        return f"{self.name}.{site}"
+
+    async def _load(self, key: str) -> tuple[DigestBox, int]:
+        try:
+            entry = await self.kv.get(key)
+        except nats.js.errors.KeyDeletedError as exc:
+            return DigestBox(), exc.entry.revision if exc.entry and exc.entry.revision else 0
+        except nats.js.errors.KeyNotFoundError:
+            return DigestBox(), 0
+        try:
+            return DigestBox.model_validate_json(entry.value or b"{}"), entry.revision or 0
+        except ValidationError as exc:
+            log.warning("digest %s: unreadable state, starting afresh: %s", key, exc)
+            return DigestBox(), entry.revision or 0
+
+    async def _save(self, key: str, box: DigestBox, revision: int) -> int | None:
+        """Write box if key is still at revision; return the new revision, or None on a conflict."""
+        try:
+            return await self.kv.update(key, box.model_dump_json().encode(), last=revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return None
+
+    async def collect(self, event: Event) -> None:
+        """Add event to its site's pending digest (once, however often it is delivered)."""
+        key = self.key(event.site_id)
+        raw = event.model_dump_json()
+        for _ in range(20):
+            box, rev = await self._load(key)
+            items = [*box.pending, *(box.sending.items if box.sending else [])]
+            if any(str(event.event_id) in item for item in items):
+                return
+            box.pending.append(raw)
+            if len(box.pending) > MAX_ITEMS:
+                box.dropped += len(box.pending) - MAX_ITEMS
+                box.pending = box.pending[-MAX_ITEMS:]
+            if await self._save(key, box, rev) is not None:
+                return
+            await asyncio.sleep(0.01)
+        raise DeliveryFailed(f"digest {key}: too many concurrent writers")
+
+    async def sites(self) -> list[str]:
+        """Return the sites this route has digest state for."""
+        try:
+            keys = await self.kv.keys()
+        except nats.js.errors.NoKeysError:
+            return []
+        prefix = f"{self.name}."
+        return sorted(k[len(prefix) :] for k in keys if k.startswith(prefix))
+
+    async def flush(self) -> int:
+        """Send every digest that is due now; return how many were sent."""
+        sent = 0
+        for site in await self.sites():
+            try:
+                sent += await self._flush_site(site)
+            except DeliveryFailed as exc:
+                # Left claimed: the next tick (or another replica, once stale) tries again.
+                log.warning("digest %s: %s", self.key(site), exc)
+        self.sent += sent
+        return sent
+
+    async def _flush_site(self, site: str) -> int:
+        key = self.key(site)
+        now = self.clock()
+        box, rev = await self._load(key)
+        if box.sending is None:
+            day = due_day(now, self.sender, box.last_day)
+            if day is None:
+                return 0
+            if not box.pending:
+                box.last_day = day  # a quiet day: no mail
+                await self._save(key, box, rev)
+                return 0
+            box.sending = Sending(
+                day=day, items=box.pending, claimed_by=self.instance, claimed_at=now
+            )
+            box.pending = []
+        else:
+            stale = box.sending.claimed_at + timedelta(
+                seconds=self.sender.config.worst_case_s() + 60
+            )
+            if box.sending.claimed_by != self.instance and now < stale:
+                return 0  # another replica is sending it right now
+            box.sending = box.sending.model_copy(
+                update={"claimed_by": self.instance, "claimed_at": now}
+            )
+        rev2 = await self._save(key, box, rev)
+        if rev2 is None:
+            return 0  # someone else moved it on; look again next tick
+        claim = box.sending
+        events = _parse(claim.items)
+        labels = {
+            pid: await self.sender.label(pid)
+            for pid in {str(getattr(e, "printer_id", "")) for e in events}
+        }
+        message = render_digest(self.sender, site, claim.day, events, labels, sent_at=now)
+        try:
+            await self.sender.deliver(message)
+        except DeliveryFailed as exc:
+            if not exc.permanent:
+                raise
+            log.error("digest %s for %s dropped: %s", key, claim.day, exc)
+        await self._release(key, claim.day)
+        return 1
+
+    async def _release(self, key: str, day: date) -> None:
+        """Clear the claim after sending, keeping whatever was collected meanwhile."""
+        for _ in range(20):
+            box, rev = await self._load(key)
+            box.sending = None
+            box.last_day = day
+            if await self._save(key, box, rev) is not None:
+                return
+        log.error("digest %s: could not clear the claim; it will be sent again", key)
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 30.0) -> None:
+        """Check for due digests every interval_s until stop is set."""
+        while not stop.is_set():
+            try:
+                await self.flush()
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("digest %s: %r", self.name, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+
+
+def _parse(items: Sequence[str]) -> list[Event]:
+    out = []
+    for raw in items:
+        try:
+            out.append(parse_event(raw))
+        except UnreadableEvent as exc:
+            log.error("digest: dropped unreadable item: %s", exc)
+    return out
+
+
+__all__ = ["BUCKET", "Digest", "DigestBox", "due_day", "render_digest"]
