@@ -40,7 +40,7 @@ async def test_first_poll_parses_like_the_whole_recording(
 @pytest.mark.recordings
 @pytest.mark.parametrize(
     ("name", "budget"),
-    [("jetdirect_m252dw", 3100), ("canonprinter_tm", 2600), ("konica_c250i", 3500)],
+    [("jetdirect_m252dw", 3000), ("canonprinter_tm", 2200), ("konica_c250i", 2700)],
 )
 async def test_colour_printer_first_poll_fits_three_round_trips_and_the_byte_budget(
     client: SnmpClient, snmp_agent: SnmpSimulator, name: str, budget: int
@@ -54,22 +54,26 @@ async def test_colour_printer_first_poll_fits_three_round_trips_and_the_byte_bud
 
 
 @pytest.mark.recordings
-async def test_hp_m252dw_first_poll_under_3000_bytes_with_community_public(
-    client: SnmpClient, printer_walks_dir: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("name", "steady_budget"),
+    [("jetdirect_m252dw", 600), ("konica_c250i", 700), ("ricoh_mpc3002", 800)],
+)
+async def test_colour_printer_first_poll_under_3000_bytes_with_community_public(
+    client: SnmpClient, printer_walks_dir: Path, tmp_path: Path, name: str, steady_budget: int
 ) -> None:
     # snmpsim picks a recording by community, so the shared agent's communities are the file
     # names ("jetdirect_m252dw", 10 octets more than "public" in every message). A printer
     # answering to "public" is what the byte budget is about.
-    (tmp_path / "public.snmprec").symlink_to(printer_walks_dir / "jetdirect_m252dw.snmprec")
+    (tmp_path / "public.snmprec").symlink_to(printer_walks_dir / f"{name}.snmprec")
     async with SnmpSimulator([tmp_path / "public.snmprec"]) as agent:
         target = agent.target("public")
         first = await poll_printer(client, target)
         steady = await poll_printer(client, target, first.plan)
     assert first.round_trips <= 3
     assert first.bytes_sent + first.bytes_received < 3000
-    assert steady.requests == 1 and steady.bytes_sent + steady.bytes_received < 600
+    assert steady.requests == 1 and steady.bytes_sent + steady.bytes_received < steady_budget
     assert parse_snapshot(first.values) == parse_snapshot(
-        load_snmprec(printer_walks_dir / "jetdirect_m252dw.snmprec")
+        load_snmprec(printer_walks_dir / f"{name}.snmprec")
     )
 
 

@@ -3,8 +3,11 @@
 Round 1 walks every table from its first wanted column with a GETBULK sized to a usual printer
 (a table's first column lists its rows), the system scalars riding as non-repeaters. Round 2
 reads the other wanted columns with repetitions equal to the rows found, so no answer runs past
-a column's end, and beside them GETs the private scalars of the vendor sysObjectID names.
-Round 3 only happens for tables longer than the first guess (or answers the agent cut short).
+a column's end, with the private scalars of the vendor sysObjectID names as non-repeaters.
+A walk that steps from one column to a later one (or out of the table) shows the columns in
+between absent: they are not asked. Tables and columns the parser reads only through another
+(colorants, tray descriptions) wait for it. Round 3 only happens for tables longer than the
+first guess (or answers the agent cut short).
 """
 
 from __future__ import annotations
@@ -33,11 +36,25 @@ FIRST_REPETITIONS: Mapping[str, int] = {
     "1.3.6.1.2.1.2.2.1": 5,  # ifEntry: loopback, Ethernet, Wi-Fi, ...
     "1.3.6.1.2.1.43.10.2.1": 2,  # prtMarkerEntry: one marker
     "1.3.6.1.2.1.43.5.1.1": 2,  # prtGeneralEntry: one printer
-    "1.3.6.1.2.1.25.3.2.1": 2,  # hrDeviceEntry: the printer first
+    "1.3.6.1.2.1.25.3.2.1": 6,  # hrDeviceEntry: the printer first
     "1.3.6.1.2.1.25.3.5.1": 2,  # hrPrinterEntry: one printer
     "1.3.6.1.2.1.43.18.1.1": 1,  # prtAlertEntry: often empty
 }
 DEFAULT_FIRST_REPETITIONS = 7
+# Columns the parser reads only for rows that lack another one: asked after that column is
+# read, and only when some row lacks it (prtInputDescription names a tray without a
+# prtInputName; the HP M252dw and Ricoh MP C3002 have names). From the third round on they go
+# beside their primary column, so a long table still finishes in three round trips.
+FALLBACK_COLUMNS: Mapping[str, Mapping[int, int]] = {
+    "1.3.6.1.2.1.43.8.2.1": {18: 13},
+}
+# Tables that only matter through a column of another table: read from round 2 on, and only
+# when round 1 did not show that column absent. prtMarkerColorantTable names colours only for
+# supplies with a prtMarkerSuppliesColorantIndex (RFC 3805); none of the recordings has it, and
+# walked blind it runs into whatever follows (Konica C250i: seven IPv6 rows, 300 octets).
+NEEDED_THROUGH: Mapping[str, tuple[str, int]] = {
+    "1.3.6.1.2.1.43.12.1.1": ("1.3.6.1.2.1.43.11.1.1", 3),
+}
 # A printer table has tens of rows; more means a looping agent.
 MAX_ROWS = 500
 MAX_ROUNDS = 40
@@ -151,6 +168,15 @@ class Table:
             tables.append(cls(entry, columns, _lead_cursor=f"{entry}.{min(cols)}"))
         return tables
 
+    def lacks(self, number: int) -> bool:
+        """True once the walk has shown this column has no rows here."""
+        c = self.columns.get(number)
+        return c is not None and c.done and not c.values
+
+    def absent(self) -> None:
+        """Ends the table unread: nothing in it is needed."""
+        self._end_lead(None)
+
     @property
     def done(self) -> bool:
         """True once every wanted column is read (or the table turned out absent)."""
@@ -169,13 +195,20 @@ class Table:
             return None
         return self._lead_cursor, len(self._lead_values)
 
-    def column_requests(self) -> list[tuple[list[Column], int]]:
+    def column_requests(self, defer_fallbacks: bool = False) -> list[tuple[list[Column], int]]:
         """Columns still to read with their exact rows left; adjacent unread ones share a walk."""
         if self.rows is None:
             return []
         out: list[tuple[list[Column], int]] = []
         run: list[Column] = []
+        fallbacks = FALLBACK_COLUMNS.get(self.entry, {})
         for c in self.columns.values():
+            primary = self.columns.get(fallbacks.get(c.number, 0))
+            if not c.done and primary is not None:
+                if primary.done and len(primary.values) >= len(self.rows):
+                    c.done = True  # every row has the primary column: not needed
+                elif defer_fallbacks and not primary.done:
+                    continue
             if c.done:
                 continue
             left = len(self.rows) - len(c.values)
@@ -200,6 +233,14 @@ class Table:
             return None
         return int(column), index
 
+    def _skipped(self, after: int, reached: int | None) -> None:
+        """Marks wanted columns strictly between two an answer stepped over as absent."""
+        # GETNEXT returns the next object there is: stepping from column `after` to column
+        # `reached` (None: out of the table) proves every column in between has no rows.
+        for c in self.columns.values():
+            if c.number > after and (reached is None or c.number < reached) and not c.values:
+                c.done = True
+
     def feed_lead(self, varbinds: Sequence[tuple[str, SnmpValue]]) -> None:
         """Takes a GETBULK answer for the first-column walk; learns the rows when it ends."""
         for oid, value in varbinds:
@@ -209,6 +250,10 @@ class Table:
                 return
             if where is None:
                 self._end_lead(None)
+                if self.lead and (
+                    isinstance(value, Missing) or oid_key(oid) > oid_key(self._lead_cursor)
+                ):
+                    self._skipped(self.lead, None)
                 return
             col, _index = where
             if not self.lead:
@@ -217,6 +262,7 @@ class Table:
                 # Past the first column: its rows are the table's rows. Keep what overran
                 # into the next wanted column (it is that column's first rows).
                 self._end_lead(None)
+                self._skipped(self.lead, col)
                 self._feed_column(oid, value, col)
                 continue
             self._lead_values[oid] = value
@@ -266,6 +312,12 @@ class Table:
             where = None if isinstance(value, Missing) else self._column_of(oid)
             column = by_number.get(where[0]) if where is not None else None
             if column is None or oid_key(oid) <= oid_key(column.cursor):
+                last = run[-1]
+                if isinstance(value, Missing) or oid_key(oid) > oid_key(last.cursor):
+                    # Stepped past the run: the columns it jumped over are absent too.
+                    beyond = where[0] if where is not None else None
+                    if beyond is None or beyond > last.number:
+                        self._skipped(last.number, beyond)
                 for c in run:
                     c.done = True
                 return
@@ -280,9 +332,9 @@ class Table:
                 column.done = True
 
 
-def _repetitions(table: Table, round_no: int, seen: int) -> int:
-    """Repetitions for a first-column walk: the table's usual size, then twice what was seen."""
-    if round_no == 0:
+def _repetitions(table: Table, first: bool, seen: int) -> int:
+    """Repetitions for a first-column walk: the table's usual size, then four times what was seen."""
+    if first:
         return FIRST_REPETITIONS.get(table.entry, DEFAULT_FIRST_REPETITIONS)
     return max(16, 4 * seen)
 
@@ -366,55 +418,75 @@ async def learn_tables(
 ) -> tuple[dict[str, SnmpValue], list[str]]:
     """The learn values of a v2c/v3 printer (scalars and columns), and anomalies met on the way."""
     tables = Table.group(columns)
+    by_entry = {t.entry: t for t in tables}
+    waiting = {e: r for e, r in NEEDED_THROUGH.items() if e in by_entry and r[0] in by_entry}
+    started: set[str] = set()
+    guesses: dict[str, int] = {}
     first_scalars, private, _covered = split_scalars(scalars, columns)
     values: dict[str, SnmpValue] = {}
     scalar_stats, walk_stats = IoStats(), IoStats()
 
     # Values walks ran into past their tables' ends: a private scalar among them is not asked.
     spilled: dict[str, SnmpValue] = {}
-    first_round = asyncio.Event()
+    # Scalars to read in round 2: identity ones round 1 missed, then the vendor's private ones.
+    later: list[str] = []
+    leftover: asyncio.Task[None] | None = None
 
-    async def read_scalars() -> None:
-        await first_round.wait()
-        missed = [o for o in first_scalars if o not in values]
-        if missed:
-            values.update(await client.get(target, missed, stats=scalar_stats))
+    def scalars_for_round_two() -> list[str]:
         wanted = private_for(private, vendor_enterprise(values))
         values.update({o: spilled[o] for o in wanted if o in spilled})
-        wanted = [o for o in wanted if o not in spilled]
-        if wanted:
-            values.update(await client.get(target, wanted, stats=scalar_stats))
+        missed = [o for o in first_scalars if o not in values]
+        return [*missed, *(o for o in wanted if o not in spilled)]
+
+    async def get_scalars(oids_: list[str]) -> None:
+        values.update(await client.get(target, oids_, stats=scalar_stats))
 
     async def walk() -> None:
+        nonlocal leftover
         for round_no in range(MAX_ROUNDS):
+            if round_no == 1:
+                later.extend(scalars_for_round_two())
+            elif round_no == 2 and later:
+                # Cut from a truncated answer: a GET beside round 3, not a round of its own.
+                unread = [o for o in later if o not in values]
+                if unread:
+                    leftover = asyncio.ensure_future(get_scalars(unread))
             jobs: list[tuple[str, int, _Owner]] = []
             for t in tables:
+                through = waiting.get(t.entry)
+                if through is not None:
+                    if round_no == 0:
+                        continue
+                    del waiting[t.entry]
+                    referrer, column = through
+                    if by_entry[referrer].lacks(column):
+                        t.absent()
+                    else:
+                        # As many rows as distinct references seen so far: usually all.
+                        refs = by_entry[referrer].columns[column].values.values()
+                        guesses[t.entry] = max(1, len(set(map(str, refs))))
                 lead = t.lead_request()
                 if lead is not None:
                     cursor, seen = lead
-                    # Round 1 guesses; a longer table's next round asks for plenty.
-                    jobs.append((cursor, _repetitions(t, round_no, seen), t))
-                for run, left in t.column_requests():
+                    # The first ask guesses; a longer table's next round asks for plenty.
+                    first = t.entry not in started
+                    reps = guesses.get(t.entry) if first else None
+                    jobs.append((cursor, reps or _repetitions(t, first, seen), t))
+                    started.add(t.entry)
+                for run, left in t.column_requests(defer_fallbacks=round_no < 2):
                     jobs.append((run[0].cursor, left, (t, run)))
             if not jobs:
-                first_round.set()
+                if round_no == 1 and later:
+                    await get_scalars(later)  # the tables ended in round 1
                 return
             walk_stats.round_trips += 1
             before = walk_stats.round_trips
-            try:
-                # Round 1 reads the identity scalars as non-repeaters of its first GETBULK
-                # (sysObjectID picks the private scalars of round 2): one message less.
-                answers = await _bulk(
-                    client,
-                    target,
-                    jobs,
-                    max_values - (len(first_scalars) if round_no == 0 else 0),
-                    walk_stats,
-                    first_scalars if round_no == 0 else (),
-                    values,
-                )
-            finally:
-                first_round.set()
+            # Round 1 reads the identity scalars as non-repeaters of its first GETBULK, and
+            # round 2 the private scalars sysObjectID picked: a message less each.
+            riders = first_scalars if round_no == 0 else later if round_no == 1 else []
+            answers = await _bulk(
+                client, target, jobs, max_values - len(riders), walk_stats, riders, values
+            )
             for owner, vbs, refused in answers:
                 spilled.update((o, v) for o, v in vbs if not isinstance(v, Missing))
                 if isinstance(owner, Table):
@@ -432,7 +504,13 @@ async def learn_tables(
             if not t.done and t.anomaly is None:
                 t.anomaly = f"walk stopped after {MAX_ROUNDS} rounds"
 
-    await gather_or_cancel(read_scalars(), walk())
+    try:
+        await walk()
+        if leftover is not None:
+            await leftover
+    finally:
+        if leftover is not None and not leftover.done():
+            leftover.cancel()
     for t in tables:
         values.update(t.values())
     stats.requests += scalar_stats.requests + walk_stats.requests
