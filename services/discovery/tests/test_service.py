@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest_asyncio
 
-from tonerwatch_discovery.devices import BUCKET
-from tonerwatch_discovery.service import Settings, run
+from tonerwatch_discovery.devices import BUCKET, MemoryDeviceStore
+from tonerwatch_discovery.service import DiscoveryService, Settings, run
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
     DiscoveryCancelled,
@@ -20,6 +21,7 @@ from tonerwatch_shared.events import (
     PrinterFound,
     SnmpCredentials,
 )
+from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.subjects import DISCOVERY_FINISHED, DISCOVERY_PROGRESS, PRINTER_FOUND
 
 from ._lab import Lab, random_block, run_lab, site_devices
@@ -122,3 +124,76 @@ async def test_bad_targets_finish_as_failed_with_the_reason(bus: Bus, service: N
     (done,) = await _collect(bus, DISCOVERY_FINISHED, "job-3", 1, 15)
     assert isinstance(done, DiscoveryFinished)
     assert done.end_condition == "failed" and done.error and "CIDR" in done.error
+
+
+async def test_scheduled_rounds_request_a_sweep_per_site_with_its_targets(bus: Bus) -> None:
+    settings = Settings(
+        nats_url="nats://127.0.0.1:1",
+        instance="test",
+        discovery_schedule_interval_s=86400.0,
+        discovery_schedule_sites=["hq", "branch"],
+        discovery_schedule_targets=["local"],
+        discovery_schedule_site_targets={"branch": ["127.66.1.0/24"]},
+        discovery_schedule_credentials=[SnmpCredentials(version="3", user="ops")],
+    )
+    fixed = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+    service = DiscoveryService(
+        settings, bus, MemoryDeviceStore(), SnmpClient(max_in_flight=2), clock=lambda: fixed
+    )
+    first, second = service.scheduled_requests(), service.scheduled_requests()
+    assert [(r.site_id, r.targets) for r in first] == [
+        ("hq", ("local",)),
+        ("branch", ("127.66.1.0/24",)),
+    ]
+    assert {r.job_id for r in first} == {"scheduled-20260302T060000Z-1"}
+    # Rounds within the same second still get distinct job ids (a repeat is taken as redelivery).
+    assert {r.job_id for r in second} == {"scheduled-20260302T060000Z-2"}
+    assert all(r.credentials == (SnmpCredentials(version="3", user="ops"),) for r in first)
+    assert not first[0].icmp_prepass  # off unless configured
+
+
+async def test_scheduled_rediscovery_sweeps_each_site_without_a_request(
+    bus: Bus, nats_url: str, lab: Lab
+) -> None:
+    settings = Settings(
+        nats_url=nats_url,
+        subject_root=bus.subjects.root,
+        stream_prefix=bus.subjects.stream_prefix,
+        instance="test",
+        discovery_rate_pps=1000.0,
+        discovery_timeout_s=0.3,
+        discovery_snapshot=False,
+        discovery_schedule_interval_s=0.5,
+        discovery_schedule_sites=["hq", "branch"],
+        discovery_schedule_site_targets={"hq": [lab.ip(10)], "branch": [lab.ip(20)]},
+        discovery_schedule_port=lab.port,
+    )
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run(settings, stop=stop, ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 20)
+        finished: dict[str, DiscoveryFinished] = {}
+
+        def both_sites(event: Event) -> bool:
+            if isinstance(event, DiscoveryFinished) and event.job_id.startswith("scheduled-"):
+                finished.setdefault(event.site_id, event)
+            return len(finished) == 2
+
+        await wait_for_event(
+            bus, bus.subjects.filter(DISCOVERY_FINISHED, keyed=True), both_sites, timeout_s=20
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert all(f.end_condition == "completed" and f.printers == 1 for f in finished.values())
+    found: dict[str, PrinterFound] = {}
+
+    def by_site(event: Event) -> bool:
+        if isinstance(event, PrinterFound) and (event.job_id or "").startswith("scheduled-"):
+            found.setdefault(event.site_id, event)
+        return len(found) == 2
+
+    await wait_for_event(
+        bus, bus.subjects.filter(PRINTER_FOUND, keyed=False), by_site, timeout_s=10
+    )
+    assert found["hq"].address == lab.ip(10) and found["branch"].address == lab.ip(20)

@@ -8,8 +8,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from tonerwatch_discovery.icmp import IcmpNotPermittedError
 from tonerwatch_discovery.identify import FoundPrinter
-from tonerwatch_discovery.sweep import NotSupportedError, Sweep, SweepConfig, SweepProgress
+from tonerwatch_discovery.sweep import Sweep, SweepConfig, SweepProgress
 from tonerwatch_discovery.targets import TargetError
 from tonerwatch_shared.events import SnmpCredentials
 
@@ -76,6 +77,7 @@ async def sweep_command(
     out: TextIO = sys.stdout,
     *,
     port: int = 161,
+    icmp_prepass: bool = False,
 ) -> int:
     """Sweeps, prints each printer found and a summary; exit code 0, or 2 for bad arguments."""
     try:
@@ -86,8 +88,9 @@ async def sweep_command(
             time_limit_s=time_limit,
             timeout_s=timeout,
             port=port,
+            icmp_prepass=icmp_prepass,
         )
-    except (ValueError, NotSupportedError) as exc:
+    except ValueError as exc:
         print(f"discover: {exc}", file=sys.stderr)
         return 2
     live_bar = sys.stderr.isatty()
@@ -110,7 +113,7 @@ async def sweep_command(
     task = asyncio.ensure_future(engine.run())
     try:
         result = await asyncio.shield(task)
-    except TargetError as exc:
+    except (TargetError, IcmpNotPermittedError) as exc:
         print(f"discover: {exc}", file=sys.stderr)
         return 2
     except (asyncio.CancelledError, KeyboardInterrupt):

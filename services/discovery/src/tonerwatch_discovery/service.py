@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -81,8 +81,21 @@ class Settings(CommonSettings):
     discovery_schedule_sites: list[str] = Field(
         default_factory=list, description="Sites swept on schedule (default: the default site)"
     )
+    discovery_schedule_site_targets: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Targets per scheduled site, JSON (sites not named get discovery_schedule_targets)",
+    )
     discovery_schedule_communities: list[str] = Field(
         default_factory=lambda: ["public"], repr=False
+    )
+    discovery_schedule_credentials: list[SnmpCredentials] = Field(
+        default_factory=list,
+        repr=False,
+        description="Credential sets in order, JSON (v3 users too); replaces the communities when set",
+    )
+    discovery_schedule_port: int = Field(default=161, ge=1, le=65535)
+    discovery_schedule_icmp_prepass: bool = Field(
+        default=False, description="Scheduled sweeps ping first (hosts that drop ping are missed)"
     )
 
 
@@ -90,7 +103,13 @@ class DiscoveryService:
     """Runs sweeps for requests and publishes their events."""
 
     def __init__(
-        self, settings: Settings, bus: Bus, store: DeviceStore, client: SnmpClient
+        self,
+        settings: Settings,
+        bus: Bus,
+        store: DeviceStore,
+        client: SnmpClient,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.bus = bus
@@ -101,6 +120,8 @@ class DiscoveryService:
         self.tasks: set[asyncio.Task[None]] = set()
         self.cancelled: deque[tuple[str, str]] = deque(maxlen=_REMEMBERED_CANCELS)
         self.slots = asyncio.Semaphore(settings.discovery_max_jobs)
+        self.clock = clock
+        self._scheduled = 0
 
     def config_for(self, request: DiscoveryRequested) -> SweepConfig:
         """The sweep a request asks for, bounded by this service's settings."""
@@ -118,6 +139,7 @@ class DiscoveryService:
             snapshot=s.discovery_snapshot,
             max_prefix=s.discovery_max_prefix,
             max_addresses=s.discovery_max_addresses,
+            icmp_prepass=request.icmp_prepass,
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -254,28 +276,43 @@ class DiscoveryService:
             log.info("sweep %s cancelled", event.job_id)
             sweep.cancel()
 
+    def scheduled_requests(self) -> list[DiscoveryRequested]:
+        """The sweep requests one scheduled round publishes: one per configured site."""
+        s = self.settings
+        sites = s.discovery_schedule_sites or [s.default_site]
+        credentials = tuple(s.discovery_schedule_credentials) or tuple(
+            SnmpCredentials(community=c) for c in s.discovery_schedule_communities
+        )
+        self._scheduled += 1
+        # Unique per round even at short intervals: a repeated job id would be taken as a redelivery.
+        stamp = f"{self.clock():%Y%m%dT%H%M%SZ}-{self._scheduled}"
+        return [
+            DiscoveryRequested(
+                source=self.source,
+                site_id=site,
+                job_id=f"scheduled-{stamp}",
+                targets=tuple(
+                    s.discovery_schedule_site_targets.get(site, s.discovery_schedule_targets)
+                ),
+                credentials=credentials,
+                port=s.discovery_schedule_port,
+                rate_pps=s.discovery_rate_pps,
+                timeout_s=s.discovery_timeout_s,
+                icmp_prepass=s.discovery_schedule_icmp_prepass,
+            )
+            for site in sites
+        ]
+
     async def schedule(self, stop: asyncio.Event) -> None:
-        """Publishes a sweep request per scheduled site every interval until stop."""
+        """Publishes a sweep request per scheduled site every interval (first after one) until stop."""
         interval = self.settings.discovery_schedule_interval_s
         if interval is None:
             return
-        sites = self.settings.discovery_schedule_sites or [self.settings.default_site]
-        credentials = tuple(
-            SnmpCredentials(community=c) for c in self.settings.discovery_schedule_communities
-        )
+        # The first round waits one interval: a restart must not start a sweep of every site.
         while not await sleep_until_stopped(stop, interval):
-            for site in sites:
-                await self._publish_quietly(
-                    DiscoveryRequested(
-                        source=self.source,
-                        site_id=site,
-                        job_id=f"scheduled-{int(time.time())}",
-                        targets=tuple(self.settings.discovery_schedule_targets),
-                        credentials=credentials,
-                        rate_pps=self.settings.discovery_rate_pps,
-                        timeout_s=self.settings.discovery_timeout_s,
-                    )
-                )
+            for request in self.scheduled_requests():
+                log.info("scheduled sweep %s of site %s", request.job_id, request.site_id)
+                await self._publish_quietly(request)
 
     async def shutdown(self) -> None:
         """Cancels running sweeps and waits (bounded) for their DiscoveryFinished."""

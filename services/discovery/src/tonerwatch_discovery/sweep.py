@@ -7,8 +7,11 @@ state is kept only for probes in flight and devices that answered. Only answerin
 identifying GET (shared SNMP client), and only printers the first supply snapshot (shared poll).
 
 A silent address is tried with the next v1/v2c community (or the v3 discovery probe) in order, each
-after the timeout; the sweep ends when every address was probed and waited for ("completed"), at the
-time limit ("time_limit") or when cancelled ("cancelled").
+after the timeout. With the ICMP echo pre-pass (off by default) each address first gets an 8-byte
+echo request, paced by the same token bucket, and only the addresses that answer it get SNMP probes
+(a silent address then costs 8 bytes whatever the number of credential sets), but a printer whose
+firewall drops ping is never found, which is why it is off unless asked. The sweep ends when every address was probed and
+waited for ("completed"), at the time limit ("time_limit") or when cancelled ("cancelled").
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tonerwatch_discovery.icmp import IcmpEcho, SocketKind
 from tonerwatch_discovery.identify import (
     Cost,
     FoundPrinter,
@@ -71,10 +75,6 @@ _WRITE_BUFFER_LIMIT = 256 * 1024  # stop sending while the kernel pushes back
 _RCVBUF = 1 << 20
 
 
-class NotSupportedError(Exception):
-    """An option this build does not implement."""
-
-
 @dataclass(frozen=True)
 class SweepConfig:
     """What to sweep and how fast: targets, credential sets in order, pacing and limits."""
@@ -97,6 +97,7 @@ class SweepConfig:
     max_addresses: int = DEFAULT_MAX_ADDRESSES
     progress_interval_s: float = 1.0
     icmp_prepass: bool = False
+    icmp_sockets: tuple[SocketKind, ...] = ("dgram", "raw")
 
     def __post_init__(self) -> None:
         if self.rate_pps <= 0 or self.timeout_s <= 0:
@@ -109,10 +110,6 @@ class SweepConfig:
             raise ValueError("at least one credential set is needed")
         if not 0 < self.progress_interval_s <= 1.0:
             raise ValueError("progress comes at least once a second")
-        if self.icmp_prepass:
-            raise NotSupportedError(
-                "the ICMP echo pre-pass is not supported: SNMP probes are sent to every address"
-            )
 
 
 @dataclass(frozen=True)
@@ -147,6 +144,7 @@ class SweepResult:
     snapshots: Cost
     errors: list[str] = field(default_factory=list)
     skipped_subnets: list[SkippedSubnet] = field(default_factory=list)
+    echo_replies: int | None = None  # addresses that answered the ICMP pre-pass (None: no pre-pass)
 
     @property
     def bytes_sent(self) -> int:
@@ -195,6 +193,7 @@ class SweepResult:
             "bytes_per_silent_address": self.bytes_per_silent_address,
             "bytes_per_printer_identified": self.bytes_per_printer,
             "snapshot_bytes_per_printer": self.snapshot_bytes_per_printer,
+            "echo_replies": self.echo_replies,
             "errors": self.errors,
         }
 
@@ -267,6 +266,11 @@ class Sweep:
         self._in_flight: dict[int, _InFlight] = {}
         self._expiry: deque[tuple[float, int]] = deque()
         self._retry: deque[_InFlight] = deque()
+        self._echo: IcmpEcho | None = None
+        self._pinging: dict[str, _InFlight] = {}  # echo requests awaiting a reply, by address
+        self._ping_expiry: deque[tuple[float, str]] = deque()
+        self._pinged: deque[_InFlight] = deque()  # answered the echo: due an SNMP probe
+        self.echo_replies = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._rid = random.randrange(RID_MIN, RID_MAX)
         self._started = 0.0
@@ -341,6 +345,13 @@ class Sweep:
             max_in_flight=self.config.identify_concurrency * 2
         )
         self._identify_slots = asyncio.Semaphore(self.config.identify_concurrency)
+        if self.config.icmp_prepass:
+            try:
+                self._echo = IcmpEcho(self._on_echo, self.config.icmp_sockets)
+            except BaseException:
+                if own_client:
+                    await client.close()
+                raise
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Endpoint(self), family=socket.AF_INET, local_addr=("0.0.0.0", 0)
         )
@@ -355,6 +366,8 @@ class Sweep:
             end = await self._loop(addresses)
         finally:
             transport.close()
+            if self._echo is not None:
+                self._echo.close()
             pending = [t for t in self._tasks if not t.done()]
             for task in pending:
                 task.cancel()
@@ -364,7 +377,8 @@ class Sweep:
                 await client.close()
         elapsed = loop.time() - self._started
         # Addresses still in flight at a time limit or cancel never answered in time: silent.
-        for entry in [*self._in_flight.values(), *self._retry]:
+        waiting = [*self._in_flight.values(), *self._retry, *self._pinging.values(), *self._pinged]
+        for entry in waiting:
             self.silent += 1
             self.silent_sent += entry.sent
         await self._progress(final=True)
@@ -384,6 +398,7 @@ class Sweep:
             snapshots=self.snapshot_cost,
             errors=list(self.errors),
             skipped_subnets=list(self.skipped),
+            echo_replies=self.echo_replies if self._echo is not None else None,
         )
 
     async def _loop(self, addresses: Iterator[str]) -> EndCondition:
@@ -399,6 +414,7 @@ class Sweep:
         port = cfg.port
         sendto = self._transport.sendto
         in_flight = self._in_flight
+        echo = self._echo
         while True:
             if self._cancel.is_set():
                 return "cancelled"
@@ -411,11 +427,13 @@ class Sweep:
             deadline = now + cfg.timeout_s
             while (
                 tokens >= 1.0
-                and len(in_flight) < cfg.max_in_flight
+                and len(in_flight) + len(self._pinging) < cfg.max_in_flight
                 and self._buffered() < _WRITE_BUFFER_LIMIT
             ):
                 if self._retry:
                     entry = self._retry.popleft()
+                elif self._pinged:
+                    entry = self._pinged.popleft()
                 elif not exhausted:
                     address = next(addresses, None)
                     if address is None:
@@ -423,6 +441,10 @@ class Sweep:
                         break
                     self.probed += 1
                     entry = _InFlight(address, 0, 0, 0)
+                    if echo is not None:
+                        self._ping(echo, entry, deadline)
+                        tokens -= 1.0
+                        continue
                 else:
                     break
                 template = self._templates[entry.cred]
@@ -435,19 +457,43 @@ class Sweep:
                 self._expiry.append((deadline, rid))
                 sendto(message, (entry.address, port))
                 tokens -= 1.0
-            if exhausted and not self._retry and not in_flight and not self._tasks:
+            if (
+                exhausted
+                and not self._retry
+                and not in_flight
+                and not self._tasks
+                and not self._pinging
+                and not self._pinged
+            ):
                 return "completed"
             if now >= next_progress:
                 next_progress = now + cfg.progress_interval_s
                 await self._progress()
             wait = min(_MAX_IDLE_S, next_progress - now)
-            if not exhausted or self._retry:
+            if not exhausted or self._retry or self._pinged:
                 wait = min(wait, max(0.0, (1.0 - tokens) / rate))
             if self._expiry:
                 wait = min(wait, self._expiry[0][0] - now)
+            if self._ping_expiry:
+                wait = min(wait, self._ping_expiry[0][0] - now)
             if limit_at is not None:
                 wait = min(wait, limit_at - now)
             await asyncio.sleep(max(_MIN_SLEEP_S, wait))
+
+    def _ping(self, echo: IcmpEcho, entry: _InFlight, deadline: float) -> None:
+        size = echo.send(entry.address)
+        entry.sent += size
+        self.probe_cost.sent += size
+        self._pinging[entry.address] = entry
+        self._ping_expiry.append((deadline, entry.address))
+
+    def _on_echo(self, address: str, size: int) -> None:
+        entry = self._pinging.pop(address, None)
+        if entry is None:
+            return  # late, duplicate, or an address this sweep did not ping
+        self.probe_cost.received += size
+        self.echo_replies += 1
+        self._pinged.append(entry)
 
     def _buffered(self) -> int:
         """Bytes the transport holds because the kernel pushed back."""
@@ -458,6 +504,13 @@ class Sweep:
         expiry = self._expiry
         in_flight = self._in_flight
         next_cred = self._next_cred
+        pings = self._ping_expiry
+        while pings and pings[0][0] <= now:
+            _deadline, address = pings.popleft()
+            silent = self._pinging.pop(address, None)
+            if silent is not None:  # no echo reply: never asked over SNMP
+                self.silent += 1
+                self.silent_sent += silent.sent
         while expiry and expiry[0][0] <= now:
             _deadline, rid = expiry.popleft()
             entry = in_flight.pop(rid, None)
@@ -560,8 +613,11 @@ class Sweep:
         loop = asyncio.get_running_loop()
         elapsed = loop.time() - self._started if self._started else 0.0
         left = self.total - self.probed
+        waits = 2 if self._echo is not None else 1  # echo, then SNMP
         remaining: float | None = left / self.config.rate_pps + (
-            self.config.timeout_s if (left or self._in_flight or self._retry) else 0.0
+            self.config.timeout_s * waits
+            if (left or self._in_flight or self._retry or self._pinging or self._pinged)
+            else 0.0
         )
         if self.config.time_limit_s is not None and remaining is not None:
             remaining = min(remaining, max(0.0, self.config.time_limit_s - elapsed))
@@ -621,7 +677,6 @@ async def sweep(
 
 __all__ = [
     "EndCondition",
-    "NotSupportedError",
     "ProbeTemplate",
     "Sweep",
     "SweepConfig",
