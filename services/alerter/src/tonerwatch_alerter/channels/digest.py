@@ -55,20 +55,38 @@ class DigestBox(BaseModel):
     """One route's digest state for one site."""
 
     pending: list[str] = Field(default_factory=list, description="Event JSON, oldest first")
+    opened_at: AwareDatetime | None = Field(
+        default=None, description="When the first pending alert was collected"
+    )
     dropped: int = 0
     sending: Sending | None = None
     last_day: date | None = Field(default=None, description="Day of the last digest handled")
 
 
-def due_day(now: datetime, sender: MailSender, last_day: date | None) -> date | None:
-    """Return the day whose digest is due at now (local to the route's zone), or None."""
-    at = sender.config.digest_at
+def last_slot(now: datetime, sender: MailSender) -> datetime | None:
+    """Return the latest digest time at or before now (in the route's zone), or None without digests."""
+    at, zone = sender.config.digest_at, sender.config.zone()
     if at is None:
         return None
-    local = now.astimezone(sender.config.zone())
-    if local.time() < at or last_day == local.date():
+    local = now.astimezone(zone)
+    slot = datetime.combine(local.date(), at, tzinfo=zone)
+    if slot > local:
+        slot = datetime.combine(local.date() - timedelta(days=1), at, tzinfo=zone)
+    return slot
+
+
+def due_day(
+    now: datetime, sender: MailSender, opened_at: datetime | None, last_day: date | None
+) -> date | None:
+    """Return the day whose digest is due at now, or None.
+
+    Due once a digest time has passed since the first pending alert was collected: an alert
+    collected after today's digest went out waits for tomorrow's.
+    """
+    slot = last_slot(now, sender)
+    if slot is None or opened_at is None or opened_at >= slot or last_day == slot.date():
         return None
-    return local.date()
+    return slot.date()
 
 
 def render_digest(
@@ -184,6 +202,8 @@ class Digest:
             items = [*box.pending, *(box.sending.items if box.sending else [])]
             if any(str(event.event_id) in item for item in items):
                 return
+            if not box.pending:
+                box.opened_at = self.clock()
             box.pending.append(raw)
             if len(box.pending) > MAX_ITEMS:
                 box.dropped += len(box.pending) - MAX_ITEMS
@@ -219,17 +239,13 @@ class Digest:
         now = self.clock()
         box, rev = await self._load(key)
         if box.sending is None:
-            day = due_day(now, self.sender, box.last_day)
-            if day is None:
-                return 0
-            if not box.pending:
-                box.last_day = day  # a quiet day: no mail
-                await self._save(key, box, rev)
+            day = due_day(now, self.sender, box.opened_at, box.last_day)
+            if day is None or not box.pending:
                 return 0
             box.sending = Sending(
                 day=day, items=box.pending, claimed_by=self.instance, claimed_at=now
             )
-            box.pending = []
+            box.pending, box.opened_at = [], None
         else:
             stale = box.sending.claimed_at + timedelta(
                 seconds=self.sender.config.worst_case_s() + 60
@@ -289,4 +305,4 @@ def _parse(items: Sequence[str]) -> list[Event]:
     return out
 
 
-__all__ = ["BUCKET", "Digest", "DigestBox", "due_day", "render_digest"]
+__all__ = ["BUCKET", "Digest", "DigestBox", "due_day", "last_slot", "render_digest"]
