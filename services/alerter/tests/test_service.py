@@ -6,19 +6,30 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import nats.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from tonerwatch_alerter.channels import ledger as ld
+from tonerwatch_alerter.channels.ledger import Ledger
+from tonerwatch_alerter.channels.mail import MailConfig, MailSender
 from tonerwatch_alerter.engine import Context
 from tonerwatch_alerter.process import Processor
-from tonerwatch_alerter.service import Settings, consumer_specs, run
+from tonerwatch_alerter.service import (
+    Settings,
+    channel_handler,
+    channel_specs,
+    consumer_specs,
+    run,
+)
 from tonerwatch_alerter.store import BUCKET, StateConflict, StateStore
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import (
     AlertResolved,
     Event,
+    PrinterConfigured,
     PrinterReachable,
     PrinterUnreachable,
     SupplyReading,
@@ -30,6 +41,8 @@ from tonerwatch_shared.printer.model import PrinterIdentity, PrinterStatus, Supp
 from tonerwatch_shared.settings import load_settings
 from tonerwatch_shared.subjects import Subjects
 from tonerwatch_shared.testing.infra import eventually
+
+from ._smtp import Inbox, free_port, smtp_server
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 PID = "brother-hl-l2350dw-03"
@@ -60,7 +73,9 @@ def reading(
     )
 
 
-def settings_for(nats_url: str, subjects: Subjects, instance: str = "a1") -> Settings:
+def settings_for(
+    nats_url: str, subjects: Subjects, instance: str = "a1", **overrides: Any
+) -> Settings:
     return load_settings(
         Settings,
         nats_url=nats_url,
@@ -68,15 +83,18 @@ def settings_for(nats_url: str, subjects: Subjects, instance: str = "a1") -> Set
         stream_prefix=subjects.stream_prefix,
         instance=instance,
         nats_connect_attempts=3,
+        **overrides,
     )
 
 
 @contextlib.asynccontextmanager
-async def alerter(nats_url: str, subjects: Subjects, instance: str = "a1") -> AsyncIterator[None]:
+async def alerter(
+    nats_url: str, subjects: Subjects, instance: str = "a1", **overrides: Any
+) -> AsyncIterator[None]:
     """Run one alerter replica for the duration of the block; fail if it dies or never gets ready."""
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
-        run(settings_for(nats_url, subjects, instance), stop=stop, ready=ready)
+        run(settings_for(nats_url, subjects, instance, **overrides), stop=stop, ready=ready)
     )
     waiter = asyncio.create_task(ready.wait())
     done, _ = await asyncio.wait({task, waiter}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
@@ -307,3 +325,94 @@ def test_settings_read_rules_from_environment(monkeypatch: pytest.MonkeyPatch) -
     r = ctx.rules.resolve(ctx.base, "warehouse", "x", SupplyKind.INK)
     assert (r.low_percent, r.lead_time_days, r.critical_percent) == (30, 21, 5)
     assert ctx.rules.resolve(ctx.base, "hq", "x", SupplyKind.INK).low_percent == 25
+
+
+def mail_route(port: int) -> dict[str, object]:
+    return {
+        "name": "it",
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "sender": "tonerwatch@example.org",
+        "recipients": ["it@example.org"],
+        "site_recipients": {"hq": ["hq-it@example.org"]},
+        "attempts": 1,
+        "timeout_s": 2,
+        "max_backoff_s": 0,
+        "replaced": True,
+    }
+
+
+async def test_smtp_down_then_up_delivers_the_named_alert_exactly_once(
+    bus: Bus, nats_url: str, subjects: Subjects
+) -> None:
+    port = free_port()  # nobody listens yet: the SMTP server is down
+    setup = PrinterConfigured(
+        source="api-test",
+        site_id="hq",
+        printer_id=PID,
+        address="127.0.0.1",
+        name="Brother HL-L2350DW",
+        location="Finance, 2nd floor",
+        occurred_at=T0 - timedelta(days=1),
+    )
+    readings = [reading(p, i) for i, p in enumerate([30, 19])]
+    inbox = Inbox()
+    async with alerter(
+        nats_url, subjects, mail=[mail_route(port)], public_url="https://tw.example.org"
+    ):
+        await feed(bus, [setup, *readings])
+        await settled(bus, PID, readings[-1])
+        # Let the channel fail at least once (connection refused, nak with back-off).
+        await asyncio.sleep(1.5)
+        assert inbox.messages == []
+        with smtp_server(inbox, port=port):
+            await eventually(lambda: len(inbox.messages) >= 1, timeout_s=20)
+            # Redeliveries still in flight must not turn into a second mail.
+            await asyncio.sleep(2.5)
+    [msg] = inbox.messages
+    assert msg["Subject"] == "Low toner: Brother HL-L2350DW (Finance, 2nd floor) — Black 19%"
+    assert msg["To"] == "hq-it@example.org"
+    [low] = [e for e in alerts(await published(bus)) if isinstance(e, ThresholdCrossed)]
+    assert msg["Message-ID"] == f"<{low.event_id}@tonerwatch>"
+    body = msg.get_body(("plain",))
+    assert body is not None
+    assert f"https://tw.example.org/printers/{PID}" in body.get_content()
+    assert "Part number: TN-2420" in body.get_content()
+
+
+async def test_replacement_mail_and_redelivery_is_not_sent_twice(bus: Bus) -> None:
+    ledger = Ledger(await bus.key_value(ld.BUCKET, ttl_s=ld.TTL_S))
+    inbox = Inbox()
+    swap = SupplyReplaced(
+        source="alerter-test",
+        site_id="hq",
+        printer_id=PID,
+        supply_index="1.1",
+        description="Toner Cartridge",
+        part_number="TN-2420",
+        previous_percent=3,
+        percent=100,
+    )
+    with smtp_server(inbox) as port:
+        sender = MailSender(MailConfig.model_validate(mail_route(port)))
+        handle = channel_handler(sender, channel="mail_it", ledger=ledger)
+        for _ in range(3):  # JetStream redelivers after a lost ack
+            await handle(swap, None)  # type: ignore[arg-type]
+    [msg] = inbox.messages
+    assert msg["Subject"] == f"Replaced: {PID} — Toner Cartridge 3% → 100%"
+    assert await ledger.delivered("mail_it", str(swap.event_id))
+    assert not await ledger.delivered("webhook_ops", str(swap.event_id))
+
+
+def test_replacement_channels_get_their_own_consumer(subjects: Subjects) -> None:
+    plain = MailConfig.model_validate(mail_route(25) | {"replaced": False})
+    assert [s.filter_subject for s in channel_specs(subjects, "mail", plain)] == [
+        f"{subjects.root}.*.alert.>"
+    ]
+    both = channel_specs(subjects, "mail", MailConfig.model_validate(mail_route(25)))
+    assert [s.filter_subject for s in both] == [
+        f"{subjects.root}.*.alert.>",
+        f"{subjects.root}.*.supply.replaced.*",
+    ]
+    assert len({s.durable for s in both}) == 2
