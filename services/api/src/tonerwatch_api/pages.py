@@ -63,6 +63,8 @@ async def discovery_submit(request: Request) -> Response:
         "communities": _lines(data.get("communities", "")),
         "rate_pps": data.get("rate_pps") or 200,
     }
+    if data.get("port"):
+        fields["port"] = data["port"]
     if data.get("site_id"):
         fields["site_id"] = data["site_id"]
     if data.get("time_limit_min"):
