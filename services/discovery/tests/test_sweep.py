@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tonerwatch_discovery.cli import sweep_command
+from tonerwatch_discovery.cli import progress_bar, sweep_command
 from tonerwatch_discovery.devices import MemoryDeviceStore, recognise
 from tonerwatch_discovery.identify import IdentifyError, identify, resolve
 from tonerwatch_discovery.sweep import Sweep, SweepConfig, SweepProgress
@@ -276,3 +276,17 @@ async def test_v3_only_hp_m252dw_is_found_through_the_third_credential_set(
     # The v2c probe, then one engine-discovery probe shared by every v3 set.
     assert result.bytes_per_silent_address == 41 + 60  # one v3 probe, whatever the v3 sets
     assert hp.discovery_bytes < 1100, hp.discovery_bytes
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 200])
+def test_progress_bar_fits_the_terminal_and_keeps_its_size_when_the_eta_goes(width: int) -> None:
+    running = SweepProgress(5100, 65534, 12, 3, 2, 1.02, 12.4)
+    finished = SweepProgress(65534, 65534, 12, 3, 2, 14.1, 0.0)
+    line, last = progress_bar(running, width), progress_bar(finished, width)
+    for text in (line, last):  # redrawn in place: "\r" first, erase-to-end last, never wrapped
+        assert text.startswith("\r[") and text.endswith("\x1b[K")
+        assert len(text) - len("\r\x1b[K") <= width - 1
+    assert line.index("]") == last.index("]")
+    if width >= 80:
+        assert "8% 5,100/65,534 probed, 12 live, 3 printers, 1s, ~12s left" in line
+        assert last.endswith("100% 65,534/65,534 probed, 12 live, 3 printers, 14s\x1b[K")

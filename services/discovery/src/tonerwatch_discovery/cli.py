@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -15,6 +17,9 @@ from tonerwatch_discovery.targets import TargetError
 from tonerwatch_shared.events import SnmpCredentials
 
 _BAR = 30
+_MIN_BAR = 10
+_ETA_ROOM = len(", ~99s left")
+_BAR_REFRESH_S = 0.25  # a live bar on a terminal moves four times a second; events stay at 1/s
 
 
 def printer_json(found: FoundPrinter) -> dict[str, object]:
@@ -56,15 +61,27 @@ def printer_line(found: FoundPrinter) -> str:
     return line + (f"  [{supplies}]" if supplies else "")
 
 
-def progress_bar(p: SweepProgress) -> str:
-    """A one-line progress bar."""
-    done = p.probed / p.total if p.total else 1.0
-    filled = int(done * _BAR)
-    eta = f" ~{p.remaining_s:.0f}s left" if p.remaining_s else ""
-    return (
-        f"\r[{'#' * filled}{'.' * (_BAR - filled)}] {p.probed}/{p.total} probed, {p.live} live, "
-        f"{p.printers} printers, {p.elapsed_s:.0f}s{eta}\x1b[K"
+def progress_bar(p: SweepProgress, width: int = 80) -> str:
+    """The progress line for a terminal `width` columns wide (redrawn in place, never wrapped)."""
+    done = min(1.0, p.probed / p.total) if p.total else 1.0
+    eta = f", ~{p.remaining_s:.0f}s left" if p.remaining_s else ""
+    figures = (
+        f" {done:4.0%} {p.probed:,}/{p.total:,} probed, {p.live} live, "
+        f"{p.printers} printer{'' if p.printers == 1 else 's'}, {p.elapsed_s:.0f}s{eta}"
     )
+    # One column short of the width: a line filling the last column wraps on many terminals and
+    # "\r" then redraws only the wrapped tail, leaving a trail of half bars. The bar gives way first.
+    usable = max(20, width - 1)
+    # The bar's size is set by the widest figures this sweep will show, so it does not jump as
+    # counts grow, time passes or the ETA goes.
+    widest = (
+        f" 100% {p.total:,}/{p.total:,} probed, {p.live} live, "
+        f"{p.printers} printer{'' if p.printers == 1 else 's'}, 9999s, ~9999s left"
+    )
+    bar = max(_MIN_BAR, min(_BAR, usable - max(len(widest), len(figures)) - 2))
+    filled = int(done * bar)
+    text = f"[{'#' * filled}{'.' * (bar - filled)}]{figures}"
+    return "\r" + text[:usable] + "\x1b[K"
 
 
 async def sweep_command(
@@ -94,20 +111,29 @@ async def sweep_command(
         print(f"discover: {exc}", file=sys.stderr)
         return 2
     live_bar = sys.stderr.isatty()
+    if live_bar:
+        config = dataclasses.replace(config, progress_interval_s=_BAR_REFRESH_S)
+    shown: list[str] = []
+
+    def draw(line: str) -> None:
+        sys.stderr.write(line)
+        sys.stderr.flush()  # stderr is line-buffered: a bar has no newline
 
     def on_progress(p: SweepProgress) -> None:
         if live_bar:
-            sys.stderr.write(progress_bar(p))
-            sys.stderr.flush()
+            shown[:] = [progress_bar(p, shutil.get_terminal_size((80, 24)).columns)]
+            draw(shown[0])
 
     def on_printer(found: FoundPrinter) -> None:
         if live_bar:
-            sys.stderr.write("\r\x1b[K")
+            draw("\r\x1b[K")  # the printer's line takes the bar's place, the bar comes back below
         if json_output:
             out.write(json.dumps(printer_json(found)) + "\n")
         else:
             out.write(printer_line(found) + "\n")
         out.flush()
+        if live_bar and shown:
+            draw(shown[0])
 
     engine = Sweep(config, on_progress=on_progress, on_printer=on_printer)
     task = asyncio.ensure_future(engine.run())
@@ -120,7 +146,7 @@ async def sweep_command(
         engine.cancel()
         result = await task
     if live_bar:
-        sys.stderr.write("\r\x1b[K")
+        draw("\r\x1b[K")
     summary = {"type": "summary", **result.summary()}
     if json_output:
         out.write(json.dumps(summary) + "\n")
