@@ -11,7 +11,12 @@ from pysnmp.proto import api
 from pysnmp.proto.mpmod.rfc3412 import SNMPv3Message
 
 from tonerwatch_discovery.identify import IDENTIFY_OIDS, identify_oids
-from tonerwatch_discovery.probe import answer_key, probe_sys_object_id, probe_template
+from tonerwatch_discovery.probe import (
+    answer_key,
+    probe_order,
+    probe_sys_object_id,
+    probe_template,
+)
 from tonerwatch_shared.events import SnmpCredentials
 from tonerwatch_shared.printer import oids
 from tonerwatch_shared.printer.parse import parse_identity
@@ -131,3 +136,14 @@ def test_switch_linux_host_and_ups_are_not_printers(name: str) -> None:
 def test_manual_add_get_asks_sys_object_id_itself() -> None:
     assert oids.SYS_OBJECT_ID in IDENTIFY_OIDS
     assert oids.SYS_OBJECT_ID not in identify_oids("1.3.6.1.4.1.11.2.3.9.1")
+
+
+def test_silent_addresses_get_one_v3_probe_whatever_the_number_of_v3_users() -> None:
+    v2c = SnmpCredentials(community="public")
+    v3a = SnmpCredentials(version="3", user="ops")
+    v3b = SnmpCredentials(version="3", user="audit")
+    other = SnmpCredentials(community="hq-private")
+    templates = [probe_template(c) for c in (v2c, v3a, v3b, other)]
+    # public -> v3 (ops) -> hq-private: the engine-discovery probe is the same for "audit".
+    assert probe_order(templates) == [1, 3, 3, None]
+    assert probe_order([probe_template(v3b), probe_template(v3a)]) == [None, None]

@@ -7,6 +7,7 @@ with a Report whatever users it has; no secret goes on the wire for it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tonerwatch_shared.events import SnmpCredentials
@@ -64,6 +65,20 @@ def probe_template(credentials: SnmpCredentials) -> ProbeTemplate:
     )
     end = decode_header(sample)[4]  # offset just after the request-id
     return ProbeTemplate(credentials.version, (sample[: end - RID_OCTETS], sample[end:]))
+
+
+def probe_order(templates: Sequence[ProbeTemplate]) -> list[int | None]:
+    """For each credential set, the next one whose probe a silent address gets (None: no more).
+
+    Every v3 set shares one probe (engine discovery carries no user), so only the first v3 set is
+    probed; when it answers, identification tries each v3 set from there on in order.
+    """
+    first_v3 = next((i for i, t in enumerate(templates) if t.version == "3"), None)
+    probed = [i for i, t in enumerate(templates) if t.version != "3" or i == first_v3]
+    order: list[int | None] = []
+    for i in range(len(templates)):
+        order.append(next((j for j in probed if j > i), None))
+    return order
 
 
 def _v3_discovery_parts() -> tuple[bytes, ...]:
@@ -145,4 +160,12 @@ def probe_sys_object_id(data: bytes) -> str | None:
     return str(value) if oid == oids.SYS_OBJECT_ID and isinstance(value, Oid) else None
 
 
-__all__ = ["REPORT", "RID_MAX", "RID_MIN", "ProbeTemplate", "answer_key", "probe_template"]
+__all__ = [
+    "REPORT",
+    "RID_MAX",
+    "RID_MIN",
+    "ProbeTemplate",
+    "answer_key",
+    "probe_order",
+    "probe_template",
+]

@@ -6,7 +6,10 @@ cut by a restart is not resumed, its `DiscoveryFinished` says "cancelled"), publ
 `DiscoveryProgress` at least once a second, `PrinterFound` per printer (recognised again by serial
 or MAC through the DISCOVERY_DEVICES bucket) and `DiscoveryFinished` at the end. A
 `DiscoveryCancelled` (live subscription) stops the job. Scheduled re-discovery, off by default,
-publishes a `DiscoveryRequested` per site every `discovery_schedule_interval_s`.
+publishes a `DiscoveryRequested` per site every `discovery_schedule_interval_s` (the first one interval
+after start), with the site's targets, credential sets and port from the settings; the sweep then
+runs like any requested one. `PrinterFound` carries the device key and the credential set that
+answered (the bus is internal to the deployment; SnmpCredentials never shows its secrets in repr).
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ from tonerwatch_discovery.probe import (
     RID_MIN,
     ProbeTemplate,
     answer_key,
+    probe_order,
     probe_sys_object_id,
     probe_template,
 )
@@ -211,20 +212,6 @@ class _InFlight:
     sys_object_id: str | None = None
 
 
-def _probe_order(templates: Sequence[ProbeTemplate]) -> list[int | None]:
-    """For each credential set, the next one whose probe a silent address gets (None: no more).
-
-    Every v3 set shares one probe (engine discovery carries no user), so only the first v3 set is
-    probed; when it answers, identification tries each v3 set from there on in order.
-    """
-    first_v3 = next((i for i, t in enumerate(templates) if t.version == "3"), None)
-    probed = [i for i, t in enumerate(templates) if t.version != "3" or i == first_v3]
-    order: list[int | None] = []
-    for i in range(len(templates)):
-        order.append(next((j for j in probed if j > i), None))
-    return order
-
-
 class _Endpoint(asyncio.DatagramProtocol):
     def __init__(self, sweep: Sweep) -> None:
         self.sweep = sweep
@@ -262,7 +249,7 @@ class Sweep:
         self._interfaces = interfaces
         self._cancel = asyncio.Event()
         self._templates = [probe_template(c) for c in config.credentials]
-        self._next_cred = _probe_order(self._templates)
+        self._next_cred = probe_order(self._templates)
         self._in_flight: dict[int, _InFlight] = {}
         self._expiry: deque[tuple[float, int]] = deque()
         self._retry: deque[_InFlight] = deque()
