@@ -97,7 +97,9 @@ class LevelQuirk:
     source: str
 
 
-# Negative levels beyond RFC 3805's -1/-2/-3 some vendors send.
+# Negative levels beyond RFC 3805's -1/-2/-3 some vendors send. Ricoh's private toner table
+# (ricohEngTonerTable, 1.3.6.1.4.1.367.3.2.1.2.24.1.1) is not read: ricoh_mpc3002, ricoh_aficio
+# and gestetner do not hold it, so nothing proves its layout here.
 LEVEL_QUIRKS: tuple[LevelQuirk, ...] = (
     # Ricoh: -100 means "near end" (toner almost out, no figure). Ricoh's private toner table uses
     # the same coding. No recording here shows it (ricoh_mpc3002 reports 0..100 of 100); proven by a

@@ -168,6 +168,25 @@ VENDOR_OIDS: dict[int, VendorOids] = {
 }
 
 
+# Private page counters known from public docs but shown by no recording in ../shared/printer-walks
+# (so not in VENDOR_OIDS: each entry there must be proven on a recording). Add one when a real
+# walk shows it.
+# - Konica Minolta: 18334.1.1.1.5.7.2.3.1.7.1 print black, .3.1.11.1 print colour, 5.7.2.1.5.0
+#   scans (LibreNMS printer count sensors); 5.7.2.1.1.0 total (GLPI agent MibSupport::Konica).
+#   konica_c250i has 5.7.2.1.5.0 (5653): a scan count, not a printed-page split.
+# - Ricoh: ricohEngCounterTable 367.3.2.1.2.19.5.1.2 (type) / .9 (value), e.g. "Total Prints:
+#   Color", "Total Prints: Black & White" (GLPI agent MibSupport::Ricoh, Checkmk ricoh pages).
+#   ricoh_mpc3002 and gestetner hold only 367.3.2.1.1.1.{1,2}.0 and 367.3.2.1.2.1.4.0.
+# - Sharp: 2385.1.1.19.2.1 table, column 3 values named by column 4 (LibreNMS); sharp_mx2614n
+#   holds sysDescr only.
+# - Kyocera: the 1347.42.3 tree (colour/function breakdown, third-party notes); the kyocera
+#   recording holds model, serial and firmware only.
+# - HP: 11.2.3.9.4.2.1.4.1.2.x (colour/mono impressions, named in the project brief); the
+#   recordings hold only 11.2.3.9.1.1.7.0 (device ID) and 11.2.3.9.4.2.1.1.3.3.0 (serial).
+# - Xerox: the xcmHrDevDetail counters in VENDOR_OIDS[253] predate this rule and are likewise
+#   unproven (xerox_phaser / xerox_workcentre hold sysDescr only).
+
+
 def enterprise_number(sys_object_id: str | None) -> int | None:
     """Return the enterprise number in a sysObjectID (1.3.6.1.4.1.<n>...), or None."""
     if not sys_object_id:
