@@ -157,14 +157,6 @@ VENDOR_OIDS: dict[int, VendorOids] = {
         serial=("1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.1.0",),
         firmware=("1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.17.0",),
     ),
-    # Xerox common MIB counters (xcmHrDevDetail, per GLPI agent's Xerox MibSupport; not in the
-    # recordings, which hold only sysDescr for Xerox).
-    253: VendorOids(
-        counters={
-            "colour_pages": ("1.3.6.1.4.1.253.8.53.13.2.1.6.1.20.33",),
-            "mono_pages": ("1.3.6.1.4.1.253.8.53.13.2.1.6.1.20.34",),
-        },
-    ),
 }
 
 
@@ -183,8 +175,8 @@ VENDOR_OIDS: dict[int, VendorOids] = {
 #   recording holds model, serial and firmware only.
 # - HP: 11.2.3.9.4.2.1.4.1.2.x (colour/mono impressions, named in the project brief); the
 #   recordings hold only 11.2.3.9.1.1.7.0 (device ID) and 11.2.3.9.4.2.1.1.3.3.0 (serial).
-# - Xerox: the xcmHrDevDetail counters in VENDOR_OIDS[253] predate this rule and are likewise
-#   unproven (xerox_phaser / xerox_workcentre hold sysDescr only).
+# - Xerox: xcmHrDevDetail 253.8.53.13.2.1.6.1.20.33 colour / .34 mono impressions (GLPI agent's
+#   Xerox MibSupport); xerox_phaser / xerox_workcentre hold sysDescr only.
 
 
 def enterprise_number(sys_object_id: str | None) -> int | None:
