@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from tonerwatch_discovery.devices import BUCKET, MemoryDeviceStore
@@ -27,11 +28,13 @@ from tonerwatch_shared.subjects import DISCOVERY_FINISHED, DISCOVERY_PROGRESS, P
 from ._lab import Lab, random_block, run_lab, site_devices
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def lab(printer_walks_dir: Path, tmp_path: Path) -> AsyncIterator[Lab]:
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def lab(
+    printer_walks_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Lab]:
     """The HP and the Konica printers and the three other devices."""
     devices = site_devices(printer_walks_dir, printers=(10, 20))
-    async with run_lab(printer_walks_dir, tmp_path, devices) as running:
+    async with run_lab(printer_walks_dir, tmp_path_factory.mktemp("lab"), devices) as running:
         yield running
 
 

@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from tonerwatch_discovery.cli import progress_bar, sweep_command
 from tonerwatch_discovery.devices import MemoryDeviceStore, recognise
+from tonerwatch_discovery.icmp import IcmpNotPermittedError
 from tonerwatch_discovery.identify import IdentifyError, identify, resolve
 from tonerwatch_discovery.sweep import Sweep, SweepConfig, SweepProgress
 from tonerwatch_shared.events import SnmpCredentials
@@ -290,3 +291,20 @@ def test_progress_bar_fits_the_terminal_and_keeps_its_size_when_the_eta_goes(wid
     if width >= 80:
         assert "8% 5,100/65,534 probed, 12 live, 3 printers, 1s, ~12s left" in line
         assert last.endswith("100% 65,534/65,534 probed, 12 live, 3 printers, 14s\x1b[K")
+
+
+async def test_prepass_on_loopback_finds_the_site_and_counts_the_echoes(lab: Lab) -> None:
+    config = SweepConfig(
+        targets=[lab.block], port=lab.port, rate_pps=2000.0, timeout_s=0.5, icmp_prepass=True
+    )
+    try:
+        result = await Sweep(config).run()
+    except IcmpNotPermittedError as exc:
+        pytest.skip(f"this process may open no ICMP socket: {exc}")
+    assert result.end_condition == "completed"
+    # Linux answers echo on every 127.x address, so every address also gets the SNMP probe.
+    assert result.echo_replies == 254 and result.probed == 254 and result.live == 6
+    assert {p.address for p in result.printers} == {lab.ip(10), lab.ip(20), lab.ip(30)}
+    assert len(result.non_printers) == 3
+    assert result.bytes_per_silent_address == 8 + 41  # echo request + SNMP probe
+    assert result.probe.sent == 254 * (8 + 41)
