@@ -186,6 +186,17 @@ async def test_identity_only_recording_polls_without_errors(
     assert result.round_trips <= 2
 
 
+async def test_identity_only_xerox_phaser_steady_poll_is_one_small_get(
+    client: SnmpClient, snmp_agent: SnmpSimulator
+) -> None:
+    target = snmp_agent.target("xerox_phaser")
+    first = await poll_printer(client, target)
+    steady = await poll_printer(client, target, first.plan)
+    assert not steady.learned and steady.requests == 1
+    assert steady.values == first.values
+    assert steady.bytes_sent + steady.bytes_received < first.bytes_sent + first.bytes_received
+
+
 async def test_simulator_refuses_non_loopback_endpoints(printer_walks_dir: Path) -> None:
     with pytest.raises(ValueError, match=r"127\.0\.0\.0/8"):
         SnmpSimulator([printer_walks_dir / "brother.snmprec"], [("192.0.2.1", 1161)])

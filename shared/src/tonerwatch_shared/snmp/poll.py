@@ -178,8 +178,9 @@ async def poll_printer(
 ) -> PollResult:
     """The printer's values: a learning walk without a plan, else one GET of the volatile OIDs."""
     stats = IoStats()
-    if plan is not None and plan.volatile and plan.steady_polls < relearn_every:
-        fresh = await client.get(target, plan.volatile, stats=stats)
+    if plan is not None and plan.steady_polls < relearn_every:
+        # A device with nothing that changes (identity only) is still checked alive with one small GET.
+        fresh = await client.get(target, plan.volatile or (oids.SYS_OBJECT_ID,), stats=stats)
         if needs_relearn(plan, fresh) is None:
             uptime = fresh.get(oids.SYS_UPTIME)
             plan = replace(
