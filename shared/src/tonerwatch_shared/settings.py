@@ -51,6 +51,10 @@ class CommonSettings(BaseSettings):
     default_site: str = Field(default="default", description="Site id used when none is given")
     log_level: str = Field(default="INFO")
     log_format: Literal["auto", "json", "text"] = "auto"
+    ops_host: str = Field(default="127.0.0.1", description="Address of /healthz, /readyz, /metrics")
+    ops_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Port of the ops endpoints; unset: not served"
+    )
     instance: str = Field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
 
     @field_validator("subject_root", "stream_prefix", "default_site")

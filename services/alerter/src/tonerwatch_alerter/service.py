@@ -14,6 +14,7 @@ from typing import Protocol
 
 import httpx
 from nats.aio.msg import Msg
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field
 
 from tonerwatch_alerter.channels import digest as dg
@@ -31,7 +32,8 @@ from tonerwatch_alerter.store import BUCKET, StateStore
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler
 from tonerwatch_shared.events import Event
-from tonerwatch_shared.lifecycle import stop_event
+from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
+from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.subjects import Subjects
 
@@ -211,6 +213,20 @@ async def run(
                 consumers.append((spec, handler))
         for spec, _ in consumers:
             await bus.ensure_consumer(spec)
+        registry = CollectorRegistry()
+        published = Counter(
+            "tonerwatch_alert_events", "Alert events published by this replica", registry=registry
+        )
+        published.inc(0)
+        checks = {
+            "nats": bus_check(bus),
+            "lag": consumer_lag_gauge(
+                registry, bus, {spec.durable: subjects.events_stream for spec, _ in consumers}
+            ),
+        }
+        await stack.enter_async_context(
+            serve_ops(settings.ops_host, settings.ops_port, registry, checks)
+        )
         if ready is not None:
             ready.set()
         log.info("alerter ready (%d notification channels)", len(senders))
@@ -220,6 +236,7 @@ async def run(
                 tg.create_task(bus.consume(spec, handler, stop=stop, handler_timeout_s=timeout))
             for digest in digests:
                 tg.create_task(digest.run(stop, settings.digest_check_s))
+            tg.create_task(_count(processor, published, stop))
         log.info(
             "alerter stopping: %d published, %d duplicates, %d write conflicts",
             processor.published,
@@ -232,3 +249,12 @@ async def run(
 
 
 __all__ = ["Sender", "Settings", "channel_handler", "channel_specs", "consumer_specs", "run"]
+
+
+async def _count(processor: Processor, published: Counter, stop: asyncio.Event) -> None:
+    """Mirror the processor's published count into the metric until stop."""
+    seen = 0
+    while not await sleep_until_stopped(stop, 5.0):
+        now = processor.published
+        published.inc(now - seen)
+        seen = now

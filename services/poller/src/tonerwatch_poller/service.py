@@ -31,6 +31,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.kv import KeyValue
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import Field
 
 from tonerwatch_poller.reading import read_printer, read_printer_ipp
@@ -45,6 +46,7 @@ from tonerwatch_shared.events import (
 from tonerwatch_shared.ipp import IppError
 from tonerwatch_shared.lifecycle import stop_event
 from tonerwatch_shared.logs import current_site
+from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import SnmpError
@@ -114,6 +116,33 @@ def first_delay(interval_s: float, rng: random.Random) -> float:
     return rng.uniform(0, min(interval_s, 10.0))
 
 
+class PollerMetrics:
+    """Prometheus metrics of one poller replica, in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.polls = Counter(
+            "tonerwatch_polls", "Printer polls", ["result", "protocol"], registry=self.registry
+        )
+        self.bytes = Counter(
+            "tonerwatch_poll_bytes",
+            "Bytes on the wire for polls",
+            ["direction"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "tonerwatch_poll_duration_seconds",
+            "Time of one successful poll",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.unreachable = Counter(
+            "tonerwatch_printers_unreachable",
+            "Printers that became unreachable",
+            registry=self.registry,
+        )
+
+
 @dataclass
 class Poller:
     """One poller replica: its bus, SNMP client, and what it learned of printers' layouts."""
@@ -123,6 +152,7 @@ class Poller:
     client: SnmpClient
     printers: KeyValue
     health: KeyValue
+    metrics: PollerMetrics = field(default_factory=PollerMetrics)
     rng: random.Random = field(default_factory=random.Random)
     plans: dict[str, PollPlan] = field(default_factory=dict)
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
@@ -287,6 +317,7 @@ class Poller:
                 reading = polled.reading
         except (SnmpError, IppError, OSError, TimeoutError) as exc:
             self.plans.pop(config.printer_id, None)
+            self.metrics.polls.labels(result="failed", protocol=config.protocol).inc()
             health.failures += 1
             health.last_error = str(exc) or type(exc).__name__
             log.info(
@@ -298,6 +329,7 @@ class Poller:
             )
             if health.failures >= self.settings.unreachable_after and not health.unreachable:
                 health.unreachable = True
+                self.metrics.unreachable.inc()
                 await self.bus.publish(
                     PrinterUnreachable(
                         source=source,
@@ -314,6 +346,10 @@ class Poller:
             await self.health.put(health_key, health.to_bytes())
             return False
         await self.bus.publish(reading)
+        self.metrics.polls.labels(result="ok", protocol=config.protocol).inc()
+        self.metrics.bytes.labels(direction="sent").inc(reading.bytes_sent)
+        self.metrics.bytes.labels(direction="received").inc(reading.bytes_received)
+        self.metrics.duration.observe(reading.duration_ms / 1000)
         was_unreachable = health.unreachable
         health = PrinterHealth(last_success_at=datetime.now(UTC).isoformat())
         if was_unreachable:
@@ -351,12 +387,20 @@ async def run(
             durable=subjects.name("poller_config"),
             filter_subject=f"{subjects.root}.*.printer.*.*",
         )
-        if ready is not None:
-            ready.set()
-        log.info("poller ready")
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(bus.consume(config_spec, _only(poller.on_config), stop=stop))
-            tg.create_task(poller.run_jobs(stop))
+        checks = {
+            "nats": bus_check(bus),
+            "config_lag": consumer_lag_gauge(
+                poller.metrics.registry, bus, {config_spec.durable: subjects.events_stream}
+            ),
+        }
+        async with serve_ops(settings.ops_host, settings.ops_port, poller.metrics.registry, checks):
+            await bus.ensure_consumer(config_spec)
+            if ready is not None:
+                ready.set()
+            log.info("poller ready")
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(bus.consume(config_spec, _only(poller.on_config), stop=stop))
+                tg.create_task(poller.run_jobs(stop))
     finally:
         await client.close()
         await bus.drain()

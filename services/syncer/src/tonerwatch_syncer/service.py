@@ -17,11 +17,13 @@ import time
 
 import httpx
 from nats.aio.msg import Msg
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field
 
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.events import Event
 from tonerwatch_shared.lifecycle import stop_event
+from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.subjects import Subjects
 
@@ -94,8 +96,18 @@ async def run(
     try:
         await bus.ensure_event_stream()
 
+        registry = CollectorRegistry()
+        forwarded = Counter(
+            "tonerwatch_sync_forwarded", "Events forwarded upstream", ["result"], registry=registry
+        )
+
         async def handle(event: Event, _msg: Msg) -> None:
-            await forward(client, settings, event)
+            try:
+                await forward(client, settings, event)
+            except UpstreamError:
+                forwarded.labels(result="failed").inc()
+                raise
+            forwarded.labels(result="ok" if settings.sync_url else "skipped").inc()
 
         # Alerts (crossed/resolved) and replacements are what a supplier acts on.
         specs = [
@@ -110,12 +122,21 @@ async def run(
                 max_deliver=1000,
             ),
         ]
-        if ready is not None:
-            ready.set()
-        log.info("syncer ready (%s)", settings.sync_url or "no upstream configured")
-        async with asyncio.TaskGroup() as tg:
-            for spec in specs:
-                tg.create_task(bus.consume(spec, handle, stop=stop))
+        checks = {
+            "nats": bus_check(bus),
+            "lag": consumer_lag_gauge(
+                registry, bus, {spec.durable: subjects.events_stream for spec in specs}
+            ),
+        }
+        for spec in specs:
+            await bus.ensure_consumer(spec)
+        async with serve_ops(settings.ops_host, settings.ops_port, registry, checks):
+            if ready is not None:
+                ready.set()
+            log.info("syncer ready (%s)", settings.sync_url or "no upstream configured")
+            async with asyncio.TaskGroup() as tg:
+                for spec in specs:
+                    tg.create_task(bus.consume(spec, handle, stop=stop))
     finally:
         await client.aclose()
         await bus.drain()
