@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.models import (
@@ -23,6 +24,7 @@ from tonerwatch_api.retention import (
     RetentionPolicy,
     merge_counters,
     merge_levels,
+    table_of,
 )
 
 Resolution = Literal["raw", "hourly", "daily"]
@@ -108,31 +110,10 @@ def level_history(
         return [LevelPoint(i, at, p, lv) for i, at, p, lv in session.exec(q).all()]
     hourly = resolution == "hourly"
     model = ReadingHourly if hourly else ReadingDaily
+    t = table_of(model).c
     # A bucket straddling since still counts: start the bucket search one bucket earlier.
     first = since - (timedelta(hours=1) if hourly else timedelta(days=1))
-    rows = session.exec(
-        select(model)
-        .where(
-            model.printer_id == printer_id,
-            col(model.bucket_start) > first,
-            col(model.bucket_start) <= until,
-        )
-        .order_by(col(model.bucket_start), col(model.supply_index))
-    ).all()
-    buckets: dict[tuple[datetime, str], LevelBucket] = {
-        (r.bucket_start, r.supply_index): LevelBucket(
-            count=r.count,
-            percent_count=r.percent_count,
-            sum_percent=r.sum_percent,
-            min_percent=r.min_percent,
-            max_percent=r.max_percent,
-            last_at=r.last_at,
-            last_percent=r.last_percent,
-            last_level=r.last_level,
-        )
-        for r in rows
-    }
-    pending = session.exec(
+    pending_rows = session.exec(
         select(Reading.supply_index, Reading.occurred_at, Reading.percent, Reading.level).where(
             Reading.printer_id == printer_id,
             col(Reading.rolled_up).is_(False),
@@ -140,11 +121,40 @@ def level_history(
             col(Reading.occurred_at) <= until,
         )
     ).all()
-    raw = ((printer_id, i, at, p, lv) for i, at, p, lv in pending)
-    for (_, start, index), extra in merge_levels(raw, hourly=hourly).items():
-        into = buckets.setdefault((start, index), LevelBucket())
-        _merge_into(into, extra)
-    points = [_bucket_point(i, s, b) for (s, i), b in sorted(buckets.items())]
+    raw = ((printer_id, i, at, p, lv) for i, at, p, lv in pending_rows)
+    pending = {(s, i): b for (_, s, i), b in merge_levels(raw, hourly=hourly).items()}
+    # Plain column tuples, not ORM objects: a year of hourly buckets is ~50,000 rows.
+    rows = session.execute(
+        sa_select(
+            t.bucket_start,
+            t.supply_index,
+            t.count,
+            t.percent_count,
+            t.sum_percent,
+            t.min_percent,
+            t.max_percent,
+            t.last_at,
+            t.last_percent,
+            t.last_level,
+        )
+        .where(t.printer_id == printer_id, t.bucket_start > first, t.bucket_start <= until)
+        .order_by(t.bucket_start, t.supply_index)
+        .limit(limit)
+    ).all()
+    points: list[LevelPoint] = []
+    for start, index, n, pn, total, lo, hi, last_at, last_p, last_lv in rows:
+        extra = pending.pop((start, index), None)
+        if extra is None:
+            points.append(
+                LevelPoint(index, start, total / pn if pn else None, last_lv, lo, hi, last_p, n)
+            )
+            continue
+        bucket = LevelBucket(n, pn, total, lo, hi, last_at, last_p, last_lv)
+        _merge_into(bucket, extra)
+        points.append(_bucket_point(index, start, bucket))
+    if pending:
+        points.extend(_bucket_point(i, s, b) for (s, i), b in pending.items())
+        points.sort(key=lambda p: (p.at, p.supply_index))
     return points[:limit]
 
 

@@ -66,6 +66,9 @@ class ProjectionOptions:
     source: str = "api"
     auto_monitor_discovered: bool = True
     default_interval_s: float = 300.0
+    # Readings applied in parallel on PostgreSQL (one printer's are serialised by a row lock);
+    # SQLite has a single writer, so one.
+    reading_workers: int = 4
 
 
 @dataclass(frozen=True)
@@ -124,10 +127,16 @@ def apply_event(
     return handler(session, event, options, now)
 
 
-def _printer_for(session: Session, event: Event, now: datetime) -> Printer | None:
-    """Return the live printer an event names, None if it was removed; raise if not yet known."""
+def _printer_for(
+    session: Session, event: Event, now: datetime, lock: bool = False
+) -> Printer | None:
+    """Return the live printer an event names, None if it was removed; raise if not yet known.
+
+    lock takes the row (FOR UPDATE): parallel appliers of one printer's events then read what
+    the other wrote instead of overwriting it with a stale view.
+    """
     printer_id = getattr(event, "printer_id", None)
-    printer = session.get(Printer, printer_id) if printer_id else None
+    printer = session.get(Printer, printer_id, with_for_update=lock) if printer_id else None
     if printer is None:
         if now - event.occurred_at < UNKNOWN_PRINTER_GRACE:
             raise PrinterNotYetKnown(f"printer {printer_id!r} not known yet")
@@ -254,7 +263,7 @@ def _apply_reading(
     session: Session, event: Event, options: ProjectionOptions, now: datetime
 ) -> str:
     assert isinstance(event, SupplyReading)
-    printer = _printer_for(session, event, now)
+    printer = _printer_for(session, event, now, lock=True)
     if printer is None:
         return "ignored"
     at = event.occurred_at
@@ -597,6 +606,7 @@ class Projector:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume every projection until stop is set."""
+        parallel = self.engine.dialect.name == "postgresql"
         async with asyncio.TaskGroup() as tg:
             for p in projections():
                 spec = consumer_spec(p, self.bus.subjects.root)
@@ -604,7 +614,10 @@ class Projector:
                 async def handler(event: Event, _msg: Msg, durable: str = p.durable) -> None:
                     await self.apply(event, durable)
 
-                tg.create_task(self.bus.consume(spec, handler, stop=stop))
+                # Pull subscriptions on one durable share its messages between them.
+                workers = self.options.reading_workers if p.durable == "api-readings" else 1
+                for _ in range(max(1, workers) if parallel else 1):
+                    tg.create_task(self.bus.consume(spec, handler, stop=stop))
 
 
 def apply_now(engine: Engine, event: Event, consumer: str = "test") -> str:

@@ -267,8 +267,8 @@ def rollup_readings_batch(session: Session, batch: int) -> int:
     if not rows:
         return 0
     raw = [(r.printer_id, r.supply_index, r.occurred_at, r.percent, r.level) for r in rows]
-    upsert_levels(session, _table(ReadingHourly), merge_levels(raw, hourly=True))
-    upsert_levels(session, _table(ReadingDaily), merge_levels(raw, hourly=False))
+    upsert_levels(session, table_of(ReadingHourly), merge_levels(raw, hourly=True))
+    upsert_levels(session, table_of(ReadingDaily), merge_levels(raw, hourly=False))
     _mark_rolled(session, Reading, [r.id for r in rows if r.id is not None])
     return len(rows)
 
@@ -279,13 +279,14 @@ def rollup_counters_batch(session: Session, batch: int) -> int:
     if not rows:
         return 0
     raw = [(r.printer_id, r.occurred_at, {f: getattr(r, f) for f in COUNTER_FIELDS}) for r in rows]
-    upsert_counters(session, _table(CounterHourly), merge_counters(raw, hourly=True))
-    upsert_counters(session, _table(CounterDaily), merge_counters(raw, hourly=False))
+    upsert_counters(session, table_of(CounterHourly), merge_counters(raw, hourly=True))
+    upsert_counters(session, table_of(CounterDaily), merge_counters(raw, hourly=False))
     _mark_rolled(session, CounterReading, [r.id for r in rows if r.id is not None])
     return len(rows)
 
 
-def _table(model: Any) -> Table:
+def table_of(model: Any) -> Table:
+    """Return the Table behind a SQLModel table class."""
     table = model.__table__
     assert isinstance(table, Table)
     return table
@@ -309,7 +310,7 @@ def prune_raw_batch(
 
 def prune_hourly_batch(session: Session, model: Any, cutoff: datetime, batch: int) -> int:
     """Delete up to batch hourly buckets that start before cutoff; return how many."""
-    t = _table(model)
+    t = table_of(model)
     pk = [c for c in t.primary_key.columns]
     keys = select(*pk).where(t.c.bucket_start < cutoff).limit(batch)
     result = session.execute(delete(t).where(tuple_(*pk).in_(keys)))
