@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -12,6 +14,7 @@ from sqlalchemy.engine import Engine
 from tonerwatch_api import store
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db import ensure_admin, in_tx
+from tonerwatch_api.history import level_history
 from tonerwatch_api.projections import apply_now
 from tonerwatch_api.retention import RetentionPolicy, maintain
 from tonerwatch_api.settings import Settings
@@ -144,3 +147,29 @@ async def test_readings_api_answers_raw_hourly_and_auto_resolution(
     assert {r["resolution"] for r in day.json()} == {"raw"}
     bad = await client.get(url, params={"resolution": "minutely"})
     assert bad.status_code == 422 and "resolution" in bad.text
+
+
+def test_parallel_readings_of_one_printer_keep_the_newest_state(
+    pg: Engine,
+    configured: Callable[..., PrinterConfigured],
+    reading: Callable[..., SupplyReading],
+) -> None:
+    apply_now(pg, configured())
+    base = datetime.now(UTC) - timedelta(hours=1)
+    events = [
+        reading(occurred_at=base + timedelta(minutes=k), supplies=hp_supplies(black=90.0 - k))
+        for k in range(24)
+    ]
+    random.Random(7).shuffle(events)
+    # As the api-readings workers do: one transaction per event, four at a time.
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(lambda e: apply_now(pg, e), events)) == {"applied"}
+    printer = in_tx(pg, lambda s: store.get_printer(s, "default", "p-hp479"))
+    assert printer.last_seen_at == base + timedelta(minutes=23)
+    out = in_tx(pg, lambda s: store.printers_out(s, [printer])[0])
+    assert {s.index: s.percent for s in out.supplies}["1"] == 67.0
+    points = in_tx(
+        pg,
+        lambda s: level_history(s, "p-hp479", base, base + timedelta(hours=1), "raw", 1000),
+    )
+    assert len(points) == 24 * 5
