@@ -248,14 +248,16 @@ class FleetPage:
     counts: dict[str, int]
 
 
-def _attention_order() -> list[Any]:
+def _attention_order(dialect: str) -> list[Any]:
     # The SQL twin of views.attention_key: status rank, then name (or address), then id.
     rank = case(*((col(Printer.status) == status, r) for status, r in STATUS_RANK.items()), else_=9)
-    return [
-        rank,
-        func.lower(func.coalesce(col(Printer.name), col(Printer.address))),
-        col(Printer.id),
-    ]
+    name: Any = func.lower(func.coalesce(col(Printer.name), col(Printer.address)))
+    pid: Any = col(Printer.id)
+    if dialect == "postgresql":
+        # Code point order, as Python sorts str (and SQLite's BINARY); and several times
+        # faster to sort than a locale's collation.
+        name, pid = name.collate("C"), pid.collate("C")
+    return [rank, name, pid]
 
 
 def fleet_page(
@@ -269,19 +271,21 @@ def fleet_page(
 ) -> FleetPage:
     """Return one page of the tenant's printers, attention first (four queries, whatever the fleet)."""
     filters = _printer_filters(site_id, search)
-    q = _tenant_printers(tenant_id)
     counts_q = (
         select(Printer.status, func.count())
         .join(Site, col(Site.id) == col(Printer.site_id))
-        .where(Site.tenant_id == tenant_id, col(Printer.removed_at).is_(None))
+        .where(Site.tenant_id == tenant_id, col(Printer.removed_at).is_(None), *filters)
     )
-    for cond in filters:
-        q = q.where(cond)
-        counts_q = counts_q.where(cond)
     counts = {
         status: int(n) for status, n in session.exec(counts_q.group_by(col(Printer.status))).all()
     }
-    rows = list(session.exec(q.order_by(*_attention_order()).offset(offset).limit(limit)).all())
+    # Sort narrow rows (ids), then load the page's printers: sorting whole rows costs more.
+    ids_q = select(Printer.id).join(Site, col(Site.id) == col(Printer.site_id))
+    ids_q = ids_q.where(Site.tenant_id == tenant_id, col(Printer.removed_at).is_(None), *filters)
+    order = _attention_order(session.get_bind().dialect.name)
+    ids = list(session.exec(ids_q.order_by(*order).offset(offset).limit(limit)).all())
+    by_id = {p.id: p for p in session.exec(select(Printer).where(col(Printer.id).in_(ids))).all()}
+    rows = [by_id[i] for i in ids if i in by_id]
     return FleetPage(
         printers=printers_out(session, rows), total=sum(counts.values()), counts=counts
     )

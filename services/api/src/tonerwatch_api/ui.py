@@ -214,7 +214,7 @@ def bars(p: PrinterOut) -> list[Any]:
     ]
 
 
-DASHBOARD_PAGE = 100  # printers per dashboard page: attention first, so page 1 is what matters
+DASHBOARD_PAGE = 50  # printers per dashboard page: attention first, so page 1 is what matters
 
 
 @router.get("/", response_class=HTMLResponse)
