@@ -11,7 +11,9 @@ from tonerwatch_shared.embedded import free_tcp_port
 from tonerwatch_shared.testing.snmpsim import SnmpSimulator, free_udp_port
 
 
-def tonerwatch(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def tonerwatch(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("TONERWATCH_")}
     return subprocess.run(
         [sys.executable, "-m", "tonerwatch", *args],
@@ -38,27 +40,56 @@ def test_serve_without_nats_says_which_setting_in_one_line() -> None:
 
 
 def test_bad_setting_is_named_in_one_line() -> None:
-    out = tonerwatch("serve", "poller", env={"TONERWATCH_NATS_URL": "nats://127.0.0.1:1", "TONERWATCH_POLL_TIMEOUT_S": "-1"})
+    out = tonerwatch(
+        "serve",
+        "poller",
+        env={"TONERWATCH_NATS_URL": "nats://127.0.0.1:1", "TONERWATCH_POLL_TIMEOUT_S": "-1"},
+    )
     assert out.returncode == 2
     assert "TONERWATCH_POLL_TIMEOUT_S" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_serve_with_unreachable_nats_names_the_url() -> None:
     url = f"nats://127.0.0.1:{free_tcp_port()}"
-    out = tonerwatch("serve", "syncer", env={"TONERWATCH_NATS_URL": url, "TONERWATCH_NATS_CONNECT_ATTEMPTS": "2",
-                                            "TONERWATCH_NATS_CONNECT_TIMEOUT_S": "0.5"})
+    out = tonerwatch(
+        "serve",
+        "syncer",
+        env={
+            "TONERWATCH_NATS_URL": url,
+            "TONERWATCH_NATS_CONNECT_ATTEMPTS": "2",
+            "TONERWATCH_NATS_CONNECT_TIMEOUT_S": "0.5",
+        },
+    )
     assert out.returncode == 2 and url in out.stderr and "Traceback" not in out.stderr
 
 
 def test_poll_hp_m252dw_json_is_the_published_reading(snmp_agent: SnmpSimulator) -> None:
-    out = tonerwatch("poll", "127.0.0.1", "--port", str(snmp_agent.port), "--community", "jetdirect_m252dw", "--json")
+    out = tonerwatch(
+        "poll",
+        "127.0.0.1",
+        "--port",
+        str(snmp_agent.port),
+        "--community",
+        "jetdirect_m252dw",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     reading = json.loads(out.stdout)
     assert reading["type"] == "tonerwatch.supply_reading.v1"
     assert {"vendor", "model", "serial", "sys_object_id", "sys_descr"} <= set(reading["printer"])
     assert reading["printer"]["vendor"] == "HP"
     black = next(s for s in reading["supplies"] if s["colour"] == "black")
-    assert {"index", "description", "part_number", "kind", "colour", "level", "max_capacity", "percent", "state"} <= set(black)
+    assert {
+        "index",
+        "description",
+        "part_number",
+        "kind",
+        "colour",
+        "level",
+        "max_capacity",
+        "percent",
+        "state",
+    } <= set(black)
     assert black["index"] == "1.1" and black["percent"] == 63.0 and black["part_number"] == "CF400X"
     assert "lifetime_pages" in reading["counters"]
     assert {"device_status", "printer_status", "errors", "alerts"} <= set(reading["status"])
@@ -66,22 +97,63 @@ def test_poll_hp_m252dw_json_is_the_published_reading(snmp_agent: SnmpSimulator)
 
 
 def test_poll_brother_hl_l2340dw_prints_levels_for_a_person(snmp_agent: SnmpSimulator) -> None:
-    out = tonerwatch("poll", "127.0.0.1", "--port", str(snmp_agent.port), "--community", "brother_hl-l2340dw")
+    out = tonerwatch(
+        "poll", "127.0.0.1", "--port", str(snmp_agent.port), "--community", "brother_hl-l2340dw"
+    )
     assert out.returncode == 0, out.stderr
     assert "Brother" in out.stdout and "75.0%" in out.stdout
 
 
 def test_poll_wrong_community_exits_2_with_one_line(snmp_agent: SnmpSimulator) -> None:
-    out = tonerwatch("poll", "127.0.0.1", "--port", str(snmp_agent.port), "--community", "nope", "--timeout", "0.3", "--retries", "0")
+    out = tonerwatch(
+        "poll",
+        "127.0.0.1",
+        "--port",
+        str(snmp_agent.port),
+        "--community",
+        "nope",
+        "--timeout",
+        "0.3",
+        "--retries",
+        "0",
+    )
     assert out.returncode == 2
     assert out.stdout == "" and out.stderr.count("\n") == 1 and "no SNMP answer" in out.stderr
 
 
 def test_poll_silent_port_exits_2() -> None:
-    out = tonerwatch("poll", "127.0.0.1", "--port", str(free_udp_port()), "--timeout", "0.3", "--retries", "0")
+    out = tonerwatch(
+        "poll", "127.0.0.1", "--port", str(free_udp_port()), "--timeout", "0.3", "--retries", "0"
+    )
     assert out.returncode == 2 and "127.0.0.1" in out.stderr
 
 
 def test_poll_unresolvable_name_exits_2() -> None:
     out = tonerwatch("poll", "no-such-printer.invalid", "--timeout", "0.3", "--retries", "0")
-    assert out.returncode == 2 and "no-such-printer.invalid" in out.stderr and "Traceback" not in out.stderr
+    assert (
+        out.returncode == 2
+        and "no-such-printer.invalid" in out.stderr
+        and "Traceback" not in out.stderr
+    )
+
+
+def test_discover_json_finds_the_hp_m252dw_and_summarises(snmp_agent: SnmpSimulator) -> None:
+    out = tonerwatch(
+        "discover",
+        "127.0.0.1-127.0.0.3",
+        "--port",
+        str(snmp_agent.port),
+        "--community",
+        "jetdirect_m252dw",
+        "--timeout",
+        "0.5",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    objects = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    summary = objects[-1]
+    assert summary["end_condition"] == "completed"
+    assert summary["probed"] == 3 and summary["printers"] == 1
+    assert summary["bytes_sent"] > 0 and summary["bytes_received"] > 0
+    printer = objects[0]
+    assert "VNB3J99999" in json.dumps(printer)

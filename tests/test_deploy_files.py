@@ -15,6 +15,7 @@ def test_compose_runs_each_service_with_serve() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     for name in SERVICES:
         assert compose["services"][name]["command"] == ["serve", name]
+        assert "/readyz" in " ".join(compose["services"][name]["healthcheck"]["test"])
     assert {"nats", "postgres"} <= set(compose["services"])
 
 
@@ -25,3 +26,5 @@ def test_k8s_has_a_deployment_per_service() -> None:
     for name, d in deployments.items():
         container = d["spec"]["template"]["spec"]["containers"][0]
         assert container["args"] == ["serve", name]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"

@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     disc.add_argument(
         "--timeout", type=float, default=1.0, help="seconds to wait for answers (default 1)"
     )
+    disc.add_argument("--port", type=int, default=161, help="SNMP port (default 161)")
+    disc.add_argument(
+        "--icmp",
+        action="store_true",
+        help="ping first and probe only what answers (needs root or ping rights; hosts that block ping are missed)",
+    )
     disc.add_argument(
         "--json", action="store_true", help="one JSON object per printer, then a summary"
     )
@@ -184,10 +190,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 def cmd_discover(args: argparse.Namespace) -> int:
     """Sweep ranges for printers without the services."""
-    try:
-        from tonerwatch_discovery.cli import sweep_command
-    except ImportError as exc:  # pragma: no cover - arrives with the discovery work
-        raise CliError(f"discover is not available in this build: {exc}") from None
+    from tonerwatch_discovery.cli import sweep_command
+
     return int(
         asyncio.run(
             sweep_command(
@@ -197,6 +201,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
                 args.time_limit,
                 args.timeout,
                 args.json,
+                port=args.port,
+                icmp_prepass=args.icmp,
             )
         )
     )

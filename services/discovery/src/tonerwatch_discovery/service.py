@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.msg import Msg
+from prometheus_client import CollectorRegistry
 from pydantic import Field
 
 from tonerwatch_discovery.devices import BUCKET, DeviceStore, KvDeviceStore, recognise
@@ -41,6 +42,7 @@ from tonerwatch_shared.events import (
     SnmpCredentials,
 )
 from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
+from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.subjects import DISCOVERY_CANCELLED, DISCOVERY_REQUESTED, Subjects
@@ -353,6 +355,7 @@ async def run(
     bus = await Bus.for_service(settings, "discovery")
     client = SnmpClient(max_in_flight=settings.discovery_identify_concurrency * 2)
     service: DiscoveryService | None = None
+    stack = contextlib.AsyncExitStack()
     try:
         await bus.ensure_event_stream()
         store = KvDeviceStore(await bus.key_value(BUCKET))
@@ -365,6 +368,14 @@ async def run(
             max_deliver=5,
         )
         await bus.ensure_consumer(spec)  # before ready: a request published after ready is seen
+        registry = CollectorRegistry()
+        checks = {
+            "nats": bus_check(bus),
+            "lag": consumer_lag_gauge(registry, bus, {spec.durable: subjects.events_stream}),
+        }
+        await stack.enter_async_context(
+            serve_ops(settings.ops_host, settings.ops_port, registry, checks)
+        )
         if ready is not None:
             ready.set()
         log.info("discovery ready")
@@ -380,6 +391,7 @@ async def run(
     finally:
         if service is not None:
             await service.shutdown()
+        await stack.aclose()
         await client.close()
         await bus.drain()
 
