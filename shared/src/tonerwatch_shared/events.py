@@ -20,6 +20,7 @@ from tonerwatch_shared.printer.model import (
     PrinterIdentity,
     PrinterStatus,
     Supply,
+    SupplyKind,
     Tray,
 )
 from tonerwatch_shared.snmp.target import SnmpTarget
@@ -68,7 +69,9 @@ class SnmpCredentials(BaseModel):
     priv_protocol: Literal["DES", "AES", "AES192", "AES256"] | None = None
     priv_key: str | None = Field(default=None, repr=False)
 
-    def target(self, address: str, port: int = 161, *, timeout_s: float, retries: int) -> SnmpTarget:
+    def target(
+        self, address: str, port: int = 161, *, timeout_s: float, retries: int
+    ) -> SnmpTarget:
         """Return the SNMP target for address:port with these credentials."""
         return SnmpTarget(
             host=address,
@@ -281,6 +284,52 @@ class DiscoveryFinished(_JobEvent):
     error: str | None = None
 
 
+EmailAddress = Annotated[
+    str, Field(max_length=254, pattern=r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+]
+
+
+class AlertLimits(BaseModel):
+    """Thresholds one scope sets; None means "use the layer below" (in the end the alerter's defaults)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    low_percent: float | None = Field(default=None, ge=0, le=100)
+    critical_percent: float | None = Field(default=None, ge=0, le=100)
+    lead_time_days: float | None = Field(default=None, gt=0, le=365)
+
+
+class ScopedAlertLimits(AlertLimits):
+    """Thresholds for a scope with per-supply-kind overrides (kind: toner, ink, drum, waste_toner ...)."""
+
+    kinds: dict[SupplyKind, AlertLimits] = Field(default_factory=dict)
+
+
+class AlertSettingsConfigured(Event):
+    """The alert settings of one site, whole (not a delta): thresholds, overrides, mail recipients."""
+
+    type: Literal["tonerwatch.alert_settings_configured.v1"] = (
+        "tonerwatch.alert_settings_configured.v1"
+    )
+    area_what: ClassVar[str] = sj.ALERT_SETTINGS_CONFIGURED
+    revision: int = Field(
+        ge=0, description="Grows with every change of the site's settings; readers keep the highest"
+    )
+    low_percent: float | None = Field(default=None, ge=0, le=100)
+    critical_percent: float | None = Field(default=None, ge=0, le=100)
+    lead_time_days: float | None = Field(default=None, gt=0, le=365)
+    kinds: dict[SupplyKind, AlertLimits] = Field(
+        default_factory=dict, description="Per supply kind, for every printer of the site"
+    )
+    printers: dict[str, ScopedAlertLimits] = Field(
+        default_factory=dict, description="Per printer id (with its own per-kind overrides)"
+    )
+    recipients: tuple[EmailAddress, ...] = Field(
+        default=(),
+        description="Who is mailed about the site's alerts (besides the mail routes' own)",
+    )
+
+
 EVENT_CLASSES: tuple[type[Event], ...] = (
     PrinterFound,
     PrinterConfigured,
@@ -295,6 +344,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     DiscoveryCancelled,
     DiscoveryProgress,
     DiscoveryFinished,
+    AlertSettingsConfigured,
 )
 
 
