@@ -176,76 +176,84 @@ def _greatest(session: Session, a: Any, b: Any) -> ColumnElement[Any]:
 
 def upsert_levels(session: Session, table: Table, buckets: dict[LevelKey, LevelBucket]) -> None:
     """Merge buckets into a level rollup table (adds to what the rows already hold)."""
-    items = list(buckets.items())
-    for i in range(0, len(items), _CHUNK):
-        values = [
-            {
-                "printer_id": k[0],
-                "bucket_start": k[1],
-                "supply_index": k[2],
-                "count": b.count,
-                "percent_count": b.percent_count,
-                "sum_percent": b.sum_percent,
-                "min_percent": b.min_percent,
-                "max_percent": b.max_percent,
-                "last_at": b.last_at,
-                "last_percent": b.last_percent,
-                "last_level": b.last_level,
-            }
-            for k, b in items[i : i + _CHUNK]
-        ]
-        stmt = _insert(session, table).values(values)
-        t, ex = table.c, stmt.excluded
-        newer = ex.last_at >= t.last_at
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[t.printer_id, t.bucket_start, t.supply_index],
-            set_={
-                "count": t.count + ex.count,
-                "percent_count": t.percent_count + ex.percent_count,
-                "sum_percent": t.sum_percent + ex.sum_percent,
-                "min_percent": _least(session, t.min_percent, ex.min_percent),
-                "max_percent": _greatest(session, t.max_percent, ex.max_percent),
-                "last_percent": case((newer, ex.last_percent), else_=t.last_percent),
-                "last_level": case((newer, ex.last_level), else_=t.last_level),
-                "last_at": case((newer, ex.last_at), else_=t.last_at),
-            },
-        )
-        session.execute(stmt)
+    if not buckets:
+        return
+    values = [
+        {
+            "printer_id": k[0],
+            "bucket_start": k[1],
+            "supply_index": k[2],
+            "count": b.count,
+            "percent_count": b.percent_count,
+            "sum_percent": b.sum_percent,
+            "min_percent": b.min_percent,
+            "max_percent": b.max_percent,
+            "last_at": b.last_at,
+            "last_percent": b.last_percent,
+            "last_level": b.last_level,
+        }
+        for k, b in buckets.items()
+    ]
+    stmt = _insert(session, table)
+    t, ex = table.c, stmt.excluded
+    newer = ex.last_at >= t.last_at
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[t.printer_id, t.bucket_start, t.supply_index],
+        set_={
+            "count": t.count + ex.count,
+            "percent_count": t.percent_count + ex.percent_count,
+            "sum_percent": t.sum_percent + ex.sum_percent,
+            "min_percent": _least(session, t.min_percent, ex.min_percent),
+            "max_percent": _greatest(session, t.max_percent, ex.max_percent),
+            "last_percent": case((newer, ex.last_percent), else_=t.last_percent),
+            "last_level": case((newer, ex.last_level), else_=t.last_level),
+            "last_at": case((newer, ex.last_at), else_=t.last_at),
+        },
+    )
+    # One statement, many parameter sets: compiled once, sent in multi-row batches.
+    session.execute(stmt, values)
 
 
 def upsert_counters(
     session: Session, table: Table, buckets: dict[CounterKey, CounterBucketAgg]
 ) -> None:
     """Merge buckets into a counter rollup table."""
-    items = list(buckets.items())
-    for i in range(0, len(items), _CHUNK):
-        values = [
-            {
-                "printer_id": k[0],
-                "bucket_start": k[1],
-                "count": b.count,
-                "last_at": b.last_at,
-                "min_lifetime_pages": b.min_lifetime_pages,
-                **{f: b.values.get(f) for f in COUNTER_FIELDS},
-            }
-            for k, b in items[i : i + _CHUNK]
-        ]
-        stmt = _insert(session, table).values(values)
-        t, ex = table.c, stmt.excluded
-        newer = ex.last_at >= t.last_at
-        set_: dict[str, Any] = {
-            "count": t.count + ex.count,
-            "min_lifetime_pages": _least(session, t.min_lifetime_pages, ex.min_lifetime_pages),
-            "last_at": case((newer, ex.last_at), else_=t.last_at),
+    if not buckets:
+        return
+    values = [
+        {
+            "printer_id": k[0],
+            "bucket_start": k[1],
+            "count": b.count,
+            "last_at": b.last_at,
+            "min_lifetime_pages": b.min_lifetime_pages,
+            **{f: b.values.get(f) for f in COUNTER_FIELDS},
         }
-        for f in COUNTER_FIELDS:
-            set_[f] = case((newer, ex[f]), else_=t[f])
-        stmt = stmt.on_conflict_do_update(index_elements=[t.printer_id, t.bucket_start], set_=set_)
-        session.execute(stmt)
+        for k, b in buckets.items()
+    ]
+    stmt = _insert(session, table)
+    t, ex = table.c, stmt.excluded
+    newer = ex.last_at >= t.last_at
+    set_: dict[str, Any] = {
+        "count": t.count + ex.count,
+        "min_lifetime_pages": _least(session, t.min_lifetime_pages, ex.min_lifetime_pages),
+        "last_at": case((newer, ex.last_at), else_=t.last_at),
+    }
+    for f in COUNTER_FIELDS:
+        set_[f] = case((newer, ex[f]), else_=t[f])
+    stmt = stmt.on_conflict_do_update(index_elements=[t.printer_id, t.bucket_start], set_=set_)
+    session.execute(stmt, values)
 
 
-def _pending(session: Session, model: type[Reading] | type[CounterReading], batch: int) -> Any:
-    q = select(model).where(col(model.rolled_up).is_(False)).order_by(col(model.id)).limit(batch)
+def _pending(session: Session, model: Any, columns: Sequence[str], batch: int) -> Any:
+    # Plain column tuples (id first), not ORM objects: thousands of rows per batch.
+    t = table_of(model)
+    q = (
+        select(t.c.id, *(t.c[c] for c in columns))
+        .where(t.c.rolled_up.is_(False))
+        .order_by(t.c.id)
+        .limit(batch)
+    )
     if session.get_bind().dialect.name == "postgresql":
         # Another api replica rolling up at the same time takes other rows, never the same ones.
         q = q.with_for_update(skip_locked=True)
@@ -263,25 +271,27 @@ def _mark_rolled(
 
 def rollup_readings_batch(session: Session, batch: int) -> int:
     """Merge up to batch raw readings into hourly and daily buckets; return how many."""
-    rows = list(session.scalars(_pending(session, Reading, batch)).all())
+    cols = ("printer_id", "supply_index", "occurred_at", "percent", "level")
+    rows = session.execute(_pending(session, Reading, cols, batch)).all()
     if not rows:
         return 0
-    raw = [(r.printer_id, r.supply_index, r.occurred_at, r.percent, r.level) for r in rows]
+    raw = [(r[1], r[2], r[3], r[4], r[5]) for r in rows]
     upsert_levels(session, table_of(ReadingHourly), merge_levels(raw, hourly=True))
     upsert_levels(session, table_of(ReadingDaily), merge_levels(raw, hourly=False))
-    _mark_rolled(session, Reading, [r.id for r in rows if r.id is not None])
+    _mark_rolled(session, Reading, [r[0] for r in rows])
     return len(rows)
 
 
 def rollup_counters_batch(session: Session, batch: int) -> int:
     """Merge up to batch raw counter readings into hourly and daily buckets; return how many."""
-    rows = list(session.scalars(_pending(session, CounterReading, batch)).all())
+    cols = ("printer_id", "occurred_at", *COUNTER_FIELDS)
+    rows = session.execute(_pending(session, CounterReading, cols, batch)).all()
     if not rows:
         return 0
-    raw = [(r.printer_id, r.occurred_at, {f: getattr(r, f) for f in COUNTER_FIELDS}) for r in rows]
+    raw = [(r[1], r[2], dict(zip(COUNTER_FIELDS, r[3:], strict=True))) for r in rows]
     upsert_counters(session, table_of(CounterHourly), merge_counters(raw, hourly=True))
     upsert_counters(session, table_of(CounterDaily), merge_counters(raw, hourly=False))
-    _mark_rolled(session, CounterReading, [r.id for r in rows if r.id is not None])
+    _mark_rolled(session, CounterReading, [r[0] for r in rows])
     return len(rows)
 
 
