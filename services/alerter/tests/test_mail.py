@@ -140,8 +140,26 @@ def test_site_recipients_replace_the_default_list() -> None:
     only_sites = route(25, recipients=[], site_recipients={"hq": ["hq@example.org"]})
     other_site = crossing().model_copy(update={"site_id": "warehouse"})
     assert only_sites.wants(crossing()) and not only_sites.wants(other_site)
-    with pytest.raises(ValueError, match="recipients"):
-        route(25, recipients=[])
+
+
+async def test_web_ui_recipients_join_the_route_list_once_each() -> None:
+    """A route without addresses of its own mails whoever the web UI names for the site."""
+    configured = {"hq": ("Facilities@example.org", "hq-lead@example.org")}
+
+    async def lookup(site: str) -> tuple[str, ...]:
+        return configured.get(site, ())
+
+    bare = MailSender(route(25, recipients=[]), site_recipients=lookup)
+    assert await bare.recipients("hq") == configured["hq"]
+    assert await bare.wants(crossing())
+    assert not await bare.wants(crossing().model_copy(update={"site_id": "warehouse"}))
+    both = MailSender(route(25), site_recipients=lookup)
+    # facilities@ is on both lists: mailed once (addresses compare without case).
+    assert await both.recipients("hq") == (
+        "it@example.org",
+        "facilities@example.org",
+        "hq-lead@example.org",
+    )
 
 
 async def test_site_mail_goes_to_the_site_list(tmp_path: Path) -> None:

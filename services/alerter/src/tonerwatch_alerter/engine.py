@@ -42,7 +42,7 @@ from tonerwatch_shared.events import (
     SupplyReplaced,
     ThresholdCrossed,
 )
-from tonerwatch_shared.printer.model import Supply, SupplyClass
+from tonerwatch_shared.printer.model import Supply, SupplyClass, SupplyKind
 
 # A forecast alert clears once the estimate is this much beyond the lead time (hysteresis).
 FORECAST_CLEAR_FACTOR = 1.5
@@ -67,6 +67,13 @@ class Context:
     base: Resolved = field(default_factory=Resolved)
     rules: AlertRules = field(default_factory=AlertRules)
     source: str = "alerter"
+    # What the web UI configured for the event's site (AlertSettingsConfigured): wins over rules.
+    configured: AlertRules = field(default_factory=AlertRules)
+
+    def limits(self, site_id: str, printer_id: str, kind: SupplyKind) -> Resolved:
+        """Return the thresholds of one supply kind: env rules, then the configured ones on top."""
+        env = self.rules.resolve(self.base, site_id, printer_id, kind)
+        return self.configured.resolve(env, site_id, printer_id, kind)
 
 
 def new_state(printer_id: str, site_id: str | None = None) -> PrinterState:
@@ -131,7 +138,7 @@ def _apply_reading(ev: _Emitter, reading: SupplyReading, ctx: Context) -> None:
     per_supply, printer_bits = marker_signals(reading.supplies, reading.status.errors)
     t = reading.occurred_at
     for supply in reading.supplies:
-        limits = ctx.rules.resolve(ctx.base, reading.site_id, pid, supply.kind)
+        limits = ctx.limits(reading.site_id, pid, supply.kind)
         mem = st.supplies.get(supply.index) or SupplyMemory(index=supply.index)
         _describe(mem, supply)
         st.supplies[supply.index] = mem

@@ -14,13 +14,15 @@ import contextlib
 import logging
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 
 from nats.aio.msg import Msg
 
 from tonerwatch_alerter.engine import HANDLED, Context, evaluate, new_state
+from tonerwatch_alerter.site_settings import SiteSettings
 from tonerwatch_alerter.store import StateConflict, StateStore
 from tonerwatch_shared.bus import Bus, event_type
-from tonerwatch_shared.events import Event, UnreadableEvent, parse_event
+from tonerwatch_shared.events import Event, SupplyReading, UnreadableEvent, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +32,17 @@ MAX_ATTEMPTS = 8
 class Processor:
     """Turns bus events into alert events for one alerter replica."""
 
-    def __init__(self, bus: Bus, store: StateStore, ctx: Context) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        store: StateStore,
+        ctx: Context,
+        site_settings: SiteSettings | None = None,
+    ) -> None:
         self.bus = bus
         self.store = store
         self.ctx = ctx
+        self.site_settings = site_settings
         self.published = 0
         self.duplicates = 0
         self.conflicts = 0
@@ -43,13 +52,17 @@ class Processor:
         if not isinstance(event, HANDLED):
             return
         pid = event.printer_id
+        ctx = self.ctx
+        if self.site_settings is not None and isinstance(event, SupplyReading):
+            # Read per reading, not cached: a change saved in the web UI applies to the next one.
+            ctx = replace(ctx, configured=await self.site_settings.rules(event.site_id))
         for attempt in range(MAX_ATTEMPTS):
             loaded = await self.store.load(pid)
             state = loaded.state or new_state(pid, event.site_id)
             pending = _unpack(state.outbox)
             if pending:
                 await self._publish(pending)
-            outcome = evaluate(state.model_copy(update={"outbox": []}), event, self.ctx)
+            outcome = evaluate(state.model_copy(update={"outbox": []}), event, ctx)
             if not outcome.changed and not pending:
                 return
             committed = outcome.state.model_copy(

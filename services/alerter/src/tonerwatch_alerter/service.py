@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field
 
+from tonerwatch_alerter import site_settings as ss
 from tonerwatch_alerter.channels import digest as dg
 from tonerwatch_alerter.channels import ledger as ld
 from tonerwatch_alerter.channels.base import ChannelConfig, DeliveryFailed
@@ -27,6 +28,7 @@ from tonerwatch_alerter.channels.webhook import WebhookConfig, WebhookSender
 from tonerwatch_alerter.engine import Context
 from tonerwatch_alerter.process import Processor
 from tonerwatch_alerter.rules import AlertRules, Resolved
+from tonerwatch_alerter.site_settings import SiteSettings
 from tonerwatch_alerter.state import PrinterLabel
 from tonerwatch_alerter.store import BUCKET, StateStore
 from tonerwatch_shared import subjects as sj
@@ -116,6 +118,8 @@ class Sender(Protocol):
     @property
     def config(self) -> ChannelConfig: ...
 
+    async def wants(self, event: Event) -> bool: ...
+
     async def send(self, event: Event) -> int: ...
 
 
@@ -148,7 +152,7 @@ def channel_handler(
     channel = channel or sender.config.name
 
     async def handle(event: Event, msg: Msg) -> None:
-        if not sender.config.wants(event):
+        if not await sender.wants(event):
             return
         eid = str(event.event_id)
         if ledger is not None and await ledger.delivered(channel, eid):
@@ -181,9 +185,11 @@ async def run(
     try:
         await bus.ensure_event_stream()
         store = StateStore(await bus.key_value(BUCKET))
-        processor = Processor(bus, store, settings.context())
+        site_settings = SiteSettings(await bus.key_value(ss.BUCKET))
+        processor = Processor(bus, store, settings.context(), site_settings)
         consumers: list[tuple[ConsumerSpec, Handler]] = [
-            (spec, processor.handle) for spec in consumer_specs(subjects, settings.ack_wait_s)
+            (ss.consumer_spec(subjects, settings.ack_wait_s), site_settings.handle),
+            *((spec, processor.handle) for spec in consumer_specs(subjects, settings.ack_wait_s)),
         ]
         http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
         ledger = Ledger(await bus.key_value(ld.BUCKET, ttl_s=ld.TTL_S))
@@ -195,7 +201,15 @@ async def run(
         senders: list[tuple[str, Sender]] = [
             *(("webhook", WebhookSender(hook, http)) for hook in settings.webhooks),
             *(
-                ("mail", MailSender(route, public_url=settings.public_url, labels=labels))
+                (
+                    "mail",
+                    MailSender(
+                        route,
+                        public_url=settings.public_url,
+                        labels=labels,
+                        site_recipients=site_settings.recipients,
+                    ),
+                )
                 for route in settings.mail
             ),
         ]

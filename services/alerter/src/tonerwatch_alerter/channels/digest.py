@@ -97,6 +97,7 @@ def render_digest(
     labels: dict[str, PrinterLabel | None],
     *,
     sent_at: datetime,
+    recipients: Sequence[str] | None = None,
 ) -> EmailMessage:
     """Return the digest mail for one site and day: every alert, worst first, in text and HTML."""
     cfg = sender.config
@@ -129,7 +130,7 @@ def render_digest(
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = cfg.sender
-    msg["To"] = ", ".join(cfg.recipients_for(site))
+    msg["To"] = ", ".join(cfg.recipients_for(site) if recipients is None else recipients)
     msg["Date"] = format_datetime(sent_at)
     msg["Message-ID"] = f"<digest.{cfg.name}.{site}.{day.isoformat()}@tonerwatch>"
     msg.set_content("\n".join([*text_lines, ""]))
@@ -264,7 +265,10 @@ class Digest:
             pid: await self.sender.label(pid)
             for pid in {str(getattr(e, "printer_id", "")) for e in events}
         }
-        message = render_digest(self.sender, site, claim.day, events, labels, sent_at=now)
+        to = await self.sender.recipients(site)
+        message = render_digest(
+            self.sender, site, claim.day, events, labels, sent_at=now, recipients=to
+        )
         try:
             await self.sender.deliver(message)
         except DeliveryFailed as exc:

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiosmtplib
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
 from tonerwatch_alerter.channels.base import ChannelConfig, DeliveryFailed
 from tonerwatch_alerter.state import PrinterLabel
@@ -33,10 +33,12 @@ log = logging.getLogger(__name__)
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 Address = str
 LabelLookup = Callable[[str], Awaitable[PrinterLabel | None]]
+# Site id -> addresses configured in the web UI (AlertSettingsConfigured.recipients).
+RecipientLookup = Callable[[str], Awaitable[tuple[Address, ...]]]
 
 
 class MailConfig(ChannelConfig):
-    """One mail route (an item of TONERWATCH_MAIL, a JSON list)."""
+    """One mail route (an item of TONERWATCH_MAIL, a JSON list); with no recipients, only the web UI's."""
 
     host: str
     port: int = Field(default=587, gt=0, lt=65536)
@@ -54,12 +56,6 @@ class MailConfig(ChannelConfig):
         default=None, description='Send one digest a day per site at this time ("07:30")'
     )
     digest_timezone: str = Field(default="UTC", description="Zone of digest_at (IANA name)")
-
-    @model_validator(mode="after")
-    def _someone_to_tell(self) -> MailConfig:
-        if not self.recipients and not any(self.site_recipients.values()):
-            raise ValueError("a mail route needs recipients or site_recipients")
-        return self
 
     @field_validator("digest_timezone")
     @classmethod
@@ -203,12 +199,14 @@ class MailSender:
         *,
         public_url: str = DEFAULT_PUBLIC_URL,
         labels: LabelLookup | None = None,
+        site_recipients: RecipientLookup | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         send: SendFn = aiosmtplib.send,
     ) -> None:
         self.config = config
         self.public_url = public_url
         self.labels = labels
+        self.site_recipients = site_recipients
         self.sleep = sleep
         self._send = send
 
@@ -222,6 +220,23 @@ class MailSender:
             log.warning("mail %s: no label for %s: %r", self.config.name, printer_id, exc)
             return None
 
+    async def recipients(self, site_id: str) -> tuple[Address, ...]:
+        """Return who gets mail about site_id: the route's list for it plus the web UI's, once each."""
+        configured: tuple[Address, ...] = ()
+        if self.site_recipients is not None:
+            # Not caught: a lookup failure makes the consumer retry rather than mail too few people.
+            configured = await self.site_recipients(site_id)
+        seen: dict[str, Address] = {}
+        for address in (*self.config.recipients_for(site_id), *configured):
+            seen.setdefault(address.lower(), address)
+        return tuple(seen.values())
+
+    async def wants(self, event: Event) -> bool:
+        """Return whether event is mailed: the route's filter, and someone to send it to."""
+        return ChannelConfig.wants(self.config, event) and bool(
+            await self.recipients(event.site_id)
+        )
+
     async def send(self, event: Event) -> int:
         """Send the mail for event until the server takes it; return the attempts used or raise DeliveryFailed."""
         cfg = self.config
@@ -230,7 +245,7 @@ class MailSender:
         message = render(
             event,
             cfg.sender,
-            cfg.recipients_for(event.site_id),
+            await self.recipients(event.site_id),
             label=label,
             public_url=self.public_url,
         )
@@ -317,6 +332,7 @@ __all__ = [
     "LabelLookup",
     "MailConfig",
     "MailSender",
+    "RecipientLookup",
     "facts",
     "printer_url",
     "render",

@@ -81,6 +81,10 @@ class WebhookSender:
         self.clock = clock
         self.sleep = sleep
 
+    async def wants(self, event: Event) -> bool:
+        """Return whether event goes to this receiver (the hook's filter)."""
+        return self.config.wants(event)
+
     async def send(self, event: Event) -> int:
         """POST event until the receiver takes it; return the attempts used or raise DeliveryFailed."""
         cfg = self.config
