@@ -32,6 +32,8 @@ TABLES = {
     "discovery_jobs",
     "discovery_found",
     "network_usage_daily",
+    "site_alert_settings",
+    "user_alerting",
     "alembic_version_api",
 }
 

@@ -15,8 +15,10 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
+from tonerwatch_api import alert_settings as alerting
 from tonerwatch_api import discovery_jobs as jobs
 from tonerwatch_api import store
+from tonerwatch_api.alert_settings import UserAlertingIn
 from tonerwatch_api.auth import Admin, Operator, Viewer, current_principal
 from tonerwatch_api.db import run_tx
 from tonerwatch_api.discovery_jobs import DiscoveryJobIn, DiscoveryJobOut
@@ -543,9 +545,15 @@ async def create_user(request: Request, body: UserIn, who: Admin) -> UserOut:
 
         user = make(s, body.username, body.password, body.role, who.tenant_id)
         store.audit(s, who, "user.create", body.username, role=body.role)
+        if body.email or body.responsible_sites:
+            profile = UserAlertingIn(email=body.email, responsible_sites=body.responsible_sites)
+            alerting.set_user_alerting(s, who, user, profile, st.source)
         return _user_out(user)
 
-    return await run_tx(app_state(request).engine, work)
+    st = app_state(request)
+    out = await run_tx(st.engine, work)
+    await publish_outbox(st)
+    return out
 
 
 # --- discovery -----------------------------------------------------------------------------------

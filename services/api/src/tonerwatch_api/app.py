@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tonerwatch_api import api, pages, ui
+from tonerwatch_api import alert_settings, api, pages, ui
 from tonerwatch_api.db import ping, run_tx
 from tonerwatch_api.live import LiveAlerts
 from tonerwatch_api.metrics import Metrics
@@ -58,6 +58,7 @@ def create_app(
     )
     app.state.tw = st
     app.include_router(api.router)
+    app.include_router(alert_settings.router)
     app.include_router(ui.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -410,11 +410,12 @@ VERSION_TABLE = "alembic_version_api"
 
 def api_metadata() -> MetaData:
     """Return metadata holding only the api's tables (others may share SQLModel.metadata)."""
-    # Late import: these modules import the models above (discovery jobs, network usage).
+    # Late import: these modules import the models above (discovery jobs, network usage, alerting).
+    from tonerwatch_api.alert_settings import ALERT_SETTINGS_TABLES
     from tonerwatch_api.discovery_jobs import JOB_TABLES
     from tonerwatch_api.network_usage import USAGE_TABLES
 
     md = MetaData()
-    for model in API_TABLES + JOB_TABLES + USAGE_TABLES:
+    for model in API_TABLES + JOB_TABLES + USAGE_TABLES + ALERT_SETTINGS_TABLES:
         model.__table__.to_metadata(md)  # type: ignore[attr-defined]
     return md

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tonerwatch_shared.events import SnmpCredentials
+from tonerwatch_shared.events import EmailAddress, SnmpCredentials
 
 SiteIdField = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 _HOST = r"^[A-Za-z0-9.:_\-\[\]%]+$"
@@ -229,6 +229,10 @@ class UserIn(BaseModel):
     username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")
     password: str = Field(min_length=10, max_length=1000)
     role: Literal["admin", "operator", "viewer"] = "viewer"
+    email: EmailAddress | None = Field(default=None, description="Where their sites' alerts go")
+    responsible_sites: list[str] = Field(
+        default_factory=list, max_length=500, description="Sites they answer for ([]: all)"
+    )
 
 
 class UserOut(BaseModel):

@@ -1,0 +1,485 @@
+"""Alert settings per site, and who is responsible for which sites: stored here, announced as events.
+
+The api is the system of record: a site's thresholds, lead time, per-kind and per-printer overrides
+and mail addresses live in site_alert_settings; a user's mail address and the sites they answer for
+in user_alerting. Every change queues one AlertSettingsConfigured per affected site (whole settings,
+a growing revision) in the outbox; the alerter keeps the newest. The recipients announced for a site
+are its own addresses plus the addresses of the users responsible for it (an empty scope means every
+site of their tenant).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from sqlalchemy import JSON, Column
+from sqlmodel import Field as SQLField
+from sqlmodel import Session, SQLModel, col, select
+
+from tonerwatch_api import store
+from tonerwatch_api.auth import Admin, Viewer
+from tonerwatch_api.db import run_tx
+from tonerwatch_api.models import Printer, Site, User, UTCDateTime, utcnow
+from tonerwatch_api.projections import add_to_outbox
+from tonerwatch_api.security import role_at_least
+from tonerwatch_api.state import app_state
+from tonerwatch_api.store import Principal
+from tonerwatch_shared.events import (
+    AlertLimits,
+    AlertSettingsConfigured,
+    EmailAddress,
+    ScopedAlertLimits,
+)
+from tonerwatch_shared.printer.model import SupplyKind
+
+MAX_RECIPIENTS = 50
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+class SiteAlertSettings(SQLModel, table=True):
+    """A site's alert settings as last saved, and the revision last announced."""
+
+    __tablename__ = "site_alert_settings"
+    site_id: str = SQLField(
+        foreign_key="sites.id", primary_key=True, max_length=64, ondelete="CASCADE"
+    )
+    revision: int = 0
+    low_percent: float | None = None
+    critical_percent: float | None = None
+    lead_time_days: float | None = None
+    kinds: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON(), nullable=True))
+    printers: dict[str, Any] | None = SQLField(
+        default=None, sa_column=Column(JSON(), nullable=True)
+    )
+    recipients: list[str] | None = SQLField(default=None, sa_column=Column(JSON(), nullable=True))
+    updated_by: str | None = SQLField(default=None, max_length=100)
+    updated_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class UserAlerting(SQLModel, table=True):
+    """A user's mail address for alerts and the sites they answer for (none listed: all)."""
+
+    __tablename__ = "user_alerting"
+    user_id: int = SQLField(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
+    email: str | None = SQLField(default=None, max_length=254)
+    sites: list[str] | None = SQLField(default=None, sa_column=Column(JSON(), nullable=True))
+
+
+ALERT_SETTINGS_TABLES: tuple[type[SQLModel], ...] = (SiteAlertSettings, UserAlerting)
+
+# --- request and response bodies -----------------------------------------------------------------
+
+Percent = Annotated[float | None, Field(default=None, ge=0, le=100)]
+LeadDays = Annotated[float | None, Field(default=None, gt=0, le=365)]
+
+
+class LimitsIn(BaseModel):
+    """Thresholds of one scope; a field left out (null) uses the layer below (the alerter's defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+    low_percent: Percent = None
+    critical_percent: Percent = None
+    lead_time_days: LeadDays = None
+
+    @field_validator("critical_percent")
+    @classmethod
+    def _critical_below_low(cls, v: float | None, info: ValidationInfo) -> float | None:
+        low = info.data.get("low_percent")
+        if v is not None and low is not None and v > low:
+            raise ValueError(f"must not be above low_percent ({low:g})")
+        return v
+
+
+class PrinterLimitsIn(LimitsIn):
+    """Thresholds of one printer, with per-supply-kind overrides."""
+
+    kinds: dict[SupplyKind, LimitsIn] = Field(default_factory=dict)
+
+
+class AlertSettingsIn(LimitsIn):
+    """A site's alert settings, whole: what is left out goes back to the defaults."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "low_percent": 25,
+                    "critical_percent": 5,
+                    "lead_time_days": 10,
+                    "kinds": {"ink": {"low_percent": 30}},
+                    "printers": {"p-3f2a9c01de": {"low_percent": 40}},
+                    "recipients": ["facilities@example.org"],
+                }
+            ]
+        },
+    )
+    kinds: dict[SupplyKind, LimitsIn] = Field(
+        default_factory=dict, description="Per supply kind (toner, ink, drum, waste_toner ...)"
+    )
+    printers: dict[str, PrinterLimitsIn] = Field(
+        default_factory=dict, description="Per printer id of this site"
+    )
+    recipients: list[EmailAddress] = Field(
+        default_factory=list,
+        max_length=MAX_RECIPIENTS,
+        description="Addresses mailed about this site's alerts",
+    )
+
+
+class AlertSettingsOut(AlertSettingsIn):
+    """A site's alert settings, the revision last announced and everyone who gets its mail."""
+
+    model_config = ConfigDict(extra="ignore")
+    site_id: str
+    revision: int
+    responsible: list[str] = Field(
+        default_factory=list, description="Addresses of the users responsible for the site"
+    )
+    announced_recipients: list[str] = Field(
+        default_factory=list, description="The site's addresses and the responsible users', once"
+    )
+    updated_by: str | None = None
+    updated_at: datetime | None = None
+
+
+class UserAlertingIn(BaseModel):
+    """A user's mail address for alerts and the sites they are responsible for ([]: all)."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: EmailAddress | None = None
+    responsible_sites: list[str] = Field(default_factory=list, max_length=500)
+
+
+class UserAlertingOut(UserAlertingIn):
+    """A user's alerting profile."""
+
+    model_config = ConfigDict(extra="ignore")
+    user_id: int
+    username: str
+
+
+# --- logic ---------------------------------------------------------------------------------------
+
+
+def _invalid(field: Sequence[str | int], message: str) -> RequestValidationError:
+    """Return a 422 naming field, shaped like FastAPI's own validation errors."""
+    return RequestValidationError(
+        [{"loc": ("body", *field), "msg": message, "type": "value_error"}]
+    )
+
+
+def _unique(addresses: Iterable[str]) -> list[str]:
+    """Return addresses once each (compared without case), first spelling kept, in order."""
+    seen: dict[str, str] = {}
+    for a in addresses:
+        seen.setdefault(a.strip().lower(), a.strip())
+    return list(seen.values())
+
+
+def profiles(session: Session, tenant_id: str) -> dict[int, UserAlerting]:
+    """Return the alerting profiles of the tenant's users, by user id."""
+    q = (
+        select(UserAlerting)
+        .join(User, col(User.id) == col(UserAlerting.user_id))
+        .where(User.tenant_id == tenant_id)
+    )
+    return {p.user_id: p for p in session.exec(q).all()}
+
+
+def user_scope(session: Session, user_id: int) -> list[str]:
+    """Return the sites a user is responsible for ([]: every site of their tenant)."""
+    row = session.get(UserAlerting, user_id)
+    return list(row.sites or []) if row else []
+
+
+def responsible_emails(session: Session, site: Site) -> list[str]:
+    """Return the addresses of the enabled users responsible for site."""
+    q = (
+        select(UserAlerting.email, UserAlerting.sites)
+        .join(User, col(User.id) == col(UserAlerting.user_id))
+        .where(User.tenant_id == site.tenant_id, col(User.disabled).is_(False))
+        .where(col(UserAlerting.email).is_not(None))
+        .order_by(col(User.username))
+    )
+    return _unique(
+        email for email, sites in session.exec(q).all() if email and (not sites or site.id in sites)
+    )
+
+
+def _settings_in(row: SiteAlertSettings | None) -> AlertSettingsIn:
+    if row is None:
+        return AlertSettingsIn()
+    return AlertSettingsIn.model_validate(
+        {
+            "low_percent": row.low_percent,
+            "critical_percent": row.critical_percent,
+            "lead_time_days": row.lead_time_days,
+            "kinds": row.kinds or {},
+            "printers": row.printers or {},
+            "recipients": row.recipients or [],
+        }
+    )
+
+
+def settings_out(session: Session, site: Site) -> AlertSettingsOut:
+    """Return site's alert settings (the defaults when never saved)."""
+    row = session.get(SiteAlertSettings, site.id)
+    body = _settings_in(row)
+    responsible = responsible_emails(session, site)
+    return AlertSettingsOut(
+        **body.model_dump(),
+        site_id=site.id,
+        revision=row.revision if row else 0,
+        responsible=responsible,
+        announced_recipients=_unique([*body.recipients, *responsible]),
+        updated_by=row.updated_by if row else None,
+        updated_at=row.updated_at if row else None,
+    )
+
+
+def _limits(v: LimitsIn) -> AlertLimits:
+    return AlertLimits(
+        low_percent=v.low_percent,
+        critical_percent=v.critical_percent,
+        lead_time_days=v.lead_time_days,
+    )
+
+
+def announce(session: Session, site: Site, source: str) -> AlertSettingsConfigured:
+    """Bump the site's revision and queue its whole alert settings in the outbox; return the event."""
+    row = session.get(SiteAlertSettings, site.id)
+    if row is None:
+        row = SiteAlertSettings(site_id=site.id)
+    row.revision += 1
+    session.add(row)
+    body = _settings_in(row)
+    event = AlertSettingsConfigured(
+        source=source,
+        site_id=site.id,
+        revision=row.revision,
+        low_percent=body.low_percent,
+        critical_percent=body.critical_percent,
+        lead_time_days=body.lead_time_days,
+        kinds={k: _limits(v) for k, v in body.kinds.items()},
+        printers={
+            pid: ScopedAlertLimits(
+                **_limits(v).model_dump(), kinds={k: _limits(x) for k, x in v.kinds.items()}
+            )
+            for pid, v in body.printers.items()
+        },
+        recipients=tuple(_unique([*body.recipients, *responsible_emails(session, site)])),
+    )
+    add_to_outbox(session, event)
+    return event
+
+
+def save_settings(
+    session: Session, who: Principal, site_id: str, body: AlertSettingsIn, source: str
+) -> AlertSettingsOut:
+    """Store a site's alert settings and queue their announcement; 422 names a foreign printer."""
+    site = store.get_site(session, who.tenant_id, site_id)
+    if body.printers:
+        known = set(
+            session.exec(
+                select(Printer.id).where(
+                    Printer.site_id == site.id,
+                    col(Printer.id).in_(list(body.printers)),
+                    col(Printer.removed_at).is_(None),
+                )
+            ).all()
+        )
+        for pid in body.printers:
+            if pid not in known:
+                raise _invalid(("printers", pid), f"no printer {pid!r} in site {site.id!r}")
+    row = session.get(SiteAlertSettings, site.id) or SiteAlertSettings(site_id=site.id)
+    row.low_percent = body.low_percent
+    row.critical_percent = body.critical_percent
+    row.lead_time_days = body.lead_time_days
+    row.kinds = {str(k): v.model_dump() for k, v in body.kinds.items()}
+    row.printers = {pid: v.model_dump(mode="json") for pid, v in body.printers.items()}
+    row.recipients = _unique(body.recipients)
+    row.updated_by = who.username
+    row.updated_at = utcnow()
+    session.add(row)
+    session.flush()
+    announce(session, site, source)
+    store.audit(
+        session,
+        who,
+        "site.alert_settings",
+        site.id,
+        fields=sorted(body.model_dump(exclude_defaults=True)),
+    )
+    return settings_out(session, site)
+
+
+def _sites_mailed(sites: Sequence[Site], email: str | None, scope: Sequence[str]) -> set[str]:
+    """Return the ids of the sites a user's address is announced for (empty scope: all)."""
+    if not email:
+        return set()
+    return {s.id for s in sites if not scope or s.id in scope}
+
+
+def set_user_alerting(
+    session: Session, who: Principal, user: User, body: UserAlertingIn, source: str
+) -> UserAlertingOut:
+    """Store a user's address and scope, and re-announce the sites whose recipients may change."""
+    sites = store.tenant_sites(session, who.tenant_id)
+    for i, sid in enumerate(body.responsible_sites):
+        if sid not in {s.id for s in sites}:
+            raise _invalid(("responsible_sites", i), f"no site {sid!r}")
+    assert user.id is not None
+    row = session.get(UserAlerting, user.id) or UserAlerting(user_id=user.id)
+    before_email, before = row.email, list(row.sites or [])
+    after = list(dict.fromkeys(body.responsible_sites))
+    row.email, row.sites = body.email, after
+    session.add(row)
+    session.flush()
+    if (before_email, before) != (body.email, after):
+        touched = _sites_mailed(sites, before_email, before) | _sites_mailed(
+            sites, body.email, after
+        )
+        for site in sites:
+            if site.id in touched:
+                announce(session, site, source)
+    store.audit(session, who, "user.alerting", user.username, sites=after)
+    return UserAlertingOut(
+        user_id=user.id, username=user.username, email=body.email, responsible_sites=after
+    )
+
+
+def tenant_user(session: Session, tenant_id: str, user_id: int) -> User:
+    """Return the tenant's user, or raise NotFound."""
+    user = session.get(User, user_id)
+    if user is None or user.tenant_id != tenant_id:
+        raise store.NotFound(f"user {user_id} not found")
+    return user
+
+
+def user_alerting_out(session: Session, user: User) -> UserAlertingOut:
+    """Return a user's alerting profile (empty when never set)."""
+    assert user.id is not None
+    row = session.get(UserAlerting, user.id)
+    return UserAlertingOut(
+        user_id=user.id,
+        username=user.username,
+        email=row.email if row else None,
+        responsible_sites=list(row.sites or []) if row else [],
+    )
+
+
+# --- REST ----------------------------------------------------------------------------------------
+
+router = APIRouter(prefix="/api/v1")
+ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"description": "Not authenticated"},
+    403: {"description": "Needs the admin role"},
+    404: {"description": "Not found (or another tenant's)"},
+    422: {"description": "Invalid settings; the error names the field"},
+}
+
+
+@router.get(
+    "/sites/{site_id}/alert-settings",
+    response_model=AlertSettingsOut,
+    tags=["alerting"],
+    responses=ERRORS,
+)
+async def get_alert_settings(request: Request, site_id: str, who: Admin) -> AlertSettingsOut:
+    """Return a site's thresholds, lead time, overrides and mail recipients."""
+
+    def work(s: Session) -> AlertSettingsOut:
+        return settings_out(s, store.get_site(s, who.tenant_id, site_id))
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.put(
+    "/sites/{site_id}/alert-settings",
+    response_model=AlertSettingsOut,
+    tags=["alerting"],
+    responses=ERRORS,
+)
+async def put_alert_settings(
+    request: Request, site_id: str, body: AlertSettingsIn, who: Admin
+) -> AlertSettingsOut:
+    """Replace a site's alert settings and announce them to the alerter (AlertSettingsConfigured)."""
+    st = app_state(request)
+    out = await run_tx(st.engine, lambda s: save_settings(s, who, site_id, body, st.source))
+    await _flush(request)
+    return out
+
+
+@router.get(
+    "/users/{user_id}/alerting",
+    response_model=UserAlertingOut,
+    tags=["users"],
+    responses=ERRORS,
+)
+async def get_user_alerting(request: Request, user_id: int, who: Viewer) -> UserAlertingOut:
+    """Return a user's alert mail address and responsible sites (admins: anyone's; others: their own)."""
+
+    def work(s: Session) -> UserAlertingOut:
+        _may_edit(who, user_id)
+        return user_alerting_out(s, tenant_user(s, who.tenant_id, user_id))
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.put(
+    "/users/{user_id}/alerting",
+    response_model=UserAlertingOut,
+    tags=["users"],
+    responses=ERRORS,
+)
+async def put_user_alerting(
+    request: Request, user_id: int, body: UserAlertingIn, who: Admin
+) -> UserAlertingOut:
+    """Set a user's alert mail address and responsible sites; re-announces the sites concerned."""
+    st = app_state(request)
+
+    def work(s: Session) -> UserAlertingOut:
+        return set_user_alerting(s, who, tenant_user(s, who.tenant_id, user_id), body, st.source)
+
+    out = await run_tx(st.engine, work)
+    await _flush(request)
+    return out
+
+
+def _may_edit(who: Principal, user_id: int) -> None:
+    if who.user_id != user_id and not role_at_least(who.role, "admin"):
+        raise HTTPException(403, "only admins see other users' settings")
+
+
+async def _flush(request: Request) -> None:
+    # Late import: api imports this module for the user form.
+    from tonerwatch_api.api import publish_outbox
+
+    await publish_outbox(app_state(request))
+
+
+__all__ = [
+    "ALERT_SETTINGS_TABLES",
+    "AlertSettingsIn",
+    "AlertSettingsOut",
+    "SiteAlertSettings",
+    "UserAlerting",
+    "UserAlertingIn",
+    "UserAlertingOut",
+    "announce",
+    "responsible_emails",
+    "router",
+    "save_settings",
+    "set_user_alerting",
+    "settings_out",
+    "user_scope",
+]
