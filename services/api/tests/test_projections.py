@@ -37,6 +37,7 @@ from tonerwatch_shared.events import (
     PrinterFound,
     PrinterRemoved,
     PrinterUnreachable,
+    SnmpCredentials,
     SupplyReading,
     ThresholdCrossed,
 )
@@ -248,3 +249,63 @@ async def test_discovered_printer_is_stored_and_configured_for_the_poller(
     again = found.model_copy(update={"event_id": uuid.uuid4()})
     await projector.apply(again, "api-printers")
     assert count(pg, Printer) == 1
+
+
+async def test_discovered_printer_keeps_the_credentials_that_answered(bus: Bus, pg: Engine) -> None:
+    projector = Projector(pg, bus, Outbox(pg, bus), Metrics(), ProjectionOptions())
+    private = SnmpCredentials(community="finance-ro")
+    found = PrinterFound(
+        source="discovery",
+        site_id="default",
+        address="127.0.0.1",
+        port=16102,
+        identity=HP_M479,
+        supplies=hp_supplies(),
+        credentials=private,
+    )
+    await projector.apply(found, "api-printers")
+    configured = await wait_for_event(
+        bus,
+        bus.subjects.filter("printer.configured"),
+        lambda e: isinstance(e, PrinterConfigured),
+        timeout_s=10,
+    )
+    assert isinstance(configured, PrinterConfigured)
+    assert (
+        configured.credentials.community == "finance-ro"
+    )  # the poller uses what answered, not "public"
+    # The site's community is rotated: the next sweep's answer replaces the one discovery stored.
+    rotated = found.model_copy(
+        update={"event_id": uuid.uuid4(), "credentials": SnmpCredentials(community="finance-2027")}
+    )
+    await projector.apply(rotated, "api-printers")
+    with Session(pg) as s:
+        printer = s.exec(select(Printer)).one()
+        assert printer.credentials and printer.credentials["community"] == "finance-2027"
+        # A user sets their own: later sweeps never overwrite it.
+        printer.credentials = SnmpCredentials(community="chosen-by-admin").model_dump()
+        s.add(printer)
+        s.commit()
+    await projector.apply(found.model_copy(update={"event_id": uuid.uuid4()}), "api-printers")
+    with Session(pg) as s:
+        assert s.exec(select(Printer)).one().credentials["community"] == "chosen-by-admin"  # type: ignore[index]
+
+
+async def test_printer_without_serial_followed_by_mac_after_dhcp_move(bus: Bus, pg: Engine) -> None:
+    projector = Projector(pg, bus, Outbox(pg, bus), Metrics(), ProjectionOptions())
+    ident = HP_M479.model_copy(update={"serial": None, "mac_address": "00:1B:A9:12:34:56"})
+    first = PrinterFound(
+        source="discovery", site_id="default", address="127.0.0.21", port=161, identity=ident
+    )
+    await projector.apply(first, "api-printers")
+    moved = PrinterFound(
+        source="discovery",
+        site_id="default",
+        address="127.0.0.35",
+        port=161,
+        identity=ident.model_copy(update={"mac_address": "001ba9123456"}),
+    )
+    await projector.apply(moved, "api-printers")
+    with Session(pg) as s:
+        printers = s.exec(select(Printer)).all()
+    assert len(printers) == 1 and printers[0].address == "127.0.0.35"

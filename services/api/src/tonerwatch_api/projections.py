@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from nats.aio.msg import Msg
 from sqlalchemy.engine import Engine
@@ -143,6 +144,22 @@ def _printer_for(
         log.warning("dropped %s for unknown printer %s", type(event).__name__, printer_id)
         return None
     return None if printer.removed_at is not None else printer
+
+
+FROM_DISCOVERY = "from_discovery"  # marks stored credentials a sweep found (not a user's)
+
+
+def discovered_credentials(credentials: SnmpCredentials) -> dict[str, Any]:
+    """Return credentials a sweep found, as stored: marked so a user's own are never overwritten."""
+    return {**credentials.model_dump(), FROM_DISCOVERY: True}
+
+
+def normalise_mac(mac: str | None) -> str | None:
+    """Return a MAC address as 12 lower-case hex digits, or None when it is not one."""
+    if not mac:
+        return None
+    digits = "".join(ch for ch in mac.lower() if ch in "0123456789abcdef")
+    return digits if len(digits) == 12 and digits != "0" * 12 else None
 
 
 def _set_identity(printer: Printer, ident: PrinterIdentity) -> None:
@@ -328,10 +345,16 @@ def _apply_found(session: Session, event: Event, options: ProjectionOptions, now
     printer = None
     if event.identity.serial:
         printer = session.exec(live.where(Printer.serial == event.identity.serial)).first()
+    mac = normalise_mac(event.identity.mac_address)
+    if printer is None and mac:
+        # No serial: the MAC address still follows a printer that DHCP moved.
+        with_mac = session.exec(live.where(col(Printer.mac_address).is_not(None))).all()
+        printer = next((p for p in with_mac if normalise_mac(p.mac_address) == mac), None)
     if printer is None:
         printer = session.exec(
             live.where(Printer.address == event.address, Printer.port == event.port)
         ).first()
+    found_creds = discovered_credentials(event.credentials or SnmpCredentials())
     moved = False
     if printer is None:
         printer = Printer(
@@ -341,16 +364,28 @@ def _apply_found(session: Session, event: Event, options: ProjectionOptions, now
             port=event.port,
             origin="discovered",
             monitored=options.auto_monitor_discovered,
-            credentials=SnmpCredentials().model_dump(),
+            credentials=found_creds,
             interval_s=options.default_interval_s,
             config_at=event.occurred_at,
         )
         moved = True
-    elif (printer.address, printer.port) != (event.address, event.port):
-        # Same serial at a new address (DHCP): follow it.
-        printer.address, printer.port = event.address, event.port
-        printer.config_at = event.occurred_at
-        moved = True
+    else:
+        if (printer.address, printer.port) != (event.address, event.port):
+            # Same serial or MAC at a new address (DHCP): follow it.
+            printer.address, printer.port = event.address, event.port
+            printer.config_at = event.occurred_at
+            moved = True
+        stored = printer.credentials or {}
+        if (
+            event.credentials is not None
+            and stored.get(FROM_DISCOVERY)
+            and stored != found_creds
+        ):
+            # The set that answers changed (say a site's community was rotated); a user's own
+            # credentials (no FROM_DISCOVERY mark) are never overwritten by a sweep.
+            printer.credentials = found_creds
+            printer.config_at = event.occurred_at
+            moved = True
     _set_identity(printer, event.identity)
     printer.reachable = True
     printer.last_seen_at = max(printer.last_seen_at or event.occurred_at, event.occurred_at)
