@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -11,10 +12,16 @@ from sqlmodel import Session
 
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db import ensure_admin, ensure_site
+from tonerwatch_api.projections import apply_now
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, wait_for_event
-from tonerwatch_shared.events import AlertSettingsConfigured, Event
+from tonerwatch_shared.events import (
+    AlertSettingsConfigured,
+    Event,
+    PrinterConfigured,
+    ThresholdCrossed,
+)
 from tonerwatch_shared.printer.model import SupplyKind
 
 from .test_rest import ADMIN_PW, bearer
@@ -193,3 +200,97 @@ async def test_responsible_users_addresses_join_their_sites_recipients(
     assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "responsible_sites.1"
     bad = await client.put(f"/api/v1/users/{uid}/alerting", headers=h, json={"email": "hanna"})
     assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "email"
+
+
+async def ui_login(c: httpx.AsyncClient, username: str, password: str) -> None:
+    page = await c.get("/login?next=/")
+    token = re.search(r'name="login_csrf" value="([^"]+)"', page.text)
+    assert token
+    r = await c.post(
+        "/login",
+        data={"username": username, "password": password, "login_csrf": token.group(1)},
+    )
+    assert r.status_code == 303, r.text
+
+
+async def test_dashboard_and_alerts_default_to_the_users_sites_with_a_toggle(
+    client: httpx.AsyncClient,
+    pg: Engine,
+    configured: Callable[..., PrinterConfigured],
+) -> None:
+    apply_now(pg, configured("p-hq-ricoh", site_id="hq", name="HQ Ricoh", address="127.0.0.31"))
+    apply_now(
+        pg, configured("p-branch-hp", site_id="branch", name="Branch HP", address="127.0.0.32")
+    )
+    for pid, site in (("p-hq-ricoh", "hq"), ("p-branch-hp", "branch")):
+        apply_now(
+            pg,
+            ThresholdCrossed(
+                source="alerter/test",
+                site_id=site,
+                printer_id=pid,
+                alert_id=f"{pid}:1:low",
+                rule="low",
+                severity="warning",
+                message=f"Low toner: {pid}",
+            ),
+        )
+    h = await bearer(client)
+    made = await client.post(
+        "/api/v1/users",
+        headers=h,
+        json={
+            "username": "hanna",
+            "password": "hq-viewer-pass",
+            "email": "hanna@example.org",
+            "responsible_sites": ["hq"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    client.headers.pop("Authorization", None)
+    await ui_login(client, "hanna", "hq-viewer-pass")
+    mine = await client.get("/")
+    assert "HQ Ricoh" in mine.text and "Branch HP" not in mine.text
+    assert "Showing your sites: hq" in mine.text
+    everything = await client.get("/?scope=all")
+    assert "HQ Ricoh" in everything.text and "Branch HP" in everything.text
+    assert "Show only your sites (hq)" in everything.text
+    # An explicit site filter is obeyed even outside the user's sites.
+    assert "Branch HP" in (await client.get("/?site=branch")).text
+    alerts = await client.get("/alerts")
+    assert "Low toner: p-hq-ricoh" in alerts.text and "p-branch-hp" not in alerts.text
+    assert 'id="notify-enable"' in alerts.text
+    all_alerts = await client.get("/alerts?scope=all")
+    assert "Low toner: p-branch-hp" in all_alerts.text
+
+
+async def test_settings_page_shows_a_form_per_site_and_users_scopes(
+    client: httpx.AsyncClient,
+) -> None:
+    h = await bearer(client)
+    await client.put(
+        "/api/v1/sites/hq/alert-settings",
+        headers=h,
+        json={"low_percent": 30, "recipients": ["it@example.org"], "kinds": {"ink": {}}},
+    )
+    await client.post(
+        "/api/v1/users",
+        headers=h,
+        json={
+            "username": "hanna",
+            "password": "hq-viewer-pass",
+            "email": "hanna@example.org",
+            "responsible_sites": ["branch"],
+        },
+    )
+    client.headers.pop("Authorization", None)
+    await ui_login(client, "admin", ADMIN_PW)
+    page = (await client.get("/settings")).text
+    for site in ("default", "hq", "branch"):
+        assert f'data-api="PUT /api/v1/sites/{site}/alert-settings"' in page
+    form = page[page.index('data-alert-site="hq"') :]
+    assert 'name="low_percent"' in form and 'value="30"' in form.split("</form>")[0]
+    assert "it@example.org</textarea>" in form.split("</form>")[0]
+    users = page[page.index('data-user="hanna"') :].split("</tr>")[0]
+    assert 'value="hanna@example.org"' in users
+    assert 'value="branch" checked' in users and 'value="hq" checked' not in users

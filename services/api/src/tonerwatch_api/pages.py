@@ -9,8 +9,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
+from tonerwatch_api import alert_settings, store
 from tonerwatch_api import discovery_jobs as jobs
-from tonerwatch_api import store
 from tonerwatch_api.api import publish_outbox
 from tonerwatch_api.db import run_tx
 from tonerwatch_api.models import ApiToken, User
@@ -18,6 +18,7 @@ from tonerwatch_api.network_usage import KINDS, UsageOut, human_bytes, usage
 from tonerwatch_api.security import role_at_least
 from tonerwatch_api.state import app_state
 from tonerwatch_api.ui import _check_csrf, error_page, render, templates, ui_user
+from tonerwatch_shared.printer.model import SupplyKind
 
 router = APIRouter(include_in_schema=False)
 templates.env.filters["bytes"] = human_bytes
@@ -185,7 +186,7 @@ async def network_page(request: Request, days: int = 30, site: str = "") -> Resp
 
 @router.get("/settings", response_class=HTMLResponse)
 async def settings_page(request: Request) -> Response:
-    """Sites, users and API tokens; the forms call the REST API."""
+    """Sites with their alert settings, users with their responsible sites, API tokens (forms call the REST API)."""
     who = await ui_user(request)
     is_admin = role_at_least(who.role, "admin")
 
@@ -208,7 +209,17 @@ async def settings_page(request: Request) -> Response:
                 .order_by(col(ApiToken.id).desc())
             ).all()
         )
-        return {"sites": sites, "users": users, "tokens": tokens}
+        site_rows = [x for x, _ in sites]
+        alerting = {x.id: alert_settings.settings_out(s, x) for x in site_rows} if is_admin else {}
+        people = alert_settings.profiles(s, who.tenant_id) if is_admin else {}
+        return {
+            "sites": sites,
+            "users": users,
+            "tokens": tokens,
+            "alerting": alerting,
+            "profiles": people,
+            "supply_kinds": [k.value for k in SupplyKind],
+        }
 
     ctx = await run_tx(app_state(request).engine, work)
     default_site = app_state(request).settings.default_site

@@ -193,10 +193,14 @@ def _tenant_printers(tenant_id: str) -> Any:
     )
 
 
-def _printer_filters(site_id: str | None, search: str | None) -> list[ColumnElement[bool]]:
+def _printer_filters(
+    site_id: str | None, search: str | None, site_ids: Sequence[str] | None = None
+) -> list[ColumnElement[bool]]:
     out: list[ColumnElement[bool]] = []
     if site_id:
         out.append(col(Printer.site_id) == site_id)
+    if site_ids is not None:  # a user's responsible sites
+        out.append(col(Printer.site_id).in_(list(site_ids)))
     if search:
         needle = search.strip().lower()
         out.append(
@@ -268,9 +272,10 @@ def fleet_page(
     search: str | None = None,
     offset: int = 0,
     limit: int = 100,
+    site_ids: Sequence[str] | None = None,
 ) -> FleetPage:
     """Return one page of the tenant's printers, attention first (four queries, whatever the fleet)."""
-    filters = _printer_filters(site_id, search)
+    filters = _printer_filters(site_id, search, site_ids)
     counts_q = (
         select(Printer.status, func.count())
         .join(Site, col(Site.id) == col(Printer.site_id))
@@ -516,8 +521,9 @@ def find_alerts(
     open_only: bool,
     printer_id: str | None = None,
     limit: int = 200,
+    site_ids: Sequence[str] | None = None,
 ) -> list[AlertOut]:
-    """Return the tenant's alerts, newest first."""
+    """Return the tenant's alerts, newest first (only those of site_ids when given)."""
     q = (
         select(Alert, Printer.name)
         .join(Printer, col(Printer.id) == col(Alert.printer_id))
@@ -528,6 +534,8 @@ def find_alerts(
         q = q.where(col(Alert.resolved_at).is_(None))
     if printer_id:
         q = q.where(Alert.printer_id == printer_id)
+    if site_ids is not None:
+        q = q.where(col(Printer.site_id).in_(list(site_ids)))
     q = q.order_by(col(Alert.raised_at).desc(), col(Alert.id).desc()).limit(limit)
     return [alert_out(a, name) for a, name in session.exec(q).all()]
 

@@ -16,13 +16,14 @@ from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from tonerwatch_api import store
+from tonerwatch_api.alert_settings import user_scope
 from tonerwatch_api.api import publish_outbox
 from tonerwatch_api.auth import SESSION_COOKIE, principal_from
 from tonerwatch_api.db import run_tx
 from tonerwatch_api.history import LevelPoint, choose_resolution, level_history
 from tonerwatch_api.models import User
 from tonerwatch_api.retention import policy_from
-from tonerwatch_api.schemas import PrinterIn, PrinterOut, PrinterPatch
+from tonerwatch_api.schemas import AlertOut, PrinterIn, PrinterOut, PrinterPatch
 from tonerwatch_api.security import csrf_ok, csrf_token, new_token, role_at_least, verify_password
 from tonerwatch_api.state import AppState, app_state
 from tonerwatch_api.store import Principal
@@ -217,14 +218,24 @@ def bars(p: PrinterOut) -> list[Any]:
 DASHBOARD_PAGE = 50  # printers per dashboard page: attention first, so page 1 is what matters
 
 
+def my_sites(session: Session, who: Principal, scope: str, site: str = "") -> list[str] | None:
+    """Return the sites a page defaults to (the user's responsible ones), None for all of them."""
+    if scope == "all" or site:
+        return None  # the toggle, or an explicit site filter, shows beyond the user's own
+    return user_scope(session, who.user_id) or None
+
+
 @router.get("/", response_class=HTMLResponse)
-async def dashboard(request: Request, q: str = "", site: str = "", page: int = 1) -> Response:
+async def dashboard(
+    request: Request, q: str = "", site: str = "", page: int = 1, scope: str = ""
+) -> Response:
     """Every printer with its supplies, those needing attention first, a page at a time."""
     who = await ui_user(request)
     st = app_state(request)
     page = max(page, 1)
 
-    def work(s: Session) -> tuple[store.FleetPage, list[Any]]:
+    def work(s: Session) -> tuple[store.FleetPage, list[Any], list[str] | None, list[str]]:
+        mine = my_sites(s, who, scope, site)
         fleet = store.fleet_page(
             s,
             who.tenant_id,
@@ -232,10 +243,11 @@ async def dashboard(request: Request, q: str = "", site: str = "", page: int = 1
             search=q or None,
             offset=(page - 1) * DASHBOARD_PAGE,
             limit=DASHBOARD_PAGE,
+            site_ids=mine,
         )
-        return fleet, store.tenant_sites(s, who.tenant_id)
+        return fleet, store.tenant_sites(s, who.tenant_id), mine, user_scope(s, who.user_id)
 
-    fleet, sites = await run_tx(st.engine, work)
+    fleet, sites, mine, responsible = await run_tx(st.engine, work)
     return render(
         request,
         "dashboard.html",
@@ -248,6 +260,8 @@ async def dashboard(request: Request, q: str = "", site: str = "", page: int = 1
         q=q,
         site=site,
         counts=defaultdict(int, fleet.counts),
+        mine=mine,
+        responsible=responsible,
     )
 
 
@@ -383,15 +397,26 @@ async def printer_settings(request: Request, printer_id: str) -> Response:
 
 
 @router.get("/alerts", response_class=HTMLResponse)
-async def alerts_page(request: Request, show: str = "open") -> Response:
-    """Alerts: open ones, or all recent."""
+async def alerts_page(request: Request, show: str = "open", scope: str = "") -> Response:
+    """Alerts: open ones, or all recent; of the user's responsible sites unless scope=all."""
     who = await ui_user(request)
     open_only = show != "all"
-    alerts = await run_tx(
-        app_state(request).engine,
-        lambda s: store.find_alerts(s, who.tenant_id, open_only=open_only, limit=500),
+
+    def work(s: Session) -> tuple[list[AlertOut], list[str] | None, list[str]]:
+        mine = my_sites(s, who, scope)
+        found = store.find_alerts(s, who.tenant_id, open_only=open_only, limit=500, site_ids=mine)
+        return found, mine, user_scope(s, who.user_id)
+
+    alerts, mine, responsible = await run_tx(app_state(request).engine, work)
+    return render(
+        request,
+        "alerts.html",
+        who,
+        alerts=alerts,
+        show="open" if open_only else "all",
+        mine=mine,
+        responsible=responsible,
     )
-    return render(request, "alerts.html", who, alerts=alerts, show="open" if open_only else "all")
 
 
 @router.post("/alerts/{alert_id}/ack")

@@ -20,8 +20,28 @@
     el.appendChild(link);
     el.appendChild(msg);
     box.appendChild(el);
+    notify(data, msg.textContent);
     setTimeout(function () { el.remove(); }, data.severity === "critical" ? 20000 : 10000);
     while (box.children.length > 5) box.firstChild.remove();
+  }
+
+  // A desktop notification too, when the user allowed them (the toast shows either way).
+  function notify(data, text) {
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    try {
+      var n = new Notification(data.title || "TonerWatch", { body: text });
+      n.onclick = function () { window.focus(); window.location.href = data.url || "/alerts"; };
+    } catch (e) { /* some browsers only allow notifications from a service worker */ }
+  }
+
+  var notifyButton = document.getElementById("notify-enable");
+  if (notifyButton && "Notification" in window && Notification.permission === "default") {
+    notifyButton.hidden = false;
+    notifyButton.addEventListener("click", function () {
+      Promise.resolve(Notification.requestPermission()).then(function (answer) {
+        notifyButton.hidden = answer !== "default";
+      });
+    });
   }
 
   if (url && window.EventSource) {
@@ -55,13 +75,27 @@
     el.hidden = false;
   }
 
+  // Fields say how they are sent: data-number (a number), data-list (one entry a line or comma),
+  // data-json (parsed); names in the form's data-arrays are always lists (checkboxes: [] if none).
   function formBody(form) {
     var body = {};
+    (form.dataset.arrays || "").split(" ").forEach(function (key) { if (key) body[key] = []; });
     new FormData(form).forEach(function (value, key) {
+      var field = form.elements[key];
+      var data = field && field.dataset ? field.dataset : {};
+      if (Array.isArray(body[key]) && data.list === undefined) {
+        if (value !== "") body[key].push(value);
+        return;
+      }
       if (value === "") return;
       if (key === "scopes") body[key] = String(value).split(" ");
-      else if (key === "expires_in_days") body[key] = Number(value);
-      else body[key] = value;
+      else if (key === "expires_in_days" || data.number !== undefined) body[key] = Number(value);
+      else if (data.list !== undefined) {
+        body[key] = String(value).split(/[\n,;]+/).map(function (x) { return x.trim(); })
+          .filter(function (x) { return x; });
+      } else if (data.json !== undefined) {
+        try { body[key] = JSON.parse(String(value)); } catch (e) { throw new Error(key + ": not valid JSON"); }
+      } else body[key] = value;
     });
     return body;
   }
@@ -70,7 +104,9 @@
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
       var parts = form.dataset.api.split(" ");
-      api(parts[0], parts[1], formBody(form)).then(function (data) {
+      var body;
+      try { body = formBody(form); } catch (err) { showError("settings-error", err); return; }
+      api(parts[0], parts[1], body).then(function (data) {
         if (form.dataset.showToken && data && data.token) {
           document.getElementById("new-token-value").textContent = data.token;
           document.getElementById("new-token").hidden = false;

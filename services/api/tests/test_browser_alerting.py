@@ -1,0 +1,119 @@
+"""Alerting in a real browser: desktop notifications beside the toasts, alert settings from Settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from playwright.async_api import Browser, ViewportSize, expect
+
+from tonerwatch_shared import subjects as sj
+from tonerwatch_shared.bus import Bus, wait_for_event
+from tonerwatch_shared.events import (
+    AlertSettingsConfigured,
+    Event,
+    PrinterConfigured,
+    ThresholdCrossed,
+)
+
+from .test_browser_ui import Api, api, browser, login, shoot
+
+__all__ = ["api", "browser"]  # fixtures, imported to be shared
+LAPTOP: ViewportSize = {"width": 1366, "height": 860}
+
+# Stands in for the browser's Notification: records what is shown, grants when asked.
+NOTIFICATION_SPY = """
+window.__notes = [];
+window.__asked = 0;
+class NotificationSpy {
+  constructor(title, options) { window.__notes.push({ title: title, body: (options || {}).body }); }
+}
+NotificationSpy.permission = "default";
+NotificationSpy.requestPermission = function () {
+  window.__asked += 1;
+  NotificationSpy.permission = "granted";
+  return Promise.resolve("granted");
+};
+window.Notification = NotificationSpy;
+"""
+
+
+async def test_enabling_desktop_notifications_shows_alerts_on_the_desktop_too(
+    browser: Browser, api: Api, bus: Bus, configured: Callable[..., PrinterConfigured]
+) -> None:
+    await bus.publish(configured())
+    context = await browser.new_context(viewport=LAPTOP)
+    await context.add_init_script(NOTIFICATION_SPY)
+    page = await context.new_page()
+    await login(page, api.url)
+    await page.goto(f"{api.url}/alerts")
+    button = page.get_by_role("button", name="Enable desktop notifications")
+    await expect(button).to_be_visible()
+    await button.click()
+    await expect(button).to_be_hidden()
+    assert await page.evaluate("window.__asked") == 1
+    await expect(page.locator("body[data-live=connected]")).to_have_count(1, timeout=10000)
+    await bus.publish(
+        ThresholdCrossed(
+            source="alerter/test",
+            site_id="default",
+            printer_id="p-hp479",
+            alert_id="p-hp479:4:low",
+            rule="low",
+            severity="warning",
+            message="Yellow Cartridge HP W2032A at 8% — about 6 days left",
+            supply_index="4",
+        )
+    )
+    await expect(page.locator("#toasts .toast")).to_be_visible(timeout=10000)
+    notes = await page.evaluate("window.__notes")
+    assert len(notes) == 1 and notes[0]["body"] == (
+        "Yellow Cartridge HP W2032A at 8% — about 6 days left"
+    )
+    assert notes[0]["title"] in ("Finance HP", "p-hp479")
+    await context.close()
+
+    # With the permission already granted (real Chromium), there is nothing to ask: no button.
+    granted = await browser.new_context(viewport=LAPTOP)
+    await granted.grant_permissions(["notifications"], origin=api.url)
+    page = await granted.new_page()
+    await login(page, api.url)
+    await page.goto(f"{api.url}/alerts")
+    assert await page.evaluate("Notification.permission") == "granted"
+    await expect(page.get_by_role("button", name="Enable desktop notifications")).to_be_hidden()
+    await granted.close()
+
+
+async def test_settings_form_saves_a_sites_thresholds_and_announces_them(
+    browser: Browser, api: Api, bus: Bus
+) -> None:
+    context = await browser.new_context(viewport=LAPTOP)
+    page = await context.new_page()
+    await login(page, api.url)
+    await page.goto(f"{api.url}/settings")
+    form = page.locator("form[data-alert-site=default]")
+    await form.get_by_label("Low at (%)").fill("30")
+    await form.get_by_label("Reorder lead time (days)").fill("10")
+    await form.get_by_label("Mail recipients (one a line)").fill(
+        "facilities@example.org\nit@example.org"
+    )
+    await form.locator("summary").click()
+    await form.get_by_label("Per kind").fill('{"ink": {"low_percent": 35}}')
+
+    def saved(e: Event) -> bool:
+        return isinstance(e, AlertSettingsConfigured) and e.low_percent == 30
+
+    await form.get_by_role("button", name="Save alerts of").click()
+    event = await wait_for_event(
+        bus, bus.subjects.filter(sj.ALERT_SETTINGS_CONFIGURED, keyed=False), saved, timeout_s=15
+    )
+    assert isinstance(event, AlertSettingsConfigured)
+    assert event.site_id == "default" and event.lead_time_days == 10
+    assert event.recipients == ("facilities@example.org", "it@example.org")
+    assert [(k.value, v.low_percent) for k, v in event.kinds.items()] == [("ink", 35)]
+    await expect(form.get_by_label("Low at (%)")).to_have_value("30")
+    # A bad address is refused with the field named, and nothing is saved.
+    await form.get_by_label("Mail recipients (one a line)").fill("not an address")
+    await form.get_by_role("button", name="Save alerts of").click()
+    await expect(page.locator("#settings-error")).to_contain_text("recipients.0")
+    await shoot(page, "settings-alerting-laptop")
+    await context.close()
