@@ -194,6 +194,10 @@ async def test_responsible_users_addresses_join_their_sites_recipients(
         f"/api/v1/users/{uid}/alerting", headers=h, json={"email": "hanna@example.org"}
     )
     assert "hanna@example.org" in (await announced(bus, "hq", 4)).recipients
+    # A new site is announced at once: hanna answers for every site, this one too.
+    made_site = await client.post("/api/v1/sites", headers=h, json={"id": "annex"})
+    assert made_site.status_code == 201, made_site.text
+    assert (await announced(bus, "annex", 1)).recipients == ("hanna@example.org",)
     bad = await client.put(
         f"/api/v1/users/{uid}/alerting", headers=h, json={"responsible_sites": ["hq", "mars"]}
     )

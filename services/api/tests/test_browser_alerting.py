@@ -110,6 +110,8 @@ async def test_settings_form_saves_a_sites_thresholds_and_announces_them(
     assert event.site_id == "default" and event.lead_time_days == 10
     assert event.recipients == ("facilities@example.org", "it@example.org")
     assert [(k.value, v.low_percent) for k, v in event.kinds.items()] == [("ink", 35)]
+    # The page reloads after a save: the form then shows who saved it, and the values.
+    await expect(form.locator("h3")).to_contain_text("saved by admin", timeout=10000)
     await expect(form.get_by_label("Low at (%)")).to_have_value("30")
     # A bad address is refused with the field named, and nothing is saved.
     await form.get_by_label("Mail recipients (one a line)").fill("not an address")

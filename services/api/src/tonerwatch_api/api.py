@@ -139,15 +139,23 @@ async def list_sites(request: Request, who: Viewer) -> list[SiteOut]:
 async def create_site(request: Request, body: SiteIn, who: Admin) -> SiteOut:
     """Create a site in the caller's tenant (its id becomes part of NATS subjects)."""
 
+    st = app_state(request)
+
     def work(s: Session) -> SiteOut:
         if s.get(Site, body.id) is not None:
             raise store.Conflict(f"site id {body.id!r} is taken")
         site = Site(id=body.id, tenant_id=who.tenant_id, name=body.name or body.id)
         s.add(site)
+        s.flush()
+        if alerting.responsible_emails(s, site):
+            # Users responsible for every site are mailed about this one too: tell the alerter.
+            alerting.announce(s, site, st.source)
         store.audit(s, who, "site.create", site.id)
         return SiteOut(id=site.id, name=site.name, tenant_id=site.tenant_id)
 
-    return await run_tx(app_state(request).engine, work)
+    out = await run_tx(st.engine, work)
+    await publish_outbox(st)
+    return out
 
 
 @router.get("/sites/{site_id}", response_model=SiteOut, tags=["sites"], responses=ERRORS)
