@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from tonerwatch_api import alert_settings
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import ensure_admin, ensure_site
+from tonerwatch_api.db import ensure_admin, ensure_site, in_tx
+from tonerwatch_api.models import OutboxEvent
 from tonerwatch_api.projections import apply_now
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared import subjects as sj
@@ -21,6 +23,7 @@ from tonerwatch_shared.events import (
     Event,
     PrinterConfigured,
     ThresholdCrossed,
+    parse_event,
 )
 from tonerwatch_shared.printer.model import SupplyKind
 
@@ -298,3 +301,22 @@ async def test_settings_page_shows_a_form_per_site_and_users_scopes(
     users = page[page.index('data-user="hanna"') :].split("</tr>")[0]
     assert 'value="hanna@example.org"' in users
     assert 'value="branch" checked' in users and 'value="hq" checked' not in users
+
+
+async def test_start_reannounces_saved_settings_at_the_same_revision(
+    client: httpx.AsyncClient, pg: Engine
+) -> None:
+    h = await bearer(client)
+    r = await client.put("/api/v1/sites/hq/alert-settings", headers=h, json={"low_percent": 30})
+    assert r.status_code == 200
+    assert in_tx(pg, lambda s: alert_settings.reannounce_all(s, "api/test")) == 1
+
+    def queued(s: Session) -> list[AlertSettingsConfigured]:
+        rows = s.exec(select(OutboxEvent)).all()
+        events = [parse_event(row.payload) for row in rows]
+        return [e for e in events if isinstance(e, AlertSettingsConfigured)]
+
+    [again] = in_tx(pg, queued)  # the PUT's own event was published and left the outbox
+    assert (again.site_id, again.revision, again.low_percent) == ("hq", 1, 30)
+    got = await client.get("/api/v1/sites/hq/alert-settings", headers=h)
+    assert got.json()["revision"] == 1

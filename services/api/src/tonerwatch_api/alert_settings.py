@@ -254,13 +254,16 @@ def _limits(v: LimitsIn) -> AlertLimits:
     )
 
 
-def announce(session: Session, site: Site, source: str) -> AlertSettingsConfigured:
-    """Bump the site's revision and queue its whole alert settings in the outbox; return the event."""
+def announce(
+    session: Session, site: Site, source: str, *, bump: bool = True
+) -> AlertSettingsConfigured:
+    """Queue the site's whole alert settings in the outbox (after bumping the revision); return the event."""
     row = session.get(SiteAlertSettings, site.id)
     if row is None:
         row = SiteAlertSettings(site_id=site.id)
-    row.revision += 1
-    session.add(row)
+    if bump:
+        row.revision += 1
+        session.add(row)
     body = _settings_in(row)
     event = AlertSettingsConfigured(
         source=source,
@@ -280,6 +283,23 @@ def announce(session: Session, site: Site, source: str) -> AlertSettingsConfigur
     )
     add_to_outbox(session, event)
     return event
+
+
+def reannounce_all(session: Session, source: str) -> int:
+    """Queue every announced site's settings again, same revision; return how many.
+
+    At api start: an alerter whose bucket was lost, or the stream aged out, learns them again;
+    an alerter that has them, or a newer revision, keeps what it has.
+    """
+    q = (
+        select(Site)
+        .join(SiteAlertSettings, col(SiteAlertSettings.site_id) == col(Site.id))
+        .where(col(SiteAlertSettings.revision) > 0)
+    )
+    sites = list(session.exec(q).all())
+    for site in sites:
+        announce(session, site, source, bump=False)
+    return len(sites)
 
 
 def save_settings(
@@ -476,6 +496,7 @@ __all__ = [
     "UserAlertingIn",
     "UserAlertingOut",
     "announce",
+    "reannounce_all",
     "responsible_emails",
     "router",
     "save_settings",

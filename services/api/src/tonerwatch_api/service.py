@@ -12,9 +12,10 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
+from tonerwatch_api import alert_settings
 from tonerwatch_api.activity import run_activity
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import ensure_admin, ensure_default_site, upgrade
+from tonerwatch_api.db import ensure_admin, ensure_default_site, in_tx, upgrade
 from tonerwatch_api.projections import ProjectionOptions, Projector
 from tonerwatch_api.retention import run_upkeep
 from tonerwatch_api.settings import Settings
@@ -79,6 +80,9 @@ async def run(
     bus = await Bus.for_service(settings, "api")
     try:
         await bus.ensure_event_stream()
+        source = f"api/{settings.instance}"
+        # The api is the system of record for alert settings: remind the alerter at every start.
+        await asyncio.to_thread(in_tx, engine, lambda s: alert_settings.reannounce_all(s, source))
         app = create_app(engine, bus, settings, stop=stop)
         server = _Server(uvicorn_config(app, settings))
         async with asyncio.TaskGroup() as tg:
