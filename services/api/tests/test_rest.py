@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db import create_user, ensure_admin, ensure_site, in_tx
@@ -331,3 +332,32 @@ async def test_sites_crud(client: httpx.AsyncClient) -> None:
     assert (await client.delete("/api/v1/sites/berlin-office", headers=h)).status_code == 204
     assert (await client.delete("/api/v1/sites/default", headers=h)).status_code == 409
     await asyncio.sleep(0)
+
+
+async def test_community_set_by_a_user_on_a_discovered_printer_is_never_replaced_by_a_sweep(
+    client: httpx.AsyncClient, pg: Engine
+) -> None:
+    from tonerwatch_api.models import Printer
+    from tonerwatch_shared.events import PrinterFound, SnmpCredentials
+    from tonerwatch_shared.printer.model import PrinterIdentity
+
+    ident = PrinterIdentity(vendor="HP", model="LaserJet M404dn", serial="PHBQ123456")
+    found = PrinterFound(
+        source="discovery",
+        site_id="default",
+        address="127.0.0.44",
+        identity=ident,
+        credentials=SnmpCredentials(community="found-by-sweep"),
+    )
+    apply_now(pg, found)
+    with Session(pg) as s:
+        pid = s.exec(select(Printer)).one().id
+    h = await bearer(client)
+    r = await client.patch(f"/api/v1/printers/{pid}", headers=h, json={"community": "set-by-admin"})
+    assert r.status_code == 200 and "set-by-admin" not in r.text  # write-only
+    again = found.model_copy(update={"credentials": SnmpCredentials(community="sweep-again")})
+    apply_now(pg, again.model_copy(update={"event_id": uuid.uuid4()}))
+    with Session(pg) as s:
+        stored = s.get(Printer, pid)
+        assert stored is not None and stored.credentials is not None
+        assert stored.credentials["community"] == "set-by-admin"

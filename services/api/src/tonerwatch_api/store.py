@@ -24,6 +24,7 @@ from tonerwatch_api.models import (
     User,
 )
 from tonerwatch_api.projections import (
+    FROM_DISCOVERY,
     add_to_outbox,
     configured_event,
     new_printer_id,
@@ -454,6 +455,8 @@ def patch_printer(
         )
         if body.community is not None:
             creds["community"] = body.community
+        # Now the user's own: a later sweep must not replace them with what it found.
+        creds.pop(FROM_DISCOVERY, None)
         printer.credentials = creds
     now = datetime.now(UTC)
     if printer.monitored:
