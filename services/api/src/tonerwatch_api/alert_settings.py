@@ -26,15 +26,11 @@ from tonerwatch_api.auth import Admin, Viewer
 from tonerwatch_api.db import run_tx
 from tonerwatch_api.models import Printer, Site, User, UTCDateTime, utcnow
 from tonerwatch_api.projections import add_to_outbox
+from tonerwatch_api.schemas import MailAddress
 from tonerwatch_api.security import role_at_least
 from tonerwatch_api.state import app_state
 from tonerwatch_api.store import Principal
-from tonerwatch_shared.events import (
-    AlertLimits,
-    AlertSettingsConfigured,
-    EmailAddress,
-    ScopedAlertLimits,
-)
+from tonerwatch_shared.events import AlertLimits, AlertSettingsConfigured, ScopedAlertLimits
 from tonerwatch_shared.printer.model import SupplyKind
 
 MAX_RECIPIENTS = 50
@@ -128,7 +124,7 @@ class AlertSettingsIn(LimitsIn):
     printers: dict[str, PrinterLimitsIn] = Field(
         default_factory=dict, description="Per printer id of this site"
     )
-    recipients: list[EmailAddress] = Field(
+    recipients: list[MailAddress] = Field(
         default_factory=list,
         max_length=MAX_RECIPIENTS,
         description="Addresses mailed about this site's alerts",
@@ -155,7 +151,7 @@ class UserAlertingIn(BaseModel):
     """A user's mail address for alerts and the sites they are responsible for ([]: all)."""
 
     model_config = ConfigDict(extra="forbid")
-    email: EmailAddress | None = None
+    email: MailAddress | None = None
     responsible_sites: list[str] = Field(default_factory=list, max_length=500)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from tonerwatch_shared.events import EmailAddress, SnmpCredentials
+from tonerwatch_shared.events import SnmpCredentials
 
 SiteIdField = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 _HOST = r"^[A-Za-z0-9.:_\-\[\]%]+$"
@@ -19,6 +20,20 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_at: datetime | None = None
+
+
+_ADDRESS = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+
+
+def _mail_address(value: str) -> str:
+    value = value.strip()
+    if len(value) > 254 or not _ADDRESS.match(value):
+        raise ValueError("not an e-mail address (name@example.org)")
+    return value
+
+
+# The same shape AlertSettingsConfigured accepts, with a message a person understands.
+MailAddress = Annotated[str, AfterValidator(_mail_address)]
 
 
 class MeOut(BaseModel):
@@ -229,7 +244,7 @@ class UserIn(BaseModel):
     username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")
     password: str = Field(min_length=10, max_length=1000)
     role: Literal["admin", "operator", "viewer"] = "viewer"
-    email: EmailAddress | None = Field(default=None, description="Where their sites' alerts go")
+    email: MailAddress | None = Field(default=None, description="Where their sites' alerts go")
     responsible_sites: list[str] = Field(
         default_factory=list, max_length=500, description="Sites they answer for ([]: all)"
     )
