@@ -361,3 +361,46 @@ async def test_community_set_by_a_user_on_a_discovered_printer_is_never_replaced
         stored = s.get(Printer, pid)
         assert stored is not None and stored.credentials is not None
         assert stored.credentials["community"] == "set-by-admin"
+
+
+async def test_site_poll_interval_applies_to_printers_without_their_own(
+    client: httpx.AsyncClient, bus: Bus
+) -> None:
+    h = await bearer(client)
+    site = await client.post(
+        "/api/v1/sites",
+        headers=h,
+        json={"id": "branch-7", "name": "Branch 7", "poll_interval_s": 600},
+    )
+    assert site.status_code == 201, site.text and site.json()["poll_interval_s"] == 600
+    follows = (
+        await client.post(
+            "/api/v1/printers", headers=h, json={"address": "127.0.0.61", "site_id": "branch-7"}
+        )
+    ).json()
+    own = (
+        await client.post(
+            "/api/v1/printers",
+            headers=h,
+            json={"address": "127.0.0.62", "site_id": "branch-7", "interval_s": 120},
+        )
+    ).json()
+    assert follows["interval_s"] == 600 and own["interval_s"] == 120
+    r = await client.patch("/api/v1/sites/branch-7", headers=h, json={"poll_interval_s": 900})
+    assert r.status_code == 200 and r.json()["poll_interval_s"] == 900
+    event = await wait_for_event(
+        bus,
+        bus.subjects.filter("printer.configured"),
+        lambda e: (
+            isinstance(e, PrinterConfigured)
+            and e.printer_id == follows["id"]
+            and e.interval_s == 900
+        ),
+        timeout_s=10,
+    )
+    assert isinstance(event, PrinterConfigured)
+    assert (await client.get(f"/api/v1/printers/{own['id']}", headers=h)).json()[
+        "interval_s"
+    ] == 120
+    r = await client.patch("/api/v1/sites/branch-7", headers=h, json={"poll_interval_s": 5})
+    assert r.status_code == 422 and "poll_interval_s" in r.text

@@ -185,7 +185,7 @@ async def test_removed_printer_stops_being_polled(
         await eventually(job_gone, timeout_s=15)
 
 
-def test_settings_reject_a_zero_interval() -> None:
+def test_settings_reject_a_zero_timeout() -> None:
     with pytest.raises(ValueError):
-        Settings(poll_interval_s=0)
+        Settings(poll_timeout_s=0)
 

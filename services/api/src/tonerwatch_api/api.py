@@ -128,7 +128,13 @@ async def list_sites(request: Request, who: Viewer) -> list[SiteOut]:
     def work(s: Session) -> list[SiteOut]:
         counts = store.site_printer_counts(s, who.tenant_id)
         return [
-            SiteOut(id=x.id, name=x.name, tenant_id=x.tenant_id, printers=counts.get(x.id, 0))
+            SiteOut(
+                id=x.id,
+                name=x.name,
+                tenant_id=x.tenant_id,
+                printers=counts.get(x.id, 0),
+                poll_interval_s=x.poll_interval_s,
+            )
             for x in store.tenant_sites(s, who.tenant_id)
         ]
 
@@ -144,14 +150,24 @@ async def create_site(request: Request, body: SiteIn, who: Admin) -> SiteOut:
     def work(s: Session) -> SiteOut:
         if s.get(Site, body.id) is not None:
             raise store.Conflict(f"site id {body.id!r} is taken")
-        site = Site(id=body.id, tenant_id=who.tenant_id, name=body.name or body.id)
+        site = Site(
+            id=body.id,
+            tenant_id=who.tenant_id,
+            name=body.name or body.id,
+            poll_interval_s=body.poll_interval_s,
+        )
         s.add(site)
         s.flush()
         if alerting.responsible_emails(s, site):
             # Users responsible for every site are mailed about this one too: tell the alerter.
             alerting.announce(s, site, st.source)
         store.audit(s, who, "site.create", site.id)
-        return SiteOut(id=site.id, name=site.name, tenant_id=site.tenant_id)
+        return SiteOut(
+            id=site.id,
+            name=site.name,
+            tenant_id=site.tenant_id,
+            poll_interval_s=site.poll_interval_s,
+        )
 
     out = await run_tx(st.engine, work)
     await publish_outbox(st)
@@ -165,23 +181,43 @@ async def get_site(request: Request, site_id: str, who: Viewer) -> SiteOut:
     def work(s: Session) -> SiteOut:
         site = store.get_site(s, who.tenant_id, site_id)
         n = store.site_printer_counts(s, who.tenant_id).get(site.id, 0)
-        return SiteOut(id=site.id, name=site.name, tenant_id=site.tenant_id, printers=n)
+        return SiteOut(
+            id=site.id,
+            name=site.name,
+            tenant_id=site.tenant_id,
+            printers=n,
+            poll_interval_s=site.poll_interval_s,
+        )
 
     return await run_tx(app_state(request).engine, work)
 
 
 @router.patch("/sites/{site_id}", response_model=SiteOut, tags=["sites"], responses=ERRORS)
 async def rename_site(request: Request, site_id: str, body: SitePatch, who: Admin) -> SiteOut:
-    """Rename a site."""
+    """Rename a site and/or set its printers' poll interval (null: back to the default)."""
+    st = app_state(request)
 
     def work(s: Session) -> SiteOut:
         site = store.get_site(s, who.tenant_id, site_id)
-        site.name = body.name
-        s.add(site)
-        store.audit(s, who, "site.rename", site.id, name=body.name)
-        return SiteOut(id=site.id, name=site.name, tenant_id=site.tenant_id)
+        if body.name is not None:
+            site.name = body.name
+            s.add(site)
+            store.audit(s, who, "site.rename", site.id, name=body.name)
+        if "poll_interval_s" in body.model_fields_set:
+            store.set_site_interval(
+                s, site, body.poll_interval_s, st.source, st.settings.default_interval_s
+            )
+            store.audit(s, who, "site.interval", site.id, poll_interval_s=body.poll_interval_s)
+        return SiteOut(
+            id=site.id,
+            name=site.name,
+            tenant_id=site.tenant_id,
+            poll_interval_s=site.poll_interval_s,
+        )
 
-    return await run_tx(app_state(request).engine, work)
+    out = await run_tx(st.engine, work)
+    await publish_outbox(st)
+    return out
 
 
 @router.delete("/sites/{site_id}", status_code=204, tags=["sites"], responses=ERRORS)
@@ -247,7 +283,9 @@ async def add_printer(request: Request, body: PrinterIn, who: Operator) -> Print
     st = app_state(request)
 
     def work(s: Session) -> PrinterOut:
-        printer = store.add_printer(s, who, body, st.settings.default_site, st.source)
+        printer = store.add_printer(
+            s, who, body, st.settings.default_site, st.source, st.settings.default_interval_s
+        )
         return store.printers_out(s, [printer])[0]
 
     out = await run_tx(st.engine, work)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -85,6 +86,9 @@ class Site(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)
     name: str = Field(max_length=200)
+    poll_interval_s: float | None = Field(
+        default=None, description="Overrides the default interval"
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
@@ -105,6 +109,10 @@ class Printer(SQLModel, table=True):
     # Secrets (community, v3 keys): never returned by the API nor logged.
     credentials: dict[str, Any] | None = _json()
     interval_s: float = 300.0
+    # Added without an interval of its own: follows its site's poll_interval_s (or the default).
+    interval_follows_site: bool = Field(
+        default=False, sa_column_kwargs={"server_default": sa_false()}
+    )
     location: str | None = Field(default=None, max_length=255)
     notes: str | None = Field(default=None)
     origin: str = Field(default="manual", max_length=16)

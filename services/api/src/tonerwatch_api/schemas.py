@@ -51,13 +51,25 @@ class SiteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = SiteIdField
     name: str | None = Field(default=None, max_length=200)
+    poll_interval_s: float | None = Field(
+        default=None,
+        ge=10,
+        le=86400,
+        description="Poll interval of the site's printers (unset: the default)",
+    )
 
 
 class SitePatch(BaseModel):
     """Changes to a site."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    poll_interval_s: float | None = Field(
+        default=None,
+        ge=10,
+        le=86400,
+        description="Poll interval of the site's printers; null: the default",
+    )
 
 
 class SiteOut(BaseModel):
@@ -67,6 +79,7 @@ class SiteOut(BaseModel):
     name: str
     tenant_id: str
     printers: int = 0
+    poll_interval_s: float | None = None
 
 
 class SupplyOut(BaseModel):
@@ -141,7 +154,12 @@ class PrinterIn(BaseModel):
     location: str | None = Field(default=None, max_length=255)
     notes: str | None = Field(default=None, max_length=4000)
     protocol: Literal["snmp", "ipp", "both"] = "snmp"
-    interval_s: float = Field(default=300.0, ge=10, le=86400)
+    interval_s: float | None = Field(
+        default=None,
+        ge=10,
+        le=86400,
+        description="Poll interval; unset: the site's, else the default",
+    )
     monitored: bool = True
     community: str | None = Field(
         default=None, min_length=1, max_length=255, description="SNMP v1/v2c community (write-only)"

@@ -390,8 +390,43 @@ def printer_out(
     )
 
 
+DEFAULT_INTERVAL_S = 300.0  # RFC-free choice: 5 minutes, as the issue and most tools default
+
+
+def set_site_interval(
+    session: Session,
+    site: Site,
+    interval_s: float | None,
+    source: str,
+    default_interval_s: float = DEFAULT_INTERVAL_S,
+) -> int:
+    """Set a site's poll interval and re-announce the printers following it; return how many."""
+    site.poll_interval_s = interval_s
+    session.add(site)
+    followers = session.exec(
+        select(Printer).where(
+            Printer.site_id == site.id,
+            col(Printer.interval_follows_site).is_(True),
+            col(Printer.removed_at).is_(None),
+        )
+    ).all()
+    for printer in followers:
+        printer.interval_s = interval_s or default_interval_s
+        session.add(printer)
+        if printer.monitored:
+            event = configured_event(printer, source=source, site_id=site.id)
+            printer.config_at = event.occurred_at
+            add_to_outbox(session, event)
+    return len(followers)
+
+
 def add_printer(
-    session: Session, who: Principal, body: PrinterIn, default_site: str, source: str
+    session: Session,
+    who: Principal,
+    body: PrinterIn,
+    default_site: str,
+    source: str,
+    default_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> Printer:
     """Store a new printer and queue its PrinterConfigured; raise Conflict if the address is taken."""
     site = get_site(session, who.tenant_id, body.site_id or default_site)
@@ -417,7 +452,8 @@ def add_printer(
         protocol=body.protocol,
         monitored=body.monitored,
         credentials=body.snmp_credentials().model_dump(),
-        interval_s=body.interval_s,
+        interval_s=body.interval_s or site.poll_interval_s or default_interval_s,
+        interval_follows_site=body.interval_s is None,
         location=body.location,
         notes=body.notes,
         origin="manual",
@@ -447,6 +483,8 @@ def patch_printer(
     for field in ("address", "port", "protocol", "interval_s"):
         if changes.get(field) is not None:
             setattr(printer, field, changes[field])
+    if changes.get("interval_s") is not None:
+        printer.interval_follows_site = False  # its own interval from now on
     if body.monitored is not None:
         printer.monitored = body.monitored
     if body.credentials is not None or body.community is not None:

@@ -300,7 +300,9 @@ async def new_printer_submit(request: Request) -> Response:
     try:
         printer = await run_tx(
             st.engine,
-            lambda s: store.add_printer(s, who, body, st.settings.default_site, st.source),
+            lambda s: store.add_printer(
+                s, who, body, st.settings.default_site, st.source, st.settings.default_interval_s
+            ),
         )
     except store.Conflict as exc:
         sites = await run_tx(st.engine, lambda s: store.tenant_sites(s, who.tenant_id))

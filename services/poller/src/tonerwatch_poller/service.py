@@ -61,7 +61,6 @@ JOB_AREA = "polljob"  # outside the events stream's areas, so the two streams ne
 class Settings(CommonSettings):
     """Poller knobs (env TONERWATCH_<NAME>)."""
 
-    poll_interval_s: float = Field(default=300.0, gt=0, description="Default interval per printer")
     poll_timeout_s: float = Field(default=2.0, gt=0, description="Per SNMP request")
     poll_retries: int = Field(default=1, ge=0)
     poll_concurrency: int = Field(
