@@ -24,6 +24,7 @@ from tonerwatch_api.db import run_tx
 from tonerwatch_api.discovery_jobs import DiscoveryJobIn, DiscoveryJobOut
 from tonerwatch_api.history import choose_resolution
 from tonerwatch_api.live import sse, toast
+from tonerwatch_api.login_limits import too_many_message
 from tonerwatch_api.models import ApiToken, Printer, Site, User
 from tonerwatch_api.network_usage import UsageOut, usage
 from tonerwatch_api.retention import policy_from
@@ -70,7 +71,15 @@ async def publish_outbox(st: AppState) -> None:
 # --- auth ----------------------------------------------------------------------------------------
 
 
-@router.post("/auth/token", response_model=TokenOut, tags=["auth"])
+@router.post(
+    "/auth/token",
+    response_model=TokenOut,
+    tags=["auth"],
+    responses={
+        401: {"description": "Wrong username or password"},
+        429: {"description": "Too many failed logins for the user or address; see Retry-After"},
+    },
+)
 async def login_token(
     request: Request,
     username: Annotated[str, Form(max_length=100)],
@@ -79,6 +88,11 @@ async def login_token(
 ) -> TokenOut:
     """OAuth2 password flow: exchange username and password for a bearer token."""
     st = app_state(request)
+    ip = client_ip(request)
+    wait = st.login_limiter.retry_after(username, ip)
+    if wait is not None:
+        # Refused before the password is checked: a guess made now would not be tried at all.
+        raise HTTPException(429, too_many_message(wait), headers={"Retry-After": str(wait)})
     scopes = [s for s in scope.split() if s in ("read", "write")] or ["read"]
     token = new_token()
     now = datetime.now(UTC)
@@ -94,10 +108,17 @@ async def login_token(
         return True
 
     if not await run_tx(st.engine, work):
+        st.login_limiter.failed(username, ip)
         raise HTTPException(
             401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
         )
+    st.login_limiter.succeeded(username)
     return TokenOut(access_token=token, expires_at=expires)
+
+
+def client_ip(request: Request) -> str | None:
+    """Return the caller's address (the proxy's X-Forwarded-For when the proxy is trusted)."""
+    return request.client.host if request.client else None
 
 
 @router.post("/auth/logout", status_code=204, tags=["auth"], responses=ERRORS)

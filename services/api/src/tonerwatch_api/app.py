@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tonerwatch_api import alert_settings, api, pages, ui
 from tonerwatch_api.db import ping, run_tx
 from tonerwatch_api.live import LiveAlerts
+from tonerwatch_api.login_limits import LoginLimiter
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.projections import Outbox
 from tonerwatch_api.settings import Settings
@@ -55,6 +56,11 @@ def create_app(
         outbox=Outbox(engine, bus),
         live=LiveAlerts(),
         stop=stop or asyncio.Event(),
+        login_limiter=LoginLimiter(
+            max_per_user=settings.login_max_failures,
+            max_per_ip=settings.login_max_failures_per_ip,
+            window_s=settings.login_window_s,
+        ),
     )
     app.state.tw = st
     app.include_router(api.router)

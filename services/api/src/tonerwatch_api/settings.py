@@ -48,6 +48,15 @@ class Settings(CommonSettings):
     history_batch: int = Field(
         default=5000, ge=100, description="Rows per rollup/prune transaction (bounds lock time)"
     )
+    login_max_failures: int = Field(
+        default=5, ge=1, description="Failed logins per username within login_window_s, then 429"
+    )
+    login_max_failures_per_ip: int = Field(
+        default=20, ge=1, description="Failed logins per client address within login_window_s"
+    )
+    login_window_s: float = Field(
+        default=900.0, gt=0, description="Window in which failed logins are counted"
+    )
     forwarded_allow_ips: str = Field(
         default="127.0.0.1", description="Proxies whose X-Forwarded-* headers are trusted"
     )

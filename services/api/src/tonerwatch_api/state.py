@@ -9,6 +9,7 @@ from fastapi import Request
 from sqlalchemy.engine import Engine
 
 from tonerwatch_api.live import LiveAlerts
+from tonerwatch_api.login_limits import LoginLimiter
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.projections import Outbox
 from tonerwatch_api.settings import Settings
@@ -27,6 +28,7 @@ class AppState:
     outbox: Outbox
     live: LiveAlerts
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
 
     @property
     def source(self) -> str:

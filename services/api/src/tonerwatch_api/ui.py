@@ -17,10 +17,11 @@ from sqlmodel import Session, select
 
 from tonerwatch_api import store
 from tonerwatch_api.alert_settings import user_scope
-from tonerwatch_api.api import publish_outbox
+from tonerwatch_api.api import client_ip, publish_outbox
 from tonerwatch_api.auth import SESSION_COOKIE, principal_from
 from tonerwatch_api.db import run_tx
 from tonerwatch_api.history import LevelPoint, choose_resolution, level_history
+from tonerwatch_api.login_limits import too_many_message
 from tonerwatch_api.models import User
 from tonerwatch_api.retention import policy_from
 from tonerwatch_api.schemas import AlertOut, PrinterIn, PrinterOut, PrinterPatch
@@ -133,9 +134,24 @@ async def _check_csrf(request: Request, who: Principal) -> dict[str, str]:
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request, next: str = "/", error: str | None = None) -> Response:
     """The login form (double-submit CSRF cookie)."""
+    return _login_form(request, _safe_next(next), error)
+
+
+def _login_form(
+    request: Request, next_url: str, error: str | None, status: int = 200, message: str = ""
+) -> Response:
     st = app_state(request)
     token = secrets.token_urlsafe(24)
-    resp = render(request, "login.html", None, next=_safe_next(next), login_csrf=token, error=error)
+    resp = render(
+        request,
+        "login.html",
+        None,
+        status=status,
+        next=next_url,
+        login_csrf=token,
+        error=error,
+        message=message,
+    )
     resp.set_cookie(
         LOGIN_CSRF_COOKIE,
         token,
@@ -159,6 +175,13 @@ async def login_submit(request: Request) -> Response:
     if not cookie or not secrets.compare_digest(cookie, data.get("login_csrf", "")):
         return RedirectResponse(f"/login?next={quote(next_url)}&error=expired", status_code=303)
     username, password = data.get("username", ""), data.get("password", "")
+    ip = client_ip(request)
+    wait = st.login_limiter.retry_after(username, ip)
+    if wait is not None:
+        # Refused before the password is checked, so guessing gains nothing while blocked.
+        resp = _login_form(request, next_url, "throttled", 429, too_many_message(wait))
+        resp.headers["Retry-After"] = str(wait)
+        return resp
     token = new_token()
     expires = datetime.now(UTC) + timedelta(hours=st.settings.session_ttl_h)
 
@@ -173,7 +196,9 @@ async def login_submit(request: Request) -> Response:
         return True
 
     if not await run_tx(st.engine, work):
+        st.login_limiter.failed(username, ip)
         return RedirectResponse(f"/login?next={quote(next_url)}&error=invalid", status_code=303)
+    st.login_limiter.succeeded(username)
     resp = RedirectResponse(next_url, status_code=303)
     resp.set_cookie(
         SESSION_COOKIE,
