@@ -22,9 +22,17 @@ from tonerwatch_api.alert_settings import UserAlertingIn
 from tonerwatch_api.auth import Admin, Operator, Viewer, current_principal
 from tonerwatch_api.db import run_tx
 from tonerwatch_api.discovery_jobs import DiscoveryJobIn, DiscoveryJobOut
-from tonerwatch_api.history import choose_resolution
+from tonerwatch_api.history import choose_resolution, counter_history
 from tonerwatch_api.live import sse, toast
 from tonerwatch_api.login_limits import too_many_message
+from tonerwatch_api.meters import (
+    PRINTERS_PER_QUERY,
+    MeterResolution,
+    csv_cell,
+    daily_rows,
+    meter_csv,
+    raw_rows,
+)
 from tonerwatch_api.models import ApiToken, Printer, Site, User
 from tonerwatch_api.network_usage import UsageOut, usage
 from tonerwatch_api.retention import policy_from
@@ -32,6 +40,7 @@ from tonerwatch_api.schemas import (
     AlertOut,
     ApiTokenIn,
     ApiTokenOut,
+    CounterOut,
     MeOut,
     PrinterIn,
     PrinterOut,
@@ -389,6 +398,54 @@ async def printer_readings(
     return await run_tx(st.engine, work)
 
 
+@router.get(
+    "/printers/{printer_id}/counters",
+    response_model=list[CounterOut],
+    tags=["printers"],
+    responses=ERRORS,
+)
+async def printer_counters(
+    request: Request,
+    printer_id: str,
+    who: Viewer,
+    since: Annotated[datetime | None, Query(description="ISO 8601; default 30 days ago")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
+    limit: Annotated[int, Query(ge=1, le=50000)] = 10000,
+    resolution: Annotated[
+        Literal["raw", "hourly", "daily", "auto"],
+        Query(description="auto: raw up to 2 days, hourly up to 62, else daily"),
+    ] = "auto",
+) -> list[CounterOut]:
+    """Return page counters over time, oldest first: raw readings, or the last of each hour/day."""
+    st = app_state(request)
+    end = _aware(until) if until else datetime.now(UTC)
+    start = _aware(since) if since else end - timedelta(days=30)
+    if start > end:
+        raise HTTPException(422, "since: must not be after until")
+    res = (
+        choose_resolution(start, end, datetime.now(UTC), policy_from(st.settings))
+        if resolution == "auto"
+        else resolution
+    )
+
+    def work(s: Session) -> list[CounterOut]:
+        printer = store.get_printer(s, who.tenant_id, printer_id)
+        return [
+            CounterOut(
+                occurred_at=p.at,
+                lifetime_pages=p.lifetime_pages,
+                mono_pages=p.mono_pages,
+                colour_pages=p.colour_pages,
+                duplex_pages=p.duplex_pages,
+                resolution=res,
+                count=p.count,
+            )
+            for p in counter_history(s, printer.id, start, end, res, limit)
+        ]
+
+    return await run_tx(st.engine, work)
+
+
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
@@ -445,12 +502,6 @@ CSV_COLUMNS = (
 )
 
 
-def csv_cell(value: object) -> str:
-    """Return value as a CSV cell that spreadsheets will not run as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def fleet_csv(printers: list[PrinterOut]) -> str:
     """Return the fleet as CSV, one row per supply (a printer without supplies gets one row)."""
     buf = io.StringIO()
@@ -503,6 +554,70 @@ async def export_printers(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="tonerwatch-fleet-{stamp}.csv"'},
     )
+
+
+METER_RAW_MAX_SPAN = timedelta(days=7)  # every poll of a fleet: ~2,000 rows per printer a week
+METER_MAX_SPAN = timedelta(days=3660)
+
+
+@router.get(
+    "/export/meters.csv",
+    tags=["export"],
+    responses={200: {"content": {"text/csv": {}}}, **ERRORS},
+    response_class=StreamingResponse,
+)
+async def export_meters(
+    request: Request,
+    who: Viewer,
+    since: Annotated[datetime | None, Query(description="ISO 8601; default 30 days ago")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
+    site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
+    resolution: Annotated[
+        Literal["daily", "raw"],
+        Query(description="daily: one row per printer per UTC day; raw: every poll (7 days max)"),
+    ] = "daily",
+) -> StreamingResponse:
+    """Return page counter (meter) readings as CSV: printer, site, serial, model, date, pages."""
+    st = app_state(request)
+    end = _aware(until) if until else datetime.now(UTC)
+    start = _aware(since) if since else end - timedelta(days=30)
+    if start > end:
+        raise HTTPException(422, "since: must not be after until")
+    max_span = METER_RAW_MAX_SPAN if resolution == "raw" else METER_MAX_SPAN
+    if end - start > max_span:
+        raise HTTPException(422, f"since: {resolution} export spans at most {max_span.days} days")
+
+    def printers(s: Session) -> list[Printer]:
+        if site:
+            store.get_site(s, who.tenant_id, site)  # another tenant's site: 404
+        return store.find_printers(s, who.tenant_id, site_id=site)
+
+    fleet = await run_tx(st.engine, printers)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    return StreamingResponse(
+        meter_chunks(st, fleet, start, end, resolution),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="tonerwatch-meters-{stamp}.csv"'},
+    )
+
+
+async def meter_chunks(
+    st: AppState,
+    fleet: list[Printer],
+    start: datetime,
+    end: datetime,
+    resolution: MeterResolution,
+) -> AsyncIterator[str]:
+    """Yield the meter CSV a few hundred printers at a time, so memory stays bounded."""
+    rows_of = daily_rows if resolution == "daily" else raw_rows
+    yield meter_csv([], [], resolution, header=True)
+    for i in range(0, len(fleet), PRINTERS_PER_QUERY):
+        chunk = fleet[i : i + PRINTERS_PER_QUERY]
+        ids = [p.id for p in chunk]
+        rows = await run_tx(
+            st.engine, functools.partial(rows_of, printer_ids=ids, since=start, until=end)
+        )
+        yield meter_csv(chunk, rows, resolution, header=False)
 
 
 # --- tokens and users ----------------------------------------------------------------------------

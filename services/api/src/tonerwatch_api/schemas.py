@@ -211,6 +211,18 @@ class ReadingOut(BaseModel):
     count: int = Field(default=1, description="Raw readings merged into this point")
 
 
+class CounterOut(BaseModel):
+    """Page counters at one time (raw), or at the end of the hour or day starting at occurred_at."""
+
+    occurred_at: datetime
+    lifetime_pages: int | None = Field(description="Total pages printed (prtMarkerLifeCount)")
+    mono_pages: int | None = Field(default=None, description="Black-and-white pages, if known")
+    colour_pages: int | None = Field(default=None, description="Colour pages, if known")
+    duplex_pages: int | None = Field(default=None, description="Two-sided sheets, if known")
+    resolution: str = Field(default="raw", description="raw, hourly or daily")
+    count: int = Field(default=1, description="Raw readings merged into this point")
+
+
 class AlertOut(BaseModel):
     """One alert occurrence."""
 

@@ -20,7 +20,13 @@ from tonerwatch_api.alert_settings import user_scope
 from tonerwatch_api.api import client_ip, publish_outbox
 from tonerwatch_api.auth import SESSION_COOKIE, principal_from
 from tonerwatch_api.db import run_tx
-from tonerwatch_api.history import LevelPoint, choose_resolution, level_history
+from tonerwatch_api.history import (
+    CounterPoint,
+    LevelPoint,
+    choose_resolution,
+    counter_history,
+    level_history,
+)
 from tonerwatch_api.login_limits import too_many_message
 from tonerwatch_api.models import User
 from tonerwatch_api.retention import policy_from
@@ -32,6 +38,7 @@ from tonerwatch_api.views import (
     STATUS_LABEL,
     chart_series,
     colorant_hex,
+    counter_chart,
     level_bar,
 )
 
@@ -363,13 +370,14 @@ async def printer_page(request: Request, printer_id: str) -> Response:
 
     res = choose_resolution(start, end, end, policy_from(st.settings))
 
-    def work(s: Session) -> tuple[PrinterOut, list[LevelPoint], list[Any]]:
+    def work(s: Session) -> tuple[PrinterOut, list[LevelPoint], list[CounterPoint], list[Any]]:
         p = store.get_printer(s, who.tenant_id, printer_id)
         history = level_history(s, p.id, start, end, res, limit=20000)
+        counters = counter_history(s, p.id, start, end, res, limit=20000)
         alerts = store.find_alerts(s, who.tenant_id, open_only=False, printer_id=p.id, limit=50)
-        return store.printers_out(s, [p])[0], history, alerts
+        return store.printers_out(s, [p])[0], history, counters, alerts
 
-    printer, history, alerts = await run_tx(st.engine, work)
+    printer, history, counters, alerts = await run_tx(st.engine, work)
     points: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
     for r in history:
         if r.percent is not None:
@@ -382,6 +390,14 @@ async def printer_page(request: Request, printer_id: str) -> Response:
     points = {k: v for k, v in points.items() if k in labels}
     first = min((v[0][0] for v in points.values() if v), default=start)
     series = chart_series(points, labels, first, end)
+    pages: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
+    for c in counters:
+        for name in ("lifetime_pages", "mono_pages", "colour_pages"):
+            value = getattr(c, name)
+            if value is not None:
+                pages[name].append((c.at, value))
+    counter_start = min((c.at for c in counters), default=start)
+    counter = counter_chart(pages, counter_start, end)
     return render(
         request,
         "printer.html",
@@ -392,6 +408,8 @@ async def printer_page(request: Request, printer_id: str) -> Response:
         alerts=alerts,
         chart_start=first,
         chart_end=end,
+        counter=counter,
+        counter_start=counter_start,
     )
 
 

@@ -173,3 +173,63 @@ def chart_series(
             label, colour = labels.get(index, (index, NEUTRAL))
             out.append(Series(label=label, colour=colour, points=" ".join(coords)))
     return out
+
+
+@dataclass(frozen=True)
+class CounterChart:
+    """The page counter chart: lines of total (and mono/colour) pages, y from low to high."""
+
+    series: list[Series]
+    ticks: list[tuple[float, str]]  # (y in SVG units, label)
+    low: int
+    high: int
+
+    @property
+    def printed(self) -> int:
+        """Return the pages printed over the chart's span."""
+        return self.high - self.low
+
+
+COUNTER_LINES = (
+    ("lifetime_pages", "Total pages", "#1f2937"),
+    ("mono_pages", "Mono pages", "#6b7280"),
+    ("colour_pages", "Colour pages", "#0891b2"),
+)
+
+
+def counter_chart(
+    history: Mapping[str, Sequence[tuple[datetime, int]]],
+    start: datetime,
+    end: datetime,
+    width: int = 600,
+    height: int = 200,
+) -> CounterChart | None:
+    """Return the page counter chart of counter name -> (time, pages), None without data.
+
+    Every line shares one y scale from the lowest to the highest count, so a flat line means
+    nothing was printed; the scale does not start at zero (a 200,000 page printer would draw
+    a flat line at the top).
+    """
+    values = [v for pts in history.values() for _, v in pts]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    spread = max(high - low, 1)
+    span = max((end - start).total_seconds(), 1.0)
+
+    def y(v: int) -> float:
+        return height - (v - low) / spread * height if high > low else height / 2
+
+    series = []
+    for name, label, colour in COUNTER_LINES:
+        pts = history.get(name) or []
+        coords = " ".join(
+            f"{(at - start).total_seconds() / span * width:.1f},{y(v):.1f}" for at, v in pts
+        )
+        if coords:
+            series.append(Series(label=label, colour=colour, points=coords))
+    levels = [low, high] if high > low else [low]
+    if high - low >= 4:
+        levels.insert(1, (low + high) // 2)
+    ticks = [(y(v), f"{v:,}") for v in levels]
+    return CounterChart(series=series, ticks=ticks, low=low, high=high)
