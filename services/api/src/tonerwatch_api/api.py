@@ -22,7 +22,7 @@ from tonerwatch_api.alert_settings import UserAlertingIn
 from tonerwatch_api.auth import Admin, Operator, Viewer, current_principal
 from tonerwatch_api.db import run_tx
 from tonerwatch_api.discovery_jobs import DiscoveryJobIn, DiscoveryJobOut
-from tonerwatch_api.history import choose_resolution, counter_history
+from tonerwatch_api.history import Resolution, choose_resolution, counter_history
 from tonerwatch_api.live import sse, toast
 from tonerwatch_api.login_limits import too_many_message
 from tonerwatch_api.meters import (
@@ -382,15 +382,7 @@ async def printer_readings(
 ) -> list[ReadingOut]:
     """Return supply levels over time, oldest first: raw readings, or hourly/daily buckets."""
     st = app_state(request)
-    end = _aware(until) if until else datetime.now(UTC)
-    start = _aware(since) if since else end - timedelta(days=7)
-    if start > end:
-        raise HTTPException(422, "since: must not be after until")
-    res = (
-        choose_resolution(start, end, datetime.now(UTC), policy_from(st.settings))
-        if resolution == "auto"
-        else resolution
-    )
+    start, end, res = _time_window(st, since, until, resolution, default_days=7)
 
     def work(s: Session) -> list[ReadingOut]:
         return store.readings(s, who.tenant_id, printer_id, start, end, limit, res)
@@ -418,15 +410,7 @@ async def printer_counters(
 ) -> list[CounterOut]:
     """Return page counters over time, oldest first: raw readings, or the last of each hour/day."""
     st = app_state(request)
-    end = _aware(until) if until else datetime.now(UTC)
-    start = _aware(since) if since else end - timedelta(days=30)
-    if start > end:
-        raise HTTPException(422, "since: must not be after until")
-    res = (
-        choose_resolution(start, end, datetime.now(UTC), policy_from(st.settings))
-        if resolution == "auto"
-        else resolution
-    )
+    start, end, res = _time_window(st, since, until, resolution, default_days=30)
 
     def work(s: Session) -> list[CounterOut]:
         printer = store.get_printer(s, who.tenant_id, printer_id)
@@ -444,6 +428,28 @@ async def printer_counters(
         ]
 
     return await run_tx(st.engine, work)
+
+
+def _time_window(
+    st: AppState,
+    since: datetime | None,
+    until: datetime | None,
+    resolution: Literal["raw", "hourly", "daily", "auto"],
+    *,
+    default_days: int,
+) -> tuple[datetime, datetime, Resolution]:
+    """Return (start, end, resolution) of a history query; 422 when since is after until."""
+    end = _aware(until) if until else datetime.now(UTC)
+    start = _aware(since) if since else end - timedelta(days=default_days)
+    if start > end:
+        raise HTTPException(422, "since: must not be after until")
+    if resolution == "auto":
+        return (
+            start,
+            end,
+            choose_resolution(start, end, datetime.now(UTC), policy_from(st.settings)),
+        )
+    return start, end, resolution
 
 
 def _aware(value: datetime) -> datetime:

@@ -376,11 +376,7 @@ def _apply_found(session: Session, event: Event, options: ProjectionOptions, now
             printer.config_at = event.occurred_at
             moved = True
         stored = printer.credentials or {}
-        if (
-            event.credentials is not None
-            and stored.get(FROM_DISCOVERY)
-            and stored != found_creds
-        ):
+        if event.credentials is not None and stored.get(FROM_DISCOVERY) and stored != found_creds:
             # The set that answers changed (say a site's community was rotated); a user's own
             # credentials (no FROM_DISCOVERY mark) are never overwritten by a sweep.
             printer.credentials = found_creds
