@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tonerwatch_api import alert_settings, api, pages, ui
 from tonerwatch_api.db import ping, run_tx
+from tonerwatch_api.listing import ListingError
 from tonerwatch_api.live import LiveAlerts
 from tonerwatch_api.login_limits import LoginLimiter
 from tonerwatch_api.metrics import Metrics
@@ -96,6 +97,14 @@ def _install_errors(app: FastAPI) -> None:
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return JSONResponse(
             {"error": f"invalid request: {summary}", "status": 422, "fields": fields},
+            status_code=422,
+        )
+
+    @app.exception_handler(ListingError)
+    async def bad_listing(request: Request, exc: ListingError) -> Response:
+        field = {"field": exc.param, "location": "query", "message": exc.message}
+        return JSONResponse(
+            {"error": f"invalid request: {exc}", "status": 422, "fields": [field]},
             status_code=422,
         )
 
