@@ -8,13 +8,15 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator
 
+import httpx
 from aiohttp import web
 
 from tonerwatch_shared import events as ev
-from tonerwatch_shared.bus import Bus
+from tonerwatch_shared import subjects as sj
+from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.embedded import free_tcp_port
 from tonerwatch_shared.testing.infra import eventually
-from tonerwatch_syncer.service import Settings, headers_for, run, sign
+from tonerwatch_syncer.service import Settings, headers_for, run, sign, synced_event_id
 
 SECRET = "s3cret-shared-with-the-portal"
 
@@ -80,7 +82,9 @@ async def upstream() -> AsyncIterator[tuple[Upstream, str]]:
 
 
 @contextlib.asynccontextmanager
-async def running_syncer(bus: Bus, nats_url: str, url: str) -> AsyncIterator[None]:
+async def running_syncer(
+    bus: Bus, nats_url: str, url: str, ops_port: int | None = None
+) -> AsyncIterator[None]:
     settings = Settings(
         nats_url=nats_url,
         subject_root=bus.subjects.root,
@@ -88,6 +92,7 @@ async def running_syncer(bus: Bus, nats_url: str, url: str) -> AsyncIterator[Non
         sync_url=url,
         sync_secret=SECRET,
         sync_timeout_s=2,
+        ops_port=ops_port,
     )
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run(settings, stop=stop, ready=ready))
@@ -117,3 +122,94 @@ async def test_portal_down_then_up_gets_the_event_once(bus: Bus, nats_url: str) 
         await eventually(lambda: portal.received, timeout_s=20)
         await asyncio.sleep(1.0)
     assert len(portal.received) == 1
+
+
+class CountingPortal:
+    """An HTTP/1.1 portal on 127.0.0.1 that counts the raw bytes it reads and writes."""
+
+    def __init__(self) -> None:
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.accepted: list[bytes] = []
+        self.fail_next = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:  # keep-alive: one connection may carry several exchanges
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                body = await reader.readexactly(length)
+                self.bytes_read += len(head) + len(body)
+                if self.fail_next > 0:
+                    self.fail_next -= 1
+                    status, payload = b"503 Service Unavailable", b'{"error":"busy, retry"}'
+                else:
+                    status, payload = b"202 Accepted", b'{"accepted":true}'
+                    self.accepted.append(body)
+                answer = (
+                    b"HTTP/1.1 " + status + b"\r\n"
+                    b"Content-Type: application/json\r\n"
+                    b"Content-Length: " + str(len(payload)).encode() + b"\r\n"
+                    b"Server: portal-test\r\n\r\n" + payload
+                )
+                # Counted before it leaves, so the total is final once the syncer has the answer.
+                self.bytes_written += len(answer)
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            pass
+        finally:
+            writer.close()
+
+
+async def metric(port: int, name: str) -> float:
+    async with httpx.AsyncClient(timeout=5) as c:
+        text = (await c.get(f"http://127.0.0.1:{port}/metrics")).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+async def test_delivery_publishes_the_bytes_the_portal_really_exchanged(
+    bus: Bus, nats_url: str
+) -> None:
+    portal = CountingPortal()
+    portal.fail_next = 1  # the first POST is refused: its bytes count too
+    server = await asyncio.start_server(portal.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    ops_port = free_tcp_port()
+    event = crossed("p-7")
+    try:
+        async with running_syncer(
+            bus, nats_url, f"http://127.0.0.1:{port}/tonerwatch", ops_port=ops_port
+        ):
+            await bus.publish(event)
+            synced = await wait_for_event(
+                bus,
+                bus.subjects.filter(sj.UPSTREAM_SYNCED),
+                lambda e: isinstance(e, ev.UpstreamSynced),
+                timeout_s=20,
+            )
+            sent = await metric(ops_port, 'tonerwatch_sync_bytes_total{direction="sent"')
+            received = await metric(ops_port, 'tonerwatch_sync_bytes_total{direction="received"')
+            refused = await metric(
+                ops_port, 'tonerwatch_sync_bytes_total{direction="received",result="failed"}'
+            )
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert isinstance(synced, ev.UpstreamSynced)
+    assert len(portal.accepted) == 1 and ev.parse_event(portal.accepted[0]) == event
+    assert synced.attempts == 2 and synced.status_code == 202
+    assert synced.bytes_sent == portal.bytes_read > 2 * len(event.to_bytes())
+    assert synced.bytes_received == portal.bytes_written
+    assert (sent, received) == (portal.bytes_read, portal.bytes_written)
+    assert 0 < refused < received
+    assert synced.site_id == "hq" and synced.printer_id == "p-7"
+    assert synced.forwarded_event_id == event.event_id
+    assert synced.forwarded_type == "tonerwatch.threshold_crossed.v1"
+    # A re-forward after a lost ack publishes the same id, so JetStream and the api drop it.
+    assert synced.event_id == synced_event_id(event.event_id)
+    assert synced.subject(bus.subjects) == f"{bus.subjects.root}.hq.sync.delivered.p-7"

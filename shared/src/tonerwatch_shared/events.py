@@ -284,6 +284,33 @@ class DiscoveryFinished(_JobEvent):
     error: str | None = None
 
 
+class UpstreamSynced(Event):
+    """The syncer delivered an event upstream (2xx), and what its HTTP exchanges cost on the wire."""
+
+    type: Literal["tonerwatch.upstream_synced.v1"] = "tonerwatch.upstream_synced.v1"
+    area_what: ClassVar[str] = sj.UPSTREAM_SYNCED
+    printer_id: str | None = Field(
+        default=None, min_length=1, max_length=128, description="The forwarded event's printer"
+    )
+    forwarded_event_id: uuid.UUID = Field(
+        description="Event delivered upstream; this event's id is derived from it (uuid5)"
+    )
+    forwarded_type: str = Field(description="e.g. tonerwatch.threshold_crossed.v1")
+    status_code: int = Field(ge=200, le=299, description="The upstream's answer to the delivery")
+    attempts: int = Field(
+        default=1, ge=1, description="POSTs of the event, this one included (while the syncer ran)"
+    )
+    bytes_sent: int = Field(
+        default=0, ge=0, description="HTTP request bytes of those POSTs (TLS and TCP excluded)"
+    )
+    bytes_received: int = Field(
+        default=0, ge=0, description="HTTP response bytes the upstream answered them with"
+    )
+
+    def subject_key(self) -> str | None:
+        return self.printer_id
+
+
 EmailAddress = Annotated[
     str, Field(max_length=254, pattern=r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
 ]
@@ -344,6 +371,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     DiscoveryCancelled,
     DiscoveryProgress,
     DiscoveryFinished,
+    UpstreamSynced,
     AlertSettingsConfigured,
 )
 

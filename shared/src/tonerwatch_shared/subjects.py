@@ -25,6 +25,8 @@ DISCOVERY_REQUESTED = "discovery.requested"
 DISCOVERY_CANCELLED = "discovery.cancelled"
 DISCOVERY_PROGRESS = "discovery.progress"
 DISCOVERY_FINISHED = "discovery.finished"
+# The syncer's delivery of an event upstream; keyed by the forwarded event's printer when it has one.
+UPSTREAM_SYNCED = "sync.delivered"
 # Configuration the api (system of record) announces; unkeyed: the site token is the key.
 ALERT_SETTINGS_CONFIGURED = "config.alerts"
 
