@@ -92,7 +92,7 @@ async def test_start_publishes_discovery_requested_and_never_returns_the_communi
     assert [c.community for c in event.credentials] == [SECRET]
     assert event.rate_pps == 50
     listed = await client.get("/api/v1/discovery/jobs", headers=h)
-    assert [j["id"] for j in listed.json()] == [job["id"]]
+    assert [j["id"] for j in listed.json()["items"]] == [job["id"]]
 
 
 async def test_progress_found_printers_and_monitoring_them(
@@ -205,7 +205,7 @@ async def test_discovery_roles_tenants_and_validation(
     ).status_code == 200
     bob = await bearer(client, "bob", "bob-password-123")
     assert (await client.get(f"/api/v1/discovery/jobs/{job['id']}", headers=bob)).status_code == 404
-    assert (await client.get("/api/v1/discovery/jobs", headers=bob)).json() == []
+    assert (await client.get("/api/v1/discovery/jobs", headers=bob)).json()["items"] == []
     foreign = await client.post(
         "/api/v1/discovery/jobs", headers=h, json={"targets": ["127.0.0.1"], "site_id": "other-hq"}
     )

@@ -262,7 +262,7 @@ async def test_readings_alerts_and_acknowledge(
     detail = (await client.get(f"/api/v1/printers/{pid}", headers=h)).json()
     assert detail["status"] == "attention" and detail["open_alerts"] == 1
     assert [s["colour"] for s in detail["supplies"][:4]] == ["black", "cyan", "magenta", "yellow"]
-    alerts = (await client.get("/api/v1/alerts", headers=h)).json()
+    alerts = (await client.get("/api/v1/alerts", headers=h)).json()["items"]
     assert len(alerts) == 1
     ack = await client.post(f"/api/v1/alerts/{alerts[0]['id']}/acknowledge", headers=h)
     assert ack.status_code == 200 and ack.json()["acknowledged_by"] == "admin"
@@ -327,7 +327,7 @@ async def test_sites_crud(client: httpx.AsyncClient) -> None:
     assert (
         await client.patch("/api/v1/sites/berlin-office", headers=h, json={"name": "Berlin HQ"})
     ).json()["name"] == "Berlin HQ"
-    ids = [s["id"] for s in (await client.get("/api/v1/sites", headers=h)).json()]
+    ids = [s["id"] for s in (await client.get("/api/v1/sites", headers=h)).json()["items"]]
     assert ids == ["berlin-office", "default"]
     assert (await client.delete("/api/v1/sites/berlin-office", headers=h)).status_code == 204
     assert (await client.delete("/api/v1/sites/default", headers=h)).status_code == 409

@@ -25,8 +25,9 @@ from tonerwatch_api import store
 from tonerwatch_api.auth import Admin, Viewer
 from tonerwatch_api.db import run_tx
 from tonerwatch_api.models import Printer, Site, User, UTCDateTime, utcnow
+from tonerwatch_api.params import SiteId, UserId
 from tonerwatch_api.projections import add_to_outbox
-from tonerwatch_api.schemas import MailAddress
+from tonerwatch_api.schemas import EXAMPLE_PRINTER_ID, MailAddress, error_response
 from tonerwatch_api.security import role_at_least
 from tonerwatch_api.state import app_state
 from tonerwatch_api.store import Principal
@@ -80,7 +81,15 @@ LeadDays = Annotated[float | None, Field(default=None, gt=0, le=365)]
 class LimitsIn(BaseModel):
     """Thresholds of one scope; a field left out (null) uses the layer below (the alerter's defaults)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"low_percent": 30, "critical_percent": 10},
+                {"lead_time_days": 14},
+            ]
+        },
+    )
     low_percent: Percent = None
     critical_percent: Percent = None
     lead_time_days: LeadDays = None
@@ -97,6 +106,11 @@ class LimitsIn(BaseModel):
 class PrinterLimitsIn(LimitsIn):
     """Thresholds of one printer, with per-supply-kind overrides."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"low_percent": 25, "kinds": {"waste_toner": {"low_percent": 10}}}]
+        }
+    )
     kinds: dict[SupplyKind, LimitsIn] = Field(default_factory=dict)
 
 
@@ -134,7 +148,27 @@ class AlertSettingsIn(LimitsIn):
 class AlertSettingsOut(AlertSettingsIn):
     """A site's alert settings, the revision last announced and everyone who gets its mail."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "site_id": "acme-hq",
+                    "revision": 4,
+                    "low_percent": 25,
+                    "critical_percent": 5,
+                    "lead_time_days": 10,
+                    "kinds": {"toner": {"low_percent": 15}},
+                    "printers": {EXAMPLE_PRINTER_ID: {"low_percent": 40, "kinds": {}}},
+                    "recipients": ["facilities@acme.example"],
+                    "responsible": ["jdoe@acme.example"],
+                    "announced_recipients": ["facilities@acme.example", "jdoe@acme.example"],
+                    "updated_by": "admin",
+                    "updated_at": "2025-03-10T14:02:11Z",
+                }
+            ]
+        },
+    )
     site_id: str
     revision: int
     responsible: list[str] = Field(
@@ -150,7 +184,15 @@ class AlertSettingsOut(AlertSettingsIn):
 class UserAlertingIn(BaseModel):
     """A user's mail address for alerts and the sites they are responsible for ([]: all)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"email": "jdoe@acme.example", "responsible_sites": ["acme-hq"]},
+                {"email": "fleet-desk@acme.example", "responsible_sites": []},
+            ]
+        },
+    )
     email: MailAddress | None = None
     responsible_sites: list[str] = Field(default_factory=list, max_length=500)
 
@@ -158,7 +200,19 @@ class UserAlertingIn(BaseModel):
 class UserAlertingOut(UserAlertingIn):
     """A user's alerting profile."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": 7,
+                    "username": "jdoe",
+                    "email": "jdoe@acme.example",
+                    "responsible_sites": ["acme-hq"],
+                }
+            ]
+        },
+    )
     user_id: int
     username: str
 
@@ -373,6 +427,23 @@ def set_user_alerting(
     )
 
 
+def sites_mailing(session: Session, user: User) -> list[Site]:
+    """Return the sites whose alert mail goes to user (to re-announce when the user changes)."""
+    assert user.id is not None
+    row = session.get(UserAlerting, user.id)
+    if row is None or not row.email:
+        return []
+    mailed = _sites_mailed(store.tenant_sites(session, user.tenant_id), row.email, row.sites or [])
+    return [s for s in store.tenant_sites(session, user.tenant_id) if s.id in mailed]
+
+
+def reannounce(session: Session, sites: Sequence[Site], source: str) -> None:
+    """Tell the alerter the recipients of sites again (after a user was disabled or deleted)."""
+    session.flush()
+    for site in sites:
+        announce(session, site, source)
+
+
 def tenant_user(session: Session, tenant_id: str, user_id: int) -> User:
     """Return the tenant's user, or raise NotFound."""
     user = session.get(User, user_id)
@@ -396,11 +467,24 @@ def user_alerting_out(session: Session, user: User) -> UserAlertingOut:
 # --- REST ----------------------------------------------------------------------------------------
 
 router = APIRouter(prefix="/api/v1")
+_CRITICAL_ABOVE_LOW = "Value error, must not be above low_percent (20)"
 ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"description": "Not authenticated"},
-    403: {"description": "Needs the admin role"},
-    404: {"description": "Not found (or another tenant's)"},
-    422: {"description": "Invalid settings; the error names the field"},
+    401: error_response(
+        401,
+        "Not authenticated",
+        "not authenticated: send 'Authorization: Bearer <token>' (get one from "
+        "POST /api/v1/auth/token) — a token may also be expired or revoked",
+    ),
+    403: error_response(
+        403, "Needs the admin role", "needs role admin or higher (you are operator)"
+    ),
+    404: error_response(404, "Not found (or another tenant's)", "site 'acme-hq' not found"),
+    422: error_response(
+        422,
+        "Invalid settings; the error names the field",
+        f"invalid request: critical_percent: {_CRITICAL_ABOVE_LOW}",
+        [{"field": "critical_percent", "location": "body", "message": _CRITICAL_ABOVE_LOW}],
+    ),
 }
 
 
@@ -410,7 +494,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
     tags=["alerting"],
     responses=ERRORS,
 )
-async def get_alert_settings(request: Request, site_id: str, who: Admin) -> AlertSettingsOut:
+async def get_alert_settings(request: Request, site_id: SiteId, who: Admin) -> AlertSettingsOut:
     """Return a site's thresholds, lead time, overrides and mail recipients."""
 
     def work(s: Session) -> AlertSettingsOut:
@@ -426,7 +510,7 @@ async def get_alert_settings(request: Request, site_id: str, who: Admin) -> Aler
     responses=ERRORS,
 )
 async def put_alert_settings(
-    request: Request, site_id: str, body: AlertSettingsIn, who: Admin
+    request: Request, site_id: SiteId, body: AlertSettingsIn, who: Admin
 ) -> AlertSettingsOut:
     """Replace a site's alert settings and announce them to the alerter (AlertSettingsConfigured)."""
     st = app_state(request)
@@ -441,7 +525,7 @@ async def put_alert_settings(
     tags=["users"],
     responses=ERRORS,
 )
-async def get_user_alerting(request: Request, user_id: int, who: Viewer) -> UserAlertingOut:
+async def get_user_alerting(request: Request, user_id: UserId, who: Viewer) -> UserAlertingOut:
     """Return a user's alert mail address and responsible sites (admins: anyone's; others: their own)."""
 
     def work(s: Session) -> UserAlertingOut:
@@ -458,7 +542,7 @@ async def get_user_alerting(request: Request, user_id: int, who: Viewer) -> User
     responses=ERRORS,
 )
 async def put_user_alerting(
-    request: Request, user_id: int, body: UserAlertingIn, who: Admin
+    request: Request, user_id: UserId, body: UserAlertingIn, who: Admin
 ) -> UserAlertingOut:
     """Set a user's alert mail address and responsible sites; re-announces the sites concerned."""
     st = app_state(request)

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from tonerwatch_api import alert_settings as alerting
@@ -21,8 +22,9 @@ from tonerwatch_api import store
 from tonerwatch_api.alert_settings import UserAlertingIn
 from tonerwatch_api.auth import Admin, Operator, Viewer, current_principal
 from tonerwatch_api.db import run_tx
-from tonerwatch_api.discovery_jobs import DiscoveryJobIn, DiscoveryJobOut
+from tonerwatch_api.discovery_jobs import DiscoveryJobIn, DiscoveryJobOut, DiscoveryJobPage
 from tonerwatch_api.history import Resolution, choose_resolution, counter_history
+from tonerwatch_api.listing import CURSOR_HELP, Listing, field
 from tonerwatch_api.live import sse, toast
 from tonerwatch_api.login_limits import too_many_message
 from tonerwatch_api.meters import (
@@ -33,13 +35,18 @@ from tonerwatch_api.meters import (
     meter_csv,
     raw_rows,
 )
-from tonerwatch_api.models import ApiToken, Printer, Site, User
+from tonerwatch_api.models import Alert, ApiToken, AuditEntry, Printer, Site, User
 from tonerwatch_api.network_usage import UsageOut, usage
+from tonerwatch_api.params import AlertRowId, JobId, PrinterId, SiteId, TokenId, UserId
 from tonerwatch_api.retention import policy_from
 from tonerwatch_api.schemas import (
     AlertOut,
+    AlertPage,
     ApiTokenIn,
     ApiTokenOut,
+    ApiTokenPage,
+    AuditOut,
+    AuditPage,
     CounterOut,
     MeOut,
     PrinterIn,
@@ -49,12 +56,17 @@ from tonerwatch_api.schemas import (
     ReadingOut,
     SiteIn,
     SiteOut,
+    SitePage,
     SitePatch,
+    TokenForm,
     TokenOut,
     UserIn,
     UserOut,
+    UserPage,
+    UserPatch,
+    error_response,
 )
-from tonerwatch_api.security import new_token, verify_password
+from tonerwatch_api.security import hash_password, new_token, verify_password
 from tonerwatch_api.state import AppState, app_state
 from tonerwatch_api.store import Principal
 from tonerwatch_shared.events import Event
@@ -63,9 +75,22 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
 
 ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"description": "Not authenticated"},
-    403: {"description": "Role or scope too small"},
-    404: {"description": "Not found (or another tenant's)"},
+    401: error_response(
+        401,
+        "Not authenticated: no bearer token (or session), or it expired or was revoked",
+        "not authenticated: send 'Authorization: Bearer <token>' (get one from "
+        "POST /api/v1/auth/token) — a token may also be expired or revoked",
+    ),
+    403: error_response(
+        403, "Role or scope too small", "needs role operator or higher (you are viewer)"
+    ),
+    404: error_response(404, "Not found (or another tenant's)", "printer 'p-3f2a9c01de' not found"),
+}
+# Answers of the changes that can clash with what is stored (a taken id or address, the last admin).
+CONFLICT: dict[int | str, dict[str, object]] = {
+    409: error_response(
+        409, "Conflicts with what is stored; the error says with what", "site id 'acme-hq' is taken"
+    ),
 }
 
 
@@ -85,17 +110,17 @@ async def publish_outbox(st: AppState) -> None:
     response_model=TokenOut,
     tags=["auth"],
     responses={
-        401: {"description": "Wrong username or password"},
-        429: {"description": "Too many failed logins for the user or address; see Retry-After"},
+        401: error_response(401, "Wrong username or password", "wrong username or password"),
+        429: error_response(
+            429,
+            "Too many failed logins for the user or address; see Retry-After",
+            too_many_message(60),
+        ),
     },
 )
-async def login_token(
-    request: Request,
-    username: Annotated[str, Form(max_length=100)],
-    password: Annotated[str, Form(max_length=1000)],
-    scope: Annotated[str, Form(description="space separated: read write")] = "read write",
-) -> TokenOut:
+async def login_token(request: Request, form: Annotated[TokenForm, Form()]) -> TokenOut:
     """OAuth2 password flow: exchange username and password for a bearer token."""
+    username, password, scope = form.username, form.password, form.scope
     st = app_state(request)
     ip = client_ip(request)
     wait = st.login_limiter.retry_after(username, ip)
@@ -151,13 +176,32 @@ async def me(who: Viewer) -> MeOut:
 # --- sites ---------------------------------------------------------------------------------------
 
 
-@router.get("/sites", response_model=list[SiteOut], tags=["sites"], responses=ERRORS)
-async def list_sites(request: Request, who: Viewer) -> list[SiteOut]:
-    """Return the tenant's sites with their printer counts."""
+SITES = Listing(
+    fields={
+        "id": field(col(Site.id), "str"),
+        "name": field(col(Site.name), "str"),
+        "created_at": field(col(Site.created_at), "datetime"),
+    },
+    default="id",
+)
 
-    def work(s: Session) -> list[SiteOut]:
+
+@router.get("/sites", response_model=SitePage, tags=["sites"], responses=ERRORS)
+async def list_sites(
+    request: Request,
+    who: Viewer,
+    sort: Annotated[str | None, Query(max_length=100, description=SITES.describe())] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Sites per page")] = 100,
+    cursor: Annotated[str | None, Query(max_length=1000, description=CURSOR_HELP)] = None,
+) -> SitePage:
+    """Return the tenant's sites with their printer counts, a page at a time."""
+    order = SITES.parse_sort(sort)
+
+    def work(s: Session) -> SitePage:
+        q = SITES.page(select(Site).where(Site.tenant_id == who.tenant_id), order, cursor, limit)
+        rows, nxt = SITES.cut(order, s.exec(q).all(), limit)
         counts = store.site_printer_counts(s, who.tenant_id)
-        return [
+        items = [
             SiteOut(
                 id=x.id,
                 name=x.name,
@@ -165,13 +209,20 @@ async def list_sites(request: Request, who: Viewer) -> list[SiteOut]:
                 printers=counts.get(x.id, 0),
                 poll_interval_s=x.poll_interval_s,
             )
-            for x in store.tenant_sites(s, who.tenant_id)
+            for x in rows
         ]
+        return SitePage(items=items, next_cursor=nxt)
 
     return await run_tx(app_state(request).engine, work)
 
 
-@router.post("/sites", response_model=SiteOut, status_code=201, tags=["sites"], responses=ERRORS)
+@router.post(
+    "/sites",
+    response_model=SiteOut,
+    status_code=201,
+    tags=["sites"],
+    responses={**ERRORS, **CONFLICT},
+)
 async def create_site(request: Request, body: SiteIn, who: Admin) -> SiteOut:
     """Create a site in the caller's tenant (its id becomes part of NATS subjects)."""
 
@@ -205,7 +256,7 @@ async def create_site(request: Request, body: SiteIn, who: Admin) -> SiteOut:
 
 
 @router.get("/sites/{site_id}", response_model=SiteOut, tags=["sites"], responses=ERRORS)
-async def get_site(request: Request, site_id: str, who: Viewer) -> SiteOut:
+async def get_site(request: Request, site_id: SiteId, who: Viewer) -> SiteOut:
     """Return one site."""
 
     def work(s: Session) -> SiteOut:
@@ -223,7 +274,7 @@ async def get_site(request: Request, site_id: str, who: Viewer) -> SiteOut:
 
 
 @router.patch("/sites/{site_id}", response_model=SiteOut, tags=["sites"], responses=ERRORS)
-async def rename_site(request: Request, site_id: str, body: SitePatch, who: Admin) -> SiteOut:
+async def rename_site(request: Request, site_id: SiteId, body: SitePatch, who: Admin) -> SiteOut:
     """Rename a site and/or set its printers' poll interval (null: back to the default)."""
     st = app_state(request)
 
@@ -250,8 +301,10 @@ async def rename_site(request: Request, site_id: str, body: SitePatch, who: Admi
     return out
 
 
-@router.delete("/sites/{site_id}", status_code=204, tags=["sites"], responses=ERRORS)
-async def delete_site(request: Request, site_id: str, who: Admin) -> Response:
+@router.delete(
+    "/sites/{site_id}", status_code=204, tags=["sites"], responses={**ERRORS, **CONFLICT}
+)
+async def delete_site(request: Request, site_id: SiteId, who: Admin) -> Response:
     """Delete an empty site (one that never held printers)."""
     st = app_state(request)
 
@@ -273,6 +326,26 @@ async def delete_site(request: Request, site_id: str, who: Admin) -> Response:
 # --- printers ------------------------------------------------------------------------------------
 
 
+PRINTERS = Listing(
+    fields={
+        "id": field(col(Printer.id), "str"),
+        "name": field(col(Printer.name), "str"),
+        "address": field(col(Printer.address), "str"),
+        "site_id": field(col(Printer.site_id), "str"),
+        "vendor": field(col(Printer.vendor), "str"),
+        "model": field(col(Printer.model), "str"),
+        "serial": field(col(Printer.serial), "str"),
+        "location": field(col(Printer.location), "str"),
+        "status": field(col(Printer.status), "str"),
+        "last_seen_at": field(col(Printer.last_seen_at), "datetime"),
+        "lifetime_pages": field(col(Printer.lifetime_pages), "int"),
+        "created_at": field(col(Printer.created_at), "datetime"),
+    },
+    default="id",
+)
+PrinterStatus = Literal["critical", "offline", "attention", "pending", "ok", "paused"]
+
+
 @router.get("/printers", response_model=PrinterPage, tags=["printers"], responses=ERRORS)
 async def list_printers(
     request: Request,
@@ -282,31 +355,36 @@ async def list_printers(
         str | None,
         Query(max_length=200, description="Search name, address, model, serial, location"),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    status: Annotated[
+        list[PrinterStatus] | None,
+        Query(description="Only these statuses (repeat the parameter for several)"),
+    ] = None,
+    monitored: Annotated[bool | None, Query(description="Only (un)monitored printers")] = None,
+    sort: Annotated[str | None, Query(max_length=100, description=PRINTERS.describe())] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Printers per page")] = 100,
+    cursor: Annotated[str | None, Query(max_length=1000, description=CURSOR_HELP)] = None,
 ) -> PrinterPage:
-    """Return the tenant's printers with supplies, ordered by id, a page at a time."""
-    try:
-        after = store.decode_cursor(cursor) if cursor else None
-    except ValueError as exc:
-        raise HTTPException(422, f"cursor: {exc}") from None
+    """Return the tenant's printers with supplies, sorted and filtered, a page at a time."""
+    order = PRINTERS.parse_sort(sort)
 
     def work(s: Session) -> PrinterPage:
-        rows = store.find_printers(
-            s, who.tenant_id, site_id=site, search=q, after=after, limit=limit + 1
+        base = store.printers_query(
+            who.tenant_id, site_id=site, search=q, statuses=status or (), monitored=monitored
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return PrinterPage(
-            items=store.printers_out(s, rows),
-            next_cursor=store.encode_cursor(rows[-1].id) if more and rows else None,
+        rows, nxt = PRINTERS.cut(
+            order, s.exec(PRINTERS.page(base, order, cursor, limit)).all(), limit
         )
+        return PrinterPage(items=store.printers_out(s, rows), next_cursor=nxt)
 
     return await run_tx(app_state(request).engine, work)
 
 
 @router.post(
-    "/printers", response_model=PrinterOut, status_code=201, tags=["printers"], responses=ERRORS
+    "/printers",
+    response_model=PrinterOut,
+    status_code=201,
+    tags=["printers"],
+    responses={**ERRORS, **CONFLICT},
 )
 async def add_printer(request: Request, body: PrinterIn, who: Operator) -> PrinterOut:
     """Add a printer by address; the poller is told (PrinterConfigured) and starts polling it."""
@@ -326,7 +404,7 @@ async def add_printer(request: Request, body: PrinterIn, who: Operator) -> Print
 @router.get(
     "/printers/{printer_id}", response_model=PrinterOut, tags=["printers"], responses=ERRORS
 )
-async def get_printer(request: Request, printer_id: str, who: Viewer) -> PrinterOut:
+async def get_printer(request: Request, printer_id: PrinterId, who: Viewer) -> PrinterOut:
     """Return one printer with its supplies."""
 
     def work(s: Session) -> PrinterOut:
@@ -339,7 +417,7 @@ async def get_printer(request: Request, printer_id: str, who: Viewer) -> Printer
     "/printers/{printer_id}", response_model=PrinterOut, tags=["printers"], responses=ERRORS
 )
 async def update_printer(
-    request: Request, printer_id: str, body: PrinterPatch, who: Operator
+    request: Request, printer_id: PrinterId, body: PrinterPatch, who: Operator
 ) -> PrinterOut:
     """Change a printer; the poller is told (PrinterConfigured, or PrinterRemoved when unmonitored)."""
     st = app_state(request)
@@ -354,7 +432,7 @@ async def update_printer(
 
 
 @router.delete("/printers/{printer_id}", status_code=204, tags=["printers"], responses=ERRORS)
-async def delete_printer(request: Request, printer_id: str, who: Operator) -> Response:
+async def delete_printer(request: Request, printer_id: PrinterId, who: Operator) -> Response:
     """Stop monitoring and remove a printer (PrinterRemoved); its history is kept."""
     st = app_state(request)
     await run_tx(st.engine, lambda s: store.delete_printer(s, who, printer_id, st.source))
@@ -370,11 +448,11 @@ async def delete_printer(request: Request, printer_id: str, who: Operator) -> Re
 )
 async def printer_readings(
     request: Request,
-    printer_id: str,
+    printer_id: PrinterId,
     who: Viewer,
     since: Annotated[datetime | None, Query(description="ISO 8601; default 7 days ago")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
-    limit: Annotated[int, Query(ge=1, le=50000)] = 10000,
+    limit: Annotated[int, Query(ge=1, le=50000, description="At most this many points")] = 10000,
     resolution: Annotated[
         Literal["raw", "hourly", "daily", "auto"],
         Query(description="auto: raw up to 2 days, hourly up to 62, else daily"),
@@ -398,11 +476,11 @@ async def printer_readings(
 )
 async def printer_counters(
     request: Request,
-    printer_id: str,
+    printer_id: PrinterId,
     who: Viewer,
     since: Annotated[datetime | None, Query(description="ISO 8601; default 30 days ago")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
-    limit: Annotated[int, Query(ge=1, le=50000)] = 10000,
+    limit: Annotated[int, Query(ge=1, le=50000, description="At most this many points")] = 10000,
     resolution: Annotated[
         Literal["raw", "hourly", "daily", "auto"],
         Query(description="auto: raw up to 2 days, hourly up to 62, else daily"),
@@ -459,20 +537,53 @@ def _aware(value: datetime) -> datetime:
 # --- alerts --------------------------------------------------------------------------------------
 
 
-@router.get("/alerts", response_model=list[AlertOut], tags=["alerts"], responses=ERRORS)
+ALERTS = Listing(
+    fields={
+        "id": field(col(Alert.id), "int"),
+        "raised_at": field(col(Alert.raised_at), "datetime"),
+        "resolved_at": field(col(Alert.resolved_at), "datetime"),
+        "acknowledged_at": field(col(Alert.acknowledged_at), "datetime"),
+        "severity": field(col(Alert.severity), "str"),
+        "rule": field(col(Alert.rule), "str"),
+        "printer_id": field(col(Alert.printer_id), "str"),
+        "percent": field(col(Alert.percent), "float"),
+        "days_to_empty": field(col(Alert.days_to_empty), "float"),
+    },
+    default="-raised_at",
+)
+
+
+@router.get("/alerts", response_model=AlertPage, tags=["alerts"], responses=ERRORS)
 async def list_alerts(
     request: Request,
     who: Viewer,
     open: Annotated[bool, Query(description="Only unresolved alerts")] = True,
-    printer_id: Annotated[str | None, Query(max_length=128)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> list[AlertOut]:
-    """Return alerts, newest first."""
+    printer_id: Annotated[
+        str | None, Query(max_length=128, description="Only this printer")
+    ] = None,
+    site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
+    severity: Annotated[
+        list[Literal["critical", "warning", "info"]] | None,
+        Query(description="Only these severities (repeat the parameter for several)"),
+    ] = None,
+    sort: Annotated[str | None, Query(max_length=100, description=ALERTS.describe())] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Alerts per page")] = 200,
+    cursor: Annotated[str | None, Query(max_length=1000, description=CURSOR_HELP)] = None,
+) -> AlertPage:
+    """Return alerts, newest first unless sorted otherwise, a page at a time."""
+    order = ALERTS.parse_sort(sort)
 
-    def work(s: Session) -> list[AlertOut]:
-        return store.find_alerts(
-            s, who.tenant_id, open_only=open, printer_id=printer_id, limit=limit
+    def work(s: Session) -> AlertPage:
+        base = store.alerts_query(
+            who.tenant_id,
+            open_only=open,
+            printer_id=printer_id,
+            site_id=site,
+            severities=severity or (),
         )
+        fetched = s.exec(ALERTS.page(base, order, cursor, limit)).all()
+        rows, nxt = ALERTS.cut(order, fetched, limit, row_of=lambda r: r[0])
+        return AlertPage(items=[store.alert_out(a, name) for a, name in rows], next_cursor=nxt)
 
     return await run_tx(app_state(request).engine, work)
 
@@ -480,7 +591,7 @@ async def list_alerts(
 @router.post(
     "/alerts/{alert_id}/acknowledge", response_model=AlertOut, tags=["alerts"], responses=ERRORS
 )
-async def acknowledge_alert(request: Request, alert_id: int, who: Operator) -> AlertOut:
+async def acknowledge_alert(request: Request, alert_id: AlertRowId, who: Operator) -> AlertOut:
     """Acknowledge an alert (someone is on it)."""
     return await run_tx(app_state(request).engine, lambda s: store.acknowledge(s, who, alert_id))
 
@@ -534,17 +645,34 @@ def fleet_csv(printers: list[PrinterOut]) -> str:
     return buf.getvalue()
 
 
+FLEET_CSV_RESPONSE: dict[str, object] = {
+    "description": "CSV (UTF-8, header row), one row per supply; sent as an attachment",
+    "content": {
+        "text/csv": {
+            "schema": {"type": "string"},
+            "example": ",".join(CSV_COLUMNS)
+            + "\r\np-3f2a9c01de,acme-hq,Reception colour,192.0.2.31,HP,"
+            'HP Color LaserJet Pro M452nw,VNB3R12345,"HQ, 2nd floor, reception",attention,'
+            "True,2025-03-14T08:55:12+00:00,48213,Cyan Toner CF411A,CF411A,cyan,8.0,low\r\n",
+        }
+    },
+}
+
+
 @router.get(
     "/export/printers.csv",
     tags=["export"],
-    responses={200: {"content": {"text/csv": {}}}, **ERRORS},
+    responses={200: FLEET_CSV_RESPONSE, **ERRORS},
     response_class=Response,
 )
 async def export_printers(
     request: Request,
     who: Viewer,
-    site: Annotated[str | None, Query(max_length=64)] = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="Search name, address, model, serial, location"),
+    ] = None,
 ) -> Response:
     """Return the fleet (printers and supplies) as CSV."""
 
@@ -562,6 +690,18 @@ async def export_printers(
     )
 
 
+METER_CSV_RESPONSE: dict[str, object] = {
+    "description": "CSV (UTF-8, header row): one row per printer and UTC day (raw: per poll, "
+    "read_at instead of date); sent as an attachment",
+    "content": {
+        "text/csv": {
+            "schema": {"type": "string"},
+            "example": "printer_id,name,site_id,serial,model,date,lifetime_pages,mono_pages,"
+            "colour_pages,duplex_pages\r\np-3f2a9c01de,Reception colour,acme-hq,VNB3R12345,"
+            "HP Color LaserJet Pro M452nw,2025-03-13,48213,30120,18093,\r\n",
+        }
+    },
+}
 METER_RAW_MAX_SPAN = timedelta(days=7)  # every poll of a fleet: ~2,000 rows per printer a week
 METER_MAX_SPAN = timedelta(days=3660)
 
@@ -569,7 +709,7 @@ METER_MAX_SPAN = timedelta(days=3660)
 @router.get(
     "/export/meters.csv",
     tags=["export"],
-    responses={200: {"content": {"text/csv": {}}}, **ERRORS},
+    responses={200: METER_CSV_RESPONSE, **ERRORS},
     response_class=StreamingResponse,
 )
 async def export_meters(
@@ -666,23 +806,45 @@ async def create_api_token(request: Request, body: ApiTokenIn, who: Viewer) -> A
     return await run_tx(app_state(request).engine, work)
 
 
-@router.get("/tokens", response_model=list[ApiTokenOut], tags=["auth"], responses=ERRORS)
-async def list_api_tokens(request: Request, who: Viewer) -> list[ApiTokenOut]:
-    """Return the caller's API tokens (never their secrets)."""
+TOKENS = Listing(
+    fields={
+        "id": field(col(ApiToken.id), "int"),
+        "name": field(col(ApiToken.name), "str"),
+        "created_at": field(col(ApiToken.created_at), "datetime"),
+        "expires_at": field(col(ApiToken.expires_at), "datetime"),
+        "last_used_at": field(col(ApiToken.last_used_at), "datetime"),
+    },
+    default="id",
+)
 
-    def work(s: Session) -> list[ApiTokenOut]:
-        rows = s.exec(
-            select(ApiToken)
-            .where(ApiToken.user_id == who.user_id, ApiToken.kind == "api")
-            .order_by(col(ApiToken.id))
-        ).all()
-        return [_token_out(t) for t in rows]
+
+@router.get("/tokens", response_model=ApiTokenPage, tags=["auth"], responses=ERRORS)
+async def list_api_tokens(
+    request: Request,
+    who: Viewer,
+    revoked: Annotated[
+        bool | None, Query(description="true: only revoked; false: only live; unset: both")
+    ] = None,
+    sort: Annotated[str | None, Query(max_length=100, description=TOKENS.describe())] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Tokens per page")] = 100,
+    cursor: Annotated[str | None, Query(max_length=1000, description=CURSOR_HELP)] = None,
+) -> ApiTokenPage:
+    """Return the caller's API tokens (never their secrets), a page at a time."""
+    order = TOKENS.parse_sort(sort)
+
+    def work(s: Session) -> ApiTokenPage:
+        base = select(ApiToken).where(ApiToken.user_id == who.user_id, ApiToken.kind == "api")
+        if revoked is not None:
+            gone = col(ApiToken.revoked_at)
+            base = base.where(gone.is_not(None) if revoked else gone.is_(None))
+        rows, nxt = TOKENS.cut(order, s.exec(TOKENS.page(base, order, cursor, limit)).all(), limit)
+        return ApiTokenPage(items=[_token_out(t) for t in rows], next_cursor=nxt)
 
     return await run_tx(app_state(request).engine, work)
 
 
 @router.delete("/tokens/{token_id}", status_code=204, tags=["auth"], responses=ERRORS)
-async def revoke_api_token(request: Request, token_id: int, who: Viewer) -> Response:
+async def revoke_api_token(request: Request, token_id: TokenId, who: Viewer) -> Response:
     """Revoke one of the caller's API tokens."""
 
     def work(s: Session) -> None:
@@ -709,20 +871,223 @@ def _user_out(u: User) -> UserOut:
     )
 
 
-@router.get("/users", response_model=list[UserOut], tags=["users"], responses=ERRORS)
-async def list_users(request: Request, who: Admin) -> list[UserOut]:
-    """Return the users of the caller's tenant."""
+USERS = Listing(
+    fields={
+        "id": field(col(User.id), "int"),
+        "username": field(col(User.username), "str"),
+        "role": field(col(User.role), "str"),
+        "created_at": field(col(User.created_at), "datetime"),
+    },
+    default="username",
+)
 
-    def work(s: Session) -> list[UserOut]:
-        rows = s.exec(
-            select(User).where(User.tenant_id == who.tenant_id).order_by(col(User.username))
-        ).all()
-        return [_user_out(u) for u in rows]
+
+@router.get("/users", response_model=UserPage, tags=["users"], responses=ERRORS)
+async def list_users(
+    request: Request,
+    who: Admin,
+    role: Annotated[
+        Literal["admin", "operator", "viewer"] | None, Query(description="Only this role")
+    ] = None,
+    disabled: Annotated[bool | None, Query(description="Only (not) disabled users")] = None,
+    q: Annotated[str | None, Query(max_length=100, description="Part of the username")] = None,
+    sort: Annotated[str | None, Query(max_length=100, description=USERS.describe())] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Users per page")] = 100,
+    cursor: Annotated[str | None, Query(max_length=1000, description=CURSOR_HELP)] = None,
+) -> UserPage:
+    """Return the users of the caller's tenant, a page at a time."""
+    order = USERS.parse_sort(sort)
+
+    def work(s: Session) -> UserPage:
+        base = select(User).where(User.tenant_id == who.tenant_id)
+        if role:
+            base = base.where(User.role == role)
+        if disabled is not None:
+            base = base.where(User.disabled == disabled)
+        if q:
+            base = base.where(
+                func.lower(col(User.username)).contains(q.strip().lower(), autoescape=True)
+            )
+        rows, nxt = USERS.cut(order, s.exec(USERS.page(base, order, cursor, limit)).all(), limit)
+        return UserPage(items=[_user_out(u) for u in rows], next_cursor=nxt)
 
     return await run_tx(app_state(request).engine, work)
 
 
-@router.post("/users", response_model=UserOut, status_code=201, tags=["users"], responses=ERRORS)
+@router.get("/users/{user_id}", response_model=UserOut, tags=["users"], responses=ERRORS)
+async def get_user(request: Request, user_id: UserId, who: Admin) -> UserOut:
+    """Return one user of the caller's tenant."""
+    return await run_tx(
+        app_state(request).engine, lambda s: _user_out(_tenant_user(s, who, user_id))
+    )
+
+
+@router.patch(
+    "/users/{user_id}", response_model=UserOut, tags=["users"], responses={**ERRORS, **CONFLICT}
+)
+async def update_user(request: Request, user_id: UserId, body: UserPatch, who: Admin) -> UserOut:
+    """Change a user's role, password or disabled flag (a new password or disabling ends sessions)."""
+    st = app_state(request)
+
+    def work(s: Session) -> UserOut:
+        user = _tenant_user(s, who, user_id)
+        demoted = body.role is not None and body.role != "admin"
+        if user.role == "admin" and (demoted or body.disabled) and _last_admin(s, user):
+            raise store.Conflict("the tenant's last active admin cannot be demoted or disabled")
+        changed: dict[str, object] = {}
+        if body.role is not None and body.role != user.role:
+            user.role = changed["role"] = body.role
+        if body.disabled is not None and body.disabled != user.disabled:
+            user.disabled = changed["disabled"] = body.disabled
+        if body.password is not None:
+            user.password_hash = hash_password(body.password)
+            changed["password"] = "changed"  # never the password itself
+        if body.password is not None or body.disabled:
+            _revoke_all(s, user)
+        s.add(user)
+        if "disabled" in changed:
+            # A disabled user gets no alert mail: the alerter hears the sites' new recipients.
+            alerting.reannounce(s, alerting.sites_mailing(s, user), st.source)
+        if changed:
+            store.audit(s, who, "user.update", user.username, **changed)
+        return _user_out(user)
+
+    out = await run_tx(st.engine, work)
+    await publish_outbox(st)
+    return out
+
+
+@router.delete(
+    "/users/{user_id}", status_code=204, tags=["users"], responses={**ERRORS, **CONFLICT}
+)
+async def delete_user(request: Request, user_id: UserId, who: Admin) -> Response:
+    """Delete a user with their sessions and tokens (not yourself, not the last admin)."""
+    st = app_state(request)
+
+    def work(s: Session) -> None:
+        user = _tenant_user(s, who, user_id)
+        if user.id == who.user_id:
+            raise store.Conflict("you cannot delete yourself; another admin can")
+        if user.role == "admin" and _last_admin(s, user):
+            raise store.Conflict("the tenant's last active admin cannot be deleted")
+        mailed = alerting.sites_mailing(s, user)
+        for t in s.exec(select(ApiToken).where(ApiToken.user_id == user.id)).all():
+            s.delete(t)
+        profile = s.get(alerting.UserAlerting, user.id)
+        if profile is not None:
+            s.delete(profile)
+        s.delete(user)
+        alerting.reannounce(s, mailed, st.source)
+        store.audit(s, who, "user.delete", user.username)
+
+    await run_tx(st.engine, work)
+    await publish_outbox(st)
+    return Response(status_code=204)
+
+
+def _tenant_user(s: Session, who: Principal, user_id: int) -> User:
+    user = s.get(User, user_id)
+    if user is None or user.tenant_id != who.tenant_id:
+        raise store.NotFound(f"user {user_id} not found")
+    return user
+
+
+def _last_admin(s: Session, user: User) -> bool:
+    others = s.exec(
+        select(func.count())
+        .select_from(User)
+        .where(
+            User.tenant_id == user.tenant_id,
+            User.role == "admin",
+            col(User.disabled).is_(False),
+            User.id != user.id,
+        )
+    ).one()
+    return int(others) == 0
+
+
+def _revoke_all(s: Session, user: User) -> None:
+    now = datetime.now(UTC)
+    live = select(ApiToken).where(ApiToken.user_id == user.id, col(ApiToken.revoked_at).is_(None))
+    for t in s.exec(live).all():
+        t.revoked_at = now
+        s.add(t)
+
+
+# --- audit log -----------------------------------------------------------------------------------
+
+AUDIT = Listing(
+    fields={
+        "id": field(col(AuditEntry.id), "int"),
+        "at": field(col(AuditEntry.at), "datetime"),
+        "action": field(col(AuditEntry.action), "str"),
+        "username": field(col(AuditEntry.username), "str"),
+        "target": field(col(AuditEntry.target), "str"),
+    },
+    default="-at",
+)
+
+
+@router.get("/audit", response_model=AuditPage, tags=["users"], responses=ERRORS)
+async def list_audit(
+    request: Request,
+    who: Admin,
+    action: Annotated[
+        str | None,
+        Query(max_length=64, description="An action ('printer.update') or a prefix ('printer.')"),
+    ] = None,
+    username: Annotated[
+        str | None, Query(max_length=100, description="Who made the change")
+    ] = None,
+    target: Annotated[str | None, Query(max_length=255, description="What was changed")] = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601; from this time")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601; before this time")] = None,
+    sort: Annotated[str | None, Query(max_length=100, description=AUDIT.describe())] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Entries per page")] = 200,
+    cursor: Annotated[str | None, Query(max_length=1000, description=CURSOR_HELP)] = None,
+) -> AuditPage:
+    """Return who changed what in the caller's tenant, newest first unless sorted otherwise."""
+    order = AUDIT.parse_sort(sort)
+
+    def work(s: Session) -> AuditPage:
+        base = select(AuditEntry).where(AuditEntry.tenant_id == who.tenant_id)
+        if action:
+            what = col(AuditEntry.action)
+            base = base.where(
+                what.startswith(action, autoescape=True) if action.endswith(".") else what == action
+            )
+        if username:
+            base = base.where(AuditEntry.username == username)
+        if target:
+            base = base.where(AuditEntry.target == target)
+        if since:
+            base = base.where(col(AuditEntry.at) >= _aware(since))
+        if until:
+            base = base.where(col(AuditEntry.at) < _aware(until))
+        rows, nxt = AUDIT.cut(order, s.exec(AUDIT.page(base, order, cursor, limit)).all(), limit)
+        items = [
+            AuditOut(
+                id=e.id or 0,
+                at=e.at,
+                username=e.username,
+                action=e.action,
+                target=e.target,
+                detail=e.detail,
+            )
+            for e in rows
+        ]
+        return AuditPage(items=items, next_cursor=nxt)
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.post(
+    "/users",
+    response_model=UserOut,
+    status_code=201,
+    tags=["users"],
+    responses={**ERRORS, **CONFLICT},
+)
 async def create_user(request: Request, body: UserIn, who: Admin) -> UserOut:
     """Create a user in the caller's tenant."""
 
@@ -767,16 +1132,40 @@ async def start_discovery(request: Request, body: DiscoveryJobIn, who: Operator)
     return out
 
 
+JOBS = Listing(
+    fields={
+        "id": field(col(jobs.DiscoveryJob.id), "str"),
+        "requested_at": field(col(jobs.DiscoveryJob.requested_at), "datetime"),
+        "finished_at": field(col(jobs.DiscoveryJob.finished_at), "datetime"),
+        "state": field(col(jobs.DiscoveryJob.state), "str"),
+        "site_id": field(col(jobs.DiscoveryJob.site_id), "str"),
+        "printers_found": field(col(jobs.DiscoveryJob.printers_found), "int"),
+    },
+    default="-requested_at",
+)
+
+
 @router.get(
-    "/discovery/jobs", response_model=list[DiscoveryJobOut], tags=["discovery"], responses=ERRORS
+    "/discovery/jobs", response_model=DiscoveryJobPage, tags=["discovery"], responses=ERRORS
 )
 async def list_discovery_jobs(
-    request: Request, who: Viewer, limit: Annotated[int, Query(ge=1, le=200)] = 20
-) -> list[DiscoveryJobOut]:
-    """Return the latest sweeps, newest first (without their found lists)."""
+    request: Request,
+    who: Viewer,
+    site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
+    state: Annotated[
+        str | None, Query(max_length=16, description="Only this state (running, finished, ...)")
+    ] = None,
+    sort: Annotated[str | None, Query(max_length=100, description=JOBS.describe())] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="Jobs per page")] = 20,
+    cursor: Annotated[str | None, Query(max_length=1000, description=CURSOR_HELP)] = None,
+) -> DiscoveryJobPage:
+    """Return sweeps, newest first unless sorted otherwise (without their found lists)."""
+    order = JOBS.parse_sort(sort)
 
-    def work(s: Session) -> list[DiscoveryJobOut]:
-        return [jobs.job_out(j) for j in jobs.list_jobs(s, who.tenant_id, limit)]
+    def work(s: Session) -> DiscoveryJobPage:
+        base = jobs.jobs_query(who.tenant_id, site_id=site, state=state)
+        rows, nxt = JOBS.cut(order, s.exec(JOBS.page(base, order, cursor, limit)).all(), limit)
+        return DiscoveryJobPage(items=[jobs.job_out(j) for j in rows], next_cursor=nxt)
 
     return await run_tx(app_state(request).engine, work)
 
@@ -784,7 +1173,7 @@ async def list_discovery_jobs(
 @router.get(
     "/discovery/jobs/{job_id}", response_model=DiscoveryJobOut, tags=["discovery"], responses=ERRORS
 )
-async def get_discovery_job(request: Request, job_id: str, who: Viewer) -> DiscoveryJobOut:
+async def get_discovery_job(request: Request, job_id: JobId, who: Viewer) -> DiscoveryJobOut:
     """Return a sweep's progress and the printers it found (and whether they are monitored)."""
 
     def work(s: Session) -> DiscoveryJobOut:
@@ -801,7 +1190,7 @@ async def get_discovery_job(request: Request, job_id: str, who: Viewer) -> Disco
     tags=["discovery"],
     responses=ERRORS,
 )
-async def cancel_discovery(request: Request, job_id: str, who: Operator) -> DiscoveryJobOut:
+async def cancel_discovery(request: Request, job_id: JobId, who: Operator) -> DiscoveryJobOut:
     """Ask a running sweep to stop (DiscoveryCancelled); it ends with state 'cancelled'."""
     st = app_state(request)
 
@@ -823,7 +1212,7 @@ async def network_usage(
     days: Annotated[int, Query(ge=1, le=366, description="Days up to today (UTC)")] = 30,
     site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
 ) -> UsageOut:
-    """Return bytes on the wire per day, site and printer: polling and discovery, measured."""
+    """Return measured bytes on the wire per day, site and printer: polling, discovery, sync."""
     return await run_tx(
         app_state(request).engine, lambda s: usage(s, who.tenant_id, days, site_id=site)
     )
@@ -836,7 +1225,32 @@ async def network_usage(
     "/events/stream",
     tags=["events"],
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}, **ERRORS},
+    responses={
+        200: {
+            "description": "text/event-stream: a retry hint, then one 'alert' frame (JSON data) "
+            "per alert raised or resolved, and a comment every 15 s while quiet",
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": "retry: 5000\n\n"
+                    + sse(
+                        "alert",
+                        {
+                            "kind": "raised",
+                            "severity": "warning",
+                            "title": "Reception colour",
+                            "message": "Toner low: Reception colour (HP Color LaserJet Pro M452nw) "
+                            "- Cyan Toner CF411A 8%",
+                            "printer_id": "p-3f2a9c01de",
+                            "url": "/printers/p-3f2a9c01de",
+                        },
+                    )
+                    + ": keep-alive\n\n",
+                }
+            },
+        },
+        **ERRORS,
+    },
 )
 async def event_stream(request: Request, who: Viewer) -> StreamingResponse:
     """Server-sent events: 'alert' frames as alerts are raised or resolved in the caller's tenant."""

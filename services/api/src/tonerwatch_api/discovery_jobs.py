@@ -151,9 +151,50 @@ class DiscoveryJobIn(BaseModel):
         return tuple(sets) or (SnmpCredentials(),)
 
 
+# Examples in the OpenAPI document: a finished sweep of one /24 that found one printer.
+_FOUND: dict[str, Any] = {
+    "address": "192.0.2.31",
+    "port": 161,
+    "vendor": "HP",
+    "model": "HP Color LaserJet Pro M452nw",
+    "serial": "VNB3R12345",
+    "name": "NPI4D5E6F",
+    "printer_id": "p-3f2a9c01de",
+    "monitored": True,
+    "found_at": "2025-03-14T09:30:02Z",
+}
+_JOB: dict[str, Any] = {
+    "id": "j-5e0c1a7b9d24",
+    "site_id": "acme-hq",
+    "state": "completed",
+    "running": False,
+    "targets": ["192.0.2.0/24"],
+    "credential_sets": 1,
+    "rate_pps": 200.0,
+    "time_limit_s": 300.0,
+    "requested_by": "jdoe",
+    "requested_at": "2025-03-14T09:30:00Z",
+    "probed": 254,
+    "total": 254,
+    "percent": 100.0,
+    "live": 3,
+    "printers_found": 1,
+    "non_printers": 2,
+    "elapsed_s": 2.4,
+    "remaining_s": None,
+    "bytes_sent": 10496,
+    "bytes_received": 1590,
+    "error": None,
+    "cancel_requested_at": None,
+    "finished_at": "2025-03-14T09:30:03Z",
+    "found": [_FOUND],
+}
+
+
 class FoundOut(BaseModel):
     """A printer a job found, and what became of it (printer id, monitored)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [_FOUND]})
     address: str
     port: int
     vendor: str | None
@@ -168,6 +209,7 @@ class FoundOut(BaseModel):
 class DiscoveryJobOut(BaseModel):
     """A sweep and its progress (no credentials)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [_JOB]})
     id: str
     site_id: str
     state: str
@@ -192,6 +234,13 @@ class DiscoveryJobOut(BaseModel):
     cancel_requested_at: datetime | None
     finished_at: datetime | None
     found: list[FoundOut] = Field(default_factory=list)
+
+
+class DiscoveryJobPage(BaseModel):
+    """One page of sweeps; pass next_cursor as cursor for the next."""
+
+    items: list[DiscoveryJobOut]
+    next_cursor: str | None
 
 
 # --- changes from the API ------------------------------------------------------------------------
@@ -361,6 +410,20 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> DiscoveryJob:
     if row is None:
         raise NotFound(f"discovery job {job_id!r} not found")
     return row
+
+
+def jobs_query(tenant_id: str, *, site_id: str | None = None, state: str | None = None) -> Any:
+    """Return the select of the tenant's jobs matching the list endpoint's filters."""
+    q = (
+        select(DiscoveryJob)
+        .join(Site, col(Site.id) == col(DiscoveryJob.site_id))
+        .where(Site.tenant_id == tenant_id)
+    )
+    if site_id:
+        q = q.where(DiscoveryJob.site_id == site_id)
+    if state:
+        q = q.where(DiscoveryJob.state == state)
+    return q
 
 
 def list_jobs(session: Session, tenant_id: str, limit: int = 20) -> list[DiscoveryJob]:

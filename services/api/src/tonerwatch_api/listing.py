@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 Kind = Literal["str", "int", "float", "bool", "datetime"]
 MAX_SORT_KEYS = 3
+CURSOR_HELP = "next_cursor of the previous page, with the same sort (and filters); omit for page 1"
 
 
 class ListingError(ValueError):

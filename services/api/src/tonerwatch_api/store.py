@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, or_
+from sqlalchemy import ColumnElement, case, func, literal_column, or_
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.history import Resolution, level_history
@@ -204,23 +204,98 @@ def _printer_filters(
         out.append(col(Printer.site_id).in_(list(site_ids)))
     if search:
         needle = search.strip().lower()
-        out.append(
-            or_(
-                *(
-                    func.lower(func.coalesce(c, "")).contains(needle, autoescape=True)
-                    for c in (
-                        col(Printer.id),
-                        col(Printer.name),
-                        col(Printer.address),
-                        col(Printer.vendor),
-                        col(Printer.model),
-                        col(Printer.serial),
-                        col(Printer.location),
+        if _SEARCH_SEPARATOR not in needle:
+            # The separator never matches, so a hit lies inside one column. The pattern is one
+            # bound value (not '%' || value || '%'): also a generic plan sees a LIKE it can index.
+            escaped = needle.replace("/", "//").replace("%", "/%").replace("_", "/_")
+            out.append(printer_search_text().like(f"%{escaped}%", escape="/"))
+        else:
+            out.append(
+                or_(
+                    *(
+                        func.lower(func.coalesce(c, "")).contains(needle, autoescape=True)
+                        for c in _search_columns()
                     )
                 )
             )
-        )
     return out
+
+
+# Between the searched columns in printer_search_text: a control character no one types.
+_SEARCH_SEPARATOR = "\x1f"
+
+
+def _search_columns() -> tuple[Any, ...]:
+    """Return the columns printer search looks in."""
+    return (
+        col(Printer.id),
+        col(Printer.name),
+        col(Printer.address),
+        col(Printer.vendor),
+        col(Printer.model),
+        col(Printer.serial),
+        col(Printer.location),
+    )
+
+
+def printer_search_text() -> ColumnElement[str]:
+    """Return lower(id, name, address, vendor, model, serial, location joined by U+001F).
+
+    Exactly the expression migration 0006 indexes with pg_trgm (GIN) on PostgreSQL, so a
+    LIKE '%needle%' on it is index-backed there; literals, not bound values, for the same reason.
+    """
+    sep = literal_column(f"'{_SEARCH_SEPARATOR}'")
+    joined: Any = None
+    for c in _search_columns():
+        part = func.coalesce(c, literal_column("''"))
+        joined = part if joined is None else joined + sep + part
+    text_: ColumnElement[str] = func.lower(joined)
+    return text_
+
+
+def printers_query(
+    tenant_id: str,
+    *,
+    site_id: str | None = None,
+    search: str | None = None,
+    statuses: Sequence[str] = (),
+    monitored: bool | None = None,
+) -> Any:
+    """Return the select of the tenant's live printers matching the list endpoint's filters."""
+    q = _tenant_printers(tenant_id)
+    for cond in _printer_filters(site_id, search):
+        q = q.where(cond)
+    if statuses:
+        q = q.where(col(Printer.status).in_(list(statuses)))
+    if monitored is not None:
+        q = q.where(col(Printer.monitored) == monitored)
+    return q
+
+
+def alerts_query(
+    tenant_id: str,
+    *,
+    open_only: bool,
+    printer_id: str | None = None,
+    site_id: str | None = None,
+    severities: Sequence[str] = (),
+) -> Any:
+    """Return the select of (alert, printer name) of the tenant matching the list filters."""
+    q = (
+        select(Alert, Printer.name)
+        .join(Printer, col(Printer.id) == col(Alert.printer_id))
+        .join(Site, col(Site.id) == col(Printer.site_id))
+        .where(Site.tenant_id == tenant_id)
+    )
+    if open_only:
+        q = q.where(col(Alert.resolved_at).is_(None))
+    if printer_id:
+        q = q.where(Alert.printer_id == printer_id)
+    if site_id:
+        q = q.where(col(Printer.site_id) == site_id)
+    if severities:
+        q = q.where(col(Alert.severity).in_(list(severities)))
+    return q
 
 
 def find_printers(
