@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 from aiohttp import web
@@ -213,3 +214,39 @@ async def test_delivery_publishes_the_bytes_the_portal_really_exchanged(
     # A re-forward after a lost ack publishes the same id, so JetStream and the api drop it.
     assert synced.event_id == synced_event_id(event.event_id)
     assert synced.subject(bus.subjects) == f"{bus.subjects.root}.hq.sync.delivered.p-7"
+
+
+async def test_orders_reach_the_portal_as_they_change(bus: Bus, nats_url: str) -> None:
+    placed = datetime.now(UTC)
+    common = {
+        "source": "api/test",
+        "site_id": "hq",
+        "printer_id": "p-1",
+        "order_id": "o-5c1e9a7b3d20",
+        "supply_index": "1",
+        "supply_description": "Black Cartridge HP W2030A",
+        "part_number": "W2030X",
+        "quantity": 2,
+        "created_at": placed,
+    }
+    created = ev.OrderChanged(change="created", status="requested", **common)
+    ordered = ev.OrderChanged(
+        change="status",
+        status="ordered",
+        previous_status="requested",
+        supplier_reference="PO-2026-0412",
+        ordered_at=placed,
+        **common,
+    )
+    async with upstream() as (portal, url), running_syncer(bus, nats_url, url):
+        await bus.publish(created)
+        await bus.publish(ordered)
+        await eventually(lambda: len(portal.received) == 2, timeout_s=10)
+    got = [ev.parse_event(body) for _, body in portal.received]
+    assert got == [created, ordered]
+    headers, body = portal.received[1]
+    assert headers["X-TonerWatch-Event"] == "tonerwatch.order_changed.v1"
+    assert headers["Idempotency-Key"] == str(ordered.event_id)
+    assert headers["X-TonerWatch-Signature"] == sign(
+        SECRET, int(headers["X-TonerWatch-Timestamp"]), body
+    )

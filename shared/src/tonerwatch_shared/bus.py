@@ -137,7 +137,7 @@ class Bus:
     async def ensure_event_stream(self) -> None:
         """Create or update the stream that keeps every event (deduped on Nats-Msg-Id)."""
         root = self.subjects.root
-        areas = ("printer", "supply", "alert", "discovery", "config", "sync")
+        areas = ("printer", "supply", "alert", "discovery", "config", "sync", "order")
         await self.ensure_stream(
             StreamConfig(
                 name=self.subjects.events_stream,

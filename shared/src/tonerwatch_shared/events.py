@@ -221,6 +221,43 @@ class SupplyReplaced(_PrinterEvent):
     percent: float | None = None
 
 
+OrderStatus = Literal["requested", "ordered", "shipped", "delivered", "cancelled"]
+
+
+class OrderChanged(_PrinterEvent):
+    """An order of supplies for a printer was placed, moved on, edited or deleted; its state now."""
+
+    type: Literal["tonerwatch.order_changed.v1"] = "tonerwatch.order_changed.v1"
+    area_what: ClassVar[str] = sj.ORDER_CHANGED
+    order_id: str = Field(min_length=1, max_length=32)
+    change: Literal["created", "status", "updated", "deleted"] = Field(
+        description="created; status moved; other fields edited; deleted (only while requested)"
+    )
+    status: OrderStatus
+    previous_status: OrderStatus | None = Field(
+        default=None, description="Before this change (None when created)"
+    )
+    supply_index: str
+    supply_description: str
+    part_number: str | None = None
+    colour: str | None = None
+    quantity: int = Field(ge=1, le=999)
+    supplier: str | None = None
+    supplier_reference: str | None = Field(default=None, description="PO or supplier order number")
+    notes: str | None = None
+    alert_id: str | None = Field(
+        default=None, description="The alert (ThresholdCrossed) it answers"
+    )
+    changed_by: str | None = Field(
+        default=None, description="Username; None when the api changed it (delivery seen)"
+    )
+    created_at: AwareDatetime
+    ordered_at: AwareDatetime | None = None
+    shipped_at: AwareDatetime | None = None
+    delivered_at: AwareDatetime | None = None
+    cancelled_at: AwareDatetime | None = None
+
+
 class _JobEvent(Event):
     job_id: str = Field(min_length=1, max_length=128)
 
@@ -367,6 +404,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     ThresholdCrossed,
     AlertResolved,
     SupplyReplaced,
+    OrderChanged,
     DiscoveryRequested,
     DiscoveryCancelled,
     DiscoveryProgress,

@@ -19,6 +19,8 @@ PRINTER_UNREACHABLE = "printer.unreachable"
 PRINTER_REACHABLE = "printer.reachable"
 SUPPLY_READING = "supply.reading"
 SUPPLY_REPLACED = "supply.replaced"
+# An order of supplies was placed or changed (api); keyed by the printer it is for.
+ORDER_CHANGED = "order.changed"
 THRESHOLD_CROSSED = "alert.crossed"
 ALERT_RESOLVED = "alert.resolved"
 DISCOVERY_REQUESTED = "discovery.requested"

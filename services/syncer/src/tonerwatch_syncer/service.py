@@ -1,4 +1,4 @@
-"""The syncer: forwards what the fleet needs (threshold crossings, replacements) to an upstream portal.
+"""The syncer: forwards what the fleet needs (alerts, replacements, orders) to an upstream portal.
 
 Each event is POSTed as its JSON to `TONERWATCH_SYNC_URL`, signed with HMAC-SHA256 over
 `<timestamp>.<body>` when `TONERWATCH_SYNC_SECRET` is set (headers `X-TonerWatch-Timestamp`,
@@ -226,7 +226,7 @@ async def run(
             )
             pending.done(event.event_id)
 
-        # Alerts (crossed/resolved) and replacements are what a supplier acts on.
+        # Alerts (crossed/resolved), replacements and orders are what a supplier acts on.
         specs = [
             ConsumerSpec(
                 durable=subjects.name("syncer_alerts"),
@@ -236,6 +236,11 @@ async def run(
             ConsumerSpec(
                 durable=subjects.name("syncer_replaced"),
                 filter_subject=subjects.filter("supply.replaced"),
+                max_deliver=1000,
+            ),
+            ConsumerSpec(
+                durable=subjects.name("syncer_orders"),
+                filter_subject=subjects.filter("order.changed"),
                 max_deliver=1000,
             ),
         ]
