@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
+from tonerwatch_api.alert_settings import UserAlerting
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import ensure_admin
+from tonerwatch_api.db import ensure_admin, ensure_site, in_tx
+from tonerwatch_api.models import User
 from tonerwatch_api.projections import apply_now
 from tonerwatch_api.settings import Settings
 from tonerwatch_api.views import colorant_hex, level_bar, printer_status
@@ -186,3 +189,32 @@ def test_status_offline_beats_everything_and_paused_when_unmonitored() -> None:
     )
     assert printer_status(monitored=True, reachable=None, supply_states=[], **common) == "pending"
     assert printer_status(monitored=False, reachable=False, supply_states=[], **common) == "paused"
+
+
+async def test_csv_export_links_follow_the_sites_a_user_answers_for(
+    browser: httpx.AsyncClient, pg: Engine, configured: Callable[..., PrinterConfigured]
+) -> None:
+    def setup(s: Session) -> None:
+        ensure_site(s, "hq", "default")
+        ensure_site(s, "branch", "default")
+        admin = s.exec(select(User).where(User.username == "admin")).one()
+        assert admin.id is not None
+        s.add(UserAlerting(user_id=admin.id, email="ops@example.org", sites=["hq"]))
+
+    in_tx(pg, setup)
+    apply_now(pg, configured("p-hq", site_id="hq", name="HQ Ricoh", address="127.0.0.21"))
+    apply_now(
+        pg, configured("p-branch", site_id="branch", name="Branch Xerox", address="127.0.0.22")
+    )
+    await log_in(browser)
+    html = (await browser.get("/")).text
+    assert "HQ Ricoh" in html and "Branch Xerox" not in html  # the dashboard shows their site
+    fleet = re.search(r'id="export-fleet" href="([^"]+)"', html)
+    meters = re.search(r'id="export-meters" href="([^"]+)"', html)
+    assert fleet and meters and fleet.group(1).endswith("?site=hq")
+    csv_text = (await browser.get(fleet.group(1))).text
+    assert "p-hq" in csv_text and "p-branch" not in csv_text
+    assert "p-branch" not in (await browser.get(meters.group(1))).text
+    everything = (await browser.get("/", params={"scope": "all", "q": "xerox"})).text
+    fleet = re.search(r'id="export-fleet" href="([^"]+)"', everything)
+    assert fleet and fleet.group(1) == "/api/v1/export/printers.csv?q=xerox"

@@ -350,7 +350,10 @@ PrinterStatus = Literal["critical", "offline", "attention", "pending", "ok", "pa
 async def list_printers(
     request: Request,
     who: Viewer,
-    site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
+    site: Annotated[
+        list[str] | None,
+        Query(max_length=64, description="Only these sites (repeat the parameter for several)"),
+    ] = None,
     q: Annotated[
         str | None,
         Query(max_length=200, description="Search name, address, model, serial, location"),
@@ -369,7 +372,7 @@ async def list_printers(
 
     def work(s: Session) -> PrinterPage:
         base = store.printers_query(
-            who.tenant_id, site_id=site, search=q, statuses=status or (), monitored=monitored
+            who.tenant_id, site_ids=site, search=q, statuses=status or (), monitored=monitored
         )
         rows, nxt = PRINTERS.cut(
             order, s.exec(PRINTERS.page(base, order, cursor, limit)).all(), limit
@@ -668,7 +671,10 @@ FLEET_CSV_RESPONSE: dict[str, object] = {
 async def export_printers(
     request: Request,
     who: Viewer,
-    site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
+    site: Annotated[
+        list[str] | None,
+        Query(max_length=64, description="Only these sites (repeat the parameter for several)"),
+    ] = None,
     q: Annotated[
         str | None,
         Query(max_length=200, description="Search name, address, model, serial, location"),
@@ -677,9 +683,8 @@ async def export_printers(
     """Return the fleet (printers and supplies) as CSV."""
 
     def work(s: Session) -> str:
-        return fleet_csv(
-            store.printers_out(s, store.find_printers(s, who.tenant_id, site_id=site, search=q))
-        )
+        query = store.printers_query(who.tenant_id, site_ids=site, search=q)
+        return fleet_csv(store.printers_out(s, list(s.exec(query.order_by(col(Printer.id))).all())))
 
     body = await run_tx(app_state(request).engine, work)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
@@ -717,7 +722,10 @@ async def export_meters(
     who: Viewer,
     since: Annotated[datetime | None, Query(description="ISO 8601; default 30 days ago")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
-    site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
+    site: Annotated[
+        list[str] | None,
+        Query(max_length=64, description="Only these sites (repeat the parameter for several)"),
+    ] = None,
     resolution: Annotated[
         Literal["daily", "raw"],
         Query(description="daily: one row per printer per UTC day; raw: every poll (7 days max)"),
@@ -734,9 +742,10 @@ async def export_meters(
         raise HTTPException(422, f"since: {resolution} export spans at most {max_span.days} days")
 
     def printers(s: Session) -> list[Printer]:
-        if site:
-            store.get_site(s, who.tenant_id, site)  # another tenant's site: 404
-        return store.find_printers(s, who.tenant_id, site_id=site)
+        for one in site or ():
+            store.get_site(s, who.tenant_id, one)  # another tenant's site: 404
+        query = store.printers_query(who.tenant_id, site_ids=site)
+        return list(s.exec(query.order_by(col(Printer.id))).all())
 
     fleet = await run_tx(st.engine, printers)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")

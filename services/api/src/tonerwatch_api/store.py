@@ -244,7 +244,7 @@ def printer_search_text() -> ColumnElement[str]:
     Exactly the expression migration 0006 indexes with pg_trgm (GIN) on PostgreSQL, so a
     LIKE '%needle%' on it is index-backed there; literals, not bound values, for the same reason.
     """
-    sep = literal_column(f"'{_SEARCH_SEPARATOR}'")
+    sep: ColumnElement[str] = literal_column(f"'{_SEARCH_SEPARATOR}'")
     joined: Any = None
     for c in _search_columns():
         part = func.coalesce(c, literal_column("''"))
@@ -260,10 +260,11 @@ def printers_query(
     search: str | None = None,
     statuses: Sequence[str] = (),
     monitored: bool | None = None,
+    site_ids: Sequence[str] | None = None,
 ) -> Any:
     """Return the select of the tenant's live printers matching the list endpoint's filters."""
     q = _tenant_printers(tenant_id)
-    for cond in _printer_filters(site_id, search):
+    for cond in _printer_filters(site_id, search, site_ids):
         q = q.where(cond)
     if statuses:
         q = q.where(col(Printer.status).in_(list(statuses)))

@@ -7,7 +7,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -294,7 +294,15 @@ async def dashboard(
         counts=defaultdict(int, fleet.counts),
         mine=mine,
         responsible=responsible,
+        export_query=export_query(q, [site] if site else (mine or [])),
+        meters_query=export_query("", [site] if site else (mine or [])),
     )
+
+
+def export_query(q: str, sites: list[str]) -> str:
+    """Return the query string making the CSV exports match what the dashboard shows."""
+    params: list[tuple[str, str]] = [("site", x) for x in sites] + ([("q", q)] if q else [])
+    return "?" + urlencode(params) if params else ""
 
 
 @router.get("/printers/new", response_class=HTMLResponse)
