@@ -42,6 +42,11 @@ def activity_consumers(root: str) -> tuple[tuple[ConsumerSpec, Apply], ...]:
             ),
             apply_usage,
         ),
+        (
+            # The whole sync area: UpstreamSynced is keyed by printer only when the event had one.
+            ConsumerSpec("api-usage-sync", f"{root}.*.sync.>", max_deliver=30),
+            apply_usage,
+        ),
     )
 
 

@@ -1,23 +1,25 @@
-"""Network impact, measured: bytes per day spent polling (SupplyReading) and discovering (DiscoveryFinished)."""
+"""Network impact, measured: bytes per day spent polling (SupplyReading), discovering (DiscoveryFinished) and syncing upstream (UpstreamSynced)."""
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, Field, computed_field
-from sqlalchemy import BigInteger, Column, Date, func
+from sqlalchemy import BigInteger, Column, Date, case, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Field as SqlField
 from sqlmodel import Session, SQLModel, col, select
 
 from tonerwatch_api.models import Printer, ProcessedEvent, Site
-from tonerwatch_shared.events import DiscoveryFinished, Event, SupplyReading
+from tonerwatch_shared.events import DiscoveryFinished, Event, SupplyReading, UpstreamSynced
 
 POLLING = "polling"
 DISCOVERY = "discovery"
-KINDS = (POLLING, DISCOVERY)
+SYNC = "sync"
+KINDS = (POLLING, DISCOVERY, SYNC)
 # processed_events is keyed by event id and the read-model projections already use the plain id:
 # this projection records a derived id, so the two never collide.
 _USAGE_NS = uuid.UUID("1b6c0f57-3a55-4a0e-8f0c-5d2b7f7d9e21")
@@ -49,6 +51,8 @@ def apply_usage(session: Session, event: Event) -> str:
         where = (event.site_id, event.printer_id, POLLING)
     elif isinstance(event, DiscoveryFinished):
         where = (event.site_id, "", DISCOVERY)
+    elif isinstance(event, UpstreamSynced):
+        where = (event.site_id, event.printer_id or "", SYNC)
     else:
         return "ignored"
     key = usage_key(event)
@@ -74,7 +78,9 @@ class UsageTotals(BaseModel):
     kind: str
     bytes_sent: int = 0
     bytes_received: int = 0
-    operations: int = Field(default=0, description="Polls, or discovery sweeps")
+    operations: int = Field(
+        default=0, description="Polls, discovery sweeps, or events delivered upstream"
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -99,7 +105,7 @@ class UsageSite(BaseModel):
 
 
 class UsagePrinter(BaseModel):
-    """One printer's polling over the period."""
+    """One printer's polling and upstream sync over the period."""
 
     printer_id: str
     site_id: str
@@ -107,6 +113,10 @@ class UsagePrinter(BaseModel):
     address: str | None
     polling: UsageTotals
     bytes_per_poll: float
+    sync: UsageTotals = Field(
+        default_factory=lambda: UsageTotals(kind=SYNC),
+        description="Its alerts and replacements delivered upstream",
+    )
 
 
 class UsageOut(BaseModel):
@@ -192,17 +202,26 @@ def _printers(
     session: Session, sites: list[str], since: date, until: date, limit: int
 ) -> list[UsagePrinter]:
     total = func.sum(NetworkUsageDay.bytes_sent + NetworkUsageDay.bytes_received)
-    q = (
-        sa_select(
-            col(NetworkUsageDay.printer_id),
-            col(NetworkUsageDay.site_id),
-            func.sum(col(NetworkUsageDay.bytes_sent)),
-            func.sum(col(NetworkUsageDay.bytes_received)),
-            func.sum(col(NetworkUsageDay.operations)),
+
+    def of(kind: str, column: Any) -> Any:
+        return func.sum(case((col(NetworkUsageDay.kind) == kind, column), else_=0))
+
+    per_kind = [
+        of(kind, col(column))
+        for kind in (POLLING, SYNC)
+        for column in (
+            NetworkUsageDay.bytes_sent,
+            NetworkUsageDay.bytes_received,
+            NetworkUsageDay.operations,
         )
+    ]
+    q = (
+        sa_select(col(NetworkUsageDay.printer_id), col(NetworkUsageDay.site_id), *per_kind)
         .where(
             col(NetworkUsageDay.site_id).in_(sites),
-            col(NetworkUsageDay.kind) == POLLING,
+            col(NetworkUsageDay.kind).in_((POLLING, SYNC)),
+            # Sync of an event without a printer is the site's, not a printer's.
+            col(NetworkUsageDay.printer_id) != "",
             col(NetworkUsageDay.day) >= since,
             col(NetworkUsageDay.day) <= until,
         )
@@ -216,13 +235,19 @@ def _printers(
         p.id: p for p in session.exec(select(Printer).where(col(Printer.id).in_(ids))).all()
     }
     out = []
-    for pid, site, sent, received, ops in rows:
+    for pid, site, sent, received, ops, sync_sent, sync_received, syncs in rows:
         p = printers.get(pid)
         t = UsageTotals(
             kind=POLLING,
             bytes_sent=int(sent or 0),
             bytes_received=int(received or 0),
             operations=int(ops or 0),
+        )
+        sync = UsageTotals(
+            kind=SYNC,
+            bytes_sent=int(sync_sent or 0),
+            bytes_received=int(sync_received or 0),
+            operations=int(syncs or 0),
         )
         out.append(
             UsagePrinter(
@@ -232,6 +257,7 @@ def _printers(
                 address=p.address if p else None,
                 polling=t,
                 bytes_per_poll=round(t.total / t.operations, 1) if t.operations else 0.0,
+                sync=sync,
             )
         )
     return out

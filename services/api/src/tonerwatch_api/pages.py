@@ -157,7 +157,7 @@ def nice_ceiling(value: float) -> int:
 
 @router.get("/network", response_class=HTMLResponse)
 async def network_page(request: Request, days: int = 30, site: str = "") -> Response:
-    """Bytes per day spent polling and discovering, per site and per printer."""
+    """Bytes per day spent polling, discovering and syncing upstream, per site and per printer."""
     who = await ui_user(request)
     days = max(1, min(days, 366))
 

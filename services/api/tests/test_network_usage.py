@@ -1,0 +1,178 @@
+"""Network impact of upstream sync: UpstreamSynced projected once per delivery, shown per site, printer and day."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from tonerwatch_api.activity import run_activity
+from tonerwatch_api.app import create_app
+from tonerwatch_api.db import create_user, ensure_admin, ensure_site, in_tx
+from tonerwatch_api.network_usage import apply_usage, usage
+from tonerwatch_api.projections import apply_now
+from tonerwatch_api.settings import Settings
+from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.events import PrinterConfigured, SupplyReading, UpstreamSynced
+from tonerwatch_shared.testing.infra import eventually
+
+ADMIN_PW = "admin-password-123"
+
+
+def synced(
+    printer_id: str | None = "p-hp479", site_id: str = "default", **kw: Any
+) -> UpstreamSynced:
+    fields: dict[str, Any] = {
+        "source": "syncer/test",
+        "site_id": site_id,
+        "printer_id": printer_id,
+        "forwarded_event_id": uuid.uuid4(),
+        "forwarded_type": "tonerwatch.threshold_crossed.v1",
+        "status_code": 202,
+        "attempts": 1,
+        "bytes_sent": 1234,
+        "bytes_received": 567,
+    }
+    fields.update(kw)
+    return UpstreamSynced(**fields)
+
+
+def test_sync_bytes_count_once_per_delivery_beside_polling(
+    db: Engine,
+    reading: Callable[..., SupplyReading],
+    configured: Callable[..., PrinterConfigured],
+) -> None:
+    apply_now(db, configured())
+    day = datetime(2026, 11, 20, 10, tzinfo=UTC)
+    in_tx(db, lambda s: apply_usage(s, reading(occurred_at=day)))
+    delivered = synced(occurred_at=day + timedelta(hours=1), attempts=3)
+    assert in_tx(db, lambda s: apply_usage(s, delivered)) == "applied"
+
+    def report() -> Any:
+        return in_tx(db, lambda s: usage(s, "default", 2, today=day.date() + timedelta(days=1)))
+
+    before = report()
+    # A redelivery (the syncer re-forwarded after a lost ack) carries the same event id.
+    assert in_tx(db, lambda s: apply_usage(s, delivered)) == "duplicate"
+    assert report() == before
+    # An event without a printer is the site's sync; another printer's sync lists that printer.
+    in_tx(
+        db,
+        lambda s: apply_usage(s, synced(None, occurred_at=day, bytes_sent=800, bytes_received=200)),
+    )
+    in_tx(db, lambda s: apply_usage(s, synced("p-other", occurred_at=day + timedelta(days=1))))
+    out = report()
+    days = {d.day: d for d in out.days}
+    assert days[day.date()].kinds["sync"].total == 1801 + 1000
+    assert days[day.date()].kinds["sync"].operations == 2
+    assert days[day.date() + timedelta(days=1)].kinds["sync"].total == 1801
+    assert out.totals["sync"].bytes_sent == 1234 + 800 + 1234
+    assert out.totals["sync"].bytes_received == 567 + 200 + 567
+    assert out.totals["sync"].operations == 3
+    assert out.totals["polling"].total == 410 + 2950  # the reading, untouched
+    [site] = out.sites
+    assert site.kinds["sync"].total == 1801 + 1000 + 1801
+    hp, other = out.printers  # by bytes: the HP polled and synced, then the sync-only one
+    assert hp.printer_id == "p-hp479" and hp.name == "Finance HP"
+    assert (hp.polling.total, hp.sync.total, hp.sync.operations) == (3360, 1801, 1)
+    assert other.printer_id == "p-other" and other.polling.operations == 0
+    assert (other.sync.total, other.bytes_per_poll) == (1801, 0.0)
+    foreign = in_tx(db, lambda s: usage(s, "other-tenant", 2, today=day.date()))
+    assert foreign.printers == [] and foreign.totals["sync"].total == 0
+
+
+@pytest.fixture
+async def client(pg: Engine, bus: Bus) -> AsyncIterator[httpx.AsyncClient]:
+    ensure_admin(pg, ADMIN_PW)
+
+    def other_tenant(s: Session) -> None:
+        ensure_site(s, "other-hq", "other")
+        create_user(s, "bob", "bob-password-123", "admin", "other")
+
+    in_tx(pg, other_tenant)
+    app = create_app(pg, bus, Settings(session_secret="test-secret", cookie_secure=False))
+    stop = asyncio.Event()
+    # The api service runs these consumers beside the app; here the test does.
+    consumers = asyncio.create_task(run_activity(pg, bus, stop))
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://tw.test"
+        ) as c:
+            yield c
+    finally:
+        stop.set()
+        await asyncio.wait_for(consumers, 20)
+
+
+async def bearer(client: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
+    r = await client.post("/api/v1/auth/token", data={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+async def test_network_api_and_page_show_sync_from_the_bus(
+    client: httpx.AsyncClient, bus: Bus, pg: Engine, configured: Callable[..., PrinterConfigured]
+) -> None:
+    apply_now(pg, configured())
+    for event in (
+        synced(),
+        synced(None, bytes_sent=800, bytes_received=200),
+        synced("p-bob", site_id="other-hq", bytes_sent=90_000, bytes_received=9_999),
+    ):
+        await bus.publish(event)
+    admin = await bearer(client, "admin", ADMIN_PW)
+
+    async def both_projected() -> bool:
+        r = await client.get("/api/v1/network/usage?days=7", headers=admin)
+        assert r.status_code == 200, r.text
+        return bool(r.json()["totals"]["sync"]["operations"] == 2)
+
+    await eventually(both_projected, timeout_s=15)
+    body = (await client.get("/api/v1/network/usage?days=7", headers=admin)).json()
+    assert body["totals"]["sync"] == {
+        "kind": "sync",
+        "bytes_sent": 2034,
+        "bytes_received": 767,
+        "operations": 2,
+        "total": 2801,
+    }
+    assert body["days"][-1]["kinds"]["sync"]["total"] == 2801
+    assert [s["kinds"]["sync"]["total"] for s in body["sites"]] == [2801]
+    [printer] = body["printers"]
+    assert printer["printer_id"] == "p-hp479" and printer["sync"]["total"] == 1801
+    # Bob's tenant sees its own site's sync only.
+    bob = await bearer(client, "bob", "bob-password-123")
+    theirs = (await client.get("/api/v1/network/usage?days=7", headers=bob)).json()
+    assert theirs["totals"]["sync"]["total"] == 99_999
+    assert [p["printer_id"] for p in theirs["printers"]] == ["p-bob"]
+
+    login = await client.get("/login?next=/network")
+    token = re.search(r'name="login_csrf" value="([^"]+)"', login.text)
+    assert token
+    await client.post(
+        "/login",
+        data={
+            "username": "admin",
+            "password": ADMIN_PW,
+            "login_csrf": token.group(1),
+            "next": "/network",
+        },
+    )
+    page = await client.get("/network?days=7")
+    assert page.status_code == 200
+    card = re.search(
+        r"Upstream sync</h2>\s*<p class=\"big\">([^<]+)</p>\s*<p class=\"meta\">([^<]+)", page.text
+    )
+    assert card, page.text
+    assert card.group(1) == "2.8 kB" and "2 deliveries" in card.group(2)
+    row = re.search(r'<td class="sync">([^<]+)<div class="meta">([^<]+)</div>', page.text)
+    assert row and row.group(1) == "1.8 kB" and row.group(2) == "1 delivery"
+    assert "99.9 kB" not in page.text  # the other tenant's sync
