@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 
 from tonerwatch_api.alert_settings import UserAlerting
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import ensure_admin, ensure_site, in_tx
-from tonerwatch_api.models import User
+from tonerwatch_api.db import create_user, ensure_admin, ensure_site, in_tx
+from tonerwatch_api.models import AuditEntry, User
 from tonerwatch_api.projections import apply_now
 from tonerwatch_api.settings import Settings
 from tonerwatch_api.views import colorant_hex, level_bar, printer_status
@@ -218,3 +218,27 @@ async def test_csv_export_links_follow_the_sites_a_user_answers_for(
     everything = (await browser.get("/", params={"scope": "all", "q": "xerox"})).text
     fleet = re.search(r'id="export-fleet" href="([^"]+)"', everything)
     assert fleet and fleet.group(1) == "/api/v1/export/printers.csv?q=xerox"
+
+
+async def test_settings_manage_users_and_show_recent_changes(
+    browser: httpx.AsyncClient, pg: Engine
+) -> None:
+    def setup(s: Session) -> int:
+        user = create_user(s, "nina", "nina-password-1", "viewer")
+        s.add(
+            AuditEntry(username="admin", tenant_id="default", action="user.create", target="nina")
+        )
+        s.add(AuditEntry(username="eve", tenant_id="acme", action="site.create", target="acme-x"))
+        assert user.id is not None
+        return user.id
+
+    nina = in_tx(pg, setup)
+    await log_in(browser)
+    html = (await browser.get("/settings")).text
+    changes = html[html.index('id="changes"') :]
+    assert "user.create" in changes and "nina" in changes
+    assert "acme-x" not in html  # another tenant's changes stay theirs
+    assert f'data-api="PATCH /api/v1/users/{nina}" data-body=\'{{"disabled": true}}\'' in html
+    assert f'data-api="DELETE /api/v1/users/{nina}"' in html
+    admin = in_tx(pg, lambda s: s.exec(select(User).where(User.username == "admin")).one().id)
+    assert f"DELETE /api/v1/users/{admin}" not in html  # no button to delete yourself

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from tonerwatch_api import alert_settings, store
+from tonerwatch_api import alert_settings, orders, store
 from tonerwatch_api import discovery_jobs as jobs
 from tonerwatch_api.api import publish_outbox
 from tonerwatch_api.db import run_tx
-from tonerwatch_api.models import ApiToken, User
+from tonerwatch_api.listing import ListingError
+from tonerwatch_api.models import ApiToken, AuditEntry, User
 from tonerwatch_api.network_usage import KINDS, UsageOut, human_bytes, usage
 from tonerwatch_api.security import role_at_least
 from tonerwatch_api.state import app_state
-from tonerwatch_api.ui import _check_csrf, error_page, render, templates, ui_user
+from tonerwatch_api.ui import _check_csrf, error_page, my_sites, render, templates, ui_user
+from tonerwatch_api.views import colorant_hex
 from tonerwatch_shared.printer.model import SupplyKind
 
 router = APIRouter(include_in_schema=False)
 templates.env.filters["bytes"] = human_bytes
+templates.env.globals["ORDER_STATUS_LABEL"] = orders.STATUS_LABEL
+templates.env.globals["ORDER_ACTION_LABEL"] = orders.ACTION_LABEL
+templates.env.globals["colorant_hex"] = colorant_hex
 # Default shown in the sweep form: nothing that would probe a real network by accident.
 TARGETS_PLACEHOLDER = "192.0.2.0/24\nprinter7.example.com"
 
@@ -125,6 +131,62 @@ async def discovery_job_page(request: Request, job_id: str) -> Response:
     return render(request, "discovery_job.html", who, job=job)
 
 
+# --- orders --------------------------------------------------------------------------------------
+
+ORDERS_PAGE = 50
+ORDER_VIEWS = ("open", "all", *orders.STATUSES)
+
+
+@router.get("/orders", response_class=HTMLResponse)
+async def orders_page(
+    request: Request, show: str = "open", site: str = "", scope: str = "", cursor: str = ""
+) -> Response:
+    """Orders of supplies: open ones, one status or all; of the user's sites unless scope=all."""
+    who = await ui_user(request)
+    show = show if show in ORDER_VIEWS else "open"
+
+    def work(s: Session) -> dict[str, Any]:
+        mine = my_sites(s, who, scope, site)
+        items, next_cursor = orders.find_orders(
+            s,
+            who.tenant_id,
+            site_id=site or None,
+            statuses=[show] if show in orders.STATUSES else [],
+            open_only=True if show == "open" else None,
+            site_ids=mine,
+            cursor=cursor or None,
+            limit=ORDERS_PAGE,
+        )
+        return {
+            "orders": items,
+            "next_cursor": next_cursor,
+            "sites": store.tenant_sites(s, who.tenant_id),
+            "mine": mine,
+            "responsible": alert_settings.user_scope(s, who.user_id),
+        }
+
+    try:
+        ctx = await run_tx(app_state(request).engine, work)
+    except ListingError:
+        return error_page(request, 422, "that page of orders is gone; start from the first")
+    params = [("show", show)] + ([("site", site)] if site else [])
+    params += [("scope", "all")] if scope == "all" else []
+    next_cursor = ctx.pop("next_cursor")
+    next_url = "/orders?" + urlencode([*params, ("cursor", next_cursor)]) if next_cursor else None
+    return render(
+        request,
+        "orders.html",
+        who,
+        show=show,
+        site=site,
+        show_printer=True,
+        filtered=show != "all" or bool(site),
+        next_url=next_url,
+        first_url="/orders?" + urlencode(params) if cursor else None,
+        **ctx,
+    )
+
+
 # --- network impact ------------------------------------------------------------------------------
 
 
@@ -184,6 +246,9 @@ async def network_page(request: Request, days: int = 30, site: str = "") -> Resp
 # --- settings ------------------------------------------------------------------------------------
 
 
+AUDIT_ROWS = 25  # the latest changes; GET /api/v1/audit pages through the rest
+
+
 @router.get("/settings", response_class=HTMLResponse)
 async def settings_page(request: Request) -> Response:
     """Sites with their alert settings, users with their responsible sites, API tokens (forms call the REST API)."""
@@ -212,7 +277,21 @@ async def settings_page(request: Request) -> Response:
         site_rows = [x for x, _ in sites]
         alerting = {x.id: alert_settings.settings_out(s, x) for x in site_rows} if is_admin else {}
         people = alert_settings.profiles(s, who.tenant_id) if is_admin else {}
+        changes = (
+            list(
+                s.exec(
+                    select(AuditEntry)
+                    .where(AuditEntry.tenant_id == who.tenant_id)
+                    .order_by(col(AuditEntry.at).desc(), col(AuditEntry.id).desc())
+                    .limit(AUDIT_ROWS)
+                ).all()
+            )
+            if is_admin
+            else []
+        )
         return {
+            "changes": changes,
+            "me": who.user_id,
             "sites": sites,
             "users": users,
             "tokens": tokens,
