@@ -59,7 +59,23 @@ class Event(BaseModel):
 class SnmpCredentials(BaseModel):
     """How to talk SNMP to one printer; secrets never appear in repr or logs."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {"version": "2c", "community": "public"},
+                {
+                    "version": "3",
+                    "user": "tonerwatch",
+                    "auth_protocol": "SHA256",
+                    "auth_key": "example-auth-passphrase",
+                    "priv_protocol": "AES",
+                    "priv_key": "example-priv-passphrase",
+                },
+            ]
+        },
+    )
 
     version: Literal["1", "2c", "3"] = "2c"
     community: str = Field(default="public", repr=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -22,6 +24,7 @@ from tonerwatch_api.live import LiveAlerts
 from tonerwatch_api.login_limits import LoginLimiter
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.projections import Outbox
+from tonerwatch_api.schemas import VALIDATION_ERROR_EXAMPLE, ErrorOut, ReadyOut
 from tonerwatch_api.settings import Settings
 from tonerwatch_api.state import AppState, app_state
 from tonerwatch_api.store import Conflict, NotFound, open_alert_counts, printer_status_counts
@@ -71,7 +74,73 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _install_errors(app)
     _install_ops(app)
+    _install_openapi(app)
     return app
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Make the OpenAPI document show the 422 body the handler sends, not FastAPI's default."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = generate()
+        document_validation_errors(doc)
+        restore_example_nulls(doc)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def restore_example_nulls(doc: dict[str, Any]) -> None:
+    """Put back the nulls FastAPI drops from schema examples (it encodes with exclude_none).
+
+    Without them an example of an answer lacks its required nullable fields ("resolved_at": null),
+    and {"poll_interval_s": null} (back to the default) would read as {}.
+    """
+    models: dict[str, list[type[BaseModel]]] = {}
+    todo: list[type[BaseModel]] = [BaseModel]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__module__.startswith("tonerwatch") and cls not in models.get(cls.__name__, []):
+            models.setdefault(cls.__name__, []).append(cls)
+    for name, schema in doc.get("components", {}).get("schemas", {}).items():
+        found = models.get(re.sub(r"-(Input|Output)$", "", name), [])
+        if "examples" not in schema or len(found) != 1:
+            continue
+        own = found[0].model_json_schema()
+        if own.get("title") == schema.get("title") and "examples" in own:
+            schema["examples"] = own["examples"]
+
+
+_FASTAPI_422 = {"$ref": "#/components/schemas/HTTPValidationError"}
+
+
+def document_validation_errors(doc: dict[str, Any]) -> None:
+    """Replace FastAPI's default 422 answers in doc with ErrorOut and an example (idempotent)."""
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    replaced = False
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("422", {})
+            if answer.get("content", {}).get("application/json", {}).get("schema") == _FASTAPI_422:
+                operation["responses"]["422"] = {
+                    "description": "Invalid input: fields names each field at fault",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ErrorOut"},
+                            "example": VALIDATION_ERROR_EXAMPLE,
+                        }
+                    },
+                }
+                replaced = True
+    if replaced and "ErrorOut" not in schemas:
+        own = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(own.pop("$defs", {}))
+        schemas["ErrorOut"] = own
+    # FastAPI's shapes are never sent (the handler reshapes every validation error).
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -124,12 +193,32 @@ def _install_errors(app: FastAPI) -> None:
 
 
 def _install_ops(app: FastAPI) -> None:
-    @app.get("/healthz", tags=["ops"], response_class=PlainTextResponse)
+    @app.get(
+        "/healthz",
+        tags=["ops"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"example": "ok\n"}}}},
+    )
     async def healthz() -> str:
         """The process is alive."""
         return "ok\n"
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        responses={
+            200: {"model": ReadyOut, "description": "Ready"},
+            503: {
+                "model": ReadyOut,
+                "description": "Not ready: the failing check says why",
+                "content": {
+                    "application/json": {
+                        "example": {"ready": False, "database": "ok", "nats": "disconnected"}
+                    }
+                },
+            },
+        },
+    )
     async def readyz(request: Request) -> Response:
         """The database and NATS answer."""
         st = app_state(request)
@@ -143,7 +232,27 @@ def _install_ops(app: FastAPI) -> None:
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format 0.0.4",
+                "content": {
+                    "text/plain": {
+                        "example": "# HELP tonerwatch_api_open_alerts Unresolved alerts by severity\n"
+                        "# TYPE tonerwatch_api_open_alerts gauge\n"
+                        'tonerwatch_api_open_alerts{severity="warning"} 3\n'
+                        "# HELP tonerwatch_api_printers Printers by status\n"
+                        "# TYPE tonerwatch_api_printers gauge\n"
+                        'tonerwatch_api_printers{status="attention"} 2\n'
+                        'tonerwatch_api_printers{status="ok"} 40\n'
+                    }
+                },
+            }
+        },
+    )
     async def metrics(request: Request) -> Response:
         """Prometheus text format: events applied, projection lag, alerts, printers."""
         st = app_state(request)
