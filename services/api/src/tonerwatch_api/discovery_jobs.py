@@ -239,6 +239,17 @@ class DiscoveryJobOut(BaseModel):
 class DiscoveryJobPage(BaseModel):
     """One page of sweeps; pass next_cursor as cursor for the next."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    # Lists leave out what each sweep found (GET /discovery/jobs/{id} has it).
+                    "items": [{**_JOB, "found": []}],
+                    "next_cursor": "eyJzIjoiLXJlcXVlc3RlZF9hdCIsInYiOlsiMjAyNS0wMy0xNFQwOTozMDowMCswMDowMCIsImotNWUwYzFhN2I5ZDI0Il19",
+                }
+            ]
+        }
+    )
     items: list[DiscoveryJobOut]
     next_cursor: str | None
 

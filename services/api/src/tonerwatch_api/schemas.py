@@ -77,6 +77,31 @@ _PRINTER: dict[str, Any] = {
     "open_alerts": 1,
     "supplies": [_SUPPLY_BLACK, _SUPPLY_CYAN],
 }
+_SITE: dict[str, Any] = {
+    "id": "acme-hq",
+    "name": "ACME headquarters",
+    "tenant_id": "acme",
+    "printers": 42,
+    "poll_interval_s": 300.0,
+}
+_TOKEN: dict[str, Any] = {
+    "id": 12,
+    "name": "nightly fleet export",
+    "scopes": ["read"],
+    "created_at": "2025-03-14T09:00:00Z",
+    "expires_at": "2025-06-12T09:00:00Z",
+    "last_used_at": "2025-03-15T02:00:04Z",
+    "revoked_at": None,
+    "token": None,
+}
+_USER: dict[str, Any] = {
+    "id": 7,
+    "username": "jdoe",
+    "role": "operator",
+    "tenant_id": "acme",
+    "disabled": False,
+    "created_at": "2025-01-20T10:12:00Z",
+}
 _ALERT: dict[str, Any] = {
     "id": 1873,
     "alert_id": f"{EXAMPLE_PRINTER_ID}:2:low",
@@ -285,19 +310,7 @@ class SitePatch(BaseModel):
 class SiteOut(BaseModel):
     """A site."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "acme-hq",
-                    "name": "ACME headquarters",
-                    "tenant_id": "acme",
-                    "printers": 42,
-                    "poll_interval_s": 300.0,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_SITE]})
     id: str
     name: str
     tenant_id: str
@@ -363,7 +376,11 @@ class PrinterPage(BaseModel):
     """One page of printers; pass next_cursor as cursor for the next."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"items": [_PRINTER], "next_cursor": "cC0zZjJhOWMwMWRl"}]}
+        json_schema_extra={
+            "examples": [
+                {"items": [_PRINTER], "next_cursor": "eyJzIjoiaWQiLCJ2IjpbInAtM2YyYTljMDFkZSJdfQ"}
+            ]
+        }
     )
     items: list[PrinterOut]
     next_cursor: str | None
@@ -582,16 +599,7 @@ class ApiTokenOut(BaseModel):
                     "revoked_at": None,
                     "token": "tw_9vQ-ExampleOnlyNotARealToken1111111111111111",
                 },
-                {
-                    "id": 12,
-                    "name": "nightly fleet export",
-                    "scopes": ["read"],
-                    "created_at": "2025-03-14T09:00:00Z",
-                    "expires_at": "2025-06-12T09:00:00Z",
-                    "last_used_at": "2025-03-15T02:00:04Z",
-                    "revoked_at": None,
-                    "token": None,
-                },
+                _TOKEN,
             ]
         }
     )
@@ -634,20 +642,7 @@ class UserIn(BaseModel):
 class UserOut(BaseModel):
     """A user (never the hash)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 7,
-                    "username": "jdoe",
-                    "role": "operator",
-                    "tenant_id": "acme",
-                    "disabled": False,
-                    "created_at": "2025-01-20T10:12:00Z",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_USER]})
     id: int
     username: str
     role: str
@@ -659,7 +654,16 @@ class UserOut(BaseModel):
 class UserPatch(BaseModel):
     """Changes to a user: role, password, disabled (a disabled user's sessions and tokens stop)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"role": "admin"},
+                {"disabled": True},
+                {"password": "a new long passphrase 2025"},
+            ]
+        },
+    )
     role: Literal["admin", "operator", "viewer"] | None = None
     password: str | None = Field(default=None, min_length=10, max_length=1000)
     disabled: bool | None = None
@@ -668,6 +672,28 @@ class UserPatch(BaseModel):
 class AuditOut(BaseModel):
     """One change: who did what to which thing, when (never secrets)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 5120,
+                    "at": "2025-03-14T09:12:44Z",
+                    "username": "jdoe",
+                    "action": "printer.update",
+                    "target": EXAMPLE_PRINTER_ID,
+                    "detail": {"fields": ["interval_s", "name"]},
+                },
+                {
+                    "id": 5121,
+                    "at": "2025-03-14T09:15:02Z",
+                    "username": "admin",
+                    "action": "token.revoke",
+                    "target": "12",
+                    "detail": None,
+                },
+            ]
+        }
+    )
     id: int
     at: datetime
     username: str | None
@@ -679,6 +705,11 @@ class AuditOut(BaseModel):
 class SitePage(BaseModel):
     """One page of sites; pass next_cursor as cursor for the next."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"items": [_SITE], "next_cursor": "eyJzIjoiaWQiLCJ2IjpbImFjbWUtaHEiXX0"}]
+        }
+    )
     items: list[SiteOut]
     next_cursor: str | None
 
@@ -686,6 +717,9 @@ class SitePage(BaseModel):
 class AlertPage(BaseModel):
     """One page of alerts; pass next_cursor as cursor for the next."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_ALERT], "next_cursor": None}]}
+    )
     items: list[AlertOut]
     next_cursor: str | None
 
@@ -693,6 +727,9 @@ class AlertPage(BaseModel):
 class ApiTokenPage(BaseModel):
     """One page of API tokens; pass next_cursor as cursor for the next."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_TOKEN], "next_cursor": None}]}
+    )
     items: list[ApiTokenOut]
     next_cursor: str | None
 
@@ -700,6 +737,13 @@ class ApiTokenPage(BaseModel):
 class UserPage(BaseModel):
     """One page of users; pass next_cursor as cursor for the next."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"items": [_USER], "next_cursor": "eyJzIjoidXNlcm5hbWUiLCJ2IjpbImpkb2UiLDddfQ"}
+            ]
+        }
+    )
     items: list[UserOut]
     next_cursor: str | None
 
@@ -707,5 +751,24 @@ class UserPage(BaseModel):
 class AuditPage(BaseModel):
     """One page of the audit log; pass next_cursor as cursor for the next."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": 5120,
+                            "at": "2025-03-14T09:12:44Z",
+                            "username": "jdoe",
+                            "action": "printer.update",
+                            "target": EXAMPLE_PRINTER_ID,
+                            "detail": {"fields": ["interval_s", "name"]},
+                        }
+                    ],
+                    "next_cursor": None,
+                }
+            ]
+        }
+    )
     items: list[AuditOut]
     next_cursor: str | None
