@@ -18,6 +18,9 @@ AlertRowId = Annotated[
 ]
 TokenId = Annotated[int, Path(description="API token id (from GET /tokens)", examples=[12])]
 UserId = Annotated[int, Path(description="User id (from GET /users)", examples=[7])]
+OrderId = Annotated[
+    str, Path(description="Order id (from GET /orders)", examples=["o-8c1d2e3f4a5b"])
+]
 JobId = Annotated[
     str,
     Path(
@@ -26,4 +29,4 @@ JobId = Annotated[
     ),
 ]
 
-__all__ = ["AlertRowId", "JobId", "PrinterId", "SiteId", "TokenId", "UserId"]
+__all__ = ["AlertRowId", "JobId", "OrderId", "PrinterId", "SiteId", "TokenId", "UserId"]
