@@ -10,7 +10,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
 from tonerwatch_api.db import MIGRATIONS, upgrade
-from tonerwatch_api.models import VERSION_TABLE, api_metadata
+from tonerwatch_api.models import VERSION_TABLE, api_metadata, include_object
 
 TABLES = {
     "tenants",
@@ -49,7 +49,12 @@ def test_migrations_match_the_models(any_engine: Engine) -> None:
     upgrade(any_engine)
     with any_engine.connect() as conn:
         ctx = MigrationContext.configure(
-            conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
+            conn,
+            opts={
+                "compare_type": True,
+                "version_table": VERSION_TABLE,
+                "include_object": include_object,
+            },
         )
         diff = compare_metadata(ctx, api_metadata())
     assert diff == []

@@ -414,6 +414,16 @@ API_TABLES: tuple[type[SQLModel], ...] = (
 )
 # Own Alembic version table: other services may migrate the same database with their own scripts.
 VERSION_TABLE = "alembic_version_api"
+# Indexes only some databases get (migration 0006: pg_trgm on PostgreSQL, where it can be had),
+# so not in the models: comparing the models with a database leaves them alone.
+MIGRATION_ONLY_INDEXES = frozenset({"ix_printers_search"})
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Return whether Alembic compares this object with the models (not migration-only indexes)."""
+    return not (type_ == "index" and name in MIGRATION_ONLY_INDEXES)
 
 
 def api_metadata() -> MetaData:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from tonerwatch_api.models import VERSION_TABLE, api_metadata
+from tonerwatch_api.models import VERSION_TABLE, api_metadata, include_object
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -19,6 +19,7 @@ context.configure(
     # SQLite cannot ALTER most things: batch mode recreates tables instead.
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_object=include_object,
 )
 with context.begin_transaction():
     context.run_migrations()
