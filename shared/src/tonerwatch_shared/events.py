@@ -408,6 +408,11 @@ class AlertSettingsConfigured(Event):
         default=(),
         description="Who is mailed about the site's alerts (besides the mail routes' own)",
     )
+    printer_recipients: dict[str, tuple[EmailAddress, ...]] = Field(
+        default_factory=dict,
+        description="Per printer id: who is mailed about that printer's alerts besides recipients "
+        "(users responsible for a group of printers rather than the whole site)",
+    )
 
 
 EVENT_CLASSES: tuple[type[Event], ...] = (
