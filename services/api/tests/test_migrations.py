@@ -34,6 +34,7 @@ TABLES = {
     "network_usage_daily",
     "site_alert_settings",
     "user_alerting",
+    "orders",
     "alembic_version_api",
 }
 

@@ -432,8 +432,9 @@ def api_metadata() -> MetaData:
     from tonerwatch_api.alert_settings import ALERT_SETTINGS_TABLES
     from tonerwatch_api.discovery_jobs import JOB_TABLES
     from tonerwatch_api.network_usage import USAGE_TABLES
+    from tonerwatch_api.orders import ORDER_TABLES
 
     md = MetaData()
-    for model in API_TABLES + JOB_TABLES + USAGE_TABLES + ALERT_SETTINGS_TABLES:
+    for model in API_TABLES + JOB_TABLES + USAGE_TABLES + ALERT_SETTINGS_TABLES + ORDER_TABLES:
         model.__table__.to_metadata(md)  # type: ignore[attr-defined]
     return md

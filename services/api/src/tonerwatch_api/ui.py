@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
-from tonerwatch_api import store
+from tonerwatch_api import orders, store
 from tonerwatch_api.alert_settings import user_scope
 from tonerwatch_api.api import client_ip, publish_outbox
 from tonerwatch_api.auth import SESSION_COOKIE, principal_from
@@ -386,6 +386,9 @@ async def printer_page(request: Request, printer_id: str) -> Response:
         return store.printers_out(s, [p])[0], history, counters, alerts
 
     printer, history, counters, alerts = await run_tx(st.engine, work)
+    printer_orders = await run_tx(
+        st.engine, lambda s: orders.printer_orders(s, who.tenant_id, printer.id)
+    )
     points: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
     for r in history:
         if r.percent is not None:
@@ -418,6 +421,8 @@ async def printer_page(request: Request, printer_id: str) -> Response:
         chart_end=end,
         counter=counter,
         counter_start=counter_start,
+        orders=printer_orders,
+        show_printer=False,
     )
 
 

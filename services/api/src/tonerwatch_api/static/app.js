@@ -122,8 +122,21 @@
     button.addEventListener("click", function () {
       if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
       var parts = button.dataset.api.split(" ");
-      api(parts[0], parts[1]).then(function () { window.location.reload(); })
+      var body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined;
+      api(parts[0], parts[1], body).then(function () { window.location.reload(); })
         .catch(function (err) { showError("settings-error", err); });
+    });
+  });
+
+  // A button that shows or hides a part of the page (an order form, an edit row).
+  document.querySelectorAll("button[data-toggle]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var target = document.getElementById(button.dataset.toggle);
+      if (!target) return;
+      target.hidden = !target.hidden;
+      button.setAttribute("aria-expanded", String(!target.hidden));
+      var first = target.hidden ? null : target.querySelector("input:not([type=hidden])");
+      if (first) first.focus();
     });
   });
 
