@@ -33,6 +33,7 @@ from tonerwatch_api.store import Principal, delete_printer
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
     AlertResolved,
+    Event,
     PrinterConfigured,
     PrinterFound,
     PrinterRemoved,
@@ -220,6 +221,51 @@ async def test_bus_reading_lands_in_postgresql_once(
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_readings_of_many_printers_land_in_batches_and_a_ghost_only_delays_itself(
+    bus: Bus,
+    pg: Engine,
+    configured: Callable[..., PrinterConfigured],
+    reading: Callable[..., SupplyReading],
+) -> None:
+    ids = [f"p-batch{i:02d}" for i in range(12)]
+    for i, pid in enumerate(ids):
+        apply_now(pg, configured(pid, address=f"127.0.7.{i}"))
+    # Published before the projector starts: its first fetches hold several readings each.
+    for pid in reversed(ids):
+        await bus.publish(reading(printer_id=pid))
+    await bus.publish(reading(printer_id="p-ghost"))  # unknown yet: its batch falls back
+    projector = Projector(pg, bus, Outbox(pg, bus), Metrics(), ProjectionOptions())
+    sizes: list[int] = []
+    whole = projector.apply_batch
+
+    async def recording(events: list[Event], consumer: str) -> None:
+        sizes.append(len(events))
+        await whole(events, consumer)
+
+    projector.apply_batch = recording  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    try:
+
+        def stored() -> bool:
+            return count(pg, Reading) == 5 * len(ids)
+
+        await eventually(stored, timeout_s=20)
+        assert count(pg, ProcessedEvent, consumer="api-readings") == len(ids)
+        with Session(pg) as s:
+            statuses = s.exec(select(Printer.status).where(col(Printer.id).in_(ids))).all()
+        assert set(statuses) == {"attention"}  # yellow at 8%: status recomputed per printer
+        assert max(sizes) > 1  # several readings per transaction
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    projector.apply_batch = whole  # type: ignore[method-assign]
+    batch = [reading(printer_id=ids[0]), reading(printer_id=ids[1])]
+    await projector.apply_batch(batch, "api-readings")
+    await projector.apply_batch(batch, "api-readings")  # redelivered whole: nothing changes
+    assert count(pg, Reading) == 5 * (len(ids) + 2)
 
 
 async def test_discovered_printer_is_stored_and_configured_for_the_poller(

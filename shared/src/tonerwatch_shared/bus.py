@@ -34,6 +34,8 @@ from tonerwatch_shared.subjects import Subjects
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event, Msg], Awaitable[None]]
+# Applies a whole fetched batch at once (one transaction): all succeed together or none does.
+BatchHandler = Callable[[list[Event]], Awaitable[None]]
 PUBLISH_TIMEOUT_S = 5.0
 
 
@@ -185,8 +187,14 @@ class Bus:
         batch: int = 64,
         fetch_timeout_s: float = 1.0,
         handler_timeout_s: float = 60.0,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
-        """Pull events until stop is set: ack on success, nak with back-off on failure, term poison."""
+        """Pull events until stop is set: ack on success, nak with back-off on failure, term poison.
+
+        With batch_handler, each fetched batch is first offered whole (one transaction instead of
+        one per event: what lets the api keep up with a large fleet); if it fails, the batch's
+        events go one by one through handler, so one bad event delays only itself.
+        """
         stream = stream or self.subjects.events_stream
         await self.ensure_consumer(spec, stream)
         sub = await self.js.pull_subscribe_bind(spec.durable, stream=stream)
@@ -198,11 +206,36 @@ class Bus:
                     continue
                 except nats.errors.ConnectionClosedError:
                     return
+                if batch_handler is not None and len(msgs) > 1:
+                    msgs = await self._handle_batch(msgs, batch_handler, handler_timeout_s)
                 for msg in msgs:
                     await self._handle(msg, handler, spec, handler_timeout_s)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _handle_batch(
+        self, msgs: list[Msg], handler: BatchHandler, timeout_s: float
+    ) -> list[Msg]:
+        """Apply msgs as one batch and ack them; return those still to handle one by one."""
+        readable: list[tuple[Msg, Event]] = []
+        for msg in msgs:
+            try:
+                readable.append((msg, parse_event(msg.data)))
+            except UnreadableEvent as exc:
+                log.error("terminated unreadable message on %s: %s", msg.subject, exc)
+                await msg.term()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await handler([event for _, event in readable])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("batch of %d failed, applying one by one: %r", len(readable), exc)
+            return [msg for msg, _ in readable]
+        for msg, _ in readable:
+            await msg.ack()
+        return []
 
     async def _handle(
         self, msg: Msg, handler: Handler, spec: ConsumerSpec, timeout_s: float

@@ -91,6 +91,66 @@ async def test_poison_message_is_terminated_not_redelivered(bus: Bus) -> None:
     assert info.num_ack_pending == 0 and info.num_redelivered == 0
 
 
+async def test_batch_handler_applies_a_fetch_at_once_and_acks_it(bus: Bus) -> None:
+    subject = bus.subjects.subject("site-a", "printer.found")
+    for i in range(5):
+        await bus.publish(_found(f"127.0.0.{i + 30}"))
+    await bus.js.publish(subject, b"{broken json")  # terminated, never offered to a handler
+    batches: list[list[str]] = []
+    singles: list[ev.Event] = []
+    stop = asyncio.Event()
+
+    async def batch(events: list[ev.Event]) -> None:
+        batches.append([e.address for e in events if isinstance(e, ev.PrinterFound)])
+        stop.set()
+
+    async def single(event: ev.Event, _msg: object) -> None:
+        singles.append(event)
+
+    spec = ConsumerSpec(durable="t-batch", filter_subject=subject, ack_wait_s=1.0)
+    await asyncio.wait_for(bus.consume(spec, single, stop=stop, batch_handler=batch), 15)
+    assert batches == [[f"127.0.0.{i + 30}" for i in range(5)]] and singles == []
+
+    async def all_acked() -> bool:
+        info = await bus.js.consumer_info(bus.subjects.events_stream, "t-batch")
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+    await eventually(all_acked, timeout_s=5)
+
+
+async def test_failed_batch_is_applied_one_by_one_so_one_bad_event_delays_only_itself(
+    bus: Bus,
+) -> None:
+    for i in range(4):
+        await bus.publish(_found(f"127.0.0.{i + 40}"))
+    tried_batches = 0
+    applied: list[str] = []
+    stop = asyncio.Event()
+
+    async def batch(events: list[ev.Event]) -> None:
+        nonlocal tried_batches
+        tried_batches += 1
+        raise RuntimeError("one printer unknown yet: the transaction rolls back")
+
+    async def single(event: ev.Event, _msg: object) -> None:
+        assert isinstance(event, ev.PrinterFound)
+        if event.address == "127.0.0.42":
+            raise RuntimeError("not yet")
+        applied.append(event.address)
+        if len(applied) == 3:
+            stop.set()
+
+    spec = ConsumerSpec(
+        durable="t-batch-fallback",
+        filter_subject=bus.subjects.filter("printer.found", keyed=False),
+    )
+    await asyncio.wait_for(bus.consume(spec, single, stop=stop, batch_handler=batch), 15)
+    assert tried_batches == 1
+    assert applied == ["127.0.0.40", "127.0.0.41", "127.0.0.43"]
+    info = await bus.js.consumer_info(bus.subjects.events_stream, "t-batch-fallback")
+    assert info.num_ack_pending == 1  # the failed one waits for its retry (nak with back-off)
+
+
 async def test_ensure_stream_is_idempotent(bus: Bus) -> None:
     await bus.ensure_event_stream()
     await bus.ensure_event_stream()

@@ -51,11 +51,16 @@ def activity_consumers(root: str) -> tuple[tuple[ConsumerSpec, Apply], ...]:
 
 
 async def run_activity(engine: Engine, bus: Bus, stop: asyncio.Event) -> None:
-    """Consume until stop is set: each event applied in its own transaction."""
+    """Consume until stop is set: each fetched batch in one transaction (one by one if it fails)."""
     async with asyncio.TaskGroup() as tg:
         for spec, apply in activity_consumers(bus.subjects.root):
 
             async def handler(event: Event, _msg: Msg, apply: Apply = apply) -> None:
                 await run_tx(engine, lambda s: apply(s, event))
 
-            tg.create_task(bus.consume(spec, handler, stop=stop))
+            async def batch(events: list[Event], apply: Apply = apply) -> None:
+                # Sorted: concurrent replicas update shared rows in the same order (no deadlock).
+                ordered = sorted(events, key=lambda e: str(getattr(e, "printer_id", "")))
+                await run_tx(engine, lambda s: [apply(s, e) for e in ordered])
+
+            tg.create_task(bus.consume(spec, handler, stop=stop, batch_handler=batch))

@@ -70,6 +70,8 @@ class ProjectionOptions:
     # Readings applied in parallel on PostgreSQL (one printer's are serialised by a row lock);
     # SQLite has a single writer, so one.
     reading_workers: int = 4
+    # Readings fetched and applied per transaction (a failing batch is re-applied one by one).
+    reading_batch: int = 50
 
 
 @dataclass(frozen=True)
@@ -638,6 +640,18 @@ class Projector:
             await self.outbox.flush()
         return outcome
 
+    async def apply_batch(self, events: list[Event], consumer: str) -> None:
+        """Apply events in one transaction (all or none); readings lock their printers in id order."""
+        now = datetime.now(UTC)
+        # The same lock order in every transaction: concurrent batches never deadlock.
+        ordered = sorted(events, key=lambda e: (str(getattr(e, "printer_id", "")), e.occurred_at))
+        outcomes = await run_tx(
+            self.engine,
+            lambda s: [apply_event(s, e, consumer, self.options, now) for e in ordered],
+        )
+        for event, outcome in zip(ordered, outcomes, strict=True):
+            self.metrics.event_applied(consumer, type(event).__name__, outcome, event.occurred_at)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Consume every projection until stop is set."""
         parallel = self.engine.dialect.name == "postgresql"
@@ -648,10 +662,22 @@ class Projector:
                 async def handler(event: Event, _msg: Msg, durable: str = p.durable) -> None:
                     await self.apply(event, durable)
 
+                async def batch(events: list[Event], durable: str = p.durable) -> None:
+                    await self.apply_batch(events, durable)
+
                 # Pull subscriptions on one durable share its messages between them.
-                workers = self.options.reading_workers if p.durable == "api-readings" else 1
+                readings = p.durable == "api-readings"
+                workers = self.options.reading_workers if readings else 1
                 for _ in range(max(1, workers) if parallel else 1):
-                    tg.create_task(self.bus.consume(spec, handler, stop=stop))
+                    tg.create_task(
+                        self.bus.consume(
+                            spec,
+                            handler,
+                            stop=stop,
+                            batch=self.options.reading_batch if readings else 64,
+                            batch_handler=batch if readings else None,
+                        )
+                    )
 
 
 def apply_now(engine: Engine, event: Event, consumer: str = "test") -> str:
