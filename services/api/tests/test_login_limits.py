@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -9,10 +10,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db import create_user, ensure_admin, in_tx
-from tonerwatch_api.login_limits import LoginLimiter
+from tonerwatch_api.login_limits import LoginFailure, LoginLimiter
 from tonerwatch_api.settings import Settings
 from tonerwatch_api.state import AppState
 from tonerwatch_shared.bus import Bus
@@ -119,15 +121,69 @@ async def test_ui_login_form_is_throttled_with_a_readable_page(client: Client) -
     assert ok.status_code == 303 and "tw_session" in ok.headers["set-cookie"]
 
 
-def test_limiter_forgets_old_failures_and_bounds_its_memory() -> None:
+async def test_limiter_forgets_old_failures_and_counts_usernames_case_insensitively(
+    db: Engine,
+) -> None:
     clock = FakeClock()
-    limiter = LoginLimiter(max_per_user=2, max_per_ip=100, window_s=60, max_keys=10, clock=clock)
-    limiter.failed("Admin", "127.0.0.1")
+    limiter = LoginLimiter(db, max_per_user=2, max_per_ip=100, window_s=60, clock=clock)
+    first = await limiter.start("Admin", "127.0.0.1")
+    assert first.retry_after is None
+    await limiter.failed(first)
     clock.now += 30
-    limiter.failed("admin ", "127.0.0.1")
-    assert limiter.retry_after("ADMIN", None) == 30  # usernames count case-insensitively
+    await limiter.failed(await limiter.start("admin ", "127.0.0.1"))
+    refused = await limiter.start("ADMIN", None)
+    assert refused.retry_after == 30
     clock.now += 31
-    assert limiter.retry_after("admin", "127.0.0.1") is None
-    for i in range(50):
-        limiter.failed(f"user{i}", f"127.0.1.{i}")
-    assert len(limiter._failures) <= 10 + 2
+    assert (await limiter.start("admin", "127.0.0.1")).retry_after is None
+    # Expired rows are swept by later attempts: the table holds only the window.
+    clock.now += 61
+    await limiter.start("someone", None)
+    with Session(db) as s:
+        assert [f.key for f in s.exec(select(LoginFailure)).all()] == ["user:someone"]
+
+
+async def test_long_sprayed_usernames_are_kept_short_and_distinct(db: Engine) -> None:
+    limiter = LoginLimiter(db, max_per_user=1, max_per_ip=0, clock=FakeClock())
+    a, b = "x" * 500 + "a", "x" * 500 + "b"
+    await limiter.failed(await limiter.start(a, None))
+    assert (await limiter.start(b, None)).retry_after is None
+    assert (await limiter.start(a, None)).retry_after is not None
+
+
+async def test_two_replicas_share_the_count_even_in_a_parallel_burst(pg: Engine, bus: Bus) -> None:
+    ensure_admin(pg, ADMIN_PW)
+    apps = [
+        create_app(pg, bus, Settings(session_secret="limits", cookie_secure=False))
+        for _ in range(2)
+    ]
+    clients = [
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url="http://tw.test")
+        for a in apps
+    ]
+    try:
+        # 16 wrong guesses at once, half on each replica: at most 5 are ever checked.
+        answers = await asyncio.gather(
+            *(
+                clients[i % 2].post(TOKEN_URL, data={"username": "admin", "password": f"g{i}"})
+                for i in range(16)
+            )
+        )
+        codes = sorted(r.status_code for r in answers)
+        assert codes.count(401) <= 5 and set(codes) <= {401, 429}, codes
+        # Then one at a time, alternating replicas: exactly 5 guesses in all were ever checked.
+        checked = codes.count(401)
+        for i in range(10):
+            r = await clients[i % 2].post(
+                TOKEN_URL, data={"username": "admin", "password": f"later{i}"}
+            )
+            if r.status_code == 429:
+                break
+            assert r.status_code == 401
+            checked += 1
+        assert checked == 5
+        for c in clients:
+            r = await c.post(TOKEN_URL, data={"username": "admin", "password": ADMIN_PW})
+            assert r.status_code == 429
+    finally:
+        for c in clients:
+            await c.aclose()

@@ -35,6 +35,7 @@ TABLES = {
     "site_alert_settings",
     "user_alerting",
     "orders",
+    "login_failures",
     "alembic_version_api",
 }
 

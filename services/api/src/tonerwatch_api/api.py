@@ -123,8 +123,8 @@ async def login_token(request: Request, form: Annotated[TokenForm, Form()]) -> T
     username, password, scope = form.username, form.password, form.scope
     st = app_state(request)
     ip = client_ip(request)
-    wait = st.login_limiter.retry_after(username, ip)
-    if wait is not None:
+    attempt = await st.login_limiter.start(username, ip)
+    if (wait := attempt.retry_after) is not None:
         # Refused before the password is checked: a guess made now would not be tried at all.
         raise HTTPException(429, too_many_message(wait), headers={"Retry-After": str(wait)})
     scopes = [s for s in scope.split() if s in ("read", "write")] or ["read"]
@@ -142,11 +142,11 @@ async def login_token(request: Request, form: Annotated[TokenForm, Form()]) -> T
         return True
 
     if not await run_tx(st.engine, work):
-        st.login_limiter.failed(username, ip)
+        await st.login_limiter.failed(attempt)
         raise HTTPException(
             401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
         )
-    st.login_limiter.succeeded(username)
+    await st.login_limiter.succeeded(attempt)
     return TokenOut(access_token=token, expires_at=expires)
 
 

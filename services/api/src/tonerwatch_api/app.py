@@ -61,6 +61,7 @@ def create_app(
         live=LiveAlerts(),
         stop=stop or asyncio.Event(),
         login_limiter=LoginLimiter(
+            engine,
             max_per_user=settings.login_max_failures,
             max_per_ip=settings.login_max_failures_per_ip,
             window_s=settings.login_window_s,

@@ -1,85 +1,140 @@
-"""Failed-login throttling per username and per client address (sliding window, in memory)."""
+"""Failed-login throttling per username and per client address, counted in the database.
+
+The count lives in the api's database, so every api replica sees the same failures: an
+attacker spread over N replicas gets no more guesses than against one. Each attempt first
+*reserves* its place (a row per key, committed), then counts the rows in the window including
+its own and those of attempts still in flight; over the limit it is refused before the password
+is checked and its rows go. A failed attempt's rows stay as its failures; a successful one
+removes the username's rows and its own address row. Concurrent bursts therefore cannot slip
+past the limit between the check and the count (at worst a burst is refused a little early).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import math
+import secrets
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, delete
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from tonerwatch_api.db import run_tx
+
+
+class LoginFailure(SQLModel, table=True):
+    """One failed (or in-flight) login attempt, counted against one username or address."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    key: str = Field(max_length=80)
+    # Seconds since the epoch (the limiter's clock): compared only with each other.
+    at: float = Field(sa_column=Column(Float(), nullable=False, index=True))
+    attempt: str = Field(max_length=32)
+
+
+LOGIN_LIMIT_TABLES: tuple[type[SQLModel], ...] = (LoginFailure,)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A reserved login attempt; retry_after is set (seconds) when it was refused."""
+
+    id: str
+    username: str
+    ip: str | None
+    retry_after: int | None = None
 
 
 @dataclass
 class LoginLimiter:
-    """Counts failed logins per username and per client IP; refuses more once a limit is hit.
+    """Counts failed logins per username and per client IP across replicas; refuses more at a limit."""
 
-    Kept in the memory of one api process: with several replicas each counts on its own, so
-    an attacker spread over N replicas gets N times the attempts. A shared count would live
-    in a JetStream KV bucket; argon2 already costs ~50 ms a guess, so this bound is enough.
-    """
-
+    engine: Engine
     max_per_user: int = 5
     max_per_ip: int = 20  # an office behind one NAT address shares it: more generous
     window_s: float = 900.0
-    max_keys: int = 100_000  # bounds memory under a spray of random usernames
-    clock: Callable[[], float] = time.monotonic
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
+    clock: Callable[[], float] = field(default=time.time)
 
-    def retry_after(self, username: str, ip: str | None) -> int | None:
-        """Return seconds until a login may be tried again, or None when it may be tried now."""
+    async def start(self, username: str, ip: str | None) -> Attempt:
+        """Reserve an attempt for username from ip; its retry_after says if it must wait instead."""
+        attempt = Attempt(secrets.token_hex(8), username, ip)
         now = self.clock()
-        waits = [
-            self._wait(key, limit, now) for key, limit in self._keys(username, ip) if limit > 0
-        ]
-        blocked = [w for w in waits if w is not None]
-        return max(1, math.ceil(max(blocked))) if blocked else None
+        keys = self._keys(username, ip)
+        if not keys:
+            return attempt
 
-    def failed(self, username: str, ip: str | None) -> None:
-        """Record one failed login of username from ip."""
-        now = self.clock()
-        if len(self._failures) >= self.max_keys:
-            self._prune(now)
-        for key, limit in self._keys(username, ip):
-            times = self._failures.setdefault(key, deque(maxlen=max(limit, 1)))
-            times.append(now)
+        def reserve(s: Session) -> None:
+            s.exec(delete(LoginFailure).where(col(LoginFailure.at) <= now - self.window_s))
+            s.add_all(LoginFailure(key=k, at=now, attempt=attempt.id) for k, _ in keys)
 
-    def succeeded(self, username: str) -> None:
-        """Forget the failures of username (the address keeps its count)."""
-        self._failures.pop(self._user_key(username), None)
+        def count(s: Session) -> int | None:
+            waits: list[float] = []
+            for key, limit in keys:
+                rows = s.exec(
+                    select(LoginFailure.at, LoginFailure.attempt)
+                    .where(LoginFailure.key == key, col(LoginFailure.at) > now - self.window_s)
+                    .order_by(col(LoginFailure.at), col(LoginFailure.id))
+                ).all()
+                if len(rows) <= limit:
+                    continue
+                before = [at for at, who in rows if who != attempt.id]
+                # The oldest failures must leave the window until fewer than `limit` remain.
+                waits.append(before[len(before) - limit] + self.window_s - now)
+            if not waits:
+                return None
+            s.exec(delete(LoginFailure).where(col(LoginFailure.attempt) == attempt.id))
+            return max(1, math.ceil(max(waits)))
 
-    def _wait(self, key: str, limit: int, now: float) -> float | None:
-        times = self._failures.get(key)
-        if times is None:
-            return None
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-            return None
-        if len(times) < limit:
-            return None
-        # The deque keeps the last `limit` failures: the oldest leaving the window frees a try.
-        return times[0] + self.window_s - now
+        # Two transactions: the reservation is committed (visible to other replicas) before
+        # the count, so two concurrent attempts each see the other.
+        await run_tx(self.engine, reserve)
+        wait = await run_tx(self.engine, count)
+        return Attempt(attempt.id, username, ip, wait)
+
+    async def failed(self, attempt: Attempt) -> None:
+        """Keep the attempt's rows: they are its failures for the window."""
+
+    async def succeeded(self, attempt: Attempt) -> None:
+        """Forget the username's failures and this attempt's address row (the address keeps the rest)."""
+        user_key = self._user_key(attempt.username)
+
+        def forget(s: Session) -> None:
+            s.exec(
+                delete(LoginFailure).where(
+                    (col(LoginFailure.key) == user_key) | (col(LoginFailure.attempt) == attempt.id)
+                )
+            )
+
+        await run_tx(self.engine, forget)
 
     def _keys(self, username: str, ip: str | None) -> list[tuple[str, int]]:
-        keys = [(self._user_key(username), self.max_per_user)]
-        if ip:
-            keys.append((f"ip:{ip}", self.max_per_ip))
+        keys = []
+        if self.max_per_user > 0:
+            keys.append((self._user_key(username), self.max_per_user))
+        if ip and self.max_per_ip > 0:
+            keys.append((_short("ip:" + ip), self.max_per_ip))
         return keys
 
     @staticmethod
     def _user_key(username: str) -> str:
-        return "user:" + username.strip().casefold()
+        return _short("user:" + username.strip().casefold())
 
-    def _prune(self, now: float) -> None:
-        cutoff = now - self.window_s
-        for key in [k for k, t in self._failures.items() if not t or t[-1] <= cutoff]:
-            del self._failures[key]
-        if len(self._failures) >= self.max_keys:
-            # Still full of live entries: drop the oldest half rather than grow without bound.
-            by_age = sorted(self._failures, key=lambda k: self._failures[k][-1])
-            for key in by_age[: len(by_age) // 2]:
-                del self._failures[key]
+
+def _short(key: str) -> str:
+    # A sprayed username can be long: keep keys bounded, distinct and unreadable past 80 chars.
+    if len(key) <= 80:
+        return key
+    return key[:8] + "#" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def too_many_message(retry_after_s: int) -> str:

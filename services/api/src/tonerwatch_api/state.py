@@ -27,8 +27,8 @@ class AppState:
     metrics: Metrics
     outbox: Outbox
     live: LiveAlerts
+    login_limiter: LoginLimiter
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    login_limiter: LoginLimiter = field(default_factory=LoginLimiter)
 
     @property
     def source(self) -> str:

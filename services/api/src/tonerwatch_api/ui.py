@@ -183,8 +183,8 @@ async def login_submit(request: Request) -> Response:
         return RedirectResponse(f"/login?next={quote(next_url)}&error=expired", status_code=303)
     username, password = data.get("username", ""), data.get("password", "")
     ip = client_ip(request)
-    wait = st.login_limiter.retry_after(username, ip)
-    if wait is not None:
+    attempt = await st.login_limiter.start(username, ip)
+    if (wait := attempt.retry_after) is not None:
         # Refused before the password is checked, so guessing gains nothing while blocked.
         resp = _login_form(request, next_url, "throttled", 429, too_many_message(wait))
         resp.headers["Retry-After"] = str(wait)
@@ -203,9 +203,9 @@ async def login_submit(request: Request) -> Response:
         return True
 
     if not await run_tx(st.engine, work):
-        st.login_limiter.failed(username, ip)
+        await st.login_limiter.failed(attempt)
         return RedirectResponse(f"/login?next={quote(next_url)}&error=invalid", status_code=303)
-    st.login_limiter.succeeded(username)
+    await st.login_limiter.succeeded(attempt)
     resp = RedirectResponse(next_url, status_code=303)
     resp.set_cookie(
         SESSION_COOKIE,
