@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from tonerwatch_api.alert_settings import UserAlerting
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db import create_user, ensure_admin, ensure_site, in_tx
+from tonerwatch_api.live import toast, without_printer
 from tonerwatch_api.models import AuditEntry, User
 from tonerwatch_api.projections import apply_now
 from tonerwatch_api.settings import Settings
@@ -242,3 +243,21 @@ async def test_settings_manage_users_and_show_recent_changes(
     assert f'data-api="DELETE /api/v1/users/{nina}"' in html
     admin = in_tx(pg, lambda s: s.exec(select(User).where(User.username == "admin")).one().id)
     assert f"DELETE /api/v1/users/{admin}" not in html  # no button to delete yourself
+
+
+def test_toast_names_the_printer_once() -> None:
+    alerter = "Low toner: HP M452nw (Finance, 2nd floor) — Cyan 8%, about 5 days left"
+    assert without_printer(alerter) == "Low toner — Cyan 8%, about 5 days left"
+    assert without_printer("Printer unreachable: Reception Ricoh") == "Printer unreachable"
+    assert without_printer("Paper jam") == "Paper jam"  # another shape: whole
+    crossed = ThresholdCrossed(
+        source="alerter",
+        site_id="default",
+        printer_id="p-m452",
+        alert_id="p-m452:2:low",
+        rule="low",
+        severity="warning",
+        message=alerter,
+    )
+    shown = toast(crossed, "HP M452nw")
+    assert shown["title"] == "HP M452nw" and "HP M452nw" not in str(shown["message"])

@@ -56,6 +56,18 @@ def sse(event: str, data: dict[str, object]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
+def without_printer(message: str) -> str:
+    """Return an alert message without the printer's name (the toast's title already shows it).
+
+    The alerter writes "<headline>: <printer> — <detail>"; another shape is returned whole.
+    """
+    headline, sep, rest = message.partition(": ")
+    if not sep or not headline:
+        return message
+    _, dash, detail = rest.partition(" — ")
+    return f"{headline} — {detail}" if dash and detail else headline
+
+
 def toast(event: Event, printer_name: str | None) -> dict[str, object]:
     """Return what the UI shows for an alert event."""
     printer_id = getattr(event, "printer_id", "")
@@ -64,7 +76,7 @@ def toast(event: Event, printer_name: str | None) -> dict[str, object]:
             "kind": "raised",
             "severity": event.severity,
             "title": printer_name or printer_id,
-            "message": event.message,
+            "message": without_printer(event.message),
             "printer_id": printer_id,
             "url": f"/printers/{printer_id}",
         }
@@ -73,7 +85,7 @@ def toast(event: Event, printer_name: str | None) -> dict[str, object]:
         "kind": "resolved",
         "severity": "info",
         "title": printer_name or printer_id,
-        "message": event.message or f"{event.rule} resolved",
+        "message": without_printer(event.message) if event.message else f"{event.rule} resolved",
         "printer_id": printer_id,
         "url": f"/printers/{printer_id}",
     }
