@@ -185,3 +185,51 @@ async def test_stale_claim_of_a_dead_replica_is_taken_over(bus: Bus) -> None:
         assert await other.flush() == 1
     [msg] = inbox.messages
     assert msg["Message-ID"] == "<digest.facilities.hq.2026-03-02@tonerwatch>"
+
+
+async def test_a_printers_own_recipients_get_a_digest_of_its_alerts_only(bus: Bus) -> None:
+    kv = await bus.key_value(dg.BUCKET)
+    clock = Clock(DAY1 - timedelta(hours=2))
+    extra = {
+        "brother-mfc-l8900cdw-02": ("finance@example.org", "Facilities@example.org"),
+        "ricoh-sp-c261-01": ("finance@example.org",),
+        "hp-m404dn-07": ("reception@example.org",),
+    }
+
+    async def printer_lookup(site: str, printer_id: str) -> tuple[str, ...]:
+        return extra.get(printer_id, ()) if site == "hq" else ()
+
+    inbox = Inbox()
+    with smtp_server(inbox) as port:
+        sender = MailSender(route(port), labels=no_label, printer_recipients=printer_lookup)
+        digest = Digest(sender, kv, instance="a1", clock=clock)
+        for event in (
+            low("brother-mfc-l8900cdw-02", "hq", "Cyan", 12, clock.now),
+            low("ricoh-sp-c261-01", "hq", "Black", 9, clock.now),
+            low("hp-m404dn-07", "hq", "Black", 8, clock.now),
+            low("canon-c3226-03", "hq", "Magenta", 15, clock.now),
+        ):
+            await digest.collect(event)
+        clock.now = DAY1 + timedelta(minutes=31)
+        assert await digest.flush() == 1
+    by_to = {m["To"]: m for m in inbox.messages}
+    # The site's list gets every alert; facilities@ is on it, so gets no second digest.
+    assert set(by_to) == {
+        "facilities@example.org",
+        "finance@example.org",
+        "reception@example.org",
+    }
+    whole = by_to["facilities@example.org"]
+    assert whole["Message-ID"] == "<digest.facilities.hq.2026-03-02@tonerwatch>"
+    finance = by_to["finance@example.org"]
+    assert finance["Subject"] == "TonerWatch daily digest, site hq, 2026-03-02: 2 alerts"
+    body = finance.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "brother-mfc-l8900cdw-02" in text and "ricoh-sp-c261-01" in text
+    assert "hp-m404dn-07" not in text and "canon-c3226-03" not in text
+    reception = by_to["reception@example.org"].get_body(("plain",))
+    assert reception is not None and "hp-m404dn-07" in reception.get_content()
+    assert "brother" not in reception.get_content()
+    ids = {m["Message-ID"] for m in inbox.messages}
+    assert len(ids) == 3  # each its own message

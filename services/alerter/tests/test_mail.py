@@ -162,6 +162,42 @@ async def test_web_ui_recipients_join_the_route_list_once_each() -> None:
     )
 
 
+async def test_a_printers_own_recipients_get_its_mail_only() -> None:
+    """Users answering for a group of printers are mailed about those printers, not their site."""
+    group = {("hq", "ricoh-mpc3002-01"): ("finance-lead@example.org", "IT@example.org")}
+
+    async def site_lookup(site: str) -> tuple[str, ...]:
+        return ()
+
+    async def printer_lookup(site: str, printer_id: str) -> tuple[str, ...]:
+        return group.get((site, printer_id), ())
+
+    sender = MailSender(
+        route(25, recipients=[]), site_recipients=site_lookup, printer_recipients=printer_lookup
+    )
+    other = crossing().model_copy(update={"printer_id": "canon-c3226-02"})
+    assert await sender.wants(crossing()) and not await sender.wants(other)
+    assert await sender.recipients("hq") == ()
+    both = MailSender(route(25), printer_recipients=printer_lookup)
+    # it@ is on the route already: mailed once.
+    assert await both.recipients("hq", "ricoh-mpc3002-01") == (
+        "it@example.org",
+        "facilities@example.org",
+        "finance-lead@example.org",
+    )
+    assert await both.recipients("hq", "canon-c3226-02") == (
+        "it@example.org",
+        "facilities@example.org",
+    )
+    inbox = Inbox()
+    with smtp_server(inbox) as port:
+        sender.config = sender.config.model_copy(update={"port": port})
+        await sender.send(crossing())
+    assert inbox.envelopes == [
+        ("tonerwatch@example.org", ["finance-lead@example.org", "IT@example.org"])
+    ]
+
+
 async def test_site_mail_goes_to_the_site_list(tmp_path: Path) -> None:
     inbox = Inbox()
     cfg = route(25, site_recipients={"hq": ["hq-it@example.org"]})

@@ -60,6 +60,10 @@ async def test_newest_revision_is_kept_and_redeliveries_change_nothing(bus: Bus)
     assert (await store.rules("hq")).sites["hq"].low_percent == 30
     assert await store.store(configured(3))
     assert await store.recipients("hq") == ()
+    assert await store.store(configured(4, printer_recipients={PID: ["fiona@example.org"]}))
+    assert await store.printer_recipients("hq", PID) == ("fiona@example.org",)
+    assert await store.printer_recipients("hq", "other-printer") == ()
+    assert await store.printer_recipients("warehouse", PID) == ()
 
 
 async def test_low_at_thirty_from_the_web_ui_raises_at_28_and_mails_the_site_list(
@@ -123,3 +127,50 @@ async def test_settings_survive_a_restart_of_the_alerter(
     [low] = [e for e in alerts(await published(bus)) if isinstance(e, ThresholdCrossed)]
     assert low.threshold == 30
     assert low.occurred_at == T0 + timedelta(minutes=5)
+
+
+async def test_a_group_responsible_user_is_mailed_about_the_groups_printer_only(
+    bus: Bus, nats_url: str, subjects: Subjects
+) -> None:
+    """fiona answers for a group holding PID: its low toner reaches her; another printer's of the
+    same site does not, while the site's list gets both."""
+    other = "canon-ir-c3226-01"
+    port = free_port()
+    route = {
+        "name": "it",
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "sender": "tonerwatch@example.org",
+        "recipients": ["it@example.org"],
+        "attempts": 2,
+        "timeout_s": 2,
+    }
+    inbox = Inbox()
+    with smtp_server(inbox, port=port):
+        async with alerter(nats_url, subjects, mail=[route]):
+            settings = configured(1, printer_recipients={PID: ["fiona@example.org"]})
+            await feed(bus, [settings])
+            kv = SiteSettings(await bus.key_value(ss.BUCKET))
+
+            async def kept() -> bool:
+                return await kv.load("hq") is not None
+
+            await eventually(kept, timeout_s=15)
+            full = [reading(60, 0), reading(60, 0, printer_id=other)]
+            await feed(bus, full)
+            for event in full:
+                await settled(bus, event.printer_id, event)
+            low = [reading(12, 5), reading(12, 5, printer_id=other)]
+            await feed(bus, low)
+            for event in low:
+                await settled(bus, event.printer_id, event)
+            await eventually(lambda: len(inbox.messages) >= 2, timeout_s=15)
+    lows = [e for e in alerts(await published(bus)) if isinstance(e, ThresholdCrossed)]
+    assert sorted(e.printer_id for e in lows) == sorted([PID, other])
+    by_printer = {m["X-TonerWatch-Alert-Id"].split(":")[0]: m for m in inbox.messages}
+    assert set(by_printer) == {PID, other}
+    assert by_printer[PID]["To"] == "it@example.org, fiona@example.org"
+    assert by_printer[other]["To"] == "it@example.org"
+    envelopes = {tuple(sorted(rcpt)) for _, rcpt in inbox.envelopes}
+    assert envelopes == {("fiona@example.org", "it@example.org"), ("it@example.org",)}

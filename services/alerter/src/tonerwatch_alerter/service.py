@@ -208,6 +208,7 @@ async def run(
                         public_url=settings.public_url,
                         labels=labels,
                         site_recipients=site_settings.recipients,
+                        printer_recipients=site_settings.printer_recipients,
                     ),
                 )
                 for route in settings.mail

@@ -3,7 +3,8 @@
 The api is the system of record; the alerter keeps the latest event per site in the ALERTER_SITES
 bucket, so every replica and a restart see the same settings. They apply on top of the environment's
 rules: env defaults < env site < env printer < configured site < configured printer (each with its
-per-kind overrides), and their recipients are added to every mail route's recipients for the site.
+per-kind overrides), and their recipients are added to every mail route's recipients for the site
+(and a printer's own, printer_recipients, to the mail about that printer).
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ class SiteSettings:
         """Return the addresses configured for site_id's alerts."""
         event = await self.load(site_id)
         return event.recipients if event else ()
+
+    async def printer_recipients(self, site_id: str, printer_id: str) -> tuple[str, ...]:
+        """Return the addresses configured for printer_id's alerts besides its site's."""
+        event = await self.load(site_id)
+        return event.printer_recipients.get(printer_id, ()) if event else ()
 
     async def store(self, event: AlertSettingsConfigured) -> bool:
         """Keep event unless a newer revision is already kept; return whether it was written."""

@@ -5,13 +5,15 @@ compare-and-set so replicas do not lose each other's additions. At the digest ho
 the pending alerts (moves them into `sending` with its name and the time), sends the mail and
 clears the claim. A replica that dies mid-send leaves a claim that goes stale; whoever finds it
 sends the same digest (same Message-ID) again, so nothing collected is lost. The clock is injected:
-tests move it, nothing waits for a real day.
+tests move it, nothing waits for a real day. Who the web UI mails about some printers only (users
+answering for a group of printers) gets a digest of those printers' alerts alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import html
 import logging
 from collections.abc import Callable, Sequence
@@ -98,8 +100,12 @@ def render_digest(
     *,
     sent_at: datetime,
     recipients: Sequence[str] | None = None,
+    part: str | None = None,
 ) -> EmailMessage:
-    """Return the digest mail for one site and day: every alert, worst first, in text and HTML."""
+    """Return the digest mail for one site and day: every alert, worst first, in text and HTML.
+
+    part names a digest of some printers only (its own Message-ID beside the site's).
+    """
     cfg = sender.config
     raised = [e for e in events if isinstance(e, ThresholdCrossed)]
     raised.sort(key=lambda e: (SEVERITY_ORDER.get(e.severity, 9), e.occurred_at))
@@ -132,7 +138,8 @@ def render_digest(
     msg["From"] = cfg.sender
     msg["To"] = ", ".join(cfg.recipients_for(site) if recipients is None else recipients)
     msg["Date"] = format_datetime(sent_at)
-    msg["Message-ID"] = f"<digest.{cfg.name}.{site}.{day.isoformat()}@tonerwatch>"
+    suffix = f".{part}" if part else ""
+    msg["Message-ID"] = f"<digest.{cfg.name}.{site}.{day.isoformat()}{suffix}@tonerwatch>"
     msg.set_content("\n".join([*text_lines, ""]))
     msg.add_alternative(
         '<!DOCTYPE html>\n<html><body style="font-family:sans-serif">\n'
@@ -266,17 +273,62 @@ class Digest:
             for pid in {str(getattr(e, "printer_id", "")) for e in events}
         }
         to = await self.sender.recipients(site)
-        message = render_digest(
-            self.sender, site, claim.day, events, labels, sent_at=now, recipients=to
-        )
-        try:
-            await self.sender.deliver(message)
-        except DeliveryFailed as exc:
-            if not exc.permanent:
-                raise
-            log.error("digest %s for %s dropped: %s", key, claim.day, exc)
+        messages = []
+        if to:
+            messages.append(
+                render_digest(
+                    self.sender, site, claim.day, events, labels, sent_at=now, recipients=to
+                )
+            )
+        for part, (addresses, printers) in (await self._printer_parts(site, events, to)).items():
+            mine = [e for e in events if getattr(e, "printer_id", None) in printers]
+            messages.append(
+                render_digest(
+                    self.sender,
+                    site,
+                    claim.day,
+                    mine,
+                    labels,
+                    sent_at=now,
+                    recipients=addresses,
+                    part=part,
+                )
+            )
+        for message in messages:
+            try:
+                await self.sender.deliver(message)
+            except DeliveryFailed as exc:
+                if not exc.permanent:
+                    raise
+                log.error("digest %s for %s dropped: %s", key, claim.day, exc)
         await self._release(key, claim.day)
         return 1
+
+    async def _printer_parts(
+        self, site: str, events: Sequence[Event], site_to: Sequence[str]
+    ) -> dict[str, tuple[list[str], frozenset[str]]]:
+        """Return the digests of some printers only: part name -> (recipients, printer ids).
+
+        Whoever is mailed about the same printers (and not about the whole site) shares one.
+        """
+        whole = {a.lower() for a in site_to}
+        printers_of: dict[str, set[str]] = {}
+        spelled: dict[str, str] = {}
+        printers = {str(getattr(e, "printer_id", "")) for e in events} - {""}
+        for pid in sorted(printers):
+            for address in await self.sender.printer_extra(site, pid):
+                if address.lower() not in whole:
+                    printers_of.setdefault(address.lower(), set()).add(pid)
+                    spelled.setdefault(address.lower(), address)
+        by_printers: dict[frozenset[str], list[str]] = {}
+        for address, theirs in printers_of.items():
+            by_printers.setdefault(frozenset(theirs), []).append(spelled[address])
+        parts = {}
+        for pids, addresses in by_printers.items():
+            # Named after its printers: the same digest sent again keeps its Message-ID.
+            name = hashlib.sha256("\n".join(sorted(pids)).encode()).hexdigest()[:12]
+            parts[name] = (sorted(addresses), pids)
+        return parts
 
     async def _release(self, key: str, day: date) -> None:
         """Clear the claim after sending, keeping whatever was collected meanwhile."""

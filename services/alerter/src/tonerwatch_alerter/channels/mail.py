@@ -3,7 +3,8 @@
 Each message is multipart/alternative (plain text and HTML) with the supply, level, days left, part
 number and a link to the printer in the web UI. The Message-ID derives from the event id, so a
 message sent twice (a retry after a lost reply) is recognisably the same message to mail clients
-that thread or dedupe. Recipients are chosen per site, with a default list for the other sites.
+that thread or dedupe. Recipients are chosen per site, with a default list for the other sites;
+the web UI adds its own per site, and per printer for users answering for a group of printers.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ Address = str
 LabelLookup = Callable[[str], Awaitable[PrinterLabel | None]]
 # Site id -> addresses configured in the web UI (AlertSettingsConfigured.recipients).
 RecipientLookup = Callable[[str], Awaitable[tuple[Address, ...]]]
+# (site id, printer id) -> addresses the web UI adds for that printer alone
+# (AlertSettingsConfigured.printer_recipients: users responsible for a group of printers).
+PrinterRecipientLookup = Callable[[str, str], Awaitable[tuple[Address, ...]]]
 
 
 class MailConfig(ChannelConfig):
@@ -200,6 +204,7 @@ class MailSender:
         public_url: str = DEFAULT_PUBLIC_URL,
         labels: LabelLookup | None = None,
         site_recipients: RecipientLookup | None = None,
+        printer_recipients: PrinterRecipientLookup | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         send: SendFn = aiosmtplib.send,
     ) -> None:
@@ -207,6 +212,7 @@ class MailSender:
         self.public_url = public_url
         self.labels = labels
         self.site_recipients = site_recipients
+        self.printer_recipients = printer_recipients
         self.sleep = sleep
         self._send = send
 
@@ -220,21 +226,29 @@ class MailSender:
             log.warning("mail %s: no label for %s: %r", self.config.name, printer_id, exc)
             return None
 
-    async def recipients(self, site_id: str) -> tuple[Address, ...]:
-        """Return who gets mail about site_id: the route's list for it plus the web UI's, once each."""
+    async def recipients(self, site_id: str, printer_id: str | None = None) -> tuple[Address, ...]:
+        """Return who gets mail about site_id (and printer_id): the route's list for the site, the
+        web UI's for the site and for that printer, once each."""
         configured: tuple[Address, ...] = ()
         if self.site_recipients is not None:
             # Not caught: a lookup failure makes the consumer retry rather than mail too few people.
             configured = await self.site_recipients(site_id)
+        extra = await self.printer_extra(site_id, printer_id) if printer_id else ()
         seen: dict[str, Address] = {}
-        for address in (*self.config.recipients_for(site_id), *configured):
+        for address in (*self.config.recipients_for(site_id), *configured, *extra):
             seen.setdefault(address.lower(), address)
         return tuple(seen.values())
+
+    async def printer_extra(self, site_id: str, printer_id: str) -> tuple[Address, ...]:
+        """Return who the web UI has mailed about printer_id alone (not about its whole site)."""
+        if self.printer_recipients is None:
+            return ()
+        return await self.printer_recipients(site_id, printer_id)
 
     async def wants(self, event: Event) -> bool:
         """Return whether event is mailed: the route's filter, and someone to send it to."""
         return ChannelConfig.wants(self.config, event) and bool(
-            await self.recipients(event.site_id)
+            await self.recipients(event.site_id, _printer_of(event))
         )
 
     async def send(self, event: Event) -> int:
@@ -245,7 +259,7 @@ class MailSender:
         message = render(
             event,
             cfg.sender,
-            await self.recipients(event.site_id),
+            await self.recipients(event.site_id, _printer_of(event)),
             label=label,
             public_url=self.public_url,
         )
@@ -318,6 +332,12 @@ class MailSender:
         raise DeliveryFailed(f"{cfg.name}: {reason} after {cfg.attempts} attempts")
 
 
+def _printer_of(event: Event) -> str | None:
+    """Return the printer an event is about (None for events about no one printer)."""
+    printer_id = getattr(event, "printer_id", None)
+    return printer_id if isinstance(printer_id, str) and printer_id else None
+
+
 def _cert_error(exc: BaseException | None) -> ssl.SSLCertVerificationError | None:
     """Return the certificate verification failure behind exc, if that is what it is."""
     for _ in range(5):  # aiosmtplib wraps the ssl error in its own connect errors
@@ -332,6 +352,7 @@ __all__ = [
     "LabelLookup",
     "MailConfig",
     "MailSender",
+    "PrinterRecipientLookup",
     "RecipientLookup",
     "facts",
     "printer_url",
