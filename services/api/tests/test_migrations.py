@@ -36,6 +36,8 @@ TABLES = {
     "user_alerting",
     "orders",
     "login_failures",
+    "printer_groups",
+    "printer_group_members",
     "alembic_version_api",
 }
 

@@ -2,10 +2,12 @@
 
 The api is the system of record: a site's thresholds, lead time, per-kind and per-printer overrides
 and mail addresses live in site_alert_settings; a user's mail address and the sites they answer for
-in user_alerting. Every change queues one AlertSettingsConfigured per affected site (whole settings,
-a growing revision) in the outbox; the alerter keeps the newest. The recipients announced for a site
-are its own addresses plus the addresses of the users responsible for it (an empty scope means every
-site of their tenant).
+in user_alerting, with the printer groups they answer for. Every change queues one
+AlertSettingsConfigured per affected site (whole settings, a growing revision) in the outbox; the
+alerter keeps the newest. The recipients announced for a site are its own addresses plus the
+addresses of the users responsible for it (neither sites nor groups chosen means every site of their
+tenant); a user responsible for a group is announced per printer of it (printer_recipients), so
+they are mailed about those printers only.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlmodel import Session, SQLModel, col, select
 from tonerwatch_api import store
 from tonerwatch_api.auth import Admin, Viewer
 from tonerwatch_api.db import run_tx
+from tonerwatch_api.groups import PrinterGroup, members_of, sites_of_groups
 from tonerwatch_api.models import Printer, Site, User, UTCDateTime, utcnow
 from tonerwatch_api.params import SiteId, UserId
 from tonerwatch_api.projections import add_to_outbox
@@ -62,12 +65,13 @@ class SiteAlertSettings(SQLModel, table=True):
 
 
 class UserAlerting(SQLModel, table=True):
-    """A user's mail address for alerts and the sites they answer for (none listed: all)."""
+    """A user's mail address for alerts, the sites and printer groups they answer for (none: all)."""
 
     __tablename__ = "user_alerting"
     user_id: int = SQLField(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
     email: str | None = SQLField(default=None, max_length=254)
     sites: list[str] | None = SQLField(default=None, sa_column=Column(JSON(), nullable=True))
+    groups: list[int] | None = SQLField(default=None, sa_column=Column(JSON(), nullable=True))
 
 
 ALERT_SETTINGS_TABLES: tuple[type[SQLModel], ...] = (SiteAlertSettings, UserAlerting)
@@ -163,6 +167,7 @@ class AlertSettingsOut(AlertSettingsIn):
                     "recipients": ["facilities@acme.example"],
                     "responsible": ["jdoe@acme.example"],
                     "announced_recipients": ["facilities@acme.example", "jdoe@acme.example"],
+                    "printer_recipients": {EXAMPLE_PRINTER_ID: ["finance-lead@acme.example"]},
                     "updated_by": "admin",
                     "updated_at": "2025-03-10T14:02:11Z",
                 }
@@ -177,24 +182,34 @@ class AlertSettingsOut(AlertSettingsIn):
     announced_recipients: list[str] = Field(
         default_factory=list, description="The site's addresses and the responsible users', once"
     )
+    printer_recipients: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per printer: users answering for one of its groups (not for the site)",
+    )
     updated_by: str | None = None
     updated_at: datetime | None = None
 
 
 class UserAlertingIn(BaseModel):
-    """A user's mail address for alerts and the sites they are responsible for ([]: all)."""
+    """A user's mail address for alerts, the sites and printer groups they answer for (both []: all)."""
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "examples": [
                 {"email": "jdoe@acme.example", "responsible_sites": ["acme-hq"]},
+                {"email": "finance-lead@acme.example", "responsible_groups": [3]},
                 {"email": "fleet-desk@acme.example", "responsible_sites": []},
             ]
         },
     )
     email: MailAddress | None = None
     responsible_sites: list[str] = Field(default_factory=list, max_length=500)
+    responsible_groups: list[int] = Field(
+        default_factory=list,
+        max_length=500,
+        description="Printer groups (GET /groups): mailed about their printers only",
+    )
 
 
 class UserAlertingOut(UserAlertingIn):
@@ -209,6 +224,7 @@ class UserAlertingOut(UserAlertingIn):
                     "username": "jdoe",
                     "email": "jdoe@acme.example",
                     "responsible_sites": ["acme-hq"],
+                    "responsible_groups": [3],
                 }
             ]
         },
@@ -246,23 +262,66 @@ def profiles(session: Session, tenant_id: str) -> dict[int, UserAlerting]:
 
 
 def user_scope(session: Session, user_id: int) -> list[str]:
-    """Return the sites a user is responsible for ([]: every site of their tenant)."""
+    """Return the sites a user is responsible for (see user_groups: both empty, every site)."""
     row = session.get(UserAlerting, user_id)
     return list(row.sites or []) if row else []
 
 
-def responsible_emails(session: Session, site: Site) -> list[str]:
-    """Return the addresses of the enabled users responsible for site."""
+def user_groups(session: Session, user_id: int) -> list[int]:
+    """Return the printer groups a user is responsible for."""
+    row = session.get(UserAlerting, user_id)
+    return list(row.groups or []) if row else []
+
+
+def _mailed_users(session: Session, tenant_id: str) -> list[tuple[str, list[str], list[int]]]:
+    """Return (address, sites, groups) of the tenant's enabled users with an alert address."""
     q = (
-        select(UserAlerting.email, UserAlerting.sites)
+        select(UserAlerting.email, UserAlerting.sites, UserAlerting.groups)
         .join(User, col(User.id) == col(UserAlerting.user_id))
-        .where(User.tenant_id == site.tenant_id, col(User.disabled).is_(False))
+        .where(User.tenant_id == tenant_id, col(User.disabled).is_(False))
         .where(col(UserAlerting.email).is_not(None))
         .order_by(col(User.username))
     )
+    return [
+        (email, list(sites or []), list(groups or []))
+        for email, sites, groups in session.exec(q)
+        if email
+    ]
+
+
+def responsible_emails(session: Session, site: Site) -> list[str]:
+    """Return the addresses of the enabled users responsible for site (not just some printers)."""
     return _unique(
-        email for email, sites in session.exec(q).all() if email and (not sites or site.id in sites)
+        email
+        for email, sites, groups in _mailed_users(session, site.tenant_id)
+        if site.id in sites or not (sites or groups)
     )
+
+
+def group_emails(session: Session, site: Site, besides: Iterable[str]) -> dict[str, list[str]]:
+    """Return, per printer of site, the addresses of users responsible for one of its groups.
+
+    Addresses in besides (the site's recipients, mailed about every printer already) are left out.
+    """
+    skip = {a.strip().lower() for a in besides}
+    wanted: dict[int, list[str]] = {}
+    for email, _, groups in _mailed_users(session, site.tenant_id):
+        if email.strip().lower() in skip:
+            continue
+        for gid in groups:
+            wanted.setdefault(gid, []).append(email)
+    if not wanted:
+        return {}
+    site_printers = set(
+        session.exec(
+            select(Printer.id).where(Printer.site_id == site.id, col(Printer.removed_at).is_(None))
+        ).all()
+    )
+    per_printer: dict[str, list[str]] = {}
+    for gid, printers in members_of(session, wanted).items():
+        for pid in printers & site_printers:
+            per_printer.setdefault(pid, []).extend(wanted[gid])
+    return {pid: _unique(per_printer[pid]) for pid in sorted(per_printer)}
 
 
 def _settings_in(row: SiteAlertSettings | None) -> AlertSettingsIn:
@@ -285,12 +344,14 @@ def settings_out(session: Session, site: Site) -> AlertSettingsOut:
     row = session.get(SiteAlertSettings, site.id)
     body = _settings_in(row)
     responsible = responsible_emails(session, site)
+    announced = _unique([*body.recipients, *responsible])
     return AlertSettingsOut(
         **body.model_dump(),
         site_id=site.id,
         revision=row.revision if row else 0,
         responsible=responsible,
-        announced_recipients=_unique([*body.recipients, *responsible]),
+        announced_recipients=announced,
+        printer_recipients=group_emails(session, site, announced),
         updated_by=row.updated_by if row else None,
         updated_at=row.updated_at if row else None,
     )
@@ -315,6 +376,7 @@ def announce(
         row.revision += 1
         session.add(row)
     body = _settings_in(row)
+    recipients = _unique([*body.recipients, *responsible_emails(session, site)])
     event = AlertSettingsConfigured(
         source=source,
         site_id=site.id,
@@ -329,7 +391,10 @@ def announce(
             )
             for pid, v in body.printers.items()
         },
-        recipients=tuple(_unique([*body.recipients, *responsible_emails(session, site)])),
+        recipients=tuple(recipients),
+        printer_recipients={
+            pid: tuple(emails) for pid, emails in group_emails(session, site, recipients).items()
+        },
     )
     add_to_outbox(session, event)
     return event
@@ -392,11 +457,19 @@ def save_settings(
     return settings_out(session, site)
 
 
-def _sites_mailed(sites: Sequence[Site], email: str | None, scope: Sequence[str]) -> set[str]:
-    """Return the ids of the sites a user's address is announced for (empty scope: all)."""
+def _sites_mailed(
+    session: Session,
+    sites: Sequence[Site],
+    email: str | None,
+    scope: Sequence[str],
+    groups: Sequence[int],
+) -> set[str]:
+    """Return the ids of the sites a user's address is announced for (no sites nor groups: all)."""
     if not email:
         return set()
-    return {s.id for s in sites if not scope or s.id in scope}
+    if not scope and not groups:
+        return {s.id for s in sites}
+    return {s.id for s in sites if s.id in scope} | sites_of_groups(session, groups)
 
 
 def set_user_alerting(
@@ -407,23 +480,34 @@ def set_user_alerting(
     for i, sid in enumerate(body.responsible_sites):
         if sid not in {s.id for s in sites}:
             raise _invalid(("responsible_sites", i), f"no site {sid!r}")
+    own_groups = set(
+        session.exec(select(PrinterGroup.id).where(PrinterGroup.tenant_id == who.tenant_id)).all()
+    )
+    for i, gid in enumerate(body.responsible_groups):
+        if gid not in own_groups:
+            raise _invalid(("responsible_groups", i), f"no group {gid}")
     assert user.id is not None
     row = session.get(UserAlerting, user.id) or UserAlerting(user_id=user.id)
     before_email, before = row.email, list(row.sites or [])
+    before_groups = list(row.groups or [])
     after = list(dict.fromkeys(body.responsible_sites))
-    row.email, row.sites = body.email, after
+    after_groups = list(dict.fromkeys(body.responsible_groups))
+    row.email, row.sites, row.groups = body.email, after, after_groups
     session.add(row)
     session.flush()
-    if (before_email, before) != (body.email, after):
-        touched = _sites_mailed(sites, before_email, before) | _sites_mailed(
-            sites, body.email, after
-        )
+    if (before_email, before, before_groups) != (body.email, after, after_groups):
+        touched = _sites_mailed(session, sites, before_email, before, before_groups)
+        touched |= _sites_mailed(session, sites, body.email, after, after_groups)
         for site in sites:
             if site.id in touched:
                 announce(session, site, source)
-    store.audit(session, who, "user.alerting", user.username, sites=after)
+    store.audit(session, who, "user.alerting", user.username, sites=after, groups=after_groups)
     return UserAlertingOut(
-        user_id=user.id, username=user.username, email=body.email, responsible_sites=after
+        user_id=user.id,
+        username=user.username,
+        email=body.email,
+        responsible_sites=after,
+        responsible_groups=after_groups,
     )
 
 
@@ -433,8 +517,9 @@ def sites_mailing(session: Session, user: User) -> list[Site]:
     row = session.get(UserAlerting, user.id)
     if row is None or not row.email:
         return []
-    mailed = _sites_mailed(store.tenant_sites(session, user.tenant_id), row.email, row.sites or [])
-    return [s for s in store.tenant_sites(session, user.tenant_id) if s.id in mailed]
+    sites = store.tenant_sites(session, user.tenant_id)
+    mailed = _sites_mailed(session, sites, row.email, row.sites or [], row.groups or [])
+    return [s for s in sites if s.id in mailed]
 
 
 def reannounce(session: Session, sites: Sequence[Site], source: str) -> None:
@@ -461,6 +546,7 @@ def user_alerting_out(session: Session, user: User) -> UserAlertingOut:
         username=user.username,
         email=row.email if row else None,
         responsible_sites=list(row.sites or []) if row else [],
+        responsible_groups=list(row.groups or []) if row else [],
     )
 
 
@@ -526,7 +612,7 @@ async def put_alert_settings(
     responses=ERRORS,
 )
 async def get_user_alerting(request: Request, user_id: UserId, who: Viewer) -> UserAlertingOut:
-    """Return a user's alert mail address and responsible sites (admins: anyone's; others: their own)."""
+    """Return a user's alert mail address, responsible sites and groups (admins: anyone's; others: their own)."""
 
     def work(s: Session) -> UserAlertingOut:
         _may_edit(who, user_id)
@@ -544,7 +630,7 @@ async def get_user_alerting(request: Request, user_id: UserId, who: Viewer) -> U
 async def put_user_alerting(
     request: Request, user_id: UserId, body: UserAlertingIn, who: Admin
 ) -> UserAlertingOut:
-    """Set a user's alert mail address and responsible sites; re-announces the sites concerned."""
+    """Set a user's alert mail address, responsible sites and groups; re-announces the sites concerned."""
     st = app_state(request)
 
     def work(s: Session) -> UserAlertingOut:
@@ -582,5 +668,6 @@ __all__ = [
     "save_settings",
     "set_user_alerting",
     "settings_out",
+    "user_groups",
     "user_scope",
 ]

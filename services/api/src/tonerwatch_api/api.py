@@ -363,6 +363,10 @@ async def list_printers(
         Query(description="Only these statuses (repeat the parameter for several)"),
     ] = None,
     monitored: Annotated[bool | None, Query(description="Only (un)monitored printers")] = None,
+    group: Annotated[
+        list[int] | None,
+        Query(description="Only printers of these groups (GET /groups; repeat for several)"),
+    ] = None,
     sort: Annotated[str | None, Query(max_length=100, description=PRINTERS.describe())] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Printers per page")] = 100,
     cursor: Annotated[str | None, Query(max_length=1000, description=CURSOR_HELP)] = None,
@@ -372,7 +376,12 @@ async def list_printers(
 
     def work(s: Session) -> PrinterPage:
         base = store.printers_query(
-            who.tenant_id, site_ids=site, search=q, statuses=status or (), monitored=monitored
+            who.tenant_id,
+            site_ids=site,
+            search=q,
+            statuses=status or (),
+            monitored=monitored,
+            group_ids=group,
         )
         rows, nxt = PRINTERS.cut(
             order, s.exec(PRINTERS.page(base, order, cursor, limit)).all(), limit
@@ -679,11 +688,15 @@ async def export_printers(
         str | None,
         Query(max_length=200, description="Search name, address, model, serial, location"),
     ] = None,
+    group: Annotated[
+        list[int] | None,
+        Query(description="Only printers of these groups (repeat the parameter for several)"),
+    ] = None,
 ) -> Response:
     """Return the fleet (printers and supplies) as CSV."""
 
     def work(s: Session) -> str:
-        query = store.printers_query(who.tenant_id, site_ids=site, search=q)
+        query = store.printers_query(who.tenant_id, site_ids=site, search=q, group_ids=group)
         return fleet_csv(store.printers_out(s, list(s.exec(query.order_by(col(Printer.id))).all())))
 
     body = await run_tx(app_state(request).engine, work)

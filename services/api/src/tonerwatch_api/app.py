@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tonerwatch_api import alert_settings, api, orders, pages, ui
+from tonerwatch_api import alert_settings, api, groups, orders, pages, ui
 from tonerwatch_api.db import ping, run_tx
 from tonerwatch_api.listing import ListingError
 from tonerwatch_api.live import LiveAlerts
@@ -70,6 +70,7 @@ def create_app(
     app.state.tw = st
     app.include_router(api.router)
     app.include_router(alert_settings.router)
+    app.include_router(groups.router)
     app.include_router(orders.router)
     app.include_router(ui.router)
     app.include_router(pages.router)

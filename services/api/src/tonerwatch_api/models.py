@@ -431,6 +431,7 @@ def api_metadata() -> MetaData:
     # Late import: these modules import the models above (discovery jobs, network usage, alerting).
     from tonerwatch_api.alert_settings import ALERT_SETTINGS_TABLES
     from tonerwatch_api.discovery_jobs import JOB_TABLES
+    from tonerwatch_api.groups import GROUP_TABLES
     from tonerwatch_api.login_limits import LOGIN_LIMIT_TABLES
     from tonerwatch_api.network_usage import USAGE_TABLES
     from tonerwatch_api.orders import ORDER_TABLES
@@ -443,6 +444,7 @@ def api_metadata() -> MetaData:
         + ALERT_SETTINGS_TABLES
         + ORDER_TABLES
         + LOGIN_LIMIT_TABLES
+        + GROUP_TABLES
     )
     for model in tables:
         model.__table__.to_metadata(md)  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from tonerwatch_api import alert_settings, orders, store
+from tonerwatch_api import alert_settings, groups, orders, store
 from tonerwatch_api import discovery_jobs as jobs
 from tonerwatch_api.api import publish_outbox
 from tonerwatch_api.db import run_tx
@@ -251,7 +251,7 @@ AUDIT_ROWS = 25  # the latest changes; GET /api/v1/audit pages through the rest
 
 @router.get("/settings", response_class=HTMLResponse)
 async def settings_page(request: Request) -> Response:
-    """Sites with their alert settings, users with their responsible sites, API tokens (forms call the REST API)."""
+    """Sites with their alert settings, printer groups, users with what they answer for, API tokens (forms call the REST API)."""
     who = await ui_user(request)
     is_admin = role_at_least(who.role, "admin")
 
@@ -277,6 +277,10 @@ async def settings_page(request: Request) -> Response:
         site_rows = [x for x, _ in sites]
         alerting = {x.id: alert_settings.settings_out(s, x) for x in site_rows} if is_admin else {}
         people = alert_settings.profiles(s, who.tenant_id) if is_admin else {}
+        printer_groups = groups.tenant_groups(s, who.tenant_id) if is_admin else []
+        members = groups.members_of(s, [g.id for g in printer_groups if g.id is not None])
+        # Every printer of the tenant, to choose a group's members from (a search comes later).
+        printers = store.find_printers(s, who.tenant_id) if printer_groups else []
         changes = (
             list(
                 s.exec(
@@ -297,6 +301,9 @@ async def settings_page(request: Request) -> Response:
             "tokens": tokens,
             "alerting": alerting,
             "profiles": people,
+            "groups": printer_groups,
+            "group_members": members,
+            "printers": sorted(printers, key=lambda p: (p.site_id, (p.name or p.address).lower())),
             "supply_kinds": [k.value for k in SupplyKind],
         }
 

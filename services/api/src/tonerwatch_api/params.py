@@ -18,6 +18,7 @@ AlertRowId = Annotated[
 ]
 TokenId = Annotated[int, Path(description="API token id (from GET /tokens)", examples=[12])]
 UserId = Annotated[int, Path(description="User id (from GET /users)", examples=[7])]
+GroupId = Annotated[int, Path(description="Printer group id (from GET /groups)", examples=[3])]
 OrderId = Annotated[
     str, Path(description="Order id (from GET /orders)", examples=["o-8c1d2e3f4a5b"])
 ]
@@ -29,4 +30,4 @@ JobId = Annotated[
     ),
 ]
 
-__all__ = ["AlertRowId", "JobId", "OrderId", "PrinterId", "SiteId", "TokenId", "UserId"]
+__all__ = ["AlertRowId", "GroupId", "JobId", "OrderId", "PrinterId", "SiteId", "TokenId", "UserId"]

@@ -52,6 +52,19 @@ class Conflict(Exception):
 
 
 @dataclass(frozen=True)
+class Scope:
+    """What a user answers for: printers of these sites, and these printer groups' printers."""
+
+    sites: tuple[str, ...] = ()
+    groups: tuple[int, ...] = ()
+
+    @property
+    def everything(self) -> bool:
+        """Return whether no site nor group is chosen, which means every site of the tenant."""
+        return not self.sites and not self.groups
+
+
+@dataclass(frozen=True)
 class Principal:
     """Who is calling: user, role, tenant, token scopes and how they authenticated."""
 
@@ -194,14 +207,36 @@ def _tenant_printers(tenant_id: str) -> Any:
     )
 
 
+def _in_groups(group_ids: Sequence[int]) -> ColumnElement[bool]:
+    """Return the condition: the printer is in one of group_ids."""
+    from tonerwatch_api.groups import PrinterGroupMember  # late: groups imports this module
+
+    members = select(PrinterGroupMember.printer_id).where(
+        col(PrinterGroupMember.group_id).in_(list(group_ids))
+    )
+    return col(Printer.id).in_(members)
+
+
 def _printer_filters(
-    site_id: str | None, search: str | None, site_ids: Sequence[str] | None = None
+    site_id: str | None,
+    search: str | None,
+    site_ids: Sequence[str] | None = None,
+    group_ids: Sequence[int] | None = None,
+    scope: Scope | None = None,
 ) -> list[ColumnElement[bool]]:
     out: list[ColumnElement[bool]] = []
     if site_id:
         out.append(col(Printer.site_id) == site_id)
     if site_ids is not None:  # a user's responsible sites
         out.append(col(Printer.site_id).in_(list(site_ids)))
+    if group_ids is not None:  # printers of any of these groups
+        out.append(_in_groups(group_ids))
+    if scope is not None and not scope.everything:  # what a user answers for
+        out.append(
+            or_(col(Printer.site_id).in_(list(scope.sites)), _in_groups(scope.groups))
+            if scope.groups
+            else col(Printer.site_id).in_(list(scope.sites))
+        )
     if search:
         needle = search.strip().lower()
         if _SEARCH_SEPARATOR not in needle:
@@ -261,10 +296,11 @@ def printers_query(
     statuses: Sequence[str] = (),
     monitored: bool | None = None,
     site_ids: Sequence[str] | None = None,
+    group_ids: Sequence[int] | None = None,
 ) -> Any:
     """Return the select of the tenant's live printers matching the list endpoint's filters."""
     q = _tenant_printers(tenant_id)
-    for cond in _printer_filters(site_id, search, site_ids):
+    for cond in _printer_filters(site_id, search, site_ids, group_ids):
         q = q.where(cond)
     if statuses:
         q = q.where(col(Printer.status).in_(list(statuses)))
@@ -350,9 +386,11 @@ def fleet_page(
     offset: int = 0,
     limit: int = 100,
     site_ids: Sequence[str] | None = None,
+    group_ids: Sequence[int] | None = None,
+    scope: Scope | None = None,
 ) -> FleetPage:
     """Return one page of the tenant's printers, attention first (four queries, whatever the fleet)."""
-    filters = _printer_filters(site_id, search, site_ids)
+    filters = _printer_filters(site_id, search, site_ids, group_ids, scope)
     counts_q = (
         select(Printer.status, func.count())
         .join(Site, col(Site.id) == col(Printer.site_id))
@@ -639,8 +677,9 @@ def find_alerts(
     printer_id: str | None = None,
     limit: int = 200,
     site_ids: Sequence[str] | None = None,
+    scope: Scope | None = None,
 ) -> list[AlertOut]:
-    """Return the tenant's alerts, newest first (only those of site_ids when given)."""
+    """Return the tenant's alerts, newest first (only those of site_ids, and of scope, when given)."""
     q = (
         select(Alert, Printer.name)
         .join(Printer, col(Printer.id) == col(Alert.printer_id))
@@ -653,6 +692,8 @@ def find_alerts(
         q = q.where(Alert.printer_id == printer_id)
     if site_ids is not None:
         q = q.where(col(Printer.site_id).in_(list(site_ids)))
+    for cond in _printer_filters(None, None, scope=scope):
+        q = q.where(cond)
     q = q.order_by(col(Alert.raised_at).desc(), col(Alert.id).desc()).limit(limit)
     return [alert_out(a, name) for a, name in session.exec(q).all()]
 

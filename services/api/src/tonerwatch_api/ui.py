@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from tonerwatch_api import orders, store
-from tonerwatch_api.alert_settings import user_scope
+from tonerwatch_api.alert_settings import user_groups, user_scope
 from tonerwatch_api.api import client_ip, publish_outbox
 from tonerwatch_api.auth import SESSION_COOKIE, principal_from
 from tonerwatch_api.db import run_tx
+from tonerwatch_api.groups import PrinterGroup, tenant_groups
 from tonerwatch_api.history import (
     CounterPoint,
     LevelPoint,
@@ -33,7 +35,7 @@ from tonerwatch_api.retention import policy_from
 from tonerwatch_api.schemas import AlertOut, PrinterIn, PrinterOut, PrinterPatch
 from tonerwatch_api.security import csrf_ok, csrf_token, new_token, role_at_least, verify_password
 from tonerwatch_api.state import AppState, app_state
-from tonerwatch_api.store import Principal
+from tonerwatch_api.store import Principal, Scope
 from tonerwatch_api.views import (
     STATUS_LABEL,
     chart_series,
@@ -257,17 +259,55 @@ def my_sites(session: Session, who: Principal, scope: str, site: str = "") -> li
     return user_scope(session, who.user_id) or None
 
 
+def user_responsibility(session: Session, who: Principal) -> Scope:
+    """Return the sites and printer groups the user answers for (neither: everything)."""
+    return Scope(tuple(user_scope(session, who.user_id)), tuple(user_groups(session, who.user_id)))
+
+
+def my_scope(session: Session, who: Principal, scope: str, *filters: str) -> Scope | None:
+    """Return what a page defaults to: the user's sites and groups; None for every printer.
+
+    A printer is the user's when its site or one of its groups is among theirs.
+    """
+    if scope == "all" or any(filters):
+        return None  # the toggle, or an explicit filter, shows beyond the user's own
+    mine = user_responsibility(session, who)
+    return None if mine.everything else mine
+
+
+def scope_labels(scope: Scope | None, groups: Sequence[PrinterGroup]) -> list[str]:
+    """Return the names a page shows for a scope: site ids, then group names."""
+    if scope is None:
+        return []
+    names = {g.id: g.name for g in groups}
+    return [*scope.sites, *(names[g] for g in scope.groups if g in names)]
+
+
+def scope_noun(scope: Scope) -> str:
+    """Return what a scope is made of, in words ("sites", "groups", "sites and groups")."""
+    if scope.sites and scope.groups:
+        return "sites and groups"
+    return "groups" if scope.groups else "sites"
+
+
+def _group_id(value: str) -> int | None:
+    """Return the group id a filter parameter names (None: no group filter, or not a number)."""
+    return int(value) if value.isdecimal() and len(value) < 12 else None
+
+
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(
-    request: Request, q: str = "", site: str = "", page: int = 1, scope: str = ""
+    request: Request, q: str = "", site: str = "", page: int = 1, scope: str = "", group: str = ""
 ) -> Response:
     """Every printer with its supplies, those needing attention first, a page at a time."""
     who = await ui_user(request)
     st = app_state(request)
     page = max(page, 1)
+    group_id = _group_id(group)
+    group = str(group_id) if group_id is not None else ""
 
-    def work(s: Session) -> tuple[store.FleetPage, list[Any], list[str] | None, list[str]]:
-        mine = my_sites(s, who, scope, site)
+    def work(s: Session) -> dict[str, Any]:
+        mine = my_scope(s, who, scope, site, group)
         fleet = store.fleet_page(
             s,
             who.tenant_id,
@@ -275,11 +315,21 @@ async def dashboard(
             search=q or None,
             offset=(page - 1) * DASHBOARD_PAGE,
             limit=DASHBOARD_PAGE,
-            site_ids=mine,
+            group_ids=[group_id] if group_id is not None else None,
+            scope=mine,
         )
-        return fleet, store.tenant_sites(s, who.tenant_id), mine, user_scope(s, who.user_id)
+        return {
+            "fleet": fleet,
+            "sites": store.tenant_sites(s, who.tenant_id),
+            "groups": tenant_groups(s, who.tenant_id),
+            "mine": mine,
+            "responsible": user_responsibility(s, who),
+        }
 
-    fleet, sites, mine, responsible = await run_tx(st.engine, work)
+    ctx = await run_tx(st.engine, work)
+    fleet, mine, responsible = ctx["fleet"], ctx["mine"], ctx["responsible"]
+    chosen = ([site] if site else [], [group] if group else [])
+    exports = chosen if site or group else export_scope(mine)
     return render(
         request,
         "dashboard.html",
@@ -288,20 +338,37 @@ async def dashboard(
         total=fleet.total,
         page=page,
         pages=max(1, -(-fleet.total // DASHBOARD_PAGE)),
-        sites=sites,
+        sites=ctx["sites"],
+        groups=ctx["groups"],
         q=q,
         site=site,
+        group=group,
         counts=defaultdict(int, fleet.counts),
-        mine=mine,
-        responsible=responsible,
-        export_query=export_query(q, [site] if site else (mine or [])),
-        meters_query=export_query("", [site] if site else (mine or [])),
+        mine=scope_labels(mine, ctx["groups"]),
+        responsible=scope_labels(responsible, ctx["groups"]),
+        scope_noun=scope_noun(responsible),
+        export_query=export_query(q, *exports),
+        meters_query=export_query("", *exports),
     )
 
 
-def export_query(q: str, sites: list[str]) -> str:
+def export_scope(mine: Scope | None) -> tuple[list[str], list[str]]:
+    """Return the (sites, groups) filters of the CSV exports for a user's scope.
+
+    The exports filter by sites and by groups together (both must match), so a scope of sites
+    and groups at once cannot be said; its sites are exported then.
+    """
+    if mine is None:
+        return [], []
+    if mine.groups and not mine.sites:
+        return [], [str(g) for g in mine.groups]
+    return list(mine.sites), []
+
+
+def export_query(q: str, sites: Sequence[str], groups: Sequence[str] = ()) -> str:
     """Return the query string making the CSV exports match what the dashboard shows."""
-    params: list[tuple[str, str]] = [("site", x) for x in sites] + ([("q", q)] if q else [])
+    params: list[tuple[str, str]] = [("site", x) for x in sites] + [("group", g) for g in groups]
+    params += [("q", q)] if q else []
     return "?" + urlencode(params) if params else ""
 
 
@@ -460,12 +527,14 @@ async def alerts_page(request: Request, show: str = "open", scope: str = "") -> 
     who = await ui_user(request)
     open_only = show != "all"
 
-    def work(s: Session) -> tuple[list[AlertOut], list[str] | None, list[str]]:
-        mine = my_sites(s, who, scope)
-        found = store.find_alerts(s, who.tenant_id, open_only=open_only, limit=500, site_ids=mine)
-        return found, mine, user_scope(s, who.user_id)
+    def work(s: Session) -> tuple[list[AlertOut], list[str], Scope, list[str]]:
+        mine = my_scope(s, who, scope)
+        found = store.find_alerts(s, who.tenant_id, open_only=open_only, limit=500, scope=mine)
+        responsible = user_responsibility(s, who)
+        groups = tenant_groups(s, who.tenant_id)
+        return found, scope_labels(mine, groups), responsible, scope_labels(responsible, groups)
 
-    alerts, mine, responsible = await run_tx(app_state(request).engine, work)
+    alerts, mine, responsible, responsible_names = await run_tx(app_state(request).engine, work)
     return render(
         request,
         "alerts.html",
@@ -473,7 +542,8 @@ async def alerts_page(request: Request, show: str = "open", scope: str = "") -> 
         alerts=alerts,
         show="open" if open_only else "all",
         mine=mine,
-        responsible=responsible,
+        responsible=responsible_names,
+        scope_noun=scope_noun(responsible),
     )
 
 
