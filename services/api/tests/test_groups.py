@@ -17,7 +17,7 @@ from tonerwatch_api.models import AuditEntry
 from tonerwatch_api.projections import apply_now
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import Bus
-from tonerwatch_shared.events import PrinterConfigured, ThresholdCrossed
+from tonerwatch_shared.events import PrinterConfigured, SupplyReading, ThresholdCrossed
 
 from .test_alert_settings import announced, ui_login
 from .test_rest import ADMIN_PW, bearer
@@ -347,7 +347,7 @@ async def test_dashboard_and_alerts_default_to_the_users_groups(
     # Her group's printer, not the other printer of the same site.
     assert "HQ Ricoh" in mine and "HQ Canon" not in mine and "Branch HP" not in mine
     assert "Showing your groups: Finance" in mine
-    assert f"/api/v1/export/printers.csv?group={gid}" in mine
+    assert "/api/v1/export/printers.csv?scope=mine" in mine
     everything = (await client.get("/?scope=all")).text
     assert all(name in everything for name in ("HQ Ricoh", "HQ Canon", "Branch HP"))
     assert "Show only your groups (Finance)" in everything
@@ -419,3 +419,49 @@ async def test_settings_page_lists_groups_and_users_groups(client: httpx.AsyncCl
     assert "p-acme-xerox" not in page  # another tenant's printers are not offered
     user = page[page.index('data-user="fiona"') :].split("</tr>")[0]
     assert f'name="responsible_groups" value="{gid}" checked' in user
+
+
+async def test_exports_and_orders_follow_a_group_and_site_responsibility(
+    client: httpx.AsyncClient, pg: Engine, reading: Callable[..., SupplyReading]
+) -> None:
+    for pid, site in (("p-hq-ricoh", "hq"), ("p-hq-canon", "hq"), ("p-branch-hp", "branch")):
+        apply_now(pg, reading(printer_id=pid, site_id=site))
+    h = await bearer(client)
+    for pid in ("p-hq-ricoh", "p-hq-canon", "p-branch-hp"):
+        r = await client.post(
+            "/api/v1/orders", headers=h, json={"printer_id": pid, "supply_index": "4"}
+        )
+        assert r.status_code == 201, r.text
+    gid = (
+        await client.post(
+            "/api/v1/groups", headers=h, json={"name": "Finance", "printer_ids": ["p-hq-ricoh"]}
+        )
+    ).json()["id"]
+    uid = (
+        await client.post(
+            "/api/v1/users", headers=h, json={"username": "gus", "password": "gus-password-1"}
+        )
+    ).json()["id"]
+    r = await client.put(
+        f"/api/v1/users/{uid}/alerting",
+        headers=h,
+        json={"responsible_groups": [gid], "responsible_sites": ["branch"]},
+    )
+    assert r.status_code == 200, r.text
+    client.headers.pop("Authorization", None)
+    await ui_login(client, "gus", "gus-password-1")
+    dashboard = (await client.get("/")).text
+    link = re.search(r'id="export-fleet" href="([^"]+)"', dashboard)
+    assert link and link.group(1) == "/api/v1/export/printers.csv?scope=mine"
+    fleet_csv = (await client.get(link.group(1))).text
+    # Their group's printer and their site's, never the other printer of the group's site.
+    assert "p-hq-ricoh" in fleet_csv and "p-branch-hp" in fleet_csv
+    assert "p-hq-canon" not in fleet_csv and "p-acme-xerox" not in fleet_csv
+    meters = re.search(r'id="export-meters" href="([^"]+)"', dashboard)
+    assert meters and "scope=mine" in meters.group(1)
+    meter_csv = (await client.get(meters.group(1))).text
+    assert "p-hq-ricoh" in meter_csv and "p-hq-canon" not in meter_csv
+    orders = (await client.get("/orders")).text
+    assert "HQ Ricoh" in orders and "Branch HP" in orders and "HQ Canon" not in orders
+    assert "Showing your sites and groups" in orders
+    assert "HQ Canon" in (await client.get("/orders?scope=all")).text

@@ -212,7 +212,7 @@ async def test_csv_export_links_follow_the_sites_a_user_answers_for(
     assert "HQ Ricoh" in html and "Branch Xerox" not in html  # the dashboard shows their site
     fleet = re.search(r'id="export-fleet" href="([^"]+)"', html)
     meters = re.search(r'id="export-meters" href="([^"]+)"', html)
-    assert fleet and meters and fleet.group(1).endswith("?site=hq")
+    assert fleet and meters and fleet.group(1).endswith("?scope=mine")
     csv_text = (await browser.get(fleet.group(1))).text
     assert "p-hq" in csv_text and "p-branch" not in csv_text
     assert "p-branch" not in (await browser.get(meters.group(1))).text

@@ -692,11 +692,18 @@ async def export_printers(
         list[int] | None,
         Query(description="Only printers of these groups (repeat the parameter for several)"),
     ] = None,
+    scope: Annotated[
+        Literal["mine"] | None,
+        Query(description="mine: only what the caller answers for (their sites and groups)"),
+    ] = None,
 ) -> Response:
     """Return the fleet (printers and supplies) as CSV."""
 
     def work(s: Session) -> str:
-        query = store.printers_query(who.tenant_id, site_ids=site, search=q, group_ids=group)
+        mine = store.responsibility(s, who.user_id) if scope == "mine" else None
+        query = store.printers_query(
+            who.tenant_id, site_ids=site, search=q, group_ids=group, scope=mine
+        )
         return fleet_csv(store.printers_out(s, list(s.exec(query.order_by(col(Printer.id))).all())))
 
     body = await run_tx(app_state(request).engine, work)
@@ -743,6 +750,10 @@ async def export_meters(
         Literal["daily", "raw"],
         Query(description="daily: one row per printer per UTC day; raw: every poll (7 days max)"),
     ] = "daily",
+    scope: Annotated[
+        Literal["mine"] | None,
+        Query(description="mine: only what the caller answers for (their sites and groups)"),
+    ] = None,
 ) -> StreamingResponse:
     """Return page counter (meter) readings as CSV: printer, site, serial, model, date, pages."""
     st = app_state(request)
@@ -757,7 +768,8 @@ async def export_meters(
     def printers(s: Session) -> list[Printer]:
         for one in site or ():
             store.get_site(s, who.tenant_id, one)  # another tenant's site: 404
-        query = store.printers_query(who.tenant_id, site_ids=site)
+        mine = store.responsibility(s, who.user_id) if scope == "mine" else None
+        query = store.printers_query(who.tenant_id, site_ids=site, scope=mine)
         return list(s.exec(query.order_by(col(Printer.id))).all())
 
     fleet = await run_tx(st.engine, printers)

@@ -629,6 +629,7 @@ def find_orders(
     part_number: str | None = None,
     open_only: bool | None = None,
     site_ids: Sequence[str] | None = None,
+    scope: store.Scope | None = None,
     sort: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
@@ -647,6 +648,8 @@ def find_orders(
         q = q.where(Order.site_id == site_id)
     if site_ids is not None:  # a user's responsible sites
         q = q.where(col(Order.site_id).in_(list(site_ids)))
+    if scope is not None and not scope.everything:  # a user's sites and printer groups
+        q = q.where(store.in_scope(scope, Order.site_id, Order.printer_id))
     if printer_id:
         q = q.where(Order.printer_id == printer_id)
     if statuses:

@@ -14,12 +14,23 @@ from tonerwatch_api import alert_settings, groups, orders, store
 from tonerwatch_api import discovery_jobs as jobs
 from tonerwatch_api.api import publish_outbox
 from tonerwatch_api.db import run_tx
+from tonerwatch_api.groups import tenant_groups
 from tonerwatch_api.listing import ListingError
 from tonerwatch_api.models import ApiToken, AuditEntry, User
 from tonerwatch_api.network_usage import KINDS, UsageOut, human_bytes, usage
 from tonerwatch_api.security import role_at_least
 from tonerwatch_api.state import app_state
-from tonerwatch_api.ui import _check_csrf, error_page, my_sites, render, templates, ui_user
+from tonerwatch_api.ui import (
+    _check_csrf,
+    error_page,
+    my_scope,
+    render,
+    scope_labels,
+    scope_noun,
+    templates,
+    ui_user,
+    user_responsibility,
+)
 from tonerwatch_api.views import colorant_hex
 from tonerwatch_shared.printer.model import SupplyKind
 
@@ -146,23 +157,26 @@ async def orders_page(
     show = show if show in ORDER_VIEWS else "open"
 
     def work(s: Session) -> dict[str, Any]:
-        mine = my_sites(s, who, scope, site)
+        mine = my_scope(s, who, scope, site)
         items, next_cursor = orders.find_orders(
             s,
             who.tenant_id,
             site_id=site or None,
             statuses=[show] if show in orders.STATUSES else [],
             open_only=True if show == "open" else None,
-            site_ids=mine,
+            scope=mine,
             cursor=cursor or None,
             limit=ORDERS_PAGE,
         )
+        responsible = user_responsibility(s, who)
+        groups = tenant_groups(s, who.tenant_id)
         return {
             "orders": items,
             "next_cursor": next_cursor,
             "sites": store.tenant_sites(s, who.tenant_id),
-            "mine": mine,
-            "responsible": alert_settings.user_scope(s, who.user_id),
+            "mine": scope_labels(mine, groups),
+            "responsible": scope_labels(responsible, groups),
+            "scope_noun": scope_noun(responsible),
         }
 
     try:

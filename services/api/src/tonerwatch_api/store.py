@@ -207,6 +207,26 @@ def _tenant_printers(tenant_id: str) -> Any:
     )
 
 
+def responsibility(session: Session, user_id: int) -> Scope:
+    """Return the sites and printer groups a user answers for (neither: everything)."""
+    from tonerwatch_api.alert_settings import user_groups, user_scope  # late: it imports us
+
+    return Scope(tuple(user_scope(session, user_id)), tuple(user_groups(session, user_id)))
+
+
+def in_scope(scope: Scope, site_column: Any, printer_column: Any) -> ColumnElement[bool]:
+    """Return the condition: the row's site or printer (through its groups) is the user's."""
+    from tonerwatch_api.groups import PrinterGroupMember  # late: groups imports this module
+
+    by_site = col(site_column).in_(list(scope.sites))
+    if not scope.groups:
+        return by_site
+    members = select(PrinterGroupMember.printer_id).where(
+        col(PrinterGroupMember.group_id).in_(list(scope.groups))
+    )
+    return or_(by_site, col(printer_column).in_(members))
+
+
 def _in_groups(group_ids: Sequence[int]) -> ColumnElement[bool]:
     """Return the condition: the printer is in one of group_ids."""
     from tonerwatch_api.groups import PrinterGroupMember  # late: groups imports this module
@@ -297,10 +317,11 @@ def printers_query(
     monitored: bool | None = None,
     site_ids: Sequence[str] | None = None,
     group_ids: Sequence[int] | None = None,
+    scope: Scope | None = None,
 ) -> Any:
     """Return the select of the tenant's live printers matching the list endpoint's filters."""
     q = _tenant_printers(tenant_id)
-    for cond in _printer_filters(site_id, search, site_ids, group_ids):
+    for cond in _printer_filters(site_id, search, site_ids, group_ids, scope):
         q = q.where(cond)
     if statuses:
         q = q.where(col(Printer.status).in_(list(statuses)))

@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from tonerwatch_api import orders, store
-from tonerwatch_api.alert_settings import user_groups, user_scope
 from tonerwatch_api.api import client_ip, publish_outbox
 from tonerwatch_api.auth import SESSION_COOKIE, principal_from
 from tonerwatch_api.db import run_tx
@@ -252,16 +251,9 @@ def bars(p: PrinterOut) -> list[Any]:
 DASHBOARD_PAGE = 50  # printers per dashboard page: attention first, so page 1 is what matters
 
 
-def my_sites(session: Session, who: Principal, scope: str, site: str = "") -> list[str] | None:
-    """Return the sites a page defaults to (the user's responsible ones), None for all of them."""
-    if scope == "all" or site:
-        return None  # the toggle, or an explicit site filter, shows beyond the user's own
-    return user_scope(session, who.user_id) or None
-
-
 def user_responsibility(session: Session, who: Principal) -> Scope:
     """Return the sites and printer groups the user answers for (neither: everything)."""
-    return Scope(tuple(user_scope(session, who.user_id)), tuple(user_groups(session, who.user_id)))
+    return store.responsibility(session, who.user_id)
 
 
 def my_scope(session: Session, who: Principal, scope: str, *filters: str) -> Scope | None:
@@ -329,7 +321,8 @@ async def dashboard(
     ctx = await run_tx(st.engine, work)
     fleet, mine, responsible = ctx["fleet"], ctx["mine"], ctx["responsible"]
     chosen = ([site] if site else [], [group] if group else [])
-    exports = chosen if site or group else export_scope(mine)
+    # Without a filter the dashboard shows the user's sites and groups: the exports say "mine".
+    exports = (*chosen, not (site or group) and mine is not None)
     return render(
         request,
         "dashboard.html",
@@ -352,22 +345,12 @@ async def dashboard(
     )
 
 
-def export_scope(mine: Scope | None) -> tuple[list[str], list[str]]:
-    """Return the (sites, groups) filters of the CSV exports for a user's scope.
-
-    The exports filter by sites and by groups together (both must match), so a scope of sites
-    and groups at once cannot be said; its sites are exported then.
-    """
-    if mine is None:
-        return [], []
-    if mine.groups and not mine.sites:
-        return [], [str(g) for g in mine.groups]
-    return list(mine.sites), []
-
-
-def export_query(q: str, sites: Sequence[str], groups: Sequence[str] = ()) -> str:
+def export_query(
+    q: str, sites: Sequence[str], groups: Sequence[str] = (), mine: bool = False
+) -> str:
     """Return the query string making the CSV exports match what the dashboard shows."""
     params: list[tuple[str, str]] = [("site", x) for x in sites] + [("group", g) for g in groups]
+    params += [("scope", "mine")] if mine else []
     params += [("q", q)] if q else []
     return "?" + urlencode(params) if params else ""
 
