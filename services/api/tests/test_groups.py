@@ -437,17 +437,19 @@ async def test_exports_and_orders_follow_a_group_and_site_responsibility(
             "/api/v1/groups", headers=h, json={"name": "Finance", "printer_ids": ["p-hq-ricoh"]}
         )
     ).json()["id"]
-    uid = (
-        await client.post(
-            "/api/v1/users", headers=h, json={"username": "gus", "password": "gus-password-1"}
-        )
-    ).json()["id"]
-    r = await client.put(
-        f"/api/v1/users/{uid}/alerting",
+    r = await client.post(
+        "/api/v1/users",
         headers=h,
-        json={"responsible_groups": [gid], "responsible_sites": ["branch"]},
+        json={
+            "username": "gus",
+            "password": "gus-password-1",
+            "responsible_groups": [gid],
+            "responsible_sites": ["branch"],
+        },
     )
-    assert r.status_code == 200, r.text
+    assert r.status_code == 201, r.text
+    profile = await client.get(f"/api/v1/users/{r.json()['id']}/alerting", headers=h)
+    assert profile.json()["responsible_groups"] == [gid]
     client.headers.pop("Authorization", None)
     await ui_login(client, "gus", "gus-password-1")
     dashboard = (await client.get("/")).text

@@ -1132,8 +1132,12 @@ async def create_user(request: Request, body: UserIn, who: Admin) -> UserOut:
 
         user = make(s, body.username, body.password, body.role, who.tenant_id)
         store.audit(s, who, "user.create", body.username, role=body.role)
-        if body.email or body.responsible_sites:
-            profile = UserAlertingIn(email=body.email, responsible_sites=body.responsible_sites)
+        if body.email or body.responsible_sites or body.responsible_groups:
+            profile = UserAlertingIn(
+                email=body.email,
+                responsible_sites=body.responsible_sites,
+                responsible_groups=body.responsible_groups,
+            )
             alerting.set_user_alerting(s, who, user, profile, st.source)
         return _user_out(user)
 

@@ -637,6 +637,11 @@ class UserIn(BaseModel):
     responsible_sites: list[str] = Field(
         default_factory=list, max_length=500, description="Sites they answer for ([]: all)"
     )
+    responsible_groups: list[int] = Field(
+        default_factory=list,
+        max_length=500,
+        description="Printer groups they answer for (with no sites: only those printers)",
+    )
 
 
 class UserOut(BaseModel):
