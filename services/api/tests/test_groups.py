@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from tonerwatch_api import pages
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db import create_user, ensure_admin, ensure_site, in_tx
 from tonerwatch_api.models import AuditEntry
@@ -467,3 +468,40 @@ async def test_exports_and_orders_follow_a_group_and_site_responsibility(
     assert "HQ Ricoh" in orders and "Branch HP" in orders and "HQ Canon" not in orders
     assert "Showing your sites and groups" in orders
     assert "HQ Canon" in (await client.get("/orders?scope=all")).text
+
+
+async def test_one_printer_joins_and_leaves_a_group_from_its_page(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = await bearer(client)
+    gid = (await client.post("/api/v1/groups", headers=h, json={"name": "Finance"})).json()["id"]
+    for _ in range(2):  # idempotent
+        r = await client.put(f"/api/v1/groups/{gid}/printers/p-hq-canon", headers=h)
+        assert r.status_code == 200 and r.json()["printer_ids"] == ["p-hq-canon"]
+    r = await client.put(f"/api/v1/groups/{gid}/printers/p-branch-hp", headers=h)
+    assert sorted(r.json()["printer_ids"]) == ["p-branch-hp", "p-hq-canon"]
+    acme = await bearer(client, "ann@acme", ACME_PW)
+    assert (
+        await client.put(f"/api/v1/groups/{gid}/printers/p-hq-canon", headers=acme)
+    ).status_code == 404
+    r = await client.put(f"/api/v1/groups/{gid}/printers/p-acme-xerox", headers=h)
+    assert r.status_code == 404  # another tenant's printer, as if it did not exist
+    for _ in range(2):
+        r = await client.delete(f"/api/v1/groups/{gid}/printers/p-hq-canon", headers=h)
+        assert r.status_code == 200 and r.json()["printer_ids"] == ["p-branch-hp"]
+    # The printer page names its groups and, for an admin, offers to change them.
+    client.headers.pop("Authorization", None)
+    await ui_login(client, "admin", ADMIN_PW)
+    page = (await client.get("/printers/p-branch-hp")).text
+    groups = page[page.index('id="printer-groups"') :]
+    assert "Finance" in groups
+    assert f'data-api="DELETE /api/v1/groups/{gid}/printers/p-branch-hp"' in groups
+    other = (await client.get("/printers/p-hq-canon")).text
+    assert f'data-api="PUT /api/v1/groups/{gid}/printers/p-hq-canon"' in other
+    # A fleet too large for checkboxes links to the group's printers instead.
+    settings = (await client.get("/settings")).text
+    assert 'name="printer_ids" value="p-hq-ricoh"' in settings
+    monkeypatch.setattr(pages, "GROUP_PICKER_MAX", 2)
+    large = (await client.get("/settings")).text
+    assert 'name="printer_ids"' not in large
+    assert f'href="/?group={gid}&amp;scope=all">1 printer</a>' in large

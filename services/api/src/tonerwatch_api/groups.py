@@ -25,7 +25,7 @@ from tonerwatch_api.auth import Admin, Viewer
 from tonerwatch_api.db import run_tx
 from tonerwatch_api.listing import CURSOR_HELP, Listing, field
 from tonerwatch_api.models import Printer, Site, User, UTCDateTime, utcnow
-from tonerwatch_api.params import GroupId
+from tonerwatch_api.params import GroupId, PrinterId
 from tonerwatch_api.schemas import EXAMPLE_PRINTER_ID, error_response
 from tonerwatch_api.state import app_state
 from tonerwatch_api.store import Principal
@@ -406,6 +406,22 @@ def set_members(
     return group
 
 
+def change_member(
+    session: Session, who: Principal, group_id: int, printer_id: str, member: bool, source: str
+) -> PrinterGroup:
+    """Add printer_id to the group (member) or take it out; doing it twice changes nothing."""
+    group = get_group(session, who.tenant_id, group_id)
+    assert group.id is not None
+    current = member_ids(session, group.id)
+    if member == (printer_id in current):
+        store.get_printer(session, who.tenant_id, printer_id)  # another tenant's: 404 all the same
+        return group
+    if member and len(current) >= MAX_MEMBERS:
+        raise store.Conflict(f"a group holds at most {MAX_MEMBERS:,} printers")
+    wanted = [*current, printer_id] if member else [p for p in current if p != printer_id]
+    return set_members(session, who, group_id, wanted, source)
+
+
 def delete_group(session: Session, who: Principal, group_id: int, source: str) -> None:
     """Delete a group: its printers stay, users stop answering for it, their sites re-announced."""
     from tonerwatch_api.alert_settings import UserAlerting  # late: it imports this module
@@ -551,6 +567,46 @@ async def put_group_printers(
 
     def work(s: Session) -> GroupDetailOut:
         return group_out(s, set_members(s, who, group_id, body.printer_ids, st.source))
+
+    out = await run_tx(st.engine, work)
+    await _flush(request)
+    return out
+
+
+@router.put(
+    "/groups/{group_id}/printers/{printer_id}",
+    response_model=GroupDetailOut,
+    tags=["groups"],
+    responses=ERRORS,
+)
+async def add_group_printer(
+    request: Request, group_id: GroupId, printer_id: PrinterId, who: Admin
+) -> GroupDetailOut:
+    """Put one printer in a group (idempotent); for large fleets, instead of the whole list."""
+    st = app_state(request)
+
+    def work(s: Session) -> GroupDetailOut:
+        return group_out(s, change_member(s, who, group_id, printer_id, True, st.source))
+
+    out = await run_tx(st.engine, work)
+    await _flush(request)
+    return out
+
+
+@router.delete(
+    "/groups/{group_id}/printers/{printer_id}",
+    response_model=GroupDetailOut,
+    tags=["groups"],
+    responses=ERRORS,
+)
+async def remove_group_printer(
+    request: Request, group_id: GroupId, printer_id: PrinterId, who: Admin
+) -> GroupDetailOut:
+    """Take one printer out of a group (idempotent); the printer itself stays."""
+    st = app_state(request)
+
+    def work(s: Session) -> GroupDetailOut:
+        return group_out(s, change_member(s, who, group_id, printer_id, False, st.source))
 
     out = await run_tx(st.engine, work)
     await _flush(request)

@@ -260,6 +260,7 @@ async def network_page(request: Request, days: int = 30, site: str = "") -> Resp
 # --- settings ------------------------------------------------------------------------------------
 
 
+GROUP_PICKER_MAX = 300  # printers listed as checkboxes per group on the Settings page
 AUDIT_ROWS = 25  # the latest changes; GET /api/v1/audit pages through the rest
 
 
@@ -293,8 +294,11 @@ async def settings_page(request: Request) -> Response:
         people = alert_settings.profiles(s, who.tenant_id) if is_admin else {}
         printer_groups = groups.tenant_groups(s, who.tenant_id) if is_admin else []
         members = groups.members_of(s, [g.id for g in printer_groups if g.id is not None])
-        # Every printer of the tenant, to choose a group's members from (a search comes later).
-        printers = store.find_printers(s, who.tenant_id) if printer_groups else []
+        # A small fleet chooses a group's printers from checkboxes here; a large one on each
+        # printer's page (or PUT /groups/{id}/printers): groups x printers checkboxes would not fit.
+        fleet_size = sum(counts.values())
+        picker = bool(printer_groups) and fleet_size <= GROUP_PICKER_MAX
+        printers = store.find_printers(s, who.tenant_id) if picker else []
         changes = (
             list(
                 s.exec(
@@ -317,6 +321,7 @@ async def settings_page(request: Request) -> Response:
             "profiles": people,
             "groups": printer_groups,
             "group_members": members,
+            "group_picker": picker,
             "printers": sorted(printers, key=lambda p: (p.site_id, (p.name or p.address).lower())),
             "supply_kinds": [k.value for k in SupplyKind],
         }

@@ -20,7 +20,7 @@ from tonerwatch_api import orders, store
 from tonerwatch_api.api import client_ip, publish_outbox
 from tonerwatch_api.auth import SESSION_COOKIE, principal_from
 from tonerwatch_api.db import run_tx
-from tonerwatch_api.groups import PrinterGroup, tenant_groups
+from tonerwatch_api.groups import PrinterGroup, printer_groups, tenant_groups
 from tonerwatch_api.history import (
     CounterPoint,
     LevelPoint,
@@ -439,6 +439,11 @@ async def printer_page(request: Request, printer_id: str) -> Response:
     printer_orders = await run_tx(
         st.engine, lambda s: orders.printer_orders(s, who.tenant_id, printer.id)
     )
+
+    def membership(s: Session) -> tuple[list[PrinterGroup], list[int]]:
+        return tenant_groups(s, who.tenant_id), printer_groups(s, [printer.id]).get(printer.id, [])
+
+    all_groups, member_of = await run_tx(st.engine, membership)
     points: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
     for r in history:
         if r.percent is not None:
@@ -473,6 +478,9 @@ async def printer_page(request: Request, printer_id: str) -> Response:
         counter_start=counter_start,
         orders=printer_orders,
         show_printer=False,
+        groups=all_groups,
+        member_of=member_of,
+        is_admin=role_at_least(who.role, "admin"),
     )
 
 
