@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.printer.model import (
@@ -385,6 +393,24 @@ class ScopedAlertLimits(AlertLimits):
     kinds: dict[SupplyKind, AlertLimits] = Field(default_factory=dict)
 
 
+class RecipientSet(BaseModel):
+    """Printers whose alerts also go to these addresses (users answering for a group of them)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    recipients: tuple[EmailAddress, ...] = Field(min_length=1)
+    printers: tuple[str, ...] = Field(min_length=1, description="Printer ids")
+
+
+def recipient_sets(by_printer: dict[str, Any]) -> tuple[RecipientSet, ...]:
+    """Return printer id -> extra addresses as sets: each printer once per distinct set of addresses."""
+    grouped: dict[tuple[str, ...], list[str]] = {}
+    for printer_id, addresses in by_printer.items():
+        if addresses:
+            grouped.setdefault(tuple(addresses), []).append(printer_id)
+    return tuple(RecipientSet(recipients=k, printers=tuple(v)) for k, v in grouped.items())
+
+
 class AlertSettingsConfigured(Event):
     """The alert settings of one site, whole (not a delta): thresholds, overrides, mail recipients."""
 
@@ -408,11 +434,39 @@ class AlertSettingsConfigured(Event):
         default=(),
         description="Who is mailed about the site's alerts (besides the mail routes' own)",
     )
-    printer_recipients: dict[str, tuple[EmailAddress, ...]] = Field(
-        default_factory=dict,
-        description="Per printer id: who is mailed about that printer's alerts besides recipients "
-        "(users responsible for a group of printers rather than the whole site)",
+    recipient_sets: tuple[RecipientSet, ...] = Field(
+        default=(),
+        description="Who is mailed about some printers' alerts besides recipients (users "
+        "responsible for a group of printers rather than the whole site). A printer is listed "
+        "once per distinct set of addresses, so a group of 10,000 printers stays a small message",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_printer_recipients(cls, data: Any) -> Any:
+        # Also built from a mapping printer id -> addresses (what the api computes).
+        if isinstance(data, dict) and "printer_recipients" in data:
+            data = dict(data)
+            mapping = data.pop("printer_recipients") or {}
+            data.setdefault("recipient_sets", recipient_sets(mapping))
+        return data
+
+    @property
+    def printer_recipients(self) -> dict[str, tuple[str, ...]]:
+        """Return printer id -> its extra addresses (the union of the sets listing it)."""
+        out: dict[str, tuple[str, ...]] = {}
+        for rs in self.recipient_sets:
+            for printer_id in rs.printers:
+                out[printer_id] = tuple(dict.fromkeys((*out.get(printer_id, ()), *rs.recipients)))
+        return out
+
+    def recipients_of(self, printer_id: str) -> tuple[str, ...]:
+        """Return the extra addresses mailed about printer_id (none: the site's only)."""
+        found: list[str] = []
+        for rs in self.recipient_sets:
+            if printer_id in rs.printers:
+                found.extend(rs.recipients)
+        return tuple(dict.fromkeys(found))
 
 
 EVENT_CLASSES: tuple[type[Event], ...] = (

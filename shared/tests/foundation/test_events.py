@@ -112,3 +112,21 @@ def test_checked_in_schemas_match_the_models() -> None:
     assert sorted(on_disk) == sorted(expected), "schema files differ from EVENT_CLASSES"
     for name, schema in expected.items():
         assert on_disk[name] == json.loads(json.dumps(schema)), f"{name} drifted from its model"
+
+
+def test_group_recipients_list_each_printer_once_per_set_of_addresses() -> None:
+    big_group = {f"p-{i:010x}": ["finance-lead@acme.example"] for i in range(10_000)}
+    big_group["p-reception"] = ["finance-lead@acme.example", "desk@acme.example"]
+    event = ev.AlertSettingsConfigured(
+        source="api", site_id="acme-hq", revision=3, printer_recipients=big_group
+    )
+    assert [len(s.printers) for s in event.recipient_sets] == [10_000, 1]
+    assert event.recipients_of("p-reception") == ("finance-lead@acme.example", "desk@acme.example")
+    assert event.recipients_of("p-0000000007") == ("finance-lead@acme.example",)
+    assert event.recipients_of("p-elsewhere") == ()
+    assert event.printer_recipients["p-0000000007"] == ("finance-lead@acme.example",)
+    wire = event.to_bytes()
+    # Well under NATS's default 1 MB message limit (the address is not repeated per printer).
+    assert len(wire) < 200_000
+    again = ev.parse_event(wire)
+    assert isinstance(again, ev.AlertSettingsConfigured) and again == event

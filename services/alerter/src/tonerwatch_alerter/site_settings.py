@@ -109,7 +109,7 @@ class SiteSettings:
     async def printer_recipients(self, site_id: str, printer_id: str) -> tuple[str, ...]:
         """Return the addresses configured for printer_id's alerts besides its site's."""
         event = await self.load(site_id)
-        return event.printer_recipients.get(printer_id, ()) if event else ()
+        return event.recipients_of(printer_id) if event else ()
 
     async def store(self, event: AlertSettingsConfigured) -> bool:
         """Keep event unless a newer revision is already kept; return whether it was written."""

@@ -34,7 +34,12 @@ from tonerwatch_api.schemas import EXAMPLE_PRINTER_ID, MailAddress, error_respon
 from tonerwatch_api.security import role_at_least
 from tonerwatch_api.state import app_state
 from tonerwatch_api.store import Principal
-from tonerwatch_shared.events import AlertLimits, AlertSettingsConfigured, ScopedAlertLimits
+from tonerwatch_shared.events import (
+    AlertLimits,
+    AlertSettingsConfigured,
+    ScopedAlertLimits,
+    recipient_sets,
+)
 from tonerwatch_shared.printer.model import SupplyKind
 
 MAX_RECIPIENTS = 50
@@ -392,9 +397,7 @@ def announce(
             for pid, v in body.printers.items()
         },
         recipients=tuple(recipients),
-        printer_recipients={
-            pid: tuple(emails) for pid, emails in group_emails(session, site, recipients).items()
-        },
+        recipient_sets=recipient_sets(dict(group_emails(session, site, recipients))),
     )
     add_to_outbox(session, event)
     return event
