@@ -17,6 +17,7 @@ from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.models import (
     Alert,
     CounterReading,
+    OutboxEvent,
     Printer,
     ProcessedEvent,
     Reading,
@@ -27,12 +28,15 @@ from tonerwatch_api.projections import (
     PrinterNotYetKnown,
     ProjectionOptions,
     Projector,
+    add_to_outbox,
     apply_now,
+    dead_outbox_events,
 )
 from tonerwatch_api.store import Principal, delete_printer
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
     AlertResolved,
+    AlertSettingsConfigured,
     Event,
     PrinterConfigured,
     PrinterFound,
@@ -190,6 +194,36 @@ def test_unreachable_then_alert_raised_and_resolved(
     with Session(db) as s:
         alert = s.exec(select(Alert)).one()
         assert alert.resolved_at is not None
+
+
+async def test_an_event_nats_refuses_for_good_is_set_aside_and_the_rest_still_go_out(
+    bus: Bus, pg: Engine, configured: Callable[..., PrinterConfigured]
+) -> None:
+    too_big = AlertSettingsConfigured(
+        source="api",
+        site_id="default",
+        revision=1,
+        # Past the server's 1 MB max_payload.
+        printer_recipients={f"p-{i:098d}": ["ops@example.org"] for i in range(12_000)},
+    )
+    after = configured("p-after-the-big-one")
+    in_tx(pg, lambda s: add_to_outbox(s, too_big))
+    in_tx(pg, lambda s: s.add(OutboxEvent(event_id=str(uuid.uuid4()), payload="{not json")))
+    in_tx(pg, lambda s: add_to_outbox(s, after))
+    outbox = Outbox(pg, bus)
+    assert await outbox.flush() == 1
+    got = await wait_for_event(
+        bus,
+        bus.subjects.filter("printer.configured"),
+        lambda e: e.event_id == after.event_id,
+        timeout_s=10,
+    )
+    assert got is not None
+    with Session(pg) as s:
+        dead = s.exec(select(OutboxEvent).where(col(OutboxEvent.dead_at).is_not(None))).all()
+        assert len(dead) == 2 and any("MaxPayload" in (d.error or "") for d in dead)
+        assert dead_outbox_events(s) == 2
+    assert await outbox.flush() == 0  # set aside for good: not retried, not blocking
 
 
 async def test_bus_reading_lands_in_postgresql_once(

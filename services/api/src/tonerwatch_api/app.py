@@ -23,7 +23,7 @@ from tonerwatch_api.listing import ListingError
 from tonerwatch_api.live import LiveAlerts
 from tonerwatch_api.login_limits import LoginLimiter
 from tonerwatch_api.metrics import Metrics
-from tonerwatch_api.projections import Outbox
+from tonerwatch_api.projections import Outbox, dead_outbox_events
 from tonerwatch_api.schemas import VALIDATION_ERROR_EXAMPLE, ErrorOut, ReadyOut
 from tonerwatch_api.settings import Settings
 from tonerwatch_api.state import AppState, app_state
@@ -261,6 +261,7 @@ def _install_ops(app: FastAPI) -> None:
         st = app_state(request)
         alerts = await run_tx(st.engine, open_alert_counts)
         printers = await run_tx(st.engine, printer_status_counts)
+        dead = await run_tx(st.engine, dead_outbox_events)
         return PlainTextResponse(
-            st.metrics.render(alerts, printers), media_type="text/plain; version=0.0.4"
+            st.metrics.render(alerts, printers, dead), media_type="text/plain; version=0.0.4"
         )

@@ -31,6 +31,7 @@ class Metrics:
         self,
         open_alerts: Mapping[str, int],
         printers: Mapping[str, int],
+        dead_outbox: int = 0,
     ) -> str:
         """Return the exposition text, with database gauges passed in."""
         out: list[str] = []
@@ -75,6 +76,13 @@ class Metrics:
             "gauge",
             "Printers by status",
             (({"status": s}, v) for s, v in sorted(printers.items())),
+        )
+        _family(
+            out,
+            "tonerwatch_api_outbox_dead_events",
+            "gauge",
+            "Outbox events set aside as never publishable (too large for NATS, or unreadable)",
+            [({}, dead_outbox)],
         )
         _family(
             out,

@@ -343,6 +343,9 @@ class OutboxEvent(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
+    # Set when NATS refuses the event for good (too large) or it no longer parses: skipped since.
+    dead_at: datetime | None = _ts()
+    error: str | None = Field(default=None)
 
 
 class User(SQLModel, table=True):

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import nats.errors
 from nats.aio.msg import Msg
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -44,6 +46,7 @@ from tonerwatch_shared.events import (
     SupplyReading,
     SupplyReplaced,
     ThresholdCrossed,
+    UnreadableEvent,
     parse_event,
 )
 from tonerwatch_shared.printer.model import PrinterIdentity, Supply
@@ -580,14 +583,26 @@ class Outbox:
             rows = await run_tx(
                 self.engine,
                 lambda s: list(
-                    s.exec(select(OutboxEvent).order_by(col(OutboxEvent.id)).limit(limit)).all()
+                    s.exec(
+                        select(OutboxEvent)
+                        .where(col(OutboxEvent.dead_at).is_(None))
+                        .order_by(col(OutboxEvent.id))
+                        .limit(limit)
+                    ).all()
                 ),
             )
             sent = 0
             for row in rows:
-                # JetStream drops a repeat of the same event_id, so a crash between publish and
-                # delete only means a harmless second publish.
-                await self.bus.publish(parse_event(row.payload))
+                try:
+                    event = parse_event(row.payload)
+                    # JetStream drops a repeat of the same event_id, so a crash between publish
+                    # and delete only means a harmless second publish.
+                    await self.bus.publish(event)
+                except (UnreadableEvent, nats.errors.MaxPayloadError) as exc:
+                    # Never publishable: set aside (kept) so the events behind it still go out.
+                    log.error("outbox event %s can never be published: %r", row.event_id, exc)
+                    await run_tx(self.engine, functools.partial(_bury, row.id, repr(exc)))
+                    continue
                 await run_tx(self.engine, functools.partial(_delete_outbox, row_id=row.id))
                 sent += 1
             return sent
@@ -604,6 +619,19 @@ class Outbox:
                     await stop.wait()
             except TimeoutError:
                 pass
+
+
+def _bury(row_id: int | None, error: str, session: Session) -> None:
+    row = session.get(OutboxEvent, row_id)
+    if row is not None:
+        row.dead_at, row.error = datetime.now(UTC), error[:2000]
+        session.add(row)
+
+
+def dead_outbox_events(session: Session) -> int:
+    """Return how many outbox events were set aside as never publishable."""
+    q = select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.dead_at).is_not(None))
+    return int(session.exec(q).one())
 
 
 def _delete_outbox(session: Session, row_id: int | None) -> None:
