@@ -281,14 +281,27 @@ async def test_group_responsibility_is_announced_per_printer_and_follows_changes
         f"/api/v1/groups/{gid}/printers", headers=h, json={"printer_ids": ["p-branch-hp"]}
     )
     assert (await announced(bus, "hq", 4)).printer_recipients == {}
-    # Deleting the group re-announces its sites; she answers for nothing (so everything) again.
-    assert (await client.delete(f"/api/v1/groups/{gid}", headers=h)).status_code == 204
-    branch = await announced(bus, "branch", 4)
-    assert branch.printer_recipients == {} and branch.recipients == ("fiona@example.org",)
+    # Deleting the group she answers for alone is refused: with nothing chosen she would
+    # silently answer for every site.
+    refused = await client.delete(f"/api/v1/groups/{gid}", headers=h)
+    assert refused.status_code == 409 and "fiona" in refused.json()["error"]
+    # With a site of her own besides, the group can go: the branch is re-announced without it.
+    r = await client.put(
+        f"/api/v1/users/{uid}/alerting",
+        headers=h,
+        json={
+            "email": "fiona@example.org",
+            "responsible_groups": [gid],
+            "responsible_sites": ["hq"],
+        },
+    )
+    assert r.status_code == 200
     assert "fiona@example.org" in (await announced(bus, "hq", 5)).recipients
-    assert (await client.get(f"/api/v1/users/{uid}/alerting", headers=h)).json()[
-        "responsible_groups"
-    ] == []
+    assert (await client.delete(f"/api/v1/groups/{gid}", headers=h)).status_code == 204
+    branch = await announced(bus, "branch", 5)
+    assert branch.printer_recipients == {} and branch.recipients == ()
+    profile = (await client.get(f"/api/v1/users/{uid}/alerting", headers=h)).json()
+    assert profile["responsible_groups"] == [] and profile["responsible_sites"] == ["hq"]
 
 
 async def test_disabling_a_group_responsible_user_reannounces_their_printers(

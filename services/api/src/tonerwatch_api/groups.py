@@ -430,17 +430,24 @@ def delete_group(session: Session, who: Principal, group_id: int, source: str) -
     assert group.id is not None
     sites = sites_of_groups(session, [group.id]) if _followed(session, group) else set()
     profiles = session.exec(
-        select(UserAlerting)
+        select(UserAlerting, User.username)
         .join(User, col(User.id) == col(UserAlerting.user_id))
         .where(User.tenant_id == who.tenant_id)
     ).all()
-    for profile in profiles:
+    # Nothing chosen means every site: someone answering for this group alone would silently
+    # start answering for the whole fleet. Refuse, and say whose responsibility to change first.
+    sole = sorted(
+        name for profile, name in profiles if profile.groups == [group.id] and not profile.sites
+    )
+    if sole:
+        raise store.Conflict(
+            f"group {group.name!r} is all that {', '.join(sole)} answer(s) for; give them other "
+            "sites or groups first (or clear their responsibility to make them answer for all)"
+        )
+    for profile, _ in profiles:
         if profile.groups and group.id in profile.groups:
             profile.groups = [g for g in profile.groups if g != group.id]
             session.add(profile)
-            if profile.email and not profile.groups and not profile.sites:
-                # Nothing chosen any more means every site: each one gains their address.
-                sites |= {s.id for s in store.tenant_sites(session, who.tenant_id)}
     for member in session.exec(
         select(PrinterGroupMember).where(PrinterGroupMember.group_id == group.id)
     ).all():
@@ -613,7 +620,20 @@ async def remove_group_printer(
     return out
 
 
-@router.delete("/groups/{group_id}", status_code=204, tags=["groups"], responses=ERRORS)
+@router.delete(
+    "/groups/{group_id}",
+    status_code=204,
+    tags=["groups"],
+    responses={
+        **ERRORS,
+        409: error_response(
+            409,
+            "Someone answers for this group alone (they would answer for everything)",
+            "group 'Finance floor 3' is all that fiona answer(s) for; give them other sites or "
+            "groups first (or clear their responsibility to make them answer for all)",
+        ),
+    },
+)
 async def remove_group(request: Request, group_id: GroupId, who: Admin) -> Response:
     """Delete a group (its printers stay); users answering for it stop being mailed through it."""
     st = app_state(request)
