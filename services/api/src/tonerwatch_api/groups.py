@@ -590,14 +590,7 @@ async def add_group_printer(
     request: Request, group_id: GroupId, printer_id: PrinterId, who: Admin
 ) -> GroupDetailOut:
     """Put one printer in a group (idempotent); for large fleets, instead of the whole list."""
-    st = app_state(request)
-
-    def work(s: Session) -> GroupDetailOut:
-        return group_out(s, change_member(s, who, group_id, printer_id, True, st.source))
-
-    out = await run_tx(st.engine, work)
-    await _flush(request)
-    return out
+    return await _change_member(request, who, group_id, printer_id, member=True)
 
 
 @router.delete(
@@ -610,10 +603,16 @@ async def remove_group_printer(
     request: Request, group_id: GroupId, printer_id: PrinterId, who: Admin
 ) -> GroupDetailOut:
     """Take one printer out of a group (idempotent); the printer itself stays."""
+    return await _change_member(request, who, group_id, printer_id, member=False)
+
+
+async def _change_member(
+    request: Request, who: Principal, group_id: int, printer_id: str, *, member: bool
+) -> GroupDetailOut:
     st = app_state(request)
 
     def work(s: Session) -> GroupDetailOut:
-        return group_out(s, change_member(s, who, group_id, printer_id, False, st.source))
+        return group_out(s, change_member(s, who, group_id, printer_id, member, st.source))
 
     out = await run_tx(st.engine, work)
     await _flush(request)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, literal_column, or_
+from sqlalchemy import ColumnElement, String, bindparam, case, func, literal_column, or_
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.history import Resolution, level_history
@@ -260,10 +260,14 @@ def _printer_filters(
     if search:
         needle = search.strip().lower()
         if _SEARCH_SEPARATOR not in needle:
-            # The separator never matches, so a hit lies inside one column. The pattern is one
-            # bound value (not '%' || value || '%'): also a generic plan sees a LIKE it can index.
+            # The separator never matches, so a hit lies inside one column. The pattern goes in
+            # the SQL as a literal: how many printers a needle matches varies from one to all,
+            # and a prepared statement's generic plan (psycopg prepares repeated statements)
+            # would use the index for all of them; with the needle in sight the planner scans
+            # for a short or common needle and uses the index for a selective one.
             escaped = needle.replace("/", "//").replace("%", "/%").replace("_", "/_")
-            out.append(printer_search_text().like(f"%{escaped}%", escape="/"))
+            pattern = bindparam("search", f"%{escaped}%", String(), literal_execute=True)
+            out.append(printer_search_text().like(pattern, escape="/"))
         else:
             out.append(
                 or_(
@@ -337,6 +341,8 @@ def alerts_query(
     printer_id: str | None = None,
     site_id: str | None = None,
     severities: Sequence[str] = (),
+    site_ids: Sequence[str] | None = None,
+    scope: Scope | None = None,
 ) -> Any:
     """Return the select of (alert, printer name) of the tenant matching the list filters."""
     q = (
@@ -349,10 +355,10 @@ def alerts_query(
         q = q.where(col(Alert.resolved_at).is_(None))
     if printer_id:
         q = q.where(Alert.printer_id == printer_id)
-    if site_id:
-        q = q.where(col(Printer.site_id) == site_id)
     if severities:
         q = q.where(col(Alert.severity).in_(list(severities)))
+    for cond in _printer_filters(site_id, None, site_ids, scope=scope):
+        q = q.where(cond)
     return q
 
 
@@ -701,20 +707,9 @@ def find_alerts(
     scope: Scope | None = None,
 ) -> list[AlertOut]:
     """Return the tenant's alerts, newest first (only those of site_ids, and of scope, when given)."""
-    q = (
-        select(Alert, Printer.name)
-        .join(Printer, col(Printer.id) == col(Alert.printer_id))
-        .join(Site, col(Site.id) == col(Printer.site_id))
-        .where(Site.tenant_id == tenant_id)
+    q = alerts_query(
+        tenant_id, open_only=open_only, printer_id=printer_id, site_ids=site_ids, scope=scope
     )
-    if open_only:
-        q = q.where(col(Alert.resolved_at).is_(None))
-    if printer_id:
-        q = q.where(Alert.printer_id == printer_id)
-    if site_ids is not None:
-        q = q.where(col(Printer.site_id).in_(list(site_ids)))
-    for cond in _printer_filters(None, None, scope=scope):
-        q = q.where(cond)
     q = q.order_by(col(Alert.raised_at).desc(), col(Alert.id).desc()).limit(limit)
     return [alert_out(a, name) for a, name in session.exec(q).all()]
 
