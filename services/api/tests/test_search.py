@@ -96,6 +96,15 @@ def test_like_wildcards_and_the_escape_character_in_the_needle_are_literal(db: E
     assert found(db, "%%") == [] and found(db, "__") == []
 
 
+def test_quotes_in_the_needle_are_text(db: Engine) -> None:
+    add_printers(db, [*PRINTERS, ("p-obr", "O'Brien's desk", "10.9.9.9", None, None, None, None)])
+    assert found(db, "o'brien's") == ["p-obr"]
+    assert found(db, "'") == ["p-obr"]
+    assert found(db, "x'; DELETE FROM printers; --") == []
+    assert found(db, '"') == []
+    assert len(found(db, "p-")) == 7
+
+
 def test_a_match_never_spans_two_columns(db: Engine) -> None:
     add_printers(db, PRINTERS)
     # name "Boardroom" then address "10.0.0.17"; vendor "Kyocera" then model "TASKalfa".
