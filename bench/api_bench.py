@@ -13,6 +13,10 @@ Data, in a schema of its own (dropped at the end), bulk-loaded with COPY:
 Page queries are index range scans on one printer, so their cost follows that printer's rows
 (and the index depth), not the fleet's total volume.
 
+Printer search is measured twice in one run: on the server as it is (pg_trgm index, migration
+0006) and on a second server whose search is the substring scan over 7 columns it replaced
+(--serve ... scan), with the ratio; plus the plan PostgreSQL chooses for each needle.
+
     uv run python bench/api_bench.py [--printers N] [--history-printers N] [--requests N]
         [--events N]
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import re
@@ -41,11 +46,14 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, event, func, or_, text
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
+from tonerwatch_api import store
 from tonerwatch_api.db import create_user, ensure_default_site, in_tx, upgrade
 from tonerwatch_api.metrics import Metrics
+from tonerwatch_api.models import Printer
 from tonerwatch_api.projections import Outbox, ProjectionOptions, Projector
 from tonerwatch_api.retention import RetentionPolicy, maintain
 from tonerwatch_shared.bus import Bus
@@ -75,6 +83,12 @@ COLOURS = [
     ("light magenta", "#f59acb"),
 ]
 STATUSES = ["ok"] * 80 + ["attention"] * 12 + ["critical"] * 4 + ["offline"] * 3 + ["paused"]
+# (label, needle): 10 printers by name, 1 by serial, and every printer (no index can help).
+SEARCHES = [
+    ("name, 10 hits", "printer 0042"),
+    ("serial, 1 hit", "CNB0004242"),
+    ("model, every printer", "laserjet"),
+]
 
 
 def say(msg: str) -> None:
@@ -285,12 +299,45 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def serve(schema: str, port: int, root: str, prefix: str) -> None:
+INDEXED_FILTERS = store._printer_filters
+
+
+def scan_filters(
+    site_id: str | None, search: str | None, *args: Any, **kwargs: Any
+) -> list[ColumnElement[bool]]:
+    """Return the printer filters with search as it was before migration 0006: a 7-column scan."""
+    out: list[ColumnElement[bool]] = INDEXED_FILTERS(site_id, None, *args, **kwargs)
+    if search:
+        needle = search.strip().lower()
+        columns = (
+            col(Printer.id),
+            col(Printer.name),
+            col(Printer.address),
+            col(Printer.vendor),
+            col(Printer.model),
+            col(Printer.serial),
+            col(Printer.location),
+        )
+        out.append(
+            or_(
+                *(
+                    func.lower(func.coalesce(c, "")).contains(needle, autoescape=True)
+                    for c in columns
+                )
+            )
+        )
+    return out
+
+
+async def serve(schema: str, port: int, root: str, prefix: str, search: str) -> None:
     """Run the api app (no projections) on 127.0.0.1:port until SIGTERM."""
     import uvicorn
 
     from tonerwatch_api.app import create_app
     from tonerwatch_api.settings import Settings
+
+    if search == "scan":  # the search this bench compares with: store's filters before 0006
+        vars(store)["_printer_filters"] = scan_filters
 
     engine = make_engine(DB_URL, schema=schema)
     bus = await Bus.connect(NATS_URL, subjects=Subjects(root=root, stream_prefix=prefix), name="b")
@@ -304,10 +351,10 @@ async def serve(schema: str, port: int, root: str, prefix: str) -> None:
 
 
 @contextlib.contextmanager
-def server_process(schema: str, root: str, prefix: str) -> Iterator[str]:
+def server_process(schema: str, root: str, prefix: str, search: str = "index") -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", schema, str(port), root, prefix],
+        [sys.executable, __file__, "--serve", schema, str(port), root, prefix, search],
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -361,6 +408,78 @@ def measure(client: httpx.Client, label: str, urls: list[str], warmup: int = 5) 
         f"max {max(times):7.1f} ms   n={len(times)}   {size / 1024:.0f} KiB"
     )
     return out
+
+
+def search_plans(engine: Engine) -> None:
+    """Print the scan PostgreSQL chooses, and its time, for the dashboard's two search queries."""
+    sent: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cur: Any, statement: str, params: Any, *_: Any) -> None:
+        if "LIKE" in statement:
+            sent.append((statement, params))
+
+    indexed = INDEXED_FILTERS
+    for label, needle in SEARCHES:
+        for search, filters in (("index", indexed), ("scan", scan_filters)):
+            sent.clear()
+            vars(store)["_printer_filters"] = filters
+            event.listen(engine, "before_cursor_execute", capture)
+            try:
+                page = functools.partial(store.fleet_page, tenant_id="default", search=needle)
+                in_tx(engine, page)
+            finally:
+                event.remove(engine, "before_cursor_execute", capture)
+                vars(store)["_printer_filters"] = indexed
+            scans = []
+            with engine.connect() as conn:
+                for statement, params in sent:
+                    lines = [
+                        str(r[0])
+                        for r in conn.exec_driver_sql("EXPLAIN ANALYZE " + statement, params)
+                    ]
+                    node = next((ln for ln in lines if " on printers " in ln), "?")
+                    took = next((ln for ln in lines if ln.startswith("Execution Time")), "")
+                    scans.append(f"{node.strip(' ->').split('  (')[0]}, {took.split(': ')[-1]}")
+            say(f"  {search:<5} {label:<20} counts: {scans[0]}; page ids: {scans[1]}")
+
+
+def measure_search(engine: Engine, schema: str, subjects: Subjects, n: int) -> None:
+    """Print search latency with the index and with the old scan, and their ratio."""
+    # Requests go to both servers in turn, so both see the same load of this shared machine.
+    root, prefix = subjects.root, subjects.stream_prefix
+    say(f"search: {n} requests each, alternating between the index and the old scan")
+    with (
+        server_process(schema, root, prefix, "index") as index_base,
+        server_process(schema, root, prefix, "scan") as scan_base,
+        httpx.Client(base_url=index_base, timeout=30) as index_client,
+        httpx.Client(base_url=scan_base, timeout=30) as scan_client,
+    ):
+        login(index_client)
+        login(scan_client)
+        for label, needle in SEARCHES:
+            q = quote(needle)
+            for where, url in (("dashboard", f"/?q={q}"), ("API", f"/api/v1/printers?q={q}")):
+                times: dict[str, list[float]] = {"index": [], "scan": []}
+                sizes: set[int] = set()
+                for k in range(n + 5):  # 5 warm-up requests each
+                    for search, client in (("index", index_client), ("scan", scan_client)):
+                        t0 = time.perf_counter()
+                        r = client.get(url)
+                        if k >= 5:
+                            times[search].append((time.perf_counter() - t0) * 1000)
+                        if r.status_code != 200:
+                            raise RuntimeError(f"{url}: HTTP {r.status_code} {r.text[:200]}")
+                        sizes.add(len(r.content))
+                ix, sc = times["index"], times["scan"]
+                say(
+                    f"  {where + ' ?q=' + needle:<24} {label:<21} "
+                    f"p50 {statistics.median(ix):6.1f} vs {statistics.median(sc):6.1f} ms "
+                    f"({statistics.median(sc) / statistics.median(ix):4.1f}x)   "
+                    f"p99 {pct(ix, 0.99):6.1f} vs {pct(sc, 0.99):6.1f} ms   "
+                    f"{max(sizes) / 1024:.0f} KiB"
+                )
+    say("search plans (EXPLAIN ANALYZE of the dashboard's queries)")
+    search_plans(engine)
 
 
 # --- ingestion -----------------------------------------------------------------------------------
@@ -510,6 +629,7 @@ def main() -> None:
             login(client)
             n = args.requests
             hist = [f"p-{rng.randrange(args.history_printers):05d}" for _ in range(n)]
+            say(f"load average {os.getloadavg()[0]:.1f} (2 cores, shared with other sessions)")
             say(f"HTTP latency, {n} sequential requests each (uvicorn, 1 worker, 127.0.0.1)")
             measure(client, "dashboard / (page 1, attention first)", ["/"] * n)
             measure(
@@ -532,6 +652,8 @@ def main() -> None:
                 urls = [f"/api/v1/printers/{p}/readings?since={since}" for p in hist]
                 measure(client, label, urls)
             measure(client, "GET /api/v1/printers?limit=100", ["/api/v1/printers?limit=100"] * n)
+        measure_search(engine, schema, subjects, args.requests)
+        say(f"load average {os.getloadavg()[0]:.1f}")
         if args.events:
             say(
                 f"ingestion: {args.events} SupplyReading events through the api-readings projection"
@@ -547,8 +669,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        _, _, schema_arg, port_arg, root_arg, prefix_arg = sys.argv
+        _, _, schema_arg, port_arg, root_arg, prefix_arg, search_arg = sys.argv
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(schema_arg, int(port_arg), root_arg, prefix_arg))
+            asyncio.run(serve(schema_arg, int(port_arg), root_arg, prefix_arg, search_arg))
     else:
         main()
