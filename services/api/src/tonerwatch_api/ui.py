@@ -428,22 +428,27 @@ async def printer_page(request: Request, printer_id: str) -> Response:
 
     res = choose_resolution(start, end, end, policy_from(st.settings))
 
-    def work(s: Session) -> tuple[PrinterOut, list[LevelPoint], list[CounterPoint], list[Any]]:
+    def work(s: Session) -> dict[str, Any]:
+        # One transaction (one connection, one thread hop) for everything the page shows.
         p = store.get_printer(s, who.tenant_id, printer_id)
-        history = level_history(s, p.id, start, end, res, limit=20000)
-        counters = counter_history(s, p.id, start, end, res, limit=20000)
-        alerts = store.find_alerts(s, who.tenant_id, open_only=False, printer_id=p.id, limit=50)
-        return store.printers_out(s, [p])[0], history, counters, alerts
+        return {
+            "printer": store.printers_out(s, [p])[0],
+            "history": level_history(s, p.id, start, end, res, limit=20000),
+            "counters": counter_history(s, p.id, start, end, res, limit=20000),
+            "alerts": store.find_alerts(
+                s, who.tenant_id, open_only=False, printer_id=p.id, limit=50
+            ),
+            "orders": orders.printer_orders(s, who.tenant_id, p.id),
+            "groups": tenant_groups(s, who.tenant_id),
+            "member_of": printer_groups(s, [p.id]).get(p.id, []),
+        }
 
-    printer, history, counters, alerts = await run_tx(st.engine, work)
-    printer_orders = await run_tx(
-        st.engine, lambda s: orders.printer_orders(s, who.tenant_id, printer.id)
-    )
-
-    def membership(s: Session) -> tuple[list[PrinterGroup], list[int]]:
-        return tenant_groups(s, who.tenant_id), printer_groups(s, [printer.id]).get(printer.id, [])
-
-    all_groups, member_of = await run_tx(st.engine, membership)
+    page = await run_tx(st.engine, work)
+    printer: PrinterOut = page["printer"]
+    history: list[LevelPoint] = page["history"]
+    counters: list[CounterPoint] = page["counters"]
+    alerts, printer_orders = page["alerts"], page["orders"]
+    all_groups, member_of = page["groups"], page["member_of"]
     points: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
     for r in history:
         if r.percent is not None:
