@@ -180,11 +180,15 @@ def _set_identity(printer: Printer, ident: PrinterIdentity) -> None:
         printer.name = ident.sys_name
 
 
-def refresh_status(session: Session, printer: Printer) -> None:
-    """Recompute printer.status (views.printer_status) from its supplies and open alerts."""
-    states = session.exec(
-        select(SupplyStateRow.state).where(SupplyStateRow.printer_id == printer.id)
-    ).all()
+def refresh_status(session: Session, printer: Printer, states: Sequence[str] | None = None) -> None:
+    """Recompute printer.status (views.printer_status) from its supplies and open alerts.
+
+    states: the printer's supply states when the caller has them all at hand (saves a query).
+    """
+    if states is None:
+        states = session.exec(
+            select(SupplyStateRow.state).where(SupplyStateRow.printer_id == printer.id)
+        ).all()
     severities = session.exec(
         select(Alert.severity).where(
             Alert.printer_id == printer.id, col(Alert.resolved_at).is_(None)
@@ -240,7 +244,8 @@ def refresh_statuses_batch(session: Session, after: str, batch: int) -> str | No
 
 def _store_supplies(
     session: Session, printer_id: str, supplies: Sequence[Supply], at: datetime
-) -> None:
+) -> list[str]:
+    """Store the supplies' current states and history; return every supply state of the printer."""
     # One query for all of the printer's supplies rather than one per supply.
     current = {
         r.supply_index: r
@@ -269,6 +274,8 @@ def _store_supplies(
         row.updated_at = at
         session.add(row)
         session.add(_reading(printer_id, supply, at))
+        current[supply.index] = row
+    return [row.state for row in current.values()]
 
 
 def _reading(printer_id: str, supply: Supply, at: datetime) -> Reading:
@@ -304,7 +311,7 @@ def _apply_reading(
         printer.last_bytes_received = event.bytes_received
     printer.updated_at = now
     session.add(printer)
-    _store_supplies(session, printer.id, event.supplies, at)
+    states = _store_supplies(session, printer.id, event.supplies, at)
     c = event.counters
     if any(v is not None for v in (c.lifetime_pages, c.mono_pages, c.colour_pages)):
         session.add(
@@ -317,7 +324,7 @@ def _apply_reading(
                 duplex_pages=c.duplex_pages,
             )
         )
-    refresh_status(session, printer)
+    refresh_status(session, printer, states)
     return "applied"
 
 
