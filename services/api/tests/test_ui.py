@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ from tonerwatch_api.live import toast, without_printer
 from tonerwatch_api.models import AuditEntry, User
 from tonerwatch_api.projections import apply_now
 from tonerwatch_api.settings import Settings
-from tonerwatch_api.views import colorant_hex, level_bar, printer_status
+from tonerwatch_api.views import chart_series, colorant_hex, level_bar, printer_status
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import PrinterConfigured, SupplyReading, ThresholdCrossed
 
@@ -261,3 +262,14 @@ def test_toast_names_the_printer_once() -> None:
     )
     shown = toast(crossed, "HP M452nw")
     assert shown["title"] == "HP M452nw" and "HP M452nw" not in str(shown["message"])
+
+
+def test_one_reading_is_a_dot_on_the_level_chart() -> None:
+    start = datetime(2026, 11, 12, tzinfo=UTC)
+    end = start + timedelta(days=14)
+    one = chart_series(
+        {"4": [(end, 8.0)]}, {"4": ("Yellow Cartridge HP W2032A", "#ffd700")}, start, end
+    )
+    assert one[0].last == ("600.0", "184.0")  # right edge, 8% up from the bottom
+    two = chart_series({"1": [(start, 90.0), (start + timedelta(days=7), 45.0)]}, {}, start, end)
+    assert two[0].last == ("300.0", "110.0")

@@ -151,6 +151,12 @@ class Series:
     colour: str
     points: str  # SVG polyline points
 
+    @property
+    def last(self) -> tuple[str, str]:
+        """Return the SVG x, y of the newest point (marked with a dot: one reading is a dot)."""
+        x, _, y = self.points.rpartition(" ")[2].partition(",")
+        return x, y
+
 
 def chart_series(
     history: Mapping[str, Sequence[tuple[datetime, float]]],
