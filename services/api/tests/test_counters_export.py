@@ -198,3 +198,22 @@ async def test_meter_csv_one_row_per_printer_per_day_tenant_scoped_and_formula_s
         params={"since": (TODAY - timedelta(days=30)).isoformat(), "resolution": "raw"},
     )
     assert too_long.status_code == 422 and "7 days" in too_long.json()["error"]
+
+
+def test_pages_printed_is_the_total_counters_rise_never_across_counters() -> None:
+    one_poll = {
+        "lifetime_pages": [(DAY1, 12_345)],
+        "mono_pages": [(DAY1, 10_000)],
+        "colour_pages": [(DAY1, 2_345)],
+    }
+    chart = counter_chart(one_poll, DAY1, TODAY)
+    assert chart is not None and chart.printed == 0  # one poll: nothing printed yet
+    two_days = {
+        "lifetime_pages": [(DAY1, 12_345), (DAY2, 12_845)],
+        "mono_pages": [(DAY1, 10_000), (DAY2, 10_300)],
+    }
+    chart = counter_chart(two_days, DAY1, TODAY)
+    assert chart is not None and chart.printed == 500
+    no_total = {"mono_pages": [(DAY1, 100), (DAY2, 130)], "colour_pages": [(DAY1, 50), (DAY2, 70)]}
+    chart = counter_chart(no_total, DAY1, TODAY)
+    assert chart is not None and chart.printed == 50

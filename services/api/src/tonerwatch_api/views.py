@@ -190,10 +190,7 @@ class CounterChart:
     low: int
     high: int
 
-    @property
-    def printed(self) -> int:
-        """Return the pages printed over the chart's span."""
-        return self.high - self.low
+    printed: int = 0  # pages printed over the chart's span (the total counter's rise)
 
 
 COUNTER_LINES = (
@@ -238,4 +235,17 @@ def counter_chart(
     if high - low >= 4:
         levels.insert(1, (low + high) // 2)
     ticks = [(y(v), f"{v:,}") for v in levels]
-    return CounterChart(series=series, ticks=ticks, low=low, high=high)
+    return CounterChart(
+        series=series, ticks=ticks, low=low, high=high, printed=pages_printed(history)
+    )
+
+
+def pages_printed(history: Mapping[str, Sequence[tuple[datetime, int]]]) -> int:
+    """Return how far the total counter rose (else mono + colour): never across counters."""
+    names = ["lifetime_pages"] if history.get("lifetime_pages") else ["mono_pages", "colour_pages"]
+    rises = []
+    for name in names:
+        values = [v for _, v in history.get(name) or []]
+        if values:
+            rises.append(max(values) - min(values))
+    return sum(rises)
