@@ -332,6 +332,9 @@ async def test_settings_page_creates_a_site_and_an_api_token(browser: Browser, a
     await expect(page.locator("tr[data-site=branch-office]")).to_be_visible()
     await page.get_by_label("Name of branch-office").fill("Branch office, 2nd floor")
     await page.locator("tr[data-site=branch-office]").get_by_role("button", name="Rename").click()
+    # The rename reloads the page: wait for the reloaded page (its audit log has the rename),
+    # or the reload would wipe the token shown below.
+    await expect(page.locator("#changes")).to_contain_text("site.rename")
     await expect(page.get_by_label("Name of branch-office")).to_have_value(
         "Branch office, 2nd floor"
     )

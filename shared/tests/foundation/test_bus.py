@@ -147,8 +147,13 @@ async def test_failed_batch_is_applied_one_by_one_so_one_bad_event_delays_only_i
     await asyncio.wait_for(bus.consume(spec, single, stop=stop, batch_handler=batch), 15)
     assert tried_batches == 1
     assert applied == ["127.0.0.40", "127.0.0.41", "127.0.0.43"]
-    info = await bus.js.consumer_info(bus.subjects.events_stream, "t-batch-fallback")
-    assert info.num_ack_pending == 1  # the failed one waits for its retry (nak with back-off)
+
+    async def only_the_failed_one_pending() -> bool:
+        # Acks are asynchronous; the failed one waits for its retry (nak with back-off).
+        info = await bus.js.consumer_info(bus.subjects.events_stream, "t-batch-fallback")
+        return info.num_ack_pending == 1
+
+    await eventually(only_the_failed_one_pending, timeout_s=5)
 
 
 async def test_ensure_stream_is_idempotent(bus: Bus) -> None:
