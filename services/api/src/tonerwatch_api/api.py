@@ -151,7 +151,8 @@ async def login_token(request: Request, form: Annotated[TokenForm, Form()]) -> T
 
 
 def client_ip(request: Request) -> str | None:
-    """Return the caller's address (the proxy's X-Forwarded-For when the proxy is trusted)."""
+    """Return the caller's address as the server sees it (uvicorn applies X-Forwarded-For
+    from the proxies it trusts, --forwarded-allow-ips)."""
     return request.client.host if request.client else None
 
 
@@ -198,8 +199,8 @@ async def list_sites(
     order = SITES.parse_sort(sort)
 
     def work(s: Session) -> SitePage:
-        q = SITES.page(select(Site).where(Site.tenant_id == who.tenant_id), order, cursor, limit)
-        rows, nxt = SITES.cut(order, s.exec(q).all(), limit)
+        base = select(Site).where(Site.tenant_id == who.tenant_id)
+        rows, nxt = SITES.fetch(s, base, order, cursor, limit)
         counts = store.site_printer_counts(s, who.tenant_id)
         items = [
             SiteOut(
@@ -383,9 +384,7 @@ async def list_printers(
             monitored=monitored,
             group_ids=group,
         )
-        rows, nxt = PRINTERS.cut(
-            order, s.exec(PRINTERS.page(base, order, cursor, limit)).all(), limit
-        )
+        rows, nxt = PRINTERS.fetch(s, base, order, cursor, limit)
         return PrinterPage(items=store.printers_out(s, rows), next_cursor=nxt)
 
     return await run_tx(app_state(request).engine, work)
@@ -529,10 +528,7 @@ def _time_window(
     default_days: int,
 ) -> tuple[datetime, datetime, Resolution]:
     """Return (start, end, resolution) of a history query; 422 when since is after until."""
-    end = _aware(until) if until else datetime.now(UTC)
-    start = _aware(since) if since else end - timedelta(days=default_days)
-    if start > end:
-        raise HTTPException(422, "since: must not be after until")
+    start, end = _window(since, until, default_days=default_days)
     if resolution == "auto":
         return (
             start,
@@ -540,6 +536,17 @@ def _time_window(
             choose_resolution(start, end, datetime.now(UTC), policy_from(st.settings)),
         )
     return start, end, resolution
+
+
+def _window(
+    since: datetime | None, until: datetime | None, *, default_days: int
+) -> tuple[datetime, datetime]:
+    """Return (start, end): until or now, since or default_days before; 422 when reversed."""
+    end = _aware(until) if until else datetime.now(UTC)
+    start = _aware(since) if since else end - timedelta(days=default_days)
+    if start > end:
+        raise HTTPException(422, "since: must not be after until")
+    return start, end
 
 
 def _aware(value: datetime) -> datetime:
@@ -593,8 +600,7 @@ async def list_alerts(
             site_id=site,
             severities=severity or (),
         )
-        fetched = s.exec(ALERTS.page(base, order, cursor, limit)).all()
-        rows, nxt = ALERTS.cut(order, fetched, limit, row_of=lambda r: r[0])
+        rows, nxt = ALERTS.fetch(s, base, order, cursor, limit, row_of=lambda r: r[0])
         return AlertPage(items=[store.alert_out(a, name) for a, name in rows], next_cursor=nxt)
 
     return await run_tx(app_state(request).engine, work)
@@ -701,10 +707,10 @@ async def export_printers(
 
     def work(s: Session) -> str:
         mine = store.responsibility(s, who.user_id) if scope == "mine" else None
-        query = store.printers_query(
-            who.tenant_id, site_ids=site, search=q, group_ids=group, scope=mine
+        fleet = store.find_printers(
+            s, who.tenant_id, site_ids=site, search=q, group_ids=group, scope=mine
         )
-        return fleet_csv(store.printers_out(s, list(s.exec(query.order_by(col(Printer.id))).all())))
+        return fleet_csv(store.printers_out(s, fleet))
 
     body = await run_tx(app_state(request).engine, work)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
@@ -757,10 +763,7 @@ async def export_meters(
 ) -> StreamingResponse:
     """Return page counter (meter) readings as CSV: printer, site, serial, model, date, pages."""
     st = app_state(request)
-    end = _aware(until) if until else datetime.now(UTC)
-    start = _aware(since) if since else end - timedelta(days=30)
-    if start > end:
-        raise HTTPException(422, "since: must not be after until")
+    start, end = _window(since, until, default_days=30)
     max_span = METER_RAW_MAX_SPAN if resolution == "raw" else METER_MAX_SPAN
     if end - start > max_span:
         raise HTTPException(422, f"since: {resolution} export spans at most {max_span.days} days")
@@ -769,8 +772,7 @@ async def export_meters(
         for one in site or ():
             store.get_site(s, who.tenant_id, one)  # another tenant's site: 404
         mine = store.responsibility(s, who.user_id) if scope == "mine" else None
-        query = store.printers_query(who.tenant_id, site_ids=site, scope=mine)
-        return list(s.exec(query.order_by(col(Printer.id))).all())
+        return store.find_printers(s, who.tenant_id, site_ids=site, scope=mine)
 
     fleet = await run_tx(st.engine, printers)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
@@ -871,7 +873,7 @@ async def list_api_tokens(
         if revoked is not None:
             gone = col(ApiToken.revoked_at)
             base = base.where(gone.is_not(None) if revoked else gone.is_(None))
-        rows, nxt = TOKENS.cut(order, s.exec(TOKENS.page(base, order, cursor, limit)).all(), limit)
+        rows, nxt = TOKENS.fetch(s, base, order, cursor, limit)
         return ApiTokenPage(items=[_token_out(t) for t in rows], next_cursor=nxt)
 
     return await run_tx(app_state(request).engine, work)
@@ -942,7 +944,7 @@ async def list_users(
             base = base.where(
                 func.lower(col(User.username)).contains(q.strip().lower(), autoescape=True)
             )
-        rows, nxt = USERS.cut(order, s.exec(USERS.page(base, order, cursor, limit)).all(), limit)
+        rows, nxt = USERS.fetch(s, base, order, cursor, limit)
         return UserPage(items=[_user_out(u) for u in rows], next_cursor=nxt)
 
     return await run_tx(app_state(request).engine, work)
@@ -952,7 +954,8 @@ async def list_users(
 async def get_user(request: Request, user_id: UserId, who: Admin) -> UserOut:
     """Return one user of the caller's tenant."""
     return await run_tx(
-        app_state(request).engine, lambda s: _user_out(_tenant_user(s, who, user_id))
+        app_state(request).engine,
+        lambda s: _user_out(alerting.tenant_user(s, who.tenant_id, user_id)),
     )
 
 
@@ -964,7 +967,7 @@ async def update_user(request: Request, user_id: UserId, body: UserPatch, who: A
     st = app_state(request)
 
     def work(s: Session) -> UserOut:
-        user = _tenant_user(s, who, user_id)
+        user = alerting.tenant_user(s, who.tenant_id, user_id)
         demoted = body.role is not None and body.role != "admin"
         if user.role == "admin" and (demoted or body.disabled) and _last_admin(s, user):
             raise store.Conflict("the tenant's last active admin cannot be demoted or disabled")
@@ -999,7 +1002,7 @@ async def delete_user(request: Request, user_id: UserId, who: Admin) -> Response
     st = app_state(request)
 
     def work(s: Session) -> None:
-        user = _tenant_user(s, who, user_id)
+        user = alerting.tenant_user(s, who.tenant_id, user_id)
         if user.id == who.user_id:
             raise store.Conflict("you cannot delete yourself; another admin can")
         if user.role == "admin" and _last_admin(s, user):
@@ -1017,13 +1020,6 @@ async def delete_user(request: Request, user_id: UserId, who: Admin) -> Response
     await run_tx(st.engine, work)
     await publish_outbox(st)
     return Response(status_code=204)
-
-
-def _tenant_user(s: Session, who: Principal, user_id: int) -> User:
-    user = s.get(User, user_id)
-    if user is None or user.tenant_id != who.tenant_id:
-        raise store.NotFound(f"user {user_id} not found")
-    return user
 
 
 def _last_admin(s: Session, user: User) -> bool:
@@ -1098,7 +1094,7 @@ async def list_audit(
             base = base.where(col(AuditEntry.at) >= _aware(since))
         if until:
             base = base.where(col(AuditEntry.at) < _aware(until))
-        rows, nxt = AUDIT.cut(order, s.exec(AUDIT.page(base, order, cursor, limit)).all(), limit)
+        rows, nxt = AUDIT.fetch(s, base, order, cursor, limit)
         items = [
             AuditOut(
                 id=e.id or 0,
@@ -1202,7 +1198,7 @@ async def list_discovery_jobs(
 
     def work(s: Session) -> DiscoveryJobPage:
         base = jobs.jobs_query(who.tenant_id, site_id=site, state=state)
-        rows, nxt = JOBS.cut(order, s.exec(JOBS.page(base, order, cursor, limit)).all(), limit)
+        rows, nxt = JOBS.fetch(s, base, order, cursor, limit)
         return DiscoveryJobPage(items=[jobs.job_out(j) for j in rows], next_cursor=nxt)
 
     return await run_tx(app_state(request).engine, work)
@@ -1277,8 +1273,7 @@ async def network_usage(
                             "kind": "raised",
                             "severity": "warning",
                             "title": "Reception colour",
-                            "message": "Toner low: Reception colour (HP Color LaserJet Pro M452nw) "
-                            "- Cyan Toner CF411A 8%",
+                            "message": "Low toner — Cyan Toner CF411A 8%, about 5 days left",
                             "printer_id": "p-3f2a9c01de",
                             "url": "/printers/p-3f2a9c01de",
                         },
@@ -1322,7 +1317,9 @@ async def alert_frames(
             if tenants.get(event.site_id) != who.tenant_id:
                 continue
             printer_id = getattr(event, "printer_id", "")
-            name = await run_tx(st.engine, functools.partial(_printer_name, printer_id=printer_id))
+            name = await run_tx(
+                st.engine, functools.partial(store.printer_name, printer_id=printer_id)
+            )
             yield sse("alert", toast(event, name))
 
 
@@ -1341,11 +1338,6 @@ async def next_or_stop(
         if not getter.done():
             getter.cancel()
     return getter.result() if getter.done() and not getter.cancelled() else None
-
-
-def _printer_name(s: Session, printer_id: str) -> str | None:
-    printer = s.get(Printer, printer_id)
-    return printer.name if printer else None
 
 
 __all__ = ["current_principal", "router"]

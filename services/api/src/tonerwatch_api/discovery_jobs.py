@@ -439,13 +439,7 @@ def jobs_query(tenant_id: str, *, site_id: str | None = None, state: str | None 
 
 def list_jobs(session: Session, tenant_id: str, limit: int = 20) -> list[DiscoveryJob]:
     """Return the tenant's latest jobs, newest first."""
-    q = (
-        select(DiscoveryJob)
-        .join(Site, col(Site.id) == col(DiscoveryJob.site_id))
-        .where(Site.tenant_id == tenant_id)
-        .order_by(col(DiscoveryJob.requested_at).desc())
-        .limit(limit)
-    )
+    q = jobs_query(tenant_id).order_by(col(DiscoveryJob.requested_at).desc()).limit(limit)
     return list(session.exec(q).all())
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import Column, UniqueConstraint, func
 from sqlmodel import Field as SQLField
 from sqlmodel import Session, SQLModel, col, select
@@ -76,6 +76,21 @@ def _one_line(value: str | None) -> str | None:
     return value or None
 
 
+def _name(value: str) -> str:
+    cleaned = _one_line(value)
+    if not cleaned:
+        raise ValueError("must not be blank")
+    return cleaned
+
+
+GroupName = Annotated[
+    str,
+    Field(min_length=1, max_length=100, description="Unique in the tenant"),
+    AfterValidator(_name),
+]
+Description = Annotated[str | None, Field(max_length=500), AfterValidator(_one_line)]
+
+
 class GroupIn(BaseModel):
     """A group to create, optionally with its first members."""
 
@@ -91,24 +106,11 @@ class GroupIn(BaseModel):
             ]
         },
     )
-    name: str = Field(min_length=1, max_length=100, description="Unique in the tenant")
-    description: str | None = Field(default=None, max_length=500)
+    name: GroupName
+    description: Description = None
     printer_ids: list[MemberId] = Field(
         default_factory=list, max_length=MAX_MEMBERS, description="Printers of any site"
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        cleaned = _one_line(value)
-        if not cleaned:
-            raise ValueError("must not be blank")
-        return cleaned
-
-    @field_validator("description")
-    @classmethod
-    def _description(cls, value: str | None) -> str | None:
-        return _one_line(value)
 
 
 class GroupPatch(BaseModel):
@@ -120,23 +122,8 @@ class GroupPatch(BaseModel):
             "examples": [{"name": "Finance (all floors)"}, {"description": None}],
         },
     )
-    name: str | None = Field(default=None, min_length=1, max_length=100)
-    description: str | None = Field(default=None, max_length=500)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        cleaned = _one_line(value)
-        if not cleaned:
-            raise ValueError("must not be blank")
-        return cleaned
-
-    @field_validator("description")
-    @classmethod
-    def _description(cls, value: str | None) -> str | None:
-        return _one_line(value)
+    name: GroupName | None = None
+    description: Description = None
 
 
 class GroupMembersIn(BaseModel):
@@ -292,15 +279,12 @@ def _followed(session: Session, group: PrinterGroup) -> bool:
 
 def _reannounce(session: Session, tenant_id: str, site_ids: Iterable[str], source: str) -> None:
     """Tell the alerter the recipients of these sites of the tenant again."""
-    from tonerwatch_api.alert_settings import announce  # late: it imports this module
+    from tonerwatch_api.alert_settings import reannounce  # late: it imports this module
 
     wanted = set(site_ids)
-    if not wanted:
-        return
-    session.flush()
-    for site in store.tenant_sites(session, tenant_id):
-        if site.id in wanted:
-            announce(session, site, source)
+    if wanted:
+        sites = store.tenant_sites(session, tenant_id)
+        reannounce(session, [site for site in sites if site.id in wanted], source)
 
 
 def _check_printers(session: Session, tenant_id: str, printer_ids: Sequence[str]) -> list[str]:
@@ -396,13 +380,7 @@ def set_members(
         session.delete(current[pid])
     for pid in added:
         session.add(PrinterGroupMember(group_id=group.id, printer_id=pid))
-    if (added or removed) and _followed(session, group):
-        changed = [*added, *removed]
-        sites = set(session.exec(select(Printer.site_id).where(col(Printer.id).in_(changed))).all())
-        _reannounce(session, who.tenant_id, sites, source)
-    store.audit(
-        session, who, "group.members", str(group.id), added=len(added), removed=len(removed)
-    )
+    _members_changed(session, who, group, added, removed, source)
     return group
 
 
@@ -412,14 +390,37 @@ def change_member(
     """Add printer_id to the group (member) or take it out; doing it twice changes nothing."""
     group = get_group(session, who.tenant_id, group_id)
     assert group.id is not None
-    current = member_ids(session, group.id)
-    if member == (printer_id in current):
-        store.get_printer(session, who.tenant_id, printer_id)  # another tenant's: 404 all the same
+    store.get_printer(session, who.tenant_id, printer_id)  # another tenant's: 404
+    row = session.get(PrinterGroupMember, (group.id, printer_id))
+    if member == (row is not None):
         return group
-    if member and len(current) >= MAX_MEMBERS:
+    if row is not None:
+        session.delete(row)
+        _members_changed(session, who, group, [], [printer_id], source)
+        return group
+    if member_counts(session, [group.id]).get(group.id, 0) >= MAX_MEMBERS:
         raise store.Conflict(f"a group holds at most {MAX_MEMBERS:,} printers")
-    wanted = [*current, printer_id] if member else [p for p in current if p != printer_id]
-    return set_members(session, who, group_id, wanted, source)
+    session.add(PrinterGroupMember(group_id=group.id, printer_id=printer_id))
+    _members_changed(session, who, group, [printer_id], [], source)
+    return group
+
+
+def _members_changed(
+    session: Session,
+    who: Principal,
+    group: PrinterGroup,
+    added: Sequence[str],
+    removed: Sequence[str],
+    source: str,
+) -> None:
+    """Re-announce the sites whose printers' mail changes, and audit the change."""
+    if (added or removed) and _followed(session, group):
+        changed = [*added, *removed]
+        sites = set(session.exec(select(Printer.site_id).where(col(Printer.id).in_(changed))).all())
+        _reannounce(session, who.tenant_id, sites, source)
+    store.audit(
+        session, who, "group.members", str(group.id), added=len(added), removed=len(removed)
+    )
 
 
 def delete_group(session: Session, who: Principal, group_id: int, source: str) -> None:
@@ -503,7 +504,7 @@ async def list_groups(
 
     def work(s: Session) -> GroupPage:
         base = select(PrinterGroup).where(PrinterGroup.tenant_id == who.tenant_id)
-        rows, nxt = GROUPS.cut(order, s.exec(GROUPS.page(base, order, cursor, limit)).all(), limit)
+        rows, nxt = GROUPS.fetch(s, base, order, cursor, limit)
         counts = member_counts(s, [g.id for g in rows if g.id is not None])
         items = [
             GroupOut(

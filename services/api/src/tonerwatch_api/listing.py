@@ -161,6 +161,20 @@ class Listing:
             query = query.where(self.after(sort, self.decode_cursor(sort, cursor)))
         return query.order_by(*self.order_by(sort)).limit(limit + 1)
 
+    def fetch(
+        self,
+        session: Any,
+        query: Any,
+        sort: Sort,
+        cursor: str | None,
+        limit: int,
+        row_of: Callable[[Any], Any] | None = None,
+    ) -> tuple[list[Any], str | None]:
+        """Return one page of query's rows in sort order after cursor, and the next cursor."""
+        return self.cut(
+            sort, session.exec(self.page(query, sort, cursor, limit)).all(), limit, row_of
+        )
+
     def cut(
         self,
         sort: Sort,

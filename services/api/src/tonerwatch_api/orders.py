@@ -582,14 +582,9 @@ def get_order(session: Session, tenant_id: str, order_id: str, lock: bool = Fals
     return order
 
 
-def _printer_name(session: Session, printer_id: str) -> str | None:
-    printer = session.get(Printer, printer_id)
-    return printer.name if printer else None
-
-
 def one_out(session: Session, order: Order) -> OrderOut:
     """Return the API view of one order (with its printer's name)."""
-    return order_out(order, _printer_name(session, order.printer_id))
+    return order_out(order, store.printer_name(session, order.printer_id))
 
 
 _STATUS_RANK = {s: i for i, s in enumerate(STATUSES)}
@@ -628,7 +623,6 @@ def find_orders(
     statuses: Sequence[str] = (),
     part_number: str | None = None,
     open_only: bool | None = None,
-    site_ids: Sequence[str] | None = None,
     scope: store.Scope | None = None,
     sort: str | None = None,
     cursor: str | None = None,
@@ -646,9 +640,7 @@ def find_orders(
     )
     if site_id:
         q = q.where(Order.site_id == site_id)
-    if site_ids is not None:  # a user's responsible sites
-        q = q.where(col(Order.site_id).in_(list(site_ids)))
-    if scope is not None and not scope.everything:  # a user's sites and printer groups
+    if scope is not None:  # a user's sites and printer groups
         q = q.where(store.in_scope(scope, Order.site_id, Order.printer_id))
     if printer_id:
         q = q.where(Order.printer_id == printer_id)
@@ -660,8 +652,7 @@ def find_orders(
         q = q.where(col(Order.status).in_(sorted(OPEN_STATUSES)))
     elif open_only is False:
         q = q.where(col(Order.status).in_(sorted(FINAL_STATUSES)))
-    rows = session.exec(ORDERS.page(q, parsed, cursor, limit)).all()
-    kept, next_cursor = ORDERS.cut(parsed, rows, limit, row_of=lambda r: r[0])
+    kept, next_cursor = ORDERS.fetch(session, q, parsed, cursor, limit, row_of=lambda r: r[0])
     return [order_out(o, name) for o, name in kept], next_cursor
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, bindparam, case, func, literal_column, or_
+from sqlalchemy import ColumnElement, String, bindparam, case, func, literal_column, or_, true
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.history import Resolution, level_history
@@ -182,23 +180,6 @@ def site_printer_counts(session: Session, tenant_id: str) -> dict[str, int]:
 # --- printers ------------------------------------------------------------------------------------
 
 
-def encode_cursor(printer_id: str) -> str:
-    """Return the opaque cursor that continues after printer_id."""
-    return base64.urlsafe_b64encode(printer_id.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    """Return the printer id inside a cursor, or raise ValueError."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError("cursor is not one this API returned") from exc
-    if not value:
-        raise ValueError("cursor is not one this API returned")
-    return value
-
-
 def _tenant_printers(tenant_id: str) -> Any:
     return (
         select(Printer)
@@ -216,25 +197,21 @@ def responsibility(session: Session, user_id: int) -> Scope:
 
 def in_scope(scope: Scope, site_column: Any, printer_column: Any) -> ColumnElement[bool]:
     """Return the condition: the row's site or printer (through its groups) is the user's."""
-    from tonerwatch_api.groups import PrinterGroupMember  # late: groups imports this module
-
+    if scope.everything:
+        return true()
     by_site = col(site_column).in_(list(scope.sites))
     if not scope.groups:
         return by_site
-    members = select(PrinterGroupMember.printer_id).where(
-        col(PrinterGroupMember.group_id).in_(list(scope.groups))
-    )
-    return or_(by_site, col(printer_column).in_(members))
+    return or_(by_site, col(printer_column).in_(_group_members(scope.groups)))
 
 
-def _in_groups(group_ids: Sequence[int]) -> ColumnElement[bool]:
-    """Return the condition: the printer is in one of group_ids."""
+def _group_members(group_ids: Sequence[int]) -> Any:
+    """Return the select of the printer ids in any of group_ids."""
     from tonerwatch_api.groups import PrinterGroupMember  # late: groups imports this module
 
-    members = select(PrinterGroupMember.printer_id).where(
+    return select(PrinterGroupMember.printer_id).where(
         col(PrinterGroupMember.group_id).in_(list(group_ids))
     )
-    return col(Printer.id).in_(members)
 
 
 def _printer_filters(
@@ -250,13 +227,9 @@ def _printer_filters(
     if site_ids is not None:  # a user's responsible sites
         out.append(col(Printer.site_id).in_(list(site_ids)))
     if group_ids is not None:  # printers of any of these groups
-        out.append(_in_groups(group_ids))
-    if scope is not None and not scope.everything:  # what a user answers for
-        out.append(
-            or_(col(Printer.site_id).in_(list(scope.sites)), _in_groups(scope.groups))
-            if scope.groups
-            else col(Printer.site_id).in_(list(scope.sites))
-        )
+        out.append(col(Printer.id).in_(_group_members(group_ids)))
+    if scope is not None:  # what a user answers for
+        out.append(in_scope(scope, Printer.site_id, Printer.id))
     if search:
         needle = search.strip().lower()
         if _SEARCH_SEPARATOR not in needle:
@@ -363,24 +336,17 @@ def alerts_query(
 
 
 def find_printers(
-    session: Session,
-    tenant_id: str,
-    *,
-    site_id: str | None = None,
-    search: str | None = None,
-    after: str | None = None,
-    limit: int | None = None,
+    session: Session, tenant_id: str, *, limit: int | None = None, **filters: Any
 ) -> list[Printer]:
-    """Return the tenant's live printers by id, filtered by site and a search in names and identity."""
-    q = _tenant_printers(tenant_id)
-    for cond in _printer_filters(site_id, search):
-        q = q.where(cond)
-    if after:
-        q = q.where(col(Printer.id) > after)
-    q = q.order_by(col(Printer.id))
-    if limit is not None:
-        q = q.limit(limit)
-    return list(session.exec(q).all())
+    """Return the tenant's live printers by id matching printers_query's filters."""
+    q = printers_query(tenant_id, **filters).order_by(col(Printer.id))
+    return list(session.exec(q if limit is None else q.limit(limit)).all())
+
+
+def printer_name(session: Session, printer_id: str) -> str | None:
+    """Return a printer's name (None when it has none or is gone)."""
+    printer = session.get(Printer, printer_id)
+    return printer.name if printer else None
 
 
 @dataclass(frozen=True)
