@@ -12,22 +12,20 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from tonerwatch_alerter.channels.webhook import (
-    EVENT_ID_HEADER,
-    EVENT_TYPE_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    DeliveryFailed,
-    WebhookConfig,
-    WebhookSender,
-    signature,
-    verify,
-)
+from tonerwatch_alerter.channels.webhook import DeliveryFailed, WebhookConfig, WebhookSender
 from tonerwatch_alerter.service import Settings, run
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import AlertResolved, SupplyReading, ThresholdCrossed, parse_event
 from tonerwatch_shared.printer.model import PrinterIdentity, Supply, SupplyKind
 from tonerwatch_shared.settings import load_settings
+from tonerwatch_shared.signing import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    signature,
+    verify,
+)
 from tonerwatch_shared.subjects import Subjects
 from tonerwatch_shared.testing.infra import eventually
 
@@ -121,7 +119,7 @@ async def test_delivers_signed_event_json() -> None:
     async with Receiver() as rx, sender(rx.url) as (s, _):
         assert await s.send(event) == 1
     [(headers, body)] = rx.requests
-    assert verify(SECRET.encode(), headers, body, now=time.time())
+    assert verify(headers, body, SECRET.encode(), now=time.time())
     assert headers[EVENT_ID_HEADER] == str(event.event_id)
     assert headers[EVENT_TYPE_HEADER] == "tonerwatch.threshold_crossed.v1"
     assert parse_event(body) == event
@@ -179,12 +177,12 @@ async def test_refused_connection_is_transient() -> None:
 def test_verify_rejects_tampering_old_requests_and_wrong_secret() -> None:
     body = crossing().to_bytes()
     now = 1_770_000_000
-    headers = {TIMESTAMP_HEADER: str(now), SIGNATURE_HEADER: signature(SECRET.encode(), now, body)}
-    assert verify(SECRET.encode(), headers, body, now=now + 10)
-    assert not verify(SECRET.encode(), headers, body.replace(b"18.0", b"98.0"), now=now)
-    assert not verify(SECRET.encode(), headers, body, now=now + 3600)
-    assert not verify(b"other", headers, body, now=now)
-    assert not verify(SECRET.encode(), {}, body, now=now)
+    headers = {TIMESTAMP_HEADER: str(now), SIGNATURE_HEADER: signature(body, SECRET.encode(), now)}
+    assert verify(headers, body, SECRET.encode(), now=now + 10)
+    assert not verify(headers, body.replace(b"18.0", b"98.0"), SECRET.encode(), now=now)
+    assert not verify(headers, body, SECRET.encode(), now=now + 3600)
+    assert not verify(headers, body, b"other", now=now)
+    assert not verify({}, body, SECRET.encode(), now=now)
 
 
 def test_wants_filters_severity_and_site() -> None:
@@ -247,6 +245,6 @@ async def test_service_delivers_crossing_to_webhook_retrying_through_the_bus(
     ids = {h[EVENT_ID_HEADER] for h, _ in rx.requests}
     assert len(ids) == 1
     headers, body = rx.requests[-1]
-    assert verify(SECRET.encode(), headers, body, now=time.time())
+    assert verify(headers, body, SECRET.encode(), now=time.time())
     event = parse_event(body)
     assert isinstance(event, ThresholdCrossed) and event.rule == "low" and event.percent == 19

@@ -16,8 +16,9 @@ from tonerwatch_shared import events as ev
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.embedded import free_tcp_port
+from tonerwatch_shared.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER, signature, verify
 from tonerwatch_shared.testing.infra import eventually
-from tonerwatch_syncer.service import Settings, headers_for, run, sign, synced_event_id
+from tonerwatch_syncer.service import Settings, headers_for, run, synced_event_id
 
 SECRET = "s3cret-shared-with-the-portal"
 
@@ -45,10 +46,14 @@ def test_signature_is_hmac_sha256_over_timestamp_and_body() -> None:
     assert (
         headers["X-TonerWatch-Signature"]
         == f"sha256={expected}"
-        == sign(SECRET, 1_700_000_000, body)
+        == signature(body, SECRET, 1_700_000_000)
     )
     assert headers["Idempotency-Key"] == str(event.event_id)
     assert "X-TonerWatch-Signature" not in headers_for(event, body, None)
+    # The webhooks' header set: a receiver of both checks them the same way.
+    assert headers[EVENT_ID_HEADER] == str(event.event_id)
+    assert headers[EVENT_TYPE_HEADER] == "tonerwatch.threshold_crossed.v1"
+    assert verify(headers, body, SECRET, now=1_700_000_000)
 
 
 class Upstream:
@@ -113,7 +118,7 @@ async def test_threshold_crossed_reaches_the_portal_signed(bus: Bus, nats_url: s
     headers, body = portal.received[0]
     assert ev.parse_event(body) == event
     ts = int(headers["X-TonerWatch-Timestamp"])
-    assert headers["X-TonerWatch-Signature"] == sign(SECRET, ts, body)
+    assert headers["X-TonerWatch-Signature"] == signature(body, SECRET, ts)
 
 
 async def test_portal_down_then_up_gets_the_event_once(bus: Bus, nats_url: str) -> None:
@@ -247,6 +252,6 @@ async def test_orders_reach_the_portal_as_they_change(bus: Bus, nats_url: str) -
     headers, body = portal.received[1]
     assert headers["X-TonerWatch-Event"] == "tonerwatch.order_changed.v1"
     assert headers["Idempotency-Key"] == str(ordered.event_id)
-    assert headers["X-TonerWatch-Signature"] == sign(
-        SECRET, int(headers["X-TonerWatch-Timestamp"]), body
+    assert headers["X-TonerWatch-Signature"] == signature(
+        body, SECRET, int(headers["X-TonerWatch-Timestamp"])
     )

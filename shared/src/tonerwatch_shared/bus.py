@@ -27,7 +27,7 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 
-from tonerwatch_shared.events import Event, UnreadableEvent, parse_event
+from tonerwatch_shared.events import EVENT_AREAS, Event, UnreadableEvent, parse_event
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.subjects import Subjects
 
@@ -137,14 +137,16 @@ class Bus:
                 await self.js.update_stream(config)
 
     async def ensure_event_stream(self) -> None:
-        """Create or update the stream that keeps every event (deduped on Nats-Msg-Id)."""
-        root = self.subjects.root
-        areas = ("printer", "supply", "alert", "discovery", "config", "sync", "order")
+        """Create or update the stream that keeps every event (deduped on Nats-Msg-Id).
+
+        Its subjects are the areas the event classes declare: a new area is kept once its class
+        is in EVENT_CLASSES.
+        """
         await self.ensure_stream(
             StreamConfig(
                 name=self.subjects.events_stream,
                 description="TonerWatch events",
-                subjects=[f"{root}.*.{area}.>" for area in areas],
+                subjects=self.subjects.stream_subjects(EVENT_AREAS),
                 retention=RetentionPolicy.LIMITS,
                 storage=StorageType.FILE,
                 max_age=self.max_age_s,

@@ -45,7 +45,10 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
+    # The subject's `area.what` (see subjects.py); the events stream's subjects come from these.
     area_what: ClassVar[str]
+    # Whether the subject ends in a key (printer or job id) after area.what.
+    keyed: ClassVar[bool] = False
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     occurred_at: AwareDatetime = Field(default_factory=_now)
     source: str = Field(description="Service (and instance) that produced the event")
@@ -58,6 +61,16 @@ class Event(BaseModel):
     def subject(self, subjects: sj.Subjects) -> str:
         """Return the NATS subject this event is published on."""
         return subjects.subject(self.site_id, self.area_what, self.subject_key())
+
+    @classmethod
+    def subject_area(cls) -> str:
+        """Return the area token of this event's subjects (e.g. "alert")."""
+        return sj.area_of(cls.area_what)
+
+    @classmethod
+    def subject_filter(cls, subjects: sj.Subjects, site: str = "*") -> str:
+        """Return the filter matching this event type on site (every site by default)."""
+        return subjects.filter(cls.area_what, site=site, keyed=cls.keyed)
 
     def to_bytes(self) -> bytes:
         """Return the JSON wire form."""
@@ -112,10 +125,14 @@ class SnmpCredentials(BaseModel):
         )
 
 
-class _PrinterEvent(Event):
+class PrinterEvent(Event):
+    """An event about one printer: keyed (and ordered) by its printer_id."""
+
+    keyed: ClassVar[bool] = True
     printer_id: str = Field(min_length=1, max_length=128)
 
     def subject_key(self) -> str | None:
+        """Return the printer id, the subject's last token."""
         return self.printer_id
 
 
@@ -142,7 +159,7 @@ class PrinterFound(Event):
     )
 
 
-class PrinterConfigured(_PrinterEvent):
+class PrinterConfigured(PrinterEvent):
     """A printer is to be monitored (or its settings changed): the poller's source of truth."""
 
     type: Literal["tonerwatch.printer_configured.v1"] = "tonerwatch.printer_configured.v1"
@@ -159,14 +176,14 @@ class PrinterConfigured(_PrinterEvent):
     location: str | None = None
 
 
-class PrinterRemoved(_PrinterEvent):
+class PrinterRemoved(PrinterEvent):
     """A printer is no longer monitored."""
 
     type: Literal["tonerwatch.printer_removed.v1"] = "tonerwatch.printer_removed.v1"
     area_what: ClassVar[str] = sj.PRINTER_REMOVED
 
 
-class SupplyReading(_PrinterEvent):
+class SupplyReading(PrinterEvent):
     """One successful poll of one printer: supplies, trays, counters, status, and what it cost."""
 
     type: Literal["tonerwatch.supply_reading.v1"] = "tonerwatch.supply_reading.v1"
@@ -185,7 +202,7 @@ class SupplyReading(_PrinterEvent):
     duration_ms: float = 0.0
 
 
-class PrinterUnreachable(_PrinterEvent):
+class PrinterUnreachable(PrinterEvent):
     """A printer missed N polls in a row."""
 
     type: Literal["tonerwatch.printer_unreachable.v1"] = "tonerwatch.printer_unreachable.v1"
@@ -196,7 +213,7 @@ class PrinterUnreachable(_PrinterEvent):
     last_success_at: AwareDatetime | None = None
 
 
-class PrinterReachable(_PrinterEvent):
+class PrinterReachable(PrinterEvent):
     """A printer that was unreachable answered again."""
 
     type: Literal["tonerwatch.printer_reachable.v1"] = "tonerwatch.printer_reachable.v1"
@@ -204,7 +221,7 @@ class PrinterReachable(_PrinterEvent):
     address: str
 
 
-class ThresholdCrossed(_PrinterEvent):
+class ThresholdCrossed(PrinterEvent):
     """A supply or the printer needs attention: one event per crossing, not per poll."""
 
     type: Literal["tonerwatch.threshold_crossed.v1"] = "tonerwatch.threshold_crossed.v1"
@@ -223,7 +240,7 @@ class ThresholdCrossed(_PrinterEvent):
     message: str
 
 
-class AlertResolved(_PrinterEvent):
+class AlertResolved(PrinterEvent):
     """The condition behind an alert cleared (new cartridge, jam cleared)."""
 
     type: Literal["tonerwatch.alert_resolved.v1"] = "tonerwatch.alert_resolved.v1"
@@ -233,7 +250,7 @@ class AlertResolved(_PrinterEvent):
     message: str = ""
 
 
-class SupplyReplaced(_PrinterEvent):
+class SupplyReplaced(PrinterEvent):
     """A supply's level jumped up: a new cartridge."""
 
     type: Literal["tonerwatch.supply_replaced.v1"] = "tonerwatch.supply_replaced.v1"
@@ -248,7 +265,7 @@ class SupplyReplaced(_PrinterEvent):
 OrderStatus = Literal["requested", "ordered", "shipped", "delivered", "cancelled"]
 
 
-class OrderChanged(_PrinterEvent):
+class OrderChanged(PrinterEvent):
     """An order of supplies for a printer was placed, moved on, edited or deleted; its state now."""
 
     type: Literal["tonerwatch.order_changed.v1"] = "tonerwatch.order_changed.v1"
@@ -282,14 +299,18 @@ class OrderChanged(_PrinterEvent):
     cancelled_at: AwareDatetime | None = None
 
 
-class _JobEvent(Event):
+class JobEvent(Event):
+    """An event about one discovery job: keyed by its job_id."""
+
+    keyed: ClassVar[bool] = True
     job_id: str = Field(min_length=1, max_length=128)
 
     def subject_key(self) -> str | None:
+        """Return the job id, the subject's last token."""
         return self.job_id
 
 
-class DiscoveryRequested(_JobEvent):
+class DiscoveryRequested(JobEvent):
     """Someone asked for a sweep of address ranges."""
 
     type: Literal["tonerwatch.discovery_requested.v1"] = "tonerwatch.discovery_requested.v1"
@@ -308,14 +329,14 @@ class DiscoveryRequested(_JobEvent):
     )
 
 
-class DiscoveryCancelled(_JobEvent):
+class DiscoveryCancelled(JobEvent):
     """Someone cancelled a running sweep."""
 
     type: Literal["tonerwatch.discovery_cancelled.v1"] = "tonerwatch.discovery_cancelled.v1"
     area_what: ClassVar[str] = sj.DISCOVERY_CANCELLED
 
 
-class DiscoveryProgress(_JobEvent):
+class DiscoveryProgress(JobEvent):
     """How far a sweep is, at least once a second."""
 
     type: Literal["tonerwatch.discovery_progress.v1"] = "tonerwatch.discovery_progress.v1"
@@ -328,7 +349,7 @@ class DiscoveryProgress(_JobEvent):
     remaining_s: float | None = None
 
 
-class DiscoveryFinished(_JobEvent):
+class DiscoveryFinished(JobEvent):
     """A sweep ended: every address probed, time limit reached, or cancelled."""
 
     type: Literal["tonerwatch.discovery_finished.v1"] = "tonerwatch.discovery_finished.v1"
@@ -350,6 +371,8 @@ class UpstreamSynced(Event):
 
     type: Literal["tonerwatch.upstream_synced.v1"] = "tonerwatch.upstream_synced.v1"
     area_what: ClassVar[str] = sj.UPSTREAM_SYNCED
+    # Keyed by the forwarded event's printer; unkeyed when that event had none.
+    keyed: ClassVar[bool] = True
     printer_id: str | None = Field(
         default=None, min_length=1, max_length=128, description="The forwarded event's printer"
     )
@@ -496,6 +519,9 @@ def _type_of(cls: type[Event]) -> str:
 
 
 EVENT_TYPES: dict[str, type[Event]] = {_type_of(c): c for c in EVENT_CLASSES}
+
+# Subject areas of the events, in first-declared order: what the events stream keeps.
+EVENT_AREAS: tuple[str, ...] = tuple(dict.fromkeys(c.subject_area() for c in EVENT_CLASSES))
 
 
 class UnreadableEvent(Exception):

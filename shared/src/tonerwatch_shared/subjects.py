@@ -2,11 +2,14 @@
 
 Subjects are `<root>.<site>.<area>.<what>[.<key>]`, e.g. `tw.acme-hq.supply.reading.p-42`, so a
 consumer can filter by site (`tw.acme-hq.>`), by kind (`tw.*.supply.reading.*`) or by printer.
+Each event class names its `area.what` (below); the events stream's subjects are computed from
+the event classes (`tonerwatch_shared.events.EVENT_AREAS`), never kept by hand.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -33,6 +36,11 @@ UPSTREAM_SYNCED = "sync.delivered"
 ALERT_SETTINGS_CONFIGURED = "config.alerts"
 
 
+def area_of(area_what: str) -> str:
+    """Return the area token of an `area.what` (e.g. "alert" of "alert.crossed")."""
+    return area_what.split(".", 1)[0]
+
+
 def token(value: str) -> str:
     """Return value made safe as one subject token (dots and wildcards replaced)."""
     return _UNSAFE.sub("_", value) or "_"
@@ -54,6 +62,17 @@ class Subjects:
         """Return a wildcard filter for an event kind across sites (and keys)."""
         base = f"{self.root}.{site}.{area_what}"
         return f"{base}.{key}" if keyed else base
+
+    def area(self, area: str, site: str = "*", *, keyed: bool | None = None) -> str:
+        """Return a wildcard filter for every event of an area: any depth, or keyed/unkeyed ones only."""
+        base = f"{self.root}.{site}.{area}"
+        if keyed is None:
+            return f"{base}.>"
+        return f"{base}.*.*" if keyed else f"{base}.*"
+
+    def stream_subjects(self, areas: Iterable[str]) -> list[str]:
+        """Return the subjects of a stream keeping every event of these areas, on every site."""
+        return [self.area(area) for area in areas]
 
     @property
     def all(self) -> str:

@@ -130,3 +130,70 @@ def test_group_recipients_list_each_printer_once_per_set_of_addresses() -> None:
     assert len(wire) < 200_000
     again = ev.parse_event(wire)
     assert isinstance(again, ev.AlertSettingsConfigured) and again == event
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    """Return whether a NATS subject matches a filter (`*` one token, `>` the rest)."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+def _all_subclasses(cls: type) -> set[type]:
+    return {sub for direct in cls.__subclasses__() for sub in (direct, *_all_subclasses(direct))}
+
+
+def test_every_concrete_event_class_is_in_the_registry() -> None:
+    # A class with a `type` but missing from EVENT_CLASSES would be unreadable and its area unkept.
+    concrete = {c for c in _all_subclasses(ev.Event) if "type" in c.model_fields}
+    assert concrete == set(ev.EVENT_CLASSES)
+
+
+def test_stream_areas_come_from_the_event_classes() -> None:
+    assert set(ev.EVENT_AREAS) == {
+        "printer",
+        "supply",
+        "alert",
+        "discovery",
+        "config",
+        "sync",
+        "order",
+    }
+    assert Subjects("tw").stream_subjects(ev.EVENT_AREAS)[0] == "tw.*.printer.>"
+
+
+@pytest.mark.parametrize("cls", ev.EVENT_CLASSES, ids=lambda c: c.__name__)
+def test_each_event_is_kept_by_the_stream_and_matched_by_its_own_filter(
+    cls: type[ev.Event],
+) -> None:
+    subjects = Subjects("tw")
+    fields: dict[str, object] = {
+        "source": "t",
+        "site_id": "hq",
+        "printer_id": "p-1",
+        "job_id": "j-1",
+    }
+    event = cls.model_construct(**fields)
+    subject = event.subject(subjects)
+    assert any(_matches(f, subject) for f in subjects.stream_subjects(ev.EVENT_AREAS))
+    assert _matches(cls.subject_filter(subjects), subject)
+    assert _matches(cls.subject_filter(subjects, site="hq"), subject)
+    assert not _matches(cls.subject_filter(subjects, site="branch"), subject)
+    assert _matches(subjects.area(cls.subject_area()), subject)
+    # A filter names one kind: no other event type's subject matches it.
+    others = {o.area_what for o in ev.EVENT_CLASSES if o is not cls}
+    assert not any(_matches(cls.subject_filter(subjects), f"tw.hq.{o}.p-1") for o in others)
+
+
+def test_printer_events_are_the_ones_keyed_by_a_printer_id() -> None:
+    printer_events = {c for c in ev.EVENT_CLASSES if issubclass(c, ev.PrinterEvent)}
+    assert printer_events == {
+        c
+        for c in ev.EVENT_CLASSES
+        if "printer_id" in c.model_fields and c.model_fields["printer_id"].is_required()
+    }
+    assert ev.SupplyReading in printer_events and ev.UpstreamSynced not in printer_events

@@ -22,7 +22,13 @@ from tonerwatch_alerter.engine import HANDLED, Context, evaluate, new_state
 from tonerwatch_alerter.site_settings import SiteSettings
 from tonerwatch_alerter.store import StateConflict, StateStore
 from tonerwatch_shared.bus import Bus, event_type
-from tonerwatch_shared.events import Event, SupplyReading, UnreadableEvent, parse_event
+from tonerwatch_shared.events import (
+    Event,
+    PrinterEvent,
+    SupplyReading,
+    UnreadableEvent,
+    parse_event,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +100,10 @@ class Processor:
                     "%s %s",
                     event_type(ev),
                     getattr(ev, "alert_id", None) or getattr(ev, "supply_index", ""),
-                    extra={"printer_id": getattr(ev, "printer_id", None), "site": ev.site_id},
+                    extra={
+                        "printer_id": ev.printer_id if isinstance(ev, PrinterEvent) else None,
+                        "site": ev.site_id,
+                    },
                 )
             else:
                 self.duplicates += 1

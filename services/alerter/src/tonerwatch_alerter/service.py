@@ -31,9 +31,14 @@ from tonerwatch_alerter.rules import AlertRules, Resolved
 from tonerwatch_alerter.site_settings import SiteSettings
 from tonerwatch_alerter.state import PrinterLabel
 from tonerwatch_alerter.store import BUCKET, StateStore
-from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler
-from tonerwatch_shared.events import Event
+from tonerwatch_shared.events import (
+    Event,
+    PrinterUnreachable,
+    SupplyReading,
+    SupplyReplaced,
+    ThresholdCrossed,
+)
 from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
 from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
 from tonerwatch_shared.settings import CommonSettings
@@ -100,13 +105,13 @@ def consumer_specs(
     """Return the durable consumers every replica shares: readings, and printer events."""
     readings = ConsumerSpec(
         durable=subjects.name("alerter"),
-        filter_subject=subjects.filter(sj.SUPPLY_READING),
+        filter_subject=SupplyReading.subject_filter(subjects),
         ack_wait_s=ack_wait_s,
     )
     printers = ConsumerSpec(
         durable=subjects.name("alerter_printer"),
         # printer.<what>.<id>: unreachable, reachable, removed (configured is ignored).
-        filter_subject=f"{subjects.root}.*.printer.*.*",
+        filter_subject=subjects.area(PrinterUnreachable.subject_area(), keyed=True),
         ack_wait_s=ack_wait_s,
     )
     return readings, printers
@@ -125,9 +130,9 @@ class Sender(Protocol):
 
 def channel_specs(subjects: Subjects, kind: str, config: ChannelConfig) -> list[ConsumerSpec]:
     """Return the durable consumers feeding one channel: alert events (and swaps if wanted) from now on."""
-    filters = [("", f"{subjects.root}.*.alert.>")]
+    filters = [("", subjects.area(ThresholdCrossed.subject_area()))]
     if config.replaced:
-        filters.append(("_replaced", subjects.filter(sj.SUPPLY_REPLACED)))
+        filters.append(("_replaced", SupplyReplaced.subject_filter(subjects)))
     return [
         ConsumerSpec(
             durable=subjects.name(f"alerter_{kind}_{config.name}{suffix}"),

@@ -45,7 +45,7 @@ from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
 from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
-from tonerwatch_shared.subjects import DISCOVERY_CANCELLED, DISCOVERY_REQUESTED, Subjects
+from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger("tonerwatch.discovery")
 
@@ -362,7 +362,7 @@ async def run(
         service = DiscoveryService(settings, bus, store, client)
         spec = ConsumerSpec(
             durable=subjects.name("discovery_requests"),
-            filter_subject=subjects.filter(DISCOVERY_REQUESTED),
+            filter_subject=DiscoveryRequested.subject_filter(subjects),
             # Only requests made from now on: a new deployment must not replay a week of sweeps.
             deliver_new_only=True,
             max_deliver=5,
@@ -383,7 +383,9 @@ async def run(
             tg.create_task(bus.consume(spec, service.on_requested, stop=stop))
             tg.create_task(
                 bus.subscribe_events(
-                    subjects.filter(DISCOVERY_CANCELLED), stop=stop, handler=service.on_cancelled
+                    DiscoveryCancelled.subject_filter(subjects),
+                    stop=stop,
+                    handler=service.on_cancelled,
                 )
             )
             tg.create_task(service.schedule(stop))

@@ -173,7 +173,7 @@ class Poller:
             StreamConfig(
                 name=self.jobs_stream,
                 description="TonerWatch poll jobs: one per monitored printer",
-                subjects=[f"{self.subjects.root}.*.{JOB_AREA}.*"],
+                subjects=[self.subjects.area(JOB_AREA, keyed=False)],
                 retention=RetentionPolicy.WORK_QUEUE,
                 storage=StorageType.FILE,
                 max_msgs_per_subject=1,
@@ -384,7 +384,8 @@ async def run(
         await poller.ensure_jobs_stream()
         config_spec = ConsumerSpec(
             durable=subjects.name("poller_config"),
-            filter_subject=f"{subjects.root}.*.printer.*.*",
+            # printer.<what>.<id>: configured and removed (the rest is ignored).
+            filter_subject=subjects.area(PrinterConfigured.subject_area(), keyed=True),
         )
         checks = {
             "nats": bus_check(bus),

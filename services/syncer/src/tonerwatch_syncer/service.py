@@ -1,8 +1,8 @@
 """The syncer: forwards what the fleet needs (alerts, replacements, orders) to an upstream portal.
 
-Each event is POSTed as its JSON to `TONERWATCH_SYNC_URL`, signed with HMAC-SHA256 over
-`<timestamp>.<body>` when `TONERWATCH_SYNC_SECRET` is set (headers `X-TonerWatch-Timestamp`,
-`X-TonerWatch-Signature: sha256=<hex>`), with `Idempotency-Key: <event_id>` so the upstream can drop
+Each event is POSTed as its JSON to `TONERWATCH_SYNC_URL` with the headers of
+tonerwatch_shared.signing (the alert webhooks' too): signed with HMAC-SHA256 over `<timestamp>.<body>`
+when `TONERWATCH_SYNC_SECRET` is set, plus `Idempotency-Key: <event_id>` so the upstream can drop
 repeats. A failed POST is retried by JetStream with back-off (nak), so nothing is lost while the
 upstream is down. Without a URL the syncer acknowledges and forwards nothing.
 
@@ -14,8 +14,6 @@ polling and discovery on the network impact page.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 import uuid
@@ -28,10 +26,18 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field
 
 from tonerwatch_shared.bus import Bus, ConsumerSpec, event_type
-from tonerwatch_shared.events import Event, UpstreamSynced
+from tonerwatch_shared.events import (
+    Event,
+    OrderChanged,
+    PrinterEvent,
+    SupplyReplaced,
+    ThresholdCrossed,
+    UpstreamSynced,
+)
 from tonerwatch_shared.lifecycle import stop_event
 from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
 from tonerwatch_shared.settings import CommonSettings
+from tonerwatch_shared.signing import delivery_headers
 from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger("tonerwatch.syncer")
@@ -47,25 +53,15 @@ class Settings(CommonSettings):
     sync_proxy: str | None = Field(default=None, description="HTTP(S) proxy URL for the upstream")
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """Return the signature header value for body sent at timestamp."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
-
-
 def headers_for(
     event: Event, body: bytes, secret: str | None, now: float | None = None
 ) -> dict[str, str]:
     """Return the HTTP headers of one forwarded event."""
     ts = int(now if now is not None else time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "Idempotency-Key": str(event.event_id),
-        "X-TonerWatch-Event": str(getattr(event, "type", "")),
-        "X-TonerWatch-Timestamp": str(ts),
-    }
-    if secret:
-        headers["X-TonerWatch-Signature"] = sign(secret, ts, body)
+    headers = delivery_headers(event, body, secret, ts)
+    headers["Idempotency-Key"] = str(event.event_id)
+    # Before the shared header set; kept so existing upstreams reading it go on working.
+    headers["X-TonerWatch-Event"] = event_type(event)
     return headers
 
 
@@ -215,7 +211,7 @@ async def run(
                     event_id=synced_event_id(event.event_id),
                     source=bus.source,
                     site_id=event.site_id,
-                    printer_id=getattr(event, "printer_id", None),
+                    printer_id=event.printer_id if isinstance(event, PrinterEvent) else None,
                     forwarded_event_id=event.event_id,
                     forwarded_type=event_type(event),
                     status_code=response.status_code,
@@ -230,17 +226,17 @@ async def run(
         specs = [
             ConsumerSpec(
                 durable=subjects.name("syncer_alerts"),
-                filter_subject=f"{subjects.root}.*.alert.>",
+                filter_subject=subjects.area(ThresholdCrossed.subject_area()),
                 max_deliver=1000,
             ),
             ConsumerSpec(
                 durable=subjects.name("syncer_replaced"),
-                filter_subject=subjects.filter("supply.replaced"),
+                filter_subject=SupplyReplaced.subject_filter(subjects),
                 max_deliver=1000,
             ),
             ConsumerSpec(
                 durable=subjects.name("syncer_orders"),
-                filter_subject=subjects.filter("order.changed"),
+                filter_subject=OrderChanged.subject_filter(subjects),
                 max_deliver=1000,
             ),
         ]

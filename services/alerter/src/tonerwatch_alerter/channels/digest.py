@@ -27,7 +27,13 @@ from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from tonerwatch_alerter.channels.base import DeliveryFailed
-from tonerwatch_alerter.channels.mail import MailSender, facts, printer_url, subject_of
+from tonerwatch_alerter.channels.mail import (
+    MailSender,
+    facts,
+    printer_of,
+    printer_url,
+    subject_of,
+)
 from tonerwatch_alerter.state import PrinterLabel
 from tonerwatch_shared.events import (
     AlertResolved,
@@ -118,9 +124,9 @@ def render_digest(
     text_lines = [subject, ""]
     html_items = []
     for event in [*raised, *others]:
-        label = labels.get(str(getattr(event, "printer_id", "")))
+        label = labels.get(printer_of(event) or "")
         line = subject_of(event, label)
-        link = printer_url(sender.public_url, str(getattr(event, "printer_id", "")))
+        link = printer_url(sender.public_url, printer_of(event) or "")
         extras = [
             f"{k.lower()} {v}"
             for k, v in facts(event, label)
@@ -269,8 +275,7 @@ class Digest:
         claim = box.sending
         events = _parse(claim.items)
         labels = {
-            pid: await self.sender.label(pid)
-            for pid in {str(getattr(e, "printer_id", "")) for e in events}
+            pid: await self.sender.label(pid) for pid in {printer_of(e) or "" for e in events}
         }
         to = await self.sender.recipients(site)
         messages = []
@@ -281,7 +286,7 @@ class Digest:
                 )
             )
         for part, (addresses, printers) in (await self._printer_parts(site, events, to)).items():
-            mine = [e for e in events if getattr(e, "printer_id", None) in printers]
+            mine = [e for e in events if printer_of(e) in printers]
             messages.append(
                 render_digest(
                     self.sender,
@@ -314,7 +319,7 @@ class Digest:
         whole = {a.lower() for a in site_to}
         printers_of: dict[str, set[str]] = {}
         spelled: dict[str, str] = {}
-        printers = {str(getattr(e, "printer_id", "")) for e in events} - {""}
+        printers = {pid for e in events if (pid := printer_of(e))}
         for pid in sorted(printers):
             for address in await self.sender.printer_extra(site, pid):
                 if address.lower() not in whole:

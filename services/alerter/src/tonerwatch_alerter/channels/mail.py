@@ -27,7 +27,13 @@ from pydantic import Field, SecretStr, field_validator
 
 from tonerwatch_alerter.channels.base import ChannelConfig, DeliveryFailed
 from tonerwatch_alerter.state import PrinterLabel
-from tonerwatch_shared.events import AlertResolved, Event, SupplyReplaced, ThresholdCrossed
+from tonerwatch_shared.events import (
+    AlertResolved,
+    Event,
+    PrinterEvent,
+    SupplyReplaced,
+    ThresholdCrossed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +96,7 @@ def printer_url(public_url: str, printer_id: str) -> str:
 
 def subject_of(event: Event, label: PrinterLabel | None = None) -> str:
     """Return the mail subject for event: the alert's own one-line message."""
-    title = label.title() if label else getattr(event, "printer_id", "?")
+    title = label.title() if label else printer_of(event) or "?"
     if isinstance(event, ThresholdCrossed):
         return event.message
     if isinstance(event, AlertResolved):
@@ -104,7 +110,7 @@ def subject_of(event: Event, label: PrinterLabel | None = None) -> str:
 
 def facts(event: Event, label: PrinterLabel | None) -> list[tuple[str, str]]:
     """Return the (field, value) rows both bodies show for event."""
-    printer_id = str(getattr(event, "printer_id", "?"))
+    printer_id = printer_of(event) or "?"
     rows: list[tuple[str, str]] = [
         ("Printer", label.name or label.model or printer_id if label else printer_id)
     ]
@@ -177,7 +183,7 @@ def render(
     msg = EmailMessage()
     subject = subject_of(event, label)
     rows = facts(event, label)
-    link = printer_url(public_url, str(getattr(event, "printer_id", "")))
+    link = printer_url(public_url, printer_of(event) or "")
     aid = getattr(event, "alert_id", None)
     footer = f"Alert id {aid or '-'}, event {event.event_id}"
     _headers(msg, sender, recipients, subject)
@@ -248,18 +254,18 @@ class MailSender:
     async def wants(self, event: Event) -> bool:
         """Return whether event is mailed: the route's filter, and someone to send it to."""
         return ChannelConfig.wants(self.config, event) and bool(
-            await self.recipients(event.site_id, _printer_of(event))
+            await self.recipients(event.site_id, printer_of(event))
         )
 
     async def send(self, event: Event) -> int:
         """Send the mail for event until the server takes it; return the attempts used or raise DeliveryFailed."""
         cfg = self.config
-        printer_id = getattr(event, "printer_id", None)
-        label = await self.label(printer_id) if isinstance(printer_id, str) else None
+        printer_id = printer_of(event)
+        label = await self.label(printer_id) if printer_id is not None else None
         message = render(
             event,
             cfg.sender,
-            await self.recipients(event.site_id, _printer_of(event)),
+            await self.recipients(event.site_id, printer_of(event)),
             label=label,
             public_url=self.public_url,
         )
@@ -332,10 +338,9 @@ class MailSender:
         raise DeliveryFailed(f"{cfg.name}: {reason} after {cfg.attempts} attempts")
 
 
-def _printer_of(event: Event) -> str | None:
+def printer_of(event: Event) -> str | None:
     """Return the printer an event is about (None for events about no one printer)."""
-    printer_id = getattr(event, "printer_id", None)
-    return printer_id if isinstance(printer_id, str) and printer_id else None
+    return event.printer_id if isinstance(event, PrinterEvent) else None
 
 
 def _cert_error(exc: BaseException | None) -> ssl.SSLCertVerificationError | None:

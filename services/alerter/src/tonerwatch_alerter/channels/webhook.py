@@ -1,33 +1,26 @@
 """Webhook channel: POST each alert event as its JSON, signed HMAC-SHA256, retried with back-off.
 
-The receiver checks `X-TonerWatch-Signature: sha256=<hex>` = HMAC-SHA256(secret, f"{timestamp}." + body)
-with `X-TonerWatch-Timestamp` (unix seconds) recent, and dedupes on `X-TonerWatch-Event-Id`: delivery
-is at least once (a retry after a lost response sends the same event again).
+Headers and how a receiver verifies them: tonerwatch_shared.signing (the upstream sync uses the
+same). Delivery is at least once (a retry after a lost response sends the same event again).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 
 import httpx
 from pydantic import Field, SecretStr
 
 from tonerwatch_alerter.channels.base import ChannelConfig, DeliveryFailed
-from tonerwatch_shared.bus import event_type
 from tonerwatch_shared.events import Event
+from tonerwatch_shared.signing import delivery_headers
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-TonerWatch-Signature"
-TIMESTAMP_HEADER = "X-TonerWatch-Timestamp"
-EVENT_ID_HEADER = "X-TonerWatch-Event-Id"
-EVENT_TYPE_HEADER = "X-TonerWatch-Event-Type"
 # Worth another try: the receiver is overloaded, restarting or rate limiting us.
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -37,32 +30,6 @@ class WebhookConfig(ChannelConfig):
 
     url: str = Field(pattern=r"^https?://")
     secret: SecretStr
-
-
-def signature(secret: bytes, timestamp: int, body: bytes) -> str:
-    """Return the signature header value for body sent at timestamp."""
-    mac = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"sha256={mac}"
-
-
-def verify(
-    secret: bytes,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    now: float,
-    tolerance_s: float = 300.0,
-) -> bool:
-    """Return whether headers carry a valid, fresh signature of body (for receivers and tests)."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    try:
-        ts = int(lower[TIMESTAMP_HEADER.lower()])
-        given = lower[SIGNATURE_HEADER.lower()]
-    except (KeyError, ValueError):
-        return False
-    if abs(now - ts) > tolerance_s:
-        return False  # a replayed old request
-    return hmac.compare_digest(given, signature(secret, ts, body))
 
 
 class WebhookSender:
@@ -89,17 +56,10 @@ class WebhookSender:
         """POST event until the receiver takes it; return the attempts used or raise DeliveryFailed."""
         cfg = self.config
         body = event.to_bytes()
-        secret = cfg.secret.get_secret_value().encode()
+        secret = cfg.secret.get_secret_value()
         reason = ""
         for attempt in range(1, cfg.attempts + 1):
-            ts = int(self.clock())
-            headers = {
-                "Content-Type": "application/json",
-                TIMESTAMP_HEADER: str(ts),
-                SIGNATURE_HEADER: signature(secret, ts, body),
-                EVENT_ID_HEADER: str(event.event_id),
-                EVENT_TYPE_HEADER: event_type(event),
-            }
+            headers = delivery_headers(event, body, secret, int(self.clock()))
             delay = cfg.backoff(attempt)
             try:
                 resp = await self.client.post(
@@ -128,4 +88,4 @@ def _retry_after(resp: httpx.Response, cap_s: float) -> float:
         return 0.0  # an HTTP date: fall back to our own back-off
 
 
-__all__ = ["DeliveryFailed", "WebhookConfig", "WebhookSender", "signature", "verify"]
+__all__ = ["DeliveryFailed", "WebhookConfig", "WebhookSender"]
