@@ -11,20 +11,14 @@ from __future__ import annotations
 
 import logging
 
-import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 
 from tonerwatch_alerter.rules import AlertRules, Layer, Limits
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import ConsumerSpec
-from tonerwatch_shared.events import (
-    AlertLimits,
-    AlertSettingsConfigured,
-    Event,
-    UnreadableEvent,
-    parse_event,
-)
+from tonerwatch_shared.events import AlertLimits, AlertSettingsConfigured, Event
+from tonerwatch_shared.kv import KvConflict, ModelKv
 from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
@@ -65,7 +59,7 @@ def consumer_spec(subjects: Subjects, ack_wait_s: float = 30.0) -> ConsumerSpec:
     """Return the durable consumer all replicas share for site settings (every one since the start)."""
     return ConsumerSpec(
         durable=subjects.name("alerter_settings"),
-        filter_subject=subjects.filter(sj.ALERT_SETTINGS_CONFIGURED, keyed=False),
+        filter_subject=AlertSettingsConfigured.subject_filter(subjects),
         ack_wait_s=ack_wait_s,
     )
 
@@ -75,27 +69,11 @@ class SiteSettings:
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
-
-    async def _get(self, site_id: str) -> tuple[AlertSettingsConfigured | None, int]:
-        try:
-            entry = await self.kv.get(sj.token(site_id))
-        except nats.js.errors.KeyDeletedError as exc:
-            return None, exc.entry.revision if exc.entry and exc.entry.revision else 0
-        except nats.js.errors.KeyNotFoundError:
-            return None, 0
-        revision = entry.revision or 0
-        if not entry.value:
-            return None, revision
-        try:
-            event = parse_event(entry.value)
-        except UnreadableEvent as exc:
-            log.warning("unreadable alert settings of site %s, ignored: %s", site_id, exc)
-            return None, revision
-        return (event if isinstance(event, AlertSettingsConfigured) else None), revision
+        self.sites = ModelKv(kv, AlertSettingsConfigured)
 
     async def load(self, site_id: str) -> AlertSettingsConfigured | None:
         """Return the settings configured for site_id (None: nothing configured, env rules only)."""
-        return (await self._get(site_id))[0]
+        return (await self.sites.read(sj.token(site_id))).value
 
     async def rules(self, site_id: str) -> AlertRules:
         """Return site_id's configured settings as rule layers."""
@@ -113,29 +91,32 @@ class SiteSettings:
 
     async def store(self, event: AlertSettingsConfigured) -> bool:
         """Keep event unless a newer revision is already kept; return whether it was written."""
-        key = sj.token(event.site_id)
-        for _ in range(MAX_ATTEMPTS):
-            current, kv_revision = await self._get(event.site_id)
+
+        def newer(current: AlertSettingsConfigured | None) -> AlertSettingsConfigured | None:
             if current is not None and (current.revision, current.occurred_at) >= (
                 event.revision,
                 event.occurred_at,
             ):
-                return False  # a redelivery, or overtaken by a newer change
-            try:
-                if kv_revision:
-                    await self.kv.update(key, event.to_bytes(), last=kv_revision)
-                else:
-                    await self.kv.create(key, event.to_bytes())
-            except nats.js.errors.KeyWrongLastSequenceError:
-                continue  # another replica wrote meanwhile: look again
-            log.info(
-                "alert settings of site %s at revision %d",
-                event.site_id,
-                event.revision,
-                extra={"site": event.site_id},
+                return None  # a redelivery, or overtaken by a newer change
+            return event
+
+        try:
+            written = await self.sites.edit(
+                sj.token(event.site_id), newer, attempts=MAX_ATTEMPTS, pause_s=0.0
             )
-            return True
-        raise RuntimeError(f"gave up storing alert settings of {event.site_id}: write conflicts")
+        except KvConflict as exc:
+            raise RuntimeError(
+                f"gave up storing alert settings of {event.site_id}: write conflicts"
+            ) from exc
+        if written is None:
+            return False
+        log.info(
+            "alert settings of site %s at revision %d",
+            event.site_id,
+            event.revision,
+            extra={"site": event.site_id},
+        )
+        return True
 
     async def handle(self, event: Event, msg: Msg | None = None) -> None:
         """Consumer handler: keep AlertSettingsConfigured events, ignore anything else."""

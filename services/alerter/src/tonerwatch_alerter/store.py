@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
-import nats.js.errors
 from nats.js.kv import KeyValue
-from pydantic import ValidationError
 
 from tonerwatch_alerter.state import PrinterState, kv_key
-
-log = logging.getLogger(__name__)
+from tonerwatch_shared.kv import KvConflict, ModelKv
 
 BUCKET = "ALERTER"
 
 
-class StateConflict(Exception):
+class StateConflict(KvConflict):
     """Someone else (another replica) wrote the printer's state since we read it."""
 
 
@@ -33,29 +29,16 @@ class StateStore:
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+        self.states = ModelKv(kv, PrinterState)
 
     async def load(self, printer_id: str) -> Loaded:
-        """Return the stored state of printer_id (None if never stored) with its revision."""
-        key = kv_key(printer_id)
-        try:
-            entry = await self.kv.get(key)
-        except nats.js.errors.KeyDeletedError as exc:
-            return Loaded(None, exc.entry.revision if exc.entry and exc.entry.revision else 0)
-        except nats.js.errors.KeyNotFoundError:
-            return Loaded(None, 0)
-        revision = entry.revision or 0
-        if not entry.value:
-            return Loaded(None, revision)
-        try:
-            return Loaded(PrinterState.from_bytes(entry.value), revision)
-        except ValidationError as exc:
-            # A newer, incompatible or corrupt state: starting afresh beats stopping the alerter.
-            log.warning("unreadable alerter state for %s, starting afresh: %s", printer_id, exc)
-            return Loaded(None, revision)
+        """Return the stored state of printer_id (None if never stored or unreadable) with its revision."""
+        read = await self.states.read(kv_key(printer_id))
+        return Loaded(read.value, read.revision)
 
     async def save(self, printer_id: str, state: PrinterState, revision: int) -> int:
         """Write state if the key is still at revision; return the new revision or raise StateConflict."""
         try:
-            return await self.kv.update(kv_key(printer_id), state.to_bytes(), last=revision)
-        except nats.js.errors.KeyWrongLastSequenceError as exc:
+            return await self.states.write(kv_key(printer_id), state, revision)
+        except KvConflict as exc:
             raise StateConflict(f"state of {printer_id} changed since revision {revision}") from exc

@@ -24,7 +24,7 @@ from email.utils import format_datetime
 import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field
 
 from tonerwatch_alerter.channels.base import DeliveryFailed
 from tonerwatch_alerter.channels.mail import (
@@ -42,6 +42,7 @@ from tonerwatch_shared.events import (
     UnreadableEvent,
     parse_event,
 )
+from tonerwatch_shared.kv import KvConflict, ModelKv
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ class Digest:
     ) -> None:
         self.sender = sender
         self.kv = kv
+        self.boxes = ModelKv(kv, DigestBox)
         self.instance = instance
         self.clock = clock
         self.sent = 0
@@ -188,44 +190,38 @@ class Digest:
         return f"{self.name}.{site}"
 
     async def _load(self, key: str) -> tuple[DigestBox, int]:
-        try:
-            entry = await self.kv.get(key)
-        except nats.js.errors.KeyDeletedError as exc:
-            return DigestBox(), exc.entry.revision if exc.entry and exc.entry.revision else 0
-        except nats.js.errors.KeyNotFoundError:
-            return DigestBox(), 0
-        try:
-            return DigestBox.model_validate_json(entry.value or b"{}"), entry.revision or 0
-        except ValidationError as exc:
-            log.warning("digest %s: unreadable state, starting afresh: %s", key, exc)
-            return DigestBox(), entry.revision or 0
+        read = await self.boxes.read(key)
+        return read.value or DigestBox(), read.revision
 
     async def _save(self, key: str, box: DigestBox, revision: int) -> int | None:
         """Write box if key is still at revision; return the new revision, or None on a conflict."""
         try:
-            return await self.kv.update(key, box.model_dump_json().encode(), last=revision)
-        except nats.js.errors.KeyWrongLastSequenceError:
+            return await self.boxes.write(key, box, revision)
+        except KvConflict:
             return None
 
     async def collect(self, event: Event) -> None:
         """Add event to its site's pending digest (once, however often it is delivered)."""
         key = self.key(event.site_id)
         raw = event.model_dump_json()
-        for _ in range(20):
-            box, rev = await self._load(key)
+
+        def add(current: DigestBox | None) -> DigestBox | None:
+            box = current or DigestBox()
             items = [*box.pending, *(box.sending.items if box.sending else [])]
             if any(str(event.event_id) in item for item in items):
-                return
+                return None
             if not box.pending:
                 box.opened_at = self.clock()
             box.pending.append(raw)
             if len(box.pending) > MAX_ITEMS:
                 box.dropped += len(box.pending) - MAX_ITEMS
                 box.pending = box.pending[-MAX_ITEMS:]
-            if await self._save(key, box, rev) is not None:
-                return
-            await asyncio.sleep(0.01)
-        raise DeliveryFailed(f"digest {key}: too many concurrent writers")
+            return box
+
+        try:
+            await self.boxes.edit(key, add, pause_s=0.01)
+        except KvConflict:
+            raise DeliveryFailed(f"digest {key}: too many concurrent writers") from None
 
     async def sites(self) -> list[str]:
         """Return the sites this route has digest state for."""

@@ -1,0 +1,100 @@
+"""Pydantic models in a JetStream KV bucket: read with the revision, compare-and-set writes, retried edits.
+
+Replicas share state this way without locks: each write names the revision it read, so a write
+based on a stale read fails (KvConflict) instead of silently undoing another replica's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import nats.js.errors
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ValidationError
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+EDIT_ATTEMPTS = 20
+
+
+class KvConflict(Exception):
+    """The key changed since the revision a write named (another writer got there first)."""
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[M]):
+    """A key's value as read (None: absent, deleted or unreadable) and the revision a write must name."""
+
+    value: M | None
+    # 0 when the key is absent (never written, or deleted: nats-py reads a delete as not found).
+    revision: int
+
+
+class ModelKv(Generic[M]):
+    """One KV bucket whose values are JSON of one pydantic model."""
+
+    def __init__(self, kv: KeyValue, model: type[M]) -> None:
+        self.kv = kv
+        self.model = model
+
+    async def read(self, key: str) -> Versioned[M]:
+        """Return key's value and revision; an unreadable value reads as None (and is logged)."""
+        try:
+            entry = await self.kv.get(key)
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return Versioned(None, 0)
+        revision = entry.revision or 0
+        if not entry.value:
+            return Versioned(None, revision)
+        try:
+            return Versioned(self.model.model_validate_json(entry.value), revision)
+        except ValidationError as exc:
+            # A newer, incompatible or corrupt value: starting afresh beats stopping the service.
+            log.warning("unreadable %s at %s, starting afresh: %s", self.model.__name__, key, exc)
+            return Versioned(None, revision)
+
+    async def write(self, key: str, value: M, revision: int) -> int:
+        """Write value if key is still at revision (0: only if absent or deleted); return the new revision.
+
+        Raises KvConflict when someone else wrote the key since that revision.
+        """
+        data = value.model_dump_json().encode()
+        try:
+            if revision == 0:
+                return await self.kv.create(key, data)
+            return await self.kv.update(key, data, last=revision)
+        except nats.js.errors.KeyWrongLastSequenceError as exc:
+            raise KvConflict(f"{key} changed since revision {revision}") from exc
+
+    async def edit(
+        self,
+        key: str,
+        change: Callable[[M | None], M | None],
+        *,
+        attempts: int = EDIT_ATTEMPTS,
+        pause_s: float = 0.01,
+    ) -> Versioned[M] | None:
+        """Apply change to key's current value and write it, rereading on conflict.
+
+        change returns the value to store, or None to leave the key as it is. Returns what was
+        written with its revision, or None when change declined; raises KvConflict after
+        `attempts` conflicting writes.
+        """
+        for _ in range(attempts):
+            current = await self.read(key)
+            new = change(current.value)
+            if new is None:
+                return None
+            try:
+                return Versioned(new, await self.write(key, new, current.revision))
+            except KvConflict:
+                await asyncio.sleep(pause_s)
+        raise KvConflict(f"gave up writing {key}: {attempts} conflicting writes")
+
+
+__all__ = ["KvConflict", "ModelKv", "Versioned"]

@@ -1,0 +1,90 @@
+"""Typed KV values against real NATS: create-if-absent, compare-and-set, retried edits, revisions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from pydantic import BaseModel
+
+from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.kv import KvConflict, ModelKv, Versioned
+
+
+class Tally(BaseModel):
+    count: int = 0
+    by: list[str] = []
+
+
+async def tallies(bus: Bus) -> ModelKv[Tally]:
+    return ModelKv(await bus.key_value("KVTEST", history=5), Tally)
+
+
+async def test_absent_key_reads_none_at_revision_zero_and_is_created_once(bus: Bus) -> None:
+    kv = await tallies(bus)
+    assert await kv.read("site-hq") == Versioned(None, 0)
+    rev = await kv.write("site-hq", Tally(count=1), 0)
+    assert rev > 0
+    assert await kv.read("site-hq") == Versioned(Tally(count=1), rev)
+    # Revision 0 means "only if absent": a second creator loses instead of overwriting.
+    with pytest.raises(KvConflict):
+        await kv.write("site-hq", Tally(count=99), 0)
+    assert (await kv.read("site-hq")).value == Tally(count=1)
+
+
+async def test_write_naming_a_stale_revision_conflicts_and_keeps_the_winner(bus: Bus) -> None:
+    kv = await tallies(bus)
+    first = await kv.write("p-1", Tally(count=1), 0)
+    a, b = await kv.read("p-1"), await kv.read("p-1")
+    assert a.revision == b.revision == first
+    won = await kv.write("p-1", Tally(count=2, by=["a"]), a.revision)
+    assert won > first
+    with pytest.raises(KvConflict):
+        await kv.write("p-1", Tally(count=2, by=["b"]), b.revision)
+    assert await kv.read("p-1") == Versioned(Tally(count=2, by=["a"]), won)
+
+
+async def test_concurrent_edits_are_retried_until_none_is_lost(bus: Bus) -> None:
+    kv = await tallies(bus)
+    writers = [f"replica-{i}" for i in range(8)]
+
+    def bump(name: str) -> Callable[[Tally | None], Tally]:
+        def change(current: Tally | None) -> Tally:
+            t = current or Tally()
+            return Tally(count=t.count + 1, by=[*t.by, name])
+
+        return change
+
+    results = await asyncio.gather(
+        *(kv.edit("shared", bump(n), attempts=50, pause_s=0.001) for n in writers)
+    )
+    final = await kv.read("shared")
+    assert final.value is not None and final.value.count == len(writers)
+    assert sorted(final.value.by) == sorted(writers)
+    # Each edit reports the revision it wrote; the last of them is the key's revision now.
+    assert all(r is not None for r in results)
+    assert max(r.revision for r in results if r is not None) == final.revision
+
+
+async def test_edit_that_declines_writes_nothing(bus: Bus) -> None:
+    kv = await tallies(bus)
+    rev = await kv.write("p-2", Tally(count=5), 0)
+    assert await kv.edit("p-2", lambda current: None) is None
+    assert (await kv.read("p-2")).revision == rev
+
+
+async def test_deleted_and_unreadable_values_read_as_none_but_keep_their_revision(bus: Bus) -> None:
+    kv = await tallies(bus)
+    await kv.write("p-4", Tally(count=3), 0)
+    await kv.kv.delete("p-4")
+    # A deleted key reads as absent, and is created afresh past its delete marker.
+    assert await kv.read("p-4") == Versioned(None, 0)
+    rev = await kv.write("p-4", Tally(count=1), 0)
+    assert (await kv.read("p-4")) == Versioned(Tally(count=1), rev)
+    with pytest.raises(KvConflict):
+        await kv.write("p-4", Tally(count=2), 0)
+
+    bad_rev = await kv.kv.put("p-5", b"not json")
+    assert await kv.read("p-5") == Versioned(None, bad_rev)
+    assert await kv.write("p-5", Tally(count=1), bad_rev) > bad_rev
