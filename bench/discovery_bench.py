@@ -88,7 +88,7 @@ async def _sweep(
 
 
 async def slash24(*, v3: bool = False, icmp_prepass: bool = False) -> dict[str, object]:
-    from tonerwatch_shared.testing.snmpsim import SnmpSimulator, V3User, free_udp_port
+    from tonerwatch_shared.simulator import SnmpSimulator, V3User, free_udp_port
 
     prefix = f"127.{random.randint(64, 250)}.{random.randint(1, 250)}"
     port = free_udp_port(f"{prefix}.1")

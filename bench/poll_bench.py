@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from tonerwatch_shared.printer.parse import parse_snapshot
+from tonerwatch_shared.simulator import SnmpSimulator, V3User, free_udp_port
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import IoStats, SnmpTimeoutError
 from tonerwatch_shared.snmp.poll import (
@@ -43,7 +44,6 @@ from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import IpAddress, Oid, SnmpValue
 from tonerwatch_shared.snmp.udp import UdpSnmpClient
 from tonerwatch_shared.snmp.walk import Stream
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator, V3User, free_udp_port
 
 ROOT = Path(__file__).resolve().parents[1]
 WALKS = ROOT.parent / "shared" / "printer-walks"

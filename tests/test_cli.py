@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import tonerwatch as cli_package
+from tonerwatch.services import SERVICES, CliError, service_module
 from tonerwatch_shared.embedded import free_tcp_port
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator, free_udp_port
+from tonerwatch_shared.simulator import SnmpSimulator, free_udp_port
 
 
 def tonerwatch(
@@ -157,3 +161,32 @@ def test_discover_json_finds_the_hp_m252dw_and_summarises(snmp_agent: SnmpSimula
     assert summary["bytes_sent"] > 0 and summary["bytes_received"] > 0
     printer = objects[0]
     assert "VNB3J99999" in json.dumps(printer)
+
+
+def test_the_command_reaches_services_only_by_loading_them_by_name() -> None:
+    # `serve`, `up` and `discover` load tonerwatch_<service>.service through services.service_module;
+    # a static import of a service package would tie the command to one service's internals.
+    packages = {f"tonerwatch_{name}" for name in SERVICES}
+    offenders = []
+    for path in Path(cli_package.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in packages]
+    assert offenders == []
+
+
+def test_discover_loads_the_one_shot_sweep_of_the_discovery_service() -> None:
+    discovery = service_module("discovery")
+    assert callable(discovery.sweep_once) and issubclass(discovery.SweepRefused, Exception)
+    try:
+        service_module("printer")
+    except CliError as exc:
+        assert "no service 'printer'" in str(exc)
+    else:
+        raise AssertionError("an unknown service name was loaded")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from tonerwatch.cli import SERVICES
+from tonerwatch.services import SERVICES
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
+from tonerwatch.services import SERVICES, CliError, service_module
 from tonerwatch_shared.bus import BusError
 from tonerwatch_shared.embedded import EmbeddedError
 from tonerwatch_shared.settings import CommonSettings, SettingsError, load_settings
 
-SERVICES = ("api", "poller", "alerter", "discovery", "syncer")
 EXIT_USAGE = 2
-
-
-class CliError(Exception):
-    """A problem the user can fix; printed as one line, no traceback."""
-
 
 def default_data_dir() -> Path:
     """Return the per-user data folder (TONERWATCH_DATA_DIR wins)."""
@@ -32,11 +25,6 @@ def default_data_dir() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("tonerwatch", appauthor=False))
-
-
-def service_module(name: str) -> Any:
-    """Return the service's `service` module (it has Settings and run)."""
-    return importlib.import_module(f"tonerwatch_{name}.service")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,7 +178,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 def cmd_discover(args: argparse.Namespace) -> int:
     """Sweep ranges for printers without the services."""
-    from tonerwatch_discovery.cli import sweep_command
+    from tonerwatch.discover import sweep_command
 
     return int(
         asyncio.run(

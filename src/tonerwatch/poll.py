@@ -7,9 +7,9 @@ import socket
 import sys
 from typing import TextIO
 
-from tonerwatch_poller.reading import read_printer
 from tonerwatch_shared.events import SnmpCredentials, SupplyReading
 from tonerwatch_shared.printer.model import SupplyClass
+from tonerwatch_shared.reading import read_printer
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import SnmpError, SnmpTimeoutError
 

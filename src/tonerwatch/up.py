@@ -15,11 +15,12 @@ from typing import Any
 
 import httpx
 
-from tonerwatch.cli import SERVICES, CliError, service_module
+from tonerwatch.services import SERVICES, CliError, service_module
 from tonerwatch_shared.embedded import EmbeddedNats
 from tonerwatch_shared.lifecycle import install_stop_signals
 from tonerwatch_shared.logs import current_service
 from tonerwatch_shared.settings import CommonSettings, load_settings
+from tonerwatch_shared.simulator import free_udp_port
 from tonerwatch_shared.storage import sqlite_url
 
 log = logging.getLogger("tonerwatch.up")
@@ -203,8 +204,6 @@ async def _run_demo(
 
 def _demo_port(demo_dir: Path) -> int | None:
     """Return the port the demo fleet used last time (so registered printers stay valid), if free."""
-    from tonerwatch_shared.testing.snmpsim import free_udp_port
-
     try:
         port = int((demo_dir / "port").read_text())
     except (OSError, ValueError):

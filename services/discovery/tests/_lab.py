@@ -18,7 +18,7 @@ from pathlib import Path
 
 import snmpsim_data  # type: ignore[import-untyped]
 
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator, free_udp_port
+from tonerwatch_shared.simulator import SnmpSimulator, free_udp_port
 
 DATA = Path(snmpsim_data.__file__).parent / "data"
 

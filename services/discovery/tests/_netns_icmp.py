@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from tonerwatch_discovery.sweep import Sweep, SweepConfig, SweepResult
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator, free_udp_port
+from tonerwatch_shared.simulator import SnmpSimulator, free_udp_port
 
 HOST = "127.0.0.10"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tonerwatch.discover import sweep_command
 from tonerwatch_discovery import icmp
-from tonerwatch_discovery.cli import sweep_command
 from tonerwatch_discovery.icmp import (
     IcmpNotPermittedError,
     checksum,

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tonerwatch_discovery.cli import progress_bar, sweep_command
+from tonerwatch.discover import progress_bar, sweep_command
 from tonerwatch_discovery.devices import MemoryDeviceStore, recognise
 from tonerwatch_discovery.icmp import IcmpNotPermittedError
 from tonerwatch_discovery.identify import IdentifyError, identify, resolve
 from tonerwatch_discovery.sweep import Sweep, SweepConfig, SweepProgress
 from tonerwatch_shared.events import SnmpCredentials
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator, V3User, free_udp_port
+from tonerwatch_shared.simulator import SnmpSimulator, V3User, free_udp_port
 
 from ._lab import Lab, random_block, recording_copy, run_lab, site_devices
 

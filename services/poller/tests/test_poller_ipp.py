@@ -9,8 +9,8 @@ import pytest
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.printer.model import SupplyKind, SupplyState
+from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.testing.ippeve import Marker, ippeveprinter, missing_tools
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator
 
 from .test_poller_service import configured, running_poller
 

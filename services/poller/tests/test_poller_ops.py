@@ -10,7 +10,7 @@ from tonerwatch_poller.service import Settings, run
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.embedded import free_tcp_port
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator
+from tonerwatch_shared.simulator import SnmpSimulator
 
 
 async def test_poller_serves_health_and_counts_polls(

@@ -13,8 +13,8 @@ from tonerwatch_poller.service import Settings, run
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.printer.model import SupplyKind
+from tonerwatch_shared.simulator import SnmpSimulator, free_udp_port
 from tonerwatch_shared.testing.infra import eventually
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator, free_udp_port
 
 
 @contextlib.asynccontextmanager

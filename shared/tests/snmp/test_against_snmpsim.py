@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import IoStats, SnmpTimeoutError
 from tonerwatch_shared.snmp.poll import PollPlan, poll_printer
 from tonerwatch_shared.snmp.snmprec import load_snmprec
 from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import Missing, Oid
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator
 
 pytestmark = pytest.mark.recordings
 

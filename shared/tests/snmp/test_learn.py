@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from tonerwatch_shared.printer.parse import parse_snapshot
+from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.learn import private_for, split_scalars, vendor_enterprise
 from tonerwatch_shared.snmp.poll import learn_columns, learn_scalars, poll_printer
 from tonerwatch_shared.snmp.snmprec import load_snmprec
 from tonerwatch_shared.snmp.types import Oid
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator
 
 WALKS = Path(__file__).resolve().parents[3].parent / "shared" / "printer-walks"
 RECORDINGS = sorted(p.stem for p in WALKS.glob("*.snmprec"))

@@ -12,10 +12,10 @@ from typing import cast
 import pytest
 import pytest_asyncio
 
+from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.poll import poll_printer
 from tonerwatch_shared.snmp.target import SnmpTarget
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator
 
 pytestmark = pytest.mark.recordings
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator, free_udp_port
+from tonerwatch_shared.simulator import SnmpSimulator, free_udp_port
 
 RECORDINGS_DIR = Path(__file__).parent / "recordings"
 LOOPBACK = "127.0.0.1"

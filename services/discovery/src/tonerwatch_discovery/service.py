@@ -10,6 +10,9 @@ publishes a `DiscoveryRequested` per site every `discovery_schedule_interval_s` 
 after start), with the site's targets, credential sets and port from the settings; the sweep then
 runs like any requested one. `PrinterFound` carries the device key and the credential set that
 answered (the bus is internal to the deployment; SnmpCredentials never shows its secrets in repr).
+
+`sweep_once` is the one-shot entry point without the bus (`tonerwatch discover` reaches it through
+the CLI's service loading): one sweep, each printer and the progress handed to callbacks.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +30,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import Field
 
 from tonerwatch_discovery.devices import BUCKET, DeviceStore, KvDeviceStore, recognise
+from tonerwatch_discovery.icmp import IcmpNotPermittedError
 from tonerwatch_discovery.identify import FoundPrinter
 from tonerwatch_discovery.netinfo import DEFAULT_MAX_PREFIX
 from tonerwatch_discovery.sweep import Sweep, SweepConfig, SweepProgress, SweepResult
@@ -398,4 +402,58 @@ async def run(
         await bus.drain()
 
 
-__all__ = ["DiscoveryService", "Settings", "found_event", "run"]
+class SweepRefused(Exception):
+    """A one-shot sweep that cannot run: bad targets or limits, or the ICMP pre-pass not permitted."""
+
+
+async def sweep_once(
+    targets: Sequence[str],
+    credentials: Sequence[SnmpCredentials],
+    *,
+    rate_pps: float = 200.0,
+    time_limit_s: float | None = None,
+    timeout_s: float = 1.0,
+    port: int = 161,
+    icmp_prepass: bool = False,
+    progress_interval_s: float = 1.0,
+    on_progress: Callable[[SweepProgress], None] | None = None,
+    on_printer: Callable[[FoundPrinter], None] | None = None,
+) -> SweepResult:
+    """Sweep targets once without the bus; return how it ended (a cancel ends it with what was found).
+
+    Raises SweepRefused (the message says why) when the arguments are wrong or the pre-pass is not
+    permitted; nothing was sent then.
+    """
+    try:
+        config = SweepConfig(
+            targets=list(targets),
+            credentials=list(credentials) or [SnmpCredentials()],
+            rate_pps=rate_pps,
+            time_limit_s=time_limit_s,
+            timeout_s=timeout_s,
+            port=port,
+            icmp_prepass=icmp_prepass,
+            progress_interval_s=progress_interval_s,
+        )
+    except ValueError as exc:
+        raise SweepRefused(str(exc)) from None
+    engine = Sweep(config, on_progress=on_progress, on_printer=on_printer)
+    task = asyncio.ensure_future(engine.run())
+    try:
+        return await asyncio.shield(task)
+    except (TargetError, IcmpNotPermittedError) as exc:
+        raise SweepRefused(str(exc)) from None
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        # Ctrl-C: stop probing, but still report what was found so far.
+        engine.cancel()
+        return await task
+
+
+__all__ = [
+    "DiscoveryService",
+    "Settings",
+    "SweepRefused",
+    "found_event",
+    "run",
+    "sweep_once",
+]

@@ -34,7 +34,6 @@ from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import Field
 
-from tonerwatch_poller.reading import read_printer, read_printer_ipp
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler
 from tonerwatch_shared.events import (
     Event,
@@ -47,6 +46,7 @@ from tonerwatch_shared.ipp import IppError
 from tonerwatch_shared.lifecycle import stop_event
 from tonerwatch_shared.logs import current_site
 from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
+from tonerwatch_shared.reading import read_printer, read_printer_ipp
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import SnmpError

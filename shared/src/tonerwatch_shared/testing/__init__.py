@@ -1,1 +1,1 @@
-"""Test support shipped with the library: real servers (NATS, PostgreSQL, snmpsim) on loopback for tests and the demo."""
+"""Test support shipped with the library: real servers (NATS, PostgreSQL, snmpsim) on loopback for tests."""

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from tonerwatch_shared.simulator import SnmpSimulator, V3User, free_udp_port
 from tonerwatch_shared.snmp.target import SnmpTarget
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator, V3User, free_udp_port
 
 V3_TEST_USER = V3User("tonerwatch-test")
 

@@ -1,4 +1,4 @@
-"""One poll of one printer, from target to `SupplyReading`: the I/O seam plus the pure parse."""
+"""One poll of one printer, from target to `SupplyReading` (the poller service and `tonerwatch poll`): I/O seam plus pure parse."""
 
 from __future__ import annotations
 

@@ -1,25 +1,98 @@
-"""`tonerwatch discover`: a sweep without the services, printers printed as found."""
+"""`tonerwatch discover`: a sweep without the services, printers printed as found.
+
+The sweep itself is the discovery service's one-shot entry point (`sweep_once`), loaded by name like
+`serve` loads a service; this module only presents it: a line or a JSON object per printer, a live
+progress bar on a terminal, a summary. The protocols below are what it reads of the sweep's objects.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
 import shutil
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Protocol, TextIO
 
-from tonerwatch_discovery.icmp import IcmpNotPermittedError
-from tonerwatch_discovery.identify import FoundPrinter
-from tonerwatch_discovery.sweep import Sweep, SweepConfig, SweepProgress
-from tonerwatch_discovery.targets import TargetError
+from tonerwatch.services import service_module
 from tonerwatch_shared.events import SnmpCredentials
+from tonerwatch_shared.printer.model import PrinterIdentity, PrinterSnapshot
 
 _BAR = 30
 _MIN_BAR = 10
-_ETA_ROOM = len(", ~99s left")
 _BAR_REFRESH_S = 0.25  # a live bar on a terminal moves four times a second; events stay at 1/s
+EXIT_BAD_ARGUMENTS = 2
+
+
+class Cost(Protocol):
+    """Bytes one step of finding a printer cost."""
+
+    @property
+    def total(self) -> int: ...
+
+
+class FoundPrinter(Protocol):
+    """A printer the sweep found, as the CLI shows it."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def identity(self) -> PrinterIdentity: ...
+    @property
+    def credentials_name(self) -> str: ...
+    @property
+    def snapshot(self) -> PrinterSnapshot | None: ...
+    @property
+    def first_snapshot(self) -> Cost: ...
+    @property
+    def snapshot_error(self) -> str | None: ...
+    @property
+    def discovery_bytes(self) -> int: ...
+
+
+class SweepProgress(Protocol):
+    """How far a sweep is."""
+
+    @property
+    def probed(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def live(self) -> int: ...
+    @property
+    def printers(self) -> int: ...
+    @property
+    def elapsed_s(self) -> float: ...
+    @property
+    def remaining_s(self) -> float | None: ...
+
+
+class SweepResult(Protocol):
+    """How a sweep ended."""
+
+    @property
+    def printers(self) -> Sequence[object]: ...
+    @property
+    def non_printers(self) -> Sequence[object]: ...
+    @property
+    def live(self) -> int: ...
+    @property
+    def probed(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def elapsed_s(self) -> float: ...
+    @property
+    def end_condition(self) -> str: ...
+    @property
+    def bytes_sent(self) -> int: ...
+    @property
+    def bytes_received(self) -> int: ...
+    @property
+    def errors(self) -> Sequence[str]: ...
+
+    def summary(self) -> dict[str, object]: ...
 
 
 def printer_json(found: FoundPrinter) -> dict[str, object]:
@@ -89,7 +162,7 @@ async def sweep_command(
     communities: Sequence[str],
     rate: float,
     time_limit: float | None,
-    timeout: float,  # noqa: ASYNC109 - the probe wait, the lead's CLI passes it by position
+    timeout: float,  # noqa: ASYNC109 - the probe wait, passed on to the sweep
     json_output: bool,
     out: TextIO = sys.stdout,
     *,
@@ -97,22 +170,8 @@ async def sweep_command(
     icmp_prepass: bool = False,
 ) -> int:
     """Sweeps, prints each printer found and a summary; exit code 0, or 2 for bad arguments."""
-    try:
-        config = SweepConfig(
-            targets=list(targets),
-            credentials=[SnmpCredentials(community=c) for c in communities] or [SnmpCredentials()],
-            rate_pps=rate,
-            time_limit_s=time_limit,
-            timeout_s=timeout,
-            port=port,
-            icmp_prepass=icmp_prepass,
-        )
-    except ValueError as exc:
-        print(f"discover: {exc}", file=sys.stderr)
-        return 2
+    discovery = service_module("discovery")
     live_bar = sys.stderr.isatty()
-    if live_bar:
-        config = dataclasses.replace(config, progress_interval_s=_BAR_REFRESH_S)
     shown: list[str] = []
 
     def draw(line: str) -> None:
@@ -135,16 +194,22 @@ async def sweep_command(
         if live_bar and shown:
             draw(shown[0])
 
-    engine = Sweep(config, on_progress=on_progress, on_printer=on_printer)
-    task = asyncio.ensure_future(engine.run())
     try:
-        result = await asyncio.shield(task)
-    except (TargetError, IcmpNotPermittedError) as exc:
+        result: SweepResult = await discovery.sweep_once(
+            targets,
+            [SnmpCredentials(community=c) for c in communities],
+            rate_pps=rate,
+            time_limit_s=time_limit,
+            timeout_s=timeout,
+            port=port,
+            icmp_prepass=icmp_prepass,
+            progress_interval_s=_BAR_REFRESH_S if live_bar else 1.0,
+            on_progress=on_progress,
+            on_printer=on_printer,
+        )
+    except discovery.SweepRefused as exc:
         print(f"discover: {exc}", file=sys.stderr)
-        return 2
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        engine.cancel()
-        result = await task
+        return EXIT_BAD_ARGUMENTS
     if live_bar:
         draw("\r\x1b[K")
     summary = {"type": "summary", **result.summary()}
@@ -161,3 +226,6 @@ async def sweep_command(
             out.write(f"warning: {error}\n")
     out.flush()
     return 0
+
+
+__all__ = ["printer_json", "printer_line", "progress_bar", "sweep_command"]
