@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from tonerwatch.discover import sweep_command
+from tonerwatch.poll import poll_command
 from tonerwatch.services import SERVICES, CliError, service_module
 from tonerwatch_shared.bus import BusError
 from tonerwatch_shared.embedded import EmbeddedError
@@ -171,15 +173,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_poll(args: argparse.Namespace) -> int:
     """Poll one printer once."""
-    from tonerwatch.poll import poll_command
-
     return asyncio.run(poll_command(args))
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
     """Sweep ranges for printers without the services."""
-    from tonerwatch.discover import sweep_command
-
     return int(
         asyncio.run(
             sweep_command(
@@ -198,6 +196,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Run the whole system."""
+    # Loaded when run, not at every start: it pulls in httpx and SQLAlchemy (a second more for --help).
     from tonerwatch.up import run_up
 
     _configure_logging("tonerwatch")
