@@ -15,7 +15,8 @@ import pytest_asyncio
 from tonerwatch.discover import progress_bar, sweep_command
 from tonerwatch_discovery.devices import MemoryDeviceStore, recognise
 from tonerwatch_discovery.icmp import IcmpNotPermittedError
-from tonerwatch_discovery.identify import IdentifyError, identify, resolve
+from tonerwatch_discovery.identify import FoundPrinter, IdentifyError, identify, resolve
+from tonerwatch_discovery.service import SweepRefused, sweep_once
 from tonerwatch_discovery.sweep import Sweep, SweepConfig, SweepProgress
 from tonerwatch_shared.events import SnmpCredentials
 from tonerwatch_shared.simulator import SnmpSimulator, V3User, free_udp_port
@@ -191,6 +192,39 @@ async def test_manual_add_of_an_unresolvable_name_says_so(monkeypatch: pytest.Mo
 
 async def test_localhost_name_resolves_from_the_hosts_file() -> None:
     assert (await resolve("localhost")).startswith("127.")
+
+
+async def test_sweep_once_hands_each_printer_to_the_callback_as_found(lab: Lab) -> None:
+    # The one-shot entry point `tonerwatch discover` loads by name: no bus, callbacks and a result.
+    seen: list[FoundPrinter] = []
+    progress: list[SweepProgress] = []
+    result = await sweep_once(
+        [f"{lab.prefix}.1-{lab.prefix}.45"],
+        [SnmpCredentials(community="public")],
+        rate_pps=500.0,
+        timeout_s=0.3,
+        port=lab.port,
+        on_printer=seen.append,
+        on_progress=progress.append,
+    )
+    assert result.end_condition == "completed" and result.probed == 45
+    assert [p.address for p in seen] == [p.address for p in result.printers]
+    assert {p.address for p in seen} == {lab.ip(10), lab.ip(20), lab.ip(30)}
+    assert progress and progress[-1].probed <= 45
+
+
+@pytest.mark.parametrize(
+    ("targets", "options", "why"),
+    [
+        (["10.0.0.0/33"], {}, "33"),
+        (["127.0.0.1"], {"rate_pps": 0.0}, "rate and timeout must be positive"),
+    ],
+)
+async def test_sweep_once_refuses_bad_arguments_before_sending(
+    targets: list[str], options: dict[str, float], why: str
+) -> None:
+    with pytest.raises(SweepRefused, match=why):
+        await sweep_once(targets, [SnmpCredentials()], port=9, timeout_s=0.2, **options)
 
 
 async def test_sweep_command_prints_json_lines_and_a_summary(lab: Lab) -> None:
