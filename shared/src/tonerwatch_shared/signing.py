@@ -53,7 +53,7 @@ def sign(body: bytes, secret: str | bytes, timestamp: int) -> dict[str, str]:
 def delivery_headers(
     event: Event, body: bytes, secret: str | bytes | None, timestamp: int | None = None
 ) -> dict[str, str]:
-    """Return the headers of one delivery of event as body (signed when secret is set)."""
+    """Return the headers of one delivery of event as body (signed unless secret is None)."""
     ts = int(time.time()) if timestamp is None else timestamp
     headers = {
         "Content-Type": "application/json",
@@ -61,7 +61,7 @@ def delivery_headers(
         EVENT_TYPE_HEADER: event_type(event),
         TIMESTAMP_HEADER: str(ts),
     }
-    if secret:
+    if secret is not None:
         headers[SIGNATURE_HEADER] = signature(body, secret, ts)
     return headers
 

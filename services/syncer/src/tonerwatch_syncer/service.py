@@ -58,7 +58,8 @@ def headers_for(
 ) -> dict[str, str]:
     """Return the HTTP headers of one forwarded event."""
     ts = int(now if now is not None else time.time())
-    headers = delivery_headers(event, body, secret, ts)
+    # An empty secret, like none, sends unsigned.
+    headers = delivery_headers(event, body, secret or None, ts)
     headers["Idempotency-Key"] = str(event.event_id)
     # Before the shared header set; kept so existing upstreams reading it go on working.
     headers["X-TonerWatch-Event"] = event_type(event)
