@@ -49,7 +49,7 @@ def test_error_state_every_bit_has_its_name() -> None:
         (-1, 100, None, False, (None, SupplyState.OK, ("unrestricted",))),
         (-2, 100, None, False, (None, SupplyState.UNKNOWN, ())),
         (-3, 100, None, False, (None, SupplyState.SOME_REMAINING, ("some_remaining",))),
-        (-3, -2, None, True, (None, SupplyState.OK, ("some_remaining",))),
+        (-3, -2, None, True, (None, SupplyState.SOME_REMAINING, ("some_remaining",))),
         (-7, 100, None, False, (None, SupplyState.UNKNOWN, ("invalid_level",))),
         (50, 0, None, False, (None, SupplyState.UNKNOWN, ())),  # capacity 0: no figure
         (50, -2, None, False, (None, SupplyState.UNKNOWN, ())),

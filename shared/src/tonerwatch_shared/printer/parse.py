@@ -163,9 +163,8 @@ def level_to_percent(
             # RFC 3805: -1 means no restriction: never runs out (or never fills).
             return None, SupplyState.OK, ("unrestricted",)
         if level == SOME_REMAINING:
-            # RFC 3805: -3 means "at least one unit remains" - no figure.
-            if receptacle:
-                return None, SupplyState.OK, ("some_remaining",)
+            # RFC 3805: -3 means "at least one unit remains" - no figure, whether of toner left or
+            # of room left in a waste receptacle (konica_c250i's Waste Toner Box): never "ok".
             return None, SupplyState.SOME_REMAINING, ("some_remaining",)
         if level == UNKNOWN:
             return None, SupplyState.UNKNOWN, ()
