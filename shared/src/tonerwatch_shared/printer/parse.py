@@ -9,9 +9,11 @@ Choices, so the alerter and UI know what they get:
 - lifetime_pages is the life count of the first marker (lowest index, "1.1" on almost every device),
   not a sum: colour devices with one marker per colour count the same sheets on each. Without it,
   the vendor total, then mono + colour.
-- Brother's private readings replace a Printer-MIB supply of the same kind and colour that gives no
-  figure (-3, unknown ...); when the Printer MIB gives a figure, it is kept and the private duplicate
-  dropped.
+- Private readings (a vendor profile's decoder: Brother's blobs) replace a Printer-MIB supply of the
+  same kind and colour that gives no figure (-3, unknown ...); when the Printer MIB gives a figure,
+  it is kept and the private duplicate dropped.
+- Vendor knowledge (private OIDs, counters, decoders) comes from the profile of the enterprise
+  (printer/profiles/<vendor>.py); nothing here names a vendor.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from tonerwatch_shared.printer import brother, oids
+from tonerwatch_shared.printer import oids
 from tonerwatch_shared.printer.codes import (
     ALERT_CODES,
     ALERT_GROUPS,
@@ -49,6 +51,12 @@ from tonerwatch_shared.printer.model import (
     SupplyState,
     Tray,
 )
+from tonerwatch_shared.printer.profiles.registry import (
+    DEVICE_ID_OIDS,
+    MARKS_PRINTER,
+    PROFILES,
+    profile_for,
+)
 from tonerwatch_shared.printer.quirks import (
     ABSURD_VALUE,
     DEVICE_ID_MODEL_KEYS,
@@ -67,7 +75,6 @@ from tonerwatch_shared.printer.vendors import (
     BRAND_ENTERPRISES,
     ENTERPRISE_VENDORS,
     PRINTER_OBJECT_ID_PREFIXES,
-    VENDOR_OIDS,
     brand_in,
     enterprise_number,
     strip_brand,
@@ -220,7 +227,7 @@ def _device_id_fields(text: str) -> dict[str, str]:
 
 
 def _device_id(values: VarBinds) -> str | None:
-    for oid in oids.DEVICE_ID_OIDS:
+    for oid in DEVICE_ID_OIDS:
         text = as_text(values.get(oid))
         if text and ":" in text:
             return text
@@ -285,7 +292,7 @@ def parse_identity(values: VarBinds) -> PrinterIdentity:
     hr_descr = as_text(values.get(f"{oids.HR_DEVICE_DESCR}.{dev}"))
     device_id = _device_id(values)
     id_fields = _device_id_fields(device_id) if device_id else {}
-    vendor_oids = VENDOR_OIDS.get(enterprise) if enterprise is not None else None
+    profile = profile_for(enterprise)
 
     # What sysDescr says, through the vendor-shape table.
     sd_model: str | None = None
@@ -317,7 +324,7 @@ def parse_identity(values: VarBinds) -> PrinterIdentity:
     # Model: hrDeviceDescr, then the device ID, then the vendor's private MIB, then sysDescr. When
     # hrDeviceDescr merely extends the device-ID model ("S5830dn 7XQ1R92 LW62..."), the shorter wins.
     id_model = next((id_fields[k] for k in DEVICE_ID_MODEL_KEYS if id_fields.get(k)), None)
-    private_model = _first(values, vendor_oids.model) if vendor_oids else None
+    private_model = _first(values, profile.model) if profile else None
     candidates = [_clean_model(t) for t in (hr_descr, id_model, private_model, sd_model)]
     model = next((c for c in candidates if c), None)
     clean_id = candidates[1]
@@ -332,12 +339,12 @@ def parse_identity(values: VarBinds) -> PrinterIdentity:
         model = _clean_model(private_model or id_model)
 
     serial = as_text(values.get(f"{oids.PRT_GENERAL_SERIAL_NUMBER}.1"))
-    if not serial and vendor_oids:
-        serial = _first(values, vendor_oids.serial)
+    if not serial and profile:
+        serial = _first(values, profile.serial)
     if not serial:
         serial = sd_serial
 
-    firmware = _first(values, vendor_oids.firmware) if vendor_oids else None
+    firmware = _first(values, profile.firmware) if profile else None
     if not firmware:
         firmware = sd_firmware
 
@@ -346,12 +353,12 @@ def parse_identity(values: VarBinds) -> PrinterIdentity:
     )
     if not is_printer:
         is_printer = device_id is not None or any(
-            _present(values.get(oid)) for oid in (brother.MAINTENANCE, brother.COUNTERS)
+            _present(values.get(oid)) for oid in MARKS_PRINTER
         )
-    if not is_printer and vendor_oids:
+    if not is_printer and profile:
         is_printer = any(
             _present(values.get(oid))
-            for oid in (*vendor_oids.model, *vendor_oids.serial, *vendor_oids.firmware)
+            for oid in (*profile.model, *profile.serial, *profile.firmware)
         )
     if not is_printer and sys_object_id:
         is_printer = any(
@@ -444,34 +451,31 @@ def _standard_supplies(values: VarBinds, enterprise: int | None) -> list[Supply]
     return supplies
 
 
-def _brother_supplies(values: VarBinds, model: str | None) -> list[Supply]:
-    blob = values.get(brother.MAINTENANCE)
-    if not isinstance(blob, bytes):
-        return []
-    device_id = as_text(values.get(brother.DEVICE_ID))
-    ink = brother.is_ink_model(device_id, model)
-    left_blob = values.get(brother.PAGES_LEFT)
-    left = brother.pages_left(left_blob) if isinstance(left_blob, bytes) else {}
+def _private_supplies(values: VarBinds, model: str | None) -> list[Supply]:
+    """Supplies every profile's private decoder finds in the walk (each reads only its own OIDs)."""
     supplies = []
-    for reading in brother.maintenance_levels(blob, ink):
-        percent, state, flags = level_to_percent(reading.level, reading.maximum, UNIT_PERCENT)
-        extra = ("private_mib", "legacy_layout") if reading.legacy else ("private_mib",)
-        supplies.append(
-            Supply(
-                index=f"brother.{reading.ident:02x}",
-                description=reading.part.name,
-                kind=reading.part.kind,
-                colour=reading.part.colour,
-                unit="percent" if reading.maximum == 100 else None,
-                level=reading.level,
-                max_capacity=reading.maximum,
-                percent=percent,
-                state=state,
-                flags=(*flags, *extra),
-                source="brother_private",
-                pages_left=left.get(reading.ident),
+    for profile in PROFILES:
+        private = profile.private
+        if private is None or private.supplies is None:
+            continue
+        for found in private.supplies(values, model):
+            percent, state, flags = level_to_percent(found.level, found.maximum, UNIT_PERCENT)
+            supplies.append(
+                Supply(
+                    index=found.key,
+                    description=found.description,
+                    kind=found.kind,
+                    colour=found.colour,
+                    unit="percent" if found.maximum == 100 else None,
+                    level=found.level,
+                    max_capacity=found.maximum,
+                    percent=percent,
+                    state=state,
+                    flags=(*flags, *found.flags),
+                    source=private.source,
+                    pages_left=found.pages_left,
+                )
             )
-        )
     return supplies
 
 
@@ -506,7 +510,7 @@ def _merge_private(standard: list[Supply], private: list[Supply]) -> list[Supply
 def _supplies(values: VarBinds, identity: PrinterIdentity | None = None) -> list[Supply]:
     enterprise = enterprise_number(identity.sys_object_id) if identity else None
     standard = _standard_supplies(values, enterprise)
-    private = _brother_supplies(values, identity.model if identity else None)
+    private = _private_supplies(values, identity.model if identity else None)
     return _merge_private(standard, private)
 
 
@@ -563,24 +567,18 @@ def parse_counters(values: VarBinds) -> Counters:
 
     fields: dict[str, int] = {}
     enterprise = enterprise_number(str(values.get(oids.SYS_OBJECT_ID) or "") or None)
-    vendor_oids = VENDOR_OIDS.get(enterprise) if enterprise is not None else None
-    if vendor_oids:
-        for name, parts in vendor_oids.counters.items():
-            numbers = [_int(values.get(oid)) for oid in parts]
-            if numbers and all(n is not None and n >= 0 for n in numbers):
-                fields[name] = sum(n for n in numbers if n is not None)
-    blob = values.get(brother.COUNTERS)
-    if isinstance(blob, bytes):
-        found = brother.counters(blob)
-        for src, dst in (
-            ("mono", "mono_pages"),
-            ("colour", "colour_pages"),
-            ("duplex", "duplex_pages"),
-        ):
-            if src in found:
-                fields.setdefault(dst, found[src])
-        if lifetime is None and "total" in found:
-            lifetime = found["total"]
+    profile = profile_for(enterprise)
+    for counter in profile.counters if profile else ():
+        numbers = [_int(values.get(oid)) for oid in counter.oids]
+        if numbers and all(n is not None and n >= 0 for n in numbers):
+            fields[counter.field] = sum(n for n in numbers if n is not None)
+    for other in PROFILES:
+        # Private decoders read their own objects whatever sysObjectID says (Brother's blobs).
+        if other.private is not None and other.private.counters is not None:
+            for name, pages in other.private.counters(values).items():
+                fields.setdefault(name, pages)
+    if lifetime is None:
+        lifetime = fields.get("lifetime_pages")
     if lifetime is None and "mono_pages" in fields and "colour_pages" in fields:
         lifetime = fields["mono_pages"] + fields["colour_pages"]
     return Counters(
@@ -636,10 +634,16 @@ def parse_status(values: VarBinds) -> PrinterStatus:
     dev = printers[0] if printers else "1"
     device = _int(values.get(f"{oids.HR_DEVICE_STATUS}.{dev}"))
     printer = _int(values.get(f"{oids.HR_PRINTER_STATUS}.{dev}"))
-    status_text: str | None = None
-    raw = values.get(brother.STATUS_TEXT)
-    if isinstance(raw, bytes):
-        status_text = brother.decode_status(raw, _int(values.get(brother.CHARSET))) or None
+    status_text = next(
+        (
+            text
+            for p in PROFILES
+            if p.private is not None
+            and p.private.status_text is not None
+            and (text := p.private.status_text(values))
+        ),
+        None,
+    )
     return PrinterStatus(
         device_status=DEVICE_STATUS.get(device, str(device)) if device is not None else None,
         printer_status=PRINTER_STATUS.get(printer, str(printer)) if printer is not None else None,

@@ -1,0 +1,11 @@
+"""Tektronix (Phaser before Xerox bought it): identification only."""
+
+from __future__ import annotations
+
+from tonerwatch_shared.printer.profiles.base import VendorProfile
+
+PROFILE = VendorProfile(
+    name="Tektronix",
+    enterprise=128,
+    brands=(("tektronix", "Tektronix"),),
+)

@@ -1,0 +1,12 @@
+"""Toshiba TEC e-STUDIO: identification only (some use Lexmark's OID, see lexmark.py)."""
+
+from __future__ import annotations
+
+from tonerwatch_shared.printer.profiles.base import VendorProfile
+
+PROFILE = VendorProfile(
+    name="Toshiba",
+    enterprise=1129,
+    brands=(("toshiba", "Toshiba"),),
+    printer_object_ids=("1.3.6.1.4.1.1129.2.3",),
+)
