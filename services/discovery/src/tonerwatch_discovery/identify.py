@@ -17,7 +17,7 @@ from typing import Literal
 from tonerwatch_shared.events import SnmpCredentials
 from tonerwatch_shared.printer import oids
 from tonerwatch_shared.printer.model import PrinterIdentity, PrinterSnapshot
-from tonerwatch_shared.printer.parse import parse_identity, parse_snapshot
+from tonerwatch_shared.printer.parse import denies_printer, parse_identity, parse_snapshot
 from tonerwatch_shared.printer.profiles import registry
 from tonerwatch_shared.printer.vendors import enterprise_number
 from tonerwatch_shared.snmp.base import SnmpProtocol
@@ -68,6 +68,7 @@ def identify_oids(sys_object_id: str | None) -> tuple[str, ...]:
 
 
 RESOLVE_TIMEOUT_S = 5.0
+PRINTER_MIB = "1.3.6.1.2.1.43"
 
 Reason = Literal["invalid_address", "unresolvable", "silent", "not_a_printer", "error"]
 
@@ -187,11 +188,17 @@ async def identify_at(
                 values.update(await client.get(target, extra, stats=stats))
         else:
             values = await client.get(target, identify_oids(sys_object_id), stats=stats)
+        if sys_object_id is not None:
+            values[oids.SYS_OBJECT_ID] = Oid(sys_object_id)
+        if denies_printer(values):
+            # The GET reads one Printer-MIB object: before turning away a device whose
+            # hrDeviceType or device ID says "no printer", ask for the first there is.
+            for oid, value in await client.get_next(target, (PRINTER_MIB,), stats=stats):
+                if oid.startswith(PRINTER_MIB + "."):
+                    values[oid] = value
     finally:
         cost = Cost()
         cost.add(stats)
-    if sys_object_id is not None:
-        values[oids.SYS_OBJECT_ID] = Oid(sys_object_id)
     identification = Identification(
         address,
         port,

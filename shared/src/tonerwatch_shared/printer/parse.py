@@ -82,6 +82,10 @@ from tonerwatch_shared.printer.vendors import (
 from tonerwatch_shared.snmp.types import Missing, SnmpValue, VarBinds
 
 LOW_PERCENT = 10.0
+PRINTER_MIB = "1.3.6.1.2.1.43."
+# A device naming itself a scanner (HP ScanJet, Fujitsu fi-/ScanSnap, Canon imageFORMULA DR-, Epson
+# DS-, Brother ADS-): never offered as a printer unless it shows the Printer MIB.
+SCANNER_WORDS = re.compile(r"\b(?:scanner|scanjet|scansnap|imageformula|ADS-\d)", re.IGNORECASE)
 
 # RFC 3805 special levels/capacities
 UNRESTRICTED = -1
@@ -272,6 +276,36 @@ def _mac(values: VarBinds) -> str | None:
     return best
 
 
+def has_printer_mib(values: VarBinds) -> bool:
+    """True when the values hold any object of the Printer MIB (RFC 3805, 1.3.6.1.2.1.43)."""
+    return any(oid.startswith(PRINTER_MIB) and _present(v) for oid, v in values.items())
+
+
+def denies_printer(values: VarBinds) -> bool:
+    """True when the device says it is no printer and shows nothing of the Printer MIB."""
+    if has_printer_mib(values):
+        return False
+    # hrDeviceType given for some rows and none of them a printer (a NAS, a camera, a scanner).
+    types = table(values, "1.3.6.1.2.1.25.3.2.1")
+    kinds = [str(row[2]).lstrip(".") for row in types.values() if _present(row.get(2))]
+    if kinds and HR_DEVICE_PRINTER not in kinds:
+        return True
+    # A scanner: its IEEE 1284 device ID class, or its own description, says so.
+    fields = _device_id_fields(_device_id(values) or "")
+    device_class = fields.get("CLS", fields.get("CLASS", "")).upper()
+    if "SCANNER" in device_class and "PRINTER" not in device_class:
+        return True
+    descr = " ".join(
+        t
+        for t in (
+            as_text(values.get(oids.SYS_DESCR)),
+            as_text(values.get(f"{oids.HR_DEVICE_DESCR}.1")),
+        )
+        if t
+    )
+    return SCANNER_WORDS.search(descr) is not None
+
+
 def parse_identity(values: VarBinds) -> PrinterIdentity:
     """Return who the printer is: vendor, model, serial, firmware, names and whether it is a printer."""
     sys_descr = as_text(values.get(oids.SYS_DESCR))
@@ -348,22 +382,27 @@ def parse_identity(values: VarBinds) -> PrinterIdentity:
     if not firmware:
         firmware = sd_firmware
 
-    is_printer = bool(printers) or any(
-        oid.startswith("1.3.6.1.2.1.43.") and _present(v) for oid, v in values.items()
-    )
-    if not is_printer:
-        is_printer = device_id is not None or any(
-            _present(values.get(oid)) for oid in MARKS_PRINTER
-        )
-    if not is_printer and profile:
-        is_printer = any(
-            _present(values.get(oid))
-            for oid in (*profile.model, *profile.serial, *profile.firmware)
-        )
-    if not is_printer and sys_object_id:
-        is_printer = any(
-            sys_object_id == p or sys_object_id.startswith(p + ".")
-            for p in PRINTER_OBJECT_ID_PREFIXES
+    is_printer = bool(printers) or has_printer_mib(values)
+    if not is_printer and not denies_printer(values):
+        # Nothing of the Printer MIB read: a device ID, a vendor's private MIB or a sysObjectID
+        # only printers use tells (Brother's thin agents, identification-only recordings).
+        is_printer = (
+            device_id is not None
+            or any(_present(values.get(oid)) for oid in MARKS_PRINTER)
+            or (
+                profile is not None
+                and any(
+                    _present(values.get(oid))
+                    for oid in (*profile.model, *profile.serial, *profile.firmware)
+                )
+            )
+            or (
+                sys_object_id is not None
+                and any(
+                    sys_object_id == p or sys_object_id.startswith(p + ".")
+                    for p in PRINTER_OBJECT_ID_PREFIXES
+                )
+            )
         )
 
     return PrinterIdentity(
