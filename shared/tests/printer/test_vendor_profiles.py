@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -237,3 +239,22 @@ def test_brother_drum_known_only_by_pages_left_is_reported() -> None:
     # With the drum record, the drum is one supply with its level and its pages left.
     full = [s for s in parse_snapshot(recording).supplies if s.kind is SupplyKind.DRUM]
     assert [(d.pages_left, d.percent is not None) for d in full] == [(11014, True)]
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "tonerwatch_shared.printer.parse",
+        "tonerwatch_shared.printer.profiles.registry",
+        "tonerwatch_shared.printer.profiles.brother",
+        "tonerwatch_shared.printer.vendors",
+        "tonerwatch_shared.snmp.poll",
+    ],
+)
+def test_each_entry_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    # The profiles sit between the printer parser and the snmp package (whose __init__ imports
+    # the poll, which reads the registry): whichever is imported first must not meet a cycle.
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()[-400:]

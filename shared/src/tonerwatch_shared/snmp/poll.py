@@ -119,8 +119,9 @@ class PollResult:
 
 
 def _other_device_status(oid: str, present: Mapping[str, SnmpValue]) -> bool:
-    """True for the hrDeviceStatus of a row hrDeviceType says is no printer (the parser reads
-    only the printer's: Konica C250i's processor, network and disk rows, Ricoh's four others)."""
+    """True for the hrDeviceStatus of a row whose hrDeviceType is not a printer."""
+    # The parser reads only the printer's status: Konica C250i's processor, network and disk
+    # rows and Ricoh MP C3002's four others are not worth a steady poll's bytes.
     row = oid.removeprefix(oids.HR_DEVICE_STATUS + ".")
     if row == oid:
         return False
@@ -132,7 +133,8 @@ def plan_from_values(values: Mapping[str, SnmpValue]) -> PollPlan:
     """The plan for a printer whose learning walk returned these values."""
     present = {o: v for o, v in values.items() if not isinstance(v, Missing)}
     volatile = tuple(o for o in present if is_volatile(o) and not _other_device_status(o, present))
-    static = {o: v for o, v in present.items() if o not in volatile}
+    steady = set(volatile)
+    static = {o: v for o, v in present.items() if o not in steady}
     triggers = {o: v for o, v in present.items() if o.startswith(_TRIGGER_PREFIXES)}
     uptime = present.get(oids.SYS_UPTIME)
     return PollPlan(volatile, static, triggers, uptime if isinstance(uptime, int) else None)

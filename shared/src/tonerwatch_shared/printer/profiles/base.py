@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from tonerwatch_shared.printer.model import SupplyKind
-from tonerwatch_shared.snmp.types import VarBinds
+
+if TYPE_CHECKING:  # snmp's package imports the printer parser's vendor tables
+    from tonerwatch_shared.snmp.types import VarBinds
 
 CounterField = Literal["lifetime_pages", "mono_pages", "colour_pages", "duplex_pages"]
 

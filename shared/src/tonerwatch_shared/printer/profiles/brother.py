@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tonerwatch_shared.printer import oids
 from tonerwatch_shared.printer.model import SupplyKind
@@ -18,7 +19,9 @@ from tonerwatch_shared.printer.profiles.base import (
     PrivateSupply,
     VendorProfile,
 )
-from tonerwatch_shared.snmp.types import VarBinds
+
+if TYPE_CHECKING:  # snmp's package imports the printer parser's vendor tables
+    from tonerwatch_shared.snmp.types import VarBinds
 
 # Private objects (brother library; every brother_* recording holds them).
 MAINTENANCE = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.8.0"
