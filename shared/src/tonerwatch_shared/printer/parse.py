@@ -61,7 +61,6 @@ from tonerwatch_shared.printer.quirks import (
     ABSURD_VALUE,
     DEVICE_ID_MODEL_KEYS,
     GENERIC_SYS_DESCR,
-    LEVEL_QUIRKS,
     MODEL_SUFFIXES,
     SYS_DESCR_QUIRKS,
 )
@@ -167,9 +166,12 @@ def level_to_percent(
     if level is None:
         return None, SupplyState.UNKNOWN, ("no_level",)
     if level < 0:
-        for quirk in LEVEL_QUIRKS:
-            if quirk.level == level and (enterprise is None or quirk.enterprise == enterprise):
-                return None, quirk.state, (quirk.flag,)
+        # A vendor's own negative levels (any vendor's when the maker is unknown).
+        vendors = PROFILES if enterprise is None else (profile_for(enterprise),)
+        for vendor in vendors:
+            for quirk in vendor.level_quirks if vendor else ():
+                if quirk.level == level:
+                    return None, quirk.state, (quirk.flag,)
         if level == UNRESTRICTED:
             # RFC 3805: -1 means no restriction: never runs out (or never fills).
             return None, SupplyState.OK, ("unrestricted",)

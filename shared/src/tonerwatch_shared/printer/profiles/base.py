@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from tonerwatch_shared.printer.model import SupplyKind
+from tonerwatch_shared.printer.model import SupplyKind, SupplyState
 
 if TYPE_CHECKING:  # snmp's package imports the printer parser's vendor tables
     from tonerwatch_shared.snmp.types import VarBinds
@@ -20,6 +20,15 @@ class Counter:
 
     field: CounterField
     oids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LevelQuirk:
+    """A prtMarkerSuppliesLevel value beyond RFC 3805's -1/-2/-3 a vendor sends, and its meaning."""
+
+    level: int
+    state: SupplyState
+    flag: str
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,7 @@ class VendorProfile:
     serial: tuple[str, ...] = ()
     firmware: tuple[str, ...] = ()
     counters: tuple[Counter, ...] = ()  # always re-read on a steady poll
+    level_quirks: tuple[LevelQuirk, ...] = ()
     private: PrivateMib | None = None
 
     @property

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tonerwatch_shared.printer.profiles.base import VendorProfile
+from tonerwatch_shared.printer.model import SupplyState
+from tonerwatch_shared.printer.profiles.base import LevelQuirk, VendorProfile
 
 PROFILE = VendorProfile(
     name="Ricoh",
@@ -23,6 +24,10 @@ PROFILE = VendorProfile(
     model=("1.3.6.1.4.1.367.3.2.1.1.1.1.0",),
     firmware=("1.3.6.1.4.1.367.3.2.1.1.1.2.0",),
     serial=("1.3.6.1.4.1.367.3.2.1.2.1.4.0",),
+    # -100 means "near end" (toner almost out, no figure), as in Ricoh's private toner table
+    # (ricohEngTonerTable 367.3.2.1.2.24.1.1, not read: no recording holds it). ricoh_mpc3002
+    # reports 0..100 of 100; proven by test_ricoh_minus_100_means_near_end (test_recordings.py).
+    level_quirks=(LevelQuirk(-100, SupplyState.LOW, "near_end"),),
     # Not here, as no recording shows it: ricohEngCounterTable 367.3.2.1.2.19.5.1.{2 type, 9
     # value} ("Total Prints: Color", GLPI agent MibSupport::Ricoh).
 )
