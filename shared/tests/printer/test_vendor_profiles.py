@@ -258,3 +258,12 @@ def test_each_entry_module_imports_first_in_a_fresh_interpreter(module: str) -> 
         [sys.executable, "-c", f"import {module}"], capture_output=True, timeout=60
     )
     assert done.returncode == 0, done.stderr.decode()[-400:]
+
+
+def test_brother_drum_in_the_printer_mib_gains_the_pages_left_of_a_pages_only_drum() -> None:
+    # brother.snmprec's Printer-MIB "Drum Unit" (11501 of 12000) and brother_hl-l2340dw's
+    # pages-left blob without a maintenance blob: one drum, the Printer MIB's, with pages left.
+    left = load_snmprec(WALKS / "brother_hl-l2340dw.snmprec")[brother.PAGES_LEFT]
+    values = {**load_snmprec(WALKS / "brother.snmprec"), brother.PAGES_LEFT: left}
+    drums = [s for s in parse_snapshot(values).supplies if s.kind is SupplyKind.DRUM]
+    assert [(d.source, d.level, d.pages_left) for d in drums] == [("printer_mib", 11501, 11014)]

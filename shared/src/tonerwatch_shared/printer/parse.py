@@ -536,6 +536,10 @@ def _merge_private(standard: list[Supply], private: list[Supply]) -> list[Supply
         )
         if match is None:
             merged.append(item)
+        elif item.level is None:
+            # Known only by its pages left: the Printer MIB's row stays, with the pages left.
+            if merged[match].pages_left is None:
+                merged[match] = merged[match].model_copy(update={"pages_left": item.pages_left})
         elif merged[match].percent is None:
             old = merged[match]
             merged[match] = item.model_copy(
