@@ -193,7 +193,11 @@ async def identify_at(
         if denies_printer(values):
             # The GET reads one Printer-MIB object: before turning away a device whose
             # hrDeviceType or device ID says "no printer", ask for the first there is.
-            for oid, value in await client.get_next(target, (PRINTER_MIB,), stats=stats):
+            try:
+                following = await client.get_next(target, (PRINTER_MIB,), stats=stats)
+            except SnmpError:
+                following = []  # answered the GET but not this: judge by what the GET showed
+            for oid, value in following:
                 if oid.startswith(PRINTER_MIB + "."):
                     values[oid] = value
     finally:
