@@ -20,6 +20,7 @@ from tonerwatch.demo.fleet import (
     run_demo_fleet,
 )
 from tonerwatch_shared.printer import oids
+from tonerwatch_shared.printer.profiles import brother, registry
 from tonerwatch_shared.snmp.snmprec import load_snmprec
 from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import Missing
@@ -68,7 +69,7 @@ def test_template_is_sorted_complete_printer_recording(template: str) -> None:
 
 def test_hp_templates_carry_ieee1284_device_id() -> None:
     for template in ("hp-m477fdw", "hp-m404dn"):
-        device_id = load_snmprec(RECORDINGS_DIR / f"{template}.snmprec")[oids.DEVICE_ID_OIDS[0]]
+        device_id = load_snmprec(RECORDINGS_DIR / f"{template}.snmprec")[registry.DEVICE_ID_OIDS[0]]
         assert isinstance(device_id, bytes)
         assert device_id.startswith(b"MFG:HP;MDL:HP ")
 
@@ -243,9 +244,9 @@ async def test_brother_hl_l2350dw_true_level_only_in_private_blob(
 ) -> None:
     printer = _first(fleet, Scenario.BROTHER_PRIVATE_LOW)
     level = f"{SUPPLY_LEVEL}.1"
-    values = await client.get(_target(printer), [level, oids.BROTHER_MAINTENANCE])
+    values = await client.get(_target(printer), [level, brother.MAINTENANCE])
     assert values[level] == -3  # RFC 3805: some remaining
-    blob = values[oids.BROTHER_MAINTENANCE]
+    blob = values[brother.MAINTENANCE]
     assert isinstance(blob, bytes) and blob[-1] == 0xFF
     records = {
         blob[i]: int.from_bytes(blob[i + 3 : i + 7], "big") for i in range(0, len(blob) - 1, 7)

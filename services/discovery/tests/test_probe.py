@@ -20,6 +20,7 @@ from tonerwatch_discovery.probe import (
 from tonerwatch_shared.events import SnmpCredentials
 from tonerwatch_shared.printer import oids
 from tonerwatch_shared.printer.parse import parse_identity
+from tonerwatch_shared.printer.profiles import registry
 from tonerwatch_shared.snmp.ber import GET_REQUEST, VERSION_1, VERSION_2C, encode_request
 from tonerwatch_shared.snmp.snmprec import load_snmprec, parse_snmprec_bytes
 from tonerwatch_shared.snmp.types import Oid
@@ -116,7 +117,7 @@ def test_hp_m252dw_identified_with_model_serial_and_mac(printer_walks_dir: Path)
 def test_brother_hl_l2340dw_needs_its_private_device_id(printer_walks_dir: Path) -> None:
     values = dict(load_snmprec(printer_walks_dir / "brother_hl-l2340dw.snmprec"))
     assert oids.SYS_OBJECT_ID not in values  # the probe gets noSuchObject: the full GET is asked
-    assert oids.DEVICE_ID_OIDS[1] in identify_oids(None)
+    assert registry.DEVICE_ID_OIDS[1] in identify_oids(None)
     identity = parse_identity(_identify_view(values, None))  # type: ignore[arg-type]
     assert identity.is_printer and identity.model == "HL-L2340DW"
 

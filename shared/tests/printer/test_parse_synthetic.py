@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tonerwatch_shared.printer import brother, oids
+from tonerwatch_shared.printer import oids
 from tonerwatch_shared.printer.codes import ERROR_BITS
 from tonerwatch_shared.printer.model import SupplyClass, SupplyKind, SupplyState
 from tonerwatch_shared.printer.parse import (
@@ -14,12 +14,14 @@ from tonerwatch_shared.printer.parse import (
     parse_snapshot,
     parse_status,
 )
+from tonerwatch_shared.printer.profiles import brother
 from tonerwatch_shared.printer.text import (
     colour_from_text,
     decode_octets,
     kind_from_text,
     split_description,
 )
+from tonerwatch_shared.snmp.poll import learn_scalars
 from tonerwatch_shared.snmp.snmprec import parse_snmprec
 from tonerwatch_shared.snmp.types import IpAddress, Missing, Oid, SnmpValue
 
@@ -49,7 +51,7 @@ def test_error_state_every_bit_has_its_name() -> None:
         (-1, 100, None, False, (None, SupplyState.OK, ("unrestricted",))),
         (-2, 100, None, False, (None, SupplyState.UNKNOWN, ())),
         (-3, 100, None, False, (None, SupplyState.SOME_REMAINING, ("some_remaining",))),
-        (-3, -2, None, True, (None, SupplyState.OK, ("some_remaining",))),
+        (-3, -2, None, True, (None, SupplyState.SOME_REMAINING, ("some_remaining",))),
         (-7, 100, None, False, (None, SupplyState.UNKNOWN, ("invalid_level",))),
         (50, 0, None, False, (None, SupplyState.UNKNOWN, ())),  # capacity 0: no figure
         (50, -2, None, False, (None, SupplyState.UNKNOWN, ())),
@@ -313,7 +315,7 @@ def test_snmprec_tags_variations_and_hex() -> None:
 
 
 def test_poll_oids_cover_what_the_parser_reads() -> None:
-    assert oids.SYS_DESCR in oids.POLL_SCALARS and oids.BROTHER_MAINTENANCE in oids.POLL_SCALARS
+    assert oids.SYS_DESCR in learn_scalars() and brother.MAINTENANCE in learn_scalars()
     for column in (
         f"{SUP}.9",
         f"{SUP}.8",

@@ -49,6 +49,7 @@ def test_every_recording_parses_sanely(path: Path) -> None:
                 SupplyState.ALMOST_FULL,
                 SupplyState.FULL,
                 SupplyState.UNKNOWN,
+                SupplyState.SOME_REMAINING,  # -3: room remains, no figure (issue #10)
             }
     for tray in snap.trays:
         assert tray.name
@@ -204,10 +205,11 @@ def test_canon_d1180_sysdescr_only_identity() -> None:
 def test_konica_c250i_waste_box_receptacle_some_remaining_and_counters() -> None:
     snap = parse_snapshot(walk("konica_c250i"))
     waste = _supply("konica_c250i", "1.13")
+    # A receptacle at -3 says "some room remains", like any supply at -3: not "ok".
     assert (waste.kind, waste.supply_class, waste.state, waste.percent) == (
         SupplyKind.WASTE_TONER,
         SupplyClass.RECEPTACLE,
-        SupplyState.OK,
+        SupplyState.SOME_REMAINING,
         None,
     )
     assert "some_remaining" in waste.flags

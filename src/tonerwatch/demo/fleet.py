@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
+from tonerwatch_shared.printer.profiles import brother
 from tonerwatch_shared.simulator import SnmpSimulator, free_udp_port
 
 RECORDINGS_DIR = Path(__file__).parent / "recordings"
@@ -37,9 +38,10 @@ PRT_INPUT_CURRENT_LEVEL = "1.3.6.1.2.1.43.8.2.1.10.1"
 PRT_MARKER_LIFE_COUNT_1 = "1.3.6.1.2.1.43.10.2.1.4.1.1"
 PRT_SUPPLIES = "1.3.6.1.2.1.43.11.1.1"
 PRT_ALERT = "1.3.6.1.2.1.43.18.1.1"
-BROTHER_STATUS_TEXT = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.4.5.2.0"
-BROTHER_SERIAL = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.1.0"
-BROTHER_MAINTENANCE = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.8.0"
+# Brother's private objects come from its vendor profile.
+BROTHER_STATUS_TEXT = brother.STATUS_TEXT
+BROTHER_SERIAL = brother.SERIAL
+BROTHER_MAINTENANCE = brother.MAINTENANCE
 
 # RFC 2790 hrDeviceStatus / hrPrinterStatus
 DEVICE_RUNNING, DEVICE_WARNING, DEVICE_DOWN = 2, 3, 5

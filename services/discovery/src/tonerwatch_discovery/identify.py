@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from tonerwatch_shared.events import SnmpCredentials
 from tonerwatch_shared.printer import oids
 from tonerwatch_shared.printer.model import PrinterIdentity, PrinterSnapshot
-from tonerwatch_shared.printer.parse import parse_identity, parse_snapshot
+from tonerwatch_shared.printer.parse import denies_printer, parse_identity, parse_snapshot
+from tonerwatch_shared.printer.profiles import registry
 from tonerwatch_shared.printer.vendors import enterprise_number
 from tonerwatch_shared.snmp.base import SnmpProtocol
 from tonerwatch_shared.snmp.client import SnmpClient
@@ -25,7 +26,6 @@ from tonerwatch_shared.snmp.errors import IoStats, SnmpError, SnmpTimeoutError
 from tonerwatch_shared.snmp.poll import poll_printer
 from tonerwatch_shared.snmp.types import Oid, SnmpValue
 
-_HP_DEVICE_ID, _BROTHER_DEVICE_ID, _DELL_DEVICE_ID = oids.DEVICE_ID_OIDS
 # What every identifying GET asks (sysObjectID comes with the probe's answer when there was one).
 IDENTIFY_BASE: tuple[str, ...] = (
     oids.SYS_DESCR,
@@ -36,22 +36,20 @@ IDENTIFY_BASE: tuple[str, ...] = (
     f"{oids.IF_PHYS_ADDRESS}.1",
     f"{oids.IF_PHYS_ADDRESS}.2",
 )
-# Per enterprise of sysObjectID: the private objects that tell its printers apart. Brother's thin
-# Printer MIB needs its device ID and serial (brother_hl-l2340dw has no hrDeviceType); HP's own
-# printers always give hrDeviceDescr and the Printer MIB, so their 300-byte device ID is left to the
-# first snapshot (jetdirect_m252dw: 1,013 -> 5xx bytes); any other maker may be an HP-OID OEM.
-IDENTIFY_EXTRA: dict[int, tuple[str, ...]] = {
-    11: (),
-    2435: (_BROTHER_DEVICE_ID, oids.BROTHER_SERIAL),
-    674: (_DELL_DEVICE_ID,),
-}
-IDENTIFY_EXTRA_DEFAULT: tuple[str, ...] = (_HP_DEVICE_ID,)
-IDENTIFY_OIDS: tuple[str, ...] = (
-    *IDENTIFY_BASE,
-    oids.SYS_OBJECT_ID,
-    _HP_DEVICE_ID,
-    _BROTHER_DEVICE_ID,
-    oids.BROTHER_SERIAL,
+# Per enterprise of sysObjectID: the private objects that tell its printers apart, from the
+# vendor profiles (VendorProfile.identify: Brother's device ID and serial, Dell's device ID, none
+# for HP); any other maker may be an HP-OID OEM and is asked HP's device ID.
+IDENTIFY_EXTRA: Mapping[int, tuple[str, ...]] = registry.IDENTIFY_EXTRA
+IDENTIFY_EXTRA_DEFAULT: tuple[str, ...] = registry.IDENTIFY_EXTRA_DEFAULT
+IDENTIFY_OIDS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        (
+            *IDENTIFY_BASE,
+            oids.SYS_OBJECT_ID,
+            *IDENTIFY_EXTRA_DEFAULT,
+            *(o for extra in IDENTIFY_EXTRA.values() for o in extra),
+        )
+    )
 )
 """The identifying GET when sysObjectID is not known yet (manual add, v3)."""
 
@@ -70,6 +68,7 @@ def identify_oids(sys_object_id: str | None) -> tuple[str, ...]:
 
 
 RESOLVE_TIMEOUT_S = 5.0
+PRINTER_MIB = "1.3.6.1.2.1.43"
 
 Reason = Literal["invalid_address", "unresolvable", "silent", "not_a_printer", "error"]
 
@@ -189,11 +188,21 @@ async def identify_at(
                 values.update(await client.get(target, extra, stats=stats))
         else:
             values = await client.get(target, identify_oids(sys_object_id), stats=stats)
+        if sys_object_id is not None:
+            values[oids.SYS_OBJECT_ID] = Oid(sys_object_id)
+        if denies_printer(values):
+            # The GET reads one Printer-MIB object: before turning away a device whose
+            # hrDeviceType or device ID says "no printer", ask for the first there is.
+            try:
+                following = await client.get_next(target, (PRINTER_MIB,), stats=stats)
+            except SnmpError:
+                following = []  # answered the GET but not this: judge by what the GET showed
+            for oid, value in following:
+                if oid.startswith(PRINTER_MIB + "."):
+                    values[oid] = value
     finally:
         cost = Cost()
         cost.add(stats)
-    if sys_object_id is not None:
-        values[oids.SYS_OBJECT_ID] = Oid(sys_object_id)
     identification = Identification(
         address,
         port,

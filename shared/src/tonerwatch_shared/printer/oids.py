@@ -25,30 +25,14 @@ PRT_MARKER_COLORANT_VALUE = "1.3.6.1.2.1.43.12.1.1.4"
 PRT_INPUT = "1.3.6.1.2.1.43.8.2.1"
 PRT_ALERT = "1.3.6.1.2.1.43.18.1.1"
 
-# IEEE 1284 device ID strings ("MFG:..;MDL:..;") kept at private OIDs; HP's is used by others too.
-DEVICE_ID_OIDS: tuple[str, ...] = (
-    "1.3.6.1.4.1.11.2.3.9.1.1.7.0",  # HP (and many OEMs)
-    "1.3.6.1.4.1.2435.2.3.9.1.1.7.0",  # Brother
-    # Dell (Lexmark-built): "COMMAND SET:;MODEL:Dell S5830dn" (dell-laser_s5830dn recording)
-    "1.3.6.1.4.1.674.10898.100.2.1.2.1.3.1",
-)
-
-# Brother private MIB (brother library, real fixtures in ../shared/printer-walks/brother_*)
-BROTHER_MAINTENANCE = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.8.0"
-BROTHER_COUNTERS = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.10.0"
-BROTHER_PAGES_LEFT = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.11.0"
-BROTHER_STATUS_TEXT = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.4.5.2.0"
-BROTHER_SERIAL = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.1.0"
-
-BROTHER_FIRMWARE = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.17.0"
-BROTHER_MODEL = "1.3.6.1.4.1.2435.2.4.3.2435.5.13.3.0"
 PRT_LOCALIZATION_CHARSET = "1.3.6.1.2.1.43.7.1.1.4.1.1"
 IF_PHYS_ADDRESS = "1.3.6.1.2.1.2.2.1.6"
 IF_TYPE = "1.3.6.1.2.1.2.2.1.3"
 HR_DEVICE_TABLE_TYPE = HR_DEVICE_TYPE
 
-# A full first poll: GET these scalars (device index 1 and the vendors' private scalars; a
-# noSuchObject answer is normal), then walk these column prefixes. Kept to what parse_snapshot reads.
+# A full first poll: GET these standard scalars (device index 1; a noSuchObject answer is normal)
+# and the vendor profiles' private ones (profiles/registry.py), then walk these column prefixes.
+# Kept to what parse_snapshot reads.
 POLL_SCALARS: tuple[str, ...] = (
     SYS_DESCR,
     SYS_OBJECT_ID,
@@ -59,38 +43,6 @@ POLL_SCALARS: tuple[str, ...] = (
     f"{HR_PRINTER_STATUS}.1",
     f"{HR_PRINTER_DETECTED_ERROR_STATE}.1",
     f"{PRT_GENERAL_SERIAL_NUMBER}.1",
-    PRT_LOCALIZATION_CHARSET,
-    *DEVICE_ID_OIDS,
-    BROTHER_MAINTENANCE,
-    BROTHER_COUNTERS,
-    BROTHER_PAGES_LEFT,
-    BROTHER_STATUS_TEXT,
-    BROTHER_SERIAL,
-    BROTHER_FIRMWARE,
-    BROTHER_MODEL,
-    # Ricoh model, firmware, serial
-    "1.3.6.1.4.1.367.3.2.1.1.1.1.0",
-    "1.3.6.1.4.1.367.3.2.1.1.1.2.0",
-    "1.3.6.1.4.1.367.3.2.1.2.1.4.0",
-    # Kyocera model, serial, firmware
-    "1.3.6.1.4.1.1347.43.5.1.1.1.1",
-    "1.3.6.1.4.1.1347.43.5.1.1.28.1",
-    "1.3.6.1.4.1.1347.43.5.4.1.5.1.1",
-    # Konica Minolta model and counters
-    "1.3.6.1.4.1.18334.1.1.1.1.6.2.1.0",
-    "1.3.6.1.4.1.18334.1.1.1.5.7.2.1.3.0",
-    "1.3.6.1.4.1.18334.1.1.1.5.7.2.2.1.5.1.1",
-    "1.3.6.1.4.1.18334.1.1.1.5.7.2.2.1.5.1.2",
-    "1.3.6.1.4.1.18334.1.1.1.5.7.2.2.1.5.2.1",
-    "1.3.6.1.4.1.18334.1.1.1.5.7.2.2.1.5.2.2",
-    # Canon product name and version
-    "1.3.6.1.4.1.1602.1.1.1.1.0",
-    "1.3.6.1.4.1.1602.1.1.1.4.0",
-    # Dell firmware
-    "1.3.6.1.4.1.674.10898.100.1.1.1.0",
-    # Xerox colour / black impressions
-    "1.3.6.1.4.1.253.8.53.13.2.1.6.1.20.33",
-    "1.3.6.1.4.1.253.8.53.13.2.1.6.1.20.34",
 )
 
 POLL_COLUMNS: tuple[str, ...] = (

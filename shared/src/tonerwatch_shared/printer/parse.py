@@ -9,9 +9,11 @@ Choices, so the alerter and UI know what they get:
 - lifetime_pages is the life count of the first marker (lowest index, "1.1" on almost every device),
   not a sum: colour devices with one marker per colour count the same sheets on each. Without it,
   the vendor total, then mono + colour.
-- Brother's private readings replace a Printer-MIB supply of the same kind and colour that gives no
-  figure (-3, unknown ...); when the Printer MIB gives a figure, it is kept and the private duplicate
-  dropped.
+- Private readings (a vendor profile's decoder: Brother's blobs) replace a Printer-MIB supply of the
+  same kind and colour that gives no figure (-3, unknown ...); when the Printer MIB gives a figure,
+  it is kept and the private duplicate dropped.
+- Vendor knowledge (private OIDs, counters, decoders) comes from the profile of the enterprise
+  (printer/profiles/<vendor>.py); nothing here names a vendor.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from tonerwatch_shared.printer import brother, oids
+from tonerwatch_shared.printer import oids
 from tonerwatch_shared.printer.codes import (
     ALERT_CODES,
     ALERT_GROUPS,
@@ -49,11 +51,16 @@ from tonerwatch_shared.printer.model import (
     SupplyState,
     Tray,
 )
+from tonerwatch_shared.printer.profiles.registry import (
+    DEVICE_ID_OIDS,
+    MARKS_PRINTER,
+    PROFILES,
+    profile_for,
+)
 from tonerwatch_shared.printer.quirks import (
     ABSURD_VALUE,
     DEVICE_ID_MODEL_KEYS,
     GENERIC_SYS_DESCR,
-    LEVEL_QUIRKS,
     MODEL_SUFFIXES,
     SYS_DESCR_QUIRKS,
 )
@@ -67,7 +74,6 @@ from tonerwatch_shared.printer.vendors import (
     BRAND_ENTERPRISES,
     ENTERPRISE_VENDORS,
     PRINTER_OBJECT_ID_PREFIXES,
-    VENDOR_OIDS,
     brand_in,
     enterprise_number,
     strip_brand,
@@ -75,6 +81,10 @@ from tonerwatch_shared.printer.vendors import (
 from tonerwatch_shared.snmp.types import Missing, SnmpValue, VarBinds
 
 LOW_PERCENT = 10.0
+PRINTER_MIB = "1.3.6.1.2.1.43."
+# A device naming itself a scanner (HP ScanJet, Fujitsu fi-/ScanSnap, Canon imageFORMULA DR-, Epson
+# DS-, Brother ADS-): never offered as a printer unless it shows the Printer MIB.
+SCANNER_WORDS = re.compile(r"\b(?:scanner|scanjet|scansnap|imageformula|ADS-\d)", re.IGNORECASE)
 
 # RFC 3805 special levels/capacities
 UNRESTRICTED = -1
@@ -156,16 +166,18 @@ def level_to_percent(
     if level is None:
         return None, SupplyState.UNKNOWN, ("no_level",)
     if level < 0:
-        for quirk in LEVEL_QUIRKS:
-            if quirk.level == level and (enterprise is None or quirk.enterprise == enterprise):
-                return None, quirk.state, (quirk.flag,)
+        # A vendor's own negative levels (any vendor's when the maker is unknown).
+        vendors = PROFILES if enterprise is None else (profile_for(enterprise),)
+        for vendor in vendors:
+            for quirk in vendor.level_quirks if vendor else ():
+                if quirk.level == level:
+                    return None, quirk.state, (quirk.flag,)
         if level == UNRESTRICTED:
             # RFC 3805: -1 means no restriction: never runs out (or never fills).
             return None, SupplyState.OK, ("unrestricted",)
         if level == SOME_REMAINING:
-            # RFC 3805: -3 means "at least one unit remains" - no figure.
-            if receptacle:
-                return None, SupplyState.OK, ("some_remaining",)
+            # RFC 3805: -3 means "at least one unit remains" - no figure, whether of toner left or
+            # of room left in a waste receptacle (konica_c250i's Waste Toner Box): never "ok".
             return None, SupplyState.SOME_REMAINING, ("some_remaining",)
         if level == UNKNOWN:
             return None, SupplyState.UNKNOWN, ()
@@ -221,7 +233,7 @@ def _device_id_fields(text: str) -> dict[str, str]:
 
 
 def _device_id(values: VarBinds) -> str | None:
-    for oid in oids.DEVICE_ID_OIDS:
+    for oid in DEVICE_ID_OIDS:
         text = as_text(values.get(oid))
         if text and ":" in text:
             return text
@@ -266,6 +278,36 @@ def _mac(values: VarBinds) -> str | None:
     return best
 
 
+def has_printer_mib(values: VarBinds) -> bool:
+    """True when the values hold any object of the Printer MIB (RFC 3805, 1.3.6.1.2.1.43)."""
+    return any(oid.startswith(PRINTER_MIB) and _present(v) for oid, v in values.items())
+
+
+def denies_printer(values: VarBinds) -> bool:
+    """True when the device says it is no printer and shows nothing of the Printer MIB."""
+    if has_printer_mib(values):
+        return False
+    # hrDeviceType given for some rows and none of them a printer (a NAS, a camera, a scanner).
+    types = table(values, "1.3.6.1.2.1.25.3.2.1")
+    kinds = [str(row[2]).lstrip(".") for row in types.values() if _present(row.get(2))]
+    if kinds and HR_DEVICE_PRINTER not in kinds:
+        return True
+    # A scanner: its IEEE 1284 device ID class, or its own description, says so.
+    fields = _device_id_fields(_device_id(values) or "")
+    device_class = fields.get("CLS", fields.get("CLASS", "")).upper()
+    if "SCANNER" in device_class and "PRINTER" not in device_class:
+        return True
+    descr = " ".join(
+        t
+        for t in (
+            as_text(values.get(oids.SYS_DESCR)),
+            as_text(values.get(f"{oids.HR_DEVICE_DESCR}.1")),
+        )
+        if t
+    )
+    return SCANNER_WORDS.search(descr) is not None
+
+
 def parse_identity(values: VarBinds) -> PrinterIdentity:
     """Return who the printer is: vendor, model, serial, firmware, names and whether it is a printer."""
     sys_descr = as_text(values.get(oids.SYS_DESCR))
@@ -286,7 +328,7 @@ def parse_identity(values: VarBinds) -> PrinterIdentity:
     hr_descr = as_text(values.get(f"{oids.HR_DEVICE_DESCR}.{dev}"))
     device_id = _device_id(values)
     id_fields = _device_id_fields(device_id) if device_id else {}
-    vendor_oids = VENDOR_OIDS.get(enterprise) if enterprise is not None else None
+    profile = profile_for(enterprise)
 
     # What sysDescr says, through the vendor-shape table.
     sd_model: str | None = None
@@ -318,7 +360,7 @@ def parse_identity(values: VarBinds) -> PrinterIdentity:
     # Model: hrDeviceDescr, then the device ID, then the vendor's private MIB, then sysDescr. When
     # hrDeviceDescr merely extends the device-ID model ("S5830dn 7XQ1R92 LW62..."), the shorter wins.
     id_model = next((id_fields[k] for k in DEVICE_ID_MODEL_KEYS if id_fields.get(k)), None)
-    private_model = _first(values, vendor_oids.model) if vendor_oids else None
+    private_model = _first(values, profile.model) if profile else None
     candidates = [_clean_model(t) for t in (hr_descr, id_model, private_model, sd_model)]
     model = next((c for c in candidates if c), None)
     clean_id = candidates[1]
@@ -333,31 +375,36 @@ def parse_identity(values: VarBinds) -> PrinterIdentity:
         model = _clean_model(private_model or id_model)
 
     serial = as_text(values.get(f"{oids.PRT_GENERAL_SERIAL_NUMBER}.1"))
-    if not serial and vendor_oids:
-        serial = _first(values, vendor_oids.serial)
+    if not serial and profile:
+        serial = _first(values, profile.serial)
     if not serial:
         serial = sd_serial
 
-    firmware = _first(values, vendor_oids.firmware) if vendor_oids else None
+    firmware = _first(values, profile.firmware) if profile else None
     if not firmware:
         firmware = sd_firmware
 
-    is_printer = bool(printers) or any(
-        oid.startswith("1.3.6.1.2.1.43.") and _present(v) for oid, v in values.items()
-    )
-    if not is_printer:
-        is_printer = device_id is not None or any(
-            _present(values.get(oid)) for oid in (brother.MAINTENANCE, brother.COUNTERS)
-        )
-    if not is_printer and vendor_oids:
-        is_printer = any(
-            _present(values.get(oid))
-            for oid in (*vendor_oids.model, *vendor_oids.serial, *vendor_oids.firmware)
-        )
-    if not is_printer and sys_object_id:
-        is_printer = any(
-            sys_object_id == p or sys_object_id.startswith(p + ".")
-            for p in PRINTER_OBJECT_ID_PREFIXES
+    is_printer = bool(printers) or has_printer_mib(values)
+    if not is_printer and not denies_printer(values):
+        # Nothing of the Printer MIB read: a device ID, a vendor's private MIB or a sysObjectID
+        # only printers use tells (Brother's thin agents, identification-only recordings).
+        is_printer = (
+            device_id is not None
+            or any(_present(values.get(oid)) for oid in MARKS_PRINTER)
+            or (
+                profile is not None
+                and any(
+                    _present(values.get(oid))
+                    for oid in (*profile.model, *profile.serial, *profile.firmware)
+                )
+            )
+            or (
+                sys_object_id is not None
+                and any(
+                    sys_object_id == p or sys_object_id.startswith(p + ".")
+                    for p in PRINTER_OBJECT_ID_PREFIXES
+                )
+            )
         )
 
     return PrinterIdentity(
@@ -445,34 +492,31 @@ def _standard_supplies(values: VarBinds, enterprise: int | None) -> list[Supply]
     return supplies
 
 
-def _brother_supplies(values: VarBinds, model: str | None) -> list[Supply]:
-    blob = values.get(brother.MAINTENANCE)
-    if not isinstance(blob, bytes):
-        return []
-    device_id = as_text(values.get(brother.DEVICE_ID))
-    ink = brother.is_ink_model(device_id, model)
-    left_blob = values.get(brother.PAGES_LEFT)
-    left = brother.pages_left(left_blob) if isinstance(left_blob, bytes) else {}
+def _private_supplies(values: VarBinds, model: str | None) -> list[Supply]:
+    """Supplies every profile's private decoder finds in the walk (each reads only its own OIDs)."""
     supplies = []
-    for reading in brother.maintenance_levels(blob, ink):
-        percent, state, flags = level_to_percent(reading.level, reading.maximum, UNIT_PERCENT)
-        extra = ("private_mib", "legacy_layout") if reading.legacy else ("private_mib",)
-        supplies.append(
-            Supply(
-                index=f"brother.{reading.ident:02x}",
-                description=reading.part.name,
-                kind=reading.part.kind,
-                colour=reading.part.colour,
-                unit="percent" if reading.maximum == 100 else None,
-                level=reading.level,
-                max_capacity=reading.maximum,
-                percent=percent,
-                state=state,
-                flags=(*flags, *extra),
-                source="brother_private",
-                pages_left=left.get(reading.ident),
+    for profile in PROFILES:
+        private = profile.private
+        if private is None or private.supplies is None:
+            continue
+        for found in private.supplies(values, model):
+            percent, state, flags = level_to_percent(found.level, found.maximum, UNIT_PERCENT)
+            supplies.append(
+                Supply(
+                    index=found.key,
+                    description=found.description,
+                    kind=found.kind,
+                    colour=found.colour,
+                    unit="percent" if found.maximum == 100 else None,
+                    level=found.level,
+                    max_capacity=found.maximum,
+                    percent=percent,
+                    state=state,
+                    flags=(*flags, *found.flags),
+                    source=private.source,
+                    pages_left=found.pages_left,
+                )
             )
-        )
     return supplies
 
 
@@ -492,6 +536,10 @@ def _merge_private(standard: list[Supply], private: list[Supply]) -> list[Supply
         )
         if match is None:
             merged.append(item)
+        elif item.level is None:
+            # Known only by its pages left: the Printer MIB's row stays, with the pages left.
+            if merged[match].pages_left is None:
+                merged[match] = merged[match].model_copy(update={"pages_left": item.pages_left})
         elif merged[match].percent is None:
             old = merged[match]
             merged[match] = item.model_copy(
@@ -507,7 +555,7 @@ def _merge_private(standard: list[Supply], private: list[Supply]) -> list[Supply
 def _supplies(values: VarBinds, identity: PrinterIdentity | None = None) -> list[Supply]:
     enterprise = enterprise_number(identity.sys_object_id) if identity else None
     standard = _standard_supplies(values, enterprise)
-    private = _brother_supplies(values, identity.model if identity else None)
+    private = _private_supplies(values, identity.model if identity else None)
     return _merge_private(standard, private)
 
 
@@ -564,24 +612,18 @@ def parse_counters(values: VarBinds) -> Counters:
 
     fields: dict[str, int] = {}
     enterprise = enterprise_number(str(values.get(oids.SYS_OBJECT_ID) or "") or None)
-    vendor_oids = VENDOR_OIDS.get(enterprise) if enterprise is not None else None
-    if vendor_oids:
-        for name, parts in vendor_oids.counters.items():
-            numbers = [_int(values.get(oid)) for oid in parts]
-            if numbers and all(n is not None and n >= 0 for n in numbers):
-                fields[name] = sum(n for n in numbers if n is not None)
-    blob = values.get(brother.COUNTERS)
-    if isinstance(blob, bytes):
-        found = brother.counters(blob)
-        for src, dst in (
-            ("mono", "mono_pages"),
-            ("colour", "colour_pages"),
-            ("duplex", "duplex_pages"),
-        ):
-            if src in found:
-                fields.setdefault(dst, found[src])
-        if lifetime is None and "total" in found:
-            lifetime = found["total"]
+    profile = profile_for(enterprise)
+    for counter in profile.counters if profile else ():
+        numbers = [_int(values.get(oid)) for oid in counter.oids]
+        if numbers and all(n is not None and n >= 0 for n in numbers):
+            fields[counter.field] = sum(n for n in numbers if n is not None)
+    for other in PROFILES:
+        # Private decoders read their own objects whatever sysObjectID says (Brother's blobs).
+        if other.private is not None and other.private.counters is not None:
+            for name, pages in other.private.counters(values).items():
+                fields.setdefault(name, pages)
+    if lifetime is None:
+        lifetime = fields.get("lifetime_pages")
     if lifetime is None and "mono_pages" in fields and "colour_pages" in fields:
         lifetime = fields["mono_pages"] + fields["colour_pages"]
     return Counters(
@@ -637,10 +679,16 @@ def parse_status(values: VarBinds) -> PrinterStatus:
     dev = printers[0] if printers else "1"
     device = _int(values.get(f"{oids.HR_DEVICE_STATUS}.{dev}"))
     printer = _int(values.get(f"{oids.HR_PRINTER_STATUS}.{dev}"))
-    status_text: str | None = None
-    raw = values.get(brother.STATUS_TEXT)
-    if isinstance(raw, bytes):
-        status_text = brother.decode_status(raw, _int(values.get(brother.CHARSET))) or None
+    status_text = next(
+        (
+            text
+            for p in PROFILES
+            if p.private is not None
+            and p.private.status_text is not None
+            and (text := p.private.status_text(values))
+        ),
+        None,
+    )
     return PrinterStatus(
         device_status=DEVICE_STATUS.get(device, str(device)) if device is not None else None,
         printer_status=PRINTER_STATUS.get(printer, str(printer)) if printer is not None else None,

@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tonerwatch_shared.printer.model import SupplyState
-
 
 @dataclass(frozen=True)
 class SysDescrQuirk:
@@ -86,28 +84,8 @@ GENERIC_SYS_DESCR = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class LevelQuirk:
-    """A vendor-specific prtMarkerSuppliesLevel value and what it means."""
-
-    enterprise: int
-    level: int
-    state: SupplyState
-    flag: str
-    source: str
-
-
-# Negative levels beyond RFC 3805's -1/-2/-3 some vendors send. Ricoh's private toner table
-# (ricohEngTonerTable, 1.3.6.1.4.1.367.3.2.1.2.24.1.1) is not read: ricoh_mpc3002, ricoh_aficio
-# and gestetner do not hold it, so nothing proves its layout here.
-LEVEL_QUIRKS: tuple[LevelQuirk, ...] = (
-    # Ricoh: -100 means "near end" (toner almost out, no figure). Ricoh's private toner table uses
-    # the same coding. No recording here shows it (ricoh_mpc3002 reports 0..100 of 100); proven by a
-    # synthetic test built on ricoh_mpc3002.
-    LevelQuirk(
-        367, -100, SupplyState.LOW, "near_end", "Ricoh private MIB / ricoh_mpc3002 (synthetic)"
-    ),
-)
+# Vendor-specific prtMarkerSuppliesLevel values live in the vendor profiles
+# (VendorProfile.level_quirks, printer/profiles/<vendor>.py).
 
 # Capacities at or above this are not real (2**31-1 and friends are "unset" on some firmwares).
 ABSURD_VALUE = 2**31 - 1

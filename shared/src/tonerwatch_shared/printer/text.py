@@ -18,6 +18,14 @@ from tonerwatch_shared.snmp.types import Missing, SnmpValue
 # net-snmp prints OCTET STRINGs it cannot show as text as "48 50 20 43 ..." wrapped every 16 bytes;
 # some agents and recordings store that dump as the value itself.
 _HEX_DUMP = re.compile(rb"\s*[0-9A-Fa-f]{2}(?:[ \t\r\n]+[0-9A-Fa-f]{2})+\s*")
+# A value that starts as text and goes on as lines of hex pairs: how net-snmp output of a string
+# ending in NUL reaches us from users ("Black Toner Cartridge HP CF540A" then "43 46 35 ... 00").
+_TEXT_THEN_HEX = re.compile(
+    rb"(?P<text>.*?\S[ \t]*)\r?\n(?P<hex>\s*[0-9A-Fa-f]{2}(?:[ \t\r\n]+[0-9A-Fa-f]{2})+\s*)",
+    re.DOTALL,
+)
+# Hex pairs left in text (a dump nothing could undo): no part number is read out of them.
+HEX_RUN = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{2}(?:\s+[0-9A-Fa-f]{2}){2,}(?![0-9A-Za-z])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"\s+")
 
@@ -48,6 +56,15 @@ def unhex_dump(data: bytes) -> bytes:
     """Return the octets a net-snmp hex dump stands for, or data itself when it is not one."""
     if _HEX_DUMP.fullmatch(data):
         return bytes.fromhex(data.decode("ascii"))
+    mixed = _TEXT_THEN_HEX.fullmatch(data)
+    if mixed:
+        text = mixed.group("text")
+        rest = bytes.fromhex(mixed.group("hex").decode("ascii")).split(b"\x00", 1)[0]
+        # The hex lines either repeat the text's tail (the dump of the same octets) or go on
+        # from where the text stopped.
+        if not rest.strip() or text.rstrip().endswith(rest.strip()):
+            return text
+        return text + rest
     return data
 
 
@@ -95,8 +112,16 @@ def split_description(text: str) -> tuple[str, str | None]:
     """Return (name, part number) with serial-number tails and the part number cut from the name."""
     name = SERIAL_SUFFIX.split(text, maxsplit=1)[0]
     part: str | None = None
+    hex_runs = [m.span() for m in HEX_RUN.finditer(name)]
     for pattern in PART_NUMBER_PATTERNS:
-        match = pattern.search(name)
+        match = next(
+            (
+                m
+                for m in pattern.finditer(name)
+                if not any(a < m.end("pn") and m.start("pn") < b for a, b in hex_runs)
+            ),
+            None,
+        )
         if match:
             part = match.group("pn").upper()
             name = (name[: match.start()] + " " + name[match.end() :]).strip()
@@ -112,6 +137,10 @@ def _tokens(text: str) -> str:
     return " " + re.sub(r"[^a-z0-9]+", " ", folded).strip() + " "
 
 
+# Words of a description as written: a part number ("C1P70A", "PK-520") is one word.
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
 def colour_from_text(text: str | None) -> str | None:
     """Return the normalised colour a description or colorant name names, or None."""
     if not text:
@@ -120,8 +149,11 @@ def colour_from_text(text: str | None) -> str | None:
     for phrase, colour in COLOUR_WORDS:
         if f" {phrase} " in words:
             return colour
-    # Single-letter codes only as standalone upper-case tokens ("Drum Unit (K)", "Toner Bk").
-    for token in re.findall(r"[A-Za-z]+", text):
+    # Letter codes only as whole words, never inside a part number ("C1P70A" is no cyan, "PK-520"
+    # no photo black), and never in a kit's name ("Document Feeder Kit", "Punch Kit PK 519").
+    if " kit " in words:
+        return None
+    for token in _WORD.findall(text):
         if token in COLOUR_ABBREVIATIONS:
             return COLOUR_ABBREVIATIONS[token]
     return None

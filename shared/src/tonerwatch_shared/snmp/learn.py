@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tonerwatch_shared.printer import oids
+from tonerwatch_shared.printer.profiles import registry
 from tonerwatch_shared.printer.vendors import BRAND_ENTERPRISES, brand_in, enterprise_number
 from tonerwatch_shared.snmp.base import SnmpProtocol
 from tonerwatch_shared.snmp.ber import oid_key
@@ -64,10 +65,9 @@ MESSAGE_OVERHEAD = 60
 VARBIND_COST = 16
 
 PRIVATE = "1.3.6.1.4.1."
-# Standard objects only one vendor's parser reads (Brother decodes its status text with it).
-VENDOR_STANDARD_SCALARS: Mapping[int, tuple[str, ...]] = {
-    2435: (oids.PRT_LOCALIZATION_CHARSET,),
-}
+# Standard objects only one vendor's decoder reads (Brother decodes its status text with the
+# charset), from the vendor profiles.
+VENDOR_STANDARD_SCALARS: Mapping[int, tuple[str, ...]] = registry.VENDOR_STANDARD_SCALARS
 IDENTITY_SCALARS: tuple[str, ...] = (
     oids.SYS_DESCR,
     oids.SYS_OBJECT_ID,
@@ -76,7 +76,7 @@ IDENTITY_SCALARS: tuple[str, ...] = (
     oids.SYS_LOCATION,
 )
 # HP's IEEE 1284 device ID object is implemented by many other makers: asked of every printer.
-SHARED_PRIVATE_SCALARS: tuple[str, ...] = (oids.DEVICE_ID_OIDS[0],)
+SHARED_PRIVATE_SCALARS: tuple[str, ...] = registry.SHARED_SCALARS
 
 
 def vendor_enterprise(values: Mapping[str, SnmpValue]) -> int | None:
@@ -89,7 +89,7 @@ def vendor_enterprise(values: Mapping[str, SnmpValue]) -> int | None:
     descr = values.get(oids.SYS_DESCR)
     if isinstance(descr, bytes):
         texts.append(descr.decode("latin-1"))
-    for oid in oids.DEVICE_ID_OIDS:
+    for oid in registry.DEVICE_ID_OIDS:
         raw_id = values.get(oid)
         if isinstance(raw_id, bytes):
             fields = dict(

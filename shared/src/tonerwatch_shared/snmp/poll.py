@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from tonerwatch_shared.printer import oids
+from tonerwatch_shared.printer.codes import HR_DEVICE_PRINTER
+from tonerwatch_shared.printer.profiles import registry
 from tonerwatch_shared.snmp.base import DEFAULT_MAX_VALUES, SnmpProtocol
 from tonerwatch_shared.snmp.errors import IoStats
 from tonerwatch_shared.snmp.learn import learn_tables
@@ -17,18 +19,15 @@ from tonerwatch_shared.snmp.walk import Stream
 PRT_GENERAL_CONFIG_CHANGES = "1.3.6.1.2.1.43.5.1.1.1"
 PRT_ALERT_ALL_EVENTS = "1.3.6.1.2.1.43.5.1.1.19"
 
+# The standard scalars, then every vendor profile's private ones (learn asks a printer only
+# those of its own maker, see learn.private_for).
 LEARN_SCALARS: tuple[str, ...] = (
     oids.SYS_DESCR,
     oids.SYS_OBJECT_ID,
     oids.SYS_UPTIME,
     oids.SYS_NAME,
     oids.SYS_LOCATION,
-    *oids.DEVICE_ID_OIDS,
-    oids.BROTHER_MAINTENANCE,
-    oids.BROTHER_COUNTERS,
-    oids.BROTHER_PAGES_LEFT,
-    oids.BROTHER_STATUS_TEXT,
-    oids.BROTHER_SERIAL,
+    *registry.VENDOR_SCALARS,
 )
 
 _SUPPLIES = oids.PRT_MARKER_SUPPLIES
@@ -51,7 +50,8 @@ LEARN_COLUMNS: tuple[str, ...] = (
     PRT_ALERT_ALL_EVENTS,
 )
 
-# Read on every steady poll; everything else only changes with the layout.
+# Read on every steady poll (with every profile's counters and changing private objects,
+# registry.VOLATILE_SCALARS); everything else only changes with the layout.
 VOLATILE_PREFIXES: tuple[str, ...] = (
     oids.SYS_UPTIME,
     f"{_SUPPLIES}.9.",  # level
@@ -64,10 +64,6 @@ VOLATILE_PREFIXES: tuple[str, ...] = (
     oids.HR_PRINTER_DETECTED_ERROR_STATE + ".",
     PRT_GENERAL_CONFIG_CHANGES + ".",
     PRT_ALERT_ALL_EVENTS + ".",
-    oids.BROTHER_MAINTENANCE,
-    oids.BROTHER_COUNTERS,
-    oids.BROTHER_PAGES_LEFT,
-    oids.BROTHER_STATUS_TEXT,
 )
 # A change in any of these means rows were added or removed: learn again.
 _TRIGGER_PREFIXES = (PRT_GENERAL_CONFIG_CHANGES + ".", PRT_ALERT_ALL_EVENTS + ".")
@@ -89,7 +85,7 @@ def learn_scalars() -> tuple[str, ...]:
 
 def is_volatile(oid: str) -> bool:
     """True for values a steady poll reads again (levels, counters, status, alerts)."""
-    return oid.startswith(VOLATILE_PREFIXES)
+    return oid in registry.VOLATILE_SCALARS or oid.startswith(VOLATILE_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -122,11 +118,23 @@ class PollResult:
     anomalies: tuple[str, ...] = ()
 
 
+def _other_device_status(oid: str, present: Mapping[str, SnmpValue]) -> bool:
+    """True for the hrDeviceStatus of a row whose hrDeviceType is not a printer."""
+    # The parser reads only the printer's status: Konica C250i's processor, network and disk
+    # rows and Ricoh MP C3002's four others are not worth a steady poll's bytes.
+    row = oid.removeprefix(oids.HR_DEVICE_STATUS + ".")
+    if row == oid:
+        return False
+    kind = present.get(f"{oids.HR_DEVICE_TYPE}.{row}")
+    return isinstance(kind, str) and kind.lstrip(".") != HR_DEVICE_PRINTER
+
+
 def plan_from_values(values: Mapping[str, SnmpValue]) -> PollPlan:
     """The plan for a printer whose learning walk returned these values."""
     present = {o: v for o, v in values.items() if not isinstance(v, Missing)}
-    volatile = tuple(o for o in present if is_volatile(o))
-    static = {o: v for o, v in present.items() if not is_volatile(o)}
+    volatile = tuple(o for o in present if is_volatile(o) and not _other_device_status(o, present))
+    steady = set(volatile)
+    static = {o: v for o, v in present.items() if o not in steady}
     triggers = {o: v for o, v in present.items() if o.startswith(_TRIGGER_PREFIXES)}
     uptime = present.get(oids.SYS_UPTIME)
     return PollPlan(volatile, static, triggers, uptime if isinstance(uptime, int) else None)

@@ -1,4 +1,4 @@
-"""Brother's private MIB: the maintenance, counter and pages-left blobs, decoded.
+"""Brother: identification, and the private MIB's maintenance, counter and pages-left blobs decoded.
 
 Layout and record ids follow the Apache-2.0 `brother` library (bieniu/brother, brother/const.py):
 each blob is records of ``id, 0x01, length, value`` (value big-endian) ended by 0xFF. Modern laser
@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from tonerwatch_shared.printer import oids
 from tonerwatch_shared.printer.model import SupplyKind
+from tonerwatch_shared.printer.profiles.base import (
+    CounterField,
+    PrivateMib,
+    PrivateSupply,
+    VendorProfile,
+)
 
+if TYPE_CHECKING:  # snmp's package imports the printer parser's vendor tables
+    from tonerwatch_shared.snmp.types import VarBinds
+
+# Private objects (brother library; every brother_* recording holds them).
 MAINTENANCE = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.8.0"
 COUNTERS = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.10.0"
 PAGES_LEFT = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.11.0"
 STATUS_TEXT = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.4.5.2.0"
 DEVICE_ID = "1.3.6.1.4.1.2435.2.3.9.1.1.7.0"
+SERIAL = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.1.0"
+FIRMWARE = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.17.0"
+MODEL = "1.3.6.1.4.1.2435.2.4.3.2435.5.13.3.0"  # brother.snmprec: "Brother MFC-L2710DW series"
 # prtLocalizationCharacterSet of the first localization: the charset of the front-panel text.
-CHARSET = "1.3.6.1.2.1.43.7.1.1.4.1.1"
+CHARSET = oids.PRT_LOCALIZATION_CHARSET
 
 
 @dataclass(frozen=True)
@@ -119,7 +134,12 @@ CHARSETS: dict[int, str] = {
     2252: "cp1252",
 }
 
-_INK_MODEL = re.compile(r"\b(?:MFC|DCP|HL)-[JT]\d", re.IGNORECASE)
+# Inkjets: the J and T series (brother_mfc-j680dw), and the older ones named by three digits
+# and a C (DCP-165C, MFC-990CW) or four digits from 3xxx to 6xxx and a C (MFC-6490CW,
+# MFC-5890CN). Four digits from 9xxx and a C are colour lasers (DCP-9020CDW, MFC-9130CW).
+_INK_MODEL = re.compile(
+    r"\b(?:(?:MFC|DCP|HL)-[JT]\d|(?:MFC|DCP)-(?:\d{3}|[3-6]\d{3})C)", re.IGNORECASE
+)
 
 
 def parse_records(blob: bytes) -> list[Record]:
@@ -139,7 +159,7 @@ def parse_records(blob: bytes) -> list[Record]:
 
 
 def is_ink_model(device_id: str | None, model: str | None) -> bool:
-    """Return True for Brother inkjets (MFC-J/DCP-J/DCP-T ...), False for lasers."""
+    """Return True for Brother inkjets (MFC-J/DCP-J/DCP-T, MFC-6490CW ...), False for lasers."""
     if device_id and "laser" in device_id.lower():
         return False
     return any(text and _INK_MODEL.search(text) for text in (device_id, model))
@@ -218,3 +238,105 @@ def decode_status(raw: bytes, charset: int | None) -> str:
     except (UnicodeDecodeError, LookupError):
         text = raw.decode("latin-1")
     return " ".join(text.split())
+
+
+def _text(value: object) -> str | None:
+    """The text of an OCTET STRING value (the device ID is ASCII), or None."""
+    return value.decode("latin-1") if isinstance(value, bytes) and value else None
+
+
+def supplies(values: VarBinds, model: str | None) -> list[PrivateSupply]:
+    """The supplies the maintenance and pages-left blobs hold (a part with pages left only too)."""
+    blob = values.get(MAINTENANCE)
+    left_blob = values.get(PAGES_LEFT)
+    left = pages_left(left_blob) if isinstance(left_blob, bytes) else {}
+    ink = is_ink_model(_text(values.get(DEVICE_ID)), model)
+    found: list[PrivateSupply] = []
+    for reading in maintenance_levels(blob, ink) if isinstance(blob, bytes) else []:
+        found.append(
+            PrivateSupply(
+                key=f"brother.{reading.ident:02x}",
+                description=reading.part.name,
+                kind=reading.part.kind,
+                colour=reading.part.colour,
+                level=reading.level,
+                maximum=reading.maximum,
+                pages_left=left.get(reading.ident),
+                flags=("private_mib", "legacy_layout") if reading.legacy else ("private_mib",),
+            )
+        )
+    # A part the pages-left blob counts down but the maintenance blob leaves out (a drum known
+    # only by its pages left) is still reported, without a level.
+    read = {(s.kind, s.colour) for s in found}
+    for ident, pages in left.items():
+        part = _REMAINING.get(ident)
+        if (
+            part is None
+            or (part.kind, part.colour) in read
+            or (ink and part.kind is not SupplyKind.INK)
+        ):
+            continue
+        read.add((part.kind, part.colour))
+        found.append(
+            PrivateSupply(
+                key=f"brother.{ident:02x}",
+                description=part.name,
+                kind=part.kind,
+                colour=part.colour,
+                level=None,
+                maximum=None,
+                pages_left=pages,
+                flags=("private_mib", "pages_left_only"),
+            )
+        )
+    return found
+
+
+def page_counters(values: VarBinds) -> dict[CounterField, int]:
+    """Total, mono, colour and duplex pages from the counters blob."""
+    blob = values.get(COUNTERS)
+    if not isinstance(blob, bytes):
+        return {}
+    found = counters(blob)
+    names: dict[str, CounterField] = {
+        "total": "lifetime_pages",
+        "mono": "mono_pages",
+        "colour": "colour_pages",
+        "duplex": "duplex_pages",
+    }
+    return {names[k]: v for k, v in found.items() if k in names}
+
+
+def status_text(values: VarBinds) -> str | None:
+    """The front-panel text in the charset prtLocalizationCharacterSet names, or None."""
+    raw = values.get(STATUS_TEXT)
+    if not isinstance(raw, bytes):
+        return None
+    charset = values.get(CHARSET)
+    if isinstance(charset, bytes) and charset.strip().isdigit():
+        charset = int(charset.strip())  # numeric text sent as OCTET STRING
+    return decode_status(raw, charset if isinstance(charset, int) else None) or None
+
+
+PROFILE = VendorProfile(
+    name="Brother",
+    enterprise=2435,
+    brands=(("brother", "Brother"),),
+    printer_object_ids=("1.3.6.1.4.1.2435.2.3.9",),
+    device_ids=(DEVICE_ID,),
+    # Brother's thin Printer MIB needs its device ID and serial to be told apart
+    # (brother_hl-l2340dw has no hrDeviceType).
+    identify=(DEVICE_ID, SERIAL),
+    model=(MODEL,),
+    serial=(SERIAL,),
+    firmware=(FIRMWARE,),  # brother_dcp-9020cdw: ZA1811191217
+    private=PrivateMib(
+        source="brother_private",
+        scalars=(MAINTENANCE, COUNTERS, PAGES_LEFT, STATUS_TEXT, CHARSET),
+        volatile=(MAINTENANCE, COUNTERS, PAGES_LEFT, STATUS_TEXT),
+        supplies=supplies,
+        counters=page_counters,
+        status_text=status_text,
+        marks_printer=(MAINTENANCE, COUNTERS),
+    ),
+)
