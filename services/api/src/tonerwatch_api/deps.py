@@ -18,7 +18,7 @@ from sqlmodel import Session
 from tonerwatch_api.db.tx import run_tx
 from tonerwatch_api.domain.access import Principal, authenticate
 from tonerwatch_api.domain.login_limits import LoginLimiter
-from tonerwatch_api.listing import CURSOR_HELP, Listing, Sort
+from tonerwatch_api.listing import CURSOR_HELP, Listing, Page
 from tonerwatch_api.live import LiveAlerts
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.projections.outbox import Outbox
@@ -186,14 +186,6 @@ def client_ip(request: Request) -> str | None:
     from the proxies it trusts, --forwarded-allow-ips)."""
     return request.client.host if request.client else None
 
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a list as asked for: the parsed sort, the page size and the cursor."""
-
-    order: Sort
-    limit: int
-    cursor: str | None
 
 
 def page_of(

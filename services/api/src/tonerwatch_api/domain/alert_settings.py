@@ -11,7 +11,7 @@ from tonerwatch_api.db.groups import PrinterGroup
 from tonerwatch_api.db.models import Printer, Site, User, utcnow
 from tonerwatch_api.domain.access import Principal, audit, members_of, sites_of_groups
 from tonerwatch_api.domain.errors import Invalid, NotFound
-from tonerwatch_api.domain.sites import get_site, tenant_sites
+from tonerwatch_api.domain.tenancy import get_site, tenant_sites
 from tonerwatch_api.projections.outbox import add_to_outbox
 from tonerwatch_api.schemas.alert_settings import (
     AlertSettingsIn,

@@ -17,7 +17,7 @@ from tonerwatch_api.db.discovery import (
 from tonerwatch_api.db.models import Printer, Site
 from tonerwatch_api.domain.access import Principal, audit
 from tonerwatch_api.domain.errors import NotFound
-from tonerwatch_api.domain.sites import get_site
+from tonerwatch_api.domain.tenancy import get_site
 from tonerwatch_api.projections.outbox import add_to_outbox
 from tonerwatch_api.schemas.discovery_jobs import DiscoveryJobIn, DiscoveryJobOut, FoundOut
 from tonerwatch_shared.events import (

@@ -14,7 +14,7 @@ from tonerwatch_api.domain.access import Principal, audit, sites_of_groups
 from tonerwatch_api.domain.alert_settings import reannounce
 from tonerwatch_api.domain.errors import Conflict, NotFound
 from tonerwatch_api.domain.printers import get_printer
-from tonerwatch_api.domain.sites import tenant_sites
+from tonerwatch_api.domain.tenancy import tenant_sites
 from tonerwatch_api.schemas.groups import MAX_MEMBERS, GroupDetailOut, GroupIn, GroupPatch
 
 # --- queries -------------------------------------------------------------------------------------

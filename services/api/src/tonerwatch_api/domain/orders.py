@@ -28,7 +28,7 @@ from tonerwatch_api.db.orders import (
 from tonerwatch_api.domain.access import Principal, Scope, audit, in_scope
 from tonerwatch_api.domain.errors import Conflict, Invalid, NotFound
 from tonerwatch_api.domain.printers import get_printer, printer_name
-from tonerwatch_api.domain.sites import get_site
+from tonerwatch_api.domain.tenancy import get_site
 from tonerwatch_api.listing import Listing, Sort, SortField, field
 from tonerwatch_api.projections.orders import order_event
 from tonerwatch_api.projections.outbox import add_to_outbox

@@ -20,7 +20,8 @@ from tonerwatch_api.db.models import (
 from tonerwatch_api.domain.access import Principal, Scope, _group_members, audit, in_scope
 from tonerwatch_api.domain.errors import Conflict, NotFound
 from tonerwatch_api.domain.history import Resolution, level_history
-from tonerwatch_api.domain.sites import DEFAULT_INTERVAL_S, get_site
+from tonerwatch_api.domain.sites import DEFAULT_INTERVAL_S
+from tonerwatch_api.domain.tenancy import get_site
 from tonerwatch_api.projections.outbox import add_to_outbox
 from tonerwatch_api.projections.printers import (
     FROM_DISCOVERY,

@@ -15,7 +15,7 @@ from tonerwatch_api.domain.alert_settings import (
     tenant_user,
     user_alerting_out,
 )
-from tonerwatch_api.domain.sites import get_site
+from tonerwatch_api.domain.tenancy import get_site
 from tonerwatch_api.schemas.alert_settings import (
     AlertSettingsIn,
     AlertSettingsOut,

@@ -14,13 +14,12 @@ from tonerwatch_api.deps import (
     ERRORS,
     AlertRowId,
     Operator,
-    Page,
     Viewer,
     app_state,
     page_of,
 )
 from tonerwatch_api.domain.alerts import acknowledge, alert_out, alerts_query
-from tonerwatch_api.listing import Listing, field
+from tonerwatch_api.listing import Listing, Page, field
 from tonerwatch_api.schemas.printers import (
     AlertOut,
     AlertPage,

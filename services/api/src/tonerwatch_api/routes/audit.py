@@ -14,11 +14,10 @@ from tonerwatch_api.db.tx import run_tx
 from tonerwatch_api.deps import (
     ERRORS,
     Admin,
-    Page,
     app_state,
     page_of,
 )
-from tonerwatch_api.listing import Listing, field
+from tonerwatch_api.listing import Listing, Page, field
 from tonerwatch_api.routes.printers import _aware
 from tonerwatch_api.schemas.common import (
     AuditOut,

@@ -14,7 +14,6 @@ from tonerwatch_api.deps import (
     ERRORS,
     JobId,
     Operator,
-    Page,
     Viewer,
     app_state,
     change,
@@ -28,7 +27,7 @@ from tonerwatch_api.domain.discovery_jobs import (
     jobs_query,
     start_job,
 )
-from tonerwatch_api.listing import Listing, field
+from tonerwatch_api.listing import Listing, Page, field
 from tonerwatch_api.schemas.discovery_jobs import (
     DiscoveryJobIn,
     DiscoveryJobOut,

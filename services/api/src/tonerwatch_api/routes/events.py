@@ -19,7 +19,7 @@ from tonerwatch_api.deps import (
 )
 from tonerwatch_api.domain.access import Principal
 from tonerwatch_api.domain.printers import printer_name
-from tonerwatch_api.domain.sites import site_tenants
+from tonerwatch_api.domain.tenancy import site_tenants
 from tonerwatch_api.live import sse, toast
 from tonerwatch_shared.events import Event
 

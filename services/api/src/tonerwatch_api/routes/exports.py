@@ -32,7 +32,7 @@ from tonerwatch_api.domain.meters import (
     raw_rows,
 )
 from tonerwatch_api.domain.printers import find_printers, printers_out
-from tonerwatch_api.domain.sites import get_site
+from tonerwatch_api.domain.tenancy import get_site
 from tonerwatch_api.routes.printers import _window
 from tonerwatch_api.schemas.printers import (
     PrinterOut,

@@ -12,7 +12,6 @@ from tonerwatch_api.db.tx import run_tx
 from tonerwatch_api.deps import (
     Admin,
     GroupId,
-    Page,
     PrinterId,
     Viewer,
     app_state,
@@ -30,7 +29,7 @@ from tonerwatch_api.domain.groups import (
     patch_group,
     set_members,
 )
-from tonerwatch_api.listing import Listing, field
+from tonerwatch_api.listing import Listing, Page, field
 from tonerwatch_api.schemas.common import error_response
 from tonerwatch_api.schemas.groups import (
     GroupDetailOut,

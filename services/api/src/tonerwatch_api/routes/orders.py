@@ -12,7 +12,6 @@ from tonerwatch_api.deps import (
     ERRORS,
     Operator,
     OrderId,
-    Page,
     Viewer,
     app_state,
     change,
@@ -27,6 +26,7 @@ from tonerwatch_api.domain.orders import (
     place_order,
     update_order,
 )
+from tonerwatch_api.listing import Page
 from tonerwatch_api.schemas.common import error_response
 from tonerwatch_api.schemas.orders import OrderIn, OrderOut, OrderPage, OrderPatch
 from tonerwatch_shared.events import OrderStatus

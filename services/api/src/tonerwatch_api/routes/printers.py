@@ -16,7 +16,6 @@ from tonerwatch_api.deps import (
     ERRORS,
     AppState,
     Operator,
-    Page,
     PrinterId,
     Viewer,
     app_state,
@@ -32,7 +31,7 @@ from tonerwatch_api.domain.printers import (
     readings,
 )
 from tonerwatch_api.domain.retention import policy_from
-from tonerwatch_api.listing import Listing, field
+from tonerwatch_api.listing import Listing, Page, field
 from tonerwatch_api.schemas.printers import (
     CounterOut,
     PrinterIn,

@@ -13,7 +13,6 @@ from tonerwatch_api.db.models import ApiToken, User
 from tonerwatch_api.db.tx import run_tx
 from tonerwatch_api.deps import (
     ERRORS,
-    Page,
     TokenId,
     Viewer,
     app_state,
@@ -21,7 +20,7 @@ from tonerwatch_api.deps import (
 )
 from tonerwatch_api.domain.access import audit, issue_token
 from tonerwatch_api.domain.errors import NotFound
-from tonerwatch_api.listing import Listing, field
+from tonerwatch_api.listing import Listing, Page, field
 from tonerwatch_api.schemas.common import (
     ApiTokenIn,
     ApiTokenOut,

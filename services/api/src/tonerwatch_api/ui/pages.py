@@ -28,7 +28,7 @@ from tonerwatch_api.domain.groups import tenant_groups
 from tonerwatch_api.domain.network_usage import human_bytes, usage
 from tonerwatch_api.domain.orders import ACTION_LABEL, STATUS_LABEL, find_orders
 from tonerwatch_api.domain.printers import find_printers
-from tonerwatch_api.domain.sites import site_printer_counts, tenant_sites
+from tonerwatch_api.domain.tenancy import site_printer_counts, tenant_sites
 from tonerwatch_api.listing import ListingError
 from tonerwatch_api.schemas.discovery_jobs import DiscoveryJobIn, DiscoveryJobOut
 from tonerwatch_api.schemas.network_usage import UsageOut

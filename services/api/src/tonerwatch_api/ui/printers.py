@@ -40,7 +40,7 @@ from tonerwatch_api.domain.printers import (
     printers_out,
 )
 from tonerwatch_api.domain.retention import policy_from
-from tonerwatch_api.domain.sites import tenant_sites
+from tonerwatch_api.domain.tenancy import tenant_sites
 from tonerwatch_api.schemas.printers import AlertOut, PrinterIn, PrinterOut, PrinterPatch
 from tonerwatch_api.security import role_at_least
 from tonerwatch_api.ui.common import (
