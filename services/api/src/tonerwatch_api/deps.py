@@ -1,4 +1,4 @@
-"""What the routes and pages depend on: app state, the caller, path and list parameters, the change helper."""
+"""What routes and pages depend on: app state, the caller, path and list parameters, change()."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -17,20 +17,15 @@ from sqlmodel import Session
 
 from tonerwatch_api.db.tx import run_tx
 from tonerwatch_api.domain.access import Principal, authenticate
+from tonerwatch_api.domain.history import Resolution, choose_resolution
 from tonerwatch_api.domain.login_limits import LoginLimiter
+from tonerwatch_api.domain.retention import policy_from
 from tonerwatch_api.listing import CURSOR_HELP, Listing, Page
 from tonerwatch_api.live import LiveAlerts
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.projections.outbox import Outbox
-from tonerwatch_api.schemas.common import (
-    EXAMPLE_PRINTER_ID,
-    error_response,
-)
-from tonerwatch_api.security import (
-    Role,
-    csrf_ok,
-    role_at_least,
-)
+from tonerwatch_api.schemas.common import EXAMPLE_PRINTER_ID, error_response
+from tonerwatch_api.security import Role, csrf_ok, role_at_least
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import Bus
 
@@ -187,7 +182,6 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-
 def page_of(
     listing: Listing,
     noun: str,
@@ -231,3 +225,38 @@ def page_of(
         return_annotation=Page,
     )
     return Depends(read)
+
+
+def history_window(
+    st: AppState,
+    since: datetime | None,
+    until: datetime | None,
+    resolution: Literal["raw", "hourly", "daily", "auto"],
+    *,
+    default_days: int,
+) -> tuple[datetime, datetime, Resolution]:
+    """Return (start, end, resolution) of a history query; 422 when since is after until."""
+    start, end = time_window(since, until, default_days=default_days)
+    if resolution == "auto":
+        return (
+            start,
+            end,
+            choose_resolution(start, end, datetime.now(UTC), policy_from(st.settings)),
+        )
+    return start, end, resolution
+
+
+def time_window(
+    since: datetime | None, until: datetime | None, *, default_days: int
+) -> tuple[datetime, datetime]:
+    """Return (start, end): until or now, since or default_days before; 422 when reversed."""
+    end = aware(until) if until else datetime.now(UTC)
+    start = aware(since) if since else end - timedelta(days=default_days)
+    if start > end:
+        raise HTTPException(422, "since: must not be after until")
+    return start, end
+
+
+def aware(value: datetime) -> datetime:
+    """Return value with a time zone (naive times are taken as UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    MetaData,
-)
+from sqlalchemy import MetaData
 from sqlmodel import SQLModel
 
 from tonerwatch_api.db.alerting import ALERT_SETTINGS_TABLES

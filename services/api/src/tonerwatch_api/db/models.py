@@ -135,7 +135,7 @@ class Printer(SQLModel, table=True):
     lifetime_pages: int | None = None
     last_bytes_sent: int | None = None
     last_bytes_received: int | None = None
-    # Denormalised views.printer_status, kept by the projections: the dashboard orders and counts
+    # Denormalised status.printer_status, kept by the projections: the dashboard orders and counts
     # by it in SQL instead of loading every printer's supplies and alerts.
     status: str = Field(default="pending", max_length=16, index=True)
     created_at: datetime = Field(

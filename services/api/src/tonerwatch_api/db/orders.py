@@ -9,10 +9,7 @@ from sqlalchemy import Column, Index, Text
 from sqlmodel import Field as SqlField
 from sqlmodel import SQLModel
 
-from tonerwatch_api.db.models import (
-    UTCDateTime,
-    utcnow,
-)
+from tonerwatch_api.db.models import UTCDateTime, utcnow
 from tonerwatch_shared.events import OrderStatus
 
 

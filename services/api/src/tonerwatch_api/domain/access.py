@@ -7,22 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    or_,
-    true,
-)
+from sqlalchemy import ColumnElement, or_, true
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.db.alerting import UserAlerting
 from tonerwatch_api.db.groups import PrinterGroupMember
-from tonerwatch_api.db.models import (
-    ApiToken,
-    AuditEntry,
-    Printer,
-    User,
-)
-from tonerwatch_api.security import token_hash
+from tonerwatch_api.db.models import ApiToken, AuditEntry, Printer, User
+from tonerwatch_api.security import token_hash, verify_password
 
 
 def user_scope(session: Session, user_id: int) -> list[str]:
@@ -188,3 +179,24 @@ def sites_of_groups(session: Session, group_ids: Iterable[int]) -> set[str]:
         .distinct()
     )
     return set(session.exec(q).all())
+
+
+def password_login(
+    session: Session,
+    username: str,
+    password: str,
+    secret: str,
+    *,
+    kind: str,
+    scopes: Sequence[str],
+    expires_at: datetime,
+) -> bool:
+    """Store a token with this secret when username and password match an enabled user; return
+    whether they did (one password check either way: an unknown name costs the same)."""
+    user = session.exec(select(User).where(User.username == username)).first()
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        return False
+    if user.disabled:
+        return False
+    issue_token(session, user, secret, kind=kind, scopes=scopes, expires_at=expires_at)
+    return True

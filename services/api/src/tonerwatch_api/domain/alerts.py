@@ -9,17 +9,12 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from tonerwatch_api.db.models import (
-    Alert,
-    Printer,
-    Site,
-)
+from tonerwatch_api.db.models import Alert, Printer, Site
 from tonerwatch_api.domain.access import Principal, Scope, audit
 from tonerwatch_api.domain.errors import NotFound
 from tonerwatch_api.domain.printers import _printer_filters
-from tonerwatch_api.schemas.printers import (
-    AlertOut,
-)
+from tonerwatch_api.listing import Listing, field
+from tonerwatch_api.schemas.printers import AlertOut
 
 
 def alerts_query(
@@ -48,9 +43,6 @@ def alerts_query(
     for cond in _printer_filters(site_id, None, site_ids, scope=scope):
         q = q.where(cond)
     return q
-
-
-# --- alerts --------------------------------------------------------------------------------------
 
 
 def find_alerts(
@@ -121,3 +113,19 @@ def open_alert_counts(session: Session) -> dict[str, int]:
         .group_by(col(Alert.severity))
     )
     return {sev: int(n) for sev, n in session.exec(q).all()}
+
+
+ALERTS = Listing(
+    fields={
+        "id": field(col(Alert.id), "int"),
+        "raised_at": field(col(Alert.raised_at), "datetime"),
+        "resolved_at": field(col(Alert.resolved_at), "datetime"),
+        "acknowledged_at": field(col(Alert.acknowledged_at), "datetime"),
+        "severity": field(col(Alert.severity), "str"),
+        "rule": field(col(Alert.rule), "str"),
+        "printer_id": field(col(Alert.printer_id), "str"),
+        "percent": field(col(Alert.percent), "float"),
+        "days_to_empty": field(col(Alert.days_to_empty), "float"),
+    },
+    default="-raised_at",
+)

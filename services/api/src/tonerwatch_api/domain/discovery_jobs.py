@@ -18,12 +18,10 @@ from tonerwatch_api.db.models import Printer, Site
 from tonerwatch_api.domain.access import Principal, audit
 from tonerwatch_api.domain.errors import NotFound
 from tonerwatch_api.domain.tenancy import get_site
+from tonerwatch_api.listing import Listing, field
 from tonerwatch_api.projections.outbox import add_to_outbox
 from tonerwatch_api.schemas.discovery_jobs import DiscoveryJobIn, DiscoveryJobOut, FoundOut
-from tonerwatch_shared.events import (
-    DiscoveryCancelled,
-    DiscoveryRequested,
-)
+from tonerwatch_shared.events import DiscoveryCancelled, DiscoveryRequested
 
 # --- changes from the API ------------------------------------------------------------------------
 
@@ -194,3 +192,16 @@ def progress_percent(state: str, probed: int, total: int) -> float:
     if total <= 0:
         return 0.0
     return round(max(0.0, min(100.0, probed * 100.0 / total)), 1)
+
+
+JOBS = Listing(
+    fields={
+        "id": field(col(DiscoveryJob.id), "str"),
+        "requested_at": field(col(DiscoveryJob.requested_at), "datetime"),
+        "finished_at": field(col(DiscoveryJob.finished_at), "datetime"),
+        "state": field(col(DiscoveryJob.state), "str"),
+        "site_id": field(col(DiscoveryJob.site_id), "str"),
+        "printers_found": field(col(DiscoveryJob.printers_found), "int"),
+    },
+    default="-requested_at",
+)

@@ -15,7 +15,15 @@ from tonerwatch_api.domain.alert_settings import reannounce
 from tonerwatch_api.domain.errors import Conflict, NotFound
 from tonerwatch_api.domain.printers import get_printer
 from tonerwatch_api.domain.tenancy import tenant_sites
-from tonerwatch_api.schemas.groups import MAX_MEMBERS, GroupDetailOut, GroupIn, GroupPatch
+from tonerwatch_api.listing import Listing, Page, field
+from tonerwatch_api.schemas.groups import (
+    MAX_MEMBERS,
+    GroupDetailOut,
+    GroupIn,
+    GroupOut,
+    GroupPage,
+    GroupPatch,
+)
 
 # --- queries -------------------------------------------------------------------------------------
 
@@ -224,9 +232,7 @@ def _members_changed(
         changed = [*added, *removed]
         sites = set(session.exec(select(Printer.site_id).where(col(Printer.id).in_(changed))).all())
         _reannounce(session, who.tenant_id, sites, source)
-    audit(
-        session, who, "group.members", str(group.id), added=len(added), removed=len(removed)
-    )
+    audit(session, who, "group.members", str(group.id), added=len(added), removed=len(removed))
 
 
 def delete_group(session: Session, who: Principal, group_id: int, source: str) -> None:
@@ -262,3 +268,31 @@ def delete_group(session: Session, who: Principal, group_id: int, source: str) -
     session.delete(group)
     _reannounce(session, who.tenant_id, sites, source)
     audit(session, who, "group.delete", str(group_id), name=group.name)
+
+
+GROUPS = Listing(
+    fields={
+        "id": field(col(PrinterGroup.id), "int"),
+        "name": field(col(PrinterGroup.name), "str"),
+        "created_at": field(col(PrinterGroup.created_at), "datetime"),
+    },
+    default="name",
+)
+
+
+def group_page(session: Session, tenant_id: str, page: Page) -> GroupPage:
+    """Return one page of the tenant's printer groups with their printer counts."""
+    base = select(PrinterGroup).where(PrinterGroup.tenant_id == tenant_id)
+    rows, nxt = GROUPS.fetch(session, base, page.order, page.cursor, page.limit)
+    counts = member_counts(session, [g.id for g in rows if g.id is not None])
+    items = [
+        GroupOut(
+            id=g.id or 0,
+            name=g.name,
+            description=g.description,
+            printers=counts.get(g.id or 0, 0),
+            created_at=g.created_at,
+        )
+        for g in rows
+    ]
+    return GroupPage(items=items, next_cursor=nxt)

@@ -9,13 +9,7 @@ from typing import Any
 from sqlalchemy import case
 from sqlmodel import Session, col, select
 
-from tonerwatch_api.db.models import (
-    Alert,
-    Printer,
-    Site,
-    SupplyStateRow,
-    utcnow,
-)
+from tonerwatch_api.db.models import Alert, Printer, Site, SupplyStateRow, utcnow
 from tonerwatch_api.db.orders import (
     EDITABLE_ITEM,
     FINAL_STATUSES,

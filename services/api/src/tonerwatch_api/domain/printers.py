@@ -11,24 +11,16 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, bindparam, case, func, literal_column, or_
 from sqlmodel import Session, col, select
 
-from tonerwatch_api.db.models import (
-    Alert,
-    Printer,
-    Site,
-    SupplyStateRow,
-)
+from tonerwatch_api.db.models import Alert, Printer, Site, SupplyStateRow
 from tonerwatch_api.domain.access import Principal, Scope, _group_members, audit, in_scope
 from tonerwatch_api.domain.errors import Conflict, NotFound
 from tonerwatch_api.domain.history import Resolution, level_history
 from tonerwatch_api.domain.sites import DEFAULT_INTERVAL_S
 from tonerwatch_api.domain.tenancy import get_site
+from tonerwatch_api.listing import Listing, field
 from tonerwatch_api.projections.outbox import add_to_outbox
-from tonerwatch_api.projections.printers import (
-    FROM_DISCOVERY,
-    configured_event,
-    new_printer_id,
-    refresh_status,
-)
+from tonerwatch_api.projections.printers import FROM_DISCOVERY, configured_event, new_printer_id
+from tonerwatch_api.projections.status import refresh_status
 from tonerwatch_api.schemas.printers import (
     PrinterIn,
     PrinterOut,
@@ -38,8 +30,6 @@ from tonerwatch_api.schemas.printers import (
 )
 from tonerwatch_api.status import STATUS_RANK, printer_status
 from tonerwatch_shared.events import PrinterRemoved
-
-# --- printers ------------------------------------------------------------------------------------
 
 
 def _tenant_printers(tenant_id: str) -> Any:
@@ -167,7 +157,7 @@ class FleetPage:
 
 
 def _attention_order(dialect: str) -> list[Any]:
-    # The SQL twin of views.attention_key: status rank, then name (or address), then id.
+    # The SQL twin of status.attention_key: status rank, then name (or address), then id.
     rank = case(*((col(Printer.status) == status, r) for status, r in STATUS_RANK.items()), else_=9)
     name: Any = func.lower(func.coalesce(col(Printer.name), col(Printer.address)))
     pid: Any = col(Printer.id)
@@ -362,12 +352,12 @@ def patch_printer(
     printer = get_printer(session, who.tenant_id, printer_id)
     was_monitored = printer.monitored
     changes = body.model_dump(exclude_unset=True, exclude={"community", "credentials"})
-    for field in ("name", "location", "notes"):
-        if field in changes:  # null clears these
-            setattr(printer, field, changes[field])
-    for field in ("address", "port", "protocol", "interval_s"):
-        if changes.get(field) is not None:
-            setattr(printer, field, changes[field])
+    for attr in ("name", "location", "notes"):
+        if attr in changes:  # null clears these
+            setattr(printer, attr, changes[attr])
+    for attr in ("address", "port", "protocol", "interval_s"):
+        if changes.get(attr) is not None:
+            setattr(printer, attr, changes[attr])
     if changes.get("interval_s") is not None:
         printer.interval_follows_site = False  # its own interval from now on
     if body.monitored is not None:
@@ -445,3 +435,22 @@ def printer_status_counts(session: Session) -> dict[str, int]:
         .group_by(col(Printer.status))
     )
     return {status: int(n) for status, n in session.exec(q).all()}
+
+
+PRINTERS = Listing(
+    fields={
+        "id": field(col(Printer.id), "str"),
+        "name": field(col(Printer.name), "str"),
+        "address": field(col(Printer.address), "str"),
+        "site_id": field(col(Printer.site_id), "str"),
+        "vendor": field(col(Printer.vendor), "str"),
+        "model": field(col(Printer.model), "str"),
+        "serial": field(col(Printer.serial), "str"),
+        "location": field(col(Printer.location), "str"),
+        "status": field(col(Printer.status), "str"),
+        "last_seen_at": field(col(Printer.last_seen_at), "datetime"),
+        "lifetime_pages": field(col(Printer.lifetime_pages), "int"),
+        "created_at": field(col(Printer.created_at), "datetime"),
+    },
+    default="id",
+)

@@ -32,7 +32,7 @@ from tonerwatch_api.db.models import (
     ReadingHourly,
 )
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.projections.printers import refresh_statuses_batch
+from tonerwatch_api.projections.status import refresh_statuses_batch
 from tonerwatch_api.settings import Settings
 
 log = logging.getLogger(__name__)

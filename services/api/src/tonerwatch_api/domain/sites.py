@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from tonerwatch_api.db.models import (
-    Printer,
-    Site,
-)
+from tonerwatch_api.db.models import Printer, Site
 from tonerwatch_api.domain.access import Principal, audit
 from tonerwatch_api.domain.alert_settings import announce, responsible_emails
 from tonerwatch_api.domain.errors import Conflict
 from tonerwatch_api.domain.tenancy import get_site, site_printer_counts
 from tonerwatch_api.listing import Listing, Page, field
 from tonerwatch_api.projections.outbox import add_to_outbox
-from tonerwatch_api.projections.printers import (
-    configured_event,
-)
+from tonerwatch_api.projections.printers import configured_event
 from tonerwatch_api.schemas.common import SiteIn, SiteOut, SitePage, SitePatch
 
 DEFAULT_INTERVAL_S = 300.0  # RFC-free choice: 5 minutes, as the issue and most tools default

@@ -5,13 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from tonerwatch_api.db.models import (
-    Printer,
-    Site,
-)
+from tonerwatch_api.db.models import Printer, Site
 from tonerwatch_api.domain.errors import NotFound
-
-# --- sites ---------------------------------------------------------------------------------------
 
 
 def tenant_sites(session: Session, tenant_id: str) -> list[Site]:

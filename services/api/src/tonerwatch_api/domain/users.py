@@ -63,7 +63,9 @@ def user_page(
     if disabled is not None:
         base = base.where(User.disabled == disabled)
     if q:
-        base = base.where(func.lower(col(User.username)).contains(q.strip().lower(), autoescape=True))
+        base = base.where(
+            func.lower(col(User.username)).contains(q.strip().lower(), autoescape=True)
+        )
     rows, nxt = USERS.fetch(session, base, page.order, page.cursor, page.limit)
     return UserPage(items=[user_out(u) for u in rows], next_cursor=nxt)
 
@@ -152,3 +154,9 @@ def _revoke_all(s: Session, user: User) -> None:
     for t in s.exec(live).all():
         t.revoked_at = now
         s.add(t)
+
+
+def tenant_users(session: Session, tenant_id: str) -> list[User]:
+    """Return the tenant's users by username."""
+    q = select(User).where(User.tenant_id == tenant_id).order_by(col(User.username))
+    return list(session.exec(q).all())

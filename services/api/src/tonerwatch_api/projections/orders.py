@@ -6,11 +6,7 @@ from typing import Literal
 
 from sqlmodel import Session, col, select
 
-from tonerwatch_api.db.models import (
-    AuditEntry,
-    Site,
-    utcnow,
-)
+from tonerwatch_api.db.models import AuditEntry, Site, utcnow
 from tonerwatch_api.db.orders import IN_TRANSIT, Order, _status
 from tonerwatch_api.projections.outbox import add_to_outbox, follow_up_id
 from tonerwatch_shared.events import OrderChanged, SupplyReplaced

@@ -13,16 +13,10 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from tonerwatch_api.db.models import (
-    OutboxEvent,
-)
+from tonerwatch_api.db.models import OutboxEvent
 from tonerwatch_api.db.tx import run_tx
 from tonerwatch_shared.bus import Bus
-from tonerwatch_shared.events import (
-    Event,
-    UnreadableEvent,
-    parse_event,
-)
+from tonerwatch_shared.events import Event, UnreadableEvent, parse_event
 
 log = logging.getLogger(__name__)
 _FOLLOW_UP_NS = uuid.UUID("6f1d8a52-51c6-4f7e-9a51-0d3f3b1f0a11")

@@ -16,10 +16,7 @@ from tonerwatch_api.projections.outbox import Outbox
 from tonerwatch_api.projections.printers import ProjectionOptions, apply_event
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, ConsumerSpec
-from tonerwatch_shared.events import (
-    Event,
-    PrinterFound,
-)
+from tonerwatch_shared.events import Event, PrinterFound
 
 log = logging.getLogger(__name__)
 

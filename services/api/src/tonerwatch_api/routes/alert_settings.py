@@ -25,8 +25,6 @@ from tonerwatch_api.schemas.alert_settings import (
 from tonerwatch_api.schemas.common import error_response
 from tonerwatch_api.security import role_at_least
 
-# --- REST ----------------------------------------------------------------------------------------
-
 router = APIRouter(prefix="/api/v1")
 _CRITICAL_ABOVE_LOW = "Value error, must not be above low_percent (20)"
 ERRORS: dict[int | str, dict[str, object]] = {
@@ -117,4 +115,3 @@ async def put_user_alerting(
 def _may_edit(who: Principal, user_id: int) -> None:
     if who.user_id != user_id and not role_at_least(who.role, "admin"):
         raise HTTPException(403, "only admins see other users' settings")
-

@@ -2,50 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from sqlmodel import Session, col
+from sqlmodel import Session
 
-from tonerwatch_api.db.models import Alert
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import (
-    ERRORS,
-    AlertRowId,
-    Operator,
-    Viewer,
-    app_state,
-    page_of,
-)
-from tonerwatch_api.domain.alerts import acknowledge, alert_out, alerts_query
-from tonerwatch_api.listing import Listing, Page, field
-from tonerwatch_api.schemas.printers import (
-    AlertOut,
-    AlertPage,
-)
+from tonerwatch_api.deps import ERRORS, AlertRowId, Operator, Viewer, app_state, page_of
+from tonerwatch_api.domain.alerts import ALERTS, acknowledge, alert_out, alerts_query
+from tonerwatch_api.listing import Page
+from tonerwatch_api.schemas.printers import AlertOut, AlertPage
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
-
-
-# --- alerts --------------------------------------------------------------------------------------
-
-
-ALERTS = Listing(
-    fields={
-        "id": field(col(Alert.id), "int"),
-        "raised_at": field(col(Alert.raised_at), "datetime"),
-        "resolved_at": field(col(Alert.resolved_at), "datetime"),
-        "acknowledged_at": field(col(Alert.acknowledged_at), "datetime"),
-        "severity": field(col(Alert.severity), "str"),
-        "rule": field(col(Alert.rule), "str"),
-        "printer_id": field(col(Alert.printer_id), "str"),
-        "percent": field(col(Alert.percent), "float"),
-        "days_to_empty": field(col(Alert.days_to_empty), "float"),
-    },
-    default="-raised_at",
-)
 AlertsAsked = Annotated[Page, page_of(ALERTS, "Alerts", limit=200, most=1000)]
 
 
@@ -74,7 +42,9 @@ async def list_alerts(
             site_id=site,
             severities=severity or (),
         )
-        rows, nxt = ALERTS.fetch(s, base, page.order, page.cursor, page.limit, row_of=lambda r: r[0])
+        rows, nxt = ALERTS.fetch(
+            s, base, page.order, page.cursor, page.limit, row_of=lambda r: r[0]
+        )
         return AlertPage(items=[alert_out(a, name) for a, name in rows], next_cursor=nxt)
 
     return await run_tx(app_state(request).engine, work)

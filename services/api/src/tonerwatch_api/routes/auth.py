@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request, Response
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from tonerwatch_api.db.models import User
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import (
-    ERRORS,
-    Viewer,
-    app_state,
-    client_ip,
-)
-from tonerwatch_api.domain.access import issue_token, revoke_token_hash
+from tonerwatch_api.deps import ERRORS, Viewer, app_state, client_ip
+from tonerwatch_api.domain.access import password_login, revoke_token_hash
 from tonerwatch_api.domain.login_limits import too_many_message
-from tonerwatch_api.schemas.common import (
-    MeOut,
-    TokenForm,
-    TokenOut,
-    error_response,
-)
-from tonerwatch_api.security import new_token, verify_password
+from tonerwatch_api.schemas.common import MeOut, TokenForm, TokenOut, error_response
+from tonerwatch_api.security import new_token
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
-
-
-# --- auth ----------------------------------------------------------------------------------------
 
 
 @router.post(
@@ -61,16 +45,12 @@ async def login_token(request: Request, form: Annotated[TokenForm, Form()]) -> T
     now = datetime.now(UTC)
     expires = now + timedelta(hours=st.settings.token_ttl_h)
 
-    def work(s: Session) -> bool:
-        user = s.exec(select(User).where(User.username == username)).first()
-        if not verify_password(user.password_hash if user else None, password) or user is None:
-            return False
-        if user.disabled:
-            return False
-        issue_token(s, user, token, kind="access", scopes=scopes, expires_at=expires)
-        return True
+    def login(s: Session) -> bool:
+        return password_login(
+            s, username, password, token, kind="access", scopes=scopes, expires_at=expires
+        )
 
-    if not await run_tx(st.engine, work):
+    if not await run_tx(st.engine, login):
         await st.login_limiter.failed(attempt)
         raise HTTPException(
             401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
@@ -83,9 +63,7 @@ async def login_token(request: Request, form: Annotated[TokenForm, Form()]) -> T
 async def logout(request: Request, who: Viewer) -> Response:
     """Revoke the token (or session) used for this request."""
     now = datetime.now(UTC)
-    await run_tx(
-        app_state(request).engine, lambda s: revoke_token_hash(s, who.token_hash, now)
-    )
+    await run_tx(app_state(request).engine, lambda s: revoke_token_hash(s, who.token_hash, now))
     return Response(status_code=204)
 
 

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from sqlmodel import Session, col
+from sqlmodel import Session
 
-from tonerwatch_api.db.discovery import DiscoveryJob
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import (
-    ERRORS,
-    JobId,
-    Operator,
-    Viewer,
-    app_state,
-    change,
-    page_of,
-)
+from tonerwatch_api.deps import ERRORS, JobId, Operator, Viewer, app_state, change, page_of
 from tonerwatch_api.domain.discovery_jobs import (
+    JOBS,
     cancel_job,
     found_printers,
     get_job,
@@ -27,18 +18,10 @@ from tonerwatch_api.domain.discovery_jobs import (
     jobs_query,
     start_job,
 )
-from tonerwatch_api.listing import Listing, Page, field
-from tonerwatch_api.schemas.discovery_jobs import (
-    DiscoveryJobIn,
-    DiscoveryJobOut,
-    DiscoveryJobPage,
-)
+from tonerwatch_api.listing import Page
+from tonerwatch_api.schemas.discovery_jobs import DiscoveryJobIn, DiscoveryJobOut, DiscoveryJobPage
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
-
-
-# --- discovery -----------------------------------------------------------------------------------
 
 
 @router.post(
@@ -60,17 +43,6 @@ async def start_discovery(request: Request, body: DiscoveryJobIn, who: Operator)
     return out
 
 
-JOBS = Listing(
-    fields={
-        "id": field(col(DiscoveryJob.id), "str"),
-        "requested_at": field(col(DiscoveryJob.requested_at), "datetime"),
-        "finished_at": field(col(DiscoveryJob.finished_at), "datetime"),
-        "state": field(col(DiscoveryJob.state), "str"),
-        "site_id": field(col(DiscoveryJob.site_id), "str"),
-        "printers_found": field(col(DiscoveryJob.printers_found), "int"),
-    },
-    default="-requested_at",
-)
 JobsAsked = Annotated[Page, page_of(JOBS, "Jobs", limit=20, most=200)]
 
 

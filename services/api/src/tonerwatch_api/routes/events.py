@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import (
-    ERRORS,
-    AppState,
-    Viewer,
-    app_state,
-)
+from tonerwatch_api.deps import ERRORS, AppState, Viewer, app_state
 from tonerwatch_api.domain.access import Principal
 from tonerwatch_api.domain.printers import printer_name
 from tonerwatch_api.domain.tenancy import site_tenants
 from tonerwatch_api.live import sse, toast
 from tonerwatch_shared.events import Event
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
-
-
-# --- live events ---------------------------------------------------------------------------------
 
 
 @router.get(
@@ -92,9 +82,7 @@ async def alert_frames(
             if tenants.get(event.site_id) != who.tenant_id:
                 continue
             printer_id = getattr(event, "printer_id", "")
-            name = await run_tx(
-                st.engine, functools.partial(printer_name, printer_id=printer_id)
-            )
+            name = await run_tx(st.engine, functools.partial(printer_name, printer_id=printer_id))
             yield sse("alert", toast(event, name))
 
 

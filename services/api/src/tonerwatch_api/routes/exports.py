@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -16,12 +15,7 @@ from sqlmodel import Session
 
 from tonerwatch_api.db.models import Printer
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import (
-    ERRORS,
-    AppState,
-    Viewer,
-    app_state,
-)
+from tonerwatch_api.deps import ERRORS, AppState, Viewer, app_state, time_window
 from tonerwatch_api.domain.access import responsibility
 from tonerwatch_api.domain.meters import (
     PRINTERS_PER_QUERY,
@@ -33,16 +27,10 @@ from tonerwatch_api.domain.meters import (
 )
 from tonerwatch_api.domain.printers import find_printers, printers_out
 from tonerwatch_api.domain.tenancy import get_site
-from tonerwatch_api.routes.printers import _window
-from tonerwatch_api.schemas.printers import (
-    PrinterOut,
-)
+from tonerwatch_api.schemas.printers import PrinterOut
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
 
-
-# --- export --------------------------------------------------------------------------------------
 
 CSV_COLUMNS = (
     "printer_id",
@@ -191,7 +179,7 @@ async def export_meters(
 ) -> StreamingResponse:
     """Return page counter (meter) readings as CSV: printer, site, serial, model, date, pages."""
     st = app_state(request)
-    start, end = _window(since, until, default_days=30)
+    start, end = time_window(since, until, default_days=30)
     max_span = METER_RAW_MAX_SPAN if resolution == "raw" else METER_MAX_SPAN
     if end - start > max_span:
         raise HTTPException(422, f"since: {resolution} export spans at most {max_span.days} days")

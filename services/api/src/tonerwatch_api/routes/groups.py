@@ -5,42 +5,31 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from tonerwatch_api.db.groups import PrinterGroup
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import (
-    Admin,
-    GroupId,
-    PrinterId,
-    Viewer,
-    app_state,
-    change,
-    page_of,
-)
+from tonerwatch_api.deps import Admin, GroupId, PrinterId, Viewer, app_state, change, page_of
 from tonerwatch_api.domain.access import Principal
 from tonerwatch_api.domain.groups import (
+    GROUPS,
     change_member,
     create_group,
     delete_group,
     get_group,
     group_out,
-    member_counts,
+    group_page,
     patch_group,
     set_members,
 )
-from tonerwatch_api.listing import Listing, Page, field
+from tonerwatch_api.listing import Page
 from tonerwatch_api.schemas.common import error_response
 from tonerwatch_api.schemas.groups import (
     GroupDetailOut,
     GroupIn,
     GroupMembersIn,
-    GroupOut,
     GroupPage,
     GroupPatch,
 )
-
-# --- REST ----------------------------------------------------------------------------------------
 
 router = APIRouter(prefix="/api/v1")
 ERRORS: dict[int | str, dict[str, object]] = {
@@ -62,14 +51,6 @@ CONFLICT: dict[int | str, dict[str, object]] = {
         409, "The name is taken in the tenant", "a group named 'Finance floor 3' exists"
     ),
 }
-GROUPS = Listing(
-    fields={
-        "id": field(col(PrinterGroup.id), "int"),
-        "name": field(col(PrinterGroup.name), "str"),
-        "created_at": field(col(PrinterGroup.created_at), "datetime"),
-    },
-    default="name",
-)
 GroupsAsked = Annotated[Page, page_of(GROUPS, "Groups", limit=100, most=500)]
 
 
@@ -81,23 +62,7 @@ async def list_groups(
 ) -> GroupPage:
     """Return the tenant's printer groups with their printer counts, a page at a time."""
 
-    def work(s: Session) -> GroupPage:
-        base = select(PrinterGroup).where(PrinterGroup.tenant_id == who.tenant_id)
-        rows, nxt = GROUPS.fetch(s, base, page.order, page.cursor, page.limit)
-        counts = member_counts(s, [g.id for g in rows if g.id is not None])
-        items = [
-            GroupOut(
-                id=g.id or 0,
-                name=g.name,
-                description=g.description,
-                printers=counts.get(g.id or 0, 0),
-                created_at=g.created_at,
-            )
-            for g in rows
-        ]
-        return GroupPage(items=items, next_cursor=nxt)
-
-    return await run_tx(app_state(request).engine, work)
+    return await run_tx(app_state(request).engine, lambda s: group_page(s, who.tenant_id, page))
 
 
 @router.post(
@@ -216,4 +181,3 @@ async def remove_group(request: Request, group_id: GroupId, who: Admin) -> Respo
     st = app_state(request)
     await change(st, lambda s: delete_group(s, who, group_id, st.source))
     return Response(status_code=204)
-

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import (
-    ERRORS,
-    Viewer,
-    app_state,
-)
+from tonerwatch_api.deps import ERRORS, Viewer, app_state
 from tonerwatch_api.domain.network_usage import usage
 from tonerwatch_api.schemas.network_usage import UsageOut
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
-
-
-# --- network impact ------------------------------------------------------------------------------
 
 
 @router.get("/network/usage", response_model=UsageOut, tags=["network"], responses=ERRORS)

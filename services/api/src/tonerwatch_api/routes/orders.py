@@ -8,15 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlmodel import Session
 
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import (
-    ERRORS,
-    Operator,
-    OrderId,
-    Viewer,
-    app_state,
-    change,
-    page_of,
-)
+from tonerwatch_api.deps import ERRORS, Operator, OrderId, Viewer, app_state, change, page_of
 from tonerwatch_api.domain.orders import (
     ORDERS,
     delete_order,
@@ -31,10 +23,10 @@ from tonerwatch_api.schemas.common import error_response
 from tonerwatch_api.schemas.orders import OrderIn, OrderOut, OrderPage, OrderPatch
 from tonerwatch_shared.events import OrderStatus
 
-# --- REST ----------------------------------------------------------------------------------------
-
 router = APIRouter(prefix="/api/v1")
-OrdersAsked = Annotated[Page, page_of(ORDERS, "Orders", limit=50, most=500, sort_chars=200, cursor_chars=400)]
+OrdersAsked = Annotated[
+    Page, page_of(ORDERS, "Orders", limit=50, most=500, sort_chars=200, cursor_chars=400)
+]
 WRITE_ERRORS: dict[int | str, dict[str, object]] = {
     **ERRORS,
     409: error_response(

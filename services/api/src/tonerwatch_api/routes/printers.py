@@ -2,36 +2,34 @@
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
-from sqlmodel import Session, col
+from fastapi import APIRouter, Query, Request, Response
+from sqlmodel import Session
 
-from tonerwatch_api.db.models import Printer
 from tonerwatch_api.db.tx import run_tx
 from tonerwatch_api.deps import (
     CONFLICT,
     ERRORS,
-    AppState,
     Operator,
     PrinterId,
     Viewer,
     app_state,
     change,
+    history_window,
     page_of,
 )
 from tonerwatch_api.domain import printers as printer_rules
-from tonerwatch_api.domain.history import Resolution, choose_resolution, counter_history
+from tonerwatch_api.domain.history import counter_history
 from tonerwatch_api.domain.printers import (
+    PRINTERS,
     patch_printer,
     printers_out,
     printers_query,
     readings,
 )
-from tonerwatch_api.domain.retention import policy_from
-from tonerwatch_api.listing import Listing, Page, field
+from tonerwatch_api.listing import Page
 from tonerwatch_api.schemas.printers import (
     CounterOut,
     PrinterIn,
@@ -41,30 +39,7 @@ from tonerwatch_api.schemas.printers import (
     ReadingOut,
 )
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
-
-
-# --- printers ------------------------------------------------------------------------------------
-
-
-PRINTERS = Listing(
-    fields={
-        "id": field(col(Printer.id), "str"),
-        "name": field(col(Printer.name), "str"),
-        "address": field(col(Printer.address), "str"),
-        "site_id": field(col(Printer.site_id), "str"),
-        "vendor": field(col(Printer.vendor), "str"),
-        "model": field(col(Printer.model), "str"),
-        "serial": field(col(Printer.serial), "str"),
-        "location": field(col(Printer.location), "str"),
-        "status": field(col(Printer.status), "str"),
-        "last_seen_at": field(col(Printer.last_seen_at), "datetime"),
-        "lifetime_pages": field(col(Printer.lifetime_pages), "int"),
-        "created_at": field(col(Printer.created_at), "datetime"),
-    },
-    default="id",
-)
 PrintersAsked = Annotated[Page, page_of(PRINTERS, "Printers", limit=100, most=500)]
 PrinterStatus = Literal["critical", "offline", "attention", "pending", "ok", "paused"]
 
@@ -187,7 +162,7 @@ async def printer_readings(
 ) -> list[ReadingOut]:
     """Return supply levels over time, oldest first: raw readings, or hourly/daily buckets."""
     st = app_state(request)
-    start, end, res = _time_window(st, since, until, resolution, default_days=7)
+    start, end, res = history_window(st, since, until, resolution, default_days=7)
 
     def work(s: Session) -> list[ReadingOut]:
         return readings(s, who.tenant_id, printer_id, start, end, limit, res)
@@ -215,7 +190,7 @@ async def printer_counters(
 ) -> list[CounterOut]:
     """Return page counters over time, oldest first: raw readings, or the last of each hour/day."""
     st = app_state(request)
-    start, end, res = _time_window(st, since, until, resolution, default_days=30)
+    start, end, res = history_window(st, since, until, resolution, default_days=30)
 
     def work(s: Session) -> list[CounterOut]:
         printer = printer_rules.get_printer(s, who.tenant_id, printer_id)
@@ -233,37 +208,3 @@ async def printer_counters(
         ]
 
     return await run_tx(st.engine, work)
-
-
-def _time_window(
-    st: AppState,
-    since: datetime | None,
-    until: datetime | None,
-    resolution: Literal["raw", "hourly", "daily", "auto"],
-    *,
-    default_days: int,
-) -> tuple[datetime, datetime, Resolution]:
-    """Return (start, end, resolution) of a history query; 422 when since is after until."""
-    start, end = _window(since, until, default_days=default_days)
-    if resolution == "auto":
-        return (
-            start,
-            end,
-            choose_resolution(start, end, datetime.now(UTC), policy_from(st.settings)),
-        )
-    return start, end, resolution
-
-
-def _window(
-    since: datetime | None, until: datetime | None, *, default_days: int
-) -> tuple[datetime, datetime]:
-    """Return (start, end): until or now, since or default_days before; 422 when reversed."""
-    end = _aware(until) if until else datetime.now(UTC)
-    start = _aware(since) if since else end - timedelta(days=default_days)
-    if start > end:
-        raise HTTPException(422, "since: must not be after until")
-    return start, end
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -7,16 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request, Response
 
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import (
-    CONFLICT,
-    ERRORS,
-    Admin,
-    SiteId,
-    Viewer,
-    app_state,
-    change,
-    page_of,
-)
+from tonerwatch_api.deps import CONFLICT, ERRORS, Admin, SiteId, Viewer, app_state, change, page_of
 from tonerwatch_api.domain.sites import (
     SITES,
     add_site,
@@ -26,12 +17,7 @@ from tonerwatch_api.domain.sites import (
     site_page,
 )
 from tonerwatch_api.listing import Page
-from tonerwatch_api.schemas.common import (
-    SiteIn,
-    SiteOut,
-    SitePage,
-    SitePatch,
-)
+from tonerwatch_api.schemas.common import SiteIn, SiteOut, SitePage, SitePatch
 
 router = APIRouter(prefix="/api/v1")
 

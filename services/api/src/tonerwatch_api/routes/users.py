@@ -7,18 +7,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import (
-    CONFLICT,
-    ERRORS,
-    Admin,
-    UserId,
-    app_state,
-    change,
-    page_of,
-)
-from tonerwatch_api.domain.alert_settings import (
-    tenant_user,
-)
+from tonerwatch_api.deps import CONFLICT, ERRORS, Admin, UserId, app_state, change, page_of
+from tonerwatch_api.domain.alert_settings import tenant_user
 from tonerwatch_api.domain.users import (
     USERS,
     add_user,
@@ -28,12 +18,7 @@ from tonerwatch_api.domain.users import (
     user_page,
 )
 from tonerwatch_api.listing import Page
-from tonerwatch_api.schemas.common import (
-    UserIn,
-    UserOut,
-    UserPage,
-    UserPatch,
-)
+from tonerwatch_api.schemas.common import UserIn, UserOut, UserPage, UserPatch
 
 router = APIRouter(prefix="/api/v1")
 

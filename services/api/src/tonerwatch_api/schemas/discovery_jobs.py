@@ -8,9 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tonerwatch_shared.events import (
-    SnmpCredentials,
-)
+from tonerwatch_shared.events import SnmpCredentials
 
 _TARGET = re.compile(r"^[A-Za-z0-9.:/_\-\[\]%]+$")
 

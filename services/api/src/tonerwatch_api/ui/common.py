@@ -14,11 +14,7 @@ from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 
 from tonerwatch_api.db.groups import PrinterGroup
-from tonerwatch_api.deps import (
-    AppState,
-    app_state,
-    principal_from,
-)
+from tonerwatch_api.deps import AppState, app_state, principal_from
 from tonerwatch_api.domain.access import Principal, Scope, responsibility
 from tonerwatch_api.security import csrf_ok, csrf_token, role_at_least
 from tonerwatch_api.ui.views import STATUS_LABEL

@@ -8,18 +8,13 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from tonerwatch_api.db.models import User
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import (
-    SESSION_COOKIE,
-    app_state,
-    client_ip,
-)
-from tonerwatch_api.domain.access import issue_token, revoke_token_hash
+from tonerwatch_api.deps import SESSION_COOKIE, app_state, client_ip
+from tonerwatch_api.domain.access import password_login, revoke_token_hash
 from tonerwatch_api.domain.login_limits import too_many_message
-from tonerwatch_api.security import new_token, verify_password
+from tonerwatch_api.security import new_token
 from tonerwatch_api.ui.common import (
     LOGIN_CSRF_COOKIE,
     _check_csrf,
@@ -30,9 +25,6 @@ from tonerwatch_api.ui.common import (
 )
 
 router = APIRouter(include_in_schema=False)
-
-
-# --- login ---------------------------------------------------------------------------------------
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -89,17 +81,18 @@ async def login_submit(request: Request) -> Response:
     token = new_token()
     expires = datetime.now(UTC) + timedelta(hours=st.settings.session_ttl_h)
 
-    def work(s: Session) -> bool:
-        user = s.exec(select(User).where(User.username == username)).first()
-        if user is None or user.disabled or not verify_password(user.password_hash, password):
-            verify_password(None, password)  # same cost whether or not the user exists
-            return False
-        issue_token(
-            s, user, token, kind="session", scopes=("read", "write"), expires_at=expires
+    def login(s: Session) -> bool:
+        return password_login(
+            s,
+            username,
+            password,
+            token,
+            kind="session",
+            scopes=("read", "write"),
+            expires_at=expires,
         )
-        return True
 
-    if not await run_tx(st.engine, work):
+    if not await run_tx(st.engine, login):
         await st.login_limiter.failed(attempt)
         return RedirectResponse(f"/login?next={quote(next_url)}&error=invalid", status_code=303)
     await st.login_limiter.succeeded(attempt)
@@ -123,9 +116,7 @@ async def logout(request: Request) -> Response:
     who = await ui_user(request)
     await _check_csrf(request, who)
     now = datetime.now(UTC)
-    await run_tx(
-        app_state(request).engine, lambda s: revoke_token_hash(s, who.token_hash, now)
-    )
+    await run_tx(app_state(request).engine, lambda s: revoke_token_hash(s, who.token_hash, now))
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp

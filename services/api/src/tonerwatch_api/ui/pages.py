@@ -8,15 +8,15 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from tonerwatch_api.db.models import ApiToken, AuditEntry, User
 from tonerwatch_api.db.orders import STATUSES
 from tonerwatch_api.db.tx import run_tx
 from tonerwatch_api.db.usage import KINDS
 from tonerwatch_api.deps import app_state, change
 from tonerwatch_api.domain.access import members_of
 from tonerwatch_api.domain.alert_settings import profiles, settings_out
+from tonerwatch_api.domain.audit import latest_changes
 from tonerwatch_api.domain.discovery_jobs import (
     found_printers,
     get_job,
@@ -29,6 +29,8 @@ from tonerwatch_api.domain.network_usage import human_bytes, usage
 from tonerwatch_api.domain.orders import ACTION_LABEL, STATUS_LABEL, find_orders
 from tonerwatch_api.domain.printers import find_printers
 from tonerwatch_api.domain.tenancy import site_printer_counts, tenant_sites
+from tonerwatch_api.domain.tokens import api_tokens
+from tonerwatch_api.domain.users import tenant_users
 from tonerwatch_api.listing import ListingError
 from tonerwatch_api.schemas.discovery_jobs import DiscoveryJobIn, DiscoveryJobOut
 from tonerwatch_api.schemas.network_usage import UsageOut
@@ -283,22 +285,8 @@ async def settings_page(request: Request) -> Response:
     def work(s: Session) -> dict[str, Any]:
         counts = site_printer_counts(s, who.tenant_id)
         sites = [(x, counts.get(x.id, 0)) for x in tenant_sites(s, who.tenant_id)]
-        users = (
-            list(
-                s.exec(
-                    select(User).where(User.tenant_id == who.tenant_id).order_by(col(User.username))
-                ).all()
-            )
-            if is_admin
-            else []
-        )
-        tokens = list(
-            s.exec(
-                select(ApiToken)
-                .where(ApiToken.user_id == who.user_id, ApiToken.kind == "api")
-                .order_by(col(ApiToken.id).desc())
-            ).all()
-        )
+        users = tenant_users(s, who.tenant_id) if is_admin else []
+        tokens = api_tokens(s, who.user_id)
         site_rows = [x for x, _ in sites]
         alerting = {x.id: settings_out(s, x) for x in site_rows} if is_admin else {}
         people = profiles(s, who.tenant_id) if is_admin else {}
@@ -309,18 +297,7 @@ async def settings_page(request: Request) -> Response:
         fleet_size = sum(counts.values())
         picker = bool(printer_groups) and fleet_size <= GROUP_PICKER_MAX
         printers = find_printers(s, who.tenant_id) if picker else []
-        changes = (
-            list(
-                s.exec(
-                    select(AuditEntry)
-                    .where(AuditEntry.tenant_id == who.tenant_id)
-                    .order_by(col(AuditEntry.at).desc(), col(AuditEntry.id).desc())
-                    .limit(AUDIT_ROWS)
-                ).all()
-            )
-            if is_admin
-            else []
-        )
+        changes = latest_changes(s, who.tenant_id, AUDIT_ROWS) if is_admin else []
         return {
             "changes": changes,
             "me": who.user_id,

@@ -14,10 +14,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import (
-    app_state,
-    change,
-)
+from tonerwatch_api.deps import app_state, change
 from tonerwatch_api.domain import alerts as alert_rules
 from tonerwatch_api.domain import orders as order_rules
 from tonerwatch_api.domain.access import Scope
@@ -227,9 +224,7 @@ async def printer_page(request: Request, printer_id: str) -> Response:
             "printer": printers_out(s, [p])[0],
             "history": level_history(s, p.id, start, end, res, limit=20000),
             "counters": counter_history(s, p.id, start, end, res, limit=20000),
-            "alerts": find_alerts(
-                s, who.tenant_id, open_only=False, printer_id=p.id, limit=50
-            ),
+            "alerts": find_alerts(s, who.tenant_id, open_only=False, printer_id=p.id, limit=50),
             "orders": order_rules.printer_orders(s, who.tenant_id, p.id),
             "groups": tenant_groups(s, who.tenant_id),
             "member_of": printer_groups(s, [p.id]).get(p.id, []),
