@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from tonerwatch_api.db.models import Alert, Printer, Site
 from tonerwatch_api.domain.access import Principal, Scope, audit
 from tonerwatch_api.domain.errors import NotFound
-from tonerwatch_api.domain.printers import _printer_filters
+from tonerwatch_api.domain.printers import printer_filters
 from tonerwatch_api.listing import Listing, field
 from tonerwatch_api.schemas.printers import AlertOut
 
@@ -40,7 +40,7 @@ def alerts_query(
         q = q.where(Alert.printer_id == printer_id)
     if severities:
         q = q.where(col(Alert.severity).in_(list(severities)))
-    for cond in _printer_filters(site_id, None, site_ids, scope=scope):
+    for cond in printer_filters(site_id, None, site_ids, scope=scope):
         q = q.where(cond)
     return q
 

@@ -40,7 +40,7 @@ def _tenant_printers(tenant_id: str) -> Any:
     )
 
 
-def _printer_filters(
+def printer_filters(
     site_id: str | None,
     search: str | None,
     site_ids: Sequence[str] | None = None,
@@ -124,7 +124,7 @@ def printers_query(
 ) -> Any:
     """Return the select of the tenant's live printers matching the list endpoint's filters."""
     q = _tenant_printers(tenant_id)
-    for cond in _printer_filters(site_id, search, site_ids, group_ids, scope):
+    for cond in printer_filters(site_id, search, site_ids, group_ids, scope):
         q = q.where(cond)
     if statuses:
         q = q.where(col(Printer.status).in_(list(statuses)))
@@ -181,7 +181,7 @@ def fleet_page(
     scope: Scope | None = None,
 ) -> FleetPage:
     """Return one page of the tenant's printers, attention first (four queries, whatever the fleet)."""
-    filters = _printer_filters(site_id, search, site_ids, group_ids, scope)
+    filters = printer_filters(site_id, search, site_ids, group_ids, scope)
     counts_q = (
         select(Printer.status, func.count())
         .join(Site, col(Site.id) == col(Printer.site_id))
