@@ -50,12 +50,16 @@ from sqlalchemy import ColumnElement, event, func, or_, text
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
-from tonerwatch_api import store
-from tonerwatch_api.db import create_user, ensure_default_site, in_tx, upgrade
+from tonerwatch_api.db.models import Printer
+from tonerwatch_api.db.tx import create_user, ensure_default_site, in_tx, upgrade
+from tonerwatch_api.domain import alerts as alert_rules
+from tonerwatch_api.domain import printers as printer_rules
+from tonerwatch_api.domain.printers import fleet_page, printer_filters
+from tonerwatch_api.domain.retention import RetentionPolicy, maintain
 from tonerwatch_api.metrics import Metrics
-from tonerwatch_api.models import Printer
-from tonerwatch_api.projections import Outbox, ProjectionOptions, Projector
-from tonerwatch_api.retention import RetentionPolicy, maintain
+from tonerwatch_api.projections.outbox import Outbox
+from tonerwatch_api.projections.printers import ProjectionOptions
+from tonerwatch_api.projections.projector import Projector
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import SupplyReading
 from tonerwatch_shared.printer.model import (
@@ -299,7 +303,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-INDEXED_FILTERS = store._printer_filters
+INDEXED_FILTERS = printer_filters
 
 
 def scan_filters(
@@ -336,8 +340,9 @@ async def serve(schema: str, port: int, root: str, prefix: str, search: str) -> 
     from tonerwatch_api.app import create_app
     from tonerwatch_api.settings import Settings
 
-    if search == "scan":  # the search this bench compares with: store's filters before 0006
-        vars(store)["_printer_filters"] = scan_filters
+    if search == "scan":  # the search this bench compares with: the filters before 0006
+        for rules in (printer_rules, alert_rules):
+            vars(rules)["printer_filters"] = scan_filters
 
     engine = make_engine(DB_URL, schema=schema)
     bus = await Bus.connect(NATS_URL, subjects=Subjects(root=root, stream_prefix=prefix), name="b")
@@ -422,14 +427,14 @@ def search_plans(engine: Engine) -> None:
     for label, needle in SEARCHES:
         for search, filters in (("index", indexed), ("scan", scan_filters)):
             sent.clear()
-            vars(store)["_printer_filters"] = filters
+            vars(printer_rules)["printer_filters"] = filters
             event.listen(engine, "before_cursor_execute", capture)
             try:
-                page = functools.partial(store.fleet_page, tenant_id="default", search=needle)
+                page = functools.partial(fleet_page, tenant_id="default", search=needle)
                 in_tx(engine, page)
             finally:
                 event.remove(engine, "before_cursor_execute", capture)
-                vars(store)["_printer_filters"] = indexed
+                vars(printer_rules)["printer_filters"] = indexed
             scans = []
             with engine.connect() as conn:
                 for statement, params in sent:

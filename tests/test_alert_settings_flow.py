@@ -22,7 +22,7 @@ from tonerwatch_alerter.service import Settings as AlerterSettings
 from tonerwatch_alerter.service import run as run_alerter
 from tonerwatch_alerter.store import BUCKET, StateStore
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import ensure_admin, ensure_default_site, upgrade
+from tonerwatch_api.db.tx import ensure_admin, ensure_default_site, upgrade
 from tonerwatch_api.settings import Settings as ApiSettings
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.embedded import free_tcp_port

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from tonerwatch_api.db import ensure_default_site, upgrade
+from tonerwatch_api.db.tx import ensure_default_site, upgrade
 from tonerwatch_shared.events import PrinterConfigured, SnmpCredentials, SupplyReading
 from tonerwatch_shared.printer.model import (
     Counters,

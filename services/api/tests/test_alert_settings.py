@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from tonerwatch_api import alert_settings
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import ensure_admin, ensure_site, in_tx
-from tonerwatch_api.models import OutboxEvent
-from tonerwatch_api.projections import apply_now
+from tonerwatch_api.db.models import OutboxEvent
+from tonerwatch_api.db.tx import ensure_admin, ensure_site, in_tx
+from tonerwatch_api.domain.alert_settings import reannounce_all
+from tonerwatch_api.projections.projector import apply_now
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, wait_for_event
@@ -309,7 +309,7 @@ async def test_start_reannounces_saved_settings_at_the_same_revision(
     h = await bearer(client)
     r = await client.put("/api/v1/sites/hq/alert-settings", headers=h, json={"low_percent": 30})
     assert r.status_code == 200
-    assert in_tx(pg, lambda s: alert_settings.reannounce_all(s, "api/test")) == 1
+    assert in_tx(pg, lambda s: reannounce_all(s, "api/test")) == 1
 
     def queued(s: Session) -> list[AlertSettingsConfigured]:
         rows = s.exec(select(OutboxEvent)).all()

@@ -14,11 +14,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import create_user, ensure_admin, ensure_site, in_tx
-from tonerwatch_api.projections import apply_now
-from tonerwatch_api.retention import RetentionPolicy, maintain
+from tonerwatch_api.db.tx import create_user, ensure_admin, ensure_site, in_tx
+from tonerwatch_api.domain.retention import RetentionPolicy, maintain
+from tonerwatch_api.projections.projector import apply_now
 from tonerwatch_api.settings import Settings
-from tonerwatch_api.views import counter_chart
+from tonerwatch_api.ui.views import counter_chart
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import PrinterConfigured, SupplyReading
 from tonerwatch_shared.printer.model import Counters

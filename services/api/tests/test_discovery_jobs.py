@@ -13,12 +13,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import create_user, ensure_admin, ensure_site, in_tx
-from tonerwatch_api.discovery_jobs import apply_job_event, progress_percent
-from tonerwatch_api.network_usage import apply_usage, human_bytes, usage
-from tonerwatch_api.pages import nice_ceiling
-from tonerwatch_api.projections import ProjectionOptions, apply_event, apply_now
+from tonerwatch_api.db.tx import create_user, ensure_admin, ensure_site, in_tx
+from tonerwatch_api.domain.discovery_jobs import progress_percent
+from tonerwatch_api.domain.network_usage import human_bytes, usage
+from tonerwatch_api.projections.discovery_jobs import apply_job_event
+from tonerwatch_api.projections.network_usage import apply_usage
+from tonerwatch_api.projections.printers import ProjectionOptions, apply_event
+from tonerwatch_api.projections.projector import apply_now
 from tonerwatch_api.settings import Settings
+from tonerwatch_api.ui.pages import nice_ceiling
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
     DiscoveryCancelled,
@@ -229,7 +232,7 @@ def test_scheduled_job_from_the_discovery_service_is_projected(db: Engine) -> No
         targets=("127.0.0.0/24",),
     )
     assert apply_jobs(db, request) == "applied"
-    from tonerwatch_api.discovery_jobs import get_job
+    from tonerwatch_api.domain.discovery_jobs import get_job
 
     job = in_tx(db, lambda s: get_job(s, "default", "scheduled-1764150000"))
     assert job.targets == ["127.0.0.0/24"] and job.state == "requested" and job.site_id == "branch"
@@ -287,7 +290,7 @@ def test_numbers_people_read() -> None:
 
 def test_event_shapes_round_trip() -> None:
     # The job view never holds credentials: only how many sets were tried.
-    from tonerwatch_api.discovery_jobs import DiscoveryJobIn
+    from tonerwatch_api.schemas.discovery_jobs import DiscoveryJobIn
 
     body = DiscoveryJobIn(targets=[" 127.0.0.1 ", ""], communities=[SECRET, "public"])
     assert body.targets == ["127.0.0.1"]

@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from tonerwatch_api import pages
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import create_user, ensure_admin, ensure_site, in_tx
-from tonerwatch_api.models import AuditEntry
-from tonerwatch_api.projections import apply_now
+from tonerwatch_api.db.models import AuditEntry
+from tonerwatch_api.db.tx import create_user, ensure_admin, ensure_site, in_tx
+from tonerwatch_api.projections.projector import apply_now
 from tonerwatch_api.settings import Settings
+from tonerwatch_api.ui import pages
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import PrinterConfigured, SupplyReading, ThresholdCrossed
 

@@ -11,12 +11,12 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
-from tonerwatch_api import store
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import ensure_admin, in_tx
-from tonerwatch_api.history import level_history
-from tonerwatch_api.projections import apply_now
-from tonerwatch_api.retention import RetentionPolicy, maintain
+from tonerwatch_api.db.tx import ensure_admin, in_tx
+from tonerwatch_api.domain.history import level_history
+from tonerwatch_api.domain.printers import fleet_page, get_printer, printers_out
+from tonerwatch_api.domain.retention import RetentionPolicy, maintain
+from tonerwatch_api.projections.projector import apply_now
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import (
@@ -62,13 +62,13 @@ def test_fleet_page_puts_offline_then_attention_first_and_counts_the_whole_fleet
     reading: Callable[..., SupplyReading],
 ) -> None:
     small_fleet(db, configured, reading)
-    page = in_tx(db, lambda s: store.fleet_page(s, "default", limit=2))
+    page = in_tx(db, lambda s: fleet_page(s, "default", limit=2))
     assert [(p.id, p.status) for p in page.printers] == [("p-c", "offline"), ("p-b", "attention")]
     assert page.total == 4
     assert page.counts == {"offline": 1, "attention": 1, "pending": 1, "paused": 1}
-    rest = in_tx(db, lambda s: store.fleet_page(s, "default", offset=2, limit=2))
+    rest = in_tx(db, lambda s: fleet_page(s, "default", offset=2, limit=2))
     assert [(p.id, p.status) for p in rest.printers] == [("p-a", "pending"), ("p-d", "paused")]
-    found = in_tx(db, lambda s: store.fleet_page(s, "default", search="board"))
+    found = in_tx(db, lambda s: fleet_page(s, "default", search="board"))
     assert [p.id for p in found.printers] == ["p-b"] and found.counts == {"attention": 1}
 
 
@@ -80,7 +80,7 @@ def test_stored_status_follows_alerts_raised_and_resolved(
     apply_now(db, configured())
     full = hp_supplies()[:3]  # black, cyan, magenta all well above any threshold
     apply_now(db, reading(supplies=full))
-    assert in_tx(db, lambda s: store.fleet_page(s, "default")).counts == {"ok": 1}
+    assert in_tx(db, lambda s: fleet_page(s, "default")).counts == {"ok": 1}
     crossed = ThresholdCrossed(
         source="alerter",
         site_id="default",
@@ -92,7 +92,7 @@ def test_stored_status_follows_alerts_raised_and_resolved(
         supply_index="1",
     )
     apply_now(db, crossed)
-    assert in_tx(db, lambda s: store.fleet_page(s, "default")).counts == {"critical": 1}
+    assert in_tx(db, lambda s: fleet_page(s, "default")).counts == {"critical": 1}
     apply_now(
         db,
         AlertResolved(
@@ -103,7 +103,7 @@ def test_stored_status_follows_alerts_raised_and_resolved(
             rule="toner_low",
         ),
     )
-    assert in_tx(db, lambda s: store.fleet_page(s, "default")).counts == {"ok": 1}
+    assert in_tx(db, lambda s: fleet_page(s, "default")).counts == {"ok": 1}
 
 
 @pytest.fixture
@@ -164,9 +164,9 @@ def test_parallel_readings_of_one_printer_keep_the_newest_state(
     # As the api-readings workers do: one transaction per event, four at a time.
     with ThreadPoolExecutor(4) as pool:
         assert set(pool.map(lambda e: apply_now(pg, e), events)) == {"applied"}
-    printer = in_tx(pg, lambda s: store.get_printer(s, "default", "p-hp479"))
+    printer = in_tx(pg, lambda s: get_printer(s, "default", "p-hp479"))
     assert printer.last_seen_at == base + timedelta(minutes=23)
-    out = in_tx(pg, lambda s: store.printers_out(s, [printer])[0])
+    out = in_tx(pg, lambda s: printers_out(s, [printer])[0])
     assert {s.index: s.percent for s in out.supplies}["1"] == 67.0
     points = in_tx(
         pg,

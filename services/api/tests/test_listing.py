@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import create_user, ensure_admin, ensure_site, in_tx
+from tonerwatch_api.db.models import Printer
+from tonerwatch_api.db.tx import create_user, ensure_admin, ensure_site, in_tx
 from tonerwatch_api.listing import Listing, ListingError, field
-from tonerwatch_api.models import Printer
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import Bus
 

@@ -13,10 +13,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import create_user, ensure_admin, in_tx
-from tonerwatch_api.login_limits import LoginFailure, LoginLimiter
+from tonerwatch_api.db.logins import LoginFailure
+from tonerwatch_api.db.tx import create_user, ensure_admin, in_tx
+from tonerwatch_api.deps import AppState
+from tonerwatch_api.domain.login_limits import LoginLimiter
 from tonerwatch_api.settings import Settings
-from tonerwatch_api.state import AppState
 from tonerwatch_shared.bus import Bus
 
 ADMIN_PW = "admin-password-for-limits"

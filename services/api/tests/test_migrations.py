@@ -9,8 +9,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
-from tonerwatch_api.db import MIGRATIONS, upgrade
-from tonerwatch_api.models import VERSION_TABLE, api_metadata, include_object
+from tonerwatch_api.db.metadata import VERSION_TABLE, api_metadata, include_object
+from tonerwatch_api.db.tx import MIGRATIONS, upgrade
 
 TABLES = {
     "tenants",

@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from tonerwatch_api.activity import run_activity
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import create_user, ensure_admin, ensure_site, in_tx
-from tonerwatch_api.network_usage import apply_usage, usage
-from tonerwatch_api.projections import apply_now
+from tonerwatch_api.db.tx import create_user, ensure_admin, ensure_site, in_tx
+from tonerwatch_api.domain.network_usage import usage
+from tonerwatch_api.projections.activity import run_activity
+from tonerwatch_api.projections.network_usage import apply_usage
+from tonerwatch_api.projections.projector import apply_now
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import PrinterConfigured, SupplyReading, UpstreamSynced

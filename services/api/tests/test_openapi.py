@@ -19,10 +19,11 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from tonerwatch_api import alert_settings, api
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import create_user, ensure_admin, ensure_default_site, in_tx, upgrade
-from tonerwatch_api.schemas import VALIDATION_ERROR_EXAMPLE, ErrorOut, SiteIn, SiteOut
+from tonerwatch_api.db.tx import create_user, ensure_admin, ensure_default_site, in_tx, upgrade
+from tonerwatch_api.deps import CONFLICT, ERRORS
+from tonerwatch_api.routes import alert_settings
+from tonerwatch_api.schemas.common import VALIDATION_ERROR_EXAMPLE, ErrorOut, SiteIn, SiteOut
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.storage import make_engine
@@ -277,7 +278,7 @@ async def test_every_error_answer_has_an_example_error_body(doc: dict[str, Any])
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("errors", [api.ERRORS, api.CONFLICT, alert_settings.ERRORS])
+@pytest.mark.parametrize("errors", [ERRORS, CONFLICT, alert_settings.ERRORS])
 def test_errors_tables_carry_error_bodies(errors: dict[int | str, dict[str, Any]]) -> None:
     for code, answer in errors.items():
         assert answer["model"] is ErrorOut and answer["description"]

@@ -13,13 +13,16 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from tonerwatch_api import pages
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import create_user, ensure_admin, ensure_site, in_tx
-from tonerwatch_api.models import AuditEntry, OutboxEvent
-from tonerwatch_api.orders import Order, deliver_on_replacement, next_statuses
-from tonerwatch_api.projections import Outbox, apply_now
+from tonerwatch_api.db.models import AuditEntry, OutboxEvent
+from tonerwatch_api.db.orders import Order
+from tonerwatch_api.db.tx import create_user, ensure_admin, ensure_site, in_tx
+from tonerwatch_api.domain.orders import next_statuses
+from tonerwatch_api.projections.orders import deliver_on_replacement
+from tonerwatch_api.projections.outbox import Outbox
+from tonerwatch_api.projections.projector import apply_now
 from tonerwatch_api.settings import Settings
+from tonerwatch_api.ui import pages
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
     Event,

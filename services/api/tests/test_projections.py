@@ -12,9 +12,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from tonerwatch_api.db import in_tx
-from tonerwatch_api.metrics import Metrics
-from tonerwatch_api.models import (
+from tonerwatch_api.db.models import (
     Alert,
     CounterReading,
     OutboxEvent,
@@ -23,16 +21,13 @@ from tonerwatch_api.models import (
     Reading,
     SupplyStateRow,
 )
-from tonerwatch_api.projections import (
-    Outbox,
-    PrinterNotYetKnown,
-    ProjectionOptions,
-    Projector,
-    add_to_outbox,
-    apply_now,
-    dead_outbox_events,
-)
-from tonerwatch_api.store import Principal, delete_printer
+from tonerwatch_api.db.tx import in_tx
+from tonerwatch_api.domain.access import Principal
+from tonerwatch_api.domain.printers import delete_printer
+from tonerwatch_api.metrics import Metrics
+from tonerwatch_api.projections.outbox import Outbox, add_to_outbox, dead_outbox_events
+from tonerwatch_api.projections.printers import PrinterNotYetKnown, ProjectionOptions
+from tonerwatch_api.projections.projector import Projector, apply_now
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
     AlertResolved,

@@ -14,8 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import create_user, ensure_admin, ensure_site, in_tx
-from tonerwatch_api.projections import apply_now
+from tonerwatch_api.db.tx import create_user, ensure_admin, ensure_site, in_tx
+from tonerwatch_api.projections.projector import apply_now
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
@@ -337,7 +337,7 @@ async def test_sites_crud(client: httpx.AsyncClient) -> None:
 async def test_community_set_by_a_user_on_a_discovered_printer_is_never_replaced_by_a_sweep(
     client: httpx.AsyncClient, pg: Engine
 ) -> None:
-    from tonerwatch_api.models import Printer
+    from tonerwatch_api.db.models import Printer
     from tonerwatch_shared.events import PrinterFound, SnmpCredentials
     from tonerwatch_shared.printer.model import PrinterIdentity
 

@@ -10,9 +10,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from tonerwatch_api.db import in_tx
-from tonerwatch_api.history import choose_resolution, counter_history, level_history
-from tonerwatch_api.models import (
+from tonerwatch_api.db.models import (
     CounterDaily,
     CounterHourly,
     CounterReading,
@@ -21,13 +19,15 @@ from tonerwatch_api.models import (
     ReadingDaily,
     ReadingHourly,
 )
-from tonerwatch_api.projections import apply_now
-from tonerwatch_api.retention import (
+from tonerwatch_api.db.tx import in_tx
+from tonerwatch_api.domain.history import choose_resolution, counter_history, level_history
+from tonerwatch_api.domain.retention import (
     RetentionPolicy,
     maintain,
     prune_raw_batch,
     rollup_readings_batch,
 )
+from tonerwatch_api.projections.projector import apply_now
 from tonerwatch_shared.events import PrinterConfigured, SupplyReading
 from tonerwatch_shared.printer.model import Counters
 

@@ -14,9 +14,9 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
-from tonerwatch_api import store
-from tonerwatch_api.db import ensure_default_site, in_tx, upgrade
-from tonerwatch_api.models import Printer
+from tonerwatch_api.db.models import Printer
+from tonerwatch_api.db.tx import ensure_default_site, in_tx, upgrade
+from tonerwatch_api.domain.printers import find_printers, fleet_page
 from tonerwatch_shared.storage import make_engine, normalise_url
 
 Row = tuple[str, str | None, str, str | None, str | None, str | None, str | None]
@@ -53,8 +53,8 @@ def add_printers(db: Engine, rows: list[Row], site: str = "default") -> None:
 
 def found(db: Engine, needle: str) -> list[str]:
     """Return the ids the list API's query and the dashboard's page find for needle (they agree)."""
-    listed = [p.id for p in in_tx(db, lambda s: store.find_printers(s, "default", search=needle))]
-    page = in_tx(db, lambda s: store.fleet_page(s, "default", search=needle, limit=100))
+    listed = [p.id for p in in_tx(db, lambda s: find_printers(s, "default", search=needle))]
+    page = in_tx(db, lambda s: fleet_page(s, "default", search=needle, limit=100))
     assert sorted(p.id for p in page.printers) == sorted(listed) and page.total == len(listed)
     return sorted(listed)  # id order differs between collations
 
@@ -125,9 +125,9 @@ def test_search_stays_within_the_filters_and_skips_removed_printers(db: Engine) 
 
     in_tx(db, remove)
     assert found(db, "10.0.") == ["p-acc", "p-brd", "p-esc"]
-    hits = in_tx(db, lambda s: store.find_printers(s, "default", site_id="elsewhere", search="hp"))
+    hits = in_tx(db, lambda s: find_printers(s, "default", site_id="elsewhere", search="hp"))
     assert hits == []
-    assert in_tx(db, lambda s: store.find_printers(s, "other-tenant", search="hp")) == []
+    assert in_tx(db, lambda s: find_printers(s, "other-tenant", search="hp")) == []
 
 
 # --- PostgreSQL: the index -------------------------------------------------------------------------
@@ -149,8 +149,8 @@ def explain_app_queries(db: Engine, needle: str, *, seqscan: bool) -> list[dict[
 
     event.listen(db, "before_cursor_execute", capture)
     try:
-        in_tx(db, lambda s: store.fleet_page(s, "default", search=needle))
-        in_tx(db, lambda s: store.find_printers(s, "default", search=needle, limit=51))
+        in_tx(db, lambda s: fleet_page(s, "default", search=needle))
+        in_tx(db, lambda s: find_printers(s, "default", search=needle, limit=51))
     finally:
         event.remove(db, "before_cursor_execute", capture)
     assert len(sent) == 3  # status counts, page ids, list

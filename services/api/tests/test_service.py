@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 from sqlmodel import Session, select
 
-from tonerwatch_api.db import ensure_admin
-from tonerwatch_api.models import SupplyStateRow
+from tonerwatch_api.db.models import SupplyStateRow
+from tonerwatch_api.db.tx import ensure_admin
 from tonerwatch_api.service import Settings, run
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import free_tcp_port
@@ -22,7 +22,7 @@ from tonerwatch_shared.testing.infra import eventually
 
 
 def test_ensure_admin_returns_generated_password_only_once(tmp_path: Path) -> None:
-    from tonerwatch_api.db import upgrade
+    from tonerwatch_api.db.tx import upgrade
 
     engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
     upgrade(engine)

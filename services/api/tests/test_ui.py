@@ -11,14 +11,15 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from tonerwatch_api.alert_settings import UserAlerting
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import create_user, ensure_admin, ensure_site, in_tx
+from tonerwatch_api.db.alerting import UserAlerting
+from tonerwatch_api.db.models import AuditEntry, User
+from tonerwatch_api.db.tx import create_user, ensure_admin, ensure_site, in_tx
 from tonerwatch_api.live import toast, without_printer
-from tonerwatch_api.models import AuditEntry, User
-from tonerwatch_api.projections import apply_now
+from tonerwatch_api.projections.projector import apply_now
 from tonerwatch_api.settings import Settings
-from tonerwatch_api.views import chart_series, colorant_hex, level_bar, printer_status
+from tonerwatch_api.status import printer_status
+from tonerwatch_api.ui.views import chart_series, colorant_hex, level_bar
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import PrinterConfigured, SupplyReading, ThresholdCrossed
 

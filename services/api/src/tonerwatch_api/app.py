@@ -17,17 +17,37 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tonerwatch_api import alert_settings, api, groups, orders, pages, ui
-from tonerwatch_api.db import ping, run_tx
+from tonerwatch_api.db.tx import ping, run_tx
+from tonerwatch_api.deps import AppState, app_state
+from tonerwatch_api.domain.alerts import open_alert_counts
+from tonerwatch_api.domain.errors import Conflict, Invalid, NotFound
+from tonerwatch_api.domain.login_limits import LoginLimiter
+from tonerwatch_api.domain.printers import printer_status_counts
 from tonerwatch_api.listing import ListingError
 from tonerwatch_api.live import LiveAlerts
-from tonerwatch_api.login_limits import LoginLimiter
 from tonerwatch_api.metrics import Metrics
-from tonerwatch_api.projections import Outbox, dead_outbox_events
-from tonerwatch_api.schemas import VALIDATION_ERROR_EXAMPLE, ErrorOut, ReadyOut
+from tonerwatch_api.projections.outbox import Outbox, dead_outbox_events
+from tonerwatch_api.routes import (
+    alert_settings,
+    alerts,
+    audit,
+    auth,
+    discovery_jobs,
+    events,
+    exports,
+    groups,
+    network_usage,
+    orders,
+    printers,
+    sites,
+    tokens,
+    users,
+)
+from tonerwatch_api.schemas.common import VALIDATION_ERROR_EXAMPLE, ErrorOut, ReadyOut
 from tonerwatch_api.settings import Settings
-from tonerwatch_api.state import AppState, app_state
-from tonerwatch_api.store import Conflict, NotFound, open_alert_counts, printer_status_counts
+from tonerwatch_api.ui import login, pages
+from tonerwatch_api.ui import printers as printer_pages
+from tonerwatch_api.ui.common import LoginRequired, error_page, login_redirect
 from tonerwatch_shared.bus import Bus
 
 log = logging.getLogger(__name__)
@@ -68,13 +88,27 @@ def create_app(
         ),
     )
     app.state.tw = st
-    app.include_router(api.router)
-    app.include_router(alert_settings.router)
-    app.include_router(groups.router)
-    app.include_router(orders.router)
-    app.include_router(ui.router)
-    app.include_router(pages.router)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    # REST first, in the order the OpenAPI document lists the resources; then the UI pages.
+    for resource in (
+        auth,
+        sites,
+        printers,
+        alerts,
+        exports,
+        tokens,
+        users,
+        audit,
+        discovery_jobs,
+        network_usage,
+        events,
+        alert_settings,
+        groups,
+        orders,
+    ):
+        app.include_router(resource.router)
+    for ui_pages in (login, printer_pages, pages):
+        app.include_router(ui_pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "ui" / "static"), name="static")
     _install_errors(app)
     _install_ops(app)
     _install_openapi(app)
@@ -150,7 +184,7 @@ def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if not request.url.path.startswith("/api/") and exc.status_code in (403, 404):
-            return ui.error_page(request, exc.status_code, str(exc.detail))
+            return error_page(request, exc.status_code, str(exc.detail))
         return JSONResponse(
             {"error": str(exc.detail), "status": exc.status_code},
             status_code=exc.status_code,
@@ -180,15 +214,20 @@ def _install_errors(app: FastAPI) -> None:
             status_code=422,
         )
 
+    @app.exception_handler(Invalid)
+    async def invalid_for_data(request: Request, exc: Invalid) -> Response:
+        # A rule checked against stored data: answered exactly like a schema error.
+        return await invalid(request, RequestValidationError(exc.errors()))
+
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:
         if not request.url.path.startswith("/api/"):
-            return ui.error_page(request, 404, str(exc))
+            return error_page(request, 404, str(exc))
         return JSONResponse({"error": str(exc), "status": 404}, status_code=404)
 
-    @app.exception_handler(ui.LoginRequired)
-    async def login_required(request: Request, exc: ui.LoginRequired) -> Response:
-        return ui.login_redirect(exc)
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> Response:
+        return login_redirect(exc)
 
     @app.exception_handler(Conflict)
     async def conflict(request: Request, exc: Conflict) -> Response:

@@ -219,3 +219,12 @@ def _load(kind: Kind, value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError("number expected")
     return float(value)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list as asked for: the parsed sort, the page size and the cursor."""
+
+    order: Sort
+    limit: int
+    cursor: str | None = None

@@ -12,14 +12,15 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from tonerwatch_api import alert_settings
-from tonerwatch_api.activity import run_activity
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db import ensure_admin, ensure_default_site, in_tx, upgrade
-from tonerwatch_api.projections import ProjectionOptions, Projector
-from tonerwatch_api.retention import run_upkeep
+from tonerwatch_api.db.tx import ensure_admin, ensure_default_site, in_tx, upgrade
+from tonerwatch_api.deps import AppState
+from tonerwatch_api.domain.alert_settings import reannounce_all
+from tonerwatch_api.domain.retention import run_upkeep
+from tonerwatch_api.projections.activity import run_activity
+from tonerwatch_api.projections.printers import ProjectionOptions
+from tonerwatch_api.projections.projector import Projector
 from tonerwatch_api.settings import Settings
-from tonerwatch_api.state import AppState
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.lifecycle import stop_event
 from tonerwatch_shared.settings import SettingsError
@@ -82,7 +83,7 @@ async def run(
         await bus.ensure_event_stream()
         source = f"api/{settings.instance}"
         # The api is the system of record for alert settings: remind the alerter at every start.
-        await asyncio.to_thread(in_tx, engine, lambda s: alert_settings.reannounce_all(s, source))
+        await asyncio.to_thread(in_tx, engine, lambda s: reannounce_all(s, source))
         app = create_app(engine, bus, settings, stop=stop)
         server = _Server(uvicorn_config(app, settings))
         async with asyncio.TaskGroup() as tg:

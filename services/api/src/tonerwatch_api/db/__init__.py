@@ -1,0 +1,1 @@
+"""Storage: the SQLModel tables, their alembic migrations and the transaction helpers."""

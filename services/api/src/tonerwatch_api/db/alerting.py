@@ -1,0 +1,49 @@
+"""Alerting tables: per-site limits and recipients, per-user mail and responsibility."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field as SQLField
+from sqlmodel import SQLModel
+
+from tonerwatch_api.db.models import UTCDateTime, utcnow
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+class SiteAlertSettings(SQLModel, table=True):
+    """A site's alert settings as last saved, and the revision last announced."""
+
+    __tablename__ = "site_alert_settings"
+    site_id: str = SQLField(
+        foreign_key="sites.id", primary_key=True, max_length=64, ondelete="CASCADE"
+    )
+    revision: int = 0
+    low_percent: float | None = None
+    critical_percent: float | None = None
+    lead_time_days: float | None = None
+    kinds: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON(), nullable=True))
+    printers: dict[str, Any] | None = SQLField(
+        default=None, sa_column=Column(JSON(), nullable=True)
+    )
+    recipients: list[str] | None = SQLField(default=None, sa_column=Column(JSON(), nullable=True))
+    updated_by: str | None = SQLField(default=None, max_length=100)
+    updated_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class UserAlerting(SQLModel, table=True):
+    """A user's mail address for alerts, the sites and printer groups they answer for (none: all)."""
+
+    __tablename__ = "user_alerting"
+    user_id: int = SQLField(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
+    email: str | None = SQLField(default=None, max_length=254)
+    sites: list[str] | None = SQLField(default=None, sa_column=Column(JSON(), nullable=True))
+    groups: list[int] | None = SQLField(default=None, sa_column=Column(JSON(), nullable=True))
+
+
+ALERT_SETTINGS_TABLES: tuple[type[SQLModel], ...] = (SiteAlertSettings, UserAlerting)

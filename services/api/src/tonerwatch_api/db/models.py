@@ -1,0 +1,396 @@
+"""The api's core tables: tenants, sites, printers, supplies, readings, alerts, users, tokens, audit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy import false as sa_false
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite keeps naive UTC, PostgreSQL timestamptz)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        # SQLite has no time zones: store naive UTC so string comparison orders correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """Return the current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _ts() -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+def _big_id() -> Any:
+    # 10,000 printers x 5 supplies every 5 minutes is 14 million readings a day: int4 would run
+    # out within months. SQLite keeps INTEGER, the only type that auto-increments there.
+    return Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+
+
+def _json() -> Any:
+    return Field(default=None, sa_column=Column(JSON(), nullable=True))
+
+
+class Tenant(SQLModel, table=True):
+    """An organisation; users of one tenant never see another's sites or printers."""
+
+    __tablename__ = "tenants"
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class Site(SQLModel, table=True):
+    """A place printers live; its id is a NATS subject token."""
+
+    __tablename__ = "sites"
+    id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)
+    name: str = Field(max_length=200)
+    poll_interval_s: float | None = Field(
+        default=None, description="Overrides the default interval"
+    )
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class Printer(SQLModel, table=True):
+    """One printer: how to reach it (configuration) and what it last said (read model)."""
+
+    __tablename__ = "printers"
+    __table_args__ = (Index("ix_printers_site_address", "site_id", "address", "port"),)
+    id: str = Field(primary_key=True, max_length=128)
+    site_id: str = Field(foreign_key="sites.id", index=True, max_length=64)
+    name: str | None = Field(default=None, max_length=200)
+    address: str = Field(max_length=255)
+    port: int = 161
+    protocol: str = Field(default="snmp", max_length=8)
+    monitored: bool = True
+    # Secrets (community, v3 keys): never returned by the API nor logged.
+    credentials: dict[str, Any] | None = _json()
+    interval_s: float = 300.0
+    # Added without an interval of its own: follows its site's poll_interval_s (or the default).
+    interval_follows_site: bool = Field(
+        default=False, sa_column_kwargs={"server_default": sa_false()}
+    )
+    location: str | None = Field(default=None, max_length=255)
+    notes: str | None = Field(default=None)
+    origin: str = Field(default="manual", max_length=16)
+    # Last-writer-wins for configuration: an older PrinterConfigured/Removed never undoes a newer one.
+    config_at: datetime | None = _ts()
+    # Tombstone: events still in flight for a deleted printer are dropped, not resurrecting it.
+    removed_at: datetime | None = _ts()
+    vendor: str | None = Field(default=None, max_length=100)
+    model: str | None = Field(default=None, max_length=200)
+    serial: str | None = Field(default=None, max_length=100, index=True)
+    sys_object_id: str | None = Field(default=None, max_length=255)
+    mac_address: str | None = Field(default=None, max_length=64)
+    firmware: str | None = Field(default=None, max_length=200)
+    reachable: bool | None = None
+    last_seen_at: datetime | None = _ts()
+    last_error: str | None = Field(default=None)
+    device_status: str | None = Field(default=None, max_length=32)
+    printer_status: str | None = Field(default=None, max_length=32)
+    status_errors: list[str] | None = _json()
+    status_text: str | None = Field(default=None)
+    lifetime_pages: int | None = None
+    last_bytes_sent: int | None = None
+    last_bytes_received: int | None = None
+    # Denormalised status.printer_status, kept by the projections: the dashboard orders and counts
+    # by it in SQL instead of loading every printer's supplies and alerts.
+    status: str = Field(default="pending", max_length=16, index=True)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class SupplyStateRow(SQLModel, table=True):
+    """The current state of one supply of one printer."""
+
+    __tablename__ = "supply_states"
+    printer_id: str = Field(
+        foreign_key="printers.id", primary_key=True, max_length=128, ondelete="CASCADE"
+    )
+    supply_index: str = Field(primary_key=True, max_length=64)
+    description: str = Field(max_length=255)
+    part_number: str | None = Field(default=None, max_length=100)
+    kind: str = Field(default="other", max_length=32)
+    supply_class: str = Field(default="consumed", max_length=16)
+    colour: str | None = Field(default=None, max_length=64)
+    colour_hex: str | None = Field(default=None, max_length=16)
+    level: int | None = None
+    max_capacity: int | None = None
+    percent: float | None = None
+    state: str = Field(default="unknown", max_length=32)
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class Reading(SQLModel, table=True):
+    """One supply level at one poll (history for charts and forecasts)."""
+
+    __tablename__ = "readings"
+    __table_args__ = (
+        Index("ix_readings_printer_time", "printer_id", "occurred_at"),
+        Index("ix_readings_occurred_at", "occurred_at"),
+        # Only rows still waiting for the rollup: small, so finding the next batch is cheap.
+        Index(
+            "ix_readings_pending",
+            "id",
+            postgresql_where=text("NOT rolled_up"),
+            sqlite_where=text("NOT rolled_up"),
+        ),
+        # History queries add a printer's rows not rolled up yet to its hourly/daily buckets.
+        Index(
+            "ix_readings_pending_printer",
+            "printer_id",
+            "occurred_at",
+            postgresql_where=text("NOT rolled_up"),
+            sqlite_where=text("NOT rolled_up"),
+        ),
+    )
+    id: int | None = _big_id()
+    printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")
+    supply_index: str = Field(max_length=64)
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    percent: float | None = None
+    level: int | None = None
+    rolled_up: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+
+
+class CounterReading(SQLModel, table=True):
+    """Page counters at one poll."""
+
+    __tablename__ = "counter_readings"
+    __table_args__ = (
+        Index("ix_counter_readings_printer_time", "printer_id", "occurred_at"),
+        Index("ix_counter_readings_occurred_at", "occurred_at"),
+        Index(
+            "ix_counter_readings_pending",
+            "id",
+            postgresql_where=text("NOT rolled_up"),
+            sqlite_where=text("NOT rolled_up"),
+        ),
+        # History queries add a printer's rows not rolled up yet to its hourly/daily buckets.
+        Index(
+            "ix_counter_readings_pending_printer",
+            "printer_id",
+            "occurred_at",
+            postgresql_where=text("NOT rolled_up"),
+            sqlite_where=text("NOT rolled_up"),
+        ),
+    )
+    id: int | None = _big_id()
+    printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    lifetime_pages: int | None = None
+    mono_pages: int | None = None
+    colour_pages: int | None = None
+    duplex_pages: int | None = None
+    rolled_up: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+
+
+class ReadingBucket(SQLModel):
+    """Supply levels of one supply over one time bucket (hour or day), merged from raw readings."""
+
+    printer_id: str = Field(
+        foreign_key="printers.id", primary_key=True, max_length=128, ondelete="CASCADE"
+    )
+    bucket_start: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    supply_index: str = Field(primary_key=True, max_length=64)
+    count: int = 0  # raw readings merged in
+    percent_count: int = 0  # of which had a percent (unknown levels have none)
+    sum_percent: float = 0.0
+    min_percent: float | None = None
+    max_percent: float | None = None
+    last_at: datetime = Field(sa_type=UTCDateTime)
+    last_percent: float | None = None
+    last_level: int | None = None
+
+    @property
+    def avg_percent(self) -> float | None:
+        """Return the mean percent over the bucket, None when no reading had one."""
+        return self.sum_percent / self.percent_count if self.percent_count else None
+
+
+class ReadingHourly(ReadingBucket, table=True):
+    """Hourly supply levels (kept for hourly_retention_days)."""
+
+    __tablename__ = "readings_hourly"
+    __table_args__ = (Index("ix_readings_hourly_bucket", "bucket_start"),)
+
+
+class ReadingDaily(ReadingBucket, table=True):
+    """Daily supply levels (kept forever)."""
+
+    __tablename__ = "readings_daily"
+
+
+class CounterBucket(SQLModel):
+    """Page counters of one printer over one time bucket: the last values seen, and the lowest."""
+
+    printer_id: str = Field(
+        foreign_key="printers.id", primary_key=True, max_length=128, ondelete="CASCADE"
+    )
+    bucket_start: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    count: int = 0
+    last_at: datetime = Field(sa_type=UTCDateTime)
+    min_lifetime_pages: int | None = None
+    lifetime_pages: int | None = None
+    mono_pages: int | None = None
+    colour_pages: int | None = None
+    duplex_pages: int | None = None
+
+
+class CounterHourly(CounterBucket, table=True):
+    """Hourly page counters (kept for hourly_retention_days)."""
+
+    __tablename__ = "counters_hourly"
+    __table_args__ = (Index("ix_counters_hourly_bucket", "bucket_start"),)
+
+
+class CounterDaily(CounterBucket, table=True):
+    """Daily page counters (kept forever)."""
+
+    __tablename__ = "counters_daily"
+
+
+class Alert(SQLModel, table=True):
+    """One occurrence of an alert condition, from raised to resolved."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_printer_open", "printer_id", "resolved_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: str = Field(max_length=255, index=True)
+    printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")
+    rule: str = Field(max_length=64)
+    severity: str = Field(max_length=16)
+    message: str
+    supply_index: str | None = Field(default=None, max_length=64)
+    supply_description: str | None = Field(default=None, max_length=255)
+    part_number: str | None = Field(default=None, max_length=100)
+    colour: str | None = Field(default=None, max_length=64)
+    percent: float | None = None
+    days_to_empty: float | None = None
+    raised_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    resolved_at: datetime | None = _ts()
+    acknowledged_by: str | None = Field(default=None, max_length=100)
+    acknowledged_at: datetime | None = _ts()
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """An event already applied: a redelivery finds it here and changes nothing."""
+
+    __tablename__ = "processed_events"
+    event_id: str = Field(primary_key=True, max_length=36)
+    consumer: str = Field(max_length=64)
+    processed_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True)
+    )
+
+
+class OutboxEvent(SQLModel, table=True):
+    """An event written with the change that caused it, published after commit (at least once)."""
+
+    __tablename__ = "outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=36, unique=True)
+    payload: str
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    # Set when NATS refuses the event for good (too large) or it no longer parses: skipped since.
+    dead_at: datetime | None = _ts()
+    error: str | None = Field(default=None)
+
+
+class User(SQLModel, table=True):
+    """Someone who logs in: argon2 password hash, role, tenant."""
+
+    __tablename__ = "users"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=100, unique=True)
+    password_hash: str = Field(max_length=255)
+    role: str = Field(default="viewer", max_length=16)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)
+    disabled: bool = False
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token or UI session: only its SHA-256 is stored; revocable."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_api_tokens_hash"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    token_hash: str = Field(max_length=64)
+    kind: str = Field(default="access", max_length=16)
+    name: str | None = Field(default=None, max_length=100)
+    scopes: str = Field(default="read write", max_length=255)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    expires_at: datetime | None = _ts()
+    last_used_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who changed what, when (never secrets)."""
+
+    __tablename__ = "audit_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True)
+    )
+    username: str | None = Field(default=None, max_length=100)
+    tenant_id: str | None = Field(default=None, max_length=64)
+    action: str = Field(max_length=64)
+    target: str | None = Field(default=None, max_length=255)
+    detail: dict[str, Any] | None = _json()

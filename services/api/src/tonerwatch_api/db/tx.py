@@ -1,0 +1,106 @@
+"""Database set-up: migrations, first-run bootstrap (tenant, site, admin) and thread-offloaded sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from tonerwatch_api.db.models import Site, Tenant, User
+from tonerwatch_api.security import Role, generate_password, hash_password
+from tonerwatch_shared.storage import migrate
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+DEFAULT_TENANT = "default"
+ADMIN_USERNAME = "admin"
+
+T = TypeVar("T")
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration."""
+    migrate(engine, MIGRATIONS)
+
+
+def in_tx(engine: Engine, fn: Callable[[Session], T]) -> T:
+    """Return fn(session) run in one transaction (committed when fn returns, rolled back on error)."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        return fn(session)
+
+
+async def run_tx(engine: Engine, fn: Callable[[Session], T]) -> T:
+    """Return fn(session) run in one transaction in a worker thread (the engine is synchronous)."""
+    return await asyncio.to_thread(in_tx, engine, fn)
+
+
+def ping(engine: Engine) -> None:
+    """Raise when the database does not answer."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def ensure_tenant(session: Session, tenant_id: str, name: str | None = None) -> Tenant:
+    """Return the tenant, creating it if missing."""
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        tenant = Tenant(id=tenant_id, name=name or tenant_id)
+        session.add(tenant)
+        session.flush()
+    return tenant
+
+
+def ensure_site(
+    session: Session, site_id: str, tenant_id: str = DEFAULT_TENANT, name: str | None = None
+) -> Site:
+    """Return the site, creating it (and its tenant) if missing."""
+    site = session.get(Site, site_id)
+    if site is None:
+        ensure_tenant(session, tenant_id)
+        site = Site(id=site_id, tenant_id=tenant_id, name=name or site_id)
+        session.add(site)
+        session.flush()
+    return site
+
+
+def create_user(
+    session: Session, username: str, password: str, role: Role, tenant_id: str = DEFAULT_TENANT
+) -> User:
+    """Return a new user with an argon2 password hash."""
+    ensure_tenant(session, tenant_id)
+    user = User(
+        username=username, password_hash=hash_password(password), role=role, tenant_id=tenant_id
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def ensure_admin(engine: Engine, password: str | None) -> str | None:
+    """Create user 'admin' if missing; return the generated password when one was made, else None.
+
+    An existing admin is left alone (its password is not reset from the environment).
+    """
+
+    def work(session: Session) -> str | None:
+        existing = session.exec(select(User).where(User.username == ADMIN_USERNAME)).first()
+        if existing is not None:
+            return None
+        generated = None if password else generate_password()
+        create_user(session, ADMIN_USERNAME, password or generated or "", "admin")
+        log.info("created user %s", ADMIN_USERNAME)
+        return generated
+
+    return in_tx(engine, work)
+
+
+def ensure_default_site(engine: Engine, site_id: str) -> None:
+    """Create the default tenant and site if missing."""
+    in_tx(engine, lambda s: ensure_site(s, site_id, DEFAULT_TENANT, name=site_id))

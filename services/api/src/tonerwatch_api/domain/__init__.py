@@ -1,0 +1,1 @@
+"""The rules of each resource, over the tables; no HTTP here (errors are domain.errors)."""

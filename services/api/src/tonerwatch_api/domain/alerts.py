@@ -1,0 +1,131 @@
+"""Alerts: found, listed, acknowledged."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from tonerwatch_api.db.models import Alert, Printer, Site
+from tonerwatch_api.domain.access import Principal, Scope, audit
+from tonerwatch_api.domain.errors import NotFound
+from tonerwatch_api.domain.printers import printer_filters
+from tonerwatch_api.listing import Listing, field
+from tonerwatch_api.schemas.printers import AlertOut
+
+
+def alerts_query(
+    tenant_id: str,
+    *,
+    open_only: bool,
+    printer_id: str | None = None,
+    site_id: str | None = None,
+    severities: Sequence[str] = (),
+    site_ids: Sequence[str] | None = None,
+    scope: Scope | None = None,
+) -> Any:
+    """Return the select of (alert, printer name) of the tenant matching the list filters."""
+    q = (
+        select(Alert, Printer.name)
+        .join(Printer, col(Printer.id) == col(Alert.printer_id))
+        .join(Site, col(Site.id) == col(Printer.site_id))
+        .where(Site.tenant_id == tenant_id)
+    )
+    if open_only:
+        q = q.where(col(Alert.resolved_at).is_(None))
+    if printer_id:
+        q = q.where(Alert.printer_id == printer_id)
+    if severities:
+        q = q.where(col(Alert.severity).in_(list(severities)))
+    for cond in printer_filters(site_id, None, site_ids, scope=scope):
+        q = q.where(cond)
+    return q
+
+
+def find_alerts(
+    session: Session,
+    tenant_id: str,
+    *,
+    open_only: bool,
+    printer_id: str | None = None,
+    limit: int = 200,
+    site_ids: Sequence[str] | None = None,
+    scope: Scope | None = None,
+) -> list[AlertOut]:
+    """Return the tenant's alerts, newest first (only those of site_ids, and of scope, when given)."""
+    q = alerts_query(
+        tenant_id, open_only=open_only, printer_id=printer_id, site_ids=site_ids, scope=scope
+    )
+    q = q.order_by(col(Alert.raised_at).desc(), col(Alert.id).desc()).limit(limit)
+    return [alert_out(a, name) for a, name in session.exec(q).all()]
+
+
+def alert_out(a: Alert, printer_name: str | None) -> AlertOut:
+    """Return the API view of an alert."""
+    return AlertOut(
+        id=a.id or 0,
+        alert_id=a.alert_id,
+        printer_id=a.printer_id,
+        printer_name=printer_name,
+        rule=a.rule,
+        severity=a.severity,
+        message=a.message,
+        supply_index=a.supply_index,
+        supply_description=a.supply_description,
+        part_number=a.part_number,
+        colour=a.colour,
+        percent=a.percent,
+        days_to_empty=a.days_to_empty,
+        raised_at=a.raised_at,
+        resolved_at=a.resolved_at,
+        acknowledged_by=a.acknowledged_by,
+        acknowledged_at=a.acknowledged_at,
+    )
+
+
+def acknowledge(session: Session, who: Principal, alert_row_id: int) -> AlertOut:
+    """Mark an alert acknowledged by the caller (idempotent)."""
+    row = session.exec(
+        select(Alert, Printer.name)
+        .join(Printer, col(Printer.id) == col(Alert.printer_id))
+        .join(Site, col(Site.id) == col(Printer.site_id))
+        .where(Site.tenant_id == who.tenant_id, Alert.id == alert_row_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"alert {alert_row_id} not found")
+    alert, name = row
+    if alert.acknowledged_at is None:
+        alert.acknowledged_at = datetime.now(UTC)
+        alert.acknowledged_by = who.username
+        session.add(alert)
+        audit(session, who, "alert.acknowledge", str(alert.id), alert_id=alert.alert_id)
+    return alert_out(alert, name)
+
+
+def open_alert_counts(session: Session) -> dict[str, int]:
+    """Return unresolved alerts per severity (all tenants; for metrics)."""
+    q = (
+        select(Alert.severity, func.count())
+        .where(col(Alert.resolved_at).is_(None))
+        .group_by(col(Alert.severity))
+    )
+    return {sev: int(n) for sev, n in session.exec(q).all()}
+
+
+ALERTS = Listing(
+    fields={
+        "id": field(col(Alert.id), "int"),
+        "raised_at": field(col(Alert.raised_at), "datetime"),
+        "resolved_at": field(col(Alert.resolved_at), "datetime"),
+        "acknowledged_at": field(col(Alert.acknowledged_at), "datetime"),
+        "severity": field(col(Alert.severity), "str"),
+        "rule": field(col(Alert.rule), "str"),
+        "printer_id": field(col(Alert.printer_id), "str"),
+        "percent": field(col(Alert.percent), "float"),
+        "days_to_empty": field(col(Alert.days_to_empty), "float"),
+    },
+    default="-raised_at",
+)

@@ -1,0 +1,442 @@
+"""Reading history upkeep: raw rows rolled up into hourly and daily buckets, then pruned.
+
+Raw readings are merged into their hour and day once (the rolled_up flag moves in the same
+transaction as the merge, so a second run finds nothing to do), in batches so no run holds locks
+for long. Raw rows are deleted only once rolled up and older than the raw retention; hourly
+buckets after the hourly retention; daily buckets are kept. processed_events rows older than the
+stream's max age go too: JetStream cannot redeliver those events any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, case, delete, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+
+from tonerwatch_api.db.models import (
+    CounterDaily,
+    CounterHourly,
+    CounterReading,
+    ProcessedEvent,
+    Reading,
+    ReadingDaily,
+    ReadingHourly,
+)
+from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.projections.status import refresh_statuses_batch
+from tonerwatch_api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+# Rows per multi-row INSERT and per IN list: under SQLite's and PostgreSQL's bind limits.
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """How long each resolution is kept and how much one transaction may touch."""
+
+    raw_days: float = 30.0
+    hourly_days: float = 365.0
+    processed_events_days: float = 7.0
+    batch: int = 5000
+    max_batches: int = 20  # per run and kind: a backlog drains over several runs
+
+
+def hour_start(at: datetime) -> datetime:
+    """Return the start of at's UTC hour."""
+    at = at.astimezone(UTC)
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def day_start(at: datetime) -> datetime:
+    """Return the start of at's UTC day."""
+    return hour_start(at).replace(hour=0)
+
+
+# --- pure merging ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LevelBucket:
+    """Supply levels merged over one bucket; the same fields as the rollup tables."""
+
+    count: int = 0
+    percent_count: int = 0
+    sum_percent: float = 0.0
+    min_percent: float | None = None
+    max_percent: float | None = None
+    last_at: datetime | None = None
+    last_percent: float | None = None
+    last_level: int | None = None
+
+    def add(self, at: datetime, percent: float | None, level: int | None) -> None:
+        """Merge one raw reading in (a later or equal time replaces the last values)."""
+        self.count += 1
+        if percent is not None:
+            self.percent_count += 1
+            self.sum_percent += percent
+            self.min_percent = (
+                percent if self.min_percent is None else min(self.min_percent, percent)
+            )
+            self.max_percent = (
+                percent if self.max_percent is None else max(self.max_percent, percent)
+            )
+        if self.last_at is None or at >= self.last_at:
+            self.last_at, self.last_percent, self.last_level = at, percent, level
+
+    @property
+    def avg_percent(self) -> float | None:
+        """Return the mean percent, None when no reading had one."""
+        return self.sum_percent / self.percent_count if self.percent_count else None
+
+
+@dataclass
+class CounterBucketAgg:
+    """Page counters merged over one bucket: last values seen and the lowest lifetime count."""
+
+    count: int = 0
+    last_at: datetime | None = None
+    min_lifetime_pages: int | None = None
+    values: dict[str, int | None] = field(default_factory=dict)
+
+    def add(self, at: datetime, values: dict[str, int | None]) -> None:
+        """Merge one raw counter reading in."""
+        self.count += 1
+        life = values.get("lifetime_pages")
+        if life is not None:
+            self.min_lifetime_pages = (
+                life if self.min_lifetime_pages is None else min(self.min_lifetime_pages, life)
+            )
+        if self.last_at is None or at >= self.last_at:
+            self.last_at, self.values = at, dict(values)
+
+
+LevelKey = tuple[str, datetime, str]  # printer_id, bucket_start, supply_index
+CounterKey = tuple[str, datetime]
+COUNTER_FIELDS = ("lifetime_pages", "mono_pages", "colour_pages", "duplex_pages")
+
+
+def merge_levels(
+    rows: Iterable[tuple[str, str, datetime, float | None, int | None]], hourly: bool
+) -> dict[LevelKey, LevelBucket]:
+    """Return buckets of (printer_id, supply_index, occurred_at, percent, level) rows."""
+    out: dict[LevelKey, LevelBucket] = {}
+    start = hour_start if hourly else day_start
+    for printer_id, supply_index, at, percent, level in rows:
+        key = (printer_id, start(at), supply_index)
+        out.setdefault(key, LevelBucket()).add(at, percent, level)
+    return out
+
+
+def merge_counters(
+    rows: Iterable[tuple[str, datetime, dict[str, int | None]]], hourly: bool
+) -> dict[CounterKey, CounterBucketAgg]:
+    """Return buckets of (printer_id, occurred_at, counter values) rows."""
+    out: dict[CounterKey, CounterBucketAgg] = {}
+    start = hour_start if hourly else day_start
+    for printer_id, at, values in rows:
+        out.setdefault((printer_id, start(at)), CounterBucketAgg()).add(at, values)
+    return out
+
+
+# --- SQL upserts ----------------------------------------------------------------------------------
+
+
+def _insert(session: Session, table: Table) -> Any:
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise RuntimeError(f"rollups need PostgreSQL or SQLite, not {name}")
+
+
+def _least(session: Session, a: Any, b: Any) -> ColumnElement[Any]:
+    # Either side may be NULL: coalesce so the other wins (SQLite's min() would give NULL).
+    fn = func.least if session.get_bind().dialect.name == "postgresql" else func.min
+    return fn(func.coalesce(a, b), func.coalesce(b, a))
+
+
+def _greatest(session: Session, a: Any, b: Any) -> ColumnElement[Any]:
+    fn = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
+    return fn(func.coalesce(a, b), func.coalesce(b, a))
+
+
+def upsert_levels(session: Session, table: Table, buckets: dict[LevelKey, LevelBucket]) -> None:
+    """Merge buckets into a level rollup table (adds to what the rows already hold)."""
+    if not buckets:
+        return
+    values = [
+        {
+            "printer_id": k[0],
+            "bucket_start": k[1],
+            "supply_index": k[2],
+            "count": b.count,
+            "percent_count": b.percent_count,
+            "sum_percent": b.sum_percent,
+            "min_percent": b.min_percent,
+            "max_percent": b.max_percent,
+            "last_at": b.last_at,
+            "last_percent": b.last_percent,
+            "last_level": b.last_level,
+        }
+        for k, b in buckets.items()
+    ]
+    stmt = _insert(session, table)
+    t, ex = table.c, stmt.excluded
+    newer = ex.last_at >= t.last_at
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[t.printer_id, t.bucket_start, t.supply_index],
+        set_={
+            "count": t.count + ex.count,
+            "percent_count": t.percent_count + ex.percent_count,
+            "sum_percent": t.sum_percent + ex.sum_percent,
+            "min_percent": _least(session, t.min_percent, ex.min_percent),
+            "max_percent": _greatest(session, t.max_percent, ex.max_percent),
+            "last_percent": case((newer, ex.last_percent), else_=t.last_percent),
+            "last_level": case((newer, ex.last_level), else_=t.last_level),
+            "last_at": case((newer, ex.last_at), else_=t.last_at),
+        },
+    )
+    # One statement, many parameter sets: compiled once, sent in multi-row batches.
+    session.execute(stmt, values)
+
+
+def upsert_counters(
+    session: Session, table: Table, buckets: dict[CounterKey, CounterBucketAgg]
+) -> None:
+    """Merge buckets into a counter rollup table."""
+    if not buckets:
+        return
+    values = [
+        {
+            "printer_id": k[0],
+            "bucket_start": k[1],
+            "count": b.count,
+            "last_at": b.last_at,
+            "min_lifetime_pages": b.min_lifetime_pages,
+            **{f: b.values.get(f) for f in COUNTER_FIELDS},
+        }
+        for k, b in buckets.items()
+    ]
+    stmt = _insert(session, table)
+    t, ex = table.c, stmt.excluded
+    newer = ex.last_at >= t.last_at
+    set_: dict[str, Any] = {
+        "count": t.count + ex.count,
+        "min_lifetime_pages": _least(session, t.min_lifetime_pages, ex.min_lifetime_pages),
+        "last_at": case((newer, ex.last_at), else_=t.last_at),
+    }
+    for f in COUNTER_FIELDS:
+        set_[f] = case((newer, ex[f]), else_=t[f])
+    stmt = stmt.on_conflict_do_update(index_elements=[t.printer_id, t.bucket_start], set_=set_)
+    session.execute(stmt, values)
+
+
+def _pending(session: Session, model: Any, columns: Sequence[str], batch: int) -> Any:
+    # Plain column tuples (id first), not ORM objects: thousands of rows per batch.
+    t = table_of(model)
+    q = (
+        select(t.c.id, *(t.c[c] for c in columns))
+        .where(t.c.rolled_up.is_(False))
+        .order_by(t.c.id)
+        .limit(batch)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # Another api replica rolling up at the same time takes other rows, never the same ones.
+        q = q.with_for_update(skip_locked=True)
+    return q
+
+
+def _mark_rolled(
+    session: Session, model: type[Reading] | type[CounterReading], ids: Sequence[int]
+) -> None:
+    for i in range(0, len(ids), _CHUNK):
+        session.execute(
+            update(model).where(col(model.id).in_(ids[i : i + _CHUNK])).values(rolled_up=True)
+        )
+
+
+def rollup_readings_batch(session: Session, batch: int) -> int:
+    """Merge up to batch raw readings into hourly and daily buckets; return how many."""
+    cols = ("printer_id", "supply_index", "occurred_at", "percent", "level")
+    rows = session.execute(_pending(session, Reading, cols, batch)).all()
+    if not rows:
+        return 0
+    raw = [(r[1], r[2], r[3], r[4], r[5]) for r in rows]
+    upsert_levels(session, table_of(ReadingHourly), merge_levels(raw, hourly=True))
+    upsert_levels(session, table_of(ReadingDaily), merge_levels(raw, hourly=False))
+    _mark_rolled(session, Reading, [r[0] for r in rows])
+    return len(rows)
+
+
+def rollup_counters_batch(session: Session, batch: int) -> int:
+    """Merge up to batch raw counter readings into hourly and daily buckets; return how many."""
+    cols = ("printer_id", "occurred_at", *COUNTER_FIELDS)
+    rows = session.execute(_pending(session, CounterReading, cols, batch)).all()
+    if not rows:
+        return 0
+    raw = [(r[1], r[2], dict(zip(COUNTER_FIELDS, r[3:], strict=True))) for r in rows]
+    upsert_counters(session, table_of(CounterHourly), merge_counters(raw, hourly=True))
+    upsert_counters(session, table_of(CounterDaily), merge_counters(raw, hourly=False))
+    _mark_rolled(session, CounterReading, [r[0] for r in rows])
+    return len(rows)
+
+
+def table_of(model: Any) -> Table:
+    """Return the Table behind a SQLModel table class."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+# --- pruning --------------------------------------------------------------------------------------
+
+
+def prune_raw_batch(
+    session: Session, model: type[Reading] | type[CounterReading], cutoff: datetime, batch: int
+) -> int:
+    """Delete up to batch rolled-up raw rows older than cutoff; return how many."""
+    ids = (
+        select(col(model.id))
+        .where(col(model.rolled_up).is_(True), col(model.occurred_at) < cutoff)
+        .limit(batch)
+    )
+    result = session.execute(delete(model).where(col(model.id).in_(ids.scalar_subquery())))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def prune_hourly_batch(session: Session, model: Any, cutoff: datetime, batch: int) -> int:
+    """Delete up to batch hourly buckets that start before cutoff; return how many."""
+    t = table_of(model)
+    pk = [c for c in t.primary_key.columns]
+    keys = select(*pk).where(t.c.bucket_start < cutoff).limit(batch)
+    result = session.execute(delete(t).where(tuple_(*pk).in_(keys)))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def prune_processed_batch(session: Session, cutoff: datetime, batch: int) -> int:
+    """Delete up to batch processed_events rows older than cutoff; return how many."""
+    keys = (
+        select(col(ProcessedEvent.event_id))
+        .where(col(ProcessedEvent.processed_at) < cutoff)
+        .limit(batch)
+    )
+    result = session.execute(
+        delete(ProcessedEvent).where(col(ProcessedEvent.event_id).in_(keys.scalar_subquery()))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- the periodic task ----------------------------------------------------------------------------
+
+
+@dataclass
+class RunTotals:
+    """What one maintenance run did."""
+
+    rolled_readings: int = 0
+    rolled_counters: int = 0
+    pruned_readings: int = 0
+    pruned_counters: int = 0
+    pruned_hourly: int = 0
+    pruned_processed: int = 0
+
+
+async def _drain(engine: Engine, step: Any, policy: RetentionPolicy) -> int:
+    """Return rows handled by running step (one transaction each) until it falls short."""
+    total = 0
+    for _ in range(policy.max_batches):
+        n: int = await run_tx(engine, step)
+        total += n
+        if n < policy.batch:
+            break
+    return total
+
+
+async def maintain(
+    engine: Engine, policy: RetentionPolicy, now: datetime | None = None
+) -> RunTotals:
+    """Run one rollup-then-prune pass; return what it did."""
+    now = now or datetime.now(UTC)
+    b = policy.batch
+    raw_cutoff = now - timedelta(days=policy.raw_days)
+    hourly_cutoff = now - timedelta(days=policy.hourly_days)
+    processed_cutoff = now - timedelta(days=policy.processed_events_days)
+    totals = RunTotals()
+    # Rollups first: pruning only takes rows already rolled up.
+    totals.rolled_readings = await _drain(engine, lambda s: rollup_readings_batch(s, b), policy)
+    totals.rolled_counters = await _drain(engine, lambda s: rollup_counters_batch(s, b), policy)
+    totals.pruned_readings = await _drain(
+        engine, lambda s: prune_raw_batch(s, Reading, raw_cutoff, b), policy
+    )
+    totals.pruned_counters = await _drain(
+        engine, lambda s: prune_raw_batch(s, CounterReading, raw_cutoff, b), policy
+    )
+    totals.pruned_hourly = await _drain(
+        engine, lambda s: prune_hourly_batch(s, ReadingHourly, hourly_cutoff, b), policy
+    ) + await _drain(
+        engine, lambda s: prune_hourly_batch(s, CounterHourly, hourly_cutoff, b), policy
+    )
+    totals.pruned_processed = await _drain(
+        engine, lambda s: prune_processed_batch(s, processed_cutoff, b), policy
+    )
+    return totals
+
+
+async def run(
+    engine: Engine, policy: RetentionPolicy, stop: asyncio.Event, interval_s: float = 60.0
+) -> None:
+    """Run maintain() every interval_s until stop is set; a failed run is retried next time."""
+    while not stop.is_set():
+        try:
+            totals = await maintain(engine, policy)
+            if any(vars(totals).values()):
+                log.info("history upkeep: %s", totals)
+        except Exception as exc:
+            log.warning("history upkeep failed, will retry: %r", exc)
+        try:
+            async with asyncio.timeout(interval_s):
+                await stop.wait()
+        except TimeoutError:
+            pass
+
+
+def policy_from(settings: Settings) -> RetentionPolicy:
+    """Return the retention policy the api settings ask for."""
+    return RetentionPolicy(
+        raw_days=settings.raw_retention_days,
+        hourly_days=settings.hourly_retention_days,
+        processed_events_days=settings.event_max_age_days,
+        batch=settings.history_batch,
+    )
+
+
+async def refresh_all_statuses(engine: Engine, batch: int = 1000) -> None:
+    """Recompute every printer's stored status (after an upgrade added the column)."""
+    after: str | None = ""
+    while after is not None:
+        after = await run_tx(
+            engine, functools.partial(refresh_statuses_batch, after=after, batch=batch)
+        )
+
+
+async def run_upkeep(engine: Engine, settings: Settings, stop: asyncio.Event) -> None:
+    """Refresh printer statuses once, then roll up and prune history until stop is set."""
+    try:
+        await refresh_all_statuses(engine)
+    except Exception as exc:
+        log.warning("refreshing printer statuses failed: %r", exc)
+    await run(engine, policy_from(settings), stop, settings.history_upkeep_interval_s)

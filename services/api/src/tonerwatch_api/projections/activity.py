@@ -1,0 +1,66 @@
+"""The api's activity projections: discovery jobs and network usage, each a durable consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from nats.aio.msg import Msg
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.projections.discovery_jobs import apply_job_event
+from tonerwatch_api.projections.network_usage import apply_usage
+from tonerwatch_shared import subjects as sj
+from tonerwatch_shared.bus import Bus, ConsumerSpec
+from tonerwatch_shared.events import Event
+
+log = logging.getLogger(__name__)
+Apply = Callable[[Session, Event], str]
+
+
+def activity_consumers(root: str) -> tuple[tuple[ConsumerSpec, Apply], ...]:
+    """Return each consumer (durable name, subject filter) with what it applies."""
+    return (
+        (
+            ConsumerSpec("api-discovery-jobs", f"{root}.*.discovery.>", max_deliver=30),
+            apply_job_event,
+        ),
+        (
+            ConsumerSpec("api-discovery-found", f"{root}.*.{sj.PRINTER_FOUND}", max_deliver=30),
+            apply_job_event,
+        ),
+        (
+            ConsumerSpec("api-usage-polling", f"{root}.*.{sj.SUPPLY_READING}.*", max_deliver=30),
+            apply_usage,
+        ),
+        (
+            ConsumerSpec(
+                "api-usage-discovery", f"{root}.*.{sj.DISCOVERY_FINISHED}.*", max_deliver=30
+            ),
+            apply_usage,
+        ),
+        (
+            # The whole sync area: UpstreamSynced is keyed by printer only when the event had one.
+            ConsumerSpec("api-usage-sync", f"{root}.*.sync.>", max_deliver=30),
+            apply_usage,
+        ),
+    )
+
+
+async def run_activity(engine: Engine, bus: Bus, stop: asyncio.Event) -> None:
+    """Consume until stop is set: each fetched batch in one transaction (one by one if it fails)."""
+    async with asyncio.TaskGroup() as tg:
+        for spec, apply in activity_consumers(bus.subjects.root):
+
+            async def handler(event: Event, _msg: Msg, apply: Apply = apply) -> None:
+                await run_tx(engine, lambda s: apply(s, event))
+
+            async def batch(events: list[Event], apply: Apply = apply) -> None:
+                # Sorted: concurrent replicas update shared rows in the same order (no deadlock).
+                ordered = sorted(events, key=lambda e: str(getattr(e, "printer_id", "")))
+                await run_tx(engine, lambda s: [apply(s, e) for e in ordered])
+
+            tg.create_task(bus.consume(spec, handler, stop=stop, batch_handler=batch))

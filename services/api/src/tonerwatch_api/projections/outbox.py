@@ -1,0 +1,103 @@
+"""The outbox: events queued in the change's transaction, published after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import nats.errors
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from tonerwatch_api.db.models import OutboxEvent
+from tonerwatch_api.db.tx import run_tx
+from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.events import Event, UnreadableEvent, parse_event
+
+log = logging.getLogger(__name__)
+_FOLLOW_UP_NS = uuid.UUID("6f1d8a52-51c6-4f7e-9a51-0d3f3b1f0a11")
+
+
+def follow_up_id(cause: Event, what: str) -> uuid.UUID:
+    """Return the event id of what an event causes: stable, so a repeat is deduplicated."""
+    return uuid.uuid5(_FOLLOW_UP_NS, f"{cause.event_id}:{what}")
+
+
+def add_to_outbox(session: Session, event: Event) -> None:
+    """Queue event for publishing once the transaction commits."""
+    session.add(OutboxEvent(event_id=str(event.event_id), payload=event.model_dump_json()))
+
+
+class Outbox:
+    """Publishes events written to the outbox table, in order, then deletes them."""
+
+    def __init__(self, engine: Engine, bus: Bus) -> None:
+        self.engine = engine
+        self.bus = bus
+        self._lock = asyncio.Lock()
+
+    async def flush(self, limit: int = 200) -> int:
+        """Publish pending events; return how many went out."""
+        async with self._lock:
+            rows = await run_tx(
+                self.engine,
+                lambda s: list(
+                    s.exec(
+                        select(OutboxEvent)
+                        .where(col(OutboxEvent.dead_at).is_(None))
+                        .order_by(col(OutboxEvent.id))
+                        .limit(limit)
+                    ).all()
+                ),
+            )
+            sent = 0
+            for row in rows:
+                try:
+                    event = parse_event(row.payload)
+                    # JetStream drops a repeat of the same event_id, so a crash between publish
+                    # and delete only means a harmless second publish.
+                    await self.bus.publish(event)
+                except (UnreadableEvent, nats.errors.MaxPayloadError) as exc:
+                    # Never publishable: set aside (kept) so the events behind it still go out.
+                    log.error("outbox event %s can never be published: %r", row.event_id, exc)
+                    await run_tx(self.engine, functools.partial(_bury, row.id, repr(exc)))
+                    continue
+                await run_tx(self.engine, functools.partial(_delete_outbox, row_id=row.id))
+                sent += 1
+            return sent
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 2.0) -> None:
+        """Flush every interval_s until stop is set (retries what a failed publish left)."""
+        while not stop.is_set():
+            try:
+                await self.flush()
+            except Exception as exc:
+                log.warning("outbox flush failed, will retry: %r", exc)
+            try:
+                async with asyncio.timeout(interval_s):
+                    await stop.wait()
+            except TimeoutError:
+                pass
+
+
+def _bury(row_id: int | None, error: str, session: Session) -> None:
+    row = session.get(OutboxEvent, row_id)
+    if row is not None:
+        row.dead_at, row.error = datetime.now(UTC), error[:2000]
+        session.add(row)
+
+
+def dead_outbox_events(session: Session) -> int:
+    """Return how many outbox events were set aside as never publishable."""
+    q = select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.dead_at).is_not(None))
+    return int(session.exec(q).one())
+
+
+def _delete_outbox(session: Session, row_id: int | None) -> None:
+    row = session.get(OutboxEvent, row_id)
+    if row is not None:
+        session.delete(row)

@@ -1,0 +1,466 @@
+"""Printers, supplies, readings and alerts from the poller's, discovery's and alerter's events."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from tonerwatch_api.db.models import (
+    Alert,
+    AuditEntry,
+    CounterReading,
+    Printer,
+    ProcessedEvent,
+    Reading,
+    Site,
+    SupplyStateRow,
+)
+from tonerwatch_api.db.tx import DEFAULT_TENANT, ensure_site
+from tonerwatch_api.projections.orders import deliver_on_replacement
+from tonerwatch_api.projections.outbox import add_to_outbox, follow_up_id
+from tonerwatch_api.projections.status import refresh_status
+from tonerwatch_shared.events import (
+    AlertResolved,
+    Event,
+    PrinterConfigured,
+    PrinterFound,
+    PrinterReachable,
+    PrinterRemoved,
+    PrinterUnreachable,
+    SnmpCredentials,
+    SupplyReading,
+    SupplyReplaced,
+    ThresholdCrossed,
+)
+from tonerwatch_shared.printer.model import PrinterIdentity, Supply
+
+log = logging.getLogger(__name__)
+
+# Events for a printer the api does not know yet are retried this long: the configuring event may
+# still be on its way through another consumer.
+UNKNOWN_PRINTER_GRACE = timedelta(minutes=5)
+
+
+class PrinterNotYetKnown(Exception):
+    """An event names a printer the api has not stored yet (retried with back-off)."""
+
+
+@dataclass(frozen=True)
+class ProjectionOptions:
+    """How the projections behave."""
+
+    source: str = "api"
+    auto_monitor_discovered: bool = True
+    default_interval_s: float = 300.0
+    # Readings applied in parallel on PostgreSQL (one printer's are serialised by a row lock);
+    # SQLite has a single writer, so one.
+    reading_workers: int = 4
+    # Readings fetched and applied per transaction (a failing batch is re-applied one by one).
+    reading_batch: int = 50
+
+
+def new_printer_id() -> str:
+    """Return a fresh printer id (a safe NATS subject token)."""
+    return "p-" + secrets.token_hex(5)
+
+
+def apply_event(
+    session: Session, event: Event, consumer: str, options: ProjectionOptions, now: datetime
+) -> str:
+    """Apply event to the read models; return "applied", "duplicate" or "ignored"."""
+    key = str(event.event_id)
+    if session.get(ProcessedEvent, key) is not None:
+        return "duplicate"
+    # Flushed first: a replica applying the same event at the same time fails on the primary key.
+    session.add(ProcessedEvent(event_id=key, consumer=consumer, processed_at=now))
+    session.flush()
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        return "ignored"
+    return handler(session, event, options, now)
+
+
+def _printer_for(
+    session: Session, event: Event, now: datetime, lock: bool = False
+) -> Printer | None:
+    """Return the live printer an event names, None if it was removed; raise if not yet known.
+
+    lock takes the row (FOR UPDATE): parallel appliers of one printer's events then read what
+    the other wrote instead of overwriting it with a stale view.
+    """
+    printer_id = getattr(event, "printer_id", None)
+    printer = session.get(Printer, printer_id, with_for_update=lock) if printer_id else None
+    if printer is None:
+        if now - event.occurred_at < UNKNOWN_PRINTER_GRACE:
+            raise PrinterNotYetKnown(f"printer {printer_id!r} not known yet")
+        log.warning("dropped %s for unknown printer %s", type(event).__name__, printer_id)
+        return None
+    return None if printer.removed_at is not None else printer
+
+
+FROM_DISCOVERY = "from_discovery"  # marks stored credentials a sweep found (not a user's)
+
+
+def discovered_credentials(credentials: SnmpCredentials) -> dict[str, Any]:
+    """Return credentials a sweep found, as stored: marked so a user's own are never overwritten."""
+    return {**credentials.model_dump(), FROM_DISCOVERY: True}
+
+
+def normalise_mac(mac: str | None) -> str | None:
+    """Return a MAC address as 12 lower-case hex digits, or None when it is not one."""
+    if not mac:
+        return None
+    digits = "".join(ch for ch in mac.lower() if ch in "0123456789abcdef")
+    return digits if len(digits) == 12 and digits != "0" * 12 else None
+
+
+def _set_identity(printer: Printer, ident: PrinterIdentity) -> None:
+    printer.vendor = ident.vendor or printer.vendor
+    printer.model = ident.model or printer.model
+    printer.serial = ident.serial or printer.serial
+    printer.sys_object_id = ident.sys_object_id or printer.sys_object_id
+    printer.mac_address = ident.mac_address or printer.mac_address
+    printer.firmware = ident.firmware or printer.firmware
+    if not printer.location and ident.sys_location:
+        printer.location = ident.sys_location
+    if not printer.name and ident.sys_name:
+        printer.name = ident.sys_name
+
+
+def _store_supplies(
+    session: Session, printer_id: str, supplies: Sequence[Supply], at: datetime
+) -> list[str]:
+    """Store the supplies' current states and history; return every supply state of the printer."""
+    # One query for all of the printer's supplies rather than one per supply.
+    current = {
+        r.supply_index: r
+        for r in session.exec(
+            select(SupplyStateRow).where(SupplyStateRow.printer_id == printer_id)
+        ).all()
+    }
+    for supply in supplies:
+        row = current.get(supply.index)
+        if row is None:
+            row = SupplyStateRow(printer_id=printer_id, supply_index=supply.index, description="")
+        elif row.updated_at > at:
+            # A late, older reading: history gets it, the current state stays newer.
+            session.add(_reading(printer_id, supply, at))
+            continue
+        row.description = supply.description
+        row.part_number = supply.part_number
+        row.kind = supply.kind.value
+        row.supply_class = supply.supply_class.value
+        row.colour = supply.colour
+        row.colour_hex = supply.colour_hex
+        row.level = supply.level
+        row.max_capacity = supply.max_capacity
+        row.percent = supply.percent
+        row.state = supply.state.value
+        row.updated_at = at
+        session.add(row)
+        session.add(_reading(printer_id, supply, at))
+        current[supply.index] = row
+    return [row.state for row in current.values()]
+
+
+def _reading(printer_id: str, supply: Supply, at: datetime) -> Reading:
+    return Reading(
+        printer_id=printer_id,
+        supply_index=supply.index,
+        occurred_at=at,
+        percent=supply.percent,
+        level=supply.level,
+    )
+
+
+def _apply_reading(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, SupplyReading)
+    printer = _printer_for(session, event, now, lock=True)
+    if printer is None:
+        return "ignored"
+    at = event.occurred_at
+    _set_identity(printer, event.printer)
+    newest = printer.last_seen_at is None or at >= printer.last_seen_at
+    if newest:
+        printer.last_seen_at = at
+        printer.reachable = True
+        printer.last_error = None
+        printer.device_status = event.status.device_status
+        printer.printer_status = event.status.printer_status
+        printer.status_errors = list(event.status.errors)
+        printer.status_text = event.status.status_text
+        printer.lifetime_pages = event.counters.lifetime_pages or printer.lifetime_pages
+        printer.last_bytes_sent = event.bytes_sent
+        printer.last_bytes_received = event.bytes_received
+    printer.updated_at = now
+    session.add(printer)
+    states = _store_supplies(session, printer.id, event.supplies, at)
+    c = event.counters
+    if any(v is not None for v in (c.lifetime_pages, c.mono_pages, c.colour_pages)):
+        session.add(
+            CounterReading(
+                printer_id=printer.id,
+                occurred_at=at,
+                lifetime_pages=c.lifetime_pages,
+                mono_pages=c.mono_pages,
+                colour_pages=c.colour_pages,
+                duplex_pages=c.duplex_pages,
+            )
+        )
+    refresh_status(session, printer, states)
+    return "applied"
+
+
+def configured_event(printer: Printer, *, source: str, site_id: str) -> PrinterConfigured:
+    """Return the PrinterConfigured that tells the poller how to poll printer now."""
+    creds = SnmpCredentials.model_validate(printer.credentials or {})
+    return PrinterConfigured(
+        source=source,
+        site_id=site_id,
+        printer_id=printer.id,
+        address=printer.address,
+        port=printer.port,
+        protocol=printer.protocol,
+        credentials=creds,
+        monitored=printer.monitored,
+        interval_s=printer.interval_s,
+        name=printer.name,
+        location=printer.location,
+    )
+
+
+def _apply_found(session: Session, event: Event, options: ProjectionOptions, now: datetime) -> str:
+    assert isinstance(event, PrinterFound)
+    if not event.identity.is_printer:
+        return "ignored"
+    ensure_site(session, event.site_id, DEFAULT_TENANT)
+    live = select(Printer).where(
+        Printer.site_id == event.site_id, col(Printer.removed_at).is_(None)
+    )
+    printer = None
+    if event.identity.serial:
+        printer = session.exec(live.where(Printer.serial == event.identity.serial)).first()
+    mac = normalise_mac(event.identity.mac_address)
+    if printer is None and mac:
+        # No serial: the MAC address still follows a printer that DHCP moved.
+        with_mac = session.exec(live.where(col(Printer.mac_address).is_not(None))).all()
+        printer = next((p for p in with_mac if normalise_mac(p.mac_address) == mac), None)
+    if printer is None:
+        printer = session.exec(
+            live.where(Printer.address == event.address, Printer.port == event.port)
+        ).first()
+    found_creds = discovered_credentials(event.credentials or SnmpCredentials())
+    moved = False
+    if printer is None:
+        printer = Printer(
+            id=new_printer_id(),
+            site_id=event.site_id,
+            address=event.address,
+            port=event.port,
+            origin="discovered",
+            monitored=options.auto_monitor_discovered,
+            credentials=found_creds,
+            interval_s=options.default_interval_s,
+            config_at=event.occurred_at,
+        )
+        moved = True
+    else:
+        if (printer.address, printer.port) != (event.address, event.port):
+            # Same serial or MAC at a new address (DHCP): follow it.
+            printer.address, printer.port = event.address, event.port
+            printer.config_at = event.occurred_at
+            moved = True
+        stored = printer.credentials or {}
+        if event.credentials is not None and stored.get(FROM_DISCOVERY) and stored != found_creds:
+            # The set that answers changed (say a site's community was rotated); a user's own
+            # credentials (no FROM_DISCOVERY mark) are never overwritten by a sweep.
+            printer.credentials = found_creds
+            printer.config_at = event.occurred_at
+            moved = True
+    _set_identity(printer, event.identity)
+    printer.reachable = True
+    printer.last_seen_at = max(printer.last_seen_at or event.occurred_at, event.occurred_at)
+    printer.updated_at = now
+    session.add(printer)
+    session.flush()
+    _store_supplies(session, printer.id, event.supplies, event.occurred_at)
+    refresh_status(session, printer)
+    if moved and printer.monitored:
+        follow = configured_event(printer, source=options.source, site_id=printer.site_id)
+        add_to_outbox(
+            session, follow.model_copy(update={"event_id": follow_up_id(event, "configured")})
+        )
+    return "applied"
+
+
+def _apply_configured(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, PrinterConfigured)
+    printer = session.get(Printer, event.printer_id)
+    if printer is not None and printer.config_at and event.occurred_at < printer.config_at:
+        return "ignored"  # older than what we have (e.g. our own write, already applied)
+    ensure_site(session, event.site_id, DEFAULT_TENANT)
+    if printer is None:
+        printer = Printer(id=event.printer_id, site_id=event.site_id, address=event.address)
+    printer.site_id = event.site_id
+    printer.address = event.address
+    printer.port = event.port
+    printer.protocol = event.protocol
+    printer.credentials = event.credentials.model_dump()
+    printer.monitored = event.monitored
+    printer.interval_s = event.interval_s
+    printer.name = event.name if event.name is not None else printer.name
+    printer.location = event.location if event.location is not None else printer.location
+    printer.removed_at = None
+    printer.config_at = event.occurred_at
+    printer.updated_at = now
+    session.add(printer)
+    session.flush()
+    refresh_status(session, printer)
+    return "applied"
+
+
+def _apply_removed(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, PrinterRemoved)
+    printer = session.get(Printer, event.printer_id)
+    if printer is None or (printer.config_at and event.occurred_at < printer.config_at):
+        return "ignored"
+    # "No longer monitored", not "deleted": the printer and its history stay visible.
+    printer.monitored = False
+    printer.config_at = event.occurred_at
+    printer.updated_at = now
+    refresh_status(session, printer)
+    return "applied"
+
+
+def _apply_reachability(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, PrinterUnreachable | PrinterReachable)
+    printer = _printer_for(session, event, now)
+    if printer is None:
+        return "ignored"
+    if printer.last_seen_at and event.occurred_at < printer.last_seen_at:
+        return "ignored"  # a reading after this already proved the printer answers
+    if isinstance(event, PrinterUnreachable):
+        printer.reachable = False
+        printer.last_error = event.reason
+    else:
+        printer.reachable = True
+        printer.last_error = None
+    printer.updated_at = now
+    refresh_status(session, printer)
+    return "applied"
+
+
+def _open_alerts(session: Session, alert_id: str) -> list[Alert]:
+    q = select(Alert).where(Alert.alert_id == alert_id, col(Alert.resolved_at).is_(None))
+    return list(session.exec(q).all())
+
+
+def _apply_crossed(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, ThresholdCrossed)
+    printer = _printer_for(session, event, now)
+    if printer is None:
+        return "ignored"
+    open_ = _open_alerts(session, event.alert_id)
+    alert = (
+        open_[0]
+        if open_
+        else Alert(
+            alert_id=event.alert_id,
+            printer_id=printer.id,
+            rule="",
+            severity="",
+            message="",
+            raised_at=event.occurred_at,
+        )
+    )
+    alert.rule = event.rule
+    alert.severity = event.severity
+    alert.message = event.message
+    alert.supply_index = event.supply_index
+    alert.supply_description = event.supply_description
+    alert.part_number = event.part_number
+    alert.colour = event.colour
+    alert.percent = event.percent
+    alert.days_to_empty = event.days_to_empty
+    session.add(alert)
+    session.flush()
+    refresh_status(session, printer)
+    return "applied"
+
+
+def _apply_resolved(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, AlertResolved)
+    open_ = _open_alerts(session, event.alert_id)
+    for alert in open_:
+        alert.resolved_at = event.occurred_at
+        session.add(alert)
+    session.flush()
+    for printer_id in {a.printer_id for a in open_}:
+        printer = session.get(Printer, printer_id)
+        if printer is not None:
+            refresh_status(session, printer)
+    return "applied" if open_ else "ignored"
+
+
+def _apply_replaced(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, SupplyReplaced)
+    printer = _printer_for(session, event, now)
+    if printer is None:
+        return "ignored"
+    session.add(
+        AuditEntry(
+            at=event.occurred_at,
+            username=None,
+            tenant_id=_tenant_of_site(session, printer.site_id),
+            action="supply.replaced",
+            target=printer.id,
+            detail={
+                "supply_index": event.supply_index,
+                "description": event.description,
+                "part_number": event.part_number,
+                "previous_percent": event.previous_percent,
+                "percent": event.percent,
+            },
+        )
+    )
+
+    deliver_on_replacement(session, event, options.source)
+    return "applied"
+
+
+def _tenant_of_site(session: Session, site_id: str | None) -> str | None:
+    site = session.get(Site, site_id) if site_id else None
+    return site.tenant_id if site else None
+
+
+_HANDLERS = {
+    SupplyReading: _apply_reading,
+    PrinterFound: _apply_found,
+    PrinterConfigured: _apply_configured,
+    PrinterRemoved: _apply_removed,
+    PrinterUnreachable: _apply_reachability,
+    PrinterReachable: _apply_reachability,
+    ThresholdCrossed: _apply_crossed,
+    AlertResolved: _apply_resolved,
+    SupplyReplaced: _apply_replaced,
+}

@@ -1,0 +1,103 @@
+"""REST /events/stream: live alerts as server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.deps import ERRORS, AppState, Viewer, app_state
+from tonerwatch_api.domain.access import Principal
+from tonerwatch_api.domain.printers import printer_name
+from tonerwatch_api.domain.tenancy import site_tenants
+from tonerwatch_api.live import sse, toast
+from tonerwatch_shared.events import Event
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.get(
+    "/events/stream",
+    tags=["events"],
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "text/event-stream: a retry hint, then one 'alert' frame (JSON data) "
+            "per alert raised or resolved, and a comment every 15 s while quiet",
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": "retry: 5000\n\n"
+                    + sse(
+                        "alert",
+                        {
+                            "kind": "raised",
+                            "severity": "warning",
+                            "title": "Reception colour",
+                            "message": "Low toner — Cyan Toner CF411A 8%, about 5 days left",
+                            "printer_id": "p-3f2a9c01de",
+                            "url": "/printers/p-3f2a9c01de",
+                        },
+                    )
+                    + ": keep-alive\n\n",
+                }
+            },
+        },
+        **ERRORS,
+    },
+)
+async def event_stream(request: Request, who: Viewer) -> StreamingResponse:
+    """Server-sent events: 'alert' frames as alerts are raised or resolved in the caller's tenant."""
+    st = app_state(request)
+    return StreamingResponse(
+        alert_frames(request, st, who),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def alert_frames(
+    request: Request, st: AppState, who: Principal, keepalive_s: float = 15.0
+) -> AsyncIterator[str]:
+    """Yield SSE frames for the caller's tenant until the client leaves or the server stops."""
+    tenants: dict[str, str] = {}
+    with st.live.listen() as queue:
+        # Sent once listening, so a client that got it misses nothing after.
+        yield "retry: 5000\n\n"
+        while not st.stop.is_set():
+            event = await next_or_stop(queue, st.stop, keepalive_s)
+            if st.stop.is_set():
+                return
+            if event is None:
+                if await request.is_disconnected():
+                    return
+                yield ": keep-alive\n\n"
+                continue
+            if event.site_id not in tenants:
+                tenants.update(await run_tx(st.engine, site_tenants))
+            if tenants.get(event.site_id) != who.tenant_id:
+                continue
+            printer_id = getattr(event, "printer_id", "")
+            name = await run_tx(st.engine, functools.partial(printer_name, printer_id=printer_id))
+            yield sse("alert", toast(event, name))
+
+
+async def next_or_stop(
+    queue: asyncio.Queue[Event], stop: asyncio.Event, timeout_s: float
+) -> Event | None:
+    """Return the next queued event, or None after timeout_s or once stop is set."""
+    getter = asyncio.ensure_future(queue.get())
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait(
+            {getter, stopper}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        stopper.cancel()
+        if not getter.done():
+            getter.cancel()
+    return getter.result() if getter.done() and not getter.cancelled() else None

@@ -1,0 +1,135 @@
+"""REST /orders."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlmodel import Session
+
+from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.deps import ERRORS, Operator, OrderId, Viewer, app_state, change, page_of
+from tonerwatch_api.domain.orders import (
+    ORDERS,
+    delete_order,
+    find_orders,
+    get_order,
+    one_out,
+    place_order,
+    update_order,
+)
+from tonerwatch_api.listing import Page
+from tonerwatch_api.schemas.common import error_response
+from tonerwatch_api.schemas.orders import OrderIn, OrderOut, OrderPage, OrderPatch
+from tonerwatch_shared.events import OrderStatus
+
+router = APIRouter(prefix="/api/v1")
+OrdersAsked = Annotated[
+    Page, page_of(ORDERS, "Orders", limit=50, most=500, sort_chars=200, cursor_chars=400)
+]
+WRITE_ERRORS: dict[int | str, dict[str, object]] = {
+    **ERRORS,
+    409: error_response(
+        409,
+        "The order's status does not allow this change",
+        "order 'o-8c1d2e3f4a5b' is delivered: only its notes can change",
+    ),
+    422: error_response(
+        422,
+        "Invalid input; the error names the field",
+        "invalid request: alert_id: printer 'p-3f2a9c01de' has no alert 'p-3f2a9c01de:2:low'",
+        [
+            {
+                "field": "alert_id",
+                "location": "body",
+                "message": "printer 'p-3f2a9c01de' has no alert 'p-3f2a9c01de:2:low'",
+            }
+        ],
+    ),
+}
+
+
+@router.get("/orders", response_model=OrderPage, tags=["orders"], responses=ERRORS)
+async def list_orders(
+    request: Request,
+    who: Viewer,
+    page: OrdersAsked,
+    site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
+    printer_id: Annotated[
+        str | None, Query(max_length=128, description="Only this printer")
+    ] = None,
+    status: Annotated[
+        list[OrderStatus] | None, Query(description="Only these statuses (repeat the parameter)")
+    ] = None,
+    part_number: Annotated[str | None, Query(max_length=100, description="Exact match")] = None,
+    open: Annotated[
+        bool | None,
+        Query(description="true: requested, ordered or shipped; false: delivered or cancelled"),
+    ] = None,
+) -> OrderPage:
+    """Return the tenant's orders, newest first unless sorted otherwise, a page at a time."""
+
+    def work(s: Session) -> OrderPage:
+        items, next_cursor = find_orders(
+            s,
+            who.tenant_id,
+            site_id=site,
+            printer_id=printer_id,
+            statuses=status or (),
+            part_number=part_number,
+            open_only=open,
+            order=page.order,
+            cursor=page.cursor,
+            limit=page.limit,
+        )
+        return OrderPage(items=items, next_cursor=next_cursor)
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.post(
+    "/orders", response_model=OrderOut, status_code=201, tags=["orders"], responses=WRITE_ERRORS
+)
+async def create_order(request: Request, body: OrderIn, who: Operator) -> OrderOut:
+    """Order supplies for a printer's supply (OrderChanged goes upstream through the syncer)."""
+    st = app_state(request)
+
+    def work(s: Session) -> OrderOut:
+        return one_out(s, place_order(s, who, body, st.source))
+
+    out = await change(st, work)
+    return out
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut, tags=["orders"], responses=ERRORS)
+async def get_order_view(request: Request, order_id: OrderId, who: Viewer) -> OrderOut:
+    """Return one order."""
+
+    def work(s: Session) -> OrderOut:
+        return one_out(s, get_order(s, who.tenant_id, order_id))
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.patch(
+    "/orders/{order_id}", response_model=OrderOut, tags=["orders"], responses=WRITE_ERRORS
+)
+async def patch_order(
+    request: Request, order_id: OrderId, body: OrderPatch, who: Operator
+) -> OrderOut:
+    """Move an order on (ordered, shipped, delivered, cancelled) or edit it; 409 when not allowed."""
+    st = app_state(request)
+
+    def work(s: Session) -> OrderOut:
+        return one_out(s, update_order(s, who, order_id, body, st.source))
+
+    out = await change(st, work)
+    return out
+
+
+@router.delete("/orders/{order_id}", status_code=204, tags=["orders"], responses=WRITE_ERRORS)
+async def remove_order(request: Request, order_id: OrderId, who: Operator) -> Response:
+    """Delete an order while it is only requested; once placed, cancel it instead (409)."""
+    st = app_state(request)
+    await change(st, lambda s: delete_order(s, who, order_id, st.source))
+    return Response(status_code=204)

@@ -1,0 +1,210 @@
+"""REST /printers: the fleet, each printer, its readings and counters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlmodel import Session
+
+from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.deps import (
+    CONFLICT,
+    ERRORS,
+    Operator,
+    PrinterId,
+    Viewer,
+    app_state,
+    change,
+    history_window,
+    page_of,
+)
+from tonerwatch_api.domain import printers as printer_rules
+from tonerwatch_api.domain.history import counter_history
+from tonerwatch_api.domain.printers import (
+    PRINTERS,
+    patch_printer,
+    printers_out,
+    printers_query,
+    readings,
+)
+from tonerwatch_api.listing import Page
+from tonerwatch_api.schemas.printers import (
+    CounterOut,
+    PrinterIn,
+    PrinterOut,
+    PrinterPage,
+    PrinterPatch,
+    ReadingOut,
+)
+
+router = APIRouter(prefix="/api/v1")
+PrintersAsked = Annotated[Page, page_of(PRINTERS, "Printers", limit=100, most=500)]
+PrinterStatus = Literal["critical", "offline", "attention", "pending", "ok", "paused"]
+
+
+@router.get("/printers", response_model=PrinterPage, tags=["printers"], responses=ERRORS)
+async def list_printers(
+    request: Request,
+    who: Viewer,
+    page: PrintersAsked,
+    site: Annotated[
+        list[str] | None,
+        Query(max_length=64, description="Only these sites (repeat the parameter for several)"),
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="Search name, address, model, serial, location"),
+    ] = None,
+    status: Annotated[
+        list[PrinterStatus] | None,
+        Query(description="Only these statuses (repeat the parameter for several)"),
+    ] = None,
+    monitored: Annotated[bool | None, Query(description="Only (un)monitored printers")] = None,
+    group: Annotated[
+        list[int] | None,
+        Query(description="Only printers of these groups (GET /groups; repeat for several)"),
+    ] = None,
+) -> PrinterPage:
+    """Return the tenant's printers with supplies, sorted and filtered, a page at a time."""
+
+    def work(s: Session) -> PrinterPage:
+        base = printers_query(
+            who.tenant_id,
+            site_ids=site,
+            search=q,
+            statuses=status or (),
+            monitored=monitored,
+            group_ids=group,
+        )
+        rows, nxt = PRINTERS.fetch(s, base, page.order, page.cursor, page.limit)
+        return PrinterPage(items=printers_out(s, rows), next_cursor=nxt)
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.post(
+    "/printers",
+    response_model=PrinterOut,
+    status_code=201,
+    tags=["printers"],
+    responses={**ERRORS, **CONFLICT},
+)
+async def add_printer(request: Request, body: PrinterIn, who: Operator) -> PrinterOut:
+    """Add a printer by address; the poller is told (PrinterConfigured) and starts polling it."""
+    st = app_state(request)
+
+    def work(s: Session) -> PrinterOut:
+        printer = printer_rules.add_printer(
+            s, who, body, st.settings.default_site, st.source, st.settings.default_interval_s
+        )
+        return printers_out(s, [printer])[0]
+
+    out = await change(st, work)
+    return out
+
+
+@router.get(
+    "/printers/{printer_id}", response_model=PrinterOut, tags=["printers"], responses=ERRORS
+)
+async def get_printer(request: Request, printer_id: PrinterId, who: Viewer) -> PrinterOut:
+    """Return one printer with its supplies."""
+
+    def work(s: Session) -> PrinterOut:
+        return printers_out(s, [printer_rules.get_printer(s, who.tenant_id, printer_id)])[0]
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.patch(
+    "/printers/{printer_id}", response_model=PrinterOut, tags=["printers"], responses=ERRORS
+)
+async def update_printer(
+    request: Request, printer_id: PrinterId, body: PrinterPatch, who: Operator
+) -> PrinterOut:
+    """Change a printer; the poller is told (PrinterConfigured, or PrinterRemoved when unmonitored)."""
+    st = app_state(request)
+
+    def work(s: Session) -> PrinterOut:
+        printer = patch_printer(s, who, printer_id, body, st.source)
+        return printers_out(s, [printer])[0]
+
+    out = await change(st, work)
+    return out
+
+
+@router.delete("/printers/{printer_id}", status_code=204, tags=["printers"], responses=ERRORS)
+async def delete_printer(request: Request, printer_id: PrinterId, who: Operator) -> Response:
+    """Stop monitoring and remove a printer (PrinterRemoved); its history is kept."""
+    st = app_state(request)
+    await change(st, lambda s: printer_rules.delete_printer(s, who, printer_id, st.source))
+    return Response(status_code=204)
+
+
+@router.get(
+    "/printers/{printer_id}/readings",
+    response_model=list[ReadingOut],
+    tags=["printers"],
+    responses=ERRORS,
+)
+async def printer_readings(
+    request: Request,
+    printer_id: PrinterId,
+    who: Viewer,
+    since: Annotated[datetime | None, Query(description="ISO 8601; default 7 days ago")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
+    limit: Annotated[int, Query(ge=1, le=50000, description="At most this many points")] = 10000,
+    resolution: Annotated[
+        Literal["raw", "hourly", "daily", "auto"],
+        Query(description="auto: raw up to 2 days, hourly up to 62, else daily"),
+    ] = "auto",
+) -> list[ReadingOut]:
+    """Return supply levels over time, oldest first: raw readings, or hourly/daily buckets."""
+    st = app_state(request)
+    start, end, res = history_window(st, since, until, resolution, default_days=7)
+
+    def work(s: Session) -> list[ReadingOut]:
+        return readings(s, who.tenant_id, printer_id, start, end, limit, res)
+
+    return await run_tx(st.engine, work)
+
+
+@router.get(
+    "/printers/{printer_id}/counters",
+    response_model=list[CounterOut],
+    tags=["printers"],
+    responses=ERRORS,
+)
+async def printer_counters(
+    request: Request,
+    printer_id: PrinterId,
+    who: Viewer,
+    since: Annotated[datetime | None, Query(description="ISO 8601; default 30 days ago")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
+    limit: Annotated[int, Query(ge=1, le=50000, description="At most this many points")] = 10000,
+    resolution: Annotated[
+        Literal["raw", "hourly", "daily", "auto"],
+        Query(description="auto: raw up to 2 days, hourly up to 62, else daily"),
+    ] = "auto",
+) -> list[CounterOut]:
+    """Return page counters over time, oldest first: raw readings, or the last of each hour/day."""
+    st = app_state(request)
+    start, end, res = history_window(st, since, until, resolution, default_days=30)
+
+    def work(s: Session) -> list[CounterOut]:
+        printer = printer_rules.get_printer(s, who.tenant_id, printer_id)
+        return [
+            CounterOut(
+                occurred_at=p.at,
+                lifetime_pages=p.lifetime_pages,
+                mono_pages=p.mono_pages,
+                colour_pages=p.colour_pages,
+                duplex_pages=p.duplex_pages,
+                resolution=res,
+                count=p.count,
+            )
+            for p in counter_history(s, printer.id, start, end, res, limit)
+        ]
+
+    return await run_tx(st.engine, work)

@@ -1,0 +1,339 @@
+"""UI dashboard, printer pages and alerts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.deps import app_state, change
+from tonerwatch_api.domain import alerts as alert_rules
+from tonerwatch_api.domain import orders as order_rules
+from tonerwatch_api.domain.access import Scope
+from tonerwatch_api.domain.alerts import find_alerts
+from tonerwatch_api.domain.errors import Conflict
+from tonerwatch_api.domain.groups import printer_groups, tenant_groups
+from tonerwatch_api.domain.history import (
+    CounterPoint,
+    LevelPoint,
+    choose_resolution,
+    counter_history,
+    level_history,
+)
+from tonerwatch_api.domain.printers import (
+    add_printer,
+    delete_printer,
+    fleet_page,
+    get_printer,
+    patch_printer,
+    printers_out,
+)
+from tonerwatch_api.domain.retention import policy_from
+from tonerwatch_api.domain.tenancy import tenant_sites
+from tonerwatch_api.schemas.printers import AlertOut, PrinterIn, PrinterOut, PrinterPatch
+from tonerwatch_api.security import role_at_least
+from tonerwatch_api.ui.common import (
+    _check_csrf,
+    _safe_next,
+    error_page,
+    my_scope,
+    render,
+    scope_labels,
+    scope_noun,
+    ui_user,
+    user_responsibility,
+)
+from tonerwatch_api.ui.views import chart_series, colorant_hex, counter_chart, level_bar
+
+router = APIRouter(include_in_schema=False)
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+def bars(p: PrinterOut) -> list[Any]:
+    """Return the level bars of a printer's supplies."""
+    return [
+        level_bar(
+            s.description, s.percent, s.state, s.supply_class, s.colour, s.colour_hex, s.part_number
+        )
+        for s in p.supplies
+    ]
+
+
+DASHBOARD_PAGE = 50  # printers per dashboard page: attention first, so page 1 is what matters
+
+
+def _group_id(value: str) -> int | None:
+    """Return the group id a filter parameter names (None: no group filter, or not a number)."""
+    return int(value) if value.isdecimal() and len(value) < 12 else None
+
+
+@router.get("/", response_class=HTMLResponse)
+async def dashboard(
+    request: Request, q: str = "", site: str = "", page: int = 1, scope: str = "", group: str = ""
+) -> Response:
+    """Every printer with its supplies, those needing attention first, a page at a time."""
+    who = await ui_user(request)
+    st = app_state(request)
+    page = max(page, 1)
+    group_id = _group_id(group)
+    group = str(group_id) if group_id is not None else ""
+
+    def work(s: Session) -> dict[str, Any]:
+        mine = my_scope(s, who, scope, site, group)
+        fleet = fleet_page(
+            s,
+            who.tenant_id,
+            site_id=site or None,
+            search=q or None,
+            offset=(page - 1) * DASHBOARD_PAGE,
+            limit=DASHBOARD_PAGE,
+            group_ids=[group_id] if group_id is not None else None,
+            scope=mine,
+        )
+        return {
+            "fleet": fleet,
+            "sites": tenant_sites(s, who.tenant_id),
+            "groups": tenant_groups(s, who.tenant_id),
+            "mine": mine,
+            "responsible": user_responsibility(s, who),
+        }
+
+    ctx = await run_tx(st.engine, work)
+    fleet, mine, responsible = ctx["fleet"], ctx["mine"], ctx["responsible"]
+    chosen = ([site] if site else [], [group] if group else [])
+    # Without a filter the dashboard shows the user's sites and groups: the exports say "mine".
+    exports = (*chosen, not (site or group) and mine is not None)
+    return render(
+        request,
+        "dashboard.html",
+        who,
+        printers=[(p, bars(p)) for p in fleet.printers],
+        total=fleet.total,
+        page=page,
+        pages=max(1, -(-fleet.total // DASHBOARD_PAGE)),
+        sites=ctx["sites"],
+        groups=ctx["groups"],
+        q=q,
+        site=site,
+        group=group,
+        counts=defaultdict(int, fleet.counts),
+        mine=scope_labels(mine, ctx["groups"]),
+        responsible=scope_labels(responsible, ctx["groups"]),
+        scope_noun=scope_noun(responsible),
+        export_query=export_query(q, *exports),
+        meters_query=export_query("", *exports),
+    )
+
+
+def export_query(
+    q: str, sites: Sequence[str], groups: Sequence[str] = (), mine: bool = False
+) -> str:
+    """Return the query string making the CSV exports match what the dashboard shows."""
+    params: list[tuple[str, str]] = [("site", x) for x in sites] + [("group", g) for g in groups]
+    params += [("scope", "mine")] if mine else []
+    params += [("q", q)] if q else []
+    return "?" + urlencode(params) if params else ""
+
+
+@router.get("/printers/new", response_class=HTMLResponse)
+async def new_printer_page(request: Request) -> Response:
+    """The form to add a printer by address."""
+    who = await ui_user(request)
+    sites = await run_tx(app_state(request).engine, lambda s: tenant_sites(s, who.tenant_id))
+    return render(request, "printer_new.html", who, sites=sites, errors=[], values={})
+
+
+@router.post("/printers/new")
+async def new_printer_submit(request: Request) -> Response:
+    """Add a printer from the form."""
+    who = await ui_user(request)
+    st = app_state(request)
+    data = await _check_csrf(request, who)
+    if not role_at_least(who.role, "operator"):
+        return error_page(request, 403, "adding printers needs the operator role")
+    fields = {k: v for k, v in data.items() if k in PrinterIn.model_fields and v.strip() != ""}
+    if "interval_s" in fields:
+        fields["interval_s"] = (
+            str(float(fields["interval_s"]) * 60)
+            if _is_number(fields["interval_s"])
+            else fields["interval_s"]
+        )
+    try:
+        body = PrinterIn.model_validate(fields)
+    except ValidationError as exc:
+        errors = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        sites = await run_tx(st.engine, lambda s: tenant_sites(s, who.tenant_id))
+        safe = {k: v for k, v in data.items() if k not in ("community", "csrf")}
+        return render(
+            request, "printer_new.html", who, status=422, sites=sites, errors=errors, values=safe
+        )
+    try:
+        printer = await change(
+            st,
+            lambda s: add_printer(
+                s, who, body, st.settings.default_site, st.source, st.settings.default_interval_s
+            ),
+        )
+    except Conflict as exc:
+        sites = await run_tx(st.engine, lambda s: tenant_sites(s, who.tenant_id))
+        safe = {k: v for k, v in data.items() if k not in ("community", "csrf")}
+        return render(
+            request,
+            "printer_new.html",
+            who,
+            status=409,
+            sites=sites,
+            errors=[str(exc)],
+            values=safe,
+        )
+    return RedirectResponse(f"/printers/{printer.id}", status_code=303)
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+@router.get("/printers/{printer_id}", response_class=HTMLResponse)
+async def printer_page(request: Request, printer_id: str) -> Response:
+    """One printer: identity, supplies, level history, alerts, settings."""
+    who = await ui_user(request)
+    st = app_state(request)
+    end = datetime.now(UTC)
+    start = end - timedelta(days=14)
+
+    res = choose_resolution(start, end, end, policy_from(st.settings))
+
+    def work(s: Session) -> dict[str, Any]:
+        # One transaction (one connection, one thread hop) for everything the page shows.
+        p = get_printer(s, who.tenant_id, printer_id)
+        return {
+            "printer": printers_out(s, [p])[0],
+            "history": level_history(s, p.id, start, end, res, limit=20000),
+            "counters": counter_history(s, p.id, start, end, res, limit=20000),
+            "alerts": find_alerts(s, who.tenant_id, open_only=False, printer_id=p.id, limit=50),
+            "orders": order_rules.printer_orders(s, who.tenant_id, p.id),
+            "groups": tenant_groups(s, who.tenant_id),
+            "member_of": printer_groups(s, [p.id]).get(p.id, []),
+        }
+
+    page = await run_tx(st.engine, work)
+    printer: PrinterOut = page["printer"]
+    history: list[LevelPoint] = page["history"]
+    counters: list[CounterPoint] = page["counters"]
+    alerts, printer_orders = page["alerts"], page["orders"]
+    all_groups, member_of = page["groups"], page["member_of"]
+    points: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+    for r in history:
+        if r.percent is not None:
+            points[r.supply_index].append((r.at, r.percent))
+    labels = {
+        s.index: (s.description, colorant_hex(s.colour, s.colour_hex))
+        for s in printer.supplies
+        if s.supply_class != "receptacle"
+    }
+    points = {k: v for k, v in points.items() if k in labels}
+    first = min((v[0][0] for v in points.values() if v), default=start)
+    series = chart_series(points, labels, first, end)
+    pages: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
+    for c in counters:
+        for name in ("lifetime_pages", "mono_pages", "colour_pages"):
+            value = getattr(c, name)
+            if value is not None:
+                pages[name].append((c.at, value))
+    counter_start = min((c.at for c in counters), default=start)
+    counter = counter_chart(pages, counter_start, end)
+    return render(
+        request,
+        "printer.html",
+        who,
+        p=printer,
+        bars=bars(printer),
+        series=series,
+        alerts=alerts,
+        chart_start=first,
+        chart_end=end,
+        counter=counter,
+        counter_start=counter_start,
+        orders=printer_orders,
+        show_printer=False,
+        groups=all_groups,
+        member_of=member_of,
+        is_admin=role_at_least(who.role, "admin"),
+    )
+
+
+@router.post("/printers/{printer_id}/settings")
+async def printer_settings(request: Request, printer_id: str) -> Response:
+    """Save a printer's name, location, interval and monitoring switch."""
+    who = await ui_user(request)
+    st = app_state(request)
+    data = await _check_csrf(request, who)
+    if not role_at_least(who.role, "operator"):
+        return error_page(request, 403, "changing printers needs the operator role")
+    if data.get("action") == "delete":
+        await change(st, lambda s: delete_printer(s, who, printer_id, st.source))
+        return RedirectResponse("/", status_code=303)
+    try:
+        patch = PrinterPatch(
+            name=data.get("name") or None,
+            location=data.get("location") or None,
+            interval_s=float(data["interval_min"]) * 60
+            if _is_number(data.get("interval_min", ""))
+            else None,
+            monitored=data.get("monitored") == "on",
+        )
+    except ValidationError as exc:
+        return error_page(request, 422, "; ".join(e["msg"] for e in exc.errors()))
+    await change(st, lambda s: patch_printer(s, who, printer_id, patch, st.source))
+    return RedirectResponse(f"/printers/{printer_id}", status_code=303)
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+async def alerts_page(request: Request, show: str = "open", scope: str = "") -> Response:
+    """Alerts: open ones, or all recent; of the user's responsible sites unless scope=all."""
+    who = await ui_user(request)
+    open_only = show != "all"
+
+    def work(s: Session) -> tuple[list[AlertOut], list[str], Scope, list[str]]:
+        mine = my_scope(s, who, scope)
+        found = find_alerts(s, who.tenant_id, open_only=open_only, limit=500, scope=mine)
+        responsible = user_responsibility(s, who)
+        groups = tenant_groups(s, who.tenant_id)
+        return found, scope_labels(mine, groups), responsible, scope_labels(responsible, groups)
+
+    alerts, mine, responsible, responsible_names = await run_tx(app_state(request).engine, work)
+    return render(
+        request,
+        "alerts.html",
+        who,
+        alerts=alerts,
+        show="open" if open_only else "all",
+        mine=mine,
+        responsible=responsible_names,
+        scope_noun=scope_noun(responsible),
+    )
+
+
+@router.post("/alerts/{alert_id}/ack")
+async def acknowledge(request: Request, alert_id: int) -> Response:
+    """Acknowledge an alert from a page, then go back there."""
+    who = await ui_user(request)
+    data = await _check_csrf(request, who)
+    if not role_at_least(who.role, "operator"):
+        return error_page(request, 403, "acknowledging needs the operator role")
+    await run_tx(app_state(request).engine, lambda s: alert_rules.acknowledge(s, who, alert_id))
+    return RedirectResponse(_safe_next(data.get("back")) or "/alerts", status_code=303)
