@@ -25,7 +25,7 @@ from tonerwatch_api.service import Settings, run
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import free_tcp_port
 from tonerwatch_shared.events import PrinterConfigured, SupplyReading, ThresholdCrossed
-from tonerwatch_shared.testing.snmpsim import SnmpSimulator, free_udp_port
+from tonerwatch_shared.simulator import SnmpSimulator, free_udp_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 # No first-run, sync, update or background traffic: the browser talks only to the test server.

@@ -136,6 +136,11 @@ class PrinterEvent(Event):
         return self.printer_id
 
 
+def printer_of(event: Event) -> str | None:
+    """Return the printer an event is about (None for events about no one printer)."""
+    return event.printer_id if isinstance(event, PrinterEvent) else None
+
+
 class PrinterFound(Event):
     """Discovery (or a manual add) identified a printer at an address."""
 

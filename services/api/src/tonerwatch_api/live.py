@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterator
 
 from tonerwatch_shared.bus import Bus
-from tonerwatch_shared.events import AlertResolved, Event, ThresholdCrossed
+from tonerwatch_shared.events import AlertResolved, Event, ThresholdCrossed, printer_of
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 100
@@ -46,9 +46,8 @@ class LiveAlerts:
 
     async def run(self, bus: Bus, stop: asyncio.Event) -> None:
         """Feed listeners from the bus (live, core NATS) until stop is set."""
-        await bus.subscribe_events(
-            f"{bus.subjects.root}.*.alert.>", stop=stop, handler=self.publish
-        )
+        every_alert_event = bus.subjects.area(ThresholdCrossed.subject_area())
+        await bus.subscribe_events(every_alert_event, stop=stop, handler=self.publish)
 
 
 def sse(event: str, data: dict[str, object]) -> str:
@@ -70,7 +69,7 @@ def without_printer(message: str) -> str:
 
 def toast(event: Event, printer_name: str | None) -> dict[str, object]:
     """Return what the UI shows for an alert event."""
-    printer_id = getattr(event, "printer_id", "")
+    printer_id = printer_of(event) or ""
     if isinstance(event, ThresholdCrossed):
         return {
             "kind": "raised",

@@ -30,7 +30,6 @@ from tonerwatch_alerter.channels.base import DeliveryFailed
 from tonerwatch_alerter.channels.mail import (
     MailSender,
     facts,
-    printer_of,
     printer_url,
     subject_of,
 )
@@ -41,6 +40,7 @@ from tonerwatch_shared.events import (
     ThresholdCrossed,
     UnreadableEvent,
     parse_event,
+    printer_of,
 )
 from tonerwatch_shared.kv import KvConflict, ModelKv
 

@@ -30,9 +30,9 @@ from tonerwatch_alerter.state import PrinterLabel
 from tonerwatch_shared.events import (
     AlertResolved,
     Event,
-    PrinterEvent,
     SupplyReplaced,
     ThresholdCrossed,
+    printer_of,
 )
 
 log = logging.getLogger(__name__)
@@ -336,11 +336,6 @@ class MailSender:
                 log.info("mail %s: %s, retry %d in %.1fs", cfg.name, reason, attempt, delay)
                 await self.sleep(delay * random.uniform(0.8, 1.2))
         raise DeliveryFailed(f"{cfg.name}: {reason} after {cfg.attempts} attempts")
-
-
-def printer_of(event: Event) -> str | None:
-    """Return the printer an event is about (None for events about no one printer)."""
-    return event.printer_id if isinstance(event, PrinterEvent) else None
 
 
 def _cert_error(exc: BaseException | None) -> ssl.SSLCertVerificationError | None:

@@ -13,54 +13,58 @@ from sqlmodel import Session
 from tonerwatch_api.db.tx import run_tx
 from tonerwatch_api.projections.discovery_jobs import apply_job_event
 from tonerwatch_api.projections.network_usage import apply_usage
-from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, ConsumerSpec
-from tonerwatch_shared.events import Event
+from tonerwatch_shared.events import (
+    DiscoveryFinished,
+    DiscoveryRequested,
+    Event,
+    PrinterFound,
+    SupplyReading,
+    UpstreamSynced,
+    printer_of,
+)
+from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
 Apply = Callable[[Session, Event], str]
 
 
-def activity_consumers(root: str) -> tuple[tuple[ConsumerSpec, Apply], ...]:
+def activity_consumers(subjects: Subjects) -> tuple[tuple[ConsumerSpec, Apply], ...]:
     """Return each consumer (durable name, subject filter) with what it applies."""
+    every_job_event = subjects.area(DiscoveryRequested.subject_area())
+    # The whole sync area: UpstreamSynced is keyed by printer only when the event had one.
+    every_sync_event = subjects.area(UpstreamSynced.subject_area())
     return (
+        (ConsumerSpec("api-discovery-jobs", every_job_event, max_deliver=30), apply_job_event),
         (
-            ConsumerSpec("api-discovery-jobs", f"{root}.*.discovery.>", max_deliver=30),
+            ConsumerSpec("api-discovery-found", PrinterFound.subject_filter(subjects), max_deliver=30),
             apply_job_event,
         ),
         (
-            ConsumerSpec("api-discovery-found", f"{root}.*.{sj.PRINTER_FOUND}", max_deliver=30),
-            apply_job_event,
-        ),
-        (
-            ConsumerSpec("api-usage-polling", f"{root}.*.{sj.SUPPLY_READING}.*", max_deliver=30),
+            ConsumerSpec("api-usage-polling", SupplyReading.subject_filter(subjects), max_deliver=30),
             apply_usage,
         ),
         (
             ConsumerSpec(
-                "api-usage-discovery", f"{root}.*.{sj.DISCOVERY_FINISHED}.*", max_deliver=30
+                "api-usage-discovery", DiscoveryFinished.subject_filter(subjects), max_deliver=30
             ),
             apply_usage,
         ),
-        (
-            # The whole sync area: UpstreamSynced is keyed by printer only when the event had one.
-            ConsumerSpec("api-usage-sync", f"{root}.*.sync.>", max_deliver=30),
-            apply_usage,
-        ),
+        (ConsumerSpec("api-usage-sync", every_sync_event, max_deliver=30), apply_usage),
     )
 
 
 async def run_activity(engine: Engine, bus: Bus, stop: asyncio.Event) -> None:
     """Consume until stop is set: each fetched batch in one transaction (one by one if it fails)."""
     async with asyncio.TaskGroup() as tg:
-        for spec, apply in activity_consumers(bus.subjects.root):
+        for spec, apply in activity_consumers(bus.subjects):
 
             async def handler(event: Event, _msg: Msg, apply: Apply = apply) -> None:
                 await run_tx(engine, lambda s: apply(s, event))
 
             async def batch(events: list[Event], apply: Apply = apply) -> None:
                 # Sorted: concurrent replicas update shared rows in the same order (no deadlock).
-                ordered = sorted(events, key=lambda e: str(getattr(e, "printer_id", "")))
+                ordered = sorted(events, key=lambda e: printer_of(e) or "")
                 await run_tx(engine, lambda s: [apply(s, e) for e in ordered])
 
             tg.create_task(bus.consume(spec, handler, stop=stop, batch_handler=batch))

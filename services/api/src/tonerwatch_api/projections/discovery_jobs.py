@@ -12,13 +12,14 @@ from tonerwatch_shared.events import (
     DiscoveryProgress,
     DiscoveryRequested,
     Event,
+    JobEvent,
     PrinterFound,
 )
 
 # --- projection ----------------------------------------------------------------------------------
 
 
-def _job_for(session: Session, event: DiscoveryRequested | _JobEvents) -> DiscoveryJob:
+def _job_for(session: Session, event: JobEvent) -> DiscoveryJob:
     """Return the event's job, creating it when the request came from elsewhere (scheduled)."""
     job = session.get(DiscoveryJob, event.job_id)
     if job is None:
@@ -35,8 +36,6 @@ def _job_for(session: Session, event: DiscoveryRequested | _JobEvents) -> Discov
         session.flush()
     return job
 
-
-_JobEvents = DiscoveryCancelled | DiscoveryProgress | DiscoveryFinished
 
 
 def apply_job_event(session: Session, event: Event) -> str:

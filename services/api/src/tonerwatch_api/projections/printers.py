@@ -37,6 +37,7 @@ from tonerwatch_shared.events import (
     SupplyReading,
     SupplyReplaced,
     ThresholdCrossed,
+    printer_of,
 )
 from tonerwatch_shared.printer.model import PrinterIdentity, Supply
 
@@ -94,7 +95,7 @@ def _printer_for(
     lock takes the row (FOR UPDATE): parallel appliers of one printer's events then read what
     the other wrote instead of overwriting it with a stale view.
     """
-    printer_id = getattr(event, "printer_id", None)
+    printer_id = printer_of(event)
     printer = session.get(Printer, printer_id, with_for_update=lock) if printer_id else None
     if printer is None:
         if now - event.occurred_at < UNKNOWN_PRINTER_GRACE:

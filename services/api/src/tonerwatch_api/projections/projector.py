@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,9 +15,17 @@ from tonerwatch_api.db.tx import in_tx, run_tx
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.projections.outbox import Outbox
 from tonerwatch_api.projections.printers import ProjectionOptions, apply_event
-from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, ConsumerSpec
-from tonerwatch_shared.events import Event, PrinterFound
+from tonerwatch_shared.events import (
+    AlertResolved,
+    Event,
+    PrinterConfigured,
+    PrinterFound,
+    SupplyReading,
+    SupplyReplaced,
+    printer_of,
+)
+from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
@@ -26,24 +35,23 @@ class Projection:
     """One durable consumer and the area.what kinds it applies."""
 
     durable: str
-    area_what: str
-    keyed: bool = True
+    filter_subject: Callable[[Subjects], str]
 
 
 def projections() -> tuple[Projection, ...]:
     """Return the consumers the api runs."""
     return (
-        Projection("api-readings", sj.SUPPLY_READING),
-        Projection("api-printers", "printer.>", keyed=False),
-        Projection("api-alerts", "alert.>", keyed=False),
-        Projection("api-supplies", sj.SUPPLY_REPLACED),
+        Projection("api-readings", SupplyReading.subject_filter),
+        # Whole areas: every printer.* and alert.* kind, keyed or not, in one ordered consumer.
+        Projection("api-printers", lambda s: s.area(PrinterConfigured.subject_area())),
+        Projection("api-alerts", lambda s: s.area(AlertResolved.subject_area())),
+        Projection("api-supplies", SupplyReplaced.subject_filter),
     )
 
 
-def consumer_spec(p: Projection, root: str) -> ConsumerSpec:
-    """Return the durable consumer of one projection under subject root."""
-    filt = f"{root}.*.{p.area_what}" + (".*" if p.keyed else "")
-    return ConsumerSpec(durable=p.durable, filter_subject=filt, max_deliver=30)
+def consumer_spec(p: Projection, subjects: Subjects) -> ConsumerSpec:
+    """Return the durable consumer of one projection."""
+    return ConsumerSpec(durable=p.durable, filter_subject=p.filter_subject(subjects), max_deliver=30)
 
 
 class Projector:
@@ -78,7 +86,7 @@ class Projector:
         """Apply events in one transaction (all or none); readings lock their printers in id order."""
         now = datetime.now(UTC)
         # The same lock order in every transaction: concurrent batches never deadlock.
-        ordered = sorted(events, key=lambda e: (str(getattr(e, "printer_id", "")), e.occurred_at))
+        ordered = sorted(events, key=lambda e: (printer_of(e) or "", e.occurred_at))
         outcomes = await run_tx(
             self.engine,
             lambda s: [apply_event(s, e, consumer, self.options, now) for e in ordered],
@@ -91,7 +99,7 @@ class Projector:
         parallel = self.engine.dialect.name == "postgresql"
         async with asyncio.TaskGroup() as tg:
             for p in projections():
-                spec = consumer_spec(p, self.bus.subjects.root)
+                spec = consumer_spec(p, self.bus.subjects)
 
                 async def handler(event: Event, _msg: Msg, durable: str = p.durable) -> None:
                     await self.apply(event, durable)

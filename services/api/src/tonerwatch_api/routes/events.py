@@ -15,7 +15,7 @@ from tonerwatch_api.domain.access import Principal
 from tonerwatch_api.domain.printers import printer_name
 from tonerwatch_api.domain.tenancy import site_tenants
 from tonerwatch_api.live import sse, toast
-from tonerwatch_shared.events import Event
+from tonerwatch_shared.events import Event, printer_of
 
 router = APIRouter(prefix="/api/v1")
 
@@ -81,7 +81,7 @@ async def alert_frames(
                 tenants.update(await run_tx(st.engine, site_tenants))
             if tenants.get(event.site_id) != who.tenant_id:
                 continue
-            printer_id = getattr(event, "printer_id", "")
+            printer_id = printer_of(event) or ""
             name = await run_tx(st.engine, functools.partial(printer_name, printer_id=printer_id))
             yield sse("alert", toast(event, name))
 
