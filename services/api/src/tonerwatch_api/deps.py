@@ -141,6 +141,27 @@ JobId = Annotated[
 ]
 
 
+# Query parameters several endpoints share (the same meaning, the same limits, one description).
+SitesAsked = Annotated[
+    list[str] | None,
+    Query(max_length=64, description="Only these sites (repeat the parameter for several)"),
+]
+SearchAsked = Annotated[
+    str | None,
+    Query(max_length=200, description="Search name, address, model, serial, location"),
+]
+GroupsAsked = Annotated[
+    list[int] | None,
+    Query(description="Only printers of these groups (repeat the parameter for several)"),
+]
+UntilAsked = Annotated[datetime | None, Query(description="ISO 8601; default now")]
+PointsAsked = Annotated[int, Query(ge=1, le=50000, description="At most this many points")]
+ResolutionAsked = Annotated[
+    Literal["raw", "hourly", "daily", "auto"],
+    Query(description="auto: raw up to 2 days, hourly up to 62, else daily"),
+]
+
+
 ERRORS: dict[int | str, dict[str, object]] = {
     401: error_response(
         401,

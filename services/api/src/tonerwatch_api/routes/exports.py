@@ -15,7 +15,17 @@ from sqlmodel import Session
 
 from tonerwatch_api.db.models import Printer
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import ERRORS, AppState, Viewer, app_state, time_window
+from tonerwatch_api.deps import (
+    ERRORS,
+    AppState,
+    GroupsAsked,
+    SearchAsked,
+    SitesAsked,
+    UntilAsked,
+    Viewer,
+    app_state,
+    time_window,
+)
 from tonerwatch_api.domain.access import responsibility
 from tonerwatch_api.domain.meters import (
     PRINTERS_PER_QUERY,
@@ -102,18 +112,9 @@ FLEET_CSV_RESPONSE: dict[str, object] = {
 async def export_printers(
     request: Request,
     who: Viewer,
-    site: Annotated[
-        list[str] | None,
-        Query(max_length=64, description="Only these sites (repeat the parameter for several)"),
-    ] = None,
-    q: Annotated[
-        str | None,
-        Query(max_length=200, description="Search name, address, model, serial, location"),
-    ] = None,
-    group: Annotated[
-        list[int] | None,
-        Query(description="Only printers of these groups (repeat the parameter for several)"),
-    ] = None,
+    site: SitesAsked = None,
+    q: SearchAsked = None,
+    group: GroupsAsked = None,
     scope: Annotated[
         Literal["mine"] | None,
         Query(description="mine: only what the caller answers for (their sites and groups)"),
@@ -163,11 +164,8 @@ async def export_meters(
     request: Request,
     who: Viewer,
     since: Annotated[datetime | None, Query(description="ISO 8601; default 30 days ago")] = None,
-    until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
-    site: Annotated[
-        list[str] | None,
-        Query(max_length=64, description="Only these sites (repeat the parameter for several)"),
-    ] = None,
+    until: UntilAsked = None,
+    site: SitesAsked = None,
     resolution: Annotated[
         Literal["daily", "raw"],
         Query(description="daily: one row per printer per UTC day; raw: every poll (7 days max)"),

@@ -13,7 +13,12 @@ from tonerwatch_api.deps import (
     CONFLICT,
     ERRORS,
     Operator,
+    PointsAsked,
     PrinterId,
+    ResolutionAsked,
+    SearchAsked,
+    SitesAsked,
+    UntilAsked,
     Viewer,
     app_state,
     change,
@@ -49,14 +54,8 @@ async def list_printers(
     request: Request,
     who: Viewer,
     page: PrintersAsked,
-    site: Annotated[
-        list[str] | None,
-        Query(max_length=64, description="Only these sites (repeat the parameter for several)"),
-    ] = None,
-    q: Annotated[
-        str | None,
-        Query(max_length=200, description="Search name, address, model, serial, location"),
-    ] = None,
+    site: SitesAsked = None,
+    q: SearchAsked = None,
     status: Annotated[
         list[PrinterStatus] | None,
         Query(description="Only these statuses (repeat the parameter for several)"),
@@ -153,12 +152,9 @@ async def printer_readings(
     printer_id: PrinterId,
     who: Viewer,
     since: Annotated[datetime | None, Query(description="ISO 8601; default 7 days ago")] = None,
-    until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
-    limit: Annotated[int, Query(ge=1, le=50000, description="At most this many points")] = 10000,
-    resolution: Annotated[
-        Literal["raw", "hourly", "daily", "auto"],
-        Query(description="auto: raw up to 2 days, hourly up to 62, else daily"),
-    ] = "auto",
+    until: UntilAsked = None,
+    limit: PointsAsked = 10000,
+    resolution: ResolutionAsked = "auto",
 ) -> list[ReadingOut]:
     """Return supply levels over time, oldest first: raw readings, or hourly/daily buckets."""
     st = app_state(request)
@@ -181,12 +177,9 @@ async def printer_counters(
     printer_id: PrinterId,
     who: Viewer,
     since: Annotated[datetime | None, Query(description="ISO 8601; default 30 days ago")] = None,
-    until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
-    limit: Annotated[int, Query(ge=1, le=50000, description="At most this many points")] = 10000,
-    resolution: Annotated[
-        Literal["raw", "hourly", "daily", "auto"],
-        Query(description="auto: raw up to 2 days, hourly up to 62, else daily"),
-    ] = "auto",
+    until: UntilAsked = None,
+    limit: PointsAsked = 10000,
+    resolution: ResolutionAsked = "auto",
 ) -> list[CounterOut]:
     """Return page counters over time, oldest first: raw readings, or the last of each hour/day."""
     st = app_state(request)
