@@ -33,6 +33,15 @@ class CommonSettings(BaseSettings):
         default=None,
         description="NATS server(s), comma separated; unset means embedded (tonerwatch up)",
     )
+    nats_user: str | None = Field(
+        default=None, description="NATS user name of this service (each service its own)"
+    )
+    nats_password: str | None = Field(
+        default=None, repr=False, description="NATS password of nats_user (secret: env or file)"
+    )
+    nats_creds: Path | None = Field(
+        default=None, description="NATS credentials file (JWT + nkey), instead of user/password"
+    )
     nats_connect_timeout_s: float = Field(default=5.0, gt=0)
     nats_connect_attempts: int = Field(
         default=30, ge=1, description="Connect retries with back-off"
