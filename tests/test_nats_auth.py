@@ -7,6 +7,7 @@ deploy/nats/permissions.py), JetStream with `sync_interval: always`, like produc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import shutil
@@ -22,10 +23,12 @@ import nats.js.errors
 import pytest
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
+from tonerwatch.services import service_module
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.embedded import free_tcp_port, nats_server_binary, wait_for_tcp
 from tonerwatch_shared.settings import CommonSettings, load_settings
+from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.subjects import Subjects
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,10 +56,9 @@ def password(service: str) -> str:
     return f"test-password-of-{service}"
 
 
-@pytest.fixture(scope="module")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A nats-server on a free loopback port with the shipped auth.conf."""
-    conf_dir = tmp_path_factory.mktemp("nats-auth")
+@contextlib.contextmanager
+def authenticated_nats(conf_dir: Path) -> Iterator[str]:
+    """Run a nats-server on a free loopback port with the shipped auth.conf; yield its URL."""
     shutil.copy(ROOT / "deploy" / "nats" / "auth.conf", conf_dir / "auth.conf")
     port = free_tcp_port()
     (conf_dir / "nats.conf").write_text(
@@ -82,11 +84,18 @@ include ./auth.conf
     try:
         if not wait_for_tcp("127.0.0.1", port, 15.0):
             proc.kill()
-            raise RuntimeError(f"nats-server with auth.conf did not start: {proc.stderr!r}")
+            raise RuntimeError(f"nats-server with auth.conf did not start: see {log}")
         yield f"nats://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server with the shipped auth.conf, shared by this module's API-level tests."""
+    with authenticated_nats(tmp_path_factory.mktemp("nats-auth")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -282,3 +291,92 @@ async def test_the_poller_cannot_configure_printers_nor_read_another_services_st
     for subject in (configured, "_INBOX.alerter.>", SUBJECTS.all, "$JS.API.STREAM.DELETE"):
         assert subject.lower() in denied
     assert (await state.get("p-42")).value == b"alerter state"
+
+
+async def test_the_five_services_run_as_their_own_users_and_a_reading_flows_through(
+    tmp_path: Path, snmp_agent: SnmpSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real services, each as its own user: start, poll a printer, project and alert on it."""
+    caplog.set_level(logging.WARNING)
+    with authenticated_nats(tmp_path) as url:
+        stop = asyncio.Event()
+        ready = {name: asyncio.Event() for name in SERVICES}
+        tasks = []
+        for name in SERVICES:
+            module = service_module(name)
+            extra: dict[str, object] = {}
+            if name == "api":
+                extra = {
+                    "database_url": f"sqlite:///{tmp_path / 'tonerwatch.db'}",
+                    "port": free_tcp_port(),
+                    "admin_password": "test-admin-password",
+                }
+            settings = load_settings(
+                module.Settings,
+                nats_url=url,
+                nats_user=name,
+                nats_password=password(name),
+                nats_connect_attempts=3,
+                data_dir=tmp_path / name,
+                poll_timeout_s=0.5,
+                **extra,
+            )
+            tasks.append(asyncio.create_task(module.run(settings, stop=stop, ready=ready[name])))
+        try:
+            async with asyncio.timeout(60):
+                await asyncio.gather(*(event.wait() for event in ready.values()))
+            settings = load_settings(
+                CommonSettings, nats_url=url, nats_user="api", nats_password=password("api")
+            )
+            api = await Bus.for_service(settings, "api-test")
+            try:
+                # What the api publishes when a printer is added in the UI.
+                await api.publish(
+                    ev.PrinterConfigured(
+                        source="api/test",
+                        site_id=SITE,
+                        printer_id="hp-1",
+                        address="127.0.0.1",
+                        port=snmp_agent.port,
+                        credentials=ev.SnmpCredentials(community="jetdirect_m252dw"),
+                    )
+                )
+                reading = SUBJECTS.subject(SITE, ev.SupplyReading.area_what, "hp-1")
+                async with asyncio.timeout(30):
+                    while True:
+                        info = await api.js.stream_info(
+                            SUBJECTS.events_stream, subjects_filter=reading
+                        )
+                        if info.state.subjects and info.state.subjects.get(reading):
+                            break
+                        await asyncio.sleep(0.2)
+                # The api's projection and the alerter each took the reading off their consumer
+                # (each user may read only its own consumers' state).
+                alerter = await Bus.for_service(
+                    settings.model_copy(
+                        update={"nats_user": "alerter", "nats_password": password("alerter")}
+                    ),
+                    "alerter-test",
+                )
+                try:
+                    for bus, durable in (
+                        (api, "api-readings"),
+                        (alerter, SUBJECTS.name("alerter")),
+                    ):
+                        async with asyncio.timeout(30):
+                            while True:
+                                info = await bus.js.consumer_info(SUBJECTS.events_stream, durable)
+                                done = info.num_pending == 0 and info.num_ack_pending == 0
+                                if done and (info.delivered.consumer_seq or 0) >= 1:
+                                    break
+                                await asyncio.sleep(0.2)
+                finally:
+                    await alerter.drain()
+            finally:
+                await api.drain()
+        finally:
+            stop.set()
+            async with asyncio.timeout(60):
+                await asyncio.gather(*tasks)
+    assert _violations(caplog) == []
+    assert not [r for r in caplog.records if "authorization" in r.getMessage().lower()]
