@@ -127,3 +127,38 @@ def test_the_alerts_cover_what_matters_and_link_their_runbook() -> None:
         page, anchor = rule["annotations"]["runbook"].split("#")
         assert page == "docs/operations.md" and anchor in anchors, rule["alert"]
         assert rule["alert"] in operations
+
+
+def _deployed_settings() -> set[str]:
+    """Return every TONERWATCH_ variable compose and k8s set, and every secret file they mount."""
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    names = {
+        key
+        for service in compose["services"].values()
+        for key in service.get("environment", {})
+        if key.startswith("TONERWATCH_")
+    }
+    for path in (ROOT / "k8s").glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] == "ConfigMap":
+                names |= {k for k in doc["data"] if k.startswith("TONERWATCH_")}
+            if doc and doc["kind"] in ("Deployment", "StatefulSet"):
+                for container in doc["spec"]["template"]["spec"]["containers"]:
+                    names |= {
+                        e["name"]
+                        for e in container.get("env", [])
+                        if e["name"].startswith("TONERWATCH_")
+                    }
+    example = (ROOT / "k8s" / "secrets.env.example").read_text()
+    names |= {key.upper() for key in re.findall(r"^(tonerwatch_\w+)=", example, re.M)}
+    return names
+
+
+def test_compose_and_k8s_set_only_settings_that_exist() -> None:
+    deployed = _deployed_settings()
+    assert {
+        "TONERWATCH_NATS_USER",
+        "TONERWATCH_SESSION_SECRET",
+        "TONERWATCH_DATABASE_URL",
+    } <= deployed
+    assert sorted(deployed - every_setting() - AGREED_SETTINGS) == []
