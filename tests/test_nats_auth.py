@@ -27,7 +27,7 @@ from tonerwatch.services import service_module
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.embedded import free_tcp_port, nats_server_binary, wait_for_tcp
-from tonerwatch_shared.settings import CommonSettings, load_settings
+from tonerwatch_shared.settings import CommonSettings, SettingsError, load_settings
 from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.subjects import Subjects
 
@@ -154,6 +154,15 @@ def test_bus_connect_passes_user_and_password_from_the_secrets_dir(tmp_path: Pat
     settings = load_settings(CommonSettings, secrets_dir=tmp_path, nats_user="poller")
     assert settings.nats_password == "from-a-file"
     assert "from-a-file" not in repr(settings)
+
+
+def test_a_service_with_a_nats_user_but_no_password_does_not_start(tmp_path: Path) -> None:
+    (tmp_path / "tonerwatch_nats_password").write_text("")
+    for secrets_dir in (None, tmp_path):
+        with pytest.raises(SettingsError, match="TONERWATCH_NATS_PASSWORD"):
+            load_settings(CommonSettings, secrets_dir=secrets_dir, nats_user="poller")
+    creds = load_settings(CommonSettings, nats_user="poller", nats_creds=tmp_path / "x.creds")
+    assert creds.nats_password is None
 
 
 async def test_an_anonymous_client_is_refused(nats_url: str) -> None:
