@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import nats
 import nats.errors
@@ -81,6 +82,9 @@ class Bus:
         attempts: int = 30,
         connect_timeout_s: float = 5.0,
         max_backoff_s: float = 5.0,
+        user: str | None = None,
+        password: str | None = None,
+        creds: str | None = None,
     ) -> Bus:
         """Return a connected Bus, retrying with back-off; raise BusError naming the URL if it never answers."""
         servers = [s.strip() for s in url.split(",") if s.strip()]
@@ -98,6 +102,7 @@ class Bus:
                         max_reconnect_attempts=-1,
                         reconnect_time_wait=1,
                         error_cb=_log_error,
+                        **_auth(user, password, creds),
                     )
                 return cls(nc, subjects, max_age_s=max_age_s, source=name)
             except (OSError, nats.errors.Error, TimeoutError) as exc:
@@ -123,6 +128,9 @@ class Bus:
             max_age_s=settings.event_max_age_days * 86400,
             attempts=settings.nats_connect_attempts,
             connect_timeout_s=settings.nats_connect_timeout_s,
+            user=settings.nats_user,
+            password=settings.nats_password,
+            creds=str(settings.nats_creds) if settings.nats_creds else None,
         )
 
     async def ensure_stream(self, config: StreamConfig) -> None:
@@ -335,6 +343,16 @@ class Bus:
 def event_type(event: Event) -> str:
     """Return the versioned type string of an event."""
     return str(getattr(event, "type", type(event).__name__))
+
+
+def _auth(user: str | None, password: str | None, creds: str | None) -> dict[str, Any]:
+    """Return nats.connect's credentials: a creds file, or a user (replies on its own inbox)."""
+    if creds:
+        return {"user_credentials": creds}
+    if not user:
+        return {}
+    # A user's permissions allow replies on _INBOX.<user>.> only: no one reads another's replies.
+    return {"user": user, "password": password or "", "inbox_prefix": f"_INBOX.{user}"}
 
 
 async def _log_error(exc: Exception) -> None:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TONERWATCH_"
@@ -32,6 +32,18 @@ class CommonSettings(BaseSettings):
     nats_url: str | None = Field(
         default=None,
         description="NATS server(s), comma separated; unset means embedded (tonerwatch up)",
+    )
+    nats_user: str | None = Field(
+        default=None, description="NATS user name of this service (each service its own)"
+    )
+    nats_creds: Path | None = Field(
+        default=None, description="NATS credentials file (JWT + nkey), instead of user/password"
+    )
+    nats_password: str | None = Field(
+        default=None,
+        repr=False,
+        validate_default=True,
+        description="NATS password of nats_user (secret: env or file)",
     )
     nats_connect_timeout_s: float = Field(default=5.0, gt=0)
     nats_connect_attempts: int = Field(
@@ -64,6 +76,14 @@ class CommonSettings(BaseSettings):
             raise ValueError(
                 "use letters, digits, '_' or '-' only (it becomes part of NATS subjects)"
             )
+        return value
+
+    @field_validator("nats_password")
+    @classmethod
+    def _password_with_user(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # An empty password is one anyone can guess: refuse to start rather than connect with it.
+        if info.data.get("nats_user") and not info.data.get("nats_creds") and not value:
+            raise ValueError("set it (non-empty) when TONERWATCH_NATS_USER is set")
         return value
 
     @field_validator("log_level")
