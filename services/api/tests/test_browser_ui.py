@@ -139,8 +139,11 @@ async def test_login_dashboard_level_bars_and_alert_toast(
     await login(page, api.url)
 
     async def two_cards() -> bool:
+        # Both printers shown with their readings applied: a reading that came before its printer
+        # is retried a second later, and the page does not update itself (it is reloaded here).
         await page.reload()
-        return await page.locator("article.printer").count() == 2
+        cards = page.locator("article.printer")
+        return await cards.count() == 2 and await cards.locator(".pill.pending").count() == 0
 
     for _ in range(40):
         if await two_cards():
