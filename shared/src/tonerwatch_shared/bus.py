@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,9 @@ from nats.js.api import (
 from nats.js.kv import KeyValue
 
 from tonerwatch_shared.events import EVENT_AREAS, Event, UnreadableEvent, parse_event
+from tonerwatch_shared.lifecycle import sleep_until_stopped
 from tonerwatch_shared.settings import CommonSettings
+from tonerwatch_shared.streams import merge_stream_config
 from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,10 @@ PUBLISH_TIMEOUT_S = 5.0
 
 class BusError(Exception):
     """The bus could not be reached or set up; the message says which server and what to do."""
+
+
+class BusStopped(BusError):
+    """Stop was asked for while still connecting: nothing to clean up, the service just ends."""
 
 
 @dataclass(frozen=True)
@@ -63,12 +70,24 @@ def retry_delay(num_delivered: int, base_s: float = 1.0, cap_s: float = 60.0) ->
 class Bus:
     """One connection to NATS JetStream, shared by a service's loops."""
 
-    def __init__(self, nc: Client, subjects: Subjects, *, max_age_s: float, source: str) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        subjects: Subjects,
+        *,
+        max_age_s: float,
+        source: str,
+        replicas: int = 1,
+        events_max_bytes: int = -1,
+    ) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self.subjects = subjects
         self.max_age_s = max_age_s
         self.source = source
+        # Replicas of every stream and bucket this bus creates (TONERWATCH_STREAM_REPLICAS).
+        self.replicas = replicas
+        self.events_max_bytes = events_max_bytes
 
     @classmethod
     async def connect(
@@ -81,23 +100,31 @@ class Bus:
         attempts: int = 30,
         connect_timeout_s: float = 5.0,
         max_backoff_s: float = 5.0,
+        stop: asyncio.Event | None = None,
     ) -> Bus:
-        """Return a connected Bus, retrying with back-off; raise BusError naming the URL if it never answers."""
+        """Return a connected Bus, retrying with back-off; raise BusError naming the URL if it never answers.
+
+        With stop, setting it (SIGTERM) ends the wait at once with BusStopped.
+        """
         servers = [s.strip() for s in url.split(",") if s.strip()]
+        stop = stop or asyncio.Event()
         delay = 0.2
         last: Exception | None = None
         for attempt in range(1, attempts + 1):
             try:
                 # nats-py retries a first connect forever when reconnects are on: bound each attempt.
                 async with asyncio.timeout(connect_timeout_s * 2):
-                    nc = await nats.connect(
-                        servers=servers,
-                        name=name,
-                        connect_timeout=connect_timeout_s,
-                        allow_reconnect=True,
-                        max_reconnect_attempts=-1,
-                        reconnect_time_wait=1,
-                        error_cb=_log_error,
+                    nc = await _unless_stopped(
+                        nats.connect(
+                            servers=servers,
+                            name=name,
+                            connect_timeout=connect_timeout_s,
+                            allow_reconnect=True,
+                            max_reconnect_attempts=-1,
+                            reconnect_time_wait=1,
+                            error_cb=_log_error,
+                        ),
+                        stop,
                     )
                 return cls(nc, subjects, max_age_s=max_age_s, source=name)
             except (OSError, nats.errors.Error, TimeoutError) as exc:
@@ -105,36 +132,59 @@ class Bus:
                 log.info(
                     "NATS at %s not reachable (attempt %d/%d): %s", url, attempt, attempts, exc
                 )
-                if attempt < attempts:
-                    await asyncio.sleep(delay)
-                    delay = min(max_backoff_s, delay * 2)
+                if attempt < attempts and await sleep_until_stopped(stop, delay):
+                    raise BusStopped(f"stopped while waiting for NATS at {url}") from None
+                delay = min(max_backoff_s, delay * 2)
         raise BusError(
             f"cannot reach NATS at {url} after {attempts} attempts ({last!r}); "
             "check TONERWATCH_NATS_URL and that the server runs with JetStream (-js)"
         )
 
     @classmethod
-    async def for_service(cls, settings: CommonSettings, service: str) -> Bus:
+    async def for_service(
+        cls, settings: CommonSettings, service: str, *, stop: asyncio.Event | None = None
+    ) -> Bus:
         """Return a Bus connected as settings say, named `<service>/<instance>`."""
-        return await cls.connect(
+        bus = await cls.connect(
             settings.require_nats_url(),
             subjects=Subjects(settings.subject_root, settings.stream_prefix),
             name=f"{service}/{settings.instance}",
-            max_age_s=settings.event_max_age_days * 86400,
+            max_age_s=settings.events_max_age,
             attempts=settings.nats_connect_attempts,
             connect_timeout_s=settings.nats_connect_timeout_s,
+            stop=stop,
         )
+        bus.replicas = settings.stream_replicas
+        bus.events_max_bytes = settings.events_max_bytes
+        return bus
 
     async def ensure_stream(self, config: StreamConfig) -> None:
-        """Create the stream, or update it to config; safe to call from every replica at start."""
-        try:
-            await self.js.update_stream(config)
-        except nats.js.errors.NotFoundError:
+        """Create the stream if absent, else raise it to config; never lowers what an operator set.
+
+        Safe to call from every replica at start: replicas and limits only grow (the larger of
+        ours and the stream's), retention, discard and storage are never changed (a difference
+        is logged).
+        """
+        if config.num_replicas is None:
+            config = dataclasses.replace(config, num_replicas=self.replicas)
+        name = config.name or ""
+        for _ in range(3):
             try:
-                await self.js.add_stream(config)
-            except nats.js.errors.BadRequestError:
-                # Another replica created it between our calls; make ours the config.
-                await self.js.update_stream(config)
+                info = await self.js.stream_info(name)
+            except nats.js.errors.NotFoundError:
+                try:
+                    await self.js.add_stream(config)
+                    return
+                except nats.js.errors.BadRequestError:
+                    continue  # another replica created it meanwhile: merge into theirs
+            merge = merge_stream_config(info.config, config)
+            for note in merge.kept:
+                log.warning("stream %s: %s; left as the operator set it", name, note)
+            if merge.config is not None:
+                log.info("raising stream %s to %s", name, _limits(merge.config))
+                await self.js.update_stream(merge.config)
+            return
+        raise BusError(f"stream {name} could neither be created nor read")
 
     async def ensure_event_stream(self) -> None:
         """Create or update the stream that keeps every event (deduped on Nats-Msg-Id).
@@ -150,8 +200,11 @@ class Bus:
                 retention=RetentionPolicy.LIMITS,
                 storage=StorageType.FILE,
                 max_age=self.max_age_s,
+                max_bytes=self.events_max_bytes,
                 duplicate_window=120.0,
-                discard=DiscardPolicy.OLD,
+                # Full: refuse new events (publishers see the error and retry) rather than drop
+                # old ones a lagging consumer has not read yet; tonerwatch_stream_fill_ratio warns first.
+                discard=DiscardPolicy.NEW,
             )
         )
 
@@ -305,19 +358,26 @@ class Bus:
     async def key_value(
         self, name: str, *, history: int = 1, ttl_s: float | None = None
     ) -> KeyValue:
-        """Return the KV bucket named (prefixed), creating it if needed."""
+        """Return the KV bucket named (prefixed), creating it if needed; its replicas only ever grow."""
         bucket = self.subjects.name(name)
         try:
-            return await self.js.key_value(bucket)
+            kv = await self.js.key_value(bucket)
         except nats.js.errors.BucketNotFoundError:
             try:
                 return await self.js.create_key_value(
                     KeyValueConfig(
-                        bucket=bucket, history=history, ttl=ttl_s, storage=StorageType.FILE
+                        bucket=bucket,
+                        history=history,
+                        ttl=ttl_s,
+                        storage=StorageType.FILE,
+                        replicas=self.replicas,
                     )
                 )
             except nats.js.errors.BadRequestError:
-                return await self.js.key_value(bucket)
+                kv = await self.js.key_value(bucket)
+        # A bucket is a stream KV_<bucket>: raise its replicas like any stream's, nothing else.
+        await self.ensure_stream(StreamConfig(name=f"KV_{bucket}", num_replicas=self.replicas))
+        return kv
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Finish in-flight work and close the connection; never hangs past timeout_s."""
@@ -330,6 +390,29 @@ class Bus:
             log.warning("NATS drain did not finish cleanly: %r", exc)
             with contextlib.suppress(Exception):
                 await self.nc.close()
+
+
+async def _unless_stopped(connecting: Awaitable[Client], stop: asyncio.Event) -> Client:
+    """Return the connected client, or raise BusStopped as soon as stop is set."""
+    attempt = asyncio.ensure_future(connecting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if attempt.done():
+        return attempt.result()
+    attempt.cancel()
+    with contextlib.suppress(BaseException):
+        await attempt
+    raise BusStopped("stopped while connecting to NATS")
+
+
+def _limits(config: StreamConfig) -> str:
+    return (
+        f"R{config.num_replicas or 1}, max_bytes={config.max_bytes}, max_msgs={config.max_msgs}, "
+        f"max_age={config.max_age}s"
+    )
 
 
 def event_type(event: Event) -> str:
@@ -376,4 +459,4 @@ async def wait_for_event(
             await sub.unsubscribe()
 
 
-__all__ = ["Bus", "BusError", "ConsumerSpec", "Handler", "retry_delay", "wait_for_event"]
+__all__ = ["Bus", "BusError", "BusStopped", "ConsumerSpec", "Handler", "retry_delay", "wait_for_event"]
