@@ -16,15 +16,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.lifecycle import PortInUse
 
 log = logging.getLogger(__name__)
 
 Check = Callable[[], Awaitable[None]]
 CHECK_TIMEOUT_S = 2.0
-
-
-class PortInUse(Exception):
-    """A port we must listen on is taken; the message names it and the setting that moves it."""
 
 
 def not_connected(what: str) -> Check:

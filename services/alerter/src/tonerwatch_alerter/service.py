@@ -40,7 +40,7 @@ from tonerwatch_shared.events import (
     ThresholdCrossed,
 )
 from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
-from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
+from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops, stream_fill_gauge
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.subjects import Subjects
 
@@ -185,7 +185,7 @@ async def run(
     """Run one alerter replica until stop (or SIGTERM), then drain."""
     stop = stop_event(stop)
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
-    bus = await Bus.for_service(settings, "alerter")
+    bus = await Bus.for_service(settings, "alerter", stop=stop)
     stack = contextlib.AsyncExitStack()
     try:
         await bus.ensure_event_stream()
@@ -240,6 +240,7 @@ async def run(
         published.inc(0)
         checks = {
             "nats": bus_check(bus),
+            "stream_fill": stream_fill_gauge(registry, bus),
             "lag": consumer_lag_gauge(
                 registry, bus, {spec.durable: subjects.events_stream for spec, _ in consumers}
             ),

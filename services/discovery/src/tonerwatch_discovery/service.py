@@ -46,7 +46,7 @@ from tonerwatch_shared.events import (
     SnmpCredentials,
 )
 from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
-from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
+from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops, stream_fill_gauge
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.subjects import Subjects
@@ -356,7 +356,7 @@ async def run(
     """Run the discovery service until stop (or SIGTERM): request consumer, cancel listener, schedule."""
     stop = stop_event(stop)
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
-    bus = await Bus.for_service(settings, "discovery")
+    bus = await Bus.for_service(settings, "discovery", stop=stop)
     client = SnmpClient(max_in_flight=settings.discovery_identify_concurrency * 2)
     service: DiscoveryService | None = None
     stack = contextlib.AsyncExitStack()
@@ -375,6 +375,7 @@ async def run(
         registry = CollectorRegistry()
         checks = {
             "nats": bus_check(bus),
+            "stream_fill": stream_fill_gauge(registry, bus),
             "lag": consumer_lag_gauge(registry, bus, {spec.durable: subjects.events_stream}),
         }
         await stack.enter_async_context(

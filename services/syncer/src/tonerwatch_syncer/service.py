@@ -35,7 +35,7 @@ from tonerwatch_shared.events import (
     UpstreamSynced,
 )
 from tonerwatch_shared.lifecycle import stop_event
-from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
+from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops, stream_fill_gauge
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.signing import delivery_headers
 from tonerwatch_shared.subjects import Subjects
@@ -162,7 +162,7 @@ async def run(
     """Forward alert events upstream until stop (or SIGTERM), then drain."""
     stop = stop_event(stop)
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
-    bus = await Bus.for_service(settings, "syncer")
+    bus = await Bus.for_service(settings, "syncer", stop=stop)
     client = httpx.AsyncClient(
         timeout=httpx.Timeout(settings.sync_timeout_s),
         verify=settings.sync_verify_tls,
@@ -243,6 +243,7 @@ async def run(
         ]
         checks = {
             "nats": bus_check(bus),
+            "stream_fill": stream_fill_gauge(registry, bus),
             "lag": consumer_lag_gauge(
                 registry, bus, {spec.durable: subjects.events_stream for spec in specs}
             ),
