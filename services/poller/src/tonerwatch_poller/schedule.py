@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass
 
 FIRST_POLL_WINDOW_S = 10.0
+FIRST_POLL_TOLERANCE_S = 0.5
 
 
 def phase(printer_id: str) -> float:
@@ -85,10 +86,13 @@ def decide(
     """
     if last_poll_at is None:
         due = first_due(scheduled_at, interval_s, printer_id) if scheduled_at else now
+        # The first-poll window is short: a wide tolerance would poll the whole window at once.
+        allowed = min(tolerance(interval_s), FIRST_POLL_TOLERANCE_S)
     else:
         due = due_after_poll(last_poll_at, interval_s, printer_id)
+        allowed = tolerance(interval_s)
     early = due - now
-    if early > tolerance(interval_s):
+    if early > allowed:
         return Decision(early)
     return Decision(0.0)
 
