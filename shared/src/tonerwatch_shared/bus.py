@@ -40,6 +40,7 @@ Handler = Callable[[Event, Msg], Awaitable[None]]
 # Applies a whole fetched batch at once (one transaction): all succeed together or none does.
 BatchHandler = Callable[[list[Event]], Awaitable[None]]
 PUBLISH_TIMEOUT_S = 5.0
+PULL_RETRY_PAUSE_S = 0.5
 
 
 class BusError(Exception):
@@ -261,6 +262,11 @@ class Bus:
                     continue
                 except nats.errors.ConnectionClosedError:
                     return
+                except nats.errors.Error as exc:
+                    # A cluster electing a new leader (node lost) or a server restarting answers
+                    # 503 / no responders for a few seconds: wait and pull again, never crash.
+                    await pause_on_bus_error(exc, spec.durable, stop)
+                    continue
                 if batch_handler is not None and len(msgs) > 1:
                     msgs = await self._handle_batch(msgs, batch_handler, handler_timeout_s)
                 for msg in msgs:
@@ -408,6 +414,12 @@ async def _unless_stopped(connecting: Awaitable[Client], stop: asyncio.Event) ->
     raise BusStopped("stopped while connecting to NATS")
 
 
+async def pause_on_bus_error(exc: Exception, consumer: str, stop: asyncio.Event) -> None:
+    """Log a failed pull (a leader election, a restart) and wait a moment before the next."""
+    log.warning("pull for %s failed, retrying: %r", consumer, exc)
+    await sleep_until_stopped(stop, PULL_RETRY_PAUSE_S)
+
+
 def _limits(config: StreamConfig) -> str:
     return (
         f"R{config.num_replicas or 1}, max_bytes={config.max_bytes}, max_msgs={config.max_msgs}, "
@@ -459,4 +471,13 @@ async def wait_for_event(
             await sub.unsubscribe()
 
 
-__all__ = ["Bus", "BusError", "BusStopped", "ConsumerSpec", "Handler", "retry_delay", "wait_for_event"]
+__all__ = [
+    "Bus",
+    "BusError",
+    "BusStopped",
+    "ConsumerSpec",
+    "Handler",
+    "pause_on_bus_error",
+    "retry_delay",
+    "wait_for_event",
+]

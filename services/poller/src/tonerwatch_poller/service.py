@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
 
 from tonerwatch_poller import schedule
-from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler
+from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler, pause_on_bus_error
 from tonerwatch_shared.events import (
     Event,
     PrinterConfigured,
@@ -67,6 +67,7 @@ from tonerwatch_shared.subjects import Subjects, token
 
 log = logging.getLogger("tonerwatch.poller")
 
+FAILED_JOB_RETRY_S = 30.0
 JOB_AREA = "polljob"  # outside the events stream's areas, so the two streams never overlap
 
 
@@ -258,6 +259,9 @@ class Poller:
                     continue
                 except nats.errors.ConnectionClosedError:
                     return
+                except nats.errors.Error as exc:  # leader election, restart: pull again soon
+                    await pause_on_bus_error(exc, durable, stop)
+                    continue
                 for msg in msgs:
                     await slots.acquire()
                     task = asyncio.create_task(self._job(msg, slots))
@@ -274,9 +278,9 @@ class Poller:
         try:
             await self.handle_job(msg)
         except Exception:
-            log.exception("poll job failed; retrying in 30 s")
+            log.exception("poll job failed; retrying in %.0f s", FAILED_JOB_RETRY_S)
             with contextlib.suppress(Exception):
-                await msg.nak(delay=30)
+                await msg.nak(delay=FAILED_JOB_RETRY_S)
         finally:
             slots.release()
 
@@ -313,7 +317,14 @@ class Poller:
             await msg.nak(delay=decision.wait_s)
             return
         await msg.in_progress()  # a slow poll must not look like a dead replica
-        await self.poll(config)
+        try:
+            await self.poll(config)
+        except (nats.errors.Error, TimeoutError) as exc:
+            # The bus failed mid-poll (a leader election, a restart): try again soon, but never
+            # later than the printer's own interval.
+            log.warning("poll of %s not published (%r); retrying", config.printer_id, exc)
+            await msg.nak(delay=min(FAILED_JOB_RETRY_S, config.interval_s))
+            return
         now = time.time()
         await msg.nak(delay=schedule.due_after_poll(now, config.interval_s, config.printer_id) - now)
 
