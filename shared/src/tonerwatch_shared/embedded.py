@@ -66,8 +66,12 @@ def nats_server_config(
     cluster_name: str | None = None,
     cluster_port: int | None = None,
     routes: Sequence[int] = (),
+    sync_interval: str = "always",
 ) -> str:
-    """Return a nats-server config: JetStream with sync_interval always and explicit store limits, on 127.0.0.1."""
+    """Return a nats-server config: JetStream with sync_interval always and explicit store limits, on 127.0.0.1.
+
+    sync_interval is for benchmarks comparing nats-server's default ("2m"); we ship "always".
+    """
     cluster_block = ""
     if cluster_name is not None and cluster_port is not None:
         route_urls = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in routes)
@@ -84,6 +88,7 @@ def nats_server_config(
         max_file_store=max_file_store,
         max_memory_store=max_memory_store,
         cluster_block=cluster_block,
+        sync_interval=sync_interval,
     )
 
 

@@ -12,7 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TONERWATCH_"
 # Sizing rule (docs/sizing.md): ~3 KiB per reading x printers x polls a day x days kept.
-# 2 GiB keeps 7 days of 5-minute polls of ~240 printers; larger fleets set TONERWATCH_EVENTS_MAX_BYTES.
+# 2 GiB keeps 7 days of 5-minute polls of ~275 printers and fits a 5 GiB volume with room for
+# the rest; larger fleets set TONERWATCH_EVENTS_MAX_BYTES (JetStream reserves it at creation).
 DEFAULT_EVENTS_MAX_BYTES = 2 * 1024**3
 DEFAULT_POLLJOBS_MAX_BYTES = 64 * 1024**2
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
