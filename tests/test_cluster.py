@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import subprocess
 import time
 import uuid
@@ -82,7 +83,7 @@ def cluster(tmp_path: Path) -> Iterator[list[Node]]:
                 store_dir=store,
                 port=client[n],
                 server_name=n,
-                max_file_store="1GB",
+                max_file_store="20GB",  # a limit, not an allocation: R3 x 2 GiB streams fit,
                 max_memory_store="64MB",
                 cluster_name="tw-test",
                 cluster_port=routes[n],
@@ -298,3 +299,51 @@ async def test_killing_one_of_three_nodes_loses_no_reading_and_stops_nothing(
     finally:
         await bus.drain()
         engine.dispose()
+
+
+async def test_a_restart_keeps_the_r3_and_limits_an_operator_set_on_the_cluster(
+    cluster: list[Node],
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    subjects = Subjects(root=f"o{tag}", stream_prefix=f"O{tag}")
+    operator = await Bus.connect(urls(cluster), subjects=subjects, name="operator", attempts=20)
+    try:
+        await wait_for_jetstream_cluster(operator)
+        settings = load_settings(
+            service_module("poller").Settings,
+            nats_url=urls(cluster),
+            subject_root=subjects.root,
+            stream_prefix=subjects.stream_prefix,
+        )  # TONERWATCH_STREAM_REPLICAS unset: 1
+
+        async def start_like_a_service() -> None:
+            bus = await Bus.for_service(settings, "poller")
+            try:
+                await bus.ensure_event_stream()
+                await bus.key_value("POLLER_HEALTH")
+            finally:
+                await bus.drain()
+
+        await start_like_a_service()
+        name = subjects.events_stream
+        first = (await operator.js.stream_info(name)).config
+        assert first.num_replicas == 1 and first.max_bytes == settings.events_max_bytes
+        # The operator moves to R3 with a month and 8 GiB (nats stream edit ...).
+        await operator.js.update_stream(
+            dataclasses.replace(first, num_replicas=3, max_age=30 * 86400.0, max_bytes=8 * 1024**3)
+        )
+        bucket = f"KV_{subjects.name('POLLER_HEALTH')}"
+        kv = (await operator.js.stream_info(bucket)).config
+        await operator.js.update_stream(dataclasses.replace(kv, num_replicas=3))
+
+        await start_like_a_service()  # every service does this at every start
+
+        after = (await operator.js.stream_info(name)).config
+        assert (after.num_replicas, after.max_age, after.max_bytes) == (
+            3,
+            30 * 86400.0,
+            8 * 1024**3,
+        )
+        assert (await operator.js.stream_info(bucket)).config.num_replicas == 3
+    finally:
+        await operator.drain()

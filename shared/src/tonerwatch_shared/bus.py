@@ -169,6 +169,7 @@ class Bus:
         if config.num_replicas is None:
             config = dataclasses.replace(config, num_replicas=self.replicas)
         name = config.name or ""
+        refused: Exception | None = None
         for _ in range(3):
             try:
                 info = await self.js.stream_info(name)
@@ -176,8 +177,9 @@ class Bus:
                 try:
                     await self.js.add_stream(config)
                     return
-                except nats.js.errors.BadRequestError:
-                    continue  # another replica created it meanwhile: merge into theirs
+                except nats.js.errors.BadRequestError as exc:
+                    refused = exc  # another replica created it meanwhile: merge into theirs
+                    continue
             merge = merge_stream_config(info.config, config)
             for note in merge.kept:
                 log.warning("stream %s: %s; left as the operator set it", name, note)
@@ -185,7 +187,11 @@ class Bus:
                 log.info("raising stream %s to %s", name, _limits(merge.config))
                 await self.js.update_stream(merge.config)
             return
-        raise BusError(f"stream {name} could neither be created nor read")
+        raise BusError(
+            f"NATS refused to create stream {name} ({_limits(config)}): {refused!r}; the server "
+            "reserves max_bytes x replicas at creation: check its max_file_store and peers "
+            "(docs/sizing.md), or lower TONERWATCH_EVENTS_MAX_BYTES / TONERWATCH_STREAM_REPLICAS"
+        )
 
     async def ensure_event_stream(self) -> None:
         """Create or update the stream that keeps every event (deduped on Nats-Msg-Id).
