@@ -43,12 +43,15 @@ def _tonerwatch(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[
     )
 
 
-def test_poller_waiting_for_nats_is_live_not_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("service", ["poller", "alerter", "syncer", "discovery"])
+def test_service_waiting_for_nats_is_live_not_ready_and_stops_on_sigterm(
+    tmp_path: Path, service: str
+) -> None:
     ops = free_tcp_port()
     closed = free_tcp_port()  # nothing listens here: NATS is "down"
     proc = _tonerwatch(
         "serve",
-        "poller",
+        service,
         env=_env(
             TONERWATCH_NATS_URL=f"nats://127.0.0.1:{closed}",
             TONERWATCH_OPS_PORT=str(ops),
