@@ -140,3 +140,41 @@ def test_up_with_the_ops_port_taken_exits_2_naming_it(tmp_path: Path, held_port:
     assert proc.returncode == 2
     assert err.strip().count("\n") == 0, err
     assert f"ops port 127.0.0.1:{held_port}" in err
+
+
+def test_up_serves_the_ops_port_once_with_stream_fill_and_overdue_polls(tmp_path: Path) -> None:
+    ops, web = free_tcp_port(), free_tcp_port()
+    data = tmp_path / "data"
+    proc = _tonerwatch(
+        "up",
+        "--data-dir",
+        str(data),
+        "--port",
+        str(web),
+        env=_env(TONERWATCH_ADMIN_PASSWORD="ops-port-password", TONERWATCH_OPS_PORT=str(ops)),
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 90
+        banner = ""
+        while "Press Ctrl-C" not in banner:
+            line = proc.stdout.readline()
+            assert line, f"up exited: {proc.communicate()[1][-2000:]}"
+            banner += line
+            assert time.monotonic() < deadline, "up not ready in 90 s"
+        metrics = httpx.get(f"http://127.0.0.1:{ops}/metrics", timeout=10).text
+        assert "tonerwatch_poll_jobs_overdue" in metrics
+        assert 'tonerwatch_stream_fill_ratio{stream="TW_EVENTS"}' in metrics
+        assert httpx.get(f"http://127.0.0.1:{ops}/readyz", timeout=10).status_code == 200
+        # The embedded server runs from its config file: fsync before every ack.
+        config = (data / "nats" / "nats-server.conf").read_text()
+        assert "sync_interval: always" in config and "max_file_store" in config
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0

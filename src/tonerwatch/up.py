@@ -70,7 +70,12 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
         }
         admin_password, generated = admin_password_for(data_dir)
         overrides["admin_password"] = admin_password
-        settings = {name: _settings_for(name, overrides, args) for name in names}
+        owner = ops_port_owner(names) if common.ops_port else None
+        settings = {
+            name: _settings_for(name, overrides, args, serve_ops=name == owner) for name in names
+        }
+        if owner:
+            log.info("ops endpoints on port %d are the %s's", common.ops_port, owner)
         readies = {name: asyncio.Event() for name in names}
         try:
             async with asyncio.TaskGroup() as tg:
@@ -148,8 +153,21 @@ def _selected(only: str | None) -> list[str]:
     return names
 
 
-def _settings_for(name: str, overrides: dict[str, Any], args: argparse.Namespace) -> Any:
+def ops_port_owner(names: list[str]) -> str | None:
+    """Return the one service that serves TONERWATCH_OPS_PORT under `up` (one port, one server).
+
+    The poller's metrics matter most (polls, overdue jobs, stream fill); the api serves its own
+    /healthz and /metrics on the web port.
+    """
+    return next((n for n in ("poller", "alerter", "discovery", "syncer") if n in names), None)
+
+
+def _settings_for(
+    name: str, overrides: dict[str, Any], args: argparse.Namespace, *, serve_ops: bool = False
+) -> Any:
     extra = dict(overrides)
+    if not serve_ops and name != "api":
+        extra["ops_port"] = None
     if name == "api":
         if args.host:
             extra["host"] = args.host
