@@ -13,8 +13,9 @@ from pathlib import Path
 from tonerwatch.discover import sweep_command
 from tonerwatch.poll import poll_command
 from tonerwatch.services import SERVICES, CliError, service_module
-from tonerwatch_shared.bus import BusError
+from tonerwatch_shared.bus import BusError, BusStopped
 from tonerwatch_shared.embedded import EmbeddedError
+from tonerwatch_shared.lifecycle import PortInUse, ensure_port_free
 from tonerwatch_shared.settings import CommonSettings, SettingsError, load_settings
 
 EXIT_USAGE = 2
@@ -138,7 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except (CliError, SettingsError, BusError, EmbeddedError) as exc:
+    except BusStopped:
+        return 0  # SIGTERM while still waiting for NATS: a clean stop
+    except (CliError, SettingsError, BusError, EmbeddedError, PortInUse) as exc:
         print(f"tonerwatch: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -167,8 +170,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     module = service_module(args.service)
     settings = load_settings(module.Settings)
     settings.require_nats_url()
+    check_ports(settings)
     asyncio.run(module.run(settings))
     return 0
+
+
+def check_ports(settings: object) -> None:
+    """Raise PortInUse naming the first listening port (ops, web) another process holds."""
+    ops_port = getattr(settings, "ops_port", None)
+    if ops_port:
+        ensure_port_free(
+            getattr(settings, "ops_host", "127.0.0.1"), ops_port, "ops port", "TONERWATCH_OPS_PORT"
+        )
+    web_port = getattr(settings, "port", None)
+    if isinstance(web_port, int) and web_port:
+        ensure_port_free(
+            getattr(settings, "host", "127.0.0.1"), web_port, "web/API port", "TONERWATCH_PORT"
+        )
 
 
 def cmd_poll(args: argparse.Namespace) -> int:

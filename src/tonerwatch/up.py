@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 
 from tonerwatch.services import SERVICES, CliError, service_module
-from tonerwatch_shared.embedded import EmbeddedNats
-from tonerwatch_shared.lifecycle import install_stop_signals
+from tonerwatch_shared.bus import BusStopped
+from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
+from tonerwatch_shared.lifecycle import PortInUse, ensure_port_free, install_stop_signals
 from tonerwatch_shared.logs import current_service
 from tonerwatch_shared.settings import CommonSettings, load_settings
 from tonerwatch_shared.simulator import free_udp_port
@@ -38,9 +39,15 @@ async def embedded_nats_if_needed(common: CommonSettings, data_dir: Path) -> Asy
     if common.nats_url:
         yield common.nats_url
         return
-    server = EmbeddedNats(data_dir / "nats")
+    # The monitoring port shows the server's own view (/varz: sync_always, store limits) for ops.
+    server = EmbeddedNats(data_dir / "nats", http_port=free_tcp_port())
     url = await asyncio.to_thread(server.start)
-    log.info("embedded nats-server on %s (data in %s)", url, server.store_dir)
+    log.info(
+        "embedded nats-server on %s (data in %s, monitoring http://127.0.0.1:%d/varz)",
+        url,
+        server.store_dir,
+        server.http_port,
+    )
     try:
         yield url
     finally:
@@ -52,6 +59,7 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     names = _selected(args.only)
     common = load_settings(CommonSettings)
+    check_listen_ports(names, args)
     stop = asyncio.Event()
     install_stop_signals(stop)
     async with embedded_nats_if_needed(common, data_dir) as nats_url:
@@ -62,7 +70,12 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
         }
         admin_password, generated = admin_password_for(data_dir)
         overrides["admin_password"] = admin_password
-        settings = {name: _settings_for(name, overrides, args) for name in names}
+        owner = ops_port_owner(names) if common.ops_port else None
+        settings = {
+            name: _settings_for(name, overrides, args, serve_ops=name == owner) for name in names
+        }
+        if owner:
+            log.info("ops endpoints on port %d are the %s's", common.ops_port, owner)
         readies = {name: asyncio.Event() for name in names}
         try:
             async with asyncio.TaskGroup() as tg:
@@ -81,6 +94,11 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
                         stop,
                     )
                 )
+        except* BusStopped:
+            pass  # stopped while still connecting: a clean stop
+        except* PortInUse as group:
+            stop.set()
+            raise CliError(str(group.exceptions[0])) from None
         except* Exception as group:
             for exc in group.exceptions:
                 log.error("a service stopped: %r", exc)
@@ -95,6 +113,17 @@ async def _run_service(name: str, settings: Any, stop: asyncio.Event, ready: asy
     """Run one service as a task of this process, its log lines tagged with its own name."""
     current_service.set(name)  # tasks the service starts copy this context
     await service_module(name).run(settings, stop=stop, ready=ready)
+
+
+def check_listen_ports(names: list[str], args: argparse.Namespace) -> None:
+    """Raise PortInUse, before anything starts, if a port `up` must listen on is taken."""
+    if "api" in names:
+        api = load_settings(service_module("api").Settings)
+        host, port = args.host or api.host, args.port or api.port
+        ensure_port_free(host, port, "web/API port", "--port or TONERWATCH_PORT")
+    common = load_settings(CommonSettings)
+    if common.ops_port:
+        ensure_port_free(common.ops_host, common.ops_port, "ops port", "TONERWATCH_OPS_PORT")
 
 
 def admin_password_for(data_dir: Path) -> tuple[str, bool]:
@@ -124,8 +153,21 @@ def _selected(only: str | None) -> list[str]:
     return names
 
 
-def _settings_for(name: str, overrides: dict[str, Any], args: argparse.Namespace) -> Any:
+def ops_port_owner(names: list[str]) -> str | None:
+    """Return the one service that serves TONERWATCH_OPS_PORT under `up` (one port, one server).
+
+    The poller's metrics matter most (polls, overdue jobs, stream fill); the api serves its own
+    /healthz and /metrics on the web port.
+    """
+    return next((n for n in ("poller", "alerter", "discovery", "syncer") if n in names), None)
+
+
+def _settings_for(
+    name: str, overrides: dict[str, Any], args: argparse.Namespace, *, serve_ops: bool = False
+) -> Any:
     extra = dict(overrides)
+    if not serve_ops and name != "api":
+        extra["ops_port"] = None
     if name == "api":
         if args.host:
             extra["host"] = args.host

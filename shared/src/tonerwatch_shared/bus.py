@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +30,9 @@ from nats.js.api import (
 from nats.js.kv import KeyValue
 
 from tonerwatch_shared.events import EVENT_AREAS, Event, UnreadableEvent, parse_event
+from tonerwatch_shared.lifecycle import sleep_until_stopped
 from tonerwatch_shared.settings import CommonSettings
+from tonerwatch_shared.streams import merge_stream_config
 from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
@@ -38,10 +41,15 @@ Handler = Callable[[Event, Msg], Awaitable[None]]
 # Applies a whole fetched batch at once (one transaction): all succeed together or none does.
 BatchHandler = Callable[[list[Event]], Awaitable[None]]
 PUBLISH_TIMEOUT_S = 5.0
+PULL_RETRY_PAUSE_S = 0.5
 
 
 class BusError(Exception):
     """The bus could not be reached or set up; the message says which server and what to do."""
+
+
+class BusStopped(BusError):
+    """Stop was asked for while still connecting: nothing to clean up, the service just ends."""
 
 
 @dataclass(frozen=True)
@@ -64,12 +72,24 @@ def retry_delay(num_delivered: int, base_s: float = 1.0, cap_s: float = 60.0) ->
 class Bus:
     """One connection to NATS JetStream, shared by a service's loops."""
 
-    def __init__(self, nc: Client, subjects: Subjects, *, max_age_s: float, source: str) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        subjects: Subjects,
+        *,
+        max_age_s: float,
+        source: str,
+        replicas: int = 1,
+        events_max_bytes: int = -1,
+    ) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self.subjects = subjects
         self.max_age_s = max_age_s
         self.source = source
+        # Replicas of every stream and bucket this bus creates (TONERWATCH_STREAM_REPLICAS).
+        self.replicas = replicas
+        self.events_max_bytes = events_max_bytes
 
     @classmethod
     async def connect(
@@ -85,24 +105,32 @@ class Bus:
         user: str | None = None,
         password: str | None = None,
         creds: str | None = None,
+        stop: asyncio.Event | None = None,
     ) -> Bus:
-        """Return a connected Bus, retrying with back-off; raise BusError naming the URL if it never answers."""
+        """Return a connected Bus, retrying with back-off; raise BusError naming the URL if it never answers.
+
+        With stop, setting it (SIGTERM) ends the wait at once with BusStopped.
+        """
         servers = [s.strip() for s in url.split(",") if s.strip()]
+        stop = stop or asyncio.Event()
         delay = 0.2
         last: Exception | None = None
         for attempt in range(1, attempts + 1):
             try:
                 # nats-py retries a first connect forever when reconnects are on: bound each attempt.
                 async with asyncio.timeout(connect_timeout_s * 2):
-                    nc = await nats.connect(
-                        servers=servers,
-                        name=name,
-                        connect_timeout=connect_timeout_s,
-                        allow_reconnect=True,
-                        max_reconnect_attempts=-1,
-                        reconnect_time_wait=1,
-                        error_cb=_log_error,
-                        **_auth(user, password, creds),
+                    nc = await _unless_stopped(
+                        nats.connect(
+                            servers=servers,
+                            name=name,
+                            connect_timeout=connect_timeout_s,
+                            allow_reconnect=True,
+                            max_reconnect_attempts=-1,
+                            reconnect_time_wait=1,
+                            error_cb=_log_error,
+                            **_auth(user, password, creds),
+                        ),
+                        stop,
                     )
                 return cls(nc, subjects, max_age_s=max_age_s, source=name)
             except (OSError, nats.errors.Error, TimeoutError) as exc:
@@ -110,39 +138,68 @@ class Bus:
                 log.info(
                     "NATS at %s not reachable (attempt %d/%d): %s", url, attempt, attempts, exc
                 )
-                if attempt < attempts:
-                    await asyncio.sleep(delay)
-                    delay = min(max_backoff_s, delay * 2)
+                if attempt < attempts and await sleep_until_stopped(stop, delay):
+                    raise BusStopped(f"stopped while waiting for NATS at {url}") from None
+                delay = min(max_backoff_s, delay * 2)
         raise BusError(
             f"cannot reach NATS at {url} after {attempts} attempts ({last!r}); "
             "check TONERWATCH_NATS_URL and that the server runs with JetStream (-js)"
         )
 
     @classmethod
-    async def for_service(cls, settings: CommonSettings, service: str) -> Bus:
+    async def for_service(
+        cls, settings: CommonSettings, service: str, *, stop: asyncio.Event | None = None
+    ) -> Bus:
         """Return a Bus connected as settings say, named `<service>/<instance>`."""
-        return await cls.connect(
+        bus = await cls.connect(
             settings.require_nats_url(),
             subjects=Subjects(settings.subject_root, settings.stream_prefix),
             name=f"{service}/{settings.instance}",
-            max_age_s=settings.event_max_age_days * 86400,
+            max_age_s=settings.events_max_age,
             attempts=settings.nats_connect_attempts,
             connect_timeout_s=settings.nats_connect_timeout_s,
             user=settings.nats_user,
             password=settings.nats_password,
             creds=str(settings.nats_creds) if settings.nats_creds else None,
+            stop=stop,
         )
+        bus.replicas = settings.stream_replicas
+        bus.events_max_bytes = settings.events_max_bytes
+        return bus
 
     async def ensure_stream(self, config: StreamConfig) -> None:
-        """Create the stream, or update it to config; safe to call from every replica at start."""
-        try:
-            await self.js.update_stream(config)
-        except nats.js.errors.NotFoundError:
+        """Create the stream if absent, else raise it to config; never lowers what an operator set.
+
+        Safe to call from every replica at start: replicas and limits only grow (the larger of
+        ours and the stream's), retention, discard and storage are never changed (a difference
+        is logged).
+        """
+        if config.num_replicas is None:
+            config = dataclasses.replace(config, num_replicas=self.replicas)
+        name = config.name or ""
+        refused: Exception | None = None
+        for _ in range(3):
             try:
-                await self.js.add_stream(config)
-            except nats.js.errors.BadRequestError:
-                # Another replica created it between our calls; make ours the config.
-                await self.js.update_stream(config)
+                info = await self.js.stream_info(name)
+            except nats.js.errors.NotFoundError:
+                try:
+                    await self.js.add_stream(config)
+                    return
+                except nats.js.errors.BadRequestError as exc:
+                    refused = exc  # another replica created it meanwhile: merge into theirs
+                    continue
+            merge = merge_stream_config(info.config, config)
+            for note in merge.kept:
+                log.warning("stream %s: %s; left as the operator set it", name, note)
+            if merge.config is not None:
+                log.info("raising stream %s to %s", name, _limits(merge.config))
+                await self.js.update_stream(merge.config)
+            return
+        raise BusError(
+            f"NATS refused to create stream {name} ({_limits(config)}): {refused!r}; the server "
+            "reserves max_bytes x replicas at creation: check its max_file_store and peers "
+            "(docs/sizing.md), or lower TONERWATCH_EVENTS_MAX_BYTES / TONERWATCH_STREAM_REPLICAS"
+        )
 
     async def ensure_event_stream(self) -> None:
         """Create or update the stream that keeps every event (deduped on Nats-Msg-Id).
@@ -158,8 +215,11 @@ class Bus:
                 retention=RetentionPolicy.LIMITS,
                 storage=StorageType.FILE,
                 max_age=self.max_age_s,
+                max_bytes=self.events_max_bytes,
                 duplicate_window=120.0,
-                discard=DiscardPolicy.OLD,
+                # Full: refuse new events (publishers see the error and retry) rather than drop
+                # old ones a lagging consumer has not read yet; tonerwatch_stream_fill_ratio warns first.
+                discard=DiscardPolicy.NEW,
             )
         )
 
@@ -216,6 +276,11 @@ class Bus:
                     continue
                 except nats.errors.ConnectionClosedError:
                     return
+                except nats.errors.Error as exc:
+                    # A cluster electing a new leader (node lost) or a server restarting answers
+                    # 503 / no responders for a few seconds: wait and pull again, never crash.
+                    await pause_on_bus_error(exc, spec.durable, stop)
+                    continue
                 if batch_handler is not None and len(msgs) > 1:
                     msgs = await self._handle_batch(msgs, batch_handler, handler_timeout_s)
                 for msg in msgs:
@@ -313,19 +378,26 @@ class Bus:
     async def key_value(
         self, name: str, *, history: int = 1, ttl_s: float | None = None
     ) -> KeyValue:
-        """Return the KV bucket named (prefixed), creating it if needed."""
+        """Return the KV bucket named (prefixed), creating it if needed; its replicas only ever grow."""
         bucket = self.subjects.name(name)
         try:
-            return await self.js.key_value(bucket)
+            kv = await self.js.key_value(bucket)
         except nats.js.errors.BucketNotFoundError:
             try:
                 return await self.js.create_key_value(
                     KeyValueConfig(
-                        bucket=bucket, history=history, ttl=ttl_s, storage=StorageType.FILE
+                        bucket=bucket,
+                        history=history,
+                        ttl=ttl_s,
+                        storage=StorageType.FILE,
+                        replicas=self.replicas,
                     )
                 )
             except nats.js.errors.BadRequestError:
-                return await self.js.key_value(bucket)
+                kv = await self.js.key_value(bucket)
+        # A bucket is a stream KV_<bucket>: raise its replicas like any stream's, nothing else.
+        await self.ensure_stream(StreamConfig(name=f"KV_{bucket}", num_replicas=self.replicas))
+        return kv
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Finish in-flight work and close the connection; never hangs past timeout_s."""
@@ -338,6 +410,35 @@ class Bus:
             log.warning("NATS drain did not finish cleanly: %r", exc)
             with contextlib.suppress(Exception):
                 await self.nc.close()
+
+
+async def _unless_stopped(connecting: Awaitable[Client], stop: asyncio.Event) -> Client:
+    """Return the connected client, or raise BusStopped as soon as stop is set."""
+    attempt = asyncio.ensure_future(connecting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if attempt.done():
+        return attempt.result()
+    attempt.cancel()
+    with contextlib.suppress(BaseException):
+        await attempt
+    raise BusStopped("stopped while connecting to NATS")
+
+
+async def pause_on_bus_error(exc: Exception, consumer: str, stop: asyncio.Event) -> None:
+    """Log a failed pull (a leader election, a restart) and wait a moment before the next."""
+    log.warning("pull for %s failed, retrying: %r", consumer, exc)
+    await sleep_until_stopped(stop, PULL_RETRY_PAUSE_S)
+
+
+def _limits(config: StreamConfig) -> str:
+    return (
+        f"R{config.num_replicas or 1}, max_bytes={config.max_bytes}, max_msgs={config.max_msgs}, "
+        f"max_age={config.max_age}s"
+    )
 
 
 def event_type(event: Event) -> str:
@@ -394,4 +495,13 @@ async def wait_for_event(
             await sub.unsubscribe()
 
 
-__all__ = ["Bus", "BusError", "ConsumerSpec", "Handler", "retry_delay", "wait_for_event"]
+__all__ = [
+    "Bus",
+    "BusError",
+    "BusStopped",
+    "ConsumerSpec",
+    "Handler",
+    "pause_on_bus_error",
+    "retry_delay",
+    "wait_for_event",
+]

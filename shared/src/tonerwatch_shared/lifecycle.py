@@ -1,10 +1,11 @@
-"""Service lifetime: a stop event set by SIGTERM/SIGINT, shared by every loop of a process."""
+"""Service lifetime: a stop event set by SIGTERM/SIGINT, shared by every loop of a process; ports checked up front."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
+import socket
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -39,3 +40,21 @@ def stop_event(stop: asyncio.Event | None) -> asyncio.Event:
     own = asyncio.Event()
     install_stop_signals(own)
     return own
+
+
+class PortInUse(Exception):
+    """A port we must listen on is taken; the message names it and the setting that moves it."""
+
+
+def ensure_port_free(host: str, port: int, what: str, setting: str) -> None:
+    """Raise PortInUse (one line: which port, which setting moves it) if host:port cannot be bound now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # Same reuse rule as the servers (aiohttp, uvicorn): a port in TIME_WAIT is not "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortInUse(
+                f"{what} {host}:{port} is already in use ({exc.strerror}); "
+                f"stop what holds it or set {setting}"
+            ) from None

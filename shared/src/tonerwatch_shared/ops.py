@@ -16,11 +16,21 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.lifecycle import PortInUse
 
 log = logging.getLogger(__name__)
 
 Check = Callable[[], Awaitable[None]]
 CHECK_TIMEOUT_S = 2.0
+
+
+def not_connected(what: str) -> Check:
+    """Return a readiness check that fails until replaced (a service still connecting to what)."""
+
+    async def check() -> None:
+        raise RuntimeError(f"{what} not connected yet")
+
+    return check
 
 
 def bus_check(bus: Bus) -> Check:
@@ -46,6 +56,31 @@ def consumer_lag_gauge(registry: CollectorRegistry, bus: Bus, durables: Mapping[
         for durable, stream in durables.items():
             info = await bus.js.consumer_info(stream, durable)
             lag.labels(consumer=durable).set((info.num_pending or 0) + (info.num_ack_pending or 0))
+
+    return check
+
+
+def stream_fill_gauge(registry: CollectorRegistry, bus: Bus) -> Check:
+    """Return a check that records how full each of our streams is (bytes / max_bytes).
+
+    Every stream and KV bucket named with the bus's prefix that has a byte limit is reported as
+    tonerwatch_stream_fill_ratio{stream=...}, so an alert fires well before a stream refuses
+    writes (the events stream discards new events when full: nothing is dropped silently).
+    """
+    fill = Gauge(
+        "tonerwatch_stream_fill_ratio",
+        "Bytes stored / max_bytes of a JetStream stream (1 = full: new messages refused)",
+        ["stream"],
+        registry=registry,
+    )
+    prefixes = (bus.subjects.stream_prefix + "_", "KV_" + bus.subjects.stream_prefix + "_")
+
+    async def check() -> None:
+        for info in await bus.js.streams_info():
+            name = info.config.name or ""
+            limit = info.config.max_bytes or -1
+            if name.startswith(prefixes) and limit > 0:
+                fill.labels(stream=name).set(info.state.bytes / limit)
 
     return check
 
@@ -89,7 +124,11 @@ def ops_app(registry: CollectorRegistry, checks: Mapping[str, Check]) -> web.App
 async def serve_ops(
     host: str, port: int | None, registry: CollectorRegistry, checks: Mapping[str, Check]
 ) -> AsyncIterator[int | None]:
-    """Serve the ops endpoints on host:port while inside; yield the bound port (None: not served)."""
+    """Serve the ops endpoints on host:port while inside; yield the bound port (None: not served).
+
+    checks is read at every request: a service may serve /healthz before NATS connects, with a
+    not_connected check in the mapping, and put its real checks in once it has a bus.
+    """
     if port is None:
         yield None
         return
@@ -100,7 +139,10 @@ async def serve_ops(
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise RuntimeError(f"cannot serve /healthz on {host}:{port}: {exc.strerror}") from None
+        raise PortInUse(
+            f"ops port {host}:{port} (/healthz, /metrics): {exc.strerror}; "
+            "set TONERWATCH_OPS_PORT to a free port"
+        ) from None
     bound = port
     server = getattr(site, "_server", None)
     if server is not None and server.sockets:

@@ -11,6 +11,11 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TONERWATCH_"
+# Sizing rule (docs/sizing.md): ~3 KiB per reading x printers x polls a day x days kept.
+# 2 GiB keeps 7 days of 5-minute polls of ~275 printers and fits a 5 GiB volume with room for
+# the rest; larger fleets set TONERWATCH_EVENTS_MAX_BYTES (JetStream reserves it at creation).
+DEFAULT_EVENTS_MAX_BYTES = 2 * 1024**3
+DEFAULT_POLLJOBS_MAX_BYTES = 64 * 1024**2
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -60,6 +65,29 @@ class CommonSettings(BaseSettings):
     event_max_age_days: float = Field(
         default=7.0, gt=0, description="How long events stay in JetStream"
     )
+    stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Replicas of every stream and KV bucket TonerWatch creates (3 in a NATS cluster); "
+        "never lowers what an operator set",
+    )
+    events_max_bytes: int = Field(
+        default=DEFAULT_EVENTS_MAX_BYTES,
+        ge=1024 * 1024,
+        description="Byte limit of the events stream (sizing rule: docs/sizing.md); when full, new "
+        "events are refused, not old ones dropped",
+    )
+    events_max_age_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Age limit of the events stream; unset: TONERWATCH_EVENT_MAX_AGE_DAYS",
+    )
+    polljobs_max_bytes: int = Field(
+        default=DEFAULT_POLLJOBS_MAX_BYTES,
+        ge=1024 * 1024,
+        description="Byte limit of the poll-jobs stream (one ~200-byte job per monitored printer)",
+    )
     default_site: str = Field(default="default", description="Site id used when none is given")
     log_level: str = Field(default="INFO")
     log_format: Literal["auto", "json", "text"] = "auto"
@@ -93,6 +121,11 @@ class CommonSettings(BaseSettings):
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return value
+
+    @property
+    def events_max_age(self) -> float:
+        """Return the events stream's age limit in seconds."""
+        return self.events_max_age_s or self.event_max_age_days * 86400
 
     def require_nats_url(self) -> str:
         """Return the NATS URL or raise SettingsError saying how to set it."""

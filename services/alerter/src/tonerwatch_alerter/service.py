@@ -40,7 +40,14 @@ from tonerwatch_shared.events import (
     ThresholdCrossed,
 )
 from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
-from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
+from tonerwatch_shared.ops import (
+    Check,
+    bus_check,
+    consumer_lag_gauge,
+    not_connected,
+    serve_ops,
+    stream_fill_gauge,
+)
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.subjects import Subjects
 
@@ -184,8 +191,22 @@ async def run(
 ) -> None:
     """Run one alerter replica until stop (or SIGTERM), then drain."""
     stop = stop_event(stop)
+    registry = CollectorRegistry()
+    # /healthz answers while NATS is still being reached (liveness); /readyz says it is not yet.
+    checks: dict[str, Check] = {"nats": not_connected("NATS")}
+    async with serve_ops(settings.ops_host, settings.ops_port, registry, checks):
+        await _run(settings, stop, ready, registry, checks)
+
+
+async def _run(
+    settings: Settings,
+    stop: asyncio.Event,
+    ready: asyncio.Event | None,
+    registry: CollectorRegistry,
+    checks: dict[str, Check],
+) -> None:
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
-    bus = await Bus.for_service(settings, "alerter")
+    bus = await Bus.for_service(settings, "alerter", stop=stop)
     stack = contextlib.AsyncExitStack()
     try:
         await bus.ensure_event_stream()
@@ -233,19 +254,18 @@ async def run(
                 consumers.append((spec, handler))
         for spec, _ in consumers:
             await bus.ensure_consumer(spec)
-        registry = CollectorRegistry()
         published = Counter(
             "tonerwatch_alert_events", "Alert events published by this replica", registry=registry
         )
         published.inc(0)
-        checks = {
-            "nats": bus_check(bus),
-            "lag": consumer_lag_gauge(
-                registry, bus, {spec.durable: subjects.events_stream for spec, _ in consumers}
-            ),
-        }
-        await stack.enter_async_context(
-            serve_ops(settings.ops_host, settings.ops_port, registry, checks)
+        checks.update(
+            {
+                "nats": bus_check(bus),
+                "stream_fill": stream_fill_gauge(registry, bus),
+                "lag": consumer_lag_gauge(
+                    registry, bus, {spec.durable: subjects.events_stream for spec, _ in consumers}
+                ),
+            }
         )
         if ready is not None:
             ready.set()

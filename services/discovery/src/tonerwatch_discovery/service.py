@@ -46,7 +46,14 @@ from tonerwatch_shared.events import (
     SnmpCredentials,
 )
 from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
-from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
+from tonerwatch_shared.ops import (
+    Check,
+    bus_check,
+    consumer_lag_gauge,
+    not_connected,
+    serve_ops,
+    stream_fill_gauge,
+)
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.subjects import Subjects
@@ -355,8 +362,22 @@ async def run(
 ) -> None:
     """Run the discovery service until stop (or SIGTERM): request consumer, cancel listener, schedule."""
     stop = stop_event(stop)
+    registry = CollectorRegistry()
+    # /healthz answers while NATS is still being reached (liveness); /readyz says it is not yet.
+    checks: dict[str, Check] = {"nats": not_connected("NATS")}
+    async with serve_ops(settings.ops_host, settings.ops_port, registry, checks):
+        await _run(settings, stop, ready, registry, checks)
+
+
+async def _run(
+    settings: Settings,
+    stop: asyncio.Event,
+    ready: asyncio.Event | None,
+    registry: CollectorRegistry,
+    checks: dict[str, Check],
+) -> None:
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
-    bus = await Bus.for_service(settings, "discovery")
+    bus = await Bus.for_service(settings, "discovery", stop=stop)
     client = SnmpClient(max_in_flight=settings.discovery_identify_concurrency * 2)
     service: DiscoveryService | None = None
     stack = contextlib.AsyncExitStack()
@@ -372,13 +393,12 @@ async def run(
             max_deliver=5,
         )
         await bus.ensure_consumer(spec)  # before ready: a request published after ready is seen
-        registry = CollectorRegistry()
-        checks = {
-            "nats": bus_check(bus),
-            "lag": consumer_lag_gauge(registry, bus, {spec.durable: subjects.events_stream}),
-        }
-        await stack.enter_async_context(
-            serve_ops(settings.ops_host, settings.ops_port, registry, checks)
+        checks.update(
+            {
+                "nats": bus_check(bus),
+                "stream_fill": stream_fill_gauge(registry, bus),
+                "lag": consumer_lag_gauge(registry, bus, {spec.durable: subjects.events_stream}),
+            }
         )
         if ready is not None:
             ready.set()

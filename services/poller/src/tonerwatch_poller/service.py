@@ -3,10 +3,14 @@
 How replicas share the fleet (JetStream work distribution): every monitored printer has exactly
 one *poll job* message in a work-queue stream (one message per subject, new ones discarded, so a
 printer can never have two). Replicas pull jobs from one durable consumer; whoever gets a job
-polls the printer, publishes the reading, and `nak`s the job with a delay of the printer's interval,
-so JetStream hands it out again — to any live replica — when the next poll is due. A replica that
-dies mid-poll stops acking; after `ack_wait` the job goes to another replica. No printer is polled
-twice at once, none is forgotten.
+polls the printer, publishes the reading, and `nak`s the job with a delay until the printer's next
+slot (schedule.py), so JetStream hands it out again — to any live replica — when the next poll is
+due. A replica that dies mid-poll stops acking; after `ack_wait` the job goes to another replica.
+No printer is polled twice at once, none is forgotten.
+
+Nak delays do not survive a NATS restart (every job comes back at once): a job that arrives well
+before its printer's slot, judged from the last poll time kept in KV, is put back until the slot,
+so polls stay spread. `tonerwatch_poll_jobs_overdue` counts printers nobody has polled in time.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,10 +35,11 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.kv import KeyValue
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
 
-from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler
+from tonerwatch_poller import schedule
+from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler, pause_on_bus_error
 from tonerwatch_shared.events import (
     Event,
     PrinterConfigured,
@@ -45,7 +50,14 @@ from tonerwatch_shared.events import (
 from tonerwatch_shared.ipp import IppError
 from tonerwatch_shared.lifecycle import stop_event
 from tonerwatch_shared.logs import current_site
-from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
+from tonerwatch_shared.ops import (
+    Check,
+    bus_check,
+    consumer_lag_gauge,
+    not_connected,
+    serve_ops,
+    stream_fill_gauge,
+)
 from tonerwatch_shared.reading import read_printer, read_printer_ipp
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
@@ -55,6 +67,7 @@ from tonerwatch_shared.subjects import Subjects, token
 
 log = logging.getLogger("tonerwatch.poller")
 
+FAILED_JOB_RETRY_S = 30.0
 JOB_AREA = "polljob"  # outside the events stream's areas, so the two streams never overlap
 
 
@@ -69,7 +82,6 @@ class Settings(CommonSettings):
     unreachable_after: int = Field(
         default=3, ge=1, description="Failed polls in a row before unreachable"
     )
-    poll_jitter: float = Field(default=0.05, ge=0, le=0.5, description="± fraction of interval")
     ipp_timeout_s: float = Field(default=5.0, gt=0, description="Per IPP request")
     job_ack_wait_s: float = Field(
         default=60.0, gt=0, description="A job unanswered this long goes to another replica"
@@ -84,6 +96,8 @@ class PrinterHealth:
     unreachable: bool = False
     last_success_at: str | None = None
     last_error: str | None = None
+    # Unix time of the last poll, ok or failed: what decides when the next is due.
+    last_poll_at: float | None = None
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.__dict__).encode()
@@ -97,22 +111,18 @@ class PrinterHealth:
             return cls(
                 **{
                     k: raw[k]
-                    for k in ("failures", "unreachable", "last_success_at", "last_error")
+                    for k in (
+                        "failures",
+                        "unreachable",
+                        "last_success_at",
+                        "last_error",
+                        "last_poll_at",
+                    )
                     if k in raw
                 }
             )
         except (ValueError, TypeError):
             return cls()
-
-
-def next_delay(interval_s: float, jitter: float, rng: random.Random) -> float:
-    """Return the delay before the next poll: the interval, spread by ± jitter."""
-    return max(1.0, interval_s * (1 + rng.uniform(-jitter, jitter)))
-
-
-def first_delay(interval_s: float, rng: random.Random) -> float:
-    """Return the delay of a new printer's first poll: uniform in the interval, so polls spread evenly."""
-    return rng.uniform(0, min(interval_s, 10.0))
 
 
 class PollerMetrics:
@@ -140,6 +150,17 @@ class PollerMetrics:
             "Printers that became unreachable",
             registry=self.registry,
         )
+        self.overdue = Gauge(
+            "tonerwatch_poll_jobs_overdue",
+            "Monitored printers whose poll is overdue (no poll within 1.5 intervals + job ack wait); "
+            "fleet-wide, the same on every replica",
+            registry=self.registry,
+        )
+        self.put_back = Counter(
+            "tonerwatch_poll_jobs_put_back",
+            "Poll jobs delivered before their printer's slot and put back (e.g. after a NATS restart)",
+            registry=self.registry,
+        )
 
 
 @dataclass
@@ -152,7 +173,6 @@ class Poller:
     printers: KeyValue
     health: KeyValue
     metrics: PollerMetrics = field(default_factory=PollerMetrics)
-    rng: random.Random = field(default_factory=random.Random)
     plans: dict[str, PollPlan] = field(default_factory=dict)
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -176,6 +196,7 @@ class Poller:
                 subjects=[self.subjects.area(JOB_AREA, keyed=False)],
                 retention=RetentionPolicy.WORK_QUEUE,
                 storage=StorageType.FILE,
+                max_bytes=self.settings.polljobs_max_bytes,
                 max_msgs_per_subject=1,
                 discard=DiscardPolicy.NEW,
                 discard_new_per_subject=True,
@@ -197,7 +218,10 @@ class Poller:
 
     async def schedule(self, config: PrinterConfigured) -> None:
         """Publish the printer's poll job unless it has one already (the stream refuses a second)."""
-        payload = json.dumps({"printer_id": config.printer_id, "site_id": config.site_id}).encode()
+        # scheduled_at spreads first polls (schedule.first_due), also after a NATS restart.
+        payload = json.dumps(
+            {"printer_id": config.printer_id, "site_id": config.site_id, "scheduled_at": time.time()}
+        ).encode()
         try:
             await self.bus.js.publish(
                 self.job_subject(config.site_id, config.printer_id), payload, timeout=5.0
@@ -235,6 +259,9 @@ class Poller:
                     continue
                 except nats.errors.ConnectionClosedError:
                     return
+                except nats.errors.Error as exc:  # leader election, restart: pull again soon
+                    await pause_on_bus_error(exc, durable, stop)
+                    continue
                 for msg in msgs:
                     await slots.acquire()
                     task = asyncio.create_task(self._job(msg, slots))
@@ -251,9 +278,9 @@ class Poller:
         try:
             await self.handle_job(msg)
         except Exception:
-            log.exception("poll job failed; retrying in 30 s")
+            log.exception("poll job failed; retrying in %.0f s", FAILED_JOB_RETRY_S)
             with contextlib.suppress(Exception):
-                await msg.nak(delay=30)
+                await msg.nak(delay=FAILED_JOB_RETRY_S)
         finally:
             slots.release()
 
@@ -276,9 +303,68 @@ class Poller:
             return
         config = PrinterConfigured.model_validate_json(entry.value)
         current_site.set(config.site_id)
+        scheduled_at = job.get("scheduled_at")
+        decision = schedule.decide(
+            time.time(),
+            last_poll_at=(await self.read_health(config.printer_id)).last_poll_at,
+            scheduled_at=float(scheduled_at) if isinstance(scheduled_at, (int, float)) else None,
+            interval_s=config.interval_s,
+            printer_id=config.printer_id,
+        )
+        if not decision.poll_now:
+            # Early (a NATS restart forgot the delay, or a new printer's first slot): wait for the slot.
+            self.metrics.put_back.inc()
+            await msg.nak(delay=decision.wait_s)
+            return
         await msg.in_progress()  # a slow poll must not look like a dead replica
-        await self.poll(config)
-        await msg.nak(delay=next_delay(config.interval_s, self.settings.poll_jitter, self.rng))
+        try:
+            await self.poll(config)
+        except (nats.errors.Error, TimeoutError) as exc:
+            # The bus failed mid-poll (a leader election, a restart): try again soon, but never
+            # later than the printer's own interval.
+            log.warning("poll of %s not published (%r); retrying", config.printer_id, exc)
+            await msg.nak(delay=min(FAILED_JOB_RETRY_S, config.interval_s))
+            return
+        now = time.time()
+        await msg.nak(delay=schedule.due_after_poll(now, config.interval_s, config.printer_id) - now)
+
+    async def read_health(self, printer_id: str) -> PrinterHealth:
+        """Return what is known of the printer's last polls (empty if never polled)."""
+        try:
+            entry = await self.health.get(token(printer_id))
+        except nats.js.errors.KeyNotFoundError:
+            return PrinterHealth()
+        return PrinterHealth.from_bytes(entry.value)
+
+    async def count_overdue(self, now: float) -> int:
+        """Return how many monitored printers nobody has polled in time (see schedule.overdue_after)."""
+        printers = await _latest_values(self.printers)
+        health = await _latest_values(self.health)
+        overdue = 0
+        for key, raw in printers.items():
+            try:
+                config = PrinterConfigured.model_validate_json(raw)
+            except ValueError:
+                continue
+            last = PrinterHealth.from_bytes(health.get(key)).last_poll_at
+            since = last if last is not None else config.occurred_at.timestamp()
+            limit = schedule.overdue_after(config.interval_s, self.settings.job_ack_wait_s)
+            if now - since > limit + schedule.FIRST_POLL_WINDOW_S * (last is None):
+                overdue += 1
+        return overdue
+
+    def overdue_check(self, every_s: float = 15.0) -> Check:
+        """Return a check that refreshes tonerwatch_poll_jobs_overdue (at most every every_s)."""
+        last_run = 0.0
+
+        async def check() -> None:
+            nonlocal last_run
+            if time.monotonic() - last_run < every_s:
+                return
+            last_run = time.monotonic()
+            self.metrics.overdue.set(await self.count_overdue(time.time()))
+
+        return check
 
     async def poll(self, config: PrinterConfigured) -> bool:
         """Poll one printer, publish its reading and any reachability change; return success."""
@@ -289,11 +375,8 @@ class Poller:
             retries=self.settings.poll_retries,
         )
         health_key = token(config.printer_id)
-        try:
-            entry = await self.health.get(health_key)
-            health = PrinterHealth.from_bytes(entry.value)
-        except nats.js.errors.KeyNotFoundError:
-            health = PrinterHealth()
+        health = await self.read_health(config.printer_id)
+        health.last_poll_at = time.time()
         source = f"poller/{self.settings.instance}"
         try:
             polled = None
@@ -350,7 +433,9 @@ class Poller:
         self.metrics.bytes.labels(direction="received").inc(reading.bytes_received)
         self.metrics.duration.observe(reading.duration_ms / 1000)
         was_unreachable = health.unreachable
-        health = PrinterHealth(last_success_at=datetime.now(UTC).isoformat())
+        health = PrinterHealth(
+            last_success_at=datetime.now(UTC).isoformat(), last_poll_at=time.time()
+        )
         if was_unreachable:
             await self.bus.publish(
                 PrinterReachable(
@@ -370,40 +455,65 @@ async def run(
     """Run one poller replica until stop (or SIGTERM): config consumer + job loop, then drain."""
     stop = stop_event(stop)
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
-    bus = await Bus.for_service(settings, "poller")
-    client = SnmpClient(max_in_flight=settings.poll_concurrency)
-    try:
-        await bus.ensure_event_stream()
-        poller = Poller(
-            settings=settings,
-            bus=bus,
-            client=client,
-            printers=await bus.key_value("POLLER_PRINTERS"),
-            health=await bus.key_value("POLLER_HEALTH"),
-        )
-        await poller.ensure_jobs_stream()
-        config_spec = ConsumerSpec(
-            durable=subjects.name("poller_config"),
-            # printer.<what>.<id>: configured and removed (the rest is ignored).
-            filter_subject=subjects.area(PrinterConfigured.subject_area(), keyed=True),
-        )
-        checks = {
-            "nats": bus_check(bus),
-            "config_lag": consumer_lag_gauge(
-                poller.metrics.registry, bus, {config_spec.durable: subjects.events_stream}
-            ),
-        }
-        async with serve_ops(settings.ops_host, settings.ops_port, poller.metrics.registry, checks):
+    metrics = PollerMetrics()
+    # /healthz answers while NATS is still being reached (liveness); /readyz says it is not yet.
+    checks: dict[str, Check] = {"nats": not_connected("NATS")}
+    async with serve_ops(settings.ops_host, settings.ops_port, metrics.registry, checks):
+        bus = await Bus.for_service(settings, "poller", stop=stop)
+        client = SnmpClient(max_in_flight=settings.poll_concurrency)
+        try:
+            await bus.ensure_event_stream()
+            poller = Poller(
+                settings=settings,
+                bus=bus,
+                client=client,
+                printers=await bus.key_value("POLLER_PRINTERS"),
+                health=await bus.key_value("POLLER_HEALTH"),
+                metrics=metrics,
+            )
+            await poller.ensure_jobs_stream()
+            config_spec = ConsumerSpec(
+                durable=subjects.name("poller_config"),
+                # printer.<what>.<id>: configured and removed (the rest is ignored).
+                filter_subject=subjects.area(PrinterConfigured.subject_area(), keyed=True),
+            )
             await bus.ensure_consumer(config_spec)
+            checks.update(
+                {
+                    "nats": bus_check(bus),
+                    "config_lag": consumer_lag_gauge(
+                        metrics.registry, bus, {config_spec.durable: subjects.events_stream}
+                    ),
+                    "stream_fill": stream_fill_gauge(metrics.registry, bus),
+                    "overdue": poller.overdue_check(),
+                }
+            )
             if ready is not None:
                 ready.set()
             log.info("poller ready")
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(bus.consume(config_spec, _only(poller.on_config), stop=stop))
                 tg.create_task(poller.run_jobs(stop))
+        finally:
+            await client.close()
+            await bus.drain()
+
+
+async def _latest_values(kv: KeyValue, timeout_s: float = 5.0) -> dict[str, bytes]:
+    """Return every key's current value in a bucket (one ordered read, not one request per key)."""
+    values: dict[str, bytes] = {}
+    watcher = await kv.watchall(ignore_deletes=True)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for entry in watcher:
+                if entry is None:  # the marker after the last current value
+                    break
+                if entry.value:
+                    values[entry.key] = entry.value
     finally:
-        await client.close()
-        await bus.drain()
+        with contextlib.suppress(Exception):
+            await watcher.stop()  # type: ignore[no-untyped-call]
+    return values
 
 
 def _only(handler: Handler) -> Handler:

@@ -35,7 +35,14 @@ from tonerwatch_shared.events import (
     UpstreamSynced,
 )
 from tonerwatch_shared.lifecycle import stop_event
-from tonerwatch_shared.ops import bus_check, consumer_lag_gauge, serve_ops
+from tonerwatch_shared.ops import (
+    Check,
+    bus_check,
+    consumer_lag_gauge,
+    not_connected,
+    serve_ops,
+    stream_fill_gauge,
+)
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.signing import delivery_headers
 from tonerwatch_shared.subjects import Subjects
@@ -161,8 +168,22 @@ async def run(
 ) -> None:
     """Forward alert events upstream until stop (or SIGTERM), then drain."""
     stop = stop_event(stop)
+    registry = CollectorRegistry()
+    # /healthz answers while NATS is still being reached (liveness); /readyz says it is not yet.
+    checks: dict[str, Check] = {"nats": not_connected("NATS")}
+    async with serve_ops(settings.ops_host, settings.ops_port, registry, checks):
+        await _run(settings, stop, ready, registry, checks)
+
+
+async def _run(
+    settings: Settings,
+    stop: asyncio.Event,
+    ready: asyncio.Event | None,
+    registry: CollectorRegistry,
+    checks: dict[str, Check],
+) -> None:
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
-    bus = await Bus.for_service(settings, "syncer")
+    bus = await Bus.for_service(settings, "syncer", stop=stop)
     client = httpx.AsyncClient(
         timeout=httpx.Timeout(settings.sync_timeout_s),
         verify=settings.sync_verify_tls,
@@ -171,7 +192,6 @@ async def run(
     try:
         await bus.ensure_event_stream()
 
-        registry = CollectorRegistry()
         forwarded = Counter(
             "tonerwatch_sync_forwarded", "Events forwarded upstream", ["result"], registry=registry
         )
@@ -241,21 +261,23 @@ async def run(
                 max_deliver=1000,
             ),
         ]
-        checks = {
-            "nats": bus_check(bus),
-            "lag": consumer_lag_gauge(
-                registry, bus, {spec.durable: subjects.events_stream for spec in specs}
-            ),
-        }
         for spec in specs:
             await bus.ensure_consumer(spec)
-        async with serve_ops(settings.ops_host, settings.ops_port, registry, checks):
-            if ready is not None:
-                ready.set()
-            log.info("syncer ready (%s)", settings.sync_url or "no upstream configured")
-            async with asyncio.TaskGroup() as tg:
-                for spec in specs:
-                    tg.create_task(bus.consume(spec, handle, stop=stop))
+        checks.update(
+            {
+                "nats": bus_check(bus),
+                "stream_fill": stream_fill_gauge(registry, bus),
+                "lag": consumer_lag_gauge(
+                    registry, bus, {spec.durable: subjects.events_stream for spec in specs}
+                ),
+            }
+        )
+        if ready is not None:
+            ready.set()
+        log.info("syncer ready (%s)", settings.sync_url or "no upstream configured")
+        async with asyncio.TaskGroup() as tg:
+            for spec in specs:
+                tg.create_task(bus.consume(spec, handle, stop=stop))
     finally:
         await client.aclose()
         await bus.drain()

@@ -1,0 +1,110 @@
+"""When each printer is polled: its own slot in the interval, kept across NATS restarts.
+
+A poll job is re-delivered by JetStream after a `nak` delay; those delays live only in the server's
+memory, so after a NATS restart every job comes back at once. Rather than trust delivery time, a
+poller decides from what survives: the printer's last poll time (in KV) and its slot. Each printer
+has a fixed phase in its interval (from a hash of its id), so a fleet's polls spread evenly over the
+interval and stay spread: a job that arrives well before the printer's slot is delayed to it, not
+polled. A new printer gets its first poll within a short window (spread by the same hash), so one
+added by hand shows its levels within seconds, and from its second poll on it keeps its slot.
+
+Pure functions of (now, last poll, interval, printer id): times are Unix seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+FIRST_POLL_WINDOW_S = 10.0
+FIRST_POLL_TOLERANCE_S = 0.5
+
+
+def phase(printer_id: str) -> float:
+    """Return the printer's fixed place in any interval, as a fraction in [0, 1)."""
+    digest = hashlib.sha256(printer_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def tolerance(interval_s: float) -> float:
+    """Return how early a job may arrive and still be polled (5% of the interval, 1-15 s)."""
+    return min(15.0, max(1.0, interval_s * 0.05))
+
+
+def next_slot(after: float, interval_s: float, printer_id: str) -> float:
+    """Return the first time at or after `after` that is the printer's slot in its interval."""
+    offset = phase(printer_id) * interval_s
+    cycles = -(-(after - offset) // interval_s)  # ceil
+    return offset + cycles * interval_s
+
+
+def due_after_poll(polled_at: float, interval_s: float, printer_id: str) -> float:
+    """Return when the next poll is due: the printer's first slot at least half an interval on.
+
+    Between 0.5 and 1.5 intervals after a first or off-slot poll, then exactly one interval.
+    """
+    return next_slot(polled_at + interval_s / 2, interval_s, printer_id)
+
+
+def first_due(scheduled_at: float, interval_s: float, printer_id: str) -> float:
+    """Return when a new printer's first poll is due: spread over a short window after scheduling."""
+    return scheduled_at + phase(printer_id) * min(interval_s, FIRST_POLL_WINDOW_S)
+
+
+def overdue_after(interval_s: float, ack_wait_s: float) -> float:
+    """Return how long after its last poll a printer counts as overdue.
+
+    The longest regular gap is 1.5 intervals; a job held by a replica that died comes back after
+    ack_wait. Anything later means nobody is polling the printer.
+    """
+    return 1.5 * interval_s + ack_wait_s
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Poll now (wait_s 0), or put the job back for wait_s seconds without polling."""
+
+    wait_s: float
+
+    @property
+    def poll_now(self) -> bool:
+        return self.wait_s <= 0
+
+
+def decide(
+    now: float,
+    *,
+    last_poll_at: float | None,
+    scheduled_at: float | None,
+    interval_s: float,
+    printer_id: str,
+) -> Decision:
+    """Return whether a job delivered at now is due, or how long to put it back.
+
+    Never polled: due at its first-poll time (a job without a scheduling time is due now). Polled
+    before: due at its next slot; an overdue job (its slot passed) is polled at once.
+    """
+    if last_poll_at is None:
+        due = first_due(scheduled_at, interval_s, printer_id) if scheduled_at else now
+        # The first-poll window is short: a wide tolerance would poll the whole window at once.
+        allowed = min(tolerance(interval_s), FIRST_POLL_TOLERANCE_S)
+    else:
+        due = due_after_poll(last_poll_at, interval_s, printer_id)
+        allowed = tolerance(interval_s)
+    early = due - now
+    if early > allowed:
+        return Decision(early)
+    return Decision(0.0)
+
+
+__all__ = [
+    "FIRST_POLL_WINDOW_S",
+    "Decision",
+    "decide",
+    "due_after_poll",
+    "first_due",
+    "next_slot",
+    "overdue_after",
+    "phase",
+    "tolerance",
+]

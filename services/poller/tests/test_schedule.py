@@ -1,0 +1,209 @@
+"""Poll slots: a fleet's polls spread over the interval and stay spread across NATS restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+
+from tonerwatch_poller import schedule
+from tonerwatch_poller.service import Poller, PollerMetrics, PrinterHealth, Settings, run
+from tonerwatch_shared import events as ev
+from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
+from tonerwatch_shared.simulator import SnmpSimulator
+from tonerwatch_shared.snmp.client import SnmpClient
+from tonerwatch_shared.subjects import Subjects, token
+from tonerwatch_shared.testing.infra import eventually
+
+IDS = [f"printer-{i:02d}" for i in range(40)]
+
+
+def test_phases_spread_a_fleet_evenly_over_the_interval() -> None:
+    phases = sorted(schedule.phase(p) for p in IDS)
+    assert all(0 <= x < 1 for x in phases)
+    # 40 printers: every tenth of the interval holds some, none holds more than a quarter.
+    counts = [sum(1 for x in phases if k / 10 <= x < (k + 1) / 10) for k in range(10)]
+    assert min(counts) >= 1 and max(counts) <= 10, counts
+    assert schedule.phase("printer-07") == schedule.phase("printer-07")  # deterministic
+
+
+def test_next_poll_lands_on_the_printers_slot_then_every_interval() -> None:
+    interval = 300.0
+    slot = schedule.phase("hp-1") * interval
+    first = schedule.due_after_poll(1_000_000.0, interval, "hp-1")
+    assert 1_000_000.0 + interval / 2 <= first < 1_000_000.0 + 1.5 * interval
+    assert abs((first - slot) % interval) < 1e-6 or abs((first - slot) % interval - interval) < 1e-6
+    assert schedule.due_after_poll(first, interval, "hp-1") - first == interval
+
+
+def test_new_printers_added_at_once_get_first_polls_spread_over_the_window() -> None:
+    t0 = 1_000_000.0
+    firsts = [schedule.first_due(t0, 300.0, p) - t0 for p in IDS]
+    assert all(0 <= d < schedule.FIRST_POLL_WINDOW_S for d in firsts)
+    assert sum(1 for d in firsts if d < 1.0) <= 8  # not all in the first second
+    decisions = [
+        schedule.decide(t0, last_poll_at=None, scheduled_at=t0, interval_s=300, printer_id=p)
+        for p in IDS
+    ]
+    assert sum(d.poll_now for d in decisions) <= 8
+
+
+def test_after_a_nats_restart_a_job_before_its_slot_is_put_back_to_the_slot() -> None:
+    interval, pid = 300.0, "hp-1"
+    last = 1_000_000.0
+    due = schedule.due_after_poll(last, interval, pid)
+    # The restart redelivers the job 40 s after the last poll: wait for the slot, do not poll.
+    early = schedule.decide(
+        last + 40, last_poll_at=last, scheduled_at=None, interval_s=interval, printer_id=pid
+    )
+    assert not early.poll_now and abs(early.wait_s - (due - last - 40)) < 1e-6
+    on_time = schedule.decide(
+        due - 2, last_poll_at=last, scheduled_at=None, interval_s=interval, printer_id=pid
+    )
+    assert on_time.poll_now  # within tolerance (15 s at 300 s)
+    overdue = schedule.decide(
+        due + 600, last_poll_at=last, scheduled_at=None, interval_s=interval, printer_id=pid
+    )
+    assert overdue.poll_now
+    legacy = schedule.decide(
+        last, last_poll_at=None, scheduled_at=None, interval_s=interval, printer_id=pid
+    )
+    assert legacy.poll_now  # a job from before slots: polled at once, then slotted
+
+
+async def test_printers_nobody_polled_in_time_count_as_overdue(bus: Bus, nats_url: str) -> None:
+    settings = Settings(nats_url=nats_url, job_ack_wait_s=60)
+    poller = Poller(
+        settings=settings,
+        bus=bus,
+        client=SnmpClient(),
+        printers=await bus.key_value("POLLER_PRINTERS"),
+        health=await bus.key_value("POLLER_HEALTH"),
+        metrics=PollerMetrics(),
+    )
+    now = time.time()
+    for pid, last in (("fresh", now - 100), ("late", now - 600), ("never", None)):
+        cfg = ev.PrinterConfigured(
+            source="t", site_id="hq", printer_id=pid, address="127.0.0.1", interval_s=300
+        )
+        await poller.printers.put(token(pid), cfg.to_bytes())
+        if last is not None:
+            await poller.health.put(token(pid), PrinterHealth(last_poll_at=last).to_bytes())
+    # 300 s interval: overdue 1.5 x 300 + 60 = 510 s after the last poll.
+    assert await poller.count_overdue(now) == 1
+    assert await poller.count_overdue(now + 3600) == 3
+    await poller.overdue_check(every_s=0)()
+    assert poller.metrics.registry.get_sample_value("tonerwatch_poll_jobs_overdue") == 1
+    await poller.client.close()
+
+
+@contextlib.asynccontextmanager
+async def poller_on(url: str, subjects: Subjects, ops_port: int) -> AsyncIterator[None]:
+    settings = Settings(
+        nats_url=url,
+        subject_root=subjects.root,
+        stream_prefix=subjects.stream_prefix,
+        poll_timeout_s=0.5,
+        poll_retries=0,
+        ops_port=ops_port,
+        # After a crash, jobs come back when their ack wait ends, not at their nak delay.
+        job_ack_wait_s=2,
+    )
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run(settings, stop=stop, ready=ready))
+    await asyncio.wait_for(ready.wait(), 15)
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def _busiest_second(times: list[float]) -> int:
+    return max((sum(1 for u in times if t <= u < t + 1.0) for t in times), default=0)
+
+
+async def test_polls_stay_spread_after_a_nats_restart(
+    tmp_path: Path, snmp_agent: SnmpSimulator
+) -> None:
+    """10 printers every 10 s: first polls spread, and a NATS crash does not bunch them."""
+    interval, n = 10.0, 10
+    server = EmbeddedNats(tmp_path / "nats")
+    server.start()
+    subjects = Subjects(root="tsched", stream_prefix="TSCHED")
+    bus = await Bus.connect(server.url, subjects=subjects, name="test", attempts=3)
+    polls: dict[str, list[float]] = {}
+
+    async def seen(msg: object) -> None:
+        data = json.loads(msg.data)  # type: ignore[attr-defined]
+        polls.setdefault(data["printer_id"], []).append(time.monotonic())
+
+    ops = free_tcp_port()
+
+    def polled_again(before: dict[str, int]) -> list[float]:
+        return sorted(t[before[p]] for p, t in polls.items())
+
+    try:
+        await bus.ensure_event_stream()
+        await bus.nc.subscribe(subjects.filter("supply.reading"), cb=seen)
+        async with poller_on(server.url, subjects, ops):
+            added = time.monotonic()
+            for i in range(n):
+                await bus.publish(
+                    ev.PrinterConfigured(
+                        source="test",
+                        site_id="hq",
+                        printer_id=f"p{i}",
+                        address="127.0.0.1",
+                        port=snmp_agent.port,
+                        credentials=ev.SnmpCredentials(community="jetdirect_m252dw"),
+                        interval_s=interval,
+                    )
+                )
+            await eventually(lambda: len(polls) == n, timeout_s=30)
+            firsts = sorted(times[0] - added for times in polls.values())
+            assert _busiest_second(firsts) <= n // 2, f"first polls bunched: {firsts}"
+            await eventually(lambda: all(len(t) >= 2 for t in polls.values()), timeout_s=30)
+
+            # kill -9: the server keeps no in-memory redelivery timers (a crash, an OOM kill).
+            assert server.proc is not None
+            server.proc.kill()
+            await asyncio.to_thread(server.proc.wait)
+            await asyncio.to_thread(server.start)
+            before = {p: len(t) for p, t in polls.items()}
+            # Every printer is polled again within 1.5 intervals (+ the 2 s ack wait).
+            await eventually(
+                lambda: all(len(polls[p]) > before[p] for p in polls), timeout_s=interval * 1.5 + 10
+            )
+            assert _busiest_second(polled_again(before)) <= n // 2
+        # The jobs' delivery state lost (what nats-server 2.10 did at a restart): every job is
+        # handed out at once to the next poller. Each is put back to its printer's slot.
+        await bus.js.delete_consumer(subjects.name("POLLJOBS"), subjects.name("poller_jobs"))
+        before = {p: len(t) for p, t in polls.items()}
+        async with poller_on(server.url, subjects, ops):
+            restarted = time.monotonic()
+            await eventually(
+                lambda: all(len(polls[p]) > before[p] for p in polls), timeout_s=interval * 1.5 + 10
+            )
+            after = polled_again(before)
+            assert _busiest_second(after) <= n // 2, (
+                f"polls bunched after losing delivery state: {[round(t - restarted, 2) for t in after]}"
+            )
+            async with httpx.AsyncClient(timeout=5) as http:
+                metrics = (await http.get(f"http://127.0.0.1:{ops}/metrics")).text
+            assert "tonerwatch_poll_jobs_overdue 0.0" in metrics
+            put_back = [
+                float(line.split()[-1])
+                for line in metrics.splitlines()
+                if line.startswith("tonerwatch_poll_jobs_put_back_total")
+            ]
+            assert put_back and put_back[0] >= n // 2
+    finally:
+        await bus.drain()
+        await asyncio.to_thread(server.stop)

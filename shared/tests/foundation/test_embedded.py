@@ -1,0 +1,31 @@
+"""The embedded nats-server (tonerwatch up) fsyncs every write: sync_interval always, from its config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port, nats_server_config
+
+
+def test_config_has_sync_always_and_explicit_store_limits(tmp_path: Path) -> None:
+    text = nats_server_config(store_dir=tmp_path, port=4333)
+    assert "sync_interval: always" in text
+    assert "max_file_store: 10GB" in text
+    assert "max_memory_store: 256MB" in text
+    assert "host: 127.0.0.1" in text
+
+
+def test_running_embedded_server_reports_sync_always_in_varz(tmp_path: Path) -> None:
+    monitor = free_tcp_port()
+    with EmbeddedNats(tmp_path / "nats", http_port=monitor, max_file_store="1GB") as server:
+        varz = httpx.get(f"http://127.0.0.1:{monitor}/varz", timeout=5).json()
+        assert server.config_file.exists()
+    js = varz["jetstream"]["config"]
+    assert js["sync_always"] is True
+    assert js["max_storage"] == 1024**3
+    assert js["max_memory"] == 256 * 1024**2
+    assert js["store_dir"] == str(tmp_path / "nats" / "jetstream")
+    major, minor, patch = (int(p) for p in varz["version"].split("-")[0].split(".")[:3])
+    assert (major, minor, patch) >= (2, 10, 23)  # 2.10.22 lost streams on process crashes

@@ -1,0 +1,131 @@
+"""Streams and buckets are created as settings say and never downgraded from what an operator raised."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from prometheus_client import CollectorRegistry
+
+from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.ops import stream_fill_gauge
+from tonerwatch_shared.settings import DEFAULT_EVENTS_MAX_BYTES, CommonSettings
+from tonerwatch_shared.streams import larger_limit, merge_stream_config
+
+DAY = 86400.0
+
+
+def _events(**kw: object) -> StreamConfig:
+    base = StreamConfig(
+        name="TW_EVENTS",
+        subjects=["tw.*.printer.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.NEW,
+        num_replicas=1,
+        max_bytes=2 * 1024**3,
+        max_msgs=-1,
+        max_age=7 * DAY,
+        duplicate_window=120.0,
+    )
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+def test_unlimited_counts_as_the_largest_limit() -> None:
+    assert larger_limit(-1, 5_000) == -1
+    assert larger_limit(0.0, 7 * DAY) == 0.0  # max_age 0: kept forever
+    assert larger_limit(10, 20) == 20
+    assert larger_limit(30, None) == 30
+
+
+def test_an_operators_r3_and_bigger_limits_survive_our_defaults() -> None:
+    raised = _events(num_replicas=3, max_bytes=40 * 1024**3, max_age=30 * DAY, max_msgs=-1)
+    merge = merge_stream_config(raised, _events())
+    assert merge.config is None  # nothing to change
+    assert merge.kept == ()
+
+
+def test_limits_below_what_we_need_are_raised_and_nothing_else_changes() -> None:
+    small = _events(max_bytes=1024**3, max_age=DAY, description="operator's words")
+    merge = merge_stream_config(small, _events(num_replicas=3))
+    assert merge.config is not None
+    assert (merge.config.num_replicas, merge.config.max_bytes, merge.config.max_age) == (
+        3,
+        2 * 1024**3,
+        7 * DAY,
+    )
+    assert merge.config.description == "operator's words"
+
+
+def test_a_different_discard_or_retention_is_reported_not_changed() -> None:
+    operator = _events(discard=DiscardPolicy.OLD, subjects=["tw.*.printer.>", "ops.>"])
+    merge = merge_stream_config(operator, _events(subjects=["tw.*.printer.>", "tw.*.alert.>"]))
+    assert merge.config is not None
+    assert merge.config.discard == DiscardPolicy.OLD
+    assert merge.config.subjects == ["tw.*.printer.>", "ops.>", "tw.*.alert.>"]
+    assert merge.kept == ("discard is old, TonerWatch would use new",)
+
+
+def test_settings_name_replicas_and_event_limits() -> None:
+    s = CommonSettings(stream_replicas=3, events_max_bytes=8 * 1024**3, events_max_age_s=DAY)
+    assert (s.stream_replicas, s.events_max_bytes, s.events_max_age) == (3, 8 * 1024**3, DAY)
+    default = CommonSettings()
+    assert default.stream_replicas == 1
+    assert default.events_max_bytes == DEFAULT_EVENTS_MAX_BYTES
+    assert default.events_max_age == 7 * DAY
+
+
+async def test_restart_keeps_limits_an_operator_raised_on_a_real_stream(bus: Bus) -> None:
+    name = bus.subjects.events_stream
+    created = (await bus.js.stream_info(name)).config
+    assert created.discard == DiscardPolicy.NEW
+    assert created.max_bytes == bus.events_max_bytes or created.max_bytes == -1
+    # The operator gives the stream a month, 50 GiB, a message cap, and old-first discard.
+    raised = dataclasses.replace(
+        created,
+        max_age=30 * DAY,
+        max_bytes=50 * 1024**3,
+        max_msgs=10_000_000,
+        discard=DiscardPolicy.OLD,
+    )
+    await bus.js.update_stream(raised)
+    bus.events_max_bytes = 2 * 1024**3
+    await bus.ensure_event_stream()  # what every service does at start
+    after = (await bus.js.stream_info(name)).config
+    assert (after.max_age, after.max_bytes, after.max_msgs, after.discard) == (
+        30 * DAY,
+        50 * 1024**3,
+        10_000_000,
+        DiscardPolicy.OLD,
+    )
+
+
+async def test_a_stream_below_our_limits_is_raised_to_them(bus: Bus) -> None:
+    name = bus.subjects.events_stream
+    created = (await bus.js.stream_info(name)).config
+    await bus.js.update_stream(dataclasses.replace(created, max_age=DAY, max_bytes=64 * 1024**2))
+    bus.events_max_bytes = 256 * 1024**2
+    await bus.ensure_event_stream()
+    after = (await bus.js.stream_info(name)).config
+    assert (after.max_age, after.max_bytes) == (bus.max_age_s, 256 * 1024**2)
+
+
+async def test_kv_bucket_keeps_its_history_and_is_created_with_our_replicas(bus: Bus) -> None:
+    kv = await bus.key_value("REPLTEST", history=3)
+    await kv.put("k", b"1")
+    again = await bus.key_value("REPLTEST", history=1)  # a second start with other wishes
+    assert (await again.get("k")).value == b"1"
+    info = await bus.js.stream_info(f"KV_{bus.subjects.name('REPLTEST')}")
+    assert info.config.num_replicas == 1
+    assert info.config.max_msgs_per_subject == 3
+
+
+async def test_stream_fill_ratio_is_exported_per_stream(bus: Bus) -> None:
+    name = bus.subjects.events_stream
+    created = (await bus.js.stream_info(name)).config
+    await bus.js.update_stream(dataclasses.replace(created, max_bytes=1024 * 1024))
+    await bus.js.publish(f"{bus.subjects.root}.default.printer.found.x", b"x" * 10_000)
+    registry = CollectorRegistry()
+    await stream_fill_gauge(registry, bus)()
+    ratio = registry.get_sample_value("tonerwatch_stream_fill_ratio", {"stream": name})
+    assert ratio is not None and 0.009 < ratio < 0.02
