@@ -66,7 +66,7 @@ def authenticated_nats(conf_dir: Path) -> Iterator[str]:
 jetstream {{
   store_dir: "{conf_dir / "data"}"
   sync_interval: always
-  max_file_store: 256MB
+  max_file_store: 4GB  # accounting only: NATS reserves each stream's max_bytes (events: 2 GiB) at creation
   max_memory_store: 32MB
 }}
 include ./auth.conf
