@@ -40,6 +40,7 @@ from tonerwatch_api.routes import (
     orders,
     printers,
     sites,
+    tenants,
     tokens,
     users,
 )
@@ -104,6 +105,7 @@ def create_app(
         alert_settings,
         groups,
         orders,
+        tenants,
     ):
         app.include_router(resource.router)
     for ui_pages in (login, printer_pages, pages):

@@ -371,6 +371,9 @@ class AuditOut(BaseModel):
     id: int
     at: datetime
     username: str | None
+    acting_from: str | None = Field(
+        default=None, description="The actor's own tenant when a provider acted in this one"
+    )
     action: str
     target: str | None
     detail: dict[str, Any] | None
