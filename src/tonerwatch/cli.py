@@ -13,6 +13,7 @@ from pathlib import Path
 from tonerwatch.discover import sweep_command
 from tonerwatch.poll import poll_command
 from tonerwatch.services import SERVICES, CliError, service_module
+from tonerwatch.tenants import add_tenant_parser, tenant_command
 from tonerwatch_shared.bus import BusError
 from tonerwatch_shared.embedded import EmbeddedError
 from tonerwatch_shared.settings import CommonSettings, SettingsError, load_settings
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="one JSON object per printer, then a summary"
     )
 
+    add_tenant_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -134,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": cmd_serve,
         "poll": cmd_poll,
         "discover": cmd_discover,
+        "tenant": tenant_command,
         "version": cmd_version,
     }
     try:
