@@ -215,6 +215,13 @@ async def test_a_switching_provider_sees_exactly_the_customers_data_and_nothing_
         "/api/v1/groups", headers=as_acme, json={"name": "Floor 2", "printer_ids": ["p-acme"]}
     )
     assert group.status_code == 201, group.text
+    added = await client.post(
+        "/api/v1/printers", headers=as_acme, json={"address": "127.0.0.22", "site_id": "acme-hq"}
+    )
+    assert added.status_code == 201 and added.json()["site_id"] == "acme-hq", added.text
+    assert (
+        await client.delete(f"/api/v1/printers/{added.json()['id']}", headers=acme)
+    ).status_code == 204
     # Acting in acme cannot reach the provider's own printer.
     r = await client.post(
         "/api/v1/orders", headers=as_acme, json={"printer_id": "p-ours", "supply_index": "1"}
