@@ -233,6 +233,8 @@ async def test_a_switching_provider_sees_exactly_the_customers_data_and_nothing_
         assert r.status_code == 200, r.text
         return {str(x[key]) for x in r.json()["items"]}
 
+    me = (await client.get("/api/v1/me", headers=as_acme)).json()
+    assert (me["tenant_id"], me["role"], me["acting_from"]) == ("acme", "provider", "default")
     for who in (as_acme, acme):
         assert await ids("/api/v1/sites", who) == {"acme-hq"}
         assert await ids("/api/v1/printers", who) == {"p-acme"}
@@ -241,6 +243,15 @@ async def test_a_switching_provider_sees_exactly_the_customers_data_and_nothing_
         assert await ids("/api/v1/groups", who, "name") == {"Floor 2"}
         csv_text = (await client.get("/api/v1/export/printers.csv", headers=who)).text
         assert "p-acme" in csv_text and "p-ours" not in csv_text
+    # The provider answers for its own site; in acme it answers for everything of acme's.
+    users = (await client.get("/api/v1/users?q=admin", headers=h)).json()["items"]
+    me = next(u for u in users if u["username"] == "admin")
+    mine = await client.put(
+        f"/api/v1/users/{me['id']}/alerting", headers=h, json={"responsible_sites": ["default"]}
+    )
+    assert mine.status_code == 200, mine.text
+    csv_text = (await client.get("/api/v1/export/printers.csv?scope=mine", headers=as_acme)).text
+    assert "p-acme" in csv_text and "p-ours" not in csv_text
     # Without the header the provider is back in its own tenant, and sees none of acme's.
     assert await ids("/api/v1/sites", h) == {"default"}
     assert await ids("/api/v1/printers", h) == {"p-ours"}

@@ -182,6 +182,14 @@ def responsibility(session: Session, user_id: int) -> Scope:
     return Scope(tuple(user_scope(session, user_id)), tuple(user_groups(session, user_id)))
 
 
+def responsibility_of(session: Session, who: Principal) -> Scope:
+    """Return what who answers for where they act: a provider in a customer's tenant answers for
+    none of its sites or groups in particular, so everything of it."""
+    if who.home_tenant_id is not None:
+        return Scope()
+    return responsibility(session, who.user_id)
+
+
 def in_scope(scope: Scope, site_column: Any, printer_column: Any) -> ColumnElement[bool]:
     """Return the condition: the row's site or printer (through its groups) is the user's."""
     if scope.everything:
