@@ -13,6 +13,7 @@ from pathlib import Path
 from tonerwatch.discover import sweep_command
 from tonerwatch.poll import poll_command
 from tonerwatch.services import SERVICES, CliError, service_module
+from tonerwatch.tenants import add_tenant_parser, tenant_command
 from tonerwatch_shared.bus import BusError, BusStopped
 from tonerwatch_shared.embedded import EmbeddedError
 from tonerwatch_shared.lifecycle import PortInUse, ensure_port_free
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="one JSON object per printer, then a summary"
     )
 
+    add_tenant_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -135,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": cmd_serve,
         "poll": cmd_poll,
         "discover": cmd_discover,
+        "tenant": tenant_command,
         "version": cmd_version,
     }
     try:

@@ -58,7 +58,7 @@ async def test_password_flow_gives_a_bearer_token_and_wrong_password_401(
 ) -> None:
     h = await bearer(client)
     me = await client.get("/api/v1/me", headers=h)
-    assert me.json()["username"] == "admin" and me.json()["role"] == "admin"
+    assert me.json()["username"] == "admin" and me.json()["role"] == "provider"
     bad = await client.post("/api/v1/auth/token", data={"username": "admin", "password": "nope"})
     assert bad.status_code == 401 and "wrong username or password" in bad.json()["error"]
     anon = await client.get("/api/v1/printers")

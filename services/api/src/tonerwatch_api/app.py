@@ -40,6 +40,7 @@ from tonerwatch_api.routes import (
     orders,
     printers,
     sites,
+    tenants,
     tokens,
     users,
 )
@@ -47,6 +48,7 @@ from tonerwatch_api.schemas.common import VALIDATION_ERROR_EXAMPLE, ErrorOut, Re
 from tonerwatch_api.settings import Settings
 from tonerwatch_api.ui import login, pages
 from tonerwatch_api.ui import printers as printer_pages
+from tonerwatch_api.ui import tenants as tenant_pages
 from tonerwatch_api.ui.common import LoginRequired, error_page, login_redirect
 from tonerwatch_shared.bus import Bus
 
@@ -104,9 +106,10 @@ def create_app(
         alert_settings,
         groups,
         orders,
+        tenants,
     ):
         app.include_router(resource.router)
-    for ui_pages in (login, printer_pages, pages):
+    for ui_pages in (login, printer_pages, pages, tenant_pages):
         app.include_router(ui_pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "ui" / "static"), name="static")
     _install_errors(app)

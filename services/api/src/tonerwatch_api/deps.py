@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Depends, HTTPException, Path, Query, Request
+from fastapi import Depends, Header, HTTPException, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.domain.access import Principal, authenticate
+from tonerwatch_api.domain.access import NotProvider, Principal, act_in, authenticate
+from tonerwatch_api.domain.errors import NotFound
 from tonerwatch_api.domain.history import Resolution, choose_resolution
 from tonerwatch_api.domain.login_limits import LoginLimiter
 from tonerwatch_api.domain.retention import policy_from
@@ -34,6 +35,12 @@ T = TypeVar("T")
 
 SESSION_COOKIE = "tw_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TENANT_HEADER = "X-TonerWatch-Tenant"
+TENANT_HELP = (
+    "Providers only: act in this customer tenant (its id, from GET /tenants) for this request; "
+    "everything then scopes to it as for the customer's own admin, and the audit log records "
+    "who acted from which tenant. Anyone else may only name their own tenant (else 403)."
+)
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
@@ -53,9 +60,15 @@ async def principal_from(request: Request, bearer: str | None) -> tuple[Principa
 
 
 async def current_principal(
-    request: Request, bearer: Annotated[str | None, Depends(oauth2)]
+    request: Request,
+    bearer: Annotated[str | None, Depends(oauth2)],
+    tenant: Annotated[
+        str | None,
+        Header(alias=TENANT_HEADER, max_length=64, description=TENANT_HELP, examples=["acme"]),
+    ] = None,
 ) -> Principal:
-    """Return the authenticated caller or answer 401; cookie-authenticated writes need X-CSRF-Token."""
+    """Return the authenticated caller (acting in the tenant the header names) or answer 401;
+    cookie-authenticated writes need X-CSRF-Token."""
     principal, via_cookie = await principal_from(request, bearer)
     if principal is None:
         raise HTTPException(
@@ -70,7 +83,19 @@ async def current_principal(
             raise HTTPException(
                 403, "missing or wrong X-CSRF-Token for a cookie-authenticated write"
             )
+    if tenant is not None and tenant != principal.tenant_id:
+        return await acting_in(request, principal, tenant)
     return principal
+
+
+async def acting_in(request: Request, who: Principal, tenant_id: str) -> Principal:
+    """Return who acting in tenant_id; 403 unless a provider, 404 for an unknown tenant."""
+    try:
+        return await run_tx(app_state(request).engine, lambda s: act_in(s, who, tenant_id))
+    except NotProvider as exc:
+        raise HTTPException(403, str(exc)) from exc
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
 
 
 def need(role: Role, scope: str = "read") -> Callable[..., Awaitable[Principal]]:
@@ -89,6 +114,8 @@ def need(role: Role, scope: str = "read") -> Callable[..., Awaitable[Principal]]
 Viewer = Annotated[Principal, Depends(need("viewer", "read"))]
 Operator = Annotated[Principal, Depends(need("operator", "write"))]
 Admin = Annotated[Principal, Depends(need("admin", "write"))]
+ProviderReads = Annotated[Principal, Depends(need("provider", "read"))]
+Provider = Annotated[Principal, Depends(need("provider", "write"))]
 
 
 @dataclass

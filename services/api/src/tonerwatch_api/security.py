@@ -10,8 +10,9 @@ from typing import Literal
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-Role = Literal["admin", "operator", "viewer"]
-ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+Role = Literal["provider", "admin", "operator", "viewer"]
+# provider: an admin of the provider's own tenant who also manages customer tenants and acts in them.
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin", "provider")
 SCOPES = ("read", "write")
 
 _hasher = PasswordHasher()

@@ -73,6 +73,8 @@ class Tenant(SQLModel, table=True):
     __tablename__ = "tenants"
     id: str = Field(primary_key=True, max_length=64)
     name: str = Field(max_length=200)
+    # A disabled tenant's users and tokens are refused at once; its data stays.
+    disabled: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
@@ -379,6 +381,8 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime | None = _ts()
     last_used_at: datetime | None = _ts()
     revoked_at: datetime | None = _ts()
+    # A provider's UI session remembers the customer tenant it switched to (None: its own).
+    acting_tenant_id: str | None = Field(default=None, max_length=64)
 
 
 class AuditEntry(SQLModel, table=True):
@@ -391,6 +395,8 @@ class AuditEntry(SQLModel, table=True):
     )
     username: str | None = Field(default=None, max_length=100)
     tenant_id: str | None = Field(default=None, max_length=64)
+    # The actor's own tenant when a provider acted in a customer's (tenant_id), else None.
+    actor_tenant_id: str | None = Field(default=None, max_length=64)
     action: str = Field(max_length=64)
     target: str | None = Field(default=None, max_length=255)
     detail: dict[str, Any] | None = _json()

@@ -94,7 +94,7 @@ def ensure_admin(engine: Engine, password: str | None) -> str | None:
         if existing is not None:
             return None
         generated = None if password else generate_password()
-        create_user(session, ADMIN_USERNAME, password or generated or "", "admin")
+        create_user(session, ADMIN_USERNAME, password or generated or "", "provider")
         log.info("created user %s", ADMIN_USERNAME)
         return generated
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,7 +12,8 @@ from sqlmodel import Session, col, select
 
 from tonerwatch_api.db.alerting import UserAlerting
 from tonerwatch_api.db.groups import PrinterGroupMember
-from tonerwatch_api.db.models import ApiToken, AuditEntry, Printer, User
+from tonerwatch_api.db.models import ApiToken, AuditEntry, Printer, Tenant, User
+from tonerwatch_api.domain.errors import NotFound
 from tonerwatch_api.security import token_hash, verify_password
 
 
@@ -52,6 +53,30 @@ class Principal:
     scopes: frozenset[str]
     via: str  # "bearer" or "session"
     token_hash: str
+    # Set when a provider acts in a customer tenant (tenant_id): the provider's own tenant.
+    home_tenant_id: str | None = None
+
+    @property
+    def own_tenant_id(self) -> str:
+        """Return the tenant the user belongs to (not the one they act in)."""
+        return self.home_tenant_id or self.tenant_id
+
+
+class NotProvider(Exception):
+    """Someone other than a provider asked to act in another tenant."""
+
+
+def act_in(session: Session, who: Principal, tenant_id: str) -> Principal:
+    """Return who acting in tenant_id: only a provider may leave their own tenant (NotProvider),
+    and only into a tenant that exists (NotFound); every domain call then scopes to it."""
+    home = who.own_tenant_id
+    if tenant_id == home:
+        return replace(who, tenant_id=home, home_tenant_id=None)
+    if who.role != "provider":
+        raise NotProvider(f"only a provider may act in another tenant (you are {who.role})")
+    if session.get(Tenant, tenant_id) is None:
+        raise NotFound(f"tenant {tenant_id!r} not found")
+    return replace(who, tenant_id=tenant_id, home_tenant_id=home)
 
 
 def authenticate(session: Session, token: str, now: datetime) -> Principal | None:
@@ -63,13 +88,13 @@ def authenticate(session: Session, token: str, now: datetime) -> Principal | Non
     if row.expires_at is not None and row.expires_at <= now:
         return None
     user = session.get(User, row.user_id)
-    if user is None or user.disabled:
+    if user is None or user.disabled or _tenant_disabled(session, user.tenant_id):
         return None
     # One write a minute at most: last_used_at is for humans, not an audit trail.
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
         row.last_used_at = now
         session.add(row)
-    return Principal(
+    who = Principal(
         user_id=user.id or 0,
         username=user.username,
         role=user.role,
@@ -78,6 +103,29 @@ def authenticate(session: Session, token: str, now: datetime) -> Principal | Non
         via="session" if row.kind == "session" else "bearer",
         token_hash=digest,
     )
+    if row.acting_tenant_id and user.role == "provider":
+        try:
+            return act_in(session, who, row.acting_tenant_id)
+        except NotFound:
+            return who  # the customer was deleted meanwhile: back home
+    return who
+
+
+def _tenant_disabled(session: Session, tenant_id: str) -> bool:
+    tenant = session.get(Tenant, tenant_id)
+    return tenant is not None and tenant.disabled
+
+
+def switch_session(session: Session, who: Principal, tenant_id: str) -> Principal:
+    """Make who's session act in tenant_id from now on (its own tenant: back home); return who
+    acting there."""
+    acting = act_in(session, who, tenant_id)
+    row = session.exec(select(ApiToken).where(ApiToken.token_hash == who.token_hash)).first()
+    if row is not None:
+        row.acting_tenant_id = acting.home_tenant_id and acting.tenant_id
+        session.add(row)
+    audit(session, acting, "tenant.switch", acting.tenant_id)
+    return acting
 
 
 def issue_token(
@@ -120,6 +168,7 @@ def audit(
         AuditEntry(
             username=who.username if who else None,
             tenant_id=who.tenant_id if who else None,
+            actor_tenant_id=who.home_tenant_id if who else None,
             action=action,
             target=target,
             detail=detail or None,
@@ -131,6 +180,14 @@ def responsibility(session: Session, user_id: int) -> Scope:
     """Return the sites and printer groups a user answers for (neither: everything)."""
 
     return Scope(tuple(user_scope(session, user_id)), tuple(user_groups(session, user_id)))
+
+
+def responsibility_of(session: Session, who: Principal) -> Scope:
+    """Return what who answers for where they act: a provider in a customer's tenant answers for
+    none of its sites or groups in particular, so everything of it."""
+    if who.home_tenant_id is not None:
+        return Scope()
+    return responsibility(session, who.user_id)
 
 
 def in_scope(scope: Scope, site_column: Any, printer_column: Any) -> ColumnElement[bool]:
@@ -196,7 +253,7 @@ def password_login(
     user = session.exec(select(User).where(User.username == username)).first()
     if not verify_password(user.password_hash if user else None, password) or user is None:
         return False
-    if user.disabled:
+    if user.disabled or _tenant_disabled(session, user.tenant_id):
         return False
     issue_token(session, user, secret, kind=kind, scopes=scopes, expires_at=expires_at)
     return True

@@ -55,6 +55,7 @@ def audit_page(
             id=e.id or 0,
             at=e.at,
             username=e.username,
+            acting_from=e.actor_tenant_id,
             action=e.action,
             target=e.target,
             detail=e.detail,

@@ -24,6 +24,9 @@ from tonerwatch_api.schemas.alert_settings import UserAlertingIn
 from tonerwatch_api.schemas.common import UserIn, UserOut, UserPage, UserPatch
 from tonerwatch_api.security import Role, hash_password
 
+# Who counts as a tenant's admin (a provider is its tenant's admin and more).
+ADMINS = ("admin", "provider")
+
 USERS = Listing(
     fields={
         "id": field(col(User.id), "int"),
@@ -91,8 +94,8 @@ def change_user(
 ) -> UserOut:
     """Change a user's role, password or disabled flag (a new password or disabling ends sessions)."""
     user = tenant_user(session, who.tenant_id, user_id)
-    demoted = body.role is not None and body.role != "admin"
-    if user.role == "admin" and (demoted or body.disabled) and _last_admin(session, user):
+    demoted = body.role is not None and body.role not in ADMINS
+    if user.role in ADMINS and (demoted or body.disabled) and _last_admin(session, user):
         raise Conflict("the tenant's last active admin cannot be demoted or disabled")
     changed: dict[str, object] = {}
     if body.role is not None and body.role != user.role:
@@ -118,7 +121,7 @@ def remove_user(session: Session, who: Principal, user_id: int, source: str) -> 
     user = tenant_user(session, who.tenant_id, user_id)
     if user.id == who.user_id:
         raise Conflict("you cannot delete yourself; another admin can")
-    if user.role == "admin" and _last_admin(session, user):
+    if user.role in ADMINS and _last_admin(session, user):
         raise Conflict("the tenant's last active admin cannot be deleted")
     mailed = sites_mailing(session, user)
     tokens: Sequence[ApiToken] = session.exec(
@@ -140,7 +143,7 @@ def _last_admin(s: Session, user: User) -> bool:
         .select_from(User)
         .where(
             User.tenant_id == user.tenant_id,
-            User.role == "admin",
+            col(User.role).in_(ADMINS),
             col(User.disabled).is_(False),
             User.id != user.id,
         )

@@ -71,5 +71,9 @@ async def logout(request: Request, who: Viewer) -> Response:
 async def me(who: Viewer) -> MeOut:
     """Return who the caller is."""
     return MeOut(
-        username=who.username, role=who.role, tenant_id=who.tenant_id, scopes=sorted(who.scopes)
+        username=who.username,
+        role=who.role,
+        tenant_id=who.tenant_id,
+        scopes=sorted(who.scopes),
+        acting_from=who.home_tenant_id,
     )

@@ -26,7 +26,7 @@ from tonerwatch_api.deps import (
     app_state,
     time_window,
 )
-from tonerwatch_api.domain.access import responsibility
+from tonerwatch_api.domain.access import responsibility_of
 from tonerwatch_api.domain.meters import (
     PRINTERS_PER_QUERY,
     MeterResolution,
@@ -123,7 +123,7 @@ async def export_printers(
     """Return the fleet (printers and supplies) as CSV."""
 
     def work(s: Session) -> str:
-        mine = responsibility(s, who.user_id) if scope == "mine" else None
+        mine = responsibility_of(s, who) if scope == "mine" else None
         fleet = find_printers(
             s, who.tenant_id, site_ids=site, search=q, group_ids=group, scope=mine
         )
@@ -185,7 +185,7 @@ async def export_meters(
     def printers(s: Session) -> list[Printer]:
         for one in site or ():
             get_site(s, who.tenant_id, one)  # another tenant's site: 404
-        mine = responsibility(s, who.user_id) if scope == "mine" else None
+        mine = responsibility_of(s, who) if scope == "mine" else None
         return find_printers(s, who.tenant_id, site_ids=site, scope=mine)
 
     fleet = await run_tx(st.engine, printers)

@@ -32,7 +32,8 @@ async def list_users(
     who: Admin,
     page: UsersAsked,
     role: Annotated[
-        Literal["admin", "operator", "viewer"] | None, Query(description="Only this role")
+        Literal["provider", "admin", "operator", "viewer"] | None,
+        Query(description="Only this role"),
     ] = None,
     disabled: Annotated[bool | None, Query(description="Only (not) disabled users")] = None,
     q: Annotated[str | None, Query(max_length=100, description="Part of the username")] = None,

@@ -172,14 +172,25 @@ class MeOut(BaseModel):
                     "role": "operator",
                     "tenant_id": "acme",
                     "scopes": ["read", "write"],
-                }
+                    "acting_from": None,
+                },
+                {
+                    "username": "admin",
+                    "role": "provider",
+                    "tenant_id": "acme",
+                    "scopes": ["read", "write"],
+                    "acting_from": "default",
+                },
             ]
         }
     )
     username: str
     role: str
-    tenant_id: str
+    tenant_id: str = Field(description="The tenant the caller acts in")
     scopes: list[str]
+    acting_from: str | None = Field(
+        default=None, description="A provider acting in a customer's tenant: their own tenant"
+    )
 
 
 class SiteIn(BaseModel):
@@ -371,6 +382,9 @@ class AuditOut(BaseModel):
     id: int
     at: datetime
     username: str | None
+    acting_from: str | None = Field(
+        default=None, description="The actor's own tenant when a provider acted in this one"
+    )
     action: str
     target: str | None
     detail: dict[str, Any] | None

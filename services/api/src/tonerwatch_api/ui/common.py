@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from tonerwatch_api.db.groups import PrinterGroup
 from tonerwatch_api.deps import AppState, app_state, principal_from
-from tonerwatch_api.domain.access import Principal, Scope, responsibility
+from tonerwatch_api.domain.access import Principal, Scope, responsibility_of
 from tonerwatch_api.security import csrf_ok, csrf_token, role_at_least
 from tonerwatch_api.ui.views import STATUS_LABEL
 
@@ -113,7 +113,7 @@ async def _check_csrf(request: Request, who: Principal) -> dict[str, str]:
 
 def user_responsibility(session: Session, who: Principal) -> Scope:
     """Return the sites and printer groups the user answers for (neither: everything)."""
-    return responsibility(session, who.user_id)
+    return responsibility_of(session, who)
 
 
 def my_scope(session: Session, who: Principal, scope: str, *filters: str) -> Scope | None:

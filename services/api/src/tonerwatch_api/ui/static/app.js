@@ -268,3 +268,27 @@
       .catch(function (err) { showError("found-error", err); cancelButton.disabled = false; });
   });
 })();
+
+// The header's tenant switcher (providers): every tenant to choose from; choosing one switches.
+(function () {
+  "use strict";
+  var form = document.getElementById("tenant-switch");
+  if (!form) return;
+  var select = form.querySelector("select[name=tenant]");
+  var current = select.dataset.current;
+  fetch("/api/v1/tenants?sort=name&limit=500", { credentials: "same-origin" })
+    .then(function (resp) { return resp.ok ? resp.json() : { items: [] }; })
+    .then(function (page) {
+      if (!page.items.length) return;
+      select.textContent = "";
+      page.items.forEach(function (t) {
+        var opt = document.createElement("option");
+        opt.value = t.id;
+        opt.textContent = t.name + (t.provider ? " (yours)" : "") + (t.disabled ? " (disabled)" : "");
+        opt.selected = t.id === current;
+        select.appendChild(opt);
+      });
+    })
+    .catch(function () { /* the select keeps the current tenant; the Tenants page still switches */ });
+  select.addEventListener("change", function () { form.submit(); });
+})();
