@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import text
@@ -13,21 +12,21 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from tonerwatch_api.db.models import Site, Tenant, User
+from tonerwatch_api.db.schema import MIGRATIONS as MIGRATIONS  # where tests and tools look
+from tonerwatch_api.db.schema import upgrade_to_head
 from tonerwatch_api.security import Role, generate_password, hash_password
-from tonerwatch_shared.storage import migrate
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_TENANT = "default"
 ADMIN_USERNAME = "admin"
 
 T = TypeVar("T")
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration."""
-    migrate(engine, MIGRATIONS)
+def upgrade(engine: Engine, lock_timeout_s: float = 300.0) -> None:
+    """Bring the schema to the newest migration (on PostgreSQL under the migration advisory lock)."""
+    upgrade_to_head(engine, lock_timeout_s)
 
 
 def in_tx(engine: Engine, fn: Callable[[Session], T]) -> T:
