@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db.schema import DatabaseUnreachable, MigrationLockTimeout, pending_migrations
-from tonerwatch_api.db.tx import ensure_admin, ensure_default_site, in_tx, upgrade
+from tonerwatch_api.db.tx import bootstrap, ensure_admin, in_tx, upgrade
 from tonerwatch_api.deps import AppState
 from tonerwatch_api.domain.alert_settings import reannounce_all
 from tonerwatch_api.domain.retention import run_upkeep
@@ -121,8 +121,14 @@ async def _run_once_migrated(
 ) -> None:
     if not await _wait_for_schema(st, stop):
         return
-    await asyncio.to_thread(ensure_default_site, st.engine, st.settings.default_site)
-    generated = await asyncio.to_thread(ensure_admin, st.engine, st.settings.admin_password)
+    settings = st.settings
+    generated = await asyncio.to_thread(
+        bootstrap,
+        st.engine,
+        settings.default_site,
+        settings.admin_password,
+        settings.migrate_lock_timeout_s,
+    )
     if generated:
         # Shown once, to whoever started the service; `tonerwatch up` prints it itself.
         log.warning("created user 'admin' with generated password %s — change it", generated)

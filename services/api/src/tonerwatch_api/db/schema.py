@@ -60,11 +60,7 @@ def upgrade_to_head(engine: Engine, lock_timeout_s: float = 300.0) -> None:
     Raises DatabaseUnreachable when no connection can be made, MigrationLockTimeout when another
     process holds the lock for more than lock_timeout_s.
     """
-    if engine.dialect.name != "postgresql":
-        _connectable(engine).close()
-        migrate(engine, MIGRATIONS)
-        return
-    with _migration_lock(engine, lock_timeout_s):
+    with migration_lock(engine, lock_timeout_s):
         migrate(engine, MIGRATIONS)
 
 
@@ -111,7 +107,17 @@ def _connectable(engine: Engine) -> Connection:
 
 
 @contextmanager
-def _migration_lock(engine: Engine, timeout_s: float) -> Iterator[None]:
+def migration_lock(engine: Engine, timeout_s: float) -> Iterator[None]:
+    """Hold the migration lock of this database and schema (PostgreSQL; SQLite needs none) inside.
+
+    Migrations and the first-run bootstrap (default site, admin) run under it, so replicas starting
+    together neither race on CREATE TABLE nor insert the same rows. Raises DatabaseUnreachable or
+    MigrationLockTimeout.
+    """
+    if engine.dialect.name != "postgresql":
+        _connectable(engine).close()
+        yield
+        return
     # Its own connection, in autocommit: a session-level lock outlives the migration's transaction
     # and is released by the server if this process dies.
     conn = _connectable(engine).execution_options(isolation_level="AUTOCOMMIT")

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from tonerwatch_api.db.models import Site, Tenant, User
 from tonerwatch_api.db.schema import MIGRATIONS as MIGRATIONS  # where tests and tools look
-from tonerwatch_api.db.schema import upgrade_to_head
+from tonerwatch_api.db.schema import migration_lock, upgrade_to_head
 from tonerwatch_api.security import Role, generate_password, hash_password
 
 log = logging.getLogger(__name__)
@@ -103,3 +103,15 @@ def ensure_admin(engine: Engine, password: str | None) -> str | None:
 def ensure_default_site(engine: Engine, site_id: str) -> None:
     """Create the default tenant and site if missing."""
     in_tx(engine, lambda s: ensure_site(s, site_id, DEFAULT_TENANT, name=site_id))
+
+
+def bootstrap(
+    engine: Engine, site_id: str, admin_password: str | None, lock_timeout_s: float = 300.0
+) -> str | None:
+    """Create the default site and the admin if missing; return the admin's generated password, if one was made.
+
+    Under the migration lock: replicas starting together would otherwise insert the same tenant.
+    """
+    with migration_lock(engine, lock_timeout_s):
+        ensure_default_site(engine, site_id)
+        return ensure_admin(engine, admin_password)
