@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -126,10 +127,25 @@ def test_migrate_twice_changes_nothing_the_second_time(pg_engine: Engine, pg_url
     env = {"TONERWATCH_DATABASE_URL": pg_url}
     rc, out, err = finish(tonerwatch("migrate", env=env))
     assert rc == 0 and "newest version" in out and "Running upgrade" in err
+    assert "127.0.0.1" in out  # which database was migrated
     rc, out, err = finish(tonerwatch("migrate", env=env))
     assert rc == 0 and "newest version" in out
     assert "Running upgrade" not in err
     assert versions(pg_engine) == [head()]
+
+
+def test_migrate_without_a_database_url_migrates_the_sqlite_database_up_uses(
+    tmp_path: Path,
+) -> None:
+    rc, out, err = finish(tonerwatch("migrate", "--data-dir", str(tmp_path), env={}))
+    assert rc == 0, err[-2000:]
+    db = tmp_path / "tonerwatch.db"
+    assert str(db.resolve()) in out  # named, so a Job missing its URL cannot pass unnoticed
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        assert versions(engine) == [head()]
+    finally:
+        engine.dispose()
 
 
 def test_unreachable_database_exits_2_in_one_line_without_the_password() -> None:

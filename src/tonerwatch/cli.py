@@ -199,10 +199,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     where = {} if common.database_url else {"data_dir": args.data_dir or default_data_dir()}
     settings = load_settings(api.Settings, **where)
     try:
-        api.migrate(settings)
+        where = api.migrate(settings)
     except (api.DatabaseUnreachable, api.MigrationLockTimeout) as exc:
         raise CliError(str(exc)) from None
-    print("tonerwatch: the database schema is at the newest version")
+    # Named, so a migrate Job that lost its TONERWATCH_DATABASE_URL shows it migrated SQLite.
+    print(f"tonerwatch: the database schema is at the newest version ({where})")
     return 0
 
 

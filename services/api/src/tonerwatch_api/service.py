@@ -54,8 +54,8 @@ def database_url(settings: Settings) -> str:
     return sqlite_url(Path(settings.data_dir))
 
 
-def migrate(settings: Settings) -> None:
-    """Bring the api's schema to head and return; what `tonerwatch migrate` runs.
+def migrate(settings: Settings) -> str:
+    """Bring the api's schema to head and return the database's URL (password hidden); `tonerwatch migrate`.
 
     On PostgreSQL under the migration advisory lock (see db/schema.py), so it is safe beside api
     replicas or another migrate. Raises DatabaseUnreachable or MigrationLockTimeout (one-line messages).
@@ -63,6 +63,7 @@ def migrate(settings: Settings) -> None:
     engine = make_engine(database_url(settings))
     try:
         upgrade(engine, settings.migrate_lock_timeout_s)
+        return engine.url.render_as_string(hide_password=True)
     finally:
         engine.dispose()
 
