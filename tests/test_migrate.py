@@ -156,6 +156,16 @@ def test_unreachable_database_exits_2_in_one_line_without_the_password() -> None
     assert "Traceback" not in err and "s3cret-pw" not in err and out == ""
 
 
+def test_serve_api_with_an_unreachable_database_exits_2_in_one_line() -> None:
+    env = {
+        "TONERWATCH_DATABASE_URL": f"postgresql://tw:s3cret-pw@127.0.0.1:{free_tcp_port()}/tw",
+        "TONERWATCH_NATS_URL": f"nats://127.0.0.1:{free_tcp_port()}",
+    }
+    rc, _, err = finish(tonerwatch("serve", "api", env=env), 60)
+    assert rc == 2 and "Traceback" not in err and "s3cret-pw" not in err
+    assert err.splitlines()[-1].startswith("tonerwatch: cannot reach the database")
+
+
 def test_a_stuck_migration_lock_ends_migrate_with_exit_2_naming_the_holder(
     pg_engine: Engine, pg_url: str
 ) -> None:

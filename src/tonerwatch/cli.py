@@ -184,7 +184,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     module = service_module(args.service)
     settings = load_settings(module.Settings)
     settings.require_nats_url()
-    asyncio.run(module.run(settings))
+    # A service may name start-up failures that deserve one line rather than a traceback.
+    one_line: tuple[type[Exception], ...] = getattr(module, "START_ERRORS", ())
+    try:
+        asyncio.run(module.run(settings))
+    except one_line as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 

@@ -28,7 +28,11 @@ from tonerwatch_shared.storage import make_engine, sqlite_url
 
 log = logging.getLogger(__name__)
 
+# Start-up failures an operator fixes outside the program: `serve` prints them in one line, exit 2.
+START_ERRORS = (DatabaseUnreachable, MigrationLockTimeout)
+
 __all__ = [
+    "START_ERRORS",
     "DatabaseUnreachable",
     "MigrationLockTimeout",
     "Settings",
