@@ -97,6 +97,19 @@ def holding_migration_lock(engine: Engine) -> Iterator[Connection]:
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
 
 
+def waiting_for_lock(holder: Connection) -> int:
+    """Return how many sessions wait for the advisory lock holder holds."""
+    return int(
+        holder.execute(
+            text(
+                "SELECT count(*) FROM pg_locks w JOIN pg_locks h USING (locktype, classid, objid, objsubid) "
+                "WHERE w.locktype = 'advisory' AND NOT w.granted AND h.granted "
+                "AND h.pid = pg_backend_pid()"
+            )
+        ).scalar_one()
+    )
+
+
 @pytest.fixture
 def pg_url(pg_engine: Engine, database_url: str) -> str:
     """Return a URL whose connections land in this test's empty schema."""
@@ -109,10 +122,13 @@ def test_two_migrates_at_once_on_an_empty_schema_both_succeed_and_migrate_once(
     env = {"TONERWATCH_DATABASE_URL": pg_url}
     # Held while both start, so both are waiting on the lock together when it is released:
     # without the lock their CREATE TABLEs race (one dies with a unique violation on pg_type).
-    with holding_migration_lock(pg_engine):
+    with holding_migration_lock(pg_engine) as holder:
         procs = [tonerwatch("migrate", env=env) for _ in range(2)]
-        time.sleep(6)  # both import, connect and block on the lock
-        assert [p.poll() for p in procs] == [None, None]
+        deadline = time.monotonic() + 90
+        while waiting_for_lock(holder) < 2 and time.monotonic() < deadline:
+            assert [p.poll() for p in procs] == [None, None]
+            time.sleep(0.2)
+        assert waiting_for_lock(holder) == 2  # both blocked on the lock, neither migrating
         assert "alembic_version_api" not in inspect(pg_engine).get_table_names()
     results = [finish(p) for p in procs]
     assert [rc for rc, _, _ in results] == [0, 0], [err[-2000:] for _, _, err in results]
