@@ -32,7 +32,7 @@ def tonerwatch(
 def test_help_lists_every_command() -> None:
     out = tonerwatch("--help")
     assert out.returncode == 0
-    for command in ("up", "serve", "poll", "discover", "tenant", "version"):
+    for command in ("up", "serve", "migrate", "poll", "discover", "tenant", "version"):
         assert command in out.stdout
 
 

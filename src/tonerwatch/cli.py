@@ -78,6 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("service", choices=SERVICES)
 
+    migrate = sub.add_parser(
+        "migrate",
+        help="bring the database schema to the newest version, then exit (run it before the api)",
+        description="Run the api's database migrations to head against TONERWATCH_DATABASE_URL (default: "
+        "SQLite in --data-dir, as `up` uses). On PostgreSQL under an advisory lock, so it is safe while "
+        "api replicas start. Exit 2 when the database cannot be reached or the lock is not granted "
+        "within TONERWATCH_MIGRATE_LOCK_TIMEOUT_S.",
+    )
+    migrate.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where `up` keeps its SQLite database when TONERWATCH_DATABASE_URL is unset "
+        "(default: per-user data folder)",
+    )
+
     poll = sub.add_parser("poll", help="poll one printer once and print what it reports")
     poll.add_argument("host", help="printer address or DNS name")
     poll.add_argument("--port", type=int, default=161)
@@ -135,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "up": cmd_up,
         "serve": cmd_serve,
+        "migrate": cmd_migrate,
         "poll": cmd_poll,
         "discover": cmd_discover,
         "tenant": tenant_command,
@@ -174,7 +191,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings(module.Settings)
     settings.require_nats_url()
     check_ports(settings)
-    asyncio.run(module.run(settings))
+    # A service may name start-up failures that deserve one line rather than a traceback.
+    one_line: tuple[type[Exception], ...] = getattr(module, "START_ERRORS", ())
+    try:
+        asyncio.run(module.run(settings))
+    except one_line as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Migrate the api's database to the newest schema and exit."""
+    _configure_logging("migrate")
+    # Alembic announces each of its plugins at INFO when loaded: noise in a one-shot's output.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    api = service_module("api")
+    common = load_settings(CommonSettings)
+    # The same database `up` would open: the URL when set, else SQLite in the data folder.
+    where = {} if common.database_url else {"data_dir": args.data_dir or default_data_dir()}
+    settings = load_settings(api.Settings, **where)
+    try:
+        where = api.migrate(settings)
+    except (api.DatabaseUnreachable, api.MigrationLockTimeout) as exc:
+        raise CliError(str(exc)) from None
+    # Named, so a migrate Job that lost its TONERWATCH_DATABASE_URL shows it migrated SQLite.
+    print(f"tonerwatch: the database schema is at the newest version ({where})")
     return 0
 
 

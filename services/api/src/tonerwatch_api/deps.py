@@ -131,6 +131,8 @@ class AppState:
     live: LiveAlerts
     login_limiter: LoginLimiter
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    # "ok", or why the schema is not at head (readiness says so until migrations have run).
+    schema: str = "ok"
 
     @property
     def source(self) -> str:

@@ -1,4 +1,4 @@
-"""The api service: migrate, bootstrap, then serve HTTP and run the projections until stopped."""
+"""The api service: migrate (or wait for `tonerwatch migrate`), bootstrap, serve HTTP and run the projections."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy.engine import Engine
 
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db.tx import ensure_admin, ensure_default_site, in_tx, upgrade
+from tonerwatch_api.db.schema import DatabaseUnreachable, MigrationLockTimeout, pending_migrations
+from tonerwatch_api.db.tx import bootstrap, ensure_admin, in_tx, upgrade
 from tonerwatch_api.deps import AppState
 from tonerwatch_api.domain.alert_settings import reannounce_all
 from tonerwatch_api.domain.retention import run_upkeep
@@ -28,7 +28,21 @@ from tonerwatch_shared.storage import make_engine, sqlite_url
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Settings", "create_app", "database_url", "ensure_admin", "run", "run_background"]
+# Start-up failures an operator fixes outside the program: `serve` prints them in one line, exit 2.
+START_ERRORS = (DatabaseUnreachable, MigrationLockTimeout)
+
+__all__ = [
+    "START_ERRORS",
+    "DatabaseUnreachable",
+    "MigrationLockTimeout",
+    "Settings",
+    "create_app",
+    "database_url",
+    "ensure_admin",
+    "migrate",
+    "run",
+    "run_background",
+]
 
 
 def database_url(settings: Settings) -> str:
@@ -44,12 +58,18 @@ def database_url(settings: Settings) -> str:
     return sqlite_url(Path(settings.data_dir))
 
 
-def open_database(settings: Settings) -> Engine:
-    """Return an engine on the migrated database with the default site."""
+def migrate(settings: Settings) -> str:
+    """Bring the api's schema to head and return the database's URL (password hidden); `tonerwatch migrate`.
+
+    On PostgreSQL under the migration advisory lock (see db/schema.py), so it is safe beside api
+    replicas or another migrate. Raises DatabaseUnreachable or MigrationLockTimeout (one-line messages).
+    """
     engine = make_engine(database_url(settings))
-    upgrade(engine)
-    ensure_default_site(engine, settings.default_site)
-    return engine
+    try:
+        upgrade(engine, settings.migrate_lock_timeout_s)
+        return engine.url.render_as_string(hide_password=True)
+    finally:
+        engine.dispose()
 
 
 async def run_background(st: AppState, stop: asyncio.Event) -> None:
@@ -71,31 +91,77 @@ async def run_background(st: AppState, stop: asyncio.Event) -> None:
 async def run(
     settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None
 ) -> None:
-    """Serve the API and UI and run the projections until stop is set; then drain."""
+    """Serve the API and UI and run the projections until stop is set; then drain.
+
+    With TONERWATCH_MIGRATE_ON_START (the default) the schema is migrated first. Without, a schema
+    behind the code keeps the api serving but not ready (/readyz 503 "migrations pending: ...") until
+    `tonerwatch migrate` has run; only then does it bootstrap and start its consumers.
+    """
     stop = stop_event(stop)
-    engine = await asyncio.to_thread(open_database, settings)
-    generated = await asyncio.to_thread(ensure_admin, engine, settings.admin_password)
+    engine = make_engine(database_url(settings))
+    try:
+        if settings.migrate_on_start:
+            await asyncio.to_thread(upgrade, engine, settings.migrate_lock_timeout_s)
+        bus = await Bus.for_service(settings, "api")
+        try:
+            await bus.ensure_event_stream()
+            app = create_app(engine, bus, settings, stop=stop)
+            server = _Server(uvicorn_config(app, settings))
+            bootstrapped = asyncio.Event()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(_run_once_migrated(app.state.tw, bootstrapped, stop))
+                serving = tg.create_task(_serve(server, stop))
+                tg.create_task(_signal_ready(server, bootstrapped, ready, stop))
+                await stop.wait()
+                server.should_exit = True
+                await serving
+        finally:
+            await bus.drain()
+    finally:
+        await asyncio.to_thread(engine.dispose)
+
+
+async def _run_once_migrated(
+    st: AppState, bootstrapped: asyncio.Event, stop: asyncio.Event
+) -> None:
+    if not await _wait_for_schema(st, stop):
+        return
+    settings = st.settings
+    generated = await asyncio.to_thread(
+        bootstrap,
+        st.engine,
+        settings.default_site,
+        settings.admin_password,
+        settings.migrate_lock_timeout_s,
+    )
     if generated:
         # Shown once, to whoever started the service; `tonerwatch up` prints it itself.
         log.warning("created user 'admin' with generated password %s — change it", generated)
-    bus = await Bus.for_service(settings, "api")
-    try:
-        await bus.ensure_event_stream()
-        source = f"api/{settings.instance}"
-        # The api is the system of record for alert settings: remind the alerter at every start.
-        await asyncio.to_thread(in_tx, engine, lambda s: reannounce_all(s, source))
-        app = create_app(engine, bus, settings, stop=stop)
-        server = _Server(uvicorn_config(app, settings))
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(run_background(app.state.tw, stop))
-            serving = tg.create_task(_serve(server, stop))
-            tg.create_task(_signal_ready(server, ready, stop))
-            await stop.wait()
-            server.should_exit = True
-            await serving
-    finally:
-        await bus.drain()
-        await asyncio.to_thread(engine.dispose)
+    # The api is the system of record for alert settings: remind the alerter at every start.
+    await asyncio.to_thread(in_tx, st.engine, lambda s: reannounce_all(s, st.source))
+    bootstrapped.set()
+    await run_background(st, stop)
+
+
+async def _wait_for_schema(st: AppState, stop: asyncio.Event) -> bool:
+    """Return True once the schema is at head (readiness names what is pending meanwhile), False on stop."""
+    st.schema = "schema not checked yet"
+    while not stop.is_set():
+        try:
+            pending = await asyncio.wait_for(
+                asyncio.to_thread(pending_migrations, st.engine), timeout=30
+            )
+        except Exception as exc:  # the database may come later: keep checking, stay not ready
+            pending = f"schema check failed: {type(exc).__name__}"
+        if pending is None:
+            st.schema = "ok"
+            return True
+        if pending != st.schema:
+            log.warning("%s — not ready until `tonerwatch migrate` has run", pending)
+        st.schema = pending
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), st.settings.schema_check_interval_s)
+    return False
 
 
 class _Server(uvicorn.Server):
@@ -135,15 +201,28 @@ def uvicorn_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
 
 
 async def _signal_ready(
-    server: uvicorn.Server, ready: asyncio.Event | None, stop: asyncio.Event
+    server: uvicorn.Server,
+    bootstrapped: asyncio.Event,
+    ready: asyncio.Event | None,
+    stop: asyncio.Event,
 ) -> None:
     # uvicorn sets `started` once the socket listens; it offers no event to await.
     while not server.started and not stop.is_set():  # noqa: ASYNC110 (uvicorn has only a flag)
         await asyncio.sleep(0.05)
-    if server.started:
-        log.info("api listening on http://%s:%d", server.config.host, bound_port(server))
-        if ready is not None:
-            ready.set()
+    if not server.started:
+        return
+    log.info("api listening on http://%s:%d", server.config.host, bound_port(server))
+    # Ready for `up` once the schema is at head and the default site and admin exist.
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait(
+            [asyncio.create_task(bootstrapped.wait()), stopping],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        stopping.cancel()
+    if bootstrapped.is_set() and ready is not None:
+        ready.set()
 
 
 def bound_port(server: uvicorn.Server) -> int:

@@ -57,6 +57,18 @@ class Settings(CommonSettings):
     login_window_s: float = Field(
         default=900.0, gt=0, description="Window in which failed logins are counted"
     )
+    migrate_on_start: bool = Field(
+        default=True,
+        description="Migrate the schema at start (false: wait, not ready, until `tonerwatch migrate` ran)",
+    )
+    migrate_lock_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest wait for another process's migration lock (PostgreSQL), then exit 2",
+    )
+    schema_check_interval_s: float = Field(
+        default=5.0, gt=0, description="How often a not-migrated schema is checked again"
+    )
     forwarded_allow_ips: str = Field(
         default="127.0.0.1", description="Proxies whose X-Forwarded-* headers are trusted"
     )

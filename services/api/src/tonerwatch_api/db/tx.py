@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import text
@@ -13,21 +12,21 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from tonerwatch_api.db.models import Site, Tenant, User
+from tonerwatch_api.db.schema import MIGRATIONS as MIGRATIONS  # where tests and tools look
+from tonerwatch_api.db.schema import migration_lock, upgrade_to_head
 from tonerwatch_api.security import Role, generate_password, hash_password
-from tonerwatch_shared.storage import migrate
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_TENANT = "default"
 ADMIN_USERNAME = "admin"
 
 T = TypeVar("T")
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration."""
-    migrate(engine, MIGRATIONS)
+def upgrade(engine: Engine, lock_timeout_s: float = 300.0) -> None:
+    """Bring the schema to the newest migration (on PostgreSQL under the migration advisory lock)."""
+    upgrade_to_head(engine, lock_timeout_s)
 
 
 def in_tx(engine: Engine, fn: Callable[[Session], T]) -> T:
@@ -104,3 +103,15 @@ def ensure_admin(engine: Engine, password: str | None) -> str | None:
 def ensure_default_site(engine: Engine, site_id: str) -> None:
     """Create the default tenant and site if missing."""
     in_tx(engine, lambda s: ensure_site(s, site_id, DEFAULT_TENANT, name=site_id))
+
+
+def bootstrap(
+    engine: Engine, site_id: str, admin_password: str | None, lock_timeout_s: float = 300.0
+) -> str | None:
+    """Create the default site and the admin if missing; return the admin's generated password, if one was made.
+
+    Under the migration lock: replicas starting together would otherwise insert the same tenant.
+    """
+    with migration_lock(engine, lock_timeout_s):
+        ensure_default_site(engine, site_id)
+        return ensure_admin(engine, admin_password)

@@ -120,11 +120,15 @@ class ReadyOut(BaseModel):
             "examples": [
                 {"ready": True, "database": "ok", "nats": "ok"},
                 {"ready": False, "database": "ok", "nats": "disconnected"},
+                {"ready": False, "database": "migrations pending: 0010", "nats": "ok"},
             ]
         }
     )
     ready: bool
-    database: str = Field(description='"ok" or "failed: <error type>"')
+    database: str = Field(
+        description='"ok", "failed: <error type>", or "migrations pending: <revisions>" '
+        "(the schema is behind: run `tonerwatch migrate`)"
+    )
     nats: str = Field(description='"ok" or "disconnected"')
 
 
