@@ -131,8 +131,24 @@ def test_the_compose_spec_check_rejects_a_misspelled_key(tmp_path: Path) -> None
     assert out.returncode != 0 and "restrat" in out.stdout + out.stderr
 
 
+def test_compose_api_starts_after_the_migrate_one_shot() -> None:
+    services = _compose()["services"]
+    assert services["api"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
+    assert services["api"]["environment"]["TONERWATCH_MIGRATE_ON_START"] == "false"
+    assert (
+        services["migrate"]["environment"]["TONERWATCH_DATABASE_URL"]
+        == services["api"]["environment"]["TONERWATCH_DATABASE_URL"]
+    )
+
+
 def test_compose_restarts_everything_and_stops_after_the_drains() -> None:
     for name, service in _compose()["services"].items():
+        if name == "migrate":  # a one-shot: runs once per `up`, the api waits for it to succeed
+            assert service["restart"] == "no" and service["command"] == ["migrate"]
+            assert service["healthcheck"] == {"disable": True}
+            continue
         assert service["restart"] == "unless-stopped", name
         assert "healthcheck" in service, name
         # Services drain for up to 20 s (polls in flight, then NATS); NATS lame-duck takes 40 s.
@@ -351,9 +367,25 @@ def test_every_pod_is_restricted_and_bounded() -> None:
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][kind]), (name, kind)
             assert "startupProbe" in container, name
+        for container in spec.get("initContainers", []):
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"], name
+            assert sc["capabilities"] == {"drop": ["ALL"]}, name
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), (name, kind)
         if name in SERVICES:
             mounts = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
             assert "/tmp" in mounts, name
+
+
+def test_the_api_migrates_in_an_init_container_then_only_checks_the_schema() -> None:
+    spec = _pod_specs()["api"]
+    (migrate,) = spec["initContainers"]
+    (api,) = spec["containers"]
+    assert migrate["args"] == ["migrate"] and migrate["image"] == api["image"]
+    assert migrate["envFrom"] == api["envFrom"]  # the same database, from the same secret mount
+    assert {m["name"] for m in migrate["volumeMounts"]} == {m["name"] for m in api["volumeMounts"]}
+    assert {"name": "TONERWATCH_MIGRATE_ON_START", "value": "false"} in api["env"]
 
 
 def test_nats_is_a_three_node_cluster_that_survives_a_node() -> None:
