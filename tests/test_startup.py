@@ -43,19 +43,25 @@ def _tonerwatch(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[
     )
 
 
-@pytest.mark.parametrize("service", ["poller", "alerter", "syncer", "discovery"])
+@pytest.mark.parametrize("service", ["poller", "alerter", "syncer", "discovery", "api"])
 def test_service_waiting_for_nats_is_live_not_ready_and_stops_on_sigterm(
     tmp_path: Path, service: str
 ) -> None:
     ops = free_tcp_port()
     closed = free_tcp_port()  # nothing listens here: NATS is "down"
+    # The api answers /healthz and /readyz on its own web port (its database: SQLite, migrated first).
+    own = (
+        {"TONERWATCH_PORT": str(ops), "TONERWATCH_DATA_DIR": str(tmp_path / "data")}
+        if service == "api"
+        else {"TONERWATCH_OPS_PORT": str(ops)}
+    )
     proc = _tonerwatch(
         "serve",
         service,
         env=_env(
             TONERWATCH_NATS_URL=f"nats://127.0.0.1:{closed}",
-            TONERWATCH_OPS_PORT=str(ops),
             TONERWATCH_NATS_CONNECT_TIMEOUT_S="1",
+            **own,
         ),
         cwd=tmp_path,
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db.schema import DatabaseUnreachable, MigrationLockTimeout, pending_migrations
@@ -102,7 +103,7 @@ async def run(
     try:
         if settings.migrate_on_start:
             await asyncio.to_thread(upgrade, engine, settings.migrate_lock_timeout_s)
-        bus = await Bus.for_service(settings, "api")
+        bus = await _connect_answering_health(settings, stop)
         try:
             await bus.ensure_event_stream()
             app = create_app(engine, bus, settings, stop=stop)
@@ -119,6 +120,43 @@ async def run(
             await bus.drain()
     finally:
         await asyncio.to_thread(engine.dispose)
+
+
+def _waiting_app() -> FastAPI:
+    """Return the app served while NATS is not yet connected: alive, not ready."""
+    waiting = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @waiting.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @waiting.get("/readyz")
+    async def readyz() -> JSONResponse:
+        return JSONResponse({"ready": False, "nats": "NATS not connected yet"}, status_code=503)
+
+    return waiting
+
+
+async def _connect_answering_health(settings: Settings, stop: asyncio.Event) -> Bus:
+    """Return the connected bus; meanwhile the port answers /healthz (alive) and /readyz (503).
+
+    A NATS outage at start must not look like a dead process to a liveness probe; SIGTERM (stop)
+    ends the wait at once (BusStopped).
+    """
+    waiting = _Server(uvicorn_config(_waiting_app(), settings))
+    serving = asyncio.create_task(_serve(waiting, stop))
+    try:
+        connecting = asyncio.create_task(Bus.for_service(settings, "api", stop=stop))
+        done, _ = await asyncio.wait({serving, connecting}, return_when=asyncio.FIRST_COMPLETED)
+        if serving in done and not connecting.done():
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+            serving.result()  # the port is taken: report that
+        return await connecting
+    finally:
+        waiting.should_exit = True
+        with contextlib.suppress(RuntimeError):  # "stopped unexpectedly": we stopped it
+            await serving
 
 
 async def _run_once_migrated(

@@ -419,7 +419,8 @@ def policy_from(settings: Settings) -> RetentionPolicy:
     return RetentionPolicy(
         raw_days=settings.raw_retention_days,
         hourly_days=settings.hourly_retention_days,
-        processed_events_days=settings.event_max_age_days,
+        # Kept as long as the events stream may redeliver them (TONERWATCH_EVENTS_MAX_AGE_S).
+        processed_events_days=settings.events_max_age / 86400,
         batch=settings.history_batch,
     )
 
