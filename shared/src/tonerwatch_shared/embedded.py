@@ -67,10 +67,14 @@ def nats_server_config(
     cluster_port: int | None = None,
     routes: Sequence[int] = (),
     sync_interval: str = "always",
+    domain: str | None = None,
+    extra: str = "",
 ) -> str:
     """Return a nats-server config: JetStream with sync_interval always and explicit store limits, on 127.0.0.1.
 
     sync_interval is for benchmarks comparing nats-server's default ("2m"); we ship "always".
+    domain is the JetStream domain (a hub or a site collector, see sites.py); extra is appended as
+    is (leaf nodes, accounts).
     """
     cluster_block = ""
     if cluster_name is not None and cluster_port is not None:
@@ -89,6 +93,8 @@ def nats_server_config(
         max_memory_store=max_memory_store,
         cluster_block=cluster_block,
         sync_interval=sync_interval,
+        domain_line=f"domain: {domain}" if domain else "",
+        extra_block=extra,
     )
 
 
@@ -104,7 +110,13 @@ class EmbeddedNats:
         http_port: int | None = None,
         max_file_store: str = DEFAULT_MAX_FILE_STORE,
         max_memory_store: str = DEFAULT_MAX_MEMORY_STORE,
+        server_name: str = "tonerwatch",
+        domain: str | None = None,
+        extra: str = "",
     ) -> None:
+        self.server_name = server_name
+        self.domain = domain
+        self.extra = extra
         self.store_dir = store_dir
         self.port = port or free_tcp_port()
         self.http_port = http_port
@@ -129,6 +141,9 @@ class EmbeddedNats:
                 http_port=self.http_port,
                 max_file_store=self.max_file_store,
                 max_memory_store=self.max_memory_store,
+                server_name=self.server_name,
+                domain=self.domain,
+                extra=self.extra,
             )
         )
         cmd = [str(nats_server_binary()), "-c", str(self.config_file), "-l", str(self.log_file)]
