@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from tonerwatch.collector import run_collector
 from tonerwatch_shared import events as ev
@@ -436,6 +437,27 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
             await north_local.request(
                 f"$JS.site-south.API.STREAM.INFO.{south_stream}", b"", timeout=2
             )
+        # South's work published at the hub now never reaches a subscriber at north.
+        overheard: list[bytes] = []
+
+        async def overhear(msg: Msg) -> None:
+            overheard.append(msg.data)
+
+        spy = await north_local.subscribe(f"{HUB.root}.south.>", cb=overhear)
+        await north_local.flush()
+        removed = ev.PrinterRemoved(
+            source="test-hub-api", site_id="south", printer_id="hp-south-ghost"
+        )
+        await hub_bus.publish(removed)
+        await asyncio.sleep(1.5)
+        await spy.unsubscribe()
+        assert overheard == []
+        south_local = await nats.connect(f"nats://127.0.0.1:{sites['south'].port}")
+        at_south = await stream_events(
+            south_local, site_subjects(HUB, "south").events_stream, HUB.all
+        )
+        await south_local.close()
+        assert removed.event_id in {e.event_id for e in at_south}  # it did go where it belongs
         # North's leaf credentials are refused as a client of the hub.
         with pytest.raises((nats.errors.Error, OSError)):
             bad = await nats.connect(
