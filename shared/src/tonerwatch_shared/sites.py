@@ -259,7 +259,7 @@ def _leaf_user(entry: SiteAccount, publish: list[str], subscribe: list[str]) -> 
           subscribe: {{ allow: [{_quoted(subscribe)}] }}
           allow_responses: true
         }} }}
-      """
+"""
 
 
 def hub_leafnodes(leaf_port: int, tls: TlsFiles, host: str = "127.0.0.1") -> str:
