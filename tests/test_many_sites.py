@@ -1,0 +1,562 @@
+"""Many sites, one hub (issue 11): a hub nats-server, two site collectors on leaf nodes, all real.
+
+Each site has its own simulated printers; each collector polls only its own. Site north's link is
+cut (a TCP proxy between its leaf and the hub drops every connection): north keeps polling, and
+when the link returns every reading it made reaches the hub's events stream exactly once, in
+order per printer, while south is unaffected throughout. North's credentials cannot reach
+south's subjects, work or streams. Everything on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import ipaddress
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import nats
+import nats.errors
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from tonerwatch.collector import run_collector
+from tonerwatch_shared import events as ev
+from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
+from tonerwatch_shared.simulator import SnmpSimulator
+from tonerwatch_shared.sites import (
+    DOWN_STREAM,
+    SiteAccount,
+    SiteCredentials,
+    TlsFiles,
+    down_stream_config,
+    hub_accounts,
+    hub_leafnodes,
+    kick_site,
+    site_subjects,
+    site_user,
+    source_sites,
+)
+from tonerwatch_shared.subjects import Subjects
+
+log = logging.getLogger("test.many_sites")
+HUB = Subjects()  # the product's own names: every server here is this test's alone
+CUT_S = 6.0  # under the ~10 s after which nats-server's source retry back-off delays catch-up
+CATCH_UP_BOUND_S = 60.0
+
+
+# --- TLS: a CA made here, the hub's server certificate, one client certificate per site ----------
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def make_tls(folder: Path, names: list[str]) -> dict[str, TlsFiles]:
+    """Return TLS files per name ("hub": server cert for 127.0.0.1; others: client certs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "TonerWatch test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file = folder / "ca.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files: dict[str, TlsFiles] = {}
+    for name in names:
+        key = ec.generate_private_key(ec.SECP256R1())
+        usage = (
+            ExtendedKeyUsageOID.SERVER_AUTH if name == "hub" else ExtendedKeyUsageOID.CLIENT_AUTH
+        )
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if name == "hub":
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        cert = builder.sign(ca_key, hashes.SHA256())
+        (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (folder / f"{name}-key.pem").write_bytes(_key_pem(key))
+        files[name] = TlsFiles(ca_file, folder / f"{name}.pem", folder / f"{name}-key.pem")
+    return files
+
+
+# --- a cuttable link: a TCP proxy between a site's leaf and the hub's leaf listener --------------
+
+
+class LinkProxy:
+    """Forwards 127.0.0.1:port to the hub; cut() drops every connection and refuses new ones."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_tcp_port()
+        self.target_port = target_port
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+        for writer in list(self.writers):
+            writer.transport.abort()
+        self.writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.writers -= {writer, up_writer}
+
+
+# --- the hub and the sites ----------------------------------------------------------------------
+
+
+@dataclass
+class Site:
+    name: str
+    credentials: SiteCredentials
+    simulator: SnmpSimulator
+    port: int  # the collector's own nats-server, 127.0.0.1 only
+    printers: tuple[str, ...]
+
+
+HUB_USER, HUB_PASSWORD = "hub", "hub-test-password"
+
+
+def configured(site: Site, printer_id: str) -> ev.PrinterConfigured:
+    return ev.PrinterConfigured(
+        source="test-hub-api",
+        site_id=site.name,
+        printer_id=printer_id,
+        address="127.0.0.1",
+        port=site.simulator.port,
+        credentials=ev.SnmpCredentials(community="jetdirect_m252dw"),
+        interval_s=1.0,
+    )
+
+
+async def stream_events(
+    nc: Client, stream: str, subject: str, domain: str | None = None
+) -> list[ev.Event]:
+    """Return the events stored in stream on subject up to now, in stream order."""
+    js = nc.jetstream(domain=domain)
+    last = (await js.stream_info(stream)).state.last_seq
+    found: list[ev.Event] = []
+    if not last:
+        return found
+    sub = await js.subscribe(subject, stream=stream, ordered_consumer=True)
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=1.0)
+            except (nats.errors.TimeoutError, TimeoutError):
+                break  # nothing more on this subject up to last
+            found.append(ev.parse_event(msg.data))
+            if msg.metadata.sequence.stream >= last:
+                break
+    finally:
+        await sub.unsubscribe()
+    return found
+
+
+@pytest.fixture
+async def printers_north(printer_walks_dir: Path) -> AsyncIterator[SnmpSimulator]:
+    async with SnmpSimulator([printer_walks_dir / "jetdirect_m252dw.snmprec"]) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+async def printers_south(printer_walks_dir: Path) -> AsyncIterator[SnmpSimulator]:
+    async with SnmpSimulator([printer_walks_dir / "jetdirect_m252dw.snmprec"]) as simulator:
+        yield simulator
+
+
+async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cut(
+    tmp_path: Path, printers_north: SnmpSimulator, printers_south: SnmpSimulator
+) -> None:
+    started = time.monotonic()
+    tls = make_tls(tmp_path / "tls", ["hub", "north", "south"])
+    accounts = [
+        SiteAccount("north", "north-leaf-pw", "north-admin-pw"),
+        SiteAccount("south", "south-leaf-pw", "south-admin-pw"),
+    ]
+    leaf_port = free_tcp_port()
+    hub_server = EmbeddedNats(
+        tmp_path / "hub",
+        server_name="hub",
+        domain="hub",
+        extra=hub_leafnodes(leaf_port, tls["hub"])
+        + hub_accounts(
+            HUB, accounts, hub_user=HUB_USER, hub_password=HUB_PASSWORD, system_password="sys-pw"
+        ),
+    )
+    hub_url = await asyncio.to_thread(hub_server.start)
+    proxy = LinkProxy(leaf_port)
+    await proxy.start()
+    stop = asyncio.Event()
+    collectors: list[asyncio.Task[None]] = []
+    hub_bus: Bus | None = None
+    try:
+        # Hub side: the services' events stream, and each site's SITE_DOWN in its own account.
+        hub_bus = await Bus.connect(
+            hub_url, subjects=HUB, name="hub-api", user=HUB_USER, password=HUB_PASSWORD, attempts=3
+        )
+        await hub_bus.ensure_event_stream()
+        for account in accounts:
+            admin = await nats.connect(
+                hub_url, user=f"admin-{account.site}", password=account.admin_password
+            )
+            await admin.jetstream().add_stream(down_stream_config(HUB, account.site))
+            await admin.close()
+
+        sites = {
+            "north": Site(
+                "north",
+                SiteCredentials("north", site_user("north"), "north-leaf-pw", tls["north"]),
+                printers_north,
+                free_tcp_port(),
+                ("hp-north-1", "hp-north-2"),
+            ),
+            "south": Site(
+                "south",
+                SiteCredentials("south", site_user("south"), "south-leaf-pw", tls["south"]),
+                printers_south,
+                free_tcp_port(),
+                ("hp-south-1",),
+            ),
+        }
+        # The credentials file round-trips (what `tonerwatch collector --credentials` reads).
+        for site in sites.values():
+            site.credentials.write(tmp_path / f"{site.name}.json")
+            assert SiteCredentials.read(tmp_path / f"{site.name}.json") == site.credentials
+
+        links = {"north": f"tls://127.0.0.1:{proxy.port}", "south": f"tls://127.0.0.1:{leaf_port}"}
+        for site in sites.values():
+            ready = asyncio.Event()
+            collectors.append(
+                asyncio.create_task(
+                    run_collector(
+                        links[site.name],
+                        SiteCredentials.read(tmp_path / f"{site.name}.json"),
+                        tmp_path / f"site-{site.name}",
+                        stop=stop,
+                        ready=ready,
+                        port=site.port,
+                        instance=f"collector-{site.name}",
+                        poll_timeout_s=0.5,
+                        poll_retries=0,
+                    )
+                )
+            )
+            await asyncio.wait_for(ready.wait(), 30)
+        await source_sites(hub_bus.js, HUB, list(sites))
+
+        # The hub's api configures each site's printers; only the site's collector polls them.
+        for site in sites.values():
+            for printer in site.printers:
+                await hub_bus.publish(configured(site, printer))
+
+        async def hub_readings() -> list[ev.SupplyReading]:
+            assert hub_bus is not None
+            found = await stream_events(hub_bus.nc, HUB.events_stream, HUB.filter("supply.reading"))
+            return [e for e in found if isinstance(e, ev.SupplyReading)]
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            readings = await hub_readings()
+            counts = {
+                p: sum(r.printer_id == p for r in readings)
+                for s in sites.values()
+                for p in s.printers
+            }
+            if min(counts.values()) >= 2:
+                break
+            await asyncio.sleep(0.5)
+        assert min(counts.values()) >= 2, counts
+        for reading in readings:
+            assert reading.source == f"poller/collector-{reading.site_id}"
+            assert reading.printer_id in sites[reading.site_id].printers
+
+        # Cut north's link. North keeps polling into its own stream; south goes on reaching the hub.
+        north_local = await nats.connect(f"nats://127.0.0.1:{sites['north'].port}")
+        north_stream = site_subjects(HUB, "north").events_stream
+        north_filter = HUB.filter("supply.reading", site="north")
+        south_before = sum(r.site_id == "south" for r in await hub_readings())
+        north_at_hub_before = sum(r.site_id == "north" for r in await hub_readings())
+        cut_at = time.time()
+        await proxy.cut()
+        # A change made at the hub meanwhile: a new printer at north, polled once the link is back.
+        await hub_bus.publish(configured(sites["north"], "hp-north-3"))
+        await asyncio.sleep(CUT_S)
+        during = await hub_readings()
+        north_made = [
+            e
+            for e in await stream_events(north_local, north_stream, north_filter)
+            if e.occurred_at.timestamp() > cut_at + 1.0  # surely made with the link down
+        ]
+        assert len(north_made) >= 2 * (CUT_S - 2), "north stopped polling while cut off"
+        assert sum(r.site_id == "south" for r in during) > south_before, "south was held up"
+        made_ids = {e.event_id for e in north_made}
+        assert not made_ids & {r.event_id for r in during}, "north's readings got out while cut"
+        assert sum(r.site_id == "north" for r in during) <= north_at_hub_before + 4
+
+        # North reads nothing of south's and cannot write there: isolation is a hub property.
+        # A reading forged at north for a south printer, with a fresh event id.
+        foreign = north_made[0].model_copy(
+            update={"site_id": "south", "printer_id": "hp-south-1", "event_id": uuid.uuid4()}
+        )
+        north_bus = await Bus.connect(
+            f"nats://127.0.0.1:{sites['north'].port}",
+            subjects=site_subjects(HUB, "north"),
+            name="intruder",
+            attempts=3,
+        )
+
+        await proxy.start()  # restore
+        restored_at = time.monotonic()
+        await north_bus.publish(foreign)  # on tw.south.supply.reading.* at north
+        await north_bus.nc.publish(HUB.subject("south", "supply.reading", "x"), foreign.to_bytes())
+        caught_up_s: float | None = None
+        while time.monotonic() - restored_at < CATCH_UP_BOUND_S:
+            at_hub = {r.event_id for r in await hub_readings()}
+            if made_ids <= at_hub:
+                caught_up_s = time.monotonic() - restored_at
+                break
+            await asyncio.sleep(0.25)
+        assert caught_up_s is not None, "north's readings made during the cut never reached the hub"
+        log.warning("north caught up %.1f s after the link came back", caught_up_s)
+        print(
+            f"\nnorth: {len(made_ids)} readings made during a {CUT_S:.0f} s cut, at the hub "
+            f"{caught_up_s:.1f} s after the link came back"
+        )
+
+        # Exactly once, in order per printer: the hub holds each of north's readings once, in the
+        # order north made them.
+        await asyncio.sleep(2.0)
+        final = await hub_readings()
+        north_local_all = [e for e in await stream_events(north_local, north_stream, north_filter)]
+        at_hub_north = [r for r in final if r.site_id == "north"]
+        ids = [r.event_id for r in at_hub_north]
+        assert len(ids) == len(set(ids)), "a reading reached the hub twice"
+        local_order = [e.event_id for e in north_local_all]
+        hub_order = [i for i in ids if i in set(local_order)]
+        assert hub_order == [i for i in local_order if i in set(hub_order)]
+        assert len(hub_order) >= len(local_order) - 4  # all but the newest few still in flight
+        for printer in sites["north"].printers:
+            times = [r.occurred_at for r in at_hub_north if r.printer_id == printer]
+            assert times == sorted(times)
+        assert foreign.event_id not in {r.event_id for r in final}
+
+        # The printer configured at the hub during the cut reached north and is polled there.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            new = [r for r in await hub_readings() if r.printer_id == "hp-north-3"]
+            if new:
+                break
+            await asyncio.sleep(0.5)
+        assert new and all(r.source == "poller/collector-north" for r in new)
+
+        # South was never affected: its readings came all along, only from its own collector.
+        assert all(r.source == "poller/collector-south" for r in final if r.site_id == "south")
+
+        # North's view: nothing of south's work ever reaches north's server.
+        at_north = await stream_events(north_local, north_stream, HUB.all)
+        assert not [e for e in at_north if e.site_id == "south" and e.event_id != foreign.event_id]
+        configured_at_north = {
+            e.printer_id for e in at_north if isinstance(e, ev.PrinterConfigured)
+        }
+        assert configured_at_north == {"hp-north-1", "hp-north-2", "hp-north-3"}
+        # The hub's JetStream API beyond creating its own source consumer is closed to north...
+        with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
+            await north_local.request(f"$JS.hub.API.STREAM.INFO.{DOWN_STREAM}", b"", timeout=2)
+        # ...and south's domain does not answer north at all.
+        south_stream = site_subjects(HUB, "south").events_stream
+        with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
+            await north_local.request(
+                f"$JS.site-south.API.STREAM.INFO.{south_stream}", b"", timeout=2
+            )
+        # South's work published at the hub now never reaches a subscriber at north.
+        overheard: list[bytes] = []
+
+        async def overhear(msg: Msg) -> None:
+            overheard.append(msg.data)
+
+        spy = await north_local.subscribe(f"{HUB.root}.south.>", cb=overhear)
+        await north_local.flush()
+        removed = ev.PrinterRemoved(
+            source="test-hub-api", site_id="south", printer_id="hp-south-ghost"
+        )
+        await hub_bus.publish(removed)
+        await asyncio.sleep(1.5)
+        await spy.unsubscribe()
+        assert overheard == []
+        south_local = await nats.connect(f"nats://127.0.0.1:{sites['south'].port}")
+        at_south = await stream_events(
+            south_local, site_subjects(HUB, "south").events_stream, HUB.all
+        )
+        await south_local.close()
+        assert removed.event_id in {e.event_id for e in at_south}  # it did go where it belongs
+        # North's leaf credentials are refused as a client of the hub.
+        with pytest.raises((nats.errors.Error, OSError)):
+            bad = await nats.connect(
+                hub_url,
+                user=site_user("north"),
+                password="north-leaf-pw",
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                connect_timeout=2,
+            )
+            await bad.close()
+        await north_bus.drain()
+        await north_local.close()
+        assert time.monotonic() - started < 120
+    finally:
+        stop.set()
+        for task in collectors:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 30)
+        if hub_bus is not None:
+            with contextlib.suppress(Exception):
+                await hub_bus.drain()
+        await proxy.cut()
+        await asyncio.to_thread(hub_server.stop)
+
+
+async def hub_leafs(http_port: int, site: str) -> list[dict[str, object]]:
+    """Return the hub's live leaf connections bound to a site's account (its /leafz)."""
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        leafz = (await client.get(f"http://127.0.0.1:{http_port}/leafz")).json()
+    return [leaf for leaf in leafz.get("leafs") or [] if leaf.get("account") == f"SITE_{site}"]
+
+
+async def test_a_revoked_site_is_dropped_at_once_and_refused_after(
+    tmp_path: Path, printers_north: SnmpSimulator
+) -> None:
+    tls = make_tls(tmp_path / "tls", ["hub", "north"])
+    north = SiteAccount("north", "north-leaf-pw", "north-admin-pw")
+    leaf_port, http_port = free_tcp_port(), free_tcp_port()
+
+    def accounts(site: SiteAccount) -> str:
+        return hub_leafnodes(leaf_port, tls["hub"]) + hub_accounts(
+            HUB, [site], hub_user=HUB_USER, hub_password=HUB_PASSWORD, system_password="sys-pw"
+        )
+
+    hub_server = EmbeddedNats(
+        tmp_path / "hub",
+        server_name="hub",
+        domain="hub",
+        http_port=http_port,
+        extra=accounts(north),
+    )
+    hub_url = await asyncio.to_thread(hub_server.start)
+    stop = asyncio.Event()
+    collector: asyncio.Task[None] | None = None
+    try:
+        admin = await nats.connect(hub_url, user="admin-north", password="north-admin-pw")
+        await admin.jetstream().add_stream(down_stream_config(HUB, "north"))
+        await admin.close()
+        ready = asyncio.Event()
+        collector = asyncio.create_task(
+            run_collector(
+                f"tls://127.0.0.1:{leaf_port}",
+                SiteCredentials("north", site_user("north"), "north-leaf-pw", tls["north"]),
+                tmp_path / "site-north",
+                stop=stop,
+                ready=ready,
+                instance="collector-north",
+            )
+        )
+        await asyncio.wait_for(ready.wait(), 30)
+        assert len(await hub_leafs(http_port, "north")) == 1
+
+        # Revoke: the accounts without north's leaf user, reloaded; reload alone keeps the live
+        # leaf (docs/design/sites.md § 4), the kick drops it.
+        await asyncio.to_thread(
+            hub_server.reload, accounts(dataclasses.replace(north, revoked=True))
+        )
+        await asyncio.sleep(0.5)
+        system = await nats.connect(hub_url, user="sys", password="sys-pw")
+        try:
+            kicked_at = time.monotonic()
+            assert await kick_site(system, "north") == 1
+        finally:
+            await system.close()
+        while await hub_leafs(http_port, "north"):
+            assert time.monotonic() - kicked_at < 2.0, "the revoked site's leaf is still there"
+            await asyncio.sleep(0.05)
+        # The collector retries every second: each attempt is refused.
+        await asyncio.sleep(4.0)
+        assert await hub_leafs(http_port, "north") == []
+        log_text = hub_server.log_file.read_text()
+        assert "Authorization Violation" in log_text or "authentication error" in log_text.lower()
+    finally:
+        stop.set()
+        if collector is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(collector, 30)
+        await asyncio.to_thread(hub_server.stop)
