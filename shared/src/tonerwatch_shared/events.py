@@ -497,6 +497,28 @@ class AlertSettingsConfigured(Event):
         return tuple(dict.fromkeys(found))
 
 
+class CollectorStatus(Event):
+    """A site collector's announcement of itself, every few seconds: who, what version, how busy."""
+
+    type: Literal["tonerwatch.collector_status.v1"] = "tonerwatch.collector_status.v1"
+    area_what: ClassVar[str] = sj.COLLECTOR_STATUS
+    keyed: ClassVar[bool] = True
+    collector_id: str = Field(min_length=1, max_length=128, description="e.g. collector-<site>")
+    version: str = Field(description="TonerWatch version the collector runs")
+    printers: int = Field(ge=0, description="Printers configured for polling at the site")
+    queue_depth: int | None = Field(
+        default=None,
+        ge=0,
+        description="Events at the site not yet delivered to the hub (None: the hub's source "
+        "consumer is not at the site now, e.g. the link has been down a while)",
+    )
+    started_at: AwareDatetime = Field(description="When this collector process started")
+
+    def subject_key(self) -> str | None:
+        """Return the collector id, the subject's last token."""
+        return self.collector_id
+
+
 EVENT_CLASSES: tuple[type[Event], ...] = (
     PrinterFound,
     PrinterConfigured,
@@ -514,6 +536,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     DiscoveryFinished,
     UpstreamSynced,
     AlertSettingsConfigured,
+    CollectorStatus,
 )
 
 

@@ -61,6 +61,7 @@ UP_EVENTS = (
     sj.PRINTER_REACHABLE,
     sj.DISCOVERY_PROGRESS,
     sj.DISCOVERY_FINISHED,
+    sj.COLLECTOR_STATUS,
 )
 # Site stream bounds (README "Many sites"): a week of readings of a few hundred printers.
 SITE_EVENTS_MAX_BYTES = 512 * 1024**2

@@ -34,6 +34,8 @@ DISCOVERY_FINISHED = "discovery.finished"
 UPSTREAM_SYNCED = "sync.delivered"
 # Configuration the api (system of record) announces; unkeyed: the site token is the key.
 ALERT_SETTINGS_CONFIGURED = "config.alerts"
+# A site collector's periodic announcement of itself; keyed by the collector's id.
+COLLECTOR_STATUS = "site.status"
 
 
 def area_of(area_what: str) -> str:

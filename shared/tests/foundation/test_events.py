@@ -162,6 +162,7 @@ def test_stream_areas_come_from_the_event_classes() -> None:
         "config",
         "sync",
         "order",
+        "site",
     }
     assert Subjects("tw").stream_subjects(ev.EVENT_AREAS)[0] == "tw.*.printer.>"
 
@@ -176,6 +177,7 @@ def test_each_event_is_kept_by_the_stream_and_matched_by_its_own_filter(
         "site_id": "hq",
         "printer_id": "p-1",
         "job_id": "j-1",
+        "collector_id": "c-1",
     }
     event = cls.model_construct(**fields)
     subject = event.subject(subjects)
