@@ -56,6 +56,7 @@ log = logging.getLogger("test.many_sites")
 HUB = Subjects()  # the product's own names: every server here is this test's alone
 CUT_S = 6.0  # under the ~10 s after which nats-server's source retry back-off delays catch-up
 CATCH_UP_BOUND_S = 60.0
+STATUS_INTERVAL_S = 0.5  # collectors announce themselves often here (60 s by default)
 
 
 # --- TLS: a CA made here, the hub's server certificate, one client certificate per site ----------
@@ -200,6 +201,12 @@ def configured(site: Site, printer_id: str) -> ev.PrinterConfigured:
     )
 
 
+async def hub_statuses(bus: Bus) -> list[ev.CollectorStatus]:
+    """Return the collectors' statuses in the hub's events stream, oldest first."""
+    found = await stream_events(bus.nc, HUB.events_stream, HUB.filter(ev.CollectorStatus.area_what))
+    return [e for e in found if isinstance(e, ev.CollectorStatus)]
+
+
 async def stream_events(
     nc: Client, stream: str, subject: str, domain: str | None = None
 ) -> list[ev.Event]:
@@ -310,6 +317,7 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
                         instance=f"collector-{site.name}",
                         poll_timeout_s=0.5,
                         poll_retries=0,
+                        status_interval_s=STATUS_INTERVAL_S,
                     )
                 )
             )
@@ -338,6 +346,24 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
                 break
             await asyncio.sleep(0.5)
         assert min(counts.values()) >= 2, counts
+        # Each collector announces itself, across its leaf, to the hub: its site, its printers,
+        # and what the hub has yet to take from it.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            statuses = await hub_statuses(hub_bus)
+            newest = {s.site_id: s for s in statuses}
+            if all(
+                site in newest and newest[site].printers == len(sites[site].printers)
+                for site in sites
+            ):
+                break
+            await asyncio.sleep(0.5)
+        for site in sites.values():
+            status = newest[site.name]
+            assert status.collector_id == f"collector-{site.name}"
+            assert status.printers == len(site.printers), status
+            assert status.version and status.started_at <= status.occurred_at
+        assert any(s.queue_depth is not None for s in statuses), "no queue depth measured"
         for reading in readings:
             assert reading.source == f"poller/collector-{reading.site_id}"
             assert reading.printer_id in sites[reading.site_id].printers
@@ -411,6 +437,11 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
             times = [r.occurred_at for r in at_hub_north if r.printer_id == printer]
             assert times == sorted(times)
         assert foreign.event_id not in {r.event_id for r in final}
+        # North's statuses made during the cut were kept at the site and reached the hub too.
+        north_statuses = [s for s in await hub_statuses(hub_bus) if s.site_id == "north"]
+        assert any(
+            cut_at + 1.0 < s.occurred_at.timestamp() < cut_at + CUT_S for s in north_statuses
+        )
 
         # The printer configured at the hub during the cut reached north and is polled there.
         deadline = time.monotonic() + 20

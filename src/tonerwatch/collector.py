@@ -12,14 +12,20 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import httpx
+import nats.errors
+import nats.js.errors
 
 from tonerwatch.services import CliError, service_module
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
+from tonerwatch_shared.events import CollectorStatus
 from tonerwatch_shared.lifecycle import install_stop_signals
 from tonerwatch_shared.logs import current_service
 from tonerwatch_shared.settings import load_settings
@@ -35,6 +41,10 @@ from tonerwatch_shared.sites import (
 
 log = logging.getLogger("tonerwatch.collector")
 COLLECTOR_SERVICES = ("discovery", "poller")
+# How often a collector announces itself (README "Collector health"); the hub's alerter calls a
+# site offline after a few of these are missed.
+STATUS_INTERVAL_S = 60.0
+STATUS_INTERVAL_ENV = "TONERWATCH_COLLECTOR_STATUS_INTERVAL_S"
 
 
 async def run_collector(
@@ -48,9 +58,11 @@ async def run_collector(
     max_age_s: float = SITE_EVENTS_MAX_AGE_S,
     port: int | None = None,
     leaf_wait_s: float = 10.0,
+    status_interval_s: float = STATUS_INTERVAL_S,
     **knobs: Any,
 ) -> None:
     """Run one site's collector until stop: its leaf nats-server, discovery and the poller."""
+    started_at = datetime.now(UTC)
     site = credentials.site
     hub = credentials.hub_subjects
     local = site_subjects(hub, site)
@@ -93,6 +105,10 @@ async def run_collector(
                 tg.create_task(_run_service(name, settings, stop, readies[name]))
             if ready is not None:
                 tg.create_task(_all_ready(readies, ready, stop))
+            collector_id = str(knobs.get("instance") or f"collector-{site}")
+            tg.create_task(
+                _announce(url, credentials, collector_id, started_at, status_interval_s, stop)
+            )
     finally:
         await asyncio.to_thread(server.stop)
 
@@ -112,6 +128,72 @@ async def _leaf_connected(server: EmbeddedNats, timeout_s: float) -> bool:
                     return True
             await asyncio.sleep(0.1)
     return False
+
+
+def _version() -> str:
+    try:
+        return version("tonerwatch")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+async def _announce(
+    url: str,
+    credentials: SiteCredentials,
+    collector_id: str,
+    started_at: datetime,
+    interval_s: float,
+    stop: asyncio.Event,
+) -> None:
+    """Publish the collector's status into the site's stream every interval_s until stop.
+
+    Into the site's own stream, so it reaches the hub like readings and waits there while the
+    link is down; the hub judges each by its occurred_at, so a late one is merely history.
+    """
+    site, hub = credentials.site, credentials.hub_subjects
+    bus = await Bus.connect(url, subjects=site_subjects(hub, site), name=collector_id, stop=stop)
+    try:
+        printers = await bus.key_value("POLLER_PRINTERS")
+        while not stop.is_set():
+            try:
+                status = CollectorStatus(
+                    source=f"collector/{collector_id}",
+                    site_id=site,
+                    collector_id=collector_id,
+                    version=_version(),
+                    printers=await _count_keys(printers),
+                    queue_depth=await _pending_jobs(bus),
+                    started_at=started_at,
+                )
+                await bus.publish(status)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("collector status not published: %r", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+    finally:
+        await bus.drain()
+
+
+async def _count_keys(kv: Any) -> int:
+    """Return how many keys a KV bucket holds (0 when empty)."""
+    try:
+        return len(await kv.keys())
+    except nats.js.errors.NoKeysError:
+        return 0
+
+
+async def _pending_jobs(bus: Bus) -> int | None:
+    """Return the poll jobs waiting at the site (None before the poller made its queue).
+
+    The hub's source consumer on the site's events stream is internal (nats-server lists no
+    direct consumers), so how far the hub lags is not measurable here; a growing job queue is
+    what a site falling behind looks like locally.
+    """
+    try:
+        info = await bus.js.stream_info(bus.subjects.name("POLLJOBS"))
+    except nats.js.errors.NotFoundError:
+        return None
+    return info.state.messages
 
 
 async def _run_service(name: str, settings: Any, stop: asyncio.Event, ready: asyncio.Event) -> None:
@@ -158,7 +240,10 @@ def collector_command(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await run_collector(args.hub, credentials, data_dir, stop=stop)
+        interval_s = float(os.environ.get(STATUS_INTERVAL_ENV, STATUS_INTERVAL_S))
+        await run_collector(
+            args.hub, credentials, data_dir, stop=stop, status_interval_s=interval_s
+        )
 
     asyncio.run(main())
     return 0

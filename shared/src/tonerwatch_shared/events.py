@@ -509,8 +509,8 @@ class CollectorStatus(Event):
     queue_depth: int | None = Field(
         default=None,
         ge=0,
-        description="Events at the site not yet delivered to the hub (None: the hub's source "
-        "consumer is not at the site now, e.g. the link has been down a while)",
+        description="Poll jobs waiting at the site (None: the poller has no queue yet); grows "
+        "when the site's poller falls behind its printers",
     )
     started_at: AwareDatetime = Field(description="When this collector process started")
 
