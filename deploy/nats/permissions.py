@@ -70,15 +70,28 @@ ACCESS: dict[str, Access] = {
         extra_publish=(SUBJECTS.area("polljob", keyed=False),),
     ),
     "alerter": Access(
-        publishes=(ev.ThresholdCrossed, ev.AlertResolved, ev.SupplyReplaced),
+        publishes=(
+            ev.ThresholdCrossed,
+            ev.AlertResolved,
+            ev.SupplyReplaced,
+            ev.SiteOffline,
+            ev.SiteOnline,
+        ),
         consumers=(
             _durable("alerter"),
             _durable("alerter_printer"),
             _durable("alerter_settings"),
+            _durable("alerter_collectors"),
             # One consumer per configured channel (TW_alerter_<kind>_<name>): named at run time.
             (EVENTS, "*"),
         ),
-        buckets=("ALERTER", "ALERTER_SITES", "ALERTER_SENT", "ALERTER_DIGEST"),
+        buckets=(
+            "ALERTER",
+            "ALERTER_SITES",
+            "ALERTER_SENT",
+            "ALERTER_DIGEST",
+            "ALERTER_COLLECTORS",
+        ),
     ),
     "syncer": Access(
         publishes=(ev.UpstreamSynced,),
@@ -115,6 +128,11 @@ ACCESS: dict[str, Access] = {
         listens=(SUBJECTS.area("alert"),),
     ),
 }
+
+
+# Published only at a site, on the collector's own nats-server (which has no service users), and
+# sourced into the hub's events stream across the leaf (tonerwatch_shared.sites.UP_EVENTS).
+SITE_ONLY: tuple[type[ev.Event], ...] = (ev.CollectorStatus,)
 
 
 def password_variable(service: str) -> str:

@@ -497,13 +497,22 @@ class AlertSettingsConfigured(Event):
         return tuple(dict.fromkeys(found))
 
 
-class CollectorStatus(Event):
+class CollectorEvent(Event):
+    """An event about one site collector: keyed by its collector_id."""
+
+    keyed: ClassVar[bool] = True
+    collector_id: str = Field(min_length=1, max_length=128)
+
+    def subject_key(self) -> str | None:
+        """Return the collector id, the subject's last token."""
+        return self.collector_id
+
+
+class CollectorStatus(CollectorEvent):
     """A site collector's announcement of itself, every few seconds: who, what version, how busy."""
 
     type: Literal["tonerwatch.collector_status.v1"] = "tonerwatch.collector_status.v1"
     area_what: ClassVar[str] = sj.COLLECTOR_STATUS
-    keyed: ClassVar[bool] = True
-    collector_id: str = Field(min_length=1, max_length=128, description="e.g. collector-<site>")
     version: str = Field(description="TonerWatch version the collector runs")
     printers: int = Field(ge=0, description="Printers configured for polling at the site")
     queue_depth: int | None = Field(
@@ -514,9 +523,23 @@ class CollectorStatus(Event):
     )
     started_at: AwareDatetime = Field(description="When this collector process started")
 
-    def subject_key(self) -> str | None:
-        """Return the collector id, the subject's last token."""
-        return self.collector_id
+
+class SiteOffline(CollectorEvent):
+    """A site's collector has not been heard for longer than the limit: one alert for the site."""
+
+    type: Literal["tonerwatch.site_offline.v1"] = "tonerwatch.site_offline.v1"
+    area_what: ClassVar[str] = sj.SITE_OFFLINE
+    last_seen: AwareDatetime = Field(description="occurred_at of the collector's last status")
+    offline_after_s: float = Field(gt=0, description="The silence that counts as offline")
+
+
+class SiteOnline(CollectorEvent):
+    """A collector that was offline was heard again: resolves its SiteOffline."""
+
+    type: Literal["tonerwatch.site_online.v1"] = "tonerwatch.site_online.v1"
+    area_what: ClassVar[str] = sj.SITE_ONLINE
+    offline_event_id: uuid.UUID = Field(description="The SiteOffline this resolves")
+    last_seen: AwareDatetime = Field(description="occurred_at of the status heard again")
 
 
 EVENT_CLASSES: tuple[type[Event], ...] = (
@@ -537,6 +560,8 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     UpstreamSynced,
     AlertSettingsConfigured,
     CollectorStatus,
+    SiteOffline,
+    SiteOnline,
 )
 
 

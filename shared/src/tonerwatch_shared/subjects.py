@@ -36,6 +36,9 @@ UPSTREAM_SYNCED = "sync.delivered"
 ALERT_SETTINGS_CONFIGURED = "config.alerts"
 # A site collector's periodic announcement of itself; keyed by the collector's id.
 COLLECTOR_STATUS = "site.status"
+# The alerter's judgement of a collector: silent past the limit (one alert per site), and back.
+SITE_OFFLINE = "site.offline"
+SITE_ONLINE = "site.online"
 
 
 def area_of(area_what: str) -> str:

@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field
 
+from tonerwatch_alerter import collectors as cw
 from tonerwatch_alerter import site_settings as ss
 from tonerwatch_alerter.channels import digest as dg
 from tonerwatch_alerter.channels import ledger as ld
@@ -39,6 +40,7 @@ from tonerwatch_shared.events import (
     SupplyReplaced,
     ThresholdCrossed,
 )
+from tonerwatch_shared.kv import ModelKv
 from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
 from tonerwatch_shared.ops import (
     Check,
@@ -89,6 +91,14 @@ class Settings(CommonSettings):
     )
     digest_check_s: float = Field(
         default=30.0, gt=0, description="How often to look for a due daily digest"
+    )
+    # A collector announces itself every 60 s (TONERWATCH_COLLECTOR_STATUS_INTERVAL_S): three
+    # missed statuses and a margin for a slow link make a site offline.
+    collector_offline_after_s: float = Field(
+        default=200.0, gt=0, description="Silence of a site collector that raises one site-offline alert"
+    )
+    collector_check_s: float = Field(
+        default=10.0, gt=0, description="How often to look for silent site collectors"
     )
 
     def context(self) -> Context:
@@ -213,8 +223,15 @@ async def _run(
         store = StateStore(await bus.key_value(BUCKET))
         site_settings = SiteSettings(await bus.key_value(ss.BUCKET))
         processor = Processor(bus, store, settings.context(), site_settings)
+        watcher = cw.CollectorWatcher(
+            bus,
+            ModelKv(await bus.key_value(cw.BUCKET), cw.CollectorWatch),
+            settings.collector_offline_after_s,
+            source=f"alerter/{settings.instance}",
+        )
         consumers: list[tuple[ConsumerSpec, Handler]] = [
             (ss.consumer_spec(subjects, settings.ack_wait_s), site_settings.handle),
+            (cw.consumer_spec(subjects, settings.ack_wait_s), watcher.handle),
             *((spec, processor.handle) for spec in consumer_specs(subjects, settings.ack_wait_s)),
         ]
         http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
@@ -277,6 +294,7 @@ async def _run(
             for digest in digests:
                 tg.create_task(digest.run(stop, settings.digest_check_s))
             tg.create_task(_count(processor, published, stop))
+            tg.create_task(watcher.run(stop, settings.collector_check_s))
         log.info(
             "alerter stopping: %d published, %d duplicates, %d write conflicts",
             processor.published,
