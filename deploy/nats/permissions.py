@@ -123,6 +123,7 @@ ACCESS: dict[str, Access] = {
                 "api-usage-polling",
                 "api-usage-discovery",
                 "api-usage-sync",
+                "api-collectors",
             )
         ),
         listens=(SUBJECTS.area("alert"),),

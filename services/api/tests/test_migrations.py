@@ -14,6 +14,7 @@ from tonerwatch_api.db.tx import MIGRATIONS, upgrade
 
 TABLES = {
     "tenants",
+    "collectors",
     "sites",
     "printers",
     "supply_states",

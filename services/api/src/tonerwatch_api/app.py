@@ -32,6 +32,7 @@ from tonerwatch_api.routes import (
     alerts,
     audit,
     auth,
+    collectors,
     discovery_jobs,
     events,
     exports,
@@ -107,6 +108,7 @@ def create_app(
         groups,
         orders,
         tenants,
+        collectors,
     ):
         app.include_router(resource.router)
     for ui_pages in (login, printer_pages, pages, tenant_pages):

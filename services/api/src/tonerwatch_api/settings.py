@@ -29,6 +29,11 @@ class Settings(CommonSettings):
         default=None, description="External URL, e.g. https://tw.example.com"
     )
     session_ttl_h: float = Field(default=12.0, gt=0, description="UI session lifetime")
+    collector_offline_after_s: float = Field(
+        default=200.0,
+        gt=0,
+        description="A site collector silent this long is shown stale (the alerter's limit too)",
+    )
     token_ttl_h: float = Field(default=24.0, gt=0, description="Lifetime of password-flow tokens")
     auto_monitor_discovered: bool = Field(
         default=True, description="Start polling printers discovery finds"

@@ -6,6 +6,7 @@ from sqlalchemy import MetaData
 from sqlmodel import SQLModel
 
 from tonerwatch_api.db.alerting import ALERT_SETTINGS_TABLES
+from tonerwatch_api.db.collectors import COLLECTOR_TABLES
 from tonerwatch_api.db.discovery import JOB_TABLES
 from tonerwatch_api.db.groups import GROUP_TABLES
 from tonerwatch_api.db.logins import LOGIN_LIMIT_TABLES
@@ -74,6 +75,7 @@ def api_metadata() -> MetaData:
         + ORDER_TABLES
         + LOGIN_LIMIT_TABLES
         + GROUP_TABLES
+        + COLLECTOR_TABLES
     )
     for model in tables:
         model.__table__.to_metadata(md)  # type: ignore[attr-defined]

@@ -11,10 +11,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.projections.collectors import apply_collector_event
 from tonerwatch_api.projections.discovery_jobs import apply_job_event
 from tonerwatch_api.projections.network_usage import apply_usage
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.events import (
+    CollectorStatus,
     DiscoveryFinished,
     DiscoveryRequested,
     Event,
@@ -51,6 +53,13 @@ def activity_consumers(subjects: Subjects) -> tuple[tuple[ConsumerSpec, Apply], 
             apply_usage,
         ),
         (ConsumerSpec("api-usage-sync", every_sync_event, max_deliver=30), apply_usage),
+        # The whole site area: collectors' statuses and the alerter's site offline/online.
+        (
+            ConsumerSpec(
+                "api-collectors", subjects.area(CollectorStatus.subject_area()), max_deliver=30
+            ),
+            apply_collector_event,
+        ),
     )
 
 
