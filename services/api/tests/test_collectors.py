@@ -18,6 +18,9 @@ from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import CollectorStatus, Event, SiteOffline, SiteOnline
 
 from .test_discovery_jobs import ADMIN_PW, bearer
+from .test_ui import browser, log_in
+
+__all__ = ["browser"]  # the UI test's fixture, used here
 
 
 @pytest.fixture
@@ -106,3 +109,20 @@ async def test_collectors_listed_with_newest_status_stale_and_offline_marked(
         )
     ).json()
     assert [c["id"] for c in rest["items"]] == ["collector-south"]
+
+
+async def test_settings_page_shows_each_collector_with_stale_ones_marked(
+    browser: httpx.AsyncClient, pg: Engine
+) -> None:
+    now = datetime.now(UTC)
+    apply(pg, status("collector-north", "default", now, printers=7))
+    apply(pg, status("collector-south", "default", now - timedelta(hours=2)))
+    await log_in(browser)
+    html = (await browser.get("/settings")).text
+    section = html[
+        html.index('id="collectors"') : html.index("</section>", html.index('id="collectors"'))
+    ]
+    north = section[section.index('data-collector="collector-north"') :].split("</tr>")[0]
+    south = section[section.index('data-collector="collector-south"') :].split("</tr>")[0]
+    assert "<td>7</td>" in north and "stale" not in north and "0.1.0" in north
+    assert 'class="stale"' in south and "pill warning" in south and "ago" in south

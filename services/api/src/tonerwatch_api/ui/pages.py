@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,6 +18,7 @@ from tonerwatch_api.deps import app_state, change
 from tonerwatch_api.domain.access import members_of
 from tonerwatch_api.domain.alert_settings import profiles, settings_out
 from tonerwatch_api.domain.audit import latest_changes
+from tonerwatch_api.domain.collectors import COLLECTORS, collector_out, collectors_query
 from tonerwatch_api.domain.discovery_jobs import (
     found_printers,
     get_job,
@@ -274,6 +276,7 @@ async def network_page(request: Request, days: int = 30, site: str = "") -> Resp
 
 GROUP_PICKER_MAX = 300  # printers listed as checkboxes per group on the Settings page
 AUDIT_ROWS = 25  # the latest changes; GET /api/v1/audit pages through the rest
+COLLECTORS_SHOWN = 500  # site collectors on the Settings page; GET /api/v1/collectors pages them all
 
 
 @router.get("/settings", response_class=HTMLResponse)
@@ -281,9 +284,14 @@ async def settings_page(request: Request) -> Response:
     """Sites with their alert settings, printer groups, users with what they answer for, API tokens (forms call the REST API)."""
     who = await ui_user(request)
     is_admin = role_at_least(who.role, "admin")
+    now = datetime.now(UTC)
+    offline_after_s = app_state(request).settings.collector_offline_after_s
 
     def work(s: Session) -> dict[str, Any]:
         counts = site_printer_counts(s, who.tenant_id)
+        found, _ = COLLECTORS.fetch(
+            s, collectors_query(who.tenant_id), COLLECTORS.parse_sort(None), None, COLLECTORS_SHOWN
+        )
         sites = [(x, counts.get(x.id, 0)) for x in tenant_sites(s, who.tenant_id)]
         users = tenant_users(s, who.tenant_id) if is_admin else []
         tokens = api_tokens(s, who.user_id)
@@ -299,6 +307,7 @@ async def settings_page(request: Request) -> Response:
         printers = find_printers(s, who.tenant_id) if picker else []
         changes = latest_changes(s, who.tenant_id, AUDIT_ROWS) if is_admin else []
         return {
+            "collectors": [collector_out(c, now, offline_after_s) for c in found],
             "changes": changes,
             "me": who.user_id,
             "sites": sites,
