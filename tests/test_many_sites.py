@@ -3,8 +3,10 @@
 Each site has its own simulated printers; each collector polls only its own. Site north's link is
 cut (a TCP proxy between its leaf and the hub drops every connection): north keeps polling, and
 when the link returns every reading it made reaches the hub's events stream exactly once, in
-order per printer, while south is unaffected throughout. North's credentials cannot reach
-south's subjects, work or streams. Everything on 127.0.0.1.
+order per printer, while south is unaffected throughout. The collectors' statuses reach the hub
+the same way; the hub's alerter raises one site-offline alert for north during the cut and
+resolves it when north is heard again. North's credentials cannot reach south's subjects, work
+or streams. Everything on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from tonerwatch.collector import run_collector
+from tonerwatch_alerter.service import Settings as AlerterSettings
+from tonerwatch_alerter.service import run as run_alerter
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
+from tonerwatch_shared.settings import load_settings
 from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.sites import (
     DOWN_STREAM,
@@ -57,6 +62,7 @@ HUB = Subjects()  # the product's own names: every server here is this test's al
 CUT_S = 6.0  # under the ~10 s after which nats-server's source retry back-off delays catch-up
 CATCH_UP_BOUND_S = 60.0
 STATUS_INTERVAL_S = 0.5  # collectors announce themselves often here (60 s by default)
+OFFLINE_AFTER_S = 3.0  # and the hub's alerter calls a site offline soon (200 s by default)
 
 
 # --- TLS: a CA made here, the hub's server certificate, one client certificate per site ----------
@@ -207,6 +213,14 @@ async def hub_statuses(bus: Bus) -> list[ev.CollectorStatus]:
     return [e for e in found if isinstance(e, ev.CollectorStatus)]
 
 
+async def hub_site_alerts(bus: Bus) -> list[ev.Event]:
+    """Return the alerter's site offline/online events in the hub's events stream, oldest first."""
+    found: list[ev.Event] = []
+    for cls in (ev.SiteOffline, ev.SiteOnline):
+        found += await stream_events(bus.nc, HUB.events_stream, HUB.filter(cls.area_what))
+    return sorted(found, key=lambda e: e.occurred_at)
+
+
 async def stream_events(
     nc: Client, stream: str, subject: str, domain: str | None = None
 ) -> list[ev.Event]:
@@ -323,6 +337,23 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
             )
             await asyncio.wait_for(ready.wait(), 30)
         await source_sites(hub_bus.js, HUB, list(sites))
+        # The hub's alerter, judging the collectors' statuses.
+        alerter_ready = asyncio.Event()
+        alerter_settings = load_settings(
+            AlerterSettings,
+            nats_url=hub_url,
+            nats_user=HUB_USER,
+            nats_password=HUB_PASSWORD,
+            subject_root=HUB.root,
+            stream_prefix=HUB.stream_prefix,
+            instance="hub-alerter",
+            collector_offline_after_s=OFFLINE_AFTER_S,
+            collector_check_s=0.2,
+        )
+        collectors.append(
+            asyncio.create_task(run_alerter(alerter_settings, stop=stop, ready=alerter_ready))
+        )
+        await asyncio.wait_for(alerter_ready.wait(), 30)
 
         # The hub's api configures each site's printers; only the site's collector polls them.
         for site in sites.values():
@@ -403,6 +434,10 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
             attempts=3,
         )
 
+        # North is silent at the hub: one site-offline alert for north (not one per printer).
+        offline = [e for e in await hub_site_alerts(hub_bus) if isinstance(e, ev.SiteOffline)]
+        assert [(e.site_id, e.collector_id) for e in offline] == [("north", "collector-north")]
+
         await proxy.start()  # restore
         restored_at = time.monotonic()
         await north_bus.publish(foreign)  # on tw.south.supply.reading.* at north
@@ -437,6 +472,17 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
             times = [r.occurred_at for r in at_hub_north if r.printer_id == printer]
             assert times == sorted(times)
         assert foreign.event_id not in {r.event_id for r in final}
+        # North is heard again: its alert resolved, once; south was never offline.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            judged = await hub_site_alerts(hub_bus)
+            if any(isinstance(e, ev.SiteOnline) for e in judged):
+                break
+            await asyncio.sleep(0.25)
+        assert [e.offline_event_id for e in judged if isinstance(e, ev.SiteOnline)] == [
+            offline[0].event_id
+        ]
+        assert [e for e in judged if isinstance(e, ev.SiteOffline)] == offline
         # North's statuses made during the cut were kept at the site and reached the hub too.
         north_statuses = [s for s in await hub_statuses(hub_bus) if s.site_id == "north"]
         assert any(
