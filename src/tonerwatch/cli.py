@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tonerwatch.collector import add_collector_parser, collector_command
 from tonerwatch.discover import sweep_command
+from tonerwatch.hub import add_hub_parser, hub_config_command
 from tonerwatch.poll import poll_command
 from tonerwatch.services import SERVICES, CliError, service_module
 from tonerwatch.tenants import add_tenant_parser, tenant_command
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_tenant_parser(sub)
     add_collector_parser(sub)
+    add_hub_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -158,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "discover": cmd_discover,
         "tenant": tenant_command,
         "collector": collector_command,
+        "hub-config": hub_config_command,
         "version": cmd_version,
     }
     try:
