@@ -7,6 +7,7 @@ connects to it over TLS. Certificates come from tonerwatch_shared.testing.tls.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 import subprocess
@@ -14,14 +15,24 @@ import time
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 
 from tonerwatch.cli import main
+from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port, nats_server_binary
-from tonerwatch_shared.sites import SiteCredentials, site_domain, site_leafnodes
+from tonerwatch_shared.sites import (
+    DOWN_STREAM,
+    SiteCredentials,
+    site_domain,
+    site_leafnodes,
+    site_subjects,
+)
+from tonerwatch_shared.subjects import Subjects
 from tonerwatch_shared.testing.tls import make_tls
 
 SITES = ("acme-hq", "globex-plant")
+HUB = Subjects()
 
 
 def _sites_file(folder: Path, revoked: tuple[str, ...] = ()) -> Path:
@@ -116,11 +127,37 @@ def _leaf_connected(http_port: int, timeout_s: float) -> bool:
     return False
 
 
-def test_a_site_joins_the_hub_with_the_folder_hub_config_wrote(
-    tls_dir: Path, tmp_path: Path
+async def _make_hub_events_stream(url: str, out: Path) -> None:
+    """Do what the hub's services do at start: declare their events stream (as user hub)."""
+    made = json.loads((out / "secrets.json").read_text())
+    bus = await Bus.connect(url, subjects=HUB, name="hub-api", user="hub", password=made["hub"])
+    try:
+        await bus.ensure_event_stream()
+    finally:
+        await bus.drain()
+
+
+async def _hub_side(url: str, out: Path) -> tuple[list[str], dict[str, str]]:
+    """Return the hub events stream's sources and, per site, the work stream in its account."""
+    made = json.loads((out / "secrets.json").read_text())
+    hub = await nats.connect(url, user="hub", password=made["hub"])
+    info = await hub.jetstream().stream_info(HUB.events_stream)
+    await hub.close()
+    down: dict[str, str] = {}
+    for site in SITES:
+        admin = await nats.connect(
+            url, user=f"admin-{site}", password=made["sites"][site]["admin_password"]
+        )
+        down[site] = (await admin.jetstream().stream_info(DOWN_STREAM)).config.name or ""
+        await admin.close()
+    return [s.name for s in info.config.sources or []], down
+
+
+def test_a_site_joins_the_hub_with_the_folder_hub_config_wrote_and_hub_sites_brings_it_in(
+    tls_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "hub"
-    leaf_port = free_tcp_port()
+    leaf_port, client_port = free_tcp_port(), free_tcp_port()
     assert (
         _hub_config(
             tls_dir,
@@ -130,7 +167,7 @@ def test_a_site_joins_the_hub_with_the_folder_hub_config_wrote(
             "--leaf-port",
             str(leaf_port),
             "--client-port",
-            str(free_tcp_port()),
+            str(client_port),
         )
         == 0
     )
@@ -156,6 +193,17 @@ def test_a_site_joins_the_hub_with_the_folder_hub_config_wrote(
     try:
         site.start()
         assert _leaf_connected(site.http_port, 20.0)
+        hub_url = f"nats://127.0.0.1:{client_port}"
+        provision = ["hub-sites", "--sites", str(tls_dir / "sites.json"), "--out", str(out)]
+        # Before the hub's services made their events stream, it says so and changes nothing.
+        assert main([*provision, "--nats-url", hub_url]) == 2
+        assert "start the hub's services" in capsys.readouterr().err
+        asyncio.run(_make_hub_events_stream(hub_url, out))
+        assert main([*provision, "--nats-url", hub_url]) == 0
+        assert main([*provision, "--nats-url", hub_url]) == 0  # re-run: nothing doubled
+        sources, down = asyncio.run(_hub_side(hub_url, out))
+        assert sources == [site_subjects(HUB, s).events_stream for s in SITES]
+        assert down == {s: DOWN_STREAM for s in SITES}
     finally:
         site.stop()
         hub.terminate()

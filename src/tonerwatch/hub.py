@@ -17,6 +17,7 @@ Every file holding a password or a key is written owner-only (0600).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import secrets
 import shutil
@@ -24,16 +25,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nats
+import nats.errors
+from nats.js.errors import NotFoundError
+
 from tonerwatch.services import CliError
 from tonerwatch_shared.embedded import nats_server_config
 from tonerwatch_shared.sites import (
+    DOWN_STREAM,
     HUB_DOMAIN,
     SiteAccount,
     SiteCredentials,
     TlsFiles,
+    down_stream_config,
     hub_accounts,
     hub_leafnodes,
     site_user,
+    source_sites,
 )
 from tonerwatch_shared.subjects import Subjects, token
 
@@ -208,4 +216,95 @@ def hub_config_command(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["SiteEntry", "add_hub_parser", "hub_config_command", "read_sites", "write_hub_config"]
+async def provision_sites(
+    nats_url: str,
+    sites: list[SiteEntry],
+    made: dict[str, Any],
+    subjects: Subjects | None = None,
+    timeout_s: float = 5.0,
+) -> list[str]:
+    """Create each active site's SITE_DOWN (as its admin) and source its events into the hub's; return the sites."""
+    subjects = subjects or Subjects()
+    active = [e.site for e in sites if not e.revoked]
+    for site in active:
+        admin = await nats.connect(
+            nats_url,
+            user=f"admin-{site}",
+            password=made["sites"][site]["admin_password"],
+            connect_timeout=timeout_s,
+            allow_reconnect=False,
+        )
+        try:
+            js = admin.jetstream(timeout=timeout_s)
+            try:
+                await js.stream_info(DOWN_STREAM)
+            except NotFoundError:
+                await js.add_stream(down_stream_config(subjects, site))
+        finally:
+            await admin.close()
+    hub = await nats.connect(
+        nats_url,
+        user="hub",
+        password=made["hub"],
+        connect_timeout=timeout_s,
+        allow_reconnect=False,
+    )
+    try:
+        try:
+            await source_sites(hub.jetstream(timeout=timeout_s), subjects, active)
+        except NotFoundError:
+            raise CliError(
+                f"the hub's stream {subjects.events_stream} does not exist yet: start the hub's "
+                "services (they create it), then run this again"
+            ) from None
+    finally:
+        await hub.close()
+    return active
+
+
+def add_hub_sites_parser(sub: Any) -> None:
+    """Add `tonerwatch hub-sites` to the CLI's subcommands."""
+    cmd = sub.add_parser(
+        "hub-sites",
+        help="create each site's work stream at the hub and bring its readings in (after hub-config)",
+        description="Connected to the hub's nats-server (reloaded with the hub.conf `hub-config` "
+        "wrote, the hub's services started): create each active site's SITE_DOWN stream in its "
+        "account and make the hub's events stream source the site's events. Safe to re-run.",
+    )
+    cmd.add_argument("--sites", required=True, type=Path, help="the sites file (JSON)")
+    cmd.add_argument("--out", required=True, type=Path, help="what `hub-config --out` wrote")
+    cmd.add_argument(
+        "--nats-url", default="nats://127.0.0.1:4222", help="the hub's nats-server (clients)"
+    )
+
+
+def hub_sites_command(args: argparse.Namespace) -> int:
+    """Provision the sites at the running hub; print which."""
+    secrets_file = args.out / "secrets.json"
+    if not secrets_file.is_file():
+        raise CliError(f"{secrets_file} not found: run `tonerwatch hub-config` first")
+    made = json.loads(secrets_file.read_text())
+    sites = read_sites(args.sites)
+    unknown = [e.site for e in sites if e.site not in made.get("sites", {})]
+    if unknown:
+        raise CliError(
+            f"sites {unknown} are not in {secrets_file}: run `tonerwatch hub-config` first"
+        )
+    try:
+        active = asyncio.run(provision_sites(args.nats_url, sites, made))
+    except (OSError, nats.errors.Error) as exc:
+        raise CliError(f"hub at {args.nats_url}: {exc!r}") from None
+    print(f"tonerwatch: sites at the hub: {', '.join(active) or 'none'}")
+    return 0
+
+
+__all__ = [
+    "SiteEntry",
+    "add_hub_parser",
+    "add_hub_sites_parser",
+    "hub_config_command",
+    "hub_sites_command",
+    "provision_sites",
+    "read_sites",
+    "write_hub_config",
+]
