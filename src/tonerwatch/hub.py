@@ -1,0 +1,310 @@
+"""`tonerwatch hub-config`: the hub's nats-server config and one credentials folder per site.
+
+The operator lists the sites in a JSON file (`{"sites": [{"site": "acme-hq", "cert": ...,
+"key": ...}]}`, each site's client certificate and key signed by the CA both sides trust; paths
+relative to that file) and brings the hub's server certificate. This writes, from the library's
+generators (tonerwatch_shared.sites):
+
+- `hub.conf`: JetStream domain `hub`, the TLS leaf-node listener, accounts HUB, SYS and one per site;
+- `secrets.json`: the passwords it made, reused on the next run so regenerating (a new site,
+  a revoked one) never changes a working site's password;
+- `sites/<site>/`: `credentials.json` (what `tonerwatch collector --credentials` reads),
+  `ca.pem`, `cert.pem`, `key.pem`: the folder to copy to the site's box.
+
+Every file holding a password or a key is written owner-only (0600).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+from nats.js.errors import NotFoundError
+
+from tonerwatch.services import CliError
+from tonerwatch_shared.embedded import nats_server_config
+from tonerwatch_shared.sites import (
+    DOWN_STREAM,
+    HUB_DOMAIN,
+    SiteAccount,
+    SiteCredentials,
+    TlsFiles,
+    down_stream_config,
+    hub_accounts,
+    hub_leafnodes,
+    site_user,
+    source_sites,
+)
+from tonerwatch_shared.subjects import Subjects, token
+
+SITE_TLS = TlsFiles(Path("ca.pem"), Path("cert.pem"), Path("key.pem"))
+
+
+@dataclass(frozen=True)
+class SiteEntry:
+    """One line of the sites file: a site, its client certificate and key, revoked or not."""
+
+    site: str
+    cert: Path
+    key: Path
+    revoked: bool = False
+
+
+def read_sites(path: Path) -> list[SiteEntry]:
+    """Return the sites listed in a sites file (certificate paths taken from its folder)."""
+    try:
+        data = json.loads(path.read_text())
+        entries = [
+            SiteEntry(
+                site=str(item["site"]),
+                cert=path.parent / item["cert"],
+                key=path.parent / item["key"],
+                revoked=bool(item.get("revoked", False)),
+            )
+            for item in data["sites"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"sites file {path}: {exc}") from None
+    for entry in entries:
+        if token(entry.site) != entry.site:
+            raise CliError(f"site id {entry.site!r}: use letters, digits, '-' and '_' only")
+        for pem in (entry.cert, entry.key):
+            if not entry.revoked and not pem.is_file():
+                raise CliError(f"site {entry.site}: {pem} not found")
+    return entries
+
+
+def _password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def hub_secrets(previous: dict[str, Any], sites: list[SiteEntry]) -> dict[str, Any]:
+    """Return the passwords to use: every one already made is kept, missing ones are made."""
+    made: dict[str, Any] = {
+        "hub": previous.get("hub") or _password(),
+        "system": previous.get("system") or _password(),
+        "sites": dict(previous.get("sites") or {}),
+    }
+    for entry in sites:
+        site = made["sites"].setdefault(entry.site, {})
+        site.setdefault("password", _password())
+        site.setdefault("admin_password", _password())
+    return made
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
+def write_hub_config(
+    sites: list[SiteEntry],
+    out: Path,
+    *,
+    hub_tls: TlsFiles,
+    store_dir: Path,
+    leaf_port: int = 7422,
+    leaf_host: str = "0.0.0.0",
+    client_port: int = 4222,
+    subjects: Subjects | None = None,
+) -> dict[str, Path]:
+    """Write hub.conf, secrets.json and each site's folder under out; return each site's credentials file."""
+    subjects = subjects or Subjects()
+    out.mkdir(parents=True, exist_ok=True)
+    secrets_file = out / "secrets.json"
+    previous = json.loads(secrets_file.read_text()) if secrets_file.is_file() else {}
+    made = hub_secrets(previous, sites)
+    _write_private(secrets_file, json.dumps(made, indent=2))
+    accounts = [
+        SiteAccount(
+            e.site,
+            password=made["sites"][e.site]["password"],
+            admin_password=made["sites"][e.site]["admin_password"],
+            revoked=e.revoked,
+        )
+        for e in sites
+    ]
+    config = nats_server_config(
+        store_dir=store_dir,
+        port=client_port,
+        server_name="hub",
+        domain=HUB_DOMAIN,
+        extra=hub_leafnodes(leaf_port, hub_tls, host=leaf_host)
+        + hub_accounts(
+            subjects,
+            accounts,
+            hub_user="hub",
+            hub_password=made["hub"],
+            system_password=made["system"],
+        ),
+    )
+    _write_private(out / "hub.conf", config)
+    written: dict[str, Path] = {}
+    for entry in sites:
+        folder = out / "sites" / entry.site
+        if entry.revoked:
+            shutil.rmtree(folder, ignore_errors=True)  # its password no longer opens anything
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(hub_tls.ca, folder / SITE_TLS.ca)
+        shutil.copyfile(entry.cert, folder / SITE_TLS.cert)
+        _write_private(folder / SITE_TLS.key, entry.key.read_text())
+        credentials = SiteCredentials(
+            site=entry.site,
+            user=site_user(entry.site),
+            password=made["sites"][entry.site]["password"],
+            tls=SITE_TLS,
+            subject_root=subjects.root,
+            stream_prefix=subjects.stream_prefix,
+        )
+        credentials.write(folder / "credentials.json")
+        written[entry.site] = folder / "credentials.json"
+    return written
+
+
+def add_hub_parser(sub: Any) -> None:
+    """Add `tonerwatch hub-config` to the CLI's subcommands."""
+    hub = sub.add_parser(
+        "hub-config",
+        help="write the hub's nats-server config and each site's credentials folder (many sites, one hub)",
+        description="From a sites file, write DIR/hub.conf (JetStream domain hub, TLS leaf-node "
+        "listener, one account per site), DIR/secrets.json (passwords, kept across runs) and "
+        "DIR/sites/<site>/ (credentials.json, ca.pem, cert.pem, key.pem: copy it to the site's "
+        "box for `tonerwatch collector --credentials`). Re-run after adding or revoking a site, "
+        "then reload the hub's nats-server.",
+    )
+    hub.add_argument("--sites", required=True, type=Path, help="the sites file (JSON)")
+    hub.add_argument("--out", required=True, type=Path, help="where to write")
+    hub.add_argument("--ca", required=True, type=Path, help="the CA both sides trust (PEM)")
+    hub.add_argument("--hub-cert", required=True, type=Path, help="the hub's server certificate")
+    hub.add_argument("--hub-key", required=True, type=Path, help="the hub's server key")
+    hub.add_argument(
+        "--store-dir", type=Path, default=Path("/data/nats"), help="the hub's JetStream store"
+    )
+    hub.add_argument("--leaf-port", type=int, default=7422, help="leaf-node port (default 7422)")
+    hub.add_argument(
+        "--client-port", type=int, default=4222, help="the services' port, on 127.0.0.1 (4222)"
+    )
+
+
+def hub_config_command(args: argparse.Namespace) -> int:
+    """Write the hub's config and the sites' credentials folders; print where."""
+    for pem in (args.ca, args.hub_cert, args.hub_key):
+        if not pem.is_file():
+            raise CliError(f"{pem} not found")
+    tls = TlsFiles(args.ca.resolve(), args.hub_cert.resolve(), args.hub_key.resolve())
+    written = write_hub_config(
+        read_sites(args.sites),
+        args.out,
+        hub_tls=tls,
+        store_dir=args.store_dir,
+        leaf_port=args.leaf_port,
+        client_port=args.client_port,
+    )
+    print(f"tonerwatch: wrote {args.out / 'hub.conf'} and {args.out / 'secrets.json'}")
+    for site, path in written.items():
+        print(f"tonerwatch: site {site}: copy {path.parent}/ to its collector")
+    return 0
+
+
+async def provision_sites(
+    nats_url: str,
+    sites: list[SiteEntry],
+    made: dict[str, Any],
+    subjects: Subjects | None = None,
+    timeout_s: float = 5.0,
+) -> list[str]:
+    """Create each active site's SITE_DOWN (as its admin) and source its events into the hub's; return the sites."""
+    subjects = subjects or Subjects()
+    active = [e.site for e in sites if not e.revoked]
+    for site in active:
+        admin = await nats.connect(
+            nats_url,
+            user=f"admin-{site}",
+            password=made["sites"][site]["admin_password"],
+            connect_timeout=timeout_s,
+            allow_reconnect=False,
+        )
+        try:
+            js = admin.jetstream(timeout=timeout_s)
+            try:
+                await js.stream_info(DOWN_STREAM)
+            except NotFoundError:
+                await js.add_stream(down_stream_config(subjects, site))
+        finally:
+            await admin.close()
+    hub = await nats.connect(
+        nats_url,
+        user="hub",
+        password=made["hub"],
+        connect_timeout=timeout_s,
+        allow_reconnect=False,
+    )
+    try:
+        try:
+            await source_sites(hub.jetstream(timeout=timeout_s), subjects, active)
+        except NotFoundError:
+            raise CliError(
+                f"the hub's stream {subjects.events_stream} does not exist yet: start the hub's "
+                "services (they create it), then run this again"
+            ) from None
+    finally:
+        await hub.close()
+    return active
+
+
+def add_hub_sites_parser(sub: Any) -> None:
+    """Add `tonerwatch hub-sites` to the CLI's subcommands."""
+    cmd = sub.add_parser(
+        "hub-sites",
+        help="create each site's work stream at the hub and bring its readings in (after hub-config)",
+        description="Connected to the hub's nats-server (reloaded with the hub.conf `hub-config` "
+        "wrote, the hub's services started): create each active site's SITE_DOWN stream in its "
+        "account and make the hub's events stream source the site's events. Safe to re-run.",
+    )
+    cmd.add_argument("--sites", required=True, type=Path, help="the sites file (JSON)")
+    cmd.add_argument("--out", required=True, type=Path, help="what `hub-config --out` wrote")
+    cmd.add_argument(
+        "--nats-url", default="nats://127.0.0.1:4222", help="the hub's nats-server (clients)"
+    )
+
+
+def hub_sites_command(args: argparse.Namespace) -> int:
+    """Provision the sites at the running hub; print which."""
+    secrets_file = args.out / "secrets.json"
+    if not secrets_file.is_file():
+        raise CliError(f"{secrets_file} not found: run `tonerwatch hub-config` first")
+    made = json.loads(secrets_file.read_text())
+    sites = read_sites(args.sites)
+    unknown = [e.site for e in sites if e.site not in made.get("sites", {})]
+    if unknown:
+        raise CliError(
+            f"sites {unknown} are not in {secrets_file}: run `tonerwatch hub-config` first"
+        )
+    try:
+        active = asyncio.run(provision_sites(args.nats_url, sites, made))
+    except (OSError, nats.errors.Error) as exc:
+        raise CliError(f"hub at {args.nats_url}: {exc!r}") from None
+    print(f"tonerwatch: sites at the hub: {', '.join(active) or 'none'}")
+    return 0
+
+
+__all__ = [
+    "SiteEntry",
+    "add_hub_parser",
+    "add_hub_sites_parser",
+    "hub_config_command",
+    "hub_sites_command",
+    "provision_sites",
+    "read_sites",
+    "write_hub_config",
+]

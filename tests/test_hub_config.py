@@ -1,0 +1,210 @@
+"""`tonerwatch hub-config`: nats-server accepts the hub config it writes, and a site joins with its folder.
+
+Real processes on loopback: the hub's nats-server runs the generated hub.conf, and a site's leaf
+nats-server, configured from the credentials file exactly as `tonerwatch collector` reads it,
+connects to it over TLS. Certificates come from tonerwatch_shared.testing.tls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from tonerwatch.cli import main
+from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port, nats_server_binary
+from tonerwatch_shared.sites import (
+    DOWN_STREAM,
+    SiteCredentials,
+    site_domain,
+    site_leafnodes,
+    site_subjects,
+)
+from tonerwatch_shared.subjects import Subjects
+from tonerwatch_shared.testing.tls import make_tls
+
+SITES = ("acme-hq", "globex-plant")
+HUB = Subjects()
+
+
+def _sites_file(folder: Path, revoked: tuple[str, ...] = ()) -> Path:
+    make = [{"site": s, "cert": f"{s}.pem", "key": f"{s}-key.pem"} for s in SITES]
+    for entry in make:
+        entry["revoked"] = entry["site"] in revoked  # type: ignore[assignment]
+    path = folder / "sites.json"
+    path.write_text(json.dumps({"sites": make}))
+    return path
+
+
+@pytest.fixture
+def tls_dir(tmp_path: Path) -> Path:
+    make_tls(tmp_path / "pki", ["hub", *SITES])
+    return tmp_path / "pki"
+
+
+def _hub_config(tls_dir: Path, out: Path, *extra: str, revoked: tuple[str, ...] = ()) -> int:
+    return main(
+        [
+            "hub-config",
+            "--sites",
+            str(_sites_file(tls_dir, revoked)),
+            "--out",
+            str(out),
+            "--ca",
+            str(tls_dir / "ca.pem"),
+            "--hub-cert",
+            str(tls_dir / "hub.pem"),
+            "--hub-key",
+            str(tls_dir / "hub-key.pem"),
+            *extra,
+        ]
+    )
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_nats_server_accepts_the_hub_config_and_each_site_gets_its_private_folder(
+    tls_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "hub"
+    assert _hub_config(tls_dir, out, "--store-dir", str(tmp_path / "store")) == 0
+    checked = subprocess.run(
+        [str(nats_server_binary()), "-t", "-c", str(out / "hub.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert _mode(out / "hub.conf") == 0o600 and _mode(out / "secrets.json") == 0o600
+    passwords = json.loads((out / "secrets.json").read_text())
+    for site in SITES:
+        folder = out / "sites" / site
+        credentials = SiteCredentials.read(folder / "credentials.json")
+        assert (credentials.site, credentials.user) == (site, f"site-{site}")
+        assert credentials.password == passwords["sites"][site]["password"]
+        assert credentials.tls.cert.read_bytes() == (tls_dir / f"{site}.pem").read_bytes()
+        assert credentials.tls.ca.read_bytes() == (tls_dir / "ca.pem").read_bytes()
+        assert _mode(folder / "credentials.json") == 0o600 and _mode(folder / "key.pem") == 0o600
+        assert json.dumps(credentials.password) in (out / "hub.conf").read_text()
+
+
+def test_revoking_a_site_drops_its_folder_and_leaf_user_and_keeps_the_others_passwords(
+    tls_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "hub"
+    assert _hub_config(tls_dir, out) == 0
+    before = json.loads((out / "secrets.json").read_text())
+    assert _hub_config(tls_dir, out, revoked=("globex-plant",)) == 0
+    after = json.loads((out / "secrets.json").read_text())
+    assert after == before
+    assert not (out / "sites" / "globex-plant").exists()
+    conf = (out / "hub.conf").read_text()
+    assert '"site-acme-hq"' in conf and '"site-globex-plant"' not in conf
+    assert "SITE_globex-plant" in conf  # its account (and its data at the hub) stay
+
+
+def _leaf_connected(http_port: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            leafz = httpx.get(f"http://127.0.0.1:{http_port}/leafz", timeout=2.0).json()
+            if leafz.get("leafnodes"):
+                return True
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.1)
+    return False
+
+
+async def _make_hub_events_stream(url: str, out: Path) -> None:
+    """Do what the hub's services do at start: declare their events stream (as user hub)."""
+    made = json.loads((out / "secrets.json").read_text())
+    bus = await Bus.connect(url, subjects=HUB, name="hub-api", user="hub", password=made["hub"])
+    try:
+        await bus.ensure_event_stream()
+    finally:
+        await bus.drain()
+
+
+async def _hub_side(url: str, out: Path) -> tuple[list[str], dict[str, str]]:
+    """Return the hub events stream's sources and, per site, the work stream in its account."""
+    made = json.loads((out / "secrets.json").read_text())
+    hub = await nats.connect(url, user="hub", password=made["hub"])
+    info = await hub.jetstream().stream_info(HUB.events_stream)
+    await hub.close()
+    down: dict[str, str] = {}
+    for site in SITES:
+        admin = await nats.connect(
+            url, user=f"admin-{site}", password=made["sites"][site]["admin_password"]
+        )
+        down[site] = (await admin.jetstream().stream_info(DOWN_STREAM)).config.name or ""
+        await admin.close()
+    return [s.name for s in info.config.sources or []], down
+
+
+def test_a_site_joins_the_hub_with_the_folder_hub_config_wrote_and_hub_sites_brings_it_in(
+    tls_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "hub"
+    leaf_port, client_port = free_tcp_port(), free_tcp_port()
+    assert (
+        _hub_config(
+            tls_dir,
+            out,
+            "--store-dir",
+            str(tmp_path / "hub-store"),
+            "--leaf-port",
+            str(leaf_port),
+            "--client-port",
+            str(client_port),
+        )
+        == 0
+    )
+    # The hub's listener is on 0.0.0.0 for real sites; the test dials it on loopback only.
+    hub = subprocess.Popen(
+        [str(nats_server_binary()), "-c", str(out / "hub.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # The folder as a site's box receives it: copied elsewhere, read as the collector reads it.
+    box = tmp_path / "site-box"
+    box.mkdir()
+    for name in ("credentials.json", "ca.pem", "cert.pem", "key.pem"):
+        (box / name).write_bytes((out / "sites" / "acme-hq" / name).read_bytes())
+    credentials = SiteCredentials.read(box / "credentials.json")
+    site = EmbeddedNats(
+        tmp_path / "site-store",
+        http_port=free_tcp_port(),
+        server_name="collector-acme-hq",
+        domain=site_domain("acme-hq"),
+        extra=site_leafnodes(f"tls://127.0.0.1:{leaf_port}", credentials),
+    )
+    try:
+        site.start()
+        assert _leaf_connected(site.http_port, 20.0)
+        hub_url = f"nats://127.0.0.1:{client_port}"
+        provision = ["hub-sites", "--sites", str(tls_dir / "sites.json"), "--out", str(out)]
+        # Before the hub's services made their events stream, it says so and changes nothing.
+        assert main([*provision, "--nats-url", hub_url]) == 2
+        assert "start the hub's services" in capsys.readouterr().err
+        asyncio.run(_make_hub_events_stream(hub_url, out))
+        assert main([*provision, "--nats-url", hub_url]) == 0
+        assert main([*provision, "--nats-url", hub_url]) == 0  # re-run: nothing doubled
+        sources, down = asyncio.run(_hub_side(hub_url, out))
+        assert sources == [site_subjects(HUB, s).events_stream for s in SITES]
+        assert down == {s: DOWN_STREAM for s in SITES}
+    finally:
+        site.stop()
+        hub.terminate()
+        hub.wait(timeout=30)
