@@ -26,7 +26,9 @@ YELLOW = "Yellow Cartridge HP W2032A"
 
 async def printer_with_supplies(page: Page, url: str) -> None:
     """Open the printer page once the api has stored its supplies and its alert."""
-    for _ in range(40):
+    # Up to 45 s: a reading or alert that beats its printer is retried with a growing back-off,
+    # which a loaded machine stretches (seen failing at 20 s with two other suites running).
+    for _ in range(90):
         await page.goto(f"{url}/printers/p-hp479")
         supplies = await page.get_by_role("button", name=f"Order {YELLOW}").count()
         alerts = await page.locator("#alerts tbody tr").count()
