@@ -329,9 +329,10 @@ class Poller:
         config = PrinterConfigured.model_validate_json(entry.value)
         current_site.set(config.site_id)
         scheduled_at = job.get("scheduled_at")
+        health = await self.read_health(config.printer_id)  # read once: the slot, then the poll
         decision = schedule.decide(
             time.time(),
-            last_poll_at=(await self.read_health(config.printer_id)).last_poll_at,
+            last_poll_at=health.last_poll_at,
             scheduled_at=float(scheduled_at) if isinstance(scheduled_at, (int, float)) else None,
             interval_s=config.interval_s,
             printer_id=config.printer_id,
@@ -343,7 +344,7 @@ class Poller:
             return
         await msg.in_progress()  # a slow poll must not look like a dead replica
         try:
-            await self.poll(config)
+            await self.poll(config, health)
         except (nats.errors.Error, TimeoutError) as exc:
             # The bus failed mid-poll (a leader election, a restart): try again soon, but never
             # later than the printer's own interval.
@@ -393,8 +394,11 @@ class Poller:
 
         return check
 
-    async def poll(self, config: PrinterConfigured) -> bool:
-        """Poll one printer, publish its reading and any reachability change; return success."""
+    async def poll(self, config: PrinterConfigured, health: PrinterHealth) -> bool:
+        """Poll one printer, publish its reading and any reachability change; return success.
+
+        health is what handle_job just read from the KV (one read per poll, not two).
+        """
         target = config.credentials.target(
             config.address,
             config.port,
@@ -402,7 +406,6 @@ class Poller:
             retries=self.settings.poll_retries,
         )
         health_key = token(config.printer_id)
-        health = await self.read_health(config.printer_id)
         health.last_poll_at = time.time()
         source = f"poller/{self.settings.instance}"
         try:
