@@ -42,6 +42,13 @@ class ModelKv(Generic[M]):
         self.kv = kv
         self.model = model
 
+    async def keys(self) -> list[str]:
+        """Return every key in the bucket (none when it is empty)."""
+        try:
+            return list(await self.kv.keys())
+        except nats.js.errors.NoKeysError:
+            return []
+
     async def read(self, key: str) -> Versioned[M]:
         """Return key's value and revision; an unreadable value reads as None (and is logged)."""
         try:

@@ -137,12 +137,8 @@ class CollectorWatcher:
 
     async def check(self) -> None:
         """Raise SiteOffline for every collector silent past the limit, and send leftover outboxes."""
-        try:
-            keys = await self.kv.kv.keys()
-        except nats.js.errors.NoKeysError:
-            return
         now = datetime.now(UTC)
-        for key in keys:
+        for key in await self.kv.keys():
             await self._change(key, lambda w: silent(w, now, self.limit_s, self.source), key=key)
 
     async def run(self, stop: asyncio.Event, check_s: float) -> None:

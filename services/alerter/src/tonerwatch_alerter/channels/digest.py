@@ -225,10 +225,7 @@ class Digest:
 
     async def sites(self) -> list[str]:
         """Return the sites this route has digest state for."""
-        try:
-            keys = await self.kv.keys()
-        except nats.js.errors.NoKeysError:
-            return []
+        keys = await self.boxes.keys()
         prefix = f"{self.name}."
         return sorted(k[len(prefix) :] for k in keys if k.startswith(prefix))
 

@@ -108,8 +108,7 @@ async def put_user_alerting(
     def work(s: Session) -> UserAlertingOut:
         return set_user_alerting(s, who, tenant_user(s, who.tenant_id, user_id), body, st.source)
 
-    out = await change(st, work)
-    return out
+    return await change(st, work)
 
 
 def _may_edit(who: Principal, user_id: int) -> None:

@@ -39,8 +39,7 @@ async def start_discovery(request: Request, body: DiscoveryJobIn, who: Operator)
         job = start_job(s, who, body, st.settings.default_site, st.source)
         return job_out(job)
 
-    out = await change(st, work)
-    return out
+    return await change(st, work)
 
 
 JobsAsked = Annotated[Page, page_of(JOBS, "Jobs", limit=20, most=200)]
@@ -95,5 +94,4 @@ async def cancel_discovery(request: Request, job_id: JobId, who: Operator) -> Di
     def work(s: Session) -> DiscoveryJobOut:
         return job_out(cancel_job(s, who, job_id, st.source))
 
-    out = await change(st, work)
-    return out
+    return await change(st, work)

@@ -120,8 +120,7 @@ async def put_group_printers(
     def work(s: Session) -> GroupDetailOut:
         return group_out(s, set_members(s, who, group_id, body.printer_ids, st.source))
 
-    out = await change(st, work)
-    return out
+    return await change(st, work)
 
 
 @router.put(
@@ -158,8 +157,7 @@ async def _change_member(
     def work(s: Session) -> GroupDetailOut:
         return group_out(s, change_member(s, who, group_id, printer_id, member, st.source))
 
-    out = await change(st, work)
-    return out
+    return await change(st, work)
 
 
 @router.delete(

@@ -97,8 +97,7 @@ async def create_order(request: Request, body: OrderIn, who: Operator) -> OrderO
     def work(s: Session) -> OrderOut:
         return one_out(s, place_order(s, who, body, st.source))
 
-    out = await change(st, work)
-    return out
+    return await change(st, work)
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, tags=["orders"], responses=ERRORS)
@@ -123,8 +122,7 @@ async def patch_order(
     def work(s: Session) -> OrderOut:
         return one_out(s, update_order(s, who, order_id, body, st.source))
 
-    out = await change(st, work)
-    return out
+    return await change(st, work)
 
 
 @router.delete("/orders/{order_id}", status_code=204, tags=["orders"], responses=WRITE_ERRORS)

@@ -100,8 +100,7 @@ async def add_printer(request: Request, body: PrinterIn, who: Operator) -> Print
         )
         return printers_out(s, [printer])[0]
 
-    out = await change(st, work)
-    return out
+    return await change(st, work)
 
 
 @router.get(
@@ -129,8 +128,7 @@ async def update_printer(
         printer = patch_printer(s, who, printer_id, body, st.source)
         return printers_out(s, [printer])[0]
 
-    out = await change(st, work)
-    return out
+    return await change(st, work)
 
 
 @router.delete("/printers/{printer_id}", status_code=204, tags=["printers"], responses=ERRORS)
