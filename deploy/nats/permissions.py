@@ -99,7 +99,10 @@ ACCESS: dict[str, Access] = {
             _durable("syncer_alerts"),
             _durable("syncer_replaced"),
             _durable("syncer_orders"),
+            _durable("syncer_fleet_readings"),
+            _durable("syncer_fleet_printers"),
         ),
+        buckets=("SYNC_FLEET", "SYNC_STATE"),
     ),
     "api": Access(
         publishes=(

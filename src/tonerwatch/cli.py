@@ -19,6 +19,7 @@ from tonerwatch.hub import (
     hub_sites_command,
 )
 from tonerwatch.poll import poll_command
+from tonerwatch.portal import add_portal_parser, portal_command
 from tonerwatch.services import SERVICES, CliError, service_module
 from tonerwatch.tenants import add_tenant_parser, tenant_command
 from tonerwatch_shared.bus import BusError, BusStopped
@@ -150,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_collector_parser(sub)
     add_hub_parser(sub)
     add_hub_sites_parser(sub)
+    add_portal_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -169,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "collector": collector_command,
         "hub-config": hub_config_command,
         "hub-sites": hub_sites_command,
+        "portal": portal_command,
         "version": cmd_version,
     }
     try:

@@ -182,6 +182,16 @@ async def test_meter_csv_one_row_per_printer_per_day_tenant_scoped_and_formula_s
     )
     assert [x["lifetime_pages"] for x in rows_of(raw.text)] == ["12000", "12100", "12250"]
     assert "read_at" in raw.text.splitlines()[0]
+    month_end = await client.get(
+        "/api/v1/export/meters.csv", headers=h, params={"since": since, "resolution": "month_end"}
+    )
+    billed = rows_of(month_end.text)
+    months = sorted({f"{DAY1:%Y-%m}", f"{DAY2:%Y-%m}"})
+    assert [x["period"] for x in billed] == months  # one row per month, at its last reading
+    assert (billed[-1]["read_on"], billed[-1]["lifetime_pages"]) == (
+        DAY2.date().isoformat(),
+        "12250",
+    )
 
     bob = await bearer(client, "bob@acme", BOB_PW)
     theirs = rows_of((await client.get("/api/v1/export/meters.csv", headers=bob)).text)

@@ -105,3 +105,17 @@ def test_unsigned_delivery_carries_no_signature() -> None:
     event = ev.PrinterRemoved(source="t", site_id="hq", printer_id="p-1")
     headers = delivery_headers(event, event.to_bytes(), None, NOW)
     assert SIGNATURE_HEADER not in headers and headers[TIMESTAMP_HEADER] == str(NOW)
+
+
+def test_a_receiver_takes_a_delivery_once_and_refuses_a_forged_one() -> None:
+    from tonerwatch_shared.signing import IDEMPOTENCY_HEADER, ReplayGuard
+
+    headers, body = _delivery()
+    assert headers[IDEMPOTENCY_HEADER] == headers[EVENT_ID_HEADER]
+    guard = ReplayGuard(SECRET)
+    assert guard.admit(headers, body, now=NOW) is True
+    assert guard.admit(headers, body, now=NOW + 10) is False  # a retry after a lost answer
+    with pytest.raises(SignatureRejected):
+        guard.admit(headers, body + b" ", now=NOW)
+    with pytest.raises(SignatureRejected):
+        guard.admit(headers, body, now=NOW + 3600)  # a replay an hour later

@@ -1,12 +1,18 @@
-"""The syncer: forwards what the fleet needs (alerts, replacements, orders) to an upstream portal.
+"""The syncer: keeps an upstream portal told (docs/upstream-openapi.yaml, tonerwatch_shared.upstream).
 
-Each event is POSTed as its JSON to `TONERWATCH_SYNC_URL` with the headers of
-tonerwatch_shared.signing (the alert webhooks' too): signed with HMAC-SHA256 over `<timestamp>.<body>`
-when `TONERWATCH_SYNC_SECRET` is set, plus `Idempotency-Key: <event_id>` so the upstream can drop
-repeats. A failed POST is retried by JetStream with back-off (nak), so nothing is lost while the
-upstream is down. Without a URL the syncer acknowledges and forwards nothing.
+- Alerts (crossed/resolved), replacements and orders are POSTed as they happen to
+  `<TONERWATCH_SYNC_URL>/v1/events`, signed (tonerwatch_shared.signing, the webhooks' headers) with
+  `Idempotency-Key: <event id>` so the portal drops repeats. A failed POST is retried by JetStream
+  with back-off (nak), so nothing is lost while the portal is down.
+- A supply crossing its reorder point (the low threshold, or a forecast inside the lead time) is
+  also pushed at once to `/v1/reorders` with the printer's snapshot.
+- Each site's fleet (every printer with its supplies, meters and status, folded from the events
+  into the `SYNC_FLEET` KV bucket: never asked of the api) goes to `/v1/snapshots` daily at
+  TONERWATCH_SYNC_SNAPSHOT_AT, and every printer's meters to `/v1/meter-reads` at the turn of each
+  month; gzip-compressed.
+Without a URL the syncer acknowledges and forwards nothing.
 
-What every exchange costs is measured (`exchange_bytes`) and, once the upstream took the event,
+What every exchange costs is measured (`exchange_bytes`) and, once the upstream took a delivery,
 published as `upstream-synced` (bytes of every answered attempt), so the api can show sync beside
 polling and discovery on the network impact page.
 """
@@ -14,27 +20,33 @@ polling and discovery on the network impact page.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tonerwatch_shared.bus import Bus, ConsumerSpec, event_type
 from tonerwatch_shared.events import (
     Event,
     OrderChanged,
     PrinterEvent,
+    SupplyReading,
     SupplyReplaced,
     ThresholdCrossed,
     UpstreamSynced,
 )
-from tonerwatch_shared.lifecycle import stop_event
+from tonerwatch_shared.kv import ModelKv
+from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
 from tonerwatch_shared.ops import (
     Check,
     bus_check,
@@ -44,20 +56,111 @@ from tonerwatch_shared.ops import (
     stream_fill_gauge,
 )
 from tonerwatch_shared.settings import CommonSettings
-from tonerwatch_shared.signing import delivery_headers
-from tonerwatch_shared.subjects import Subjects
+from tonerwatch_shared.signing import LEGACY_EVENT_HEADER, delivery_headers
+from tonerwatch_shared.subjects import Subjects, token
+from tonerwatch_shared.upstream import (
+    EVENTS_PATH,
+    FleetSnapshot,
+    MeterReads,
+    PrinterEntry,
+    ReorderPush,
+    document_id,
+)
+from tonerwatch_syncer.fleet import (
+    FLEET_BUCKET,
+    STATE_BUCKET,
+    KnownPrinter,
+    SiteSyncState,
+    fold,
+    meter_reads,
+    site_entries,
+)
+from tonerwatch_syncer.schedule import meter_reads_due, snapshot_due
+from tonerwatch_syncer.upstream import (
+    TlsProxy,
+    UpstreamError,
+    build_client,
+    endpoint,
+    exchange_bytes,
+    post,
+)
 
 log = logging.getLogger("tonerwatch.syncer")
+
+# Alert rules that are a supply's reorder point (tonerwatch_alerter.rules: LOW, FORECAST).
+REORDER_RULES = frozenset({"low", "forecast"})
+# Looks at the schedule that may wait for the fleet's consumers to catch up before sending anyway.
+BEHIND_LOOKS_MAX = 10
 
 
 class Settings(CommonSettings):
     """Syncer knobs (env TONERWATCH_<NAME>)."""
 
-    sync_url: str | None = Field(default=None, description="Upstream endpoint receiving event JSON")
+    sync_url: str | None = Field(
+        default=None, description="The portal's base URL; the contract's paths (/v1/...) follow it"
+    )
     sync_secret: str | None = Field(default=None, repr=False, description="HMAC-SHA256 key")
     sync_timeout_s: float = Field(default=10.0, gt=0)
     sync_verify_tls: bool = True
-    sync_proxy: str | None = Field(default=None, description="HTTP(S) proxy URL for the upstream")
+    sync_allow_http: bool = Field(
+        default=False, description="Allow an http:// portal (tests, a portal on the same host)"
+    )
+    sync_ca_bundle: Path | None = Field(
+        default=None, description="PEM CA bundle the portal's certificate chains to"
+    )
+    sync_client_cert: Path | None = Field(
+        default=None, description="PEM client certificate presented to the portal"
+    )
+    sync_client_key: Path | None = Field(
+        default=None, description="Its private key, when not in the certificate file"
+    )
+    sync_proxy: str | None = Field(
+        default=None, description="Proxy URL, http://host:port (unset: HTTPS_PROXY and NO_PROXY)"
+    )
+    sync_proxy_user: str | None = Field(default=None, description="Proxy user (Basic)")
+    sync_proxy_password: str | None = Field(default=None, repr=False, description="Proxy password")
+    sync_snapshot_at: dt.time = Field(
+        default=dt.time(2, 0), description="Site-local time of the daily fleet snapshot (HH:MM)"
+    )
+    sync_timezone: str = Field(
+        default="UTC", description="IANA time zone of the snapshot time and the month's turn"
+    )
+    sync_schedule_check_s: float = Field(
+        default=30.0, gt=0, description="How often due snapshots and meter reads are looked for"
+    )
+
+    @model_validator(mode="after")
+    def _https_unless_allowed(self) -> Settings:
+        if self.sync_url:
+            scheme = self.sync_url.split("://", 1)[0].lower() if "://" in self.sync_url else ""
+            if scheme not in ("https", "http"):
+                raise ValueError(
+                    f"TONERWATCH_SYNC_URL must be an https:// URL, not {self.sync_url!r}"
+                )
+            if scheme == "http" and not self.sync_allow_http:
+                raise ValueError(
+                    "TONERWATCH_SYNC_URL must be https:// (the portal gets site data and orders); "
+                    "set TONERWATCH_SYNC_ALLOW_HTTP=true to allow http:// deliberately"
+                )
+        try:
+            ZoneInfo(self.sync_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"TONERWATCH_SYNC_TIMEZONE: unknown time zone {self.sync_timezone!r}"
+            ) from None
+        return self
+
+    def tls_proxy(self) -> TlsProxy:
+        """Return how to reach the portal (TLS and proxy)."""
+        return TlsProxy(
+            verify=self.sync_verify_tls,
+            ca_bundle=self.sync_ca_bundle,
+            client_cert=self.sync_client_cert,
+            client_key=self.sync_client_key,
+            proxy=self.sync_proxy,
+            proxy_user=self.sync_proxy_user,
+            proxy_password=self.sync_proxy_password,
+        )
 
 
 def headers_for(
@@ -67,59 +170,26 @@ def headers_for(
     ts = int(now if now is not None else time.time())
     # An empty secret, like none, sends unsigned.
     headers = delivery_headers(event, body, secret or None, ts)
-    headers["Idempotency-Key"] = str(event.event_id)
-    # Before the shared header set; kept so existing upstreams reading it go on working.
-    headers["X-TonerWatch-Event"] = event_type(event)
+    # The sync's name for the type before the header sets were joined: kept for one version.
+    headers[LEGACY_EVENT_HEADER] = event_type(event)
     return headers
-
-
-class UpstreamError(Exception):
-    """The upstream refused or did not answer; the event will be retried."""
-
-    def __init__(self, message: str, response: httpx.Response | None = None) -> None:
-        super().__init__(message)
-        # The refusal, when there was one: its bytes crossed the wire and count too.
-        self.response = response
 
 
 async def forward(
     client: httpx.AsyncClient, settings: Settings, event: Event
 ) -> httpx.Response | None:
-    """Return the upstream's 2xx answer to event (None without a URL); else raise UpstreamError."""
+    """Return the upstream's answer taking event (None without a URL); else raise UpstreamError."""
     if not settings.sync_url:
         return None
-    body = event.to_bytes()
-    try:
-        resp = await client.post(
-            settings.sync_url, content=body, headers=headers_for(event, body, settings.sync_secret)
-        )
-    except httpx.HTTPError as exc:
-        raise UpstreamError(f"upstream {settings.sync_url} unreachable: {exc!r}") from exc
-    if resp.status_code >= 300:
-        raise UpstreamError(f"upstream {settings.sync_url} answered {resp.status_code}", resp)
-    return resp
-
-
-def _header_bytes(headers: httpx.Headers) -> int:
-    # Each field as "Name: value\r\n", then the empty line ending the head.
-    return sum(len(name) + 2 + len(value) + 2 for name, value in headers.raw) + 2
-
-
-def exchange_bytes(response: httpx.Response) -> tuple[int, int]:
-    """Return (bytes sent, bytes received) of one answered HTTP/1.1 exchange."""
-    # Counted as h11 writes and reads them: request line, header fields and body out; status
-    # line, header fields and body (as it came, before any content decoding) back. Like the
-    # poller's SNMP UDP payloads, TCP/IP and TLS framing are not counted, nor what a proxy adds
-    # (CONNECT, absolute target) or the size lines of a chunked answer. The client speaks HTTP/1.1 only (no HTTP/2).
-    request = response.request
-    line = len(request.method) + 1 + len(request.url.raw_path) + len(" HTTP/1.1\r\n")
-    sent = line + _header_bytes(request.headers) + len(request.content)
-    version = response.extensions.get("http_version", b"HTTP/1.1")
-    reason = response.extensions.get("reason_phrase", b"")
-    # "HTTP/1.1 202 Accepted\r\n": version, space, three digits, then the reason if any.
-    status = len(version) + 4 + (1 + len(reason) if reason else 0) + 2
-    received = status + _header_bytes(response.headers) + response.num_bytes_downloaded
-    return sent, received
+    return await post(
+        client,
+        endpoint(settings.sync_url, EVENTS_PATH),
+        event.event_id,
+        event_type(event),
+        event.to_bytes(),
+        settings.sync_secret,
+        extra_headers={LEGACY_EVENT_HEADER: event_type(event)},
+    )
 
 
 # Namespace of upstream-synced event ids: derived from the forwarded event's id, so a re-forward
@@ -163,16 +233,260 @@ class PendingExchanges:
         self._by_event.pop(event_id, None)
 
 
+class Syncer:
+    """The syncer's state: the portal client, the fleet and schedule buckets, the metrics."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        client: httpx.AsyncClient,
+        fleet: ModelKv[KnownPrinter],
+        state: ModelKv[SiteSyncState],
+        registry: CollectorRegistry,
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
+        remembering: Sequence[ConsumerSpec] = (),
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        # The fleet's consumers: a snapshot waits until they have caught up with the stream.
+        self.remembering = tuple(remembering)
+        self.behind_looks = 0
+        self.bus = bus
+        self.client = client
+        self.fleet = fleet
+        self.state = state
+        self.pending = PendingExchanges()
+        self.forwarded = Counter(
+            "tonerwatch_sync_forwarded", "Events forwarded upstream", ["result"], registry=registry
+        )
+        self.documents = Counter(
+            "tonerwatch_sync_documents",
+            "Snapshots, reorder pushes and meter reads sent upstream",
+            ["type", "result"],
+            registry=registry,
+        )
+        self.wire = Counter(
+            "tonerwatch_sync_bytes",
+            "HTTP bytes of upstream exchanges that got an answer (TLS/TCP framing excluded)",
+            ["direction", "result"],
+            registry=registry,
+        )
+
+    def count(self, tally: Exchanges, response: httpx.Response, result: str) -> None:
+        """Add one answered exchange to tally and the byte counters."""
+        sent, received = exchange_bytes(response)
+        tally.bytes_sent += sent
+        tally.bytes_received += received
+        self.wire.labels(direction="sent", result=result).inc(sent)
+        self.wire.labels(direction="received", result=result).inc(received)
+
+    async def send(
+        self,
+        path: str,
+        doc_id: uuid.UUID,
+        doc_type: str,
+        body: bytes,
+        *,
+        site_id: str,
+        printer_id: str | None = None,
+        compress: bool = True,
+    ) -> httpx.Response:
+        """POST one document (or event) and report what it cost; raise UpstreamError if not taken."""
+        assert self.settings.sync_url
+        tally = self.pending.attempt(doc_id)
+        try:
+            response = await post(
+                self.client,
+                endpoint(self.settings.sync_url, path),
+                doc_id,
+                doc_type,
+                body,
+                self.settings.sync_secret,
+                compress=compress,
+                extra_headers={LEGACY_EVENT_HEADER: doc_type} if path == EVENTS_PATH else None,
+            )
+        except UpstreamError as exc:
+            if exc.response is not None:  # refused, but the bytes crossed the wire
+                self.count(tally, exc.response, "failed")
+            raise
+        self.count(tally, response, "ok")
+        # Published before the ack: if it fails, the redelivery re-POSTs (the upstream drops
+        # the repeat by Idempotency-Key) and reports all attempts under the same event id.
+        await self.bus.publish(
+            UpstreamSynced(
+                event_id=synced_event_id(doc_id),
+                source=self.bus.source,
+                site_id=site_id,
+                printer_id=printer_id,
+                forwarded_event_id=doc_id,
+                forwarded_type=doc_type,
+                # 409 (the portal had it already) is a delivery too: reported as 200.
+                status_code=response.status_code if response.status_code < 300 else 200,
+                attempts=tally.attempts,
+                bytes_sent=tally.bytes_sent,
+                bytes_received=tally.bytes_received,
+            )
+        )
+        self.pending.done(doc_id)
+        return response
+
+    async def handle(self, event: Event, _msg: Msg) -> None:
+        """Forward one alert, replacement or order event; a reorder point also pushes the printer."""
+        if not self.settings.sync_url:
+            self.forwarded.labels(result="skipped").inc()
+            return
+        try:
+            await self.send(
+                EVENTS_PATH,
+                event.event_id,
+                event_type(event),
+                event.to_bytes(),
+                site_id=event.site_id,
+                printer_id=event.printer_id if isinstance(event, PrinterEvent) else None,
+                compress=False,
+            )
+        except UpstreamError:
+            self.forwarded.labels(result="failed").inc()
+            raise
+        self.forwarded.labels(result="ok").inc()
+        if isinstance(event, ThresholdCrossed) and event.rule in REORDER_RULES:
+            await self.push_reorder(event)
+
+    async def push_reorder(self, alert: ThresholdCrossed) -> None:
+        """POST the reorder push of alert with the printer's latest snapshot."""
+        known = (await self.fleet.read(token(alert.printer_id))).value
+        entry = (
+            known.entry
+            if known is not None
+            else PrinterEntry(printer_id=alert.printer_id, address="")
+        )
+        push = ReorderPush(
+            id=document_id("reorder", str(alert.event_id)),
+            site_id=alert.site_id,
+            occurred_at=alert.occurred_at,
+            alert_id=alert.alert_id,
+            rule=alert.rule,
+            supply_index=alert.supply_index,
+            part_number=alert.part_number,
+            percent=alert.percent,
+            days_to_empty=alert.days_to_empty,
+            printer=entry,
+        )
+        await self.deliver(push, printer_id=alert.printer_id)
+
+    async def deliver(
+        self, doc: FleetSnapshot | ReorderPush | MeterReads, printer_id: str | None = None
+    ) -> None:
+        """POST one document gzip-compressed; raise UpstreamError if the portal did not take it."""
+        try:
+            await self.send(
+                doc.path,
+                doc.id,
+                doc.type,
+                doc.model_dump_json().encode(),
+                site_id=doc.site_id,
+                printer_id=printer_id,
+            )
+        except UpstreamError:
+            self.documents.labels(type=doc.type, result="failed").inc()
+            raise
+        self.documents.labels(type=doc.type, result="ok").inc()
+
+    async def remember(self, event: Event, _msg: Msg) -> None:
+        """Fold a reading, configuration or reachability event into the fleet bucket."""
+        if isinstance(event, PrinterEvent):
+            await self.fleet.edit(token(event.printer_id), lambda known: fold(known, event))
+
+    async def printers(self) -> list[KnownPrinter]:
+        """Return every printer the syncer knows of."""
+        found = []
+        for key in await self.fleet.keys():
+            value = (await self.fleet.read(key)).value
+            if value is not None:
+                found.append(value)
+        return found
+
+    async def caught_up(self) -> bool:
+        """Return whether the fleet's consumers have taken every event in the stream so far."""
+        for spec in self.remembering:
+            info = await self.bus.js.consumer_info(self.bus.subjects.events_stream, spec.durable)
+            if info.num_pending or info.num_ack_pending:
+                return False
+        return True
+
+    async def scheduled(self) -> None:
+        """Send every site's due daily snapshot and month-end meter reads (a failure waits for the next look)."""
+        if not self.settings.sync_url:
+            return
+        if not await self.caught_up() and self.behind_looks < BEHIND_LOOKS_MAX:
+            self.behind_looks += 1  # a busy fleet may never be fully caught up: then send anyway
+            return
+        self.behind_looks = 0
+        local = self.clock().astimezone(ZoneInfo(self.settings.sync_timezone))
+        printers = await self.printers()
+        for site in sorted({p.site_id for p in printers}):
+            state = (await self.state.read(token(site))).value or SiteSyncState()
+            entries = site_entries(printers, site)
+            day = snapshot_due(local, self.settings.sync_snapshot_at, state.last_snapshot_day)
+            try:
+                if day is not None:
+                    await self.deliver(
+                        FleetSnapshot(
+                            id=document_id("snapshot", site, day.isoformat()),
+                            site_id=site,
+                            day=day,
+                            printers=entries,
+                        )
+                    )
+                    await self._mark(site, last_snapshot_day=day.isoformat())
+                period = meter_reads_due(local, state.last_meter_period)
+                if period is not None:
+                    await self.deliver(
+                        MeterReads(
+                            id=document_id("meter-reads", site, period),
+                            site_id=site,
+                            period=period,
+                            reads=meter_reads(entries),
+                        )
+                    )
+                    await self._mark(site, last_meter_period=period)
+            except UpstreamError as exc:
+                log.warning("site %s: scheduled delivery not taken, trying again: %s", site, exc)
+
+    async def _mark(self, site: str, **changes: str) -> None:
+        def change(state: SiteSyncState | None) -> SiteSyncState:
+            return (state or SiteSyncState()).model_copy(update=changes)
+
+        await self.state.edit(token(site), change)
+
+    async def schedule_loop(self, stop: asyncio.Event) -> None:
+        """Look for due snapshots every sync_schedule_check_s until stop."""
+        while not stop.is_set():
+            try:
+                await self.scheduled()
+            except Exception:
+                # A NATS hiccup reading the buckets: look again at the next tick, never crash.
+                log.exception("scheduled upstream deliveries failed; trying again")
+            if await sleep_until_stopped(stop, self.settings.sync_schedule_check_s):
+                return
+
+
 async def run(
-    settings: Settings, *, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
 ) -> None:
-    """Forward alert events upstream until stop (or SIGTERM), then drain."""
+    """Keep the upstream told until stop (or SIGTERM), then drain; clock: the schedule's (tests)."""
     stop = stop_event(stop)
     registry = CollectorRegistry()
     # /healthz answers while NATS is still being reached (liveness); /readyz says it is not yet.
     checks: dict[str, Check] = {"nats": not_connected("NATS")}
     async with serve_ops(settings.ops_host, settings.ops_port, registry, checks):
-        await _run(settings, stop, ready, registry, checks)
+        await _run(settings, stop, ready, registry, checks, clock)
 
 
 async def _run(
@@ -181,70 +495,15 @@ async def _run(
     ready: asyncio.Event | None,
     registry: CollectorRegistry,
     checks: dict[str, Check],
+    clock: Callable[[], dt.datetime] | None,
 ) -> None:
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
     bus = await Bus.for_service(settings, "syncer", stop=stop)
-    client = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.sync_timeout_s),
-        verify=settings.sync_verify_tls,
-        proxy=settings.sync_proxy,
-    )
+    client = build_client(settings.tls_proxy(), settings.sync_timeout_s)
     try:
         await bus.ensure_event_stream()
-
-        forwarded = Counter(
-            "tonerwatch_sync_forwarded", "Events forwarded upstream", ["result"], registry=registry
-        )
-        wire = Counter(
-            "tonerwatch_sync_bytes",
-            "HTTP bytes of upstream exchanges that got an answer (TLS/TCP framing excluded)",
-            ["direction", "result"],
-            registry=registry,
-        )
-        pending = PendingExchanges()
-
-        def count(tally: Exchanges, response: httpx.Response, result: str) -> None:
-            sent, received = exchange_bytes(response)
-            tally.bytes_sent += sent
-            tally.bytes_received += received
-            wire.labels(direction="sent", result=result).inc(sent)
-            wire.labels(direction="received", result=result).inc(received)
-
-        async def handle(event: Event, _msg: Msg) -> None:
-            if not settings.sync_url:
-                forwarded.labels(result="skipped").inc()
-                return
-            tally = pending.attempt(event.event_id)
-            try:
-                response = await forward(client, settings, event)
-            except UpstreamError as exc:
-                forwarded.labels(result="failed").inc()
-                if exc.response is not None:  # refused, but the bytes crossed the wire
-                    count(tally, exc.response, "failed")
-                raise
-            assert response is not None
-            forwarded.labels(result="ok").inc()
-            count(tally, response, "ok")
-            # Published before the ack: if it fails, the redelivery re-POSTs (the upstream drops
-            # the repeat by Idempotency-Key) and reports all attempts under the same event id.
-            await bus.publish(
-                UpstreamSynced(
-                    event_id=synced_event_id(event.event_id),
-                    source=bus.source,
-                    site_id=event.site_id,
-                    printer_id=event.printer_id if isinstance(event, PrinterEvent) else None,
-                    forwarded_event_id=event.event_id,
-                    forwarded_type=event_type(event),
-                    status_code=response.status_code,
-                    attempts=tally.attempts,
-                    bytes_sent=tally.bytes_sent,
-                    bytes_received=tally.bytes_received,
-                )
-            )
-            pending.done(event.event_id)
-
         # Alerts (crossed/resolved), replacements and orders are what a supplier acts on.
-        specs = [
+        forwarding = [
             ConsumerSpec(
                 durable=subjects.name("syncer_alerts"),
                 filter_subject=subjects.area(ThresholdCrossed.subject_area()),
@@ -261,14 +520,37 @@ async def _run(
                 max_deliver=1000,
             ),
         ]
-        for spec in specs:
+        # What the snapshots are made of: readings, and the printers' configuration and reachability.
+        remembering = [
+            ConsumerSpec(
+                durable=subjects.name("syncer_fleet_readings"),
+                filter_subject=SupplyReading.subject_filter(subjects),
+            ),
+            ConsumerSpec(
+                durable=subjects.name("syncer_fleet_printers"),
+                filter_subject=subjects.area("printer"),
+            ),
+        ]
+        for spec in forwarding + remembering:
             await bus.ensure_consumer(spec)
+        syncer = Syncer(
+            settings,
+            bus,
+            client,
+            ModelKv(await bus.key_value(FLEET_BUCKET), KnownPrinter),
+            ModelKv(await bus.key_value(STATE_BUCKET), SiteSyncState),
+            registry,
+            clock=clock,
+            remembering=remembering,
+        )
         checks.update(
             {
                 "nats": bus_check(bus),
                 "stream_fill": stream_fill_gauge(registry, bus),
                 "lag": consumer_lag_gauge(
-                    registry, bus, {spec.durable: subjects.events_stream for spec in specs}
+                    registry,
+                    bus,
+                    {spec.durable: subjects.events_stream for spec in forwarding + remembering},
                 ),
             }
         )
@@ -276,8 +558,11 @@ async def _run(
             ready.set()
         log.info("syncer ready (%s)", settings.sync_url or "no upstream configured")
         async with asyncio.TaskGroup() as tg:
-            for spec in specs:
-                tg.create_task(bus.consume(spec, handle, stop=stop))
+            for spec in forwarding:
+                tg.create_task(bus.consume(spec, syncer.handle, stop=stop))
+            for spec in remembering:
+                tg.create_task(bus.consume(spec, syncer.remember, stop=stop))
+            tg.create_task(syncer.schedule_loop(stop))
     finally:
         await client.aclose()
         await bus.drain()

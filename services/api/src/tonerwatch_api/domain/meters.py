@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from tonerwatch_api.db.models import CounterDaily, CounterReading, Printer
 from tonerwatch_api.domain.retention import COUNTER_FIELDS, CounterBucketAgg, merge_counters
 
-MeterResolution = Literal["daily", "raw"]
+MeterResolution = Literal["daily", "raw", "month_end"]
 METER_COLUMNS = (
     "printer_id",
     "name",
@@ -27,6 +27,10 @@ METER_COLUMNS = (
     "duplex_pages",
 )
 RAW_COLUMNS = tuple("read_at" if c == "date" else c for c in METER_COLUMNS)
+# Billing: one row per printer per month, the meters of the month's last day with a reading.
+MONTH_END_COLUMNS = tuple(
+    c2 for c in METER_COLUMNS for c2 in (("period", "read_on") if c == "date" else (c,))
+)
 PRINTERS_PER_QUERY = 200  # bounds the IN list and the rows held per transaction
 
 Row = tuple[str, datetime, dict[str, int | None]]  # printer id, time or day, counter values
@@ -79,6 +83,20 @@ def daily_rows(
     return [(pid, day, b.values) for (pid, day), b in sorted(buckets.items())]
 
 
+def month_end_rows(
+    session: Session, printer_ids: Sequence[str], since: datetime, until: datetime
+) -> list[Row]:
+    """Return each printer's counters at the end of each UTC month touching [since, until].
+
+    The meters of the month's last day with a reading: what the syncer sends upstream at the turn.
+    """
+    last: dict[tuple[str, str], Row] = {}
+    for row in daily_rows(session, printer_ids, since, until):
+        pid, day, _ = row
+        last[(pid, f"{day:%Y-%m}")] = row  # daily rows come by printer then day: the last wins
+    return list(last.values())
+
+
 def raw_rows(
     session: Session, printer_ids: Sequence[str], since: datetime, until: datetime
 ) -> list[Row]:
@@ -103,13 +121,18 @@ def meter_csv(
     buf = io.StringIO()
     w = csv.writer(buf)
     if header:
-        w.writerow(METER_COLUMNS if resolution == "daily" else RAW_COLUMNS)
+        columns = {"daily": METER_COLUMNS, "raw": RAW_COLUMNS, "month_end": MONTH_END_COLUMNS}
+        w.writerow(columns[resolution])
     for pid, at, values in rows:
         p = by_id.get(pid)
         if p is None:
             continue
-        when = at.date().isoformat() if resolution == "daily" else at.isoformat()
-        cells: list[object] = [p.id, p.name, p.site_id, p.serial, p.model, when]
+        when: list[str] = {
+            "daily": [at.date().isoformat()],
+            "raw": [at.isoformat()],
+            "month_end": [f"{at:%Y-%m}", at.date().isoformat()],
+        }[resolution]
+        cells: list[object] = [p.id, p.name, p.site_id, p.serial, p.model, *when]
         cells += [values.get(f) for f in COUNTER_FIELDS]
         w.writerow([csv_cell(v) for v in cells])
     return buf.getvalue()

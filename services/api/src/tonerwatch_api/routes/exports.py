@@ -33,6 +33,7 @@ from tonerwatch_api.domain.meters import (
     csv_cell,
     daily_rows,
     meter_csv,
+    month_end_rows,
     raw_rows,
 )
 from tonerwatch_api.domain.printers import find_printers, printers_out
@@ -167,8 +168,11 @@ async def export_meters(
     until: UntilAsked = None,
     site: SitesAsked = None,
     resolution: Annotated[
-        Literal["daily", "raw"],
-        Query(description="daily: one row per printer per UTC day; raw: every poll (7 days max)"),
+        Literal["daily", "raw", "month_end"],
+        Query(
+            description="daily: one row per printer per UTC day; raw: every poll (7 days max); "
+            "month_end: one row per printer per UTC month, its meters at the month's end (billing)"
+        ),
     ] = "daily",
     scope: Annotated[
         Literal["mine"] | None,
@@ -205,7 +209,7 @@ async def meter_chunks(
     resolution: MeterResolution,
 ) -> AsyncIterator[str]:
     """Yield the meter CSV a few hundred printers at a time, so memory stays bounded."""
-    rows_of = daily_rows if resolution == "daily" else raw_rows
+    rows_of = {"daily": daily_rows, "raw": raw_rows, "month_end": month_end_rows}[resolution]
     yield meter_csv([], [], resolution, header=True)
     for i in range(0, len(fleet), PRINTERS_PER_QUERY):
         chunk = fleet[i : i + PRINTERS_PER_QUERY]

@@ -1,0 +1,152 @@
+"""What the syncer knows of each printer, folded from events into a KV bucket (pure folds, one seam).
+
+The syncer never asks the api: the snapshot's printers come from the events every service sees
+(readings, configuration, reachability), kept per printer in the `SYNC_FLEET` bucket so a restart
+or another replica has them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from tonerwatch_shared.events import (
+    Event,
+    PrinterConfigured,
+    PrinterReachable,
+    PrinterRemoved,
+    PrinterUnreachable,
+    SupplyReading,
+)
+from tonerwatch_shared.upstream import MeterRead, PrinterEntry
+
+FLEET_BUCKET = "SYNC_FLEET"
+STATE_BUCKET = "SYNC_STATE"
+
+
+class KnownPrinter(BaseModel):
+    """One printer of one site as the syncer last heard of it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    site_id: str
+    entry: PrinterEntry
+    # Set by the api (printer-configured); wins over what the printer says of itself.
+    configured_name: str | None = None
+    configured_location: str | None = None
+    removed: bool = False
+    updated_at: AwareDatetime | None = None
+
+
+class SiteSyncState(BaseModel):
+    """Per site: what was last sent on schedule, and the downlink cursor."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    last_snapshot_day: str | None = None
+    last_meter_period: str | None = None
+    downlink_cursor: str | None = None
+
+
+def _blank(event: Event, printer_id: str, address: str) -> KnownPrinter:
+    return KnownPrinter(
+        site_id=event.site_id, entry=PrinterEntry(printer_id=printer_id, address=address)
+    )
+
+
+def fold(known: KnownPrinter | None, event: Event) -> KnownPrinter | None:
+    """Return the printer after event (None: nothing to store, e.g. an older reading)."""
+    if isinstance(event, SupplyReading):
+        base = known or _blank(event, event.printer_id, event.address)
+        last = base.entry.last_read_at
+        if last is not None and event.occurred_at <= last:
+            return None  # a redelivered or late reading must not roll the levels back
+        ident = event.printer
+        entry = base.entry.model_copy(
+            update={
+                "address": event.address,
+                "vendor": ident.vendor,
+                "model": ident.model,
+                "serial": ident.serial,
+                "mac_address": ident.mac_address,
+                "firmware": ident.firmware,
+                "name": base.configured_name or ident.sys_name,
+                "location": base.configured_location or ident.sys_location,
+                "supplies": event.supplies,
+                "counters": event.counters,
+                "status": event.status,
+                "reachable": True,
+                "last_read_at": event.occurred_at,
+            }
+        )
+        return base.model_copy(
+            update={
+                "site_id": event.site_id,
+                "entry": entry,
+                "removed": False,
+                "updated_at": event.occurred_at,
+            }
+        )
+    if isinstance(event, PrinterConfigured):
+        base = known or _blank(event, event.printer_id, event.address)
+        entry = base.entry.model_copy(
+            update={
+                "address": event.address,
+                "name": event.name or base.entry.name,
+                "location": event.location or base.entry.location,
+            }
+        )
+        return base.model_copy(
+            update={
+                "site_id": event.site_id,
+                "entry": entry,
+                "configured_name": event.name,
+                "configured_location": event.location,
+                "removed": not event.monitored,
+                "updated_at": event.occurred_at,
+            }
+        )
+    if isinstance(event, PrinterRemoved):
+        return known.model_copy(update={"removed": True}) if known else None
+    if isinstance(event, PrinterUnreachable | PrinterReachable) and known is not None:
+        reachable = isinstance(event, PrinterReachable)
+        if known.entry.reachable == reachable:
+            return None
+        return known.model_copy(
+            update={"entry": known.entry.model_copy(update={"reachable": reachable})}
+        )
+    return None
+
+
+def site_entries(printers: Iterable[KnownPrinter], site_id: str) -> tuple[PrinterEntry, ...]:
+    """Return the monitored printers of site_id as snapshot entries, ordered by printer id."""
+    return tuple(
+        sorted(
+            (p.entry for p in printers if p.site_id == site_id and not p.removed),
+            key=lambda e: e.printer_id,
+        )
+    )
+
+
+def meter_reads(entries: Iterable[PrinterEntry]) -> tuple[MeterRead, ...]:
+    """Return each printer's meters as a billing read."""
+    return tuple(
+        MeterRead(
+            printer_id=e.printer_id,
+            serial=e.serial,
+            vendor=e.vendor,
+            model=e.model,
+            read_at=e.last_read_at,
+            counters=e.counters,
+        )
+        for e in entries
+    )
+
+
+def latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    """Return the later of two optional times."""
+    if a is None or b is None:
+        return a or b
+    return max(a, b)

@@ -1,0 +1,57 @@
+"""When the snapshot and the month-end reads are due, and how the fleet is folded (pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from tonerwatch_shared import events as ev
+from tonerwatch_shared.printer.model import Counters, PrinterIdentity
+from tonerwatch_syncer.fleet import fold, site_entries
+from tonerwatch_syncer.schedule import meter_reads_due, previous_period, snapshot_due
+
+AT = dt.time(2, 0)
+
+
+def local(day: int, hour: int, month: int = 12) -> dt.datetime:
+    return dt.datetime(2026, month, day, hour, 0, tzinfo=dt.UTC)
+
+
+def test_the_snapshot_is_due_once_a_day_from_its_time() -> None:
+    assert snapshot_due(local(5, 1), AT, None) is None
+    assert snapshot_due(local(5, 2), AT, None) == dt.date(2026, 12, 5)
+    assert snapshot_due(local(5, 23), AT, "2026-12-05") is None
+    # Down all night: the day's snapshot still goes when the syncer is back.
+    assert snapshot_due(local(6, 9), AT, "2026-12-04") == dt.date(2026, 12, 6)
+
+
+def test_month_end_reads_are_for_the_month_that_ended_and_never_twice() -> None:
+    assert meter_reads_due(local(1, 0), None) == "2026-11"
+    assert meter_reads_due(local(1, 0), "2026-11") is None
+    assert meter_reads_due(local(3, 12), "2026-10") == "2026-11"  # an outage at the turn
+    assert meter_reads_due(local(4, 0), "2026-10") is None  # too late to call it month-end
+    assert meter_reads_due(local(1, 0, month=1), "2025-11") == "2025-12"
+    assert previous_period(dt.date(2026, 1, 1)) == "2025-12"
+
+
+def test_a_late_reading_never_rolls_a_printer_back() -> None:
+    now = dt.datetime(2026, 12, 5, 10, tzinfo=dt.UTC)
+
+    def reading(at: dt.datetime, pages: int) -> ev.SupplyReading:
+        return ev.SupplyReading(
+            source="poller",
+            site_id="hq",
+            printer_id="brother-hl-l8360-01",
+            occurred_at=at,
+            address="127.0.0.1",
+            printer=PrinterIdentity(vendor="Brother", serial="E78123J0N123456"),
+            counters=Counters(lifetime_pages=pages),
+        )
+
+    known = fold(None, reading(now, 900))
+    assert known is not None
+    assert fold(known, reading(now - dt.timedelta(minutes=5), 850)) is None
+    removed = fold(
+        known, ev.PrinterRemoved(source="api", site_id="hq", printer_id="brother-hl-l8360-01")
+    )
+    assert removed is not None and site_entries([removed], "hq") == ()
+    assert [e.counters.lifetime_pages for e in site_entries([known], "hq")] == [900]

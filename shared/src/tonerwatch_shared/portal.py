@@ -1,0 +1,201 @@
+"""A reference upstream portal: takes what the syncer sends (docs/upstream-openapi.yaml) and serves a downlink.
+
+For integrators (`tonerwatch portal`: see what an installation sends, before writing their own)
+and for the tests. It checks every delivery's signature (tonerwatch_shared.signing), drops repeats
+by id, keeps what it took in memory (and appends it to a JSON-lines file when given one), and
+answers downlink requests from per-site queues that `POST /admin/downlink` (or `Portal.queue`)
+fills. `/admin/*` is unsigned: bind the portal to loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from tonerwatch_shared.signing import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    ReplayGuard,
+    SignatureRejected,
+    sign,
+)
+from tonerwatch_shared.upstream import (
+    DOWNLINK_PATH,
+    EVENTS_PATH,
+    METER_READS_PATH,
+    REORDERS_PATH,
+    SNAPSHOTS_PATH,
+    DownlinkAnswer,
+    DownlinkItem,
+    DownlinkRequest,
+)
+
+log = logging.getLogger("tonerwatch.portal")
+
+DELIVERY_PATHS = (EVENTS_PATH, SNAPSHOTS_PATH, REORDERS_PATH, METER_READS_PATH)
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Received:
+    """One delivery the portal took: where, its headers, the bytes as sent and the JSON inside."""
+
+    path: str
+    headers: dict[str, str]
+    raw: bytes
+    document: dict[str, Any]
+    at: float
+
+    @property
+    def type(self) -> str:
+        """Return the document's type (e.g. tonerwatch.fleet_snapshot.v1)."""
+        return str(self.document.get("type", ""))
+
+
+@dataclass
+class Portal:
+    """The portal's state: what it took, what it has to say per site, and whether it is "down"."""
+
+    secret: str | None = None
+    store: Path | None = None
+    received: list[Received] = field(default_factory=list)
+    downlink: dict[str, list[DownlinkItem]] = field(default_factory=dict)
+    # Set to answer every delivery 503 (an outage), to test retries.
+    down: bool = False
+    refused: int = 0
+    duplicates: int = 0
+    _ids: set[str] = field(default_factory=set)
+    _guard: ReplayGuard | None = None
+
+    def __post_init__(self) -> None:
+        if self.secret:
+            self._guard = ReplayGuard(self.secret)
+
+    def of_type(self, doc_type: str) -> list[dict[str, Any]]:
+        """Return the documents taken of doc_type, in the order they came."""
+        return [r.document for r in self.received if r.type == doc_type]
+
+    def queue(self, site_id: str, item: DownlinkItem) -> None:
+        """Add item to what the portal tells site_id on its next downlink request."""
+        self.downlink.setdefault(site_id, []).append(item)
+
+    async def deliver(self, request: web.Request) -> web.Response:
+        """Take one signed delivery (202), a repeat of an id (200), or refuse it (401/503)."""
+        if self.down:
+            self.refused += 1
+            return web.json_response({"error": "portal down"}, status=503)
+        raw = await request.read()
+        headers = dict(request.headers)
+        try:
+            fresh = self._admit(headers, raw)
+        except SignatureRejected as exc:
+            log.warning("refused %s: %s", request.path, exc)
+            return web.json_response({"error": str(exc)}, status=401)
+        doc_id = headers.get(EVENT_ID_HEADER, "")
+        if not fresh:
+            self.duplicates += 1
+            return web.json_response({"accepted": True, "id": doc_id}, status=200)
+        body = gzip.decompress(raw) if request.headers.get("Content-Encoding") == "gzip" else raw
+        try:
+            document = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return web.json_response({"error": "body is not JSON"}, status=400)
+        taken = Received(request.path, headers, raw, document, time.time())
+        self.received.append(taken)
+        log.info("took %s %s (%d bytes)", headers.get(EVENT_TYPE_HEADER), doc_id, len(raw))
+        if self.store is not None:
+            with self.store.open("a") as out:
+                out.write(
+                    json.dumps({"path": taken.path, "at": taken.at, "document": document}) + "\n"
+                )
+        return web.json_response({"accepted": True, "id": doc_id}, status=202)
+
+    def _admit(self, headers: dict[str, str], raw: bytes) -> bool:
+        if self._guard is not None:
+            return self._guard.admit(headers, raw)
+        doc_id = headers.get(EVENT_ID_HEADER, "")
+        if doc_id in self._ids:
+            return False
+        self._ids.add(doc_id)
+        return True
+
+    async def answer_downlink(self, request: web.Request) -> web.Response:
+        """Return the items queued for the site after the request's cursor, signed."""
+        raw = await request.read()
+        try:
+            if self._guard is not None:
+                self._guard.admit(dict(request.headers), raw)
+            asked = DownlinkRequest.model_validate_json(raw)
+        except SignatureRejected as exc:
+            return web.json_response({"error": str(exc)}, status=401)
+        except ValueError as exc:
+            return web.json_response({"error": f"bad request: {exc}"}, status=400)
+        items = self.downlink.get(asked.site_id, [])
+        start = int(asked.cursor) if asked.cursor and asked.cursor.isdigit() else 0
+        answer = DownlinkAnswer(
+            site_id=asked.site_id, items=tuple(items[start:]), cursor=str(len(items))
+        )
+        body = answer.model_dump_json().encode()
+        headers = {"Content-Type": "application/json"}
+        if self.secret:
+            headers.update(sign(body, self.secret, int(time.time())))
+        return web.Response(body=body, headers=headers)
+
+    async def admin_queue(self, request: web.Request) -> web.Response:
+        """Queue a downlink item: body {"site_id": ..., "item": {...}} (unsigned, loopback only)."""
+        raw = await request.json()
+        item = DownlinkItem.model_validate(raw["item"])
+        self.queue(str(raw["site_id"]), item)
+        return web.json_response({"queued": item.id}, status=201)
+
+    async def admin_received(self, request: web.Request) -> web.Response:
+        """Return what the portal took, optionally only of ?type=."""
+        wanted = request.query.get("type")
+        docs = [
+            {"path": r.path, "at": r.at, "bytes": len(r.raw), "document": r.document}
+            for r in self.received
+            if wanted is None or r.type == wanted
+        ]
+        return web.json_response(docs)
+
+    def app(self) -> web.Application:
+        """Return the aiohttp application serving the contract's paths under /."""
+        # The signature covers the bytes as sent: aiohttp must not inflate gzip bodies before we check.
+        app = web.Application(
+            client_max_size=MAX_BODY_BYTES, handler_args={"auto_decompress": False}
+        )
+        for path in DELIVERY_PATHS:
+            app.router.add_post(path, self.deliver)
+        app.router.add_post(DOWNLINK_PATH, self.answer_downlink)
+        app.router.add_post("/admin/downlink", self.admin_queue)
+        app.router.add_get("/admin/received", self.admin_received)
+        return app
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    portal: Portal, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[str]:
+    """Serve portal on host:port while the block runs; yield its base URL (the syncer's TONERWATCH_SYNC_URL)."""
+    runner = web.AppRunner(portal.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    await site.start()
+    scheme = "https" if ssl_context is not None else "http"
+    try:
+        yield f"{scheme}://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+__all__ = ["DELIVERY_PATHS", "Portal", "Received", "serving"]
