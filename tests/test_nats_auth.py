@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import logging
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
 
+import httpx
 import nats
 import nats.errors
 import nats.js.errors
@@ -27,6 +29,12 @@ from tonerwatch.services import service_module
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.embedded import free_tcp_port, nats_server_binary, wait_for_tcp
+from tonerwatch_shared.nats_users import (
+    USERS_FILE,
+    embedded_passwords,
+    publish_allow,
+    subscribe_allow,
+)
 from tonerwatch_shared.settings import CommonSettings, SettingsError, load_settings
 from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.sites import UP_EVENTS
@@ -166,6 +174,37 @@ def test_a_service_with_a_nats_user_but_no_password_does_not_start(tmp_path: Pat
             load_settings(CommonSettings, secrets_dir=secrets_dir, nats_user="poller")
     creds = load_settings(CommonSettings, nats_user="poller", nats_creds=tmp_path / "x.creds")
     assert creds.nats_password is None
+
+
+def test_a_renamed_installation_gets_users_for_its_own_subjects_and_streams() -> None:
+    renamed = Subjects("acme", "AC")
+    poller = publish_allow("poller", renamed)
+    assert "acme.*.supply.reading.*" in poller and "$JS.API.STREAM.INFO.AC_EVENTS" in poller
+    assert "$KV.AC_POLLER_PRINTERS.>" in poller
+    assert not [p for p in poller if p.startswith("tw.") or "TW_" in p]
+    assert subscribe_allow("discovery", renamed) == [
+        "_INBOX.discovery.>",
+        "acme.*.discovery.cancelled.*",
+    ]
+
+
+def test_embedded_passwords_are_made_once_and_kept_owner_only(tmp_path: Path) -> None:
+    first = embedded_passwords(tmp_path)
+    assert set(first) == set(SERVICES) and len(set(first.values())) == len(SERVICES)
+    path = tmp_path / USERS_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o644)
+    assert embedded_passwords(tmp_path) == first  # a restart keeps them
+    assert path.stat().st_mode & 0o777 == 0o600
+    # A service added by an upgrade gets a password; the others keep theirs.
+    data = json.loads(path.read_text())
+    del data["users"]["syncer"]
+    path.write_text(json.dumps(data))
+    again = embedded_passwords(tmp_path)
+    assert {k: v for k, v in again.items() if k != "syncer"} == {
+        k: v for k, v in first.items() if k != "syncer"
+    }
+    assert again["syncer"] != first["syncer"]
 
 
 async def test_an_anonymous_client_is_refused(nats_url: str) -> None:
@@ -313,10 +352,12 @@ async def test_the_five_services_run_as_their_own_users_and_a_reading_flows_thro
     with authenticated_nats(tmp_path) as url:
         stop = asyncio.Event()
         ready = {name: asyncio.Event() for name in SERVICES}
+        ops_ports: dict[str, int] = {}
         tasks = []
         for name in SERVICES:
             module = service_module(name)
-            extra: dict[str, object] = {}
+            # Each service's ops port: /readyz runs its checks (consumer lag, stream fill) as its user.
+            extra: dict[str, object] = {"ops_port": free_tcp_port()}
             if name == "api":
                 extra = {
                     "database_url": f"sqlite:///{tmp_path / 'tonerwatch.db'}",
@@ -333,10 +374,15 @@ async def test_the_five_services_run_as_their_own_users_and_a_reading_flows_thro
                 poll_timeout_s=0.5,
                 **extra,
             )
+            ops_ports[name] = settings.port if name == "api" else settings.ops_port
             tasks.append(asyncio.create_task(module.run(settings, stop=stop, ready=ready[name])))
         try:
             async with asyncio.timeout(60):
                 await asyncio.gather(*(event.wait() for event in ready.values()))
+            async with httpx.AsyncClient(timeout=10) as client:
+                for name, port in ops_ports.items():
+                    readyz = await client.get(f"http://127.0.0.1:{port}/readyz")
+                    assert readyz.status_code == 200, (name, readyz.text)
             settings = load_settings(
                 CommonSettings, nats_url=url, nats_user="api", nats_password=password("api")
             )

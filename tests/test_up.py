@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -12,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import nats
+import nats.errors
 import pytest
 
 from tonerwatch_shared.embedded import free_tcp_port
@@ -47,6 +51,8 @@ def system(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[sub
         stderr=log,
         text=True,
         env=env,
+        # Its own process group, like a shell job: Ctrl-C on a terminal signals the whole group.
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -63,12 +69,17 @@ def system(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[sub
         yield proc, url, data_dir
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            ctrl_c(proc)
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
         log.close()
+
+
+def ctrl_c(proc: subprocess.Popen[str]) -> None:
+    """Press Ctrl-C as a terminal does: SIGINT to every process of the foreground group."""
+    os.killpg(proc.pid, signal.SIGINT)
 
 
 def _token(url: str) -> dict[str, str]:
@@ -87,11 +98,18 @@ def test_up_runs_every_service_on_embedded_defaults_and_stops_cleanly(
     assert (data_dir / "tonerwatch.db").exists(), "SQLite is the embedded default"
     assert any((data_dir / "nats").iterdir()), "the embedded nats-server keeps its store in the data dir"
     assert _processes_mentioning(str(data_dir / "nats")), "embedded nats-server runs"
-    proc.send_signal(signal.SIGINT)
+    ctrl_c(proc)
     assert proc.wait(timeout=30) == 0
     lines = [json.loads(line) for line in (data_dir.parent / "up.log").read_text().splitlines() if line.startswith("{")]
     services = {line["service"] for line in lines}
     assert {"api", "poller", "alerter", "discovery", "syncer"} <= services, "every line names its own service"
+    # Ctrl-C reached the services, which drained their connections; only then did `up` stop the
+    # server (SIGTERM). Had the server taken the Ctrl-C itself, it would have gone first and each
+    # service would have logged its lost connection.
+    server_log = (data_dir / "nats" / "nats-server.log").read_text()
+    assert 'Trapped "terminated" signal' in server_log
+    assert 'Trapped "interrupt" signal' not in server_log
+    assert [line for line in lines if line["level"] in ("WARNING", "ERROR")] == []
     time.sleep(0.5)
     assert _processes_mentioning(str(data_dir / "nats")) == [], "nothing is left running after Ctrl-C"
 
@@ -111,3 +129,79 @@ def test_up_demo_shows_a_live_fleet_within_a_minute(system: tuple[subprocess.Pop
     assert len(with_supplies) >= 8, f"only {len(with_supplies)} demo printers reported supplies within a minute"
     page = httpx.get(f"{url}/", headers=headers, timeout=10, follow_redirects=True)
     assert page.status_code == 200
+
+
+def _embedded_nats_url(log: Path) -> str:
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and "embedded nats-server on " in line:
+            return str(json.loads(line)["message"].split()[3])
+    raise AssertionError("up did not log its embedded nats-server")
+
+
+def test_up_embedded_nats_refuses_strangers_and_each_service_has_its_own_user(
+    system: tuple[subprocess.Popen[str], str, Path],
+) -> None:
+    """Each service connected as its own user (passwords 0600 in the data dir); no one else gets in."""
+    _proc, _url, data_dir = system
+    users_file = data_dir / "nats-users.json"
+    assert stat.S_IMODE(users_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((data_dir / "nats" / "nats-server.conf").stat().st_mode) == 0o600
+    passwords = json.loads(users_file.read_text())["users"]
+    assert set(passwords) == {"api", "poller", "alerter", "discovery", "syncer"}
+    assert len(set(passwords.values())) == 5 and all(len(p) >= 40 for p in passwords.values())
+    nats_url = _embedded_nats_url(data_dir.parent / "up.log")
+    # The server's own list of connections: every service is there under its user, nobody else.
+    monitor = httpx.get(_monitoring_url(data_dir.parent / "up.log") + "/connz?auth=true", timeout=5)
+    users = sorted(c.get("authorized_user") for c in monitor.json()["connections"])
+    assert users == ["alerter", "api", "discovery", "poller", "syncer"]
+
+    async def probe() -> tuple[list[str], list[str]]:
+        refused = []
+        for user, password in ((None, None), ("poller", "guess"), ("admin", passwords["api"])):
+            try:
+                nc = await nats.connect(
+                    nats_url,
+                    user=user,
+                    password=password,
+                    allow_reconnect=False,
+                    max_reconnect_attempts=0,
+                    connect_timeout=2,
+                )
+            except (nats.errors.Error, OSError):
+                refused.append(str(user))
+            else:
+                await nc.close()
+        # The poller's own password works, for the poller's subjects only.
+        errors: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc).lower())
+
+        nc = await nats.connect(
+            nats_url,
+            user="poller",
+            password=passwords["poller"],
+            inbox_prefix="_INBOX.poller",
+            allow_reconnect=False,
+            connect_timeout=2,
+            error_cb=on_error,
+        )
+        try:
+            await nc.publish("tw.default.printer.configured.p-1", b"{}")
+            await nc.flush(timeout=2)
+            await asyncio.sleep(0.3)  # a violation comes back as an asynchronous -ERR
+        finally:
+            await nc.close()
+        return refused, errors
+
+    refused, errors = asyncio.run(probe())
+    assert refused == ["None", "poller", "admin"]
+    assert any("permissions violation" in e and "printer.configured" in e for e in errors)
+
+
+def _monitoring_url(log: Path) -> str:
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and "embedded nats-server on " in line:
+            message = json.loads(line)["message"]
+            return str(message.split("monitoring ")[1].split("/varz")[0])
+    raise AssertionError("up did not log its embedded nats-server")

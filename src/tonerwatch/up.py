@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,11 @@ from tonerwatch_shared.bus import BusStopped
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
 from tonerwatch_shared.lifecycle import PortInUse, ensure_port_free, install_stop_signals
 from tonerwatch_shared.logs import current_service
+from tonerwatch_shared.nats_users import USERS_FILE, embedded_authorization, embedded_passwords
 from tonerwatch_shared.settings import CommonSettings, load_settings
 from tonerwatch_shared.simulator import free_udp_port
 from tonerwatch_shared.storage import sqlite_url
+from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger("tonerwatch.up")
 READY_TIMEOUT_S = 120.0
@@ -33,24 +36,57 @@ def _say(line: str) -> None:
     print(line, file=sys.stdout, flush=True)
 
 
+@dataclass(frozen=True)
+class Nats:
+    """Where the services connect, and as whom: one user per service on the embedded server."""
+
+    url: str
+    passwords: dict[str, str] | None = None
+
+    def credentials(self, service: str) -> dict[str, Any]:
+        """Return the settings overrides connecting a service (as its own user when embedded)."""
+        if self.passwords is None:
+            return {"nats_url": self.url}
+        return {
+            "nats_url": self.url,
+            "nats_user": service,
+            "nats_password": self.passwords[service],
+            "nats_creds": None,
+        }
+
+
 @contextlib.asynccontextmanager
-async def embedded_nats_if_needed(common: CommonSettings, data_dir: Path) -> AsyncIterator[str]:
-    """Yield the NATS URL: the configured one, or an embedded server's that stops on exit."""
+async def embedded_nats_if_needed(common: CommonSettings, data_dir: Path) -> AsyncIterator[Nats]:
+    """Yield where to connect: the configured NATS, or an embedded server's that stops on exit.
+
+    The embedded server has one user per service (passwords made once, kept 0600 in
+    nats-users.json in the data dir), each allowed only its own subjects, and refuses anonymous
+    clients.
+    """
     if common.nats_url:
-        yield common.nats_url
+        yield Nats(common.nats_url)
         return
+    passwords = embedded_passwords(data_dir)
+    subjects = Subjects(common.subject_root, common.stream_prefix)
     # The monitoring port shows the server's own view (/varz: sync_always, store limits) for ops.
-    server = EmbeddedNats(data_dir / "nats", http_port=free_tcp_port())
+    server = EmbeddedNats(
+        data_dir / "nats",
+        http_port=free_tcp_port(),
+        extra=embedded_authorization(passwords, subjects),
+    )
     url = await asyncio.to_thread(server.start)
     log.info(
-        "embedded nats-server on %s (data in %s, monitoring http://127.0.0.1:%d/varz)",
+        "embedded nats-server on %s (data in %s, monitoring http://127.0.0.1:%d/varz, "
+        "one user per service: %s)",
         url,
         server.store_dir,
         server.http_port,
+        data_dir / USERS_FILE,
     )
     try:
-        yield url
+        yield Nats(url, passwords)
     finally:
+        # Reached only after every service task has ended, so each has drained its connection.
         await asyncio.to_thread(server.stop)
 
 
@@ -62,9 +98,8 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
     check_listen_ports(names, args)
     stop = asyncio.Event()
     install_stop_signals(stop)
-    async with embedded_nats_if_needed(common, data_dir) as nats_url:
+    async with embedded_nats_if_needed(common, data_dir) as nats:
         overrides: dict[str, Any] = {
-            "nats_url": nats_url,
             "database_url": common.database_url or sqlite_url(data_dir),
             "data_dir": data_dir,
         }
@@ -72,7 +107,10 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
         overrides["admin_password"] = admin_password
         owner = ops_port_owner(names) if common.ops_port else None
         settings = {
-            name: _settings_for(name, overrides, args, serve_ops=name == owner) for name in names
+            name: _settings_for(
+                name, overrides | nats.credentials(name), args, serve_ops=name == owner
+            )
+            for name in names
         }
         if owner:
             log.info("ops endpoints on port %d are the %s's", common.ops_port, owner)

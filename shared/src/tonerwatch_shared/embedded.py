@@ -7,6 +7,7 @@ The server starts from a generated config file (nats-server.conf.tmpl beside thi
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -125,6 +126,7 @@ class EmbeddedNats:
         self.http_port = http_port
         self.log_file = log_file or store_dir / "nats-server.log"
         self.config_file = store_dir / "nats-server.conf"
+        self.pid_file = store_dir / "nats-server.pid"
         self.max_file_store = max_file_store
         self.max_memory_store = max_memory_store
         self.proc: subprocess.Popen[bytes] | None = None
@@ -143,7 +145,14 @@ class EmbeddedNats:
             self.proc.send_signal(signal.SIGHUP)
 
     def _write_config(self) -> None:
-        self.config_file.write_text(
+        # Owner-only: the config may hold users' passwords (tonerwatch up's authorization block).
+        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(self._config_text())
+
+    def _config_text(self) -> str:
+        return (
             nats_server_config(
                 store_dir=self.store_dir,
                 port=self.port,
@@ -154,15 +163,23 @@ class EmbeddedNats:
                 domain=self.domain,
                 extra=self.extra,
             )
+            + f'pid_file: "{self.pid_file}"\n'
         )
 
     def start(self, timeout_s: float = 15.0) -> str:
         """Start the server and return its URL once it accepts connections."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._stop_leftover()
         self._write_config()
         cmd = [str(nats_server_binary()), "-c", str(self.config_file), "-l", str(self.log_file)]
+        # A process group of its own: Ctrl-C on a terminal signals the foreground group, and the
+        # server must outlive the services until they have drained (the owner stops it last).
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            process_group=0,
         )
         if not wait_for_tcp("127.0.0.1", self.port, timeout_s):
             self.stop()
@@ -170,6 +187,22 @@ class EmbeddedNats:
                 f"embedded nats-server did not start on port {self.port}; see {self.log_file}"
             )
         return self.url
+
+    def _stop_leftover(self, timeout_s: float = 10.0) -> None:
+        """Stop a server a killed owner left running on this store (its own process group outlives it)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if str(self.config_file).encode() not in cmdline:
+            return  # the pid is someone else's now
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.05)
+            os.kill(pid, signal.SIGKILL)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after timeout_s)."""
