@@ -205,6 +205,11 @@ class SupplyReading(PrinterEvent):
     bytes_received: int = 0
     requests: int = 0
     duration_ms: float = 0.0
+    anomalies: tuple[str, ...] = Field(
+        default=(),
+        description="What the device sent that was cut, clamped or dropped, and walks a guard "
+        "stopped ('<where>: <what>')",
+    )
 
 
 class PrinterUnreachable(PrinterEvent):

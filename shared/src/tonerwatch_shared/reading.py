@@ -8,6 +8,7 @@ from typing import Literal
 
 from tonerwatch_shared.events import PrinterConfigured, SupplyReading
 from tonerwatch_shared.ipp import fetch_printer_attributes, merge_snapshots, parse_ipp_attributes
+from tonerwatch_shared.printer.clamp import clamp_snapshot, merge_anomalies
 from tonerwatch_shared.printer.model import PrinterSnapshot
 from tonerwatch_shared.printer.parse import parse_snapshot
 from tonerwatch_shared.snmp.base import SnmpProtocol
@@ -38,6 +39,10 @@ async def read_printer(
     started = time.perf_counter()
     result = await poll_printer(client, target, plan)
     snapshot = parse_snapshot(result.values)
+    if result.anomalies:
+        snapshot = snapshot.model_copy(
+            update={"anomalies": merge_anomalies(result.anomalies, snapshot.anomalies)}
+        )
     reading = _reading(
         snapshot,
         printer_id=printer_id,
@@ -78,6 +83,7 @@ async def read_printer_ipp(
                 counters=base.counters,
                 status=base.status,
                 missing=base.missing,
+                anomalies=base.anomalies,
             ),
             snapshot,
         )
@@ -114,6 +120,8 @@ def _reading(
     requests: int,
     started: float,
 ) -> SupplyReading:
+    # The one seam every reading passes: whatever was merged, it leaves fitting the api's columns.
+    snapshot = clamp_snapshot(snapshot)
     return SupplyReading(
         source=source,
         site_id=site_id,
@@ -126,6 +134,7 @@ def _reading(
         counters=snapshot.counters,
         status=snapshot.status,
         missing=snapshot.missing,
+        anomalies=snapshot.anomalies,
         bytes_sent=sent,
         bytes_received=received,
         requests=requests,

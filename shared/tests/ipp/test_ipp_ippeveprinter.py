@@ -16,6 +16,7 @@ from tonerwatch_shared.ipp import (
     IppConnectionError,
     IppConnectionRefused,
     IppNotAPrinter,
+    IppResponseTooLarge,
     IppStatusError,
     IppTimeout,
     fetch_printer_attributes,
@@ -194,3 +195,27 @@ async def test_http_404_is_not_an_ipp_printer() -> None:
     async with _tcp_server(reply) as port:
         with pytest.raises(IppNotAPrinter, match="HTTP 404"):
             await get_printer_attributes("127.0.0.1", port, timeout=3)
+
+
+async def test_answer_announced_larger_than_the_cap_is_refused_unread() -> None:
+    # 250 MB announced: refused on the header, the body never read into memory.
+    reply = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/ipp\r\nContent-Length: 262144000\r\n"
+        b"Connection: close\r\n\r\n" + b"\x02\x00" * 1000
+    )
+    async with _tcp_server(reply) as port:
+        with pytest.raises(IppResponseTooLarge, match="announced 262144000 bytes"):
+            await get_printer_attributes("127.0.0.1", port, timeout=3)
+
+
+async def test_chunked_answer_past_the_cap_is_cut_off() -> None:
+    # No length announced: read in chunks and abandoned past the cap (here 64 KiB of 4 MiB).
+    chunk = b"\x02\x00" * 32768
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(64)) + b"0\r\n\r\n"
+    reply = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/ipp\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n" + body
+    )
+    async with _tcp_server(reply) as port:
+        with pytest.raises(IppResponseTooLarge, match="more than 65536 bytes"):
+            await fetch_printer_attributes("127.0.0.1", port, timeout=3, max_bytes=65536)

@@ -9,8 +9,14 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import pytest_asyncio
 
-from tonerwatch_shared.snmp.ber import RESPONSE, decode_header, encode_oid
-from tonerwatch_shared.snmp.errors import IoStats, SnmpTimeoutError
+from tonerwatch_shared.snmp.ber import (
+    RESPONSE,
+    BerError,
+    decode_header,
+    decode_response,
+    encode_oid,
+)
+from tonerwatch_shared.snmp.errors import IoStats, SnmpProtocolError, SnmpTimeoutError
 from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import Missing
 from tonerwatch_shared.snmp.udp import UdpSnmpClient
@@ -106,8 +112,8 @@ async def test_agent_inventing_rows_forever_is_cut_off(fake_agent_factory) -> No
         )
     finally:
         await client.close()
-    assert len(values) < 600
-    assert agent.requests <= 501
+    assert len(values) == 64  # walk.MAX_ROWS_PER_COLUMN
+    assert agent.requests <= 65
 
 
 async def test_agent_answering_nothing_ends_the_walk(fake_agent_factory) -> None:  # type: ignore[no-untyped-def]
@@ -158,3 +164,86 @@ def test_stream_stops_on_end_of_mib_view_and_no_such_object() -> None:
 def test_adjacent_columns_share_one_stream() -> None:
     streams = Stream.columns([f"1.3.6.1.2.1.43.8.2.1.{c}" for c in (8, 9, 10, 12, 13)])
     assert [(s.first, s.last) for s in streams] == [(8, 10), (12, 13)]
+
+
+def _raw_response(rid: int, community: bytes, varbind: bytes) -> bytes:
+    pdu = _tlv(RESPONSE, _int(rid) + _int(0) + _int(0) + _tlv(0x30, _tlv(0x30, varbind)))
+    return _tlv(0x30, _int(1) + _tlv(0x04, community) + pdu)
+
+
+class RawAgent(asyncio.DatagramProtocol):
+    """Answers every request with one hand-made varbind (name and value as BER)."""
+
+    def __init__(self, varbind: bytes) -> None:
+        self.varbind = varbind
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        _version, community, _tag, rid, _pos = decode_header(data)
+        assert self.transport is not None
+        self.transport.sendto(_raw_response(rid, community, self.varbind), addr)
+
+
+# An OID arc of about 9,000 digits (str() refuses ints over 4,300 digits), and an INTEGER of 20 octets.
+_HUGE_ARC_OID = _tlv(0x06, encode_oid(LEVEL)[2:] + b"\xff" * 4300 + b"\x01")
+_LEVEL_OID = encode_oid(f"{LEVEL}.1.1")
+
+
+@pytest.mark.parametrize(
+    ("name", "varbind"),
+    [
+        ("oversized OID arc", _HUGE_ARC_OID + b"\x02\x01\x05"),
+        ("OID of 200 arcs", _tlv(0x06, b"\x2b" + b"\x01" * 200) + b"\x02\x01\x05"),
+        ("INTEGER of 20 octets", _LEVEL_OID + _tlv(0x02, b"\x7f" * 20)),
+        ("Counter64 of 12 octets", _LEVEL_OID + _tlv(0x46, b"\xff" * 12)),
+    ],
+)
+async def test_malformed_answer_is_a_protocol_error_not_a_timeout(
+    name: str, varbind: bytes
+) -> None:
+    loop = asyncio.get_running_loop()
+    transport, _agent = await loop.create_datagram_endpoint(
+        lambda: RawAgent(varbind), local_addr=("127.0.0.1", 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    client = UdpSnmpClient()
+    started = time.monotonic()
+    try:
+        with pytest.raises(SnmpProtocolError, match="malformed response"):
+            await client.get(SnmpTarget("127.0.0.1", port, timeout=2, retries=0), [f"{LEVEL}.1.1"])
+    finally:
+        await client.close()
+        transport.close()
+    assert time.monotonic() - started < 1.0, name  # answered at once, not timed out
+
+
+def test_decoder_refuses_what_no_snmp_agent_may_send() -> None:
+    with pytest.raises(BerError, match="2\\^32-1"):
+        decode_response(_raw_response(7, b"public", _HUGE_ARC_OID + b"\x05\x00"))
+    # The largest Counter64 still decodes.
+    ok = decode_response(
+        _raw_response(7, b"public", _LEVEL_OID + _tlv(0x46, b"\x00" + b"\xff" * 8))
+    )
+    assert ok.varbinds == [(f"{LEVEL}.1.1", 2**64 - 1)]
+
+
+async def test_walk_stops_at_the_byte_cap(fake_agent_factory) -> None:  # type: ignore[no-untyped-def]
+    agent, port = await fake_agent_factory(lambda n: [(f"{LEVEL}.1.{n}", n)])
+    client = UdpSnmpClient()
+    streams = Stream.columns([LEVEL])
+    stats = IoStats()
+    try:
+        await client.walk_streams(
+            SnmpTarget("127.0.0.1", port, version="1", timeout=1),
+            streams,
+            max_bytes=400,
+            stats=stats,
+        )
+    finally:
+        await client.close()
+    assert streams[0].anomaly is not None and "cap 400" in streams[0].anomaly
+    assert stats.bytes_received < 400 + 100  # one answer past the cap at most
+    assert agent.requests < 10

@@ -14,8 +14,9 @@ from typing import Any
 import aiohttp
 from pyipp import IPP
 from pyipp.enums import IppOperation
-from pyipp.exceptions import IPPConnectionError, IPPConnectionUpgradeRequired, IPPResponseError
 from pyipp.parser import parse as parse_ipp_message
+from pyipp.serializer import encode_dict
+from yarl import URL
 
 # What TonerWatch asks for: supplies, state and identity (RFC 8011, PWG 5100.13, CUPS marker-*).
 SUPPLY_ATTRIBUTES: tuple[str, ...] = (
@@ -42,6 +43,10 @@ SUPPLY_ATTRIBUTES: tuple[str, ...] = (
 )
 
 DEFAULT_TIMEOUT = 5.0
+# A Get-Printer-Attributes answer is a few kB (ippeveprinter's colour laser: under 4 kB); one of
+# 250 MB raised the poller's memory by 480 MB before this cap. Read in chunks, refused past it.
+MAX_RESPONSE_BYTES = 1024 * 1024
+_CHUNK = 64 * 1024
 # IPP/1.1 (RFC 8010 3.1.1): version-number major byte is 1 or 2 in every real implementation.
 _IPP_MAJOR_VERSIONS = (1, 2)
 _SUCCESS_MAX = 0x00FF  # RFC 8011 4.1.6: 0x0000-0x00FF are successful-*
@@ -65,6 +70,10 @@ class IppTimeout(IppError):
 
 class IppNotAPrinter(IppError):
     """Something answered, but not with an IPP response (HTTP error, HTML, garbage)."""
+
+
+class IppResponseTooLarge(IppNotAPrinter):
+    """The answer was longer than max_bytes: not read further."""
 
 
 class IppStatusError(IppError):
@@ -125,6 +134,36 @@ def _connection_error(exc: BaseException, where: str, timeout: float) -> IppErro
     return IppConnectionError(f"cannot reach {where}: {exc}")
 
 
+async def _post(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    ssl_arg: bool | ssl.SSLContext,
+    where: str,
+    max_bytes: int,
+) -> bytes:
+    """The HTTP body of one IPP POST, read in chunks and refused past max_bytes."""
+    headers = {
+        "Content-Type": "application/ipp",
+        "Accept": "application/ipp, text/plain, */*",
+        "User-Agent": "TonerWatch",
+    }
+    async with session.post(url, data=body, headers=headers, ssl=ssl_arg) as response:
+        if response.status == 426:
+            raise IppNotAPrinter(f"{where} demands TLS (HTTP 426); use tls=True")
+        if response.status // 100 != 2:
+            raise IppNotAPrinter(f"{where} answered HTTP {response.status}, not IPP")
+        declared = response.content_length
+        if declared is not None and declared > max_bytes:
+            raise IppResponseTooLarge(f"{where} announced {declared} bytes (cap {max_bytes})")
+        raw = bytearray()
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            raw += chunk
+            if len(raw) > max_bytes:
+                raise IppResponseTooLarge(f"{where} sent more than {max_bytes} bytes")
+        return bytes(raw)
+
+
 async def fetch_printer_attributes(
     host: str,
     port: int = 631,
@@ -134,55 +173,28 @@ async def fetch_printer_attributes(
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109  # also bounds connect and body read
     verify: bool | ssl.SSLContext = True,
     requested: tuple[str, ...] = SUPPLY_ATTRIBUTES,
+    max_bytes: int = MAX_RESPONSE_BYTES,
 ) -> IppExchange:
     """Return the printer's attributes and the byte/time cost of one Get-Printer-Attributes."""
     scheme = "ipps" if tls else "ipp"
     where = f"{scheme}://{host}:{port}{path}"
-    counts = {"sent": 0, "received": 0}
-
-    async def on_chunk_sent(
-        _s: aiohttp.ClientSession, _c: Any, params: aiohttp.TraceRequestChunkSentParams
-    ) -> None:
-        counts["sent"] += len(params.chunk)
-
-    async def on_chunk_received(
-        _s: aiohttp.ClientSession, _c: Any, params: aiohttp.TraceResponseChunkReceivedParams
-    ) -> None:
-        counts["received"] += len(params.chunk)
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_chunk_sent.append(on_chunk_sent)
-    trace.on_response_chunk_received.append(on_chunk_received)
     started = time.monotonic()
-    # pyipp's own timeout covers only connect + headers; the session's total timeout and the
-    # outer asyncio.timeout bound the body read too.
-    session = aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=timeout, connect=timeout),
-        trace_configs=[trace],
+    # pyipp encodes the request and parses the answer; the HTTP exchange is ours, so the body
+    # is read with a cap (pyipp reads any length into memory) inside one overall timeout.
+    client = IPP(host=host, port=port, base_path=path, tls=tls)
+    body = encode_dict(
+        client._message(
+            IppOperation.GET_PRINTER_ATTRIBUTES,
+            {"operation-attributes-tag": {"requested-attributes": list(requested)}},
+        )
     )
+    url = str(URL.build(scheme="https" if tls else "http", host=host, port=port, path=path))
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout, connect=timeout))
     try:
         async with asyncio.timeout(timeout):
-            client = IPP(
-                host=host,
-                port=port,
-                base_path=path,
-                tls=tls,
-                verify_ssl=_ssl_for(tls, verify),  # type: ignore[arg-type]  # aiohttp's ssl=
-                request_timeout=max(1, int(timeout + 0.999)),
-                session=session,
-            )
-            raw = await client.raw(
-                IppOperation.GET_PRINTER_ATTRIBUTES,
-                {"operation-attributes-tag": {"requested-attributes": list(requested)}},
-            )
+            raw = await _post(session, url, body, _ssl_for(tls, verify), where, max_bytes)
     except TimeoutError as exc:
         raise IppTimeout(f"no answer from {where} within {timeout:g} s") from exc
-    except IPPResponseError as exc:
-        raise IppNotAPrinter(f"{where} answered HTTP {exc.args[0]}, not IPP") from exc
-    except IPPConnectionUpgradeRequired as exc:
-        raise IppNotAPrinter(f"{where} demands TLS (HTTP 426); use tls=True") from exc
-    except IPPConnectionError as exc:
-        raise _connection_error(exc, where, timeout) from exc
     except (aiohttp.ClientError, OSError) as exc:
         raise _connection_error(exc, where, timeout) from exc
     finally:
@@ -208,8 +220,8 @@ async def fetch_printer_attributes(
         attributes=attributes,
         status_code=status_code,
         ipp_version=tuple(message["version"]),
-        bytes_sent=counts["sent"],
-        bytes_received=counts["received"],
+        bytes_sent=len(body),
+        bytes_received=len(raw),
         elapsed_s=elapsed,
     )
 

@@ -25,6 +25,7 @@ from tonerwatch_shared.ipp.keywords import (
     REASON_SEVERITY_SUFFIXES,
     VENDOR_ALIASES,
 )
+from tonerwatch_shared.printer.clamp import clamp_snapshot
 from tonerwatch_shared.printer.model import (
     PrinterAlert,
     PrinterIdentity,
@@ -320,13 +321,15 @@ def parse_identity(attrs: Mapping[str, Any]) -> PrinterIdentity:
 
 def parse_ipp_attributes(attrs: Mapping[str, Any]) -> PrinterSnapshot:
     """Return the PrinterSnapshot a Get-Printer-Attributes printer group describes."""
-    return PrinterSnapshot(
-        printer=parse_identity(attrs),
-        supplies=parse_supplies(attrs),
-        status=parse_status(attrs),
-        missing=tuple(
-            f"ipp:{name}" for name in EXPECTED_ATTRIBUTES if not _values(attrs.get(name))
-        ),
+    return clamp_snapshot(
+        PrinterSnapshot(
+            printer=parse_identity(attrs),
+            supplies=parse_supplies(attrs),
+            status=parse_status(attrs),
+            missing=tuple(
+                f"ipp:{name}" for name in EXPECTED_ATTRIBUTES if not _values(attrs.get(name))
+            ),
+        )
     )
 
 
@@ -390,5 +393,6 @@ def merge_snapshots(snmp: PrinterSnapshot, ipp: PrinterSnapshot) -> PrinterSnaps
             "supplies": tuple(supplies),
             "status": status,
             "missing": _unique((*snmp.missing, *ipp.missing)),
+            "anomalies": _unique((*snmp.anomalies, *ipp.anomalies)),
         }
     )

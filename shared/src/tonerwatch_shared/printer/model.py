@@ -154,3 +154,7 @@ class PrinterSnapshot(_Frozen):
     counters: Counters = Field(default_factory=Counters)
     status: PrinterStatus = Field(default_factory=PrinterStatus)
     missing: tuple[str, ...] = Field(default=(), description="Objects the device did not give")
+    anomalies: tuple[str, ...] = Field(
+        default=(),
+        description="What the device sent that was cut, clamped or dropped (printer/clamp.py)",
+    )

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from tonerwatch_shared.printer import oids
+from tonerwatch_shared.printer.clamp import clamp_identity, clamp_snapshot, clamp_supplies
 from tonerwatch_shared.printer.codes import (
     ALERT_CODES,
     ALERT_GROUPS,
@@ -407,17 +408,19 @@ def parse_identity(values: VarBinds) -> PrinterIdentity:
             )
         )
 
-    return PrinterIdentity(
-        vendor=vendor,
-        model=model,
-        serial=serial,
-        sys_object_id=sys_object_id,
-        sys_descr=sys_descr,
-        sys_name=as_text(values.get(oids.SYS_NAME)),
-        sys_location=as_text(values.get(oids.SYS_LOCATION)),
-        firmware=firmware,
-        mac_address=_mac(values),
-        is_printer=is_printer,
+    return clamp_identity(
+        PrinterIdentity(
+            vendor=vendor,
+            model=model,
+            serial=serial,
+            sys_object_id=sys_object_id,
+            sys_descr=sys_descr,
+            sys_name=as_text(values.get(oids.SYS_NAME)),
+            sys_location=as_text(values.get(oids.SYS_LOCATION)),
+            firmware=firmware,
+            mac_address=_mac(values),
+            is_printer=is_printer,
+        )
     )
 
 
@@ -563,7 +566,7 @@ def parse_supplies(values: VarBinds) -> tuple[Supply, ...]:
     """Return every supply: prtMarkerSuppliesTable rows plus vendor private readings."""
     missing: list[str] = []
     identity = _safe(lambda: parse_identity(values), None, missing, "identity")
-    return tuple(_safe(lambda: _supplies(values, identity), [], missing, "supplies"))
+    return clamp_supplies(_safe(lambda: _supplies(values, identity), [], missing, "supplies"))
 
 
 # ----------------------------------------------------------------------------- trays
@@ -750,11 +753,13 @@ def parse_snapshot(values: VarBinds) -> PrinterSnapshot:
     printers = _safe(lambda: _printer_indexes(values), none, broken, "hrDeviceTable")
     dev = printers[0] if printers else "1"
     missing = _safe(lambda: _missing(values, dev), none, broken, "missing")
-    return PrinterSnapshot(
-        printer=identity,
-        supplies=tuple(supplies),
-        trays=trays,
-        counters=counters,
-        status=status,
-        missing=tuple(dict.fromkeys([*missing, *broken])),
+    return clamp_snapshot(
+        PrinterSnapshot(
+            printer=identity,
+            supplies=tuple(supplies),
+            trays=trays,
+            counters=counters,
+            status=status,
+            missing=tuple(dict.fromkeys([*missing, *broken])),
+        )
     )

@@ -9,7 +9,7 @@ from tonerwatch_shared.snmp.ber import NO_SUCH_NAME, TOO_BIG
 from tonerwatch_shared.snmp.errors import IoStats, SnmpError, SnmpResponseError, gather_or_cancel
 from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import Missing, SnmpValue
-from tonerwatch_shared.snmp.walk import Stream, scalar_parent, split_bulk
+from tonerwatch_shared.snmp.walk import MAX_POLL_BYTES, Stream, scalar_parent, split_bulk
 
 # Many agents (snmpsim included) answer at most 64 varbinds per response.
 DEFAULT_MAX_VALUES = 64
@@ -78,6 +78,7 @@ class SnmpProtocol(abc.ABC):
         *,
         scalars: Sequence[str] = (),
         max_values: int = DEFAULT_MAX_VALUES,
+        max_bytes: int = MAX_POLL_BYTES,
         stats: IoStats | None = None,
     ) -> dict[str, SnmpValue]:
         """Walks these streams in rounds; later rounds send one GETBULK per size, concurrently."""
@@ -85,9 +86,15 @@ class SnmpProtocol(abc.ABC):
         values: dict[str, SnmpValue] = {}
         pending_scalars = list(dict.fromkeys(scalars))
         first_reps = max(1, max_repetitions)
+        taken_before = stats.bytes_received
         for round_no in range(MAX_WALK_ROUNDS):
             active = [s for s in streams if not s.done]
             if not active and not pending_scalars:
+                break
+            taken = stats.bytes_received - taken_before
+            if taken > max_bytes:
+                for s in active:
+                    s.finish(f"walk stopped after {taken} bytes (cap {max_bytes})")
                 break
             # v2c/v3 read the scalars with a GET beside the first GETBULK: an absent
             # scalar then costs a small noSuchObject, not whatever value follows it.

@@ -39,6 +39,14 @@ _UNSIGNED_TAGS = frozenset(
 )  # Counter32, Gauge32, TimeTicks, Counter64, UInt
 
 
+# RFC 2578 3.5: at most 128 sub-identifiers, each at most 2^32-1. Counter64 is the largest
+# integer SNMP has: 8 octets, 9 with the sign octet. Anything larger is no SNMP, and an arc of
+# thousands of digits would fail far away (str() refuses ints over 4,300 digits).
+MAX_OID_ARCS = 128
+MAX_ARC = 2**32 - 1
+MAX_INTEGER_OCTETS = 9
+
+
 class BerError(ValueError):
     """A message that is not valid BER/SNMP."""
 
@@ -159,9 +167,13 @@ def decode_oid(body: bytes) -> str:
     value = 0
     for byte in body:
         value = (value << 7) | (byte & 0x7F)
+        if value > MAX_ARC + 80:  # the first arc carries 40 x X + Y
+            raise BerError("OID sub-identifier beyond 2^32-1")
         if not byte & 0x80:
             arcs.append(value)
             value = 0
+    if len(arcs) > MAX_OID_ARCS - 1:
+        raise BerError(f"OID of more than {MAX_OID_ARCS} sub-identifiers")
     first = arcs[0]
     head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
     return ".".join(map(str, head + arcs[1:]))
@@ -171,10 +183,14 @@ def _decode_value(tag: int, content: bytes) -> SnmpValue:
     if tag == 0x02:
         if not content:
             raise BerError("empty INTEGER")
+        if len(content) > MAX_INTEGER_OCTETS:
+            raise BerError(f"INTEGER of {len(content)} octets")
         return int.from_bytes(content, "big", signed=True)
     if tag == 0x04 or tag == 0x44:  # OCTET STRING, Opaque
         return content
     if tag in _UNSIGNED_TAGS:
+        if len(content) > MAX_INTEGER_OCTETS:
+            raise BerError(f"unsigned value of {len(content)} octets")
         # Some agents forget the leading 0x00 on large counters: unsigned either way.
         return int.from_bytes(content, "big", signed=False)
     if tag == 0x06:

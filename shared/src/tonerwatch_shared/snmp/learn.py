@@ -25,7 +25,7 @@ from tonerwatch_shared.snmp.ber import oid_key
 from tonerwatch_shared.snmp.errors import IoStats, gather_or_cancel
 from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import Missing, SnmpValue
-from tonerwatch_shared.snmp.walk import scalar_parent
+from tonerwatch_shared.snmp.walk import MAX_POLL_BYTES, MAX_ROWS_PER_COLUMN, scalar_parent
 
 # Round-1 repetitions per table, few distinct values so the tables share few GETBULKs. Too few
 # costs a round trip; too many costs whatever follows the table (on the HP M252dw an empty
@@ -56,8 +56,8 @@ FALLBACK_COLUMNS: Mapping[str, Mapping[int, int]] = {
 NEEDED_THROUGH: Mapping[str, tuple[str, int]] = {
     "1.3.6.1.2.1.43.12.1.1": ("1.3.6.1.2.1.43.11.1.1", 3),
 }
-# A printer table has tens of rows; more means a looping agent.
-MAX_ROWS = 500
+# A printer table has tens of rows; more means a looping agent (or one inventing rows).
+MAX_ROWS = MAX_ROWS_PER_COLUMN
 MAX_ROUNDS = 40
 # Bytes of one request and its response besides varbinds and community (v2c), and of one
 # varbind beyond a column's end: what deciding to merge GETBULKs weighs.
@@ -267,7 +267,7 @@ class Table:
                 continue
             self._lead_values[oid] = value
             self._lead_cursor = oid
-            if len(self._lead_values) > MAX_ROWS:
+            if len(self._lead_values) >= MAX_ROWS:
                 self._end_lead(f"more than {MAX_ROWS} rows")
                 return
 
@@ -415,6 +415,7 @@ async def learn_tables(
     stats: IoStats,
     *,
     max_values: int = 64,
+    max_bytes: int = MAX_POLL_BYTES,
 ) -> tuple[dict[str, SnmpValue], list[str]]:
     """The learn values of a v2c/v3 printer (scalars and columns), and anomalies met on the way."""
     tables = Table.group(columns)
@@ -444,6 +445,16 @@ async def learn_tables(
     async def walk() -> None:
         nonlocal leftover
         for round_no in range(MAX_ROUNDS):
+            taken = scalar_stats.bytes_received + walk_stats.bytes_received
+            if taken > max_bytes:
+                for t in tables:
+                    if not t.done:
+                        why = f"poll stopped after {taken} bytes (cap {max_bytes})"
+                        t.give_up(why)
+                        t.anomaly = t.anomaly or why
+                        for c in t.columns.values():
+                            c.done = True
+                return
             if round_no == 1:
                 later.extend(scalars_for_round_two())
             elif round_no == 2 and later:

@@ -124,14 +124,14 @@ class UdpSnmpClient(SnmpProtocol):
         self.totals.bytes_received += len(data)
         try:
             rid = decode_header(data)[3]
-        except BerError:
+        except (BerError, ValueError, IndexError):
             return  # not even a header: nobody to tell
         pending = self._pending.get(rid)
         if pending is None or pending.future.done() or (addr[0], addr[1]) != pending.address:
             return  # late duplicate, or a stranger's packet
         try:
             result: Response | SnmpError = decode_response(data)
-        except BerError as exc:
+        except Exception as exc:  # whatever a device sends fails its request, not the socket
             result = SnmpProtocolError(f"malformed response from {addr[0]}:{addr[1]}: {exc}")
         pending.future.set_result((result, len(data)))
 

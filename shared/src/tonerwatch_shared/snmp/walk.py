@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from tonerwatch_shared.snmp.ber import oid_key
 from tonerwatch_shared.snmp.types import Missing, SnmpValue
 
-# A printer table has tens of rows; an agent that keeps inventing rows is looping.
-DEFAULT_MAX_VALUES_PER_STREAM = 5000
+# A printer table has tens of rows (the largest recording: 15 supplies, 7 hrDevice rows); an
+# agent answering GETBULK for ever made 995 phantom supplies and a 531 kB event before this cap.
+MAX_ROWS_PER_COLUMN = 64
+# The answers one poll may take in (a 15-supply colour MFP's learning walk is under 5 kB).
+MAX_POLL_BYTES = 128 * 1024
 
 
 def scalar_parent(oid: str) -> str:
@@ -31,7 +34,7 @@ class Stream:
     first: int
     last: int
     wanted: frozenset[int]
-    max_values: int = DEFAULT_MAX_VALUES_PER_STREAM
+    max_values: int = 0  # 0: MAX_ROWS_PER_COLUMN for each column first..last
     values: dict[str, SnmpValue] = field(default_factory=dict)
     anomaly: str | None = None
     done: bool = False
@@ -48,6 +51,8 @@ class Stream:
         self._prefix = self.entry + "."
         self.cursor = f"{self.entry}.{self.first}"
         self._last_key = oid_key(self.cursor)
+        if self.max_values <= 0:
+            self.max_values = MAX_ROWS_PER_COLUMN * (self.last - self.first + 1)
 
     @classmethod
     def column(cls, prefix: str) -> Stream:

@@ -63,6 +63,12 @@ def _big_id() -> Any:
     )
 
 
+def _big_int() -> Any:
+    # What a device counts (Counter32 pages up to 4,294,967,295, levels that large) overflows
+    # int4; printer/clamp.py keeps what reaches here within BIGINT. SQLite's INTEGER is 64-bit.
+    return Field(default=None, sa_type=BigInteger().with_variant(Integer(), "sqlite"))
+
+
 def _json() -> Any:
     return Field(default=None, sa_column=Column(JSON(), nullable=True))
 
@@ -134,9 +140,9 @@ class Printer(SQLModel, table=True):
     printer_status: str | None = Field(default=None, max_length=32)
     status_errors: list[str] | None = _json()
     status_text: str | None = Field(default=None)
-    lifetime_pages: int | None = None
-    last_bytes_sent: int | None = None
-    last_bytes_received: int | None = None
+    lifetime_pages: int | None = _big_int()
+    last_bytes_sent: int | None = _big_int()
+    last_bytes_received: int | None = _big_int()
     # Denormalised status.printer_status, kept by the projections: the dashboard orders and counts
     # by it in SQL instead of loading every printer's supplies and alerts.
     status: str = Field(default="pending", max_length=16, index=True)
@@ -162,8 +168,8 @@ class SupplyStateRow(SQLModel, table=True):
     supply_class: str = Field(default="consumed", max_length=16)
     colour: str | None = Field(default=None, max_length=64)
     colour_hex: str | None = Field(default=None, max_length=16)
-    level: int | None = None
-    max_capacity: int | None = None
+    level: int | None = _big_int()
+    max_capacity: int | None = _big_int()
     percent: float | None = None
     state: str = Field(default="unknown", max_length=32)
     updated_at: datetime = Field(
@@ -199,7 +205,7 @@ class Reading(SQLModel, table=True):
     supply_index: str = Field(max_length=64)
     occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     percent: float | None = None
-    level: int | None = None
+    level: int | None = _big_int()
     rolled_up: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
@@ -228,10 +234,10 @@ class CounterReading(SQLModel, table=True):
     id: int | None = _big_id()
     printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")
     occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
-    lifetime_pages: int | None = None
-    mono_pages: int | None = None
-    colour_pages: int | None = None
-    duplex_pages: int | None = None
+    lifetime_pages: int | None = _big_int()
+    mono_pages: int | None = _big_int()
+    colour_pages: int | None = _big_int()
+    duplex_pages: int | None = _big_int()
     rolled_up: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
@@ -250,7 +256,7 @@ class ReadingBucket(SQLModel):
     max_percent: float | None = None
     last_at: datetime = Field(sa_type=UTCDateTime)
     last_percent: float | None = None
-    last_level: int | None = None
+    last_level: int | None = _big_int()
 
     @property
     def avg_percent(self) -> float | None:
@@ -280,11 +286,11 @@ class CounterBucket(SQLModel):
     bucket_start: datetime = Field(primary_key=True, sa_type=UTCDateTime)
     count: int = 0
     last_at: datetime = Field(sa_type=UTCDateTime)
-    min_lifetime_pages: int | None = None
-    lifetime_pages: int | None = None
-    mono_pages: int | None = None
-    colour_pages: int | None = None
-    duplex_pages: int | None = None
+    min_lifetime_pages: int | None = _big_int()
+    lifetime_pages: int | None = _big_int()
+    mono_pages: int | None = _big_int()
+    colour_pages: int | None = _big_int()
+    duplex_pages: int | None = _big_int()
 
 
 class CounterHourly(CounterBucket, table=True):

@@ -39,7 +39,13 @@ from tonerwatch_shared.events import (
     ThresholdCrossed,
     printer_of,
 )
-from tonerwatch_shared.printer.model import PrinterIdentity, Supply
+from tonerwatch_shared.printer.clamp import (
+    clamp_identity,
+    clamp_snapshot,
+    clamp_supplies,
+    fit_int,
+)
+from tonerwatch_shared.printer.model import PrinterIdentity, PrinterSnapshot, Supply
 
 log = logging.getLogger(__name__)
 
@@ -188,23 +194,33 @@ def _apply_reading(
     if printer is None:
         return "ignored"
     at = event.occurred_at
-    _set_identity(printer, event.printer)
+    # Readings from any producer (an older poller too) fit the columns: one absurd value must
+    # not fail every reading of the printer for ever.
+    fitted = clamp_snapshot(
+        PrinterSnapshot(
+            printer=event.printer,
+            supplies=event.supplies,
+            counters=event.counters,
+            status=event.status,
+        )
+    )
+    _set_identity(printer, fitted.printer)
     newest = printer.last_seen_at is None or at >= printer.last_seen_at
     if newest:
         printer.last_seen_at = at
         printer.reachable = True
         printer.last_error = None
-        printer.device_status = event.status.device_status
-        printer.printer_status = event.status.printer_status
-        printer.status_errors = list(event.status.errors)
-        printer.status_text = event.status.status_text
-        printer.lifetime_pages = event.counters.lifetime_pages or printer.lifetime_pages
-        printer.last_bytes_sent = event.bytes_sent
-        printer.last_bytes_received = event.bytes_received
+        printer.device_status = fitted.status.device_status
+        printer.printer_status = fitted.status.printer_status
+        printer.status_errors = list(fitted.status.errors)
+        printer.status_text = fitted.status.status_text
+        printer.lifetime_pages = fitted.counters.lifetime_pages or printer.lifetime_pages
+        printer.last_bytes_sent = fit_int(event.bytes_sent)[0]
+        printer.last_bytes_received = fit_int(event.bytes_received)[0]
     printer.updated_at = now
     session.add(printer)
-    states = _store_supplies(session, printer.id, event.supplies, at)
-    c = event.counters
+    states = _store_supplies(session, printer.id, fitted.supplies, at)
+    c = fitted.counters
     if any(v is not None for v in (c.lifetime_pages, c.mono_pages, c.colour_pages)):
         session.add(
             CounterReading(
@@ -286,13 +302,13 @@ def _apply_found(session: Session, event: Event, options: ProjectionOptions, now
             printer.credentials = found_creds
             printer.config_at = event.occurred_at
             moved = True
-    _set_identity(printer, event.identity)
+    _set_identity(printer, clamp_identity(event.identity))
     printer.reachable = True
     printer.last_seen_at = max(printer.last_seen_at or event.occurred_at, event.occurred_at)
     printer.updated_at = now
     session.add(printer)
     session.flush()
-    _store_supplies(session, printer.id, event.supplies, event.occurred_at)
+    _store_supplies(session, printer.id, clamp_supplies(event.supplies), event.occurred_at)
     refresh_status(session, printer)
     if moved and printer.monitored:
         follow = configured_event(printer, source=options.source, site_id=printer.site_id)
