@@ -129,23 +129,27 @@ def test_low_clears_only_three_points_above_threshold() -> None:
     assert first.alert_id == second.alert_id and first.event_id != second.event_id
 
 
-def test_critical_then_replacement_resolves_both_and_reports_swap() -> None:
+def test_critical_supersedes_low_then_replacement_resolves_it() -> None:
     st, events = run([21, 19, 6, 5, 4, 100, 99])
     assert [e.rule for e in crossed(events)] == ["low", "critical"]
+    low_resolution, crit_resolution = resolved(events)
+    # Critical took low's place: one open alert for the supply, low resolved as superseded.
+    assert low_resolution.superseded_by == f"{PID}:1.1:critical"
+    assert crossed(events, "critical")[0].supersedes == f"{PID}:1.1:low"
     [swap] = [e for e in events if isinstance(e, SupplyReplaced)]
     assert (swap.previous_percent, swap.percent, swap.supply_index) == (4, 100, "1.1")
-    assert sorted(r.rule for r in resolved(events)) == ["critical", "low"]
-    assert all("replaced" in r.message for r in resolved(events))
+    assert crit_resolution.superseded_by is None and "replaced" in crit_resolution.message
     assert st.alerts == {}
     assert st.supplies["1.1"].history[0][1] == 100 and st.supplies["1.1"].replacements == 1
-    # The swap comes before the resolutions it causes.
-    kinds = [type(e).__name__ for e in events[-3:]]
-    assert kinds == ["SupplyReplaced", "AlertResolved", "AlertResolved"]
+    # The swap comes before the resolution it causes.
+    kinds = [type(e).__name__ for e in events[-2:]]
+    assert kinds == ["SupplyReplaced", "AlertResolved"]
 
 
-def test_first_reading_already_critical_raises_both_critical_first() -> None:
+def test_first_reading_already_critical_raises_only_critical() -> None:
     _, events = run([3])
-    assert [e.rule for e in crossed(events)] == ["critical", "low"]
+    assert [e.rule for e in crossed(events)] == ["critical"]
+    assert crossed(events)[0].supersedes is None
 
 
 def test_shaken_cartridge_is_not_a_replacement() -> None:

@@ -87,7 +87,7 @@ def test_rules_json_rejects_unknown_fields() -> None:
         (20, {"low"}),
         (12, {"low"}),
         (5, {"low", "critical"}),
-        (0, {"low", "critical"}),
+        (0, {"low", "critical", "empty"}),
     ],
 )
 def test_toner_level_thresholds(percent: float, expected: set[str]) -> None:
@@ -109,7 +109,11 @@ def test_sleeping_supply_unknown_keeps_everything() -> None:
 
 def test_printer_state_without_percent_is_its_own_signal() -> None:
     assert wanted_level_rules(toner(None, SupplyState.LOW), BASE, set()) == {"low"}
-    assert wanted_level_rules(toner(None, SupplyState.EMPTY), BASE, set()) == {"low", "critical"}
+    assert wanted_level_rules(toner(None, SupplyState.EMPTY), BASE, set()) == {
+        "low",
+        "critical",
+        "empty",
+    }
     # RFC 3805 -3 "some remaining": not empty, not necessarily fine.
     some = toner(None, SupplyState.SOME_REMAINING)
     assert wanted_level_rules(some, BASE, {"low", "critical"}) == {"low"}

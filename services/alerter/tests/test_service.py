@@ -184,11 +184,14 @@ async def test_replacement_publishes_replaced_and_resolves(
     assert [(type(e).__name__, getattr(e, "rule", None)) for e in got] == [
         ("ThresholdCrossed", "low"),
         ("ThresholdCrossed", "critical"),
-        ("SupplyReplaced", None),
         ("AlertResolved", "low"),
+        ("SupplyReplaced", None),
         ("AlertResolved", "critical"),
     ]
-    swap = got[2]
+    superseded = got[2]
+    assert isinstance(superseded, AlertResolved)
+    assert superseded.superseded_by == f"{PID}:1.1:critical"
+    swap = got[3]
     assert isinstance(swap, SupplyReplaced)
     assert (swap.previous_percent, swap.percent, swap.part_number) == (5, 100, "TN-2420")
 
@@ -201,7 +204,8 @@ async def test_restart_with_replayed_readings_sends_nothing_twice(
         await feed(bus, first)
         await settled(bus, PID, first[-1])
     before = alerts(await published(bus))
-    assert [getattr(e, "rule", None) for e in before] == ["low", "critical"]
+    assert [getattr(e, "rule", None) for e in before] == ["low", "critical", "low"]
+    assert [type(e).__name__ for e in before][-1] == "AlertResolved"
     # Lose the consumers' positions too: the restarted alerter re-reads every reading from the
     # start of the stream, and only the state tells it what it already announced.
     for spec in consumer_specs(subjects):

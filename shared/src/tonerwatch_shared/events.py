@@ -237,7 +237,9 @@ class ThresholdCrossed(PrinterEvent):
     type: Literal["tonerwatch.threshold_crossed.v1"] = "tonerwatch.threshold_crossed.v1"
     area_what: ClassVar[str] = sj.THRESHOLD_CROSSED
     alert_id: str = Field(description="Stable id of the condition (printer, supply, rule)")
-    rule: str = Field(description="low, critical, forecast, full, jammed, door_open, ...")
+    rule: str = Field(
+        description="low, critical, empty, forecast, almost_full, full, jammed, door_open, ..."
+    )
     severity: Literal["info", "warning", "critical"]
     supply_index: str | None = None
     supply_description: str | None = None
@@ -248,6 +250,11 @@ class ThresholdCrossed(PrinterEvent):
     threshold: float | None = None
     days_to_empty: float | None = None
     message: str
+    supersedes: str | None = Field(
+        default=None,
+        description="The alert_id of the same supply's alert this one replaces (resolved with "
+        "superseded_by pointing here)",
+    )
 
 
 class AlertResolved(PrinterEvent):
@@ -258,6 +265,11 @@ class AlertResolved(PrinterEvent):
     alert_id: str
     rule: str
     message: str = ""
+    superseded_by: str | None = Field(
+        default=None,
+        description="The alert_id of the alert that took its place (low -> critical -> empty on "
+        "the same supply): the condition goes on under that alert, so nobody is told it cleared",
+    )
 
 
 class SupplyReplaced(PrinterEvent):

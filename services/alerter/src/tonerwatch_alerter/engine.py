@@ -9,11 +9,13 @@ from tonerwatch_alerter import forecast as fc
 from tonerwatch_alerter import text
 from tonerwatch_alerter.rules import (
     CRITICAL,
+    EMPTY,
     FORECAST,
     LEVEL_RULES,
     LOW,
     MARKING_KINDS,
     RULE_SEVERITY,
+    SUPPLY_LADDER,
     UNREACHABLE,
     AlertRules,
     Resolved,
@@ -23,6 +25,7 @@ from tonerwatch_alerter.rules import (
     status_severity,
     wanted_level_rules,
     wanted_status_rules,
+    worst_rule,
 )
 from tonerwatch_alerter.state import (
     ActiveAlert,
@@ -158,15 +161,29 @@ def _apply_reading(ev: _Emitter, reading: SupplyReading, ctx: Context) -> None:
         forecast = fc.forecast(mem.history, t.timestamp()) if p is not None else None
         if _forecast_holds(forecast, limits, FORECAST in active, bool(wanted)):
             wanted.add(FORECAST)
-        for rule in sorted(active - wanted):
-            ev.resolve(alert_id(pid, supply.index, rule), _cleared_message(mem, rule, p, title))
-        for rule in _by_severity(wanted - active):
-            ev.raise_supply(mem, rule, p, limits, forecast)
+        # One open alert per supply: the worst rule that holds; the one it replaces is resolved
+        # as superseded (the condition goes on), not as cleared.
+        top = worst_rule(mem.supply_class, wanted)
+        gone = sorted(active - {top}, key=lambda r: _rank(mem, r), reverse=True)
+        if top is None or top in active:
+            for rule in gone:
+                ev.resolve(alert_id(pid, supply.index, rule), _cleared_message(mem, rule, p, title))
+            continue
+        new_aid = alert_id(pid, supply.index, top)
+        previous = alert_id(pid, supply.index, gone[0]) if gone else None
+        ev.raise_supply(mem, top, p, limits, forecast, supersedes=previous)
+        headline = text.supply_headline(top, mem.kind, mem.supply_class, p)
+        for rule in gone:
+            ev.resolve(
+                alert_id(pid, supply.index, rule),
+                text.message(f"Now {headline[:1].lower()}{headline[1:]}", title, _short(mem)),
+                superseded_by=new_aid,
+            )
     # Printer-wide: status bits, plus marker bits not attributable to one supply (colour
     # printers) unless a supply alert already says the same.
     wanted_printer = wanted_status_rules(reading.status.errors)
     marking_alerting = any(
-        a.rule in (LOW, CRITICAL)
+        a.rule in (LOW, CRITICAL, EMPTY)
         and a.supply_index in st.supplies
         and st.supplies[a.supply_index].kind in MARKING_KINDS
         for a in st.alerts.values()
@@ -193,10 +210,9 @@ def _forecast_holds(
     return not level_alerting and forecast.days_to_empty < limits.lead_time_days
 
 
-def _by_severity(rules: set[str]) -> list[str]:
-    order = {"info": 0, "warning": 1, "critical": 2}
-    # Most severe first: a channel that batches shows the worst news on top.
-    return sorted(rules, key=lambda r: (-order[RULE_SEVERITY.get(r, "warning")], r))
+def _rank(mem: SupplyMemory, rule: str) -> int:
+    ladder = SUPPLY_LADDER[mem.supply_class]
+    return ladder.index(rule) if rule in ladder else -1
 
 
 def _describe(mem: SupplyMemory, supply: Supply) -> None:
@@ -217,7 +233,7 @@ def _short(mem: SupplyMemory) -> str:
 
 def _cleared_message(mem: SupplyMemory, rule: str, p: float | None, title: str) -> str:
     headline = text.supply_headline(rule, mem.kind, mem.supply_class, p)
-    detail = f"{_short(mem)} {p:g}%" if p is not None else _short(mem)
+    detail = f"{_short(mem)} {text.percent_text(p)}" if p is not None else _short(mem)
     return text.message(f"{headline} cleared", title, detail)
 
 
@@ -286,10 +302,15 @@ class _Emitter:
         p: float | None,
         limits: Resolved,
         forecast: fc.Forecast | None,
+        supersedes: str | None = None,
     ) -> None:
         aid = alert_id(self.state.printer_id, mem.index, rule)
         low_rule, crit_rule = LEVEL_RULES[mem.supply_class]
-        threshold = {low_rule: limits.low_percent, crit_rule: limits.critical_percent}.get(rule)
+        threshold = {
+            low_rule: limits.low_percent,
+            crit_rule: limits.critical_percent,
+            EMPTY: 0.0,
+        }.get(rule)
         days = forecast.days_to_empty if forecast else None
         message = _supply_message(mem, rule, p, forecast, limits, self.state.label().title())
         severity = RULE_SEVERITY.get(rule, "warning")
@@ -309,10 +330,11 @@ class _Emitter:
                 threshold=threshold if rule != FORECAST else limits.lead_time_days,
                 days_to_empty=None if days is None else round(days, 1),
                 message=message,
+                supersedes=supersedes,
             )
         )
 
-    def resolve(self, aid: str, message: str) -> None:
+    def resolve(self, aid: str, message: str, superseded_by: str | None = None) -> None:
         alert = self.state.alerts.pop(aid, None)
         if alert is None:
             return
@@ -322,6 +344,7 @@ class _Emitter:
                 alert_id=aid,
                 rule=alert.rule,
                 message=message,
+                superseded_by=superseded_by,
             )
         )
 
@@ -339,7 +362,8 @@ class _Emitter:
                 percent=p,
             )
         )
-        change = f" {previous:g}% → {p:g}%" if previous is not None else f" {p:g}%"
+        pct = text.percent_text
+        change = f" {pct(previous)} → {pct(p)}" if previous is not None else f" {pct(p)}"
         noun = _cap(text.KIND_NOUN.get(mem.kind, "supply"))
         msg = text.message(f"{noun} replaced", self.state.label().title(), _short(mem) + change)
         for aid in [a.alert_id for a in self.state.alerts.values() if a.supply_index == mem.index]:

@@ -20,6 +20,7 @@ Severity = Literal["info", "warning", "critical"]
 
 LOW = "low"
 CRITICAL = "critical"
+EMPTY = "empty"
 ALMOST_FULL = "almost_full"
 FULL = "full"
 FORECAST = "forecast"
@@ -31,9 +32,17 @@ LEVEL_RULES: dict[SupplyClass, tuple[str, str]] = {
     SupplyClass.RECEPTACLE: (ALMOST_FULL, FULL),
 }
 
+# One open alert per supply: a worse rule of the ladder supersedes the one open (forecast < low <
+# critical < empty; almost_full < full), a better one takes over when the level recovers part-way.
+SUPPLY_LADDER: dict[SupplyClass, tuple[str, ...]] = {
+    SupplyClass.CONSUMED: (FORECAST, LOW, CRITICAL, EMPTY),
+    SupplyClass.RECEPTACLE: (FORECAST, ALMOST_FULL, FULL),
+}
+
 RULE_SEVERITY: dict[str, Severity] = {
     LOW: "warning",
     CRITICAL: "critical",
+    EMPTY: "critical",
     ALMOST_FULL: "warning",
     FULL: "critical",
     FORECAST: "info",
@@ -148,14 +157,16 @@ def wanted_level_rules(
     signals are rules the printer itself asserts for this supply (e.g. "low" from a low_toner bit).
     """
     low_rule, crit_rule = level_rules(supply)
-    active_set = set(active) & {low_rule, crit_rule}
-    wanted: set[str] = set(signals) & {low_rule, crit_rule}
+    consumed = supply.supply_class is SupplyClass.CONSUMED
+    levels = {low_rule, crit_rule} | ({EMPTY} if consumed else set())
+    active_set = set(active) & levels
+    wanted: set[str] = set(signals) & levels
     p = supply.percent
     if p is not None:
-        for rule, threshold in (
-            (low_rule, limits.low_percent),
-            (crit_rule, limits.critical_percent),
-        ):
+        steps = [(low_rule, limits.low_percent), (crit_rule, limits.critical_percent)]
+        if consumed:
+            steps.append((EMPTY, 0.0))
+        for rule, threshold in steps:
             if p <= threshold or (rule in active_set and p <= threshold + limits.hysteresis_points):
                 wanted.add(rule)
         return wanted
@@ -167,11 +178,19 @@ def wanted_level_rules(
     if state in (SupplyState.LOW, SupplyState.ALMOST_FULL):
         wanted.add(low_rule)
     elif state in (SupplyState.EMPTY, SupplyState.FULL):
-        wanted |= {low_rule, crit_rule}
+        wanted |= {low_rule, crit_rule} | ({EMPTY} if consumed else set())
     elif state is SupplyState.SOME_REMAINING:
-        # RFC 3805 -3: "some remains" rules out empty but says nothing about low.
-        wanted |= active_set & {low_rule}
+        # RFC 3805 -3: "some remains" rules out (nearly) empty but says nothing about low: an
+        # open level alert steps back to low (it superseded low on the way down).
+        wanted |= {low_rule} if active_set else set()
     return wanted
+
+
+def worst_rule(supply_class: SupplyClass, rules: Iterable[str]) -> str | None:
+    """Return the worst of rules on the supply's ladder (the one alert to keep open), or None."""
+    ladder = SUPPLY_LADDER[supply_class]
+    ranked = [r for r in rules if r in ladder]
+    return max(ranked, key=ladder.index) if ranked else None
 
 
 def marker_signals(

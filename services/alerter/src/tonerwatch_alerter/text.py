@@ -34,6 +34,15 @@ KIND_NOUN: dict[SupplyKind, str] = {
 COLOUR_NAMED = frozenset({SupplyKind.TONER, SupplyKind.INK, SupplyKind.SOLID_WAX})
 
 
+def percent_text(percent: float) -> str:
+    """Return a level as people read it: whole percent, "<1%" for a trace, never "0.390625%"."""
+    if 0 < percent < 1:
+        return "<1%"
+    if 99 < percent < 100:
+        return ">99%"
+    return f"{round(percent)}%"
+
+
 def model_name(vendor: str | None, model: str | None) -> str | None:
     """Return "vendor model" without saying the vendor twice, or None when neither is known."""
     vendor, model = (vendor or "").strip(), (model or "").strip()
@@ -72,6 +81,8 @@ def supply_headline(
     cap = noun[0].upper() + noun[1:]
     if rule == "low":
         return f"Low {noun}"
+    if rule == "empty":
+        return f"{cap} empty"
     if rule == "critical":
         return f"{cap} empty" if percent is not None and percent <= 0 else f"{cap} nearly empty"
     if rule == "almost_full":
@@ -104,7 +115,7 @@ def supply_detail(
     if percent is None:
         parts = [f"{name}, reported by the printer"]
     else:
-        parts = [f"{name} {percent:g}%{' space left' if receptacle else ''}"]
+        parts = [f"{name} {percent_text(percent)}{' space left' if receptacle else ''}"]
     if days is not None:
         phrase = days_phrase(days, receptacle)
         if band is not None and band[0] is not None:
@@ -126,6 +137,7 @@ __all__ = [
     "days_phrase",
     "message",
     "model_name",
+    "percent_text",
     "printer_title",
     "supply_detail",
     "supply_headline",

@@ -26,7 +26,9 @@ class ChannelConfig(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
     sites: tuple[str, ...] = Field(default=(), description="Only these sites; empty: all")
     min_severity: Severity = "warning"
-    resolved: bool = Field(default=True, description="Also send AlertResolved")
+    resolved: bool = Field(
+        default=True, description="Also send AlertResolved (not those superseded by a worse alert)"
+    )
     replaced: bool = Field(default=False, description="Also send SupplyReplaced (new cartridges)")
     attempts: int = Field(default=3, ge=1, le=10, description="Tries per delivery before a nak")
     backoff_s: float = Field(default=0.5, ge=0)
@@ -41,7 +43,8 @@ class ChannelConfig(BaseModel):
             return SEVERITY_RANK[event.severity] >= SEVERITY_RANK[self.min_severity]
         if isinstance(event, SupplyReplaced):
             return self.replaced
-        return self.resolved and isinstance(event, AlertResolved)
+        # A superseded alert goes on under a worse one, whose own crossing is the news.
+        return self.resolved and isinstance(event, AlertResolved) and event.superseded_by is None
 
     def backoff(self, attempt: int) -> float:
         """Return the pause before try attempt + 1 (exponential, capped)."""

@@ -27,6 +27,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from tonerwatch_alerter.channels.base import ChannelConfig, DeliveryFailed
 from tonerwatch_alerter.state import PrinterLabel
+from tonerwatch_alerter.text import percent_text
 from tonerwatch_shared.events import (
     AlertResolved,
     Event,
@@ -102,8 +103,9 @@ def subject_of(event: Event, label: PrinterLabel | None = None) -> str:
     if isinstance(event, AlertResolved):
         return f"Resolved: {event.message or event.rule}"
     if isinstance(event, SupplyReplaced):
-        change = f"{event.previous_percent:g}% → " if event.previous_percent is not None else ""
-        level = f" {change}{event.percent:g}%" if event.percent is not None else ""
+        pct = percent_text
+        change = f"{pct(event.previous_percent)} → " if event.previous_percent is not None else ""
+        level = f" {change}{pct(event.percent)}" if event.percent is not None else ""
         return f"Replaced: {title} — {event.description}{level}"
     return f"{type(event).__name__}: {title}"
 
@@ -124,11 +126,11 @@ def facts(event: Event, label: PrinterLabel | None) -> list[tuple[str, str]]:
         if event.supply_description or event.supply_index:
             rows.append(("Supply", event.supply_description or f"supply {event.supply_index}"))
         if event.percent is not None:
-            rows.append(("Level", f"{event.percent:g}%"))
+            rows.append(("Level", percent_text(event.percent)))
         if event.threshold is not None and event.rule != "forecast":
             rows.append(("Threshold", f"{event.threshold:g}%"))
         if event.days_to_empty is not None:
-            rows.append(("Days left", f"about {event.days_to_empty:g}"))
+            rows.append(("Days left", f"about {round(event.days_to_empty)}"))
         if event.part_number:
             rows.append(("Part number", event.part_number))
     elif isinstance(event, AlertResolved):
@@ -136,7 +138,7 @@ def facts(event: Event, label: PrinterLabel | None) -> list[tuple[str, str]]:
     elif isinstance(event, SupplyReplaced):
         rows.append(("Supply", event.description or event.supply_index))
         if event.percent is not None:
-            rows.append(("Level", f"{event.percent:g}%"))
+            rows.append(("Level", percent_text(event.percent)))
         if event.part_number:
             rows.append(("Part number", event.part_number))
     rows.append(("Time", event.occurred_at.isoformat(timespec="seconds")))

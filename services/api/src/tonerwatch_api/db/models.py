@@ -327,6 +327,12 @@ class Alert(SQLModel, table=True):
     resolved_at: datetime | None = _ts()
     acknowledged_by: str | None = Field(default=None, max_length=100)
     acknowledged_at: datetime | None = _ts()
+    superseded_by: str | None = Field(
+        default=None, max_length=255, description="alert_id of the worse alert that replaced it"
+    )
+    kind: str | None = Field(
+        default=None, max_length=32, index=True, description="Supply kind; None: printer-wide"
+    )
 
 
 class ProcessedEvent(SQLModel, table=True):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.db.models import Alert, Printer, Site
@@ -16,6 +16,8 @@ from tonerwatch_api.domain.printers import printer_filters
 from tonerwatch_api.listing import Listing, field
 from tonerwatch_api.schemas.printers import AlertOut
 
+PRINTER_WIDE = "printer"
+
 
 def alerts_query(
     tenant_id: str,
@@ -24,6 +26,7 @@ def alerts_query(
     printer_id: str | None = None,
     site_id: str | None = None,
     severities: Sequence[str] = (),
+    kinds: Sequence[str] = (),
     site_ids: Sequence[str] | None = None,
     scope: Scope | None = None,
 ) -> Any:
@@ -40,6 +43,13 @@ def alerts_query(
         q = q.where(Alert.printer_id == printer_id)
     if severities:
         q = q.where(col(Alert.severity).in_(list(severities)))
+    if kinds:
+        # "printer": alerts about the whole printer (jam, door, unreachable), which have no kind.
+        named = [k for k in kinds if k != PRINTER_WIDE]
+        conds = [col(Alert.kind).in_(named)] if named else []
+        if PRINTER_WIDE in kinds:
+            conds.append(col(Alert.supply_index).is_(None))
+        q = q.where(or_(*conds))
     for cond in printer_filters(site_id, None, site_ids, scope=scope):
         q = q.where(cond)
     return q
@@ -83,26 +93,44 @@ def alert_out(a: Alert, printer_name: str | None) -> AlertOut:
         resolved_at=a.resolved_at,
         acknowledged_by=a.acknowledged_by,
         acknowledged_at=a.acknowledged_at,
+        kind=a.kind,
+        superseded_by=a.superseded_by,
     )
 
 
 def acknowledge(session: Session, who: Principal, alert_row_id: int) -> AlertOut:
     """Mark an alert acknowledged by the caller (idempotent)."""
-    row = session.exec(
+    done, missing = acknowledge_many(session, who, [alert_row_id])
+    if missing:
+        raise NotFound(f"alert {alert_row_id} not found")
+    return done[0]
+
+
+def acknowledge_many(
+    session: Session, who: Principal, alert_row_ids: Sequence[int]
+) -> tuple[list[AlertOut], list[int]]:
+    """Acknowledge the tenant's alerts among ids; return (them, ids not found). Idempotent."""
+    wanted = list(dict.fromkeys(alert_row_ids))
+    rows = session.exec(
         select(Alert, Printer.name)
         .join(Printer, col(Printer.id) == col(Alert.printer_id))
         .join(Site, col(Site.id) == col(Printer.site_id))
-        .where(Site.tenant_id == who.tenant_id, Alert.id == alert_row_id)
-    ).first()
-    if row is None:
-        raise NotFound(f"alert {alert_row_id} not found")
-    alert, name = row
-    if alert.acknowledged_at is None:
-        alert.acknowledged_at = datetime.now(UTC)
-        alert.acknowledged_by = who.username
-        session.add(alert)
-        audit(session, who, "alert.acknowledge", str(alert.id), alert_id=alert.alert_id)
-    return alert_out(alert, name)
+        .where(Site.tenant_id == who.tenant_id, col(Alert.id).in_(wanted))
+    ).all()
+    found = {a.id: (a, name) for a, name in rows}
+    now = datetime.now(UTC)
+    done = []
+    for row_id in wanted:
+        if row_id not in found:
+            continue
+        alert, name = found[row_id]
+        if alert.acknowledged_at is None:
+            alert.acknowledged_at = now
+            alert.acknowledged_by = who.username
+            session.add(alert)
+            audit(session, who, "alert.acknowledge", str(alert.id), alert_id=alert.alert_id)
+        done.append(alert_out(alert, name))
+    return done, [i for i in wanted if i not in found]
 
 
 def open_alert_counts(session: Session) -> dict[str, int]:
@@ -123,6 +151,7 @@ ALERTS = Listing(
         "acknowledged_at": field(col(Alert.acknowledged_at), "datetime"),
         "severity": field(col(Alert.severity), "str"),
         "rule": field(col(Alert.rule), "str"),
+        "kind": field(col(Alert.kind), "str"),
         "printer_id": field(col(Alert.printer_id), "str"),
         "percent": field(col(Alert.percent), "float"),
         "days_to_empty": field(col(Alert.days_to_empty), "float"),

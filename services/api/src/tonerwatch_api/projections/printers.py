@@ -415,6 +415,7 @@ def _apply_crossed(
     alert.colour = event.colour
     alert.percent = event.percent
     alert.days_to_empty = event.days_to_empty
+    alert.kind = event.kind if event.supply_index is not None else None
     session.add(alert)
     session.flush()
     refresh_status(session, printer)
@@ -428,6 +429,7 @@ def _apply_resolved(
     open_ = _open_alerts(session, event.alert_id)
     for alert in open_:
         alert.resolved_at = event.occurred_at
+        alert.superseded_by = event.superseded_by
         session.add(alert)
     session.flush()
     for printer_id in {a.printer_id for a in open_}:

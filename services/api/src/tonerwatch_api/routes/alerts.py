@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -9,11 +10,27 @@ from sqlmodel import Session
 
 from tonerwatch_api.db.tx import run_tx
 from tonerwatch_api.deps import ERRORS, AlertRowId, Operator, Viewer, app_state, page_of
-from tonerwatch_api.domain.alerts import ALERTS, acknowledge, alert_out, alerts_query
+from tonerwatch_api.domain.alerts import (
+    ALERTS,
+    acknowledge,
+    acknowledge_many,
+    alert_out,
+    alerts_query,
+)
 from tonerwatch_api.listing import Page
-from tonerwatch_api.schemas.printers import AlertOut, AlertPage
+from tonerwatch_api.schemas.printers import (
+    AlertOut,
+    AlertPage,
+    AlertsAcknowledge,
+    AlertsAcknowledged,
+)
+from tonerwatch_shared.printer.model import SupplyKind
 
 router = APIRouter(prefix="/api/v1")
+# Supply kinds, and "printer" for printer-wide alerts.
+AlertKind = Enum(  # type: ignore[misc]
+    "AlertKind", {k.name: k.value for k in SupplyKind} | {"PRINTER": "printer"}, type=str
+)
 AlertsAsked = Annotated[Page, page_of(ALERTS, "Alerts", limit=200, most=1000)]
 
 
@@ -31,6 +48,13 @@ async def list_alerts(
         list[Literal["critical", "warning", "info"]] | None,
         Query(description="Only these severities (repeat the parameter for several)"),
     ] = None,
+    kind: Annotated[
+        list[AlertKind] | None,
+        Query(
+            description="Only alerts about these supply kinds; `printer` for printer-wide ones "
+            "(jam, door, unreachable). Repeat the parameter for several"
+        ),
+    ] = None,
 ) -> AlertPage:
     """Return alerts, newest first unless sorted otherwise, a page at a time."""
 
@@ -41,11 +65,27 @@ async def list_alerts(
             printer_id=printer_id,
             site_id=site,
             severities=severity or (),
+            kinds=[k.value for k in kind or ()],
         )
         rows, nxt = ALERTS.fetch(
             s, base, page.order, page.cursor, page.limit, row_of=lambda r: r[0]
         )
         return AlertPage(items=[alert_out(a, name) for a, name in rows], next_cursor=nxt)
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.post(
+    "/alerts/acknowledge", response_model=AlertsAcknowledged, tags=["alerts"], responses=ERRORS
+)
+async def acknowledge_alerts(
+    request: Request, body: AlertsAcknowledge, who: Operator
+) -> AlertsAcknowledged:
+    """Acknowledge several alerts at once; ids not of the caller's tenant come back in not_found."""
+
+    def work(s: Session) -> AlertsAcknowledged:
+        done, missing = acknowledge_many(s, who, body.ids)
+        return AlertsAcknowledged(acknowledged=done, not_found=missing)
 
     return await run_tx(app_state(request).engine, work)
 

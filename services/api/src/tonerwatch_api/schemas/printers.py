@@ -89,6 +89,8 @@ _ALERT: dict[str, Any] = {
     "resolved_at": None,
     "acknowledged_by": "jdoe",
     "acknowledged_at": "2025-03-14T07:41:30Z",
+    "kind": "toner",
+    "superseded_by": None,
 }
 
 
@@ -339,6 +341,28 @@ class AlertOut(BaseModel):
     resolved_at: datetime | None
     acknowledged_by: str | None
     acknowledged_at: datetime | None
+    kind: str | None = Field(
+        default=None,
+        description="Supply kind (toner, ink, drum, waste_toner, ...); None: printer-wide",
+    )
+    superseded_by: str | None = Field(
+        default=None,
+        description="Resolved because a worse alert of the same supply took its place (its alert_id)",
+    )
+
+
+class AlertsAcknowledge(BaseModel):
+    """Alerts to acknowledge at once (row ids as listed)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[int] = Field(min_length=1, max_length=500, description="Alert row ids (`id`)")
+
+
+class AlertsAcknowledged(BaseModel):
+    """What a bulk acknowledgement did."""
+
+    acknowledged: list[AlertOut] = Field(description="Now acknowledged (by the caller or before)")
+    not_found: list[int] = Field(description="Ids that are not alerts of the caller's tenant")
 
 
 class AlertPage(BaseModel):
