@@ -354,13 +354,18 @@ class AlertOut(BaseModel):
 class AlertsAcknowledge(BaseModel):
     """Alerts to acknowledge at once (row ids as listed)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"ids": [1873, 1874]}]}
+    )
     ids: list[int] = Field(min_length=1, max_length=500, description="Alert row ids (`id`)")
 
 
 class AlertsAcknowledged(BaseModel):
     """What a bulk acknowledgement did."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"acknowledged": [_ALERT], "not_found": [1874]}]}
+    )
     acknowledged: list[AlertOut] = Field(description="Now acknowledged (by the caller or before)")
     not_found: list[int] = Field(description="Ids that are not alerts of the caller's tenant")
 
