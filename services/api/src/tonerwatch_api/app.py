@@ -39,6 +39,7 @@ from tonerwatch_api.routes import (
     groups,
     network_usage,
     orders,
+    printer_address,
     printers,
     sites,
     tenants,
@@ -109,6 +110,7 @@ def create_app(
         orders,
         tenants,
         collectors,
+        printer_address,
     ):
         app.include_router(resource.router)
     for ui_pages in (login, printer_pages, pages, tenant_pages):

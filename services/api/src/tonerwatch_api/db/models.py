@@ -123,6 +123,14 @@ class Printer(SQLModel, table=True):
     location: str | None = Field(default=None, max_length=255)
     notes: str | None = Field(default=None)
     origin: str = Field(default="manual", max_length=16)
+    # A person set this printer's address (added it, or edited address, port or credentials):
+    # discovery never moves it; a device elsewhere claiming its serial or MAC is a proposal.
+    person_edited: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
+    # Where a device claiming to be this printer was found, until an operator confirms or
+    # dismisses it (POST /printers/{id}/address/confirm, DELETE .../address/proposal).
+    proposed_address: str | None = Field(default=None, max_length=255)
+    proposed_port: int | None = None
+    proposed_at: datetime | None = _ts()
     # Last-writer-wins for configuration: an older PrinterConfigured/Removed never undoes a newer one.
     config_at: datetime | None = _ts()
     # Tombstone: events still in flight for a deleted printer are dropped, not resurrecting it.

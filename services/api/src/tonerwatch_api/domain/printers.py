@@ -250,6 +250,9 @@ def printer_out(
         location=p.location,
         notes=p.notes,
         origin=p.origin,
+        proposed_address=p.proposed_address,
+        proposed_port=p.proposed_port,
+        proposed_at=p.proposed_at,
         vendor=p.vendor,
         model=p.model,
         serial=p.serial,
@@ -332,6 +335,7 @@ def add_printer(
         location=body.location,
         notes=body.notes,
         origin="manual",
+        person_edited=True,
     )
     event = configured_event(printer, source=source, site_id=site.id)
     printer.config_at = event.occurred_at
@@ -360,6 +364,13 @@ def patch_printer(
             setattr(printer, attr, changes[attr])
     if changes.get("interval_s") is not None:
         printer.interval_follows_site = False  # its own interval from now on
+    if any(changes.get(a) is not None for a in ("address", "port")) or (
+        body.credentials is not None or body.community is not None
+    ):
+        # A person's address and credentials: discovery proposes moves from now on, never makes them.
+        printer.person_edited = True
+        if changes.get("address") is not None or changes.get("port") is not None:
+            printer.proposed_address = printer.proposed_port = printer.proposed_at = None
     if body.monitored is not None:
         printer.monitored = body.monitored
     if body.credentials is not None or body.community is not None:

@@ -127,6 +127,14 @@ def normalise_mac(mac: str | None) -> str | None:
     return digits if len(digits) == 12 and digits != "0" * 12 else None
 
 
+def propose_address(printer: Printer, address: str, port: int, at: datetime, now: datetime) -> None:
+    """Record where a device claiming to be printer was found (the newest claim wins)."""
+    if printer.proposed_at is not None and at < printer.proposed_at:
+        return  # an older sweep's claim, delivered late
+    printer.proposed_address, printer.proposed_port, printer.proposed_at = address, port, at
+    printer.updated_at = now
+
+
 def _set_identity(printer: Printer, ident: PrinterIdentity) -> None:
     printer.vendor = ident.vendor or printer.vendor
     printer.model = ident.model or printer.model
@@ -291,7 +299,21 @@ def _apply_found(session: Session, event: Event, options: ProjectionOptions, now
         moved = True
     else:
         if (printer.address, printer.port) != (event.address, event.port):
-            # Same serial or MAC at a new address (DHCP): follow it.
+            if printer.person_edited or printer.origin != "discovered":
+                # A device elsewhere claims a printer a person set up: serials and MACs can be
+                # cloned. Nothing it says is believed and no credentials go to it until a
+                # person confirms the move (or dismisses it).
+                propose_address(printer, event.address, event.port, event.occurred_at, now)
+                session.add(printer)
+                log.warning(
+                    "printer %s: a device at %s:%s claims its identity; proposed, not moved",
+                    printer.id,
+                    event.address,
+                    event.port,
+                )
+                return "applied"
+            # Same serial or MAC at a new address (DHCP) of a printer discovery added and no
+            # person edited: follow it.
             printer.address, printer.port = event.address, event.port
             printer.config_at = event.occurred_at
             moved = True

@@ -128,6 +128,13 @@ class PrinterOut(BaseModel):
     location: str | None
     notes: str | None
     origin: str
+    proposed_address: str | None = Field(
+        default=None,
+        description="Where a device claiming this printer's serial or MAC was found: not polled "
+        "until an operator confirms (POST .../address/confirm) or dismisses it",
+    )
+    proposed_port: int | None = None
+    proposed_at: datetime | None = None
     vendor: str | None
     model: str | None
     serial: str | None
