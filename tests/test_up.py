@@ -146,6 +146,9 @@ def test_up_embedded_nats_refuses_strangers_and_each_service_has_its_own_user(
     users_file = data_dir / "nats-users.json"
     assert stat.S_IMODE(users_file.stat().st_mode) == 0o600
     assert stat.S_IMODE((data_dir / "nats" / "nats-server.conf").stat().st_mode) == 0o600
+    # No TONERWATCH_SECRET_KEY given: up made the key sealing SNMP secrets, owner-only.
+    assert stat.S_IMODE((data_dir / "secret-key").stat().st_mode) == 0o600
+    assert len((data_dir / "secret-key").read_text().strip()) >= 32
     passwords = json.loads(users_file.read_text())["users"]
     assert set(passwords) == {"api", "poller", "alerter", "discovery", "syncer"}
     assert len(set(passwords.values())) == 5 and all(len(p) >= 40 for p in passwords.values())

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tonerwatch.collector import add_collector_parser, collector_command
 from tonerwatch.discover import sweep_command
@@ -25,6 +26,7 @@ from tonerwatch.tenants import add_tenant_parser, tenant_command
 from tonerwatch_shared.bus import BusError, BusStopped
 from tonerwatch_shared.embedded import EmbeddedError
 from tonerwatch_shared.lifecycle import PortInUse, ensure_port_free
+from tonerwatch_shared.sealing import SealingError
 from tonerwatch_shared.settings import CommonSettings, SettingsError, load_settings
 
 EXIT_USAGE = 2
@@ -225,14 +227,21 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     api = service_module("api")
     common = load_settings(CommonSettings)
     # The same database `up` would open: the URL when set, else SQLite in the data folder.
-    where = {} if common.database_url else {"data_dir": args.data_dir or default_data_dir()}
+    where: dict[str, Any] = (
+        {} if common.database_url else {"data_dir": args.data_dir or default_data_dir()}
+    )
+    from tonerwatch.up import SECRET_KEY_FILE
+
+    key_file = Path(where.get("data_dir") or ".") / SECRET_KEY_FILE
+    if where and not common.secret_key and key_file.exists():
+        where["secret_key"] = key_file.read_text().strip()  # the key `up` made for this database
     settings = load_settings(api.Settings, **where)
     try:
-        where = api.migrate(settings)
-    except (api.DatabaseUnreachable, api.MigrationLockTimeout) as exc:
+        where_db = api.migrate(settings)
+    except (api.DatabaseUnreachable, api.MigrationLockTimeout, SealingError) as exc:
         raise CliError(str(exc)) from None
     # Named, so a migrate Job that lost its TONERWATCH_DATABASE_URL shows it migrated SQLite.
-    print(f"tonerwatch: the database schema is at the newest version ({where})")
+    print(f"tonerwatch: the database schema is at the newest version ({where_db})")
     return 0
 
 

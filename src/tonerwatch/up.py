@@ -22,6 +22,7 @@ from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
 from tonerwatch_shared.lifecycle import PortInUse, ensure_port_free, install_stop_signals
 from tonerwatch_shared.logs import current_service
 from tonerwatch_shared.nats_users import USERS_FILE, embedded_authorization, embedded_passwords
+from tonerwatch_shared.sealing import generate_key
 from tonerwatch_shared.settings import CommonSettings, load_settings
 from tonerwatch_shared.simulator import free_udp_port
 from tonerwatch_shared.storage import sqlite_url
@@ -30,6 +31,7 @@ from tonerwatch_shared.subjects import Subjects
 log = logging.getLogger("tonerwatch.up")
 READY_TIMEOUT_S = 120.0
 ADMIN_PASSWORD_FILE = "admin-password"
+SECRET_KEY_FILE = "secret-key"
 
 
 def _say(line: str) -> None:
@@ -105,6 +107,8 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
         }
         admin_password, generated = admin_password_for(data_dir)
         overrides["admin_password"] = admin_password
+        if not common.secret_key:
+            overrides["secret_key"] = secret_key_for(data_dir)
         owner = ops_port_owner(names) if common.ops_port else None
         settings = {
             name: _settings_for(
@@ -177,6 +181,22 @@ def admin_password_for(data_dir: Path) -> tuple[str, bool]:
     with os.fdopen(fd, "w") as f:
         f.write(password + "\n")
     return password, True
+
+
+def secret_key_for(data_dir: Path) -> str:
+    """Return the key sealing secrets (SNMP communities and keys), made once and kept 0600 in the data dir.
+
+    Used when TONERWATCH_SECRET_KEY is not set. Losing the file makes the sealed secrets unreadable
+    (back it up with the database); to change keys, see docs/operations.md#secrets.
+    """
+    path = data_dir / SECRET_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    key = generate_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
 
 
 def _selected(only: str | None) -> list[str]:

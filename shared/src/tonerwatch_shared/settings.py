@@ -54,6 +54,19 @@ class CommonSettings(BaseSettings):
     nats_connect_attempts: int = Field(
         default=30, ge=1, description="Connect retries with back-off"
     )
+    secret_key: str | None = Field(
+        default=None,
+        repr=False,
+        min_length=32,
+        description="Key sealing secrets at rest and in events (SNMP communities and keys): any "
+        "random string of 32+ characters, the same for the api, pollers and discovery (secret)",
+    )
+    previous_secret_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description="Keys TONERWATCH_SECRET_KEY replaced, comma separated: values sealed with "
+        "them still open until the api seals them again with the current key (secret)",
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; unset means SQLite in the data dir"
     )
@@ -121,6 +134,15 @@ class CommonSettings(BaseSettings):
             for site in value:
                 if not isinstance(site, str) or not _TOKEN.match(site):
                     raise ValueError(f"site {site!r}: use letters, digits, '_' or '-' only")
+        return value
+
+    @field_validator("previous_secret_keys", mode="before")
+    @classmethod
+    def _key_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and any(len(str(k)) < 32 for k in value):
+            raise ValueError("each key needs at least 32 characters")
         return value
 
     @field_validator("nats_password")

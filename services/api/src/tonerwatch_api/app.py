@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tonerwatch_api.db.sealed import seal_on_flush
 from tonerwatch_api.db.tx import ping, run_tx
 from tonerwatch_api.deps import AppState, app_state
 from tonerwatch_api.domain.alerts import open_alert_counts
@@ -53,6 +54,7 @@ from tonerwatch_api.ui import printers as printer_pages
 from tonerwatch_api.ui import tenants as tenant_pages
 from tonerwatch_api.ui.common import LoginRequired, error_page, login_redirect
 from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.sealing import Sealer
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -67,6 +69,8 @@ def create_app(
     stop: asyncio.Event | None = None,
 ) -> FastAPI:
     """Return the app on an already migrated database and a connected bus."""
+    # Every write through this engine seals SNMP secrets (rows and outbox events) from now on.
+    seal_on_flush(engine, Sealer.from_settings(settings))
     app = FastAPI(
         title="TonerWatch API",
         version="1",

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db.schema import DatabaseUnreachable, MigrationLockTimeout, pending_migrations
+from tonerwatch_api.db.sealed import reseal_all
 from tonerwatch_api.db.tx import bootstrap, ensure_admin, in_tx, upgrade
 from tonerwatch_api.deps import AppState
 from tonerwatch_api.domain.alert_settings import reannounce_all
@@ -24,6 +25,7 @@ from tonerwatch_api.projections.projector import Projector
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.lifecycle import stop_event
+from tonerwatch_shared.sealing import Sealer
 from tonerwatch_shared.settings import SettingsError
 from tonerwatch_shared.storage import make_engine, sqlite_url
 
@@ -68,6 +70,8 @@ def migrate(settings: Settings) -> str:
     engine = make_engine(database_url(settings))
     try:
         upgrade(engine, settings.migrate_lock_timeout_s)
+        # With the key at hand, rows still in the clear (or under a previous key) are sealed now.
+        reseal_all(engine, Sealer.from_settings(settings))
         return engine.url.render_as_string(hide_password=True)
     finally:
         engine.dispose()
@@ -77,6 +81,7 @@ async def run_background(st: AppState, stop: asyncio.Event) -> None:
     """Run the projections, the outbox, the live alert feed and the activity consumers until stop is set."""
     options = ProjectionOptions(
         source=st.source,
+        sealer=Sealer.from_settings(st.settings),
         auto_monitor_discovered=st.settings.auto_monitor_discovered,
         default_interval_s=st.settings.default_interval_s,
     )
@@ -175,6 +180,13 @@ async def _run_once_migrated(
     if generated:
         # Shown once, to whoever started the service; `tonerwatch up` prints it itself.
         log.warning("created user 'admin' with generated password %s — change it", generated)
+    # Rows written before sealing, without a key, or with a previous key: sealed with the current one.
+    sealer = Sealer.from_settings(settings)
+    if not sealer.enabled:
+        log.warning(
+            "TONERWATCH_SECRET_KEY is not set: SNMP secrets are stored and sent unsealed"
+        )
+    await asyncio.to_thread(reseal_all, st.engine, sealer)
     # The api is the system of record for alert settings: remind the alerter at every start.
     await asyncio.to_thread(in_tx, st.engine, lambda s: reannounce_all(s, st.source))
     bootstrapped.set()

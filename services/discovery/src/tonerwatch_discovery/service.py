@@ -54,6 +54,7 @@ from tonerwatch_shared.ops import (
     serve_ops,
     stream_fill_gauge,
 )
+from tonerwatch_shared.sealing import Sealer, SealingError, open_credentials, seal_credentials
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.subjects import Subjects
@@ -138,13 +139,16 @@ class DiscoveryService:
         self.slots = asyncio.Semaphore(settings.discovery_max_jobs)
         self.clock = clock
         self._scheduled = 0
+        self.sealer = Sealer.from_settings(settings)
 
     def config_for(self, request: DiscoveryRequested) -> SweepConfig:
         """The sweep a request asks for, bounded by this service's settings."""
         s = self.settings
         return SweepConfig(
             targets=request.targets,
-            credentials=request.credentials or (SnmpCredentials(),),
+            # Requests carry sealed credentials: opened here, for the probes of this sweep only.
+            credentials=tuple(open_credentials(self.sealer, c) for c in request.credentials)
+            or (SnmpCredentials(),),
             port=request.port,
             rate_pps=min(request.rate_pps, s.discovery_max_rate_pps),
             timeout_s=request.timeout_s,
@@ -172,7 +176,7 @@ class DiscoveryService:
             return  # redelivered while it runs
         try:
             config = self.config_for(event)
-        except (ValueError, TargetError) as exc:
+        except (ValueError, TargetError, SealingError) as exc:
             await self._finished(event, None, error=str(exc))
             return
         sweep = Sweep(
@@ -279,7 +283,9 @@ class DiscoveryService:
                 found.previous_address,
                 found.address,
             )
-        await self.bus.publish(found_event(found, self.source, request.site_id, request.job_id))
+        await self.bus.publish(
+            found_event(found, self.source, request.site_id, request.job_id, self.sealer)
+        )
 
     async def on_cancelled(self, event: Event) -> None:
         """Cancels the job named, now or as soon as it starts."""
@@ -296,8 +302,10 @@ class DiscoveryService:
         """The sweep requests one scheduled round publishes: one per configured site."""
         s = self.settings
         sites = s.discovery_schedule_sites or s.sites or [s.default_site]
-        credentials = tuple(s.discovery_schedule_credentials) or tuple(
-            SnmpCredentials(community=c) for c in s.discovery_schedule_communities
+        credentials = tuple(
+            seal_credentials(self.sealer, c)
+            for c in s.discovery_schedule_credentials
+            or [SnmpCredentials(community=c) for c in s.discovery_schedule_communities]
         )
         self._scheduled += 1
         # Unique per round even at short intervals: a repeated job id would be taken as a redelivery.
@@ -338,8 +346,17 @@ class DiscoveryService:
             await asyncio.wait(set(self.tasks), timeout=_SHUTDOWN_WAIT_S)
 
 
-def found_event(found: FoundPrinter, source: str, site_id: str, job_id: str | None) -> PrinterFound:
-    """The PrinterFound event for a printer found (discovery bytes: probe + identification)."""
+def found_event(
+    found: FoundPrinter,
+    source: str,
+    site_id: str,
+    job_id: str | None,
+    sealer: Sealer | None = None,
+) -> PrinterFound:
+    """The PrinterFound event for a printer found (discovery bytes: probe + identification).
+
+    The credentials that answered travel sealed (with sealer's key, if it has one).
+    """
     return PrinterFound(
         source=source,
         site_id=site_id,
@@ -353,7 +370,7 @@ def found_event(found: FoundPrinter, source: str, site_id: str, job_id: str | No
         bytes_received=found.probe.received + found.identify.received,
         device_key=found.device_key,
         # The set that answered, so monitoring uses it (internal bus only; never logged: repr=False).
-        credentials=found.credentials,
+        credentials=seal_credentials(sealer or Sealer(None), found.credentials),
     )
 
 

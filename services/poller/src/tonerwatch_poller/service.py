@@ -60,6 +60,7 @@ from tonerwatch_shared.ops import (
     stream_fill_gauge,
 )
 from tonerwatch_shared.reading import read_printer, read_printer_ipp
+from tonerwatch_shared.sealing import Sealer, SealingError, open_credentials
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import SnmpError
@@ -176,6 +177,7 @@ class Poller:
     metrics: PollerMetrics = field(default_factory=PollerMetrics)
     plans: dict[str, PollPlan] = field(default_factory=dict)
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    sealer: Sealer = field(default_factory=lambda: Sealer(None))
 
     @property
     def subjects(self) -> Subjects:
@@ -399,16 +401,17 @@ class Poller:
 
         health is what handle_job just read from the KV (one read per poll, not two).
         """
-        target = config.credentials.target(
-            config.address,
-            config.port,
-            timeout_s=self.settings.poll_timeout_s,
-            retries=self.settings.poll_retries,
-        )
         health_key = token(config.printer_id)
         health.last_poll_at = time.time()
         source = f"poller/{self.settings.instance}"
         try:
+            # The credentials arrive sealed (event, KV); they are opened for this request only.
+            target = open_credentials(self.sealer, config.credentials).target(
+                config.address,
+                config.port,
+                timeout_s=self.settings.poll_timeout_s,
+                retries=self.settings.poll_retries,
+            )
             polled = None
             if config.protocol in ("snmp", "both"):
                 polled = await read_printer(
@@ -427,7 +430,7 @@ class Poller:
             else:
                 assert polled is not None
                 reading = polled.reading
-        except (SnmpError, IppError, OSError, TimeoutError) as exc:
+        except (SnmpError, IppError, OSError, TimeoutError, SealingError) as exc:
             self.plans.pop(config.printer_id, None)
             self.metrics.polls.labels(result="failed", protocol=config.protocol).inc()
             health.failures += 1
@@ -500,6 +503,7 @@ async def run(
                 printers=await bus.key_value("POLLER_PRINTERS"),
                 health=await bus.key_value("POLLER_HEALTH"),
                 metrics=metrics,
+                sealer=Sealer.from_settings(settings),
             )
             await poller.ensure_jobs_stream()
             config_specs = config_consumers(subjects, settings.sites)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,7 @@ from tonerwatch_shared.printer.clamp import (
     fit_int,
 )
 from tonerwatch_shared.printer.model import PrinterIdentity, PrinterSnapshot, Supply
+from tonerwatch_shared.sealing import Sealer, SealingError, open_credentials
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class ProjectionOptions:
     reading_workers: int = 4
     # Readings fetched and applied per transaction (a failing batch is re-applied one by one).
     reading_batch: int = 50
+    # Opens sealed credentials to compare what a sweep found with what is stored.
+    sealer: Sealer = field(default_factory=lambda: Sealer(None))
 
 
 def new_printer_id() -> str:
@@ -117,6 +120,16 @@ FROM_DISCOVERY = "from_discovery"  # marks stored credentials a sweep found (not
 def discovered_credentials(credentials: SnmpCredentials) -> dict[str, Any]:
     """Return credentials a sweep found, as stored: marked so a user's own are never overwritten."""
     return {**credentials.model_dump(), FROM_DISCOVERY: True}
+
+
+def _same_credentials(sealer: Sealer, stored: dict[str, Any], found: dict[str, Any]) -> bool:
+    """Return whether two stored credential sets say the same in the clear (sealing differs each time)."""
+    try:
+        return open_credentials(sealer, SnmpCredentials.model_validate(stored)) == open_credentials(
+            sealer, SnmpCredentials.model_validate(found)
+        )
+    except SealingError:
+        return False  # sealed with a key we lack: take what the sweep found
 
 
 def normalise_mac(mac: str | None) -> str | None:
@@ -318,7 +331,11 @@ def _apply_found(session: Session, event: Event, options: ProjectionOptions, now
             printer.config_at = event.occurred_at
             moved = True
         stored = printer.credentials or {}
-        if event.credentials is not None and stored.get(FROM_DISCOVERY) and stored != found_creds:
+        if (
+            event.credentials is not None
+            and stored.get(FROM_DISCOVERY)
+            and not _same_credentials(options.sealer, stored, found_creds)
+        ):
             # The set that answers changed (say a site's community was rotated); a user's own
             # credentials (no FROM_DISCOVERY mark) are never overwritten by a sweep.
             printer.credentials = found_creds
