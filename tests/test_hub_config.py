@@ -12,6 +12,7 @@ import json
 import stat
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ import pytest
 from tonerwatch.cli import main
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port, nats_server_binary
+from tonerwatch_shared.hub import HubLayout, SiteEntry, revoke_in_config, write_hub_config
 from tonerwatch_shared.sites import (
     DOWN_STREAM,
     SiteCredentials,
@@ -107,11 +109,19 @@ def test_revoking_a_site_drops_its_folder_and_leaf_user_and_keeps_the_others_pas
     before = json.loads((out / "secrets.json").read_text())
     assert _hub_config(tls_dir, out, revoked=("globex-plant",)) == 0
     after = json.loads((out / "secrets.json").read_text())
-    assert after == before
+    assert after["hub"] == before["hub"] and after["system"] == before["system"]
+    assert after["sites"]["acme-hq"] == before["sites"]["acme-hq"]
+    # The revoked site's leaf password is forgotten: re-admitting it makes a new one.
+    assert "password" not in after["sites"]["globex-plant"]
     assert not (out / "sites" / "globex-plant").exists()
     conf = (out / "hub.conf").read_text()
     assert '"site-acme-hq"' in conf and '"site-globex-plant"' not in conf
     assert "SITE_globex-plant" in conf  # its account (and its data at the hub) stay
+    # Revocation is sticky: a run from a sites file that no longer says so keeps it revoked.
+    assert _hub_config(tls_dir, out) == 0
+    assert not (out / "sites" / "globex-plant").exists()
+    assert '"site-globex-plant"' not in (out / "hub.conf").read_text()
+    assert json.loads((out / "hub.json").read_text())["revoked"] == ["globex-plant"]
 
 
 def _leaf_connected(http_port: int, timeout_s: float) -> bool:
@@ -208,3 +218,22 @@ def test_a_site_joins_the_hub_with_the_folder_hub_config_wrote_and_hub_sites_bri
         site.stop()
         hub.terminate()
         hub.wait(timeout=30)
+
+
+def test_concurrent_revocations_each_land(tmp_path: Path) -> None:
+    """Eight admins revoking eight sites at once: the folder's lock makes every one count."""
+    names = [f"branch-{n}" for n in range(8)]
+    tls = make_tls(tmp_path / "pki", ["hub", *names])
+    layout = HubLayout(hub_tls=tls["hub"], store_dir=tmp_path / "store", leaf_host="127.0.0.1")
+    out = tmp_path / "hub"
+    write_hub_config([SiteEntry(n, tls[n].cert, tls[n].key) for n in names], out, layout)
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        changed = list(pool.map(lambda n: revoke_in_config(out, n), names))
+    assert changed == [True] * len(names)
+    state = json.loads((out / "hub.json").read_text())
+    assert state["revoked"] == sorted(names)
+    conf = (out / "hub.conf").read_text()
+    assert not [n for n in names if f'"site-{n}"' in conf]
+    assert not list((out / "sites").iterdir())
+    # And a second revocation of one of them changes nothing.
+    assert revoke_in_config(out, names[0]) is False

@@ -26,6 +26,7 @@ from tonerwatch.services import CliError, service_module
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
 from tonerwatch_shared.events import CollectorStatus
+from tonerwatch_shared.hub import HubError, write_site_bundle
 from tonerwatch_shared.lifecycle import install_stop_signals
 from tonerwatch_shared.logs import current_service
 from tonerwatch_shared.settings import load_settings
@@ -45,6 +46,7 @@ COLLECTOR_SERVICES = ("discovery", "poller")
 # site offline after a few of these are missed.
 STATUS_INTERVAL_S = 60.0
 STATUS_INTERVAL_ENV = "TONERWATCH_COLLECTOR_STATUS_INTERVAL_S"
+ENROLLED_DIR = "site"  # DATA_DIR/site/: what an enrolment wrote
 
 
 async def run_collector(
@@ -219,34 +221,101 @@ def add_collector_parser(sub: Any) -> None:
         help="run one site's discovery and poller, connected out to a hub (many sites, one hub)",
         description="Run discovery and the poller for one site with an embedded nats-server that "
         "connects out (TLS, the site's credentials) to the hub's leaf-node listener. Readings stay "
-        "at the site while the link is down and reach the hub when it returns.",
-    )
-    collector.add_argument("--hub", required=True, help="the hub's leaf-node URL, tls://host:7422")
-    collector.add_argument(
-        "--credentials", required=True, type=Path, help="the site's credentials file (JSON)"
+        "at the site while the link is down and reach the hub when it returns. The credentials "
+        "come from --credentials, from an enrolment (--enrol URL --token T: traded once at the "
+        "hub's api, kept in DATA_DIR/site/), or from an earlier enrolment in DATA_DIR/site/.",
     )
     collector.add_argument(
-        "--data-dir", type=Path, default=None, help="where the site's data lives"
+        "--hub",
+        default=None,
+        help="the hub's leaf-node URL, tls://host:7422 (default: the enrolment's)",
     )
+    collector.add_argument(
+        "--credentials", type=Path, default=None, help="the site's credentials file (JSON)"
+    )
+    collector.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the site's data lives (./tonerwatch-site)",
+    )
+    collector.add_argument(
+        "--enrol", default=None, metavar="URL", help="the hub's api, https://..."
+    )
+    collector.add_argument("--token", default=None, help="the one-time enrolment token")
+    collector.add_argument(
+        "--enrol-only", action="store_true", help="enrol (write DATA_DIR/site/) and exit"
+    )
+
+
+def enrol(api_url: str, token: str, folder: Path, timeout_s: float = 30.0) -> Path:
+    """Trade an enrolment token at the hub's api for the site's files in folder; return the credentials file."""
+    parsed = httpx.URL(api_url)
+    loopback = parsed.host in ("localhost", "127.0.0.1", "::1")
+    if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+        raise CliError(f"--enrol {api_url}: use https:// (the answer holds the site's password)")
+    try:
+        answer = httpx.post(
+            str(parsed.join("/api/v1/enrol")), json={"token": token}, timeout=timeout_s
+        )
+    except httpx.HTTPError as exc:
+        raise CliError(f"enrolment at {api_url} failed: {exc!r}") from None
+    if answer.status_code != 200:
+        try:
+            body = answer.json()
+            detail = body.get("error") or body.get("detail") or answer.text
+        except ValueError:
+            detail = answer.text
+        raise CliError(f"enrolment refused ({answer.status_code}): {detail}")
+    try:
+        return write_site_bundle(answer.json(), folder, answer.json().get("hub_url"))
+    except (HubError, ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"enrolment answer from {api_url} not usable: {exc!r}") from None
+
+
+def _credentials_file(args: argparse.Namespace, data_dir: Path) -> Path:
+    """Return the credentials file to use: given, traded now, or from an earlier enrolment."""
+    if args.credentials is not None:
+        if not args.credentials.is_file():
+            raise CliError(f"credentials file {args.credentials} not found")
+        return Path(args.credentials)
+    enrolled = data_dir / ENROLLED_DIR / "credentials.json"
+    if args.enrol is not None:
+        if args.token is None:
+            raise CliError("--enrol needs --token (from POST /api/v1/sites/<site>/enrolments)")
+        if enrolled.is_file():
+            # A restarted container runs the same command: the token was already traded.
+            log.info("already enrolled (%s): the token is not used again", enrolled)
+            return enrolled
+        path = enrol(args.enrol, args.token, enrolled.parent)
+        print(f"tonerwatch: enrolled; the site's files are in {enrolled.parent}/")
+        return path
+    if enrolled.is_file():
+        return enrolled
+    raise CliError("give --credentials FILE or --enrol URL --token T")
 
 
 def collector_command(args: argparse.Namespace) -> int:
-    """Run the collector until Ctrl-C/SIGTERM."""
-    if not args.credentials.is_file():
-        raise CliError(f"credentials file {args.credentials} not found")
-    credentials = SiteCredentials.read(args.credentials)
-    data_dir = args.data_dir or Path.cwd() / f"tonerwatch-site-{credentials.site}"
+    """Run the collector until Ctrl-C/SIGTERM (after enrolling, if asked)."""
+    data_dir = args.data_dir or Path.cwd() / "tonerwatch-site"
+    credentials_file = _credentials_file(args, data_dir)
+    credentials = SiteCredentials.read(credentials_file)
+    if args.enrol_only:
+        return 0
+    hub_url = args.hub or credentials.hub_url
+    if not hub_url:
+        raise CliError("--hub tls://host:7422 needed (the enrolment did not say the hub's URL)")
+    if args.data_dir is None and args.credentials is not None:
+        data_dir = Path.cwd() / f"tonerwatch-site-{credentials.site}"
 
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
         interval_s = float(os.environ.get(STATUS_INTERVAL_ENV, STATUS_INTERVAL_S))
-        await run_collector(
-            args.hub, credentials, data_dir, stop=stop, status_interval_s=interval_s
-        )
+        await run_collector(hub_url, credentials, data_dir, stop=stop, status_interval_s=interval_s)
 
     asyncio.run(main())
     return 0
 
 
-__all__ = ["add_collector_parser", "collector_command", "run_collector"]
+__all__ = ["add_collector_parser", "collector_command", "enrol", "run_collector"]

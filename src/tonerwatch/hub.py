@@ -2,16 +2,9 @@
 
 The operator lists the sites in a JSON file (`{"sites": [{"site": "acme-hq", "cert": ...,
 "key": ...}]}`, each site's client certificate and key signed by the CA both sides trust; paths
-relative to that file) and brings the hub's server certificate. This writes, from the library's
-generators (tonerwatch_shared.sites):
-
-- `hub.conf`: JetStream domain `hub`, the TLS leaf-node listener, accounts HUB, SYS and one per site;
-- `secrets.json`: the passwords it made, reused on the next run so regenerating (a new site,
-  a revoked one) never changes a working site's password;
-- `sites/<site>/`: `credentials.json` (what `tonerwatch collector --credentials` reads),
-  `ca.pem`, `cert.pem`, `key.pem`: the folder to copy to the site's box.
-
-Every file holding a password or a key is written owner-only (0600).
+relative to that file) and brings the hub's server certificate. This writes the hub folder with
+the library (tonerwatch_shared.hub: hub.conf, hub.json, secrets.json, sites/<site>/), the same
+folder the api enrols and revokes collectors from (TONERWATCH_HUB_DIR).
 """
 
 from __future__ import annotations
@@ -19,9 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,32 +20,14 @@ import nats.errors
 from nats.js.errors import NotFoundError
 
 from tonerwatch.services import CliError
-from tonerwatch_shared.embedded import nats_server_config
+from tonerwatch_shared.hub import HubError, HubLayout, SiteEntry, read_state, write_hub_config
 from tonerwatch_shared.sites import (
     DOWN_STREAM,
-    HUB_DOMAIN,
-    SiteAccount,
-    SiteCredentials,
     TlsFiles,
     down_stream_config,
-    hub_accounts,
-    hub_leafnodes,
-    site_user,
     source_sites,
 )
 from tonerwatch_shared.subjects import Subjects, token
-
-SITE_TLS = TlsFiles(Path("ca.pem"), Path("cert.pem"), Path("key.pem"))
-
-
-@dataclass(frozen=True)
-class SiteEntry:
-    """One line of the sites file: a site, its client certificate and key, revoked or not."""
-
-    site: str
-    cert: Path
-    key: Path
-    revoked: bool = False
 
 
 def read_sites(path: Path) -> list[SiteEntry]:
@@ -65,8 +37,8 @@ def read_sites(path: Path) -> list[SiteEntry]:
         entries = [
             SiteEntry(
                 site=str(item["site"]),
-                cert=path.parent / item["cert"],
-                key=path.parent / item["key"],
+                cert=(path.parent / item["cert"]).resolve(),
+                key=(path.parent / item["key"]).resolve(),
                 revoked=bool(item.get("revoked", False)),
             )
             for item in data["sites"]
@@ -80,95 +52,6 @@ def read_sites(path: Path) -> list[SiteEntry]:
             if not entry.revoked and not pem.is_file():
                 raise CliError(f"site {entry.site}: {pem} not found")
     return entries
-
-
-def _password() -> str:
-    return secrets.token_urlsafe(24)
-
-
-def hub_secrets(previous: dict[str, Any], sites: list[SiteEntry]) -> dict[str, Any]:
-    """Return the passwords to use: every one already made is kept, missing ones are made."""
-    made: dict[str, Any] = {
-        "hub": previous.get("hub") or _password(),
-        "system": previous.get("system") or _password(),
-        "sites": dict(previous.get("sites") or {}),
-    }
-    for entry in sites:
-        site = made["sites"].setdefault(entry.site, {})
-        site.setdefault("password", _password())
-        site.setdefault("admin_password", _password())
-    return made
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_text(text)
-
-
-def write_hub_config(
-    sites: list[SiteEntry],
-    out: Path,
-    *,
-    hub_tls: TlsFiles,
-    store_dir: Path,
-    leaf_port: int = 7422,
-    leaf_host: str = "0.0.0.0",
-    client_port: int = 4222,
-    subjects: Subjects | None = None,
-) -> dict[str, Path]:
-    """Write hub.conf, secrets.json and each site's folder under out; return each site's credentials file."""
-    subjects = subjects or Subjects()
-    out.mkdir(parents=True, exist_ok=True)
-    secrets_file = out / "secrets.json"
-    previous = json.loads(secrets_file.read_text()) if secrets_file.is_file() else {}
-    made = hub_secrets(previous, sites)
-    _write_private(secrets_file, json.dumps(made, indent=2))
-    accounts = [
-        SiteAccount(
-            e.site,
-            password=made["sites"][e.site]["password"],
-            admin_password=made["sites"][e.site]["admin_password"],
-            revoked=e.revoked,
-        )
-        for e in sites
-    ]
-    config = nats_server_config(
-        store_dir=store_dir,
-        port=client_port,
-        server_name="hub",
-        domain=HUB_DOMAIN,
-        extra=hub_leafnodes(leaf_port, hub_tls, host=leaf_host)
-        + hub_accounts(
-            subjects,
-            accounts,
-            hub_user="hub",
-            hub_password=made["hub"],
-            system_password=made["system"],
-        ),
-    )
-    _write_private(out / "hub.conf", config)
-    written: dict[str, Path] = {}
-    for entry in sites:
-        folder = out / "sites" / entry.site
-        if entry.revoked:
-            shutil.rmtree(folder, ignore_errors=True)  # its password no longer opens anything
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(hub_tls.ca, folder / SITE_TLS.ca)
-        shutil.copyfile(entry.cert, folder / SITE_TLS.cert)
-        _write_private(folder / SITE_TLS.key, entry.key.read_text())
-        credentials = SiteCredentials(
-            site=entry.site,
-            user=site_user(entry.site),
-            password=made["sites"][entry.site]["password"],
-            tls=SITE_TLS,
-            subject_root=subjects.root,
-            stream_prefix=subjects.stream_prefix,
-        )
-        credentials.write(folder / "credentials.json")
-        written[entry.site] = folder / "credentials.json"
-    return written
 
 
 def add_hub_parser(sub: Any) -> None:
@@ -202,14 +85,16 @@ def hub_config_command(args: argparse.Namespace) -> int:
         if not pem.is_file():
             raise CliError(f"{pem} not found")
     tls = TlsFiles(args.ca.resolve(), args.hub_cert.resolve(), args.hub_key.resolve())
-    written = write_hub_config(
-        read_sites(args.sites),
-        args.out,
+    layout = HubLayout(
         hub_tls=tls,
         store_dir=args.store_dir,
         leaf_port=args.leaf_port,
         client_port=args.client_port,
     )
+    try:
+        written = write_hub_config(read_sites(args.sites), args.out, layout)
+    except HubError as exc:
+        raise CliError(str(exc)) from None
     print(f"tonerwatch: wrote {args.out / 'hub.conf'} and {args.out / 'secrets.json'}")
     for site, path in written.items():
         print(f"tonerwatch: site {site}: copy {path.parent}/ to its collector")
@@ -271,7 +156,9 @@ def add_hub_sites_parser(sub: Any) -> None:
         "wrote, the hub's services started): create each active site's SITE_DOWN stream in its "
         "account and make the hub's events stream source the site's events. Safe to re-run.",
     )
-    cmd.add_argument("--sites", required=True, type=Path, help="the sites file (JSON)")
+    cmd.add_argument(
+        "--sites", type=Path, default=None, help="only the sites in this sites file (default: all)"
+    )
     cmd.add_argument("--out", required=True, type=Path, help="what `hub-config --out` wrote")
     cmd.add_argument(
         "--nats-url", default="nats://127.0.0.1:4222", help="the hub's nats-server (clients)"
@@ -284,7 +171,14 @@ def hub_sites_command(args: argparse.Namespace) -> int:
     if not secrets_file.is_file():
         raise CliError(f"{secrets_file} not found: run `tonerwatch hub-config` first")
     made = json.loads(secrets_file.read_text())
-    sites = read_sites(args.sites)
+    try:
+        # The folder's record, not only the sites file: a site revoked through the api stays so.
+        sites = read_state(args.out)[1]
+    except HubError as exc:
+        raise CliError(str(exc)) from None
+    if args.sites is not None:
+        listed = {e.site for e in read_sites(args.sites)}
+        sites = [e for e in sites if e.site in listed]
     unknown = [e.site for e in sites if e.site not in made.get("sites", {})]
     if unknown:
         raise CliError(
@@ -299,12 +193,10 @@ def hub_sites_command(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "SiteEntry",
     "add_hub_parser",
     "add_hub_sites_parser",
     "hub_config_command",
     "hub_sites_command",
     "provision_sites",
     "read_sites",
-    "write_hub_config",
 ]

@@ -15,6 +15,7 @@ from tonerwatch_api.db.tx import MIGRATIONS, upgrade
 TABLES = {
     "tenants",
     "collectors",
+    "site_enrolments",
     "sites",
     "printers",
     "supply_states",

@@ -135,11 +135,17 @@ class SiteCredentials:
     tls: TlsFiles
     subject_root: str = "tw"
     stream_prefix: str = "TW"
+    # The hub's leaf-node URL, when the hub said it at enrolment (`--hub` overrides it).
+    hub_url: str | None = None
 
     def write(self, path: Path) -> None:
         """Write the credentials file (owner-only: it holds the site's password)."""
         data = asdict(self)
         data["tls"] = {k: str(v) for k, v in data["tls"].items()}
+        if data["hub_url"] is None:
+            del data["hub_url"]  # files without it stay as they were
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
         path.write_text(json.dumps(data, indent=2))
         path.chmod(0o600)
 

@@ -35,6 +35,7 @@ from tonerwatch_api.routes import (
     auth,
     collectors,
     discovery_jobs,
+    enrolments,
     events,
     exports,
     groups,
@@ -115,6 +116,7 @@ def create_app(
         tenants,
         collectors,
         printer_address,
+        enrolments,
     ):
         app.include_router(resource.router)
     for ui_pages in (login, printer_pages, pages, tenant_pages):

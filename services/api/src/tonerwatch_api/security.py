@@ -38,6 +38,11 @@ def new_token() -> str:
     return "tw_" + secrets.token_urlsafe(32)
 
 
+def new_enrolment_token() -> str:
+    """Return a fresh one-time enrolment token for a site's collector (256 bits, URL-safe)."""
+    return "twe_" + secrets.token_urlsafe(32)
+
+
 def token_hash(token: str) -> str:
     """Return the SHA-256 hex digest under which a token is stored."""
     return hashlib.sha256(token.encode()).hexdigest()

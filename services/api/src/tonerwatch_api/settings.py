@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -33,6 +34,14 @@ class Settings(CommonSettings):
         default=200.0,
         gt=0,
         description="A site collector silent this long is shown stale (the alerter's limit too)",
+    )
+    hub_dir: Path | None = Field(
+        default=None,
+        description="The hub folder `tonerwatch hub-config` wrote: enables collector enrolment and revocation",
+    )
+    hub_leaf_url: str | None = Field(
+        default=None,
+        description="The hub's leaf-node URL collectors dial (tls://hub.example:7422), given at enrolment",
     )
     token_ttl_h: float = Field(default=24.0, gt=0, description="Lifetime of password-flow tokens")
     auto_monitor_discovered: bool = Field(
