@@ -27,7 +27,7 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from tonerwatch.services import service_module
 from tonerwatch_shared import events as ev
-from tonerwatch_shared.bus import Bus, ConsumerSpec
+from tonerwatch_shared.bus import Bus, ConsumerSpec, dead_subject
 from tonerwatch_shared.embedded import free_tcp_port, nats_server_binary, wait_for_tcp
 from tonerwatch_shared.nats_users import (
     USERS_FILE,
@@ -35,6 +35,7 @@ from tonerwatch_shared.nats_users import (
     publish_allow,
     subscribe_allow,
 )
+from tonerwatch_shared.printer.model import PrinterIdentity
 from tonerwatch_shared.settings import CommonSettings, SettingsError, load_settings
 from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.sites import UP_EVENTS
@@ -438,3 +439,47 @@ async def test_the_five_services_run_as_their_own_users_and_a_reading_flows_thro
                 await asyncio.gather(*tasks)
     assert _violations(caplog) == []
     assert not [r for r in caplog.records if "authorization" in r.getMessage().lower()]
+
+
+@pytest.mark.parametrize("service", [s for s in SERVICES if s != "api"])
+async def test_each_consuming_service_keeps_and_replays_its_dead_letters(
+    service: str, as_service: dict[str, Bus], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Set aside an event, take the api's replay request, remove the replayed letter: all allowed."""
+    caplog.set_level(logging.WARNING, logger="tonerwatch_shared.bus")
+    bus, api = as_service[service], as_service["api"]
+    await bus.ensure_event_stream()
+    durable = next(
+        _sample_durable(d)
+        for stream, d in perms.ACCESS[service].consumers
+        if stream == SUBJECTS.events_stream
+    )
+    spec = ConsumerSpec(durable, SUBJECTS.all)
+    found = ev.PrinterFound(
+        source="t", site_id=SITE, address="127.0.0.9", identity=PrinterIdentity(vendor="HP")
+    )
+    # What Bus.dead_letter publishes for a delivered message, as this service's user.
+    await bus.ensure_dead_stream()
+    await bus.js.publish(
+        dead_subject(SUBJECTS, durable),
+        found.to_bytes(),
+        timeout=5.0,
+        headers={"Tw-Consumer": durable, "Tw-Error": "refused for good", "Tw-Deliveries": "1"},
+    )
+    letters = await api.dead_letters()
+    mine = [d for d in letters if d.consumer == durable]
+    assert mine, letters
+    handled: list[ev.Event] = []
+    stop = asyncio.Event()
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        handled.append(event)
+        stop.set()
+
+    await api.request_replay(durable, mine[0].seq)
+    await asyncio.wait_for(bus._serve_replays(spec, handler, stop, 5.0, None), 15)
+    assert len(handled) == 1
+    assert all(d.seq != mine[0].seq for d in await api.dead_letters())
+    await bus.nc.flush(timeout=2)
+    await asyncio.sleep(0.2)
+    assert _violations(caplog) == []

@@ -1,12 +1,23 @@
-"""The event bus: NATS JetStream with retrying connect, idempotent streams, deduped publish, safe consume."""
+"""The event bus: NATS JetStream with retrying connect, idempotent streams, deduped publish, safe consume.
+
+Nothing is dropped by a consumer (docs/reliability.md): a failed event is retried with back-off
+for as long as the stream keeps it. A handler says why it failed: `RetryLater` (or an OSError, or
+a failed dependency probe) means a dependency is down, so the consumer pauses (no fetching, no
+deliveries burned) and the event is not blamed; `Poison` means the event itself can never be
+handled. An event that fails for its own reasons `poison_after` times, or is Poison, or cannot be
+read, is set aside in the dead-letter stream `<prefix>_DEAD` with its subject, headers, error and
+delivery count, where the api lists it and an operator can ask its consumer to replay it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,15 +44,21 @@ from tonerwatch_shared.events import EVENT_AREAS, Event, UnreadableEvent, parse_
 from tonerwatch_shared.lifecycle import sleep_until_stopped
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.streams import merge_stream_config
-from tonerwatch_shared.subjects import Subjects
+from tonerwatch_shared.subjects import Subjects, token
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event, Msg], Awaitable[None]]
 # Applies a whole fetched batch at once (one transaction): all succeed together or none does.
 BatchHandler = Callable[[list[Event]], Awaitable[None]]
+# Raises when a dependency (database, upstream) is down: pauses the consumer instead of blaming events.
+Probe = Callable[[], Awaitable[None]]
 PUBLISH_TIMEOUT_S = 5.0
 PULL_RETRY_PAUSE_S = 0.5
+# How long and how many dead letters the dead-letter stream keeps (an operator clears them by replay).
+DEAD_MAX_AGE_S = 90 * 86400.0
+DEAD_MAX_MSGS = 100_000
+ERROR_TEXT_LIMIT = 500
 
 
 class BusError(Exception):
@@ -52,21 +69,133 @@ class BusStopped(BusError):
     """Stop was asked for while still connecting: nothing to clean up, the service just ends."""
 
 
+class Poison(Exception):
+    """The event itself can never be handled: set it aside in the dead-letter stream at once."""
+
+
+class RetryLater(Exception):
+    """Not the event's fault (a dependency is down): pause, then retry; never counts toward poison."""
+
+    def __init__(self, message: str = "", delay_s: float | None = None) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How consumers retry: back-off, when an event counts as poison, how long a delivery may take."""
+
+    base_s: float = 1.0
+    cap_s: float = 60.0
+    poison_after: int = 20
+    ack_wait_s: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        """Return the wait after the failures-th failure in a row (exponential, capped)."""
+        return retry_delay(failures, self.base_s, self.cap_s)
+
+
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """A durable pull consumer: who it is, what it reads, how it retries."""
+    """A durable pull consumer: who it is, what it reads, how it retries.
+
+    max_deliver -1 (the default) never drops an event; ack_wait_s None takes the bus's
+    RetryPolicy.ack_wait_s; ordered delivers one event at a time, so a redelivery never lets a
+    later event of the same consumer overtake it (order of alerts, orders, mails).
+    """
 
     durable: str
     filter_subject: str
-    ack_wait_s: float = 30.0
-    max_deliver: int = 20
+    ack_wait_s: float | None = None
+    max_deliver: int = -1
     max_ack_pending: int = 1000
     deliver_new_only: bool = False
+    ordered: bool = False
 
 
 def retry_delay(num_delivered: int, base_s: float = 1.0, cap_s: float = 60.0) -> float:
     """Return the nak delay for a message delivered num_delivered times (exponential, capped)."""
-    return float(min(cap_s, base_s * 2 ** max(0, num_delivered - 1)))
+    return float(min(cap_s, base_s * 2 ** min(62, max(0, num_delivered - 1))))
+
+
+def dead_stream(subjects: Subjects) -> str:
+    """Return the name of the dead-letter stream."""
+    return subjects.name("DEAD")
+
+
+def dead_subject(subjects: Subjects, durable: str) -> str:
+    """Return the subject a consumer's dead letters are kept under."""
+    return f"{subjects.root}_dead.{token(durable)}"
+
+
+def replay_subject(subjects: Subjects, durable: str) -> str:
+    """Return the subject on which a consumer takes requests to replay its dead letters."""
+    return f"{subjects.root}_replay.{token(durable)}"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One event set aside: where it came from, why, after how many deliveries."""
+
+    seq: int
+    consumer: str
+    subject: str
+    error: str
+    deliveries: int
+    dead_at: float
+    event_id: str | None
+    event_type: str | None
+    headers: dict[str, str]
+    data: bytes
+
+    @classmethod
+    def from_raw(cls, seq: int, headers: dict[str, str] | None, data: bytes) -> DeadLetter:
+        """Return the dead letter stored at seq (tolerant: missing headers read as empty)."""
+        h = headers or {}
+        try:
+            original = json.loads(h.get("Tw-Original-Headers", "{}"))
+        except ValueError:
+            original = {}
+        return cls(
+            seq=seq,
+            consumer=h.get("Tw-Consumer", ""),
+            subject=h.get("Tw-Subject", ""),
+            error=h.get("Tw-Error", ""),
+            deliveries=_int(h.get("Tw-Deliveries")),
+            dead_at=float(h.get("Tw-Dead-At") or 0),
+            event_id=h.get("Tw-Event-Id") or None,
+            event_type=h.get("Tw-Event-Type") or None,
+            headers={str(k): str(v) for k, v in original.items()}
+            if isinstance(original, dict)
+            else {},
+            data=data,
+        )
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+class _Failures:
+    """Failures of each event for its own reasons, per consumer (bounded: oldest forgotten)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._counts: OrderedDict[tuple[str, int], int] = OrderedDict()
+
+    def add(self, durable: str, seq: int) -> int:
+        key = (durable, seq)
+        count = self._counts.pop(key, 0) + 1
+        self._counts[key] = count
+        while len(self._counts) > self.limit:
+            self._counts.popitem(last=False)
+        return count
+
+    def forget(self, durable: str, seq: int) -> None:
+        self._counts.pop((durable, seq), None)
 
 
 class Bus:
@@ -90,6 +219,11 @@ class Bus:
         # Replicas of every stream and bucket this bus creates (TONERWATCH_STREAM_REPLICAS).
         self.replicas = replicas
         self.events_max_bytes = events_max_bytes
+        self.retry = RetryPolicy()
+        # Consumers (durable names) paused now because a dependency is down (gauge tonerwatch_consumer_paused).
+        self.paused: set[str] = set()
+        self._failures = _Failures()
+        self._dead_ready = False
 
     @classmethod
     async def connect(
@@ -165,6 +299,12 @@ class Bus:
         )
         bus.replicas = settings.stream_replicas
         bus.events_max_bytes = settings.events_max_bytes
+        bus.retry = RetryPolicy(
+            base_s=settings.retry_base_s,
+            cap_s=settings.retry_cap_s,
+            poison_after=settings.poison_after,
+            ack_wait_s=settings.ack_wait_s,
+        )
         return bus
 
     async def ensure_stream(self, config: StreamConfig) -> None:
@@ -239,13 +379,95 @@ class Bus:
         config = ConsumerConfig(
             durable_name=spec.durable,
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=spec.ack_wait_s,
+            ack_wait=spec.ack_wait_s if spec.ack_wait_s is not None else self.retry.ack_wait_s,
             max_deliver=spec.max_deliver,
-            max_ack_pending=spec.max_ack_pending,
+            max_ack_pending=1 if spec.ordered else spec.max_ack_pending,
             filter_subject=spec.filter_subject,
             deliver_policy=DeliverPolicy.NEW if spec.deliver_new_only else DeliverPolicy.ALL,
         )
         await self.js.add_consumer(stream, config)
+
+    async def ensure_dead_stream(self) -> None:
+        """Create or update the dead-letter stream (dead letters and the requests to replay them)."""
+        if self._dead_ready:
+            return
+        root = self.subjects.root
+        await self.ensure_stream(
+            StreamConfig(
+                name=dead_stream(self.subjects),
+                description="TonerWatch events set aside (poison) and replay requests",
+                subjects=[f"{root}_dead.>", f"{root}_replay.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=DEAD_MAX_AGE_S,
+                max_msgs=DEAD_MAX_MSGS,
+                duplicate_window=120.0,
+                discard=DiscardPolicy.OLD,
+            )
+        )
+        self._dead_ready = True
+
+    async def dead_letter(
+        self, msg: Msg, durable: str, error: str, deliveries: int, event: Event | None = None
+    ) -> None:
+        """Keep msg in the dead-letter stream with why it was set aside; raise if it could not be kept."""
+        await self.ensure_dead_stream()
+        meta = msg.metadata if msg.reply else None
+        seq = meta.sequence.stream if meta else 0
+        original = {k: v for k, v in (msg.headers or {}).items()}
+        headers = {
+            # One dead letter per (consumer, stream sequence): a repeat after a lost ack is dropped.
+            "Nats-Msg-Id": f"dead:{durable}:{meta.stream if meta else ''}:{seq}",
+            "Tw-Consumer": durable,
+            "Tw-Subject": msg.subject,
+            "Tw-Stream-Seq": str(seq),
+            "Tw-Error": " ".join(error.split())[:ERROR_TEXT_LIMIT],
+            "Tw-Deliveries": str(deliveries),
+            "Tw-Dead-At": f"{time.time():.3f}",
+            "Tw-Original-Headers": json.dumps(original, sort_keys=True),
+        }
+        if event is not None:
+            headers["Tw-Event-Id"] = str(event.event_id)
+            headers["Tw-Event-Type"] = event_type(event)
+        elif "Tw-Event-Type" in original:
+            headers["Tw-Event-Type"] = original["Tw-Event-Type"]
+        await self.js.publish(
+            dead_subject(self.subjects, durable),
+            msg.data,
+            timeout=PUBLISH_TIMEOUT_S,
+            headers=headers,
+        )
+
+    async def dead_letters(self, limit: int = 100, max_scan: int = 10_000) -> list[DeadLetter]:
+        """Return up to limit dead letters, newest first (replay requests and replayed ones skipped)."""
+        try:
+            info = await self.js.stream_info(dead_stream(self.subjects))
+        except nats.js.errors.NotFoundError:
+            return []
+        prefix = f"{self.subjects.root}_dead."
+        found: list[DeadLetter] = []
+        seq = info.state.last_seq
+        first = max(info.state.first_seq, seq - max_scan + 1)
+        while seq >= first and len(found) < limit and info.state.messages:
+            try:
+                raw = await self.js.get_msg(dead_stream(self.subjects), seq)
+            except nats.js.errors.NotFoundError:
+                seq -= 1
+                continue
+            if raw.subject and raw.subject.startswith(prefix):
+                found.append(DeadLetter.from_raw(seq, raw.headers, raw.data or b""))
+            seq -= 1
+        return found
+
+    async def request_replay(self, consumer: str, seq: int) -> None:
+        """Ask the consumer that set dead letter seq aside to handle it again (it removes it on success)."""
+        await self.ensure_dead_stream()
+        await self.js.publish(
+            replay_subject(self.subjects, consumer),
+            b"",
+            timeout=PUBLISH_TIMEOUT_S,
+            headers={"Tw-Dead-Seq": str(seq)},
+        )
 
     async def consume(
         self,
@@ -258,39 +480,93 @@ class Bus:
         fetch_timeout_s: float = 1.0,
         handler_timeout_s: float = 60.0,
         batch_handler: BatchHandler | None = None,
+        probe: Probe | None = None,
     ) -> None:
-        """Pull events until stop is set: ack on success, nak with back-off on failure, term poison.
+        """Pull events until stop is set: ack on success; retry, pause or set aside on failure.
 
         With batch_handler, each fetched batch is first offered whole (one transaction instead of
         one per event: what lets the api keep up with a large fleet); if it fails, the batch's
-        events go one by one through handler, so one bad event delays only itself.
+        events go one by one through handler, so one bad event delays only itself. probe says
+        whether the consumer's dependency is up: a failure while it is down pauses the consumer
+        (until the probe passes) instead of counting against the event. The consumer also takes
+        requests to replay its dead letters (request_replay).
         """
         stream = stream or self.subjects.events_stream
         await self.ensure_consumer(spec, stream)
+        await self.ensure_dead_stream()
         sub = await self.js.pull_subscribe_bind(spec.durable, stream=stream)
+        outages = 0
         try:
-            while not stop.is_set():
-                try:
-                    msgs = await sub.fetch(batch, timeout=fetch_timeout_s)
-                except (nats.errors.TimeoutError, TimeoutError):
-                    continue
-                except nats.errors.ConnectionClosedError:
-                    return
-                except nats.errors.Error as exc:
-                    # A cluster electing a new leader (node lost) or a server restarting answers
-                    # 503 / no responders for a few seconds: wait and pull again, never crash.
-                    await pause_on_bus_error(exc, spec.durable, stop)
-                    continue
-                if batch_handler is not None and len(msgs) > 1:
-                    msgs = await self._handle_batch(msgs, batch_handler, handler_timeout_s)
-                for msg in msgs:
-                    await self._handle(msg, handler, spec, handler_timeout_s)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._serve_replays(spec, handler, stop, handler_timeout_s, probe))
+                while not stop.is_set():
+                    try:
+                        msgs = await sub.fetch(
+                            1 if spec.ordered else batch, timeout=fetch_timeout_s
+                        )
+                    except (nats.errors.TimeoutError, TimeoutError):
+                        continue
+                    except nats.errors.ConnectionClosedError:
+                        break  # the replay task ends on the same closed connection
+                    except nats.errors.Error as exc:
+                        # A cluster electing a new leader (node lost) or a server restarting answers
+                        # 503 / no responders for a few seconds: wait and pull again, never crash.
+                        await pause_on_bus_error(exc, spec.durable, stop)
+                        continue
+                    if batch_handler is not None and len(msgs) > 1:
+                        msgs = await self._handle_batch(
+                            msgs, batch_handler, handler_timeout_s, spec
+                        )
+                    for i, msg in enumerate(msgs):
+                        pause = await self._handle(msg, handler, spec, handler_timeout_s, probe)
+                        if pause is None:
+                            outages = 0
+                            continue
+                        outages += 1
+                        wait = pause if pause > 0 else self.retry.delay(outages)
+                        # The rest of the batch waits too: handed back undelivered, not blamed.
+                        for rest in msgs[i:]:
+                            with contextlib.suppress(Exception):
+                                await rest.nak(delay=wait)
+                        await self._pause(spec.durable, wait, probe, stop)
+                        break
         finally:
+            self.paused.discard(spec.durable)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
+    async def _pause(
+        self, durable: str, wait_s: float, probe: Probe | None, stop: asyncio.Event
+    ) -> None:
+        """Stop fetching for wait_s, then (with a probe) until the dependency answers again."""
+        self.paused.add(durable)
+        try:
+            if await sleep_until_stopped(stop, wait_s):
+                return
+            failures = 1
+            while probe is not None and not stop.is_set():
+                try:
+                    async with asyncio.timeout(max(5.0, self.retry.cap_s)):
+                        await probe()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    delay = self.retry.delay(failures)
+                    log.info(
+                        "%s paused: dependency still down (%r), next check in %.1fs",
+                        durable,
+                        exc,
+                        delay,
+                    )
+                    if await sleep_until_stopped(stop, delay):
+                        return
+        finally:
+            self.paused.discard(durable)
+
     async def _handle_batch(
-        self, msgs: list[Msg], handler: BatchHandler, timeout_s: float
+        self, msgs: list[Msg], handler: BatchHandler, timeout_s: float, spec: ConsumerSpec
     ) -> list[Msg]:
         """Apply msgs as one batch and ack them; return those still to handle one by one."""
         readable: list[tuple[Msg, Event]] = []
@@ -298,8 +574,7 @@ class Bus:
             try:
                 readable.append((msg, parse_event(msg.data)))
             except UnreadableEvent as exc:
-                log.error("terminated unreadable message on %s: %s", msg.subject, exc)
-                await msg.term()
+                await self._set_aside(msg, spec.durable, f"unreadable: {exc}", None)
         try:
             async with asyncio.timeout(timeout_s):
                 await handler([event for _, event in readable])
@@ -312,45 +587,164 @@ class Bus:
             await msg.ack()
         return []
 
+    async def _set_aside(self, msg: Msg, durable: str, error: str, event: Event | None) -> None:
+        """Move msg to the dead-letter stream, then ack it; if that fails, it is retried later."""
+        deliveries = msg.metadata.num_delivered if msg.metadata else 1
+        try:
+            await self.dead_letter(msg, durable, error, deliveries, event)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("could not set aside %s message (%r): retrying it later", msg.subject, exc)
+            await msg.nak(delay=self.retry.cap_s)
+            return
+        what = f"{event_type(event)} {event.event_id}" if event is not None else msg.subject
+        log.error("set aside %s for %s after %d deliveries: %s", what, durable, deliveries, error)
+        await msg.ack()
+
+    async def _classify(self, exc: Exception, probe: Probe | None) -> tuple[str, float]:
+        """Return ("poison"|"later"|"failed", delay) for a handler's exception."""
+        if isinstance(exc, Poison):
+            return "poison", 0.0
+        if isinstance(exc, RetryLater):
+            return "later", exc.delay_s or 0.0
+        # A network error or timeout is a dependency's trouble, not the event's.
+        if isinstance(exc, OSError):
+            return "later", 0.0
+        if probe is not None:
+            try:
+                async with asyncio.timeout(max(5.0, self.retry.cap_s)):
+                    await probe()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                return "later", 0.0
+        return "failed", 0.0
+
     async def _handle(
-        self, msg: Msg, handler: Handler, spec: ConsumerSpec, timeout_s: float
-    ) -> None:
+        self,
+        msg: Msg,
+        handler: Handler,
+        spec: ConsumerSpec,
+        timeout_s: float,
+        probe: Probe | None,
+    ) -> float | None:
+        """Handle one message; return None when done with it, else how long to pause (0: back-off)."""
         try:
             event = parse_event(msg.data)
         except UnreadableEvent as exc:
-            # Poison: redelivering it can never help, so terminate it and say so once.
-            log.error("terminated unreadable message on %s: %s", msg.subject, exc)
-            await msg.term()
-            return
-        delivered = msg.metadata.num_delivered if msg.metadata else 1
+            # Redelivering it can never help: set aside at once.
+            await self._set_aside(msg, spec.durable, f"unreadable: {exc}", None)
+            return None
+        meta = msg.metadata
+        seq = meta.sequence.stream if meta else 0
         try:
             async with asyncio.timeout(timeout_s):
                 await handler(event, msg)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if delivered >= spec.max_deliver:
-                log.error(
-                    "giving up on %s %s after %d deliveries: %r",
-                    event_type(event),
-                    event.event_id,
-                    delivered,
-                    exc,
+            kind, delay = await self._classify(exc, probe)
+            if kind == "later":
+                log.warning(
+                    "%s paused at %s %s: %r", spec.durable, event_type(event), event.event_id, exc
                 )
-                await msg.term()
-                return
-            delay = retry_delay(delivered)
+                return delay
+            failures = self._failures.add(spec.durable, seq)
+            if kind == "poison" or failures >= self.retry.poison_after:
+                self._failures.forget(spec.durable, seq)
+                await self._set_aside(msg, spec.durable, repr(exc), event)
+                return None
+            delay = self.retry.delay(failures)
             log.warning(
-                "handler failed for %s %s (delivery %d), retry in %.0fs: %r",
+                "handler failed for %s %s (failure %d of %d), retry in %.1fs: %r",
                 event_type(event),
                 event.event_id,
-                delivered,
+                failures,
+                self.retry.poison_after,
                 delay,
                 exc,
             )
             await msg.nak(delay=delay)
-            return
+            return None
+        self._failures.forget(spec.durable, seq)
         await msg.ack()
+        return None
+
+    async def _serve_replays(
+        self,
+        spec: ConsumerSpec,
+        handler: Handler,
+        stop: asyncio.Event,
+        timeout_s: float,
+        probe: Probe | None,
+    ) -> None:
+        """Take requests to replay this consumer's dead letters until stop is set."""
+        stream = dead_stream(self.subjects)
+        replays = ConsumerSpec(
+            durable=f"{spec.durable}_replay",
+            filter_subject=replay_subject(self.subjects, spec.durable),
+            ack_wait_s=max(timeout_s, 30.0),
+        )
+        await self.ensure_consumer(replays, stream)
+        sub = await self.js.pull_subscribe_bind(replays.durable, stream=stream)
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await sub.fetch(8, timeout=1.0)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue
+                except nats.errors.ConnectionClosedError:
+                    return
+                except nats.errors.Error as exc:
+                    await pause_on_bus_error(exc, replays.durable, stop)
+                    continue
+                for request in msgs:
+                    await self._replay(request, spec, handler, timeout_s, probe)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _replay(
+        self,
+        request: Msg,
+        spec: ConsumerSpec,
+        handler: Handler,
+        timeout_s: float,
+        probe: Probe | None,
+    ) -> None:
+        """Handle one replay request: the dead letter goes through handler and, if taken, is removed."""
+        stream = dead_stream(self.subjects)
+        seq = _int((request.headers or {}).get("Tw-Dead-Seq"))
+        try:
+            raw = await self.js.get_msg(stream, seq)
+        except nats.js.errors.NotFoundError:
+            await request.ack()  # replayed already (or never there): nothing to do
+            return
+        letter = DeadLetter.from_raw(seq, raw.headers, raw.data or b"")
+        if letter.consumer != spec.durable:
+            await request.ack()
+            return
+        try:
+            event = parse_event(letter.data)
+            async with asyncio.timeout(timeout_s):
+                await handler(event, request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            kind, delay = (
+                ("poison", 0.0)
+                if isinstance(exc, UnreadableEvent)
+                else await self._classify(exc, probe)
+            )
+            if kind == "later":
+                await request.nak(delay=delay or self.retry.cap_s)
+                return
+            log.error("replay of dead letter %d for %s failed, kept: %r", seq, spec.durable, exc)
+            await request.ack()
+            return
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await self.js.delete_msg(stream, seq)
+        log.info("replayed dead letter %d (%s) for %s", seq, letter.event_id, spec.durable)
+        await request.ack()
 
     async def subscribe_events(
         self,
@@ -500,8 +894,16 @@ __all__ = [
     "BusError",
     "BusStopped",
     "ConsumerSpec",
+    "DeadLetter",
     "Handler",
+    "Poison",
+    "Probe",
+    "RetryLater",
+    "RetryPolicy",
+    "dead_stream",
+    "dead_subject",
     "pause_on_bus_error",
+    "replay_subject",
     "retry_delay",
     "wait_for_event",
 ]

@@ -41,6 +41,8 @@ class Access:
     streams: tuple[str, ...] = ()
     # Raw subjects it publishes outside events (poll jobs).
     extra_publish: tuple[str, ...] = ()
+    # Lists dead letters and asks consumers to replay them (the api).
+    replays: bool = False
 
 
 # Published only at a site, on the collector's own nats-server (which has no service users), and
@@ -136,6 +138,7 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
             ),
             consumers=tuple((events, name) for name in API_DURABLES),
             listens=(subjects.area("alert"),),
+            replays=True,
         ),
     }
 
@@ -165,6 +168,7 @@ def publish_allow(service: str, subjects: Subjects | None = None) -> list[str]:
             # Acks, naks and terms are replies to the delivered message.
             f"$JS.ACK.{stream}.{durable}.>",
         ]
+    allow += _dead_letter_allow(access, subjects)
     for name in access.buckets:
         bucket = subjects.name(name)
         stream = f"KV_{bucket}"
@@ -181,6 +185,33 @@ def publish_allow(service: str, subjects: Subjects | None = None) -> list[str]:
             f"$JS.FC.{stream}.>",
         ]
     return list(dict.fromkeys(allow))
+
+
+def _dead_letter_allow(access: Access, subjects: Subjects) -> list[str]:
+    """Return what Bus.consume needs for dead letters: keep them, take replay requests, remove replayed."""
+    # tonerwatch_shared.bus.dead_stream / dead_subject / replay_subject (not imported: no cycle).
+    dead = subjects.name("DEAD")
+    durables = [d for stream, d in access.consumers if stream == subjects.events_stream]
+    if not durables and not access.replays:
+        return []
+    allow = [f"{JS}.STREAM.{op}.{dead}" for op in ("INFO", "CREATE", "UPDATE", "MSG.GET")]
+    for durable in durables:
+        # "*" (consumers named at run time) stays a whole-token wildcard.
+        replay = "*" if durable == "*" else f"{durable}_replay"
+        allow += [
+            f"{subjects.root}_dead.{durable}",
+            f"{JS}.CONSUMER.DURABLE.CREATE.{dead}.{replay}",
+            f"{JS}.CONSUMER.CREATE.{dead}.{replay}",
+            f"{JS}.CONSUMER.CREATE.{dead}.{replay}.>",
+            f"{JS}.CONSUMER.INFO.{dead}.{replay}",
+            f"{JS}.CONSUMER.MSG.NEXT.{dead}.{replay}",
+            f"$JS.ACK.{dead}.{replay}.>",
+        ]
+    if durables:
+        allow.append(f"{JS}.STREAM.MSG.DELETE.{dead}")
+    if access.replays:
+        allow.append(f"{subjects.root}_replay.>")
+    return allow
 
 
 def subscribe_allow(service: str, subjects: Subjects | None = None) -> list[str]:

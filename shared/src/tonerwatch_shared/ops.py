@@ -44,7 +44,7 @@ def bus_check(bus: Bus) -> Check:
 
 
 def consumer_lag_gauge(registry: CollectorRegistry, bus: Bus, durables: Mapping[str, str]) -> Check:
-    """Return a check that records each durable consumer's backlog (messages not yet delivered or acked)."""
+    """Return a check that records each durable consumer's backlog and whether it is paused."""
     lag = Gauge(
         "tonerwatch_consumer_pending_messages",
         "Events waiting for this service's consumer (event lag)",
@@ -52,7 +52,16 @@ def consumer_lag_gauge(registry: CollectorRegistry, bus: Bus, durables: Mapping[
         registry=registry,
     )
 
+    paused = Gauge(
+        "tonerwatch_consumer_paused",
+        "1 while this consumer waits for its dependency (database, upstream, mail server) to come back",
+        ["consumer"],
+        registry=registry,
+    )
+
     async def check() -> None:
+        for durable in durables:
+            paused.labels(consumer=durable).set(1 if durable in bus.paused else 0)
         for durable, stream in durables.items():
             info = await bus.js.consumer_info(stream, durable)
             lag.labels(consumer=durable).set((info.num_pending or 0) + (info.num_ack_pending or 0))

@@ -101,6 +101,28 @@ class CommonSettings(BaseSettings):
         ge=1024 * 1024,
         description="Byte limit of the poll-jobs stream (one ~200-byte job per monitored printer)",
     )
+    retry_base_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="First wait before a failed event is retried (doubles each time)",
+    )
+    retry_cap_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest wait between retries of an event and between "
+        "checks of a dependency that is down (consumers retry for as long as the stream keeps events)",
+    )
+    poison_after: int = Field(
+        default=20,
+        ge=1,
+        description="Failures of an event for its own reasons (dependencies up) before it is set "
+        "aside in the dead-letter stream <prefix>_DEAD",
+    )
+    ack_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a consumer may take over one event before NATS redelivers it",
+    )
     default_site: str = Field(default="default", description="Site id used when none is given")
     sites: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

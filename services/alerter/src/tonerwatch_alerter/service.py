@@ -32,7 +32,7 @@ from tonerwatch_alerter.rules import AlertRules, Resolved
 from tonerwatch_alerter.site_settings import SiteSettings
 from tonerwatch_alerter.state import PrinterLabel
 from tonerwatch_alerter.store import BUCKET, StateStore
-from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler
+from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler, Poison, RetryLater
 from tonerwatch_shared.events import (
     Event,
     PrinterUnreachable,
@@ -74,7 +74,6 @@ class Settings(CommonSettings):
         default_factory=AlertRules,
         description='Overrides, e.g. {"sites": {"hq": {"low_percent": 25, "kinds": {"ink": {...}}}}}',
     )
-    ack_wait_s: float = Field(default=30.0, gt=0)
     webhooks: tuple[WebhookConfig, ...] = Field(
         default=(),
         description='JSON list: [{"name": "ops", "url": "https://...", "secret": "..."}]',
@@ -95,7 +94,9 @@ class Settings(CommonSettings):
     # A collector announces itself every 60 s (TONERWATCH_COLLECTOR_STATUS_INTERVAL_S): three
     # missed statuses and a margin for a slow link make a site offline.
     collector_offline_after_s: float = Field(
-        default=200.0, gt=0, description="Silence of a site collector that raises one site-offline alert"
+        default=200.0,
+        gt=0,
+        description="Silence of a site collector that raises one site-offline alert",
     )
     collector_check_s: float = Field(
         default=10.0, gt=0, description="How often to look for silent site collectors"
@@ -158,6 +159,8 @@ def channel_specs(subjects: Subjects, kind: str, config: ChannelConfig) -> list[
             ack_wait_s=config.worst_case_s() + 30,
             # A newly added channel starts with new alerts, not a week of history.
             deliver_new_only=True,
+            # One at a time: after an outage mails and posts still go out in the order raised.
+            ordered=True,
         )
         for suffix, subject in filters
     ]
@@ -186,10 +189,10 @@ def channel_handler(
                 await sender.send(event)
         except DeliveryFailed as exc:
             if not exc.permanent:
-                log.warning("channel %s: %s", channel, exc)
-                raise
-            # The receiver refused it for good: redelivering cannot help; say so and move on.
-            log.error("channel %s dropped %s: %s", channel, event.event_id, exc)
+                # The receiver is down or busy: pause the channel and retry, never give up.
+                raise RetryLater(f"channel {channel}: {exc}") from exc
+            # The receiver refused it for good: redelivering cannot help; set it aside (dead letter).
+            raise Poison(f"channel {channel} refused {event.event_id}: {exc}") from exc
         if ledger is not None:
             await ledger.record(channel, eid)
 
@@ -289,7 +292,7 @@ async def _run(
         log.info("alerter ready (%d notification channels)", len(senders))
         async with asyncio.TaskGroup() as tg:
             for spec, handler in consumers:
-                timeout = spec.ack_wait_s
+                timeout = spec.ack_wait_s or bus.retry.ack_wait_s
                 tg.create_task(bus.consume(spec, handler, stop=stop, handler_timeout_s=timeout))
             for digest in digests:
                 tg.create_task(digest.run(stop, settings.digest_check_s))

@@ -447,7 +447,6 @@ def request_consumers(subjects: Subjects, sites: list[str]) -> list[ConsumerSpec
                 durable=subjects.name("discovery_requests"),
                 filter_subject=DiscoveryRequested.subject_filter(subjects),
                 deliver_new_only=True,
-                max_deliver=5,
             )
         ]
     return [
@@ -455,7 +454,6 @@ def request_consumers(subjects: Subjects, sites: list[str]) -> list[ConsumerSpec
             durable=subjects.name(f"discovery_requests_{site}"),
             filter_subject=DiscoveryRequested.subject_filter(subjects, site),
             deliver_new_only=True,
-            max_deliver=5,
         )
         for site in sites
     ]

@@ -2,8 +2,12 @@
 
 - Alerts (crossed/resolved), replacements and orders are POSTed as they happen to
   `<TONERWATCH_SYNC_URL>/v1/events`, signed (tonerwatch_shared.signing, the webhooks' headers) with
-  `Idempotency-Key: <event id>` so the portal drops repeats. A failed POST is retried by JetStream
-  with back-off (nak), so nothing is lost while the portal is down.
+  `Idempotency-Key: <event id>` so the portal drops repeats. While the portal is unreachable or
+  answers 5xx/408/429 the consumers pause and retry with back-off for as long as the stream keeps
+  the event (never dropped: docs/reliability.md); another refusal counts against the event, which
+  after TONERWATCH_POISON_AFTER refusals is set aside as a dead letter (listed by the api,
+  replayable). Each forwarding consumer has one event in flight, so one printer's or order's
+  events reach the portal in the order they happened ("ordered" never overtakes "created").
 - A supply crossing its reorder point (the low threshold, or a forecast inside the lead time) is
   also pushed at once to `/v1/reorders` with the printer's snapshot.
 - Each site's fleet (every printer with its supplies, meters and status, folded from the events
@@ -35,7 +39,7 @@ from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field, model_validator
 
-from tonerwatch_shared.bus import Bus, ConsumerSpec, event_type
+from tonerwatch_shared.bus import Bus, ConsumerSpec, RetryLater, event_type
 from tonerwatch_shared.events import (
     Event,
     OrderChanged,
@@ -128,6 +132,11 @@ class Settings(CommonSettings):
     sync_schedule_check_s: float = Field(
         default=30.0, gt=0, description="How often due snapshots and meter reads are looked for"
     )
+    sync_ack_wait_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long one upstream delivery may take before NATS hands the event out again",
+    )
 
     @model_validator(mode="after")
     def _https_unless_allowed(self) -> Settings:
@@ -173,6 +182,14 @@ def headers_for(
     # The sync's name for the type before the header sets were joined: kept for one version.
     headers[LEGACY_EVENT_HEADER] = event_type(event)
     return headers
+
+
+def upstream_down(exc: UpstreamError) -> bool:
+    """Return whether the portal itself is in trouble (no answer, 5xx, 408, 429), not the event."""
+    if exc.response is None:
+        return True
+    code = exc.response.status_code
+    return code >= 500 or code in (408, 429)
 
 
 async def forward(
@@ -347,12 +364,20 @@ class Syncer:
                 printer_id=event.printer_id if isinstance(event, PrinterEvent) else None,
                 compress=False,
             )
-        except UpstreamError:
+        except UpstreamError as exc:
             self.forwarded.labels(result="failed").inc()
+            if upstream_down(exc):
+                # Not the event's fault: pause forwarding (no deliveries burned) and retry.
+                raise RetryLater(str(exc)) from exc
             raise
         self.forwarded.labels(result="ok").inc()
         if isinstance(event, ThresholdCrossed) and event.rule in REORDER_RULES:
-            await self.push_reorder(event)
+            try:
+                await self.push_reorder(event)
+            except UpstreamError as exc:
+                if upstream_down(exc):
+                    raise RetryLater(str(exc)) from exc
+                raise
 
     async def push_reorder(self, alert: ThresholdCrossed) -> None:
         """POST the reorder push of alert with the printer's latest snapshot."""
@@ -502,22 +527,26 @@ async def _run(
     client = build_client(settings.tls_proxy(), settings.sync_timeout_s)
     try:
         await bus.ensure_event_stream()
-        # Alerts (crossed/resolved), replacements and orders are what a supplier acts on.
+        # Alerts (crossed/resolved), replacements and orders are what a supplier acts on; each
+        # consumer ordered (one in flight), never dropping an event (docs/reliability.md).
         forwarding = [
             ConsumerSpec(
                 durable=subjects.name("syncer_alerts"),
                 filter_subject=subjects.area(ThresholdCrossed.subject_area()),
-                max_deliver=1000,
+                ack_wait_s=settings.sync_ack_wait_s,
+                ordered=True,
             ),
             ConsumerSpec(
                 durable=subjects.name("syncer_replaced"),
                 filter_subject=SupplyReplaced.subject_filter(subjects),
-                max_deliver=1000,
+                ack_wait_s=settings.sync_ack_wait_s,
+                ordered=True,
             ),
             ConsumerSpec(
                 durable=subjects.name("syncer_orders"),
                 filter_subject=OrderChanged.subject_filter(subjects),
-                max_deliver=1000,
+                ack_wait_s=settings.sync_ack_wait_s,
+                ordered=True,
             ),
         ]
         # What the snapshots are made of: readings, and the printers' configuration and reachability.
@@ -559,7 +588,11 @@ async def _run(
         log.info("syncer ready (%s)", settings.sync_url or "no upstream configured")
         async with asyncio.TaskGroup() as tg:
             for spec in forwarding:
-                tg.create_task(bus.consume(spec, syncer.handle, stop=stop))
+                tg.create_task(
+                    bus.consume(
+                        spec, syncer.handle, stop=stop, handler_timeout_s=settings.sync_ack_wait_s
+                    )
+                )
             for spec in remembering:
                 tg.create_task(bus.consume(spec, syncer.remember, stop=stop))
             tg.create_task(syncer.schedule_loop(stop))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy import text
@@ -115,3 +115,16 @@ def bootstrap(
     with migration_lock(engine, lock_timeout_s):
         ensure_default_site(engine, site_id)
         return ensure_admin(engine, admin_password)
+
+
+def database_probe(engine: Engine) -> Callable[[], Awaitable[None]]:
+    """Return a probe that raises while the database does not answer (pauses the consumers)."""
+
+    def ping() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    async def probe() -> None:
+        await asyncio.to_thread(ping)
+
+    return probe

@@ -10,7 +10,7 @@ from nats.aio.msg import Msg
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.db.tx import database_probe, run_tx
 from tonerwatch_api.projections.collectors import apply_collector_event
 from tonerwatch_api.projections.discovery_jobs import apply_job_event
 from tonerwatch_api.projections.network_usage import apply_usage
@@ -37,27 +37,23 @@ def activity_consumers(subjects: Subjects) -> tuple[tuple[ConsumerSpec, Apply], 
     # The whole sync area: UpstreamSynced is keyed by printer only when the event had one.
     every_sync_event = subjects.area(UpstreamSynced.subject_area())
     return (
-        (ConsumerSpec("api-discovery-jobs", every_job_event, max_deliver=30), apply_job_event),
+        (ConsumerSpec("api-discovery-jobs", every_job_event), apply_job_event),
         (
-            ConsumerSpec("api-discovery-found", PrinterFound.subject_filter(subjects), max_deliver=30),
+            ConsumerSpec("api-discovery-found", PrinterFound.subject_filter(subjects)),
             apply_job_event,
         ),
         (
-            ConsumerSpec("api-usage-polling", SupplyReading.subject_filter(subjects), max_deliver=30),
+            ConsumerSpec("api-usage-polling", SupplyReading.subject_filter(subjects)),
             apply_usage,
         ),
         (
-            ConsumerSpec(
-                "api-usage-discovery", DiscoveryFinished.subject_filter(subjects), max_deliver=30
-            ),
+            ConsumerSpec("api-usage-discovery", DiscoveryFinished.subject_filter(subjects)),
             apply_usage,
         ),
-        (ConsumerSpec("api-usage-sync", every_sync_event, max_deliver=30), apply_usage),
+        (ConsumerSpec("api-usage-sync", every_sync_event), apply_usage),
         # The whole site area: collectors' statuses and the alerter's site offline/online.
         (
-            ConsumerSpec(
-                "api-collectors", subjects.area(CollectorStatus.subject_area()), max_deliver=30
-            ),
+            ConsumerSpec("api-collectors", subjects.area(CollectorStatus.subject_area())),
             apply_collector_event,
         ),
     )
@@ -65,6 +61,7 @@ def activity_consumers(subjects: Subjects) -> tuple[tuple[ConsumerSpec, Apply], 
 
 async def run_activity(engine: Engine, bus: Bus, stop: asyncio.Event) -> None:
     """Consume until stop is set: each fetched batch in one transaction (one by one if it fails)."""
+    probe = database_probe(engine)
     async with asyncio.TaskGroup() as tg:
         for spec, apply in activity_consumers(bus.subjects):
 
@@ -76,4 +73,4 @@ async def run_activity(engine: Engine, bus: Bus, stop: asyncio.Event) -> None:
                 ordered = sorted(events, key=lambda e: printer_of(e) or "")
                 await run_tx(engine, lambda s: [apply(s, e) for e in ordered])
 
-            tg.create_task(bus.consume(spec, handler, stop=stop, batch_handler=batch))
+            tg.create_task(bus.consume(spec, handler, stop=stop, batch_handler=batch, probe=probe))

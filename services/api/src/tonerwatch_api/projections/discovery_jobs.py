@@ -37,7 +37,6 @@ def _job_for(session: Session, event: JobEvent) -> DiscoveryJob:
     return job
 
 
-
 def apply_job_event(session: Session, event: Event) -> str:
     """Apply a Discovery* event or a job's PrinterFound; return "applied" or "ignored".
 

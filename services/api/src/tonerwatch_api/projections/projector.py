@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from nats.aio.msg import Msg
 from sqlalchemy.engine import Engine
 
-from tonerwatch_api.db.tx import in_tx, run_tx
+from tonerwatch_api.db.tx import database_probe, in_tx, run_tx
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.projections.outbox import Outbox
 from tonerwatch_api.projections.printers import ProjectionOptions, apply_event
@@ -49,9 +49,16 @@ def projections() -> tuple[Projection, ...]:
     )
 
 
+# A printer's and an alert's events are applied one at a time, in stream order: after an outage a
+# "resolved" is never applied before its "crossed". Readings carry their own time and go in batches.
+ORDERED = frozenset({"api-printers", "api-alerts"})
+
+
 def consumer_spec(p: Projection, subjects: Subjects) -> ConsumerSpec:
-    """Return the durable consumer of one projection."""
-    return ConsumerSpec(durable=p.durable, filter_subject=p.filter_subject(subjects), max_deliver=30)
+    """Return the durable consumer of one projection (never drops an event: docs/reliability.md)."""
+    return ConsumerSpec(
+        durable=p.durable, filter_subject=p.filter_subject(subjects), ordered=p.durable in ORDERED
+    )
 
 
 class Projector:
@@ -97,6 +104,7 @@ class Projector:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume every projection until stop is set."""
         parallel = self.engine.dialect.name == "postgresql"
+        probe = database_probe(self.engine)
         async with asyncio.TaskGroup() as tg:
             for p in projections():
                 spec = consumer_spec(p, self.bus.subjects)
@@ -118,6 +126,7 @@ class Projector:
                             stop=stop,
                             batch=self.options.reading_batch if readings else 64,
                             batch_handler=batch if readings else None,
+                            probe=probe,
                         )
                     )
 
