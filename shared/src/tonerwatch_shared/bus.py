@@ -653,7 +653,8 @@ class Bus:
                 self._failures.forget(spec.durable, seq)
                 await self._set_aside(msg, spec.durable, repr(exc), event)
                 return None
-            delay = self.retry.delay(failures)
+            # Back-off grows with every delivery of the event (outage retries included).
+            delay = self.retry.delay(max(failures, meta.num_delivered if meta else 1))
             log.warning(
                 "handler failed for %s %s (failure %d of %d), retry in %.1fs: %r",
                 event_type(event),
