@@ -30,6 +30,7 @@ from tonerwatch_shared.events import (
     PrinterConfigured,
     SupplyReading,
     SupplyReplaced,
+    UpstreamOrderUpdate,
     parse_event,
 )
 
@@ -487,3 +488,58 @@ async def test_orders_page_filters_pages_and_shows_buttons_only_to_operators(
     await ui_login(client, "bob@acme", "bob-password-123")
     theirs = (await client.get("/orders?show=all")).text
     assert "No orders" in theirs and first["id"] not in theirs
+
+
+async def test_the_portal_confirms_ships_and_cancels_orders_forward_only_and_audited(
+    client: httpx.AsyncClient, db: Engine
+) -> None:
+    h = await bearer(client)
+    shipped = (await place(client, h))["id"]
+    cancelled = (await place(client, h, supply_index="2"))["id"]
+
+    def upstream(kind: str, order_id: str | None, item: str, **extra: Any) -> UpstreamOrderUpdate:
+        return UpstreamOrderUpdate(
+            source="syncer/test",
+            site_id="default",
+            item_id=item,
+            kind=kind,  # type: ignore[arg-type]
+            order_id=order_id,
+            at=datetime.now(UTC),
+            **extra,
+        )
+
+    confirmed = upstream("order_confirmed", shipped, "it-1", supplier_reference="SO-88123")
+    assert apply_now(db, confirmed) == "applied"
+    on_its_way = upstream(
+        "order_shipped", shipped, "it-2", carrier="DHL", tracking_number="JD0146000012345"
+    )
+    assert apply_now(db, on_its_way) == "applied"
+    assert apply_now(db, on_its_way) == "duplicate"
+    # A late confirmation after the shipment moves nothing back.
+    assert apply_now(db, upstream("order_confirmed", shipped, "it-3")) == "ignored"
+    got = (await client.get(f"/api/v1/orders/{shipped}", headers=h)).json()
+    assert (got["status"], got["supplier_reference"]) == ("shipped", "SO-88123")
+    assert "DHL JD0146000012345" in got["notes"]
+    assert audit_actions(db, shipped)[-2:] == ["order.ordered", "order.shipped"]
+
+    gone = upstream("order_cancelled", cancelled, "it-4", reason="discontinued part")
+    assert apply_now(db, gone) == "applied"
+    got = (await client.get(f"/api/v1/orders/{cancelled}", headers=h)).json()
+    assert got["status"] == "cancelled" and "discontinued part" in got["notes"]
+    # Another site's order is not this portal's to move; a message is only recorded.
+    foreign = upstream("order_shipped", shipped, "it-5").model_copy(update={"site_id": "acme-hq"})
+    assert apply_now(db, foreign) == "ignored"
+    note = upstream("message", None, "it-6", text="Depot closed 24-26 Dec")
+    assert apply_now(db, note) == "applied"
+    assert audit_actions(db, "it-6") == ["upstream.message"]
+
+    def announced(s: Session) -> list[tuple[str | None, str, str | None]]:
+        rows = s.exec(select(OutboxEvent).order_by(col(OutboxEvent.id))).all()
+        out = [parse_event(r.payload) for r in rows]
+        return [
+            (e.previous_status, e.status, e.changed_by)
+            for e in out
+            if isinstance(e, OrderChanged) and e.order_id == shipped and e.change == "status"
+        ]
+
+    assert in_tx(db, announced) == [("requested", "ordered", "upstream"), ("ordered", "shipped", "upstream")]

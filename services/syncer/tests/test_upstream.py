@@ -29,7 +29,7 @@ from tonerwatch_shared.printer.model import (
 )
 from tonerwatch_shared.signing import verify
 from tonerwatch_shared.testing.infra import eventually
-from tonerwatch_shared.upstream import OPENAPI_PATH, document_id, openapi_document
+from tonerwatch_shared.upstream import OPENAPI_PATH, DownlinkItem, document_id, openapi_document
 from tonerwatch_syncer.fleet import FLEET_BUCKET, KnownPrinter
 from tonerwatch_syncer.service import Settings, run
 
@@ -106,6 +106,7 @@ async def portal_and_syncer(
             sync_timeout_s=2,
             sync_snapshot_at=dt.time(2, 0),
             sync_schedule_check_s=0.2,
+            sync_downlink_interval_s=0.3,
         )
         stop, ready = asyncio.Event(), asyncio.Event()
         task = asyncio.create_task(run(settings, stop=stop, ready=ready, clock=clock))
@@ -166,7 +167,7 @@ async def test_daily_snapshot_and_month_end_reads_reach_the_portal(bus: Bus, nat
     }
     for taken in portal.received:
         validate_against_openapi(taken)
-        if taken.path != "/v1/events":
+        if taken.path not in ("/v1/events", "/v1/downlink"):
             assert taken.headers["Content-Encoding"] == "gzip"
             assert len(taken.raw) < len(gzip.decompress(taken.raw))
 
@@ -225,3 +226,43 @@ async def test_a_snapshot_the_portal_refused_goes_on_the_next_look(bus: Bus, nat
         await eventually(lambda: portal.of_type("tonerwatch.fleet_snapshot.v1"), timeout_s=10)
         await asyncio.sleep(0.6)
     assert len(portal.of_type("tonerwatch.fleet_snapshot.v1")) == 1
+
+
+async def test_a_shipment_on_the_downlink_is_published_once_for_the_api(
+    bus: Bus, nats_url: str
+) -> None:
+    await bus.publish(reading("hp-m479-05", "CNBJM1A0Q5", 12.0, 3_000))
+    shipped = DownlinkItem(
+        id="shp-20261201-0001",
+        kind="order_shipped",
+        order_id="o-5c1e9a7b3d20",
+        supplier_reference="SO-88123",
+        carrier="DHL",
+        tracking_number="JD0146000012345",
+        at=dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC),
+    )
+    async with portal_and_syncer(bus, nats_url) as portal:
+        portal.queue("hq", shipped)
+        update = await wait_for_event(
+            bus,
+            ev.UpstreamOrderUpdate.subject_filter(bus.subjects),
+            lambda e: isinstance(e, ev.UpstreamOrderUpdate),
+            timeout_s=15,
+        )
+        # The cursor moved on: the next requests ask only for what came after it.
+        await eventually(
+            lambda: any(
+                d.get("cursor") == "1" for d in portal.of_type("tonerwatch.downlink_request.v1")
+            ),
+            timeout_s=10,
+        )
+    assert isinstance(update, ev.UpstreamOrderUpdate)
+    assert (update.kind, update.order_id, update.tracking_number) == (
+        "order_shipped",
+        "o-5c1e9a7b3d20",
+        "JD0146000012345",
+    )
+    assert update.event_id == document_id("downlink", "hq", "shp-20261201-0001")
+    assert update.subject(bus.subjects).endswith(".hq.order.upstream.o-5c1e9a7b3d20")
+    for taken in portal.received:
+        validate_against_openapi(taken)

@@ -321,6 +321,28 @@ class OrderChanged(PrinterEvent):
     cancelled_at: AwareDatetime | None = None
 
 
+class UpstreamOrderUpdate(Event):
+    """The upstream portal's word on an order (confirmed, shipped, cancelled) or a message to a site."""
+
+    type: Literal["tonerwatch.upstream_order_update.v1"] = "tonerwatch.upstream_order_update.v1"
+    area_what: ClassVar[str] = sj.ORDER_UPSTREAM
+    keyed: ClassVar[bool] = True
+    item_id: str = Field(min_length=1, max_length=128, description="The portal's id of the item")
+    kind: Literal["order_confirmed", "order_shipped", "order_cancelled", "message"]
+    order_id: str | None = Field(default=None, max_length=32, description="Our order it is about")
+    supplier_reference: str | None = Field(default=None, max_length=100)
+    carrier: str | None = Field(default=None, max_length=100)
+    tracking_number: str | None = Field(default=None, max_length=100)
+    tracking_url: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=500)
+    text: str | None = Field(default=None, max_length=2000)
+    at: AwareDatetime = Field(description="When the portal says it happened")
+
+    def subject_key(self) -> str | None:
+        """Return the order id (the item id for a message), the subject's last token."""
+        return self.order_id or self.item_id
+
+
 class JobEvent(Event):
     """An event about one discovery job: keyed by its job_id."""
 
@@ -570,6 +592,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     AlertResolved,
     SupplyReplaced,
     OrderChanged,
+    UpstreamOrderUpdate,
     DiscoveryRequested,
     DiscoveryCancelled,
     DiscoveryProgress,

@@ -55,6 +55,7 @@ API_DURABLES = (
     "api-printers",
     "api-alerts",
     "api-supplies",
+    "api-upstream",
     "api-discovery-jobs",
     "api-discovery-found",
     "api-usage-polling",
@@ -117,7 +118,7 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
             ),
         ),
         "syncer": Access(
-            publishes=(ev.UpstreamSynced,),
+            publishes=(ev.UpstreamSynced, ev.UpstreamOrderUpdate),
             consumers=(
                 durable("syncer_alerts"),
                 durable("syncer_replaced"),

@@ -140,6 +140,9 @@ class Portal:
             return web.json_response({"error": str(exc)}, status=401)
         except ValueError as exc:
             return web.json_response({"error": f"bad request: {exc}"}, status=400)
+        self.received.append(
+            Received(request.path, dict(request.headers), raw, json.loads(raw), time.time())
+        )
         items = self.downlink.get(asked.site_id, [])
         start = int(asked.cursor) if asked.cursor and asked.cursor.isdigit() else 0
         answer = DownlinkAnswer(

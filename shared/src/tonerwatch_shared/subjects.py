@@ -24,6 +24,9 @@ SUPPLY_READING = "supply.reading"
 SUPPLY_REPLACED = "supply.replaced"
 # An order of supplies was placed or changed (api); keyed by the printer it is for.
 ORDER_CHANGED = "order.changed"
+# What the upstream portal said of an order (confirmed, shipped, cancelled) or a site (a message):
+# the syncer publishes it, the api applies it; keyed by our order id (the portal's item id for a message).
+ORDER_UPSTREAM = "order.upstream"
 THRESHOLD_CROSSED = "alert.crossed"
 ALERT_RESOLVED = "alert.resolved"
 DISCOVERY_REQUESTED = "discovery.requested"

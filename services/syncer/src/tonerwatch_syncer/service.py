@@ -14,6 +14,9 @@
   into the `SYNC_FLEET` KV bucket: never asked of the api) goes to `/v1/snapshots` daily at
   TONERWATCH_SYNC_SNAPSHOT_AT, and every printer's meters to `/v1/meter-reads` at the turn of each
   month; gzip-compressed.
+- Every TONERWATCH_SYNC_DOWNLINK_INTERVAL_S each site asks `/v1/downlink` what the portal has
+  since its cursor (kept in `SYNC_STATE`); the signed answer's items are published as
+  `upstream-order-update` events, which the api applies to its orders.
 Without a URL the syncer acknowledges and forwards nothing.
 
 What every exchange costs is measured (`exchange_bytes`) and, once the upstream took a delivery,
@@ -47,6 +50,7 @@ from tonerwatch_shared.events import (
     SupplyReading,
     SupplyReplaced,
     ThresholdCrossed,
+    UpstreamOrderUpdate,
     UpstreamSynced,
 )
 from tonerwatch_shared.kv import ModelKv
@@ -63,7 +67,10 @@ from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.signing import LEGACY_EVENT_HEADER, delivery_headers
 from tonerwatch_shared.subjects import Subjects, token
 from tonerwatch_shared.upstream import (
+    DOWNLINK_PATH,
     EVENTS_PATH,
+    DownlinkAnswer,
+    DownlinkRequest,
     FleetSnapshot,
     MeterReads,
     PrinterEntry,
@@ -84,6 +91,7 @@ from tonerwatch_syncer.upstream import (
     TlsProxy,
     UpstreamError,
     build_client,
+    check_answer,
     endpoint,
     exchange_bytes,
     post,
@@ -136,6 +144,9 @@ class Settings(CommonSettings):
         default=60.0,
         gt=0,
         description="How long one upstream delivery may take before NATS hands the event out again",
+    )
+    sync_downlink_interval_s: float = Field(
+        default=300.0, gt=0, description="How often each site asks the portal what it has (downlink)"
     )
 
     @model_validator(mode="after")
@@ -486,6 +497,66 @@ class Syncer:
 
         await self.state.edit(token(site), change)
 
+    async def poll_downlink(self) -> int:
+        """Ask the portal what it has for each site, publish it for the api; return the items taken."""
+        if not self.settings.sync_url:
+            return 0
+        taken = 0
+        for site in sorted({p.site_id for p in await self.printers()}):
+            state = (await self.state.read(token(site))).value or SiteSyncState()
+            asked = DownlinkRequest(site_id=site, cursor=state.downlink_cursor)
+            try:
+                response = await self.send(
+                    DOWNLINK_PATH,
+                    asked.id,
+                    asked.type,
+                    asked.model_dump_json().encode(),
+                    site_id=site,
+                    compress=False,
+                )
+                check_answer(response, self.settings.sync_secret)
+                answer = DownlinkAnswer.model_validate_json(response.content)
+            except (UpstreamError, ValueError) as exc:
+                log.warning("site %s: downlink not read, asking again later: %s", site, exc)
+                continue
+            if answer.site_id != site:
+                log.warning("site %s: the portal answered for site %s; ignored", site, answer.site_id)
+                continue
+            for item in answer.items:
+                # The id comes from the portal's item id: a repeat (after a crash before the cursor
+                # was saved) is dropped by JetStream and by the api.
+                await self.bus.publish(
+                    UpstreamOrderUpdate(
+                        event_id=document_id("downlink", site, item.id),
+                        source=self.bus.source,
+                        site_id=site,
+                        item_id=item.id,
+                        kind=item.kind,
+                        order_id=item.order_id,
+                        supplier_reference=item.supplier_reference,
+                        carrier=item.carrier,
+                        tracking_number=item.tracking_number,
+                        tracking_url=item.tracking_url,
+                        reason=item.reason,
+                        text=item.text,
+                        at=item.at,
+                    )
+                )
+                taken += 1
+            if answer.cursor != state.downlink_cursor:
+                await self._mark(site, downlink_cursor=answer.cursor or "")
+        return taken
+
+    async def downlink_loop(self, stop: asyncio.Event) -> None:
+        """Poll the portal's downlink every sync_downlink_interval_s until stop."""
+        while not stop.is_set():
+            try:
+                await self.poll_downlink()
+            except Exception:
+                log.exception("downlink failed; asking again later")
+            if await sleep_until_stopped(stop, self.settings.sync_downlink_interval_s):
+                return
+
     async def schedule_loop(self, stop: asyncio.Event) -> None:
         """Look for due snapshots every sync_schedule_check_s until stop."""
         while not stop.is_set():
@@ -596,6 +667,7 @@ async def _run(
             for spec in remembering:
                 tg.create_task(bus.consume(spec, syncer.remember, stop=stop))
             tg.create_task(syncer.schedule_loop(stop))
+            tg.create_task(syncer.downlink_loop(stop))
     finally:
         await client.aclose()
         await bus.drain()

@@ -7,9 +7,9 @@ from typing import Literal
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.db.models import AuditEntry, Site, utcnow
-from tonerwatch_api.db.orders import IN_TRANSIT, Order, _status
+from tonerwatch_api.db.orders import FLOW, IN_TRANSIT, OPEN_STATUSES, Order, _status
 from tonerwatch_api.projections.outbox import add_to_outbox, follow_up_id
-from tonerwatch_shared.events import OrderChanged, SupplyReplaced
+from tonerwatch_shared.events import OrderChanged, OrderStatus, SupplyReplaced, UpstreamOrderUpdate
 
 
 def order_event(
@@ -97,3 +97,94 @@ def deliver_on_replacement(session: Session, event: SupplyReplaced, source: str)
         session, changed.model_copy(update={"event_id": follow_up_id(event, "order-delivered")})
     )
     return order
+
+
+# What each portal item moves an order to; a message moves nothing (it is only recorded).
+UPSTREAM_STATUS: dict[str, OrderStatus] = {
+    "order_confirmed": "ordered",
+    "order_shipped": "shipped",
+    "order_cancelled": "cancelled",
+}
+
+
+def _moves_forward(current: str, target: OrderStatus) -> bool:
+    """Return whether target is ahead of current (cancel: only while the order is still open)."""
+    if target == "cancelled":
+        return current in OPEN_STATUSES
+    if current not in FLOW:
+        return False
+    return FLOW.index(target) > FLOW.index(_status(current))
+
+
+def apply_upstream_update(session: Session, event: UpstreamOrderUpdate, source: str) -> str:
+    """Apply the portal's word on an order (audited) and announce the change; return the outcome.
+
+    An order is only ever moved forward (a late "confirmed" after "shipped" changes nothing), and
+    only an order of the event's site: a portal speaks for the sites it serves. The event's id
+    (derived from the portal's item id) makes a repeat a duplicate before this runs.
+    """
+    site = session.get(Site, event.site_id)
+    tenant = site.tenant_id if site else None
+    order = session.get(Order, event.order_id, with_for_update=True) if event.order_id else None
+    detail = {
+        k: v
+        for k, v in event.model_dump(
+            mode="json",
+            include={"item_id", "kind", "supplier_reference", "carrier", "tracking_number",
+                     "tracking_url", "reason", "text"},
+        ).items()
+        if v is not None
+    }
+    target = UPSTREAM_STATUS.get(event.kind)
+    if order is None or order.site_id != event.site_id or target is None:
+        # A message, or an order we do not have for that site: recorded, nothing moves.
+        session.add(
+            AuditEntry(
+                at=event.at,
+                username=None,
+                tenant_id=tenant,
+                action="upstream.message" if target is None else "upstream.unknown_order",
+                target=event.order_id or event.item_id,
+                detail=detail,
+            )
+        )
+        return "applied" if target is None else "ignored"
+    before = order.status
+    if not _moves_forward(before, target):
+        return "ignored"
+    order.status = target
+    order.supplier_reference = event.supplier_reference or order.supplier_reference
+    if target == "ordered":
+        order.ordered_at = order.ordered_at or event.at
+    elif target == "shipped":
+        order.shipped_at = event.at
+        tracking = " ".join(
+            x for x in (event.carrier, event.tracking_number, event.tracking_url) if x
+        )
+        if tracking:
+            line = f"Shipped: {tracking}"
+            order.notes = f"{order.notes}\n{line}" if order.notes else line
+    else:
+        order.cancelled_at = event.at
+        if event.reason:
+            line = f"Cancelled by the supplier: {event.reason}"
+            order.notes = f"{order.notes}\n{line}" if order.notes else line
+    order.updated_at = utcnow()
+    session.add(order)
+    session.add(
+        AuditEntry(
+            at=event.at,
+            username=None,
+            tenant_id=tenant,
+            action=f"order.{target}",
+            target=order.id,
+            detail={"previous_status": before, "by": "upstream", **detail},
+        )
+    )
+    changed = order_event(
+        order, "status", source=source, previous_status=before, changed_by="upstream"
+    )
+    add_to_outbox(
+        session, changed.model_copy(update={"event_id": follow_up_id(event, "order-upstream")})
+    )
+    return "applied"

@@ -22,7 +22,7 @@ from tonerwatch_api.db.models import (
     SupplyStateRow,
 )
 from tonerwatch_api.db.tx import DEFAULT_TENANT, ensure_site
-from tonerwatch_api.projections.orders import deliver_on_replacement
+from tonerwatch_api.projections.orders import apply_upstream_update, deliver_on_replacement
 from tonerwatch_api.projections.outbox import add_to_outbox, follow_up_id
 from tonerwatch_api.projections.status import refresh_status
 from tonerwatch_shared.events import (
@@ -37,6 +37,7 @@ from tonerwatch_shared.events import (
     SupplyReading,
     SupplyReplaced,
     ThresholdCrossed,
+    UpstreamOrderUpdate,
     printer_of,
 )
 from tonerwatch_shared.printer.clamp import (
@@ -506,6 +507,13 @@ def _apply_replaced(
     return "applied"
 
 
+def _apply_upstream(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, UpstreamOrderUpdate)
+    return apply_upstream_update(session, event, options.source)
+
+
 def _tenant_of_site(session: Session, site_id: str | None) -> str | None:
     site = session.get(Site, site_id) if site_id else None
     return site.tenant_id if site else None
@@ -521,4 +529,5 @@ _HANDLERS = {
     ThresholdCrossed: _apply_crossed,
     AlertResolved: _apply_resolved,
     SupplyReplaced: _apply_replaced,
+    UpstreamOrderUpdate: _apply_upstream,
 }

@@ -23,6 +23,7 @@ from tonerwatch_shared.events import (
     PrinterFound,
     SupplyReading,
     SupplyReplaced,
+    UpstreamOrderUpdate,
     printer_of,
 )
 from tonerwatch_shared.subjects import Subjects
@@ -46,6 +47,8 @@ def projections() -> tuple[Projection, ...]:
         Projection("api-printers", lambda s: s.area(PrinterConfigured.subject_area())),
         Projection("api-alerts", lambda s: s.area(AlertResolved.subject_area())),
         Projection("api-supplies", SupplyReplaced.subject_filter),
+        # The upstream portal's confirmations, shipments and cancellations (the syncer's downlink).
+        Projection("api-upstream", UpstreamOrderUpdate.subject_filter),
     )
 
 
