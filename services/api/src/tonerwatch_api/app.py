@@ -24,6 +24,7 @@ from tonerwatch_api.domain.alerts import open_alert_counts
 from tonerwatch_api.domain.errors import Conflict, Invalid, NotFound
 from tonerwatch_api.domain.login_limits import LoginLimiter
 from tonerwatch_api.domain.printers import printer_status_counts
+from tonerwatch_api.input_guard import InputGuard
 from tonerwatch_api.listing import ListingError
 from tonerwatch_api.live import LiveAlerts
 from tonerwatch_api.metrics import Metrics
@@ -94,6 +95,7 @@ def create_app(
             max_per_user=settings.login_max_failures,
             max_per_ip=settings.login_max_failures_per_ip,
             window_s=settings.login_window_s,
+            backoff_s=settings.login_backoff_s,
         ),
     )
     app.state.tw = st
@@ -125,6 +127,8 @@ def create_app(
     _install_errors(app)
     _install_ops(app)
     _install_openapi(app)
+    # Outermost: hostile bodies, queries and paths are answered before any route sees them.
+    app.add_middleware(InputGuard, max_body_bytes=settings.max_body_bytes)
     return app
 
 

@@ -25,7 +25,7 @@ from tonerwatch_api.listing import CURSOR_HELP, Listing, Page
 from tonerwatch_api.live import LiveAlerts
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.projections.outbox import Outbox
-from tonerwatch_api.schemas.common import EXAMPLE_PRINTER_ID, error_response
+from tonerwatch_api.schemas.common import EXAMPLE_PRINTER_ID, ROW_ID_MAX, RowId, error_response
 from tonerwatch_api.security import Role, csrf_ok, role_at_least
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import Bus
@@ -152,12 +152,19 @@ PrinterId = Annotated[
     str,
     Path(description="Printer id (from GET /printers)", examples=[EXAMPLE_PRINTER_ID]),
 ]
+
+
+def _row_id(description: str, example: int) -> Any:
+    # Bounded like RowId: 2^63 and more is a 422 naming the parameter, never a database 500.
+    return Path(description=description, examples=[example], ge=1, le=ROW_ID_MAX)
+
+
 AlertRowId = Annotated[
-    int, Path(description="The alert occurrence's id (AlertOut.id, not alert_id)", examples=[1873])
+    int, _row_id("The alert occurrence's id (AlertOut.id, not alert_id)", 1873)
 ]
-TokenId = Annotated[int, Path(description="API token id (from GET /tokens)", examples=[12])]
-UserId = Annotated[int, Path(description="User id (from GET /users)", examples=[7])]
-GroupId = Annotated[int, Path(description="Printer group id (from GET /groups)", examples=[3])]
+TokenId = Annotated[int, _row_id("API token id (from GET /tokens)", 12)]
+UserId = Annotated[int, _row_id("User id (from GET /users)", 7)]
+GroupId = Annotated[int, _row_id("Printer group id (from GET /groups)", 3)]
 OrderId = Annotated[
     str, Path(description="Order id (from GET /orders)", examples=["o-8c1d2e3f4a5b"])
 ]
@@ -180,7 +187,7 @@ SearchAsked = Annotated[
     Query(max_length=200, description="Search name, address, model, serial, location"),
 ]
 GroupsAsked = Annotated[
-    list[int] | None,
+    list[RowId] | None,
     Query(description="Only printers of these groups (repeat the parameter for several)"),
 ]
 UntilAsked = Annotated[datetime | None, Query(description="ISO 8601; default now")]

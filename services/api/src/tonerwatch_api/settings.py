@@ -63,13 +63,23 @@ class Settings(CommonSettings):
         default=5000, ge=100, description="Rows per rollup/prune transaction (bounds lock time)"
     )
     login_max_failures: int = Field(
-        default=5, ge=1, description="Failed logins per username within login_window_s, then 429"
+        default=5,
+        ge=1,
+        description="Failed logins of one username from one address within login_window_s, then 429",
     )
     login_max_failures_per_ip: int = Field(
         default=20, ge=1, description="Failed logins per client address within login_window_s"
     )
     login_window_s: float = Field(
         default=900.0, gt=0, description="Window in which failed logins are counted"
+    )
+    login_backoff_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="Wait after the 2nd failed login of a user at an address, doubled per failure after",
+    )
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1024, description="Largest request body taken, else 413"
     )
     migrate_on_start: bool = Field(
         default=True,

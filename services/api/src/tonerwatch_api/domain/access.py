@@ -111,6 +111,28 @@ def authenticate(session: Session, token: str, now: datetime) -> Principal | Non
     return who
 
 
+def still_allowed(session: Session, who: Principal, now: datetime) -> str | None:
+    """Return why who's token no longer admits them (revoked, expired, user disabled or deleted,
+    tenant disabled, role lowered), or None while it still does.
+
+    Long-lived answers (the live alert stream) ask this again for every frame they send."""
+    row = session.exec(select(ApiToken).where(ApiToken.token_hash == who.token_hash)).first()
+    if row is None or row.revoked_at is not None:
+        return "logged out"
+    if row.expires_at is not None and row.expires_at <= now:
+        return "session expired"
+    user = session.get(User, who.user_id)
+    if user is None:
+        return "user deleted"
+    if user.disabled:
+        return "user disabled"
+    if _tenant_disabled(session, user.tenant_id) or _tenant_disabled(session, who.tenant_id):
+        return "tenant disabled"
+    if user.role != who.role:
+        return "role changed"
+    return None
+
+
 def _tenant_disabled(session: Session, tenant_id: str) -> bool:
     tenant = session.get(Tenant, tenant_id)
     return tenant is not None and tenant.disabled

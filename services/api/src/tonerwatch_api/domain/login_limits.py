@@ -1,4 +1,9 @@
-"""Login limits: failed logins per user and address slow guessing down."""
+"""Login limits: failed logins per address and per (user, address) slow guessing down.
+
+Never per user alone: then anyone could lock `admin` out for everyone with five wrong guesses.
+A (user, address) pair waits back-off seconds after each failure (doubling), and is refused for
+the window after `max_per_user` failures; an address after `max_per_ip` failures for any users.
+"""
 
 from __future__ import annotations
 
@@ -29,12 +34,14 @@ class Attempt:
 
 @dataclass
 class LoginLimiter:
-    """Counts failed logins per username and per client IP across replicas; refuses more at a limit."""
+    """Counts failed logins per (username, address) and per address across replicas; refuses more
+    at a limit, and makes a pair wait (doubling back-off) between failures."""
 
     engine: Engine
-    max_per_user: int = 5
+    max_per_user: int = 5  # per username at one address
     max_per_ip: int = 20  # an office behind one NAT address shares it: more generous
     window_s: float = 900.0
+    backoff_s: float = 0.0
     clock: Callable[[], float] = field(default=time.time)
 
     async def start(self, username: str, ip: str | None) -> Attempt:
@@ -44,6 +51,7 @@ class LoginLimiter:
         keys = self._keys(username, ip)
         if not keys:
             return attempt
+        pair = self._pair_key(username, ip)
 
         def reserve(s: Session) -> None:
             s.exec(delete(LoginFailure).where(col(LoginFailure.at) <= now - self.window_s))
@@ -57,11 +65,17 @@ class LoginLimiter:
                     .where(LoginFailure.key == key, col(LoginFailure.at) > now - self.window_s)
                     .order_by(col(LoginFailure.at), col(LoginFailure.id))
                 ).all()
+                before = [at for at, who in rows if who != attempt.id]
+                if key == pair and len(before) >= 2 and self.backoff_s > 0:
+                    # One typo is free; after the n-th failure (n >= 2) the pair waits
+                    # backoff * 2^(n-2) from the newest one.
+                    pause = self.backoff_s * 2 ** min(len(before) - 2, 30)
+                    waits.append(max(before) + min(pause, self.window_s) - now)
                 if len(rows) <= limit:
                     continue
-                before = [at for at, who in rows if who != attempt.id]
                 # The oldest failures must leave the window until fewer than `limit` remain.
                 waits.append(before[len(before) - limit] + self.window_s - now)
+            waits = [w for w in waits if w > 0]
             if not waits:
                 return None
             s.exec(delete(LoginFailure).where(col(LoginFailure.attempt) == attempt.id))
@@ -77,8 +91,8 @@ class LoginLimiter:
         """Keep the attempt's rows: they are its failures for the window."""
 
     async def succeeded(self, attempt: Attempt) -> None:
-        """Forget the username's failures and this attempt's address row (the address keeps the rest)."""
-        user_key = self._user_key(attempt.username)
+        """Forget the pair's failures and this attempt's address row (the address keeps the rest)."""
+        user_key = self._pair_key(attempt.username, attempt.ip)
 
         def forget(s: Session) -> None:
             s.exec(
@@ -92,14 +106,14 @@ class LoginLimiter:
     def _keys(self, username: str, ip: str | None) -> list[tuple[str, int]]:
         keys = []
         if self.max_per_user > 0:
-            keys.append((self._user_key(username), self.max_per_user))
+            keys.append((self._pair_key(username, ip), self.max_per_user))
         if ip and self.max_per_ip > 0:
             keys.append((_short("ip:" + ip), self.max_per_ip))
         return keys
 
     @staticmethod
-    def _user_key(username: str) -> str:
-        return _short("user:" + username.strip().casefold())
+    def _pair_key(username: str, ip: str | None) -> str:
+        return _short(f"user:{username.strip().casefold()}@{ip or ''}")
 
 
 def _short(key: str) -> str:
@@ -111,8 +125,9 @@ def _short(key: str) -> str:
 
 def too_many_message(retry_after_s: int) -> str:
     """Return the message shown when logins are refused for a while."""
-    minutes = max(1, math.ceil(retry_after_s / 60))
-    return (
-        "too many failed logins for this user or address; "
-        f"try again in {minutes} minute{'s' if minutes > 1 else ''}"
-    )
+    if retry_after_s < 60:
+        wait = f"{retry_after_s} second{'s' if retry_after_s != 1 else ''}"
+    else:
+        minutes = math.ceil(retry_after_s / 60)
+        wait = f"{minutes} minute{'s' if minutes > 1 else ''}"
+    return f"too many failed logins for this user or from this address; try again in {wait}"

@@ -9,7 +9,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.db.alerting import UserAlerting
-from tonerwatch_api.db.models import ApiToken, User
+from tonerwatch_api.db.models import ApiToken, Tenant, User
 from tonerwatch_api.db.tx import create_user
 from tonerwatch_api.domain.access import Principal, audit
 from tonerwatch_api.domain.alert_settings import (
@@ -138,6 +138,9 @@ def remove_user(session: Session, who: Principal, user_id: int, source: str) -> 
 
 
 def _last_admin(s: Session, user: User) -> bool:
+    # Lock the tenant's row first: two admins demoting each other at once are serialized, and
+    # the second counts after the first committed (PostgreSQL; SQLite writes one at a time).
+    s.exec(select(Tenant.id).where(Tenant.id == user.tenant_id).with_for_update()).first()
     others = s.exec(
         select(func.count())
         .select_from(User)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from tonerwatch_api.db.tx import run_tx
 from tonerwatch_api.deps import ERRORS, AppState, Viewer, app_state
-from tonerwatch_api.domain.access import Principal
+from tonerwatch_api.domain.access import Principal, still_allowed
 from tonerwatch_api.domain.printers import printer_name
 from tonerwatch_api.domain.tenancy import site_tenants
 from tonerwatch_api.live import sse, toast
@@ -27,7 +28,9 @@ router = APIRouter(prefix="/api/v1")
     responses={
         200: {
             "description": "text/event-stream: a retry hint, then one 'alert' frame (JSON data) "
-            "per alert raised or resolved, and a comment every 15 s while quiet",
+            "per alert raised or resolved, and a comment every 15 s while quiet; the caller is "
+            "checked again before every frame, and once logged out, disabled or deleted an "
+            "'end' frame (data: the reason) closes the stream",
             "content": {
                 "text/event-stream": {
                     "schema": {"type": "string"},
@@ -65,6 +68,12 @@ async def alert_frames(
 ) -> AsyncIterator[str]:
     """Yield SSE frames for the caller's tenant until the client leaves or the server stops."""
     tenants: dict[str, str] = {}
+
+    async def ended() -> str | None:
+        # Checked before every frame: a logged-out, disabled or deleted user hears no more.
+        why = await run_tx(st.engine, lambda s: still_allowed(s, who, datetime.now(UTC)))
+        return None if why is None else sse("end", {"reason": why})
+
     with st.live.listen() as queue:
         # Sent once listening, so a client that got it misses nothing after.
         yield "retry: 5000\n\n"
@@ -75,6 +84,9 @@ async def alert_frames(
             if event is None:
                 if await request.is_disconnected():
                     return
+                if (end := await ended()) is not None:
+                    yield end
+                    return
                 yield ": keep-alive\n\n"
                 continue
             if event.site_id not in tenants:
@@ -83,6 +95,9 @@ async def alert_frames(
                 continue
             printer_id = printer_of(event) or ""
             name = await run_tx(st.engine, functools.partial(printer_name, printer_id=printer_id))
+            if (end := await ended()) is not None:
+                yield end
+                return
             yield sse("alert", toast(event, name))
 
 

@@ -35,6 +35,7 @@ from tonerwatch_api.domain.printers import (
     readings,
 )
 from tonerwatch_api.listing import Page
+from tonerwatch_api.schemas.common import RowId
 from tonerwatch_api.schemas.printers import (
     CounterOut,
     PrinterIn,
@@ -62,7 +63,7 @@ async def list_printers(
     ] = None,
     monitored: Annotated[bool | None, Query(description="Only (un)monitored printers")] = None,
     group: Annotated[
-        list[int] | None,
+        list[RowId] | None,
         Query(description="Only printers of these groups (GET /groups; repeat for several)"),
     ] = None,
 ) -> PrinterPage:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from tonerwatch_api.schemas.common import EXAMPLE_PRINTER_ID, MailAddress
+from tonerwatch_api.schemas.common import EXAMPLE_PRINTER_ID, MailAddress, RowId
 from tonerwatch_shared.printer.model import SupplyKind
 
 MAX_RECIPIENTS = 50
@@ -141,7 +141,7 @@ class UserAlertingIn(BaseModel):
     )
     email: MailAddress | None = None
     responsible_sites: list[str] = Field(default_factory=list, max_length=500)
-    responsible_groups: list[int] = Field(
+    responsible_groups: list[RowId] = Field(
         default_factory=list,
         max_length=500,
         description="Printer groups (GET /groups): mailed about their printers only",

@@ -151,18 +151,31 @@ class TokenOut(BaseModel):
     expires_at: datetime | None = None
 
 
-_ADDRESS = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+# Control characters (C0, DEL, C1) are refused too: one in a recipient stops a site's mail.
+_ADDRESS = re.compile(
+    r"^[^@\s,;<>\x00-\x1f\x7f-\x9f]+@[^@\s,;<>\x00-\x1f\x7f-\x9f]+\.[^@\s,;<>\x00-\x1f\x7f-\x9f]+$"
+)
 
 
 def _mail_address(value: str) -> str:
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+        raise ValueError("an e-mail address cannot hold control characters (line breaks, tabs)")
     value = value.strip()
     if len(value) > 254 or not _ADDRESS.match(value):
         raise ValueError("not an e-mail address (name@example.org)")
     return value
 
 
-# The same shape AlertSettingsConfigured accepts, with a message a person understands.
+# The shape AlertSettingsConfigured accepts (minus control characters), with a message a person
+# understands.
 MailAddress = Annotated[str, AfterValidator(_mail_address)]
+
+ROW_ID_MAX = (1 << 31) - 1
+"""The largest id of the rows named by id (users, groups, tokens, alerts: INTEGER columns on
+PostgreSQL): a larger one, 2^63 included, is refused (422), never a database 500."""
+
+RowId = Annotated[int, Field(ge=1, le=ROW_ID_MAX)]
+"""A row id in a body or query (users, groups, tokens, alert rows): 1 .. 2^31-1."""
 
 
 class MeOut(BaseModel):
@@ -321,7 +334,7 @@ class UserIn(BaseModel):
     responsible_sites: list[str] = Field(
         default_factory=list, max_length=500, description="Sites they answer for ([]: all)"
     )
-    responsible_groups: list[int] = Field(
+    responsible_groups: list[RowId] = Field(
         default_factory=list,
         max_length=500,
         description="Printer groups they answer for (with no sites: only those printers)",

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import app_state, change
+from tonerwatch_api.deps import AlertRowId, app_state, change
 from tonerwatch_api.domain import alerts as alert_rules
 from tonerwatch_api.domain import orders as order_rules
 from tonerwatch_api.domain.access import Scope
@@ -329,7 +329,7 @@ async def alerts_page(request: Request, show: str = "open", scope: str = "") -> 
 
 
 @router.post("/alerts/{alert_id}/ack")
-async def acknowledge(request: Request, alert_id: int) -> Response:
+async def acknowledge(request: Request, alert_id: AlertRowId) -> Response:
     """Acknowledge an alert from a page, then go back there."""
     who = await ui_user(request)
     data = await _check_csrf(request, who)
