@@ -188,6 +188,14 @@ class PrinterRemoved(PrinterEvent):
     area_what: ClassVar[str] = sj.PRINTER_REMOVED
 
 
+class PollRequested(PrinterEvent):
+    """Someone asked for a printer to be polled now, out of its schedule (the poller answers)."""
+
+    type: Literal["tonerwatch.poll_requested.v1"] = "tonerwatch.poll_requested.v1"
+    area_what: ClassVar[str] = sj.POLL_REQUESTED
+    requested_by: str | None = Field(default=None, description="Username of who asked")
+
+
 class SupplyReading(PrinterEvent):
     """One successful poll of one printer: supplies, trays, counters, status, and what it cost."""
 
@@ -585,6 +593,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     PrinterFound,
     PrinterConfigured,
     PrinterRemoved,
+    PollRequested,
     SupplyReading,
     PrinterUnreachable,
     PrinterReachable,

@@ -132,6 +132,7 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
             publishes=(
                 ev.PrinterConfigured,
                 ev.PrinterRemoved,
+                ev.PollRequested,
                 ev.OrderChanged,
                 ev.DiscoveryRequested,
                 ev.DiscoveryCancelled,

@@ -20,6 +20,8 @@ PRINTER_CONFIGURED = "printer.configured"
 PRINTER_REMOVED = "printer.removed"
 PRINTER_UNREACHABLE = "printer.unreachable"
 PRINTER_REACHABLE = "printer.reachable"
+# A person asked for a poll now (api); the poller's configuration consumer already sees printer.*.
+POLL_REQUESTED = "printer.poll"
 SUPPLY_READING = "supply.reading"
 SUPPLY_REPLACED = "supply.replaced"
 # An order of supplies was placed or changed (api); keyed by the printer it is for.

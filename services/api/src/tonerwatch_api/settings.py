@@ -44,6 +44,11 @@ class Settings(CommonSettings):
         description="The hub's leaf-node URL collectors dial (tls://hub.example:7422), given at enrolment",
     )
     token_ttl_h: float = Field(default=24.0, gt=0, description="Lifetime of password-flow tokens")
+    # The alerter's own defaults (the same variables): what the printer page shows as in force
+    # where no site, kind or printer setting says otherwise.
+    low_percent: float = Field(default=20.0, ge=0, le=100, description="Low threshold, percent")
+    critical_percent: float = Field(default=5.0, ge=0, le=100, description="Critical threshold")
+    lead_time_days: float = Field(default=7.0, gt=0, description="Reorder lead time, days")
     auto_monitor_discovered: bool = Field(
         default=True, description="Start polling printers discovery finds"
     )

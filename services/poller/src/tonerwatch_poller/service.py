@@ -43,6 +43,7 @@ from tonerwatch_poller import schedule
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler, pause_on_bus_error
 from tonerwatch_shared.events import (
     Event,
+    PollRequested,
     PrinterConfigured,
     PrinterReachable,
     PrinterRemoved,
@@ -70,6 +71,8 @@ from tonerwatch_shared.subjects import Subjects, token
 log = logging.getLogger("tonerwatch.poller")
 
 FAILED_JOB_RETRY_S = 30.0
+# A "poll now" older than this is history (a new replica replaying the stream), not a request.
+POLL_REQUEST_MAX_AGE_S = 120.0
 JOB_AREA = "polljob"  # outside the events stream's areas, so the two streams never overlap
 
 
@@ -178,6 +181,8 @@ class Poller:
     plans: dict[str, PollPlan] = field(default_factory=dict)
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     sealer: Sealer = field(default_factory=lambda: Sealer(None))
+    # Printers being polled by this replica right now: a "poll now" never doubles one under way.
+    polling: set[str] = field(default_factory=set)
 
     @property
     def subjects(self) -> Subjects:
@@ -210,7 +215,9 @@ class Poller:
 
     async def on_config(self, event: Event, _msg: Msg) -> None:
         """Keep the fleet in KV and make sure each monitored printer has its one poll job."""
-        if isinstance(event, PrinterConfigured) and event.monitored:
+        if isinstance(event, PollRequested):
+            self.request_poll(event)
+        elif isinstance(event, PrinterConfigured) and event.monitored:
             await self.printers.put(token(event.printer_id), event.to_bytes())
             await self.schedule(event)
         elif isinstance(event, (PrinterRemoved, PrinterConfigured)):
@@ -223,7 +230,11 @@ class Poller:
         """Publish the printer's poll job unless it has one already (the stream refuses a second)."""
         # scheduled_at spreads first polls (schedule.first_due), also after a NATS restart.
         payload = json.dumps(
-            {"printer_id": config.printer_id, "site_id": config.site_id, "scheduled_at": time.time()}
+            {
+                "printer_id": config.printer_id,
+                "site_id": config.site_id,
+                "scheduled_at": time.time(),
+            }
         ).encode()
         try:
             await self.bus.js.publish(
@@ -235,6 +246,35 @@ class Poller:
             # Already scheduled: the per-subject limit is what keeps a printer from being polled twice.
             return
         log.info("scheduled %s at %s", config.printer_id, config.address)
+
+    def request_poll(self, event: PollRequested, now: float | None = None) -> bool:
+        """Start polling the printer now, outside its schedule; return whether a poll started.
+
+        The poll runs beside the job loop (the configuration consumer is not held up by it); its
+        recorded poll time moves the printer's next scheduled poll one interval on.
+        """
+        age = (now if now is not None else time.time()) - event.occurred_at.timestamp()
+        if age > POLL_REQUEST_MAX_AGE_S or event.printer_id in self.polling:
+            return False
+        task = asyncio.create_task(self._poll_requested(event))
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+        return True
+
+    async def _poll_requested(self, event: PollRequested) -> None:
+        try:
+            entry = await self.printers.get(token(event.printer_id))
+        except nats.js.errors.KeyNotFoundError:
+            return  # not monitored (or not this poller's site): nothing to poll
+        if entry is None or not entry.value:
+            return
+        config = PrinterConfigured.model_validate_json(entry.value)
+        current_site.set(config.site_id)
+        log.info("poll of %s requested by %s", config.printer_id, event.requested_by or "?")
+        try:
+            await self.poll(config, await self.read_health(config.printer_id))
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("requested poll of %s not published (%r)", config.printer_id, exc)
 
     # --- polling -------------------------------------------------------------------------------
 
@@ -344,6 +384,13 @@ class Poller:
             self.metrics.put_back.inc()
             await msg.nak(delay=decision.wait_s)
             return
+        if config.printer_id in self.polling:
+            # A requested poll is under way here: this one is not needed, the next slot follows.
+            now = time.time()
+            await msg.nak(
+                delay=schedule.due_after_poll(now, config.interval_s, config.printer_id) - now
+            )
+            return
         await msg.in_progress()  # a slow poll must not look like a dead replica
         try:
             await self.poll(config, health)
@@ -354,7 +401,9 @@ class Poller:
             await msg.nak(delay=min(FAILED_JOB_RETRY_S, config.interval_s))
             return
         now = time.time()
-        await msg.nak(delay=schedule.due_after_poll(now, config.interval_s, config.printer_id) - now)
+        await msg.nak(
+            delay=schedule.due_after_poll(now, config.interval_s, config.printer_id) - now
+        )
 
     async def read_health(self, printer_id: str) -> PrinterHealth:
         """Return what is known of the printer's last polls (empty if never polled)."""
@@ -401,6 +450,13 @@ class Poller:
 
         health is what handle_job just read from the KV (one read per poll, not two).
         """
+        self.polling.add(config.printer_id)
+        try:
+            return await self._poll(config, health)
+        finally:
+            self.polling.discard(config.printer_id)
+
+    async def _poll(self, config: PrinterConfigured, health: PrinterHealth) -> bool:
         health_key = token(config.printer_id)
         health.last_poll_at = time.time()
         source = f"poller/{self.settings.instance}"
@@ -563,10 +619,10 @@ async def _latest_values(kv: KeyValue, timeout_s: float = 5.0) -> dict[str, byte
 
 
 def _only(handler: Handler) -> Handler:
-    """Return handler restricted to configuration events (the filter also matches found/unreachable)."""
+    """Return handler restricted to configuration and poll requests (the filter matches more)."""
 
     async def wrapped(event: Event, msg: Msg) -> None:
-        if isinstance(event, (PrinterConfigured, PrinterRemoved)):
+        if isinstance(event, (PrinterConfigured, PrinterRemoved, PollRequested)):
             await handler(event, msg)
 
     return wrapped

@@ -148,6 +148,8 @@ class Printer(SQLModel, table=True):
     printer_status: str | None = Field(default=None, max_length=32)
     status_errors: list[str] | None = _json()
     status_text: str | None = Field(default=None)
+    # The input trays of the newest reading (Tray.model_dump() each): paper levels for the page.
+    trays: list[dict[str, Any]] | None = _json()
     lifetime_pages: int | None = _big_int()
     last_bytes_sent: int | None = _big_int()
     last_bytes_received: int | None = _big_int()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -81,6 +82,35 @@ def _bucket_point(index: str, start: datetime, b: LevelBucket) -> LevelPoint:
         last_percent=b.last_percent,
         count=b.count,
     )
+
+
+def history_start(session: Session, printer_id: str, since: datetime) -> datetime | None:
+    """Return when the printer's level history after since begins (None: no history yet)."""
+    firsts = []
+    for model, column, slack in (
+        (Reading, Reading.occurred_at, timedelta(0)),
+        (ReadingHourly, None, timedelta(hours=1)),
+        (ReadingDaily, None, timedelta(days=1)),
+    ):
+        if column is not None:
+            firsts.append(
+                session.exec(
+                    select(func.min(col(column))).where(
+                        Reading.printer_id == printer_id, col(column) >= since
+                    )
+                ).first()
+            )
+            continue
+        t = table_of(model).c
+        firsts.append(
+            session.execute(
+                sa_select(func.min(t.bucket_start)).where(
+                    t.printer_id == printer_id, t.bucket_start > since - slack
+                )
+            ).scalar()
+        )
+    found = [max(f, since) for f in firsts if f is not None]
+    return min(found, default=None)
 
 
 def level_history(

@@ -26,10 +26,12 @@ from tonerwatch_api.schemas.printers import (
     PrinterOut,
     PrinterPatch,
     ReadingOut,
+    SnmpAccessOut,
     SupplyOut,
+    TrayOut,
 )
 from tonerwatch_api.status import STATUS_RANK, printer_status
-from tonerwatch_shared.events import PrinterRemoved
+from tonerwatch_shared.events import PollRequested, PrinterRemoved, SnmpCredentials
 
 
 def _tenant_printers(tenant_id: str) -> Any:
@@ -247,6 +249,7 @@ def printer_out(
         monitored=p.monitored,
         interval_s=p.interval_s,
         snmp_version=str(creds.get("version")) if creds.get("version") else None,
+        snmp_access=snmp_access(creds),
         location=p.location,
         notes=p.notes,
         origin=p.origin,
@@ -268,6 +271,7 @@ def printer_out(
         lifetime_pages=p.lifetime_pages,
         last_bytes_sent=p.last_bytes_sent,
         last_bytes_received=p.last_bytes_received,
+        trays=[TrayOut.model_validate(t) for t in p.trays or []],
         status=printer_status(
             monitored=p.monitored,
             reachable=p.reachable,
@@ -296,6 +300,48 @@ def printer_out(
             for s in supplies
         ],
     )
+
+
+def snmp_access(creds: dict[str, Any]) -> SnmpAccessOut | None:
+    """Return what kind of SNMP access the stored credentials give, without any secret."""
+    if not creds:
+        return None
+    try:
+        c = SnmpCredentials.model_validate(creds)
+    except ValueError:
+        return None
+    security: Any
+    if c.version == "3":
+        security = (
+            "authPriv"
+            if c.auth_key and c.priv_key
+            else "authNoPriv"
+            if c.auth_key
+            else "noAuthNoPriv"
+        )
+    else:
+        security = "default_community" if c.community == "public" else "community"
+    return SnmpAccessOut(
+        version=c.version,
+        security=security,
+        user=c.user if c.version == "3" else None,
+        auth_protocol=c.auth_protocol if c.version == "3" and c.auth_key else None,
+        priv_protocol=c.priv_protocol if c.version == "3" and c.priv_key else None,
+        from_discovery=bool(creds.get(FROM_DISCOVERY)),
+    )
+
+
+def request_poll(session: Session, who: Principal, printer_id: str, source: str) -> PollRequested:
+    """Queue a PollRequested for a monitored printer; raise Conflict when it is not monitored."""
+    printer = get_printer(session, who.tenant_id, printer_id)
+    if not printer.monitored:
+        raise Conflict(f"printer {printer.id!r} is not monitored: nothing polls it")
+    event = PollRequested(
+        source=source, site_id=printer.site_id, printer_id=printer.id, requested_by=who.username
+    )
+    add_to_outbox(session, event)
+    audit(session, who, "printer.poll", printer.id)
+    return event
 
 
 def add_printer(
@@ -355,7 +401,7 @@ def patch_printer(
     """Apply changes; queue PrinterConfigured (or PrinterRemoved when monitoring stops)."""
     printer = get_printer(session, who.tenant_id, printer_id)
     was_monitored = printer.monitored
-    changes = body.model_dump(exclude_unset=True, exclude={"community", "credentials"})
+    changes = body.model_dump(exclude_unset=True, exclude={"community", "credentials", "snmp"})
     for attr in ("name", "location", "notes"):
         if attr in changes:  # null clears these
             setattr(printer, attr, changes[attr])
@@ -373,10 +419,9 @@ def patch_printer(
             printer.proposed_address = printer.proposed_port = printer.proposed_at = None
     if body.monitored is not None:
         printer.monitored = body.monitored
-    if body.credentials is not None or body.community is not None:
-        creds = (
-            body.credentials.model_dump() if body.credentials else dict(printer.credentials or {})
-        )
+    new_creds = body.new_credentials()
+    if new_creds is not None or body.community is not None:
+        creds = new_creds.model_dump() if new_creds else dict(printer.credentials or {})
         if body.community is not None:
             creds["community"] = body.community
         # Now the user's own: a later sweep must not replace them with what it found.

@@ -38,6 +38,7 @@ from tonerwatch_api.listing import Page
 from tonerwatch_api.schemas.common import RowId
 from tonerwatch_api.schemas.printers import (
     CounterOut,
+    PollRequestOut,
     PrinterIn,
     PrinterOut,
     PrinterPage,
@@ -128,6 +129,28 @@ async def update_printer(
     def work(s: Session) -> PrinterOut:
         printer = patch_printer(s, who, printer_id, body, st.source)
         return printers_out(s, [printer])[0]
+
+    return await change(st, work)
+
+
+@router.post(
+    "/printers/{printer_id}/poll",
+    response_model=PollRequestOut,
+    status_code=202,
+    tags=["printers"],
+    responses={**ERRORS, **CONFLICT},
+)
+async def poll_printer(request: Request, printer_id: PrinterId, who: Operator) -> PollRequestOut:
+    """Ask the poller to poll a monitored printer now (PollRequested); 409 when unmonitored."""
+    st = app_state(request)
+
+    def work(s: Session) -> PollRequestOut:
+        event = printer_rules.request_poll(s, who, printer_id, st.source)
+        return PollRequestOut(
+            printer_id=event.printer_id,
+            event_id=str(event.event_id),
+            requested_at=event.occurred_at,
+        )
 
     return await change(st, work)
 

@@ -112,6 +112,57 @@ class SupplyOut(BaseModel):
     updated_at: datetime
 
 
+class TrayOut(BaseModel):
+    """One input tray and its paper as of the newest reading."""
+
+    index: str
+    name: str
+    level: int | None = Field(default=None, description="Sheets (or the device's unit); -3: some")
+    max_capacity: int | None = None
+    percent: float | None = None
+    media: str | None = None
+
+
+class SnmpAccessOut(BaseModel):
+    """What kind of SNMP access is set for a printer: never the community or keys themselves."""
+
+    version: Literal["1", "2c", "3"]
+    security: Literal[
+        "default_community", "community", "noAuthNoPriv", "authNoPriv", "authPriv"
+    ] = Field(description="v1/v2c: the well-known 'public' or a community of your own; v3: level")
+    user: str | None = Field(default=None, description="SNMPv3 user name")
+    auth_protocol: str | None = None
+    priv_protocol: str | None = None
+    from_discovery: bool = Field(
+        default=False, description="Set by the discovery sweep that found it, not by a person"
+    )
+
+
+class AlertLimitInForce(BaseModel):
+    """One threshold as it applies to a supply, and the layer it comes from."""
+
+    value: float
+    source: Literal["default", "site", "site_kind", "printer", "printer_kind"]
+
+
+class SupplyLimitsOut(BaseModel):
+    """The thresholds in force for one supply of a printer."""
+
+    supply_index: str
+    kind: str
+    low_percent: AlertLimitInForce
+    critical_percent: AlertLimitInForce
+    lead_time_days: AlertLimitInForce
+
+
+class PollRequestOut(BaseModel):
+    """A poll asked for: the poller polls the printer within seconds (watch last_seen_at)."""
+
+    printer_id: str
+    event_id: str = Field(description="Id of the PollRequested event")
+    requested_at: datetime
+
+
 class PrinterOut(BaseModel):
     """A printer as the API shows it: configuration (without secrets), identity, state, supplies."""
 
@@ -125,6 +176,9 @@ class PrinterOut(BaseModel):
     monitored: bool
     interval_s: float
     snmp_version: str | None = Field(description="SNMP version in use; the secrets are never shown")
+    snmp_access: SnmpAccessOut | None = Field(
+        default=None, description="What kind of SNMP access is set (write-only: no secrets)"
+    )
     location: str | None
     notes: str | None
     origin: str
@@ -150,6 +204,7 @@ class PrinterOut(BaseModel):
     lifetime_pages: int | None
     last_bytes_sent: int | None
     last_bytes_received: int | None
+    trays: list[TrayOut] = Field(default_factory=list, description="Input trays, newest reading")
     status: str = Field(description="offline, critical, attention, pending, ok or paused")
     open_alerts: int
     supplies: list[SupplyOut]
@@ -246,6 +301,16 @@ class PrinterPatch(BaseModel):
                 {"name": "Reception colour (front desk)", "interval_s": 600},
                 {"monitored": False, "notes": "Replaced by a new MFP; kept for its history"},
                 {"address": "192.0.2.32", "community": "fleet-ro"},
+                {
+                    "snmp": {
+                        "version": "3",
+                        "user": "tonerwatch",
+                        "auth_protocol": "SHA256",
+                        "auth_key": "example-auth-passphrase",
+                        "priv_protocol": "AES",
+                        "priv_key": "example-priv-passphrase",
+                    }
+                },
             ]
         },
     )
@@ -258,7 +323,14 @@ class PrinterPatch(BaseModel):
     port: int | None = Field(default=None, ge=1, le=65535)
     protocol: Literal["snmp", "ipp", "both"] | None = None
     community: str | None = Field(default=None, min_length=1, max_length=255)
-    credentials: SnmpCredentials | None = None
+    credentials: SnmpCredentials | None = Field(default=None, description="Same as snmp")
+    snmp: SnmpCredentials | None = Field(
+        default=None, description="New SNMP access, whole (write-only: never shown back)"
+    )
+
+    def new_credentials(self) -> SnmpCredentials | None:
+        """Return the SNMP access this patch sets (snmp over credentials), or None."""
+        return self.snmp or self.credentials
 
 
 class ReadingOut(BaseModel):

@@ -26,8 +26,10 @@ from tonerwatch_api.domain.history import (
     LevelPoint,
     choose_resolution,
     counter_history,
+    history_start,
     level_history,
 )
+from tonerwatch_api.domain.limits import LIMIT_NAMES, limits_in_force
 from tonerwatch_api.domain.printers import (
     add_printer,
     delete_printer,
@@ -35,6 +37,7 @@ from tonerwatch_api.domain.printers import (
     get_printer,
     patch_printer,
     printers_out,
+    request_poll,
 )
 from tonerwatch_api.domain.retention import policy_from
 from tonerwatch_api.domain.tenancy import tenant_sites
@@ -52,8 +55,18 @@ from tonerwatch_api.ui.common import (
     user_responsibility,
 )
 from tonerwatch_api.ui.views import chart_series, colorant_hex, counter_chart, level_bar
+from tonerwatch_shared.events import SnmpCredentials
 
 router = APIRouter(include_in_schema=False)
+
+# Where a threshold in force comes from, as the printer page says it.
+LIMIT_SOURCE = {
+    "default": "default",
+    "site": "site",
+    "site_kind": "site, this kind",
+    "printer": "this printer",
+    "printer_kind": "this printer, this kind",
+}
 
 
 # --- pages ---------------------------------------------------------------------------------------
@@ -162,12 +175,6 @@ async def new_printer_submit(request: Request) -> Response:
     if not role_at_least(who.role, "operator"):
         return error_page(request, 403, "adding printers needs the operator role")
     fields = {k: v for k, v in data.items() if k in PrinterIn.model_fields and v.strip() != ""}
-    if "interval_s" in fields:
-        fields["interval_s"] = (
-            str(float(fields["interval_s"]) * 60)
-            if _is_number(fields["interval_s"])
-            else fields["interval_s"]
-        )
     try:
         body = PrinterIn.model_validate(fields)
     except ValidationError as exc:
@@ -213,15 +220,22 @@ async def printer_page(request: Request, printer_id: str) -> Response:
     who = await ui_user(request)
     st = app_state(request)
     end = datetime.now(UTC)
-    start = end - timedelta(days=14)
-
-    res = choose_resolution(start, end, end, policy_from(st.settings))
+    window = end - timedelta(days=14)
+    defaults = {n: float(getattr(st.settings, n)) for n in LIMIT_NAMES}
 
     def work(s: Session) -> dict[str, Any]:
         # One transaction (one connection, one thread hop) for everything the page shows.
         p = get_printer(s, who.tenant_id, printer_id)
+        out = printers_out(s, [p])[0]
+        # The resolution follows the history there is: a new printer's first hours are raw
+        # readings, not one hourly dot.
+        start = history_start(s, p.id, window) or window
+        res = choose_resolution(start, end, end, policy_from(st.settings))
         return {
-            "printer": printers_out(s, [p])[0],
+            "printer": out,
+            "start": start,
+            "resolution": res,
+            "limits": limits_in_force(s, p, out.supplies, defaults),
             "history": level_history(s, p.id, start, end, res, limit=20000),
             "counters": counter_history(s, p.id, start, end, res, limit=20000),
             "alerts": find_alerts(s, who.tenant_id, open_only=False, printer_id=p.id, limit=50),
@@ -231,6 +245,7 @@ async def printer_page(request: Request, printer_id: str) -> Response:
         }
 
     page = await run_tx(st.engine, work)
+    start = page["start"]
     printer: PrinterOut = page["printer"]
     history: list[LevelPoint] = page["history"]
     counters: list[CounterPoint] = page["counters"]
@@ -273,6 +288,9 @@ async def printer_page(request: Request, printer_id: str) -> Response:
         groups=all_groups,
         member_of=member_of,
         is_admin=role_at_least(who.role, "admin"),
+        limits={x.supply_index: x for x in page["limits"]},
+        resolution=page["resolution"],
+        LIMIT_SOURCE=LIMIT_SOURCE,
     )
 
 
@@ -287,18 +305,65 @@ async def printer_settings(request: Request, printer_id: str) -> Response:
     if data.get("action") == "delete":
         await change(st, lambda s: delete_printer(s, who, printer_id, st.source))
         return RedirectResponse("/", status_code=303)
+    interval = data.get("interval_s", "").strip()
+    if interval and not _is_number(interval):
+        return error_page(request, 422, "interval_s: the poll interval is a number of seconds")
     try:
         patch = PrinterPatch(
             name=data.get("name") or None,
             location=data.get("location") or None,
-            interval_s=float(data["interval_min"]) * 60
-            if _is_number(data.get("interval_min", ""))
-            else None,
+            interval_s=float(interval) if interval else None,
             monitored=data.get("monitored") == "on",
         )
     except ValidationError as exc:
         return error_page(request, 422, "; ".join(e["msg"] for e in exc.errors()))
     await change(st, lambda s: patch_printer(s, who, printer_id, patch, st.source))
+    return RedirectResponse(f"/printers/{printer_id}", status_code=303)
+
+
+SNMP_FIELDS = (
+    "version",
+    "community",
+    "user",
+    "auth_protocol",
+    "auth_key",
+    "priv_protocol",
+    "priv_key",
+)
+
+
+@router.post("/printers/{printer_id}/snmp")
+async def printer_snmp(request: Request, printer_id: str) -> Response:
+    """Replace a printer's SNMP access from the write-only form (nothing secret is shown back)."""
+    who = await ui_user(request)
+    st = app_state(request)
+    data = await _check_csrf(request, who)
+    if not role_at_least(who.role, "operator"):
+        return error_page(request, 403, "changing printers needs the operator role")
+    fields = {k: data[k].strip() for k in SNMP_FIELDS if data.get(k, "").strip()}
+    if fields.get("version") != "3":  # v1/v2c: a community, nothing else
+        fields = {k: v for k, v in fields.items() if k in ("version", "community")}
+    try:
+        patch = PrinterPatch(snmp=SnmpCredentials.model_validate(fields))
+    except ValidationError as exc:
+        msgs = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return error_page(request, 422, "; ".join(msgs))
+    await change(st, lambda s: patch_printer(s, who, printer_id, patch, st.source))
+    return RedirectResponse(f"/printers/{printer_id}#snmp", status_code=303)
+
+
+@router.post("/printers/{printer_id}/poll")
+async def printer_poll(request: Request, printer_id: str) -> Response:
+    """Ask for a poll now (the form fallback of the page's "Poll now" button)."""
+    who = await ui_user(request)
+    st = app_state(request)
+    await _check_csrf(request, who)
+    if not role_at_least(who.role, "operator"):
+        return error_page(request, 403, "polling needs the operator role")
+    try:
+        await change(st, lambda s: request_poll(s, who, printer_id, st.source))
+    except Conflict as exc:
+        return error_page(request, 409, str(exc))
     return RedirectResponse(f"/printers/{printer_id}", status_code=303)
 
 
