@@ -155,14 +155,15 @@ async def test_add_printer_form(browser: httpx.AsyncClient) -> None:
             "csrf": csrf_of(form),
             "address": "127.0.0.30",
             "name": "Lobby",
-            "interval_s": "5",
+            "interval_s": "30",  # seconds, as the form says
             "port": "161",
             "site_id": "default",
             "protocol": "snmp",
         },
     )
     assert ok.status_code == 303 and ok.headers["location"].startswith("/printers/p-")
-    assert "Lobby" in (await browser.get(ok.headers["location"])).text
+    page = (await browser.get(ok.headers["location"])).text
+    assert "Lobby" in page and re.search(r'name="interval_s"[^>]*value="30"', page)
 
 
 def test_colorants_and_receptacles() -> None:

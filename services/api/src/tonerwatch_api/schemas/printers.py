@@ -115,6 +115,21 @@ class SupplyOut(BaseModel):
 class TrayOut(BaseModel):
     """One input tray and its paper as of the newest reading."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "index": "2",
+                    "name": "Tray 2",
+                    "level": 120,
+                    "max_capacity": 250,
+                    "percent": 48.0,
+                    "media": "A4",
+                }
+            ]
+        }
+    )
+
     index: str
     name: str
     level: int | None = Field(default=None, description="Sheets (or the device's unit); -3: some")
@@ -125,6 +140,21 @@ class TrayOut(BaseModel):
 
 class SnmpAccessOut(BaseModel):
     """What kind of SNMP access is set for a printer: never the community or keys themselves."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "version": "3",
+                    "security": "authPriv",
+                    "user": "tonerwatch",
+                    "auth_protocol": "SHA256",
+                    "priv_protocol": "AES",
+                    "from_discovery": False,
+                }
+            ]
+        }
+    )
 
     version: Literal["1", "2c", "3"]
     security: Literal[
@@ -157,6 +187,18 @@ class SupplyLimitsOut(BaseModel):
 
 class PollRequestOut(BaseModel):
     """A poll asked for: the poller polls the printer within seconds (watch last_seen_at)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "printer_id": EXAMPLE_PRINTER_ID,
+                    "event_id": "0b7f6a52-3c1e-4f0a-9d7e-2a4c8e1f5b63",
+                    "requested_at": "2025-03-14T09:02:41Z",
+                }
+            ]
+        }
+    )
 
     printer_id: str
     event_id: str = Field(description="Id of the PollRequested event")
