@@ -222,6 +222,7 @@ def _apply_reading(
         PrinterSnapshot(
             printer=event.printer,
             supplies=event.supplies,
+            trays=event.trays,
             counters=event.counters,
             status=event.status,
         )
@@ -236,7 +237,7 @@ def _apply_reading(
         printer.printer_status = fitted.status.printer_status
         printer.status_errors = list(fitted.status.errors)
         printer.status_text = fitted.status.status_text
-        printer.trays = [t.model_dump() for t in event.trays]
+        printer.trays = [t.model_dump() for t in fitted.trays]
         printer.lifetime_pages = fitted.counters.lifetime_pages or printer.lifetime_pages
         printer.last_bytes_sent = fit_int(event.bytes_sent)[0]
         printer.last_bytes_received = fit_int(event.bytes_received)[0]
