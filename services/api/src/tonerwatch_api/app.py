@@ -32,6 +32,7 @@ from tonerwatch_api.projections.outbox import Outbox, dead_outbox_events
 from tonerwatch_api.routes import (
     alert_settings,
     alerts,
+    api_docs,
     audit,
     auth,
     collectors,
@@ -77,7 +78,7 @@ def create_app(
         title="TonerWatch API",
         version="1",
         description="Printer fleet supplies: sites, printers, supply levels, alerts.",
-        docs_url="/api/docs",
+        docs_url=None,  # routes/api_docs.py: Swagger UI from a package, not a CDN
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
     )
@@ -123,6 +124,8 @@ def create_app(
         app.include_router(resource.router)
     for ui_pages in (login, printer_pages, pages, tenant_pages):
         app.include_router(ui_pages.router)
+    app.include_router(api_docs.router)
+    app.mount(api_docs.ASSETS, api_docs.SwaggerAssets(), name="api-docs-assets")
     app.mount("/static", StaticFiles(directory=HERE / "ui" / "static"), name="static")
     _install_errors(app)
     _install_ops(app)
