@@ -20,8 +20,14 @@ from tonerwatch_api.projections.projector import apply_now
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, wait_for_event
-from tonerwatch_shared.events import PollRequested, PrinterConfigured, SupplyReading
+from tonerwatch_shared.events import (
+    PollRequested,
+    PrinterConfigured,
+    SnmpCredentials,
+    SupplyReading,
+)
 from tonerwatch_shared.printer.model import Tray
+from tonerwatch_shared.sealing import Sealer, is_sealed
 
 from .test_rest import ADMIN_PW, bearer
 
@@ -245,3 +251,81 @@ async def test_a_new_printers_first_hour_is_charted_from_its_readings_not_one_bu
     assert 'id="chart-resolution">every reading<' in page
     first = re.search(r'<polyline points="([^"]+)"', page)
     assert first and len(first.group(1).split()) >= 5  # five readings, five points
+
+
+SEAL_KEY = "printer-page-sealing-key-0123456789abcdef"
+
+
+@pytest.fixture
+async def sealed_client(pg: Engine, bus: Bus) -> AsyncIterator[httpx.AsyncClient]:
+    """The api with TONERWATCH_SECRET_KEY set, as `up` runs it."""
+    ensure_admin(pg, ADMIN_PW)
+    settings = Settings(
+        session_secret="page-secret",
+        admin_password=ADMIN_PW,
+        cookie_secure=False,
+        secret_key=SEAL_KEY,
+    )
+    app = create_app(pg, bus, settings)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://tw.test"
+    ) as c:
+        yield c
+
+
+async def test_a_sealed_public_community_reads_as_the_default_and_v3_keys_are_stored_sealed(
+    sealed_client: httpx.AsyncClient, pg: Engine, configured: Callable[..., PrinterConfigured]
+) -> None:
+    sealer = Sealer(SEAL_KEY)
+    # A writer that sealed everything (a collector, an older discovery) sent "public" sealed.
+    apply_now(pg, configured(credentials=SnmpCredentials(community=sealer.seal("public"))))
+    with Session(pg) as s:
+        p = s.get(Printer, "p-hp479")
+        assert p is not None and p.credentials is not None
+        assert p.credentials["community"] == "public"  # stored readable, like every "public"
+    h = await bearer(sealed_client)
+    got = (await sealed_client.get("/api/v1/printers/p-hp479", headers=h)).json()
+    assert got["snmp_access"]["security"] == "default_community"
+
+    # A community of the user's own, sealed: still "a community of your own", never shown.
+    apply_now(pg, configured(credentials=SnmpCredentials(community=sealer.seal("fleet-ro"))))
+    got = (await sealed_client.get("/api/v1/printers/p-hp479", headers=h)).json()
+    assert got["snmp_access"]["security"] == "community"
+
+    # v3 from the form, with a leftover v2c community: keys sealed at rest, no community kept.
+    await log_in(sealed_client)
+    page = (await sealed_client.get("/printers/p-hp479")).text
+    r = await sealed_client.post(
+        "/printers/p-hp479/snmp",
+        data={
+            "csrf": csrf_of(page),
+            "version": "3",
+            "community": "leftover-v2c",
+            "user": "tonerwatch",
+            "auth_protocol": "SHA256",
+            "auth_key": V3_AUTH,
+            "priv_protocol": "AES",
+            "priv_key": V3_PRIV,
+        },
+    )
+    assert r.status_code == 303
+    with Session(pg) as s:
+        p = s.get(Printer, "p-hp479")
+        assert p is not None and p.credentials is not None
+        stored = p.credentials
+    assert V3_AUTH not in str(stored) and V3_PRIV not in str(stored)
+    assert is_sealed(stored["auth_key"]) and is_sealed(stored["priv_key"])
+    assert sealer.open(stored["auth_key"]) == V3_AUTH and sealer.open(stored["priv_key"]) == V3_PRIV
+    assert stored["community"] == "public"
+    page = (await sealed_client.get("/printers/p-hp479")).text
+    assert "v3 authPriv, user tonerwatch, SHA256/AES (keys set)" in page
+    assert V3_AUTH not in page and "tw-sealed" not in page
+
+    # A "secret" that looks sealed would stay in the clear and never open: refused, naming the field.
+    bad = await sealed_client.patch(
+        "/api/v1/printers/p-hp479",
+        headers=h,
+        json={"snmp": {"version": "3", "user": "u", "auth_key": "tw-sealed:1:not-really"}},
+    )
+    assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "snmp"
+    assert "not-really" not in bad.text

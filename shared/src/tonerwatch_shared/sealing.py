@@ -137,11 +137,32 @@ def open_credentials(sealer: Sealer, creds: SnmpCredentials) -> SnmpCredentials:
     return creds.model_copy(update={k: sealer.open(v) for k, v in _secret_fields(creds).items()})
 
 
+def _sealed_default_community(sealer: Sealer, creds: SnmpCredentials) -> bool:
+    """Return whether creds hold the default community sealed (a writer that sealed everything).
+
+    "public" is no secret and stays readable, so the API can say "the default community"; a sealed
+    one would read as a community of the user's own. A value this sealer cannot open is left be.
+    """
+    if not sealer.enabled or not is_sealed(creds.community):
+        return False
+    try:
+        return sealer.open(creds.community) == DEFAULT_COMMUNITY
+    except SealingError:
+        return False
+
+
 def reseal_credentials(sealer: Sealer, creds: SnmpCredentials) -> SnmpCredentials:
-    """Return SNMP credentials with every secret sealed with the current key."""
+    """Return SNMP credentials with every secret sealed with the current key ("public" in the clear)."""
+    if _sealed_default_community(sealer, creds):
+        creds = creds.model_copy(update={"community": DEFAULT_COMMUNITY})
     return creds.model_copy(update={k: sealer.reseal(v) for k, v in _secret_fields(creds).items()})
 
 
 def credentials_are_current(sealer: Sealer, creds: SnmpCredentials) -> bool:
-    """Return whether every secret of creds is sealed with the current key (no key: always)."""
+    """Return whether creds are as stored: every secret sealed with the current key, "public" clear.
+
+    No key: always.
+    """
+    if _sealed_default_community(sealer, creds):
+        return False
     return all(sealer.is_current(v) for v in _secret_fields(creds).values())

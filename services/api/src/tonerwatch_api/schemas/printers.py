@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tonerwatch_api.schemas.common import EXAMPLE_PRINTER_ID
 from tonerwatch_shared.events import SnmpCredentials
+from tonerwatch_shared.sealing import is_sealed
 
 _HOST = r"^[A-Za-z0-9.:_\-\[\]%]+$"
 _SUPPLY_BLACK: dict[str, Any] = {
@@ -266,6 +267,19 @@ class PrinterPage(BaseModel):
     next_cursor: str | None
 
 
+def _no_sealed_secret(value: object) -> object:
+    """Refuse a secret a person typed that looks sealed: it would be stored as it is, in the clear,
+    and every poll would fail to open it."""
+    secrets = (
+        [value.community, value.auth_key, value.priv_key]
+        if isinstance(value, SnmpCredentials)
+        else [value]
+    )
+    if any(is_sealed(s) for s in secrets):
+        raise ValueError("a secret cannot start with 'tw-sealed:' (give the secret itself)")
+    return value
+
+
 class PrinterIn(BaseModel):
     """A printer to monitor, added by address."""
 
@@ -325,6 +339,8 @@ class PrinterIn(BaseModel):
     def _strip(cls, value: str) -> str:
         return value.strip()
 
+    _secrets = field_validator("community", "credentials")(_no_sealed_secret)
+
     def snmp_credentials(self) -> SnmpCredentials:
         """Return the credentials to store (community shortcut over the default)."""
         creds = self.credentials or SnmpCredentials()
@@ -369,6 +385,8 @@ class PrinterPatch(BaseModel):
     snmp: SnmpCredentials | None = Field(
         default=None, description="New SNMP access, whole (write-only: never shown back)"
     )
+
+    _secrets = field_validator("community", "credentials", "snmp")(_no_sealed_secret)
 
     def new_credentials(self) -> SnmpCredentials | None:
         """Return the SNMP access this patch sets (snmp over credentials), or None."""

@@ -343,6 +343,8 @@ async def printer_snmp(request: Request, printer_id: str) -> Response:
     fields = {k: data[k].strip() for k in SNMP_FIELDS if data.get(k, "").strip()}
     if fields.get("version") != "3":  # v1/v2c: a community, nothing else
         fields = {k: v for k, v in fields.items() if k in ("version", "community")}
+    else:  # v3 has no community: one typed in the v2c field is not kept (nor stored)
+        fields.pop("community", None)
     try:
         patch = PrinterPatch(snmp=SnmpCredentials.model_validate(fields))
     except ValidationError as exc:
