@@ -126,3 +126,73 @@ async def test_settings_page_shows_each_collector_with_stale_ones_marked(
     south = section[section.index('data-collector="collector-south"') :].split("</tr>")[0]
     assert "<td>7</td>" in north and "stale" not in north and "0.1.0" in north
     assert 'class="stale"' in south and "pill warning" in south and "ago" in south
+
+
+def offline_of(collector: str, site: str, last_seen: datetime) -> SiteOffline:
+    return SiteOffline(
+        source="alerter/a1",
+        site_id=site,
+        collector_id=collector,
+        last_seen=last_seen,
+        offline_after_s=200.0,
+        occurred_at=last_seen + timedelta(seconds=200),
+    )
+
+
+async def test_a_silent_collector_is_one_site_alert_in_the_list_resolved_when_it_returns(
+    client: httpx.AsyncClient, db: Engine
+) -> None:
+    now = datetime.now(UTC)
+    in_tx(db, lambda s: ensure_site(s, "elsewhere", "other-tenant"))
+    apply(db, status("collector-north", "default", now - timedelta(minutes=5), printers=40))
+    offline = offline_of("collector-north", "default", now - timedelta(minutes=5))
+    assert apply(db, offline) == "applied"
+    assert apply(db, offline) == "applied"  # redelivered: the row again, never a second alert
+    # Another tenant's site going silent is that tenant's alert, not ours.
+    assert apply(db, offline_of("collector-far", "elsewhere", now)) == "applied"
+    h = await bearer(client)
+    items = (await client.get("/api/v1/alerts", headers=h)).json()["items"]
+    assert len(items) == 1, items  # one alert for the site, not one per printer (40)
+    alert = items[0]
+    assert (alert["rule"], alert["severity"], alert["site_id"]) == (
+        "site_offline",
+        "critical",
+        "default",
+    )
+    assert alert["printer_id"] is None and alert["alert_id"] == str(offline.event_id)
+    assert "collector-north" in alert["message"] and alert["resolved_at"] is None
+    # Filters: by site, by kind `site`; `printer` (printer-wide) does not take it.
+    by_site = (await client.get("/api/v1/alerts?site=default", headers=h)).json()["items"]
+    assert [a["id"] for a in by_site] == [alert["id"]]
+    assert (await client.get("/api/v1/alerts?site=elsewhere", headers=h)).json()["items"] == []
+    by_kind = (await client.get("/api/v1/alerts?kind=site", headers=h)).json()["items"]
+    assert [a["id"] for a in by_kind] == [alert["id"]]
+    assert (await client.get("/api/v1/alerts?kind=printer", headers=h)).json()["items"] == []
+    r = await client.post(f"/api/v1/alerts/{alert['id']}/acknowledge", headers=h)
+    assert r.status_code == 200 and r.json()["acknowledged_by"] == "admin", r.text
+
+    online = SiteOnline(
+        source="alerter/a1",
+        site_id="default",
+        collector_id="collector-north",
+        offline_event_id=offline.event_id,
+        last_seen=now,
+        occurred_at=now,
+    )
+    assert apply(db, online) == "applied"
+    assert (await client.get("/api/v1/alerts", headers=h)).json()["items"] == []
+    every = (await client.get("/api/v1/alerts?open=false", headers=h)).json()["items"]
+    assert [(a["id"], a["resolved_at"] is not None) for a in every] == [(alert["id"], True)]
+
+
+async def test_the_alerts_page_names_the_silent_site_and_links_its_collectors(
+    browser: httpx.AsyncClient, pg: Engine
+) -> None:
+    now = datetime.now(UTC)
+    apply(pg, status("collector-north", "default", now - timedelta(minutes=5)))
+    apply(pg, offline_of("collector-north", "default", now - timedelta(minutes=5)))
+    await log_in(browser)
+    html = (await browser.get("/alerts")).text
+    row = html[html.index('class="sev-critical') :].split("</tr>")[0]
+    assert 'href="/settings#collectors"' in row and "site default" in row
+    assert "collector-north" in row and "Acknowledge" in row

@@ -323,7 +323,18 @@ class Alert(SQLModel, table=True):
     __table_args__ = (Index("ix_alerts_printer_open", "printer_id", "resolved_at"),)
     id: int | None = Field(default=None, primary_key=True)
     alert_id: str = Field(max_length=255, index=True)
-    printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")
+    # None for a site-wide alert (a site collector gone silent): then site_id says whose.
+    printer_id: str | None = Field(
+        default=None, foreign_key="printers.id", max_length=128, ondelete="CASCADE"
+    )
+    site_id: str | None = Field(
+        default=None,
+        foreign_key="sites.id",
+        max_length=64,
+        ondelete="CASCADE",
+        index=True,
+        description="Site of a site-wide alert (printer_id None); None for a printer's alert",
+    )
     rule: str = Field(max_length=64)
     severity: str = Field(max_length=16)
     message: str

@@ -6,17 +6,22 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import ColumnElement, and_, func, or_
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.db.models import Alert, Printer, Site
-from tonerwatch_api.domain.access import Principal, Scope, audit
+from tonerwatch_api.domain.access import Principal, Scope, audit, in_scope
 from tonerwatch_api.domain.errors import NotFound
-from tonerwatch_api.domain.printers import printer_filters
 from tonerwatch_api.listing import Listing, field
 from tonerwatch_api.schemas.printers import AlertOut
 
 PRINTER_WIDE = "printer"
+SITE_WIDE = "site"
+
+
+def alert_site() -> Any:
+    """Return the site of an alert row: its own (site-wide alert) or its printer's."""
+    return func.coalesce(col(Alert.site_id), col(Printer.site_id))
 
 
 def alerts_query(
@@ -30,11 +35,17 @@ def alerts_query(
     site_ids: Sequence[str] | None = None,
     scope: Scope | None = None,
 ) -> Any:
-    """Return the select of (alert, printer name) of the tenant matching the list filters."""
+    """Return the select of (alert, printer name) of the tenant matching the list filters.
+
+    Site-wide alerts (a site collector gone silent: no printer) are the site's: they match the
+    site filters, and the scope by site, never a printer id or a supply kind but `printer`'s
+    neighbour `site`.
+    """
+    site = alert_site()
     q = (
         select(Alert, Printer.name)
-        .join(Printer, col(Printer.id) == col(Alert.printer_id))
-        .join(Site, col(Site.id) == col(Printer.site_id))
+        .outerjoin(Printer, col(Printer.id) == col(Alert.printer_id))
+        .join(Site, col(Site.id) == site)
         .where(Site.tenant_id == tenant_id)
     )
     if open_only:
@@ -44,14 +55,23 @@ def alerts_query(
     if severities:
         q = q.where(col(Alert.severity).in_(list(severities)))
     if kinds:
-        # "printer": alerts about the whole printer (jam, door, unreachable), which have no kind.
-        named = [k for k in kinds if k != PRINTER_WIDE]
-        conds = [col(Alert.kind).in_(named)] if named else []
+        # "printer": alerts about the whole printer (jam, door, unreachable), which have no kind;
+        # "site": alerts about a whole site (its collector gone silent), which have no printer.
+        named = [k for k in kinds if k not in (PRINTER_WIDE, SITE_WIDE)]
+        conds: list[ColumnElement[bool]] = [col(Alert.kind).in_(named)] if named else []
         if PRINTER_WIDE in kinds:
-            conds.append(col(Alert.supply_index).is_(None))
+            conds.append(
+                and_(col(Alert.supply_index).is_(None), col(Alert.printer_id).is_not(None))
+            )
+        if SITE_WIDE in kinds:
+            conds.append(col(Alert.printer_id).is_(None))
         q = q.where(or_(*conds))
-    for cond in printer_filters(site_id, None, site_ids, scope=scope):
-        q = q.where(cond)
+    if site_id:
+        q = q.where(site == site_id)
+    if site_ids is not None:
+        q = q.where(site.in_(list(site_ids)))
+    if scope is not None:
+        q = q.where(in_scope(scope, site, Alert.printer_id))
     return q
 
 
@@ -80,6 +100,7 @@ def alert_out(a: Alert, printer_name: str | None) -> AlertOut:
         alert_id=a.alert_id,
         printer_id=a.printer_id,
         printer_name=printer_name,
+        site_id=a.site_id,
         rule=a.rule,
         severity=a.severity,
         message=a.message,
@@ -113,8 +134,8 @@ def acknowledge_many(
     wanted = list(dict.fromkeys(alert_row_ids))
     rows = session.exec(
         select(Alert, Printer.name)
-        .join(Printer, col(Printer.id) == col(Alert.printer_id))
-        .join(Site, col(Site.id) == col(Printer.site_id))
+        .outerjoin(Printer, col(Printer.id) == col(Alert.printer_id))
+        .join(Site, col(Site.id) == alert_site())
         .where(Site.tenant_id == who.tenant_id, col(Alert.id).in_(wanted))
     ).all()
     found = {a.id: (a, name) for a, name in rows}

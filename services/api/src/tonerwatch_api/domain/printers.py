@@ -225,12 +225,13 @@ def printers_out(session: Session, printers: Sequence[Printer]) -> list[PrinterO
             .order_by(col(SupplyStateRow.printer_id), col(SupplyStateRow.supply_index))
         ).all():
             supplies[row.printer_id].append(row)
-        for pid, severity in session.exec(
+        for alerted, severity in session.exec(
             select(Alert.printer_id, Alert.severity).where(
                 col(Alert.printer_id).in_(ids), col(Alert.resolved_at).is_(None)
             )
         ).all():
-            severities[pid].append(severity)
+            if alerted is not None:  # always, by the where; site-wide alerts have no printer
+                severities[alerted].append(severity)
     return [printer_out(p, supplies[p.id], severities[p.id]) for p in printers]
 
 

@@ -58,12 +58,13 @@ def refresh_statuses_batch(session: Session, after: str, batch: int) -> str | No
         )
     ).all():
         states[pid].append(state)
-    for pid, severity in session.exec(
+    for alerted, severity in session.exec(
         select(Alert.printer_id, Alert.severity).where(
             col(Alert.printer_id).in_(ids), col(Alert.resolved_at).is_(None)
         )
     ).all():
-        severities[pid].append(severity)
+        if alerted is not None:  # always, by the where; site-wide alerts have no printer
+            severities[alerted].append(severity)
     for p in printers:
         status = _status_of(p, states[p.id], severities[p.id])
         if status != p.status:

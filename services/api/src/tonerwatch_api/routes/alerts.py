@@ -29,7 +29,7 @@ from tonerwatch_shared.printer.model import SupplyKind
 router = APIRouter(prefix="/api/v1")
 # Supply kinds, and "printer" for printer-wide alerts.
 AlertKind = Enum(  # type: ignore[misc]
-    "AlertKind", {k.name: k.value for k in SupplyKind} | {"PRINTER": "printer"}, type=str
+    "AlertKind", {k.name: k.value for k in SupplyKind} | {"PRINTER": "printer", "SITE": "site"}, type=str
 )
 AlertsAsked = Annotated[Page, page_of(ALERTS, "Alerts", limit=200, most=1000)]
 
@@ -52,7 +52,8 @@ async def list_alerts(
         list[AlertKind] | None,
         Query(
             description="Only alerts about these supply kinds; `printer` for printer-wide ones "
-            "(jam, door, unreachable). Repeat the parameter for several"
+            "(jam, door, unreachable), `site` for site-wide ones (a site collector gone silent). "
+            "Repeat the parameter for several"
         ),
     ] = None,
 ) -> AlertPage:

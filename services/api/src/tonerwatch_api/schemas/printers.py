@@ -465,8 +465,13 @@ class AlertOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_ALERT]})
     id: int
     alert_id: str
-    printer_id: str
+    printer_id: str | None = Field(
+        description="The printer; None for a site-wide alert (rule site_offline: see site_id)"
+    )
     printer_name: str | None
+    site_id: str | None = Field(
+        default=None, description="Set for a site-wide alert only: the site it is about"
+    )
     rule: str
     severity: str
     message: str
