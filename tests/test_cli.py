@@ -190,3 +190,44 @@ def test_discover_loads_the_one_shot_sweep_of_the_discovery_service() -> None:
         assert "no service 'printer'" in str(exc)
     else:
         raise AssertionError("an unknown service name was loaded")
+
+
+def test_poll_refuses_a_bad_address_or_short_v3_key_in_one_line_before_sending() -> None:
+    for args, words in (
+        (("poll", "999.1.1.1"), "'999.1.1.1' is not a valid IPv4 address"),
+        (("poll", "0x7f.1"), "not a valid IPv4 address"),
+        (
+            ("poll", "127.0.0.1", "--snmp-version", "3", "--user", "tw", "--auth-key", "short"),
+            "auth_key: an SNMPv3 key is at least 8 characters",
+        ),
+        (
+            (
+                "poll",
+                "127.0.0.1",
+                "--snmp-version",
+                "3",
+                "--user",
+                "tw",
+                "--auth-key",
+                "authpass1",
+                "--priv-key",
+                "1234",
+            ),
+            "priv_key: an SNMPv3 key is at least 8 characters",
+        ),
+    ):
+        out = tonerwatch(*args, "--timeout", "0.3", "--retries", "0")
+        assert out.returncode == 2, (args, out.stderr)
+        assert words in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_discover_refuses_ranges_past_cidr_or_the_limit_in_one_line() -> None:
+    for target, words in (
+        ("192.0.2.0/33", "is not a CIDR block"),
+        ("0.0.0.0/0", "more than the limit"),
+        ("999.1.1.1", "is not a CIDR block, a-b range, IPv4 address or DNS name"),
+    ):
+        out = tonerwatch("discover", target, "--timeout", "0.3")
+        assert out.returncode == 2 and words in out.stderr, (target, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol, TextIO
 
 from tonerwatch.services import service_module
+from tonerwatch_shared.checks import TargetError, check_sweep_targets
 from tonerwatch_shared.events import SnmpCredentials
 from tonerwatch_shared.printer.model import PrinterIdentity, PrinterSnapshot
 
@@ -194,6 +195,11 @@ async def sweep_command(
         if live_bar and shown:
             draw(shown[0])
 
+    try:
+        check_sweep_targets(targets)  # refused before anything is resolved or sent
+    except TargetError as exc:
+        print(f"discover: {exc}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
     try:
         result: SweepResult = await discovery.sweep_once(
             targets,

@@ -7,6 +7,7 @@ import socket
 import sys
 from typing import TextIO
 
+from tonerwatch_shared.checks import check_credentials, check_host
 from tonerwatch_shared.events import SnmpCredentials, SupplyReading
 from tonerwatch_shared.printer.model import SupplyClass
 from tonerwatch_shared.reading import read_printer
@@ -34,7 +35,9 @@ async def poll_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> in
         priv_key=args.priv_key,
     )
     try:
-        target = credentials.target(args.host, args.port, timeout_s=args.timeout, retries=args.retries)
+        host = check_host(args.host)
+        check_credentials(credentials)
+        target = credentials.target(host, args.port, timeout_s=args.timeout, retries=args.retries)
     except ValueError as exc:
         print(f"tonerwatch: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE

@@ -316,3 +316,123 @@ async def test_a_failed_login_makes_the_pair_wait_with_doubling_back_off(
         r = await c.post(TOKEN_URL, data={"username": "olga", "password": "olga-password-1"})
         assert r.status_code == 200
         assert (await guess(ADMIN_PW)).status_code == 200
+
+
+async def test_an_address_that_is_neither_ip_nor_host_name_is_a_422_on_address(
+    client: httpx.AsyncClient,
+) -> None:
+    h = await bearer(client)
+    for bad in (
+        "999.1.1.1",
+        "1.2.3",
+        "0x7f.1",
+        "printer..acme.example",
+        "-lead.example",
+        "fe80::zz",
+    ):
+        r = await client.post("/api/v1/printers", headers=h, json={"address": bad})
+        assert field_of(r) == (422, "address"), (bad, r.text)
+    # Plausible names and every IP form pass (and are never looked up: .invalid cannot resolve).
+    for good in ("192.0.2.31", "printer-7.invalid", "PRN_LOBBY.invalid.", "2001:db8::31"):
+        r = await client.post("/api/v1/printers", headers=h, json={"address": good})
+        assert r.status_code == 201, (good, r.text)
+    pid = r.json()["id"]
+    r = await client.patch(f"/api/v1/printers/{pid}", headers=h, json={"address": "256.0.0.1"})
+    assert field_of(r) == (422, "address"), r.text
+
+
+async def test_snmpv3_keys_shorter_than_eight_characters_are_a_422_naming_the_key(
+    client: httpx.AsyncClient,
+) -> None:
+    h = await bearer(client)
+    v3 = {"version": "3", "user": "tonerwatch", "auth_protocol": "SHA256", "auth_key": "authpass"}
+    r = await client.post(
+        "/api/v1/printers",
+        headers=h,
+        json={"address": "192.0.2.41", "credentials": {**v3, "auth_key": "short"}},
+    )
+    assert field_of(r)[0] == 422 and "auth_key" in r.text and "8 characters" in r.text, r.text
+    r = await client.post(
+        "/api/v1/printers",
+        headers=h,
+        json={
+            "address": "192.0.2.41",
+            "credentials": {**v3, "priv_protocol": "AES", "priv_key": "1234567"},
+        },
+    )
+    assert field_of(r)[0] == 422 and "priv_key" in r.text, r.text
+    r = await client.post(
+        "/api/v1/printers",
+        headers=h,
+        json={"address": "192.0.2.41", "credentials": {"version": "3"}},
+    )
+    assert field_of(r)[0] == 422 and "user" in r.text, r.text
+    r = await client.post(
+        "/api/v1/printers", headers=h, json={"address": "192.0.2.41", "credentials": v3}
+    )
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    r = await client.patch(
+        f"/api/v1/printers/{pid}", headers=h, json={"snmp": {**v3, "auth_key": "1234"}}
+    )
+    assert field_of(r) == (422, "snmp"), r.text
+    assert "auth_key" in r.json()["fields"][0]["message"], r.text
+    r = await client.post(
+        "/api/v1/discovery/jobs",
+        headers=h,
+        json={"targets": ["192.0.2.0/30"], "credentials": [{**v3, "auth_key": "x"}]},
+    )
+    assert field_of(r)[0] == 422 and "auth_key" in r.text, r.text
+
+
+async def test_discovery_ranges_past_cidr_or_the_size_limit_are_a_422_on_targets(
+    client: httpx.AsyncClient,
+) -> None:
+    h = await bearer(client)
+    for bad in (
+        "192.0.2.0/33",
+        "0.0.0.0/0",
+        "10.0.0.0/8",
+        "999.1.1.0/24",
+        "1.2.3",
+        "2001:db8::/64",
+    ):
+        r = await client.post("/api/v1/discovery/jobs", headers=h, json={"targets": [bad]})
+        assert field_of(r) == (422, "targets"), (bad, r.text)
+    # Two blocks, each under the limit, over it together.
+    r = await client.post(
+        "/api/v1/discovery/jobs", headers=h, json={"targets": ["10.0.0.0/12", "10.16.0.0/12"]}
+    )
+    assert field_of(r) == (422, "targets"), r.text
+    assert "limit" in r.json()["fields"][0]["message"], r.text
+
+
+async def test_printers_stored_before_the_checks_still_read_and_edit(
+    client: httpx.AsyncClient, db: Engine
+) -> None:
+    """Rows that today's checks would refuse (an old 999.1.1.1, a 4-character v3 key) still list,
+    show and take edits of other fields."""
+    from tonerwatch_api.db.models import Printer
+
+    h = await bearer(client)
+    r = await client.post("/api/v1/printers", headers=h, json={"address": "192.0.2.51"})
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    with Session(db) as s:
+        row = s.get(Printer, pid)
+        assert row is not None
+        row.address = "999.1.1.1"
+        row.credentials = {
+            "version": "3",
+            "user": "old",
+            "auth_protocol": "MD5",
+            "auth_key": "abcd",
+        }
+        s.add(row)
+        s.commit()
+    r = await client.get(f"/api/v1/printers/{pid}", headers=h)
+    assert r.status_code == 200 and r.json()["address"] == "999.1.1.1", r.text
+    r = await client.get("/api/v1/printers", headers=h)
+    assert r.status_code == 200 and pid in [p["id"] for p in r.json()["items"]], r.text
+    r = await client.patch(f"/api/v1/printers/{pid}", headers=h, json={"name": "Kept"})
+    assert r.status_code == 200 and r.json()["name"] == "Kept", r.text

@@ -34,7 +34,6 @@ from tonerwatch_discovery.icmp import IcmpNotPermittedError
 from tonerwatch_discovery.identify import FoundPrinter
 from tonerwatch_discovery.netinfo import DEFAULT_MAX_PREFIX
 from tonerwatch_discovery.sweep import Sweep, SweepConfig, SweepProgress, SweepResult
-from tonerwatch_discovery.targets import LOCAL, TargetError
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.events import (
     DiscoveryCancelled,
@@ -58,6 +57,7 @@ from tonerwatch_shared.sealing import Sealer, SealingError, open_credentials, se
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.subjects import Subjects
+from tonerwatch_shared.targets import LOCAL, TargetError
 
 log = logging.getLogger("tonerwatch.discovery")
 

@@ -55,17 +55,17 @@ from tonerwatch_discovery.probe import (
     probe_sys_object_id,
     probe_template,
 )
-from tonerwatch_discovery.targets import (
+from tonerwatch_shared.events import SnmpCredentials
+from tonerwatch_shared.snmp.base import SnmpProtocol
+from tonerwatch_shared.snmp.client import SnmpClient
+from tonerwatch_shared.snmp.errors import SnmpError
+from tonerwatch_shared.targets import (
     DEFAULT_MAX_ADDRESSES,
     ParsedTargets,
     iter_addresses,
     parse_targets,
     with_addresses,
 )
-from tonerwatch_shared.events import SnmpCredentials
-from tonerwatch_shared.snmp.base import SnmpProtocol
-from tonerwatch_shared.snmp.client import SnmpClient
-from tonerwatch_shared.snmp.errors import SnmpError
 
 log = logging.getLogger("tonerwatch.discovery.sweep")
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tonerwatch_api.schemas.printers import CheckedCredentials
+from tonerwatch_shared.checks import check_sweep_targets
 from tonerwatch_shared.events import SnmpCredentials
-
-_TARGET = re.compile(r"^[A-Za-z0-9.:/_\-\[\]%]+$")
-
+from tonerwatch_shared.targets import DEFAULT_MAX_ADDRESSES
 
 # --- REST bodies ---------------------------------------------------------------------------------
 
@@ -39,12 +38,15 @@ class DiscoveryJobIn(BaseModel):
         description="Default site if unset",
     )
     targets: list[str] = Field(
-        min_length=1, max_length=64, description="CIDR blocks, ranges (a-b), addresses, DNS names"
+        min_length=1,
+        max_length=64,
+        description="CIDR blocks, ranges (a-b), IPv4 addresses, DNS names (not looked up here); "
+        f"at most {DEFAULT_MAX_ADDRESSES} addresses in all (a /12): /33 and 0.0.0.0/0 are refused",
     )
     communities: list[str] = Field(
         default_factory=list, max_length=8, description="SNMPv2c communities to try, in order"
     )
-    credentials: list[SnmpCredentials] = Field(
+    credentials: list[CheckedCredentials] = Field(
         default_factory=list, max_length=8, description="Full credential sets (e.g. SNMPv3)"
     )
     port: int = Field(default=161, ge=1, le=65535)
@@ -55,13 +57,7 @@ class DiscoveryJobIn(BaseModel):
     @field_validator("targets")
     @classmethod
     def _targets(cls, value: list[str]) -> list[str]:
-        out = [t.strip() for t in value if t.strip()]
-        if not out:
-            raise ValueError("give at least one address, range, CIDR block or name")
-        for t in out:
-            if len(t) > 255 or not _TARGET.match(t):
-                raise ValueError(f"{t[:60]!r} is not an address, range, CIDR block or name")
-        return out
+        return check_sweep_targets(value)
 
     @field_validator("communities")
     @classmethod

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from tonerwatch_api.schemas.common import EXAMPLE_PRINTER_ID
+from tonerwatch_shared.checks import MIN_SNMP_KEY, check_credentials, check_host
 from tonerwatch_shared.events import SnmpCredentials
 from tonerwatch_shared.sealing import is_sealed
 
 _HOST = r"^[A-Za-z0-9.:_\-\[\]%]+$"
+_HOST_HELP = "IP address or DNS host name (checked by shape, never looked up: 999.1.1.1 is refused)"
+CheckedCredentials = Annotated[SnmpCredentials, AfterValidator(check_credentials)]
+"""SNMP credentials as accepted from a person: SNMPv3 needs a user, keys of at least 8 characters."""
+_CREDS_HELP = f"SNMPv3 auth_key/priv_key at least {MIN_SNMP_KEY} characters"
 _SUPPLY_BLACK: dict[str, Any] = {
     "index": "1",
     "description": "Black Toner CF410A",
@@ -311,7 +316,7 @@ class PrinterIn(BaseModel):
             ]
         },
     )
-    address: str = Field(min_length=1, max_length=255, pattern=_HOST, description="IP or host name")
+    address: str = Field(min_length=1, max_length=255, pattern=_HOST, description=_HOST_HELP)
     port: int = Field(default=161, ge=1, le=65535)
     site_id: str | None = Field(
         default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$"
@@ -330,14 +335,14 @@ class PrinterIn(BaseModel):
     community: str | None = Field(
         default=None, min_length=1, max_length=255, description="SNMP v1/v2c community (write-only)"
     )
-    credentials: SnmpCredentials | None = Field(
-        default=None, description="Full SNMP credentials (write-only)"
+    credentials: CheckedCredentials | None = Field(
+        default=None, description=f"Full SNMP credentials (write-only; {_CREDS_HELP})"
     )
 
     @field_validator("address")
     @classmethod
-    def _strip(cls, value: str) -> str:
-        return value.strip()
+    def _host(cls, value: str) -> str:
+        return check_host(value)
 
     _secrets = field_validator("community", "credentials")(_no_sealed_secret)
 
@@ -377,16 +382,24 @@ class PrinterPatch(BaseModel):
     notes: str | None = Field(default=None, max_length=4000)
     monitored: bool | None = None
     interval_s: float | None = Field(default=None, ge=10, le=86400)
-    address: str | None = Field(default=None, min_length=1, max_length=255, pattern=_HOST)
+    address: str | None = Field(
+        default=None, min_length=1, max_length=255, pattern=_HOST, description=_HOST_HELP
+    )
     port: int | None = Field(default=None, ge=1, le=65535)
     protocol: Literal["snmp", "ipp", "both"] | None = None
     community: str | None = Field(default=None, min_length=1, max_length=255)
-    credentials: SnmpCredentials | None = Field(default=None, description="Same as snmp")
-    snmp: SnmpCredentials | None = Field(
-        default=None, description="New SNMP access, whole (write-only: never shown back)"
+    credentials: CheckedCredentials | None = Field(default=None, description="Same as snmp")
+    snmp: CheckedCredentials | None = Field(
+        default=None,
+        description=f"New SNMP access, whole (write-only: never shown back; {_CREDS_HELP})",
     )
 
     _secrets = field_validator("community", "credentials", "snmp")(_no_sealed_secret)
+
+    @field_validator("address")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        return None if value is None else check_host(value)
 
     def new_credentials(self) -> SnmpCredentials | None:
         """Return the SNMP access this patch sets (snmp over credentials), or None."""

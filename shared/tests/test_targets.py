@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from tonerwatch_discovery.targets import (
+from tonerwatch_shared.targets import (
     TargetError,
     iter_addresses,
     merge_intervals,

@@ -17,13 +17,47 @@ LOCAL = "local"
 # A /8 at 200 packets/s takes a day: refuse by default, a caller can raise it.
 DEFAULT_MAX_ADDRESSES = 1 << 20
 
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$"
-)
+MAX_HOST = 253
 
 
 class TargetError(ValueError):
     """A target that is not a CIDR block, range, address or DNS name; the message says why."""
+
+
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+# A last label inet_aton() would read as a number ("1", "0x7f", "017"): such a "name" is an address.
+_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
+
+
+def check_host(text: str) -> str:
+    """Return the address or host name stripped (IPv6 without brackets); ValueError if neither.
+
+    An IP literal (v4, or v6 with an optional zone) or a DNS name of letters, digits, '-' and '_'
+    labels whose last label is not a number: `999.1.1.1`, `1.2.3`, `0x7f.1` and `a..b` are refused.
+    """
+    raw = text.strip()
+    if raw.startswith("[") and raw.endswith("]"):
+        raw = raw[1:-1]
+    if not raw:
+        raise ValueError("an address or host name is required")
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        pass
+    if ":" in raw or "%" in raw:
+        raise ValueError(f"{raw[:60]!r} is not a valid IPv6 address")
+    name = raw[:-1] if raw.endswith(".") else raw
+    labels = name.split(".")
+    if all(_NUMERIC_LABEL.match(label) for label in labels if label):
+        raise ValueError(f"{raw[:60]!r} is not a valid IPv4 address")
+    if len(name) > MAX_HOST or not all(_LABEL.match(label) for label in labels):
+        raise ValueError(
+            f"{raw[:60]!r} is neither an IP address nor a host name "
+            "(letters, digits, '-' and '_' in dot-separated labels of at most 63)"
+        )
+    if _NUMERIC_LABEL.match(labels[-1]):
+        raise ValueError(f"{raw[:60]!r} is not a valid IPv4 address or host name")
+    return name.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +130,17 @@ def parse_target(text: str) -> tuple[int, int] | str:
         try:
             start = end = int(_address(raw))
         except TargetError:
-            if _HOSTNAME.match(raw) and not raw.replace(".", "").isdigit():
-                return raw.rstrip(".").lower()
-            raise TargetError(
-                f"{raw!r} is not a CIDR block, a-b range, IPv4 address or DNS name"
-            ) from None
+            try:
+                host = check_host(raw)
+            except ValueError:
+                raise TargetError(
+                    f"{raw[:60]!r} is not a CIDR block, a-b range, IPv4 address or DNS name"
+                ) from None
+            if ":" in host:
+                raise TargetError(
+                    f"{raw!r}: IPv6 is not swept (SNMP agents are probed over IPv4)"
+                ) from None
+            return host
     _check_usable(start, end, raw)
     return start, end
 
