@@ -18,7 +18,7 @@ from tonerwatch_api.db.models import AuditEntry, OutboxEvent
 from tonerwatch_api.db.orders import Order
 from tonerwatch_api.db.tx import create_user, ensure_admin, ensure_site, in_tx
 from tonerwatch_api.domain.orders import next_statuses
-from tonerwatch_api.projections.orders import deliver_on_replacement
+from tonerwatch_api.projections.orders import created_event_id, deliver_on_replacement
 from tonerwatch_api.projections.outbox import Outbox
 from tonerwatch_api.projections.projector import apply_now
 from tonerwatch_api.settings import Settings
@@ -304,7 +304,12 @@ async def test_lists_filter_sort_and_page_with_cursors(client: httpx.AsyncClient
         [("1", 3), ("2", 1), ("3", 2), ("4", 1), ("1", 5), ("2", 2), ("3", 1)]
     ):
         status = "ordered" if i % 2 else "requested"
-        made.append(await place(client, h, supply_index=supply, quantity=qty, status=status))
+        # A second open order of a supply is said to be intended (else 409).
+        made.append(
+            await place(
+                client, h, supply_index=supply, quantity=qty, status=status, intended=i >= 4
+            )
+        )
     cancelled = made[5]["id"]
     await client.patch(f"/api/v1/orders/{cancelled}", headers=h, json={"status": "cancelled"})
 
@@ -364,8 +369,8 @@ async def test_a_new_cartridge_delivers_the_oldest_order_in_transit_once(
 ) -> None:
     h = await bearer(client)
     requested = (await place(client, h))["id"]
-    older = (await place(client, h, status="ordered"))["id"]
-    newer = (await place(client, h, status="ordered"))["id"]
+    older = (await place(client, h, status="ordered", intended=True))["id"]
+    newer = (await place(client, h, status="ordered", intended=True))["id"]
     await client.patch(f"/api/v1/orders/{newer}", headers=h, json={"status": "shipped"})
     other_supply = (await place(client, h, supply_index="2", status="ordered"))["id"]
 
@@ -543,3 +548,63 @@ async def test_the_portal_confirms_ships_and_cancels_orders_forward_only_and_aud
         ]
 
     assert in_tx(db, announced) == [("requested", "ordered", "upstream"), ("ordered", "shipped", "upstream")]
+
+
+async def test_a_second_open_order_for_the_hp_black_toner_is_409_naming_the_first_unless_intended(
+    client: httpx.AsyncClient, db: Engine
+) -> None:
+    h = await bearer(client)
+    first = await place(client, h, quantity=2)
+    again = await client.post(
+        "/api/v1/orders", headers=h, json={"printer_id": PRINTER, "supply_index": "1"}
+    )
+    assert again.status_code == 409, again.text
+    message = again.json()["error"]
+    assert first["id"] in message and "requested" in message and "intended" in message
+    # Said on purpose: a second order goes through.
+    second = await place(client, h, intended=True)
+    assert second["id"] != first["id"]
+    # Once the open ones are final, ordering the supply again is ordinary.
+    for oid in (first["id"], second["id"]):
+        r = await client.patch(f"/api/v1/orders/{oid}", headers=h, json={"status": "cancelled"})
+        assert r.status_code == 200, r.text
+    assert (await place(client, h))["status"] == "requested"
+
+    def open_count(s: Session) -> int:
+        return len(s.exec(select(Order).where(col(Order.status) == "requested")).all())
+
+    assert in_tx(db, open_count) == 1
+
+
+async def test_a_retried_submit_with_the_same_idempotency_key_is_one_order_and_one_event(
+    client: httpx.AsyncClient, bus: Bus
+) -> None:
+    h = await bearer(client)
+    keyed = {**h, "Idempotency-Key": "form-7d1c-retry"}
+    body = {"printer_id": PRINTER, "supply_index": "1", "quantity": 3}
+    first = await client.post("/api/v1/orders", headers=keyed, json=body)
+    assert first.status_code == 201, first.text
+    retry = await client.post("/api/v1/orders", headers=keyed, json=body)
+    assert retry.status_code == 200, retry.text
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json()["id"] == first.json()["id"]
+    # The key used for another supply is a mistake, not a retry.
+    other = await client.post(
+        "/api/v1/orders", headers=keyed, json={"printer_id": PRINTER, "supply_index": "2"}
+    )
+    assert other.status_code == 409 and "form-7d1c-retry" in other.json()["error"]
+
+    # A later order marks the end: every creation announced before it is on the bus by then.
+    last = await place(client, h, supply_index="2")
+    ours = {first.json()["id"], last["id"]}
+    events: list[OrderChanged] = []
+
+    def collect(e: Event) -> bool:
+        if isinstance(e, OrderChanged) and e.change == "created" and e.order_id in ours:
+            events.append(e)
+        return bool(events) and events[-1].order_id == last["id"]
+
+    await wait_for_event(bus, bus.subjects.filter("order.changed"), collect, timeout_s=10)
+    assert [e.order_id for e in events] == [first.json()["id"], last["id"]]
+    # Its id is the order's own: however often published or forwarded, one Idempotency-Key upstream.
+    assert events[0].event_id == created_event_id(first.json()["id"])

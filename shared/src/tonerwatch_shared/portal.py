@@ -2,7 +2,7 @@
 
 For integrators (`tonerwatch portal`: see what an installation sends, before writing their own)
 and for the tests. It checks every delivery's signature (tonerwatch_shared.signing), drops repeats
-by id, keeps what it took in memory (and appends it to a JSON-lines file when given one), and
+by id (and a second "created" of one order id: one order, however often it is sent), keeps what it took in memory (and appends it to a JSON-lines file when given one), and
 answers downlink requests from per-site queues that `POST /admin/downlink` (or `Portal.queue`)
 fills. `/admin/*` is unsigned: bind the portal to loopback.
 """
@@ -44,6 +44,7 @@ log = logging.getLogger("tonerwatch.portal")
 
 DELIVERY_PATHS = (EVENTS_PATH, SNAPSHOTS_PATH, REORDERS_PATH, METER_READS_PATH)
 MAX_BODY_BYTES = 64 * 1024 * 1024
+ORDER_CHANGED = "tonerwatch.order_changed.v1"
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class Portal:
     down: bool = False
     refused: int = 0
     duplicates: int = 0
+    # Our order ids whose creation the portal took, in order: a second "created" of one is a repeat.
+    order_ids: list[str] = field(default_factory=list)
     _ids: set[str] = field(default_factory=set)
     _guard: ReplayGuard | None = None
 
@@ -110,6 +113,9 @@ class Portal:
             document = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return web.json_response({"error": "body is not JSON"}, status=400)
+        if self._repeat_order(document):
+            self.duplicates += 1
+            return web.json_response({"accepted": True, "id": doc_id}, status=200)
         taken = Received(request.path, headers, raw, document, time.time())
         self.received.append(taken)
         log.info("took %s %s (%d bytes)", headers.get(EVENT_TYPE_HEADER), doc_id, len(raw))
@@ -119,6 +125,16 @@ class Portal:
                     json.dumps({"path": taken.path, "at": taken.at, "document": document}) + "\n"
                 )
         return web.json_response({"accepted": True, "id": doc_id}, status=202)
+
+    def _repeat_order(self, document: dict[str, Any]) -> bool:
+        """Return whether document creates an order the portal already has (else note the order)."""
+        if document.get("type") != ORDER_CHANGED or document.get("change") != "created":
+            return False
+        order_id = str(document.get("order_id"))
+        if order_id in self.order_ids:
+            return True
+        self.order_ids.append(order_id)
+        return False
 
     def _admit(self, headers: dict[str, str], raw: bytes) -> bool:
         if self._guard is not None:

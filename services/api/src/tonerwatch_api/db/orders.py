@@ -28,6 +28,8 @@ class Order(SQLModel, table=True):
         Index("ix_orders_printer_supply_status", "printer_id", "supply_index", "status"),
         Index("ix_orders_part_number", "part_number"),
         Index("ix_orders_delivery_event", "delivery_event_id"),
+        # A retried POST /orders carries the same Idempotency-Key: one order, never two.
+        Index("ux_orders_site_idempotency", "site_id", "idempotency_key", unique=True),
     )
     id: str = SqlField(primary_key=True, max_length=32)
     site_id: str = SqlField(foreign_key="sites.id", max_length=64)
@@ -46,6 +48,8 @@ class Order(SQLModel, table=True):
     created_by: str | None = SqlField(default=None, max_length=100)
     # The SupplyReplaced that delivered it: a redelivered event finds it here and changes nothing.
     delivery_event_id: str | None = SqlField(default=None, max_length=36)
+    # The caller's Idempotency-Key of the POST that placed it (None: given none).
+    idempotency_key: str | None = SqlField(default=None, max_length=128)
     created_at: datetime = SqlField(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

@@ -95,10 +95,67 @@ def _invalid(name: str, message: str) -> Invalid:
     return Invalid((name,), message)
 
 
-def place_order(session: Session, who: Principal, body: OrderIn, source: str) -> Order:
-    """Store a new order for a supply of one of the tenant's printers, queue OrderChanged; return it."""
+def find_by_key(session: Session, tenant_id: str, key: str) -> Order | None:
+    """Return the tenant's order placed with Idempotency-Key key, if any."""
+    return session.exec(
+        select(Order)
+        .join(Site, col(Site.id) == col(Order.site_id))
+        .where(Site.tenant_id == tenant_id, Order.idempotency_key == key)
+    ).first()
+
+
+def open_order_for(session: Session, printer_id: str, supply_index: str) -> Order | None:
+    """Return the oldest open order (requested, ordered or shipped) of a printer's supply, if any."""
+    return session.exec(
+        select(Order)
+        .where(
+            Order.printer_id == printer_id,
+            Order.supply_index == supply_index,
+            col(Order.status).in_(sorted(OPEN_STATUSES)),
+        )
+        .order_by(col(Order.created_at), col(Order.id))
+    ).first()
+
+
+def duplicate_refusal(existing: Order) -> Conflict:
+    """Return the 409 refusing a second open order of a supply, naming the open one."""
+    return Conflict(
+        f"printer {existing.printer_id!r} supply {existing.supply_index!r} already has open order "
+        f"{existing.id!r} ({existing.status}, quantity {existing.quantity}); "
+        "send intended: true to order again anyway"
+    )
+
+
+def place_order(
+    session: Session,
+    who: Principal,
+    body: OrderIn,
+    source: str,
+    idempotency_key: str | None = None,
+) -> tuple[Order, bool]:
+    """Store a new order for a supply of one of the tenant's printers, queue OrderChanged.
+
+    Return (order, True) when placed now; (the earlier order, False) when idempotency_key was
+    already used for the same printer supply (a retried submit: nothing new stored or sent).
+    Raise Conflict when the supply already has an open order and body.intended is false, and
+    when idempotency_key was used for another supply.
+    """
     printer = get_printer(session, who.tenant_id, body.printer_id)
-    supply = session.get(SupplyStateRow, (printer.id, body.supply_index))
+    if idempotency_key is not None:
+        earlier = find_by_key(session, who.tenant_id, idempotency_key)
+        if earlier is not None:
+            if (earlier.printer_id, earlier.supply_index) != (printer.id, body.supply_index):
+                raise Conflict(
+                    f"Idempotency-Key {idempotency_key!r} was used for order {earlier.id!r} "
+                    f"(printer {earlier.printer_id!r} supply {earlier.supply_index!r}); "
+                    "use a new key for a new order"
+                )
+            return earlier, False
+    # Locked: two submits for one supply at once are taken one after the other, so the second
+    # sees the first's open order (PostgreSQL; SQLite has one writer at a time anyway).
+    supply = session.get(
+        SupplyStateRow, (printer.id, body.supply_index), with_for_update=True
+    )
     if supply is None:
         have = session.exec(
             select(SupplyStateRow.supply_index).where(SupplyStateRow.printer_id == printer.id)
@@ -108,6 +165,15 @@ def place_order(session: Session, who: Principal, body: OrderIn, source: str) ->
             "supply_index",
             f"printer {printer.id!r} has no supply {body.supply_index!r} (it has: {known})",
         )
+    if idempotency_key is not None:
+        # A retry racing its first attempt waited on the lock above: look again.
+        earlier = find_by_key(session, who.tenant_id, idempotency_key)
+        if earlier is not None:
+            return earlier, False
+    if not body.intended:
+        existing = open_order_for(session, printer.id, supply.supply_index)
+        if existing is not None:
+            raise duplicate_refusal(existing)
     if body.alert_id is not None:
         alert = session.exec(
             select(Alert.id).where(Alert.alert_id == body.alert_id, Alert.printer_id == printer.id)
@@ -130,6 +196,7 @@ def place_order(session: Session, who: Principal, body: OrderIn, source: str) ->
         notes=body.notes,
         alert_id=body.alert_id,
         created_by=who.username,
+        idempotency_key=idempotency_key,
         created_at=now,
         ordered_at=now if body.status == "ordered" else None,
         updated_at=now,
@@ -147,8 +214,9 @@ def place_order(session: Session, who: Principal, body: OrderIn, source: str) ->
         part_number=order.part_number,
         quantity=order.quantity,
         status=order.status,
+        intended=body.intended,
     )
-    return order
+    return order, True
 
 
 def update_order(

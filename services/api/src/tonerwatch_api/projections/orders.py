@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
 from sqlmodel import Session, col, select
@@ -10,6 +11,16 @@ from tonerwatch_api.db.models import AuditEntry, Site, utcnow
 from tonerwatch_api.db.orders import FLOW, IN_TRANSIT, OPEN_STATUSES, Order, _status
 from tonerwatch_api.projections.outbox import add_to_outbox, follow_up_id
 from tonerwatch_shared.events import OrderChanged, OrderStatus, SupplyReplaced, UpstreamOrderUpdate
+
+
+# Namespace of the created event's id: derived from the order id, so however often the order's
+# creation is published or forwarded, the portal sees one id (its Idempotency-Key) for it.
+_CREATED_NS = uuid.UUID("3c8e1f0a-6d2b-4a97-b5e4-0f9c7d1a2e63")
+
+
+def created_event_id(order_id: str) -> uuid.UUID:
+    """Return the event id of an order's created event (the upstream's Idempotency-Key)."""
+    return uuid.uuid5(_CREATED_NS, order_id)
 
 
 def order_event(
@@ -22,6 +33,7 @@ def order_event(
 ) -> OrderChanged:
     """Return the OrderChanged announcing the order as it is now."""
     return OrderChanged(
+        event_id=created_event_id(order.id) if change == "created" else uuid.uuid4(),
         source=source,
         site_id=order.site_id,
         printer_id=order.printer_id,

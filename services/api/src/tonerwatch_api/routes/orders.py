@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from sqlmodel import Session
 
 from tonerwatch_api.db.tx import run_tx
@@ -26,6 +26,17 @@ from tonerwatch_shared.events import OrderStatus
 router = APIRouter(prefix="/api/v1")
 OrdersAsked = Annotated[
     Page, page_of(ORDERS, "Orders", limit=50, most=500, sort_chars=200, cursor_chars=400)
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="A key of the caller's choosing: the same key again answers the order it "
+        "placed (200) instead of placing another",
+    ),
 ]
 WRITE_ERRORS: dict[int | str, dict[str, object]] = {
     **ERRORS,
@@ -87,17 +98,46 @@ async def list_orders(
     return await run_tx(app_state(request).engine, work)
 
 
+CREATE_ERRORS: dict[int | str, dict[str, object]] = {
+    **WRITE_ERRORS,
+    200: {"description": "A retry: the order this Idempotency-Key placed before (nothing new)"},
+    409: error_response(
+        409,
+        "The supply already has an open order (send intended: true to order anyway), or the "
+        "Idempotency-Key placed an order for another supply",
+        "printer 'p-3fa2c91b0d' supply '1' already has open order 'o-5c1e9a7b3d20' "
+        "(ordered, quantity 2); send intended: true to order again anyway",
+    ),
+}
+
+
 @router.post(
-    "/orders", response_model=OrderOut, status_code=201, tags=["orders"], responses=WRITE_ERRORS
+    "/orders", response_model=OrderOut, status_code=201, tags=["orders"], responses=CREATE_ERRORS
 )
-async def create_order(request: Request, body: OrderIn, who: Operator) -> OrderOut:
-    """Order supplies for a printer's supply (OrderChanged goes upstream through the syncer)."""
+async def create_order(
+    request: Request,
+    response: Response,
+    body: OrderIn,
+    who: Operator,
+    idempotency_key: IdempotencyKey = None,
+) -> OrderOut:
+    """Order supplies for a printer's supply (OrderChanged goes upstream through the syncer).
+
+    A second open order for the same supply is refused (409 naming the open one) unless
+    `intended` is true. Send `Idempotency-Key` to make retries safe: the same key again answers
+    the first order (200, `Idempotent-Replayed: true`) and nothing more goes upstream.
+    """
     st = app_state(request)
 
-    def work(s: Session) -> OrderOut:
-        return one_out(s, place_order(s, who, body, st.source))
+    def work(s: Session) -> tuple[OrderOut, bool]:
+        order, placed = place_order(s, who, body, st.source, idempotency_key)
+        return one_out(s, order), placed
 
-    return await change(st, work)
+    out, placed = await change(st, work)
+    if not placed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return out
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, tags=["orders"], responses=ERRORS)

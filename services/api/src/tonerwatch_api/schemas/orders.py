@@ -65,6 +65,10 @@ class OrderIn(BaseModel):
     alert_id: str | None = Field(
         default=None, max_length=255, description="The printer's alert (alert_id) it answers"
     )
+    intended: bool = Field(
+        default=False,
+        description="Order although the supply already has an open order (else 409 naming it)",
+    )
 
     @field_validator("part_number", "supplier", "supplier_reference", "alert_id")
     @classmethod

@@ -53,8 +53,9 @@
   }
 
   // --- REST calls with the session cookie (writes carry the CSRF token) ---------------------------
-  function api(method, path, body) {
+  function api(method, path, body, extraHeaders) {
     var opts = { method: method, credentials: "same-origin", headers: { "X-CSRF-Token": csrf } };
+    Object.keys(extraHeaders || {}).forEach(function (k) { opts.headers[k] = extraHeaders[k]; });
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
@@ -106,7 +107,16 @@
       var parts = form.dataset.api.split(" ");
       var body;
       try { body = formBody(form); } catch (err) { showError("settings-error", err); return; }
-      api(parts[0], parts[1], body).then(function (data) {
+      // data-idempotent: one key per form shown, so a double click or a retry is one order.
+      var extra;
+      if (form.dataset.idempotent !== undefined) {
+        if (!form.dataset.key) {
+          form.dataset.key = (window.crypto && window.crypto.randomUUID) ? window.crypto.randomUUID()
+            : String(Date.now()) + "-" + String(Math.random()).slice(2);
+        }
+        extra = { "Idempotency-Key": form.dataset.key };
+      }
+      api(parts[0], parts[1], body, extra).then(function (data) {
         if (form.dataset.showToken && data && data.token) {
           document.getElementById("new-token-value").textContent = data.token;
           document.getElementById("new-token").hidden = false;
