@@ -547,7 +547,10 @@ async def test_the_portal_confirms_ships_and_cancels_orders_forward_only_and_aud
             if isinstance(e, OrderChanged) and e.order_id == shipped and e.change == "status"
         ]
 
-    assert in_tx(db, announced) == [("requested", "ordered", "upstream"), ("ordered", "shipped", "upstream")]
+    assert in_tx(db, announced) == [
+        ("requested", "ordered", "upstream"),
+        ("ordered", "shipped", "upstream"),
+    ]
 
 
 async def test_a_second_open_order_for_the_hp_black_toner_is_409_naming_the_first_unless_intended(

@@ -153,9 +153,7 @@ def place_order(
             return earlier, False
     # Locked: two submits for one supply at once are taken one after the other, so the second
     # sees the first's open order (PostgreSQL; SQLite has one writer at a time anyway).
-    supply = session.get(
-        SupplyStateRow, (printer.id, body.supply_index), with_for_update=True
-    )
+    supply = session.get(SupplyStateRow, (printer.id, body.supply_index), with_for_update=True)
     if supply is None:
         have = session.exec(
             select(SupplyStateRow.supply_index).where(SupplyStateRow.printer_id == printer.id)

@@ -12,7 +12,6 @@ from tonerwatch_api.db.orders import FLOW, IN_TRANSIT, OPEN_STATUSES, Order, _st
 from tonerwatch_api.projections.outbox import add_to_outbox, follow_up_id
 from tonerwatch_shared.events import OrderChanged, OrderStatus, SupplyReplaced, UpstreamOrderUpdate
 
-
 # Namespace of the created event's id: derived from the order id, so however often the order's
 # creation is published or forwarded, the portal sees one id (its Idempotency-Key) for it.
 _CREATED_NS = uuid.UUID("3c8e1f0a-6d2b-4a97-b5e4-0f9c7d1a2e63")
@@ -142,8 +141,16 @@ def apply_upstream_update(session: Session, event: UpstreamOrderUpdate, source: 
         k: v
         for k, v in event.model_dump(
             mode="json",
-            include={"item_id", "kind", "supplier_reference", "carrier", "tracking_number",
-                     "tracking_url", "reason", "text"},
+            include={
+                "item_id",
+                "kind",
+                "supplier_reference",
+                "carrier",
+                "tracking_number",
+                "tracking_url",
+                "reason",
+                "text",
+            },
         ).items()
         if v is not None
     }
