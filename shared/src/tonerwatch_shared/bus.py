@@ -459,6 +459,31 @@ class Bus:
             seq -= 1
         return found
 
+    async def dead_letter_at(self, seq: int) -> DeadLetter | None:
+        """Return the dead letter stored at seq, or None (replayed, expired, or not a dead letter)."""
+        try:
+            raw = await self.js.get_msg(dead_stream(self.subjects), seq)
+        except (nats.js.errors.NotFoundError, nats.js.errors.BadRequestError):
+            return None
+        if not (raw.subject or "").startswith(f"{self.subjects.root}_dead."):
+            return None
+        return DeadLetter.from_raw(seq, raw.headers, raw.data or b"")
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        """Return how many dead letters each consumer has set aside (one stream-info request)."""
+        prefix = f"{self.subjects.root}_dead."
+        try:
+            info = await self.js.stream_info(
+                dead_stream(self.subjects), subjects_filter=f"{prefix}>"
+            )
+        except nats.js.errors.NotFoundError:
+            return {}
+        return {
+            subject[len(prefix) :]: count
+            for subject, count in (info.state.subjects or {}).items()
+            if subject.startswith(prefix)
+        }
+
     async def request_replay(self, consumer: str, seq: int) -> None:
         """Ask the consumer that set dead letter seq aside to handle it again (it removes it on success)."""
         await self.ensure_dead_stream()

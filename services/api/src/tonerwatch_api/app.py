@@ -36,6 +36,7 @@ from tonerwatch_api.routes import (
     audit,
     auth,
     collectors,
+    dead_letters,
     discovery_jobs,
     enrolments,
     events,
@@ -120,6 +121,7 @@ def create_app(
         collectors,
         printer_address,
         enrolments,
+        dead_letters,
     ):
         app.include_router(resource.router)
     for ui_pages in (login, printer_pages, pages, tenant_pages):
@@ -321,11 +323,19 @@ def _install_ops(app: FastAPI) -> None:
         },
     )
     async def metrics(request: Request) -> Response:
-        """Prometheus text format: events applied, projection lag, alerts, printers."""
+        """Prometheus text format: events applied, projection lag, alerts, printers, dead letters."""
         st = app_state(request)
         alerts = await run_tx(st.engine, open_alert_counts)
         printers = await run_tx(st.engine, printer_status_counts)
         dead = await run_tx(st.engine, dead_outbox_events)
+        try:
+            letters: dict[str, int] | None = await asyncio.wait_for(
+                st.bus.dead_letter_counts(), timeout=5
+            )
+        except Exception as exc:  # NATS away: the other families still answer
+            log.warning("dead letter counts unavailable: %r", exc)
+            letters = None
         return PlainTextResponse(
-            st.metrics.render(alerts, printers, dead), media_type="text/plain; version=0.0.4"
+            st.metrics.render(alerts, printers, dead, letters),
+            media_type="text/plain; version=0.0.4",
         )

@@ -159,9 +159,7 @@ def _row_id(description: str, example: int) -> Any:
     return Path(description=description, examples=[example], ge=1, le=ROW_ID_MAX)
 
 
-AlertRowId = Annotated[
-    int, _row_id("The alert occurrence's id (AlertOut.id, not alert_id)", 1873)
-]
+AlertRowId = Annotated[int, _row_id("The alert occurrence's id (AlertOut.id, not alert_id)", 1873)]
 TokenId = Annotated[int, _row_id("API token id (from GET /tokens)", 12)]
 UserId = Annotated[int, _row_id("User id (from GET /users)", 7)]
 GroupId = Annotated[int, _row_id("Printer group id (from GET /groups)", 3)]

@@ -32,6 +32,7 @@ class Metrics:
         open_alerts: Mapping[str, int],
         printers: Mapping[str, int],
         dead_outbox: int = 0,
+        dead_letters: Mapping[str, int] | None = None,
     ) -> str:
         """Return the exposition text, with database gauges passed in."""
         out: list[str] = []
@@ -84,6 +85,15 @@ class Metrics:
             "Outbox events set aside as never publishable (too large for NATS, or unreadable)",
             [({}, dead_outbox)],
         )
+        if dead_letters is not None:
+            _family(
+                out,
+                "tonerwatch_dead_letters",
+                "gauge",
+                "Events set aside in the dead-letter stream, by the consumer that set them aside "
+                "(GET /api/v1/dead-letters lists them; replay with POST .../{id}/replay)",
+                (({"consumer": c}, v) for c, v in sorted(dead_letters.items())),
+            )
         _family(
             out,
             "tonerwatch_api_start_time_seconds",

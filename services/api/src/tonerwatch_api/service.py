@@ -183,9 +183,7 @@ async def _run_once_migrated(
     # Rows written before sealing, without a key, or with a previous key: sealed with the current one.
     sealer = Sealer.from_settings(settings)
     if not sealer.enabled:
-        log.warning(
-            "TONERWATCH_SECRET_KEY is not set: SNMP secrets are stored and sent unsealed"
-        )
+        log.warning("TONERWATCH_SECRET_KEY is not set: SNMP secrets are stored and sent unsealed")
     await asyncio.to_thread(reseal_all, st.engine, sealer)
     # The api is the system of record for alert settings: remind the alerter at every start.
     await asyncio.to_thread(in_tx, st.engine, lambda s: reannounce_all(s, st.source))

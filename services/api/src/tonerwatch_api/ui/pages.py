@@ -19,6 +19,7 @@ from tonerwatch_api.domain.access import members_of
 from tonerwatch_api.domain.alert_settings import profiles, settings_out
 from tonerwatch_api.domain.audit import latest_changes
 from tonerwatch_api.domain.collectors import COLLECTORS, collector_out, collectors_query
+from tonerwatch_api.domain.dead_letters import all_site_ids, sees_unowned, tenant_site_ids, visible
 from tonerwatch_api.domain.discovery_jobs import (
     found_printers,
     get_job,
@@ -276,7 +277,10 @@ async def network_page(request: Request, days: int = 30, site: str = "") -> Resp
 
 GROUP_PICKER_MAX = 300  # printers listed as checkboxes per group on the Settings page
 AUDIT_ROWS = 25  # the latest changes; GET /api/v1/audit pages through the rest
-COLLECTORS_SHOWN = 500  # site collectors on the Settings page; GET /api/v1/collectors pages them all
+COLLECTORS_SHOWN = (
+    500  # site collectors on the Settings page; GET /api/v1/collectors pages them all
+)
+DEAD_LETTERS_SHOWN = 50  # the newest dead letters; GET /api/v1/dead-letters lists up to 500
 
 
 @router.get("/settings", response_class=HTMLResponse)
@@ -286,9 +290,27 @@ async def settings_page(request: Request) -> Response:
     is_admin = role_at_least(who.role, "admin")
     now = datetime.now(UTC)
     offline_after_s = app_state(request).settings.collector_offline_after_s
+    bus = app_state(request).bus
+    letters = []
+    if is_admin:
+        try:
+            letters = await bus.dead_letters(limit=2000)
+        except Exception:  # NATS away: the page still shows the rest
+            letters = []
 
     def work(s: Session) -> dict[str, Any]:
         counts = site_printer_counts(s, who.tenant_id)
+        dead = (
+            visible(
+                letters,
+                bus.subjects,
+                tenant_site_ids(s, who.tenant_id),
+                all_site_ids(s),
+                sees_unowned(who),
+            )[:DEAD_LETTERS_SHOWN]
+            if is_admin
+            else []
+        )
         found, _ = COLLECTORS.fetch(
             s, collectors_query(who.tenant_id), COLLECTORS.parse_sort(None), None, COLLECTORS_SHOWN
         )
@@ -308,6 +330,7 @@ async def settings_page(request: Request) -> Response:
         changes = latest_changes(s, who.tenant_id, AUDIT_ROWS) if is_admin else []
         return {
             "collectors": [collector_out(c, now, offline_after_s) for c in found],
+            "dead_letters": dead,
             "changes": changes,
             "me": who.user_id,
             "sites": sites,
