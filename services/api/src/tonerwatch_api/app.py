@@ -35,6 +35,7 @@ from tonerwatch_api.routes import (
     api_docs,
     audit,
     auth,
+    bulk_add,
     collectors,
     dead_letters,
     discovery_jobs,
@@ -53,6 +54,7 @@ from tonerwatch_api.routes import (
 )
 from tonerwatch_api.schemas.common import VALIDATION_ERROR_EXAMPLE, ErrorOut, ReadyOut
 from tonerwatch_api.settings import Settings
+from tonerwatch_api.ui import bulk_add as bulk_add_page
 from tonerwatch_api.ui import login, pages
 from tonerwatch_api.ui import printers as printer_pages
 from tonerwatch_api.ui import tenants as tenant_pages
@@ -106,6 +108,7 @@ def create_app(
         auth,
         sites,
         printers,
+        bulk_add,
         alerts,
         exports,
         tokens,
@@ -124,7 +127,8 @@ def create_app(
         dead_letters,
     ):
         app.include_router(resource.router)
-    for ui_pages in (login, printer_pages, pages, tenant_pages):
+    # Bulk add before the printer pages: /printers/bulk is not a printer id.
+    for ui_pages in (login, bulk_add_page, printer_pages, pages, tenant_pages):
         app.include_router(ui_pages.router)
     app.include_router(api_docs.router)
     app.mount(api_docs.ASSETS, api_docs.SwaggerAssets(), name="api-docs-assets")
