@@ -13,6 +13,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
+import subprocess
+import tempfile
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,7 +27,7 @@ import nats.js.errors
 
 from tonerwatch.services import CliError, service_module
 from tonerwatch_shared.bus import Bus
-from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
+from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port, nats_server_binary
 from tonerwatch_shared.events import CollectorStatus
 from tonerwatch_shared.hub import HubError, write_site_bundle
 from tonerwatch_shared.lifecycle import install_stop_signals
@@ -47,6 +50,19 @@ COLLECTOR_SERVICES = ("discovery", "poller")
 STATUS_INTERVAL_S = 60.0
 STATUS_INTERVAL_ENV = "TONERWATCH_COLLECTOR_STATUS_INTERVAL_S"
 ENROLLED_DIR = "site"  # DATA_DIR/site/: what an enrolment wrote
+CHECK_TIMEOUT_S = 10.0
+# What nats-server logs when a leaf connection fails, first match wins: (needle, what it means).
+_LINK_FAILURES: tuple[tuple[str, str], ...] = (
+    ("authorization violation", "the hub refused the site's credentials (revoked, or wrong)"),
+    ("authentication error", "the hub refused the site's credentials (revoked, or wrong)"),
+    ("tls", "TLS handshake with the hub failed (certificate or CA)"),
+    ("x509", "TLS handshake with the hub failed (certificate or CA)"),
+    ("certificate", "TLS handshake with the hub failed (certificate or CA)"),
+    ("connection refused", "the hub refused the connection (nothing listens on its leaf port)"),
+    ("no such host", "the hub's host name does not resolve"),
+    ("i/o timeout", "the hub did not answer (firewall or wrong address)"),
+    ("error trying to connect", "the hub could not be reached"),
+)
 
 
 async def run_collector(
@@ -246,6 +262,20 @@ def add_collector_parser(sub: Any) -> None:
     collector.add_argument(
         "--enrol-only", action="store_true", help="enrol (write DATA_DIR/site/) and exit"
     )
+    collector.add_argument(
+        "--check",
+        action="store_true",
+        help="check that the hub is reachable and takes the site's TLS certificate and "
+        "credentials (a short-lived leaf connection, no JetStream, nothing stored), print one "
+        "line and exit: 0 link up, 2 not",
+    )
+    collector.add_argument(
+        "--check-timeout",
+        type=float,
+        default=CHECK_TIMEOUT_S,
+        metavar="S",
+        help=f"how long --check waits for the hub (default {CHECK_TIMEOUT_S:g} s)",
+    )
 
 
 def enrol(api_url: str, token: str, folder: Path, timeout_s: float = 30.0) -> Path:
@@ -295,6 +325,79 @@ def _credentials_file(args: argparse.Namespace, data_dir: Path) -> Path:
     raise CliError("give --credentials FILE or --enrol URL --token T")
 
 
+def check_link(
+    hub_url: str, credentials: SiteCredentials, timeout_s: float = CHECK_TIMEOUT_S
+) -> tuple[bool, str]:
+    """Dial the hub's leaf listener as the site once; return (up, one line saying how it went).
+
+    A throwaway nats-server without JetStream (so nothing of the site's is touched, and the
+    hub's JetStream sees no new domain) with the collector's own leaf remote: the same TLS and
+    credentials path, judged by the server's /leafz and, on failure, its log.
+    """
+    leaf = site_leafnodes(hub_url, credentials, reconnect_s=1.0)
+    with tempfile.TemporaryDirectory(prefix="tonerwatch-check-") as tmp:
+        folder = Path(tmp)
+        port, http_port = free_tcp_port(), free_tcp_port()
+        conf = folder / "check.conf"
+        conf.write_text(
+            f'server_name: "check-{credentials.site}"\nlisten: "127.0.0.1:{port}"\n'
+            f'http: "127.0.0.1:{http_port}"\n{leaf}'
+        )
+        conf.chmod(0o600)  # it holds the site's password
+        log_file = folder / "check.log"
+        proc = subprocess.Popen(
+            [str(nats_server_binary()), "-c", str(conf), "-l", str(log_file)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            up = asyncio.run(_leafz_up(http_port, timeout_s))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        text = log_file.read_text(errors="replace") if log_file.exists() else ""
+    who = f"site {credentials.site} ({credentials.user})"
+    if up is not None:
+        return True, f"link to the hub {hub_url} up: {who} accepted, round trip {up}"
+    return False, f"link to the hub {hub_url} down: {_link_failure(text, timeout_s)}"
+
+
+async def _leafz_up(http_port: int, timeout_s: float) -> str | None:
+    """Return the leaf connection's rtt once /leafz shows it, None after timeout_s."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                leafz = (await client.get(f"http://127.0.0.1:{http_port}/leafz")).json()
+                if leafz.get("leafnodes"):  # the count; "leafs" lists them
+                    leafs = leafz.get("leafs") or [{}]
+                    return str(leafs[0].get("rtt") or "unknown")
+            await asyncio.sleep(0.1)
+    return None
+
+
+def _link_failure(log_text: str, timeout_s: float) -> str:
+    """Return why the leaf did not come up, from the throwaway server's log."""
+    errors = [ln for ln in log_text.splitlines() if "[ERR]" in ln or "[WRN]" in ln]
+    for line in reversed(errors):
+        lowered = line.lower()
+        for needle, meaning in _LINK_FAILURES:
+            if needle in lowered:
+                detail = re.split(r"\[(?:ERR|WRN)\] ", line, maxsplit=1)[-1].strip()
+                return f"{meaning}: {detail[:200]}"
+    if "leafnode connection closed" in log_text.lower():
+        # The hub's TLS refusing the site's client certificate looks like this from the site.
+        return (
+            "the hub closed the connection during the handshake (does it trust the site's "
+            "certificate? is the site's CA the hub's?)"
+        )
+    return f"no leaf connection within {timeout_s:g} s (no error logged)"
+
+
 def collector_command(args: argparse.Namespace) -> int:
     """Run the collector until Ctrl-C/SIGTERM (after enrolling, if asked)."""
     data_dir = args.data_dir or Path.cwd() / "tonerwatch-site"
@@ -305,6 +408,10 @@ def collector_command(args: argparse.Namespace) -> int:
     hub_url = args.hub or credentials.hub_url
     if not hub_url:
         raise CliError("--hub tls://host:7422 needed (the enrolment did not say the hub's URL)")
+    if args.check:
+        up, line = check_link(hub_url, credentials, args.check_timeout)
+        print(f"tonerwatch: {line}")
+        return 0 if up else 2
     if args.data_dir is None and args.credentials is not None:
         data_dir = Path.cwd() / f"tonerwatch-site-{credentials.site}"
 
@@ -318,4 +425,4 @@ def collector_command(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_collector_parser", "collector_command", "enrol", "run_collector"]
+__all__ = ["add_collector_parser", "check_link", "collector_command", "enrol", "run_collector"]
