@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db.models import AuditEntry, OutboxEvent
+from tonerwatch_api.db.models import AuditEntry, OutboxEvent, SupplyStateRow
 from tonerwatch_api.db.orders import Order
 from tonerwatch_api.db.tx import create_user, ensure_admin, ensure_site, in_tx
 from tonerwatch_api.domain.orders import next_statuses
@@ -611,3 +611,19 @@ async def test_a_retried_submit_with_the_same_idempotency_key_is_one_order_and_o
     assert [e.order_id for e in events] == [first.json()["id"], last["id"]]
     # Its id is the order's own: however often published or forwarded, one Idempotency-Key upstream.
     assert events[0].event_id == created_event_id(first.json()["id"])
+
+
+async def test_an_order_for_a_supply_reporting_no_part_number_takes_the_catalogues(
+    client: httpx.AsyncClient, db: Engine, reading: Callable[..., SupplyReading]
+) -> None:
+    # Some firmware answers the supplies table without part numbers in the description.
+    bare = reading().supplies
+    apply_now(db, reading(supplies=tuple(s.model_copy(update={"part_number": None}) for s in bare)))
+    stored = in_tx(db, lambda s: s.get(SupplyStateRow, (PRINTER, "2")))
+    assert stored is not None and stored.part_number is None
+    h = await bearer(client)
+    order = await place(client, h, supply_index="2")
+    assert order["part_number"] == "W2031A"  # printer/catalogue/hp.toml, HP 415A Cyan
+    # The caller's own part number still wins.
+    mine = await place(client, h, supply_index="3", part_number="W2033X")
+    assert mine["part_number"] == "W2033X"

@@ -28,6 +28,7 @@ from tonerwatch_api.projections.orders import order_event
 from tonerwatch_api.projections.outbox import add_to_outbox
 from tonerwatch_api.schemas.orders import OrderIn, OrderOut, OrderPatch
 from tonerwatch_shared.events import OrderStatus
+from tonerwatch_shared.printer.catalogue import find_part
 
 STATUS_LABEL = {
     "requested": "Requested",
@@ -93,6 +94,12 @@ def new_order_id() -> str:
 def _invalid(name: str, message: str) -> Invalid:
     """Return a 422 naming the body field."""
     return Invalid((name,), message)
+
+
+def catalogue_number(printer: Printer, supply: SupplyStateRow) -> str | None:
+    """Return the catalogue's part number for a supply whose printer reports none (or None)."""
+    part = find_part(printer.vendor, printer.model, supply.kind, supply.colour)
+    return part.part_number if part is not None else None
 
 
 def find_by_key(session: Session, tenant_id: str, key: str) -> Order | None:
@@ -185,7 +192,7 @@ def place_order(
         printer_id=printer.id,
         supply_index=supply.supply_index,
         supply_description=supply.description,
-        part_number=body.part_number or supply.part_number,
+        part_number=body.part_number or supply.part_number or catalogue_number(printer, supply),
         colour=supply.colour,
         quantity=body.quantity,
         status=body.status,
