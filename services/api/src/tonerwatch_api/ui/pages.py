@@ -347,6 +347,13 @@ async def settings_page(request: Request) -> Response:
 
     ctx = await run_tx(app_state(request).engine, work)
     default_site = app_state(request).settings.default_site
+    hub_enabled = app_state(request).settings.hub_dir is not None  # enrolment and revocation
     return render(
-        request, "settings.html", who, is_admin=is_admin, default_site=default_site, **ctx
+        request,
+        "settings.html",
+        who,
+        is_admin=is_admin,
+        default_site=default_site,
+        hub_enabled=hub_enabled,
+        **ctx,
     )

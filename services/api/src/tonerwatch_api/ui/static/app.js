@@ -117,9 +117,16 @@
         extra = { "Idempotency-Key": form.dataset.key };
       }
       api(parts[0], parts[1], body, extra).then(function (data) {
-        if (form.dataset.showToken && data && data.token) {
-          document.getElementById("new-token-value").textContent = data.token;
-          document.getElementById("new-token").hidden = false;
+        if (form.dataset.showToken !== undefined && data && data.token) {
+          // data-show-token="X": the token goes into #X-value (and the command to run, if the
+          // answer has one, into #X-command); shown once, never stored by the page.
+          var shown = form.dataset.showToken || "new-token";
+          document.getElementById(shown + "-value").textContent = data.token;
+          var command = document.getElementById(shown + "-command");
+          if (command) command.textContent = data.command || "";
+          var site = document.getElementById(shown + "-site");
+          if (site) site.textContent = data.site_id || "";
+          document.getElementById(shown).hidden = false;
           form.reset();
         } else {
           window.location.reload();
