@@ -319,6 +319,11 @@ class OrderChanged(PrinterEvent):
     alert_id: str | None = Field(
         default=None, description="The alert (ThresholdCrossed) it answers"
     )
+    batch_id: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Orders placed together from one suggestion (one part, several supplies)",
+    )
     changed_by: str | None = Field(
         default=None, description="Username; None when the api changed it (delivery seen)"
     )

@@ -50,6 +50,8 @@ class Order(SQLModel, table=True):
     delivery_event_id: str | None = SqlField(default=None, max_length=36)
     # The caller's Idempotency-Key of the POST that placed it (None: given none).
     idempotency_key: str | None = SqlField(default=None, max_length=128)
+    # Orders placed together from one suggestion line (the same part for several supplies of a site).
+    batch_id: str | None = SqlField(default=None, max_length=32, index=True)
     created_at: datetime = SqlField(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

@@ -74,6 +74,7 @@ def order_out(order: Order, printer_name: str | None) -> OrderOut:
         alert_id=order.alert_id,
         created_by=order.created_by,
         delivery_event_id=order.delivery_event_id,
+        batch_id=order.batch_id,
         created_at=order.created_at,
         ordered_at=order.ordered_at,
         shipped_at=order.shipped_at,
@@ -139,6 +140,8 @@ def place_order(
     body: OrderIn,
     source: str,
     idempotency_key: str | None = None,
+    *,
+    batch_id: str | None = None,
 ) -> tuple[Order, bool]:
     """Store a new order for a supply of one of the tenant's printers, queue OrderChanged.
 
@@ -202,6 +205,7 @@ def place_order(
         alert_id=body.alert_id,
         created_by=who.username,
         idempotency_key=idempotency_key,
+        batch_id=batch_id,
         created_at=now,
         ordered_at=now if body.status == "ordered" else None,
         updated_at=now,

@@ -49,6 +49,7 @@ def order_event(
         supplier_reference=order.supplier_reference,
         notes=order.notes,
         alert_id=order.alert_id,
+        batch_id=order.batch_id,
         changed_by=changed_by,
         created_at=order.created_at,
         ordered_at=order.ordered_at,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
+from tonerwatch_api.db.orders import Order
 from tonerwatch_api.db.tx import run_tx
 from tonerwatch_api.deps import ERRORS, Operator, OrderId, Viewer, app_state, change, page_of
 from tonerwatch_api.domain.orders import (
@@ -18,9 +19,18 @@ from tonerwatch_api.domain.orders import (
     place_order,
     update_order,
 )
+from tonerwatch_api.domain.suggestions import order_suggestion, suggestions
 from tonerwatch_api.listing import Page
 from tonerwatch_api.schemas.common import error_response
-from tonerwatch_api.schemas.orders import OrderIn, OrderOut, OrderPage, OrderPatch
+from tonerwatch_api.schemas.orders import (
+    BatchOut,
+    OrderIn,
+    OrderOut,
+    OrderPage,
+    OrderPatch,
+    SuggestionList,
+    SuggestionOrderIn,
+)
 from tonerwatch_shared.events import OrderStatus
 
 router = APIRouter(prefix="/api/v1")
@@ -132,6 +142,71 @@ async def create_order(
     def work(s: Session) -> tuple[OrderOut, bool]:
         order, placed = place_order(s, who, body, st.source, idempotency_key)
         return one_out(s, order), placed
+
+    out, placed = await change(st, work)
+    if not placed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return out
+
+
+@router.get("/orders/suggestions", response_model=SuggestionList, tags=["orders"], responses=ERRORS)
+async def list_suggestions(
+    request: Request,
+    who: Viewer,
+    site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
+) -> SuggestionList:
+    """What to order now: one line per site and part number, every supply of the site that will
+    run low within its lead time (open low/critical/empty alert, or the forecast's) and has no
+    open order; most urgent first."""
+
+    def work(s: Session) -> SuggestionList:
+        return SuggestionList(items=suggestions(s, who.tenant_id, site))
+
+    return await run_tx(app_state(request).engine, work)
+
+
+@router.post(
+    "/orders/suggestions/order",
+    response_model=BatchOut,
+    status_code=201,
+    tags=["orders"],
+    responses={
+        **CREATE_ERRORS,
+        200: {"description": "A retry: the orders this Idempotency-Key placed before"},
+    },
+)
+async def order_suggested(
+    request: Request,
+    response: Response,
+    body: SuggestionOrderIn,
+    who: Operator,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=120,
+            pattern=r"^[\x21-\x7e]+$",
+            description="The same key again answers the orders it placed (200)",
+        ),
+    ] = None,
+) -> BatchOut:
+    """Turn one suggestion line into orders: one per supply, placed together (one batch_id); 404
+    when the line is no longer suggested (ordered meanwhile, or nothing runs low)."""
+    st = app_state(request)
+
+    def work(s: Session) -> tuple[BatchOut, bool]:
+        before = None
+        if idempotency_key is not None:
+            before = s.exec(
+                select(Order.id).where(col(Order.idempotency_key).startswith(idempotency_key + "#"))
+            ).first()
+        orders = order_suggestion(s, who, body.key, st.source, idempotency_key)
+        items = [one_out(s, o) for o in orders]
+        return BatchOut(batch_id=orders[0].batch_id if orders else None, items=items), (
+            before is None
+        )
 
     out, placed = await change(st, work)
     if not placed:

@@ -132,6 +132,7 @@ _EXAMPLE_OUT: dict[str, Any] = {
     "alert_id": "p-3fa2c91b0d:1:low",
     "created_by": "alice",
     "delivery_event_id": None,
+    "batch_id": None,
     "created_at": "2026-11-27T09:12:00Z",
     "ordered_at": "2026-11-27T09:30:00Z",
     "shipped_at": None,
@@ -165,6 +166,9 @@ class OrderOut(BaseModel):
     delivery_event_id: str | None = Field(
         description="The SupplyReplaced event that marked it delivered (None: by hand, or not yet)"
     )
+    batch_id: str | None = Field(
+        default=None, description="Orders placed together from one suggestion share it"
+    )
     created_at: datetime
     ordered_at: datetime | None
     shipped_at: datetime | None
@@ -181,3 +185,97 @@ class OrderPage(BaseModel):
     )
     items: list[OrderOut]
     next_cursor: str | None
+
+
+# --- suggestions ---------------------------------------------------------------------------------
+
+
+class SuggestedSupply(BaseModel):
+    """One supply of a suggestion line: which printer, how low, why now."""
+
+    printer_id: str
+    printer_name: str | None
+    supply_index: str
+    supply_description: str
+    colour: str | None
+    percent: float | None
+    rule: str = Field(description="Why now: empty, critical, low, or forecast (within lead time)")
+    alert_id: str
+    days_to_empty: float | None = Field(description="The forecast's, when it made the alert")
+
+
+_EXAMPLE_SUGGESTION: dict[str, Any] = {
+    "key": "hq/W2030A",
+    "site_id": "hq",
+    "part_number": "W2030A",
+    "page_yield": 2400,
+    "from_catalogue": False,
+    "quantity": 2,
+    "most_urgent": "low",
+    "days_to_empty": 4.5,
+    "supplies": [
+        {
+            "printer_id": "p-3fa2c91b0d",
+            "printer_name": "Finance HP",
+            "supply_index": "1",
+            "supply_description": "Black Cartridge HP W2030A",
+            "colour": "black",
+            "percent": 8.0,
+            "rule": "low",
+            "alert_id": "p-3fa2c91b0d:1:low",
+            "days_to_empty": None,
+        },
+        {
+            "printer_id": "p-77c0e1a2b3",
+            "printer_name": "Reception HP",
+            "supply_index": "1",
+            "supply_description": "Black Cartridge HP W2030A",
+            "colour": "black",
+            "percent": 21.0,
+            "rule": "forecast",
+            "alert_id": "p-77c0e1a2b3:1:forecast",
+            "days_to_empty": 4.5,
+        },
+    ],
+}
+
+
+class SuggestionOut(BaseModel):
+    """What to order now for one site and part number: every supply of the site that needs it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_SUGGESTION]})
+    key: str = Field(description="POST it to /orders/suggestions/order to order the line")
+    site_id: str
+    part_number: str | None = Field(description="None: neither the printer nor the catalogue knows")
+    page_yield: int | None = Field(description="Pages per part, from the catalogue")
+    from_catalogue: bool = Field(description="The printer reports no part number; the catalogue's")
+    quantity: int = Field(description="How many to order: one per supply of the line")
+    most_urgent: str = Field(description="The worst reason among its supplies")
+    days_to_empty: float | None = Field(description="The soonest forecast among its supplies")
+    supplies: list[SuggestedSupply]
+
+
+class SuggestionList(BaseModel):
+    """What to order now, most urgent first."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_EXAMPLE_SUGGESTION]}]})
+    items: list[SuggestionOut]
+
+
+class SuggestionOrderIn(BaseModel):
+    """Turn one suggestion line into orders (one per supply, one batch)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"key": "hq/W2030A"}]}
+    )
+    key: str = Field(min_length=1, max_length=300, description="The suggestion's key")
+
+
+class BatchOut(BaseModel):
+    """The orders one suggestion placed."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"batch_id": "b-1c2d3e4f5a6b", "items": [_EXAMPLE_OUT]}]}
+    )
+    batch_id: str | None
+    items: list[OrderOut]

@@ -31,6 +31,7 @@ from tonerwatch_api.domain.groups import tenant_groups
 from tonerwatch_api.domain.network_usage import human_bytes, usage
 from tonerwatch_api.domain.orders import ACTION_LABEL, STATUS_LABEL, find_orders
 from tonerwatch_api.domain.printers import find_printers
+from tonerwatch_api.domain.suggestions import suggestions
 from tonerwatch_api.domain.tenancy import site_printer_counts, tenant_sites
 from tonerwatch_api.domain.tokens import api_tokens
 from tonerwatch_api.domain.users import tenant_users
@@ -186,6 +187,7 @@ async def orders_page(
         responsible = user_responsibility(s, who)
         groups = tenant_groups(s, who.tenant_id)
         return {
+            "suggestions": suggestions(s, who.tenant_id, site or None, mine),
             "orders": items,
             "next_cursor": next_cursor,
             "sites": tenant_sites(s, who.tenant_id),
