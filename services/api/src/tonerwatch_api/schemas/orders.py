@@ -190,20 +190,6 @@ class OrderPage(BaseModel):
 # --- suggestions ---------------------------------------------------------------------------------
 
 
-class SuggestedSupply(BaseModel):
-    """One supply of a suggestion line: which printer, how low, why now."""
-
-    printer_id: str
-    printer_name: str | None
-    supply_index: str
-    supply_description: str
-    colour: str | None
-    percent: float | None
-    rule: str = Field(description="Why now: empty, critical, low, or forecast (within lead time)")
-    alert_id: str
-    days_to_empty: float | None = Field(description="The forecast's, when it made the alert")
-
-
 _EXAMPLE_SUGGESTION: dict[str, Any] = {
     "key": "hq/W2030A",
     "site_id": "hq",
@@ -238,6 +224,21 @@ _EXAMPLE_SUGGESTION: dict[str, Any] = {
         },
     ],
 }
+
+
+class SuggestedSupply(BaseModel):
+    """One supply of a suggestion line: which printer, how low, why now."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_SUGGESTION["supplies"][0]]})
+    printer_id: str
+    printer_name: str | None
+    supply_index: str
+    supply_description: str
+    colour: str | None
+    percent: float | None
+    rule: str = Field(description="Why now: empty, critical, low, or forecast (within lead time)")
+    alert_id: str
+    days_to_empty: float | None = Field(description="The forecast's, when it made the alert")
 
 
 class SuggestionOut(BaseModel):
