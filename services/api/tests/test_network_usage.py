@@ -177,3 +177,6 @@ async def test_network_api_and_page_show_sync_from_the_bus(
     row = re.search(r'<td class="sync">([^<]+)<div class="meta">([^<]+)</div>', page.text)
     assert row and row.group(1) == "1.8 kB" and row.group(2) == "1 delivery"
     assert "99.9 kB" not in page.text  # the other tenant's sync
+    # Per site, each kind also per day: 2.8 kB of sync over the 7 days is 400 B a day.
+    assert "over its 7 days" in page.text
+    assert re.search(r'<div class="meta per-day">400 B/day</div>', page.text), page.text
