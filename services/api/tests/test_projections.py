@@ -26,7 +26,7 @@ from tonerwatch_api.domain.access import Principal
 from tonerwatch_api.domain.printers import delete_printer
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.projections.outbox import Outbox, add_to_outbox, dead_outbox_events
-from tonerwatch_api.projections.printers import PrinterNotYetKnown, ProjectionOptions
+from tonerwatch_api.projections.printers import PrinterNotYetKnown, ProjectionOptions, apply_event
 from tonerwatch_api.projections.projector import Projector, apply_now
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
@@ -384,3 +384,126 @@ async def test_printer_without_serial_followed_by_mac_after_dhcp_move(bus: Bus, 
     with Session(pg) as s:
         printers = s.exec(select(Printer)).all()
     assert len(printers) == 1 and printers[0].address == "127.0.0.35"
+
+
+def _rows_of(engine: Engine, prefix: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row the readings projection writes for printers whose id starts with prefix, ids cut."""
+
+    def cut(value: object) -> object:
+        return (
+            value[len(prefix) :] if isinstance(value, str) and value.startswith(prefix) else value
+        )
+
+    with Session(engine) as s:
+        printers = [
+            tuple(
+                (k, cut(v))
+                for k, v in sorted(p.model_dump().items())
+                # Set up separately for each copy (configured, alert raised, removed): not compared.
+                if k not in ("name", "config_at", "created_at", "removed_at")
+                and not (k == "updated_at" and p.removed_at is not None)
+            )
+            for p in s.exec(select(Printer).where(col(Printer.id).startswith(prefix))).all()
+        ]
+        states = [
+            tuple(cut(v) for _k, v in sorted(r.model_dump().items()))
+            for r in s.exec(
+                select(SupplyStateRow).where(col(SupplyStateRow.printer_id).startswith(prefix))
+            ).all()
+        ]
+        history = [
+            tuple(cut(v) for k, v in sorted(r.model_dump().items()) if k != "id")
+            for r in s.exec(select(Reading).where(col(Reading.printer_id).startswith(prefix))).all()
+        ]
+        counters = [
+            tuple(cut(v) for k, v in sorted(r.model_dump().items()) if k != "id")
+            for r in s.exec(
+                select(CounterReading).where(col(CounterReading.printer_id).startswith(prefix))
+            ).all()
+        ]
+    return {
+        "printers": sorted(printers, key=repr),
+        "supply_states": sorted(states, key=repr),
+        "readings": sorted(history, key=repr),
+        "counter_readings": sorted(counters, key=repr),
+    }
+
+
+def test_a_batch_of_readings_equals_applying_them_one_by_one(
+    db: Engine, configured: Callable[..., PrinterConfigured], reading: Callable[..., SupplyReading]
+) -> None:
+    """apply_readings (set-based, one transaction) leaves exactly the rows apply_event leaves.
+
+    Two copies of one small fleet, "a-" applied reading by reading, "b-" in one batch: several
+    readings per printer (out of order, one late and older), a supply that appears later, a
+    redelivery inside the batch and one of an event already applied, a printer with an open
+    alert, one without counters, one removed, one reading for a printer removed long ago.
+    """
+    from tonerwatch_api.projections.readings import apply_readings
+    from tonerwatch_shared.printer.model import Counters, PrinterStatus, Tray
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    t = [now - timedelta(minutes=m) for m in (30, 25, 20, 15, 10, 5)]
+    who = Principal(1, "admin", "admin", "default", frozenset({"read", "write"}), "bearer", "x")
+    copies: dict[str, list[SupplyReading]] = {}
+    earlier: dict[str, SupplyReading] = {}
+    for prefix in ("a-", "b-"):
+        for name in ("hp", "ricoh", "gone"):
+            apply_now(db, configured(printer_id=f"{prefix}{name}", name=f"{name} printer"))
+        apply_now(
+            db,
+            ThresholdCrossed(
+                source="alerter",
+                site_id="default",
+                printer_id=f"{prefix}ricoh",
+                alert_id=f"{prefix}ricoh:1:empty",
+                rule="empty",
+                severity="critical",
+                supply_index="1",
+                percent=0.0,
+                message="Black toner empty",
+            ),
+        )
+        in_tx(db, lambda s, p=prefix: delete_printer(s, who, f"{p}gone", "api"))
+        hp, ricoh = f"{prefix}hp", f"{prefix}ricoh"
+        first = reading(printer_id=hp, occurred_at=t[0], supplies=hp_supplies(black=50.0))
+        assert apply_now(db, first) == "applied"  # already applied before the batch
+        earlier[prefix] = first
+        copies[prefix] = [
+            reading(printer_id=hp, occurred_at=t[3], supplies=hp_supplies(black=40.0)),
+            reading(
+                printer_id=hp,
+                occurred_at=t[5],
+                supplies=hp_supplies(black=38.0)[:4],  # the waste bin not reported this time
+                trays=(Tray(index="1", name="Tray 1", level=-3, max_capacity=250),),
+                status=PrinterStatus(device_status="warning", errors=("low toner",)),
+                bytes_sent=388,
+            ),
+            # Late and older than the state: history only.
+            reading(printer_id=hp, occurred_at=t[1], supplies=hp_supplies(black=49.0)),
+            reading(
+                printer_id=ricoh,
+                occurred_at=t[2],
+                supplies=hp_supplies(black=0.0)[:2],
+                counters=Counters(),
+            ),
+            reading(printer_id=ricoh, occurred_at=t[4], supplies=hp_supplies(black=0.0)),
+            reading(printer_id=f"{prefix}gone", occurred_at=t[4]),
+            reading(
+                printer_id=f"{prefix}ghost", occurred_at=now - timedelta(hours=1)
+            ),  # unknown for long: dropped
+        ]
+    # Redeliveries: one inside the batch, one of the reading applied before it.
+    batch = [*copies["b-"], copies["b-"][0], earlier["b-"]]
+    one_by_one = [*copies["a-"], copies["a-"][0], earlier["a-"]]
+    options = ProjectionOptions()
+    singles = [
+        in_tx(db, lambda s, e=e: apply_event(s, e, "api-readings", options, now))
+        for e in sorted(one_by_one, key=lambda e: (e.printer_id, e.occurred_at))
+    ]
+    ordered = sorted(batch, key=lambda e: (e.printer_id, e.occurred_at))
+    batched = in_tx(db, lambda s: apply_readings(s, ordered, "api-readings", options, now))
+    assert sorted(batched) == sorted(singles)
+    assert batched.count("applied") == 5 and batched.count("duplicate") == 2
+    assert _rows_of(db, "b-") == _rows_of(db, "a-")
+    assert count(db, ProcessedEvent, consumer="api-readings") == 2 * 7  # each reading once

@@ -533,3 +533,4 @@ _HANDLERS = {
     SupplyReplaced: _apply_replaced,
     UpstreamOrderUpdate: _apply_upstream,
 }
+

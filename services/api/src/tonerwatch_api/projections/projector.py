@@ -15,6 +15,7 @@ from tonerwatch_api.db.tx import database_probe, in_tx, run_tx
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.projections.outbox import Outbox
 from tonerwatch_api.projections.printers import ProjectionOptions, apply_event
+from tonerwatch_api.projections.readings import apply_readings
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.events import (
     AlertResolved,
@@ -97,10 +98,17 @@ class Projector:
         now = datetime.now(UTC)
         # The same lock order in every transaction: concurrent batches never deadlock.
         ordered = sorted(events, key=lambda e: (printer_of(e) or "", e.occurred_at))
-        outcomes = await run_tx(
-            self.engine,
-            lambda s: [apply_event(s, e, consumer, self.options, now) for e in ordered],
-        )
+        readings = [e for e in ordered if isinstance(e, SupplyReading)]
+        if len(readings) == len(ordered):
+            # Set-based: a fixed number of statements per batch (same results, see apply_readings).
+            outcomes = await run_tx(
+                self.engine, lambda s: apply_readings(s, readings, consumer, self.options, now)
+            )
+        else:
+            outcomes = await run_tx(
+                self.engine,
+                lambda s: [apply_event(s, e, consumer, self.options, now) for e in ordered],
+            )
         for event, outcome in zip(ordered, outcomes, strict=True):
             self.metrics.event_applied(consumer, type(event).__name__, outcome, event.occurred_at)
 

@@ -24,11 +24,11 @@ def refresh_status(session: Session, printer: Printer, states: Sequence[str] | N
             Alert.printer_id == printer.id, col(Alert.resolved_at).is_(None)
         )
     ).all()
-    printer.status = _status_of(printer, states, severities)
+    printer.status = status_of(printer, states, severities)
     session.add(printer)
 
 
-def _status_of(printer: Printer, states: Sequence[str], severities: Sequence[str]) -> str:
+def status_of(printer: Printer, states: Sequence[str], severities: Sequence[str]) -> str:
     return printer_status(
         monitored=printer.monitored,
         reachable=printer.reachable,
@@ -66,7 +66,7 @@ def refresh_statuses_batch(session: Session, after: str, batch: int) -> str | No
         if alerted is not None:  # always, by the where; site-wide alerts have no printer
             severities[alerted].append(severity)
     for p in printers:
-        status = _status_of(p, states[p.id], severities[p.id])
+        status = status_of(p, states[p.id], severities[p.id])
         if status != p.status:
             p.status = status
             session.add(p)
