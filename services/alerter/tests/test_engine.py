@@ -433,3 +433,30 @@ def test_sleeping_printer_after_configuration_raises_nothing_at_all() -> None:
     st = evaluate(new_state(PID), configured(T0, "HP M252dw", None), CTX).state
     st, events = run([60, None, None, None], state=st, start=T0 + timedelta(hours=1))
     assert events == [] and st.supplies["1.1"].last_percent == 60 and st.alerts == {}
+
+
+def test_a_refused_snmpv3_key_raises_an_alert_saying_so_resolved_when_polls_answer() -> None:
+    st, _ = run([80])
+    down = PrinterUnreachable(
+        source="poller",
+        site_id="hq",
+        printer_id=PID,
+        address="127.0.0.1",
+        consecutive_failures=1,
+        reason="the printer refused our SNMPv3 authentication (wrong auth key or protocol) "
+        "(127.0.0.1:161 (SNMPv3): Wrong SNMP PDU digest)",
+        failure="auth_failed",
+        occurred_at=T0 + timedelta(hours=1),
+    )
+    out = evaluate(st, down, CTX)
+    [alert] = crossed(out.events)
+    assert alert.rule == "unreachable" and alert.message.startswith("SNMP access refused: ")
+    assert "wrong auth key" in alert.message
+    up = PrinterReachable(
+        source="poller",
+        site_id="hq",
+        printer_id=PID,
+        address="127.0.0.1",
+        occurred_at=T0 + timedelta(hours=2),
+    )
+    assert [r.rule for r in resolved(evaluate(out.state, up, CTX).events)] == ["unreachable"]

@@ -23,9 +23,7 @@ async def running_poller(bus: Bus, nats_url: str, **knobs: object) -> AsyncItera
         nats_url=nats_url,
         subject_root=bus.subjects.root,
         stream_prefix=bus.subjects.stream_prefix,
-        poll_timeout_s=0.3,
-        poll_retries=0,
-        **knobs,  # type: ignore[arg-type]
+        **{"poll_timeout_s": 0.3, "poll_retries": 0, **knobs},  # type: ignore[arg-type]
     )
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run(settings, stop=stop, ready=ready))
@@ -188,4 +186,3 @@ async def test_removed_printer_stops_being_polled(
 def test_settings_reject_a_zero_timeout() -> None:
     with pytest.raises(ValueError):
         Settings(poll_timeout_s=0)
-

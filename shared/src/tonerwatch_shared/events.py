@@ -221,7 +221,8 @@ class SupplyReading(PrinterEvent):
 
 
 class PrinterUnreachable(PrinterEvent):
-    """A printer missed N polls in a row."""
+    """A printer missed N polls in a row, or failed once for a reason retrying will not mend
+    (a refused SNMPv3 key); published again when the reason changes while it stays down."""
 
     type: Literal["tonerwatch.printer_unreachable.v1"] = "tonerwatch.printer_unreachable.v1"
     area_what: ClassVar[str] = sj.PRINTER_UNREACHABLE
@@ -229,6 +230,13 @@ class PrinterUnreachable(PrinterEvent):
     consecutive_failures: int
     reason: str
     last_success_at: AwareDatetime | None = None
+    failure: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Why, as a kind (tonerwatch_shared.failures): auth_failed, unknown_user, "
+        "priv_failed, unknown_engine_id, bad_credentials, bad_address, timeout, refused, "
+        "unresolvable, ...; None from pollers older than the field",
+    )
 
 
 class PrinterReachable(PrinterEvent):

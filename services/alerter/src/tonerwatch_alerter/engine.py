@@ -34,6 +34,7 @@ from tonerwatch_alerter.state import (
     alert_id,
     event_id,
 )
+from tonerwatch_shared import failures
 from tonerwatch_shared.events import (
     AlertResolved,
     Event,
@@ -100,7 +101,9 @@ def evaluate(state: PrinterState, event: Event, ctx: Context) -> Outcome:
     ev = _Emitter(work, event, ctx, out.events)
     title = work.label().title()
     if isinstance(event, PrinterUnreachable):
-        ev.raise_printer(UNREACHABLE, text.message("Printer unreachable", title, event.reason))
+        known = failures.KINDS.get(event.failure or "")
+        heading = "SNMP access refused" if known and known.credentials else "Printer unreachable"
+        ev.raise_printer(UNREACHABLE, text.message(heading, title, event.reason))
     elif isinstance(event, PrinterReachable):
         ev.resolve(alert_id(work.printer_id, None, UNREACHABLE), _answers_again(title))
     elif isinstance(event, PrinterRemoved):

@@ -40,7 +40,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
 
 from tonerwatch_poller import schedule
+from tonerwatch_shared import failures
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler, pause_on_bus_error
+from tonerwatch_shared.checks import check_host, credential_problems
 from tonerwatch_shared.events import (
     Event,
     PollRequested,
@@ -48,6 +50,7 @@ from tonerwatch_shared.events import (
     PrinterReachable,
     PrinterRemoved,
     PrinterUnreachable,
+    SnmpCredentials,
 )
 from tonerwatch_shared.ipp import IppError
 from tonerwatch_shared.lifecycle import stop_event
@@ -101,6 +104,8 @@ class PrinterHealth:
     unreachable: bool = False
     last_success_at: str | None = None
     last_error: str | None = None
+    # The failure kind last published in a PrinterUnreachable (a new kind is published again).
+    failure: str | None = None
     # Unix time of the last poll, ok or failed: what decides when the next is due.
     last_poll_at: float | None = None
 
@@ -121,6 +126,7 @@ class PrinterHealth:
                         "unreachable",
                         "last_success_at",
                         "last_error",
+                        "failure",
                         "last_poll_at",
                     )
                     if k in raw
@@ -462,7 +468,11 @@ class Poller:
         source = f"poller/{self.settings.instance}"
         try:
             # The credentials arrive sealed (event, KV); they are opened for this request only.
-            target = open_credentials(self.sealer, config.credentials).target(
+            credentials = open_credentials(self.sealer, config.credentials)
+            failure = _refused_before_sending(config, credentials)
+            if failure is not None:
+                raise _Refused(failure)
+            target = credentials.target(
                 config.address,
                 config.port,
                 timeout_s=self.settings.poll_timeout_s,
@@ -486,35 +496,17 @@ class Poller:
             else:
                 assert polled is not None
                 reading = polled.reading
-        except (SnmpError, IppError, OSError, TimeoutError, SealingError) as exc:
-            self.plans.pop(config.printer_id, None)
-            self.metrics.polls.labels(result="failed", protocol=config.protocol).inc()
-            health.failures += 1
-            health.last_error = str(exc) or type(exc).__name__
-            log.info(
-                "poll of %s (%s) failed %d time(s): %s",
-                config.printer_id,
-                config.address,
-                health.failures,
-                health.last_error,
-            )
-            if health.failures >= self.settings.unreachable_after and not health.unreachable:
-                health.unreachable = True
-                self.metrics.unreachable.inc()
-                await self.bus.publish(
-                    PrinterUnreachable(
-                        source=source,
-                        site_id=config.site_id,
-                        printer_id=config.printer_id,
-                        address=config.address,
-                        consecutive_failures=health.failures,
-                        reason=health.last_error,
-                        last_success_at=datetime.fromisoformat(health.last_success_at)
-                        if health.last_success_at
-                        else None,
-                    )
-                )
-            await self.health.put(health_key, health.to_bytes())
+        except (
+            SnmpError,
+            IppError,
+            OSError,
+            TimeoutError,
+            SealingError,
+            ValueError,
+            _Refused,
+        ) as exc:
+            failure = exc.failure if isinstance(exc, _Refused) else failures.describe(exc)
+            await self._failed(config, health, failure, source)
             return False
         await self.bus.publish(reading)
         self.metrics.polls.labels(result="ok", protocol=config.protocol).inc()
@@ -536,6 +528,81 @@ class Poller:
             )
         await self.health.put(health_key, health.to_bytes())
         return True
+
+    async def _failed(
+        self,
+        config: PrinterConfigured,
+        health: PrinterHealth,
+        failure: failures.PollFailure,
+        source: str,
+    ) -> None:
+        """Count a failed poll; publish PrinterUnreachable after N in a row, at once for a reason
+        retrying will not mend, and again when that reason changes while the printer is down."""
+        self.plans.pop(config.printer_id, None)
+        self.metrics.polls.labels(result="failed", protocol=config.protocol).inc()
+        health.failures += 1
+        health.last_error = failure.reason
+        log.info(
+            "poll of %s (%s) failed %d time(s): %s [%s]",
+            config.printer_id,
+            config.address,
+            health.failures,
+            failure.reason,
+            failure.kind,
+        )
+        due = health.failures >= self.settings.unreachable_after or failure.definitive
+        changed = health.unreachable and failure.definitive and failure.kind != health.failure
+        if (due and not health.unreachable) or changed:
+            if not health.unreachable:
+                self.metrics.unreachable.inc()
+            health.unreachable = True
+            health.failure = failure.kind
+            await self.bus.publish(
+                PrinterUnreachable(
+                    source=source,
+                    site_id=config.site_id,
+                    printer_id=config.printer_id,
+                    address=config.address,
+                    consecutive_failures=health.failures,
+                    reason=failure.reason,
+                    failure=failure.kind,
+                    last_success_at=datetime.fromisoformat(health.last_success_at)
+                    if health.last_success_at
+                    else None,
+                )
+            )
+        await self.health.put(token(config.printer_id), health.to_bytes())
+
+
+class _Refused(Exception):
+    """A poll refused before anything was sent (bad address or credentials), named."""
+
+    def __init__(self, failure: failures.PollFailure) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+
+
+def _refused_before_sending(
+    config: PrinterConfigured, credentials: SnmpCredentials
+) -> failures.PollFailure | None:
+    """Return why a printer cannot be polled as configured (stored before today's checks), or None.
+
+    An address that is no address is never looked up; SNMPv3 keys pysnmp cannot use are not tried.
+    """
+    try:
+        check_host(config.address)
+    except ValueError as exc:
+        return failures.PollFailure(
+            "bad_address", f"{failures.KINDS['bad_address'].summary} ({exc})"
+        )
+    if config.protocol == "ipp":
+        return None
+    problems = credential_problems(credentials)
+    if problems:
+        detail = "; ".join(f"{field}: {why}" for field, why in problems)
+        summary = failures.KINDS["bad_credentials"].summary
+        return failures.PollFailure("bad_credentials", f"{summary} ({detail})")
+    return None
 
 
 async def run(

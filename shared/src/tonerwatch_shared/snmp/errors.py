@@ -21,19 +21,37 @@ ERROR_STATUS_NAMES = {
 
 
 class SnmpError(Exception):
-    """Any failure to read from an SNMP agent."""
+    """Any failure to read from an SNMP agent; kind names it for people (tonerwatch_shared.failures)."""
+
+    kind: str = "error"
 
 
 class SnmpTimeoutError(SnmpError, TimeoutError):
     """The agent did not answer within timeout x (retries + 1)."""
 
+    kind = "timeout"
+
 
 class SnmpProtocolError(SnmpError):
     """The agent answered with something that is not a valid response to the request."""
 
+    kind = "protocol"
+
+
+class SnmpAccessError(SnmpError):
+    """The agent (or our engine, before sending) refused the credentials: an SNMPv3 report
+    (usmStatsWrongDigests, UnknownUserNames, DecryptionErrors, UnknownEngineIDs, ...) or a key
+    pysnmp cannot use. kind says which (a tonerwatch_shared.failures kind)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
 
 class SnmpResponseError(SnmpError):
     """The agent answered with a non-zero error-status."""
+
+    kind = "error_status"
 
     def __init__(self, target: str, status: int, index: int, oid: str | None) -> None:
         self.status = status

@@ -10,6 +10,7 @@ from typing import Any
 
 from pyasn1.type import univ
 from pysnmp.carrier.asyncio.dispatch import AsyncioDispatcher
+from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v3arch.asyncio import (
     ContextData,
     ObjectIdentity,
@@ -27,6 +28,7 @@ from pysnmp.proto import rfc1902, rfc1905
 from tonerwatch_shared.snmp.base import SnmpProtocol, VarBindList
 from tonerwatch_shared.snmp.errors import (
     IoStats,
+    SnmpAccessError,
     SnmpError,
     SnmpResponseError,
     SnmpTimeoutError,
@@ -49,6 +51,23 @@ PRIV_PROTOCOLS = {
     "AES128": _auth.USM_PRIV_CFB128_AES,
     "AES192": _auth.USM_PRIV_CFB192_AES,
     "AES256": _auth.USM_PRIV_CFB256_AES,
+}
+# What an SNMPv3 report (or pysnmp's own check) means, by pysnmp's error-indication class name.
+ACCESS_ERRORS = {
+    "WrongDigest": "auth_failed",  # usmStatsWrongDigests: wrong auth key or protocol
+    "AuthenticationFailure": "auth_failed",
+    "AuthenticationError": "auth_failed",
+    "UnknownUserName": "unknown_user",  # usmStatsUnknownUserNames
+    "UnknownSecurityName": "unknown_user",
+    "DecryptionError": "priv_failed",  # usmStatsDecryptionErrors: wrong privacy key or protocol
+    "UnknownEngineID": "unknown_engine_id",  # usmStatsUnknownEngineIDs, after discovery
+    "EngineIDMismatch": "unknown_engine_id",
+    "UnsupportedSecurityLevel": "unsupported_security",  # usmStatsUnsupportedSecLevels
+    "UnsupportedAuthProtocol": "unsupported_security",
+    "UnsupportedPrivProtocol": "unsupported_security",
+    "NoAuthentication": "unsupported_security",
+    "NoEncryption": "unsupported_security",
+    "NotInTimeWindow": "not_in_time_window",  # usmStatsNotInTimeWindows
 }
 _MISSING = {
     rfc1905.NoSuchObject.tagSet: Missing.NO_SUCH_OBJECT,
@@ -227,6 +246,13 @@ class V3SnmpClient(SnmpProtocol):
                     *binds,
                     lookupMib=False,
                 )
+            except PySnmpError as exc:
+                # e.g. WrongValueError for a key under 8 characters: refused before anything is sent
+                raise SnmpAccessError(
+                    f"{target}: the SNMPv3 user, keys or protocols cannot be used "
+                    f"({type(exc).__name__}; keys are at least 8 characters)",
+                    "bad_credentials",
+                ) from None
             finally:
                 _CURRENT_CALL.reset(token)
                 for rid in call.request_ids:
@@ -240,6 +266,9 @@ class V3SnmpClient(SnmpProtocol):
             stats.round_trips += 1
         if error_indication:
             text = str(error_indication)
+            access = ACCESS_ERRORS.get(type(error_indication).__name__)
+            if access is not None:
+                raise SnmpAccessError(f"{target}: {text}", access)
             if "timeout" in text.lower() or "no snmp response" in text.lower():
                 raise SnmpTimeoutError(f"{target}: {text}")
             raise SnmpError(f"{target}: {text}")

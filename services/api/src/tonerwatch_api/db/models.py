@@ -144,6 +144,8 @@ class Printer(SQLModel, table=True):
     reachable: bool | None = None
     last_seen_at: datetime | None = _ts()
     last_error: str | None = Field(default=None)
+    # Why the newest polls failed, as a kind (tonerwatch_shared.failures); None when they answer.
+    poll_failure: str | None = Field(default=None, max_length=40)
     device_status: str | None = Field(default=None, max_length=32)
     printer_status: str | None = Field(default=None, max_length=32)
     status_errors: list[str] | None = _json()

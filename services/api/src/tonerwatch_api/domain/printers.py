@@ -31,6 +31,7 @@ from tonerwatch_api.schemas.printers import (
     TrayOut,
 )
 from tonerwatch_api.status import STATUS_RANK, printer_status
+from tonerwatch_shared import failures
 from tonerwatch_shared.events import PollRequested, PrinterRemoved, SnmpCredentials
 
 
@@ -266,6 +267,8 @@ def printer_out(
         reachable=p.reachable,
         last_seen_at=p.last_seen_at,
         last_error=p.last_error,
+        poll_failure=p.poll_failure,
+        poll_failure_text=failures.summary(p.poll_failure),
         device_status=p.device_status,
         printer_status=p.printer_status,
         status_errors=list(p.status_errors or []),

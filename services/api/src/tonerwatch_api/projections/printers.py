@@ -233,6 +233,7 @@ def _apply_reading(
         printer.last_seen_at = at
         printer.reachable = True
         printer.last_error = None
+        printer.poll_failure = None
         printer.device_status = fitted.status.device_status
         printer.printer_status = fitted.status.printer_status
         printer.status_errors = list(fitted.status.errors)
@@ -415,9 +416,11 @@ def _apply_reachability(
     if isinstance(event, PrinterUnreachable):
         printer.reachable = False
         printer.last_error = event.reason
+        printer.poll_failure = event.failure
     else:
         printer.reachable = True
         printer.last_error = None
+        printer.poll_failure = None
     printer.updated_at = now
     refresh_status(session, printer)
     return "applied"

@@ -67,6 +67,8 @@ _PRINTER: dict[str, Any] = {
     "reachable": True,
     "last_seen_at": "2025-03-14T08:55:12Z",
     "last_error": None,
+    "poll_failure": None,
+    "poll_failure_text": None,
     "device_status": "warning",
     "printer_status": "idle",
     "status_errors": ["low_toner"],
@@ -246,6 +248,15 @@ class PrinterOut(BaseModel):
     reachable: bool | None
     last_seen_at: datetime | None
     last_error: str | None
+    poll_failure: str | None = Field(
+        default=None,
+        description="Why the newest polls fail, as a kind: auth_failed, unknown_user, priv_failed, "
+        "unknown_engine_id, bad_credentials, bad_address, timeout, refused, unresolvable, ... "
+        "(last_error says it in words); None while polls succeed",
+    )
+    poll_failure_text: str | None = Field(
+        default=None, description="What poll_failure means, for people (None when unknown)"
+    )
     device_status: str | None
     printer_status: str | None
     status_errors: list[str]
