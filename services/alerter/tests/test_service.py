@@ -365,7 +365,17 @@ async def test_smtp_down_then_up_delivers_the_named_alert_exactly_once(
     async with alerter(
         nats_url, subjects, mail=[mail_route(port)], public_url="https://tw.example.org"
     ):
-        await feed(bus, [setup, *readings])
+        # The printer's name comes from its configuration, consumed apart from readings: let it
+        # land first, or a loaded machine names the printer from its sysDescr instead.
+        await feed(bus, [setup])
+        store = StateStore(await bus.key_value(BUCKET))
+
+        async def named() -> bool:
+            st = (await store.load(PID)).state
+            return st is not None and st.name == setup.name
+
+        await eventually(named, timeout_s=15)
+        await feed(bus, readings)
         await settled(bus, PID, readings[-1])
         # Let the channel fail at least once (connection refused, nak with back-off).
         await asyncio.sleep(1.5)

@@ -216,10 +216,11 @@ def in_scope(scope: Scope, site_column: Any, printer_column: Any) -> ColumnEleme
     """Return the condition: the row's site or printer (through its groups) is the user's."""
     if scope.everything:
         return true()
-    by_site = col(site_column).in_(list(scope.sites))
+    # site_column may be an expression (an alert's own site or its printer's), not only a column.
+    by_site: ColumnElement[bool] = site_column.in_(list(scope.sites))
     if not scope.groups:
         return by_site
-    return or_(by_site, col(printer_column).in_(_group_members(scope.groups)))
+    return or_(by_site, printer_column.in_(_group_members(scope.groups)))
 
 
 def _group_members(group_ids: Sequence[int]) -> Any:
