@@ -627,3 +627,46 @@ async def test_an_order_for_a_supply_reporting_no_part_number_takes_the_catalogu
     # The caller's own part number still wins.
     mine = await place(client, h, supply_index="3", part_number="W2033X")
     assert mine["part_number"] == "W2033X"
+
+
+async def test_the_sites_ship_to_and_billing_contact_go_upstream_with_a_new_order(
+    client: httpx.AsyncClient, bus: Bus, db: Engine
+) -> None:
+    h = await bearer(client)
+    empty = await client.get("/api/v1/sites/default/account", headers=h)
+    assert empty.status_code == 200 and empty.json()["ship_to_address"] is None
+    account = {
+        "customer_number": "C-204118",
+        "ship_to_name": "ACME Ltd, Facilities",
+        "ship_to_address": "1 Harbour Street\nBristol\nBS1 4AA",
+        "ship_to_country": "GB",
+        "billing_name": "Accounts payable",
+        "billing_email": "ap@acme.example",
+    }
+    r = await client.put("/api/v1/sites/default/account", headers=h, json=account)
+    assert r.status_code == 200, r.text
+    kept = (await client.get("/api/v1/sites/default/account", headers=h)).json()
+    assert {k: v for k, v in kept.items() if v is not None} == account
+    assert audit_actions(db, "default")[-1] == "site.account"
+    oid = (await place(client, h))["id"]
+    created = (await order_events(bus, oid, 1))[0]
+    assert created.account is not None
+    assert created.account.ship_to_address == "1 Harbour Street\nBristol\nBS1 4AA"
+    assert created.account.billing_email == "ap@acme.example"
+    bad = await client.put(
+        "/api/v1/sites/default/account", headers=h, json={"ship_to_country": "GBR"}
+    )
+    assert bad.status_code == 422
+
+
+async def test_the_settings_page_offers_admins_each_sites_account_form(
+    client: httpx.AsyncClient,
+) -> None:
+    h = await bearer(client)
+    await client.put(
+        "/api/v1/sites/default/account", headers=h, json={"ship_to_name": "ACME Facilities"}
+    )
+    await ui_login(client, "admin", ADMIN_PW)
+    page = (await client.get("/settings")).text
+    assert 'data-api="PUT /api/v1/sites/default/account"' in page
+    assert 'value="ACME Facilities"' in page

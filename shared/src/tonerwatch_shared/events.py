@@ -303,6 +303,37 @@ class SupplyReplaced(PrinterEvent):
 OrderStatus = Literal["requested", "ordered", "shipped", "delivered", "cancelled"]
 
 
+class SiteAccount(BaseModel):
+    """A site's account with its supplier: where orders ship to and who is billed."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_number": "C-204118",
+                    "ship_to_name": "ACME Ltd, Facilities",
+                    "ship_to_address": "1 Harbour Street\nBristol\nBS1 4AA",
+                    "ship_to_country": "GB",
+                    "billing_name": "Accounts payable",
+                    "billing_email": "ap@acme.example",
+                    "billing_phone": "+44 117 496 0000",
+                }
+            ]
+        },
+    )
+    customer_number: str | None = Field(default=None, max_length=100)
+    ship_to_name: str | None = Field(default=None, max_length=200, description="Company or person")
+    ship_to_address: str | None = Field(
+        default=None, max_length=1000, description="Street, town, postcode: one line each"
+    )
+    ship_to_country: str | None = Field(default=None, max_length=2, description="ISO 3166 alpha-2")
+    billing_name: str | None = Field(default=None, max_length=200)
+    billing_email: str | None = Field(default=None, max_length=254)
+    billing_phone: str | None = Field(default=None, max_length=50)
+
+
 class OrderChanged(PrinterEvent):
     """An order of supplies for a printer was placed, moved on, edited or deleted; its state now."""
 
@@ -331,6 +362,10 @@ class OrderChanged(PrinterEvent):
         default=None,
         max_length=32,
         description="Orders placed together from one suggestion (one part, several supplies)",
+    )
+    account: SiteAccount | None = Field(
+        default=None,
+        description="The site's ship-to address and billing contact (sent with created orders)",
     )
     changed_by: str | None = Field(
         default=None, description="Username; None when the api changed it (delivery seen)"

@@ -96,6 +96,8 @@ class Site(SQLModel, table=True):
     poll_interval_s: float | None = Field(
         default=None, description="Overrides the default interval"
     )
+    # Ship-to address and billing contact (SiteAccount), sent upstream with each new order.
+    account: dict[str, Any] | None = _json()
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

@@ -27,7 +27,7 @@ from tonerwatch_api.listing import Listing, Sort, SortField, field
 from tonerwatch_api.projections.orders import order_event
 from tonerwatch_api.projections.outbox import add_to_outbox
 from tonerwatch_api.schemas.orders import OrderIn, OrderOut, OrderPatch
-from tonerwatch_shared.events import OrderStatus
+from tonerwatch_shared.events import OrderStatus, SiteAccount
 from tonerwatch_shared.printer.catalogue import find_part
 
 STATUS_LABEL = {
@@ -212,7 +212,11 @@ def place_order(
     )
     session.add(order)
     session.flush()
-    add_to_outbox(session, order_event(order, "created", source=source, changed_by=who.username))
+    created = order_event(order, "created", source=source, changed_by=who.username)
+    site = session.get(Site, printer.site_id)
+    if site is not None and site.account:
+        created = created.model_copy(update={"account": SiteAccount.model_validate(site.account)})
+    add_to_outbox(session, created)
     audit(
         session,
         who,

@@ -13,6 +13,7 @@ from tonerwatch_api.listing import Listing, Page, field
 from tonerwatch_api.projections.outbox import add_to_outbox
 from tonerwatch_api.projections.printers import configured_event
 from tonerwatch_api.schemas.common import SiteIn, SiteOut, SitePage, SitePatch
+from tonerwatch_shared.events import SiteAccount
 
 DEFAULT_INTERVAL_S = 300.0  # RFC-free choice: 5 minutes, as the issue and most tools default
 
@@ -52,6 +53,21 @@ SITES = Listing(
     },
     default="id",
 )
+
+
+def get_account(session: Session, tenant_id: str, site_id: str) -> SiteAccount:
+    """Return a site's account details (empty when none were kept)."""
+    site = get_site(session, tenant_id, site_id)
+    return SiteAccount.model_validate(site.account or {})
+
+
+def set_account(session: Session, who: Principal, site_id: str, body: SiteAccount) -> SiteAccount:
+    """Keep a site's account details (sent with its new orders upstream); audited."""
+    site = get_site(session, who.tenant_id, site_id)
+    site.account = body.model_dump(exclude_none=True) or None
+    session.add(site)
+    audit(session, who, "site.account", site.id, fields=sorted(site.account or {}))
+    return body
 
 
 def site_out(site: Site, printers: int | None = None) -> SiteOut:

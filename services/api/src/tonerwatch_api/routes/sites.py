@@ -12,12 +12,15 @@ from tonerwatch_api.domain.sites import (
     SITES,
     add_site,
     change_site,
+    get_account,
     one_site,
     remove_site,
+    set_account,
     site_page,
 )
 from tonerwatch_api.listing import Page
 from tonerwatch_api.schemas.common import SiteIn, SiteOut, SitePage, SitePatch
+from tonerwatch_shared.events import SiteAccount
 
 router = APIRouter(prefix="/api/v1")
 
@@ -48,6 +51,26 @@ async def create_site(request: Request, body: SiteIn, who: Admin) -> SiteOut:
 async def get_site(request: Request, site_id: SiteId, who: Viewer) -> SiteOut:
     """Return one site."""
     return await run_tx(app_state(request).engine, lambda s: one_site(s, who.tenant_id, site_id))
+
+
+@router.get(
+    "/sites/{site_id}/account", response_model=SiteAccount, tags=["sites"], responses=ERRORS
+)
+async def get_site_account(request: Request, site_id: SiteId, who: Viewer) -> SiteAccount:
+    """Return the site's account details: ship-to address and billing contact."""
+    return await run_tx(app_state(request).engine, lambda s: get_account(s, who.tenant_id, site_id))
+
+
+@router.put(
+    "/sites/{site_id}/account", response_model=SiteAccount, tags=["sites"], responses=ERRORS
+)
+async def put_site_account(
+    request: Request, site_id: SiteId, body: SiteAccount, who: Admin
+) -> SiteAccount:
+    """Keep the site's ship-to address and billing contact (all fields; omitted ones are cleared);
+    sent upstream with every new order of the site (order-changed `account`)."""
+    st = app_state(request)
+    return await change(st, lambda s: set_account(s, who, site_id, body))
 
 
 @router.patch("/sites/{site_id}", response_model=SiteOut, tags=["sites"], responses=ERRORS)
