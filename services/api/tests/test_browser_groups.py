@@ -70,7 +70,7 @@ async def test_a_group_made_in_settings_scopes_the_users_mail_and_dashboard(
     await page.get_by_role("link", name="Show all sites").click()
     await expect(page.get_by_text("Reception HP")).to_be_visible()
     # The group filter, chosen from the list, narrows to the group again.
-    await page.get_by_label("Group").select_option(label="Finance")
+    await page.get_by_label("Group", exact=True).select_option(label="Finance")
     await expect(page).to_have_url(re.compile(rf"[?&]group={gid}(&|$)"))
     await expect(page.get_by_text("Reception HP")).to_be_hidden()
     await expect(page.get_by_text("Finance HP")).to_be_visible()

@@ -1,4 +1,4 @@
-"""Live alerts for the UI: bus alert events fanned out to every open server-sent-events stream."""
+"""Live alerts and printer changes for the UI, fanned out to every open server-sent-events stream."""
 
 from __future__ import annotations
 
@@ -7,19 +7,34 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import AlertResolved, Event, ThresholdCrossed, printer_of
 
 log = logging.getLogger(__name__)
-QUEUE_SIZE = 100
+QUEUE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class PrinterChanged:
+    """A printer's stored data changed (a reading, its status, an alert was applied)."""
+
+    site_id: str
+    printer_id: str
+
+
+Live = Event | PrinterChanged
 
 
 class LiveAlerts:
-    """Fan-out of live alert events to listeners (each an SSE stream); slow listeners lose events."""
+    """Fan-out of live alert events and printer changes to listeners (each an SSE stream).
+
+    Slow listeners lose events: a stream's queue holds QUEUE_SIZE.
+    """
 
     def __init__(self) -> None:
-        self._queues: set[asyncio.Queue[Event]] = set()
+        self._queues: set[asyncio.Queue[Live]] = set()
 
     @property
     def listeners(self) -> int:
@@ -34,10 +49,20 @@ class LiveAlerts:
             with contextlib.suppress(asyncio.QueueFull):
                 q.put_nowait(event)
 
+    def printer_changed(self, event: Event) -> None:
+        """Tell every listener the printer of an applied event changed (the projector calls this)."""
+        printer_id = printer_of(event)
+        if not printer_id or not self._queues:
+            return
+        change = PrinterChanged(event.site_id, printer_id)
+        for q in list(self._queues):
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(change)
+
     @contextlib.contextmanager
-    def listen(self) -> Iterator[asyncio.Queue[Event]]:
-        """Yield a queue receiving every alert event until the block ends."""
-        q: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
+    def listen(self) -> Iterator[asyncio.Queue[Live]]:
+        """Yield a queue receiving every alert event and printer change until the block ends."""
+        q: asyncio.Queue[Live] = asyncio.Queue(QUEUE_SIZE)
         self._queues.add(q)
         try:
             yield q

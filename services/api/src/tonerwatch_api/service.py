@@ -85,7 +85,9 @@ async def run_background(st: AppState, stop: asyncio.Event) -> None:
         auto_monitor_discovered=st.settings.auto_monitor_discovered,
         default_interval_s=st.settings.default_interval_s,
     )
-    projector = Projector(st.engine, st.bus, st.outbox, st.metrics, options)
+    projector = Projector(
+        st.engine, st.bus, st.outbox, st.metrics, options, on_applied=st.live.printer_changed
+    )
     async with asyncio.TaskGroup() as tg:
         tg.create_task(projector.run(stop))
         tg.create_task(st.outbox.run(stop))

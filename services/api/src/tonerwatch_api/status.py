@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+# hrPrinterDetectedErrorState bits that stop printing: the printer needs action (red), as the
+# alerter's rules say (a jam, a missing cartridge, no toner).
+CRITICAL_ERRORS = frozenset({"jammed", "marker_supply_missing", "no_toner"})
+
 # Status of a printer, most urgent first; the dashboard sorts by this rank.
 STATUS_RANK = {"offline": 0, "critical": 1, "attention": 2, "pending": 3, "ok": 4, "paused": 5}
 
@@ -19,14 +23,20 @@ def printer_status(
     device_status: str | None,
     status_errors: Sequence[str] | None,
 ) -> str:
-    """Return offline, critical, attention, pending, ok or paused."""
+    """Return offline, critical, attention, pending (no data), ok or paused."""
     if not monitored:
         return "paused"
     if reachable is False:
         return "offline"
     states = set(supply_states)
     severities = set(alert_severities)
-    if "empty" in states or "full" in states or "critical" in severities or device_status == "down":
+    if (
+        "empty" in states
+        or "full" in states
+        or "critical" in severities
+        or device_status == "down"
+        or CRITICAL_ERRORS.intersection(status_errors or ())
+    ):
         return "critical"
     if (
         states & {"low", "almost_full"}
@@ -35,7 +45,9 @@ def printer_status(
         or device_status == "warning"
     ):
         return "attention"
-    if last_seen_at is None:
+    if last_seen_at is None or not states:
+        # Nothing reported (never answered, or answered without a single supply level): "no
+        # data", never a green OK.
         return "pending"
     return "ok"
 

@@ -182,8 +182,12 @@ def fleet_page(
     site_ids: Sequence[str] | None = None,
     group_ids: Sequence[int] | None = None,
     scope: Scope | None = None,
+    statuses: Sequence[str] = (),
 ) -> FleetPage:
-    """Return one page of the tenant's printers, attention first (four queries, whatever the fleet)."""
+    """Return one page of the tenant's printers, attention first (four queries, whatever the fleet).
+
+    statuses narrows the page's printers, not the counts (the counters filter by status).
+    """
     filters = printer_filters(site_id, search, site_ids, group_ids, scope)
     counts_q = (
         select(Printer.status, func.count())
@@ -196,13 +200,14 @@ def fleet_page(
     # Sort narrow rows (ids), then load the page's printers: sorting whole rows costs more.
     ids_q = select(Printer.id).join(Site, col(Site.id) == col(Printer.site_id))
     ids_q = ids_q.where(Site.tenant_id == tenant_id, col(Printer.removed_at).is_(None), *filters)
+    if statuses:
+        ids_q = ids_q.where(col(Printer.status).in_(list(statuses)))
     order = _attention_order(session.get_bind().dialect.name)
     ids = list(session.exec(ids_q.order_by(*order).offset(offset).limit(limit)).all())
     by_id = {p.id: p for p in session.exec(select(Printer).where(col(Printer.id).in_(ids))).all()}
     rows = [by_id[i] for i in ids if i in by_id]
-    return FleetPage(
-        printers=printers_out(session, rows), total=sum(counts.values()), counts=counts
-    )
+    total = sum(n for st, n in counts.items() if not statuses or st in statuses)
+    return FleetPage(printers=printers_out(session, rows), total=total, counts=counts)
 
 
 def get_printer(session: Session, tenant_id: str, printer_id: str) -> Printer:

@@ -75,12 +75,15 @@ class Projector:
         outbox: Outbox,
         metrics: Metrics,
         options: ProjectionOptions,
+        on_applied: Callable[[Event], None] | None = None,
     ) -> None:
         self.engine = engine
         self.bus = bus
         self.outbox = outbox
         self.metrics = metrics
         self.options = options
+        # Told of every event applied once committed (the UI's live printer updates).
+        self.on_applied = on_applied
 
     async def apply(self, event: Event, consumer: str) -> str:
         """Apply one event in one transaction; return the outcome."""
@@ -91,6 +94,8 @@ class Projector:
         self.metrics.event_applied(consumer, type(event).__name__, outcome, event.occurred_at)
         if outcome == "applied" and isinstance(event, PrinterFound):
             await self.outbox.flush()
+        if outcome == "applied" and self.on_applied is not None:
+            self.on_applied(event)
         return outcome
 
     async def apply_batch(self, events: list[Event], consumer: str) -> None:
@@ -111,6 +116,8 @@ class Projector:
             )
         for event, outcome in zip(ordered, outcomes, strict=True):
             self.metrics.event_applied(consumer, type(event).__name__, outcome, event.occurred_at)
+            if outcome == "applied" and self.on_applied is not None:
+                self.on_applied(event)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume every projection until stop is set."""

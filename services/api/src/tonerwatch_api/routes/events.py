@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -15,10 +16,11 @@ from tonerwatch_api.deps import ERRORS, AppState, Viewer, app_state
 from tonerwatch_api.domain.access import Principal, still_allowed
 from tonerwatch_api.domain.printers import printer_name
 from tonerwatch_api.domain.tenancy import site_tenants
-from tonerwatch_api.live import sse, toast
-from tonerwatch_shared.events import Event, printer_of
+from tonerwatch_api.live import Live, PrinterChanged, sse, toast
+from tonerwatch_shared.events import printer_of
 
 router = APIRouter(prefix="/api/v1")
+CHANGE_RECHECK_S = 5.0  # how often 'printer' frames re-check the caller (alert frames: each)
 
 
 @router.get(
@@ -28,9 +30,11 @@ router = APIRouter(prefix="/api/v1")
     responses={
         200: {
             "description": "text/event-stream: a retry hint, then one 'alert' frame (JSON data) "
-            "per alert raised or resolved, and a comment every 15 s while quiet; the caller is "
-            "checked again before every frame, and once logged out, disabled or deleted an "
-            "'end' frame (data: the reason) closes the stream",
+            "per alert raised or resolved, one 'printer' frame (data: {printer_id}) each time a "
+            "printer's stored data changes (a reading, its status, an alert applied), and a "
+            "comment every 15 s while quiet; the caller is checked again before every alert "
+            "frame (and every 5 s of printer frames), and once logged out, disabled or deleted "
+            "an 'end' frame (data: the reason) closes the stream",
             "content": {
                 "text/event-stream": {
                     "schema": {"type": "string"},
@@ -54,7 +58,7 @@ router = APIRouter(prefix="/api/v1")
     },
 )
 async def event_stream(request: Request, who: Viewer) -> StreamingResponse:
-    """Server-sent events: 'alert' frames as alerts are raised or resolved in the caller's tenant."""
+    """Server-sent events: 'alert' frames as alerts are raised or resolved in the caller's tenant, 'printer' frames as its printers' data changes."""
     st = app_state(request)
     return StreamingResponse(
         alert_frames(request, st, who),
@@ -74,6 +78,7 @@ async def alert_frames(
         why = await run_tx(st.engine, lambda s: still_allowed(s, who, datetime.now(UTC)))
         return None if why is None else sse("end", {"reason": why})
 
+    checked_at = time.monotonic()
     with st.live.listen() as queue:
         # Sent once listening, so a client that got it misses nothing after.
         yield "retry: 5000\n\n"
@@ -93,6 +98,17 @@ async def alert_frames(
                 tenants.update(await run_tx(st.engine, site_tenants))
             if tenants.get(event.site_id) != who.tenant_id:
                 continue
+            if isinstance(event, PrinterChanged):
+                # Only an id (the page fetches what changed, with the caller's rights), so the
+                # caller is checked again at most every CHANGE_RECHECK_S, not on every reading.
+                now = time.monotonic()
+                if now - checked_at >= CHANGE_RECHECK_S:
+                    checked_at = now
+                    if (end := await ended()) is not None:
+                        yield end
+                        return
+                yield sse("printer", {"printer_id": event.printer_id})
+                continue
             printer_id = printer_of(event) or ""
             name = await run_tx(st.engine, functools.partial(printer_name, printer_id=printer_id))
             if (end := await ended()) is not None:
@@ -102,8 +118,8 @@ async def alert_frames(
 
 
 async def next_or_stop(
-    queue: asyncio.Queue[Event], stop: asyncio.Event, timeout_s: float
-) -> Event | None:
+    queue: asyncio.Queue[Live], stop: asyncio.Event, timeout_s: float
+) -> Live | None:
     """Return the next queued event, or None after timeout_s or once stop is set."""
     getter = asyncio.ensure_future(queue.get())
     stopper = asyncio.ensure_future(stop.wait())

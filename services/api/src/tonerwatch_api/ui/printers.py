@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session
 
@@ -20,6 +20,12 @@ from tonerwatch_api.domain import orders as order_rules
 from tonerwatch_api.domain.access import Scope
 from tonerwatch_api.domain.alerts import find_alerts
 from tonerwatch_api.domain.errors import Conflict
+from tonerwatch_api.domain.fleet import (
+    card_reasons,
+    fleet_rows,
+    open_alerts_of,
+    supply_alert_severity,
+)
 from tonerwatch_api.domain.groups import printer_groups, tenant_groups
 from tonerwatch_api.domain.history import (
     CounterPoint,
@@ -43,6 +49,7 @@ from tonerwatch_api.domain.retention import policy_from
 from tonerwatch_api.domain.tenancy import tenant_sites
 from tonerwatch_api.schemas.printers import AlertOut, PrinterIn, PrinterOut, PrinterPatch
 from tonerwatch_api.security import role_at_least
+from tonerwatch_api.status import STATUS_RANK
 from tonerwatch_api.ui.common import (
     _check_csrf,
     _safe_next,
@@ -54,7 +61,13 @@ from tonerwatch_api.ui.common import (
     ui_user,
     user_responsibility,
 )
-from tonerwatch_api.ui.views import chart_series, colorant_hex, counter_chart, level_bar
+from tonerwatch_api.ui.views import (
+    STATUS_LABEL,
+    chart_series,
+    colorant_hex,
+    counter_chart,
+    level_bar,
+)
 from tonerwatch_shared.events import SnmpCredentials
 
 router = APIRouter(include_in_schema=False)
@@ -72,11 +85,19 @@ LIMIT_SOURCE = {
 # --- pages ---------------------------------------------------------------------------------------
 
 
-def bars(p: PrinterOut) -> list[Any]:
-    """Return the level bars of a printer's supplies."""
+def bars(p: PrinterOut, severities: dict[str, str] | None = None) -> list[Any]:
+    """Return the level bars of a printer's supplies (severities: worst open alert per supply)."""
+    sev = severities or {}
     return [
         level_bar(
-            s.description, s.percent, s.state, s.supply_class, s.colour, s.colour_hex, s.part_number
+            s.description,
+            s.percent,
+            s.state,
+            s.supply_class,
+            s.colour,
+            s.colour_hex,
+            s.part_number,
+            sev.get(s.index),
         )
         for s in p.supplies
     ]
@@ -92,7 +113,13 @@ def _group_id(value: str) -> int | None:
 
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(
-    request: Request, q: str = "", site: str = "", page: int = 1, scope: str = "", group: str = ""
+    request: Request,
+    q: str = "",
+    site: str = "",
+    page: int = 1,
+    scope: str = "",
+    group: str = "",
+    status: str = "",
 ) -> Response:
     """Every printer with its supplies, those needing attention first, a page at a time."""
     who = await ui_user(request)
@@ -100,6 +127,7 @@ async def dashboard(
     page = max(page, 1)
     group_id = _group_id(group)
     group = str(group_id) if group_id is not None else ""
+    status = status if status in STATUS_RANK else ""
 
     def work(s: Session) -> dict[str, Any]:
         mine = my_scope(s, who, scope, site, group)
@@ -112,9 +140,11 @@ async def dashboard(
             limit=DASHBOARD_PAGE,
             group_ids=[group_id] if group_id is not None else None,
             scope=mine,
+            statuses=[status] if status else (),
         )
         return {
             "fleet": fleet,
+            "alerts": open_alerts_of(s, [p.id for p in fleet.printers]),
             "sites": tenant_sites(s, who.tenant_id),
             "groups": tenant_groups(s, who.tenant_id),
             "mine": mine,
@@ -130,7 +160,17 @@ async def dashboard(
         request,
         "dashboard.html",
         who,
-        printers=[(p, bars(p)) for p in fleet.printers],
+        printers=[
+            (
+                p,
+                bars(p, supply_alert_severity(ctx["alerts"][p.id])),
+                card_reasons(p, ctx["alerts"][p.id]),
+            )
+            for p in fleet.printers
+        ],
+        status_filter=status,
+        all_statuses=list(STATUS_RANK),
+        table_query=table_query(site, group, scope),
         total=fleet.total,
         page=page,
         pages=max(1, -(-fleet.total // DASHBOARD_PAGE)),
@@ -146,6 +186,46 @@ async def dashboard(
         export_query=export_query(q, *exports),
         meters_query=export_query("", *exports),
     )
+
+
+def table_query(site: str, group: str, scope: str) -> str:
+    """Return the query string of the table's data: the toolbar's site, group and scope."""
+    params = [(k, v) for k, v in (("site", site), ("group", group), ("scope", scope)) if v]
+    return "?" + urlencode(params) if params else ""
+
+
+@router.get("/fleet.json", include_in_schema=False)
+async def fleet_table_rows(
+    request: Request, site: str = "", scope: str = "", group: str = "", ids: str = ""
+) -> JSONResponse:
+    """The fleet table's rows: every printer of the filter, or those of ids (live updates)."""
+    who = await ui_user(request)
+    group_id = _group_id(group)
+    wanted = [i for i in ids.split(",") if i][:FLEET_IDS_MAX] if ids else None
+
+    def work(s: Session) -> tuple[list[dict[str, Any]], bool]:
+        mine = my_scope(s, who, scope, site, group)
+        return fleet_rows(
+            s,
+            who.tenant_id,
+            scope=mine,
+            site_id=site or None,
+            group_ids=[group_id] if group_id is not None else None,
+            printer_ids=wanted,
+        )
+
+    rows, cut = await run_tx(app_state(request).engine, work)
+    for row in rows:
+        row["status_label"] = STATUS_LABEL.get(row["status"], row["status"])
+        if row["worst"] is not None:
+            row["worst"]["colour"] = colorant_hex(*row["worst"]["colour"])
+    return JSONResponse(
+        {"rows": rows, "cut": cut, "partial": wanted is not None},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+FLEET_IDS_MAX = 500  # printers one live update asks for by id
 
 
 def export_query(

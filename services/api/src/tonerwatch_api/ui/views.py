@@ -6,11 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from tonerwatch_api.attention import clean_name
+
 STATUS_LABEL = {
     "offline": "Offline",
     "critical": "Needs action",
     "attention": "Attention",
-    "pending": "Waiting for first poll",
+    "pending": "No data",
     "ok": "OK",
     "paused": "Not monitored",
 }
@@ -68,6 +70,7 @@ class Bar:
     state: str
     receptacle: bool
     part_number: str | None
+    severity: str | None = None  # its worst open alert's (a critical alert draws it red)
 
 
 def level_bar(
@@ -78,6 +81,7 @@ def level_bar(
     colour: str | None,
     colour_hex: str | None = None,
     part_number: str | None = None,
+    severity: str | None = None,
 ) -> Bar:
     """Return the bar for one supply; receptacles show fullness (100 - space left)."""
     receptacle = supply_class == "receptacle"
@@ -95,13 +99,14 @@ def level_bar(
     else:
         text = f"{fill:.0f}% full" if receptacle else f"{fill:.0f}%"
     return Bar(
-        label=description,
+        label=clean_name(description),
         fill_percent=fill,
         colour=RECEPTACLE_FILL if receptacle else colorant_hex(colour, colour_hex),
         text=text,
         state=state,
         receptacle=receptacle,
         part_number=part_number,
+        severity=severity,
     )
 
 

@@ -46,8 +46,18 @@
 
   if (url && window.EventSource) {
     var source = new EventSource(url, { withCredentials: true });
+    // Pages that show printers (the fleet) listen for "tw:printer": a printer's data changed.
+    var changed = function (data) {
+      document.dispatchEvent(new CustomEvent("tw:printer", { detail: data }));
+    };
     source.addEventListener("alert", function (ev) {
-      try { toast(JSON.parse(ev.data)); } catch (e) { /* a malformed frame is skipped */ }
+      var data;
+      try { data = JSON.parse(ev.data); } catch (e) { return; /* a malformed frame is skipped */ }
+      toast(data);
+      changed(data);
+    });
+    source.addEventListener("printer", function (ev) {
+      try { changed(JSON.parse(ev.data)); } catch (e) { /* a malformed frame is skipped */ }
     });
     source.addEventListener("open", function () { document.body.dataset.live = "connected"; });
   }
