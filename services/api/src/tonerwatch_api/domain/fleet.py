@@ -42,6 +42,8 @@ def open_alerts_of(session: Session, printer_ids: Sequence[str]) -> dict[str, li
         col(Alert.printer_id).in_(list(printer_ids)), col(Alert.resolved_at).is_(None)
     )
     for a in session.exec(q).all():
+        if a.printer_id is None:  # a site-wide alert (a collector's): no printer's card
+            continue
         out[a.printer_id].append(AlertFacts(a.rule, a.severity, a.supply_index, a.days_to_empty))
     return out
 
