@@ -436,3 +436,41 @@ async def test_printers_stored_before_the_checks_still_read_and_edit(
     assert r.status_code == 200 and pid in [p["id"] for p in r.json()["items"]], r.text
     r = await client.patch(f"/api/v1/printers/{pid}", headers=h, json={"name": "Kept"})
     assert r.status_code == 200 and r.json()["name"] == "Kept", r.text
+
+
+async def test_a_request_uvicorn_cannot_parse_is_answered_in_json_not_plain_text(
+    app: FastAPI,
+) -> None:
+    """A 200 kB query string passes the parser's limit: the 400 comes from the server, in JSON."""
+    import socket
+
+    import uvicorn
+
+    from tonerwatch_api.service import uvicorn_config
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn_config(app, settings(host="127.0.0.1", port=port)))
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            await asyncio.sleep(0.05)
+        for raw in (
+            b"GET /api/v1/printers?q=" + b"a" * 200_000 + b" HTTP/1.1\r\nHost: tw\r\n\r\n",
+            b"\x00\x01NOT HTTP\r\n\r\n",
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(raw)
+            await writer.drain()
+            head, _, body = (await asyncio.wait_for(reader.read(), 10)).partition(b"\r\n\r\n")
+            writer.close()
+            assert head.startswith(b"HTTP/1.1 400"), head
+            assert b"content-type: application/json" in head.lower(), head
+            error = json.loads(body)
+            assert error["status"] == 400 and error["fields"][0]["field"] == "request", error
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_BODY_BYTES = 1 << 20
 """The largest request body taken (a bulk add of a few thousand printers fits)."""
@@ -227,3 +228,26 @@ async def _answer(send: Send, refused: Refused) -> None:
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+class JsonErrorHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol, answering requests it cannot parse (a request line past the
+    parser's limit, bytes that are not HTTP) in JSON like every other error, not plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        """Write a 400 with the API's JSON error body and close the connection."""
+        body = Refused(400, msg.rstrip(".") or "invalid HTTP request", "request", "request").body()
+        content = [b"HTTP/1.1 400 Bad Request\r\n"]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n",
+                b"\r\n",
+                body,
+            ]
+        )
+        self.transport.write(b"".join(content))
+        self.transport.close()

@@ -19,6 +19,7 @@ from tonerwatch_api.db.tx import bootstrap, ensure_admin, in_tx, upgrade
 from tonerwatch_api.deps import AppState
 from tonerwatch_api.domain.alert_settings import reannounce_all
 from tonerwatch_api.domain.retention import run_upkeep
+from tonerwatch_api.input_guard import JsonErrorHttpTools
 from tonerwatch_api.projections.activity import run_activity
 from tonerwatch_api.projections.printers import ProjectionOptions
 from tonerwatch_api.projections.projector import Projector
@@ -247,6 +248,7 @@ def uvicorn_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=5,
         lifespan="off",
+        http=JsonErrorHttpTools,  # unparseable requests (a 200 kB query) answered in JSON too
     )
 
 
