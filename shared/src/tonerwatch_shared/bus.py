@@ -517,9 +517,20 @@ class Bus:
         requests to replay its dead letters (request_replay).
         """
         stream = stream or self.subjects.events_stream
-        await self.ensure_consumer(spec, stream)
-        await self.ensure_dead_stream()
-        sub = await self.js.pull_subscribe_bind(spec.durable, stream=stream)
+        while True:
+            try:
+                await self.ensure_consumer(spec, stream)
+                await self.ensure_dead_stream()
+                sub = await self.js.pull_subscribe_bind(spec.durable, stream=stream)
+                break
+            except nats.errors.ConnectionClosedError:
+                return
+            except nats.errors.Error as exc:
+                # A cluster electing a leader (a node lost) times out or answers 503 for a few
+                # seconds: set up again after a pause instead of taking the service down.
+                if stop.is_set():
+                    return
+                await pause_on_bus_error(exc, spec.durable, stop)
         outages = 0
         try:
             async with asyncio.TaskGroup() as tg:
