@@ -190,6 +190,7 @@ def _apply(
                 last_seen_at=at,
                 reachable=True,
                 last_error=None,
+                poll_failure=None,
                 device_status=fitted.status.device_status,
                 printer_status=fitted.status.printer_status,
                 status_errors=list(fitted.status.errors),
