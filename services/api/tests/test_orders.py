@@ -670,3 +670,20 @@ async def test_the_settings_page_offers_admins_each_sites_account_form(
     page = (await client.get("/settings")).text
     assert 'data-api="PUT /api/v1/sites/default/account"' in page
     assert 'value="ACME Facilities"' in page
+
+
+async def test_coverage_flips_on_the_second_order_after_thirty_days_of_readings(
+    client: httpx.AsyncClient, db: Engine, reading: Callable[..., SupplyReading]
+) -> None:
+    # Readings since 40 days ago (time injected through the events' occurred_at, no sleeping).
+    apply_now(db, reading(occurred_at=datetime.now(UTC) - timedelta(days=40)))
+    h = await bearer(client)
+    url = f"/api/v1/printers/{PRINTER}/coverage"
+    before = (await client.get(url, headers=h)).json()
+    assert before["status"] == "eligible" and before["orders_counted"] == 0
+    await place(client, h)
+    assert (await client.get(url, headers=h)).json()["status"] == "eligible"
+    await place(client, h, supply_index="2")
+    after = (await client.get(url, headers=h)).json()
+    assert after["status"] == "covered" and after["orders_counted"] == 2
+    assert after["rule"] == {"monitoring_days": 30.0, "orders_needed": 2, "lapse_days": 180.0}

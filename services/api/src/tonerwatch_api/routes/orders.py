@@ -7,9 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from sqlmodel import Session, col, select
 
+from tonerwatch_api.db.models import utcnow
 from tonerwatch_api.db.orders import Order
 from tonerwatch_api.db.tx import run_tx
-from tonerwatch_api.deps import ERRORS, Operator, OrderId, Viewer, app_state, change, page_of
+from tonerwatch_api.deps import (
+    ERRORS,
+    Operator,
+    OrderId,
+    PrinterId,
+    Viewer,
+    app_state,
+    change,
+    page_of,
+)
+from tonerwatch_api.domain.coverage import printer_coverage
 from tonerwatch_api.domain.orders import (
     ORDERS,
     delete_order,
@@ -31,6 +42,7 @@ from tonerwatch_api.schemas.orders import (
     SuggestionList,
     SuggestionOrderIn,
 )
+from tonerwatch_shared.coverage import Coverage
 from tonerwatch_shared.events import OrderStatus
 
 router = APIRouter(prefix="/api/v1")
@@ -213,6 +225,22 @@ async def order_suggested(
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     return out
+
+
+@router.get(
+    "/printers/{printer_id}/coverage", response_model=Coverage, tags=["orders"], responses=ERRORS
+)
+async def get_coverage(request: Request, printer_id: PrinterId, who: Viewer) -> Coverage:
+    """The printer's service coverage (TONERWATCH_COVERAGE_RULES per vendor, default eConcierge's:
+    30 days monitored since its first reading, then the second order placed through TonerWatch;
+    lapses without orders for lapse_days)."""
+    st = app_state(request)
+    return await run_tx(
+        st.engine,
+        lambda s: printer_coverage(
+            s, who.tenant_id, printer_id, st.settings.coverage_rules, utcnow()
+        ),
+    )
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, tags=["orders"], responses=ERRORS)
