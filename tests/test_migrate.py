@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +31,8 @@ from tonerwatch_api.db.schema import MIGRATIONS, migration_lock_key
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import free_tcp_port
 from tonerwatch_shared.storage import make_engine, migrate
-from tonerwatch_shared.testing.infra import eventually
+from tonerwatch_shared.subjects import Subjects
+from tonerwatch_shared.testing.infra import drop_streams_sync, eventually
 
 # The api's tables at head, alembic_version_api included (test_migrations checks they match the models).
 HEAD_TABLES = len(api_metadata().tables) + 1
@@ -179,14 +182,47 @@ def test_unreachable_database_exits_2_in_one_line_without_the_password() -> None
     assert "Traceback" not in err and "s3cret-pw" not in err and out == ""
 
 
-def test_serve_api_with_an_unreachable_database_exits_2_in_one_line() -> None:
+def test_serve_api_with_an_unreachable_database_waits_without_traceback_or_password(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """The api waits for its database, not ready (tests/test_faults.py: until it answers)."""
+    tag = uuid.uuid4().hex[:8]
     env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TONERWATCH_")},
         "TONERWATCH_DATABASE_URL": f"postgresql://tw:s3cret-pw@127.0.0.1:{free_tcp_port()}/tw",
-        "TONERWATCH_NATS_URL": f"nats://127.0.0.1:{free_tcp_port()}",
+        "TONERWATCH_NATS_URL": nats_url,
+        "TONERWATCH_SUBJECT_ROOT": f"m{tag}",
+        "TONERWATCH_STREAM_PREFIX": f"M{tag}",
+        "TONERWATCH_PORT": str(free_tcp_port()),
+        "TONERWATCH_SCHEMA_CHECK_INTERVAL_S": "0.5",
     }
-    rc, _, err = finish(tonerwatch("serve", "api", env=env), 60)
-    assert rc == 2 and "Traceback" not in err and "s3cret-pw" not in err
-    assert err.splitlines()[-1].startswith("tonerwatch: cannot reach the database")
+    log = tmp_path / "api.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tonerwatch", "serve", "api"],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            env=env,
+        )
+    waiting = "database unreachable, not ready until it answers"
+    try:
+        deadline = time.monotonic() + 60
+        while waiting not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+        time.sleep(3)  # several more checks: still waiting, still alive
+        alive = proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        drop_streams_sync(nats_url, Subjects(f"m{tag}", f"M{tag}"))
+    err = log.read_text()
+    assert alive and rc == 0, err[-2000:]
+    assert "Traceback" not in err and "s3cret-pw" not in err
+    assert err.count(waiting) == 1, err[-2000:]
 
 
 def test_a_stuck_migration_lock_ends_migrate_with_exit_2_naming_the_holder(
@@ -301,7 +337,9 @@ async def test_api_without_migrate_on_start_waits_not_ready_until_migrate_has_ru
                     r = await c.get("/readyz")
                 except httpx.TransportError:
                     return False
-                return r.status_code == 503 and r.json()["database"] == f"migrations pending: {head()}"
+                return (
+                    r.status_code == 503 and r.json()["database"] == f"migrations pending: {head()}"
+                )
 
             await eventually(says_pending, timeout_s=30)
             assert (await c.get("/healthz")).status_code == 200  # alive: not restarted meanwhile

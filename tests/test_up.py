@@ -38,7 +38,9 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 @pytest.fixture
-def system(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+def system(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     port = free_tcp_port()
     data_dir = tmp_path / "data"
     args = getattr(request, "param", [])
@@ -46,7 +48,17 @@ def system(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[sub
     env["TONERWATCH_ADMIN_PASSWORD"] = PASSWORD
     log = (tmp_path / "up.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tonerwatch", "up", "--data-dir", str(data_dir), "--port", str(port), *args],
+        [
+            sys.executable,
+            "-m",
+            "tonerwatch",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            *args,
+        ],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
@@ -62,7 +74,9 @@ def system(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[sub
         while "Press Ctrl-C" not in banner:
             line = proc.stdout.readline()
             if not line:
-                raise AssertionError(f"tonerwatch up exited early: {(tmp_path / 'up.log').read_text()[-3000:]}")
+                raise AssertionError(
+                    f"tonerwatch up exited early: {(tmp_path / 'up.log').read_text()[-3000:]}"
+                )
             banner += line
             assert time.monotonic() < deadline, "tonerwatch up did not come up in 90 s"
         assert url in banner
@@ -83,7 +97,9 @@ def ctrl_c(proc: subprocess.Popen[str]) -> None:
 
 
 def _token(url: str) -> dict[str, str]:
-    resp = httpx.post(f"{url}/api/v1/auth/token", data={"username": "admin", "password": PASSWORD}, timeout=10)
+    resp = httpx.post(
+        f"{url}/api/v1/auth/token", data={"username": "admin", "password": PASSWORD}, timeout=10
+    )
     resp.raise_for_status()
     return {"Authorization": f"Bearer {resp.json()['access_token']}"}
 
@@ -96,13 +112,21 @@ def test_up_runs_every_service_on_embedded_defaults_and_stops_cleanly(
     assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
     assert httpx.get(f"{url}/api/v1/printers", headers=_token(url), timeout=5).status_code == 200
     assert (data_dir / "tonerwatch.db").exists(), "SQLite is the embedded default"
-    assert any((data_dir / "nats").iterdir()), "the embedded nats-server keeps its store in the data dir"
+    assert any((data_dir / "nats").iterdir()), (
+        "the embedded nats-server keeps its store in the data dir"
+    )
     assert _processes_mentioning(str(data_dir / "nats")), "embedded nats-server runs"
     ctrl_c(proc)
     assert proc.wait(timeout=30) == 0
-    lines = [json.loads(line) for line in (data_dir.parent / "up.log").read_text().splitlines() if line.startswith("{")]
+    lines = [
+        json.loads(line)
+        for line in (data_dir.parent / "up.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
     services = {line["service"] for line in lines}
-    assert {"api", "poller", "alerter", "discovery", "syncer"} <= services, "every line names its own service"
+    assert {"api", "poller", "alerter", "discovery", "syncer"} <= services, (
+        "every line names its own service"
+    )
     # Ctrl-C reached the services, which drained their connections; only then did `up` stop the
     # server (SIGTERM). Had the server taken the Ctrl-C itself, it would have gone first and each
     # service would have logged its lost connection.
@@ -111,22 +135,30 @@ def test_up_runs_every_service_on_embedded_defaults_and_stops_cleanly(
     assert 'Trapped "interrupt" signal' not in server_log
     assert [line for line in lines if line["level"] in ("WARNING", "ERROR")] == []
     time.sleep(0.5)
-    assert _processes_mentioning(str(data_dir / "nats")) == [], "nothing is left running after Ctrl-C"
+    assert _processes_mentioning(str(data_dir / "nats")) == [], (
+        "nothing is left running after Ctrl-C"
+    )
 
 
 @pytest.mark.parametrize("system", [["--demo", "--demo-count", "10"]], indirect=True)
-def test_up_demo_shows_a_live_fleet_within_a_minute(system: tuple[subprocess.Popen[str], str, Path]) -> None:
+def test_up_demo_shows_a_live_fleet_within_a_minute(
+    system: tuple[subprocess.Popen[str], str, Path],
+) -> None:
     _proc, url, _data_dir = system
     headers = _token(url)
     deadline = time.monotonic() + 60
     with_supplies: list[dict[str, object]] = []
     while time.monotonic() < deadline:
-        printers = httpx.get(f"{url}/api/v1/printers", params={"limit": 100}, headers=headers, timeout=10).json()["items"]
+        printers = httpx.get(
+            f"{url}/api/v1/printers", params={"limit": 100}, headers=headers, timeout=10
+        ).json()["items"]
         with_supplies = [p for p in printers if p.get("supplies")]
         if len(printers) == 10 and len(with_supplies) >= 8:
             break
         time.sleep(1)
-    assert len(with_supplies) >= 8, f"only {len(with_supplies)} demo printers reported supplies within a minute"
+    assert len(with_supplies) >= 8, (
+        f"only {len(with_supplies)} demo printers reported supplies within a minute"
+    )
     page = httpx.get(f"{url}/", headers=headers, timeout=10, follow_redirects=True)
     assert page.status_code == 200
 

@@ -142,9 +142,7 @@ class ReplayGuard:
         self.limit = limit
         self._seen: OrderedDict[str, float] = OrderedDict()
 
-    def admit(
-        self, headers: Mapping[str, str], body: bytes, *, now: float | None = None
-    ) -> bool:
+    def admit(self, headers: Mapping[str, str], body: bytes, *, now: float | None = None) -> bool:
         """Return True for a fresh, rightly signed delivery seen first, False for a repeat of its id.
 
         Raises SignatureRejected (saying why) for a missing, stale or wrong signature.

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tonerwatch_api.db.sealed import seal_on_flush
@@ -300,7 +301,9 @@ def _install_ops(app: FastAPI) -> None:
             # A schema behind the code is not ready either: the routes would fail on it.
             checks["database"] = st.schema
         except Exception as exc:
-            checks["database"] = f"failed: {type(exc).__name__}"
+            down = isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError))
+            name = type(exc).__name__
+            checks["database"] = f"unreachable ({name})" if down else f"failed: {name}"
         checks["nats"] = "ok" if st.bus.nc.is_connected else "disconnected"
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)

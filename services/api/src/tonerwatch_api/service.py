@@ -11,6 +11,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db.schema import DatabaseUnreachable, MigrationLockTimeout, pending_migrations
@@ -25,7 +26,7 @@ from tonerwatch_api.projections.printers import ProjectionOptions
 from tonerwatch_api.projections.projector import Projector
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import Bus
-from tonerwatch_shared.lifecycle import stop_event
+from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
 from tonerwatch_shared.sealing import Sealer
 from tonerwatch_shared.settings import SettingsError
 from tonerwatch_shared.storage import make_engine, sqlite_url
@@ -104,13 +105,13 @@ async def run(
 
     With TONERWATCH_MIGRATE_ON_START (the default) the schema is migrated first. Without, a schema
     behind the code keeps the api serving but not ready (/readyz 503 "migrations pending: ...") until
-    `tonerwatch migrate` has run; only then does it bootstrap and start its consumers.
+    `tonerwatch migrate` has run; only then does it bootstrap and start its consumers. A database
+    that does not answer at start is waited for the same way (/readyz 503 "unreachable ...",
+    docs/reliability.md), never a traceback and an exit.
     """
     stop = stop_event(stop)
     engine = make_engine(database_url(settings))
     try:
-        if settings.migrate_on_start:
-            await asyncio.to_thread(upgrade, engine, settings.migrate_lock_timeout_s)
         bus = await _connect_answering_health(settings, stop)
         try:
             await bus.ensure_event_stream()
@@ -167,11 +168,31 @@ async def _connect_answering_health(settings: Settings, stop: asyncio.Event) -> 
             await serving
 
 
+# What a database that went away says; anything else while bootstrapping is a real error.
+DATABASE_DOWN = (DatabaseUnreachable, OperationalError, InterfaceError, OSError)
+
+
 async def _run_once_migrated(
     st: AppState, bootstrapped: asyncio.Event, stop: asyncio.Event
 ) -> None:
-    if not await _wait_for_schema(st, stop):
-        return
+    while True:
+        if not await _wait_for_schema(st, stop):
+            return
+        try:
+            await _bootstrap(st)
+            st.schema = "ok"
+            break
+        except DATABASE_DOWN as exc:  # gone again between the check and the bootstrap
+            st.schema = f"unreachable ({type(exc).__name__})"
+            log.warning("database went away while bootstrapping, waiting for it: %s", _line(exc))
+            if await sleep_until_stopped(stop, st.settings.schema_check_interval_s):
+                return
+    bootstrapped.set()
+    await run_background(st, stop)
+
+
+async def _bootstrap(st: AppState) -> None:
+    """Make the default site and admin, seal secrets, announce the alert settings."""
     settings = st.settings
     generated = await asyncio.to_thread(
         bootstrap,
@@ -190,28 +211,48 @@ async def _run_once_migrated(
     await asyncio.to_thread(reseal_all, st.engine, sealer)
     # The api is the system of record for alert settings: remind the alerter at every start.
     await asyncio.to_thread(in_tx, st.engine, lambda s: reannounce_all(s, st.source))
-    bootstrapped.set()
-    await run_background(st, stop)
+
+
+def _line(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()
+    return first[0] if first else type(exc).__name__
 
 
 async def _wait_for_schema(st: AppState, stop: asyncio.Event) -> bool:
-    """Return True once the schema is at head (readiness names what is pending meanwhile), False on stop."""
+    """Return True once the schema is at head (readiness names what is pending meanwhile), False on stop.
+
+    With migrate_on_start it migrates; a database that does not answer is waited for (checked
+    every schema_check_interval_s), an unreachable one named in /readyz. A migration lock held
+    too long (MigrationLockTimeout) still ends the service: that is for an operator.
+    """
     st.schema = "schema not checked yet"
+    settings = st.settings
     while not stop.is_set():
         try:
-            pending = await asyncio.wait_for(
-                asyncio.to_thread(pending_migrations, st.engine), timeout=30
-            )
+            if settings.migrate_on_start:
+                await asyncio.to_thread(upgrade, st.engine, settings.migrate_lock_timeout_s)
+                pending = None
+            else:
+                pending = await asyncio.wait_for(
+                    asyncio.to_thread(pending_migrations, st.engine), timeout=30
+                )
+        except DATABASE_DOWN as exc:
+            pending = f"unreachable ({type(exc).__name__})"
+            if pending != st.schema:
+                log.warning("database unreachable, not ready until it answers: %s", _line(exc))
+        except MigrationLockTimeout:
+            raise
         except Exception as exc:  # the database may come later: keep checking, stay not ready
             pending = f"schema check failed: {type(exc).__name__}"
         if pending is None:
-            st.schema = "ok"
+            # Ready ("ok") only once bootstrapped: the admin must exist when /readyz says 200.
+            st.schema = "bootstrapping"
             return True
-        if pending != st.schema:
+        if pending != st.schema and not pending.startswith("unreachable"):
             log.warning("%s — not ready until `tonerwatch migrate` has run", pending)
         st.schema = pending
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), st.settings.schema_check_interval_s)
+        if await sleep_until_stopped(stop, settings.schema_check_interval_s):
+            return False
     return False
 
 

@@ -107,6 +107,19 @@ async def delete_streams(b: Bus) -> None:
                 await b.js.delete_stream(name)
 
 
+def drop_streams_sync(nats_url: str, subjects: Subjects) -> None:
+    """Delete the streams a process under test made with subjects' prefix (from sync tests)."""
+
+    async def drop() -> None:
+        b = await Bus.connect(nats_url, subjects=subjects, name="cleanup", attempts=3)
+        try:
+            await delete_streams(b)
+        finally:
+            await b.drain()
+
+    asyncio.run(drop())
+
+
 @pytest.fixture
 def pg_engine(database_url: str) -> Iterator[Engine]:
     """Return an engine on a fresh PostgreSQL schema, dropped after the test."""

@@ -29,7 +29,9 @@ from tonerwatch_shared.printer.model import SupplyKind
 router = APIRouter(prefix="/api/v1")
 # Supply kinds, and "printer" for printer-wide alerts.
 AlertKind = Enum(  # type: ignore[misc]
-    "AlertKind", {k.name: k.value for k in SupplyKind} | {"PRINTER": "printer", "SITE": "site"}, type=str
+    "AlertKind",
+    {k.name: k.value for k in SupplyKind} | {"PRINTER": "printer", "SITE": "site"},
+    type=str,
 )
 AlertsAsked = Annotated[Page, page_of(ALERTS, "Alerts", limit=200, most=1000)]
 

@@ -126,7 +126,8 @@ class ReadyOut(BaseModel):
     )
     ready: bool
     database: str = Field(
-        description='"ok", "failed: <error type>", or "migrations pending: <revisions>" '
+        description='"ok", "unreachable (<error type>)" (the api waits for it, at start too), '
+        '"failed: <error type>", or "migrations pending: <revisions>" '
         "(the schema is behind: run `tonerwatch migrate`)"
     )
     nats: str = Field(description='"ok" or "disconnected"')
