@@ -300,7 +300,9 @@ async def test_readings_of_many_printers_land_in_batches_and_a_ghost_only_delays
 async def test_discovered_printer_is_stored_and_configured_for_the_poller(
     bus: Bus, pg: Engine
 ) -> None:
-    projector = Projector(pg, bus, Outbox(pg, bus), Metrics(), ProjectionOptions())
+    projector = Projector(
+        pg, bus, Outbox(pg, bus), Metrics(), ProjectionOptions(auto_monitor_discovered=True)
+    )
     found = PrinterFound(
         source="discovery",
         site_id="default",
@@ -327,7 +329,9 @@ async def test_discovered_printer_is_stored_and_configured_for_the_poller(
 
 
 async def test_discovered_printer_keeps_the_credentials_that_answered(bus: Bus, pg: Engine) -> None:
-    projector = Projector(pg, bus, Outbox(pg, bus), Metrics(), ProjectionOptions())
+    projector = Projector(
+        pg, bus, Outbox(pg, bus), Metrics(), ProjectionOptions(auto_monitor_discovered=True)
+    )
     private = SnmpCredentials(community="finance-ro")
     found = PrinterFound(
         source="discovery",

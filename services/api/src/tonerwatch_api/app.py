@@ -56,7 +56,7 @@ from tonerwatch_api.routes import (
 from tonerwatch_api.schemas.common import VALIDATION_ERROR_EXAMPLE, ErrorOut, ReadyOut
 from tonerwatch_api.settings import Settings
 from tonerwatch_api.ui import bulk_add as bulk_add_page
-from tonerwatch_api.ui import login, pages
+from tonerwatch_api.ui import discovery_setting, login, pages
 from tonerwatch_api.ui import printers as printer_pages
 from tonerwatch_api.ui import tenants as tenant_pages
 from tonerwatch_api.ui.common import LoginRequired, error_page, login_redirect
@@ -129,7 +129,7 @@ def create_app(
     ):
         app.include_router(resource.router)
     # Bulk add before the printer pages: /printers/bulk is not a printer id.
-    for ui_pages in (login, bulk_add_page, printer_pages, pages, tenant_pages):
+    for ui_pages in (login, bulk_add_page, discovery_setting, printer_pages, pages, tenant_pages):
         app.include_router(ui_pages.router)
     app.include_router(api_docs.router)
     app.mount(api_docs.ASSETS, api_docs.SwaggerAssets(), name="api-docs-assets")

@@ -55,7 +55,9 @@ class Settings(CommonSettings):
         description="Service coverage rule per vendor (JSON; '*' for the rest); default eConcierge's",
     )
     auto_monitor_discovered: bool = Field(
-        default=True, description="Start polling printers discovery finds"
+        default=False,
+        description="Start polling printers discovery finds in sites that chose nothing "
+        "(off: they wait for a person to pick them)",
     )
     default_interval_s: float = Field(
         default=300.0, ge=10, description="Poll interval of new printers"

@@ -98,6 +98,9 @@ class Site(SQLModel, table=True):
     )
     # Ship-to address and billing contact (SiteAccount), sent upstream with each new order.
     account: dict[str, Any] | None = _json()
+    monitor_found: bool | None = Field(
+        default=None, description="Printers a sweep finds here are monitored at once; None: default"
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

@@ -78,6 +78,7 @@ def site_out(site: Site, printers: int | None = None) -> SiteOut:
         name=site.name,
         tenant_id=site.tenant_id,
         poll_interval_s=site.poll_interval_s,
+        monitor_found=site.monitor_found,
         **counted,
     )
 
@@ -105,6 +106,7 @@ def add_site(session: Session, who: Principal, body: SiteIn, source: str) -> Sit
         tenant_id=who.tenant_id,
         name=body.name or body.id,
         poll_interval_s=body.poll_interval_s,
+        monitor_found=body.monitor_found,
     )
     session.add(site)
     session.flush()
@@ -132,7 +134,16 @@ def change_site(
     if "poll_interval_s" in body.model_fields_set:
         set_site_interval(session, site, body.poll_interval_s, source, default_interval_s)
         audit(session, who, "site.interval", site.id, poll_interval_s=body.poll_interval_s)
+    if "monitor_found" in body.model_fields_set:
+        set_monitor_found(session, who, site, body.monitor_found)
     return site_out(site)
+
+
+def set_monitor_found(session: Session, who: Principal, site: Site, value: bool | None) -> None:
+    """Choose whether printers a sweep finds in the site are monitored at once (None: default)."""
+    site.monitor_found = value
+    session.add(site)
+    audit(session, who, "site.monitor_found", site.id, monitor_found=value)
 
 
 def remove_site(session: Session, who: Principal, site_id: str, default_site: str) -> None:

@@ -65,7 +65,8 @@ class ProjectionOptions:
     """How the projections behave."""
 
     source: str = "api"
-    auto_monitor_discovered: bool = True
+    # Sites that chose nothing (sites.monitor_found NULL): found printers wait for a person.
+    auto_monitor_discovered: bool = False
     default_interval_s: float = 300.0
     # Readings applied in parallel on PostgreSQL (one printer's are serialised by a row lock);
     # SQLite has a single writer, so one.
@@ -158,8 +159,23 @@ def _set_identity(printer: Printer, ident: PrinterIdentity) -> None:
     printer.firmware = ident.firmware or printer.firmware
     if not printer.location and ident.sys_location:
         printer.location = ident.sys_location
-    if not printer.name and ident.sys_name:
-        printer.name = ident.sys_name
+    if not printer.name:
+        printer.name = found_name(ident, printer.location, printer.address)
+
+
+def found_name(ident: PrinterIdentity, location: str | None, address: str) -> str:
+    """Return a name for a printer nobody named: its sysName, else model and location (or
+    address), else its address."""
+    sys_name = (ident.sys_name or "").strip()
+    if sys_name and sys_name != address:
+        return sys_name[:200]
+    model = (ident.model or ident.vendor or "").strip()
+    where = (location or "").strip()
+    if model and where:
+        return f"{model} · {where}"[:200]
+    if model:
+        return f"{model} · {address}"[:200]
+    return address[:200]
 
 
 def _store_supplies(
@@ -283,7 +299,7 @@ def _apply_found(session: Session, event: Event, options: ProjectionOptions, now
     assert isinstance(event, PrinterFound)
     if not event.identity.is_printer:
         return "ignored"
-    ensure_site(session, event.site_id, DEFAULT_TENANT)
+    site = ensure_site(session, event.site_id, DEFAULT_TENANT)
     live = select(Printer).where(
         Printer.site_id == event.site_id, col(Printer.removed_at).is_(None)
     )
@@ -308,7 +324,11 @@ def _apply_found(session: Session, event: Event, options: ProjectionOptions, now
             address=event.address,
             port=event.port,
             origin="discovered",
-            monitored=options.auto_monitor_discovered,
+            monitored=(
+                options.auto_monitor_discovered
+                if site.monitor_found is None
+                else site.monitor_found
+            ),
             credentials=found_creds,
             interval_s=options.default_interval_s,
             config_at=event.occurred_at,

@@ -20,6 +20,7 @@ _SITE: dict[str, Any] = {
     "tenant_id": "acme",
     "printers": 42,
     "poll_interval_s": 300.0,
+    "monitor_found": False,
 }
 _TOKEN: dict[str, Any] = {
     "id": 12,
@@ -231,6 +232,12 @@ class SiteIn(BaseModel):
         le=86400,
         description="Poll interval of the site's printers (unset: the default)",
     )
+    monitor_found: bool | None = Field(
+        default=None,
+        description="Printers a discovery sweep finds here are monitored at once (true) or wait "
+        "for a person to pick them (false); null: the installation's default "
+        "(TONERWATCH_AUTO_MONITOR_DISCOVERED, false unless set)",
+    )
 
 
 class SitePatch(BaseModel):
@@ -242,6 +249,7 @@ class SitePatch(BaseModel):
             "examples": [
                 {"name": "ACME headquarters, Building A", "poll_interval_s": 600},
                 {"poll_interval_s": None},
+                {"monitor_found": True},
             ]
         },
     )
@@ -251,6 +259,12 @@ class SitePatch(BaseModel):
         ge=10,
         le=86400,
         description="Poll interval of the site's printers; null: the default",
+    )
+    monitor_found: bool | None = Field(
+        default=None,
+        description="Printers a discovery sweep finds here are monitored at once (true) or wait "
+        "for a person to pick them (false); null: the installation's default "
+        "(TONERWATCH_AUTO_MONITOR_DISCOVERED, false unless set)",
     )
 
 
@@ -263,6 +277,12 @@ class SiteOut(BaseModel):
     tenant_id: str
     printers: int = 0
     poll_interval_s: float | None = None
+    monitor_found: bool | None = Field(
+        default=None,
+        description="Printers a discovery sweep finds here are monitored at once (true) or wait "
+        "for a person to pick them (false); null: the installation's default "
+        "(TONERWATCH_AUTO_MONITOR_DISCOVERED, false unless set)",
+    )
 
 
 class ApiTokenIn(BaseModel):

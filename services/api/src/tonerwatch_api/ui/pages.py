@@ -84,6 +84,7 @@ async def discovery_page(request: Request) -> Response:
         errors=[],
         values={},
         placeholder=TARGETS_PLACEHOLDER,
+        monitor_default=app_state(request).settings.auto_monitor_discovered,
     )
 
 
@@ -128,6 +129,7 @@ async def discovery_submit(request: Request) -> Response:
             errors=errors,
             values=safe,
             placeholder=TARGETS_PLACEHOLDER,
+            monitor_default=st.settings.auto_monitor_discovered,
         )
     job = await change(st, lambda s: start_job(s, who, body, st.settings.default_site, st.source))
     return RedirectResponse(f"/discovery/{job.id}", status_code=303)
