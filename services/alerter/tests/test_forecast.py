@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from tonerwatch_alerter import forecast as fc
+from tonerwatch_shared import forecast as fc
 
 DAY = fc.DAY_S
 T0 = 1_750_000_000.0

@@ -21,6 +21,7 @@ from tonerwatch_api.settings import Settings
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
+    Counters,
     PollRequested,
     PrinterConfigured,
     SnmpCredentials,
@@ -29,6 +30,7 @@ from tonerwatch_shared.events import (
 from tonerwatch_shared.printer.model import Tray
 from tonerwatch_shared.sealing import Sealer, is_sealed
 
+from .conftest import hp_supplies
 from .test_rest import ADMIN_PW, bearer
 
 V3_AUTH = "auth-passphrase-7731"
@@ -329,3 +331,97 @@ async def test_a_sealed_public_community_reads_as_the_default_and_v3_keys_are_st
     )
     assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "snmp"
     assert "not-really" not in bad.text
+
+
+async def test_every_supply_carries_days_to_empty_and_its_band_in_the_api_and_on_the_page(
+    client: httpx.AsyncClient,
+    pg: Engine,
+    configured: Callable[..., PrinterConfigured],
+    reading: Callable[..., SupplyReading],
+) -> None:
+    apply_now(pg, configured())
+    now = datetime.now(UTC)
+    # Four days of an office's black toner: about 4 points a day in uneven jobs; cyan idle.
+    black_level = 42.0
+    for step, hours in enumerate(range(96, -1, -6)):
+        if step:
+            black_level -= (0.3, 1.9, 0.6, 1.2)[step % 4]
+        apply_now(
+            pg,
+            reading(
+                occurred_at=now - timedelta(hours=hours), supplies=hp_supplies(black=black_level)
+            ),
+        )
+    h = await bearer(client)
+    supplies = {
+        s["index"]: s
+        for s in (await client.get("/api/v1/printers/p-hp479", headers=h)).json()["supplies"]
+    }
+    black = supplies["1"]
+    assert black["use_per_day"] == pytest.approx(4.0, abs=0.5)
+    assert black["percent"] == pytest.approx(26.0)
+    assert black["days_to_empty"] == pytest.approx(26 / 4.0, abs=1.0)  # 26 % left at 4 a day
+    assert black["days_to_empty_low"] <= black["days_to_empty"] <= black["days_to_empty_high"]
+    # Cyan has not moved: no rate, so no date it runs out (never a made-up one).
+    assert supplies["2"]["days_to_empty"] is None
+    listed = (await client.get("/api/v1/printers", headers=h)).json()["items"][0]["supplies"]
+    assert listed[0]["days_to_empty"] == black["days_to_empty"]
+
+    await log_in(client)
+    page = (await client.get("/printers/p-hp479")).text
+    row = re.search(r"<tr><td><span class=\"swatch\"[^>]*></span>Black Cartridge.*?</tr>", page, re.S)
+    assert row, page
+    cell = re.search(r'<td class="days-left"[^>]*>([^<]+)</td>', row.group(0))
+    assert cell and re.fullmatch(r"about \d+ days \(\d+–\d+\)", cell.group(1)), cell
+    cyan = re.search(r"<tr><td><span class=\"swatch\"[^>]*></span>Cyan Cartridge.*?</tr>", page, re.S)
+    assert cyan and 'title="A forecast needs three drops over two days">—<' in cyan.group(0)
+
+
+async def test_a_new_cartridge_starts_its_own_forecast(
+    client: httpx.AsyncClient,
+    pg: Engine,
+    configured: Callable[..., PrinterConfigured],
+    reading: Callable[..., SupplyReading],
+) -> None:
+    apply_now(pg, configured())
+    now = datetime.now(UTC)
+    for hours, black in ((72, 30.0), (48, 20.0), (24, 10.0), (12, 5.0)):
+        apply_now(
+            pg, reading(occurred_at=now - timedelta(hours=hours), supplies=hp_supplies(black))
+        )
+    h = await bearer(client)
+    got = (await client.get("/api/v1/printers/p-hp479", headers=h)).json()["supplies"][0]
+    assert got["days_to_empty"] is not None
+    apply_now(pg, reading(occurred_at=now, supplies=hp_supplies(black=100.0)))
+    got = (await client.get("/api/v1/printers/p-hp479", headers=h)).json()["supplies"][0]
+    assert got["percent"] == 100.0 and got["days_to_empty"] is None  # one point: no rate yet
+
+
+async def test_pages_in_this_period_count_the_first_hour_when_the_chart_is_hourly(
+    client: httpx.AsyncClient,
+    pg: Engine,
+    configured: Callable[..., PrinterConfigured],
+    reading: Callable[..., SupplyReading],
+) -> None:
+    apply_now(pg, configured())
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    first = now - timedelta(days=3)
+    # 40 pages in the first hour, then 10 an hour: three days is an hourly chart.
+    times = [first, first + timedelta(minutes=10)] + [
+        first + timedelta(hours=h) for h in range(1, 73)
+    ]
+    totals = [12345, 12385] + [12385 + 10 * h for h in range(1, 73)]
+    for at, total in zip(times, totals, strict=True):
+        apply_now(
+            pg,
+            reading(
+                occurred_at=at,
+                counters=Counters(lifetime_pages=total, mono_pages=total - 2345, colour_pages=2345),
+            ),
+        )
+    await log_in(client)
+    page = (await client.get("/printers/p-hp479")).text
+    assert 'id="chart-resolution">hourly<' in page
+    printed = totals[-1] - totals[0]
+    caption = re.search(r"<span>([^<]*) pages in this period</span>", page)
+    assert caption and caption.group(1) == f"{printed:,}", caption

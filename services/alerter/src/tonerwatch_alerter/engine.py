@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tonerwatch_alerter import forecast as fc
 from tonerwatch_alerter import text
 from tonerwatch_alerter.rules import (
     CRITICAL,
@@ -35,6 +34,7 @@ from tonerwatch_alerter.state import (
     event_id,
 )
 from tonerwatch_shared import failures
+from tonerwatch_shared import forecast as fc
 from tonerwatch_shared.events import (
     AlertResolved,
     Event,

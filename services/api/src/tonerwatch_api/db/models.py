@@ -192,6 +192,13 @@ class SupplyStateRow(SQLModel, table=True):
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
+    # Each new low with when it was first seen, [[unix s, percent], ...] since the last
+    # replacement (tonerwatch_shared.forecast), and the forecast it gives (None: too little yet).
+    envelope: list[list[float]] | None = _json()
+    use_per_day: float | None = None  # percentage points a day
+    days_to_empty: float | None = None
+    days_to_empty_low: float | None = None
+    days_to_empty_high: float | None = None  # None with days_to_empty set: no upper bound
 
 
 class Reading(SQLModel, table=True):

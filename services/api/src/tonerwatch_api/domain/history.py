@@ -69,6 +69,9 @@ class CounterPoint:
     colour_pages: int | None
     duplex_pages: int | None
     count: int = 1
+    # The lowest total in the bucket (a bucket's values are its last): pages printed within the
+    # first bucket count too.
+    min_lifetime_pages: int | None = None
 
 
 def _bucket_point(index: str, start: datetime, b: LevelBucket) -> LevelPoint:
@@ -277,6 +280,7 @@ def counter_history(
             b.values.get("colour_pages"),
             b.values.get("duplex_pages"),
             b.count,
+            b.min_lifetime_pages,
         )
         for start, b in sorted(buckets.items())
     ]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, bindparam, case, func, literal_column, or_
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.db.models import Alert, Printer, Site, SupplyStateRow
@@ -227,6 +228,8 @@ def printers_out(session: Session, printers: Sequence[Printer]) -> list[PrinterO
     if ids:
         for row in session.exec(
             select(SupplyStateRow)
+            # The envelope (up to 200 points a supply) is the projection's, not the views'.
+            .options(defer(SupplyStateRow.envelope))  # type: ignore[arg-type]
             .where(col(SupplyStateRow.printer_id).in_(ids))
             .order_by(col(SupplyStateRow.printer_id), col(SupplyStateRow.supply_index))
         ).all():
@@ -305,10 +308,18 @@ def printer_out(
                 percent=s.percent,
                 state=s.state,
                 updated_at=s.updated_at,
+                use_per_day=_rounded(s.use_per_day, 3),
+                days_to_empty=_rounded(s.days_to_empty, 1),
+                days_to_empty_low=_rounded(s.days_to_empty_low, 1),
+                days_to_empty_high=_rounded(s.days_to_empty_high, 1),
             )
             for s in supplies
         ],
     )
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def snmp_access(creds: dict[str, Any]) -> SnmpAccessOut | None:

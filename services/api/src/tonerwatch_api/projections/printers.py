@@ -25,6 +25,7 @@ from tonerwatch_api.db.tx import DEFAULT_TENANT, ensure_site
 from tonerwatch_api.projections.orders import apply_upstream_update, deliver_on_replacement
 from tonerwatch_api.projections.outbox import add_to_outbox, follow_up_id
 from tonerwatch_api.projections.status import refresh_status
+from tonerwatch_shared import forecast as fc
 from tonerwatch_shared.events import (
     AlertResolved,
     Event,
@@ -116,6 +117,8 @@ def _printer_for(
     return None if printer.removed_at is not None else printer
 
 
+# A rise of more than this is a new cartridge (the alerter's default TONERWATCH_REPLACEMENT_JUMP_POINTS).
+REPLACEMENT_JUMP_POINTS = 15.0
 FROM_DISCOVERY = "from_discovery"  # marks stored credentials a sweep found (not a user's)
 
 
@@ -205,6 +208,7 @@ def _store_supplies(
         row.colour_hex = supply.colour_hex
         row.level = supply.level
         row.max_capacity = supply.max_capacity
+        _forecast(row, supply.percent, at)
         row.percent = supply.percent
         row.state = supply.state.value
         row.updated_at = at
@@ -212,6 +216,23 @@ def _store_supplies(
         session.add(_reading(printer_id, supply, at))
         current[supply.index] = row
     return [row.state for row in current.values()]
+
+
+def _forecast(row: SupplyStateRow, percent: float | None, at: datetime) -> None:
+    """Add a reading to the supply's envelope of lows and forecast from it (as the alerter does)."""
+    if percent is None:
+        return  # asleep or unknown: the forecast so far stands
+    envelope = [(float(t), float(p)) for t, p in row.envelope or []]
+    floor = envelope[-1][1] if envelope else row.percent
+    if floor is not None and percent - floor > REPLACEMENT_JUMP_POINTS:
+        envelope = []  # a new cartridge: its own history starts now
+    envelope = fc.add_point(envelope, at.timestamp(), percent)
+    row.envelope = [[t, p] for t, p in envelope]
+    found = fc.forecast(envelope, at.timestamp())
+    row.use_per_day = found.rate_per_day if found else None
+    row.days_to_empty = found.days_to_empty if found else None
+    row.days_to_empty_low = found.days_low if found else None
+    row.days_to_empty_high = found.days_high if found else None
 
 
 def _reading(printer_id: str, supply: Supply, at: datetime) -> Reading:

@@ -44,6 +44,10 @@ _SUPPLY_CYAN: dict[str, Any] = {
     "percent": 8.0,
     "state": "low",
     "updated_at": "2025-03-14T08:55:12Z",
+    "use_per_day": 0.85,
+    "days_to_empty": 9.4,
+    "days_to_empty_low": 7.1,
+    "days_to_empty_high": 13.0,
 }
 _PRINTER: dict[str, Any] = {
     "id": EXAMPLE_PRINTER_ID,
@@ -118,6 +122,21 @@ class SupplyOut(BaseModel):
     percent: float | None
     state: str
     updated_at: datetime
+    use_per_day: float | None = Field(
+        default=None, description="Percentage points used a day (robust fit of recent lows)"
+    )
+    days_to_empty: float | None = Field(
+        default=None,
+        description="Days until empty (a waste bin: full) at that rate, as of updated_at; "
+        "None: too little history yet (3 drops over 2 days), or not being used",
+    )
+    days_to_empty_low: float | None = Field(
+        default=None, description="The band's early end (90 %): it may run out this soon"
+    )
+    days_to_empty_high: float | None = Field(
+        default=None,
+        description="The band's late end (90 %); None with days_to_empty set: no upper bound",
+    )
 
 
 class TrayOut(BaseModel):

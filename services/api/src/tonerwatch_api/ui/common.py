@@ -17,7 +17,7 @@ from tonerwatch_api.db.groups import PrinterGroup
 from tonerwatch_api.deps import AppState, app_state, principal_from
 from tonerwatch_api.domain.access import Principal, Scope, responsibility_of
 from tonerwatch_api.security import csrf_ok, csrf_token, role_at_least
-from tonerwatch_api.ui.views import STATUS_LABEL
+from tonerwatch_api.ui.views import STATUS_LABEL, days_left
 
 HERE = Path(__file__).resolve().parent
 LOGIN_CSRF_COOKIE = "tw_login_csrf"
@@ -40,6 +40,9 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
 
 templates.env.filters["ago"] = ago
 templates.env.globals["STATUS_LABEL"] = STATUS_LABEL
+templates.env.globals["days_left"] = lambda s: days_left(
+    s.days_to_empty, s.days_to_empty_low, s.days_to_empty_high, receptacle=s.supply_class == "receptacle"
+)
 
 
 class LoginRequired(Exception):

@@ -350,7 +350,8 @@ async def printer_page(request: Request, printer_id: str) -> Response:
             if value is not None:
                 pages[name].append((c.at, value))
     counter_start = min((c.at for c in counters), default=start)
-    counter = counter_chart(pages, counter_start, end)
+    lowest = [c.min_lifetime_pages for c in counters if c.min_lifetime_pages is not None]
+    counter = counter_chart(pages, counter_start, end, first_total=min(lowest, default=None))
     return render(
         request,
         "printer.html",

@@ -173,12 +173,14 @@ def counter_chart(
     end: datetime,
     width: int = 600,
     height: int = 200,
+    first_total: int | None = None,
 ) -> CounterChart | None:
     """Return the page counter chart of counter name -> (time, pages), None without data.
 
     Every line shares one y scale from the lowest to the highest count, so a flat line means
     nothing was printed; the scale does not start at zero (a 200,000 page printer would draw
-    a flat line at the top).
+    a flat line at the top). first_total: the lowest total counter of the span when the points are
+    buckets (each holds its last value), so the first bucket's pages count.
     """
     values = [v for pts in history.values() for _, v in pts]
     if not values:
@@ -203,16 +205,53 @@ def counter_chart(
         levels.insert(1, (low + high) // 2)
     ticks = [(y(v), f"{v:,}") for v in levels]
     return CounterChart(
-        series=series, ticks=ticks, low=low, high=high, printed=pages_printed(history)
+        series=series, ticks=ticks, low=low, high=high, printed=pages_printed(history, first_total)
     )
 
 
-def pages_printed(history: Mapping[str, Sequence[tuple[datetime, int]]]) -> int:
-    """Return how far the total counter rose (else mono + colour): never across counters."""
+def pages_printed(
+    history: Mapping[str, Sequence[tuple[datetime, int]]], first_total: int | None = None
+) -> int:
+    """Return how far the total counter rose (else mono + colour): never across counters.
+
+    first_total, when given, is the lowest total seen (buckets keep their last value only).
+    """
     names = ["lifetime_pages"] if history.get("lifetime_pages") else ["mono_pages", "colour_pages"]
     rises = []
     for name in names:
         values = [v for _, v in history.get(name) or []]
+        if name == "lifetime_pages" and values and first_total is not None:
+            values.append(first_total)
         if values:
             rises.append(max(values) - min(values))
     return sum(rises)
+
+
+def _days(value: float) -> str:
+    if value < 1:
+        return "under a day"
+    if value >= 365:
+        return "over a year"
+    return f"{value:.0f} day{'' if round(value) == 1 else 's'}"
+
+
+def days_left(
+    days: float | None, low: float | None, high: float | None, *, receptacle: bool = False
+) -> str:
+    """Return days to empty (a waste bin: to full) with its 90 % band, in words for people.
+
+    None: too little history yet (the forecast needs three drops over two days), or not in use.
+    """
+    if days is None:
+        return "—"
+    if days <= 0:
+        return "full now" if receptacle else "empty now"
+    text = ("full in " if receptacle else "") + ("about " if days >= 1 else "") + _days(days)
+    if low is None or days >= 365:
+        return text
+    if high is None:
+        return f"{text} ({_days(low)} or more)"
+    if round(low) == round(high) or (high >= 365 and low >= 365):
+        return text
+    hi = "over a year" if high >= 365 else f"{high:.0f}"
+    return f"{text} ({low:.0f}–{hi})" if low >= 1 else f"{text} (under a day–{hi})"

@@ -1,5 +1,8 @@
 """Consumption forecast: days until a supply is empty (or a waste bin full), with an uncertainty band.
 
+Shared by the alerter (forecast alerts) and the api (days to empty on every supply), so both say
+the same number.
+
 Pure. The history kept per supply is its *envelope*: each new low with the time it was first seen
 (a level only falls between replacements, so a rise is a shaken cartridge or noise and says nothing
 about consumption). For a coarse reporter (steps of 10-33 %) those points are the times of the step
