@@ -141,3 +141,13 @@ async def test_swagger_ui_renders_in_chromium_with_every_other_host_refused(
     await expect(page.get_by_role("button", name="Authorize")).to_be_visible()
     await context.close()
     assert elsewhere == []
+
+
+async def test_every_page_names_a_favicon_that_is_served(client: httpx.AsyncClient) -> None:
+    page = await client.get("/login")
+    refs = _Refs()
+    refs.feed(page.text)
+    assert "/static/favicon.svg" in refs.urls
+    icon = await client.get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert b"<svg" in icon.content
