@@ -235,3 +235,33 @@ async def test_both_views_update_themselves_as_readings_and_alerts_arrive(
     await expect(row.locator(".reason").first).to_have_text("Paper jam")
     await expect(page.locator("a.counter[data-status=critical]")).to_contain_text("4 needs action")
     await page.context.close()
+
+
+async def test_alerts_filter_by_site_kind_severity_and_printer_and_acknowledge_several(
+    browser: Browser, api: Api, bus: Bus
+) -> None:
+    page = await open_fleet(browser, api, bus)
+    await page.goto(f"{api.url}/alerts?scope=all")
+    rows = page.locator("table.alerts tbody tr")
+    # The jam, the Kyocera critical, the Finance low, the forecast.
+    await expect(rows).to_have_count(4)
+    await page.get_by_label("Severity").select_option("critical")
+    await expect(rows).to_have_count(2)
+    await page.get_by_label("Kind").select_option("printer")
+    await expect(rows).to_have_count(1)
+    await expect(rows).to_contain_text("Reception Brother")
+    await page.goto(f"{api.url}/alerts?scope=all&site=warehouse")
+    await expect(rows).to_have_count(2)  # the Kyocera's critical, the Warehouse HP's forecast
+    await page.get_by_label("Printer").fill("Finance")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(0)  # the Finance HP is at Headquarters
+    await page.goto(f"{api.url}/alerts?scope=all&printer=Finance")
+    await expect(rows).to_have_count(1)
+    await page.goto(f"{api.url}/alerts?scope=all")
+    await page.get_by_label("Select every open alert").check()
+    button = page.get_by_role("button", name=re.compile(r"Acknowledge selected \(\d+\)"))
+    await button.click()
+    await expect(page.locator("table.alerts")).to_contain_text("acknowledged by admin")
+    await expect(page.locator(".ack-pick")).to_have_count(0)
+    await shoot(page, "alerts-acknowledged-laptop")
+    await page.context.close()

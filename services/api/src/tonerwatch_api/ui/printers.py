@@ -11,14 +11,14 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
+from tonerwatch_api.db.models import Alert, Printer
 from tonerwatch_api.db.tx import run_tx
 from tonerwatch_api.deps import AlertRowId, app_state, change
 from tonerwatch_api.domain import alerts as alert_rules
 from tonerwatch_api.domain import orders as order_rules
-from tonerwatch_api.domain.access import Scope
-from tonerwatch_api.domain.alerts import find_alerts
+from tonerwatch_api.domain.alerts import alert_out, alerts_query, find_alerts
 from tonerwatch_api.domain.errors import Conflict
 from tonerwatch_api.domain.fleet import (
     card_reasons,
@@ -42,12 +42,13 @@ from tonerwatch_api.domain.printers import (
     fleet_page,
     get_printer,
     patch_printer,
+    printer_filters,
     printers_out,
     request_poll,
 )
 from tonerwatch_api.domain.retention import policy_from
 from tonerwatch_api.domain.tenancy import tenant_sites
-from tonerwatch_api.schemas.printers import AlertOut, PrinterIn, PrinterOut, PrinterPatch
+from tonerwatch_api.schemas.printers import PrinterIn, PrinterOut, PrinterPatch
 from tonerwatch_api.security import role_at_least
 from tonerwatch_api.status import STATUS_RANK
 from tonerwatch_api.ui.common import (
@@ -450,29 +451,65 @@ async def printer_poll(request: Request, printer_id: str) -> Response:
     return RedirectResponse(f"/printers/{printer_id}", status_code=303)
 
 
+ALERT_KINDS = ("printer", "toner", "ink", "drum", "waste_toner", "fuser", "transfer", "other")
+
+
 @router.get("/alerts", response_class=HTMLResponse)
-async def alerts_page(request: Request, show: str = "open", scope: str = "") -> Response:
-    """Alerts: open ones, or all recent; of the user's responsible sites unless scope=all."""
+async def alerts_page(
+    request: Request,
+    show: str = "open",
+    scope: str = "",
+    site: str = "",
+    kind: str = "",
+    severity: str = "",
+    printer: str = "",
+) -> Response:
+    """Alerts: open ones, or all recent; of the user's responsible sites unless scope=all.
+
+    Filtered by site, kind, severity and printer (name, address or id).
+    """
     who = await ui_user(request)
     open_only = show != "all"
+    severity = severity if severity in ("critical", "warning", "info") else ""
+    kind = kind if kind in ALERT_KINDS else ""
 
-    def work(s: Session) -> tuple[list[AlertOut], list[str], Scope, list[str]]:
-        mine = my_scope(s, who, scope)
-        found = find_alerts(s, who.tenant_id, open_only=open_only, limit=500, scope=mine)
+    def work(s: Session) -> dict[str, Any]:
+        mine = my_scope(s, who, scope, site, printer)
+        q = alerts_query(
+            who.tenant_id,
+            open_only=open_only,
+            site_id=site or None,
+            severities=[severity] if severity else (),
+            kinds=[kind] if kind else (),
+            scope=mine,
+        )
+        if printer:
+            ids = select(Printer.id).where(*printer_filters(None, printer))
+            q = q.where(col(Alert.printer_id).in_(ids))
+        q = q.order_by(col(Alert.raised_at).desc(), col(Alert.id).desc()).limit(500)
+        found = [alert_out(a, name) for a, name in s.exec(q).all()]
         responsible = user_responsibility(s, who)
         groups = tenant_groups(s, who.tenant_id)
-        return found, scope_labels(mine, groups), responsible, scope_labels(responsible, groups)
+        return {
+            "alerts": found,
+            "mine": scope_labels(mine, groups),
+            "responsible": scope_labels(responsible, groups),
+            "scope_noun": scope_noun(responsible),
+            "sites": tenant_sites(s, who.tenant_id),
+        }
 
-    alerts, mine, responsible, responsible_names = await run_tx(app_state(request).engine, work)
+    ctx = await run_tx(app_state(request).engine, work)
     return render(
         request,
         "alerts.html",
         who,
-        alerts=alerts,
         show="open" if open_only else "all",
-        mine=mine,
-        responsible=responsible_names,
-        scope_noun=scope_noun(responsible),
+        site=site,
+        kind=kind,
+        severity=severity,
+        printer=printer,
+        kinds=ALERT_KINDS,
+        **ctx,
     )
 
 

@@ -319,3 +319,38 @@
     .catch(function () { /* the select keeps the current tenant; the Tenants page still switches */ });
   select.addEventListener("change", function () { form.submit(); });
 })();
+
+// The Alerts page: select several open alerts, acknowledge them at once (POST /alerts/acknowledge).
+(function () {
+  "use strict";
+  var button = document.getElementById("ack-selected");
+  if (!button) return;
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  function picked() { return Array.prototype.slice.call(document.querySelectorAll(".ack-pick:checked")); }
+  function update() {
+    var n = picked().length;
+    button.disabled = n === 0;
+    button.textContent = n ? "Acknowledge selected (" + n + ")" : "Acknowledge selected";
+  }
+  document.addEventListener("change", function (ev) {
+    if (ev.target.id === "ack-all") {
+      document.querySelectorAll(".ack-pick").forEach(function (c) { c.checked = ev.target.checked; });
+    }
+    update();
+  });
+  button.addEventListener("click", function () {
+    var ids = picked().map(function (c) { return Number(c.value); });
+    button.disabled = true;
+    fetch("/api/v1/alerts/acknowledge", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": meta ? meta.content : "" },
+      body: JSON.stringify({ ids: ids })
+    }).then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      window.location.reload();
+    }).catch(function (err) {
+      var e = document.getElementById("ack-error");
+      e.textContent = "Could not acknowledge: " + err.message; e.hidden = false; update();
+    });
+  });
+})();
