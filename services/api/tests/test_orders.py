@@ -687,3 +687,15 @@ async def test_coverage_flips_on_the_second_order_after_thirty_days_of_readings(
     after = (await client.get(url, headers=h)).json()
     assert after["status"] == "covered" and after["orders_counted"] == 2
     assert after["rule"] == {"monitoring_days": 30.0, "orders_needed": 2, "lapse_days": 180.0}
+
+
+async def test_the_printer_page_shows_its_service_coverage(
+    client: httpx.AsyncClient, db: Engine, reading: Callable[..., SupplyReading]
+) -> None:
+    apply_now(db, reading(occurred_at=datetime.now(UTC) - timedelta(days=40)))
+    h = await bearer(client)
+    await place(client, h)
+    await place(client, h, supply_index="2")
+    await ui_login(client, "admin", ADMIN_PW)
+    page = (await client.get(f"/printers/{PRINTER}")).text
+    assert "Service coverage: <strong>covered</strong>" in page

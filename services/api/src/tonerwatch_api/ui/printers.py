@@ -19,6 +19,7 @@ from tonerwatch_api.deps import AlertRowId, app_state, change
 from tonerwatch_api.domain import alerts as alert_rules
 from tonerwatch_api.domain import orders as order_rules
 from tonerwatch_api.domain.alerts import alert_out, alerts_query, find_alerts
+from tonerwatch_api.domain.coverage import printer_coverage
 from tonerwatch_api.domain.errors import Conflict
 from tonerwatch_api.domain.fleet import (
     card_reasons,
@@ -321,6 +322,7 @@ async def printer_page(request: Request, printer_id: str) -> Response:
             "counters": counter_history(s, p.id, start, end, res, limit=20000),
             "alerts": find_alerts(s, who.tenant_id, open_only=False, printer_id=p.id, limit=50),
             "orders": order_rules.printer_orders(s, who.tenant_id, p.id),
+            "coverage": printer_coverage(s, who.tenant_id, p.id, st.settings.coverage_rules, end),
             "groups": tenant_groups(s, who.tenant_id),
             "member_of": printer_groups(s, [p.id]).get(p.id, []),
         }
@@ -366,6 +368,7 @@ async def printer_page(request: Request, printer_id: str) -> Response:
         counter=counter,
         counter_start=counter_start,
         orders=printer_orders,
+        coverage=page["coverage"],
         show_printer=False,
         groups=all_groups,
         member_of=member_of,
