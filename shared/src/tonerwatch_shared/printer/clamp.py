@@ -162,8 +162,9 @@ def _clamp_supply(supply: Supply, notes: _Notes) -> Supply:
     level, capacity = supply.level, supply.max_capacity
     update["level"], why = fit_int(level)
     notes.add(where, why and f"level {why}")
-    if "invalid_level" in supply.flags:
+    if "invalid_level" in supply.flags and update["level"] is not None:
         # Kept as sent (it fits, and says what the device said); the flag keeps it out of percent.
+        # A level dropped above is noted there once: noting "level None" here would not be idempotent.
         notes.add(where, f"level {level} is no RFC 3805 value")
     if capacity is not None and capacity < 0 and capacity not in RFC3805_SPECIAL:
         update["max_capacity"] = capacity = None
