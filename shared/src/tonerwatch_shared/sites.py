@@ -352,6 +352,15 @@ def site_events_stream_config(
     )
 
 
+def up_event_subjects(hub: Subjects, site: str) -> list[str]:
+    """Return the subjects of a site's own events: keyed (`kind.<key>`) and unkeyed (`kind`).
+
+    PrinterFound is unkeyed (`tw.<site>.printer.found`): `kind.>` alone left it at the site.
+    """
+    unkeyed = [f"{hub.root}.{token(site)}.{kind}" for kind in UP_EVENTS]
+    return unkeyed + _event_subjects(hub, site, UP_EVENTS)
+
+
 def hub_site_source(hub: Subjects, site: str) -> StreamSource:
     """Return the source that brings a site's own events (not what the hub sent it) to the hub."""
     return StreamSource(
@@ -359,9 +368,7 @@ def hub_site_source(hub: Subjects, site: str) -> StreamSource:
         external=ExternalStream(
             api=f"$JS.{site_domain(site)}.API", deliver=deliver_subject(hub, site, "up")
         ),
-        subject_transforms=[
-            SubjectTransform(src=s, dest=s) for s in _event_subjects(hub, site, UP_EVENTS)
-        ],
+        subject_transforms=[SubjectTransform(src=s, dest=s) for s in up_event_subjects(hub, site)],
     )
 
 
@@ -432,4 +439,5 @@ __all__ = [
     "site_subjects",
     "site_user",
     "source_sites",
+    "up_event_subjects",
 ]
