@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -161,6 +162,42 @@ def test_up_demo_shows_a_live_fleet_within_a_minute(
     )
     page = httpx.get(f"{url}/", headers=headers, timeout=10, follow_redirects=True)
     assert page.status_code == 200
+
+
+@pytest.mark.parametrize("system", [["--demo", "--demo-count", "3"]], indirect=True)
+def test_up_demo_xerox_c405_shows_three_weeks_of_history_and_a_forecast_at_once(
+    system: tuple[subprocess.Popen[str], str, Path],
+) -> None:
+    proc, url, data_dir = system
+    assert proc.stdout is not None
+    banner = ""
+    while "three weeks of history" not in banner:  # printed once monitoring has started
+        line = proc.stdout.readline()
+        assert line, f"up exited: {(data_dir.parent / 'up.log').read_text()[-3000:]}"
+        banner += line
+    assert (data_dir / "demo" / "history-seeded").exists()
+    headers = _token(url)
+    printers = httpx.get(
+        f"{url}/api/v1/printers", params={"limit": 100}, headers=headers, timeout=10
+    ).json()["items"]
+    assert {p["monitored"] for p in printers} == {True}
+    xerox = next(p for p in printers if p["name"] == "c405-02")
+    since = {"since": "2000-01-01T00:00:00Z", "resolution": "raw"}
+    readings = httpx.get(
+        f"{url}/api/v1/printers/{xerox['id']}/readings", params=since, headers=headers, timeout=10
+    ).json()
+    times = sorted(datetime.fromisoformat(r["occurred_at"]) for r in readings)
+    assert times[-1] - times[0] > timedelta(days=14)
+    black = [r["percent"] for r in readings if r["supply_index"] == "1.1"]
+    assert black[0] > black[-1], "the black toner was fuller three weeks ago"
+    counters = httpx.get(
+        f"{url}/api/v1/printers/{xerox['id']}/counters", params=since, headers=headers, timeout=10
+    ).json()
+    assert len(counters) >= 80
+    assert counters[0]["mono_pages"] < counters[-1]["mono_pages"]
+    assert counters[0]["colour_pages"] < counters[-1]["colour_pages"]
+    detail = httpx.get(f"{url}/api/v1/printers/{xerox['id']}", headers=headers, timeout=10).json()
+    assert [s for s in detail["supplies"] if s.get("days_to_empty") is not None]
 
 
 def _embedded_nats_url(log: Path) -> str:

@@ -32,6 +32,8 @@ log = logging.getLogger("tonerwatch.up")
 READY_TIMEOUT_S = 120.0
 ADMIN_PASSWORD_FILE = "admin-password"
 SECRET_KEY_FILE = "secret-key"
+HISTORY_MARKER = "history-seeded"
+HISTORY_WAIT_S = 60.0
 
 
 def _say(line: str) -> None:
@@ -270,36 +272,137 @@ async def _announce(
     if args.demo:
         if url is None:
             raise CliError("--demo needs the api service")
-        await _run_demo(url, api, args, data_dir, stop)
+        await _run_demo(url, api, settings.get("poller"), args, data_dir, stop)
     else:
         await stop.wait()
 
 
 async def _run_demo(
-    url: str, api: Any, args: argparse.Namespace, data_dir: Path, stop: asyncio.Event
+    url: str,
+    api: Any,
+    poller: Any,
+    args: argparse.Namespace,
+    data_dir: Path,
+    stop: asyncio.Event,
 ) -> None:
-    """Serve the simulated fleet on loopback and register every printer through the REST API."""
+    """Serve the simulated fleet on loopback and register every printer through the REST API.
+
+    The first time, each printer gets three weeks of backdated readings (published as the
+    poller's SupplyReading events) before it is monitored, so forecasts and charts show at once.
+    """
     from tonerwatch.demo.fleet import run_demo_fleet
 
     demo_dir = data_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
+    seeded = demo_dir / HISTORY_MARKER
+    seed = poller is not None and not seeded.exists()
     async with run_demo_fleet(
         demo_dir, port=_demo_port(demo_dir), count=args.demo_count
     ) as printers:
         (demo_dir / "port").write_text(f"{printers[0].port}\n")
         try:
-            registered = await register_demo_printers(url, api.admin_password, printers)
+            known = await register_demo_printers(
+                url, api.admin_password, printers, monitored=not seed
+            )
+            if seed:
+                try:
+                    await seed_demo_history(
+                        url, api.admin_password, poller, demo_dir, printers, known
+                    )
+                    seeded.write_text("seeded\n")
+                except Exception as exc:  # the history is a nicety: the live demo runs without it
+                    log.warning("could not seed the demo history: %r", exc)
+                await monitor_demo_printers(url, api.admin_password, known)
         except httpx.HTTPError as exc:
             raise CliError(
                 f"could not register the demo printers with the API at {url}: {exc}"
             ) from None
         _say(
-            f"  Demo: {registered} simulated printers on 127.77.0.x:{printers[0].port} are being monitored;"
+            f"  Demo: {len(known)} simulated printers on 127.77.0.x:{printers[0].port} are being monitored,"
         )
         _say(
-            "        levels fall as you watch, some cross thresholds within minutes, one is jammed."
+            "        with three weeks of history; levels fall as you watch, some cross thresholds"
+            " within minutes, one is jammed."
         )
         await stop.wait()
+
+
+async def seed_demo_history(
+    url: str,
+    password: str | None,
+    poller: Any,
+    demo_dir: Path,
+    printers: list[Any],
+    known: dict[str, dict[str, Any]],
+) -> None:
+    """Publish each demo printer's backdated readings as the poller would; wait until the API has them."""
+    from datetime import UTC, datetime, timedelta
+
+    from tonerwatch.demo.history import STEP_HOURS, history_events, snapshot_of
+    from tonerwatch_shared.bus import Bus
+
+    now = datetime.now(UTC)
+    bus = await Bus.connect(
+        poller.nats_url,
+        subjects=Subjects(poller.subject_root, poller.stream_prefix),
+        name="tonerwatch-demo",
+        user=poller.nats_user,
+        password=poller.nats_password,
+        creds=poller.nats_creds,
+        attempts=5,
+    )
+    newest = now - timedelta(hours=STEP_HOURS)
+    last: list[str] = []
+    try:
+        for p in printers:
+            row = known[p.name]
+            events = history_events(
+                snapshot_of(demo_dir / f"{p.community}.snmprec"),
+                printer_id=row["id"],
+                address=p.host,
+                site_id=row["site_id"],
+                now=now,
+            )
+            for event in events:
+                await bus.publish(event)
+            last.append(row["id"])
+    finally:
+        await bus.nc.drain()
+    # Monitoring starts only once the API has applied them: a live reading first would make them
+    # late, and late readings go into the charts but not the forecast.
+    async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
+        headers = await _auth_headers(client, password)
+        async with asyncio.timeout(HISTORY_WAIT_S):
+            for pid in last:
+                while True:
+                    resp = await client.get(f"/api/v1/printers/{pid}", headers=headers)
+                    resp.raise_for_status()
+                    seen = resp.json().get("last_seen_at")
+                    if seen and datetime.fromisoformat(seen.replace("Z", "+00:00")) >= newest:
+                        break
+                    await asyncio.sleep(0.5)
+
+
+async def monitor_demo_printers(
+    url: str, password: str | None, known: dict[str, dict[str, Any]]
+) -> None:
+    """Start monitoring every demo printer not monitored yet."""
+    async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
+        headers = await _auth_headers(client, password)
+        for row in known.values():
+            if not row.get("monitored", True):
+                resp = await client.patch(
+                    f"/api/v1/printers/{row['id']}", headers=headers, json={"monitored": True}
+                )
+                resp.raise_for_status()
+
+
+async def _auth_headers(client: httpx.AsyncClient, password: str | None) -> dict[str, str]:
+    token = await client.post(
+        "/api/v1/auth/token", data={"username": "admin", "password": password or ""}
+    )
+    token.raise_for_status()
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
 def _demo_port(demo_dir: Path) -> int | None:
@@ -318,19 +421,20 @@ def _demo_port(demo_dir: Path) -> int | None:
     return port
 
 
-async def register_demo_printers(url: str, password: str | None, printers: list[Any]) -> int:
-    """Add each demo printer (matched by name, so a restart adds none twice); return how many are monitored."""
+async def register_demo_printers(
+    url: str, password: str | None, printers: list[Any], *, monitored: bool = True
+) -> dict[str, dict[str, Any]]:
+    """Add each demo printer (matched by name, so a restart adds none twice); return them by name."""
     async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
-        token = await client.post(
-            "/api/v1/auth/token", data={"username": "admin", "password": password or ""}
-        )
-        token.raise_for_status()
-        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        headers = await _auth_headers(client, password)
         existing = await client.get("/api/v1/printers", params={"limit": 500}, headers=headers)
         existing.raise_for_status()
-        known = {p.get("name"): p for p in existing.json()["items"]}
+        known: dict[str, dict[str, Any]] = {p.get("name"): p for p in existing.json()["items"]}
+        found: dict[str, dict[str, Any]] = {}
         for p in printers:
-            if p.name in known and known[p.name].get("port") == p.port and known[p.name].get("address") == p.host:
+            row = known.get(p.name)
+            if row and row.get("port") == p.port and row.get("address") == p.host:
+                found[p.name] = row
                 continue
             resp = await client.post(
                 "/api/v1/printers",
@@ -342,7 +446,9 @@ async def register_demo_printers(url: str, password: str | None, printers: list[
                     "location": p.location,
                     "community": p.community,
                     "interval_s": 30,
+                    "monitored": monitored,
                 },
             )
             resp.raise_for_status()
-    return len(printers)
+            found[p.name] = resp.json()
+    return found

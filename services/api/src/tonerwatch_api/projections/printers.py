@@ -222,17 +222,27 @@ def _forecast(row: SupplyStateRow, percent: float | None, at: datetime) -> None:
     """Add a reading to the supply's envelope of lows and forecast from it (as the alerter does)."""
     if percent is None:
         return  # asleep or unknown: the forecast so far stands
-    envelope = [(float(t), float(p)) for t, p in row.envelope or []]
-    floor = envelope[-1][1] if envelope else row.percent
+    for name, value in forecast_columns(row.envelope, row.percent, percent, at).items():
+        setattr(row, name, value)
+
+
+def forecast_columns(
+    envelope_now: list[list[float]] | None, last_percent: float | None, percent: float, at: datetime
+) -> dict[str, Any]:
+    """Return a supply's envelope and forecast columns after a reading of percent at at."""
+    envelope = [(float(t), float(p)) for t, p in envelope_now or []]
+    floor = envelope[-1][1] if envelope else last_percent
     if floor is not None and percent - floor > REPLACEMENT_JUMP_POINTS:
         envelope = []  # a new cartridge: its own history starts now
     envelope = fc.add_point(envelope, at.timestamp(), percent)
-    row.envelope = [[t, p] for t, p in envelope]
     found = fc.forecast(envelope, at.timestamp())
-    row.use_per_day = found.rate_per_day if found else None
-    row.days_to_empty = found.days_to_empty if found else None
-    row.days_to_empty_low = found.days_low if found else None
-    row.days_to_empty_high = found.days_high if found else None
+    return {
+        "envelope": [[t, p] for t, p in envelope],
+        "use_per_day": found.rate_per_day if found else None,
+        "days_to_empty": found.days_to_empty if found else None,
+        "days_to_empty_low": found.days_low if found else None,
+        "days_to_empty_high": found.days_high if found else None,
+    }
 
 
 def _reading(printer_id: str, supply: Supply, at: datetime) -> Reading:
@@ -577,4 +587,3 @@ _HANDLERS = {
     SupplyReplaced: _apply_replaced,
     UpstreamOrderUpdate: _apply_upstream,
 }
-

@@ -33,6 +33,7 @@ from tonerwatch_api.projections.printers import (
     UNKNOWN_PRINTER_GRACE,
     PrinterNotYetKnown,
     ProjectionOptions,
+    forecast_columns,
 )
 from tonerwatch_api.projections.status import status_of
 from tonerwatch_shared.events import SupplyReading
@@ -76,6 +77,13 @@ def _dialect_insert(session: Session, table: Table) -> Any:
     return sqlite_insert(table)
 
 
+FORECAST_COLUMNS = (
+    "envelope",
+    "use_per_day",
+    "days_to_empty",
+    "days_to_empty_low",
+    "days_to_empty_high",
+)
 _STATE_COLUMNS = (
     "description",
     "part_number",
@@ -88,6 +96,7 @@ _STATE_COLUMNS = (
     "percent",
     "state",
     "updated_at",
+    *FORECAST_COLUMNS,
 )
 
 
@@ -231,6 +240,18 @@ def _apply(
                 "state": supply.state.value,
                 "updated_at": at,
             }
+            # The forecast as one by one (_forecast): an unknown level leaves it as it stood.
+            if supply.percent is not None:
+                new_row.update(
+                    forecast_columns(
+                        old.get("envelope") if old else None,
+                        old.get("percent") if old else None,
+                        supply.percent,
+                        at,
+                    )
+                )
+            else:
+                new_row.update({c: old.get(c) if old else None for c in FORECAST_COLUMNS})
             rows[supply.index] = new_row
             changed[(printer.id, supply.index)] = new_row
         c = fitted.counters
