@@ -305,7 +305,7 @@ async def test_discovery_page_sweeps_loopback_printers_and_monitors_the_chosen_o
     await shoot(page, "discovery-monitored-laptop")
 
     await page.goto(f"{api.url}/discovery")
-    await expect(page.locator("table.data")).to_contain_text(block)
+    await expect(page.locator("#recent-sweeps table.data")).to_contain_text(block)
     await page.goto(f"{api.url}/network?days=7")
     # The sweep's bytes were measured: the discovery total is no longer zero.
     await expect(page.locator(".stat", has_text="Discovery").locator(".big")).not_to_have_text(
