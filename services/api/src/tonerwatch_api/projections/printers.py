@@ -255,17 +255,11 @@ def _reading(printer_id: str, supply: Supply, at: datetime) -> Reading:
     )
 
 
-def _apply_reading(
-    session: Session, event: Event, options: ProjectionOptions, now: datetime
-) -> str:
-    assert isinstance(event, SupplyReading)
-    printer = _printer_for(session, event, now, lock=True)
-    if printer is None:
-        return "ignored"
-    at = event.occurred_at
+def fitted_snapshot(event: SupplyReading) -> PrinterSnapshot:
+    """Return the reading's snapshot fitted to our columns (clamped, anomalies noted)."""
     # Readings from any producer (an older poller too) fit the columns: one absurd value must
     # not fail every reading of the printer for ever.
-    fitted = clamp_snapshot(
+    return clamp_snapshot(
         PrinterSnapshot(
             printer=event.printer,
             supplies=event.supplies,
@@ -274,6 +268,17 @@ def _apply_reading(
             status=event.status,
         )
     )
+
+
+def _apply_reading(
+    session: Session, event: Event, options: ProjectionOptions, now: datetime
+) -> str:
+    assert isinstance(event, SupplyReading)
+    printer = _printer_for(session, event, now, lock=True)
+    if printer is None:
+        return "ignored"
+    at = event.occurred_at
+    fitted = fitted_snapshot(event)
     _set_identity(printer, fitted.printer)
     newest = printer.last_seen_at is None or at >= printer.last_seen_at
     if newest:

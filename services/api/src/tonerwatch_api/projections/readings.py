@@ -33,12 +33,13 @@ from tonerwatch_api.projections.printers import (
     UNKNOWN_PRINTER_GRACE,
     PrinterNotYetKnown,
     ProjectionOptions,
+    fitted_snapshot,
     forecast_columns,
 )
 from tonerwatch_api.projections.status import status_of
 from tonerwatch_shared.events import SupplyReading
-from tonerwatch_shared.printer.clamp import clamp_snapshot, fit_int
-from tonerwatch_shared.printer.model import PrinterIdentity, PrinterSnapshot
+from tonerwatch_shared.printer.clamp import fit_int
+from tonerwatch_shared.printer.model import PrinterIdentity
 
 log = logging.getLogger("tonerwatch_api.projections.printers")
 
@@ -183,15 +184,7 @@ def _apply(
             continue
         outcomes[i] = "applied"
         at = event.occurred_at
-        fitted = clamp_snapshot(
-            PrinterSnapshot(
-                printer=event.printer,
-                supplies=event.supplies,
-                trays=event.trays,
-                counters=event.counters,
-                status=event.status,
-            )
-        )
+        fitted = fitted_snapshot(event)
         _set_identity(printer, fitted.printer)
         if printer.last_seen_at is None or at >= printer.last_seen_at:
             _put(
