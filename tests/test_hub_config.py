@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import stat
 import subprocess
 import time
@@ -237,3 +238,36 @@ def test_concurrent_revocations_each_land(tmp_path: Path) -> None:
     assert not list((out / "sites").iterdir())
     # And a second revocation of one of them changes nothing.
     assert revoke_in_config(out, names[0]) is False
+
+
+def _listens(conf: str) -> tuple[str, str, str]:
+    """Return (client port, leaf port, store dir) as hub.conf says them."""
+    leaf = conf[conf.index("leafnodes") :]
+    return (
+        re.search(r"^port:\s*(\d+)", conf, re.M).group(1),  # type: ignore[union-attr]
+        re.search(r"port:\s*(\d+)", leaf).group(1),  # type: ignore[union-attr]
+        re.search(r"store_dir:\s*(\S+)", conf).group(1),  # type: ignore[union-attr]
+    )
+
+
+def test_a_re_run_keeps_the_ports_and_store_of_the_first_run(tls_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "hub"
+    store = tmp_path / "hub-store"
+    first = ["--store-dir", str(store), "--leaf-port", "17422", "--client-port", "14222"]
+    assert _hub_config(tls_dir, out, *first) == 0
+    made = _listens((out / "hub.conf").read_text())
+    assert made[:2] == ("14222", "17422") and str(store) in made[2]
+    # Adding a site later, without repeating the options: nothing a reload cannot change moves.
+    assert _hub_config(tls_dir, out) == 0
+    assert _listens((out / "hub.conf").read_text()) == made
+    state = json.loads((out / "hub.json").read_text())
+    assert (state["leaf_port"], state["client_port"]) == (17422, 14222)
+    # An option given on a re-run still wins, and is what the next run keeps.
+    assert _hub_config(tls_dir, out, "--leaf-port", "17423") == 0
+    assert _hub_config(tls_dir, out) == 0
+    again = _listens((out / "hub.conf").read_text())
+    assert again == (made[0], "17423", made[2])
+    # A new folder gets the documented defaults.
+    assert _hub_config(tls_dir, tmp_path / "fresh") == 0
+    fresh = _listens((tmp_path / "fresh" / "hub.conf").read_text())
+    assert fresh[:2] == ("4222", "7422") and "/data/nats" in fresh[2]

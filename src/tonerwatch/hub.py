@@ -20,7 +20,14 @@ import nats.errors
 from nats.js.errors import NotFoundError
 
 from tonerwatch.services import CliError
-from tonerwatch_shared.hub import HubError, HubLayout, SiteEntry, read_state, write_hub_config
+from tonerwatch_shared.hub import (
+    STATE_FILE,
+    HubError,
+    HubLayout,
+    SiteEntry,
+    read_state,
+    write_hub_config,
+)
 from tonerwatch_shared.sites import (
     DOWN_STREAM,
     TlsFiles,
@@ -28,6 +35,10 @@ from tonerwatch_shared.sites import (
     source_sites,
 )
 from tonerwatch_shared.subjects import Subjects, token
+
+DEFAULT_STORE_DIR = Path("/data/nats")
+DEFAULT_LEAF_PORT = 7422
+DEFAULT_CLIENT_PORT = 4222
 
 
 def read_sites(path: Path) -> list[SiteEntry]:
@@ -70,12 +81,49 @@ def add_hub_parser(sub: Any) -> None:
     hub.add_argument("--ca", required=True, type=Path, help="the CA both sides trust (PEM)")
     hub.add_argument("--hub-cert", required=True, type=Path, help="the hub's server certificate")
     hub.add_argument("--hub-key", required=True, type=Path, help="the hub's server key")
+    # Left out on a re-run, these three are what DIR/hub.json recorded (the first run's), so a
+    # re-run keeps the ports the running hub has (a reload cannot change them).
     hub.add_argument(
-        "--store-dir", type=Path, default=Path("/data/nats"), help="the hub's JetStream store"
+        "--store-dir",
+        type=Path,
+        default=None,
+        help=f"the hub's JetStream store (default: as before, else {DEFAULT_STORE_DIR})",
     )
-    hub.add_argument("--leaf-port", type=int, default=7422, help="leaf-node port (default 7422)")
     hub.add_argument(
-        "--client-port", type=int, default=4222, help="the services' port, on 127.0.0.1 (4222)"
+        "--leaf-port",
+        type=int,
+        default=None,
+        help=f"leaf-node port (default: as before, else {DEFAULT_LEAF_PORT})",
+    )
+    hub.add_argument(
+        "--client-port",
+        type=int,
+        default=None,
+        help=f"the services' port, on 127.0.0.1 (default: as before, else {DEFAULT_CLIENT_PORT})",
+    )
+
+
+def hub_layout(args: argparse.Namespace, tls: TlsFiles) -> HubLayout:
+    """Return the layout to write: the options given, else what hub.json recorded, else defaults."""
+    before: HubLayout | None = None
+    if (args.out / STATE_FILE).is_file():
+        try:
+            before = read_state(args.out)[0]
+        except HubError as exc:
+            raise CliError(str(exc)) from None
+
+    def chosen(given: Any, name: str, default: Any) -> Any:
+        if given is not None:
+            return given
+        return getattr(before, name) if before is not None else default
+
+    return HubLayout(
+        hub_tls=tls,
+        store_dir=chosen(args.store_dir, "store_dir", DEFAULT_STORE_DIR),
+        leaf_port=chosen(args.leaf_port, "leaf_port", DEFAULT_LEAF_PORT),
+        leaf_host=before.leaf_host if before is not None else HubLayout.leaf_host,
+        client_port=chosen(args.client_port, "client_port", DEFAULT_CLIENT_PORT),
+        subjects=before.subjects if before is not None else Subjects(),
     )
 
 
@@ -85,12 +133,7 @@ def hub_config_command(args: argparse.Namespace) -> int:
         if not pem.is_file():
             raise CliError(f"{pem} not found")
     tls = TlsFiles(args.ca.resolve(), args.hub_cert.resolve(), args.hub_key.resolve())
-    layout = HubLayout(
-        hub_tls=tls,
-        store_dir=args.store_dir,
-        leaf_port=args.leaf_port,
-        client_port=args.client_port,
-    )
+    layout = hub_layout(args, tls)
     try:
         written = write_hub_config(read_sites(args.sites), args.out, layout)
     except HubError as exc:

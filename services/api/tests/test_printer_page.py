@@ -369,11 +369,15 @@ async def test_every_supply_carries_days_to_empty_and_its_band_in_the_api_and_on
 
     await log_in(client)
     page = (await client.get("/printers/p-hp479")).text
-    row = re.search(r"<tr><td><span class=\"swatch\"[^>]*></span>Black Cartridge.*?</tr>", page, re.S)
+    row = re.search(
+        r"<tr><td><span class=\"swatch\"[^>]*></span>Black Cartridge.*?</tr>", page, re.S
+    )
     assert row, page
     cell = re.search(r'<td class="days-left"[^>]*>([^<]+)</td>', row.group(0))
     assert cell and re.fullmatch(r"about \d+ days \(\d+–\d+\)", cell.group(1)), cell
-    cyan = re.search(r"<tr><td><span class=\"swatch\"[^>]*></span>Cyan Cartridge.*?</tr>", page, re.S)
+    cyan = re.search(
+        r"<tr><td><span class=\"swatch\"[^>]*></span>Cyan Cartridge.*?</tr>", page, re.S
+    )
     assert cyan and 'title="A forecast needs three drops over two days">—<' in cyan.group(0)
 
 

@@ -65,4 +65,7 @@ async def test_each_sites_discovery_sweeps_only_its_own_sites_requests(
         stop.set()
         await asyncio.wait_for(listener, 10)
     answered = sorted((e.site_id, e.source) for e in finished)
-    assert answered == [("north", "discovery/discovery-north"), ("south", "discovery/discovery-south")]
+    assert answered == [
+        ("north", "discovery/discovery-north"),
+        ("south", "discovery/discovery-south"),
+    ]

@@ -33,28 +33,40 @@ def _needs_ippeveprinter() -> None:
 
 async def test_ipp_only_printer_levels_reach_the_reading(bus: Bus, nats_url: str) -> None:
     async with ippeveprinter(MARKERS) as printer, running_poller(bus, nats_url):
-        config = configured("ipp-1", 161, "unused").model_copy(update={"protocol": "ipp", "ipp_port": printer.port})
+        config = configured("ipp-1", 161, "unused").model_copy(
+            update={"protocol": "ipp", "ipp_port": printer.port}
+        )
         await bus.publish(config)
         reading = await wait_for_event(
-            bus, bus.subjects.filter("supply.reading"), lambda e: isinstance(e, ev.SupplyReading), timeout_s=20
+            bus,
+            bus.subjects.filter("supply.reading"),
+            lambda e: isinstance(e, ev.SupplyReading),
+            timeout_s=20,
         )
     assert isinstance(reading, ev.SupplyReading) and reading.protocol == "ipp"
     by_name = {s.description: s for s in reading.supplies}
     assert by_name["Black Toner"].percent == 42 and by_name["Black Toner"].kind == SupplyKind.TONER
     assert by_name["Cyan Toner"].state == SupplyState.LOW
     waste = by_name["Waste Toner Box"]
-    assert waste.percent == 5 and waste.state == SupplyState.ALMOST_FULL  # IPP level is fullness; ours is space left
+    assert (
+        waste.percent == 5 and waste.state == SupplyState.ALMOST_FULL
+    )  # IPP level is fullness; ours is space left
     assert reading.bytes_sent > 0 and reading.bytes_received > 0
 
 
-async def test_both_protocols_merge_into_one_reading(bus: Bus, nats_url: str, snmp_agent: SnmpSimulator) -> None:
+async def test_both_protocols_merge_into_one_reading(
+    bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
+) -> None:
     async with ippeveprinter(MARKERS) as printer, running_poller(bus, nats_url):
         config = configured("both-1", snmp_agent.port, "jetdirect_m252dw").model_copy(
             update={"protocol": "both", "ipp_port": printer.port}
         )
         await bus.publish(config)
         reading = await wait_for_event(
-            bus, bus.subjects.filter("supply.reading"), lambda e: isinstance(e, ev.SupplyReading), timeout_s=20
+            bus,
+            bus.subjects.filter("supply.reading"),
+            lambda e: isinstance(e, ev.SupplyReading),
+            timeout_s=20,
         )
     assert isinstance(reading, ev.SupplyReading) and reading.protocol == "both"
     # SNMP's numbers win where it has them; IPP-only markers are added.

@@ -468,7 +468,11 @@ async def run_demo_fleet(
     for attempt in range(attempts):
         simulator = SnmpSimulator(
             files,
-            endpoints=[(h, chosen) for chosen in [port if port is not None else free_udp_port()] for h in hosts],
+            endpoints=[
+                (h, chosen)
+                for chosen in [port if port is not None else free_udp_port()]
+                for h in hosts
+            ],
             startup_timeout=startup_timeout,
         )
         try:
@@ -478,7 +482,10 @@ async def run_demo_fleet(
                 raise
             continue
         try:
-            yield [replace(p, host=h, port=simulator.port) for p, h in zip(printers, hosts, strict=True)]
+            yield [
+                replace(p, host=h, port=simulator.port)
+                for p, h in zip(printers, hosts, strict=True)
+            ]
         finally:
             simulator.stop()
         return

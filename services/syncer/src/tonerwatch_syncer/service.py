@@ -146,7 +146,9 @@ class Settings(CommonSettings):
         description="How long one upstream delivery may take before NATS hands the event out again",
     )
     sync_downlink_interval_s: float = Field(
-        default=300.0, gt=0, description="How often each site asks the portal what it has (downlink)"
+        default=300.0,
+        gt=0,
+        description="How often each site asks the portal what it has (downlink)",
     )
 
     @model_validator(mode="after")
@@ -520,7 +522,9 @@ class Syncer:
                 log.warning("site %s: downlink not read, asking again later: %s", site, exc)
                 continue
             if answer.site_id != site:
-                log.warning("site %s: the portal answered for site %s; ignored", site, answer.site_id)
+                log.warning(
+                    "site %s: the portal answered for site %s; ignored", site, answer.site_id
+                )
                 continue
             for item in answer.items:
                 # The id comes from the portal's item id: a repeat (after a crash before the cursor

@@ -41,7 +41,10 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
 templates.env.filters["ago"] = ago
 templates.env.globals["STATUS_LABEL"] = STATUS_LABEL
 templates.env.globals["days_left"] = lambda s: days_left(
-    s.days_to_empty, s.days_to_empty_low, s.days_to_empty_high, receptacle=s.supply_class == "receptacle"
+    s.days_to_empty,
+    s.days_to_empty_low,
+    s.days_to_empty_high,
+    receptacle=s.supply_class == "receptacle",
 )
 
 
