@@ -87,6 +87,8 @@ async def test_polls_repeat_at_the_interval_with_steady_gets(
     assert steady.requests == 1, "a steady poll is one GET of the learned OIDs"
     assert steady.bytes_sent + steady.bytes_received < first.bytes_sent + first.bytes_received
     assert [s.percent for s in steady.supplies] == [s.percent for s in first.supplies]
+    # The printer's sequence only grows (receivers drop what is older than what they applied).
+    assert first.seq is not None and steady.seq is not None and steady.seq > first.seq
 
 
 async def test_silent_printer_becomes_unreachable_then_reachable(
@@ -111,6 +113,7 @@ async def test_silent_printer_becomes_unreachable_then_reachable(
                 timeout_s=30,
             )
     assert isinstance(up, ev.PrinterReachable) and up.printer_id == "hp-3"
+    assert down.seq is not None and up.seq is not None and up.seq > down.seq
 
 
 async def test_configuring_twice_keeps_one_poll_job(

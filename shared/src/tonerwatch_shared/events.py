@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from tonerwatch_shared import subjects as sj
+from tonerwatch_shared.ordering import SEQ_MAX
 from tonerwatch_shared.printer.model import (
     Counters,
     PrinterIdentity,
@@ -136,6 +137,19 @@ class PrinterEvent(Event):
         return self.printer_id
 
 
+class SequencedEvent(PrinterEvent):
+    """A printer event that carries the printer's sequence number (tonerwatch_shared.ordering)."""
+
+    seq: int | None = Field(
+        default=None,
+        ge=0,
+        le=SEQ_MAX,
+        description="Grows with every event the poller publishes about the printer (an alert "
+        "event carries its cause's): receivers drop an event older than what they applied. "
+        "None from producers older than the field: then occurred_at orders",
+    )
+
+
 def printer_of(event: Event) -> str | None:
     """Return the printer an event is about (None for events about no one printer)."""
     return event.printer_id if isinstance(event, PrinterEvent) else None
@@ -196,7 +210,7 @@ class PollRequested(PrinterEvent):
     requested_by: str | None = Field(default=None, description="Username of who asked")
 
 
-class SupplyReading(PrinterEvent):
+class SupplyReading(SequencedEvent):
     """One successful poll of one printer: supplies, trays, counters, status, and what it cost."""
 
     type: Literal["tonerwatch.supply_reading.v1"] = "tonerwatch.supply_reading.v1"
@@ -220,7 +234,7 @@ class SupplyReading(PrinterEvent):
     )
 
 
-class PrinterUnreachable(PrinterEvent):
+class PrinterUnreachable(SequencedEvent):
     """A printer missed N polls in a row, or failed once for a reason retrying will not mend
     (a refused SNMPv3 key); published again when the reason changes while it stays down."""
 
@@ -239,7 +253,7 @@ class PrinterUnreachable(PrinterEvent):
     )
 
 
-class PrinterReachable(PrinterEvent):
+class PrinterReachable(SequencedEvent):
     """A printer that was unreachable answered again."""
 
     type: Literal["tonerwatch.printer_reachable.v1"] = "tonerwatch.printer_reachable.v1"
@@ -247,7 +261,7 @@ class PrinterReachable(PrinterEvent):
     address: str
 
 
-class ThresholdCrossed(PrinterEvent):
+class ThresholdCrossed(SequencedEvent):
     """A supply or the printer needs attention: one event per crossing, not per poll."""
 
     type: Literal["tonerwatch.threshold_crossed.v1"] = "tonerwatch.threshold_crossed.v1"
@@ -273,7 +287,7 @@ class ThresholdCrossed(PrinterEvent):
     )
 
 
-class AlertResolved(PrinterEvent):
+class AlertResolved(SequencedEvent):
     """The condition behind an alert cleared (new cartridge, jam cleared)."""
 
     type: Literal["tonerwatch.alert_resolved.v1"] = "tonerwatch.alert_resolved.v1"
@@ -288,7 +302,7 @@ class AlertResolved(PrinterEvent):
     )
 
 
-class SupplyReplaced(PrinterEvent):
+class SupplyReplaced(SequencedEvent):
     """A supply's level jumped up: a new cartridge."""
 
     type: Literal["tonerwatch.supply_replaced.v1"] = "tonerwatch.supply_replaced.v1"

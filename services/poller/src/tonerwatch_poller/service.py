@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
 
 from tonerwatch_poller import schedule
-from tonerwatch_shared import failures
+from tonerwatch_shared import failures, ordering
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler, pause_on_bus_error
 from tonerwatch_shared.checks import check_host, credential_problems
 from tonerwatch_shared.events import (
@@ -108,6 +108,13 @@ class PrinterHealth:
     failure: str | None = None
     # Unix time of the last poll, ok or failed: what decides when the next is due.
     last_poll_at: float | None = None
+    # The last seq stamped on an event about the printer (tonerwatch_shared.ordering).
+    seq: int | None = None
+
+    def next_seq(self) -> int:
+        """Return the seq of the printer's next event, and remember it."""
+        self.seq = ordering.next_seq(self.seq)
+        return self.seq
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.__dict__).encode()
@@ -128,6 +135,7 @@ class PrinterHealth:
                         "last_error",
                         "failure",
                         "last_poll_at",
+                        "seq",
                     )
                     if k in raw
                 }
@@ -508,14 +516,15 @@ class Poller:
             failure = exc.failure if isinstance(exc, _Refused) else failures.describe(exc)
             await self._failed(config, health, failure, source)
             return False
-        await self.bus.publish(reading)
+        # Stamped with the printer's next seq: receivers drop anything older they get later.
+        await self.bus.publish(reading.model_copy(update={"seq": health.next_seq()}))
         self.metrics.polls.labels(result="ok", protocol=config.protocol).inc()
         self.metrics.bytes.labels(direction="sent").inc(reading.bytes_sent)
         self.metrics.bytes.labels(direction="received").inc(reading.bytes_received)
         self.metrics.duration.observe(reading.duration_ms / 1000)
         was_unreachable = health.unreachable
         health = PrinterHealth(
-            last_success_at=datetime.now(UTC).isoformat(), last_poll_at=time.time()
+            last_success_at=datetime.now(UTC).isoformat(), last_poll_at=time.time(), seq=health.seq
         )
         if was_unreachable:
             await self.bus.publish(
@@ -524,6 +533,7 @@ class Poller:
                     site_id=config.site_id,
                     printer_id=config.printer_id,
                     address=config.address,
+                    seq=health.next_seq(),
                 )
             )
         await self.health.put(health_key, health.to_bytes())
@@ -564,6 +574,7 @@ class Poller:
                     printer_id=config.printer_id,
                     address=config.address,
                     consecutive_failures=health.failures,
+                    seq=health.next_seq(),
                     reason=failure.reason,
                     failure=failure.kind,
                     last_success_at=datetime.fromisoformat(health.last_success_at)
