@@ -91,13 +91,21 @@ async def test_settings_form_saves_a_sites_thresholds_and_announces_them(
     await login(page, api.url)
     await page.goto(f"{api.url}/settings")
     form = page.locator("form[data-alert-site=default]")
-    await form.get_by_label("Low at (%)").fill("30")
+    await form.get_by_label("Low at (%)", exact=True).fill("30")
     await form.get_by_label("Reorder lead time (days)").fill("10")
     await form.get_by_label("Mail recipients (one a line)").fill(
         "facilities@example.org\nit@example.org"
     )
-    await form.locator("summary").click()
-    await form.get_by_label("Per kind").fill('{"ink": {"low_percent": 35}}')
+    # What applies before anything is saved: the defaults, named as such.
+    in_force = form.locator("[data-in-force=default]")
+    await expect(in_force).to_contain_text("low at 20% (default)")
+    await expect(in_force).to_contain_text("reorder lead time 7 days (default)")
+    # Per-kind rules are a form: one row per supply kind, the site's value in force greyed.
+    await form.locator("details.kind-rules summary").click()
+    ink_low = form.get_by_label("Low at (%) for ink", exact=True)
+    assert await ink_low.get_attribute("placeholder") == "20"
+    await ink_low.fill("35")
+    await form.get_by_label("Lead time (days) for drum", exact=True).fill("21")
 
     def saved(e: Event) -> bool:
         return isinstance(e, AlertSettingsConfigured) and e.low_percent == 30
@@ -109,10 +117,22 @@ async def test_settings_form_saves_a_sites_thresholds_and_announces_them(
     assert isinstance(event, AlertSettingsConfigured)
     assert event.site_id == "default" and event.lead_time_days == 10
     assert event.recipients == ("facilities@example.org", "it@example.org")
-    assert [(k.value, v.low_percent) for k, v in event.kinds.items()] == [("ink", 35)]
+    kinds = {k.value: v for k, v in event.kinds.items()}
+    assert sorted(kinds) == ["drum", "ink"]
+    assert kinds["ink"].low_percent == 35 and kinds["ink"].critical_percent is None
+    assert kinds["drum"].lead_time_days == 21 and kinds["drum"].low_percent is None
     # The page reloads after a save: the form then shows who saved it, and the values.
     await expect(form.locator("h3")).to_contain_text("saved by admin", timeout=10000)
-    await expect(form.get_by_label("Low at (%)")).to_have_value("30")
+    await expect(form.get_by_label("Low at (%)", exact=True)).to_have_value("30")
+    await expect(in_force).to_contain_text("low at 30% (set here)")
+    await expect(in_force).to_contain_text("critical at 5% (default)")
+    await expect(form.get_by_label("Low at (%) for ink", exact=True)).to_have_value("35")
+    assert (
+        await form.get_by_label("Low at (%) for toner", exact=True).get_attribute("placeholder")
+        == "30"
+    )
+    # The change is audited with who made it and the site by name.
+    await expect(page.locator("#changes")).to_contain_text("site.alert_settings")
     # A bad address is refused with the field named, and nothing is saved.
     await form.get_by_label("Mail recipients (one a line)").fill("not an address")
     await form.get_by_role("button", name="Save alerts of").click()

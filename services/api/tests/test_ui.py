@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db.alerting import UserAlerting
+from tonerwatch_api.db.groups import PrinterGroup
 from tonerwatch_api.db.models import AuditEntry, User
 from tonerwatch_api.db.tx import create_user, ensure_admin, ensure_site, in_tx
 from tonerwatch_api.live import toast, without_printer
@@ -275,3 +276,57 @@ def test_one_reading_is_a_dot_on_the_level_chart() -> None:
     assert one[0].last == ("600.0", "184.0")  # right edge, 8% up from the bottom
     two = chart_series({"1": [(start, 90.0), (start + timedelta(days=7), 45.0)]}, {}, start, end)
     assert two[0].last == ("300.0", "110.0")
+
+
+async def test_settings_name_audit_targets_and_say_where_thresholds_come_from(
+    pg: Engine, bus: Bus, configured: Callable[..., PrinterConfigured]
+) -> None:
+    ensure_admin(pg, PW)
+    apply_now(pg, configured())
+    # TONERWATCH_LOW_PERCENT set for the api (and the alerter): its value is in force, named so.
+    app = create_app(
+        pg, bus, Settings(session_secret="ui-secret", cookie_secure=False, low_percent=25)
+    )
+
+    def setup(s: Session) -> None:
+        group = PrinterGroup(tenant_id="default", name="Finance floor 3")
+        s.add(group)
+        s.flush()
+        entries = [
+            ("printer.update", "p-hp479", None),
+            ("group.create", str(group.id), None),
+            ("user.alerting", "nina", {"sites": [], "groups": [group.id]}),
+            ("printer.delete", "p-gone", None),
+        ]
+        for action, target, detail in entries:
+            s.add(
+                AuditEntry(
+                    username="admin",
+                    tenant_id="default",
+                    action=action,
+                    target=target,
+                    detail=detail,
+                )
+            )
+
+    in_tx(pg, setup)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://tw.test"
+    ) as c:
+        await log_in(c)
+        html = (await c.get("/settings")).text
+    changes = html[html.index('id="changes"') :]
+    rows = re.findall(r"<tr>(.*?)</tr>", changes, re.S)
+    text = [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", r)).strip() for r in rows]
+    printer = next(t for t in text if "printer.update" in t)
+    assert "Finance HP" in printer  # the printer's name, its id small beside it
+    assert '<a href="/printers/p-hp479">Finance HP</a>' in changes
+    assert any("group.create" in t and "Finance floor 3" in t for t in text)
+    assert any("user.alerting" in t and "groups: Finance floor 3" in t for t in text)
+    assert any("printer.delete" in t and "p-gone" in t for t in text)  # gone: the id is all left
+    defaults = re.sub(r"<[^>]+>", "", html[html.index('id="limit-defaults"') :][:800])
+    assert "low at 25% (environment)" in defaults
+    assert "critical at 5% (default)" in defaults
+    in_force = re.search(r'data-in-force="default">(.*?)</p>', html, re.S)
+    assert in_force
+    assert "low at 25% (environment)" in re.sub(r"<[^>]+>", "", in_force.group(1))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from tonerwatch_api.db.models import AuditEntry
+from tonerwatch_api.db.groups import PrinterGroup
+from tonerwatch_api.db.models import ApiToken, AuditEntry, Printer, Site, User
 from tonerwatch_api.listing import Listing, Page, field
 from tonerwatch_api.schemas.common import AuditOut, AuditPage
 
@@ -74,3 +76,70 @@ def latest_changes(session: Session, tenant_id: str, limit: int) -> list[AuditEn
         .limit(limit)
     )
     return list(session.exec(q).all())
+
+
+# What an entry's target (and its detail's "groups") name, by the action's first word: the UI shows
+# the name of the printer, group, site or token, with the id kept for the API's target filter.
+_TARGET_KINDS = {"printer": "printer", "group": "group", "site": "site", "token": "token"}
+
+
+def target_names(session: Session, tenant_id: str, entries: Sequence[AuditEntry]) -> dict[int, str]:
+    """Return, per entry id, the name of what the entry's target id stands for (where it has one).
+
+    A target deleted since keeps its id (there is no name left to show); users are audited by
+    name already.
+    """
+    wanted: dict[str, set[str]] = {k: set() for k in _TARGET_KINDS.values()}
+    for e in entries:
+        kind = _TARGET_KINDS.get(e.action.split(".", 1)[0])
+        if kind and e.target:
+            wanted[kind].add(e.target)
+    names: dict[str, dict[str, str]] = {k: {} for k in wanted}
+    if wanted["printer"]:
+        q = (
+            select(Printer.id, Printer.name, Printer.address)
+            .join(Site, col(Site.id) == col(Printer.site_id))
+            .where(Site.tenant_id == tenant_id, col(Printer.id).in_(sorted(wanted["printer"])))
+        )
+        names["printer"] = {pid: name or address for pid, name, address in session.exec(q)}
+    group_ids = [int(t) for t in wanted["group"] if t.isdigit()]
+    if group_ids:
+        gq = select(PrinterGroup.id, PrinterGroup.name).where(
+            PrinterGroup.tenant_id == tenant_id, col(PrinterGroup.id).in_(group_ids)
+        )
+        names["group"] = {str(gid): name for gid, name in session.exec(gq)}
+    if wanted["site"]:
+        sq = select(Site.id, Site.name).where(
+            Site.tenant_id == tenant_id, col(Site.id).in_(sorted(wanted["site"]))
+        )
+        names["site"] = {sid: name for sid, name in session.exec(sq) if name and name != sid}
+    token_ids = [int(t) for t in wanted["token"] if t.isdigit()]
+    if token_ids:
+        tq = (
+            select(ApiToken.id, ApiToken.name)
+            .join(User, col(User.id) == col(ApiToken.user_id))
+            .where(User.tenant_id == tenant_id, col(ApiToken.id).in_(token_ids))
+        )
+        names["token"] = {str(tid): name for tid, name in session.exec(tq) if name}
+    out: dict[int, str] = {}
+    for e in entries:
+        kind = _TARGET_KINDS.get(e.action.split(".", 1)[0])
+        if kind and e.target and e.id is not None and (name := names[kind].get(e.target)):
+            out[e.id] = name
+    return out
+
+
+def group_names(session: Session, tenant_id: str, entries: Sequence[AuditEntry]) -> dict[int, str]:
+    """Return the names of the tenant's groups entries' details name by id (user.alerting)."""
+    ids = {
+        g
+        for e in entries
+        for g in ((e.detail or {}).get("groups") or [])
+        if isinstance(g, int) and not isinstance(g, bool)
+    }
+    if not ids:
+        return {}
+    q = select(PrinterGroup.id, PrinterGroup.name).where(
+        PrinterGroup.tenant_id == tenant_id, col(PrinterGroup.id).in_(sorted(ids))
+    )
+    return {gid: name for gid, name in session.exec(q) if gid is not None}

@@ -17,7 +17,7 @@ from tonerwatch_api.db.usage import KINDS
 from tonerwatch_api.deps import app_state, change
 from tonerwatch_api.domain.access import members_of
 from tonerwatch_api.domain.alert_settings import profiles, settings_out
-from tonerwatch_api.domain.audit import latest_changes
+from tonerwatch_api.domain.audit import group_names, latest_changes, target_names
 from tonerwatch_api.domain.collectors import COLLECTORS, collector_out, collectors_query
 from tonerwatch_api.domain.dead_letters import all_site_ids, sees_unowned, tenant_site_ids, visible
 from tonerwatch_api.domain.discovery_jobs import (
@@ -28,6 +28,7 @@ from tonerwatch_api.domain.discovery_jobs import (
     start_job,
 )
 from tonerwatch_api.domain.groups import tenant_groups
+from tonerwatch_api.domain.limits import LIMIT_NAMES
 from tonerwatch_api.domain.network_usage import human_bytes, usage
 from tonerwatch_api.domain.orders import ACTION_LABEL, STATUS_LABEL, find_orders
 from tonerwatch_api.domain.printers import find_printers
@@ -285,6 +286,34 @@ COLLECTORS_SHOWN = (
     500  # site collectors on the Settings page; GET /api/v1/collectors pages them all
 )
 DEAD_LETTERS_SHOWN = 50  # the newest dead letters; GET /api/v1/dead-letters lists up to 500
+# Where a threshold in force comes from, as the Settings page says it.
+SOURCE_UI, SOURCE_ENV, SOURCE_DEFAULT = "set here", "environment", "default"
+
+
+def limit_defaults(settings: Any) -> dict[str, tuple[float, str]]:
+    """Return each threshold below every site's own (value, source): the environment's
+    TONERWATCH_<NAME> (the alerter reads the same variables) or the built-in default."""
+    return {
+        n: (
+            float(getattr(settings, n)),
+            SOURCE_ENV if n in settings.model_fields_set else SOURCE_DEFAULT,
+        )
+        for n in LIMIT_NAMES
+    }
+
+
+def site_in_force(
+    saved: Any, defaults: dict[str, tuple[float, str]]
+) -> dict[str, tuple[float, str]]:
+    """Return a site's thresholds in force (value, source): its saved value, else the default."""
+    out = {}
+    for n in LIMIT_NAMES:
+        value = getattr(saved, n)
+        out[n] = (float(value), SOURCE_UI) if value is not None else defaults[n]
+    low, crit = out["low_percent"], out["critical_percent"]
+    if crit[0] > low[0]:  # the alerter caps critical at low (rules.Resolved.apply)
+        out["critical_percent"] = low
+    return out
 
 
 @router.get("/settings", response_class=HTMLResponse)
@@ -333,6 +362,8 @@ async def settings_page(request: Request) -> Response:
         printers = find_printers(s, who.tenant_id) if picker else []
         changes = latest_changes(s, who.tenant_id, AUDIT_ROWS) if is_admin else []
         return {
+            "change_targets": target_names(s, who.tenant_id, changes),
+            "change_groups": group_names(s, who.tenant_id, changes),
             "collectors": [collector_out(c, now, offline_after_s) for c in found],
             "dead_letters": dead,
             "changes": changes,
@@ -350,6 +381,9 @@ async def settings_page(request: Request) -> Response:
         }
 
     ctx = await run_tx(app_state(request).engine, work)
+    defaults = limit_defaults(app_state(request).settings)
+    ctx["limit_defaults"] = defaults
+    ctx["in_force"] = {sid: site_in_force(a, defaults) for sid, a in ctx["alerting"].items()}
     default_site = app_state(request).settings.default_site
     hub_enabled = app_state(request).settings.hub_dir is not None  # enrolment and revocation
     return render(

@@ -99,16 +99,29 @@
         return;
       }
       if (value === "") return;
-      if (key === "scopes") body[key] = String(value).split(" ");
-      else if (key === "expires_in_days" || data.number !== undefined) body[key] = Number(value);
+      var v;
+      if (key === "scopes") v = String(value).split(" ");
+      else if (key === "expires_in_days" || data.number !== undefined) v = Number(value);
       else if (data.list !== undefined) {
-        body[key] = String(value).split(/[\n,;]+/).map(function (x) { return x.trim(); })
+        v = String(value).split(/[\n,;]+/).map(function (x) { return x.trim(); })
           .filter(function (x) { return x; });
       } else if (data.json !== undefined) {
-        try { body[key] = JSON.parse(String(value)); } catch (e) { throw new Error(key + ": not valid JSON"); }
-      } else body[key] = value;
+        try { v = JSON.parse(String(value)); } catch (e) { throw new Error(key + ": not valid JSON"); }
+      } else v = value;
+      put(body, key, v);
     });
     return body;
+  }
+
+  // A name with dots is a path into nested objects: "kinds.ink.low_percent" (a rule form's cell).
+  function put(body, key, value) {
+    var path = key.split(".");
+    var at = body;
+    for (var i = 0; i < path.length - 1; i++) {
+      if (typeof at[path[i]] !== "object" || at[path[i]] === null) at[path[i]] = {};
+      at = at[path[i]];
+    }
+    at[path[path.length - 1]] = value;
   }
 
   document.querySelectorAll("form[data-api]").forEach(function (form) {
