@@ -2,9 +2,11 @@
 
 Runs the reference portal on 127.0.0.1 and sends it, through the syncer's own client and
 signing, what one site sends in a day: the daily fleet snapshot (gzip) and the downlink polls
-(every TONERWATCH_SYNC_DOWNLINK_INTERVAL_S, default 300 s: 288 a day, answered empty), plus one
-reorder push and its alert event per printer per 30 days (a toner lasting a month). Bytes are
-HTTP as the syncer measures them (exchange_bytes: request and answer, no TCP/TLS framing).
+(every TONERWATCH_SYNC_DOWNLINK_INTERVAL_S, default 3600 s: 24 a day, each answered 304 without a
+body because If-None-Match names the cursor and nothing came), plus one reorder push and its alert
+event per printer per 30 days (a toner lasting a month). Bytes are HTTP as the syncer measures them
+(exchange_bytes: request and answer, no TCP/TLS framing). The line "before" is the downlink as it
+was until contract 1.1: every 300 s, each answered 200 with an empty signed list.
 
     uv run python bench/upstream_bytes_bench.py
 """
@@ -26,13 +28,16 @@ from tonerwatch_shared.upstream import (
     FleetSnapshot,
     PrinterEntry,
     ReorderPush,
+    cursor_etag,
     document_id,
 )
-from tonerwatch_syncer.upstream import endpoint, exchange_bytes, post
+from tonerwatch_syncer.upstream import NOT_MODIFIED, endpoint, exchange_bytes, post
 
 SECRET = "bench-secret"
 ECONCIERGE_TEN_PER_DAY = 19_500
-DOWNLINK_PER_DAY = 86_400 // 300
+DOWNLINK_INTERVAL_S = 3600
+DOWNLINK_PER_DAY = 86_400 // DOWNLINK_INTERVAL_S
+BEFORE_DOWNLINK_PER_DAY = 86_400 // 300
 REORDERS_PER_PRINTER_PER_DAY = 1 / 30
 
 
@@ -91,8 +96,19 @@ async def one(
     kind: str,
     body: bytes,
     gz: bool,
+    extra_headers: dict[str, str] | None = None,
 ) -> int:
-    r = await post(client, endpoint(url, path), doc_id, kind, body, SECRET, compress=gz)
+    r = await post(
+        client,
+        endpoint(url, path),
+        doc_id,
+        kind,
+        body,
+        SECRET,
+        compress=gz,
+        extra_headers=extra_headers,
+        also_ok=frozenset({NOT_MODIFIED}),
+    )
     sent, received = exchange_bytes(r)
     return sent + received
 
@@ -109,8 +125,21 @@ async def site_day(client: httpx.AsyncClient, url: str, printers: int) -> dict[s
         client, url, snap.path, snap.id, snap.type, snap.model_dump_json().encode(), True
     )
     ask = DownlinkRequest(site_id="hq", cursor="0")
-    downlink = await one(
+    before = await one(
         client, url, DOWNLINK_PATH, ask.id, ask.type, ask.model_dump_json().encode(), False
+    )
+    ask = DownlinkRequest(site_id="hq", cursor="0")
+    etag = cursor_etag(ask.cursor)
+    assert etag is not None
+    downlink = await one(
+        client,
+        url,
+        DOWNLINK_PATH,
+        ask.id,
+        ask.type,
+        ask.model_dump_json().encode(),
+        False,
+        {"If-None-Match": etag},
     )
     push = ReorderPush(
         id=uuid.uuid4(),
@@ -129,6 +158,9 @@ async def site_day(client: httpx.AsyncClient, url: str, printers: int) -> dict[s
     return {
         "snapshot": snapshot,
         "downlink": downlink * DOWNLINK_PER_DAY,
+        "before": before * BEFORE_DOWNLINK_PER_DAY,
+        "poll": downlink,
+        "poll_before": before,
         # The push and its alert event (about the push's size again, unzipped but smaller).
         "reorders": 2 * reorder * printers * REORDERS_PER_PRINTER_PER_DAY,
     }
@@ -144,19 +176,35 @@ async def main() -> None:
         print(
             f"{'printers':>9} {'snapshot':>10} {'downlink':>10} {'reorders':>10} {'total':>10} {'vs eConcierge':>14}"
         )
+        rows = []
         for n in (10, 1000):
             parts = await site_day(client, url, n)
-            total = sum(parts.values())
+            rows.append((n, parts))
+            total = parts["snapshot"] + parts["downlink"] + parts["reorders"]
             theirs = ECONCIERGE_TEN_PER_DAY * n / 10
             print(
                 f"{n:>9} {parts['snapshot']:>10,.0f} {parts['downlink']:>10,.0f} {parts['reorders']:>10,.0f}"
                 f" {total:>10,.0f} {total / theirs:>13.2f}x"
             )
+        print("before (downlink every 300 s, 200 with an empty signed list each time):")
+        for n, parts in rows:
+            old = parts["snapshot"] + parts["before"] + parts["reorders"]
+            new = parts["snapshot"] + parts["downlink"] + parts["reorders"]
+            theirs = ECONCIERGE_TEN_PER_DAY * n / 10
+            print(
+                f"{n:>9} {parts['snapshot']:>10,.0f} {parts['before']:>10,.0f} {parts['reorders']:>10,.0f}"
+                f" {old:>10,.0f} {old / theirs:>13.2f}x   now {new / old:.3f} of before"
+            )
+        print(
+            f"one downlink exchange: {rows[0][1]['poll']:,.0f} B now (304), "
+            f"{rows[0][1]['poll_before']:,.0f} B before (200, empty list)"
+        )
         print(
             f"eConcierge: {ECONCIERGE_TEN_PER_DAY:,} B/day for ten printers (scaled linearly for 1,000)"
         )
         print(
-            f"downlink: {DOWNLINK_PER_DAY} polls a day at the default 300 s interval (empty answers)"
+            f"downlink: {DOWNLINK_PER_DAY} polls a day at the default {DOWNLINK_INTERVAL_S} s "
+            "interval (304: nothing new)"
         )
 
 

@@ -4,7 +4,7 @@ For integrators (`tonerwatch portal`: see what an installation sends, before wri
 and for the tests. It checks every delivery's signature (tonerwatch_shared.signing), drops repeats
 by id (and a second "created" of one order id: one order, however often it is sent), keeps what it took in memory (and appends it to a JSON-lines file when given one), and
 answers downlink requests from per-site queues that `POST /admin/downlink` (or `Portal.queue`)
-fills. `/admin/*` is unsigned: bind the portal to loopback.
+fills (304 with no body when If-None-Match names the cursor and nothing came after it). `/admin/*` is unsigned: bind the portal to loopback.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from tonerwatch_shared.upstream import (
     DownlinkAnswer,
     DownlinkItem,
     DownlinkRequest,
+    cursor_etag,
 )
 
 log = logging.getLogger("tonerwatch.portal")
@@ -75,6 +76,8 @@ class Portal:
     down: bool = False
     refused: int = 0
     duplicates: int = 0
+    # Downlink requests answered 304 (nothing after the cursor in If-None-Match).
+    not_modified: int = 0
     # Our order ids whose creation the portal took, in order: a second "created" of one is a repeat.
     order_ids: list[str] = field(default_factory=list)
     _ids: set[str] = field(default_factory=set)
@@ -161,6 +164,10 @@ class Portal:
         )
         items = self.downlink.get(asked.site_id, [])
         start = int(asked.cursor) if asked.cursor and asked.cursor.isdigit() else 0
+        etag = cursor_etag(str(len(items)))
+        if start >= len(items) and etag and request.headers.get("If-None-Match") == etag:
+            self.not_modified += 1
+            return web.Response(status=304, headers={"ETag": etag})
         answer = DownlinkAnswer(
             site_id=asked.site_id, items=tuple(items[start:]), cursor=str(len(items))
         )

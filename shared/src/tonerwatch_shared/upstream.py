@@ -29,7 +29,7 @@ from tonerwatch_shared import events as ev
 from tonerwatch_shared.events import SiteId
 from tonerwatch_shared.printer.model import Counters, PrinterStatus, Supply
 
-CONTRACT_VERSION = "1.0.0"
+CONTRACT_VERSION = "1.1.0"
 EVENTS_PATH = "/v1/events"
 SNAPSHOTS_PATH = "/v1/snapshots"
 REORDERS_PATH = "/v1/reorders"
@@ -173,6 +173,21 @@ class Accepted(_Doc):
 Document = FleetSnapshot | ReorderPush | MeterReads | DownlinkRequest
 
 
+def cursor_etag(cursor: str | None) -> str | None:
+    """Return the entity tag of a downlink cursor (`"<cursor>"`), None when it cannot be one.
+
+    The syncer sends it as `If-None-Match` with its downlink request; a portal with nothing after
+    the cursor answers 304 with no body, the cheapest exchange (docs/upstream-openapi.yaml).
+    """
+    if (
+        not cursor
+        or len(cursor) > 200
+        or any(c == '"' or not (0x21 <= ord(c) <= 0x7E) for c in cursor)
+    ):
+        return None
+    return f'"{cursor}"'
+
+
 def gzip_body(body: bytes) -> bytes:
     """Return body gzip-compressed (mtime 0: the same bytes for the same body)."""
     return gzip.compress(body, compresslevel=6, mtime=0)
@@ -297,7 +312,18 @@ def openapi_document() -> dict[str, Any]:
         "Polled by the syncer every TONERWATCH_SYNC_DOWNLINK_INTERVAL_S per site. The portal "
         "answers 200 with the items after the cursor, oldest first, and the next cursor, signed "
         "with the same headers (X-TonerWatch-Signature over its answer's body); an item is applied "
-        "once, by its id.",
+        'once, by its id. With a cursor the request carries `If-None-Match: "<cursor>"`: a '
+        "portal with nothing after it should answer 304 with no body (any 200 is still taken).",
+    )
+    downlink["post"]["parameters"].append(
+        {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": 'The cursor sent in the body, quoted ("<cursor>"): answer 304 when '
+            "nothing came after it",
+            "schema": {"type": "string"},
+        }
     )
     downlink["post"]["responses"] = {
         "200": {
@@ -309,6 +335,10 @@ def openapi_document() -> dict[str, Any]:
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/DownlinkAnswer"}}
             },
+        },
+        "304": {
+            "description": "Nothing after the cursor named in If-None-Match; no body, no signature",
+            "headers": {"ETag": {"schema": {"type": "string"}}},
         },
         "401": {"description": "Signature missing, stale or wrong"},
     }

@@ -14,8 +14,9 @@
   into the `SYNC_FLEET` KV bucket: never asked of the api) goes to `/v1/snapshots` daily at
   TONERWATCH_SYNC_SNAPSHOT_AT, and every printer's meters to `/v1/meter-reads` at the turn of each
   month; gzip-compressed.
-- Every TONERWATCH_SYNC_DOWNLINK_INTERVAL_S each site asks `/v1/downlink` what the portal has
-  since its cursor (kept in `SYNC_STATE`); the signed answer's items are published as
+- Every TONERWATCH_SYNC_DOWNLINK_INTERVAL_S (default hourly) each site asks `/v1/downlink` what
+  the portal has since its cursor (kept in `SYNC_STATE`; also sent as `If-None-Match`, so a portal
+  with nothing new answers 304 without a body); the signed answer's items are published as
   `upstream-order-update` events, which the api applies to its orders.
 Without a URL the syncer acknowledges and forwards nothing.
 
@@ -75,6 +76,7 @@ from tonerwatch_shared.upstream import (
     MeterReads,
     PrinterEntry,
     ReorderPush,
+    cursor_etag,
     document_id,
 )
 from tonerwatch_syncer.fleet import (
@@ -88,6 +90,7 @@ from tonerwatch_syncer.fleet import (
 )
 from tonerwatch_syncer.schedule import meter_reads_due, snapshot_due
 from tonerwatch_syncer.upstream import (
+    NOT_MODIFIED,
     TlsProxy,
     UpstreamError,
     build_client,
@@ -146,9 +149,9 @@ class Settings(CommonSettings):
         description="How long one upstream delivery may take before NATS hands the event out again",
     )
     sync_downlink_interval_s: float = Field(
-        default=300.0,
+        default=3600.0,
         gt=0,
-        description="How often each site asks the portal what it has (downlink)",
+        description="How often each site asks the portal what it has (downlink; 304 when nothing)",
     )
 
     @model_validator(mode="after")
@@ -322,10 +325,14 @@ class Syncer:
         site_id: str,
         printer_id: str | None = None,
         compress: bool = True,
+        extra_headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """POST one document (or event) and report what it cost; raise UpstreamError if not taken."""
         assert self.settings.sync_url
         tally = self.pending.attempt(doc_id)
+        headers = dict(extra_headers or {})
+        if path == EVENTS_PATH:
+            headers[LEGACY_EVENT_HEADER] = doc_type
         try:
             response = await post(
                 self.client,
@@ -335,7 +342,8 @@ class Syncer:
                 body,
                 self.settings.sync_secret,
                 compress=compress,
-                extra_headers={LEGACY_EVENT_HEADER: doc_type} if path == EVENTS_PATH else None,
+                extra_headers=headers or None,
+                also_ok=frozenset({NOT_MODIFIED}) if path == DOWNLINK_PATH else frozenset(),
             )
         except UpstreamError as exc:
             if exc.response is not None:  # refused, but the bytes crossed the wire
@@ -507,6 +515,7 @@ class Syncer:
         for site in sorted({p.site_id for p in await self.printers()}):
             state = (await self.state.read(token(site))).value or SiteSyncState()
             asked = DownlinkRequest(site_id=site, cursor=state.downlink_cursor)
+            etag = cursor_etag(state.downlink_cursor)
             try:
                 response = await self.send(
                     DOWNLINK_PATH,
@@ -515,8 +524,11 @@ class Syncer:
                     asked.model_dump_json().encode(),
                     site_id=site,
                     compress=False,
+                    extra_headers={"If-None-Match": etag} if etag else None,
                 )
                 check_answer(response, self.settings.sync_secret)
+                if response.status_code == NOT_MODIFIED:
+                    continue  # nothing since the cursor: the cheapest answer (no body)
                 answer = DownlinkAnswer.model_validate_json(response.content)
             except (UpstreamError, ValueError) as exc:
                 log.warning("site %s: downlink not read, asking again later: %s", site, exc)

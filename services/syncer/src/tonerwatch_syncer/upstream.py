@@ -15,6 +15,8 @@ from tonerwatch_shared.upstream import gzip_body
 
 # Answers that mean the portal has the document: taken now (2xx) or already (409, a repeat id).
 TAKEN = frozenset({409})
+# The downlink's answer to If-None-Match when nothing came after the cursor: no body.
+NOT_MODIFIED = 304
 
 
 class UpstreamError(Exception):
@@ -82,8 +84,12 @@ async def post(
     *,
     compress: bool = False,
     extra_headers: dict[str, str] | None = None,
+    also_ok: frozenset[int] = frozenset(),
 ) -> httpx.Response:
-    """Return the portal's answer to one signed POST of body, when it took it; else raise UpstreamError."""
+    """Return the portal's answer to one signed POST of body, when it took it; else raise UpstreamError.
+
+    also_ok: more statuses that are an answer (304 to a downlink request with If-None-Match).
+    """
     sent = gzip_body(body) if compress else body
     headers = document_headers(doc_id, doc_type, sent, secret or None, int(time.time()))
     if compress:
@@ -95,14 +101,17 @@ async def post(
         raise UpstreamError(f"proxy refused the way to {url}: {exc}") from exc
     except httpx.HTTPError as exc:
         raise UpstreamError(f"upstream {url} unreachable: {exc!r}") from exc
-    if resp.status_code >= 300 and resp.status_code not in TAKEN:
+    if resp.status_code >= 300 and resp.status_code not in TAKEN | also_ok:
         raise UpstreamError(f"upstream {url} answered {resp.status_code}", resp)
     return resp
 
 
 def check_answer(response: httpx.Response, secret: str | None) -> None:
-    """Raise UpstreamError unless the portal's answer carries its signature (when a secret is set)."""
-    if not secret:
+    """Raise UpstreamError unless the portal's answer carries its signature (when a secret is set).
+
+    A 304 (nothing new since the cursor) has no body and applies nothing: it needs no signature.
+    """
+    if not secret or response.status_code == NOT_MODIFIED:
         return
     try:
         check(response.headers, response.content, secret)
