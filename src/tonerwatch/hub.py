@@ -150,8 +150,11 @@ async def provision_sites(
     made: dict[str, Any],
     subjects: Subjects | None = None,
     timeout_s: float = 5.0,
-) -> list[str]:
-    """Create each active site's SITE_DOWN (as its admin) and source its events into the hub's; return the sites."""
+) -> tuple[list[str], list[str]]:
+    """Create each active site's SITE_DOWN (as its admin) and source its events into the hub's.
+
+    Return the active sites, and those whose source was added or brought up to date.
+    """
     subjects = subjects or Subjects()
     active = [e.site for e in sites if not e.revoked]
     for site in active:
@@ -179,7 +182,7 @@ async def provision_sites(
     )
     try:
         try:
-            await source_sites(hub.jetstream(timeout=timeout_s), subjects, active)
+            changed = await source_sites(hub.jetstream(timeout=timeout_s), subjects, active)
         except NotFoundError:
             raise CliError(
                 f"the hub's stream {subjects.events_stream} does not exist yet: start the hub's "
@@ -187,7 +190,7 @@ async def provision_sites(
             ) from None
     finally:
         await hub.close()
-    return active
+    return active, changed
 
 
 def add_hub_sites_parser(sub: Any) -> None:
@@ -197,7 +200,9 @@ def add_hub_sites_parser(sub: Any) -> None:
         help="create each site's work stream at the hub and bring its readings in (after hub-config)",
         description="Connected to the hub's nats-server (reloaded with the hub.conf `hub-config` "
         "wrote, the hub's services started): create each active site's SITE_DOWN stream in its "
-        "account and make the hub's events stream source the site's events. Safe to re-run.",
+        "account and make the hub's events stream source the site's events. Safe to re-run: a "
+        "source made by an older release is brought up to date, continuing after the last "
+        "event it brought in.",
     )
     cmd.add_argument(
         "--sites", type=Path, default=None, help="only the sites in this sites file (default: all)"
@@ -228,10 +233,12 @@ def hub_sites_command(args: argparse.Namespace) -> int:
             f"sites {unknown} are not in {secrets_file}: run `tonerwatch hub-config` first"
         )
     try:
-        active = asyncio.run(provision_sites(args.nats_url, sites, made))
+        active, changed = asyncio.run(provision_sites(args.nats_url, sites, made))
     except (OSError, nats.errors.Error) as exc:
         raise CliError(f"hub at {args.nats_url}: {exc!r}") from None
     print(f"tonerwatch: sites at the hub: {', '.join(active) or 'none'}")
+    if changed:
+        print(f"tonerwatch: sourcing added or brought up to date for: {', '.join(changed)}")
     return 0
 
 

@@ -38,6 +38,7 @@ from nats.js.api import (
     SubjectTransform,
 )
 from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.events import EVENT_AREAS
@@ -372,15 +373,67 @@ def hub_site_source(hub: Subjects, site: str) -> StreamSource:
     )
 
 
-async def source_sites(js: JetStreamContext, hub: Subjects, sites: Sequence[str]) -> None:
-    """Make the hub's events stream (connected as the hub's services) source each site's events."""
+def _source_key(source: StreamSource) -> tuple[Any, ...]:
+    """Return what makes two sources the same to nats-server (its index name's parts)."""
+    external = source.external
+    return (
+        source.name,
+        external.api if external else None,
+        external.deliver if external else None,
+        source.filter_subject or None,
+        sorted((t.src, t.dest) for t in source.subject_transforms or []),
+    )
+
+
+SOURCE_HEADER = "Nats-Stream-Source"
+
+
+async def last_sourced_seq(js: JetStreamContext, hub: Subjects, site: str) -> int:
+    """Return the site stream's sequence of the newest site event in the hub's events stream (0: none).
+
+    nats-server stamps every sourced message `Nats-Stream-Source: <stream>:<hash> <seq> ...`;
+    sourcing keeps the site's order, so the newest sourced message of any kind has the highest.
+    """
+    name = site_subjects(hub, site).events_stream
+    newest = 0
+    for subject in up_event_subjects(hub, site):
+        try:
+            msg = await js.get_last_msg(hub.events_stream, subject)
+        except NotFoundError:
+            continue
+        stamp = (msg.headers or {}).get(SOURCE_HEADER, "").split(" ")
+        if len(stamp) > 1 and stamp[0].split(":")[0] == name and stamp[1].isdigit():
+            newest = max(newest, int(stamp[1]))
+    return newest
+
+
+async def source_sites(js: JetStreamContext, hub: Subjects, sites: Sequence[str]) -> list[str]:
+    """Make the hub's events stream (connected as the hub's services) source each site's events.
+
+    A site's source the stream already has with another config (made by an older release:
+    before d4cc241 the unkeyed `printer.found` was not sourced) is replaced by the current one.
+    Return the sites whose source was added or replaced.
+    """
     info = await js.stream_info(hub.events_stream)
     sources = list(info.config.sources or [])
-    have = {source.name for source in sources}
-    missing = [hub_site_source(hub, site) for site in sites]
-    missing = [source for source in missing if source.name not in have]
-    if missing:
-        await js.update_stream(dataclasses.replace(info.config, sources=sources + missing))
+    changed: list[str] = []
+    for site in sites:
+        want = hub_site_source(hub, site)
+        at = [i for i, s in enumerate(sources) if s.name == want.name]
+        if at and _source_key(sources[at[0]]) == _source_key(want):
+            continue
+        if at:
+            # A source with a new config is a new source to nats-server: it would start at the
+            # site stream's first event and bring in again all the hub already holds (the
+            # duplicate window is 2 minutes). It starts after the last one brought in instead.
+            last = await last_sourced_seq(js, hub, site)
+            sources[at[0]] = dataclasses.replace(want, opt_start_seq=last + 1) if last else want
+        else:
+            sources.append(want)
+        changed.append(site)
+    if changed:
+        await js.update_stream(dataclasses.replace(info.config, sources=sources))
+    return changed
 
 
 async def kick_site(system: Client, site: str, timeout_s: float = 1.0) -> int:
@@ -431,6 +484,7 @@ __all__ = [
     "hub_leafnodes",
     "hub_site_source",
     "kick_site",
+    "last_sourced_seq",
     "leaf_permissions",
     "site_account",
     "site_domain",
