@@ -192,7 +192,8 @@ def upsert_levels(session: Session, table: Table, buckets: dict[LevelKey, LevelB
             "last_percent": b.last_percent,
             "last_level": b.last_level,
         }
-        for k, b in buckets.items()
+        # Sorted: the rows (and the printers their foreign key locks) in one order everywhere.
+        for k, b in sorted(buckets.items())
     ]
     stmt = _insert(session, table)
     t, ex = table.c, stmt.excluded
@@ -229,7 +230,7 @@ def upsert_counters(
             "min_lifetime_pages": b.min_lifetime_pages,
             **{f: b.values.get(f) for f in COUNTER_FIELDS},
         }
-        for k, b in buckets.items()
+        for k, b in sorted(buckets.items())  # one lock order, as upsert_levels
     ]
     stmt = _insert(session, table)
     t, ex = table.c, stmt.excluded

@@ -153,7 +153,9 @@ def _apply(
             select(Printer)
             .where(col(Printer.id).in_(ids))
             .order_by(col(Printer.id))
-            .with_for_update()
+            # FOR NO KEY UPDATE (PostgreSQL): the key is never changed here, and so the foreign-key
+            # checks of the history upkeep's rollup upserts (FOR KEY SHARE) do not wait for it.
+            .with_for_update(key_share=True)
         ).all()
     }
     for i in todo:
