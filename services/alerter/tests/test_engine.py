@@ -460,3 +460,41 @@ def test_a_refused_snmpv3_key_raises_an_alert_saying_so_resolved_when_polls_answ
         occurred_at=T0 + timedelta(hours=2),
     )
     assert [r.rule for r in resolved(evaluate(out.state, up, CTX).events)] == ["unreachable"]
+
+
+def sequenced(seq: int, t: datetime, percent: float) -> SupplyReading:
+    return reading(t, [black(percent)]).model_copy(update={"seq": seq})
+
+
+def test_seq_orders_readings_against_a_skewed_clock() -> None:
+    """Seq decides, not occurred_at: a replica's clock behind must neither block nor let in."""
+    st = evaluate(new_state(PID), sequenced(100, T0, 50), CTX).state
+    # Newer by seq, stamped 10 minutes earlier by a replica whose clock is behind: applied.
+    low = evaluate(st, sequenced(101, T0 - timedelta(minutes=10), 15), CTX)
+    [alert] = crossed(low.events)
+    assert alert.seq == 101, "an alert event carries its cause's seq"
+    assert low.state.watermark_seq == 101
+    # Older by seq but with a later time (delivered late after an outage): stale, nothing.
+    late = evaluate(low.state, sequenced(99, T0 + timedelta(minutes=5), 90), CTX)
+    assert not late.changed and late.events == []
+
+
+def test_reordered_delivery_neither_resolves_nor_re_raises() -> None:
+    """Readings low, new cartridge, low again delivered new-cartridge last: no flapping."""
+    t = [T0 + timedelta(hours=i) for i in range(3)]
+    st = evaluate(new_state(PID), sequenced(1, t[0], 15), CTX).state  # low raised
+    out = evaluate(st, sequenced(3, t[2], 12), CTX)  # still low: nothing new
+    assert out.events == []
+    late = evaluate(out.state, sequenced(2, t[1], 95), CTX)  # the swap, delivered last
+    assert not late.changed and late.events == [], "a stale reading resolves nothing"
+    assert set(late.state.alerts) == {f"{PID}:1.1:low"}
+
+
+def test_an_event_without_seq_keeps_the_sequence() -> None:
+    """A removal or an older poller's reading (no seq) is ordered by time and keeps the last seq."""
+    st = evaluate(new_state(PID), sequenced(500, T0, 50), CTX).state
+    unsequenced = evaluate(st, reading(T0 + timedelta(minutes=1), [black(40)]), CTX)
+    assert unsequenced.changed and unsequenced.state.watermark_seq == 500
+    assert not evaluate(unsequenced.state, reading(T0, [black(30)]), CTX).changed
+    later = evaluate(unsequenced.state, sequenced(501, T0 - timedelta(minutes=1), 15), CTX)
+    assert later.changed and crossed(later.events)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -430,3 +431,98 @@ def test_replacement_channels_get_their_own_consumer(subjects: Subjects) -> None
         f"{subjects.root}.*.supply.replaced.*",
     ]
     assert len({s.durable for s in both}) == 2
+
+
+def low_alert(seq: int, rule: str = "low") -> ThresholdCrossed:
+    return ThresholdCrossed(
+        source="alerter-test",
+        site_id="hq",
+        printer_id=PID,
+        alert_id=f"{PID}:1.1:{rule}",
+        rule=rule,
+        severity="warning",
+        message=f"Low toner: {PID} — Black (seq {seq})",
+        occurred_at=T0 + timedelta(minutes=seq),
+        seq=seq,
+    )
+
+
+async def test_a_stale_alert_event_is_not_mailed_after_a_newer_one(bus: Bus) -> None:
+    """A "crossed" older than the "resolved" already mailed (a late redelivery, a replayed dead
+    letter) is not mailed: nobody is told "low" after "cleared"."""
+    ledger = Ledger(await bus.key_value(ld.BUCKET, ttl_s=ld.TTL_S))
+    inbox = Inbox()
+    crossed, cleared = low_alert(2), None
+    cleared = AlertResolved(
+        source="alerter-test",
+        site_id="hq",
+        printer_id=PID,
+        alert_id=crossed.alert_id,
+        rule="low",
+        message="Low toner cleared",
+        occurred_at=T0 + timedelta(minutes=4),
+        seq=4,
+    )
+    late = low_alert(3)  # a crossing between the two, arriving after the resolve
+    other = low_alert(1, rule="critical")  # another alert of the printer: its own order
+    with smtp_server(inbox) as port:
+        sender = MailSender(MailConfig.model_validate(mail_route(port)))
+        handle = channel_handler(sender, channel="mail_it", ledger=ledger)
+        for event in (crossed, cleared, late, other):
+            await handle(event, None)  # type: ignore[arg-type]
+    subjects_sent = [m["Subject"] for m in inbox.messages]
+    assert len(subjects_sent) == 3, subjects_sent
+    assert not any("(seq 3)" in s for s in subjects_sent)
+    assert not await ledger.delivered("mail_it", str(late.event_id))
+    last = await ledger.last_position("mail_it", crossed.alert_id)
+    assert last is not None and last.seq == 4
+
+
+async def test_readings_held_back_in_an_outage_and_delivered_late_alert_nothing_stale(
+    bus: Bus, nats_url: str, subjects: Subjects
+) -> None:
+    """Through an outage (SMTP down), readings of a printer arrive out of order: two are held
+    back (a site link down) and published after newer ones. The alerter applies each reading at
+    most once, drops the late ones (seq older than what it applied), and the mail channel sends
+    exactly the alert events published: the low, its clearing by the new cartridge, nothing from
+    the stale readings."""
+    port = free_port()  # the SMTP server is down
+    levels = {1: 30.0, 2: 19.0, 3: 15.0, 4: 95.0, 5: 90.0}  # by seq: low at 2, new cartridge at 4
+    by_seq = {s: reading(p, s).model_copy(update={"seq": 1_000 + s}) for s, p in levels.items()}
+    on_time, held_back = [by_seq[s] for s in (1, 2, 4, 5)], [by_seq[3], by_seq[2]]
+    # held back: 3 (would say "still low" after the swap) and 2 again under a new event id
+    # (the collector's copy of it: a second publish of the same reading), in reverse order.
+    held_back[1] = held_back[1].model_copy(update={"event_id": uuid.uuid4()})
+    # 3 was stamped by a replica whose clock runs 10 minutes ahead: only its seq says it is old.
+    held_back[0] = held_back[0].model_copy(update={"occurred_at": T0 + timedelta(minutes=13)})
+    inbox = Inbox()
+    async with alerter(nats_url, subjects, mail=[mail_route(port)]):
+        await feed(bus, on_time)
+        await settled(bus, PID, on_time[-1])
+        await feed(bus, held_back)
+        store = StateStore(await bus.key_value(BUCKET))
+
+        async def consumed() -> bool:
+            info = await bus.js.consumer_info(
+                subjects.events_stream, consumer_specs(subjects)[0].durable
+            )
+            return info.num_pending == 0 and info.num_ack_pending == 0
+
+        await eventually(consumed, timeout_s=15)
+        st = (await store.load(PID)).state
+        assert st is not None and st.watermark_seq == 1_005 and not st.outbox
+        events = alerts(await published(bus))
+        with smtp_server(inbox, port=port):
+            await eventually(lambda: len(inbox.messages) >= len(events), timeout_s=30)
+            await asyncio.sleep(1.5)  # anything more (a stale alert, a repeat) would arrive now
+    kinds = [(type(e).__name__, e.seq) for e in events]  # type: ignore[attr-defined]
+    assert kinds == [
+        ("ThresholdCrossed", 1_002),
+        ("SupplyReplaced", 1_004),
+        ("AlertResolved", 1_004),
+    ], kinds
+    # In = out: every alert event the alerter published was mailed once, nothing else.
+    assert len(inbox.messages) == len(events) == 3
+    assert {m["Message-ID"] for m in inbox.messages} == {
+        f"<{e.event_id}@tonerwatch>" for e in events
+    }

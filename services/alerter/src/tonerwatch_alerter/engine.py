@@ -46,6 +46,7 @@ from tonerwatch_shared.events import (
     SupplyReplaced,
     ThresholdCrossed,
 )
+from tonerwatch_shared.ordering import Position, is_newer, position_of
 from tonerwatch_shared.printer.model import Supply, SupplyClass, SupplyKind
 
 # A forecast alert clears once the estimate is this much beyond the lead time (hysteresis).
@@ -91,11 +92,17 @@ def evaluate(state: PrinterState, event: Event, ctx: Context) -> Outcome:
         return Outcome(state)
     if isinstance(event, PrinterConfigured):
         return _configure(state, event)
-    if state.watermark is not None and event.occurred_at <= state.watermark:
-        # Replayed or overtaken (another replica applied something newer): already accounted for.
+    if not is_newer(watermark(state), event):
+        # Replayed, late or overtaken (another replica applied something newer): by the printer's
+        # seq when both carry one (tonerwatch_shared.ordering), else by occurred_at.
         return Outcome(state)
     work = state.model_copy(deep=True)
     work.watermark = event.occurred_at
+    seq = position_of(event).seq
+    if seq is not None:
+        # An event outside the poller's sequence (no seq: removal, an older poller) keeps the
+        # last seq, so the sequence still orders the readings after it.
+        work.watermark_seq = seq
     work.site_id = event.site_id
     out = Outcome(work, changed=True)
     ev = _Emitter(work, event, ctx, out.events)
@@ -113,6 +120,13 @@ def evaluate(state: PrinterState, event: Event, ctx: Context) -> Outcome:
     else:
         _apply_reading(ev, event, ctx)
     return out
+
+
+def watermark(state: PrinterState) -> Position | None:
+    """Return the position of the newest event applied to the printer (None: none yet)."""
+    if state.watermark is None:
+        return None
+    return Position(state.watermark_seq, state.watermark)
 
 
 def _configure(state: PrinterState, event: PrinterConfigured) -> Outcome:
@@ -249,6 +263,9 @@ class _Emitter:
         self.ctx = ctx
         self.events = events
         self.at: datetime = cause.occurred_at
+        # Alert events carry their cause's seq: mail, webhooks, the api and the syncer drop a
+        # crossed or resolved older than what they applied for the alert.
+        self.cause_seq = position_of(cause).seq
 
     def active_rules(self, supply_index: str | None) -> set[str]:
         return {a.rule for a in self.state.alerts.values() if a.supply_index == supply_index}
@@ -265,6 +282,7 @@ class _Emitter:
             "source": self.ctx.source,
             "site_id": self.cause.site_id,
             "printer_id": self.state.printer_id,
+            "seq": self.cause_seq,
         }
 
     def _remember(

@@ -32,7 +32,7 @@ from tonerwatch_alerter.rules import AlertRules, Resolved
 from tonerwatch_alerter.site_settings import SiteSettings
 from tonerwatch_alerter.state import PrinterLabel
 from tonerwatch_alerter.store import BUCKET, StateStore
-from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler, Poison, RetryLater
+from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler, Poison, RetryLater, event_type
 from tonerwatch_shared.events import (
     Event,
     PrinterUnreachable,
@@ -172,6 +172,7 @@ def channel_handler(
     channel: str | None = None,
     ledger: Ledger | None = None,
     digest: Digest | None = None,
+    stale: Counter | None = None,
 ) -> Handler:
     """Return a consumer handler that delivers wanted events once; transient failures are retried by nak."""
     channel = channel or sender.config.name
@@ -182,6 +183,13 @@ def channel_handler(
         eid = str(event.event_id)
         if ledger is not None and await ledger.delivered(channel, eid):
             return  # redelivered after a lost ack: already sent
+        if ledger is not None and await ledger.stale(channel, event):
+            # Older than what the channel already told about this alert (a late redelivery or a
+            # replayed dead letter): sending it would undo the newer news.
+            log.info("channel %s: stale %s %s not sent", channel, event_type(event), eid)
+            if stale is not None:
+                stale.labels(channel=channel).inc()
+            return
         try:
             if digest is not None:
                 await digest.collect(event)
@@ -195,6 +203,7 @@ def channel_handler(
             raise Poison(f"channel {channel} refused {event.event_id}: {exc}") from exc
         if ledger is not None:
             await ledger.record(channel, eid)
+            await ledger.advance(channel, event)
 
     return handle
 
@@ -261,6 +270,12 @@ async def _run(
             ),
         ]
         digests: list[Digest] = []
+        stale = Counter(
+            "tonerwatch_alert_events_stale",
+            "Alert events not delivered by a channel: older than what it already sent for the alert",
+            ["channel"],
+            registry=registry,
+        )
         for kind, sender in senders:
             digest = None
             if isinstance(sender, MailSender) and sender.config.digest_at is not None:
@@ -268,7 +283,11 @@ async def _run(
                 digest = Digest(sender, kv, instance=settings.instance)
                 digests.append(digest)
             handler = channel_handler(
-                sender, channel=f"{kind}_{sender.config.name}", ledger=ledger, digest=digest
+                sender,
+                channel=f"{kind}_{sender.config.name}",
+                ledger=ledger,
+                digest=digest,
+                stale=stale,
             )
             for spec in channel_specs(subjects, kind, sender.config):
                 consumers.append((spec, handler))

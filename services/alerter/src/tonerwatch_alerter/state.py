@@ -81,6 +81,11 @@ class PrinterState(BaseModel):
     watermark: AwareDatetime | None = Field(
         default=None, description="occurred_at of the newest event applied; older ones are stale"
     )
+    watermark_seq: int | None = Field(
+        default=None,
+        description="seq of the newest sequenced event applied: orders events that carry one "
+        "(tonerwatch_shared.ordering); occurred_at orders the rest",
+    )
     supplies: dict[str, SupplyMemory] = Field(default_factory=dict)
     alerts: dict[str, ActiveAlert] = Field(default_factory=dict)
     seqs: dict[str, int] = Field(

@@ -4,12 +4,21 @@ JetStream redelivers an event whose ack was lost (a crash, a replica killed mid-
 records each delivered event id in a KV bucket with a time-to-live; a redelivered event it finds
 there is acked without sending. What remains is the window between the receiver taking the event
 and the record being written, where the Message-ID / event-id header lets the receiver dedupe.
+
+It also keeps, per channel and alert, the position (tonerwatch_shared.ordering) of the last alert
+event delivered: a crossed or resolved older than it (a dead letter replayed late, a reading
+overtaken after an outage) is not sent, so nobody is told "low" after "cleared".
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import nats.js.errors
 from nats.js.kv import KeyValue
+
+from tonerwatch_shared.events import AlertResolved, Event, ThresholdCrossed
+from tonerwatch_shared.ordering import Position, StoredPosition, is_stale, newest, position_of
 
 BUCKET = "ALERTER_SENT"
 TTL_S = 7 * 86400.0  # longer than the event stream keeps events, so no redelivery outlives it
@@ -37,6 +46,43 @@ class Ledger:
     async def record(self, channel: str, event_id: str) -> None:
         """Remember that channel delivered event_id."""
         await self.kv.put(self.key(channel, event_id), b"1")
+
+    @staticmethod
+    def order_key(channel: str, alert_id: str) -> str:
+        """Return the KV key of the last position channel delivered for alert_id."""
+        digest = hashlib.sha256(alert_id.encode()).hexdigest()[:40]
+        return f"{channel}.order.{digest}"
+
+    async def last_position(self, channel: str, alert_id: str) -> Position | None:
+        """Return the position of the newest event about alert_id channel delivered (None: none)."""
+        try:
+            entry = await self.kv.get(self.order_key(channel, alert_id))
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None
+        if not entry.value:
+            return None
+        try:
+            return StoredPosition.model_validate_json(entry.value).position()
+        except ValueError:
+            return None
+
+    async def stale(self, channel: str, event: Event) -> bool:
+        """Return whether event is an alert event older than what channel delivered for its alert."""
+        if not isinstance(event, ThresholdCrossed | AlertResolved):
+            return False
+        return is_stale(await self.last_position(channel, event.alert_id), event)
+
+    async def advance(self, channel: str, event: Event) -> None:
+        """Remember event's position as delivered for its alert (never moving it back)."""
+        if not isinstance(event, ThresholdCrossed | AlertResolved):
+            return
+        last = await self.last_position(channel, event.alert_id)
+        position = newest(last, position_of(event))
+        if position != last:
+            await self.kv.put(
+                self.order_key(channel, event.alert_id),
+                StoredPosition.of(position).model_dump_json().encode(),
+            )
 
 
 __all__ = ["BUCKET", "TTL_S", "Ledger"]
