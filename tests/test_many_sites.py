@@ -3,7 +3,9 @@
 Each site has its own simulated printers; each collector polls only its own. Site north's link is
 cut (a TCP proxy between its leaf and the hub drops every connection): north keeps polling, and
 when the link returns every reading it made reaches the hub's events stream exactly once, in
-order per printer, while south is unaffected throughout. The collectors' statuses reach the hub
+order per printer, and the hub's database through the hub's own api (its readings projection,
+SQLite in tmp): each reading applied once, one history row per supply (count in = count out), in
+the order north made them; south keeps reaching the hub's stream and database throughout. The collectors' statuses reach the hub
 the same way; the hub's alerter raises one site-offline alert for north during the cut and
 resolves it when north is heard again. North's credentials cannot reach south's subjects, work
 or streams. Everything on 127.0.0.1.
@@ -15,10 +17,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 import httpx
@@ -31,6 +35,8 @@ from nats.aio.msg import Msg
 from tonerwatch.collector import run_collector
 from tonerwatch_alerter.service import Settings as AlerterSettings
 from tonerwatch_alerter.service import run as run_alerter
+from tonerwatch_api.service import run as run_api
+from tonerwatch_api.settings import Settings as ApiSettings
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
@@ -167,6 +173,44 @@ async def stream_events(
     return found
 
 
+class HubDatabase:
+    """The hub api's SQLite database, read as the api writes it (WAL: reads never block it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db:
+            return list(db.execute(sql, params))
+
+    async def applied_readings(self) -> set[uuid.UUID]:
+        """Return the ids of the readings the api's readings projection applied."""
+        rows = await asyncio.to_thread(
+            self._rows, "SELECT event_id FROM processed_events WHERE consumer = 'api-readings'"
+        )
+        return {uuid.UUID(str(r[0])) for r in rows}
+
+    async def history(self, printers: tuple[str, ...]) -> list[tuple[int, str, str, str]]:
+        """Return the readings table's rows of these printers: (id, printer, supply, occurred_at)."""
+        marks = ",".join("?" * len(printers))
+        rows = await asyncio.to_thread(
+            self._rows,
+            "SELECT id, printer_id, supply_index, occurred_at FROM readings "
+            f"WHERE printer_id IN ({marks}) ORDER BY id",
+            printers,
+        )
+        return [(int(str(i)), str(p), str(s), str(t)) for i, p, s, t in rows]
+
+
+def db_time(event: ev.Event) -> str:
+    """Return event.occurred_at as the api's SQLite columns hold it (naive UTC, microseconds)."""
+    return (
+        event.occurred_at.astimezone(UTC)
+        .replace(tzinfo=None)
+        .isoformat(sep=" ", timespec="microseconds")
+    )
+
+
 @pytest.fixture
 async def printers_north(printer_walks_dir: Path) -> AsyncIterator[SnmpSimulator]:
     async with SnmpSimulator([printer_walks_dir / "jetdirect_m252dw.snmprec"]) as simulator:
@@ -210,6 +254,25 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
             hub_url, subjects=HUB, name="hub-api", user=HUB_USER, password=HUB_PASSWORD, attempts=3
         )
         await hub_bus.ensure_event_stream()
+        # The hub's api, as the hub's services run it: its projections fill its database.
+        api_ready = asyncio.Event()
+        api_settings = load_settings(
+            ApiSettings,
+            nats_url=hub_url,
+            nats_user=HUB_USER,
+            nats_password=HUB_PASSWORD,
+            subject_root=HUB.root,
+            stream_prefix=HUB.stream_prefix,
+            data_dir=tmp_path / "hub-api",
+            port=free_tcp_port(),
+            admin_password="hub-admin-password",
+            instance="hub-api",
+        )
+        collectors.append(
+            asyncio.create_task(run_api(api_settings, stop=stop, ready=api_ready), name="hub-api")
+        )
+        await asyncio.wait_for(api_ready.wait(), 60)
+        hub_db = HubDatabase(tmp_path / "hub-api" / "tonerwatch.db")
         for account in accounts:
             admin = await nats.connect(
                 hub_url, user=f"admin-{account.site}", password=account.admin_password
@@ -326,6 +389,7 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
         north_stream = site_subjects(HUB, "north").events_stream
         north_filter = HUB.filter("supply.reading", site="north")
         south_before = sum(r.site_id == "south" for r in await hub_readings())
+        south_rows_before = len(await hub_db.history(sites["south"].printers))
         north_at_hub_before = sum(r.site_id == "north" for r in await hub_readings())
         cut_at = time.time()
         await proxy.cut()
@@ -340,6 +404,14 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
         ]
         assert len(north_made) >= 2 * (CUT_S - 2), "north stopped polling while cut off"
         assert sum(r.site_id == "south" for r in during) > south_before, "south was held up"
+        # ...and into the hub's database.
+        for _ in range(40):  # bounded: 40 x 0.25 s
+            if len(await hub_db.history(sites["south"].printers)) > south_rows_before:
+                break
+            await asyncio.sleep(0.25)
+        assert len(await hub_db.history(sites["south"].printers)) > south_rows_before, (
+            "south's readings stopped reaching the hub's database during north's cut"
+        )
         made_ids = {e.event_id for e in north_made}
         assert not made_ids & {r.event_id for r in during}, "north's readings got out while cut"
         assert sum(r.site_id == "north" for r in during) <= north_at_hub_before + 4
@@ -394,6 +466,30 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
             times = [r.occurred_at for r in at_hub_north if r.printer_id == printer]
             assert times == sorted(times)
         assert foreign.event_id not in {r.event_id for r in final}
+
+        # The hub's database: every reading north made during the cut applied exactly once, one
+        # history row per supply (count in = count out), in the order north made them.
+        for _ in range(120):  # bounded: 120 x 0.25 s
+            applied = await hub_db.applied_readings()
+            if made_ids <= applied:
+                break
+            await asyncio.sleep(0.25)
+        assert made_ids <= applied, f"{len(made_ids - applied)} readings of the cut not in the DB"
+        assert foreign.event_id not in applied
+        rows = await hub_db.history(sites["north"].printers)
+        per_reading: dict[tuple[str, str], int] = {}
+        for _row_id, printer, _supply, at in rows:
+            per_reading[(printer, at)] = per_reading.get((printer, at), 0) + 1
+        made_readings = [e for e in north_made if isinstance(e, ev.SupplyReading)]
+        count_in = sum(len(e.supplies) for e in made_readings)
+        count_out = sum(per_reading.get((e.printer_id, db_time(e)), 0) for e in made_readings)
+        assert count_in > 0 and count_out == count_in, f"count in {count_in}, out {count_out}"
+        for event in made_readings:
+            assert per_reading.get((event.printer_id, db_time(event))) == len(event.supplies)
+        for printer in sites["north"].printers:
+            times = [at for _id, p, _s, at in rows if p == printer]  # rows are in id order
+            assert times == sorted(times), f"{printer}: rows not in the order north made them"
+        log.warning("north's cut: %d readings, %d rows in the hub's DB", len(made_ids), count_out)
         # North is heard again: its alert resolved, once; south was never offline.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
