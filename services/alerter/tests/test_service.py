@@ -423,14 +423,16 @@ async def test_replacement_mail_and_redelivery_is_not_sent_twice(bus: Bus) -> No
 def test_replacement_channels_get_their_own_consumer(subjects: Subjects) -> None:
     plain = MailConfig.model_validate(mail_route(25) | {"replaced": False})
     assert [s.filter_subject for s in channel_specs(subjects, "mail", plain)] == [
-        f"{subjects.root}.*.alert.>"
+        f"{subjects.root}.*.alert.>",
+        f"{subjects.root}.*.site.*.*",  # site offline/online (test_site_offline_channels.py)
     ]
     both = channel_specs(subjects, "mail", MailConfig.model_validate(mail_route(25)))
     assert [s.filter_subject for s in both] == [
         f"{subjects.root}.*.alert.>",
         f"{subjects.root}.*.supply.replaced.*",
+        f"{subjects.root}.*.site.*.*",
     ]
-    assert len({s.durable for s in both}) == 2
+    assert len({s.durable for s in both}) == 3
 
 
 def low_alert(seq: int, rule: str = "low") -> ThresholdCrossed:

@@ -36,6 +36,8 @@ from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler, Poison, RetryLater
 from tonerwatch_shared.events import (
     Event,
     PrinterUnreachable,
+    SiteOffline,
+    SiteOnline,
     SupplyReading,
     SupplyReplaced,
     ThresholdCrossed,
@@ -151,6 +153,9 @@ def channel_specs(subjects: Subjects, kind: str, config: ChannelConfig) -> list[
     filters = [("", subjects.area(ThresholdCrossed.subject_area()))]
     if config.replaced:
         filters.append(("_replaced", SupplyReplaced.subject_filter(subjects)))
+    # Site offline and back online, in one ordered consumer so "back" never overtakes "offline";
+    # the area also holds collectors' statuses, which the channel does not want (acked unsent).
+    filters.append(("_sites", subjects.area(SiteOffline.subject_area(), keyed=True)))
     return [
         ConsumerSpec(
             durable=subjects.name(f"alerter_{kind}_{config.name}{suffix}"),
@@ -191,7 +196,8 @@ def channel_handler(
                 stale.labels(channel=channel).inc()
             return
         try:
-            if digest is not None:
+            # A site offline is news now, not in tomorrow's digest.
+            if digest is not None and not isinstance(event, SiteOffline | SiteOnline):
                 await digest.collect(event)
             else:
                 await sender.send(event)

@@ -5,9 +5,18 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from tonerwatch_alerter.rules import Severity
-from tonerwatch_shared.events import AlertResolved, Event, SupplyReplaced, ThresholdCrossed
+from tonerwatch_shared.events import (
+    AlertResolved,
+    Event,
+    SiteOffline,
+    SiteOnline,
+    SupplyReplaced,
+    ThresholdCrossed,
+)
 
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+# A site's collector gone silent: every printer of the site unwatched (the api's alert is critical).
+SITE_OFFLINE_SEVERITY = "critical"
 
 
 class DeliveryFailed(Exception):
@@ -36,13 +45,18 @@ class ChannelConfig(BaseModel):
     timeout_s: float = Field(default=10.0, gt=0)
 
     def wants(self, event: Event) -> bool:
-        """Return whether this channel is sent event (crossings at min_severity or above, resolutions, swaps)."""
+        """Return whether this channel is sent event (crossings at min_severity or above, resolutions,
+        swaps, a site going offline and coming back)."""
         if self.sites and event.site_id not in self.sites:
             return False
         if isinstance(event, ThresholdCrossed):
             return SEVERITY_RANK[event.severity] >= SEVERITY_RANK[self.min_severity]
         if isinstance(event, SupplyReplaced):
             return self.replaced
+        if isinstance(event, SiteOffline):
+            return SEVERITY_RANK[SITE_OFFLINE_SEVERITY] >= SEVERITY_RANK[self.min_severity]
+        if isinstance(event, SiteOnline):
+            return self.resolved
         # A superseded alert goes on under a worse one, whose own crossing is the news.
         return self.resolved and isinstance(event, AlertResolved) and event.superseded_by is None
 

@@ -15,7 +15,7 @@ import logging
 import random
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import time
+from datetime import UTC, datetime, time
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any, Literal
@@ -31,6 +31,8 @@ from tonerwatch_alerter.text import percent_text
 from tonerwatch_shared.events import (
     AlertResolved,
     Event,
+    SiteOffline,
+    SiteOnline,
     SupplyReplaced,
     ThresholdCrossed,
     printer_of,
@@ -95,8 +97,24 @@ def printer_url(public_url: str, printer_id: str) -> str:
     return f"{public_url.rstrip('/')}/printers/{quote(printer_id, safe='')}"
 
 
+def site_alerts_url(public_url: str, site_id: str) -> str:
+    """Return the web UI's alerts of a site (where its site-offline alert is listed)."""
+    return f"{public_url.rstrip('/')}/alerts?site={quote(site_id, safe='')}&scope=all"
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def subject_of(event: Event, label: PrinterLabel | None = None) -> str:
     """Return the mail subject for event: the alert's own one-line message."""
+    if isinstance(event, SiteOffline):
+        return (
+            f"Site offline: {event.site_id} — collector {event.collector_id} not heard since "
+            f"{_utc(event.last_seen)}"
+        )
+    if isinstance(event, SiteOnline):
+        return f"Resolved: site {event.site_id} back online (collector {event.collector_id})"
     title = label.title() if label else printer_of(event) or "?"
     if isinstance(event, ThresholdCrossed):
         return event.message
@@ -110,8 +128,26 @@ def subject_of(event: Event, label: PrinterLabel | None = None) -> str:
     return f"{type(event).__name__}: {title}"
 
 
+def site_facts(event: SiteOffline | SiteOnline) -> list[tuple[str, str]]:
+    """Return the rows of a site-offline mail: the site, its collector, when it was last heard."""
+    rows = [("Site", event.site_id), ("Collector", event.collector_id)]
+    if isinstance(event, SiteOffline):
+        rows += [
+            ("Alert", "site_offline (critical)"),
+            ("Last heard", _utc(event.last_seen)),
+            ("Offline after", f"{event.offline_after_s:g} s of silence"),
+            ("What it means", "the site's printers are not being watched until it is back"),
+        ]
+    else:
+        rows += [("Alert", "site_offline (resolved)"), ("Heard again", _utc(event.last_seen))]
+    rows.append(("Time", event.occurred_at.isoformat(timespec="seconds")))
+    return rows
+
+
 def facts(event: Event, label: PrinterLabel | None) -> list[tuple[str, str]]:
     """Return the (field, value) rows both bodies show for event."""
+    if isinstance(event, SiteOffline | SiteOnline):
+        return site_facts(event)
     printer_id = printer_of(event) or "?"
     rows: list[tuple[str, str]] = [
         ("Printer", label.name or label.model or printer_id if label else printer_id)
@@ -145,15 +181,27 @@ def facts(event: Event, label: PrinterLabel | None) -> list[tuple[str, str]]:
     return rows
 
 
-def _text(headline: str, rows: Sequence[tuple[str, str]], link: str, footer: str) -> str:
+def _text(
+    headline: str,
+    rows: Sequence[tuple[str, str]],
+    link: str,
+    footer: str,
+    link_name: str = "Printer page",
+) -> str:
     width = max(len(k) for k, _ in rows) + 2
     lines = [headline, ""]
     lines += [f"{k + ':':<{width}}{v}" for k, v in rows]
-    lines += ["", f"Printer page: {link}", "", footer, ""]
+    lines += ["", f"{link_name}: {link}", "", footer, ""]
     return "\n".join(lines)
 
 
-def _html(headline: str, rows: Sequence[tuple[str, str]], link: str, footer: str) -> str:
+def _html(
+    headline: str,
+    rows: Sequence[tuple[str, str]],
+    link: str,
+    footer: str,
+    link_text: str = "Open the printer in TonerWatch",
+) -> str:
     e = html.escape
     cells = "\n".join(
         f'<tr><th align="left" style="padding-right:1em">{e(k)}</th><td>{e(v)}</td></tr>'
@@ -162,7 +210,7 @@ def _html(headline: str, rows: Sequence[tuple[str, str]], link: str, footer: str
     return (
         '<!DOCTYPE html>\n<html><body style="font-family:sans-serif">\n'
         f"<h2>{e(headline)}</h2>\n<table>\n{cells}\n</table>\n"
-        f'<p><a href="{e(link, quote=True)}">Open the printer in TonerWatch</a></p>\n'
+        f'<p><a href="{e(link, quote=True)}">{e(link_text)}</a></p>\n'
         f'<p style="color:#777;font-size:small">{e(footer)}</p>\n</body></html>\n'
     )
 
@@ -185,17 +233,31 @@ def render(
     msg = EmailMessage()
     subject = subject_of(event, label)
     rows = facts(event, label)
-    link = printer_url(public_url, printer_of(event) or "")
+    site_event = isinstance(event, SiteOffline | SiteOnline)
+    if site_event:
+        link = site_alerts_url(public_url, event.site_id)
+        link_name, link_text = "Site's alerts", "Open the site's alerts in TonerWatch"
+    else:
+        link = printer_url(public_url, printer_of(event) or "")
+        link_name, link_text = "Printer page", "Open the printer in TonerWatch"
     aid = getattr(event, "alert_id", None)
+    if isinstance(event, SiteOffline):
+        aid = f"site_offline:{event.event_id}"
+    elif isinstance(event, SiteOnline):
+        aid = f"site_offline:{event.offline_event_id}"
     footer = f"Alert id {aid or '-'}, event {event.event_id}"
     _headers(msg, sender, recipients, subject)
     msg["Date"] = format_datetime(event.occurred_at)
     msg["Message-ID"] = f"<{event.event_id}@tonerwatch>"
+    if isinstance(event, SiteOnline):
+        # Threads under the offline mail it resolves.
+        msg["In-Reply-To"] = f"<{event.offline_event_id}@tonerwatch>"
+        msg["References"] = f"<{event.offline_event_id}@tonerwatch>"
     msg["X-TonerWatch-Event-Id"] = str(event.event_id)
     if aid:
         msg["X-TonerWatch-Alert-Id"] = aid
-    msg.set_content(_text(subject, rows, link, footer))
-    msg.add_alternative(_html(subject, rows, link, footer), subtype="html")
+    msg.set_content(_text(subject, rows, link, footer, link_name))
+    msg.add_alternative(_html(subject, rows, link, footer, link_text), subtype="html")
     return msg
 
 
@@ -359,5 +421,6 @@ __all__ = [
     "facts",
     "printer_url",
     "render",
+    "site_alerts_url",
     "subject_of",
 ]
