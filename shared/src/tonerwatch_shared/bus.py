@@ -59,6 +59,12 @@ PULL_RETRY_PAUSE_S = 0.5
 DEAD_MAX_AGE_S = 90 * 86400.0
 DEAD_MAX_MSGS = 100_000
 ERROR_TEXT_LIMIT = 500
+# How long a refused stream creation is retried: a new cluster places streams a few seconds late.
+STREAM_CREATE_PATIENCE_S = 15.0
+# JetStream refusals that will not mend themselves: "insufficient resources" and "insufficient
+# storage resources available" (max_bytes x replicas over the store).
+JS_NEVER_PLACED = frozenset({10023, 10047})
+JS_STREAM_NAME_IN_USE = 10058
 
 
 class BusError(Exception):
@@ -317,16 +323,28 @@ class Bus:
         if config.num_replicas is None:
             config = dataclasses.replace(config, num_replicas=self.replicas)
         name = config.name or ""
-        refused: Exception | None = None
-        for _ in range(3):
+        refused: nats.js.errors.APIError | None = None
+        # A cluster that has just elected its meta leader (or just deleted a stream) refuses a
+        # placement for a moment ("no suitable peers"): retry for a bounded time, not forever.
+        deadline = time.monotonic() + STREAM_CREATE_PATIENCE_S
+        pause_s = 0.25
+        while True:
             try:
                 info = await self.js.stream_info(name)
             except nats.js.errors.NotFoundError:
                 try:
                     await self.js.add_stream(config)
                     return
-                except nats.js.errors.BadRequestError as exc:
-                    refused = exc  # another replica created it meanwhile: merge into theirs
+                except nats.js.errors.APIError as exc:
+                    # Another replica created it meanwhile (merge into theirs), or placement
+                    # was refused: look again after a pause, unless the refusal is for good.
+                    refused = exc
+                    if exc.err_code == JS_STREAM_NAME_IN_USE:
+                        continue
+                    if exc.err_code in JS_NEVER_PLACED or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(pause_s)
+                    pause_s = min(pause_s * 2, 2.0)
                     continue
             merge = merge_stream_config(info.config, config)
             for note in merge.kept:
@@ -335,8 +353,9 @@ class Bus:
                 log.info("raising stream %s to %s", name, _limits(merge.config))
                 await self.js.update_stream(merge.config)
             return
+        why = f"{refused.description} (err_code {refused.err_code})" if refused else "no answer"
         raise BusError(
-            f"NATS refused to create stream {name} ({_limits(config)}): {refused!r}; the server "
+            f"NATS refused to create stream {name} ({_limits(config)}): {why}; the server "
             "reserves max_bytes x replicas at creation: check its max_file_store and peers "
             "(docs/sizing.md), or lower TONERWATCH_EVENTS_MAX_BYTES / TONERWATCH_STREAM_REPLICAS"
         )

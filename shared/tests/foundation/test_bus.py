@@ -191,3 +191,29 @@ async def test_connect_to_nothing_fails_with_the_url(subjects: object) -> None:
 def test_retry_delay_grows_and_is_capped() -> None:
     assert [retry_delay(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
     assert retry_delay(50) == 60.0
+
+
+async def test_a_stream_larger_than_the_store_is_refused_at_once_with_the_servers_reason(
+    bus: Bus,
+) -> None:
+    import time
+
+    from nats.js.api import StreamConfig
+
+    from tonerwatch_shared.bus import BusError
+
+    started = time.monotonic()
+    huge = StreamConfig(
+        name=f"{bus.subjects.stream_prefix}_HUGE",
+        subjects=[f"{bus.subjects.root}-huge.>"],
+        max_bytes=1024**5,  # a petabyte: more than any test server's max_file_store
+        num_replicas=1,
+    )
+    try:
+        await bus.ensure_stream(huge)
+    except BusError as exc:
+        assert "err_code 10047" in str(exc) and "insufficient storage" in str(exc)
+    else:
+        raise AssertionError("a petabyte stream must be refused")
+    # Insufficient resources never mends: no waiting out the placement patience.
+    assert time.monotonic() - started < 5.0
