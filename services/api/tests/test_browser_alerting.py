@@ -11,6 +11,7 @@ from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
     AlertSettingsConfigured,
     Event,
+    MailServerConfigured,
     PrinterConfigured,
     ThresholdCrossed,
 )
@@ -138,4 +139,48 @@ async def test_settings_form_saves_a_sites_thresholds_and_announces_them(
     await form.get_by_role("button", name="Save alerts of").click()
     await expect(page.locator("#settings-error")).to_contain_text("recipients.0")
     await shoot(page, "settings-alerting-laptop")
+    await context.close()
+
+
+async def test_settings_add_a_mail_server_whose_password_is_never_shown_back(
+    browser: Browser, api: Api, bus: Bus
+) -> None:
+    context = await browser.new_context(viewport=LAPTOP)
+    page = await context.new_page()
+    await login(page, api.url)
+    await page.goto(f"{api.url}/settings")
+    await expect(page.locator("#no-mail-servers")).to_be_visible()
+    form = page.locator("#add-mail-server")
+    await form.get_by_label("Server name").fill("office-relay")
+    await form.get_by_label("SMTP host").fill("127.0.0.1")
+    await form.get_by_label("SMTP port").fill("2525")
+    await form.get_by_label("Security").select_option("none")
+    await form.get_by_label("SMTP user").fill("tonerwatch")
+    await form.get_by_label("SMTP password").fill("smtp-browser-secret")
+    await form.get_by_label("From address").fill("tonerwatch@example.org")
+
+    def added(e: Event) -> bool:
+        return isinstance(e, MailServerConfigured) and e.name == "office-relay"
+
+    await form.get_by_role("button", name="Add mail server").click()
+    event = await wait_for_event(
+        bus, MailServerConfigured.subject_filter(bus.subjects), added, timeout_s=15
+    )
+    assert isinstance(event, MailServerConfigured)
+    assert (event.host, event.port, event.security) == ("127.0.0.1", 2525, "none")
+    row = page.locator("tr[data-mail-server=office-relay]")
+    await expect(row).to_contain_text("127.0.0.1:2525", timeout=10000)
+    await expect(row).to_contain_text("tonerwatch (password set)")
+    assert "smtp-browser-secret" not in await page.content()
+    # Edit the port: the password, left empty, is kept.
+    await row.get_by_text("Edit").click()
+    edit = row.locator("form")
+    await edit.get_by_label("SMTP port").fill("2526")
+    await edit.get_by_role("button", name="Save office-relay").click()
+    await expect(page.locator("tr[data-mail-server=office-relay]")).to_contain_text(
+        "127.0.0.1:2526", timeout=10000
+    )
+    await expect(page.locator("tr[data-mail-server=office-relay]")).to_contain_text("password set")
+    await expect(page.locator("#changes")).to_contain_text("mail_server.update")
+    await shoot(page, "settings-mail-servers-laptop")
     await context.close()

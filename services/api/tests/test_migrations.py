@@ -36,6 +36,7 @@ TABLES = {
     "network_usage_daily",
     "site_alert_settings",
     "user_alerting",
+    "mail_servers",
     "orders",
     "login_failures",
     "printer_groups",

@@ -606,6 +606,38 @@ class AlertSettingsConfigured(Event):
         return tuple(dict.fromkeys(found))
 
 
+class MailServerConfigured(Event):
+    """One mail server set in the web UI, whole (not a delta); `deleted`: stop using it.
+
+    The alerter sends the mail of the web UI's recipients (sites' and groups') through the servers
+    announced so, besides the routes of TONERWATCH_MAIL. The password travels sealed
+    (tonerwatch_shared.sealing) when the api has a TONERWATCH_SECRET_KEY; the alerter opens it just
+    before it logs in.
+    """
+
+    type: Literal["tonerwatch.mail_server_configured.v1"] = "tonerwatch.mail_server_configured.v1"
+    area_what: ClassVar[str] = sj.MAIL_SERVER_CONFIGURED
+    keyed: ClassVar[bool] = True
+    server_id: int = Field(ge=1, description="The api's id of the server")
+    revision: int = Field(ge=0, description="Grows with every change; readers keep the highest")
+    deleted: bool = False
+    name: str = Field(default="", max_length=100)
+    priority: int = Field(
+        default=100, ge=0, le=1000, description="Lower first; the next server when one is down"
+    )
+    host: str = Field(default="", max_length=253)
+    port: int = Field(default=587, gt=0, lt=65536)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = Field(default=None, max_length=254)
+    password: str | None = Field(default=None, repr=False, description="Sealed when a key is set")
+    sender: str = Field(default="", max_length=254)
+    validate_certs: bool = True
+
+    def subject_key(self) -> str | None:
+        """Return the server's id: one subject per server."""
+        return str(self.server_id)
+
+
 class CollectorEvent(Event):
     """An event about one site collector: keyed by its collector_id."""
 
@@ -673,6 +705,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     CollectorStatus,
     SiteOffline,
     SiteOnline,
+    MailServerConfigured,
 )
 
 

@@ -106,6 +106,7 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
                 durable("alerter_printer"),
                 durable("alerter_settings"),
                 durable("alerter_collectors"),
+                durable("alerter_mail_servers"),
                 # One consumer per configured channel (TW_alerter_<kind>_<name>): named at run time.
                 (events, "*"),
             ),
@@ -115,6 +116,7 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
                 "ALERTER_SENT",
                 "ALERTER_DIGEST",
                 "ALERTER_COLLECTORS",
+                "ALERTER_MAIL",
             ),
         ),
         "syncer": Access(
@@ -137,6 +139,7 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
                 ev.DiscoveryRequested,
                 ev.DiscoveryCancelled,
                 ev.AlertSettingsConfigured,
+                ev.MailServerConfigured,
             ),
             consumers=tuple((events, name) for name in API_DURABLES),
             listens=(subjects.area("alert"),),

@@ -39,6 +39,9 @@ DISCOVERY_FINISHED = "discovery.finished"
 UPSTREAM_SYNCED = "sync.delivered"
 # Configuration the api (system of record) announces; unkeyed: the site token is the key.
 ALERT_SETTINGS_CONFIGURED = "config.alerts"
+# A mail server set in the web UI (the alerter sends the web UI's recipients their mail through it);
+# keyed by the server's id, published on the api's default site.
+MAIL_SERVER_CONFIGURED = "config.mail"
 # A site collector's periodic announcement of itself; keyed by the collector's id.
 COLLECTOR_STATUS = "site.status"
 # The alerter's judgement of a collector: silent past the limit (one alert per site), and back.

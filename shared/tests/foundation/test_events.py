@@ -179,6 +179,7 @@ def test_each_event_is_kept_by_the_stream_and_matched_by_its_own_filter(
         "job_id": "j-1",
         "collector_id": "c-1",
         "item_id": "i-1",
+        "server_id": 1,
     }
     event = cls.model_construct(**fields)
     subject = event.subject(subjects)

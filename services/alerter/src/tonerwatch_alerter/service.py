@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field
 
 from tonerwatch_alerter import collectors as cw
+from tonerwatch_alerter import mail_servers as ms
 from tonerwatch_alerter import site_settings as ss
 from tonerwatch_alerter.channels import digest as dg
 from tonerwatch_alerter.channels import ledger as ld
@@ -52,6 +53,7 @@ from tonerwatch_shared.ops import (
     serve_ops,
     stream_fill_gauge,
 )
+from tonerwatch_shared.sealing import Sealer
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.subjects import Subjects
 
@@ -247,8 +249,10 @@ async def _run(
             settings.collector_offline_after_s,
             source=f"alerter/{settings.instance}",
         )
+        servers = ms.MailServers(await bus.key_value(ms.BUCKET), Sealer.from_settings(settings))
         consumers: list[tuple[ConsumerSpec, Handler]] = [
             (ss.consumer_spec(subjects, settings.ack_wait_s), site_settings.handle),
+            (ms.consumer_spec(subjects, settings.ack_wait_s), servers.handle),
             (cw.consumer_spec(subjects, settings.ack_wait_s), watcher.handle),
             *((spec, processor.handle) for spec in consumer_specs(subjects, settings.ack_wait_s)),
         ]
@@ -268,11 +272,25 @@ async def _run(
                         route,
                         public_url=settings.public_url,
                         labels=labels,
-                        site_recipients=site_settings.recipients,
-                        printer_recipients=site_settings.printer_recipients,
+                        # While a server set in the web UI mails the web UI's recipients, the
+                        # environment's routes keep to their own (nobody is mailed twice).
+                        site_recipients=ms.without_ui_recipients(servers, site_settings.recipients),
+                        printer_recipients=ms.without_ui_printer_recipients(
+                            servers, site_settings.printer_recipients
+                        ),
                     ),
                 )
                 for route in settings.mail
+            ),
+            (
+                "mail",
+                ms.ServerMail(
+                    servers,
+                    public_url=settings.public_url,
+                    labels=labels,
+                    site_recipients=site_settings.recipients,
+                    printer_recipients=site_settings.printer_recipients,
+                ),
             ),
         ]
         digests: list[Digest] = []

@@ -163,6 +163,7 @@ AlertRowId = Annotated[int, _row_id("The alert occurrence's id (AlertOut.id, not
 TokenId = Annotated[int, _row_id("API token id (from GET /tokens)", 12)]
 UserId = Annotated[int, _row_id("User id (from GET /users)", 7)]
 GroupId = Annotated[int, _row_id("Printer group id (from GET /groups)", 3)]
+MailServerId = Annotated[int, _row_id("Mail server id (from GET /mail-servers)", 1)]
 OrderId = Annotated[
     str, Path(description="Order id (from GET /orders)", examples=["o-8c1d2e3f4a5b"])
 ]

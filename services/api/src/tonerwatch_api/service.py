@@ -19,6 +19,7 @@ from tonerwatch_api.db.sealed import reseal_all
 from tonerwatch_api.db.tx import bootstrap, ensure_admin, in_tx, upgrade
 from tonerwatch_api.deps import AppState
 from tonerwatch_api.domain.alert_settings import reannounce_all
+from tonerwatch_api.domain.mail_servers import reannounce_mail_servers
 from tonerwatch_api.domain.retention import run_upkeep
 from tonerwatch_api.input_guard import JsonErrorHttpTools
 from tonerwatch_api.projections.activity import run_activity
@@ -211,6 +212,11 @@ async def _bootstrap(st: AppState) -> None:
     await asyncio.to_thread(reseal_all, st.engine, sealer)
     # The api is the system of record for alert settings: remind the alerter at every start.
     await asyncio.to_thread(in_tx, st.engine, lambda s: reannounce_all(s, st.source))
+    await asyncio.to_thread(
+        in_tx,
+        st.engine,
+        lambda s: reannounce_mail_servers(s, settings.default_site, st.source),
+    )
 
 
 def _line(exc: BaseException) -> str:

@@ -46,4 +46,25 @@ class UserAlerting(SQLModel, table=True):
     groups: list[int] | None = SQLField(default=None, sa_column=Column(JSON(), nullable=True))
 
 
-ALERT_SETTINGS_TABLES: tuple[type[SQLModel], ...] = (SiteAlertSettings, UserAlerting)
+class MailServer(SQLModel, table=True):
+    """An SMTP server set in the web UI; its password sealed at rest, never shown back."""
+
+    __tablename__ = "mail_servers"
+    id: int | None = SQLField(default=None, primary_key=True)
+    name: str = SQLField(max_length=100, unique=True)
+    priority: int = 100
+    host: str = SQLField(max_length=253)
+    port: int = 587
+    security: str = SQLField(default="starttls", max_length=16)
+    username: str | None = SQLField(default=None, max_length=254)
+    password: str | None = SQLField(default=None, max_length=1000)
+    sender: str = SQLField(max_length=254)
+    validate_certs: bool = True
+    revision: int = 0
+    updated_by: str | None = SQLField(default=None, max_length=100)
+    updated_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+ALERT_SETTINGS_TABLES: tuple[type[SQLModel], ...] = (SiteAlertSettings, UserAlerting, MailServer)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
+from tonerwatch_api.db.alerting import MailServer
 from tonerwatch_api.db.models import OutboxEvent, Printer
 from tonerwatch_shared.events import SnmpCredentials
 from tonerwatch_shared.sealing import Sealer, credentials_are_current, reseal_credentials
@@ -74,6 +75,12 @@ def _before_flush(session: OrmSession, _context: object, _instances: object) -> 
                     obj.credentials = sealed
         elif isinstance(obj, OutboxEvent) and obj in session.new:
             obj.payload = _sealed_payload(sealer, obj.payload)
+        elif (
+            isinstance(obj, MailServer)
+            and obj.password
+            and sa_inspect(obj).attrs.password.history.has_changes()
+        ):
+            obj.password = sealer.reseal(obj.password)
 
 
 sa_event.listen(OrmSession, "before_flush", _before_flush)
@@ -112,6 +119,17 @@ def reseal_all(engine: Engine, sealer: Sealer) -> int:
                     changed += 1
             last = printers[-1].id
             session.commit()
+    with Session(engine) as session:
+        for server in session.exec(
+            select(MailServer).where(col(MailServer.password).is_not(None))
+        ).all():
+            assert server.password is not None
+            again = sealer.reseal(server.password)
+            if again != server.password:
+                server.password = again
+                session.add(server)
+                changed += 1
+        session.commit()
     with Session(engine) as session:
         for row in session.exec(select(OutboxEvent)).all():
             payload = _sealed_payload(sealer, row.payload)

@@ -29,6 +29,7 @@ from tonerwatch_api.domain.discovery_jobs import (
 )
 from tonerwatch_api.domain.groups import tenant_groups
 from tonerwatch_api.domain.limits import LIMIT_NAMES
+from tonerwatch_api.domain.mail_servers import all_mail_servers
 from tonerwatch_api.domain.network_usage import human_bytes, usage
 from tonerwatch_api.domain.orders import ACTION_LABEL, STATUS_LABEL, find_orders
 from tonerwatch_api.domain.printers import find_printers
@@ -362,6 +363,7 @@ async def settings_page(request: Request) -> Response:
         printers = find_printers(s, who.tenant_id) if picker else []
         changes = latest_changes(s, who.tenant_id, AUDIT_ROWS) if is_admin else []
         return {
+            "mail_servers": all_mail_servers(s) if who.role == "provider" else [],
             "change_targets": target_names(s, who.tenant_id, changes),
             "change_groups": group_names(s, who.tenant_id, changes),
             "collectors": [collector_out(c, now, offline_after_s) for c in found],
@@ -391,6 +393,7 @@ async def settings_page(request: Request) -> Response:
         "settings.html",
         who,
         is_admin=is_admin,
+        is_provider=who.role == "provider",
         default_site=default_site,
         hub_enabled=hub_enabled,
         **ctx,
