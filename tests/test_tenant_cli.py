@@ -140,3 +140,85 @@ async def test_a_provider_creates_and_lists_customers_from_the_command_line(api_
         "tenant", "list", env={"TONERWATCH_URL": "http://127.0.0.1:1", "TONERWATCH_TOKEN": token}
     )
     assert gone.returncode == 2 and "cannot reach the api" in gone.stderr
+
+
+async def test_a_provider_switches_to_a_customer_tenant_from_the_command_line(
+    api_url: str,
+) -> None:
+    env = {"TONERWATCH_URL": api_url, "TONERWATCH_PASSWORD": PASSWORD}
+    made = await tonerwatch(
+        "tenant",
+        "create",
+        "globex",
+        "--name",
+        "Globex",
+        "--site",
+        "globex-plant",
+        "--admin-email",
+        "it@globex.example",
+        "--user",
+        "admin",
+        "--json",
+        env=env,
+    )
+    assert made.returncode == 0, made.stderr
+    customer_password = json.loads(made.stdout)["admin_password"]
+
+    async def sites(*args: str, extra: dict[str, str] | None = None) -> list[str]:
+        done = await tonerwatch(
+            "tenant", "api", "GET", "/sites", "--user", "admin", *args, env=env | (extra or {})
+        )
+        assert done.returncode == 0, done.stderr
+        return [s["id"] for s in json.loads(done.stdout)["items"]]
+
+    # The provider's own view, then Globex's: --tenant, or TONERWATCH_TENANT for a whole shell.
+    own = await sites()
+    assert "globex-plant" not in own
+    assert await sites("--tenant", "globex") == ["globex-plant"]
+    assert await sites(extra={"TONERWATCH_TENANT": "globex"}) == ["globex-plant"]
+    # A write in the customer's tenant, as its admin would make it.
+    patched = await tonerwatch(
+        "tenant",
+        "api",
+        "--tenant",
+        "globex",
+        "patch",
+        "/sites/globex-plant",
+        "--data",
+        '{"monitor_found": true}',
+        "--user",
+        "admin",
+        env=env,
+    )
+    assert patched.returncode == 0, patched.stderr
+    assert json.loads(patched.stdout)["monitor_found"] is True
+    # The same site is not the provider's own to change.
+    outside = await tonerwatch(
+        "tenant",
+        "api",
+        "PATCH",
+        "/sites/globex-plant",
+        "--data",
+        '{"monitor_found": false}',
+        "--user",
+        "admin",
+        env=env,
+    )
+    assert outside.returncode == 2 and "404" in outside.stderr
+    # A customer's admin cannot switch to another tenant.
+    other = await tonerwatch(
+        "tenant",
+        "api",
+        "--tenant",
+        "default",
+        "GET",
+        "/sites",
+        "--user",
+        "it@globex.example",
+        env={"TONERWATCH_URL": api_url, "TONERWATCH_PASSWORD": customer_password},
+    )
+    assert other.returncode == 2 and "403" in other.stderr
+    bad = await tonerwatch(
+        "tenant", "api", "POST", "/sites", "--data", "{nope", "--user", "admin", env=env
+    )
+    assert bad.returncode == 2 and "--data is not JSON" in bad.stderr

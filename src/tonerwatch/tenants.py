@@ -23,7 +23,7 @@ PAGE = 500
 
 
 def add_tenant_parser(sub: Any) -> None:
-    """Add `tenant create|list|disable|enable` to the command's subparsers."""
+    """Add `tenant create|list|disable|enable|api` to the command's subparsers."""
     tenant = sub.add_parser(
         "tenant",
         help="manage customer tenants (provider role) through the REST API",
@@ -56,11 +56,33 @@ def add_tenant_parser(sub: Any) -> None:
     for verb in ("disable", "enable"):
         one = actions.add_parser(verb, help=f"{verb} a customer tenant", parents=[reach])
         one.add_argument("id")
+    call = actions.add_parser(
+        "api",
+        help="call the REST API, in the tenant --tenant names (switch to a customer)",
+        description="Call one /api/v1 endpoint and print its JSON answer: with --tenant ID (or "
+        "TONERWATCH_TENANT) as a provider acting in that customer tenant (the "
+        "X-TonerWatch-Tenant header: everything scopes to it, the audit log records who acted), "
+        "e.g. `tonerwatch tenant api --tenant acme PATCH /sites/acme-hq --data "
+        "'{\"monitor_found\": true}'`.",
+        parents=[reach],
+    )
+    call.add_argument(
+        "--tenant",
+        default=os.environ.get("TONERWATCH_TENANT") or None,
+        metavar="ID",
+        help="act in this customer tenant, as its own admin would (providers only; env "
+        "TONERWATCH_TENANT: `export TONERWATCH_TENANT=acme` switches a shell to ACME)",
+    )
+    call.add_argument("method", type=str.upper, choices=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    call.add_argument("path", help="below /api/v1, e.g. /sites or /printers?site=acme-hq")
+    call.add_argument("--data", default=None, help="JSON body")
 
 
 def tenant_command(args: argparse.Namespace) -> int:
     """Run one `tonerwatch tenant` action; return the exit code."""
-    api = Rest(args.url.rstrip("/"), _token(args))
+    api = Rest(args.url.rstrip("/"), _token(args), tenant=getattr(args, "tenant", None))
+    if args.tenant_command == "api":
+        return _call(api, args)
     if args.tenant_command == "create":
         return _create(api, args)
     if args.tenant_command == "list":
@@ -87,6 +109,19 @@ def _create(api: Rest, args: argparse.Namespace) -> int:
         print(f"first admin: {made['admin']['username']}")
     if made.get("admin_password"):
         print(f"their password (shown once): {made['admin_password']}")
+    return 0
+
+
+def _call(api: Rest, args: argparse.Namespace) -> int:
+    path = args.path if args.path.startswith("/") else f"/{args.path}"
+    try:
+        body = json.loads(args.data) if args.data is not None else None
+    except ValueError as exc:
+        raise CliError(f"--data is not JSON: {exc}") from None
+    data = json.dumps(body).encode() if body is not None else None
+    answer = api.send(args.method, path, data, "application/json")
+    if answer is not None:
+        print(json.dumps(answer, indent=2))
     return 0
 
 
@@ -130,9 +165,10 @@ def _token(args: argparse.Namespace) -> str:
 class Rest:
     """The api's /api/v1, authenticated with a bearer token."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, tenant: str | None = None) -> None:
         self.url = url
         self.token = token
+        self.tenant = tenant  # a provider acting in this customer tenant
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Return the decoded JSON answer of method path (with a JSON body)."""
@@ -144,6 +180,8 @@ class Rest:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        if self.tenant:
+            headers["X-TonerWatch-Tenant"] = self.tenant
         request = urllib.request.Request(
             f"{self.url}/api/v1{path}", data=data, method=method, headers=headers
         )
