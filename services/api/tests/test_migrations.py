@@ -26,6 +26,7 @@ TABLES = {
     "counters_hourly",
     "counters_daily",
     "alerts",
+    "alert_order",
     "processed_events",
     "outbox",
     "users",

@@ -12,6 +12,7 @@ from tonerwatch_api.db.groups import GROUP_TABLES
 from tonerwatch_api.db.logins import LOGIN_LIMIT_TABLES
 from tonerwatch_api.db.models import (
     Alert,
+    AlertOrder,
     ApiToken,
     AuditEntry,
     CounterDaily,
@@ -43,6 +44,7 @@ API_TABLES: tuple[type[SQLModel], ...] = (
     CounterHourly,
     CounterDaily,
     Alert,
+    AlertOrder,
     ProcessedEvent,
     OutboxEvent,
     User,

@@ -148,6 +148,10 @@ class Printer(SQLModel, table=True):
     firmware: str | None = Field(default=None, max_length=200)
     reachable: bool | None = None
     last_seen_at: datetime | None = _ts()
+    # Position (tonerwatch_shared.ordering) of the newest reading or (un)reachable applied to the
+    # status: seq (None from producers without one) and occurred_at. Older events are stale.
+    status_seq: int | None = _big_int()
+    status_at: datetime | None = _ts()
     last_error: str | None = Field(default=None)
     # Why the newest polls failed, as a kind (tonerwatch_shared.failures); None when they answer.
     poll_failure: str | None = Field(default=None, max_length=40)
@@ -192,6 +196,8 @@ class SupplyStateRow(SQLModel, table=True):
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
+    # seq of the reading that set this state (with updated_at, its position): older ones are stale.
+    seq: int | None = _big_int()
     # Each new low with when it was first seen, [[unix s, percent], ...] since the last
     # replacement (tonerwatch_shared.forecast), and the forecast it gives (None: too little yet).
     envelope: list[list[float]] | None = _json()
@@ -368,6 +374,19 @@ class Alert(SQLModel, table=True):
     kind: str | None = Field(
         default=None, max_length=32, index=True, description="Supply kind; None: printer-wide"
     )
+
+
+class AlertOrder(SQLModel, table=True):
+    """The newest crossed/resolved applied (or seen) per alert id: an older one is stale.
+
+    Kept apart from the alert rows, so a "resolved" that arrives before its "crossed" (no open
+    alert yet) still stops that late "crossed" from opening one.
+    """
+
+    __tablename__ = "alert_order"
+    alert_id: str = Field(primary_key=True, max_length=255)
+    seq: int | None = _big_int()
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class ProcessedEvent(SQLModel, table=True):

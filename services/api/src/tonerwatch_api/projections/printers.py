@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from tonerwatch_api.db.models import (
     Alert,
+    AlertOrder,
     AuditEntry,
     CounterReading,
     Printer,
@@ -41,6 +42,7 @@ from tonerwatch_shared.events import (
     UpstreamOrderUpdate,
     printer_of,
 )
+from tonerwatch_shared.ordering import Position, is_stale, position_of
 from tonerwatch_shared.printer.clamp import (
     clamp_identity,
     clamp_snapshot,
@@ -86,7 +88,8 @@ def new_printer_id() -> str:
 def apply_event(
     session: Session, event: Event, consumer: str, options: ProjectionOptions, now: datetime
 ) -> str:
-    """Apply event to the read models; return "applied", "duplicate" or "ignored"."""
+    """Apply event to the read models; return "applied", "duplicate", "ignored" or "stale" (older
+    than what was applied for its printer or alert: tonerwatch_shared.ordering)."""
     key = str(event.event_id)
     if session.get(ProcessedEvent, key) is not None:
         return "duplicate"
@@ -181,10 +184,30 @@ def found_name(ident: PrinterIdentity, location: str | None, address: str) -> st
     return address[:200]
 
 
+def status_position(printer: Printer) -> Position | None:
+    """Return the position of the newest reading or (un)reachable applied to printer's status.
+
+    Rows from before positions were kept fall back to last_seen_at (the newest reading's time).
+    """
+    at = printer.status_at or printer.last_seen_at
+    return None if at is None else Position(printer.status_seq, at)
+
+
+def status_applied(printer: Printer, position: Position) -> dict[str, Any]:
+    """Return the columns recording that the event at position set printer's status.
+
+    An event without seq (an older poller) keeps the last seq: the sequence goes on ordering the
+    events that carry one.
+    """
+    seq = position.seq if position.seq is not None else printer.status_seq
+    return {"status_seq": seq, "status_at": position.at}
+
+
 def _store_supplies(
-    session: Session, printer_id: str, supplies: Sequence[Supply], at: datetime
+    session: Session, printer_id: str, supplies: Sequence[Supply], position: Position
 ) -> list[str]:
     """Store the supplies' current states and history; return every supply state of the printer."""
+    at = position.at
     # One query for all of the printer's supplies rather than one per supply.
     current = {
         r.supply_index: r
@@ -196,8 +219,9 @@ def _store_supplies(
         row = current.get(supply.index)
         if row is None:
             row = SupplyStateRow(printer_id=printer_id, supply_index=supply.index, description="")
-        elif row.updated_at > at:
-            # A late, older reading: history gets it, the current state stays newer.
+        elif is_stale(Position(row.seq, row.updated_at), position):
+            # A late, older reading (by seq, else by time): history gets it, the current state
+            # stays newer.
             session.add(_reading(printer_id, supply, at))
             continue
         row.description = supply.description
@@ -212,6 +236,7 @@ def _store_supplies(
         row.percent = supply.percent
         row.state = supply.state.value
         row.updated_at = at
+        row.seq = position.seq if position.seq is not None else row.seq
         session.add(row)
         session.add(_reading(printer_id, supply, at))
         current[supply.index] = row
@@ -278,11 +303,13 @@ def _apply_reading(
     if printer is None:
         return "ignored"
     at = event.occurred_at
+    position = position_of(event)
     fitted = fitted_snapshot(event)
     _set_identity(printer, fitted.printer)
-    newest = printer.last_seen_at is None or at >= printer.last_seen_at
-    if newest:
-        printer.last_seen_at = at
+    if not is_stale(status_position(printer), position):
+        for name, value in status_applied(printer, position).items():
+            setattr(printer, name, value)
+        printer.last_seen_at = max(printer.last_seen_at or at, at)
         printer.reachable = True
         printer.last_error = None
         printer.poll_failure = None
@@ -296,7 +323,7 @@ def _apply_reading(
         printer.last_bytes_received = fit_int(event.bytes_received)[0]
     printer.updated_at = now
     session.add(printer)
-    states = _store_supplies(session, printer.id, fitted.supplies, at)
+    states = _store_supplies(session, printer.id, fitted.supplies, position)
     c = fitted.counters
     if any(v is not None for v in (c.lifetime_pages, c.mono_pages, c.colour_pages)):
         session.add(
@@ -407,7 +434,9 @@ def _apply_found(session: Session, event: Event, options: ProjectionOptions, now
     printer.updated_at = now
     session.add(printer)
     session.flush()
-    _store_supplies(session, printer.id, clamp_supplies(event.supplies), event.occurred_at)
+    _store_supplies(
+        session, printer.id, clamp_supplies(event.supplies), Position(None, event.occurred_at)
+    )
     refresh_status(session, printer)
     if moved and printer.monitored:
         follow = configured_event(printer, source=options.source, site_id=printer.site_id)
@@ -467,8 +496,11 @@ def _apply_reachability(
     printer = _printer_for(session, event, now)
     if printer is None:
         return "ignored"
-    if printer.last_seen_at and event.occurred_at < printer.last_seen_at:
-        return "ignored"  # a reading after this already proved the printer answers
+    position = position_of(event)
+    if is_stale(status_position(printer), position):
+        return "stale"  # a reading or reachability after this already told the status
+    for name, value in status_applied(printer, position).items():
+        setattr(printer, name, value)
     if isinstance(event, PrinterUnreachable):
         printer.reachable = False
         printer.last_error = event.reason
@@ -480,6 +512,22 @@ def _apply_reachability(
     printer.updated_at = now
     refresh_status(session, printer)
     return "applied"
+
+
+def stale_alert_event(session: Session, event: ThresholdCrossed | AlertResolved) -> bool:
+    """Return whether event is older than the crossed/resolved last applied for its alert; if
+    not, record it as the newest (kept even when it changes no row: a "resolved" that arrives
+    before its "crossed" still stops that "crossed" from opening the alert)."""
+    position = position_of(event)
+    order = session.get(AlertOrder, event.alert_id, with_for_update=True)
+    if order is not None and is_stale(Position(order.seq, order.at), position):
+        return True
+    if order is None:
+        order = AlertOrder(alert_id=event.alert_id, at=position.at)
+    order.seq = position.seq if position.seq is not None else order.seq
+    order.at = position.at
+    session.add(order)
+    return False
 
 
 def _open_alerts(session: Session, alert_id: str) -> list[Alert]:
@@ -494,6 +542,8 @@ def _apply_crossed(
     printer = _printer_for(session, event, now)
     if printer is None:
         return "ignored"
+    if stale_alert_event(session, event):
+        return "stale"
     open_ = _open_alerts(session, event.alert_id)
     alert = (
         open_[0]
@@ -527,6 +577,8 @@ def _apply_resolved(
     session: Session, event: Event, options: ProjectionOptions, now: datetime
 ) -> str:
     assert isinstance(event, AlertResolved)
+    if stale_alert_event(session, event):
+        return "stale"
     open_ = _open_alerts(session, event.alert_id)
     for alert in open_:
         alert.resolved_at = event.occurred_at

@@ -35,9 +35,12 @@ from tonerwatch_api.projections.printers import (
     ProjectionOptions,
     fitted_snapshot,
     forecast_columns,
+    status_applied,
+    status_position,
 )
 from tonerwatch_api.projections.status import status_of
 from tonerwatch_shared.events import SupplyReading
+from tonerwatch_shared.ordering import Position, is_stale, position_of
 from tonerwatch_shared.printer.clamp import fit_int
 from tonerwatch_shared.printer.model import PrinterIdentity
 
@@ -97,6 +100,7 @@ _STATE_COLUMNS = (
     "percent",
     "state",
     "updated_at",
+    "seq",
     *FORECAST_COLUMNS,
 )
 
@@ -186,12 +190,14 @@ def _apply(
             continue
         outcomes[i] = "applied"
         at = event.occurred_at
+        position = position_of(event)
         fitted = fitted_snapshot(event)
         _set_identity(printer, fitted.printer)
-        if printer.last_seen_at is None or at >= printer.last_seen_at:
+        if not is_stale(status_position(printer), position):
+            _put(printer, **status_applied(printer, position))
             _put(
                 printer,
-                last_seen_at=at,
+                last_seen_at=max(printer.last_seen_at or at, at),
                 reachable=True,
                 last_error=None,
                 poll_failure=None,
@@ -218,7 +224,7 @@ def _apply(
                 }
             )
             old = rows.get(supply.index)
-            if old is not None and old["updated_at"] > at:
+            if old is not None and is_stale(Position(old.get("seq"), old["updated_at"]), position):
                 continue  # a late, older reading: history gets it, the current state stays newer
             new_row: dict[str, Any] = {
                 "printer_id": printer.id,
@@ -234,6 +240,7 @@ def _apply(
                 "percent": supply.percent,
                 "state": supply.state.value,
                 "updated_at": at,
+                "seq": position.seq if position.seq is not None or old is None else old.get("seq"),
             }
             # The forecast as one by one (_forecast): an unknown level leaves it as it stood.
             if supply.percent is not None:
