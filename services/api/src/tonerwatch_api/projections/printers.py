@@ -13,7 +13,6 @@ from sqlmodel import Session, col, select
 
 from tonerwatch_api.db.models import (
     Alert,
-    AlertOrder,
     AuditEntry,
     CounterReading,
     Printer,
@@ -23,6 +22,7 @@ from tonerwatch_api.db.models import (
     SupplyStateRow,
 )
 from tonerwatch_api.db.tx import DEFAULT_TENANT, ensure_site
+from tonerwatch_api.projections.order import mark_status, stale_alert_event
 from tonerwatch_api.projections.orders import apply_upstream_update, deliver_on_replacement
 from tonerwatch_api.projections.outbox import add_to_outbox, follow_up_id
 from tonerwatch_api.projections.status import refresh_status
@@ -88,8 +88,7 @@ def new_printer_id() -> str:
 def apply_event(
     session: Session, event: Event, consumer: str, options: ProjectionOptions, now: datetime
 ) -> str:
-    """Apply event to the read models; return "applied", "duplicate", "ignored" or "stale" (older
-    than what was applied for its printer or alert: tonerwatch_shared.ordering)."""
+    """Apply event to the read models; return "applied", "duplicate", "ignored" or "stale"."""
     key = str(event.event_id)
     if session.get(ProcessedEvent, key) is not None:
         return "duplicate"
@@ -184,30 +183,10 @@ def found_name(ident: PrinterIdentity, location: str | None, address: str) -> st
     return address[:200]
 
 
-def status_position(printer: Printer) -> Position | None:
-    """Return the position of the newest reading or (un)reachable applied to printer's status.
-
-    Rows from before positions were kept fall back to last_seen_at (the newest reading's time).
-    """
-    at = printer.status_at or printer.last_seen_at
-    return None if at is None else Position(printer.status_seq, at)
-
-
-def status_applied(printer: Printer, position: Position) -> dict[str, Any]:
-    """Return the columns recording that the event at position set printer's status.
-
-    An event without seq (an older poller) keeps the last seq: the sequence goes on ordering the
-    events that carry one.
-    """
-    seq = position.seq if position.seq is not None else printer.status_seq
-    return {"status_seq": seq, "status_at": position.at}
-
-
 def _store_supplies(
     session: Session, printer_id: str, supplies: Sequence[Supply], position: Position
 ) -> list[str]:
     """Store the supplies' current states and history; return every supply state of the printer."""
-    at = position.at
     # One query for all of the printer's supplies rather than one per supply.
     current = {
         r.supply_index: r
@@ -220,9 +199,8 @@ def _store_supplies(
         if row is None:
             row = SupplyStateRow(printer_id=printer_id, supply_index=supply.index, description="")
         elif is_stale(Position(row.seq, row.updated_at), position):
-            # A late, older reading (by seq, else by time): history gets it, the current state
-            # stays newer.
-            session.add(_reading(printer_id, supply, at))
+            # A late, older reading (seq, else time): history gets it, the current state stays newer.
+            session.add(_reading(printer_id, supply, position.at))
             continue
         row.description = supply.description
         row.part_number = supply.part_number
@@ -232,13 +210,13 @@ def _store_supplies(
         row.colour_hex = supply.colour_hex
         row.level = supply.level
         row.max_capacity = supply.max_capacity
-        _forecast(row, supply.percent, at)
+        _forecast(row, supply.percent, position.at)
         row.percent = supply.percent
         row.state = supply.state.value
-        row.updated_at = at
+        row.updated_at = position.at
         row.seq = position.seq if position.seq is not None else row.seq
         session.add(row)
-        session.add(_reading(printer_id, supply, at))
+        session.add(_reading(printer_id, supply, position.at))
         current[supply.index] = row
     return [row.state for row in current.values()]
 
@@ -306,10 +284,7 @@ def _apply_reading(
     position = position_of(event)
     fitted = fitted_snapshot(event)
     _set_identity(printer, fitted.printer)
-    if not is_stale(status_position(printer), position):
-        for name, value in status_applied(printer, position).items():
-            setattr(printer, name, value)
-        printer.last_seen_at = max(printer.last_seen_at or at, at)
+    if mark_status(printer, position, seen=True):
         printer.reachable = True
         printer.last_error = None
         printer.poll_failure = None
@@ -434,9 +409,7 @@ def _apply_found(session: Session, event: Event, options: ProjectionOptions, now
     printer.updated_at = now
     session.add(printer)
     session.flush()
-    _store_supplies(
-        session, printer.id, clamp_supplies(event.supplies), Position(None, event.occurred_at)
-    )
+    _store_supplies(session, printer.id, clamp_supplies(event.supplies), position_of(event))
     refresh_status(session, printer)
     if moved and printer.monitored:
         follow = configured_event(printer, source=options.source, site_id=printer.site_id)
@@ -496,11 +469,8 @@ def _apply_reachability(
     printer = _printer_for(session, event, now)
     if printer is None:
         return "ignored"
-    position = position_of(event)
-    if is_stale(status_position(printer), position):
+    if not mark_status(printer, position_of(event)):
         return "stale"  # a reading or reachability after this already told the status
-    for name, value in status_applied(printer, position).items():
-        setattr(printer, name, value)
     if isinstance(event, PrinterUnreachable):
         printer.reachable = False
         printer.last_error = event.reason
@@ -512,22 +482,6 @@ def _apply_reachability(
     printer.updated_at = now
     refresh_status(session, printer)
     return "applied"
-
-
-def stale_alert_event(session: Session, event: ThresholdCrossed | AlertResolved) -> bool:
-    """Return whether event is older than the crossed/resolved last applied for its alert; if
-    not, record it as the newest (kept even when it changes no row: a "resolved" that arrives
-    before its "crossed" still stops that "crossed" from opening the alert)."""
-    position = position_of(event)
-    order = session.get(AlertOrder, event.alert_id, with_for_update=True)
-    if order is not None and is_stale(Position(order.seq, order.at), position):
-        return True
-    if order is None:
-        order = AlertOrder(alert_id=event.alert_id, at=position.at)
-    order.seq = position.seq if position.seq is not None else order.seq
-    order.at = position.at
-    session.add(order)
-    return False
 
 
 def _open_alerts(session: Session, alert_id: str) -> list[Alert]:

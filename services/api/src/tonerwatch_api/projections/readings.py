@@ -29,14 +29,13 @@ from tonerwatch_api.db.models import (
     Reading,
     SupplyStateRow,
 )
+from tonerwatch_api.projections.order import status_applied, status_position
 from tonerwatch_api.projections.printers import (
     UNKNOWN_PRINTER_GRACE,
     PrinterNotYetKnown,
     ProjectionOptions,
     fitted_snapshot,
     forecast_columns,
-    status_applied,
-    status_position,
 )
 from tonerwatch_api.projections.status import status_of
 from tonerwatch_shared.events import SupplyReading

@@ -4,8 +4,8 @@ printers.status_seq/status_at: the newest reading or (un)reachable applied to th
 supply_states.seq: the reading that set each supply's current state (with its updated_at);
 alert_order: the newest crossed/resolved applied or seen per alert id. Older events are stale.
 
-Revision ID: 0025
-Revises: 0024
+Revision ID: 0026
+Revises: 0025
 Create Date: 2026-12-06 21:30:00
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0025"
-down_revision: str | None = "0024"
+revision: str = "0026"
+down_revision: str | None = "0025"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
