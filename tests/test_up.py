@@ -185,14 +185,14 @@ def test_up_demo_xerox_c405_shows_three_weeks_of_history_and_a_forecast_at_once(
     since = {"since": "2000-01-01T00:00:00Z", "resolution": "raw"}
     readings = httpx.get(
         f"{url}/api/v1/printers/{xerox['id']}/readings", params=since, headers=headers, timeout=10
-    ).json()
+    ).json()["items"]
     times = sorted(datetime.fromisoformat(r["occurred_at"]) for r in readings)
     assert times[-1] - times[0] > timedelta(days=14)
     black = [r["percent"] for r in readings if r["supply_index"] == "1.1"]
     assert black[0] > black[-1], "the black toner was fuller three weeks ago"
     counters = httpx.get(
         f"{url}/api/v1/printers/{xerox['id']}/counters", params=since, headers=headers, timeout=10
-    ).json()
+    ).json()["items"]
     # The seeded ones split mono and colour; live polls of this model give the lifetime count only.
     split = [c for c in counters if c["mono_pages"] is not None and c["colour_pages"] is not None]
     assert len(split) >= 80

@@ -95,21 +95,38 @@ async def test_counters_endpoint_returns_raw_readings_and_daily_buckets(
     since = (DAY1 - timedelta(hours=2)).isoformat()
     raw = await client.get(url, headers=h, params={"since": since, "resolution": "raw"})
     assert raw.status_code == 200, raw.text
-    assert [(c["lifetime_pages"], c["colour_pages"]) for c in raw.json()] == [
+    assert set(raw.json()) == {"items", "next_cursor"} and raw.json()["next_cursor"] is None
+    assert [(c["lifetime_pages"], c["colour_pages"]) for c in raw.json()["items"]] == [
         (12000, 2000),
         (12100, 2030),
         (12250, 2080),
     ]
-    assert raw.json()[0]["mono_pages"] == 10000 and raw.json()[0]["resolution"] == "raw"
+    first = raw.json()["items"][0]
+    assert first["mono_pages"] == 10000 and first["resolution"] == "raw"
     daily = (
         await client.get(url, headers=h, params={"since": since, "resolution": "daily"})
-    ).json()
+    ).json()["items"]
     assert [(c["occurred_at"][:10], c["lifetime_pages"], c["count"]) for c in daily] == [
         (DAY1.date().isoformat(), 12100, 2),
         (DAY2.date().isoformat(), 12250, 1),
     ]
-    auto = (await client.get(url, headers=h, params={"since": since})).json()  # 3 days: hourly
+    auto = (await client.get(url, headers=h, params={"since": since})).json()["items"]  # hourly
     assert {c["resolution"] for c in auto} == {"hourly"} and len(auto) == 3
+    # A page at a time, newest first when asked: the next_cursor continues where it ended.
+    newest = {"since": since, "resolution": "raw", "sort": "-occurred_at", "limit": 2}
+    page1 = (await client.get(url, headers=h, params=newest)).json()
+    assert [c["lifetime_pages"] for c in page1["items"]] == [12250, 12100]
+    assert page1["next_cursor"]
+    page2 = (
+        await client.get(url, headers=h, params={**newest, "cursor": page1["next_cursor"]})
+    ).json()
+    assert [c["lifetime_pages"] for c in page2["items"]] == [12000]
+    assert page2["next_cursor"] is None
+    # A cursor is bound to its sort.
+    wrong = await client.get(
+        url, headers=h, params={**newest, "sort": "occurred_at", "cursor": page1["next_cursor"]}
+    )
+    assert wrong.status_code == 422 and "cursor" in wrong.text
     bob = await bearer(client, "bob@acme", BOB_PW)
     assert (await client.get(url, headers=bob)).status_code == 404
     bad = await client.get(url, headers=h, params={"since": TODAY.isoformat(), "until": since})

@@ -135,16 +135,39 @@ async def test_readings_api_answers_raw_hourly_and_auto_resolution(
     since = (hour - timedelta(hours=1)).isoformat()
     raw = await client.get(url, params={"since": since, "resolution": "raw"})
     assert raw.status_code == 200, raw.text
-    assert [r["percent"] for r in raw.json() if r["supply_index"] == "1"] == [50.0, 48.0, 46.0]
+    items = raw.json()["items"]
+    assert raw.json()["next_cursor"] is None
+    assert [r["percent"] for r in items if r["supply_index"] == "1"] == [50.0, 48.0, 46.0]
+    # Pages of 7 points end between readings (5 supplies each): 5, 5, 5; never amid one.
+    pages: list[list[dict[str, object]]] = []
+    cursor = None
+    for _ in range(5):
+        params = {"since": since, "resolution": "raw", "limit": 7, "sort": "-occurred_at"}
+        got = (
+            await client.get(url, params={**params, **({"cursor": cursor} if cursor else {})})
+        ).json()
+        pages.append(got["items"])
+        cursor = got["next_cursor"]
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [5, 5, 5]
+    blacks = [r["percent"] for p in pages for r in p if r["supply_index"] == "1"]
+    assert blacks == [46.0, 48.0, 50.0]  # newest first
+    assert sorted((r["occurred_at"], r["supply_index"]) for p in pages for r in p) == sorted(
+        (r["occurred_at"], r["supply_index"]) for r in items
+    )
+    # One reading alone is more than the page: it comes whole, not cut.
+    one = (await client.get(url, params={"since": since, "resolution": "raw", "limit": 2})).json()
+    assert len(one["items"]) == 5 and one["next_cursor"]
     hourly = await client.get(url, params={"since": since, "resolution": "hourly"})
-    (black,) = [r for r in hourly.json() if r["supply_index"] == "1"]
+    (black,) = [r for r in hourly.json()["items"] if r["supply_index"] == "1"]
     assert black["resolution"] == "hourly" and black["count"] == 3
     assert (black["percent"], black["min_percent"], black["max_percent"]) == (48.0, 46.0, 50.0)
     assert (black["last_percent"], black["level"]) == (46.0, 46)
     year = await client.get(url, params={"since": (hour - timedelta(days=365)).isoformat()})
-    assert {r["resolution"] for r in year.json()} == {"daily"}
+    assert {r["resolution"] for r in year.json()["items"]} == {"daily"}
     day = await client.get(url, params={"since": since})  # auto, four hours: raw
-    assert {r["resolution"] for r in day.json()} == {"raw"}
+    assert {r["resolution"] for r in day.json()["items"]} == {"raw"}
     bad = await client.get(url, params={"resolution": "minutely"})
     assert bad.status_code == 422 and "resolution" in bad.text
 

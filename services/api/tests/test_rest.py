@@ -258,7 +258,7 @@ async def test_readings_alerts_and_acknowledge(
         headers=h,
         params={"since": (now - timedelta(minutes=90)).isoformat()},
     )
-    assert r.status_code == 200 and len(r.json()) == 5
+    assert r.status_code == 200 and len(r.json()["items"]) == 5
     detail = (await client.get(f"/api/v1/printers/{pid}", headers=h)).json()
     assert detail["status"] == "attention" and detail["open_alerts"] == 1
     assert [s["colour"] for s in detail["supplies"][:4]] == ["black", "cyan", "magenta", "yellow"]

@@ -123,13 +123,17 @@ def level_history(
     until: datetime,
     resolution: Resolution,
     limit: int,
+    *,
+    newest_first: bool = False,
 ) -> list[LevelPoint]:
-    """Return a printer's supply levels in [since, until], oldest first, at most limit points.
+    """Return a printer's supply levels in [since, until], oldest (or newest) first, at most
+    limit points.
 
     Hourly and daily include raw rows the periodic rollup has not merged yet, so they are
     current to the last poll.
     """
     if resolution == "raw":
+        at, index = col(Reading.occurred_at), col(Reading.supply_index)
         q = (
             select(Reading.supply_index, Reading.occurred_at, Reading.percent, Reading.level)
             .where(
@@ -137,7 +141,7 @@ def level_history(
                 col(Reading.occurred_at) >= since,
                 col(Reading.occurred_at) <= until,
             )
-            .order_by(col(Reading.occurred_at), col(Reading.supply_index))
+            .order_by(*((at.desc(), index.desc()) if newest_first else (at, index)))
             .limit(limit)
         )
         return [LevelPoint(i, at, p, lv) for i, at, p, lv in session.exec(q).all()]
@@ -171,7 +175,13 @@ def level_history(
             t.last_level,
         )
         .where(t.printer_id == printer_id, t.bucket_start > first, t.bucket_start <= until)
-        .order_by(t.bucket_start, t.supply_index)
+        .order_by(
+            *(
+                (t.bucket_start.desc(), t.supply_index.desc())
+                if newest_first
+                else (t.bucket_start, t.supply_index)
+            )
+        )
         .limit(limit)
     ).all()
     points: list[LevelPoint] = []
@@ -187,7 +197,7 @@ def level_history(
         points.append(_bucket_point(index, start, bucket))
     if pending:
         points.extend(_bucket_point(i, s, b) for (s, i), b in pending.items())
-        points.sort(key=lambda p: (p.at, p.supply_index))
+        points.sort(key=lambda p: (p.at, p.supply_index), reverse=newest_first)
     return points[:limit]
 
 
@@ -213,9 +223,13 @@ def counter_history(
     until: datetime,
     resolution: Resolution,
     limit: int,
+    *,
+    newest_first: bool = False,
 ) -> list[CounterPoint]:
-    """Return a printer's page counters in [since, until], oldest first, at most limit points."""
+    """Return a printer's page counters in [since, until], oldest (or newest) first, at most
+    limit points."""
     if resolution == "raw":
+        at = col(CounterReading.occurred_at)
         q = (
             select(CounterReading)
             .where(
@@ -223,7 +237,7 @@ def counter_history(
                 col(CounterReading.occurred_at) >= since,
                 col(CounterReading.occurred_at) <= until,
             )
-            .order_by(col(CounterReading.occurred_at))
+            .order_by(at.desc() if newest_first else at)
             .limit(limit)
         )
         return [
@@ -282,6 +296,6 @@ def counter_history(
             b.count,
             b.min_lifetime_pages,
         )
-        for start, b in sorted(buckets.items())
+        for start, b in sorted(buckets.items(), reverse=newest_first)
     ]
     return points[:limit]

@@ -484,8 +484,11 @@ def readings(
     until: datetime,
     limit: int,
     resolution: Resolution = "raw",
+    *,
+    newest_first: bool = False,
 ) -> list[ReadingOut]:
-    """Return the printer's supply levels between since and until at resolution, oldest first."""
+    """Return the printer's supply levels between since and until at resolution, oldest (or
+    newest) first."""
     get_printer(session, tenant_id, printer_id)
     return [
         ReadingOut(
@@ -499,7 +502,9 @@ def readings(
             last_percent=p.last_percent,
             count=p.count,
         )
-        for p in level_history(session, printer_id, since, until, resolution, limit)
+        for p in level_history(
+            session, printer_id, since, until, resolution, limit, newest_first=newest_first
+        )
     ]
 
 

@@ -27,6 +27,7 @@ from tonerwatch_api.deps import (
 )
 from tonerwatch_api.domain import printers as printer_rules
 from tonerwatch_api.domain.history import counter_history
+from tonerwatch_api.domain.history_pages import HistoryCursor, HistorySort, history_page
 from tonerwatch_api.domain.printers import (
     PRINTERS,
     patch_printer,
@@ -34,8 +35,9 @@ from tonerwatch_api.domain.printers import (
     printers_query,
     readings,
 )
-from tonerwatch_api.listing import Page
+from tonerwatch_api.listing import CURSOR_HELP, Page
 from tonerwatch_api.schemas.common import RowId
+from tonerwatch_api.schemas.history import CounterPage, ReadingPage
 from tonerwatch_api.schemas.printers import (
     CounterOut,
     PollRequestOut,
@@ -163,9 +165,20 @@ async def delete_printer(request: Request, printer_id: PrinterId, who: Operator)
     return Response(status_code=204)
 
 
+HistorySortAsked = Annotated[
+    HistorySort,
+    Query(description="occurred_at: oldest first; -occurred_at: newest first"),
+]
+HistoryCursorAsked = Annotated[str | None, Query(max_length=1000, description=CURSOR_HELP)]
+
+
+def _cursor(cursor: str | None, sort: HistorySort) -> HistoryCursor | None:
+    return HistoryCursor.decode(cursor, sort) if cursor else None
+
+
 @router.get(
     "/printers/{printer_id}/readings",
-    response_model=list[ReadingOut],
+    response_model=ReadingPage,
     tags=["printers"],
     responses=ERRORS,
 )
@@ -177,20 +190,34 @@ async def printer_readings(
     until: UntilAsked = None,
     limit: PointsAsked = 10000,
     resolution: ResolutionAsked = "auto",
-) -> list[ReadingOut]:
-    """Return supply levels over time, oldest first: raw readings, or hourly/daily buckets."""
+    sort: HistorySortAsked = "occurred_at",
+    cursor: HistoryCursorAsked = None,
+) -> ReadingPage:
+    """Return supply levels over time, a page at a time (oldest first unless sort=-occurred_at):
+    raw readings, or hourly/daily buckets. A page ends between two readings, never amid the
+    supplies of one."""
     st = app_state(request)
+    after = _cursor(cursor, sort)
     start, end, res = history_window(st, since, until, resolution, default_days=7)
+    res = after.resolution if after else res
 
-    def work(s: Session) -> list[ReadingOut]:
-        return readings(s, who.tenant_id, printer_id, start, end, limit, res)
+    def work(s: Session) -> ReadingPage:
+        def fetch(a: datetime, b: datetime, n: int) -> list[ReadingOut]:
+            return readings(
+                s, who.tenant_id, printer_id, a, b, n, res, newest_first=sort == "-occurred_at"
+            )
+
+        items, nxt = history_page(
+            fetch, lambda r: r.occurred_at, start, end, limit, sort, res, after
+        )
+        return ReadingPage(items=items, next_cursor=nxt)
 
     return await run_tx(st.engine, work)
 
 
 @router.get(
     "/printers/{printer_id}/counters",
-    response_model=list[CounterOut],
+    response_model=CounterPage,
     tags=["printers"],
     responses=ERRORS,
 )
@@ -202,24 +229,38 @@ async def printer_counters(
     until: UntilAsked = None,
     limit: PointsAsked = 10000,
     resolution: ResolutionAsked = "auto",
-) -> list[CounterOut]:
-    """Return page counters over time, oldest first: raw readings, or the last of each hour/day."""
+    sort: HistorySortAsked = "occurred_at",
+    cursor: HistoryCursorAsked = None,
+) -> CounterPage:
+    """Return page counters over time, a page at a time (oldest first unless
+    sort=-occurred_at): raw readings, or the last of each hour/day."""
     st = app_state(request)
+    after = _cursor(cursor, sort)
     start, end, res = history_window(st, since, until, resolution, default_days=30)
+    res = after.resolution if after else res
 
-    def work(s: Session) -> list[CounterOut]:
+    def work(s: Session) -> CounterPage:
         printer = printer_rules.get_printer(s, who.tenant_id, printer_id)
-        return [
-            CounterOut(
-                occurred_at=p.at,
-                lifetime_pages=p.lifetime_pages,
-                mono_pages=p.mono_pages,
-                colour_pages=p.colour_pages,
-                duplex_pages=p.duplex_pages,
-                resolution=res,
-                count=p.count,
-            )
-            for p in counter_history(s, printer.id, start, end, res, limit)
-        ]
+
+        def fetch(a: datetime, b: datetime, n: int) -> list[CounterOut]:
+            return [
+                CounterOut(
+                    occurred_at=p.at,
+                    lifetime_pages=p.lifetime_pages,
+                    mono_pages=p.mono_pages,
+                    colour_pages=p.colour_pages,
+                    duplex_pages=p.duplex_pages,
+                    resolution=res,
+                    count=p.count,
+                )
+                for p in counter_history(
+                    s, printer.id, a, b, res, n, newest_first=sort == "-occurred_at"
+                )
+            ]
+
+        items, nxt = history_page(
+            fetch, lambda c: c.occurred_at, start, end, limit, sort, res, after
+        )
+        return CounterPage(items=items, next_cursor=nxt)
 
     return await run_tx(st.engine, work)
