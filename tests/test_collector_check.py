@@ -6,6 +6,7 @@ wrote; the check dials its leaf listener with the site's folder, as a collector 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from pathlib import Path
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from tonerwatch.cli import main
+from tonerwatch.collector import run_collector
 from tonerwatch_shared.embedded import free_tcp_port, nats_server_binary, wait_for_tcp
+from tonerwatch_shared.sites import SiteCredentials
 from tonerwatch_shared.testing.tls import make_tls
 
 SITES = ("acme-hq", "globex-plant")
@@ -109,3 +112,67 @@ def test_check_says_in_one_line_whether_the_hub_takes_the_sites_link(
     finally:
         hub.terminate()
         hub.wait(timeout=30)
+
+
+def test_check_with_a_running_collectors_data_dir_judges_its_own_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The healthcheck of the image, compose and Kubernetes: the collector's own leaf, not a new one."""
+    out, leaf_port = _hub(tmp_path)
+    credentials = _box(out, "acme-hq", tmp_path / "box")
+    data_dir = tmp_path / "site"
+    hub_url = f"tls://127.0.0.1:{leaf_port}"
+    # Without --hub (Kubernetes probes cannot pass it): the running collector's file says it.
+    check = ["collector", "--check", "--check-timeout", "4", "--credentials", str(credentials)]
+    check += ["--data-dir", str(data_dir)]
+    hub = subprocess.Popen(
+        [str(nats_server_binary()), "-c", str(out / "hub.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    async def scenario() -> list[tuple[int, str]]:
+        stop, ready = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(
+            run_collector(
+                hub_url, SiteCredentials.read(credentials), data_dir, stop=stop, ready=ready
+            )
+        )
+        seen: list[tuple[int, str]] = []
+
+        async def checked() -> tuple[int, str]:
+            code = await asyncio.to_thread(main, check)
+            printed = capsys.readouterr()
+            return code, printed.out + printed.err
+
+        try:
+            await asyncio.wait_for(ready.wait(), 60)
+            seen.append(await checked())  # link up
+            hub.terminate()
+            await asyncio.to_thread(hub.wait, 30)
+            for _ in range(40):  # the leaf notices the hub is gone (bounded: 40 x 0.25 s)
+                code, line = await checked()
+                if code != 0:
+                    break
+                await asyncio.sleep(0.25)
+            seen.append((code, line))
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 60)
+        # No collector any more: the throwaway dial, which needs the hub's URL.
+        check.extend(["--hub", hub_url])
+        seen.append(await checked())
+        return seen
+
+    try:
+        assert wait_for_tcp("127.0.0.1", leaf_port, 15.0)
+        up, down, after = asyncio.run(scenario())
+    finally:
+        if hub.poll() is None:
+            hub.terminate()
+            hub.wait(timeout=30)
+    assert up[0] == 0 and "up: site acme-hq (the running collector's own link)" in up[1], up
+    assert down[0] == 2 and "has no leaf connection" in down[1], down
+    assert down[1].count("\n") == 1
+    assert not (data_dir / "collector.json").exists()
+    assert after[0] == 2 and "running collector" not in after[1] and "down:" in after[1], after

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tonerwatch.collector import CHECK_TIMEOUT_S
 from tonerwatch.services import SERVICES
 from tonerwatch_shared.embedded import free_tcp_port, nats_server_binary
 from tonerwatch_shared.testing.infra import missing
@@ -529,6 +530,12 @@ SITE_FILES = ("credentials.json", "ca.pem", "cert.pem", "key.pem")
 ALIVE = "nats-server"
 
 
+def _seconds(duration: str) -> float:
+    """Return a compose duration ("20s", "1m") in seconds."""
+    value, unit = float(duration[:-1]), duration[-1]
+    return value * {"s": 1, "m": 60}[unit]
+
+
 def _collector_compose() -> dict[str, Any]:
     return dict(yaml.safe_load((ROOT / "deploy" / "collector" / "compose.yaml").read_text()))
 
@@ -586,7 +593,12 @@ def test_the_collector_compose_runs_one_hardened_collector_with_its_store_and_cr
     assert service["restart"] == "unless-stopped"
     assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
     assert service["security_opt"] == ["no-new-privileges:true"]
-    assert ALIVE in service["healthcheck"]["test"][-1]
+    # Healthy while its own link to the hub is up: the running collector's --check, its paths.
+    check = service["healthcheck"]["test"]
+    assert check[:4] == ["CMD", "tonerwatch", "collector", "--check"]
+    assert check[check.index("--credentials") + 1] == "/run/secrets/credentials.json"
+    assert check[check.index("--data-dir") + 1] == command[command.index("--data-dir") + 1]
+    assert _seconds(service["healthcheck"]["timeout"]) > CHECK_TIMEOUT_S
     ignored = (ROOT / ".gitignore").read_text().split()
     assert "deploy/collector/site/" in ignored and "k8s/collector/site/" in ignored
 
@@ -628,8 +640,14 @@ def test_the_collector_is_one_restricted_statefulset_with_its_own_store(
     (secret,) = [d for d in docs if d["kind"] == "Secret"]
     assert site["secret"]["secretName"] == secret["metadata"]["name"]
     assert sorted(secret["data"]) == sorted(SITE_FILES)
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    # Alive (and started) while the leaf server runs; ready while its link to the hub is up.
+    for probe in ("startupProbe", "livenessProbe"):
         assert ALIVE in container[probe]["exec"]["command"][-1]
+    ready = container["readinessProbe"]["exec"]["command"]
+    assert ready[:3] == ["tonerwatch", "collector", "--check"]
+    assert ready[ready.index("--credentials") + 1] == str(credentials)
+    assert ready[ready.index("--data-dir") + 1] == "/data"
+    assert container["readinessProbe"]["timeoutSeconds"] > CHECK_TIMEOUT_S
     (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
     assert policy["spec"]["ingress"] == []
 

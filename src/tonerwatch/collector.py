@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
@@ -50,6 +51,7 @@ COLLECTOR_SERVICES = ("discovery", "poller")
 STATUS_INTERVAL_S = 60.0
 STATUS_INTERVAL_ENV = "TONERWATCH_COLLECTOR_STATUS_INTERVAL_S"
 ENROLLED_DIR = "site"  # DATA_DIR/site/: what an enrolment wrote
+RUNNING_FILE = "collector.json"  # DATA_DIR/collector.json: a running collector's leaf monitor
 CHECK_TIMEOUT_S = 10.0
 # What nats-server logs when a leaf connection fails, first match wins: (needle, what it means).
 _LINK_FAILURES: tuple[tuple[str, str], ...] = (
@@ -94,7 +96,19 @@ async def run_collector(
     )
     url = await asyncio.to_thread(server.start)
     log.info("collector of site %s: leaf nats-server on %s, hub %s", site, url, hub_url)
+    running = data_dir / RUNNING_FILE
     try:
+        # What `collector --check` reads to judge this collector's own link (the healthcheck).
+        running.write_text(
+            json.dumps(
+                {
+                    "site": site,
+                    "hub": hub_url,
+                    "pid": os.getpid(),
+                    "monitor": f"http://127.0.0.1:{server.http_port}",
+                }
+            )
+        )
         if not await _leaf_connected(server, leaf_wait_s):
             log.warning("hub %s not reached yet: working offline, readings kept here", hub_url)
         bus = await Bus.connect(url, subjects=local, name=f"collector-{site}", stop=stop)
@@ -128,6 +142,7 @@ async def run_collector(
                 _announce(url, credentials, collector_id, started_at, status_interval_s, stop)
             )
     finally:
+        running.unlink(missing_ok=True)
         await asyncio.to_thread(server.stop)
 
 
@@ -267,7 +282,8 @@ def add_collector_parser(sub: Any) -> None:
         action="store_true",
         help="check that the hub is reachable and takes the site's TLS certificate and "
         "credentials (a short-lived leaf connection, no JetStream, nothing stored), print one "
-        "line and exit: 0 link up, 2 not",
+        "line and exit: 0 link up, 2 not; with --data-dir of a running collector, its own "
+        "link instead (the healthcheck of the image, compose and Kubernetes)",
     )
     collector.add_argument(
         "--check-timeout",
@@ -366,6 +382,32 @@ def check_link(
     return False, f"link to the hub {hub_url} down: {_link_failure(text, timeout_s)}"
 
 
+def check_running(data_dir: Path, timeout_s: float = 5.0) -> tuple[bool, str] | None:
+    """Judge the link of the collector running with data_dir: its own leaf server's /leafz.
+
+    Return (up, one line), or None when no collector runs there (no DATA_DIR/collector.json, or
+    its monitor does not answer: a file left by a killed one).
+    """
+    try:
+        running = json.loads((data_dir / RUNNING_FILE).read_text())
+        monitor = str(running["monitor"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        leafz = httpx.get(f"{monitor}/leafz", timeout=timeout_s).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    hub_url = running.get("hub") or "?"
+    who = f"site {running.get('site')} (the running collector's own link)"
+    if leafz.get("leafnodes"):
+        rtt = (leafz.get("leafs") or [{}])[0].get("rtt") or "unknown"
+        return True, f"link to the hub {hub_url} up: {who}, round trip {rtt}"
+    return False, (
+        f"link to the hub {hub_url} down: {who} has no leaf connection (the collector keeps "
+        "polling and keeps its readings at the site; `--check` without --data-dir says why)"
+    )
+
+
 async def _leafz_up(http_port: int, timeout_s: float) -> str | None:
     """Return the leaf connection's rtt once /leafz shows it, None after timeout_s."""
     deadline = asyncio.get_running_loop().time() + timeout_s
@@ -405,6 +447,12 @@ def collector_command(args: argparse.Namespace) -> int:
     credentials = SiteCredentials.read(credentials_file)
     if args.enrol_only:
         return 0
+    # A collector running with this data folder: its own link (what a healthcheck asks); else
+    # a throwaway dial of the hub as the site (before the first start).
+    judged = check_running(data_dir) if args.check and args.data_dir is not None else None
+    if judged is not None:
+        print(f"tonerwatch: {judged[1]}")
+        return 0 if judged[0] else 2
     hub_url = args.hub or credentials.hub_url
     if not hub_url:
         raise CliError("--hub tls://host:7422 needed (the enrolment did not say the hub's URL)")
@@ -425,4 +473,11 @@ def collector_command(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_collector_parser", "check_link", "collector_command", "enrol", "run_collector"]
+__all__ = [
+    "add_collector_parser",
+    "check_link",
+    "check_running",
+    "collector_command",
+    "enrol",
+    "run_collector",
+]
