@@ -55,3 +55,35 @@ def test_a_late_reading_never_rolls_a_printer_back() -> None:
     )
     assert removed is not None and site_entries([removed], "hq") == ()
     assert [e.counters.lifetime_pages for e in site_entries([known], "hq")] == [900]
+
+
+def test_fold_orders_readings_and_reachability_by_seq() -> None:
+    """The fleet snapshot follows the printer's seq, not a replica's clock; a late
+    (un)reachable does not overwrite a newer status."""
+    t0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+
+    def reading(seq: int, minute: int, pages: int) -> ev.SupplyReading:
+        return ev.SupplyReading(
+            source="poller",
+            site_id="hq",
+            printer_id="p-1",
+            occurred_at=t0 + dt.timedelta(minutes=minute),
+            address="127.0.0.1",
+            printer=PrinterIdentity(vendor="Brother"),
+            counters=Counters(lifetime_pages=pages),
+            seq=seq,
+        )
+
+    common = {"source": "poller", "site_id": "hq", "printer_id": "p-1", "address": "127.0.0.1"}
+    known = fold(None, reading(10, 0, 100))
+    assert known is not None
+    skewed = fold(known, reading(11, -5, 110))  # newer by seq, earlier by a skewed clock
+    assert skewed is not None and skewed.entry.counters.lifetime_pages == 110
+    assert fold(skewed, reading(9, 3, 90)) is None  # older by seq
+    assert fold(skewed, reading(11, -5, 110)) is None  # the same again
+    down = fold(skewed, ev.PrinterUnreachable(**common, consecutive_failures=3, reason="x", seq=13))
+    assert down is not None and down.entry.reachable is False
+    late_up = ev.PrinterReachable(**common, seq=12, occurred_at=t0 + dt.timedelta(hours=1))
+    assert fold(down, late_up) is None
+    up = fold(down, ev.PrinterReachable(**common, seq=14))
+    assert up is not None and up.entry.reachable is True and up.status_seq == 14

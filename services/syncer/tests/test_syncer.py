@@ -257,3 +257,47 @@ async def test_orders_reach_the_portal_as_they_change(bus: Bus, nats_url: str) -
     assert headers["X-TonerWatch-Signature"] == signature(
         body, SECRET, int(headers["X-TonerWatch-Timestamp"])
     )
+
+
+def alert_event(
+    seq: int, minute: int, resolved: bool = False
+) -> ev.ThresholdCrossed | ev.AlertResolved:
+    """The critical alert of p-9's black toner (critical is no reorder point: events only)."""
+    common = {
+        "source": "alerter/a",
+        "site_id": "hq",
+        "printer_id": "p-9",
+        "alert_id": "p-9:1.1:critical",
+        "rule": "critical",
+        "occurred_at": datetime(2026, 3, 2, 8, minute, tzinfo=UTC),
+        "seq": seq,
+    }
+    if resolved:
+        return ev.AlertResolved(**common, message="cleared")
+    return ev.ThresholdCrossed(**common, severity="critical", message=f"Critical (seq {seq})")
+
+
+async def test_portal_down_then_a_late_crossed_is_not_forwarded_after_its_resolve(
+    bus: Bus, nats_url: str
+) -> None:
+    """Through an upstream outage, a "crossed" older than the "resolved" already forwarded (a
+    redelivery held back, a dead letter replayed) is not sent: the portal's last word on the
+    alert stays the true final state. In: 4 events; out: 3 delivered once each, 1 stale."""
+    ops_port = free_tcp_port()
+    raised, cleared = alert_event(2, 2), alert_event(4, 4, resolved=True)
+    late, again = alert_event(3, 3), alert_event(6, 6)
+    async with upstream() as (portal, url), running_syncer(bus, nats_url, url, ops_port=ops_port):
+        portal.fail_next = 3  # the portal is down for the first tries
+        for event in (raised, cleared, late, again):
+            await bus.publish(event)
+        await eventually(lambda: len(portal.received) >= 3, timeout_s=30)
+
+        async def counted() -> bool:
+            return await metric(ops_port, 'tonerwatch_sync_forwarded_total{result="stale"}') == 1
+
+        await eventually(counted, timeout_s=10)
+        await asyncio.sleep(1.0)  # anything more (a repeat, the stale one) would arrive now
+        assert await metric(ops_port, 'tonerwatch_sync_forwarded_total{result="ok"}') == 3
+    got = [ev.parse_event(body) for _headers, body in portal.received]
+    assert [e.event_id for e in got] == [raised.event_id, cleared.event_id, again.event_id]
+    assert [getattr(e, "seq", None) for e in got] == [2, 4, 6]

@@ -128,7 +128,7 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
                 durable("syncer_fleet_readings"),
                 durable("syncer_fleet_printers"),
             ),
-            buckets=("SYNC_FLEET", "SYNC_STATE"),
+            buckets=("SYNC_FLEET", "SYNC_STATE", "SYNC_ORDER"),
         ),
         "api": Access(
             publishes=(

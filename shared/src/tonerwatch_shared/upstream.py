@@ -369,7 +369,10 @@ def openapi_document() -> dict[str, Any]:
                 "Event",
                 False,
                 "Sent at once for each of: " + ", ".join(EVENT_TYPES_SENT) + ". Events of one "
-                "printer arrive in the order they happened. The (deprecated) header "
+                "printer arrive in the order they happened; an alert's crossed and resolved "
+                "carry `seq` (the printer's sequence), and the syncer never sends one older than "
+                "what it sent for that alert_id (a receiver may keep the highest seq per alert_id "
+                "and drop older). The (deprecated) header "
                 "X-TonerWatch-Event repeats the type for portals built before 1.0; it goes in 2.0.",
             ),
             SNAPSHOTS_PATH: _delivery(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
@@ -20,10 +21,13 @@ from tonerwatch_shared.events import (
     PrinterUnreachable,
     SupplyReading,
 )
+from tonerwatch_shared.ordering import Position, is_newer, is_stale, position_of
 from tonerwatch_shared.upstream import MeterRead, PrinterEntry
 
 FLEET_BUCKET = "SYNC_FLEET"
 STATE_BUCKET = "SYNC_STATE"
+# Per alert id: the position of the last crossed/resolved forwarded (older ones are not).
+ORDER_BUCKET = "SYNC_ORDER"
 
 
 class KnownPrinter(BaseModel):
@@ -38,6 +42,20 @@ class KnownPrinter(BaseModel):
     configured_location: str | None = None
     removed: bool = False
     updated_at: AwareDatetime | None = None
+    # Position (tonerwatch_shared.ordering) of the newest reading or (un)reachable folded in.
+    status_seq: int | None = None
+    status_at: AwareDatetime | None = None
+
+    def status_position(self) -> Position | None:
+        """Return the position of the newest reading or (un)reachable folded in (None: none)."""
+        at = self.status_at or self.entry.last_read_at
+        return None if at is None else Position(self.status_seq, at)
+
+    def status_applied(self, event: Event) -> dict[str, Any]:
+        """Return the fields recording event as the newest status (a seq-less one keeps the seq)."""
+        position = position_of(event)
+        seq = position.seq if position.seq is not None else self.status_seq
+        return {"status_seq": seq, "status_at": position.at}
 
 
 class SiteSyncState(BaseModel):
@@ -60,8 +78,7 @@ def fold(known: KnownPrinter | None, event: Event) -> KnownPrinter | None:
     """Return the printer after event (None: nothing to store, e.g. an older reading)."""
     if isinstance(event, SupplyReading):
         base = known or _blank(event, event.printer_id, event.address)
-        last = base.entry.last_read_at
-        if last is not None and event.occurred_at <= last:
+        if not is_newer(base.status_position(), event):
             return None  # a redelivered or late reading must not roll the levels back
         ident = event.printer
         entry = base.entry.model_copy(
@@ -87,6 +104,7 @@ def fold(known: KnownPrinter | None, event: Event) -> KnownPrinter | None:
                 "entry": entry,
                 "removed": False,
                 "updated_at": event.occurred_at,
+                **base.status_applied(event),
             }
         )
     if isinstance(event, PrinterConfigured):
@@ -112,10 +130,13 @@ def fold(known: KnownPrinter | None, event: Event) -> KnownPrinter | None:
         return known.model_copy(update={"removed": True}) if known else None
     if isinstance(event, PrinterUnreachable | PrinterReachable) and known is not None:
         reachable = isinstance(event, PrinterReachable)
-        if known.entry.reachable == reachable:
-            return None
+        if is_stale(known.status_position(), event):
+            return None  # a reading or reachability after it already told the status
         return known.model_copy(
-            update={"entry": known.entry.model_copy(update={"reachable": reachable})}
+            update={
+                "entry": known.entry.model_copy(update={"reachable": reachable}),
+                **known.status_applied(event),
+            }
         )
     return None
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
 import time
 import uuid
@@ -45,6 +46,7 @@ from pydantic import Field, model_validator
 
 from tonerwatch_shared.bus import Bus, ConsumerSpec, RetryLater, event_type
 from tonerwatch_shared.events import (
+    AlertResolved,
     Event,
     OrderChanged,
     PrinterEvent,
@@ -64,6 +66,7 @@ from tonerwatch_shared.ops import (
     serve_ops,
     stream_fill_gauge,
 )
+from tonerwatch_shared.ordering import StoredPosition, is_stale, newest, position_of
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.signing import LEGACY_EVENT_HEADER, delivery_headers
 from tonerwatch_shared.subjects import Subjects, token
@@ -81,6 +84,7 @@ from tonerwatch_shared.upstream import (
 )
 from tonerwatch_syncer.fleet import (
     FLEET_BUCKET,
+    ORDER_BUCKET,
     STATE_BUCKET,
     KnownPrinter,
     SiteSyncState,
@@ -230,6 +234,11 @@ async def forward(
 _SYNCED_NS = uuid.UUID("6f1d2c7e-8b0a-4f5e-9d3c-2a7b1e4c9f60")
 
 
+def order_key(alert_id: str) -> str:
+    """Return the SYNC_ORDER key of an alert id (hashed: alert ids hold ':' and dots)."""
+    return "a_" + hashlib.sha256(alert_id.encode()).hexdigest()[:40]
+
+
 def synced_event_id(forwarded_event_id: uuid.UUID) -> uuid.UUID:
     """Return the id of the upstream-synced event for a forwarded event (the same on every re-forward)."""
     return uuid.uuid5(_SYNCED_NS, str(forwarded_event_id))
@@ -280,6 +289,7 @@ class Syncer:
         *,
         clock: Callable[[], dt.datetime] | None = None,
         remembering: Sequence[ConsumerSpec] = (),
+        order: ModelKv[StoredPosition] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
@@ -290,6 +300,8 @@ class Syncer:
         self.client = client
         self.fleet = fleet
         self.state = state
+        # Per alert: the position of the last crossed/resolved sent, so an older one is not.
+        self.order = order
         self.pending = PendingExchanges()
         self.forwarded = Counter(
             "tonerwatch_sync_forwarded", "Events forwarded upstream", ["result"], registry=registry
@@ -375,6 +387,12 @@ class Syncer:
         if not self.settings.sync_url:
             self.forwarded.labels(result="skipped").inc()
             return
+        if await self.stale(event):
+            # Older than what the portal was told of this alert (a late redelivery, a replayed
+            # dead letter): sending it would undo the newer news ("crossed" after "resolved").
+            log.info("not forwarding stale %s %s", event_type(event), event.event_id)
+            self.forwarded.labels(result="stale").inc()
+            return
         try:
             await self.send(
                 EVENTS_PATH,
@@ -392,6 +410,7 @@ class Syncer:
                 raise RetryLater(str(exc)) from exc
             raise
         self.forwarded.labels(result="ok").inc()
+        await self.advance(event)
         if isinstance(event, ThresholdCrossed) and event.rule in REORDER_RULES:
             try:
                 await self.push_reorder(event)
@@ -399,6 +418,24 @@ class Syncer:
                 if upstream_down(exc):
                     raise RetryLater(str(exc)) from exc
                 raise
+
+    async def stale(self, event: Event) -> bool:
+        """Return whether event is a crossed/resolved older than what was sent for its alert."""
+        if self.order is None or not isinstance(event, ThresholdCrossed | AlertResolved):
+            return False
+        last = (await self.order.read(order_key(event.alert_id))).value
+        return is_stale(last.position() if last else None, event)
+
+    async def advance(self, event: Event) -> None:
+        """Remember event as the newest sent for its alert (never moving back)."""
+        if self.order is None or not isinstance(event, ThresholdCrossed | AlertResolved):
+            return
+
+        def change(last: StoredPosition | None) -> StoredPosition:
+            before = last.position() if last else None
+            return StoredPosition.of(newest(before, position_of(event)))
+
+        await self.order.edit(order_key(event.alert_id), change)
 
     async def push_reorder(self, alert: ThresholdCrossed) -> None:
         """POST the reorder push of alert with the printer's latest snapshot."""
@@ -658,6 +695,7 @@ async def _run(
             registry,
             clock=clock,
             remembering=remembering,
+            order=ModelKv(await bus.key_value(ORDER_BUCKET), StoredPosition),
         )
         checks.update(
             {
