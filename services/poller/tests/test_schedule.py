@@ -207,3 +207,29 @@ async def test_polls_stay_spread_after_a_nats_restart(
     finally:
         await bus.drain()
         await asyncio.to_thread(server.stop)
+
+
+def test_a_lagging_health_record_still_keeps_the_printer_on_its_slots() -> None:
+    """Another replica's record may lag by refresh_s: the job is due at a slot all the same."""
+    pid, interval = "hp-lag", 30.0
+    refresh = 10 * interval
+    slot = schedule.next_slot(1_000_000.0, interval, pid)
+    stored = slot - 5 * interval  # rewritten five polls ago, polled on every slot since
+
+    def decide_at(now: float) -> schedule.Decision:
+        last = schedule.assumed_last_poll(now, stored, refresh, interval, pid)
+        return schedule.decide(
+            now, last_poll_at=last, scheduled_at=None, interval_s=interval, printer_id=pid
+        )
+
+    assert decide_at(slot).poll_now  # on its slot
+    assert decide_at(slot + 3).poll_now  # a little late: that slot's poll
+    # After a NATS restart the job comes back mid-interval: it waits for the next slot.
+    early = decide_at(slot + 12)
+    assert not early.poll_now and abs(early.wait_s - (interval - 12)) < 1e-6
+    # A record past its refresh: polls stopped, so the printer is overdue and polled at once.
+    assert schedule.assumed_last_poll(
+        slot, slot - refresh - 2 * interval, refresh, interval, pid
+    ) == (slot - refresh - 2 * interval)
+    # An exact record (no refresh_s) is taken as it is.
+    assert schedule.assumed_last_poll(slot, stored, None, interval, pid) == stored

@@ -60,6 +60,28 @@ def overdue_after(interval_s: float, ack_wait_s: float) -> float:
     return 1.5 * interval_s + ack_wait_s
 
 
+# A job arriving this share of an interval after the printer's slot is that slot's poll, late.
+LATE_SHARE = 0.25
+
+
+def assumed_last_poll(
+    now: float, stored: float | None, refresh_s: float | None, interval_s: float, printer_id: str
+) -> float | None:
+    """Return the last poll time to decide from when the stored one may lag by up to refresh_s.
+
+    A poller rewrites a healthy printer's last poll time only every refresh_s (not every poll:
+    one NATS round trip less). While that record is current, the printer was polled on its
+    slots: a job arriving shortly after a slot is that slot's poll (late), one arriving later
+    finds that slot polled and waits for the next. A record past its refresh (polls stopped) is
+    taken as it is: the printer is overdue.
+    """
+    if stored is None or not refresh_s or now - stored > refresh_s + 1.5 * interval_s:
+        return stored
+    previous = next_slot(now, interval_s, printer_id) - interval_s
+    assumed = previous - interval_s if now - previous <= LATE_SHARE * interval_s else previous
+    return max(stored, assumed)
+
+
 @dataclass(frozen=True)
 class Decision:
     """Poll now (wait_s 0), or put the job back for wait_s seconds without polling."""
@@ -99,7 +121,9 @@ def decide(
 
 __all__ = [
     "FIRST_POLL_WINDOW_S",
+    "LATE_SHARE",
     "Decision",
+    "assumed_last_poll",
     "decide",
     "due_after_poll",
     "first_due",

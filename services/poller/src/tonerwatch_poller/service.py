@@ -11,6 +11,13 @@ No printer is polled twice at once, none is forgotten.
 Nak delays do not survive a NATS restart (every job comes back at once): a job that arrives well
 before its printer's slot, judged from the last poll time kept in KV, is put back until the slot,
 so polls stay spread. `tonerwatch_poll_jobs_overdue` counts printers nobody has polled in time.
+
+NATS traffic of a steady poll (issue 15): the reading's publish (and its ack) and the job's nak,
+nothing else. Configuration and health are read from in-memory mirrors of their KV buckets fed by
+watches (mirror.py), not fetched per poll; health is written when it changes (failures,
+reachability) and otherwise only every HEALTH_REFRESH_INTERVALS intervals to keep the last poll
+time roughly current for other replicas and restarts (schedule.assumed_last_poll); "in progress"
+is sent only for a poll that runs long enough to need it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import nats.errors
@@ -40,6 +47,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
 
 from tonerwatch_poller import schedule
+from tonerwatch_poller.mirror import KvMirror, latest_values
 from tonerwatch_shared import failures, ordering
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler, pause_on_bus_error
 from tonerwatch_shared.checks import check_host, credential_problems
@@ -77,6 +85,11 @@ FAILED_JOB_RETRY_S = 30.0
 # A "poll now" older than this is history (a new replica replaying the stream), not a request.
 POLL_REQUEST_MAX_AGE_S = 120.0
 JOB_AREA = "polljob"  # outside the events stream's areas, so the two streams never overlap
+# A healthy printer's health record is rewritten at least every this many intervals (its last poll
+# time may lag by that much: PrinterHealth.refresh_s); at 10, 0.1 KV writes per steady poll.
+HEALTH_REFRESH_INTERVALS = 10
+# "In progress" is sent to JetStream when a poll has run this share of the job's ack wait.
+PROGRESS_SHARE = 0.4
 
 
 class Settings(CommonSettings):
@@ -110,6 +123,13 @@ class PrinterHealth:
     last_poll_at: float | None = None
     # The last seq stamped on an event about the printer (tonerwatch_shared.ordering).
     seq: int | None = None
+    # Set on a healthy printer's record: last_poll_at is rewritten at least this often while polls
+    # succeed, so it may lag the real last poll by up to this (None: it is exact).
+    refresh_s: float | None = None
+
+    def substance(self) -> tuple[object, ...]:
+        """Return what other replicas must see at once when it changes (not the poll times)."""
+        return (self.failures, self.unreachable, self.last_error, self.failure, self.refresh_s)
 
     def next_seq(self) -> int:
         """Return the seq of the printer's next event, and remember it."""
@@ -136,6 +156,7 @@ class PrinterHealth:
                         "failure",
                         "last_poll_at",
                         "seq",
+                        "refresh_s",
                     )
                     if k in raw
                 }
@@ -197,10 +218,52 @@ class Poller:
     sealer: Sealer = field(default_factory=lambda: Sealer(None))
     # Printers being polled by this replica right now: a "poll now" never doubles one under way.
     polling: set[str] = field(default_factory=set)
+    # In-memory mirrors of the two buckets (start_mirrors); without them every read goes to KV.
+    config_mirror: KvMirror | None = None
+    health_mirror: KvMirror | None = None
+    # Each printer's configuration as last parsed, with the bytes it was parsed from.
+    configs: dict[str, tuple[bytes, PrinterConfigured]] = field(default_factory=dict)
+    # The health this replica computed at its own last poll of each printer (exact times, seq).
+    recent: dict[str, PrinterHealth] = field(default_factory=dict)
 
     @property
     def subjects(self) -> Subjects:
         return self.bus.subjects
+
+    async def start_mirrors(self) -> None:
+        """Load both buckets into memory and follow their changes (reads then cost no round trip)."""
+        self.config_mirror = KvMirror(self.printers)
+        await self.config_mirror.start()
+        self.health_mirror = KvMirror(self.health)
+        await self.health_mirror.start()
+
+    async def stop_mirrors(self) -> None:
+        """End the watches."""
+        for mirror in (self.config_mirror, self.health_mirror):
+            if mirror is not None:
+                await mirror.stop()
+
+    async def read_config(self, printer_id: str) -> PrinterConfigured | None:
+        """Return the printer's configuration (None: not monitored), parsed once per change."""
+        key = token(printer_id)
+        raw: bytes | None
+        if self.config_mirror is not None:
+            raw = await self.config_mirror.get_fresh(key)  # KV only on a miss (a new printer)
+        else:
+            try:
+                entry = await self.printers.get(key)
+            except nats.js.errors.KeyNotFoundError:
+                entry = None
+            raw = entry.value if entry is not None else None
+        if not raw:
+            self.configs.pop(printer_id, None)
+            return None
+        cached = self.configs.get(printer_id)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        config = PrinterConfigured.model_validate_json(raw)
+        self.configs[printer_id] = (raw, config)
+        return config
 
     @property
     def jobs_stream(self) -> str:
@@ -232,12 +295,20 @@ class Poller:
         if isinstance(event, PollRequested):
             self.request_poll(event)
         elif isinstance(event, PrinterConfigured) and event.monitored:
-            await self.printers.put(token(event.printer_id), event.to_bytes())
+            if self.config_mirror is not None:
+                await self.config_mirror.put(token(event.printer_id), event.to_bytes())
+            else:
+                await self.printers.put(token(event.printer_id), event.to_bytes())
             await self.schedule(event)
         elif isinstance(event, (PrinterRemoved, PrinterConfigured)):
-            with contextlib.suppress(nats.js.errors.KeyNotFoundError):
-                await self.printers.delete(token(event.printer_id))
+            if self.config_mirror is not None:
+                await self.config_mirror.delete(token(event.printer_id))
+            else:
+                with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+                    await self.printers.delete(token(event.printer_id))
             self.plans.pop(event.printer_id, None)
+            self.configs.pop(event.printer_id, None)
+            self.recent.pop(event.printer_id, None)
             # The job ends itself the next time it comes due and finds no configuration.
 
     async def schedule(self, config: PrinterConfigured) -> None:
@@ -276,13 +347,9 @@ class Poller:
         return True
 
     async def _poll_requested(self, event: PollRequested) -> None:
-        try:
-            entry = await self.printers.get(token(event.printer_id))
-        except nats.js.errors.KeyNotFoundError:
+        config = await self.read_config(event.printer_id)
+        if config is None:
             return  # not monitored (or not this poller's site): nothing to poll
-        if entry is None or not entry.value:
-            return
-        config = PrinterConfigured.model_validate_json(entry.value)
         current_site.set(config.site_id)
         log.info("poll of %s requested by %s", config.printer_id, event.requested_by or "?")
         try:
@@ -374,21 +441,24 @@ class Poller:
             log.error("terminated malformed poll job on %s", msg.subject)
             await msg.term()
             return
-        try:
-            entry = await self.printers.get(token(printer_id))
-        except nats.js.errors.KeyNotFoundError:
-            entry = None
-        if entry is None or not entry.value:
+        config = await self.read_config(printer_id)
+        if config is None:
             await msg.term()  # printer removed: its job ends here
             self.plans.pop(printer_id, None)
+            self.recent.pop(printer_id, None)
             return
-        config = PrinterConfigured.model_validate_json(entry.value)
         current_site.set(config.site_id)
         scheduled_at = job.get("scheduled_at")
         health = await self.read_health(config.printer_id)  # read once: the slot, then the poll
+        now = time.time()
+        last_poll_at = health.last_poll_at
+        if config.printer_id not in self.recent:  # another replica's record: it may lag
+            last_poll_at = schedule.assumed_last_poll(
+                now, last_poll_at, health.refresh_s, config.interval_s, config.printer_id
+            )
         decision = schedule.decide(
-            time.time(),
-            last_poll_at=health.last_poll_at,
+            now,
+            last_poll_at=last_poll_at,
             scheduled_at=float(scheduled_at) if isinstance(scheduled_at, (int, float)) else None,
             interval_s=config.interval_s,
             printer_id=config.printer_id,
@@ -405,7 +475,8 @@ class Poller:
                 delay=schedule.due_after_poll(now, config.interval_s, config.printer_id) - now
             )
             return
-        await msg.in_progress()  # a slow poll must not look like a dead replica
+        # A slow poll must not look like a dead replica: "in progress" once it runs long.
+        progress = _Progress(msg, self.settings.job_ack_wait_s * PROGRESS_SHARE)
         try:
             await self.poll(config, health)
         except (nats.errors.Error, TimeoutError) as exc:
@@ -414,34 +485,76 @@ class Poller:
             log.warning("poll of %s not published (%r); retrying", config.printer_id, exc)
             await msg.nak(delay=min(FAILED_JOB_RETRY_S, config.interval_s))
             return
+        finally:
+            progress.cancel()
         now = time.time()
         await msg.nak(
             delay=schedule.due_after_poll(now, config.interval_s, config.printer_id) - now
         )
 
     async def read_health(self, printer_id: str) -> PrinterHealth:
-        """Return what is known of the printer's last polls (empty if never polled)."""
-        try:
-            entry = await self.health.get(token(printer_id))
-        except nats.js.errors.KeyNotFoundError:
-            return PrinterHealth()
-        return PrinterHealth.from_bytes(entry.value)
+        """Return what is known of the printer's last polls (empty if never polled).
+
+        This replica's own last poll of it when that is the newest (exact, no round trip), else
+        the stored record (from the mirror; from KV when neither knows the printer).
+        """
+        key = token(printer_id)
+        own = self.recent.get(printer_id)
+        raw: bytes | None
+        if self.health_mirror is not None:
+            raw = self.health_mirror.get(key)
+            if raw is None and own is None:
+                raw = await self.health_mirror.get_fresh(key)
+        else:
+            try:
+                raw = (await self.health.get(key)).value
+            except nats.js.errors.KeyNotFoundError:
+                raw = None
+        stored = PrinterHealth.from_bytes(raw)
+        if own is not None and (own.last_poll_at or 0) >= (stored.last_poll_at or 0):
+            return replace(own)
+        if own is not None:  # another replica polled it since: its record, and the larger seq
+            self.recent.pop(printer_id, None)
+            stored.seq = max(stored.seq or 0, own.seq or 0) or None
+        return stored
+
+    def _stored_health(self, printer_id: str) -> PrinterHealth | None:
+        """Return the printer's health as stored in KV, as far as the mirror knows (None: unknown)."""
+        if self.health_mirror is None:
+            return None
+        raw = self.health_mirror.get(token(printer_id))
+        return PrinterHealth.from_bytes(raw) if raw is not None else None
+
+    async def _store_health(self, printer_id: str, health: PrinterHealth) -> None:
+        """Write the printer's health to KV (and the mirror) and remember it as this replica's."""
+        self.recent[printer_id] = replace(health)
+        if self.health_mirror is not None:
+            await self.health_mirror.put(token(printer_id), health.to_bytes())
+        else:
+            await self.health.put(token(printer_id), health.to_bytes())
 
     async def count_overdue(self, now: float) -> int:
         """Return how many monitored printers nobody has polled in time (see schedule.overdue_after)."""
-        printers = await _latest_values(self.printers)
-        health = await _latest_values(self.health)
+        if self.config_mirror is not None and self.health_mirror is not None:
+            printers, health = self.config_mirror.values, self.health_mirror.values
+        else:
+            printers = await latest_values(self.printers)
+            health = await latest_values(self.health)
         overdue = 0
-        for key, raw in printers.items():
+        for key, raw in list(printers.items()):
             try:
                 config = PrinterConfigured.model_validate_json(raw)
             except ValueError:
                 continue
             if self.settings.sites and config.site_id not in self.settings.sites:
                 continue  # another site's poller answers for it
-            last = PrinterHealth.from_bytes(health.get(key)).last_poll_at
+            stored = PrinterHealth.from_bytes(health.get(key))
+            last, lag = stored.last_poll_at, stored.refresh_s or 0.0
+            own = self.recent.get(config.printer_id)
+            if own is not None and own.last_poll_at is not None and own.last_poll_at >= (last or 0):
+                last, lag = own.last_poll_at, 0.0  # this replica's own poll: exact
             since = last if last is not None else config.occurred_at.timestamp()
-            limit = schedule.overdue_after(config.interval_s, self.settings.job_ack_wait_s)
+            limit = schedule.overdue_after(config.interval_s, self.settings.job_ack_wait_s) + lag
             if now - since > limit + schedule.FIRST_POLL_WINDOW_S * (last is None):
                 overdue += 1
         return overdue
@@ -471,8 +584,8 @@ class Poller:
             self.polling.discard(config.printer_id)
 
     async def _poll(self, config: PrinterConfigured, health: PrinterHealth) -> bool:
-        health_key = token(config.printer_id)
         health.last_poll_at = time.time()
+        health.refresh_s = None  # a failed poll's record is exact
         source = f"poller/{self.settings.instance}"
         try:
             # The credentials arrive sealed (event, KV); they are opened for this request only.
@@ -523,8 +636,12 @@ class Poller:
         self.metrics.bytes.labels(direction="received").inc(reading.bytes_received)
         self.metrics.duration.observe(reading.duration_ms / 1000)
         was_unreachable = health.unreachable
+        now = time.time()
         health = PrinterHealth(
-            last_success_at=datetime.now(UTC).isoformat(), last_poll_at=time.time(), seq=health.seq
+            last_success_at=datetime.now(UTC).isoformat(),
+            last_poll_at=now,
+            seq=health.seq,
+            refresh_s=HEALTH_REFRESH_INTERVALS * config.interval_s,
         )
         if was_unreachable:
             await self.bus.publish(
@@ -536,7 +653,18 @@ class Poller:
                     seq=health.next_seq(),
                 )
             )
-        await self.health.put(health_key, health.to_bytes())
+        stored = self._stored_health(config.printer_id)
+        if (
+            stored is None
+            or stored.substance() != health.substance()
+            or stored.last_poll_at is None
+            # Rewritten a little early, so the stored time never lags by more than refresh_s.
+            or now - stored.last_poll_at
+            >= (health.refresh_s or 0) - schedule.tolerance(config.interval_s)
+        ):
+            await self._store_health(config.printer_id, health)
+        else:
+            self.recent[config.printer_id] = health  # the same as stored but for the poll times
         return True
 
     async def _failed(
@@ -582,7 +710,33 @@ class Poller:
                     else None,
                 )
             )
-        await self.health.put(token(config.printer_id), health.to_bytes())
+        await self._store_health(config.printer_id, health)
+
+
+class _Progress:
+    """Tells JetStream a job is in progress every every_s seconds until cancelled (none if quick)."""
+
+    def __init__(self, msg: Msg, every_s: float) -> None:
+        self.msg = msg
+        self.every_s = every_s
+        self.loop = asyncio.get_running_loop()
+        self.sent: set[asyncio.Task[None]] = set()
+        self.handle: asyncio.TimerHandle | None = self.loop.call_later(every_s, self._fire)
+
+    def _fire(self) -> None:
+        task = self.loop.create_task(self._send())
+        self.sent.add(task)
+        task.add_done_callback(self.sent.discard)
+        self.handle = self.loop.call_later(self.every_s, self._fire)
+
+    async def _send(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.msg.in_progress()
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
 class _Refused(Exception):
@@ -628,6 +782,7 @@ async def run(
     async with serve_ops(settings.ops_host, settings.ops_port, metrics.registry, checks):
         bus = await Bus.for_service(settings, "poller", stop=stop)
         client = SnmpClient(max_in_flight=settings.poll_concurrency)
+        poller: Poller | None = None
         try:
             await bus.ensure_event_stream()
             poller = Poller(
@@ -640,6 +795,7 @@ async def run(
                 sealer=Sealer.from_settings(settings),
             )
             await poller.ensure_jobs_stream()
+            await poller.start_mirrors()
             config_specs = config_consumers(subjects, settings.sites)
             for spec in config_specs:
                 await bus.ensure_consumer(spec)
@@ -663,6 +819,8 @@ async def run(
                     tg.create_task(bus.consume(spec, _only(poller.on_config), stop=stop))
                 tg.create_task(poller.run_jobs(stop))
         finally:
+            if poller is not None:
+                await poller.stop_mirrors()
             await client.close()
             await bus.drain()
 
@@ -677,23 +835,6 @@ def config_consumers(subjects: Subjects, sites: list[str]) -> list[ConsumerSpec]
         ConsumerSpec(subjects.name(f"poller_config_{site}"), subjects.area(area, site, keyed=True))
         for site in sites
     ]
-
-
-async def _latest_values(kv: KeyValue, timeout_s: float = 5.0) -> dict[str, bytes]:
-    """Return every key's current value in a bucket (one ordered read, not one request per key)."""
-    values: dict[str, bytes] = {}
-    watcher = await kv.watchall(ignore_deletes=True)
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for entry in watcher:
-                if entry is None:  # the marker after the last current value
-                    break
-                if entry.value:
-                    values[entry.key] = entry.value
-    finally:
-        with contextlib.suppress(Exception):
-            await watcher.stop()  # type: ignore[no-untyped-call]
-    return values
 
 
 def _only(handler: Handler) -> Handler:

@@ -1,0 +1,246 @@
+"""Poller NATS operations per steady poll, before and after issue 15's changes, in one run.
+
+Prints (does not assert) what one poller replica sends to NATS per poll, and the CPU it and
+nats-server spend per poll, for two variants on the same nats-server and the same printers:
+
+- before: what the poller did before issue 15, reproduced by the same code without its KV
+  mirrors (configuration and health read from KV for every job, health written after every poll,
+  the overdue check reading both buckets whole) plus the "in progress" it sent before every poll;
+- after: the poller as it is (mirrors fed by KV watches, health written when it changes and every
+  HEALTH_REFRESH_INTERVALS intervals, "in progress" only for a poll that runs long).
+
+Every message the poller's connection publishes in the window is counted
+(tonerwatch_shared.testing.nats_traffic), by kind: requests (each waits for a reply: JetStream
+publishes, KV gets and puts), pull requests for jobs (one per fetched batch), and one-way messages
+(acks, naks, "in progress"). Printers: one snmpsim endpoint serving a recording, N printer ids
+on it (the SNMP side is the same in both variants and not what is measured here).
+
+    uv run python bench/poller_ops_bench.py [--printers 200] [--interval 10] [--window 30]
+
+Needs nats-server (scripts/setup installs it) and the recordings in ../shared/printer-walks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextvars
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from e2e import cpu_s, load, machine
+from poll_bench import WALKS
+
+from tonerwatch_poller.service import Poller, PrinterHealth, Settings
+from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.embedded import EmbeddedNats
+from tonerwatch_shared.events import PrinterConfigured, SnmpCredentials
+from tonerwatch_shared.simulator import SnmpSimulator
+from tonerwatch_shared.snmp.client import SnmpClient
+from tonerwatch_shared.subjects import Subjects
+from tonerwatch_shared.testing.infra import delete_streams
+from tonerwatch_shared.testing.nats_traffic import FLOW_CONTROL, Traffic, counting
+
+RECORDING = "jetdirect_m252dw"
+_job: contextvars.ContextVar[object] = contextvars.ContextVar("job")
+
+
+class BeforePoller(Poller):
+    """The poller's operations before issue 15: no mirrors, and "in progress" before each poll."""
+
+    async def handle_job(self, msg: object) -> None:
+        token = _job.set(msg)
+        try:
+            await super().handle_job(msg)  # type: ignore[arg-type]
+        finally:
+            _job.reset(token)
+
+    async def poll(self, config: PrinterConfigured, health: PrinterHealth) -> bool:
+        msg = _job.get(None)
+        if msg is not None:
+            await msg.in_progress()  # type: ignore[attr-defined]
+        return await super().poll(config, health)
+
+
+@dataclass
+class Result:
+    name: str
+    polls: int
+    traffic: Traffic
+    poller_cpu_s: float
+    nats_cpu_s: float
+
+    def kinds(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        requests = Counter(self.traffic.requests)
+        for subject in self.traffic.published:
+            if subject.startswith(FLOW_CONTROL):
+                out["flow control"] += 1
+            elif subject.startswith("$JS.API.CONSUMER.MSG.NEXT."):
+                out["pull requests"] += 1
+            elif requests[subject] > 0:
+                requests[subject] -= 1
+                kind = (
+                    "KV"
+                    if subject.startswith(("$KV.", "$JS.API.STREAM.MSG.GET.KV_"))
+                    else "publish"
+                )
+                out[f"requests: {kind}"] += 1
+            else:
+                out["one-way (ack, nak, progress)"] += 1
+        return out
+
+    def per_poll(self, n: float) -> float:
+        return n / self.polls if self.polls else float("nan")
+
+
+def polls_done(poller: Poller) -> int:
+    value = poller.metrics.registry.get_sample_value(
+        "tonerwatch_polls_total", {"result": "ok", "protocol": "snmp"}
+    )
+    return int(value or 0)
+
+
+async def run_variant(
+    name: str, cls: type[Poller], url: str, nats_pid: int, port: int, args: argparse.Namespace
+) -> Result:
+    subjects = Subjects(root=f"bops{name}", stream_prefix=f"BOPS{name.upper()}")
+    bus = await Bus.connect(url, subjects=subjects, name=f"bench-{name}", attempts=3)
+    await bus.ensure_event_stream()
+    settings = Settings(
+        nats_url=url,
+        subject_root=subjects.root,
+        stream_prefix=subjects.stream_prefix,
+        poll_timeout_s=2.0,
+        poll_retries=1,
+    )
+    poller = cls(
+        settings=settings,
+        bus=bus,
+        client=SnmpClient(max_in_flight=settings.poll_concurrency),
+        printers=await bus.key_value("POLLER_PRINTERS"),
+        health=await bus.key_value("POLLER_HEALTH"),
+    )
+    await poller.ensure_jobs_stream()
+    if cls is not BeforePoller:
+        await poller.start_mirrors()
+    for i in range(args.printers):
+        await poller.on_config(
+            PrinterConfigured(
+                source="bench",
+                site_id="hq",
+                printer_id=f"p{i:05d}",
+                address="127.0.0.1",
+                port=port,
+                credentials=SnmpCredentials(community=RECORDING),
+                interval_s=args.interval,
+            ),
+            None,  # type: ignore[arg-type]
+        )
+    stop = asyncio.Event()
+    jobs = asyncio.create_task(poller.run_jobs(stop))
+    check = poller.overdue_check()  # every 15 s, as the ops server runs it
+
+    async def overdue_loop() -> None:
+        while not stop.is_set():
+            await check()
+            await asyncio.sleep(1.0)
+
+    overdue = asyncio.create_task(overdue_loop())
+    try:
+        # Warm up: every printer polled twice (its first poll, then one on its slot), bounded.
+        deadline = time.monotonic() + 3 * args.interval + 60
+        while polls_done(poller) < 2 * args.printers and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        with counting(bus.nc) as traffic:
+            polls0, cpu0, nats0 = polls_done(poller), time.process_time(), cpu_s(nats_pid)
+            await asyncio.sleep(args.window)
+            polls1, cpu1, nats1 = polls_done(poller), time.process_time(), cpu_s(nats_pid)
+            window_traffic = Traffic(list(traffic.published), list(traffic.requests))
+    finally:
+        stop.set()
+        await jobs
+        overdue.cancel()
+        await poller.stop_mirrors()
+        await poller.client.close()
+        await delete_streams(bus)
+        await bus.drain()
+    return Result(name, polls1 - polls0, window_traffic, cpu1 - cpu0, nats1 - nats0)
+
+
+async def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--printers", type=int, default=200)
+    parser.add_argument("--interval", type=float, default=10.0)
+    parser.add_argument("--window", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    recording = WALKS / f"{RECORDING}.snmprec"
+    if not recording.exists():
+        sys.exit(f"recording not found: {recording}")
+    print(f"machine: {machine()}; load {load()}")
+    print(
+        f"{args.printers} printers every {args.interval:.0f} s "
+        f"({args.printers / args.interval:.0f} polls/s), {args.window:.0f} s window per variant"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        server = EmbeddedNats(Path(tmp) / "nats")
+        server.start()
+        try:
+            assert server.proc is not None
+            async with SnmpSimulator([recording]) as agent:
+                results = [
+                    await run_variant(
+                        "before", BeforePoller, server.url, server.proc.pid, agent.port, args
+                    ),
+                    await run_variant(
+                        "after", Poller, server.url, server.proc.pid, agent.port, args
+                    ),
+                ]
+        finally:
+            server.stop()
+    before, after = results
+    kinds = sorted(set(before.kinds()) | set(after.kinds()))
+    rows: list[tuple[str, float, float]] = [
+        ("polls in the window", before.polls, after.polls),
+        (
+            "round trips per poll (requests)",
+            before.per_poll(before.traffic.round_trips),
+            after.per_poll(after.traffic.round_trips),
+        ),
+        (
+            "messages sent per poll (all)",
+            before.per_poll(len(before.traffic.published)),
+            after.per_poll(len(after.traffic.published)),
+        ),
+    ]
+    rows += [
+        (f"  {k} per poll", before.per_poll(before.kinds()[k]), after.per_poll(after.kinds()[k]))
+        for k in kinds
+    ]
+    rows += [
+        (
+            "poller CPU per poll, ms",
+            before.per_poll(before.poller_cpu_s * 1000),
+            after.per_poll(after.poller_cpu_s * 1000),
+        ),
+        (
+            "nats-server CPU per poll, ms",
+            before.per_poll(before.nats_cpu_s * 1000),
+            after.per_poll(after.nats_cpu_s * 1000),
+        ),
+    ]
+    print("\n| measured | before | after | before/after |\n|---|---:|---:|---:|")
+    for label, b, a in rows:
+        ratio = f"{b / a:.1f}x" if a else "-"
+        fmt = (lambda v: f"{v:,.0f}") if label.startswith("polls") else (lambda v: f"{v:.2f}")
+        print(f"| {label} | {fmt(b)} | {fmt(a)} | {ratio} |")
+    print(f"\nload at the end: {load()}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

@@ -1,0 +1,132 @@
+"""A KV bucket's current values in memory, kept up to date by a watch: a read costs no round trip.
+
+The poller reads a printer's configuration and health for every poll; reading them from KV cost
+two NATS round trips per poll. A mirror loads the bucket once (one ordered consumer, the values
+pushed in order) and then receives every change as it is written, by any replica. What this
+replica writes itself is applied at once (`set`, `forget`), so it never waits for its own echo; a
+revision number keeps a late echo of an older value from overwriting a newer one.
+
+A mirror is a cache, not the truth: a value another replica wrote a moment ago may not have
+arrived yet. Callers that must not miss a fresh value (a new printer's first job) read KV on a
+miss (`get_fresh`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import nats.js.errors
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+log = logging.getLogger("tonerwatch.poller")
+
+LOAD_TIMEOUT_S = 30.0
+
+
+@dataclass
+class KvMirror:
+    """The current value of every key of one bucket, fed by a watch."""
+
+    kv: KeyValue
+    values: dict[str, bytes] = field(default_factory=dict)
+    # The newest revision known per key (deleted keys keep theirs: an older put is no news).
+    revisions: dict[str, int] = field(default_factory=dict)
+    _watcher: KeyValue.KeyWatcher | None = None
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Return whether the watch is on (values are current up to the watch's delay)."""
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Load the bucket's current values, then follow its changes in the background."""
+        self._watcher = await self.kv.watchall()
+        async with asyncio.timeout(LOAD_TIMEOUT_S):
+            async for entry in self._watcher:
+                if entry is None:  # the marker after the last current value
+                    break
+                self._apply(entry)
+        self._task = asyncio.create_task(self._follow(self._watcher))
+
+    async def stop(self) -> None:
+        """End the watch."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        async for entry in watcher:
+            if entry is not None:
+                self._apply(entry)
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        revision = entry.revision or 0
+        if revision <= self.revisions.get(entry.key, 0):
+            return  # an echo of what this replica wrote, or older than what it knows
+        self.revisions[entry.key] = revision
+        if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+            self.values.pop(entry.key, None)
+        else:
+            self.values[entry.key] = entry.value
+
+    def get(self, key: str) -> bytes | None:
+        """Return the key's value as last seen (None: no value)."""
+        return self.values.get(key)
+
+    async def get_fresh(self, key: str) -> bytes | None:
+        """Return the key's value, asking KV when the mirror has none (one round trip)."""
+        value = self.values.get(key)
+        if value is not None:
+            return value
+        try:
+            entry = await self.kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        if entry.value:
+            self._apply(entry)
+        return entry.value or None
+
+    async def put(self, key: str, value: bytes) -> None:
+        """Write the key (one round trip) and keep the value here at once."""
+        revision = await self.kv.put(key, value)
+        self.set(key, value, revision)
+
+    def set(self, key: str, value: bytes, revision: int) -> None:
+        """Keep a value this replica wrote (revision: what the put returned)."""
+        if revision >= self.revisions.get(key, 0):
+            self.revisions[key] = revision
+            self.values[key] = value
+
+    async def delete(self, key: str) -> None:
+        """Delete the key in KV and here."""
+        with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+            await self.kv.delete(key)
+        self.values.pop(key, None)
+
+
+async def latest_values(kv: KeyValue, timeout_s: float = 5.0) -> dict[str, bytes]:
+    """Return every key's current value in a bucket (one ordered read, not one request per key)."""
+    values: dict[str, bytes] = {}
+    watcher = await kv.watchall(ignore_deletes=True)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for entry in watcher:
+                if entry is None:
+                    break
+                if entry.value:
+                    values[entry.key] = entry.value
+    finally:
+        with contextlib.suppress(Exception):
+            await watcher.stop()  # type: ignore[no-untyped-call]
+    return values
+
+
+__all__ = ["KvMirror", "latest_values"]
