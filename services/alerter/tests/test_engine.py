@@ -498,3 +498,37 @@ def test_an_event_without_seq_keeps_the_sequence() -> None:
     assert not evaluate(unsequenced.state, reading(T0, [black(30)]), CTX).changed
     later = evaluate(unsequenced.state, sequenced(501, T0 - timedelta(minutes=1), 15), CTX)
     assert later.changed and crossed(later.events)
+
+
+def test_a_changed_failure_reason_announces_the_open_alert_again_with_it() -> None:
+    st, _ = run([80])
+    down = PrinterUnreachable(
+        source="poller",
+        site_id="hq",
+        printer_id=PID,
+        address="127.0.0.1",
+        consecutive_failures=3,
+        reason="no answer in 3 polls",
+        occurred_at=T0 + timedelta(hours=1),
+    )
+    out = evaluate(st, down, CTX)
+    [first] = crossed(out.events)
+    assert first.message.startswith("Printer unreachable: ")
+    # Still down, now for a reason retrying will not mend: the poller says so once.
+    refused = down.model_copy(
+        update={
+            "occurred_at": T0 + timedelta(hours=2),
+            "consecutive_failures": 4,
+            "reason": "the printer refused our SNMPv3 authentication (wrong auth key or protocol)",
+            "failure": "auth_failed",
+        }
+    )
+    out2 = evaluate(out.state, refused, CTX)
+    [again] = crossed(out2.events)
+    assert again.alert_id == first.alert_id and again.severity == first.severity
+    assert again.message.startswith("SNMP access refused: ") and "wrong auth key" in again.message
+    assert again.event_id != first.event_id
+    assert out2.state.alerts[first.alert_id].message == again.message
+    # The same reason once more: nothing new to say.
+    same = refused.model_copy(update={"occurred_at": T0 + timedelta(hours=3)})
+    assert crossed(evaluate(out2.state, same, CTX).events) == []

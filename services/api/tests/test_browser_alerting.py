@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from playwright.async_api import Browser, ViewportSize, expect
 
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
+    AlertResolved,
     AlertSettingsConfigured,
     Event,
     MailServerConfigured,
@@ -183,4 +186,61 @@ async def test_settings_add_a_mail_server_whose_password_is_never_shown_back(
     await expect(page.locator("tr[data-mail-server=office-relay]")).to_contain_text("password set")
     await expect(page.locator("#changes")).to_contain_text("mail_server.update")
     await shoot(page, "settings-mail-servers-laptop")
+    await context.close()
+
+
+async def test_the_alerts_page_updates_itself_as_alerts_are_raised_reworded_and_resolved(
+    browser: Browser, api: Api, bus: Bus, configured: Callable[..., PrinterConfigured]
+) -> None:
+    await bus.publish(configured())
+    context = await browser.new_context(viewport=LAPTOP)
+    page = await context.new_page()
+    await login(page, api.url)
+    await page.goto(f"{api.url}/alerts")
+    await expect(page.locator("#alerts-list")).to_contain_text("No alerts.")
+    await expect(page.locator("body[data-live=connected]")).to_have_count(1, timeout=10000)
+    await page.evaluate("window.__notReloaded = true")
+    down = ThresholdCrossed(
+        source="alerter/test",
+        site_id="default",
+        printer_id="p-hp479",
+        alert_id="p-hp479:printer:unreachable",
+        rule="unreachable",
+        severity="critical",
+        message="Printer unreachable: Finance HP — no answer in 3 polls",
+    )
+    await bus.publish(down)
+    row = page.locator("#alerts-list tr[data-alert]")
+    await expect(row).to_have_count(1, timeout=15000)
+    await expect(row).to_contain_text("no answer in 3 polls")
+    # Select it: the selection survives the next update.
+    await row.locator(".ack-pick").check()
+    await expect(page.locator("#ack-selected")).to_have_text("Acknowledge selected (1)")
+    # The reason changed while it stays down: the same alert, reworded, in place.
+    await bus.publish(
+        down.model_copy(
+            update={
+                "event_id": uuid.uuid4(),
+                "occurred_at": datetime.now(UTC),
+                "message": "SNMP access refused: Finance HP — wrong auth key or protocol",
+            }
+        )
+    )
+    await expect(row).to_contain_text("SNMP access refused", timeout=15000)
+    await expect(row).to_have_count(1)
+    await expect(row.locator(".ack-pick")).to_be_checked()
+    await expect(page.locator("#ack-selected")).to_have_text("Acknowledge selected (1)")
+    # Resolved: gone from the open alerts.
+    await bus.publish(
+        AlertResolved(
+            source="alerter/test",
+            site_id="default",
+            printer_id="p-hp479",
+            alert_id="p-hp479:printer:unreachable",
+            rule="unreachable",
+            occurred_at=datetime.now(UTC) + timedelta(seconds=1),
+        )
+    )
+    await expect(page.locator("#alerts-list")).to_contain_text("No alerts.", timeout=15000)
+    assert await page.evaluate("window.__notReloaded") is True  # updated in place, not reloaded
     await context.close()

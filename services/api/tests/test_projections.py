@@ -191,6 +191,39 @@ def test_unreachable_then_alert_raised_and_resolved(
         assert alert.resolved_at is not None
 
 
+def test_an_open_alert_announced_again_takes_the_new_text_and_keeps_when_it_was_raised(
+    db: Engine, configured: Callable[..., PrinterConfigured]
+) -> None:
+    apply_now(db, configured())
+    raised = datetime.now(UTC) - timedelta(hours=2)
+    first = ThresholdCrossed(
+        source="alerter",
+        site_id="default",
+        printer_id="p-hp479",
+        alert_id="p-hp479:printer:unreachable",
+        rule="unreachable",
+        severity="critical",
+        message="Printer unreachable: Finance HP — no answer in 3 polls",
+        occurred_at=raised,
+    )
+    apply_now(db, first)
+    # The alerter's second word on the same open alert: the reason changed.
+    apply_now(
+        db,
+        first.model_copy(
+            update={
+                "event_id": uuid.uuid4(),
+                "occurred_at": raised + timedelta(hours=1),
+                "message": "SNMP access refused: Finance HP — wrong auth key or protocol",
+            }
+        ),
+    )
+    with Session(db) as s:
+        [alert] = s.exec(select(Alert)).all()
+        assert alert.message == "SNMP access refused: Finance HP — wrong auth key or protocol"
+        assert alert.raised_at == raised and alert.resolved_at is None
+
+
 async def test_an_event_nats_refuses_for_good_is_set_aside_and_the_rest_still_go_out(
     bus: Bus, pg: Engine, configured: Callable[..., PrinterConfigured]
 ) -> None:

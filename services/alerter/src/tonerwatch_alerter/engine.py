@@ -302,7 +302,23 @@ class _Emitter:
 
     def raise_printer(self, rule: str, message: str) -> None:
         aid = alert_id(self.state.printer_id, None, rule)
-        if aid in self.state.alerts:
+        active = self.state.alerts.get(aid)
+        if active is not None:
+            if active.message == message:
+                return
+            # Still down, for another reason (the poller says so once: a timeout became a refused
+            # SNMPv3 login): the open alert is announced again with what is wrong now.
+            seq = self._next_seq(aid)
+            self.state.alerts[aid] = active.model_copy(update={"seq": seq, "message": message})
+            self.events.append(
+                ThresholdCrossed(
+                    **self._common(aid, seq, "raised"),
+                    alert_id=aid,
+                    rule=rule,
+                    severity=active.severity,
+                    message=message,
+                )
+            )
             return
         severity = status_severity(rule)
         seq = self._remember(aid, rule, severity, None, message)

@@ -10,7 +10,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tonerwatch_shared.bus import Bus
-from tonerwatch_shared.events import AlertResolved, Event, ThresholdCrossed, printer_of
+from tonerwatch_shared.events import (
+    AlertResolved,
+    Event,
+    SiteOffline,
+    SiteOnline,
+    ThresholdCrossed,
+    printer_of,
+)
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 1000
@@ -18,10 +25,15 @@ QUEUE_SIZE = 1000
 
 @dataclass(frozen=True)
 class PrinterChanged:
-    """A printer's stored data changed (a reading, its status, an alert was applied)."""
+    """A printer's stored data changed (a reading, its status, an alert was applied).
+
+    alerts: the change was to the alerts list (raised, resolved, its text); printer_id is empty
+    for a site's own alert (a collector gone silent).
+    """
 
     site_id: str
     printer_id: str
+    alerts: bool = False
 
 
 Live = Event | PrinterChanged
@@ -51,10 +63,11 @@ class LiveAlerts:
 
     def printer_changed(self, event: Event) -> None:
         """Tell every listener the printer of an applied event changed (the projector calls this)."""
+        alerts = isinstance(event, ThresholdCrossed | AlertResolved | SiteOffline | SiteOnline)
         printer_id = printer_of(event)
-        if not printer_id or not self._queues:
+        if not (printer_id or alerts) or not self._queues:
             return
-        change = PrinterChanged(event.site_id, printer_id)
+        change = PrinterChanged(event.site_id, printer_id or "", alerts)
         for q in list(self._queues):
             with contextlib.suppress(asyncio.QueueFull):
                 q.put_nowait(change)

@@ -107,7 +107,12 @@ async def alert_frames(
                     if (end := await ended()) is not None:
                         yield end
                         return
-                yield sse("printer", {"printer_id": event.printer_id})
+                frame: dict[str, object] = {"printer_id": event.printer_id}
+                if event.alerts:
+                    frame["alerts"] = (
+                        True  # the alerts list changed too (the Alerts page reloads it)
+                    )
+                yield sse("printer", frame)
                 continue
             printer_id = printer_of(event) or ""
             name = await run_tx(st.engine, functools.partial(printer_name, printer_id=printer_id))

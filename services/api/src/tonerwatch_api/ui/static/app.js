@@ -367,3 +367,37 @@
     });
   });
 })();
+
+// The Alerts page updates itself, as the fleet page does: when an alert is raised, resolved or
+// reworded ("printer" frames with alerts: true, sent once the api has stored it), this page's
+// list is fetched again and swapped in, keeping the alerts the user has selected.
+(function () {
+  "use strict";
+  var list = document.getElementById("alerts-list");
+  if (!list) return;
+  var timer = null;
+  var updates = 0;
+  function refresh() {
+    timer = null;
+    var picked = {};
+    list.querySelectorAll(".ack-pick:checked").forEach(function (c) { picked[c.value] = true; });
+    fetch(window.location.href, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("alerts-list");
+        if (!fresh) return;
+        list.innerHTML = fresh.innerHTML;
+        list.querySelectorAll(".ack-pick").forEach(function (c) { c.checked = !!picked[c.value]; });
+        // The "Acknowledge selected" button counts again.
+        list.dispatchEvent(new Event("change", { bubbles: true }));
+        updates += 1;
+        document.body.dataset.alertUpdates = String(updates);
+      })
+      .catch(function () { /* the next change tries again */ });
+  }
+  document.addEventListener("tw:printer", function (ev) {
+    if (!ev.detail || !ev.detail.alerts) return;
+    if (!timer) timer = setTimeout(refresh, 500);  // a burst of alerts: one fetch
+  });
+})();
