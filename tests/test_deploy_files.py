@@ -188,6 +188,114 @@ def test_compose_discovery_on_the_host_network_serves_ops_on_loopback() -> None:
     assert _compose()["services"]["nats"]["ports"] == ["127.0.0.1:4222:4222"]
 
 
+# --- the hub of many sites: compose.hub.yaml over compose.yaml ----------------------------------
+
+HUB_MOUNT = "/etc/tonerwatch-hub"
+# What compose.hub.yaml's header tells the operator to run (and what the overlay relies on).
+HUB_CONFIG_OPTIONS = (
+    f"--conf-dir {HUB_MOUNT}",
+    "--client-host 0.0.0.0",
+    "--monitor-port 8222",
+    "--store-dir /data/hub",
+)
+
+
+def _hub_overlay() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "compose.hub.yaml").read_text()))
+
+
+def _merged(base: Any, over: Any, key: str = "") -> Any:
+    """Merge an overlay the way `docker compose -f a -f b` does for the keys used here: maps by
+    key, command and healthcheck test replaced, volumes and ports added (volumes by target)."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _merged(base[k], v, k) if k in base else v
+        return out
+    if key == "volumes" and isinstance(base, list):
+        targets = {str(v).split(":")[1] for v in over}
+        return [v for v in base if str(v).split(":")[1] not in targets] + list(over)
+    if key == "ports" and isinstance(base, list):
+        return list(base) + [p for p in over if p not in base]
+    return over
+
+
+def _hub_compose() -> dict[str, Any]:
+    return dict(_merged(_compose(), _hub_overlay()))
+
+
+def test_the_hub_overlay_validates_against_the_compose_spec() -> None:
+    for files in (["compose.hub.yaml"], ["compose.yaml", "compose.hub.yaml"]):
+        out = _run(
+            [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", *files],
+            cwd=ROOT,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+    # Every overlay service and key it sets exists in compose.yaml: an overlay typo would add a
+    # stray service instead of changing the real one.
+    assert set(_hub_overlay()["services"]) <= set(_compose()["services"])
+
+
+def test_the_hub_overlay_runs_the_hub_conf_and_every_service_as_the_hub(tmp_path: Path) -> None:
+    compose = _hub_compose()
+    nats = compose["services"]["nats"]
+    assert nats["command"] == ["-c", f"{HUB_MOUNT}/hub.conf"]
+    assert f"./hub:{HUB_MOUNT}:ro" in nats["volumes"]
+    assert any(v.endswith(":/data") for v in nats["volumes"])  # the store's volume stays
+    # The leaf port is the one port beyond the host; the client port stays on loopback.
+    assert sorted(nats["ports"]) == ["127.0.0.1:4222:4222", "7422:7422"]
+    for name in SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env["TONERWATCH_NATS_USER"] == "hub", name
+        assert env["TONERWATCH_NATS_PASSWORD"].startswith("${TONERWATCH_HUB_NATS_PASSWORD:?")
+    for name in ("poller", "discovery"):  # a site's work is its collector's
+        assert compose["services"][name]["environment"]["TONERWATCH_SITES"].startswith(
+            "${TONERWATCH_HUB_SITES:?"
+        )
+    api = compose["services"]["api"]
+    assert api["environment"]["TONERWATCH_HUB_DIR"] == "/hub" and "./hub:/hub" in api["volumes"]
+    assert api["environment"]["TONERWATCH_HUB_LEAF_URL"].startswith("${TONERWATCH_HUB_LEAF_URL:?")
+    text = (ROOT / "compose.hub.yaml").read_text()
+    header = " ".join(line.strip("# ") for line in text.splitlines() if line.startswith("#"))
+    for option in HUB_CONFIG_OPTIONS:
+        assert option in header, option
+    required = set(re.findall(r"\$\{(\w+):\?", text))
+    example = (ROOT / ".env.example").read_text()
+    assert required <= set(re.findall(r"^#?\s*(\w+)=", example, re.M)), required
+    assert "/hub/" in (ROOT / ".gitignore").read_text().split()  # passwords and keys
+
+    # hub.conf written with the header's options is what the overlay expects, and nats-server
+    # takes it with the folder at the overlay's mount (a symlink stands in for the mount).
+    from tonerwatch.cli import main
+    from tonerwatch_shared.testing.tls import make_tls
+
+    pki = tmp_path / "pki"
+    make_tls(pki, ["hub", "acme-hq"])
+    (pki / "sites.json").write_text(
+        json.dumps(
+            {"sites": [{"site": "acme-hq", "cert": "acme-hq.pem", "key": "acme-hq-key.pem"}]}
+        )
+    )
+    mount = tmp_path / "mnt"
+    options = [o.replace(HUB_MOUNT, str(mount)).split(" ") for o in HUB_CONFIG_OPTIONS]
+    out = tmp_path / "hub"
+    argv = ["hub-config", "--sites", str(pki / "sites.json"), "--out", str(out)]
+    argv += ["--ca", str(pki / "ca.pem"), "--hub-cert", str(pki / "hub.pem")]
+    argv += ["--hub-key", str(pki / "hub-key.pem"), *[a for o in options for a in o]]
+    assert main(argv) == 0
+    conf = (out / "hub.conf").read_text()
+    assert re.search(r"^host: 0\.0\.0\.0$", conf, re.M) and re.search(r"^port: 4222$", conf, re.M)
+    assert 'http: "127.0.0.1:8222"' in conf and "127.0.0.1:8222" in " ".join(
+        nats["healthcheck"]["test"]
+    )
+    assert re.search(r"leafnodes \{\s*host: 0\.0\.0\.0\s*port: 7422", conf)
+    assert 'store_dir: "/data/hub"' in conf
+    mount.symlink_to(out)
+    (out / "check.conf").write_text(conf.replace('"/data/hub"', f'"{tmp_path / "store"}"'))
+    checked = _run([str(nats_server_binary()), "-t", "-c", str(mount / "check.conf")])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 # --- NATS configs ------------------------------------------------------------------------------
 
 

@@ -271,3 +271,46 @@ def test_a_re_run_keeps_the_ports_and_store_of_the_first_run(tls_dir: Path, tmp_
     assert _hub_config(tls_dir, tmp_path / "fresh") == 0
     fresh = _listens((tmp_path / "fresh" / "hub.conf").read_text())
     assert fresh[:2] == ("4222", "7422") and "/data/nats" in fresh[2]
+
+
+def test_a_hub_conf_for_a_container_names_the_folder_where_it_is_mounted(
+    tls_dir: Path, tmp_path: Path
+) -> None:
+    """`--conf-dir`: the compose overlay and Kubernetes mount the folder at /etc/tonerwatch-hub."""
+    out = tmp_path / "hub"
+    mounted = tmp_path / "etc-tonerwatch-hub"  # stands in for the container's mount point
+    container = ["--conf-dir", str(mounted), "--client-host", "0.0.0.0", "--monitor-port", "8222"]
+    assert _hub_config(tls_dir, out, "--store-dir", "/data/nats", *container) == 0
+    conf = (out / "hub.conf").read_text()
+    assert re.search(r"^host: 0\.0\.0\.0$", conf, re.M)
+    assert 'http: "127.0.0.1:8222"' in conf
+    assert f'"{mounted}/tls/ca.pem"' in conf and str(tls_dir) not in conf
+    for name in ("ca.pem", "hub.pem", "hub-key.pem"):
+        assert _mode(out / "tls" / name) == 0o600
+    assert (out / "tls" / "hub.pem").read_bytes() == (tls_dir / "hub.pem").read_bytes()
+    # nats-server takes it where the folder is mounted (store in tmp here: -t creates it).
+    mounted.symlink_to(out)
+    (out / "check.conf").write_text(
+        conf.replace('store_dir: "/data/nats"', f'store_dir: "{tmp_path / "store"}"')
+    )
+    checked = subprocess.run(
+        [str(nats_server_binary()), "-t", "-c", str(mounted / "check.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # The folder records its own files relative to itself: moved (mounted in the api's
+    # container elsewhere), it still revokes a site, and a re-run keeps the container options.
+    state = json.loads((out / "hub.json").read_text())
+    assert state["hub_tls"]["ca"] == "tls/ca.pem"
+    assert {s["cert"] for s in state["sites"]} == {f"sites/{s}/cert.pem" for s in SITES}
+    moved = tmp_path / "hub-in-the-api-container"
+    out.rename(moved)
+    assert revoke_in_config(moved, "globex-plant") is True
+    assert '"site-globex-plant"' not in (moved / "hub.conf").read_text()
+    assert _hub_config(tls_dir, moved) == 0
+    again = (moved / "hub.conf").read_text()
+    assert re.search(r"^host: 0\.0\.0\.0$", again, re.M) and 'http: "127.0.0.1:8222"' in again
+    assert f'"{mounted}/tls/hub.pem"' in again

@@ -101,10 +101,34 @@ def add_hub_parser(sub: Any) -> None:
         default=None,
         help=f"the services' port, on 127.0.0.1 (default: as before, else {DEFAULT_CLIENT_PORT})",
     )
+    hub.add_argument(
+        "--client-host",
+        default=None,
+        help="the services' listen address (default: as before, else 127.0.0.1; 0.0.0.0 for the "
+        "compose overlay and Kubernetes, where the services reach the hub over their network)",
+    )
+    hub.add_argument(
+        "--monitor-port",
+        type=int,
+        default=None,
+        help="nats-server's monitoring port on 127.0.0.1, for a container's health probe "
+        "(default: as before, else none; 8222 in the compose overlay and Kubernetes)",
+    )
+    hub.add_argument(
+        "--conf-dir",
+        type=Path,
+        default=None,
+        help="where the hub's nats-server sees the --out folder, e.g. /etc/tonerwatch-hub when "
+        "it runs in a container with the folder mounted there: the hub's TLS files are copied "
+        "into OUT/tls/ and hub.conf names them there (default: as before, else the folder itself)",
+    )
 
 
 def hub_layout(args: argparse.Namespace, tls: TlsFiles) -> HubLayout:
-    """Return the layout to write: the options given, else what hub.json recorded, else defaults."""
+    """Return the layout to write: the options given, else what hub.json recorded, else defaults.
+
+    The hub's TLS files are always the ones given (--ca, --hub-cert, --hub-key).
+    """
     before: HubLayout | None = None
     if (args.out / STATE_FILE).is_file():
         try:
@@ -124,6 +148,9 @@ def hub_layout(args: argparse.Namespace, tls: TlsFiles) -> HubLayout:
         leaf_host=before.leaf_host if before is not None else HubLayout.leaf_host,
         client_port=chosen(args.client_port, "client_port", DEFAULT_CLIENT_PORT),
         subjects=before.subjects if before is not None else Subjects(),
+        client_host=chosen(args.client_host, "client_host", "127.0.0.1"),
+        monitor_port=chosen(args.monitor_port, "monitor_port", None),
+        conf_dir=chosen(args.conf_dir, "conf_dir", None),
     )
 
 

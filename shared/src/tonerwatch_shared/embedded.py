@@ -73,8 +73,11 @@ def nats_server_config(
     sync_interval: str = "always",
     domain: str | None = None,
     extra: str = "",
+    host: str = "127.0.0.1",
 ) -> str:
     """Return a nats-server config: JetStream with sync_interval always and explicit store limits, on 127.0.0.1.
+
+    host is the client listen address (a hub in a container listens on its network: 0.0.0.0).
 
     sync_interval is for benchmarks comparing nats-server's default ("2m"); we ship "always".
     domain is the JetStream domain (a hub or a site collector, see sites.py); extra is appended as
@@ -90,6 +93,7 @@ def nats_server_config(
     template = Template(files("tonerwatch_shared").joinpath("nats-server.conf.tmpl").read_text())
     return template.substitute(
         server_name=server_name,
+        host=host,
         port=port,
         http_line=f'http: "127.0.0.1:{http_port}"' if http_port else "",
         store_dir=str(store_dir),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import secrets
@@ -49,6 +50,7 @@ STATE_FILE = "hub.json"
 SECRETS_FILE = "secrets.json"
 CREDENTIALS_FILE = "credentials.json"
 SYSTEM_USER = "sys"
+HUB_TLS_DIR = "tls"  # DIR/tls/: the hub's own TLS files, when hub.conf is read in a container
 
 
 class HubError(Exception):
@@ -75,6 +77,15 @@ class HubLayout:
     leaf_host: str = "0.0.0.0"
     client_port: int = 4222
     subjects: Subjects = field(default_factory=Subjects)
+    # The services' listen address: loopback beside the services; 0.0.0.0 in a container, where
+    # the services reach the hub's nats-server over the compose or cluster network.
+    client_host: str = "127.0.0.1"
+    # nats-server's monitoring port on 127.0.0.1 (its /healthz for a container's probe); None: off.
+    monitor_port: int | None = None
+    # Where the hub's nats-server sees this folder (a container's mount, e.g.
+    # /etc/tonerwatch-hub); hub.conf then names its TLS files (copied into DIR/tls/) there.
+    # None: the folder's own path (nats-server runs on this machine).
+    conf_dir: Path | None = None
 
 
 def _password() -> str:
@@ -118,22 +129,30 @@ def hub_lock(out: Path) -> Iterator[None]:
 
 
 def read_state(out: Path) -> tuple[HubLayout, list[SiteEntry]]:
-    """Return the layout and sites hub.json records (HubError if the folder has none)."""
+    """Return the layout and sites hub.json records (HubError if the folder has none).
+
+    Paths inside the folder are recorded relative to it, so the folder works wherever it is
+    mounted (the api's container reads the folder the operator wrote elsewhere).
+    """
     path = out / STATE_FILE
     try:
         data = json.loads(path.read_text())
         tls = data["hub_tls"]
+        monitor = data.get("monitor_port")
         layout = HubLayout(
-            hub_tls=TlsFiles(Path(tls["ca"]), Path(tls["cert"]), Path(tls["key"])),
+            hub_tls=TlsFiles(out / tls["ca"], out / tls["cert"], out / tls["key"]),
             store_dir=Path(data["store_dir"]),
             leaf_port=int(data["leaf_port"]),
             leaf_host=str(data["leaf_host"]),
             client_port=int(data["client_port"]),
             subjects=Subjects(data["subject_root"], data["stream_prefix"]),
+            client_host=str(data.get("client_host") or "127.0.0.1"),
+            monitor_port=int(monitor) if monitor else None,
+            conf_dir=Path(data["conf_dir"]) if data.get("conf_dir") else None,
         )
         revoked = set(data.get("revoked") or [])
         sites = [
-            SiteEntry(s["site"], Path(s["cert"]), Path(s["key"]), s["site"] in revoked)
+            SiteEntry(s["site"], out / s["cert"], out / s["key"], s["site"] in revoked)
             for s in data["sites"]
         ]
     except FileNotFoundError:
@@ -143,19 +162,49 @@ def read_state(out: Path) -> tuple[HubLayout, list[SiteEntry]]:
     return layout, sites
 
 
+def _in_folder(out: Path, path: Path) -> str:
+    """Return path relative to the folder when inside it (absolute otherwise)."""
+    try:
+        return str(path.resolve().relative_to(out.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
 def _write_state(out: Path, layout: HubLayout, sites: list[SiteEntry]) -> None:
     state = {
-        "hub_tls": {k: str(v) for k, v in vars(layout.hub_tls).items()},
+        "hub_tls": {k: _in_folder(out, v) for k, v in vars(layout.hub_tls).items()},
         "store_dir": str(layout.store_dir),
         "leaf_port": layout.leaf_port,
         "leaf_host": layout.leaf_host,
         "client_port": layout.client_port,
+        "client_host": layout.client_host,
+        "monitor_port": layout.monitor_port,
+        "conf_dir": str(layout.conf_dir) if layout.conf_dir else None,
         "subject_root": layout.subjects.root,
         "stream_prefix": layout.subjects.stream_prefix,
-        "sites": [{"site": e.site, "cert": str(e.cert), "key": str(e.key)} for e in sites],
+        "sites": [
+            {"site": e.site, "cert": _in_folder(out, e.cert), "key": _in_folder(out, e.key)}
+            for e in sites
+        ],
         "revoked": sorted(e.site for e in sites if e.revoked),
     }
     write_private(out / STATE_FILE, json.dumps(state, indent=2))
+
+
+def _folder_tls(out: Path, layout: HubLayout) -> tuple[TlsFiles, TlsFiles]:
+    """Return the hub's TLS files (kept, copied into DIR/tls/ when hub.conf is read elsewhere)
+    and the paths hub.conf names them by."""
+    if layout.conf_dir is None:
+        return layout.hub_tls, layout.hub_tls
+    folder = out / HUB_TLS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = TlsFiles(folder / "ca.pem", folder / "hub.pem", folder / "hub-key.pem")
+    for source, target in zip(vars(layout.hub_tls).values(), vars(kept).values(), strict=True):
+        if Path(source).resolve() != Path(target).resolve():
+            write_private(Path(target), Path(source).read_text())
+    seen = layout.conf_dir / HUB_TLS_DIR
+    named = TlsFiles(seen / "ca.pem", seen / "hub.pem", seen / "hub-key.pem")
+    return kept, named
 
 
 def _merge(previous: list[SiteEntry], given: list[SiteEntry]) -> list[SiteEntry]:
@@ -184,6 +233,8 @@ def write_hub_config(sites: list[SiteEntry], out: Path, layout: HubLayout) -> di
 
 def _write_locked(sites: list[SiteEntry], out: Path, layout: HubLayout) -> dict[str, Path]:
     subjects = layout.subjects
+    kept_tls, conf_tls = _folder_tls(out, layout)
+    layout = dataclasses.replace(layout, hub_tls=kept_tls)
     secrets_file = out / SECRETS_FILE
     previous = json.loads(secrets_file.read_text()) if secrets_file.is_file() else {}
     made = hub_secrets(previous, sites)
@@ -200,9 +251,11 @@ def _write_locked(sites: list[SiteEntry], out: Path, layout: HubLayout) -> dict[
     config = nats_server_config(
         store_dir=layout.store_dir,
         port=layout.client_port,
+        host=layout.client_host,
+        http_port=layout.monitor_port,
         server_name="hub",
         domain=HUB_DOMAIN,
-        extra=hub_leafnodes(layout.leaf_port, layout.hub_tls, host=layout.leaf_host)
+        extra=hub_leafnodes(layout.leaf_port, conf_tls, host=layout.leaf_host)
         + hub_accounts(
             subjects,
             accounts,
