@@ -266,6 +266,24 @@ def test_the_hub_overlay_runs_the_hub_conf_and_every_service_as_the_hub(tmp_path
 
     # hub.conf written with the header's options is what the overlay expects, and nats-server
     # takes it with the folder at the overlay's mount (a symlink stands in for the mount).
+    mount = tmp_path / "mnt"
+    out = tmp_path / "hub"
+    _write_hub_folder(out, str(mount), tmp_path)
+    conf = (out / "hub.conf").read_text()
+    assert re.search(r"^host: 0\.0\.0\.0$", conf, re.M) and re.search(r"^port: 4222$", conf, re.M)
+    assert 'http: "127.0.0.1:8222"' in conf and "127.0.0.1:8222" in " ".join(
+        nats["healthcheck"]["test"]
+    )
+    assert re.search(r"leafnodes \{\s*host: 0\.0\.0\.0\s*port: 7422", conf)
+    assert 'store_dir: "/data/hub"' in conf
+    mount.symlink_to(out)
+    (out / "check.conf").write_text(conf.replace('"/data/hub"', f'"{tmp_path / "store"}"'))
+    checked = _run([str(nats_server_binary()), "-t", "-c", str(mount / "check.conf")])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def _write_hub_folder(out: Path, conf_dir: str, tmp_path: Path) -> None:
+    """Run `tonerwatch hub-config` into out with the options the overlays document."""
     from tonerwatch.cli import main
     from tonerwatch_shared.testing.tls import make_tls
 
@@ -276,22 +294,115 @@ def test_the_hub_overlay_runs_the_hub_conf_and_every_service_as_the_hub(tmp_path
             {"sites": [{"site": "acme-hq", "cert": "acme-hq.pem", "key": "acme-hq-key.pem"}]}
         )
     )
-    mount = tmp_path / "mnt"
-    options = [o.replace(HUB_MOUNT, str(mount)).split(" ") for o in HUB_CONFIG_OPTIONS]
-    out = tmp_path / "hub"
+    options = [o.replace(HUB_MOUNT, conf_dir).split(" ") for o in HUB_CONFIG_OPTIONS]
     argv = ["hub-config", "--sites", str(pki / "sites.json"), "--out", str(out)]
     argv += ["--ca", str(pki / "ca.pem"), "--hub-cert", str(pki / "hub.pem")]
     argv += ["--hub-key", str(pki / "hub-key.pem"), *[a for o in options for a in o]]
     assert main(argv) == 0
-    conf = (out / "hub.conf").read_text()
+
+
+HUB_K8S = ROOT / "deploy" / "k8s-hub"
+
+
+@pytest.fixture(scope="module")
+def rendered_hub(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """deploy/k8s-hub rendered by kubectl over k8s/, with a real hub folder; (rendered, folder)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip(
+            "kubectl not installed: the hub overlay is patches over k8s/, kubectl renders it"
+        )
+    work = tmp_path_factory.mktemp("k8s-hub")
+    shutil.copytree(K8S, work / "k8s")
+    shutil.copy(work / "k8s" / "secrets.env.example", work / "k8s" / "secrets.env")
+    overlay = work / "deploy" / "k8s-hub"
+    shutil.copytree(HUB_K8S, overlay, ignore=shutil.ignore_patterns("hub", "hub.env"))
+    shutil.copy(overlay / "hub.env.example", overlay / "hub.env")
+    _write_hub_folder(overlay / "hub", HUB_MOUNT, work)
+    out = _run([kubectl, "kustomize", str(overlay)])
+    assert out.returncode == 0, out.stderr
+    path = work / "rendered.yaml"
+    path.write_text(out.stdout)
+    return path, overlay / "hub"
+
+
+def test_the_hub_overlay_header_matches_the_compose_one() -> None:
+    text = (HUB_K8S / "kustomization.yaml").read_text()
+    header = " ".join(line.strip("# ") for line in text.splitlines() if line.startswith("#"))
+    for option in HUB_CONFIG_OPTIONS:
+        assert option in header, option
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "deploy/k8s-hub/hub/" in ignored and "deploy/k8s-hub/hub.env" in ignored
+
+
+def test_the_hub_on_kubernetes_runs_hub_conf_with_its_leaf_port_and_services_as_the_hub(
+    rendered_hub: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import base64
+
+    rendered, folder = rendered_hub
+    out = _run([str(BIN / "kubernetes-validate"), "--strict", "--quiet", str(rendered)])
+    assert out.returncode == 0, out.stdout + out.stderr
+    docs = _docs(rendered)
+    (nats,) = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "nats"]
+    assert nats["spec"]["replicas"] == 1  # hub.conf is one server
+    spec = nats["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["args"] == ["-c", f"{HUB_MOUNT}/hub.conf"]
+    assert {"containerPort": 7422, "name": "leaf"} in container["ports"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["config"] == HUB_MOUNT
+    (config,) = [v for v in spec["volumes"] if v["name"] == "config"]
+    items = {i["key"]: i["path"] for i in config["secret"]["items"]}
+    (secret,) = [
+        d
+        for d in docs
+        if d["kind"] == "Secret" and d["metadata"]["name"] == config["secret"]["secretName"]
+    ]
+    assert sorted(secret["data"]) == sorted(items)
+    conf = base64.b64decode(secret["data"]["hub.conf"]).decode()
+    assert conf == (folder / "hub.conf").read_text()
+    # The TLS files hub.conf names are where the volume puts them.
+    for named in re.findall(r'_file: "([^"]+)"', conf):
+        assert (
+            named.startswith(f"{HUB_MOUNT}/")
+            and named.removeprefix(f"{HUB_MOUNT}/") in items.values()
+        )
     assert re.search(r"^host: 0\.0\.0\.0$", conf, re.M) and re.search(r"^port: 4222$", conf, re.M)
-    assert 'http: "127.0.0.1:8222"' in conf and "127.0.0.1:8222" in " ".join(
-        nats["healthcheck"]["test"]
-    )
     assert re.search(r"leafnodes \{\s*host: 0\.0\.0\.0\s*port: 7422", conf)
-    assert 'store_dir: "/data/hub"' in conf
-    mount.symlink_to(out)
-    (out / "check.conf").write_text(conf.replace('"/data/hub"', f'"{tmp_path / "store"}"'))
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        command = container[probe]["exec"]["command"]
+        assert command[:2] == ["wget", "-qO-"] and command[2].startswith("http://127.0.0.1:8222/")
+    assert 'http: "127.0.0.1:8222"' in conf
+    # The leaf port reaches the hub from outside; the client port does not.
+    (leaf,) = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "nats-leaf"]
+    assert leaf["spec"]["type"] == "LoadBalancer"
+    assert leaf["spec"]["ports"] == [{"name": "leaf", "port": 7422, "targetPort": "leaf"}]
+    (policy,) = [
+        d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "nats-leaf"
+    ]
+    assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 7422}]}]
+    # The services: the one server, as the hub's user; the poller and discovery the hub's sites.
+    (shared,) = [
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "tonerwatch"
+    ]
+    assert shared["data"]["TONERWATCH_NATS_URL"] == "nats://nats-0.nats-headless:4222"
+    assert shared["data"]["TONERWATCH_STREAM_REPLICAS"] == "1"
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(SERVICES) <= set(deployments)
+    for name in SERVICES:
+        (service,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in service["env"]}
+        assert env["TONERWATCH_NATS_USER"]["value"] == "hub", name
+        if name in ("poller", "discovery"):
+            ref = env["TONERWATCH_SITES"]["valueFrom"]["configMapKeyRef"]
+            assert ref["name"].startswith("tonerwatch-hub") and ref["key"] == "TONERWATCH_SITES"
+    # nats-server takes the hub.conf where the volume mounts it (a symlink stands in).
+    mount = tmp_path / "mnt"
+    mount.symlink_to(folder)
+    (folder / "check.conf").write_text(
+        conf.replace(HUB_MOUNT, str(mount)).replace('"/data/hub"', f'"{tmp_path / "store"}"')
+    )
     checked = _run([str(nats_server_binary()), "-t", "-c", str(mount / "check.conf")])
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
