@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +99,31 @@ class RetryPolicy:
     def delay(self, failures: int) -> float:
         """Return the wait after the failures-th failure in a row (exponential, capped)."""
         return retry_delay(failures, self.base_s, self.cap_s)
+
+
+@contextlib.asynccontextmanager
+async def working_on(msg: Msg, ack_wait_s: float) -> AsyncIterator[None]:
+    """Tell NATS msg is being worked on, every third of its ack wait, for as long as the block runs.
+
+    A handler may take longer than the consumer's ack wait (a mail with its retries), yet a
+    consumer that died with the message must give it back soon: so the ack wait stays short and a
+    live handler keeps extending it. Killed (SIGKILL), the heartbeat stops and the message is
+    redelivered one ack wait later.
+    """
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(ack_wait_s / 3)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @dataclass(frozen=True)
@@ -692,7 +717,10 @@ class Bus:
         meta = msg.metadata
         seq = meta.sequence.stream if meta else 0
         try:
-            async with asyncio.timeout(timeout_s):
+            async with (
+                asyncio.timeout(timeout_s),
+                working_on(msg, spec.ack_wait_s or self.retry.ack_wait_s),
+            ):
                 await handler(event, msg)
         except asyncio.CancelledError:
             raise

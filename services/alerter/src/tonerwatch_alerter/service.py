@@ -150,8 +150,16 @@ class Sender(Protocol):
     async def send(self, event: Event) -> int: ...
 
 
-def channel_specs(subjects: Subjects, kind: str, config: ChannelConfig) -> list[ConsumerSpec]:
-    """Return the durable consumers feeding one channel: alert events (and swaps if wanted) from now on."""
+def channel_specs(
+    subjects: Subjects, kind: str, config: ChannelConfig, ack_wait_s: float = 30.0
+) -> list[ConsumerSpec]:
+    """Return the durable consumers feeding one channel: alert events (and swaps if wanted) from now on.
+
+    The ack wait is the service's own (TONERWATCH_ACK_WAIT_S), not a delivery's worst case: a
+    delivery taking longer keeps its event by telling NATS it is working on it (Bus.consume), and
+    an alerter killed mid-delivery gives the event back after one ack wait, not after minutes
+    (`handler_timeout_s` bounds the delivery itself).
+    """
     filters = [("", subjects.area(ThresholdCrossed.subject_area()))]
     if config.replaced:
         filters.append(("_replaced", SupplyReplaced.subject_filter(subjects)))
@@ -162,8 +170,7 @@ def channel_specs(subjects: Subjects, kind: str, config: ChannelConfig) -> list[
         ConsumerSpec(
             durable=subjects.name(f"alerter_{kind}_{config.name}{suffix}"),
             filter_subject=subject,
-            # Longer than a delivery's own tries, so a slow receiver is not sent the event twice.
-            ack_wait_s=config.worst_case_s() + 30,
+            ack_wait_s=ack_wait_s,
             # A newly added channel starts with new alerts, not a week of history.
             deliver_new_only=True,
             # One at a time: after an outage mails and posts still go out in the order raised.
@@ -300,6 +307,7 @@ async def _run(
             ["channel"],
             registry=registry,
         )
+        handler_timeouts: dict[str, float] = {}
         for kind, sender in senders:
             digest = None
             if isinstance(sender, MailSender) and sender.config.digest_at is not None:
@@ -313,8 +321,10 @@ async def _run(
                 digest=digest,
                 stale=stale,
             )
-            for spec in channel_specs(subjects, kind, sender.config):
+            for spec in channel_specs(subjects, kind, sender.config, settings.ack_wait_s):
                 consumers.append((spec, handler))
+                # A delivery with all its tries may take this long before it is given up.
+                handler_timeouts[spec.durable] = sender.config.worst_case_s() + 30
         for spec, _ in consumers:
             await bus.ensure_consumer(spec)
         published = Counter(
@@ -335,7 +345,9 @@ async def _run(
         log.info("alerter ready (%d notification channels)", len(senders))
         async with asyncio.TaskGroup() as tg:
             for spec, handler in consumers:
-                timeout = spec.ack_wait_s or bus.retry.ack_wait_s
+                timeout = (
+                    handler_timeouts.get(spec.durable) or spec.ack_wait_s or bus.retry.ack_wait_s
+                )
                 tg.create_task(bus.consume(spec, handler, stop=stop, handler_timeout_s=timeout))
             for digest in digests:
                 tg.create_task(digest.run(stop, settings.digest_check_s))

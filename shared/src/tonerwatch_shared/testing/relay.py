@@ -21,6 +21,8 @@ class TcpRelay:
         self.up = threading.Event()
         self.up.set()
         self.connections = 0
+        # Connection attempts closed at once because the relay was cut (how often a client tried).
+        self.refused = 0
         self._loop = asyncio.new_event_loop()
         self._writers: set[asyncio.StreamWriter] = set()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -72,6 +74,7 @@ class TcpRelay:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.up.is_set():
+            self.refused += 1
             writer.transport.abort()
             return
         try:
