@@ -374,6 +374,9 @@ def test_the_hub_on_kubernetes_runs_hub_conf_with_its_leaf_port_and_services_as_
         command = container[probe]["exec"]["command"]
         assert command[:2] == ["wget", "-qO-"] and command[2].startswith("http://127.0.0.1:8222/")
     assert 'http: "127.0.0.1:8222"' in conf
+    # Lame-duck mode on stop without the base config's pid file (hub.conf writes none).
+    assert "pid_file" not in conf
+    assert "nats-server -sl=ldm &&" in container["lifecycle"]["preStop"]["exec"]["command"][-1]
     # The leaf port reaches the hub from outside; the client port does not.
     (leaf,) = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "nats-leaf"]
     assert leaf["spec"]["type"] == "LoadBalancer"
