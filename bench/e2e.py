@@ -375,7 +375,7 @@ def pct(values: list[float], q: float) -> float:
 
 def run(args: argparse.Namespace) -> list[str]:
     if shutil.which("snmpd") is None:
-        sys.exit("needs net-snmp's snmpd: apt-get install snmpd")
+        sys.exit("needs net-snmp's snmpd: scripts/setup --bench (or apt-get install snmpd)")
     lines: list[str] = []
 
     def say(line: str = "") -> None:

@@ -10,8 +10,6 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from tonerwatch_shared.portal import Portal, serving
-
 SECRET_ENV = "TONERWATCH_PORTAL_SECRET"
 
 
@@ -35,6 +33,9 @@ def add_portal_parser(sub: Any) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    # Imported here: the portal runs on aiohttp, which no other command needs.
+    from tonerwatch_shared.portal import Portal, serving
+
     portal = Portal(secret=os.environ.get(SECRET_ENV) or None, store=args.store)
     context = None
     if args.cert:

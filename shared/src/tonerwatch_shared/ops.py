@@ -3,16 +3,19 @@
 Each service keeps its own `CollectorRegistry` (several services share one process under
 `tonerwatch up`, so the global registry would mix them). `/readyz` runs the service's checks
 (NATS connected, consumers not stalled, ...) with a timeout each and answers 503 naming what failed.
+
+Served by a few lines of asyncio (one GET per connection, then closed), not by an HTTP framework:
+the four non-api services would otherwise load aiohttp (~11 MB each) for three fixed answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from tonerwatch_shared.bus import Bus
@@ -22,6 +25,16 @@ log = logging.getLogger(__name__)
 
 Check = Callable[[], Awaitable[None]]
 CHECK_TIMEOUT_S = 2.0
+# A request line and headers must arrive within this, in at most MAX_HEADER_LINES lines.
+REQUEST_TIMEOUT_S = 10.0
+MAX_HEADER_LINES = 100
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
 
 
 def not_connected(what: str) -> Check:
@@ -105,28 +118,64 @@ async def _run_checks(checks: Mapping[str, Check]) -> dict[str, str]:
     return failures
 
 
-def ops_app(registry: CollectorRegistry, checks: Mapping[str, Check]) -> web.Application:
-    """Return the aiohttp application serving /healthz, /readyz and /metrics."""
+Answer = tuple[int, bytes, str]  # status, body, content type
 
-    async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
 
-    async def readyz(_request: web.Request) -> web.Response:
-        failures = await _run_checks(checks)
+def _json(status: int, value: object) -> Answer:
+    return status, json.dumps(value).encode(), "application/json; charset=utf-8"
+
+
+async def ops_answer(
+    method: str, path: str, registry: CollectorRegistry, checks: Mapping[str, Check]
+) -> Answer:
+    """Return the answer to one request: /healthz, /readyz and /metrics (GET only)."""
+    if path not in ("/healthz", "/readyz", "/metrics"):
+        return _json(404, {"error": "not found"})
+    if method != "GET":
+        return _json(405, {"error": "GET only"})
+    if path == "/healthz":
+        return _json(200, {"status": "ok"})
+    failures = await _run_checks(checks)  # /metrics too: it refreshes gauges such as consumer lag
+    if path == "/readyz":
         if failures:
-            return web.json_response({"status": "not ready", "failures": failures}, status=503)
-        return web.json_response({"status": "ready"})
+            return _json(503, {"status": "not ready", "failures": failures})
+        return _json(200, {"status": "ready"})
+    return 200, generate_latest(registry), CONTENT_TYPE_LATEST
 
-    async def metrics(_request: web.Request) -> web.Response:
-        await _run_checks(checks)  # refreshes gauges such as consumer lag
-        body = generate_latest(registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    return app
+async def _serve_one(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    registry: CollectorRegistry,
+    checks: Mapping[str, Check],
+) -> None:
+    """Read one HTTP/1.x request, answer it, close the connection."""
+    try:
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            request_line = await reader.readline()
+            for _ in range(MAX_HEADER_LINES):  # headers are not needed: read past them
+                if (await reader.readline()).strip() == b"":
+                    break
+            else:
+                return
+            parts = request_line.decode("latin-1").split()
+            if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+                status, body, content_type = _json(400, {"error": "bad request"})
+            else:
+                path = parts[1].split("?", 1)[0]
+                status, body, content_type = await ops_answer(parts[0], path, registry, checks)
+            head = (
+                f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode("latin-1") + body)
+            await writer.drain()
+    except (TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError):
+        pass  # a slow, broken or oversized request: dropped
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
 
 
 @contextlib.asynccontextmanager
@@ -141,23 +190,23 @@ async def serve_ops(
     if port is None:
         yield None
         return
-    runner = web.AppRunner(ops_app(registry, checks), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=2.0)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _serve_one(reader, writer, registry, checks)
+
     try:
-        await site.start()
+        server = await asyncio.start_server(serve, host, port)
     except OSError as exc:
-        await runner.cleanup()
         raise PortInUse(
             f"ops port {host}:{port} (/healthz, /metrics): {exc.strerror}; "
             "set TONERWATCH_OPS_PORT to a free port"
         ) from None
-    bound = port
-    server = getattr(site, "_server", None)
-    if server is not None and server.sockets:
-        bound = int(server.sockets[0].getsockname()[1])
+    bound = int(server.sockets[0].getsockname()[1]) if server.sockets else port
     log.info("ops endpoints on http://%s:%d (/healthz /readyz /metrics)", host, bound)
     try:
         yield bound
     finally:
-        await runner.cleanup()
+        server.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await server.wait_closed()

@@ -9,14 +9,13 @@ import struct
 import time
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from pyipp import IPP
-from pyipp.enums import IppOperation
-from pyipp.parser import parse as parse_ipp_message
-from pyipp.serializer import encode_dict
-from yarl import URL
+# aiohttp and pyipp are imported when an IPP request is made, not with this module: most
+# processes that import it (every service, through tonerwatch_shared.reading) never speak IPP, and
+# the two cost ~10 MB each (issue 15).
+if TYPE_CHECKING:
+    import aiohttp
 
 # What TonerWatch asks for: supplies, state and identity (RFC 8011, PWG 5100.13, CUPS marker-*).
 SUPPLY_ATTRIBUTES: tuple[str, ...] = (
@@ -116,6 +115,8 @@ def _ssl_for(tls: bool, verify: bool | ssl.SSLContext) -> bool | ssl.SSLContext:
 
 def _connection_error(exc: BaseException, where: str, timeout: float) -> IppError:
     """Return the clear error for a pyipp/aiohttp connection failure."""
+    import aiohttp
+
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ConnectionRefusedError) or (
@@ -176,6 +177,13 @@ async def fetch_printer_attributes(
     max_bytes: int = MAX_RESPONSE_BYTES,
 ) -> IppExchange:
     """Return the printer's attributes and the byte/time cost of one Get-Printer-Attributes."""
+    import aiohttp
+    from pyipp import IPP
+    from pyipp.enums import IppOperation
+    from pyipp.parser import parse as parse_ipp_message
+    from pyipp.serializer import encode_dict
+    from yarl import URL
+
     scheme = "ipps" if tls else "ipp"
     where = f"{scheme}://{host}:{port}{path}"
     started = time.monotonic()
