@@ -300,7 +300,8 @@ def start_services(tmp: Path, env: dict[str, str]) -> System:
     """A nats-server, then `migrate` and one `serve` process per service."""
     nats = EmbeddedNats(tmp / "nats")
     url = nats.start()
-    env = env | {"TONERWATCH_NATS_URL": url}
+    # SQLite (no TONERWATCH_DATABASE_URL): every `serve` finds it in the data dir, as `migrate` does.
+    env = env | {"TONERWATCH_NATS_URL": url, "TONERWATCH_DATA_DIR": str(tmp / "data")}
     subprocess.run(
         [sys.executable, "-m", "tonerwatch", "migrate", "--data-dir", str(tmp / "data")],
         env=env,
@@ -337,9 +338,15 @@ def stop_system(system: System) -> None:
 async def register(api_url: str, ports: list[int], interval_s: float) -> list[str]:
     """Add every printer through the REST API (8 at a time); return their ids."""
     async with httpx.AsyncClient(base_url=api_url, timeout=30.0) as client:
-        tok = await client.post(
-            "/api/v1/auth/token", data={"username": "admin", "password": PASSWORD}
-        )
+        # /healthz answers before the api's bootstrap has made the admin: 401 until it has.
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            tok = await client.post(
+                "/api/v1/auth/token", data={"username": "admin", "password": PASSWORD}
+            )
+            if tok.status_code != 401 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
         tok.raise_for_status()
         headers = {"Authorization": f"Bearer {tok.json()['access_token']}"}
         slots = asyncio.Semaphore(8)

@@ -255,3 +255,132 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 )
 def test_auto_resolution_by_range(since: datetime, until: datetime, expected: str) -> None:
     assert choose_resolution(since, until, NOW, POLICY) == expected
+
+
+def test_the_sql_rollup_keeps_what_the_python_merge_keeps(
+    db: Engine, configured: Callable[..., PrinterConfigured]
+) -> None:
+    """Rollups run in SQL (INSERT ... SELECT ... GROUP BY): the same buckets as merge_levels and
+    merge_counters over the same rows, with equal times (the later row wins), unknown percents,
+    hours and days apart, rolled in several batches into buckets that already hold rows."""
+    import random
+
+    from tonerwatch_api.domain.retention import (
+        merge_counters,
+        merge_levels,
+        rollup_counters_batch,
+    )
+
+    rnd = random.Random(15)
+    for pid in ("p-a", "p-b"):
+        apply_now(db, configured(printer_id=pid, occurred_at=DAY0))
+    levels, counters = [], []
+    for _ in range(120):
+        pid = rnd.choice(("p-a", "p-b"))
+        # Few distinct minutes over two days: many rows share a time.
+        at = DAY0 + timedelta(hours=rnd.choice((1, 2, 25)), minutes=rnd.choice((0, 15, 59)))
+        percent = rnd.choice((None, 10.0, 55.5, 80.0))
+        levels.append(
+            {
+                "printer_id": pid,
+                "supply_index": rnd.choice("12"),
+                "occurred_at": at,
+                "percent": percent,
+                "level": None if percent is None else int(percent),
+            }
+        )
+        life = rnd.randrange(1000, 2000)
+        counters.append(
+            {
+                "printer_id": pid,
+                "occurred_at": at,
+                "lifetime_pages": life,
+                "mono_pages": life - 7,
+                "colour_pages": None,
+                "duplex_pages": rnd.choice((None, 3)),
+            }
+        )
+    with Session(db) as s, s.begin():
+        for row in levels:
+            s.add(Reading(**row))
+            s.flush()  # ids in list order: the order merge_levels sees them in
+        for row in counters:
+            s.add(CounterReading(**row))
+            s.flush()
+    while in_tx(db, lambda s: rollup_readings_batch(s, 37)):  # several batches
+        pass
+    while in_tx(db, lambda s: rollup_counters_batch(s, 37)):
+        pass
+
+    def level_rows(model: type) -> dict:  # type: ignore[type-arg]
+        return {
+            (r.printer_id, r.bucket_start, r.supply_index): (
+                r.count,
+                r.percent_count,
+                pytest.approx(r.sum_percent),
+                r.min_percent,
+                r.max_percent,
+                r.last_at,
+                r.last_percent,
+                r.last_level,
+            )
+            for r in rows(db, model)
+        }
+
+    for model, hourly in ((ReadingHourly, True), (ReadingDaily, False)):
+        expected = merge_levels(
+            (
+                (r["printer_id"], r["supply_index"], r["occurred_at"], r["percent"], r["level"])
+                for r in levels
+            ),
+            hourly=hourly,
+        )
+        assert level_rows(model) == {
+            k: (
+                b.count,
+                b.percent_count,
+                b.sum_percent,
+                b.min_percent,
+                b.max_percent,
+                b.last_at,
+                b.last_percent,
+                b.last_level,
+            )
+            for k, b in expected.items()
+        }
+    for model, hourly in ((CounterHourly, True), (CounterDaily, False)):
+        merged = merge_counters(
+            (
+                (
+                    r["printer_id"],
+                    r["occurred_at"],
+                    {
+                        f: r[f]
+                        for f in ("lifetime_pages", "mono_pages", "colour_pages", "duplex_pages")
+                    },
+                )
+                for r in counters
+            ),
+            hourly=hourly,
+        )
+        assert {
+            (r.printer_id, r.bucket_start): (
+                r.count,
+                r.min_lifetime_pages,
+                r.last_at,
+                r.lifetime_pages,
+                r.mono_pages,
+                r.duplex_pages,
+            )
+            for r in rows(db, model)
+        } == {
+            k: (
+                b.count,
+                b.min_lifetime_pages,
+                b.last_at,
+                b.values["lifetime_pages"],
+                b.values["mono_pages"],
+                b.values["duplex_pages"],
+            )
+            for k, b in merged.items()
+        }

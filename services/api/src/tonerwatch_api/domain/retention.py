@@ -5,6 +5,10 @@ transaction as the merge, so a second run finds nothing to do), in batches so no
 for long. Raw rows are deleted only once rolled up and older than the raw retention; hourly
 buckets after the hourly retention; daily buckets are kept. processed_events rows older than the
 stream's max age go too: JetStream cannot redeliver those events any more.
+
+The merge runs in SQL (issue 15): one INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE
+per bucket table, so raw rows never travel to Python; merge_levels/merge_counters are the same
+merge for the history pages' rows not rolled up yet (and the reference the SQL is tested against).
 """
 
 from __future__ import annotations
@@ -17,7 +21,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, case, delete, func, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -151,7 +166,7 @@ def merge_counters(
     return out
 
 
-# --- SQL upserts ----------------------------------------------------------------------------------
+# --- SQL rollups ----------------------------------------------------------------------------------
 
 
 def _insert(session: Session, table: Table) -> Any:
@@ -172,78 +187,6 @@ def _least(session: Session, a: Any, b: Any) -> ColumnElement[Any]:
 def _greatest(session: Session, a: Any, b: Any) -> ColumnElement[Any]:
     fn = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
     return fn(func.coalesce(a, b), func.coalesce(b, a))
-
-
-def upsert_levels(session: Session, table: Table, buckets: dict[LevelKey, LevelBucket]) -> None:
-    """Merge buckets into a level rollup table (adds to what the rows already hold)."""
-    if not buckets:
-        return
-    values = [
-        {
-            "printer_id": k[0],
-            "bucket_start": k[1],
-            "supply_index": k[2],
-            "count": b.count,
-            "percent_count": b.percent_count,
-            "sum_percent": b.sum_percent,
-            "min_percent": b.min_percent,
-            "max_percent": b.max_percent,
-            "last_at": b.last_at,
-            "last_percent": b.last_percent,
-            "last_level": b.last_level,
-        }
-        # Sorted: the rows (and the printers their foreign key locks) in one order everywhere.
-        for k, b in sorted(buckets.items())
-    ]
-    stmt = _insert(session, table)
-    t, ex = table.c, stmt.excluded
-    newer = ex.last_at >= t.last_at
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[t.printer_id, t.bucket_start, t.supply_index],
-        set_={
-            "count": t.count + ex.count,
-            "percent_count": t.percent_count + ex.percent_count,
-            "sum_percent": t.sum_percent + ex.sum_percent,
-            "min_percent": _least(session, t.min_percent, ex.min_percent),
-            "max_percent": _greatest(session, t.max_percent, ex.max_percent),
-            "last_percent": case((newer, ex.last_percent), else_=t.last_percent),
-            "last_level": case((newer, ex.last_level), else_=t.last_level),
-            "last_at": case((newer, ex.last_at), else_=t.last_at),
-        },
-    )
-    # One statement, many parameter sets: compiled once, sent in multi-row batches.
-    session.execute(stmt, values)
-
-
-def upsert_counters(
-    session: Session, table: Table, buckets: dict[CounterKey, CounterBucketAgg]
-) -> None:
-    """Merge buckets into a counter rollup table."""
-    if not buckets:
-        return
-    values = [
-        {
-            "printer_id": k[0],
-            "bucket_start": k[1],
-            "count": b.count,
-            "last_at": b.last_at,
-            "min_lifetime_pages": b.min_lifetime_pages,
-            **{f: b.values.get(f) for f in COUNTER_FIELDS},
-        }
-        for k, b in sorted(buckets.items())  # one lock order, as upsert_levels
-    ]
-    stmt = _insert(session, table)
-    t, ex = table.c, stmt.excluded
-    newer = ex.last_at >= t.last_at
-    set_: dict[str, Any] = {
-        "count": t.count + ex.count,
-        "min_lifetime_pages": _least(session, t.min_lifetime_pages, ex.min_lifetime_pages),
-        "last_at": case((newer, ex.last_at), else_=t.last_at),
-    }
-    for f in COUNTER_FIELDS:
-        set_[f] = case((newer, ex[f]), else_=t[f])
-    stmt = stmt.on_conflict_do_update(index_elements=[t.printer_id, t.bucket_start], set_=set_)
-    session.execute(stmt, values)
 
 
 def _pending(session: Session, model: Any, columns: Sequence[str], batch: int) -> Any:
@@ -270,30 +213,133 @@ def _mark_rolled(
         )
 
 
-def rollup_readings_batch(session: Session, batch: int) -> int:
-    """Merge up to batch raw readings into hourly and daily buckets; return how many."""
-    cols = ("printer_id", "supply_index", "occurred_at", "percent", "level")
-    rows = session.execute(_pending(session, Reading, cols, batch)).all()
-    if not rows:
+def _bucket(session: Session, at: Any, hourly: bool) -> ColumnElement[Any]:
+    """Return SQL for the start of at's UTC hour or day, as the rollup tables store it."""
+    if session.get_bind().dialect.name == "postgresql":
+        unit = "hour" if hourly else "day"
+        return func.timezone("UTC", func.date_trunc(unit, func.timezone("UTC", at)))
+    # SQLite: naive UTC text in SQLAlchemy's format (microseconds always written).
+    return func.strftime("%Y-%m-%d %H:00:00.000000" if hourly else "%Y-%m-%d 00:00:00.000000", at)
+
+
+# How a bucket column merges into a stored bucket: added, the lower, the higher, or the newer's.
+_ADD, _LEAST, _GREATEST, _LAST = "add", "least", "greatest", "last"
+
+
+@dataclass(frozen=True)
+class _Rollup:
+    """One raw table rolled up in SQL: its bucket keys, aggregates, and values kept from the latest row."""
+
+    model: type[Reading] | type[CounterReading]
+    keys: tuple[str, ...]  # besides bucket_start
+    columns: tuple[str, ...]  # the raw columns read
+    # bucket column -> (how it merges, SQL of it over the ranked raw rows r)
+    aggregates: Any
+    lasts: tuple[tuple[str, str], ...]  # (bucket column, raw column) of the latest row
+    targets: tuple[tuple[Any, bool], ...]  # (bucket model, hourly)
+
+
+def _rollup_statement(session: Session, spec: _Rollup, target: Table, hourly: bool) -> Any:
+    """Return INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE of the raw rows :ids.
+
+    The rows never leave the database. A bucket's last values are those of its latest row (the
+    highest id among equal times), as LevelBucket.add keeps them; buckets are inserted in key
+    order (one lock order: each bucket's foreign key locks its printer row).
+    """
+    raw = table_of(spec.model)
+    bucket = _bucket(session, raw.c.occurred_at, hourly).label("bucket_start")
+    keys = [raw.c[k] for k in spec.keys]
+    ranked = (
+        select(
+            *(raw.c[c] for c in spec.columns),
+            bucket,
+            func.row_number()
+            .over(
+                partition_by=[*keys, bucket],
+                order_by=[raw.c.occurred_at.desc(), raw.c.id.desc()],
+            )
+            .label("rn"),
+        )
+        .where(raw.c.id.in_(bindparam("ids", expanding=True)))
+        .subquery()
+    )
+    r = ranked.c
+    merges: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for name, (merge, sql) in spec.aggregates(r).items():
+        merges[name], values[name] = merge, sql
+    values["last_at"] = func.max(r.occurred_at)
+    for name, column in spec.lasts:
+        merges[name], values[name] = _LAST, func.max(case((r.rn == 1, r[column])))
+    group = [*(r[k] for k in spec.keys), r.bucket_start]
+    query = (
+        select(*group, *values.values())
+        .where(true())  # SQLite parses INSERT ... SELECT ... ON CONFLICT only with a WHERE
+        .group_by(*group)
+        .order_by(*group)
+    )
+    stmt = _insert(session, target).from_select([*spec.keys, "bucket_start", *values], query)
+    t, ex = target.c, stmt.excluded
+    newer = ex.last_at >= t.last_at
+    set_: dict[str, Any] = {"last_at": case((newer, ex.last_at), else_=t.last_at)}
+    for name, merge in merges.items():
+        if merge == _ADD:
+            set_[name] = t[name] + ex[name]
+        elif merge == _LEAST:
+            set_[name] = _least(session, t[name], ex[name])
+        elif merge == _GREATEST:
+            set_[name] = _greatest(session, t[name], ex[name])
+        else:
+            set_[name] = case((newer, ex[name]), else_=t[name])
+    return stmt.on_conflict_do_update(index_elements=[*spec.keys, "bucket_start"], set_=set_)
+
+
+def _rollup(session: Session, spec: _Rollup, batch: int) -> int:
+    """Roll up to batch raw rows not rolled up yet (locked, skipped by other replicas); return how many."""
+    ids = [row[0] for row in session.execute(_pending(session, spec.model, (), batch)).all()]
+    if not ids:
         return 0
-    raw = [(r[1], r[2], r[3], r[4], r[5]) for r in rows]
-    upsert_levels(session, table_of(ReadingHourly), merge_levels(raw, hourly=True))
-    upsert_levels(session, table_of(ReadingDaily), merge_levels(raw, hourly=False))
-    _mark_rolled(session, Reading, [r[0] for r in rows])
-    return len(rows)
+    for model, hourly in spec.targets:
+        session.execute(_rollup_statement(session, spec, table_of(model), hourly), {"ids": ids})
+    _mark_rolled(session, spec.model, ids)
+    return len(ids)
+
+
+_READINGS = _Rollup(
+    model=Reading,
+    keys=("printer_id", "supply_index"),
+    columns=("id", "printer_id", "supply_index", "occurred_at", "percent", "level"),
+    aggregates=lambda r: {
+        "count": (_ADD, func.count()),
+        "percent_count": (_ADD, func.count(r.percent)),
+        "sum_percent": (_ADD, func.coalesce(func.sum(r.percent), 0.0)),
+        "min_percent": (_LEAST, func.min(r.percent)),
+        "max_percent": (_GREATEST, func.max(r.percent)),
+    },
+    lasts=(("last_percent", "percent"), ("last_level", "level")),
+    targets=((ReadingHourly, True), (ReadingDaily, False)),
+)
+_COUNTERS = _Rollup(
+    model=CounterReading,
+    keys=("printer_id",),
+    columns=("id", "printer_id", "occurred_at", *COUNTER_FIELDS),
+    aggregates=lambda r: {
+        "count": (_ADD, func.count()),
+        "min_lifetime_pages": (_LEAST, func.min(r.lifetime_pages)),
+    },
+    lasts=tuple((f, f) for f in COUNTER_FIELDS),
+    targets=((CounterHourly, True), (CounterDaily, False)),
+)
+
+
+def rollup_readings_batch(session: Session, batch: int) -> int:
+    """Merge up to batch raw readings into hourly and daily buckets, in SQL; return how many."""
+    return _rollup(session, _READINGS, batch)
 
 
 def rollup_counters_batch(session: Session, batch: int) -> int:
-    """Merge up to batch raw counter readings into hourly and daily buckets; return how many."""
-    cols = ("printer_id", "occurred_at", *COUNTER_FIELDS)
-    rows = session.execute(_pending(session, CounterReading, cols, batch)).all()
-    if not rows:
-        return 0
-    raw = [(r[1], r[2], dict(zip(COUNTER_FIELDS, r[3:], strict=True))) for r in rows]
-    upsert_counters(session, table_of(CounterHourly), merge_counters(raw, hourly=True))
-    upsert_counters(session, table_of(CounterDaily), merge_counters(raw, hourly=False))
-    _mark_rolled(session, CounterReading, [r[0] for r in rows])
-    return len(rows)
+    """Merge up to batch raw counter readings into hourly and daily buckets, in SQL; return how many."""
+    return _rollup(session, _COUNTERS, batch)
 
 
 def table_of(model: Any) -> Table:
