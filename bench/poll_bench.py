@@ -323,7 +323,9 @@ async def main(argv: Sequence[str]) -> None:
         return
     args.recording = (args.recording or ["jetdirect_m252dw"])[0]
     if shutil.which("snmpd") is None or shutil.which("snmpbulkwalk") is None:
-        sys.exit("needs snmpd and snmpbulkwalk: scripts/setup --bench (or apt-get install snmpd snmp)")
+        sys.exit(
+            "needs snmpd and snmpbulkwalk: scripts/setup --bench (or apt-get install snmpd snmp)"
+        )
     values = load_snmprec(WALKS / f"{args.recording}.snmprec")
     sizes = [10, 100, 1000] + ([10000] if args.with_10k else [])
     with tempfile.TemporaryDirectory(prefix="tonerwatch-bench-") as tmp:
