@@ -267,6 +267,9 @@ async def test_each_service_user_can_do_what_its_service_does(
             acked += 1
         await sub.unsubscribe()
     assert acked >= len(access.consumers)
+    if access.reads_events:
+        first = await bus.js.get_msg(SUBJECTS.events_stream, seq=1, subject=SUBJECTS.all, next=True)
+        assert first.seq is not None
     for bucket in access.buckets:
         kv = await bus.key_value(bucket)
         revision = await kv.put("p-42", b"one")

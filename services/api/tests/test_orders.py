@@ -672,27 +672,61 @@ async def test_the_settings_page_offers_admins_each_sites_account_form(
     assert 'value="ACME Facilities"' in page
 
 
+def daily_readings(
+    db: Engine, reading: Callable[..., SupplyReading], days: range, now: datetime
+) -> None:
+    """Apply one reading a day for each of days (days ago: time injected, no sleeping).
+
+    Newest first: the client fixture's printer has a reading from now already, so the history
+    comes late, and extends its continuous monitoring back day by day.
+    """
+    for ago in sorted(days):
+        apply_now(db, reading(occurred_at=now - timedelta(days=ago)))
+
+
 async def test_coverage_flips_on_the_second_order_after_thirty_days_of_readings(
     client: httpx.AsyncClient, db: Engine, reading: Callable[..., SupplyReading]
 ) -> None:
-    # Readings since 40 days ago (time injected through the events' occurred_at, no sleeping).
-    apply_now(db, reading(occurred_at=datetime.now(UTC) - timedelta(days=40)))
+    # A reading a day since 40 days ago: continuous monitoring (no gap over 7 days).
+    daily_readings(db, reading, range(1, 41), datetime.now(UTC))
     h = await bearer(client)
     url = f"/api/v1/printers/{PRINTER}/coverage"
     before = (await client.get(url, headers=h)).json()
-    assert before["status"] == "eligible" and before["orders_counted"] == 0
+    assert before["status"] == "eligible" and before["orders_counted"] == 0, before
     await place(client, h)
     assert (await client.get(url, headers=h)).json()["status"] == "eligible"
     await place(client, h, supply_index="2")
     after = (await client.get(url, headers=h)).json()
     assert after["status"] == "covered" and after["orders_counted"] == 2
-    assert after["rule"] == {"monitoring_days": 30.0, "orders_needed": 2, "lapse_days": 180.0}
+    assert after["rule"] == {
+        "monitoring_days": 30.0,
+        "orders_needed": 2,
+        "lapse_days": 180.0,
+        "max_gap_days": 7.0,
+    }
+
+
+async def test_a_gap_in_the_readings_restarts_the_thirty_days(
+    client: httpx.AsyncClient, db: Engine, reading: Callable[..., SupplyReading]
+) -> None:
+    now = datetime.now(UTC)
+    # Readings from 40 to 20 days ago, nothing for 10 days, then daily again: monitored
+    # continuously only for the last 10 days, so two orders do not make it covered.
+    daily_readings(db, reading, range(20, 41), now)
+    daily_readings(db, reading, range(1, 11), now)
+    h = await bearer(client)
+    url = f"/api/v1/printers/{PRINTER}/coverage"
+    await place(client, h)
+    await place(client, h, supply_index="2")
+    got = (await client.get(url, headers=h)).json()
+    assert got["status"] == "monitoring" and got["orders_counted"] == 0
+    assert got["monitored_since"].startswith((now - timedelta(days=10)).date().isoformat())
 
 
 async def test_the_printer_page_shows_its_service_coverage(
     client: httpx.AsyncClient, db: Engine, reading: Callable[..., SupplyReading]
 ) -> None:
-    apply_now(db, reading(occurred_at=datetime.now(UTC) - timedelta(days=40)))
+    daily_readings(db, reading, range(5, 41, 5), datetime.now(UTC))
     h = await bearer(client)
     await place(client, h)
     await place(client, h, supply_index="2")

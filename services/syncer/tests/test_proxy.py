@@ -5,16 +5,13 @@ consumer pauses: RetryLater), never a crash."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tonerwatch_shared.embedded import free_tcp_port
 from tonerwatch_shared.portal import Portal, serving
+from tonerwatch_shared.testing.connect_proxy import running as connect_proxy
 from tonerwatch_shared.upstream import SNAPSHOTS_PATH
 from tonerwatch_syncer.service import upstream_down
 from tonerwatch_syncer.upstream import TlsProxy, UpstreamError, build_client, endpoint, post
@@ -22,25 +19,6 @@ from tonerwatch_syncer.upstream import TlsProxy, UpstreamError, build_client, en
 from ._tls import make_tls
 
 SECRET = "proxy-test-secret"
-PROXY = Path(__file__).with_name("_connect_proxy.py")
-
-
-@contextlib.contextmanager
-def connect_proxy(user: str, password: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
-    """Run the CONNECT proxy as its own process; yield its port and the process."""
-    port = free_tcp_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(PROXY), str(port), user, password],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        yield port, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 async def test_https_through_an_office_proxy_with_right_and_wrong_credentials(
@@ -49,7 +27,8 @@ async def test_https_through_an_office_proxy_with_right_and_wrong_credentials(
     tls = make_tls(tmp_path)
     portal = Portal(secret=SECRET)
     body = b'{"type": "tonerwatch.fleet_snapshot.v1"}'
-    with connect_proxy("office", "pr0xy-pass") as (port, proc):
+    with connect_proxy("office", "pr0xy-pass") as proxy:
+        port, proc = proxy.port, proxy.proc
         async with serving(portal, "127.0.0.1", free_tcp_port(), tls.server_context()) as url:
             assert url.startswith("https://")
             target = endpoint(url, SNAPSHOTS_PATH)

@@ -49,7 +49,11 @@ def test_a_late_reading_never_rolls_a_printer_back() -> None:
 
     known = fold(None, reading(now, 900))
     assert known is not None
-    assert fold(known, reading(now - dt.timedelta(minutes=5), 850)) is None
+    late = fold(known, reading(now - dt.timedelta(minutes=5), 850))
+    # The levels and meters stay the newer ones; continuous monitoring reaches back to it.
+    assert late is not None and late.entry == known.entry
+    assert late.monitoring_since == now - dt.timedelta(minutes=5)
+    assert fold(late, reading(now - dt.timedelta(minutes=5), 850)) is None  # a redelivery
     removed = fold(
         known, ev.PrinterRemoved(source="api", site_id="hq", printer_id="brother-hl-l8360-01")
     )

@@ -156,6 +156,9 @@ async def test_daily_snapshot_and_month_end_reads_reach_the_portal(bus: Bus, nat
     assert first["counters"]["lifetime_pages"] == 12_150
     assert first["supplies"][0]["percent"] == 63.0 and first["location"] == "Room 101"
     assert (second["name"], second["location"]) == ("Reception MFP", "Ground floor, reception")
+    # Service coverage from the readings alone: monitored since the first, no orders yet.
+    assert first["coverage"]["status"] == "monitoring"
+    assert first["coverage"]["orders_counted"] == 0 and first["coverage"]["monitored_since"]
     assert second["status"]["printer_status"] == "idle"
     assert [p["printer_id"] for p in snapshots["branch-2"]["printers"]] == ["lexmark-ms621-07"]
 

@@ -43,6 +43,9 @@ class Access:
     extra_publish: tuple[str, ...] = ()
     # Lists dead letters and asks consumers to replay them (the api).
     replays: bool = False
+    # Reads single events of the events stream by sequence and subject (STREAM.MSG.GET): the
+    # syncer, which keeps one printer's events in order across its forwarding consumers.
+    reads_events: bool = False
 
 
 # Published only at a site, on the collector's own nats-server (which has no service users), and
@@ -127,8 +130,12 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
                 durable("syncer_orders"),
                 durable("syncer_fleet_readings"),
                 durable("syncer_fleet_printers"),
+                durable("syncer_fleet_orders"),
             ),
             buckets=("SYNC_FLEET", "SYNC_STATE", "SYNC_ORDER"),
+            # One printer's events never overtake each other across the forwarding consumers: it
+            # looks up the next event of a printer after another consumer's ack floor.
+            reads_events=True,
         ),
         "api": Access(
             publishes=(
@@ -162,6 +169,8 @@ def publish_allow(service: str, subjects: Subjects | None = None) -> list[str]:
     allow += [f"{JS}.INFO", f"{JS}.STREAM.LIST", f"{JS}.STREAM.NAMES"]
     for stream in (subjects.events_stream, *access.streams):
         allow += [f"{JS}.STREAM.{op}.{stream}" for op in ("INFO", "CREATE", "UPDATE")]
+    if access.reads_events:
+        allow.append(f"{JS}.STREAM.MSG.GET.{subjects.events_stream}")
     for stream, durable in access.consumers:
         allow += [
             # nats-py creates a durable on the legacy subject; newer clients name the filter.

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tonerwatch_shared.coverage import CoverageRule
+
 ENV_PREFIX = "TONERWATCH_"
 # Sizing rule (docs/sizing.md): ~3 KiB per reading x printers x polls a day x days kept.
 # 2 GiB keeps 7 days of 5-minute polls of ~275 printers and fits a 5 GiB volume with room for
@@ -100,6 +102,11 @@ class CommonSettings(BaseSettings):
         default=DEFAULT_POLLJOBS_MAX_BYTES,
         ge=1024 * 1024,
         description="Byte limit of the poll-jobs stream (one ~200-byte job per monitored printer)",
+    )
+    coverage_rules: dict[str, CoverageRule] = Field(
+        default_factory=dict,
+        description="Service coverage rule per vendor (JSON; '*' for the rest); default "
+        "eConcierge's (the api shows coverage, the syncer sends it in the daily snapshot)",
     )
     retry_base_s: float = Field(
         default=1.0,

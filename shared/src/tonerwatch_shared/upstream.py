@@ -26,6 +26,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from tonerwatch_shared import events as ev
+from tonerwatch_shared.coverage import Coverage
 from tonerwatch_shared.events import SiteId
 from tonerwatch_shared.printer.model import Counters, PrinterStatus, Supply
 
@@ -73,10 +74,15 @@ class PrinterEntry(_Doc):
     last_read_at: AwareDatetime | None = Field(
         default=None, description="When the printer last answered a poll"
     )
+    coverage: Coverage | None = Field(
+        default=None,
+        description="Service coverage earned through TonerWatch (continuous monitoring, then "
+        "orders), as our records show it when the document was made",
+    )
 
 
 class FleetSnapshot(_Doc):
-    """Every printer of one site: sent daily at the configured time."""
+    """Every printer of one site, with its service coverage: sent daily at the configured time."""
 
     type: Literal["tonerwatch.fleet_snapshot.v1"] = "tonerwatch.fleet_snapshot.v1"
     path: ClassVar[str] = SNAPSHOTS_PATH
@@ -381,7 +387,7 @@ def openapi_document() -> dict[str, Any]:
                 True,
                 "Once a day per site at TONERWATCH_SYNC_SNAPSHOT_AT (site-local time, "
                 "TONERWATCH_SYNC_TIMEZONE): every printer with address, vendor, model, serial, "
-                "location, supplies, page meters and status.",
+                "location, supplies, page meters, status and service coverage.",
             ),
             REORDERS_PATH: _delivery(
                 "A supply reached its reorder point",

@@ -87,6 +87,7 @@ async def run_background(st: AppState, stop: asyncio.Event) -> None:
         sealer=Sealer.from_settings(st.settings),
         auto_monitor_discovered=st.settings.auto_monitor_discovered,
         default_interval_s=st.settings.default_interval_s,
+        coverage_rules=st.settings.coverage_rules,
     )
     projector = Projector(
         st.engine, st.bus, st.outbox, st.metrics, options, on_applied=st.live.printer_changed

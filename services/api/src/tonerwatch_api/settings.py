@@ -7,7 +7,6 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from tonerwatch_shared.coverage import CoverageRule
 from tonerwatch_shared.settings import CommonSettings
 
 
@@ -50,10 +49,6 @@ class Settings(CommonSettings):
     low_percent: float = Field(default=20.0, ge=0, le=100, description="Low threshold, percent")
     critical_percent: float = Field(default=5.0, ge=0, le=100, description="Critical threshold")
     lead_time_days: float = Field(default=7.0, gt=0, description="Reorder lead time, days")
-    coverage_rules: dict[str, CoverageRule] = Field(
-        default_factory=dict,
-        description="Service coverage rule per vendor (JSON; '*' for the rest); default eConcierge's",
-    )
     auto_monitor_discovered: bool = Field(
         default=False,
         description="Start polling printers discovery finds in sites that chose nothing "

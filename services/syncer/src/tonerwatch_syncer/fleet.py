@@ -7,14 +7,16 @@ or another replica has them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from tonerwatch_shared.coverage import CoverageRule, evaluate, extend_run, rule_for
 from tonerwatch_shared.events import (
     Event,
+    OrderChanged,
     PrinterConfigured,
     PrinterReachable,
     PrinterRemoved,
@@ -45,6 +47,10 @@ class KnownPrinter(BaseModel):
     # Position (tonerwatch_shared.ordering) of the newest reading or (un)reachable folded in.
     status_seq: int | None = None
     status_at: AwareDatetime | None = None
+    # Service coverage from our own records: the start of continuous monitoring (extend_run) and
+    # the orders placed through TonerWatch (not cancelled), order id -> when placed.
+    monitoring_since: AwareDatetime | None = None
+    orders: dict[str, AwareDatetime] = {}
 
     def status_position(self) -> Position | None:
         """Return the position of the newest reading or (un)reachable folded in (None: none)."""
@@ -56,6 +62,10 @@ class KnownPrinter(BaseModel):
         position = position_of(event)
         seq = position.seq if position.seq is not None else self.status_seq
         return {"status_seq": seq, "status_at": position.at}
+
+
+# Orders remembered per printer for coverage (the newest; a rule needs a handful).
+ORDERS_KEPT = 50
 
 
 class SiteSyncState(BaseModel):
@@ -74,12 +84,26 @@ def _blank(event: Event, printer_id: str, address: str) -> KnownPrinter:
     )
 
 
-def fold(known: KnownPrinter | None, event: Event) -> KnownPrinter | None:
-    """Return the printer after event (None: nothing to store, e.g. an older reading)."""
+def fold(
+    known: KnownPrinter | None,
+    event: Event,
+    rules: Mapping[str, CoverageRule] | None = None,
+) -> KnownPrinter | None:
+    """Return the printer after event (None: nothing to store, e.g. an older reading).
+
+    rules: the coverage rules per vendor (their max_gap_days say what continuous monitoring is).
+    """
     if isinstance(event, SupplyReading):
         base = known or _blank(event, event.printer_id, event.address)
+        last = base.entry.last_read_at
+        gap = rule_for(event.printer.vendor or base.entry.vendor, rules or {}).max_gap
+        since = extend_run(base.monitoring_since, last, event.occurred_at, gap)
         if not is_newer(base.status_position(), event):
-            return None  # a redelivered or late reading must not roll the levels back
+            # A redelivered or late reading must not roll the levels back; history sent late
+            # may still extend continuous monitoring back.
+            if since == base.monitoring_since:
+                return None
+            return base.model_copy(update={"monitoring_since": since})
         ident = event.printer
         entry = base.entry.model_copy(
             update={
@@ -105,8 +129,23 @@ def fold(known: KnownPrinter | None, event: Event) -> KnownPrinter | None:
                 "removed": False,
                 "updated_at": event.occurred_at,
                 **base.status_applied(event),
+                "monitoring_since": since,
             }
         )
+    if isinstance(event, OrderChanged):
+        base = known or _blank(event, event.printer_id, "")
+        orders = dict(base.orders)
+        if event.status == "cancelled" or event.change == "deleted":
+            if event.order_id not in orders:
+                return None
+            orders.pop(event.order_id)
+        elif orders.get(event.order_id) == event.created_at:
+            return None
+        else:
+            orders[event.order_id] = event.created_at
+            newest = sorted(orders.items(), key=lambda kv: kv[1])[-ORDERS_KEPT:]
+            orders = dict(newest)
+        return base.model_copy(update={"orders": orders})
     if isinstance(event, PrinterConfigured):
         base = known or _blank(event, event.printer_id, event.address)
         entry = base.entry.model_copy(
@@ -141,11 +180,37 @@ def fold(known: KnownPrinter | None, event: Event) -> KnownPrinter | None:
     return None
 
 
-def site_entries(printers: Iterable[KnownPrinter], site_id: str) -> tuple[PrinterEntry, ...]:
-    """Return the monitored printers of site_id as snapshot entries, ordered by printer id."""
+def with_coverage(
+    known: KnownPrinter, rules: Mapping[str, CoverageRule], now: datetime
+) -> PrinterEntry:
+    """Return the printer's entry with its service coverage as of now."""
+    coverage = evaluate(
+        rule_for(known.entry.vendor, rules),
+        known.monitoring_since,
+        list(known.orders.values()),
+        now,
+        last_seen=known.entry.last_read_at,
+    )
+    return known.entry.model_copy(update={"coverage": coverage})
+
+
+def site_entries(
+    printers: Iterable[KnownPrinter],
+    site_id: str,
+    rules: Mapping[str, CoverageRule] | None = None,
+    now: datetime | None = None,
+) -> tuple[PrinterEntry, ...]:
+    """Return the monitored printers of site_id as snapshot entries, ordered by printer id.
+
+    With now, each entry carries its service coverage as of then (rules: per vendor).
+    """
     return tuple(
         sorted(
-            (p.entry for p in printers if p.site_id == site_id and not p.removed),
+            (
+                with_coverage(p, rules or {}, now) if now is not None else p.entry
+                for p in printers
+                if p.site_id == site_id and not p.removed and p.entry.address
+            ),
             key=lambda e: e.printer_id,
         )
     )

@@ -6,12 +6,14 @@
   answers 5xx/408/429 the consumers pause and retry with back-off for as long as the stream keeps
   the event (never dropped: docs/reliability.md); another refusal counts against the event, which
   after TONERWATCH_POISON_AFTER refusals is set aside as a dead letter (listed by the api,
-  replayable). Each forwarding consumer has one event in flight, so one printer's or order's
-  events reach the portal in the order they happened ("ordered" never overtakes "created").
+  replayable). Each forwarding consumer has one event in flight, and an event waits while another
+  of them still holds an older event of its printer, so one printer's or order's events reach the
+  portal in the order they happened ("ordered" never overtakes "created", nor an order its alert).
 - A supply crossing its reorder point (the low threshold, or a forecast inside the lead time) is
   also pushed at once to `/v1/reorders` with the printer's snapshot.
-- Each site's fleet (every printer with its supplies, meters and status, folded from the events
-  into the `SYNC_FLEET` KV bucket: never asked of the api) goes to `/v1/snapshots` daily at
+- Each site's fleet (every printer with its supplies, meters, status and service coverage, folded
+  from the events into the `SYNC_FLEET` KV bucket: never asked of the api; coverage from the
+  readings' continuity and the orders, TONERWATCH_COVERAGE_RULES) goes to `/v1/snapshots` daily at
   TONERWATCH_SYNC_SNAPSHOT_AT, and every printer's meters to `/v1/meter-reads` at the turn of each
   month; gzip-compressed.
 - Every TONERWATCH_SYNC_DOWNLINK_INTERVAL_S (default hourly) each site asks `/v1/downlink` what
@@ -40,6 +42,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
+import nats.js.errors
 from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field, model_validator
@@ -91,6 +94,7 @@ from tonerwatch_syncer.fleet import (
     fold,
     meter_reads,
     site_entries,
+    with_coverage,
 )
 from tonerwatch_syncer.schedule import meter_reads_due, snapshot_due
 from tonerwatch_syncer.upstream import (
@@ -108,6 +112,8 @@ log = logging.getLogger("tonerwatch.syncer")
 
 # Alert rules that are a supply's reorder point (tonerwatch_alerter.rules: LOW, FORECAST).
 REORDER_RULES = frozenset({"low", "forecast"})
+# How long an event waits before looking again whether its printer's older events have gone.
+ORDER_WAIT_S = 0.5
 # Looks at the schedule that may wait for the fleet's consumers to catch up before sending anyway.
 BEHIND_LOOKS_MAX = 10
 
@@ -204,6 +210,17 @@ def headers_for(
     return headers
 
 
+def printer_filter(filter_subject: str, site_id: str, printer_id: str) -> str:
+    """Return the part of a consumer's filter (`<root>.*.<area>.>` or `....<what>.*`) for one printer."""
+    root, _site, *rest = filter_subject.split(".")
+    if rest and rest[-1] == ">":
+        rest[-1] = "*"
+        rest.append(token(printer_id))
+    elif rest and rest[-1] == "*":
+        rest[-1] = token(printer_id)
+    return ".".join([root, token(site_id), *rest])
+
+
 def upstream_down(exc: UpstreamError) -> bool:
     """Return whether the portal itself is in trouble (no answer, 5xx, 408, 429), not the event."""
     if exc.response is None:
@@ -290,8 +307,11 @@ class Syncer:
         clock: Callable[[], dt.datetime] | None = None,
         remembering: Sequence[ConsumerSpec] = (),
         order: ModelKv[StoredPosition] | None = None,
+        forwarding: Sequence[ConsumerSpec] = (),
     ) -> None:
         self.settings = settings
+        # The consumers forwarding events: one printer's events never overtake each other across them.
+        self.forwarding = tuple(forwarding)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         # The fleet's consumers: a snapshot waits until they have caught up with the stream.
         self.remembering = tuple(remembering)
@@ -382,7 +402,42 @@ class Syncer:
         self.pending.done(doc_id)
         return response
 
-    async def handle(self, event: Event, _msg: Msg) -> None:
+    async def older_elsewhere(self, event: PrinterEvent, msg: Msg) -> str | None:
+        """Return the forwarding consumer holding an older event of event's printer not yet taken.
+
+        Alerts, replacements and orders are three ordered consumers; after an outage each resumes
+        on its own back-off, so without this a printer's "order created" could overtake its "low"
+        alert. An event waits while another consumer has an event of the same printer from
+        earlier in the stream that it has not finished (past its ack floor): the oldest always
+        goes first, so they never wait on each other.
+        """
+        meta = msg.metadata if msg.reply else None
+        stream = self.bus.subjects.events_stream
+        if meta is None or meta.stream != stream:
+            return None  # a dead letter replayed by an operator goes when asked
+        seq = meta.sequence.stream
+        for spec in self.forwarding:
+            if spec.durable == meta.consumer:
+                continue
+            try:
+                info = await self.bus.js.consumer_info(stream, spec.durable)
+                floor = info.ack_floor.stream_seq if info.ack_floor else 0
+                if floor + 1 >= seq:
+                    continue
+                subject = printer_filter(spec.filter_subject, event.site_id, event.printer_id)
+                older = await self.bus.js.get_msg(stream, seq=floor + 1, subject=subject, next=True)
+            except nats.js.errors.NotFoundError:
+                continue
+            except nats.js.errors.APIError as exc:
+                # Refused (a NATS user without STREAM.MSG.GET: deploy/nats/permissions.py): go on
+                # without the check rather than hold every event back.
+                log.warning("cannot check %s for older events of a printer: %s", spec.durable, exc)
+                continue
+            if older.seq is not None and older.seq < seq:
+                return spec.durable
+        return None
+
+    async def handle(self, event: Event, msg: Msg) -> None:
         """Forward one alert, replacement or order event; a reorder point also pushes the printer."""
         if not self.settings.sync_url:
             self.forwarded.labels(result="skipped").inc()
@@ -393,6 +448,13 @@ class Syncer:
             log.info("not forwarding stale %s %s", event_type(event), event.event_id)
             self.forwarded.labels(result="stale").inc()
             return
+        if isinstance(event, PrinterEvent):
+            holder = await self.older_elsewhere(event, msg)
+            if holder is not None:
+                raise RetryLater(
+                    f"printer {event.printer_id}: an older event waits in {holder}",
+                    delay_s=ORDER_WAIT_S,
+                )
         try:
             await self.send(
                 EVENTS_PATH,
@@ -441,7 +503,7 @@ class Syncer:
         """POST the reorder push of alert with the printer's latest snapshot."""
         known = (await self.fleet.read(token(alert.printer_id))).value
         entry = (
-            known.entry
+            with_coverage(known, self.settings.coverage_rules, self.clock())
             if known is not None
             else PrinterEntry(printer_id=alert.printer_id, address="")
         )
@@ -478,9 +540,10 @@ class Syncer:
         self.documents.labels(type=doc.type, result="ok").inc()
 
     async def remember(self, event: Event, _msg: Msg) -> None:
-        """Fold a reading, configuration or reachability event into the fleet bucket."""
+        """Fold a reading, configuration, reachability or order event into the fleet bucket."""
         if isinstance(event, PrinterEvent):
-            await self.fleet.edit(token(event.printer_id), lambda known: fold(known, event))
+            rules = self.settings.coverage_rules
+            await self.fleet.edit(token(event.printer_id), lambda known: fold(known, event, rules))
 
     async def printers(self) -> list[KnownPrinter]:
         """Return every printer the syncer knows of."""
@@ -507,11 +570,12 @@ class Syncer:
             self.behind_looks += 1  # a busy fleet may never be fully caught up: then send anyway
             return
         self.behind_looks = 0
-        local = self.clock().astimezone(ZoneInfo(self.settings.sync_timezone))
+        now = self.clock()
+        local = now.astimezone(ZoneInfo(self.settings.sync_timezone))
         printers = await self.printers()
         for site in sorted({p.site_id for p in printers}):
             state = (await self.state.read(token(site))).value or SiteSyncState()
-            entries = site_entries(printers, site)
+            entries = site_entries(printers, site, self.settings.coverage_rules, now)
             day = snapshot_due(local, self.settings.sync_snapshot_at, state.last_snapshot_day)
             try:
                 if day is not None:
@@ -683,6 +747,11 @@ async def _run(
                 durable=subjects.name("syncer_fleet_printers"),
                 filter_subject=subjects.area("printer"),
             ),
+            # Orders placed through TonerWatch: the service coverage sent in the snapshot.
+            ConsumerSpec(
+                durable=subjects.name("syncer_fleet_orders"),
+                filter_subject=OrderChanged.subject_filter(subjects),
+            ),
         ]
         for spec in forwarding + remembering:
             await bus.ensure_consumer(spec)
@@ -696,6 +765,7 @@ async def _run(
             clock=clock,
             remembering=remembering,
             order=ModelKv(await bus.key_value(ORDER_BUCKET), StoredPosition),
+            forwarding=forwarding,
         )
         checks.update(
             {

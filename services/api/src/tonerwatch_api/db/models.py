@@ -152,6 +152,9 @@ class Printer(SQLModel, table=True):
     # status: seq (None from producers without one) and occurred_at. Older events are stale.
     status_seq: int | None = _big_int()
     status_at: datetime | None = _ts()
+    # Start of the current continuous monitoring (no gap between readings over the coverage rule's
+    # max_gap_days): service coverage counts from here (tonerwatch_shared.coverage.extend_run).
+    monitoring_since: datetime | None = _ts()
     last_error: str | None = Field(default=None)
     # Why the newest polls failed, as a kind (tonerwatch_shared.failures); None when they answer.
     poll_failure: str | None = Field(default=None, max_length=40)

@@ -19,8 +19,9 @@ from tonerwatch_api.domain.history import Resolution, level_history
 from tonerwatch_api.domain.sites import DEFAULT_INTERVAL_S
 from tonerwatch_api.domain.tenancy import get_site
 from tonerwatch_api.listing import Listing, field
+from tonerwatch_api.projections.credentials import FROM_DISCOVERY
 from tonerwatch_api.projections.outbox import add_to_outbox
-from tonerwatch_api.projections.printers import FROM_DISCOVERY, configured_event, new_printer_id
+from tonerwatch_api.projections.printers import configured_event, new_printer_id
 from tonerwatch_api.projections.status import refresh_status
 from tonerwatch_api.schemas.printers import (
     PrinterIn,

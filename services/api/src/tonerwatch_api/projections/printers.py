@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,11 +22,18 @@ from tonerwatch_api.db.models import (
     SupplyStateRow,
 )
 from tonerwatch_api.db.tx import DEFAULT_TENANT, ensure_site
+from tonerwatch_api.projections.credentials import (
+    FROM_DISCOVERY,
+    discovered_credentials,
+    same_credentials,
+)
+from tonerwatch_api.projections.monitoring import monitoring_run
 from tonerwatch_api.projections.order import mark_status, stale_alert_event
 from tonerwatch_api.projections.orders import apply_upstream_update, deliver_on_replacement
 from tonerwatch_api.projections.outbox import add_to_outbox, follow_up_id
 from tonerwatch_api.projections.status import refresh_status
 from tonerwatch_shared import forecast as fc
+from tonerwatch_shared.coverage import CoverageRule
 from tonerwatch_shared.events import (
     AlertResolved,
     Event,
@@ -50,7 +57,7 @@ from tonerwatch_shared.printer.clamp import (
     fit_int,
 )
 from tonerwatch_shared.printer.model import PrinterIdentity, PrinterSnapshot, Supply
-from tonerwatch_shared.sealing import Sealer, SealingError, open_credentials
+from tonerwatch_shared.sealing import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,8 @@ class ProjectionOptions:
     reading_batch: int = 50
     # Opens sealed credentials to compare what a sweep found with what is stored.
     sealer: Sealer = field(default_factory=lambda: Sealer(None))
+    # Service coverage rules per vendor: their max_gap_days says when monitoring is continuous.
+    coverage_rules: Mapping[str, CoverageRule] = field(default_factory=dict)
 
 
 def new_printer_id() -> str:
@@ -121,22 +130,6 @@ def _printer_for(
 
 # A rise of more than this is a new cartridge (the alerter's default TONERWATCH_REPLACEMENT_JUMP_POINTS).
 REPLACEMENT_JUMP_POINTS = 15.0
-FROM_DISCOVERY = "from_discovery"  # marks stored credentials a sweep found (not a user's)
-
-
-def discovered_credentials(credentials: SnmpCredentials) -> dict[str, Any]:
-    """Return credentials a sweep found, as stored: marked so a user's own are never overwritten."""
-    return {**credentials.model_dump(), FROM_DISCOVERY: True}
-
-
-def _same_credentials(sealer: Sealer, stored: dict[str, Any], found: dict[str, Any]) -> bool:
-    """Return whether two stored credential sets say the same in the clear (sealing differs each time)."""
-    try:
-        return open_credentials(sealer, SnmpCredentials.model_validate(stored)) == open_credentials(
-            sealer, SnmpCredentials.model_validate(found)
-        )
-    except SealingError:
-        return False  # sealed with a key we lack: take what the sweep found
 
 
 def normalise_mac(mac: str | None) -> str | None:
@@ -284,6 +277,7 @@ def _apply_reading(
     position = position_of(event)
     fitted = fitted_snapshot(event)
     _set_identity(printer, fitted.printer)
+    printer.monitoring_since = monitoring_run(printer, at, options.coverage_rules)
     if mark_status(printer, position, seen=True):
         printer.reachable = True
         printer.last_error = None
@@ -396,7 +390,7 @@ def _apply_found(session: Session, event: Event, options: ProjectionOptions, now
         if (
             event.credentials is not None
             and stored.get(FROM_DISCOVERY)
-            and not _same_credentials(options.sealer, stored, found_creds)
+            and not same_credentials(options.sealer, stored, found_creds)
         ):
             # The set that answers changed (say a site's community was rotated); a user's own
             # credentials (no FROM_DISCOVERY mark) are never overwritten by a sweep.

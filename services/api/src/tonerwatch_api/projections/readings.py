@@ -29,6 +29,7 @@ from tonerwatch_api.db.models import (
     Reading,
     SupplyStateRow,
 )
+from tonerwatch_api.projections.monitoring import monitoring_run
 from tonerwatch_api.projections.order import status_applied, status_position
 from tonerwatch_api.projections.printers import (
     UNKNOWN_PRINTER_GRACE,
@@ -119,11 +120,15 @@ def apply_readings(
     if not events:
         return []
     with session.no_autoflush:  # one flush, at commit
-        return _apply(session, events, consumer, now)
+        return _apply(session, events, consumer, now, options)
 
 
 def _apply(
-    session: Session, events: Sequence[SupplyReading], consumer: str, now: datetime
+    session: Session,
+    events: Sequence[SupplyReading],
+    consumer: str,
+    now: datetime,
+    options: ProjectionOptions,
 ) -> list[str]:
     outcomes = ["duplicate"] * len(events)
     keys = [str(e.event_id) for e in events]
@@ -192,6 +197,7 @@ def _apply(
         position = position_of(event)
         fitted = fitted_snapshot(event)
         _set_identity(printer, fitted.printer)
+        _put(printer, monitoring_since=monitoring_run(printer, at, options.coverage_rules))
         if not is_stale(status_position(printer), position):
             _put(printer, **status_applied(printer, position))
             _put(
