@@ -279,10 +279,14 @@ def test_one_reading_is_a_dot_on_the_level_chart() -> None:
 
 
 async def test_settings_name_audit_targets_and_say_where_thresholds_come_from(
-    pg: Engine, bus: Bus, configured: Callable[..., PrinterConfigured]
+    pg: Engine,
+    bus: Bus,
+    configured: Callable[..., PrinterConfigured],
+    reading: Callable[..., SupplyReading],
 ) -> None:
     ensure_admin(pg, PW)
     apply_now(pg, configured())
+    apply_now(pg, reading())
     # TONERWATCH_LOW_PERCENT set for the api (and the alerter): its value is in force, named so.
     app = create_app(
         pg, bus, Settings(session_secret="ui-secret", cookie_secure=False, low_percent=25)
@@ -315,6 +319,11 @@ async def test_settings_name_audit_targets_and_say_where_thresholds_come_from(
     ) as c:
         await log_in(c)
         html = (await c.get("/settings")).text
+        printer_page = (await c.get("/printers/p-hp479")).text
+    # The printer page names the environment as the source too.
+    black = re.search(r"<tr><td>Black Cartridge.*?</tr>", printer_page, re.S)
+    assert black and '25% <small class="muted">environment' in black.group(0)
+    assert '5% <small class="muted">default' in black.group(0)
     changes = html[html.index('id="changes"') :]
     rows = re.findall(r"<tr>(.*?)</tr>", changes, re.S)
     text = [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", r)).strip() for r in rows]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlmodel import Session
@@ -35,12 +35,19 @@ def limits_in_force(
     printer: Printer,
     supplies: Sequence[SupplyOut],
     defaults: Mapping[str, float],
+    from_env: Collection[str] = (),
 ) -> list[SupplyLimitsOut]:
-    """Return the thresholds in force for each supply of printer, naming where each comes from."""
+    """Return the thresholds in force for each supply of printer, naming where each comes from
+    (defaults named in from_env were set by the environment, TONERWATCH_<NAME>)."""
     row = session.get(SiteAlertSettings, printer.site_id)
     out = []
     for supply in supplies:
-        values = {n: AlertLimitInForce(value=defaults[n], source="default") for n in LIMIT_NAMES}
+        values = {
+            n: AlertLimitInForce(
+                value=defaults[n], source="environment" if n in from_env else "default"
+            )
+            for n in LIMIT_NAMES
+        }
         for source, layer in _layers(row, printer.id, supply.kind):
             for name in LIMIT_NAMES:
                 if layer.get(name) is not None:

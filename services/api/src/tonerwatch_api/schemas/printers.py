@@ -199,7 +199,7 @@ class AlertLimitInForce(BaseModel):
     """One threshold as it applies to a supply, and the layer it comes from."""
 
     value: float
-    source: Literal["default", "site", "site_kind", "printer", "printer_kind"]
+    source: Literal["default", "environment", "site", "site_kind", "printer", "printer_kind"]
 
 
 class SupplyLimitsOut(BaseModel):

@@ -77,6 +77,7 @@ router = APIRouter(include_in_schema=False)
 # Where a threshold in force comes from, as the printer page says it.
 LIMIT_SOURCE = {
     "default": "default",
+    "environment": "environment",
     "site": "site",
     "site_kind": "site, this kind",
     "printer": "this printer",
@@ -317,7 +318,9 @@ async def printer_page(request: Request, printer_id: str) -> Response:
             "printer": out,
             "start": start,
             "resolution": res,
-            "limits": limits_in_force(s, p, out.supplies, defaults),
+            "limits": limits_in_force(
+                s, p, out.supplies, defaults, st.settings.model_fields_set & set(LIMIT_NAMES)
+            ),
             "history": level_history(s, p.id, start, end, res, limit=20000),
             "counters": counter_history(s, p.id, start, end, res, limit=20000),
             "alerts": find_alerts(s, who.tenant_id, open_only=False, printer_id=p.id, limit=50),
