@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import select as sa_select
+from sqlalchemy.orm import load_only
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.attention import (
@@ -31,6 +33,32 @@ from tonerwatch_api.schemas.printers import PrinterOut
 from tonerwatch_api.status import printer_status
 
 FLEET_TABLE_MAX = 20000  # rows one table fetch returns at most (the page says when it is cut)
+PRINTER_COLUMNS = (
+    Printer.id,
+    Printer.site_id,
+    Printer.name,
+    Printer.model,
+    Printer.vendor,
+    Printer.address,
+    Printer.monitored,
+    Printer.reachable,
+    Printer.last_seen_at,
+    Printer.last_error,
+    Printer.device_status,
+    Printer.status_errors,
+    Printer.lifetime_pages,
+)
+SUPPLY_COLUMNS = (
+    col(SupplyStateRow.printer_id),
+    col(SupplyStateRow.supply_index),
+    col(SupplyStateRow.description),
+    col(SupplyStateRow.kind),
+    col(SupplyStateRow.supply_class),
+    col(SupplyStateRow.colour),
+    col(SupplyStateRow.colour_hex),
+    col(SupplyStateRow.percent),
+    col(SupplyStateRow.state),
+)
 
 
 def open_alerts_of(session: Session, printer_ids: Sequence[str]) -> dict[str, list[AlertFacts]]:
@@ -103,6 +131,8 @@ def fleet_rows(
         select(Printer, Site.name)
         .join(Site, col(Site.id) == col(Printer.site_id))
         .where(Site.tenant_id == tenant_id, col(Printer.removed_at).is_(None), *filters)
+        # Only what a row shows: never the credentials nor the trays (JSON decoded for nothing).
+        .options(load_only(*cast(Any, PRINTER_COLUMNS), raiseload=True))
     )
     if printer_ids is not None:
         q = q.where(col(Printer.id).in_(list(printer_ids)))
@@ -115,23 +145,14 @@ def fleet_rows(
     alerts: dict[str, list[AlertFacts]] = defaultdict(list)
     colours: dict[tuple[str, str], tuple[str | None, str | None]] = {}
     for chunk in _chunks(ids, 5000):
-        for row in session.exec(
-            select(SupplyStateRow)
+        # Plain columns, not rows: a supply's forecast envelope (JSON) is not for the table.
+        for pid, index, desc, kind, klass, colour, colour_hex, percent, state in session.execute(
+            sa_select(*SUPPLY_COLUMNS)
             .where(col(SupplyStateRow.printer_id).in_(chunk))
             .order_by(col(SupplyStateRow.printer_id), col(SupplyStateRow.supply_index))
         ).all():
-            supplies[row.printer_id].append(
-                SupplyFacts(
-                    row.supply_index,
-                    row.description,
-                    row.kind,
-                    row.supply_class,
-                    row.colour,
-                    row.percent,
-                    row.state,
-                )
-            )
-            colours[(row.printer_id, row.supply_index)] = (row.colour, row.colour_hex)
+            supplies[pid].append(SupplyFacts(index, desc, kind, klass, colour, percent, state))
+            colours[(pid, index)] = (colour, colour_hex)
         alerts.update(open_alerts_of(session, chunk))
         for pid, name in session.exec(
             select(PrinterGroupMember.printer_id, PrinterGroup.name)
