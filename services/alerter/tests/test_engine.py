@@ -532,3 +532,35 @@ def test_a_changed_failure_reason_announces_the_open_alert_again_with_it() -> No
     # The same reason once more: nothing new to say.
     same = refused.model_copy(update={"occurred_at": T0 + timedelta(hours=3)})
     assert crossed(evaluate(out2.state, same, CTX).events) == []
+
+
+def test_readings_overtaken_by_an_unreachable_still_alert_but_do_not_end_it() -> None:
+    """Readings and reachability come through different consumers: after an outage the
+    unreachable (seq 6) may be applied before the backlog of readings (seq 1-5). Those readings
+    still count for their supplies (one low crossing), and none of them says the printer answers
+    again: it went unreachable after them."""
+    down = PrinterUnreachable(
+        source="poller",
+        site_id="hq",
+        printer_id=PID,
+        address="127.0.0.1",
+        consecutive_failures=3,
+        reason="timeout",
+        occurred_at=T0 + timedelta(hours=6),
+        seq=6,
+    )
+    out = evaluate(new_state(PID), down, CTX)
+    st, events = out.state, list(out.events)
+    for n, level in enumerate([30, 19, 18, 17, 16], start=1):
+        step = evaluate(st, sequenced(n, T0 + timedelta(hours=n), level), CTX)
+        assert step.changed
+        st, events = step.state, events + step.events
+    assert [(e.rule, e.seq) for e in crossed(events)] == [("unreachable", 6), ("low", 2)]
+    assert resolved(events) == []
+    assert set(st.alerts) == {f"{PID}:printer:unreachable", f"{PID}:1.1:low"}
+    assert (st.watermark_seq, st.readings_seq) == (6, 5)
+    # A reading replayed once more is stale for its supplies too.
+    assert not evaluate(st, sequenced(4, T0 + timedelta(hours=4), 17), CTX).changed
+    # The next poll (seq 7) answers: the printer is back.
+    back = evaluate(st, sequenced(7, T0 + timedelta(hours=7), 15), CTX)
+    assert [r.rule for r in resolved(back.events)] == ["unreachable"]

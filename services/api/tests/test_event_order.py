@@ -101,6 +101,9 @@ def test_a_stale_reachability_event_does_not_overwrite_the_status(
     printer = _printer(db)
     assert printer.reachable is False and printer.last_error == "timeout"
     assert printer.status_seq == 20
+    # Readings come through another consumer than (un)reachable: one overtaken by the
+    # unreachable still counts among readings (what it says of the printer), not for reachability.
+    assert printer.read_seq == 19 and printer.last_seen_at == NOW + timedelta(minutes=3)
     # The printer answers again: a newer reading and reachable put it back.
     assert apply_now(db, reading(occurred_at=NOW + timedelta(minutes=4), seq=21)) == "applied"
     assert apply_now(db, PrinterReachable(**common, seq=22)) == "applied"

@@ -91,3 +91,25 @@ def test_fold_orders_readings_and_reachability_by_seq() -> None:
     assert fold(down, late_up) is None
     up = fold(down, ev.PrinterReachable(**common, seq=14))
     assert up is not None and up.entry.reachable is True and up.status_seq == 14
+
+
+def test_readings_overtaken_by_an_unreachable_still_fold_but_keep_it_unreachable() -> None:
+    t0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+    common = {"source": "poller", "site_id": "hq", "printer_id": "p-2", "address": "127.0.0.1"}
+
+    def reading(seq: int, pages: int) -> ev.SupplyReading:
+        return ev.SupplyReading(
+            **common,
+            occurred_at=t0 + dt.timedelta(minutes=seq),
+            printer=PrinterIdentity(vendor="Brother"),
+            counters=Counters(lifetime_pages=pages),
+            seq=seq,
+        )
+
+    known = fold(None, reading(1, 100))
+    assert known is not None
+    down = fold(known, ev.PrinterUnreachable(**common, consecutive_failures=3, reason="x", seq=9))
+    assert down is not None
+    late = fold(down, reading(5, 150))  # polled before the printer went down, folded after
+    assert late is not None and late.entry.counters.lifetime_pages == 150
+    assert late.entry.reachable is False and late.status_seq == 9 and late.read_seq == 5

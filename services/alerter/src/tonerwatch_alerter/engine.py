@@ -92,17 +92,25 @@ def evaluate(state: PrinterState, event: Event, ctx: Context) -> Outcome:
         return Outcome(state)
     if isinstance(event, PrinterConfigured):
         return _configure(state, event)
-    if not is_newer(watermark(state), event):
-        # Replayed, late or overtaken (another replica applied something newer): by the printer's
-        # seq when both carry one (tonerwatch_shared.ordering), else by occurred_at.
+    # Replayed, late or overtaken (another replica applied something newer) events change
+    # nothing: by the printer's seq when both carry one (tonerwatch_shared.ordering), else by
+    # occurred_at. Readings and reachability come through different consumers, so a reading is
+    # judged against the readings applied (its supplies), and changes the printer's status
+    # (unreachable, status bits) only if it is newer than every event applied.
+    reading = isinstance(event, SupplyReading)
+    status = is_newer(watermark(state), event)
+    if not (is_newer(readings_watermark(state), event) if reading else status):
         return Outcome(state)
     work = state.model_copy(deep=True)
-    work.watermark = event.occurred_at
     seq = position_of(event).seq
-    if seq is not None:
+    if status:
+        work.watermark = event.occurred_at
         # An event outside the poller's sequence (no seq: removal, an older poller) keeps the
         # last seq, so the sequence still orders the readings after it.
-        work.watermark_seq = seq
+        work.watermark_seq = seq if seq is not None else work.watermark_seq
+    if reading:
+        work.readings_at = event.occurred_at
+        work.readings_seq = seq if seq is not None else work.readings_seq
     work.site_id = event.site_id
     out = Outcome(work, changed=True)
     ev = _Emitter(work, event, ctx, out.events)
@@ -118,7 +126,7 @@ def evaluate(state: PrinterState, event: Event, ctx: Context) -> Outcome:
         for aid in sorted(work.alerts):
             ev.resolve(aid, text.message("No longer monitored", title))
     else:
-        _apply_reading(ev, event, ctx)
+        _apply_reading(ev, event, ctx, status=status)
     return out
 
 
@@ -127,6 +135,15 @@ def watermark(state: PrinterState) -> Position | None:
     if state.watermark is None:
         return None
     return Position(state.watermark_seq, state.watermark)
+
+
+def readings_watermark(state: PrinterState) -> Position | None:
+    """Return the position of the newest reading applied (None: none yet)."""
+    if state.readings_at is None:
+        # Saved before readings had their own watermark: the one of every event, if any reading
+        # was applied (it has supplies), stands in.
+        return watermark(state) if state.supplies else None
+    return Position(state.readings_seq, state.readings_at)
 
 
 def _configure(state: PrinterState, event: PrinterConfigured) -> Outcome:
@@ -148,13 +165,15 @@ def _answers_again(title: str) -> str:
     return text.message("Printer answers again", title)
 
 
-def _apply_reading(ev: _Emitter, reading: SupplyReading, ctx: Context) -> None:
+def _apply_reading(ev: _Emitter, reading: SupplyReading, ctx: Context, *, status: bool) -> None:
+    """Apply a reading's supplies; status: it is the newest event, its printer status counts too."""
     st = ev.state
     pid = st.printer_id
     st.model = text.model_name(reading.printer.vendor, reading.printer.model) or st.model
     st.sys_location = (reading.printer.sys_location or "").strip() or st.sys_location
     title = st.label().title()
-    ev.resolve(alert_id(pid, None, UNREACHABLE), _answers_again(title))
+    if status:
+        ev.resolve(alert_id(pid, None, UNREACHABLE), _answers_again(title))
     per_supply, printer_bits = marker_signals(reading.supplies, reading.status.errors)
     t = reading.occurred_at
     for supply in reading.supplies:
@@ -196,6 +215,8 @@ def _apply_reading(ev: _Emitter, reading: SupplyReading, ctx: Context) -> None:
                 text.message(f"Now {headline[:1].lower()}{headline[1:]}", title, _short(mem)),
                 superseded_by=new_aid,
             )
+    if not status:
+        return  # an unreachable (or removal) after it already told the printer's status
     # Printer-wide: status bits, plus marker bits not attributable to one supply (colour
     # printers) unless a supply alert already says the same.
     wanted_printer = wanted_status_rules(reading.status.errors)

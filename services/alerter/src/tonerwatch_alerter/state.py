@@ -86,6 +86,12 @@ class PrinterState(BaseModel):
         description="seq of the newest sequenced event applied: orders events that carry one "
         "(tonerwatch_shared.ordering); occurred_at orders the rest",
     )
+    readings_at: AwareDatetime | None = Field(
+        default=None,
+        description="occurred_at of the newest reading applied: an older reading is stale (None: "
+        "the watermark says)",
+    )
+    readings_seq: int | None = Field(default=None, description="seq of the newest reading applied")
     supplies: dict[str, SupplyMemory] = Field(default_factory=dict)
     alerts: dict[str, ActiveAlert] = Field(default_factory=dict)
     seqs: dict[str, int] = Field(

@@ -51,6 +51,14 @@ class KnownPrinter(BaseModel):
     # the orders placed through TonerWatch (not cancelled), order id -> when placed.
     monitoring_since: AwareDatetime | None = None
     orders: dict[str, AwareDatetime] = {}
+    # seq of the newest reading folded in (with entry.last_read_at, its position). Readings and
+    # (un)reachable come through different consumers: readings are ordered among themselves.
+    read_seq: int | None = None
+
+    def read_position(self) -> Position | None:
+        """Return the position of the newest reading folded in (None: none yet)."""
+        at = self.entry.last_read_at
+        return None if at is None else Position(self.read_seq, at)
 
     def status_position(self) -> Position | None:
         """Return the position of the newest reading or (un)reachable folded in (None: none)."""
@@ -98,12 +106,15 @@ def fold(
         last = base.entry.last_read_at
         gap = rule_for(event.printer.vendor or base.entry.vendor, rules or {}).max_gap
         since = extend_run(base.monitoring_since, last, event.occurred_at, gap)
-        if not is_newer(base.status_position(), event):
+        if not is_newer(base.read_position(), event):
             # A redelivered or late reading must not roll the levels back; history sent late
             # may still extend continuous monitoring back.
             if since == base.monitoring_since:
                 return None
             return base.model_copy(update={"monitoring_since": since})
+        # It answered, unless an unreachable after it told the status already.
+        answered = not is_stale(base.status_position(), event)
+        seq = position_of(event).seq
         ident = event.printer
         entry = base.entry.model_copy(
             update={
@@ -118,7 +129,7 @@ def fold(
                 "supplies": event.supplies,
                 "counters": event.counters,
                 "status": event.status,
-                "reachable": True,
+                "reachable": True if answered else base.entry.reachable,
                 "last_read_at": event.occurred_at,
             }
         )
@@ -128,7 +139,8 @@ def fold(
                 "entry": entry,
                 "removed": False,
                 "updated_at": event.occurred_at,
-                **base.status_applied(event),
+                "read_seq": seq if seq is not None else base.read_seq,
+                **(base.status_applied(event) if answered else {}),
                 "monitoring_since": since,
             }
         )

@@ -155,6 +155,9 @@ class Printer(SQLModel, table=True):
     # Start of the current continuous monitoring (no gap between readings over the coverage rule's
     # max_gap_days): service coverage counts from here (tonerwatch_shared.coverage.extend_run).
     monitoring_since: datetime | None = _ts()
+    # seq of the newest reading applied (its position, with last_seen_at): what readings say of
+    # the printer (trays, counters, device status) is ordered among readings.
+    read_seq: int | None = _big_int()
     last_error: str | None = Field(default=None)
     # Why the newest polls failed, as a kind (tonerwatch_shared.failures); None when they answer.
     poll_failure: str | None = Field(default=None, max_length=40)

@@ -36,16 +36,46 @@ def status_applied(printer: Printer, position: Position) -> dict[str, Any]:
     return {"status_seq": seq, "status_at": position.at}
 
 
-def mark_status(printer: Printer, position: Position, *, seen: bool = False) -> bool:
+def mark_status(printer: Printer, position: Position) -> bool:
     """Record position as the newest applied to printer's status and return True, or return False
-    (changing nothing) when it is stale. seen: a reading, the printer answered (last_seen_at)."""
+    (changing nothing) when it is stale."""
     if is_stale(status_position(printer), position):
         return False
     for name, value in status_applied(printer, position).items():
         setattr(printer, name, value)
-    if seen:
-        printer.last_seen_at = max(printer.last_seen_at or position.at, position.at)
     return True
+
+
+def reading_status(printer: Printer, position: Position) -> dict[str, Any]:
+    """Return the status columns a reading at position sets: the printer answered, if nothing
+    newer (an unreachable after it) told the status already; else none."""
+    if is_stale(status_position(printer), position):
+        return {}
+    return {
+        **status_applied(printer, position),
+        "reachable": True,
+        "last_error": None,
+        "poll_failure": None,
+    }
+
+
+def reading_position(printer: Printer) -> Position | None:
+    """Return the position of the newest reading applied to printer (None: none yet)."""
+    return (
+        None if printer.last_seen_at is None else Position(printer.read_seq, printer.last_seen_at)
+    )
+
+
+def reading_applied(printer: Printer, position: Position) -> dict[str, Any] | None:
+    """Return the columns recording a reading at position as the newest, or None if it is stale.
+
+    Readings and (un)reachable come through different consumers: a reading overtaken by an
+    unreachable still sets what it says of the printer (trays, counters) if no newer reading did.
+    """
+    if is_stale(reading_position(printer), position):
+        return None
+    seq = position.seq if position.seq is not None else printer.read_seq
+    return {"read_seq": seq, "last_seen_at": position.at}
 
 
 def stale_alert_event(session: Session, event: ThresholdCrossed | AlertResolved) -> bool:

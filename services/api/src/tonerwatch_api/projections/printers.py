@@ -22,13 +22,13 @@ from tonerwatch_api.db.models import (
     SupplyStateRow,
 )
 from tonerwatch_api.db.tx import DEFAULT_TENANT, ensure_site
+from tonerwatch_api.projections import order as od
 from tonerwatch_api.projections.credentials import (
     FROM_DISCOVERY,
     discovered_credentials,
     same_credentials,
 )
 from tonerwatch_api.projections.monitoring import monitoring_run
-from tonerwatch_api.projections.order import mark_status, stale_alert_event
 from tonerwatch_api.projections.orders import apply_upstream_update, deliver_on_replacement
 from tonerwatch_api.projections.outbox import add_to_outbox, follow_up_id
 from tonerwatch_api.projections.status import refresh_status
@@ -278,10 +278,10 @@ def _apply_reading(
     fitted = fitted_snapshot(event)
     _set_identity(printer, fitted.printer)
     printer.monitoring_since = monitoring_run(printer, at, options.coverage_rules)
-    if mark_status(printer, position, seen=True):
-        printer.reachable = True
-        printer.last_error = None
-        printer.poll_failure = None
+    answered, newest = od.reading_status(printer, position), od.reading_applied(printer, position)
+    for name, value in {**answered, **(newest or {})}.items():
+        setattr(printer, name, value)
+    if newest is not None:
         printer.device_status = fitted.status.device_status
         printer.printer_status = fitted.status.printer_status
         printer.status_errors = list(fitted.status.errors)
@@ -463,7 +463,7 @@ def _apply_reachability(
     printer = _printer_for(session, event, now)
     if printer is None:
         return "ignored"
-    if not mark_status(printer, position_of(event)):
+    if not od.mark_status(printer, position_of(event)):
         return "stale"  # a reading or reachability after this already told the status
     if isinstance(event, PrinterUnreachable):
         printer.reachable = False
@@ -490,7 +490,7 @@ def _apply_crossed(
     printer = _printer_for(session, event, now)
     if printer is None:
         return "ignored"
-    if stale_alert_event(session, event):
+    if od.stale_alert_event(session, event):
         return "stale"
     open_ = _open_alerts(session, event.alert_id)
     alert = (
@@ -525,7 +525,7 @@ def _apply_resolved(
     session: Session, event: Event, options: ProjectionOptions, now: datetime
 ) -> str:
     assert isinstance(event, AlertResolved)
-    if stale_alert_event(session, event):
+    if od.stale_alert_event(session, event):
         return "stale"
     open_ = _open_alerts(session, event.alert_id)
     for alert in open_:

@@ -30,7 +30,7 @@ from tonerwatch_api.db.models import (
     SupplyStateRow,
 )
 from tonerwatch_api.projections.monitoring import monitoring_run
-from tonerwatch_api.projections.order import status_applied, status_position
+from tonerwatch_api.projections.order import reading_applied, reading_status
 from tonerwatch_api.projections.printers import (
     UNKNOWN_PRINTER_GRACE,
     PrinterNotYetKnown,
@@ -198,14 +198,11 @@ def _apply(
         fitted = fitted_snapshot(event)
         _set_identity(printer, fitted.printer)
         _put(printer, monitoring_since=monitoring_run(printer, at, options.coverage_rules))
-        if not is_stale(status_position(printer), position):
-            _put(printer, **status_applied(printer, position))
+        answered, newest = reading_status(printer, position), reading_applied(printer, position)
+        _put(printer, **answered, **(newest or {}))
+        if newest is not None:
             _put(
                 printer,
-                last_seen_at=max(printer.last_seen_at or at, at),
-                reachable=True,
-                last_error=None,
-                poll_failure=None,
                 device_status=fitted.status.device_status,
                 printer_status=fitted.status.printer_status,
                 status_errors=list(fitted.status.errors),
