@@ -17,6 +17,17 @@ from tonerwatch_shared.snmp.target import SnmpTarget
 
 
 @dataclass(frozen=True)
+class Parsed:
+    """What a poll's values parsed to: parsing is pure, so the same values parse the same.
+
+    The values are kept as a hash (of their OIDs and values in the order polled), not whole.
+    """
+
+    values_hash: int
+    snapshot: PrinterSnapshot
+
+
+@dataclass(frozen=True)
 class PolledReading:
     """A reading and the layout learned for the next steady poll."""
 
@@ -24,6 +35,8 @@ class PolledReading:
     plan: PollPlan
     learned: bool
     round_trips: int
+    # Pass it back as `parsed` with the next poll: an unchanged answer is not parsed again.
+    parsed: Parsed | None = None
 
 
 async def read_printer(
@@ -34,11 +47,21 @@ async def read_printer(
     site_id: str,
     source: str,
     plan: PollPlan | None = None,
+    parsed: Parsed | None = None,
 ) -> PolledReading:
-    """Poll target once over SNMP (learning its layout when plan is None); return the reading as published."""
+    """Poll target once over SNMP (learning its layout when plan is None); return the reading as published.
+
+    parsed: what the printer's previous answer parsed to; an answer equal to it (an idle printer:
+    the same levels, counters and status) takes that snapshot instead of parsing again.
+    """
     started = time.perf_counter()
     result = await poll_printer(client, target, plan)
-    snapshot = parse_snapshot(result.values)
+    values_hash = hash(tuple(result.values.items()))
+    if parsed is not None and parsed.values_hash == values_hash:
+        snapshot = parsed.snapshot
+    else:
+        snapshot = parse_snapshot(result.values)
+    parsed = Parsed(values_hash, snapshot)
     if result.anomalies:
         snapshot = snapshot.model_copy(
             update={"anomalies": merge_anomalies(result.anomalies, snapshot.anomalies)}
@@ -55,7 +78,7 @@ async def read_printer(
         requests=result.requests,
         started=started,
     )
-    return PolledReading(reading, result.plan, result.learned, result.round_trips)
+    return PolledReading(reading, result.plan, result.learned, result.round_trips, parsed)
 
 
 async def read_printer_ipp(

@@ -71,7 +71,7 @@ from tonerwatch_shared.ops import (
     serve_ops,
     stream_fill_gauge,
 )
-from tonerwatch_shared.reading import read_printer, read_printer_ipp
+from tonerwatch_shared.reading import Parsed, read_printer, read_printer_ipp
 from tonerwatch_shared.sealing import Sealer, SealingError, open_credentials
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
@@ -214,6 +214,8 @@ class Poller:
     health: KeyValue
     metrics: PollerMetrics = field(default_factory=PollerMetrics)
     plans: dict[str, PollPlan] = field(default_factory=dict)
+    # What each printer's last answer parsed to: an unchanged answer is not parsed again.
+    parsed: dict[str, Parsed] = field(default_factory=dict)
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     sealer: Sealer = field(default_factory=lambda: Sealer(None))
     # Printers being polled by this replica right now: a "poll now" never doubles one under way.
@@ -307,6 +309,7 @@ class Poller:
                 with contextlib.suppress(nats.js.errors.KeyNotFoundError):
                     await self.printers.delete(token(event.printer_id))
             self.plans.pop(event.printer_id, None)
+            self.parsed.pop(event.printer_id, None)
             self.configs.pop(event.printer_id, None)
             self.recent.pop(event.printer_id, None)
             # The job ends itself the next time it comes due and finds no configuration.
@@ -445,6 +448,7 @@ class Poller:
         if config is None:
             await msg.term()  # printer removed: its job ends here
             self.plans.pop(printer_id, None)
+            self.parsed.pop(printer_id, None)
             self.recent.pop(printer_id, None)
             return
         current_site.set(config.site_id)
@@ -608,8 +612,11 @@ class Poller:
                     site_id=config.site_id,
                     source=source,
                     plan=self.plans.get(config.printer_id),
+                    parsed=self.parsed.get(config.printer_id),
                 )
                 self.plans[config.printer_id] = polled.plan
+                if polled.parsed is not None:
+                    self.parsed[config.printer_id] = polled.parsed
             if config.protocol in ("ipp", "both"):
                 reading = await read_printer_ipp(
                     config, source=source, timeout_s=self.settings.ipp_timeout_s, snmp=polled
@@ -677,6 +684,7 @@ class Poller:
         """Count a failed poll; publish PrinterUnreachable after N in a row, at once for a reason
         retrying will not mend, and again when that reason changes while the printer is down."""
         self.plans.pop(config.printer_id, None)
+        self.parsed.pop(config.printer_id, None)
         self.metrics.polls.labels(result="failed", protocol=config.protocol).inc()
         health.failures += 1
         health.last_error = failure.reason
