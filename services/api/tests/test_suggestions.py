@@ -1,11 +1,12 @@
 """What to order now: suggestions from the alerts (low, critical, empty, the forecast within the
-lead time), one line per site and part number, and one call that turns a line into orders."""
+lead time) and the api's own forecast, one line per site and part number, and one call that turns
+a line into orders."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,6 +20,8 @@ from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import PrinterConfigured, SupplyReading, ThresholdCrossed
 from tonerwatch_shared.printer.model import PrinterIdentity
+
+from .conftest import hp_supplies
 
 ADMIN_PW = "suggestions-admin-password"
 KONICA = PrinterIdentity(vendor="Konica Minolta", model="bizhub C250i", serial="A7PU021000123")
@@ -138,3 +141,49 @@ async def test_the_orders_page_lists_suggestions_with_one_order_button_each(
     assert "Order now" in html and 'data-key="default/W2030A"' in html
     assert 'data-api="POST /api/v1/orders/suggestions/order"' in html
     assert '{"key": "default/W2030A"}' in html.replace("&#34;", '"') and "Order 2" in html
+
+
+async def test_the_apis_own_forecast_suggests_without_waiting_for_an_alert(
+    client: httpx.AsyncClient,
+    db: Engine,
+    configured: Callable[..., PrinterConfigured],
+    reading: Callable[..., SupplyReading],
+) -> None:
+    # No alert at all for this printer (the alerter may be down, or not forecasting yet): its
+    # cyan falls 10 points a day, so the api's forecast says two days left, inside the 7-day lead.
+    apply_now(db, configured(printer_id="p-hp-stock", address="127.0.0.14"))
+    now = datetime.now(UTC)
+    for ago, cyan in ((3, 50.0), (2, 40.0), (1, 30.0), (0, 20.0)):
+        apply_now(
+            db,
+            reading(
+                printer_id="p-hp-stock",
+                supplies=hp_supplies(cyan=cyan),
+                occurred_at=now - timedelta(days=ago),
+            ),
+        )
+    lines = {x["key"]: x for x in (await client.get("/api/v1/orders/suggestions")).json()["items"]}
+    cyan_line = lines["default/W2031A"]
+    (supply,) = cyan_line["supplies"]
+    assert (supply["printer_id"], supply["rule"], supply["alert_id"]) == (
+        "p-hp-stock",
+        "forecast",
+        None,
+    )
+    assert 1.0 < supply["days_to_empty"] < 3.0 and cyan_line["most_urgent"] == "forecast"
+    # The lead time in force counts: a site whose supplies come within a day has nothing to order.
+    r = await client.put("/api/v1/sites/default/alert-settings", json={"lead_time_days": 1})
+    assert r.status_code == 200, r.text
+    keys = [x["key"] for x in (await client.get("/api/v1/orders/suggestions")).json()["items"]]
+    assert "default/W2031A" not in keys
+    # Back to 7 days: one click orders it, with no alert to answer.
+    r = await client.put("/api/v1/sites/default/alert-settings", json={"lead_time_days": 7})
+    assert r.status_code == 200, r.text
+    placed = await client.post("/api/v1/orders/suggestions/order", json={"key": "default/W2031A"})
+    assert placed.status_code == 201, placed.text
+    (order,) = placed.json()["items"]
+    assert (order["printer_id"], order["supply_index"], order["alert_id"]) == (
+        "p-hp-stock",
+        "2",
+        None,
+    )

@@ -57,3 +57,14 @@ def limits_in_force(
             values["critical_percent"] = AlertLimitInForce(value=low.value, source=low.source)
         out.append(SupplyLimitsOut(supply_index=supply.index, kind=supply.kind, **values))
     return out
+
+
+def lead_time_for(
+    row: SiteAlertSettings | None, printer_id: str, kind: str, default: float
+) -> float:
+    """Return the reorder lead time in force for one supply kind of a printer (days)."""
+    value = default
+    for _source, layer in _layers(row, printer_id, kind):
+        if layer.get("lead_time_days") is not None:
+            value = float(layer["lead_time_days"])
+    return value

@@ -169,11 +169,14 @@ async def list_suggestions(
     site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
 ) -> SuggestionList:
     """What to order now: one line per site and part number, every supply of the site that will
-    run low within its lead time (open low/critical/empty alert, or the forecast's) and has no
-    open order; most urgent first."""
+    run low within its lead time (an open low/critical/empty or forecast alert, or the api's own
+    forecast, `days_to_empty`, within the lead time in force) and has no open order; most urgent
+    first."""
+
+    lead = app_state(request).settings.lead_time_days
 
     def work(s: Session) -> SuggestionList:
-        return SuggestionList(items=suggestions(s, who.tenant_id, site))
+        return SuggestionList(items=suggestions(s, who.tenant_id, site, lead_time_days=lead))
 
     return await run_tx(app_state(request).engine, work)
 
@@ -214,7 +217,14 @@ async def order_suggested(
             before = s.exec(
                 select(Order.id).where(col(Order.idempotency_key).startswith(idempotency_key + "#"))
             ).first()
-        orders = order_suggestion(s, who, body.key, st.source, idempotency_key)
+        orders = order_suggestion(
+            s,
+            who,
+            body.key,
+            st.source,
+            idempotency_key,
+            lead_time_days=st.settings.lead_time_days,
+        )
         items = [one_out(s, o) for o in orders]
         return BatchOut(batch_id=orders[0].batch_id if orders else None, items=items), (
             before is None

@@ -237,8 +237,12 @@ class SuggestedSupply(BaseModel):
     colour: str | None
     percent: float | None
     rule: str = Field(description="Why now: empty, critical, low, or forecast (within lead time)")
-    alert_id: str
-    days_to_empty: float | None = Field(description="The forecast's, when it made the alert")
+    alert_id: str | None = Field(
+        description="The open alert it answers; null when only the api's forecast says so"
+    )
+    days_to_empty: float | None = Field(
+        description="The forecast's days to empty (the alert's, else the api's for the supply)"
+    )
 
 
 class SuggestionOut(BaseModel):

@@ -175,6 +175,7 @@ async def orders_page(
     """Orders of supplies: open ones, one status or all; of the user's sites unless scope=all."""
     who = await ui_user(request)
     show = show if show in ORDER_VIEWS else "open"
+    lead = app_state(request).settings.lead_time_days
 
     def work(s: Session) -> dict[str, Any]:
         mine = my_scope(s, who, scope, site)
@@ -191,7 +192,7 @@ async def orders_page(
         responsible = user_responsibility(s, who)
         groups = tenant_groups(s, who.tenant_id)
         return {
-            "suggestions": suggestions(s, who.tenant_id, site or None, mine),
+            "suggestions": suggestions(s, who.tenant_id, site or None, mine, lead),
             "orders": items,
             "next_cursor": next_cursor,
             "sites": tenant_sites(s, who.tenant_id),
