@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from tonerwatch_alerter.channels import ledger as ld
 from tonerwatch_alerter.channels.webhook import DeliveryFailed, WebhookConfig, WebhookSender
-from tonerwatch_alerter.service import Settings, run
+from tonerwatch_alerter.service import Settings, channel_handler, run
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import AlertResolved, SupplyReading, ThresholdCrossed, parse_event
 from tonerwatch_shared.printer.model import PrinterIdentity, Supply, SupplyKind
@@ -248,3 +249,27 @@ async def test_service_delivers_crossing_to_webhook_retrying_through_the_bus(
     assert verify(headers, body, SECRET.encode(), now=time.time())
     event = parse_event(body)
     assert isinstance(event, ThresholdCrossed) and event.rule == "low" and event.percent == 19
+
+
+async def test_a_late_crossed_is_not_posted_after_its_resolve(bus: Bus) -> None:
+    """The webhook channel keeps each alert's order like mail: a "crossed" older (by seq) than
+    the "resolved" it already posted (a late redelivery, a replayed dead letter) is not posted,
+    and the events it posts carry seq for the receiver's own check."""
+    ledger = ld.Ledger(await bus.key_value(ld.BUCKET, ttl_s=ld.TTL_S))
+    raised = crossing().model_copy(update={"seq": 10})
+    cleared = AlertResolved(
+        source="alerter-test",
+        site_id="hq",
+        printer_id=raised.printer_id,
+        alert_id=raised.alert_id,
+        rule="low",
+        seq=12,
+    )
+    late = crossing().model_copy(update={"seq": 11})
+    async with Receiver() as rx, sender(rx.url) as (s, _):
+        handle = channel_handler(s, channel="webhook_ops", ledger=ledger)
+        for event in (raised, cleared, late):
+            await handle(event, None)  # type: ignore[arg-type]
+    posted = [parse_event(body) for _headers, body in rx.requests]
+    assert [e.event_id for e in posted] == [raised.event_id, cleared.event_id]
+    assert [json.loads(body)["seq"] for _headers, body in rx.requests] == [10, 12]

@@ -5,8 +5,10 @@ user, a wrong privacy key, a key too short to use, an address that is no address
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
+from tonerwatch_poller.service import PrinterHealth
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.simulator import SnmpSimulator, free_udp_port
@@ -112,3 +114,17 @@ async def test_silence_is_a_timeout_named_after_n_polls_in_a_row(bus: Bus, nats_
         e = await down(bus, "silent")
     assert e.failure == "timeout" and e.consecutive_failures == 2
     assert "the community is wrong" in e.reason
+
+
+def test_printer_health_continues_the_printer_seq_after_a_restart_and_a_clock_step_back() -> None:
+    """The seq lives with the printer's health in KV: a replica that reads it continues it, one
+    more than the last even when its clock is behind the replica that wrote it."""
+    first = PrinterHealth()
+    a = first.next_seq()
+    b = first.next_seq()
+    assert b > a
+    stored = PrinterHealth.from_bytes(first.to_bytes())
+    assert stored.seq == b
+    ahead = PrinterHealth(seq=int((time.time() + 3600) * 1_000_000))  # written by a clock 1 h ahead
+    again = PrinterHealth.from_bytes(ahead.to_bytes())
+    assert again.next_seq() == ahead.seq + 1  # type: ignore[operator]
