@@ -191,6 +191,7 @@ def test_compose_discovery_on_the_host_network_serves_ops_on_loopback() -> None:
 # --- the hub of many sites: compose.hub.yaml over compose.yaml ----------------------------------
 
 HUB_MOUNT = "/etc/tonerwatch-hub"
+HUB_RUN = "/run/tonerwatch-hub"  # where hub-sync writes hub.conf and nats-server reads it
 # What compose.hub.yaml's header tells the operator to run (and what the overlay relies on).
 HUB_CONFIG_OPTIONS = (
     f"--conf-dir {HUB_MOUNT}",
@@ -232,15 +233,28 @@ def test_the_hub_overlay_validates_against_the_compose_spec() -> None:
         )
         assert out.returncode == 0, out.stdout + out.stderr
     # Every overlay service and key it sets exists in compose.yaml: an overlay typo would add a
-    # stray service instead of changing the real one.
-    assert set(_hub_overlay()["services"]) <= set(_compose()["services"])
+    # stray service instead of changing the real one. It adds hub-sync and its one-shot only.
+    added = set(_hub_overlay()["services"]) - set(_compose()["services"])
+    assert added == {"hub-render", "hub-sync"}
 
 
 def test_the_hub_overlay_runs_the_hub_conf_and_every_service_as_the_hub(tmp_path: Path) -> None:
     compose = _hub_compose()
     nats = compose["services"]["nats"]
-    assert nats["command"] == ["-c", f"{HUB_MOUNT}/hub.conf"]
+    # nats-server reads what hub-sync renders (./hub-run), the TLS files from the folder.
+    assert nats["command"] == ["-c", f"{HUB_RUN}/hub.conf"]
     assert f"./hub:{HUB_MOUNT}:ro" in nats["volumes"]
+    assert f"./hub-run:{HUB_RUN}:ro" in nats["volumes"]
+    assert nats["depends_on"]["hub-render"] == {"condition": "service_completed_successfully"}
+    render, sync = compose["services"]["hub-render"], compose["services"]["hub-sync"]
+    for one in (render, sync):
+        assert one["volumes"] == [f"./hub:{HUB_MOUNT}:ro", f"./hub-run:{HUB_RUN}"]
+        assert one["read_only"] is True and one["cap_drop"] == ["ALL"]
+        argv = one["command"]
+        assert argv[0] == "hub-sync" and argv[argv.index("--hub-dir") + 1] == HUB_MOUNT
+        assert argv[argv.index("--conf") + 1] == f"{HUB_RUN}/hub.conf"
+    assert "--render-only" in render["command"] and render["restart"] == "no"
+    assert sync["command"][sync["command"].index("--nats-url") + 1] == "nats://nats:4222"
     assert any(v.endswith(":/data") for v in nats["volumes"])  # the store's volume stays
     # The leaf port is the one port beyond the host; the client port stays on loopback.
     assert sorted(nats["ports"]) == ["127.0.0.1:4222:4222", "7422:7422"]
@@ -253,7 +267,9 @@ def test_the_hub_overlay_runs_the_hub_conf_and_every_service_as_the_hub(tmp_path
             "${TONERWATCH_HUB_SITES:?"
         )
     api = compose["services"]["api"]
-    assert api["environment"]["TONERWATCH_HUB_DIR"] == "/hub" and "./hub:/hub" in api["volumes"]
+    # The api only reads the folder; enrolment and revocation go through the bucket hub-sync follows.
+    assert api["environment"]["TONERWATCH_HUB_DIR"] == "/hub" and "./hub:/hub:ro" in api["volumes"]
+    assert api["environment"]["TONERWATCH_HUB_SYNC"] == "true"
     assert api["environment"]["TONERWATCH_HUB_LEAF_URL"].startswith("${TONERWATCH_HUB_LEAF_URL:?")
     text = (ROOT / "compose.hub.yaml").read_text()
     header = " ".join(line.strip("# ") for line in text.splitlines() if line.startswith("#"))
@@ -262,7 +278,8 @@ def test_the_hub_overlay_runs_the_hub_conf_and_every_service_as_the_hub(tmp_path
     required = set(re.findall(r"\$\{(\w+):\?", text))
     example = (ROOT / ".env.example").read_text()
     assert required <= set(re.findall(r"^#?\s*(\w+)=", example, re.M)), required
-    assert "/hub/" in (ROOT / ".gitignore").read_text().split()  # passwords and keys
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "/hub/" in ignored and "/hub-run/" in ignored  # passwords and keys
 
     # hub.conf written with the header's options is what the overlay expects, and nats-server
     # takes it with the folder at the overlay's mount (a symlink stands in for the mount).
@@ -276,6 +293,13 @@ def test_the_hub_overlay_runs_the_hub_conf_and_every_service_as_the_hub(tmp_path
     )
     assert re.search(r"leafnodes \{\s*host: 0\.0\.0\.0\s*port: 7422", conf)
     assert 'store_dir: "/data/hub"' in conf
+    # hub-render's rendering of the folder (no bucket state yet) is that same config.
+    from tonerwatch.cli import main
+
+    argv = render["command"]
+    argv = [a.replace(HUB_MOUNT, str(out)).replace(HUB_RUN, str(tmp_path / "run")) for a in argv]
+    assert main(argv) == 0
+    assert (tmp_path / "run" / "hub.conf").read_text() == conf
     mount.symlink_to(out)
     (out / "check.conf").write_text(conf.replace('"/data/hub"', f'"{tmp_path / "store"}"'))
     checked = _run([str(nats_server_binary()), "-t", "-c", str(mount / "check.conf")])
@@ -366,23 +390,68 @@ def test_the_hub_on_kubernetes_runs_hub_conf_with_its_leaf_port_and_services_as_
     assert out.returncode == 0, out.stdout + out.stderr
     docs = _docs(rendered)
     (nats,) = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "nats"]
-    assert nats["spec"]["replicas"] == 1  # hub.conf is one server
+    # The base's three-node cluster: each node's hub-sync renders and converges its own config.
+    assert nats["spec"]["replicas"] == 3
     spec = nats["spec"]["template"]["spec"]
-    (container,) = spec["containers"]
-    assert container["args"] == ["-c", f"{HUB_MOUNT}/hub.conf"]
+    containers = {c["name"]: c for c in spec["containers"]}
+    assert set(containers) == {"nats", "hub-sync"}
+    container = containers["nats"]
+    assert container["args"] == ["-c", f"{HUB_RUN}/hub.conf"]
     assert {"containerPort": 7422, "name": "leaf"} in container["ports"]
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts["config"] == HUB_MOUNT
-    (config,) = [v for v in spec["volumes"] if v["name"] == "config"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["config"]["mountPath"] == HUB_MOUNT and mounts["config"]["readOnly"]
+    assert mounts["hub-run"]["mountPath"] == HUB_RUN and mounts["hub-run"]["readOnly"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert "emptyDir" in volumes["hub-run"]
+    config = volumes["config"]
     items = {i["key"]: i["path"] for i in config["secret"]["items"]}
     (secret,) = [
         d
         for d in docs
         if d["kind"] == "Secret" and d["metadata"]["name"] == config["secret"]["secretName"]
     ]
-    assert sorted(secret["data"]) == sorted(items)
-    conf = base64.b64decode(secret["data"]["hub.conf"]).decode()
-    assert conf == (folder / "hub.conf").read_text()
+    assert set(items) <= set(secret["data"])
+    for key, path in items.items():  # the Secret holds the folder's files, where it has them
+        assert base64.b64decode(secret["data"][key]) == (folder / path).read_bytes(), key
+    (render,) = spec["initContainers"][-1:]
+    sync = containers["hub-sync"]
+    assert render["name"] == "hub-render" and "--render-only" in render["args"]
+    for one in (render, sync):
+        assert one["image"].startswith("ghcr.io/tonerwatch/tonerwatch:")  # the pin reaches it
+        assert one["args"][0] == "hub-sync"
+        assert {m["name"]: m["mountPath"] for m in one["volumeMounts"]} == {
+            "config": HUB_MOUNT,
+            "hub-run": HUB_RUN,
+        }
+        # The nats container's user: hub.conf is written owner-only.
+        assert one["securityContext"]["runAsUser"] == spec["securityContext"]["runAsUser"]
+        assert {e["name"] for e in one["env"]} == {"POD_NAME"}
+    assert "--nats-url=nats://127.0.0.1:4222" in sync["args"] and "--replicas=3" in sync["args"]
+    # The api reads the site files from the Secret and records in the bucket.
+    (api,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "api"]
+    api_spec = api["spec"]["template"]["spec"]
+    api_env = {e["name"]: e for e in api_spec["containers"][0]["env"]}
+    assert api_env["TONERWATCH_HUB_SYNC"]["value"] == "true"
+    assert api_env["TONERWATCH_HUB_DIR"]["value"] == HUB_MOUNT
+    ref = api_env["TONERWATCH_HUB_LEAF_URL"]["valueFrom"]["configMapKeyRef"]
+    assert ref["name"].startswith("tonerwatch-hub")
+    (hub_volume,) = [v for v in api_spec["volumes"] if v["name"] == "hub"]
+    assert {i["key"] for i in hub_volume["secret"]["items"]} == {"hub.json", "enrolments.json"}
+    # What each node's hub-sync renders (a node's name, the cluster's routes), where the volumes
+    # put the files it names, is what nats-server takes.
+    from tonerwatch.cli import main
+
+    run = tmp_path / "run"
+    argv = [
+        a.replace("$(POD_NAME)", "nats-1")
+        .replace(HUB_RUN, str(run))
+        .replace(HUB_MOUNT, str(folder))
+        for a in render["args"]
+    ]
+    assert main(argv) == 0
+    conf = (run / "hub.conf").read_text()
+    assert re.search(r"^server_name: \"?nats-1\"?$", conf, re.M), conf[:300]
+    assert "nats://nats-2.nats-headless:6222" in conf and "tonerwatch-hub" in conf
     # The TLS files hub.conf names are where the volume puts them.
     for named in re.findall(r'_file: "([^"]+)"', conf):
         assert (
@@ -410,8 +479,8 @@ def test_the_hub_on_kubernetes_runs_hub_conf_with_its_leaf_port_and_services_as_
     (shared,) = [
         d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "tonerwatch"
     ]
-    assert shared["data"]["TONERWATCH_NATS_URL"] == "nats://nats-0.nats-headless:4222"
-    assert shared["data"]["TONERWATCH_STREAM_REPLICAS"] == "1"
+    assert shared["data"]["TONERWATCH_NATS_URL"].count("nats-headless:4222") == 3
+    assert shared["data"]["TONERWATCH_STREAM_REPLICAS"] == "3"
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
     assert set(SERVICES) <= set(deployments)
     for name in SERVICES:

@@ -19,6 +19,7 @@ from tonerwatch.hub import (
     hub_config_command,
     hub_sites_command,
 )
+from tonerwatch.hub_sync import add_hub_sync_parser, hub_sync_command
 from tonerwatch.poll import poll_command
 from tonerwatch.portal import add_portal_parser, portal_command
 from tonerwatch.services import SERVICES, CliError, service_module
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_collector_parser(sub)
     add_hub_parser(sub)
     add_hub_sites_parser(sub)
+    add_hub_sync_parser(sub)
     add_portal_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
@@ -173,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "collector": collector_command,
         "hub-config": hub_config_command,
         "hub-sites": hub_sites_command,
+        "hub-sync": hub_sync_command,
         "portal": portal_command,
         "version": cmd_version,
     }

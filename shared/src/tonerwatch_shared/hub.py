@@ -10,7 +10,11 @@ leaf password is forgotten, so re-admitting it (delete it from hub.json's "revok
 - `hub.conf`: JetStream domain `hub`, the TLS leaf-node listener, accounts HUB, SYS and one per site;
 - `secrets.json`: the passwords made, reused on the next run so regenerating never changes a
   working site's password;
-- `sites/<site>/`: `credentials.json`, `ca.pem`, `cert.pem`, `key.pem`: what a collector needs.
+- `sites/<site>/`: `credentials.json`, `ca.pem`, `cert.pem`, `key.pem`: what a collector needs;
+- `enrolments.json`: the same for every active site in one file (a Secret cannot hold folders).
+
+With `tonerwatch hub-sync` beside each hub nats-server (tonerwatch_shared.hub_sync) the folder
+is only read: the api records enrolments and revocations in a NATS bucket instead.
 
 Every file holding a password or a key is written owner-only (0600). Changes to the folder are
 serialised by an exclusive lock on DIR/.lock (two revocations at once each see the other's).
@@ -49,6 +53,7 @@ SITE_TLS = TlsFiles(Path("ca.pem"), Path("cert.pem"), Path("key.pem"))
 STATE_FILE = "hub.json"
 SECRETS_FILE = "secrets.json"
 CREDENTIALS_FILE = "credentials.json"
+ENROLMENTS_FILE = "enrolments.json"  # every active site's enrolment, for a read-only mount
 SYSTEM_USER = "sys"
 HUB_TLS_DIR = "tls"  # DIR/tls/: the hub's own TLS files, when hub.conf is read in a container
 
@@ -191,20 +196,17 @@ def _write_state(out: Path, layout: HubLayout, sites: list[SiteEntry]) -> None:
     write_private(out / STATE_FILE, json.dumps(state, indent=2))
 
 
-def _folder_tls(out: Path, layout: HubLayout) -> tuple[TlsFiles, TlsFiles]:
-    """Return the hub's TLS files (kept, copied into DIR/tls/ when hub.conf is read elsewhere)
-    and the paths hub.conf names them by."""
+def _folder_tls(out: Path, layout: HubLayout) -> TlsFiles:
+    """Return the hub's TLS files (kept, copied into DIR/tls/ when hub.conf is read elsewhere)."""
     if layout.conf_dir is None:
-        return layout.hub_tls, layout.hub_tls
+        return layout.hub_tls
     folder = out / HUB_TLS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     kept = TlsFiles(folder / "ca.pem", folder / "hub.pem", folder / "hub-key.pem")
     for source, target in zip(vars(layout.hub_tls).values(), vars(kept).values(), strict=True):
         if Path(source).resolve() != Path(target).resolve():
             write_private(Path(target), Path(source).read_text())
-    seen = layout.conf_dir / HUB_TLS_DIR
-    named = TlsFiles(seen / "ca.pem", seen / "hub.pem", seen / "hub-key.pem")
-    return kept, named
+    return kept
 
 
 def _merge(previous: list[SiteEntry], given: list[SiteEntry]) -> list[SiteEntry]:
@@ -231,14 +233,25 @@ def write_hub_config(sites: list[SiteEntry], out: Path, layout: HubLayout) -> di
         return _write_locked(_merge(previous, sites), out, layout)
 
 
-def _write_locked(sites: list[SiteEntry], out: Path, layout: HubLayout) -> dict[str, Path]:
+def conf_tls(layout: HubLayout) -> TlsFiles:
+    """Return the paths hub.conf names the hub's TLS files by (under --conf-dir when given)."""
+    if layout.conf_dir is None:
+        return layout.hub_tls
+    seen = layout.conf_dir / HUB_TLS_DIR
+    return TlsFiles(seen / "ca.pem", seen / "hub.pem", seen / "hub-key.pem")
+
+
+def render_hub_conf(
+    layout: HubLayout,
+    sites: list[SiteEntry],
+    made: dict[str, Any],
+    *,
+    server_name: str = "hub",
+    cluster: str = "",
+) -> str:
+    """Return hub.conf's text for these sites and passwords (hub_secrets' shape); cluster is
+    appended as is (a hub-sync sidecar's cluster block, server_name its pod's)."""
     subjects = layout.subjects
-    kept_tls, conf_tls = _folder_tls(out, layout)
-    layout = dataclasses.replace(layout, hub_tls=kept_tls)
-    secrets_file = out / SECRETS_FILE
-    previous = json.loads(secrets_file.read_text()) if secrets_file.is_file() else {}
-    made = hub_secrets(previous, sites)
-    write_private(secrets_file, json.dumps(made, indent=2))
     accounts = [
         SiteAccount(
             e.site,
@@ -248,22 +261,34 @@ def _write_locked(sites: list[SiteEntry], out: Path, layout: HubLayout) -> dict[
         )
         for e in sites
     ]
-    config = nats_server_config(
+    return nats_server_config(
         store_dir=layout.store_dir,
         port=layout.client_port,
         host=layout.client_host,
         http_port=layout.monitor_port,
-        server_name="hub",
+        server_name=server_name,
         domain=HUB_DOMAIN,
-        extra=hub_leafnodes(layout.leaf_port, conf_tls, host=layout.leaf_host)
+        extra=hub_leafnodes(layout.leaf_port, conf_tls(layout), host=layout.leaf_host)
         + hub_accounts(
             subjects,
             accounts,
             hub_user="hub",
             hub_password=made["hub"],
             system_password=made["system"],
-        ),
+        )
+        + cluster,
     )
+
+
+def _write_locked(sites: list[SiteEntry], out: Path, layout: HubLayout) -> dict[str, Path]:
+    subjects = layout.subjects
+    kept_tls = _folder_tls(out, layout)
+    layout = dataclasses.replace(layout, hub_tls=kept_tls)
+    secrets_file = out / SECRETS_FILE
+    previous = json.loads(secrets_file.read_text()) if secrets_file.is_file() else {}
+    made = hub_secrets(previous, sites)
+    write_private(secrets_file, json.dumps(made, indent=2))
+    config = render_hub_conf(layout, sites, made)
     # Written to a temporary file first: a reload never reads a half-written config.
     write_private(out / "hub.conf.new", config)
     (out / "hub.conf.new").replace(out / "hub.conf")
@@ -299,6 +324,10 @@ def _write_locked(sites: list[SiteEntry], out: Path, layout: HubLayout) -> dict[
         for e in sites
     ]
     _write_state(out.resolve(), layout, kept)
+    # Every active site's enrolment in one file: what a read-only mount of the folder (a
+    # Kubernetes Secret: no nested folders) gives the api instead of sites/<site>/.
+    bundles = {site: _folder_bundle(out, site) for site in written}
+    write_private(out / ENROLMENTS_FILE, json.dumps(bundles, indent=2))
     return written
 
 
@@ -315,21 +344,35 @@ def revoke_in_config(out: Path, site: str) -> bool:
         return True
 
 
-def site_bundle(out: Path, site: str) -> dict[str, Any]:
-    """Return what an enrolling collector gets: its credentials and PEM files (HubError if not active)."""
+def _folder_bundle(out: Path, site: str) -> dict[str, Any]:
     folder = out / "sites" / site
+    credentials = json.loads((folder / CREDENTIALS_FILE).read_text())
+    files = {
+        name.name: (folder / name).read_text()
+        for name in (SITE_TLS.ca, SITE_TLS.cert, SITE_TLS.key)
+    }
+    return {"site": site, "credentials": credentials, "files": files}
+
+
+def site_bundle(out: Path, site: str) -> dict[str, Any]:
+    """Return what an enrolling collector gets: its credentials and PEM files (HubError if not active).
+
+    From DIR/sites/<site>/, else from DIR/enrolments.json (a folder mounted from a Secret).
+    """
     try:
-        credentials = json.loads((folder / CREDENTIALS_FILE).read_text())
-        files = {
-            name.name: (folder / name).read_text()
-            for name in (SITE_TLS.ca, SITE_TLS.cert, SITE_TLS.key)
-        }
+        return _folder_bundle(out, site)
     except FileNotFoundError:
+        pass
+    try:
+        found = json.loads((out / ENROLMENTS_FILE).read_text()).get(site)
+    except (FileNotFoundError, ValueError):
+        found = None
+    if not found:
         raise HubError(
             f"site {site!r} has no credentials at this hub (not added with `tonerwatch "
             "hub-config`, or revoked)"
-        ) from None
-    return {"site": site, "credentials": credentials, "files": files}
+        )
+    return dict(found)
 
 
 def write_site_bundle(bundle: dict[str, Any], folder: Path, hub_url: str | None) -> Path:

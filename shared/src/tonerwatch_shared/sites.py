@@ -436,29 +436,33 @@ async def source_sites(js: JetStreamContext, hub: Subjects, sites: Sequence[str]
     return changed
 
 
-async def kick_site(system: Client, site: str, timeout_s: float = 1.0) -> int:
-    """Drop a site's live leaf connections on every hub server; return how many were dropped.
+async def kick_site(
+    system: Client, site: str, timeout_s: float = 1.0, server_id: str | None = None
+) -> int:
+    """Drop a site's live leaf connections on every hub server (or only on server_id); return
+    how many were dropped.
 
     Connected as the system account. Revoking in config mode is: rewrite the accounts without
     the site's leaf user, reload the hub (which only refuses *new* connections), then this.
     """
     replies: list[dict[str, Any]] = []
-    inbox = system.new_inbox()
+    query = json.dumps({"account": site_account(site)}).encode()
+    if server_id is not None:
+        answer = await system.request(f"$SYS.REQ.SERVER.{server_id}.LEAFZ", query, timeout_s)
+        replies.append(json.loads(answer.data))
+    else:
+        inbox = system.new_inbox()
 
-    async def collect(msg: Msg) -> None:
-        with contextlib.suppress(ValueError):
-            replies.append(json.loads(msg.data))
+        async def collect(msg: Msg) -> None:
+            with contextlib.suppress(ValueError):
+                replies.append(json.loads(msg.data))
 
-    sub = await system.subscribe(inbox, cb=collect)
-    try:
-        await system.publish(
-            "$SYS.REQ.SERVER.PING.LEAFZ",
-            json.dumps({"account": site_account(site)}).encode(),
-            reply=inbox,
-        )
-        await asyncio.sleep(timeout_s)  # every hub server answers; gather them all
-    finally:
-        await sub.unsubscribe()
+        sub = await system.subscribe(inbox, cb=collect)
+        try:
+            await system.publish("$SYS.REQ.SERVER.PING.LEAFZ", query, reply=inbox)
+            await asyncio.sleep(timeout_s)  # every hub server answers; gather them all
+        finally:
+            await sub.unsubscribe()
     dropped = 0
     for reply in replies:
         server_id = reply.get("server", {}).get("id")

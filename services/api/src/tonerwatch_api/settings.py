@@ -39,6 +39,12 @@ class Settings(CommonSettings):
         default=None,
         description="The hub folder `tonerwatch hub-config` wrote: enables collector enrolment and revocation",
     )
+    hub_sync: bool = Field(
+        default=False,
+        description="The hub's nats-servers follow `tonerwatch hub-sync` (a sidecar beside each): "
+        "enrolment and revocation are recorded in the NATS bucket <prefix>_HUB_SITES, and the hub "
+        "folder is only read (a read-only mount, e.g. a Kubernetes Secret)",
+    )
     hub_leaf_url: str | None = Field(
         default=None,
         description="The hub's leaf-node URL collectors dial (tls://hub.example:7422), given at enrolment",

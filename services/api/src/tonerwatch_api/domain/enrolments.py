@@ -67,7 +67,7 @@ def void_enrolments(session: Session, who: Principal, site_id: str) -> int:
     return len(rows)
 
 
-def record_revocation(session: Session, who: Principal, site_id: str, kicked: int) -> None:
+def record_revocation(session: Session, who: Principal, site_id: str, kicked: int | None) -> None:
     """Audit a collector revocation."""
     audit(session, who, "site.collector.revoke", site_id, kicked=kicked)
 

@@ -1,4 +1,11 @@
-"""REST: enrol a site's collector with a one-time token, and revoke it (a hub only: TONERWATCH_HUB_DIR)."""
+"""REST: enrol a site's collector with a one-time token, and revoke it (a hub only: TONERWATCH_HUB_DIR).
+
+With TONERWATCH_HUB_SYNC the hub folder is only read (the site's files for an enrolment) and the
+hub's wanted sites are recorded in the NATS bucket <prefix>_HUB_SITES: `tonerwatch hub-sync`
+beside each hub nats-server renders its config from it, reloads and drops a revoked leaf.
+Without it the api rewrites the folder and reloads every hub server itself (compose without
+the sidecar).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from pathlib import Path
 import nats
 import nats.errors
 from fastapi import APIRouter, HTTPException, Request
+from nats.js.kv import KeyValue
 from sqlmodel import Session
 
 from tonerwatch_api.db.tx import run_tx
@@ -32,9 +40,16 @@ from tonerwatch_api.security import new_enrolment_token, token_hash
 from tonerwatch_shared.hub import (
     SYSTEM_USER,
     HubError,
+    read_state,
     revoke_collector,
     site_bundle,
     system_password,
+)
+from tonerwatch_shared.hub_sync import (
+    HUB_SITES_BUCKET,
+    HUB_SITES_HISTORY,
+    read_site,
+    record_site,
 )
 
 log = logging.getLogger("tonerwatch.api.enrolments")
@@ -47,6 +62,31 @@ def _hub_dir(st: AppState) -> Path:
     if st.settings.hub_dir is None:
         raise Conflict("this installation is not a hub: set TONERWATCH_HUB_DIR to the hub folder")
     return st.settings.hub_dir
+
+
+async def _hub_sites(st: AppState) -> KeyValue:
+    try:
+        return await st.bus.key_value(HUB_SITES_BUCKET, history=HUB_SITES_HISTORY)
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        log.warning("the hub's sites bucket is out of reach: %r", exc)
+        raise HTTPException(503, "the hub's nats-server is out of reach; try again") from None
+
+
+async def _refuse_if_revoked(st: AppState, site_id: str) -> None:
+    """With hub-sync: a site the bucket records as revoked cannot enrol (its files may remain
+    in a read-only folder)."""
+    if not st.settings.hub_sync:
+        return
+    try:
+        record = await read_site(await _hub_sites(st), site_id)
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        log.warning("reading the hub's sites bucket: %r", exc)
+        raise HTTPException(503, "the hub's nats-server is out of reach; try again") from None
+    if record is not None and record.revoked:
+        raise Conflict(
+            f"site {site_id!r} was revoked at this hub: re-admit it with a new password "
+            "(`tonerwatch hub-config`) first"
+        )
 
 
 def _bundle(hub_dir: Path, site_id: str) -> SiteBundle:
@@ -72,6 +112,7 @@ async def create_site_enrolment(
     """Make a one-time enrolment token for the site's collector (shown once; expires)."""
     st = app_state(request)
     hub_dir = _hub_dir(st)
+    await _refuse_if_revoked(st, site_id)
     ttl = timedelta(minutes=body.ttl_min)
     token = new_enrolment_token()
 
@@ -98,7 +139,14 @@ async def enrol_collector(request: Request, body: EnrolIn) -> SiteBundle:
         bundle = _bundle(hub_dir, site_id)
         return bundle.model_copy(update={"hub_url": st.settings.hub_leaf_url})
 
-    return await run_tx(st.engine, work)
+    bundle = await run_tx(st.engine, work)
+    if st.settings.hub_sync:
+        # The hub's wanted sites say so (a revocation since the token was made wins: sticky).
+        kv = await _hub_sites(st)
+        await record_site(kv, bundle.site, revoked=False, by="enrolment")
+        if (found := await read_site(kv, bundle.site)) is not None and found.revoked:
+            raise Conflict(f"site {bundle.site!r} was revoked at this hub")
+    return bundle
 
 
 @router.post(
@@ -112,6 +160,44 @@ async def revoke_site_collector(request: Request, site_id: SiteId, who: Admin) -
     st = app_state(request)
     hub_dir = _hub_dir(st)
     await run_tx(st.engine, lambda s: get_site(s, who.tenant_id, site_id))
+    if st.settings.hub_sync:
+        changed, kicked = await _revoke_in_bucket(st, hub_dir, site_id, who.username)
+    else:
+        changed, kicked = await _revoke_in_folder(st, hub_dir, site_id)
+
+    def record(s: Session) -> int:
+        voided = void_enrolments(s, who, site_id)
+        record_revocation(s, who, site_id, kicked)
+        return voided
+
+    voided = await run_tx(st.engine, record)
+    return RevokeOut(site_id=site_id, changed=changed, kicked=kicked, voided_enrolments=voided)
+
+
+async def _revoke_in_bucket(
+    st: AppState, hub_dir: Path, site_id: str, by: str
+) -> tuple[bool, int | None]:
+    """Record the revocation; each hub server's hub-sync reloads and drops the live leaf."""
+    if site_id not in _folder_sites(hub_dir):  # only a site the hub knows (a typo must not pass)
+        raise Conflict(f"site {site_id!r} is not one of this hub's")
+    kv = await _hub_sites(st)
+    try:
+        changed = await record_site(kv, site_id, revoked=True, by=by)
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        log.warning("revoking site %s: the bucket write failed: %r", site_id, exc)
+        raise HTTPException(503, "the hub's nats-server is out of reach; try again") from None
+    return changed, None
+
+
+def _folder_sites(hub_dir: Path) -> set[str]:
+    try:
+        return {e.site for e in read_state(hub_dir)[1]}
+    except HubError:
+        return set()
+
+
+async def _revoke_in_folder(st: AppState, hub_dir: Path, site_id: str) -> tuple[bool, int]:
+    """Rewrite the folder, reload every hub server and drop the live leaf (no hub-sync)."""
     try:
         password = system_password(hub_dir)
         system = await nats.connect(
@@ -139,11 +225,4 @@ async def revoke_site_collector(request: Request, site_id: SiteId, who: Admin) -
         ) from None
     finally:
         await system.close()
-
-    def record(s: Session) -> int:
-        voided = void_enrolments(s, who, site_id)
-        record_revocation(s, who, site_id, kicked)
-        return voided
-
-    voided = await run_tx(st.engine, record)
-    return RevokeOut(site_id=site_id, changed=changed, kicked=kicked, voided_enrolments=voided)
+    return changed, kicked

@@ -92,6 +92,11 @@ class RevokeOut(BaseModel):
     )
 
     site_id: str
-    changed: bool = Field(description="False: the site was already revoked in the hub config")
-    kicked: int = Field(description="Live leaf connections dropped")
+    changed: bool = Field(
+        description="False: the site was already revoked in the hub config (or the hub's bucket)"
+    )
+    kicked: int | None = Field(
+        description="Live leaf connections dropped; null when each hub server's hub-sync drops "
+        "them (TONERWATCH_HUB_SYNC)"
+    )
     voided_enrolments: int = Field(description="Unused enrolment tokens made void")
