@@ -21,7 +21,7 @@ import pytest
 
 HERE = Path(__file__).parent
 MAX_EXAMPLES = int(os.environ.get("TONERWATCH_FUZZ_MAX_EXAMPLES", "5"))
-MAX_TIME_S = int(os.environ.get("TONERWATCH_FUZZ_MAX_TIME_S", "150"))
+MAX_TIME_S = int(os.environ.get("TONERWATCH_FUZZ_MAX_TIME_S", "100"))
 
 pytestmark = pytest.mark.timeout(MAX_TIME_S + 180)
 
