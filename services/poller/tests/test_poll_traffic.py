@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -113,3 +114,39 @@ async def test_mirrors_follow_what_other_replicas_write(bus: Bus, poller: Poller
     await eventually(lambda: poller.config_mirror.get(token("hp-other")) is None)  # type: ignore[union-attr]
     await asyncio.sleep(0)
     assert await poller.read_config("hp-other") is None
+
+
+async def test_a_clock_behind_the_printer_seq_writes_health_at_every_poll(
+    bus: Bus, poller: Poller, snmp_agent: SnmpSimulator
+) -> None:
+    """Health is written at every poll while the clock is behind the printer's seq (it stepped
+    back): the seq then counts on from the last one, and a restart must continue it exactly."""
+    config = ev.PrinterConfigured(
+        source="test",
+        site_id="hq",
+        printer_id="hp-clock",
+        address="127.0.0.1",
+        port=snmp_agent.port,
+        credentials=ev.SnmpCredentials(community="jetdirect_m252dw"),
+        interval_s=1.0,
+    )
+    await poller.on_config(config, None)  # type: ignore[arg-type]
+    sub = await jobs(poller)
+    readings = poller.subjects.subject("hq", "supply.reading", "hp-clock")
+    health_key = f"$KV.{poller.subjects.name('POLLER_HEALTH')}.hp-clock"
+    ahead = int((time.time() + 3600) * 1_000_000)  # the seq a clock an hour ahead stamped
+    stepped = 0
+    for _ in range(20):  # bounded
+        (msg,) = await sub.fetch(1, timeout=10)  # type: ignore[attr-defined]
+        if "hp-clock" in poller.recent and stepped == 0:
+            poller.recent["hp-clock"].seq = ahead
+        with counting(bus.nc) as traffic:
+            await poller.handle_job(msg)
+        if readings in traffic.requests and poller.recent["hp-clock"].seq > ahead - 1:
+            stepped += 1
+            assert traffic.requests == [readings, health_key], traffic
+            stored = PrinterHealth.from_bytes((await poller.health.get(token("hp-clock"))).value)
+            assert stored.seq == ahead + stepped
+            if stepped == 2:
+                break
+    assert stepped == 2

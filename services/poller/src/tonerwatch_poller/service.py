@@ -665,6 +665,9 @@ class Poller:
             stored is None
             or stored.substance() != health.substance()
             or stored.last_poll_at is None
+            # The clock is behind the printer's seq (stepped back): its seq counts on from the
+            # last one, which another replica or a restart must read exactly.
+            or (health.seq or 0) > ordering.next_seq(None, now)
             # Rewritten a little early, so the stored time never lags by more than refresh_s.
             or now - stored.last_poll_at
             >= (health.refresh_s or 0) - schedule.tolerance(config.interval_s)
