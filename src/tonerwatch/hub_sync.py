@@ -63,6 +63,7 @@ class HubSync:
     cluster: str = ""
     replicas: int = 1
     resync_s: float = 30.0
+    ports: dict[str, Any] = field(default_factory=dict)  # HubLayout fields replaced
     wanted: dict[str, WantedSite] = field(default_factory=dict)
     revoked: set[str] | None = None  # as last rendered; None: nothing rendered yet
     reload_pending: bool = False
@@ -89,7 +90,11 @@ class HubSync:
     def render(self) -> bool:
         """Render CONF from the folder and the bucket's word; return whether it changed."""
         text, revoked = render_synced(
-            self.folder, self.wanted, server_name=self.server_name, cluster=self.cluster
+            self.folder,
+            self.wanted,
+            server_name=self.server_name,
+            cluster=self.cluster,
+            ports=self.ports,
         )
         changed = write_if_changed(self.conf, text)
         # The first rendering of a run kicks every revoked site once (a leaf admitted by an
@@ -254,6 +259,14 @@ def add_hub_sync_parser(sub: Any) -> None:
         "--resync-s", type=float, default=30.0, help="re-read the bucket and folder this often"
     )
     cmd.add_argument("--render-only", action="store_true", help="write --conf once and exit")
+    # Several servers of one cluster on one machine (tests): each its own ports and store.
+    for option, kind in (
+        ("--client-port", int),
+        ("--leaf-port", int),
+        ("--monitor-port", int),
+        ("--store-dir", Path),
+    ):
+        cmd.add_argument(option, type=kind, default=None, help="instead of hub.json's")
 
 
 def hub_sync_from_args(args: argparse.Namespace) -> HubSync:
@@ -262,7 +275,10 @@ def hub_sync_from_args(args: argparse.Namespace) -> HubSync:
     if args.cluster_name:
         routes = [r.strip() for r in args.routes.split(",") if r.strip()]
         cluster = cluster_block(args.cluster_name, args.cluster_port, routes)
+    names = ("client_port", "leaf_port", "monitor_port", "store_dir")
+    ports = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     return HubSync(
+        ports=ports,
         folder=args.hub_dir,
         conf=args.conf,
         nats_url=args.nats_url,

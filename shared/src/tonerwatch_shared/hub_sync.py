@@ -15,6 +15,7 @@ admitted; a site the folder does not know (no certificate, no password) cannot b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from datetime import UTC, datetime
@@ -129,9 +130,16 @@ def render_synced(
     *,
     server_name: str = "hub",
     cluster: str = "",
+    ports: dict[str, Any] | None = None,
 ) -> tuple[str, set[str]]:
-    """Return hub.conf for this server from the folder and the bucket, and the revoked sites."""
+    """Return hub.conf for this server from the folder and the bucket, and the revoked sites.
+
+    ports replaces HubLayout fields for this server (client_port, leaf_port, monitor_port,
+    store_dir: several servers of one cluster on one machine).
+    """
     layout, sites = read_state(folder)
+    if ports:
+        layout = dataclasses.replace(layout, **ports)
     try:
         made = json.loads((folder / SECRETS_FILE).read_text())
     except (OSError, ValueError) as exc:
