@@ -735,14 +735,21 @@ async def flip_alerts(s: Stack) -> None:
 async def test_nats_killed_and_restarted_loses_and_forges_nothing(
     tmp_path: Path, database_url: str, pg_schema: str, fault_db: Engine, snmp_agent: SnmpSimulator
 ) -> None:
-    """Injected: our own nats-server SIGKILLed while events flow, restarted on its store 5 s
-    later. Out: every reading published (acked) stored once, every alert mailed and taken once."""
+    """Injected: our own nats-server SIGKILLed while events flow and alerts are resolving,
+    restarted on its store 5 s later; the alerts cross again after. Out: every reading published
+    (acked) stored once, every alert event mailed and taken once, in order per printer."""
     async with stack(tmp_path, database_url, pg_schema) as s:
         await start_services(s)
         await s.monitor_fleet(snmp_agent.port)
         await flowing(s, fault_db)
-        before = len([e for e in await s.stream() if isinstance(e, ev.SupplyReading)])
+        events = await s.stream()
+        before = len([e for e in events if isinstance(e, ev.SupplyReading)])
+        crossed = len([e for e in events if isinstance(e, ev.ThresholdCrossed)])
+        assert crossed > 0
+        # The alerts start resolving (site low threshold to 1 %) and NATS dies among them.
         assert s.bus is not None
+        await s.set_low_percent(1, revision=1)
+        await eventually(lambda: _count(s, ev.AlertResolved, 1), timeout_s=30, interval_s=0.05)
         await s.bus.nc.close()
         assert s.nats.proc is not None
         s.nats.proc.send_signal(signal.SIGKILL)
@@ -758,8 +765,19 @@ async def test_nats_killed_and_restarted_loses_and_forges_nothing(
             return n >= before + 2 * len(FLEET)
 
         await eventually(more_published, timeout_s=45, interval_s=1)
+        await eventually(lambda: _count(s, ev.AlertResolved, crossed), timeout_s=30, interval_s=0.5)
+        # ... and cross again after the restart.
+        await s.set_low_percent(99, revision=2)
+        await eventually(
+            lambda: _count(s, ev.ThresholdCrossed, 2 * crossed), timeout_s=30, interval_s=0.5
+        )
         tally = await settle_and_count(s, fault_db)
     record("nats-kill", tally, published_before_kill=before)
+
+
+async def _count(s: Stack, kind: type[ev.Event], at_least: int) -> bool:
+    """Return whether the events stream holds at least at_least events of kind."""
+    return sum(1 for e in await s.stream() if isinstance(e, kind)) >= at_least
 
 
 async def test_api_and_alerter_sigkilled_mid_batch_lose_nothing(
@@ -783,5 +801,7 @@ async def test_api_and_alerter_sigkilled_mid_batch_lose_nothing(
         s.start("alerter")
         await s.ready("api")
         await s.ready("alerter")
+        # The restarted alerter goes on from where the killed one was: resolve, cross again.
+        await flip_alerts(s)
         tally = await settle_and_count(s, fault_db, mail_repeats_allowed=1)
     record("sigkill", tally, **killed)
