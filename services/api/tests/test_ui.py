@@ -288,8 +288,17 @@ async def test_settings_name_audit_targets_and_say_where_thresholds_come_from(
     apply_now(pg, configured())
     apply_now(pg, reading())
     # TONERWATCH_LOW_PERCENT set for the api (and the alerter): its value is in force, named so.
+    # And TONERWATCH_ALERT_RULES (the alerter's overrides) for the site and for this printer's toner.
+    rules = {
+        "sites": {"default": {"lead_time_days": 12}},
+        "printers": {"p-hp479": {"kinds": {"toner": {"critical_percent": 4}}}},
+    }
     app = create_app(
-        pg, bus, Settings(session_secret="ui-secret", cookie_secure=False, low_percent=25)
+        pg,
+        bus,
+        Settings(
+            session_secret="ui-secret", cookie_secure=False, low_percent=25, alert_rules=rules
+        ),
     )
 
     def setup(s: Session) -> None:
@@ -323,7 +332,8 @@ async def test_settings_name_audit_targets_and_say_where_thresholds_come_from(
     # The printer page names the environment as the source too.
     black = re.search(r"<tr><td>Black Cartridge.*?</tr>", printer_page, re.S)
     assert black and '25% <small class="muted">environment' in black.group(0)
-    assert '5% <small class="muted">default' in black.group(0)
+    assert '4% <small class="muted">environment' in black.group(0)
+    assert '12 days <small class="muted">environment' in black.group(0)
     changes = html[html.index('id="changes"') :]
     rows = re.findall(r"<tr>(.*?)</tr>", changes, re.S)
     text = [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", r)).strip() for r in rows]
@@ -338,4 +348,6 @@ async def test_settings_name_audit_targets_and_say_where_thresholds_come_from(
     assert "critical at 5% (default)" in defaults
     in_force = re.search(r'data-in-force="default">(.*?)</p>', html, re.S)
     assert in_force
-    assert "low at 25% (environment)" in re.sub(r"<[^>]+>", "", in_force.group(1))
+    shown = re.sub(r"<[^>]+>", "", in_force.group(1))
+    assert "low at 25% (environment)" in shown and "critical at 5% (default)" in shown
+    assert "reorder lead time 12 days (environment)" in shown

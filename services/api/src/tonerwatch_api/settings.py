@@ -55,6 +55,11 @@ class Settings(CommonSettings):
     low_percent: float = Field(default=20.0, ge=0, le=100, description="Low threshold, percent")
     critical_percent: float = Field(default=5.0, ge=0, le=100, description="Critical threshold")
     lead_time_days: float = Field(default=7.0, gt=0, description="Reorder lead time, days")
+    alert_rules: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The alerter's overrides (TONERWATCH_ALERT_RULES, JSON: defaults, sites, "
+        "printers, each with kinds), read to show the thresholds in force",
+    )
     auto_monitor_discovered: bool = Field(
         default=False,
         description="Start polling printers discovery finds in sites that chose nothing "

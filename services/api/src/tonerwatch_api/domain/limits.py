@@ -14,6 +14,30 @@ from tonerwatch_api.schemas.printers import AlertLimitInForce, SupplyLimitsOut, 
 LIMIT_NAMES = ("low_percent", "critical_percent", "lead_time_days")
 
 
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def env_layers(
+    rules: Mapping[str, Any], site_id: str, printer_id: str | None, kind: str | None
+) -> list[Mapping[str, Any]]:
+    """Return the layers TONERWATCH_ALERT_RULES sets for a site (and a printer, a kind of
+    supply), lowest first, as the alerter applies them: defaults, site, printer, each followed
+    by its per-kind values."""
+    out = []
+    scopes = [
+        _mapping(rules.get("defaults")),
+        _mapping(_mapping(rules.get("sites")).get(site_id)),
+    ]
+    if printer_id is not None:
+        scopes.append(_mapping(_mapping(rules.get("printers")).get(printer_id)))
+    for layer in scopes:
+        out.append(layer)
+        if kind is not None:
+            out.append(_mapping(_mapping(layer.get("kinds")).get(kind)))
+    return out
+
+
 def _layers(
     row: SiteAlertSettings | None, printer_id: str, kind: str
 ) -> list[tuple[str, Mapping[str, Any]]]:
@@ -36,9 +60,11 @@ def limits_in_force(
     supplies: Sequence[SupplyOut],
     defaults: Mapping[str, float],
     from_env: Collection[str] = (),
+    env_rules: Mapping[str, Any] | None = None,
 ) -> list[SupplyLimitsOut]:
     """Return the thresholds in force for each supply of printer, naming where each comes from
-    (defaults named in from_env were set by the environment, TONERWATCH_<NAME>)."""
+    (defaults named in from_env were set by the environment, TONERWATCH_<NAME>; env_rules are
+    TONERWATCH_ALERT_RULES, applied below the web UI's settings as the alerter does)."""
     row = session.get(SiteAlertSettings, printer.site_id)
     out = []
     for supply in supplies:
@@ -48,7 +74,11 @@ def limits_in_force(
             )
             for n in LIMIT_NAMES
         }
-        for source, layer in _layers(row, printer.id, supply.kind):
+        env = [
+            ("environment", layer)
+            for layer in env_layers(env_rules or {}, printer.site_id, printer.id, supply.kind)
+        ]
+        for source, layer in [*env, *_layers(row, printer.id, supply.kind)]:
             for name in LIMIT_NAMES:
                 if layer.get(name) is not None:
                     values[name] = AlertLimitInForce(value=float(layer[name]), source=source)

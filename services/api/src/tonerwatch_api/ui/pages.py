@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -28,7 +29,7 @@ from tonerwatch_api.domain.discovery_jobs import (
     start_job,
 )
 from tonerwatch_api.domain.groups import tenant_groups
-from tonerwatch_api.domain.limits import LIMIT_NAMES
+from tonerwatch_api.domain.limits import LIMIT_NAMES, env_layers
 from tonerwatch_api.domain.mail_servers import all_mail_servers
 from tonerwatch_api.domain.network_usage import human_bytes, usage
 from tonerwatch_api.domain.orders import ACTION_LABEL, STATUS_LABEL, find_orders
@@ -293,25 +294,37 @@ SOURCE_UI, SOURCE_ENV, SOURCE_DEFAULT = "set here", "environment", "default"
 
 
 def limit_defaults(settings: Any) -> dict[str, tuple[float, str]]:
-    """Return each threshold below every site's own (value, source): the environment's
-    TONERWATCH_<NAME> (the alerter reads the same variables) or the built-in default."""
-    return {
-        n: (
+    """Return each threshold below every site's own (value, source): TONERWATCH_ALERT_RULES'
+    defaults, the environment's TONERWATCH_<NAME> (the alerter reads the same variables) or the
+    built-in default."""
+    rules_defaults = settings.alert_rules.get("defaults") or {}
+    out = {}
+    for n in LIMIT_NAMES:
+        out[n] = (
             float(getattr(settings, n)),
             SOURCE_ENV if n in settings.model_fields_set else SOURCE_DEFAULT,
         )
-        for n in LIMIT_NAMES
-    }
+        if isinstance(rules_defaults, Mapping) and isinstance(rules_defaults.get(n), int | float):
+            out[n] = (float(rules_defaults[n]), SOURCE_ENV)
+    return out
 
 
 def site_in_force(
-    saved: Any, defaults: dict[str, tuple[float, str]]
+    saved: Any,
+    defaults: dict[str, tuple[float, str]],
+    env_rules: Mapping[str, Any] | None = None,
 ) -> dict[str, tuple[float, str]]:
-    """Return a site's thresholds in force (value, source): its saved value, else the default."""
+    """Return a site's thresholds in force (value, source): its saved value, else what
+    TONERWATCH_ALERT_RULES sets for every site or this one, else the default."""
     out = {}
     for n in LIMIT_NAMES:
         value = getattr(saved, n)
-        out[n] = (float(value), SOURCE_UI) if value is not None else defaults[n]
+        out[n] = defaults[n]
+        for layer in env_layers(env_rules or {}, saved.site_id, None, None):
+            if isinstance(layer.get(n), int | float):
+                out[n] = (float(layer[n]), SOURCE_ENV)
+        if value is not None:
+            out[n] = (float(value), SOURCE_UI)
     low, crit = out["low_percent"], out["critical_percent"]
     if crit[0] > low[0]:  # the alerter caps critical at low (rules.Resolved.apply)
         out["critical_percent"] = low
@@ -386,7 +399,8 @@ async def settings_page(request: Request) -> Response:
     ctx = await run_tx(app_state(request).engine, work)
     defaults = limit_defaults(app_state(request).settings)
     ctx["limit_defaults"] = defaults
-    ctx["in_force"] = {sid: site_in_force(a, defaults) for sid, a in ctx["alerting"].items()}
+    rules = app_state(request).settings.alert_rules
+    ctx["in_force"] = {sid: site_in_force(a, defaults, rules) for sid, a in ctx["alerting"].items()}
     default_site = app_state(request).settings.default_site
     hub_enabled = app_state(request).settings.hub_dir is not None  # enrolment and revocation
     return render(

@@ -319,7 +319,12 @@ async def printer_page(request: Request, printer_id: str) -> Response:
             "start": start,
             "resolution": res,
             "limits": limits_in_force(
-                s, p, out.supplies, defaults, st.settings.model_fields_set & set(LIMIT_NAMES)
+                s,
+                p,
+                out.supplies,
+                defaults,
+                st.settings.model_fields_set & set(LIMIT_NAMES),
+                st.settings.alert_rules,
             ),
             "history": level_history(s, p.id, start, end, res, limit=20000),
             "counters": counter_history(s, p.id, start, end, res, limit=20000),
