@@ -6,8 +6,8 @@ offline, low, with open alerts), in a PostgreSQL schema of its own (dropped at t
 
 - server side, over HTTP to a real uvicorn on 127.0.0.1 (--requests requests each, bounded):
   the fleet page (cards, first page), /fleet.json (every row, what the table view loads once),
-  and /fleet.json?ids= of 200 printers (one live update): p50/p99 time and bytes, raw and as
-  gzip would send them (the api does not compress; a proxy may);
+  and /fleet.json?ids= of 200 printers (one live update): p50/p99 time and bytes: the body,
+  the body gzipped, and what was sent (the api gzips /fleet.json for clients that accept it);
 - the domain query alone (fleet_rows, in process): p50;
 - in Chromium (Debian's /usr/bin/chromium, as the browser tests): from opening the page in table
   view to the first 100 rows drawn, then a sort by pages and a search, each until drawn.
@@ -260,17 +260,19 @@ def measure(client: httpx.Client, label: str, url: str, n: int) -> None:
         client.get(url)
     times = []
     body = b""
+    wire = 0
     for _ in range(n):
         t0 = time.perf_counter()
-        r = client.get(url)
+        r = client.get(url)  # httpx asks for gzip, as browsers do
         times.append((time.perf_counter() - t0) * 1000)
         if r.status_code != 200:
             raise RuntimeError(f"{url}: HTTP {r.status_code} {r.text[:200]}")
-        body = r.content
+        body, wire = r.content, r.num_bytes_downloaded
     zipped = len(gzip.compress(body, 6))
     say(
         f"  {label:<40} p50 {statistics.median(times):7.1f} ms   p99 {pct(times, 0.99):7.1f} ms"
-        f"   {len(body) / 1024:7.0f} KiB ({zipped / 1024:5.0f} KiB gzip)   n={n}"
+        f"   {len(body) / 1024:6.0f} KiB ({zipped / 1024:4.0f} KiB gzipped),"
+        f" {wire / 1024:6.0f} KiB sent   n={n}"
     )
 
 

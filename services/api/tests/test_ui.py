@@ -351,3 +351,26 @@ async def test_settings_name_audit_targets_and_say_where_thresholds_come_from(
     shown = re.sub(r"<[^>]+>", "", in_force.group(1))
     assert "low at 25% (environment)" in shown and "critical at 5% (default)" in shown
     assert "reorder lead time 12 days (environment)" in shown
+
+
+async def test_fleet_json_is_gzipped_for_a_browser_that_takes_it(
+    browser: httpx.AsyncClient,
+    pg: Engine,
+    configured: Callable[..., PrinterConfigured],
+    reading: Callable[..., SupplyReading],
+) -> None:
+    for n in range(20):
+        pid = f"p-{n:03d}"
+        apply_now(pg, configured(printer_id=pid, address=f"127.0.0.{n + 1}", name=f"HP {n}"))
+        apply_now(pg, reading(printer_id=pid))
+    await log_in(browser)
+    zipped = await browser.get("/fleet.json", headers={"Accept-Encoding": "gzip"})
+    assert zipped.status_code == 200
+    assert (
+        zipped.headers["content-encoding"] == "gzip" and "Accept-Encoding" in zipped.headers["vary"]
+    )
+    assert len(zipped.json()["rows"]) == 20
+    assert zipped.num_bytes_downloaded * 4 < len(zipped.content)  # what went over the wire
+    plain = await browser.get("/fleet.json", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.json() == zipped.json()
