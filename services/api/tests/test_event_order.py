@@ -41,7 +41,7 @@ from tonerwatch_shared.events import (
 )
 from tonerwatch_shared.testing.infra import eventually
 
-from .conftest import hp_supplies
+from .conftest import HP_M479, hp_supplies
 
 PID = "p-hp479"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -280,3 +280,43 @@ async def test_readings_redelivered_late_out_of_order_through_the_bus(
             ).all()
         )
     assert levels_in_history == sorted([*levels.values(), 30.0])
+
+
+def test_a_sweep_older_than_an_unreachable_does_not_make_the_printer_reachable(
+    db: Engine, configured: Callable[..., PrinterConfigured], reading: Callable[..., SupplyReading]
+) -> None:
+    """A PrinterFound (no seq: discovery's) is a status event ordered by time."""
+    from tonerwatch_shared.events import PrinterFound
+
+    apply_now(db, configured())
+    apply_now(db, reading(occurred_at=NOW - timedelta(minutes=10), seq=1))
+    down = PrinterUnreachable(
+        source="poller/a",
+        site_id="default",
+        printer_id=PID,
+        address="127.0.0.1",
+        consecutive_failures=3,
+        reason="timeout",
+        occurred_at=NOW,
+        seq=2,
+    )
+    assert apply_now(db, down) == "applied"
+    with Session(db) as s:
+        stored = s.get(Printer, PID)
+        assert stored is not None and stored.serial
+        ident = HP_M479.model_copy(update={"serial": stored.serial})
+
+    def found(at: datetime) -> PrinterFound:
+        return PrinterFound(
+            source="discovery",
+            site_id="default",
+            address="127.0.0.1",
+            port=16100,
+            identity=ident,
+            occurred_at=at,
+        )
+
+    apply_now(db, found(NOW - timedelta(minutes=5)))  # swept before it went down
+    assert _printer(db).reachable is False
+    apply_now(db, found(NOW + timedelta(minutes=5)))  # swept after: it answers
+    assert _printer(db).reachable is True

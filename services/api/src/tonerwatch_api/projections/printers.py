@@ -398,7 +398,8 @@ def _apply_found(session: Session, event: Event, options: ProjectionOptions, now
             printer.config_at = event.occurred_at
             moved = True
     _set_identity(printer, clamp_identity(event.identity))
-    printer.reachable = True
+    # It answered the sweep, unless the poller said it is unreachable after that.
+    printer.reachable = True if od.mark_status(printer, position_of(event)) else printer.reachable
     printer.last_seen_at = max(printer.last_seen_at or event.occurred_at, event.occurred_at)
     printer.updated_at = now
     session.add(printer)
