@@ -92,7 +92,10 @@ def reading(
 
 @contextlib.asynccontextmanager
 async def portal_and_syncer(
-    bus: Bus, nats_url: str, clock: Callable[[], dt.datetime] = lambda: TURN_OF_MONTH
+    bus: Bus,
+    nats_url: str,
+    clock: Callable[[], dt.datetime] = lambda: TURN_OF_MONTH,
+    **knobs: Any,
 ) -> AsyncIterator[Portal]:
     portal = Portal(secret=SECRET)
     async with serving(portal, "127.0.0.1", free_tcp_port()) as url:
@@ -106,7 +109,7 @@ async def portal_and_syncer(
             sync_timeout_s=2,
             sync_snapshot_at=dt.time(2, 0),
             sync_schedule_check_s=0.2,
-            sync_downlink_interval_s=0.3,
+            **({"sync_downlink_interval_s": 0.3} | knobs),
         )
         stop, ready = asyncio.Event(), asyncio.Event()
         task = asyncio.create_task(run(settings, stop=stop, ready=ready, clock=clock))
@@ -269,5 +272,52 @@ async def test_a_shipment_on_the_downlink_is_published_once_for_the_api(
     )
     assert update.event_id == document_id("downlink", "hq", "shp-20261201-0001")
     assert update.subject(bus.subjects).endswith(".hq.order.upstream.o-5c1e9a7b3d20")
+    for taken in portal.received:
+        validate_against_openapi(taken)
+
+
+async def test_a_long_poll_brings_a_shipment_at_once_though_the_interval_is_an_hour(
+    bus: Bus, nats_url: str
+) -> None:
+    await bus.publish(reading("hp-m479-06", "CNBJM1A0Q6", 12.0, 3_000))
+    shipped = DownlinkItem(
+        id="shp-20261201-0002",
+        kind="order_shipped",
+        order_id="o-6d2f0a8c4e31",
+        carrier="UPS",
+        tracking_number="1Z999AA10123456784",
+        at=dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC),
+    )
+    async with portal_and_syncer(
+        bus, nats_url, sync_downlink_interval_s=3600, sync_downlink_wait_s=60
+    ) as portal:
+        # The site's request is held by the portal (Prefer: wait=60)...
+        await eventually(lambda: portal._held.get("hq"), timeout_s=15)
+        (asked,) = portal.of_type("tonerwatch.downlink_request.v1")
+        # ... so what the portal gets meanwhile goes down at once, not at the next hourly ask.
+        portal.queue("hq", shipped)
+        update = await wait_for_event(
+            bus,
+            ev.UpstreamOrderUpdate.subject_filter(bus.subjects),
+            lambda e: isinstance(e, ev.UpstreamOrderUpdate) and e.item_id == shipped.id,
+            timeout_s=15,
+        )
+        # And the site listens again straight away (a new held request, after the new cursor).
+        await eventually(
+            lambda: any(
+                d.get("cursor") == "1" for d in portal.of_type("tonerwatch.downlink_request.v1")
+            ),
+            timeout_s=15,
+        )
+        await eventually(lambda: portal._held.get("hq"), timeout_s=15)
+    assert (
+        isinstance(update, ev.UpstreamOrderUpdate)
+        and update.tracking_number == shipped.tracking_number
+    )
+    assert asked["cursor"] is None
+    # Two requests in all: one held until the shipment came, one held when the test stopped.
+    assert len(portal.of_type("tonerwatch.downlink_request.v1")) == 2
+    prefer = [r.headers.get("Prefer") for r in portal.received if r.path == "/v1/downlink"]
+    assert prefer == ["wait=60", "wait=60"]
     for taken in portal.received:
         validate_against_openapi(taken)

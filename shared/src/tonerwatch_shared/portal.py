@@ -4,11 +4,13 @@ For integrators (`tonerwatch portal`: see what an installation sends, before wri
 and for the tests. It checks every delivery's signature (tonerwatch_shared.signing), drops repeats
 by id (and a second "created" of one order id: one order, however often it is sent), keeps what it took in memory (and appends it to a JSON-lines file when given one), and
 answers downlink requests from per-site queues that `POST /admin/downlink` (or `Portal.queue`)
-fills (304 with no body when If-None-Match names the cursor and nothing came after it). `/admin/*` is unsigned: bind the portal to loopback.
+fills (304 with no body when If-None-Match names the cursor and nothing came after it; with
+`Prefer: wait=N` a request with nothing to answer is held until something is queued or N s pass). `/admin/*` is unsigned: bind the portal to loopback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import json
@@ -48,6 +50,22 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 ORDER_CHANGED = "tonerwatch.order_changed.v1"
 
 
+# The longest a downlink request is held (Prefer: wait=N asks for N seconds).
+MAX_HOLD_S = 3600.0
+
+
+def prefer_wait(prefer: str | None) -> float:
+    """Return the seconds a `Prefer: wait=N` header asks to hold a request (RFC 7240), else 0."""
+    for part in (prefer or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                return max(0.0, min(MAX_HOLD_S, float(value.strip())))
+            except ValueError:
+                return 0.0
+    return 0.0
+
+
 @dataclass(frozen=True)
 class Received:
     """One delivery the portal took: where, its headers, the bytes as sent and the JSON inside."""
@@ -81,6 +99,8 @@ class Portal:
     # Our order ids whose creation the portal took, in order: a second "created" of one is a repeat.
     order_ids: list[str] = field(default_factory=list)
     _ids: set[str] = field(default_factory=set)
+    # Long polls waiting for something to be queued, per site.
+    _held: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
     _guard: ReplayGuard | None = None
 
     def __post_init__(self) -> None:
@@ -92,8 +112,26 @@ class Portal:
         return [r.document for r in self.received if r.type == doc_type]
 
     def queue(self, site_id: str, item: DownlinkItem) -> None:
-        """Add item to what the portal tells site_id on its next downlink request."""
+        """Add item to what the portal tells site_id on its next downlink request (or a held one)."""
         self.downlink.setdefault(site_id, []).append(item)
+        for waiting in self._held.pop(site_id, []):
+            if not waiting.done():
+                waiting.set_result(None)
+
+    def release(self) -> None:
+        """Answer every held long poll now (the portal is stopping)."""
+        for held in self._held.values():
+            for waiting in held:
+                if not waiting.done():
+                    waiting.set_result(None)
+        self._held.clear()
+
+    async def _hold(self, site_id: str, wait_s: float) -> None:
+        """Return when something is queued for site_id or after wait_s (a long poll)."""
+        waiting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._held.setdefault(site_id, []).append(waiting)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiting, wait_s)
 
     async def deliver(self, request: web.Request) -> web.Response:
         """Take one signed delivery (202), a repeat of an id (200), or refuse it (401/503)."""
@@ -162,8 +200,11 @@ class Portal:
         self.received.append(
             Received(request.path, dict(request.headers), raw, json.loads(raw), time.time())
         )
-        items = self.downlink.get(asked.site_id, [])
         start = int(asked.cursor) if asked.cursor and asked.cursor.isdigit() else 0
+        wait_s = prefer_wait(request.headers.get("Prefer"))
+        if wait_s and start >= len(self.downlink.get(asked.site_id, [])):
+            await self._hold(asked.site_id, wait_s)
+        items = self.downlink.get(asked.site_id, [])
         etag = cursor_etag(str(len(items)))
         if start >= len(items) and etag and request.headers.get("If-None-Match") == etag:
             self.not_modified += 1
@@ -221,7 +262,8 @@ async def serving(
     try:
         yield f"{scheme}://{host}:{port}"
     finally:
+        portal.release()
         await runner.cleanup()
 
 
-__all__ = ["DELIVERY_PATHS", "Portal", "Received", "serving"]
+__all__ = ["DELIVERY_PATHS", "Portal", "Received", "prefer_wait", "serving"]

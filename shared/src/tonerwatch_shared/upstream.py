@@ -331,6 +331,17 @@ def openapi_document() -> dict[str, Any]:
             "schema": {"type": "string"},
         }
     )
+    downlink["post"]["parameters"].append(
+        {
+            "name": "Prefer",
+            "in": "header",
+            "required": False,
+            "description": "wait=N (RFC 7240), sent when TONERWATCH_SYNC_DOWNLINK_WAIT_S is set: "
+            "a long poll. A portal that supports it holds a request it has nothing for until it "
+            "has, or N seconds passed; one that does not answers at once (both are fine)",
+            "schema": {"type": "string", "examples": ["wait=600"]},
+        }
+    )
     downlink["post"]["responses"] = {
         "200": {
             "description": "Items after the cursor (maybe none) and the next cursor; signed",

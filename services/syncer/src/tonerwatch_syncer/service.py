@@ -18,7 +18,9 @@
   month; gzip-compressed.
 - Every TONERWATCH_SYNC_DOWNLINK_INTERVAL_S (default hourly) each site asks `/v1/downlink` what
   the portal has since its cursor (kept in `SYNC_STATE`; also sent as `If-None-Match`, so a portal
-  with nothing new answers 304 without a body); the signed answer's items are published as
+  with nothing new answers 304 without a body); with TONERWATCH_SYNC_DOWNLINK_WAIT_S the request
+  is a long poll (`Prefer: wait=N`: a portal that supports it answers as soon as it has news, and
+  the site asks again at once). The signed answer's items are published as
   `upstream-order-update` events, which the api applies to its orders.
 Without a URL the syncer acknowledges and forwards nothing.
 
@@ -30,6 +32,7 @@ polling and discovery on the network impact page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -162,6 +165,14 @@ class Settings(CommonSettings):
         default=3600.0,
         gt=0,
         description="How often each site asks the portal what it has (downlink; 304 when nothing)",
+    )
+    sync_downlink_wait_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="Long poll: ask the portal to hold a downlink request up to this long "
+        "(Prefer: wait=N) and answer as soon as it has something; 0: off. Keep it under the "
+        "proxy's idle timeout",
     )
 
     @model_validator(mode="after")
@@ -358,6 +369,7 @@ class Syncer:
         printer_id: str | None = None,
         compress: bool = True,
         extra_headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> httpx.Response:
         """POST one document (or event) and report what it cost; raise UpstreamError if not taken."""
         assert self.settings.sync_url
@@ -376,6 +388,7 @@ class Syncer:
                 compress=compress,
                 extra_headers=headers or None,
                 also_ok=frozenset({NOT_MODIFIED}) if path == DOWNLINK_PATH else frozenset(),
+                timeout_s=timeout_s,
             )
         except UpstreamError as exc:
             if exc.response is not None:  # refused, but the bytes crossed the wire
@@ -609,70 +622,125 @@ class Syncer:
         await self.state.edit(token(site), change)
 
     async def poll_downlink(self) -> int:
-        """Ask the portal what it has for each site, publish it for the api; return the items taken."""
+        """Ask the portal once what it has for each site (at once, concurrently); return the items."""
         if not self.settings.sync_url:
             return 0
+        sites = sorted({p.site_id for p in await self.printers()})
+        return sum(await asyncio.gather(*(self.ask_downlink(site) for site in sites)))
+
+    async def ask_downlink(self, site: str) -> int:
+        """Ask the portal what it has for site since its cursor, publish it; return the items taken.
+
+        With TONERWATCH_SYNC_DOWNLINK_WAIT_S the request says `Prefer: wait=N`: a portal that
+        supports it holds the request until it has something or N seconds passed (long poll).
+        """
+        wait = self.settings.sync_downlink_wait_s
+        state = (await self.state.read(token(site))).value or SiteSyncState()
+        asked = DownlinkRequest(site_id=site, cursor=state.downlink_cursor)
+        etag = cursor_etag(state.downlink_cursor)
+        headers = {"If-None-Match": etag} if etag else {}
+        if wait > 0:
+            headers["Prefer"] = f"wait={int(wait)}"
+        try:
+            response = await self.send(
+                DOWNLINK_PATH,
+                asked.id,
+                asked.type,
+                asked.model_dump_json().encode(),
+                site_id=site,
+                compress=False,
+                extra_headers=headers or None,
+                timeout_s=self.settings.sync_timeout_s + wait if wait > 0 else None,
+            )
+            check_answer(response, self.settings.sync_secret)
+            if response.status_code == NOT_MODIFIED:
+                return 0  # nothing since the cursor: the cheapest answer (no body)
+            answer = DownlinkAnswer.model_validate_json(response.content)
+        except (UpstreamError, ValueError) as exc:
+            log.warning("site %s: downlink not read, asking again later: %s", site, exc)
+            return 0
+        if answer.site_id != site:
+            log.warning("site %s: the portal answered for site %s; ignored", site, answer.site_id)
+            return 0
         taken = 0
-        for site in sorted({p.site_id for p in await self.printers()}):
-            state = (await self.state.read(token(site))).value or SiteSyncState()
-            asked = DownlinkRequest(site_id=site, cursor=state.downlink_cursor)
-            etag = cursor_etag(state.downlink_cursor)
-            try:
-                response = await self.send(
-                    DOWNLINK_PATH,
-                    asked.id,
-                    asked.type,
-                    asked.model_dump_json().encode(),
+        for item in answer.items:
+            # The id comes from the portal's item id: a repeat (after a crash before the cursor
+            # was saved) is dropped by JetStream and by the api.
+            await self.bus.publish(
+                UpstreamOrderUpdate(
+                    event_id=document_id("downlink", site, item.id),
+                    source=self.bus.source,
                     site_id=site,
-                    compress=False,
-                    extra_headers={"If-None-Match": etag} if etag else None,
+                    item_id=item.id,
+                    kind=item.kind,
+                    order_id=item.order_id,
+                    supplier_reference=item.supplier_reference,
+                    carrier=item.carrier,
+                    tracking_number=item.tracking_number,
+                    tracking_url=item.tracking_url,
+                    reason=item.reason,
+                    text=item.text,
+                    at=item.at,
                 )
-                check_answer(response, self.settings.sync_secret)
-                if response.status_code == NOT_MODIFIED:
-                    continue  # nothing since the cursor: the cheapest answer (no body)
-                answer = DownlinkAnswer.model_validate_json(response.content)
-            except (UpstreamError, ValueError) as exc:
-                log.warning("site %s: downlink not read, asking again later: %s", site, exc)
-                continue
-            if answer.site_id != site:
-                log.warning(
-                    "site %s: the portal answered for site %s; ignored", site, answer.site_id
-                )
-                continue
-            for item in answer.items:
-                # The id comes from the portal's item id: a repeat (after a crash before the cursor
-                # was saved) is dropped by JetStream and by the api.
-                await self.bus.publish(
-                    UpstreamOrderUpdate(
-                        event_id=document_id("downlink", site, item.id),
-                        source=self.bus.source,
-                        site_id=site,
-                        item_id=item.id,
-                        kind=item.kind,
-                        order_id=item.order_id,
-                        supplier_reference=item.supplier_reference,
-                        carrier=item.carrier,
-                        tracking_number=item.tracking_number,
-                        tracking_url=item.tracking_url,
-                        reason=item.reason,
-                        text=item.text,
-                        at=item.at,
-                    )
-                )
-                taken += 1
-            if answer.cursor != state.downlink_cursor:
-                await self._mark(site, downlink_cursor=answer.cursor or "")
+            )
+            taken += 1
+        if answer.cursor != state.downlink_cursor:
+            await self._mark(site, downlink_cursor=answer.cursor or "")
         return taken
 
-    async def downlink_loop(self, stop: asyncio.Event) -> None:
-        """Poll the portal's downlink every sync_downlink_interval_s until stop."""
+    def next_ask_in(self, taken: int, took_s: float) -> float:
+        """Return how long a site waits before asking the downlink again.
+
+        At once after an answer with items (there may be more), or after a request the portal
+        held for at least half the long-poll wait (it is listening again at once); otherwise the
+        rest of TONERWATCH_SYNC_DOWNLINK_INTERVAL_S from when the request went (so a portal that
+        ignores `Prefer: wait` is asked no more often than without it).
+        """
+        wait = self.settings.sync_downlink_wait_s
+        if taken or (wait > 0 and took_s >= wait / 2):
+            return 0.0
+        return max(0.0, self.settings.sync_downlink_interval_s - took_s)
+
+    async def site_downlink_loop(self, site: str, stop: asyncio.Event) -> None:
+        """Ask the portal for site's downlink until stop (next_ask_in says when)."""
         while not stop.is_set():
-            try:
-                await self.poll_downlink()
-            except Exception:
-                log.exception("downlink failed; asking again later")
-            if await sleep_until_stopped(stop, self.settings.sync_downlink_interval_s):
+            began = time.monotonic()
+            # A long poll may be held for minutes: stopping does not wait for it.
+            ask = asyncio.create_task(self.ask_downlink(site))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({ask, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not ask.done():
+                ask.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ask
                 return
+            try:
+                taken = ask.result()
+            except Exception:
+                log.exception("site %s: downlink failed; asking again later", site)
+                taken = 0
+            delay = self.next_ask_in(taken, time.monotonic() - began)
+            if await sleep_until_stopped(stop, delay):
+                return
+
+    async def downlink_loop(self, stop: asyncio.Event) -> None:
+        """Keep one downlink loop per known site (sites appear as their printers do) until stop."""
+        if not self.settings.sync_url:
+            return
+        async with asyncio.TaskGroup() as tg:
+            running: set[str] = set()
+            while not stop.is_set():
+                try:
+                    sites = {p.site_id for p in await self.printers()}
+                except Exception:
+                    log.exception("downlink: the fleet bucket could not be read; looking again")
+                    sites = set()
+                for site in sorted(sites - running):
+                    running.add(site)
+                    tg.create_task(self.site_downlink_loop(site, stop))
+                if await sleep_until_stopped(stop, self.settings.sync_schedule_check_s):
+                    return
 
     async def schedule_loop(self, stop: asyncio.Event) -> None:
         """Look for due snapshots every sync_schedule_check_s until stop."""

@@ -85,10 +85,12 @@ async def post(
     compress: bool = False,
     extra_headers: dict[str, str] | None = None,
     also_ok: frozenset[int] = frozenset(),
+    timeout_s: float | None = None,
 ) -> httpx.Response:
     """Return the portal's answer to one signed POST of body, when it took it; else raise UpstreamError.
 
-    also_ok: more statuses that are an answer (304 to a downlink request with If-None-Match).
+    also_ok: more statuses that are an answer (304 to a downlink request with If-None-Match);
+    timeout_s: this request's timeout instead of the client's (a long poll).
     """
     sent = gzip_body(body) if compress else body
     headers = document_headers(doc_id, doc_type, sent, secret or None, int(time.time()))
@@ -96,7 +98,12 @@ async def post(
         headers["Content-Encoding"] = "gzip"
     headers.update(extra_headers or {})
     try:
-        resp = await client.post(url, content=sent, headers=headers)
+        if timeout_s is not None:  # a long poll: longer than the client's default
+            resp = await client.post(
+                url, content=sent, headers=headers, timeout=httpx.Timeout(timeout_s)
+            )
+        else:
+            resp = await client.post(url, content=sent, headers=headers)
     except httpx.ProxyError as exc:
         raise UpstreamError(f"proxy refused the way to {url}: {exc}") from exc
     except httpx.HTTPError as exc:
