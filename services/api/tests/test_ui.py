@@ -290,7 +290,7 @@ async def test_settings_name_audit_targets_and_say_where_thresholds_come_from(
     # TONERWATCH_LOW_PERCENT set for the api (and the alerter): its value is in force, named so.
     # And TONERWATCH_ALERT_RULES (the alerter's overrides) for the site and for this printer's toner.
     rules = {
-        "sites": {"default": {"lead_time_days": 12}},
+        "sites": {"default": {"lead_time_days": 12, "kinds": {"ink": {"low_percent": 33}}}},
         "printers": {"p-hp479": {"kinds": {"toner": {"critical_percent": 4}}}},
     }
     app = create_app(
@@ -351,6 +351,10 @@ async def test_settings_name_audit_targets_and_say_where_thresholds_come_from(
     shown = re.sub(r"<[^>]+>", "", in_force.group(1))
     assert "low at 25% (environment)" in shown and "critical at 5% (default)" in shown
     assert "reorder lead time 12 days (environment)" in shown
+    # The per-kind form's placeholders: what an empty row gets (ink: the environment's 33%).
+    ink = re.search(r'name="kinds\.ink\.low_percent"[^>]*placeholder="([^"]*)"', html)
+    toner = re.search(r'name="kinds\.toner\.low_percent"[^>]*placeholder="([^"]*)"', html)
+    assert ink and ink.group(1) == "33" and toner and toner.group(1) == "25"
 
 
 async def test_fleet_json_is_gzipped_for_a_browser_that_takes_it(

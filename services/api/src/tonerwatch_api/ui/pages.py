@@ -313,14 +313,15 @@ def site_in_force(
     saved: Any,
     defaults: dict[str, tuple[float, str]],
     env_rules: Mapping[str, Any] | None = None,
+    kind: str | None = None,
 ) -> dict[str, tuple[float, str]]:
     """Return a site's thresholds in force (value, source): its saved value, else what
-    TONERWATCH_ALERT_RULES sets for every site or this one, else the default."""
+    TONERWATCH_ALERT_RULES sets for every site or this one (and kind), else the default."""
     out = {}
     for n in LIMIT_NAMES:
         value = getattr(saved, n)
         out[n] = defaults[n]
-        for layer in env_layers(env_rules or {}, saved.site_id, None, None):
+        for layer in env_layers(env_rules or {}, saved.site_id, None, kind):
             if isinstance(layer.get(n), int | float):
                 out[n] = (float(layer[n]), SOURCE_ENV)
         if value is not None:
@@ -401,6 +402,11 @@ async def settings_page(request: Request) -> Response:
     ctx["limit_defaults"] = defaults
     rules = app_state(request).settings.alert_rules
     ctx["in_force"] = {sid: site_in_force(a, defaults, rules) for sid, a in ctx["alerting"].items()}
+    # What each kind gets when its row is left empty (the placeholders of the per-kind form).
+    ctx["kind_in_force"] = {
+        sid: {k: site_in_force(a, defaults, rules, k) for k in ctx["supply_kinds"]}
+        for sid, a in ctx["alerting"].items()
+    }
     default_site = app_state(request).settings.default_site
     hub_enabled = app_state(request).settings.hub_dir is not None  # enrolment and revocation
     return render(
