@@ -8,6 +8,7 @@ from tonerwatch_shared import events as ev
 from tonerwatch_shared.printer.model import Counters, PrinterIdentity
 from tonerwatch_syncer.fleet import fold, site_entries
 from tonerwatch_syncer.schedule import meter_reads_due, previous_period, snapshot_due
+from tonerwatch_syncer.service import Settings, next_ask_in
 
 AT = dt.time(2, 0)
 
@@ -113,3 +114,13 @@ def test_readings_overtaken_by_an_unreachable_still_fold_but_keep_it_unreachable
     late = fold(down, reading(5, 150))  # polled before the printer went down, folded after
     assert late is not None and late.entry.counters.lifetime_pages == 150
     assert late.entry.reachable is False and late.status_seq == 9 and late.read_seq == 5
+
+
+def test_the_downlink_is_asked_again_at_once_only_after_news_or_a_held_request() -> None:
+    hourly = Settings(sync_downlink_interval_s=3600)
+    assert next_ask_in(hourly, taken=0, took_s=0.2) == 3599.8
+    assert next_ask_in(hourly, taken=2, took_s=0.2) == 0.0  # items: there may be more
+    long_poll = Settings(sync_downlink_interval_s=3600, sync_downlink_wait_s=600)
+    assert next_ask_in(long_poll, taken=0, took_s=600.4) == 0.0  # held: listen again at once
+    # A portal that ignores Prefer: wait answers at once: asked no more often than hourly.
+    assert next_ask_in(long_poll, taken=0, took_s=0.1) == 3599.9

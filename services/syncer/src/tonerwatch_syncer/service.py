@@ -232,6 +232,20 @@ def printer_filter(filter_subject: str, site_id: str, printer_id: str) -> str:
     return ".".join([root, token(site_id), *rest])
 
 
+def next_ask_in(settings: Settings, taken: int, took_s: float) -> float:
+    """Return how long a site waits before asking the downlink again.
+
+    At once after an answer with items (there may be more), or after a request the portal
+    held for at least half the long-poll wait (it is listening again at once); otherwise the
+    rest of TONERWATCH_SYNC_DOWNLINK_INTERVAL_S from when the request went (so a portal that
+    ignores `Prefer: wait` is asked no more often than without it).
+    """
+    wait = settings.sync_downlink_wait_s
+    if taken or (wait > 0 and took_s >= wait / 2):
+        return 0.0
+    return max(0.0, settings.sync_downlink_interval_s - took_s)
+
+
 def upstream_down(exc: UpstreamError) -> bool:
     """Return whether the portal itself is in trouble (no answer, 5xx, 408, 429), not the event."""
     if exc.response is None:
@@ -688,19 +702,6 @@ class Syncer:
             await self._mark(site, downlink_cursor=answer.cursor or "")
         return taken
 
-    def next_ask_in(self, taken: int, took_s: float) -> float:
-        """Return how long a site waits before asking the downlink again.
-
-        At once after an answer with items (there may be more), or after a request the portal
-        held for at least half the long-poll wait (it is listening again at once); otherwise the
-        rest of TONERWATCH_SYNC_DOWNLINK_INTERVAL_S from when the request went (so a portal that
-        ignores `Prefer: wait` is asked no more often than without it).
-        """
-        wait = self.settings.sync_downlink_wait_s
-        if taken or (wait > 0 and took_s >= wait / 2):
-            return 0.0
-        return max(0.0, self.settings.sync_downlink_interval_s - took_s)
-
     async def site_downlink_loop(self, site: str, stop: asyncio.Event) -> None:
         """Ask the portal for site's downlink until stop (next_ask_in says when)."""
         while not stop.is_set():
@@ -720,7 +721,7 @@ class Syncer:
             except Exception:
                 log.exception("site %s: downlink failed; asking again later", site)
                 taken = 0
-            delay = self.next_ask_in(taken, time.monotonic() - began)
+            delay = next_ask_in(self.settings, taken, time.monotonic() - began)
             if await sleep_until_stopped(stop, delay):
                 return
 
