@@ -160,3 +160,22 @@ async def test_agent_inventing_supply_rows_gives_at_most_64_and_a_small_event(
     assert any("more than 64 rows" in a for a in reading.anomalies)
     # 200 rows x 8 columns would be ~60 kB of event; the cap keeps it near what a real MFP sends.
     assert len(reading.model_dump_json()) < 40_000
+
+
+def test_text_where_rfc_3805_has_an_integer_leaves_the_value_unknown_and_is_named() -> None:
+    values = dict(load_snmprec(HOSTILE / "absurd-values.snmprec"))
+    levels = sorted(o for o in values if o.startswith("1.3.6.1.2.1.43.11.1.1.9.1."))
+    assert levels
+    values[levels[0]] = b"lots"  # wrong type: text
+    values[levels[-1]] = b"42"  # numeric text: a vendor habit, read as the number
+    snapshot = parse_snapshot(values)
+    index = levels[0].removeprefix("1.3.6.1.2.1.43.11.1.1.9.")
+    assert _by_index(snapshot.supplies)[index].level is None
+    assert f"prtMarkerSuppliesLevel.{index}: OCTET STRING where RFC 3805 has an INTEGER" in (
+        snapshot.anomalies
+    )
+    assert not any(
+        levels[-1].removeprefix("1.3.6.1.2.1.43.11.1.1.9.") in a and "INTEGER" in a
+        for a in snapshot.anomalies
+    )
+    assert clamp_snapshot(snapshot) == snapshot

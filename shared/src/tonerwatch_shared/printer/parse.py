@@ -737,6 +737,36 @@ def _missing(values: VarBinds, dev: str) -> list[str]:
     return missing
 
 
+# Columns RFC 3805 types as INTEGER: a value there that is no number (numeric text is a known
+# vendor habit and read as the number) leaves the supply or counter unknown, and is named.
+INTEGER_COLUMNS = {
+    "1.3.6.1.2.1.43.11.1.1.8": "prtMarkerSuppliesMaxCapacity",
+    "1.3.6.1.2.1.43.11.1.1.9": "prtMarkerSuppliesLevel",
+    "1.3.6.1.2.1.43.10.2.1.4": "prtMarkerLifeCount",
+    "1.3.6.1.2.1.43.8.2.1.9": "prtInputMaxCapacity",
+    "1.3.6.1.2.1.43.8.2.1.10": "prtInputCurrentLevel",
+}
+_WRONG_TYPES_NAMED = 8
+
+
+def _wrong_types(values: VarBinds) -> list[str]:
+    """Return anomalies for INTEGER columns answered with something else (at most a few named)."""
+    found: list[str] = []
+    for oid, value in values.items():
+        if not oid.startswith("1.3.6.1.2.1.43.") or not _present(value) or _int(value) is not None:
+            continue
+        column, _, index = oid.rpartition(".")
+        while column and column not in INTEGER_COLUMNS:
+            column, _, head = column.rpartition(".")
+            index = f"{head}.{index}"
+        if column:
+            kind = "OCTET STRING" if isinstance(value, bytes) else type(value).__name__
+            found.append(f"{INTEGER_COLUMNS[column]}.{index}: {kind} where RFC 3805 has an INTEGER")
+            if len(found) >= _WRONG_TYPES_NAMED:
+                break
+    return found
+
+
 def parse_snapshot(values: VarBinds) -> PrinterSnapshot:
     """Return everything a walk says about a printer, and what it did not say; never raises."""
     broken: list[str] = []
@@ -753,6 +783,7 @@ def parse_snapshot(values: VarBinds) -> PrinterSnapshot:
     printers = _safe(lambda: _printer_indexes(values), none, broken, "hrDeviceTable")
     dev = printers[0] if printers else "1"
     missing = _safe(lambda: _missing(values, dev), none, broken, "missing")
+    wrong = _safe(lambda: _wrong_types(values), none, broken, "types")
     return clamp_snapshot(
         PrinterSnapshot(
             printer=identity,
@@ -761,5 +792,6 @@ def parse_snapshot(values: VarBinds) -> PrinterSnapshot:
             counters=counters,
             status=status,
             missing=tuple(dict.fromkeys([*missing, *broken])),
+            anomalies=tuple(wrong),
         )
     )
