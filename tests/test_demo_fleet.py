@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,10 @@ from tonerwatch.demo.fleet import (
     parse_snmprec,
     run_demo_fleet,
 )
+from tonerwatch.demo.history import history_events
+from tonerwatch_shared.ordering import next_seq
 from tonerwatch_shared.printer import oids
+from tonerwatch_shared.printer.model import PrinterIdentity, PrinterSnapshot, Supply, SupplyKind
 from tonerwatch_shared.printer.profiles import brother, registry
 from tonerwatch_shared.snmp.snmprec import load_snmprec
 from tonerwatch_shared.snmp.target import SnmpTarget
@@ -278,3 +282,30 @@ async def test_walk_of_served_printer_returns_every_record_in_order(
             break
     assert [oid_key(o) for o in walked] == sorted(oid_key(o) for o in walked)
     assert walked == expected  # a healthy Konica has no alert rows: exactly the template's OIDs
+
+
+def test_seeded_history_carries_the_pollers_seq_as_it_would_have_been() -> None:
+    """Backdated readings are stamped like the poller's (microseconds of their time): in order
+    among themselves and older than any live poll, so no receiver takes a live reading as stale."""
+    now = datetime.now(UTC)
+    snapshot = PrinterSnapshot(
+        printer=PrinterIdentity(vendor="Xerox", model="VersaLink C405"),
+        supplies=(
+            Supply(
+                index="1",
+                description="Black Toner",
+                kind=SupplyKind.TONER,
+                percent=60.0,
+                level=60,
+                max_capacity=100,
+            ),
+        ),
+    )
+    events = history_events(
+        snapshot, printer_id="p-x", address="127.0.0.1", site_id="demo", now=now
+    )
+    assert len(events) > 1
+    by_time = sorted(events, key=lambda e: e.occurred_at)
+    seqs = [e.seq for e in by_time]
+    assert all(s is not None for s in seqs) and seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert max(s for s in seqs if s is not None) < next_seq(None)

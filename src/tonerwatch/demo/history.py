@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tonerwatch.demo.fleet import Record, parse_snmprec
 from tonerwatch_shared.events import SupplyReading
+from tonerwatch_shared.ordering import next_seq
 from tonerwatch_shared.printer.model import Counters, PrinterSnapshot, SupplyState
 from tonerwatch_shared.printer.parse import parse_snapshot
 from tonerwatch_shared.snmp.types import IpAddress, Oid, SnmpValue
@@ -92,10 +93,13 @@ def history_events(
             )
         pages = max(lifetime - pages_per_step * back, 0)
         colour_pages = round(pages * colour_share) if colour else None
+        at = now - timedelta(hours=step_hours * back)
         events.append(
             SupplyReading(
                 event_id=uuid.uuid5(NAMESPACE, f"{printer_id}:{back}"),
-                occurred_at=now - timedelta(hours=step_hours * back),
+                occurred_at=at,
+                # The poller's clock-made seq as it would have been then: live polls continue it.
+                seq=next_seq(None, at.timestamp()),
                 source="tonerwatch-demo",
                 site_id=site_id,
                 printer_id=printer_id,
