@@ -160,18 +160,25 @@ class HubSync:
             await _pause(stop, 1.0)
             return
         await self.step(system)
+        log.info(
+            "hub-sync: watching %d site record(s), re-reading every %gs",
+            len(self.wanted),
+            self.resync_s,
+        )
+        loop = asyncio.get_running_loop()
+        resync_at = loop.time() + self.resync_s
         try:
             while not stop.is_set():
-                wait = 1.0 if self.reload_pending or self.kick_pending else self.resync_s
                 try:
-                    entry = await watcher.updates(timeout=min(wait, 1.0))  # type: ignore[no-untyped-call]
+                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
                 except nats.errors.TimeoutError:
-                    wait -= 1.0
                     if stop.is_set():
                         return
-                    if wait <= 0 or self.reload_pending or self.kick_pending:
-                        self._take(await read_wanted(kv))  # the safety net: all of it again
+                    # The safety net (and a retry after a failed step): bucket and folder again.
+                    if self.reload_pending or self.kick_pending or loop.time() >= resync_at:
+                        self._take(await read_wanted(kv))
                         await self.step(system)
+                        resync_at = loop.time() + self.resync_s
                     continue
                 if entry is None:
                     continue  # the end of the values there were when the watch began

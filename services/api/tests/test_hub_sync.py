@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +25,13 @@ from sqlalchemy.engine import Engine
 from tonerwatch_api.db.tx import ensure_admin, ensure_default_site, ensure_site, in_tx, upgrade
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port, nats_server_binary, wait_for_tcp
-from tonerwatch_shared.hub import HubLayout, SiteEntry, write_hub_config, write_site_bundle
+from tonerwatch_shared.hub import (
+    HubLayout,
+    SiteEntry,
+    revoke_in_config,
+    write_hub_config,
+    write_site_bundle,
+)
 from tonerwatch_shared.hub_sync import HUB_SITES_BUCKET, read_wanted
 from tonerwatch_shared.sites import SiteCredentials, site_domain, site_leafnodes
 from tonerwatch_shared.subjects import Subjects
@@ -104,9 +111,9 @@ class HubProcs:
         )
         assert wait_for_tcp("127.0.0.1", self.layout.client_port, 15.0)
 
-    def start_sync(self) -> None:
+    def start_sync(self, resync_s: float = 600.0) -> None:
         self.sync = subprocess.Popen(
-            self.hub_sync("--resync-s", "600"),
+            self.hub_sync("--resync-s", str(resync_s)),
             stdout=subprocess.DEVNULL,
             stderr=(self.run / "hub-sync.log").open("ab"),
         )
@@ -282,3 +289,42 @@ async def test_enrol_and_revoke_through_the_bucket_and_hub_sync_converges_after_
     finally:
         for leaf in leaves.values():
             await asyncio.to_thread(leaf.stop)
+
+
+async def test_hub_sync_takes_up_a_changed_folder_on_its_next_read(procs: HubProcs) -> None:
+    """An updated Secret (here: the folder rewritten by hand) reaches the server with no event."""
+    procs.stop_sync()
+    (procs.run / "hub-sync.log").unlink()
+    procs.start_sync(resync_s=2.5)
+
+    def watching() -> bool:  # started and converged: what follows is a change it must notice
+        return "hub-sync: watching" in (procs.run / "hub-sync.log").read_text()
+
+    await eventually(watching, 60.0)
+    # The site's files as its collector has them, before the folder forgets them.
+    box = procs.run / "globex-box"
+    shutil.copytree(procs.folder / "sites" / "globex-plant", box)
+    credentials = SiteCredentials.read(box / "credentials.json")
+    assert '"site-globex-plant"' in procs.conf.read_text()
+    await asyncio.to_thread(revoke_in_config, procs.folder, "globex-plant")
+
+    def taken_up() -> bool:
+        return '"site-globex-plant"' not in procs.conf.read_text()
+
+    await eventually(taken_up, 30.0)
+    assert '"site-acme-hq"' in procs.conf.read_text()
+    # ...and the server runs it: the site's own, once valid, credentials are refused.
+    refused = _refusals(procs)
+    leaf = EmbeddedNats(
+        procs.run / "globex",
+        http_port=free_tcp_port(),
+        server_name="collector-globex-plant",
+        domain=site_domain("globex-plant"),
+        extra=site_leafnodes(f"tls://127.0.0.1:{procs.layout.leaf_port}", credentials),
+    )
+    await asyncio.to_thread(leaf.start)
+    try:
+        await eventually(lambda: _refusals(procs) > refused, 30.0)
+        assert await _leafs(leaf) == 0
+    finally:
+        await asyncio.to_thread(leaf.stop)
