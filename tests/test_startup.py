@@ -184,3 +184,41 @@ def test_up_serves_the_ops_port_once_with_stream_fill_and_overdue_polls(tmp_path
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
+
+
+# Sends SIGTERM to its own process the moment `tonerwatch serve` starts importing its command
+# (tonerwatch.cli: seconds of imports on a busy machine), then runs `python -m tonerwatch serve api`.
+SIGTERM_WHILE_LOADING = """
+import importlib.abc, os, runpy, signal, sys
+
+class Kick(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "tonerwatch.cli":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, Kick())
+sys.argv = ["tonerwatch", "serve", "api"]
+runpy.run_module("tonerwatch", run_name="__main__")
+"""
+
+
+def test_sigterm_while_serve_is_still_loading_is_a_clean_stop(tmp_path: Path) -> None:
+    """A SIGTERM while `serve` is still importing (nothing started) exits 0 without a
+    traceback, instead of the process dying by the signal."""
+    run = subprocess.run(
+        [sys.executable, "-c", SIGTERM_WHILE_LOADING],
+        capture_output=True,
+        text=True,
+        env=_env(
+            TONERWATCH_NATS_URL=f"nats://127.0.0.1:{free_tcp_port()}",
+            TONERWATCH_PORT=str(free_tcp_port()),
+            TONERWATCH_DATA_DIR=str(tmp_path / "data"),
+        ),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -206,8 +207,17 @@ def _configure_logging(service: str) -> CommonSettings:
     return common
 
 
+def _stopped_before_start(signum: int, frame: object) -> None:
+    """SIGTERM while `serve` is still loading its service: nothing has started, so stop cleanly."""
+    raise SystemExit(0)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run one service until SIGTERM."""
+    # Loading a service takes seconds on a busy machine; a SIGTERM meanwhile (a rollout, compose
+    # down) is a clean stop (exit 0), not death by signal. The service's own handlers take over
+    # once it runs (lifecycle.stop_event).
+    signal.signal(signal.SIGTERM, _stopped_before_start)
     _configure_logging(args.service)
     module = service_module(args.service)
     settings = load_settings(module.Settings)
