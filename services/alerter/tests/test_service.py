@@ -14,7 +14,6 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tonerwatch_alerter.channels import ledger as ld
-from tonerwatch_alerter.channels.ledger import Ledger
 from tonerwatch_alerter.channels.mail import MailConfig, MailSender
 from tonerwatch_alerter.engine import Context
 from tonerwatch_alerter.process import Processor
@@ -397,7 +396,7 @@ async def test_smtp_down_then_up_delivers_the_named_alert_exactly_once(
 
 
 async def test_replacement_mail_and_redelivery_is_not_sent_twice(bus: Bus) -> None:
-    ledger = Ledger(await bus.key_value(ld.BUCKET, ttl_s=ld.TTL_S))
+    ledger = await ld.open_ledger(bus, 7 * 86400.0)
     inbox = Inbox()
     swap = SupplyReplaced(
         source="alerter-test",
@@ -452,7 +451,7 @@ def low_alert(seq: int, rule: str = "low") -> ThresholdCrossed:
 async def test_a_stale_alert_event_is_not_mailed_after_a_newer_one(bus: Bus) -> None:
     """A "crossed" older than the "resolved" already mailed (a late redelivery, a replayed dead
     letter) is not mailed: nobody is told "low" after "cleared"."""
-    ledger = Ledger(await bus.key_value(ld.BUCKET, ttl_s=ld.TTL_S))
+    ledger = await ld.open_ledger(bus, 7 * 86400.0)
     inbox = Inbox()
     crossed, cleared = low_alert(2), None
     cleared = AlertResolved(

@@ -255,7 +255,7 @@ async def test_a_late_crossed_is_not_posted_after_its_resolve(bus: Bus) -> None:
     """The webhook channel keeps each alert's order like mail: a "crossed" older (by seq) than
     the "resolved" it already posted (a late redelivery, a replayed dead letter) is not posted,
     and the events it posts carry seq for the receiver's own check."""
-    ledger = ld.Ledger(await bus.key_value(ld.BUCKET, ttl_s=ld.TTL_S))
+    ledger = await ld.open_ledger(bus, 7 * 86400.0)
     raised = crossing().model_copy(update={"seq": 10})
     cleared = AlertResolved(
         source="alerter-test",
@@ -273,3 +273,17 @@ async def test_a_late_crossed_is_not_posted_after_its_resolve(bus: Bus) -> None:
     posted = [parse_event(body) for _headers, body in rx.requests]
     assert [e.event_id for e in posted] == [raised.event_id, cleared.event_id]
     assert [json.loads(body)["seq"] for _headers, body in rx.requests] == [10, 12]
+
+
+async def test_the_sent_ledger_keeps_positions_as_long_as_the_events_stream_says(
+    bus: Bus,
+) -> None:
+    """Issue 16: ALERTER_SENT's TTL follows the configured events max age (30 days here, plus
+    the dead-letter replay window), and a bucket an older alerter made with 7 days is raised."""
+    day = 86400.0
+    stream = f"KV_{bus.subjects.name(ld.BUCKET)}"
+    await bus.key_value(ld.BUCKET, ttl_s=7 * day)  # as the alerter before issue 16 made it
+    ledger = await ld.open_ledger(bus, 30 * day)
+    assert (await bus.js.stream_info(stream)).config.max_age == ld.ttl_s(30 * day) == 120 * day
+    await ledger.record("webhook", "e-1")
+    assert await ledger.delivered("webhook", "e-1")

@@ -11,6 +11,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.db.models import (
+    Alert,
+    AlertOrder,
     CounterDaily,
     CounterHourly,
     CounterReading,
@@ -24,6 +26,7 @@ from tonerwatch_api.domain.history import choose_resolution, counter_history, le
 from tonerwatch_api.domain.retention import (
     RetentionPolicy,
     maintain,
+    policy_from,
     prune_raw_batch,
     rollup_readings_batch,
 )
@@ -211,6 +214,65 @@ async def test_processed_events_older_than_the_stream_are_pruned(
     assert (await maintain(db, POLICY, now=now)).pruned_processed == 0
     totals = await maintain(db, POLICY, now=now + timedelta(days=8))
     assert totals.pruned_processed == 5 and count(db, ProcessedEvent) == 0
+
+
+async def test_alert_order_rows_of_long_closed_alerts_are_pruned(db: Engine) -> None:
+    """Issue 16: alert_order grows by one row per distinct alert; upkeep deletes the rows of alerts
+    closed longer than a stale event can arrive, and keeps open and recent ones."""
+    now = datetime.now(UTC)
+    policy = RetentionPolicy(alert_order_days=97, batch=2)  # batch 2: the drain loops
+    old, recent = now - timedelta(days=98), now - timedelta(days=96)
+    orders = {
+        "closed-old-1": old,  # resolved long ago
+        "closed-old-2": old,
+        "closed-old-3": old,
+        "never-opened-old": old,  # a "resolved" seen before its "crossed": no alert row
+        "closed-recent": recent,
+        "open-old": old,  # still open: its row stays however old
+        "reopened-old": old,  # one closed occurrence, one open
+    }
+    alerts = [
+        ("closed-old-1", old),
+        ("closed-old-2", old),
+        ("closed-old-3", old),
+        ("closed-recent", recent),
+        ("open-old", None),
+        ("reopened-old", old),
+        ("reopened-old", None),
+    ]
+
+    def seed(s: Session) -> None:
+        for alert_id, at in orders.items():
+            s.add(AlertOrder(alert_id=alert_id, seq=7, at=at))
+        for alert_id, resolved_at in alerts:
+            s.add(
+                Alert(
+                    alert_id=alert_id,
+                    site_id="default",
+                    rule="collector-offline",
+                    severity="warning",
+                    message="m",
+                    raised_at=old - timedelta(days=1),
+                    resolved_at=resolved_at,
+                )
+            )
+
+    in_tx(db, seed)
+    totals = await maintain(db, policy, now=now)
+    assert totals.pruned_alert_order == 4
+    kept = {row.alert_id for row in rows(db, AlertOrder)}
+    assert kept == {"closed-recent", "open-old", "reopened-old"}
+    assert count(db, Alert) == len(alerts)  # the alerts themselves are history: untouched
+    assert (await maintain(db, policy, now=now)).pruned_alert_order == 0
+
+
+def test_alert_order_is_kept_as_long_as_the_stream_and_dead_letters_keep_events() -> None:
+    """The api keeps alert_order as long as the KV position buckets: the events stream's max age
+    (configurable) plus the dead-letter stream's 90 days of replays."""
+    from tonerwatch_api.settings import Settings
+
+    assert policy_from(Settings()).alert_order_days == 7 + 90
+    assert policy_from(Settings(events_max_age_s=30 * 86400)).alert_order_days == 30 + 90
 
 
 def test_hourly_history_includes_readings_not_rolled_up_yet(

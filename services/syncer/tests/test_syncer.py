@@ -16,9 +16,11 @@ from tonerwatch_shared import events as ev
 from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.embedded import free_tcp_port
+from tonerwatch_shared.ordering import Position, StoredPosition
 from tonerwatch_shared.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER, signature, verify
 from tonerwatch_shared.testing.infra import eventually
-from tonerwatch_syncer.service import Settings, headers_for, run, synced_event_id
+from tonerwatch_syncer.fleet import ORDER_BUCKET
+from tonerwatch_syncer.service import Settings, headers_for, order_bucket, run, synced_event_id
 
 SECRET = "s3cret-shared-with-the-portal"
 
@@ -301,3 +303,18 @@ async def test_portal_down_then_a_late_crossed_is_not_forwarded_after_its_resolv
     got = [ev.parse_event(body) for _headers, body in portal.received]
     assert [e.event_id for e in got] == [raised.event_id, cleared.event_id, again.event_id]
     assert [getattr(e, "seq", None) for e in got] == [2, 4, 6]
+
+
+async def test_the_order_bucket_is_bounded_by_the_events_max_age(bus: Bus) -> None:
+    """Issue 16: SYNC_ORDER (one position per alert) expires entries no stale event can need any
+    more: the configured events max age (30 days here) plus the dead-letter replay window; a
+    bucket an older syncer made without a TTL gets one."""
+    day = 86400.0
+    stream = f"KV_{bus.subjects.name(ORDER_BUCKET)}"
+    await bus.key_value(ORDER_BUCKET)  # as the syncer before this change made it: unbounded
+    order = await order_bucket(bus, 30 * day)
+    assert (await bus.js.stream_info(stream)).config.max_age == 120 * day
+    at = datetime(2026, 12, 6, tzinfo=UTC)
+    await order.write("k", StoredPosition.of(Position(3, at)), 0)
+    stored = (await order.read("k")).value
+    assert stored is not None and stored.position() == Position(3, at)

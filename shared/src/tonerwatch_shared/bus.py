@@ -59,6 +59,21 @@ PULL_RETRY_PAUSE_S = 0.5
 DEAD_MAX_AGE_S = 90 * 86400.0
 DEAD_MAX_MSGS = 100_000
 ERROR_TEXT_LIMIT = 500
+
+
+def positions_max_age(events_max_age_s: float) -> float:
+    """Return how long an ordering position (tonerwatch_shared.ordering) or a delivered-event
+    record must be kept, in seconds: as long as a stale event can still arrive.
+
+    An event reaches a consumer at most events_max_age_s after it was published (the events
+    stream drops it then); one set aside in the dead-letter stream can be replayed for up to
+    DEAD_MAX_AGE_S more. A position kept that long outlives every event it could judge stale.
+    It is the TTL of the position KV buckets (SYNC_ORDER, ALERTER_SENT) and the age after which
+    the api deletes the alert_order row of a closed alert.
+    """
+    return events_max_age_s + DEAD_MAX_AGE_S
+
+
 # How long a refused stream creation is retried: a new cluster places streams a few seconds late.
 STREAM_CREATE_PATIENCE_S = 15.0
 # JetStream refusals that will not mend themselves: "insufficient resources" and "insufficient
@@ -875,7 +890,23 @@ class Bus:
                 kv = await self.js.key_value(bucket)
         # A bucket is a stream KV_<bucket>: raise its replicas like any stream's, nothing else.
         await self.ensure_stream(StreamConfig(name=f"KV_{bucket}", num_replicas=self.replicas))
+        if ttl_s is not None:
+            await self._bound_bucket_age(f"KV_{bucket}", ttl_s)
         return kv
+
+    async def _bound_bucket_age(self, stream: str, ttl_s: float) -> None:
+        """Give an existing bucket at least ttl_s of max age, and one if it had none.
+
+        A bucket created without a TTL (before it needed one) grows forever: it gets ttl_s. A
+        shorter TTL is raised (the events stream was given a longer max age); a longer one, an
+        operator's, is kept.
+        """
+        info = await self.js.stream_info(stream)
+        current = info.config.max_age or 0
+        if current > 0 and current >= ttl_s:
+            return
+        log.info("bucket stream %s: max age %ss -> %ss", stream, current or "unlimited", ttl_s)
+        await self.js.update_stream(dataclasses.replace(info.config, max_age=ttl_s))
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Finish in-flight work and close the connection; never hangs past timeout_s."""
@@ -987,6 +1018,7 @@ __all__ = [
     "dead_stream",
     "dead_subject",
     "pause_on_bus_error",
+    "positions_max_age",
     "replay_subject",
     "retry_delay",
     "wait_for_event",

@@ -7,7 +7,7 @@ import dataclasses
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from prometheus_client import CollectorRegistry
 
-from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.bus import DEAD_MAX_AGE_S, Bus, positions_max_age
 from tonerwatch_shared.ops import stream_fill_gauge
 from tonerwatch_shared.settings import DEFAULT_EVENTS_MAX_BYTES, CommonSettings
 from tonerwatch_shared.streams import larger_limit, merge_stream_config
@@ -119,6 +119,41 @@ async def test_kv_bucket_keeps_its_history_and_is_created_with_our_replicas(bus:
     info = await bus.js.stream_info(f"KV_{bus.subjects.name('REPLTEST')}")
     assert info.config.num_replicas == 1
     assert info.config.max_msgs_per_subject == 3
+
+
+def test_positions_are_kept_as_long_as_a_stale_event_can_still_arrive() -> None:
+    """Issue 16: the TTL of the position buckets follows the configured events max age, plus the
+    dead-letter stream's 90 days in which a set-aside event can be replayed."""
+    assert DEAD_MAX_AGE_S == 90 * DAY
+    assert positions_max_age(CommonSettings().events_max_age) == 97 * DAY
+    month = CommonSettings(events_max_age_s=30 * DAY).events_max_age
+    assert positions_max_age(month) == 120 * DAY
+    assert positions_max_age(CommonSettings(event_max_age_days=14).events_max_age) == 104 * DAY
+    # Never shorter than the events stream keeps an event, whatever it is set to.
+    for age in (60.0, DAY, 365 * DAY):
+        assert positions_max_age(age) >= age
+
+
+async def test_a_bucket_with_a_ttl_is_created_with_it_and_an_unbounded_one_is_bounded(
+    bus: Bus,
+) -> None:
+    stream = f"KV_{bus.subjects.name('POSTEST')}"
+    # A bucket from before it had a TTL: unbounded (max_age 0).
+    kv = await bus.key_value("POSTEST")
+    await kv.put("a", b"1")
+    assert (await bus.js.stream_info(stream)).config.max_age in (0, None)
+    again = await bus.key_value("POSTEST", ttl_s=97 * DAY)
+    assert (await bus.js.stream_info(stream)).config.max_age == 97 * DAY
+    assert (await again.get("a")).value == b"1"  # bounding it keeps what it holds
+    # A longer events max age raises it; a shorter wish never lowers it.
+    await bus.key_value("POSTEST", ttl_s=120 * DAY)
+    assert (await bus.js.stream_info(stream)).config.max_age == 120 * DAY
+    await bus.key_value("POSTEST", ttl_s=97 * DAY)
+    assert (await bus.js.stream_info(stream)).config.max_age == 120 * DAY
+    # A new bucket is created with its TTL.
+    await bus.key_value("POSNEW", ttl_s=97 * DAY)
+    info = await bus.js.stream_info(f"KV_{bus.subjects.name('POSNEW')}")
+    assert info.config.max_age == 97 * DAY
 
 
 async def test_stream_fill_ratio_is_exported_per_stream(bus: Bus) -> None:

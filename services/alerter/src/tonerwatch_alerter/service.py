@@ -264,7 +264,7 @@ async def _run(
             *((spec, processor.handle) for spec in consumer_specs(subjects, settings.ack_wait_s)),
         ]
         http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
-        ledger = Ledger(await bus.key_value(ld.BUCKET, ttl_s=ld.TTL_S))
+        ledger = await ld.open_ledger(bus, settings.events_max_age)
 
         async def labels(printer_id: str) -> PrinterLabel | None:
             state = (await store.load(printer_id)).state

@@ -50,7 +50,7 @@ from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field, model_validator
 
-from tonerwatch_shared.bus import Bus, ConsumerSpec, RetryLater, event_type
+from tonerwatch_shared.bus import Bus, ConsumerSpec, RetryLater, event_type, positions_max_age
 from tonerwatch_shared.events import (
     AlertResolved,
     Event,
@@ -230,6 +230,13 @@ def printer_filter(filter_subject: str, site_id: str, printer_id: str) -> str:
     elif rest and rest[-1] == "*":
         rest[-1] = token(printer_id)
     return ".".join([root, token(site_id), *rest])
+
+
+async def order_bucket(bus: Bus, events_max_age_s: float) -> ModelKv[StoredPosition]:
+    """Return the SYNC_ORDER bucket, created (or bounded) with a TTL that outlives every event it
+    could judge stale (tonerwatch_shared.bus.positions_max_age): one entry per alert, not forever."""
+    kv = await bus.key_value(ORDER_BUCKET, ttl_s=positions_max_age(events_max_age_s))
+    return ModelKv(kv, StoredPosition)
 
 
 def next_ask_in(settings: Settings, taken: int, took_s: float) -> float:
@@ -833,7 +840,7 @@ async def _run(
             registry,
             clock=clock,
             remembering=remembering,
-            order=ModelKv(await bus.key_value(ORDER_BUCKET), StoredPosition),
+            order=await order_bucket(bus, settings.events_max_age),
             forwarding=forwarding,
         )
         checks.update(

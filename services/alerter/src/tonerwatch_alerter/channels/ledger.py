@@ -17,11 +17,17 @@ import hashlib
 import nats.js.errors
 from nats.js.kv import KeyValue
 
+from tonerwatch_shared.bus import Bus, positions_max_age
 from tonerwatch_shared.events import AlertResolved, Event, ThresholdCrossed
 from tonerwatch_shared.ordering import Position, StoredPosition, is_stale, newest, position_of
 
 BUCKET = "ALERTER_SENT"
-TTL_S = 7 * 86400.0  # longer than the event stream keeps events, so no redelivery outlives it
+
+
+def ttl_s(events_max_age_s: float) -> float:
+    """Return the bucket's TTL: longer than the events stream (and the dead-letter stream) keep an
+    event, so no redelivery or replay outlives its delivered record or its alert's position."""
+    return positions_max_age(events_max_age_s)
 
 
 class Ledger:
@@ -85,4 +91,9 @@ class Ledger:
             )
 
 
-__all__ = ["BUCKET", "TTL_S", "Ledger"]
+async def open_ledger(bus: Bus, events_max_age_s: float) -> Ledger:
+    """Return the ledger on its bucket, created (or bounded) with ttl_s(events_max_age_s)."""
+    return Ledger(await bus.key_value(BUCKET, ttl_s=ttl_s(events_max_age_s)))
+
+
+__all__ = ["BUCKET", "Ledger", "open_ledger", "ttl_s"]

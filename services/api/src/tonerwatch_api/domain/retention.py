@@ -4,7 +4,9 @@ Raw readings are merged into their hour and day once (the rolled_up flag moves i
 transaction as the merge, so a second run finds nothing to do), in batches so no run holds locks
 for long. Raw rows are deleted only once rolled up and older than the raw retention; hourly
 buckets after the hourly retention; daily buckets are kept. processed_events rows older than the
-stream's max age go too: JetStream cannot redeliver those events any more.
+stream's max age go too: JetStream cannot redeliver those events any more. alert_order rows of
+closed alerts go once no stale event can arrive any more (tonerwatch_shared.bus.positions_max_age:
+the events stream's max age plus the dead-letter stream's, issue 16).
 
 The merge runs in SQL (issue 15): one INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE
 per bucket table, so raw rows never travel to Python; merge_levels/merge_counters are the same
@@ -38,6 +40,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from tonerwatch_api.db.models import (
+    Alert,
+    AlertOrder,
     CounterDaily,
     CounterHourly,
     CounterReading,
@@ -49,6 +53,7 @@ from tonerwatch_api.db.models import (
 from tonerwatch_api.db.tx import run_tx
 from tonerwatch_api.projections.status import refresh_statuses_batch
 from tonerwatch_api.settings import Settings
+from tonerwatch_shared.bus import positions_max_age
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,8 @@ class RetentionPolicy:
     raw_days: float = 30.0
     hourly_days: float = 365.0
     processed_events_days: float = 7.0
+    # alert_order rows of closed alerts: kept as long as a stale event about them can arrive.
+    alert_order_days: float = 97.0
     batch: int = 5000
     max_batches: int = 20  # per run and kind: a backlog drains over several runs
 
@@ -387,6 +394,21 @@ def prune_processed_batch(session: Session, cutoff: datetime, batch: int) -> int
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def prune_alert_order_batch(session: Session, cutoff: datetime, batch: int) -> int:
+    """Delete up to batch alert_order rows last moved before cutoff whose alert is closed (no open
+    alert row has that alert_id); return how many. An open alert keeps its row however old."""
+    open_ids = select(col(Alert.alert_id)).where(col(Alert.resolved_at).is_(None))
+    keys = (
+        select(col(AlertOrder.alert_id))
+        .where(col(AlertOrder.at) < cutoff, col(AlertOrder.alert_id).not_in(open_ids))
+        .limit(batch)
+    )
+    result = session.execute(
+        delete(AlertOrder).where(col(AlertOrder.alert_id).in_(keys.scalar_subquery()))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 # --- the periodic task ----------------------------------------------------------------------------
 
 
@@ -400,6 +422,7 @@ class RunTotals:
     pruned_counters: int = 0
     pruned_hourly: int = 0
     pruned_processed: int = 0
+    pruned_alert_order: int = 0
 
 
 async def _drain(engine: Engine, step: Any, policy: RetentionPolicy) -> int:
@@ -422,6 +445,7 @@ async def maintain(
     raw_cutoff = now - timedelta(days=policy.raw_days)
     hourly_cutoff = now - timedelta(days=policy.hourly_days)
     processed_cutoff = now - timedelta(days=policy.processed_events_days)
+    order_cutoff = now - timedelta(days=policy.alert_order_days)
     totals = RunTotals()
     # Rollups first: pruning only takes rows already rolled up.
     totals.rolled_readings = await _drain(engine, lambda s: rollup_readings_batch(s, b), policy)
@@ -439,6 +463,9 @@ async def maintain(
     )
     totals.pruned_processed = await _drain(
         engine, lambda s: prune_processed_batch(s, processed_cutoff, b), policy
+    )
+    totals.pruned_alert_order = await _drain(
+        engine, lambda s: prune_alert_order_batch(s, order_cutoff, b), policy
     )
     return totals
 
@@ -468,6 +495,7 @@ def policy_from(settings: Settings) -> RetentionPolicy:
         hourly_days=settings.hourly_retention_days,
         # Kept as long as the events stream may redeliver them (TONERWATCH_EVENTS_MAX_AGE_S).
         processed_events_days=settings.events_max_age / 86400,
+        alert_order_days=positions_max_age(settings.events_max_age) / 86400,
         batch=settings.history_batch,
     )
 
