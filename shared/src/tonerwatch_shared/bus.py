@@ -888,8 +888,11 @@ class Bus:
                 )
             except nats.js.errors.BadRequestError:
                 kv = await self.js.key_value(bucket)
-        # A bucket is a stream KV_<bucket>: raise its replicas like any stream's, nothing else.
-        await self.ensure_stream(StreamConfig(name=f"KV_{bucket}", num_replicas=self.replicas))
+        # A bucket is a stream KV_<bucket>: raise its replicas like any stream's, nothing else
+        # (discard new is what nats-py gives every bucket: said here so the merge has nothing to note).
+        await self.ensure_stream(
+            StreamConfig(name=f"KV_{bucket}", num_replicas=self.replicas, discard=DiscardPolicy.NEW)
+        )
         if ttl_s is not None:
             await self._bound_bucket_age(f"KV_{bucket}", ttl_s)
         return kv

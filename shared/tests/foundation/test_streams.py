@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
+import pytest
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from prometheus_client import CollectorRegistry
 
@@ -165,3 +167,12 @@ async def test_stream_fill_ratio_is_exported_per_stream(bus: Bus) -> None:
     await stream_fill_gauge(registry, bus)()
     ratio = registry.get_sample_value("tonerwatch_stream_fill_ratio", {"stream": name})
     assert ratio is not None and 0.009 < ratio < 0.02
+
+
+async def test_opening_an_existing_bucket_notes_nothing(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    await bus.key_value("QUIETKV")
+    caplog.set_level(logging.WARNING, logger="tonerwatch_shared.bus")
+    await bus.key_value("QUIETKV")  # a second service start: discard new is the bucket's own
+    assert [r.getMessage() for r in caplog.records] == []
