@@ -143,6 +143,47 @@ async def test_silent_port_times_out_quickly_with_a_clear_error(
     assert (stats.requests, stats.retries, stats.responses) == (2, 1, 0)
 
 
+class CuttingAgent(asyncio.DatagramProtocol):
+    """Answers every request with a well-formed response cut to its first half."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.requests += 1
+        version, community, _tag, rid, _pos = decode_header(data)
+        whole = _response(version, rid, community, [(f"{LEVEL}.1.1", 50)])
+        assert self.transport is not None
+        self.transport.sendto(whole[: len(whole) // 2], addr)
+
+
+async def test_a_truncated_answer_fails_its_request_at_once_not_after_the_retries() -> None:
+    loop = asyncio.get_running_loop()
+    transport, agent = await loop.create_datagram_endpoint(
+        CuttingAgent, local_addr=("127.0.0.1", 0)
+    )
+    client = UdpSnmpClient()
+    port = transport.get_extra_info("sockname")[1]
+    stats = IoStats()
+    try:
+        with pytest.raises(SnmpProtocolError, match="malformed response"):
+            await client.get(
+                SnmpTarget("127.0.0.1", port, timeout=10, retries=2),
+                [f"{LEVEL}.1.1"],
+                stats=stats,
+            )
+    finally:
+        await client.close()
+        transport.close()
+    # Answered on the first attempt: no retry was sent, no timeout waited for.
+    assert agent.requests == 1
+    assert (stats.requests, stats.retries, stats.responses) == (1, 0, 1)
+
+
 def test_stream_sizes_sibling_columns_from_the_first_column_present() -> None:
     # A trimmed agent without columns 2-5: the first column present sizes the rest.
     s = Stream("1.3.6.1.2.1.43.11.1.1", 2, 9, frozenset(range(2, 10)))

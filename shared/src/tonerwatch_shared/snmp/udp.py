@@ -125,7 +125,16 @@ class UdpSnmpClient(SnmpProtocol):
         try:
             rid = decode_header(data)[3]
         except (BerError, ValueError, IndexError):
-            return  # not even a header: nobody to tell
+            # Not even a header (cut short, garbage): it answers one of the requests waiting on
+            # that address, which one cannot be told. An agent sending such answers fails them
+            # all now rather than after every timeout and retry.
+            error = SnmpProtocolError(
+                f"malformed response from {addr[0]}:{addr[1]}: {len(data)} bytes, no header"
+            )
+            for waiting in self._pending.values():
+                if waiting.address == (addr[0], addr[1]) and not waiting.future.done():
+                    waiting.future.set_result((error, len(data)))
+            return
         pending = self._pending.get(rid)
         if pending is None or pending.future.done() or (addr[0], addr[1]) != pending.address:
             return  # late duplicate, or a stranger's packet
