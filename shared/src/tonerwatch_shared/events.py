@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from tonerwatch_shared import subjects as sj
+from tonerwatch_shared.coverage import Coverage
 from tonerwatch_shared.ordering import SEQ_MAX
 from tonerwatch_shared.printer.model import (
     Counters,
@@ -200,6 +201,31 @@ class PrinterRemoved(PrinterEvent):
 
     type: Literal["tonerwatch.printer_removed.v1"] = "tonerwatch.printer_removed.v1"
     area_what: ClassVar[str] = sj.PRINTER_REMOVED
+
+
+class PrinterCoverage(PrinterEvent):
+    """A printer's service coverage from the api's records (system of record), with what it rests on.
+
+    Published by the api when the printer's continuous monitoring or its orders change, at start
+    and once a day for every printer (the event id is derived from the content: a repeat is
+    dropped). Ordered by occurred_at: a receiver keeps the newest. The syncer's daily snapshot
+    evaluates it again at its own time (tonerwatch_shared.coverage.evaluate with `coverage.rule`),
+    so a syncer that never saw the printer's older readings or orders still sends the api's figure.
+    """
+
+    type: Literal["tonerwatch.printer_coverage.v1"] = "tonerwatch.printer_coverage.v1"
+    area_what: ClassVar[str] = sj.PRINTER_COVERAGE
+    monitoring_since: AwareDatetime | None = Field(
+        description="Start of the current continuous monitoring (printers.monitoring_since)"
+    )
+    last_seen_at: AwareDatetime | None = Field(
+        default=None, description="The printer's newest reading when published"
+    )
+    orders_at: tuple[AwareDatetime, ...] = Field(
+        default=(),
+        description="When each order placed through TonerWatch (not cancelled) was placed",
+    )
+    coverage: Coverage = Field(description="The coverage as of occurred_at, with the rule applied")
 
 
 class PollRequested(PrinterEvent):
@@ -688,6 +714,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     PrinterConfigured,
     PrinterRemoved,
     PollRequested,
+    PrinterCoverage,
     SupplyReading,
     PrinterUnreachable,
     PrinterReachable,

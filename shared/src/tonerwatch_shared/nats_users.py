@@ -142,6 +142,7 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
                 ev.PrinterConfigured,
                 ev.PrinterRemoved,
                 ev.PollRequested,
+                ev.PrinterCoverage,
                 ev.OrderChanged,
                 ev.DiscoveryRequested,
                 ev.DiscoveryCancelled,

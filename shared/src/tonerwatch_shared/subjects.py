@@ -22,6 +22,8 @@ PRINTER_UNREACHABLE = "printer.unreachable"
 PRINTER_REACHABLE = "printer.reachable"
 # A person asked for a poll now (api); the poller's configuration consumer already sees printer.*.
 POLL_REQUESTED = "printer.poll"
+# A printer's service coverage as the api's records show it (the syncer's daily snapshot uses it).
+PRINTER_COVERAGE = "printer.coverage"
 SUPPLY_READING = "supply.reading"
 SUPPLY_REPLACED = "supply.replaced"
 # An order of supplies was placed or changed (api); keyed by the printer it is for.

@@ -19,6 +19,7 @@ from tonerwatch_api.db.sealed import reseal_all
 from tonerwatch_api.db.tx import bootstrap, ensure_admin, in_tx, upgrade
 from tonerwatch_api.deps import AppState
 from tonerwatch_api.domain.alert_settings import reannounce_all
+from tonerwatch_api.domain.coverage_announce import CoverageAnnouncer
 from tonerwatch_api.domain.mail_servers import reannounce_mail_servers
 from tonerwatch_api.domain.retention import run_upkeep
 from tonerwatch_api.input_guard import JsonErrorHttpTools
@@ -98,6 +99,15 @@ async def run_background(st: AppState, stop: asyncio.Event) -> None:
         tg.create_task(st.live.run(st.bus, stop))
         tg.create_task(run_activity(st.engine, st.bus, stop))
         tg.create_task(run_upkeep(st.engine, st.settings, stop))
+        # The api is the record of service coverage: the syncer's snapshot uses what it announces.
+        announcer = CoverageAnnouncer(
+            st.engine,
+            st.bus,
+            st.settings.coverage_rules,
+            st.source,
+            reannounce_s=st.settings.coverage_reannounce_s,
+        )
+        tg.create_task(announcer.run(stop, st.settings.coverage_announce_interval_s))
 
 
 async def run(

@@ -77,6 +77,18 @@ class Settings(CommonSettings):
     history_upkeep_interval_s: float = Field(
         default=60.0, gt=0, description="How often readings are rolled up and old rows pruned"
     )
+    coverage_announce_interval_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often printers' service coverage is looked at and a change announced "
+        "on the bus (the syncer's daily snapshot sends the api's figure)",
+    )
+    coverage_reannounce_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Every printer's coverage is announced again this often (and at start): "
+        "a syncer started after the events stream aged the last one out still learns it",
+    )
     history_batch: int = Field(
         default=5000, ge=100, description="Rows per rollup/prune transaction (bounds lock time)"
     )

@@ -18,6 +18,7 @@ from tonerwatch_shared.events import (
     Event,
     OrderChanged,
     PrinterConfigured,
+    PrinterCoverage,
     PrinterReachable,
     PrinterRemoved,
     PrinterUnreachable,
@@ -54,6 +55,9 @@ class KnownPrinter(BaseModel):
     # seq of the newest reading folded in (with entry.last_read_at, its position). Readings and
     # (un)reachable come through different consumers: readings are ordered among themselves.
     read_seq: int | None = None
+    # The api's newest announcement of the printer's coverage (its record): used in the snapshot
+    # instead of the coverage folded here, which knows only the events this syncer has seen.
+    api_coverage: PrinterCoverage | None = None
 
     def read_position(self) -> Position | None:
         """Return the position of the newest reading folded in (None: none yet)."""
@@ -158,6 +162,11 @@ def fold(
             newest = sorted(orders.items(), key=lambda kv: kv[1])[-ORDERS_KEPT:]
             orders = dict(newest)
         return base.model_copy(update={"orders": orders})
+    if isinstance(event, PrinterCoverage):
+        base = known or _blank(event, event.printer_id, "")
+        if base.api_coverage is not None and not is_newer(position_of(base.api_coverage), event):
+            return None  # an older (or the same) announcement: the newest one stands
+        return base.model_copy(update={"api_coverage": event})
     if isinstance(event, PrinterConfigured):
         base = known or _blank(event, event.printer_id, event.address)
         entry = base.entry.model_copy(
@@ -195,7 +204,23 @@ def fold(
 def with_coverage(
     known: KnownPrinter, rules: Mapping[str, CoverageRule], now: datetime
 ) -> PrinterEntry:
-    """Return the printer's entry with its service coverage as of now."""
+    """Return the printer's entry with its service coverage as of now.
+
+    From the api's newest announcement when one arrived (its rule, monitoring and orders, plus
+    orders placed after it and readings newer than it, seen here); else from what this syncer
+    folded itself.
+    """
+    api = known.api_coverage
+    if api is not None:
+        later = [t for t in known.orders.values() if t > api.occurred_at]
+        coverage = evaluate(
+            api.coverage.rule,
+            api.monitoring_since,
+            sorted((*api.orders_at, *later)),
+            now,
+            last_seen=latest(api.last_seen_at, known.entry.last_read_at),
+        )
+        return known.entry.model_copy(update={"coverage": coverage})
     coverage = evaluate(
         rule_for(known.entry.vendor, rules),
         known.monitoring_since,

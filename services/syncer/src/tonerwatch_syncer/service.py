@@ -13,7 +13,8 @@
   also pushed at once to `/v1/reorders` with the printer's snapshot.
 - Each site's fleet (every printer with its supplies, meters, status and service coverage, folded
   from the events into the `SYNC_FLEET` KV bucket: never asked of the api; coverage from the
-  readings' continuity and the orders, TONERWATCH_COVERAGE_RULES) goes to `/v1/snapshots` daily at
+  api's newest `printer_coverage` announcement, else from the readings' continuity and the orders
+  seen, TONERWATCH_COVERAGE_RULES) goes to `/v1/snapshots` daily at
   TONERWATCH_SYNC_SNAPSHOT_AT, and every printer's meters to `/v1/meter-reads` at the turn of each
   month; gzip-compressed.
 - Every TONERWATCH_SYNC_DOWNLINK_INTERVAL_S (default hourly) each site asks `/v1/downlink` what
@@ -813,7 +814,8 @@ async def _run(
                 ordered=True,
             ),
         ]
-        # What the snapshots are made of: readings, and the printers' configuration and reachability.
+        # What the snapshots are made of: readings, and the printers' configuration, reachability
+        # and service coverage (the api's announcements: printer.coverage).
         remembering = [
             ConsumerSpec(
                 durable=subjects.name("syncer_fleet_readings"),
