@@ -86,13 +86,17 @@ def test_every_live_printer_is_described_with_its_orders_not_cancelled(
     add_order(db, "o-1", 5)
     add_order(db, "o-2", 3)
     add_order(db, "o-3", 2, status="cancelled")
-    ((digest, event),) = in_tx(db, lambda s: coverage_events(s, {}, NOW, "api/test"))
+    ((printer_id, digest, event),) = in_tx(db, lambda s: coverage_events(s, {}, NOW, "api/test"))
+    assert event is not None and printer_id == P
     assert event.printer_id == P and event.site_id == "default"
     assert event.event_id == coverage_event_id(digest)
     assert event.orders_at == (NOW - timedelta(days=5), NOW - timedelta(days=3))
     assert event.monitoring_since == NOW - timedelta(days=40)
     assert event.last_seen_at == NOW - timedelta(days=1)
     assert (event.coverage.status, event.coverage.orders_counted) == ("covered", 2)
+    # Unchanged since announced: not built again.
+    unchanged = in_tx(db, lambda s: coverage_events(s, {}, NOW, "api/test", {P: digest}))
+    assert unchanged == [(P, digest, None)]
 
 
 async def test_announced_at_start_then_only_when_it_changes(

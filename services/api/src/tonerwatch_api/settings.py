@@ -78,7 +78,7 @@ class Settings(CommonSettings):
         default=60.0, gt=0, description="How often readings are rolled up and old rows pruned"
     )
     coverage_announce_interval_s: float = Field(
-        default=15.0,
+        default=60.0,
         gt=0,
         description="How often printers' service coverage is looked at and a change announced "
         "on the bus (the syncer's daily snapshot sends the api's figure)",

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -64,9 +65,17 @@ def coverage_event_id(digest: str) -> uuid.UUID:
 
 
 def coverage_events(
-    session: Session, rules: Mapping[str, CoverageRule], now: dt.datetime, source: str
-) -> list[tuple[str, PrinterCoverage]]:
-    """Return (digest, announcement) for every printer not removed, as of now."""
+    session: Session,
+    rules: Mapping[str, CoverageRule],
+    now: dt.datetime,
+    source: str,
+    published: Mapping[str, str] | None = None,
+) -> list[tuple[str, str, PrinterCoverage | None]]:
+    """Return (printer id, digest, announcement) for every printer not removed, as of now.
+
+    published: per printer, the digest last announced; for those unchanged the announcement is
+    None (not built: the look stays cheap for a large fleet).
+    """
     orders: dict[str, dict[str, tuple[str, dt.datetime]]] = {}
     for order_id, printer_id, status, created in session.exec(
         select(Order.id, Order.printer_id, Order.status, Order.created_at)
@@ -74,26 +83,39 @@ def coverage_events(
         at = _aware(created)
         assert at is not None
         orders.setdefault(printer_id, {})[order_id] = (status, at)
-    out = []
-    for printer in session.exec(select(Printer).where(col(Printer.removed_at).is_(None))).all():
-        rule = rule_for(printer.vendor, rules)
-        since = _aware(printer.monitoring_since)
-        last_seen = _aware(printer.last_seen_at)
-        mine = orders.get(printer.id, {})
+    out: list[tuple[str, str, PrinterCoverage | None]] = []
+    # Only the columns it needs (a look covers the whole fleet): five, past sqlmodel's select.
+    printers = sa_select(
+        col(Printer.id),
+        col(Printer.site_id),
+        col(Printer.vendor),
+        col(Printer.monitoring_since),
+        col(Printer.last_seen_at),
+    ).where(col(Printer.removed_at).is_(None))
+    for printer_id, site_id, vendor, monitoring_since, last_seen_at in session.execute(
+        printers
+    ).all():
+        rule = rule_for(vendor, rules)
+        since = _aware(monitoring_since)
+        mine = orders.get(printer_id, {})
+        digest = coverage_digest(printer_id, since, mine, rule)
+        if published is not None and published.get(printer_id) == digest:
+            out.append((printer_id, digest, None))
+            continue
+        last_seen = _aware(last_seen_at)
         placed = tuple(sorted(at for status, at in mine.values() if status != "cancelled"))
-        digest = coverage_digest(printer.id, since, mine, rule)
         event = PrinterCoverage(
             event_id=coverage_event_id(digest),
             occurred_at=now,
             source=source,
-            site_id=printer.site_id,
-            printer_id=printer.id,
+            site_id=site_id,
+            printer_id=printer_id,
             monitoring_since=since,
             last_seen_at=last_seen,
             orders_at=placed,
             coverage=evaluate(rule, since, placed, now, last_seen=last_seen),
         )
-        out.append((digest, event))
+        out.append((printer_id, digest, event))
     return out
 
 
@@ -125,18 +147,20 @@ class CoverageAnnouncer:
             self.published.clear()
             self.last_full = time.monotonic()
         now = self.clock()
+        before = dict(self.published)
         found = await run_tx(
-            self.engine, lambda s: coverage_events(s, self.rules, now, self.source)
+            self.engine, lambda s: coverage_events(s, self.rules, now, self.source, before)
         )
         sent = 0
-        for digest, event in found:
-            if self.published.get(event.printer_id) == digest:
-                continue
+        for printer_id, digest, event in found:
+            if event is None:
+                continue  # unchanged since it was announced
             await self.bus.publish(event)  # a failure: not remembered, so tried at the next look
-            self.published[event.printer_id] = digest
+            self.published[printer_id] = digest
             sent += 1
-        gone = self.published.keys() - {event.printer_id for _, event in found}
-        for printer_id in gone:
+        # Printers removed since: forgotten (announced again should they come back).
+        live = {printer_id for printer_id, _, _ in found}
+        for printer_id in self.published.keys() - live:
             del self.published[printer_id]
         return sent
 
