@@ -240,6 +240,14 @@ async def test_readings_redelivered_late_out_of_order_through_the_bus(
     }
     try:
         await bus.publish(configured())
+
+        def printer_known() -> bool:
+            with Session(pg) as s:
+                return s.get(Printer, PID) is not None
+
+        # Readings and configuration have consumers of their own: a reading for a printer the
+        # api does not know yet is dropped, so the printer is known first (as in production).
+        await eventually(printer_known, timeout_s=20)
         for s in (1, 2, 5, 6):
             assert await bus.publish(by_seq[s])
 

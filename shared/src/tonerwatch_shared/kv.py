@@ -7,11 +7,13 @@ based on a stale read fails (KvConflict) instead of silently undoing another rep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 EDIT_ATTEMPTS = 20
+# Listing a bucket's keys: a watcher's whole history, each wait bounded by this.
+KEYS_TIMEOUT_S = 10.0
 
 
 class KvConflict(Exception):
@@ -41,13 +45,33 @@ class ModelKv(Generic[M]):
     def __init__(self, kv: KeyValue, model: type[M]) -> None:
         self.kv = kv
         self.model = model
+        self.bucket = str(getattr(kv, "_name", "a KV bucket"))  # for messages only
 
-    async def keys(self) -> list[str]:
-        """Return every key in the bucket (none when it is empty)."""
-        try:
-            return list(await self.kv.keys())
-        except nats.js.errors.NoKeysError:
-            return []
+    async def keys(self, timeout_s: float = KEYS_TIMEOUT_S) -> list[str]:
+        """Return every key in the bucket (none when it is empty); TimeoutError past timeout_s.
+
+        Not nats-py's KeyValue.keys(): it waits for the watcher's end-of-history marker with no
+        limit and leaves the watcher subscribed when cancelled. Here every wait is bounded, one
+        retry is made, and the watcher is always stopped.
+        """
+        for attempt in (1, 2):
+            watcher = await self.kv.watchall(ignore_deletes=True, meta_only=True)
+            found: list[str] = []
+            try:
+                async with asyncio.timeout(timeout_s):
+                    while (entry := await watcher.updates(timeout_s)) is not None:  # type: ignore[no-untyped-call]
+                        found.append(entry.key)
+                return found
+            except (TimeoutError, nats.errors.TimeoutError):
+                if attempt == 2:
+                    raise TimeoutError(
+                        f"listing the keys of {self.bucket} took over {timeout_s}s"
+                    ) from None
+                log.warning("listing the keys of %s timed out; trying again", self.bucket)
+            finally:
+                with contextlib.suppress(Exception):
+                    await watcher.stop()  # type: ignore[no-untyped-call]
+        raise AssertionError("unreachable")
 
     async def read(self, key: str) -> Versioned[M]:
         """Return key's value and revision; an unreadable value reads as None (and is logged)."""

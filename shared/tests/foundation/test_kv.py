@@ -88,3 +88,46 @@ async def test_deleted_and_unreadable_values_read_as_none_but_keep_their_revisio
     bad_rev = await kv.kv.put("p-5", b"not json")
     assert await kv.read("p-5") == Versioned(None, bad_rev)
     assert await kv.write("p-5", Tally(count=1), bad_rev) > bad_rev
+
+
+async def test_keys_lists_live_keys_of_an_empty_a_full_and_a_thinned_bucket(bus: Bus) -> None:
+    kv = await tallies(bus)
+    assert await kv.keys() == []
+    for key in ("p-1", "p-2", "p-3"):
+        await kv.write(key, Tally(count=1), 0)
+    await kv.write("p-2", Tally(count=2), (await kv.read("p-2")).revision)  # history of one key
+    assert sorted(await kv.keys()) == ["p-1", "p-2", "p-3"]
+    await kv.kv.delete("p-3")  # the newest message is a delete: the listing still ends
+    assert sorted(await kv.keys()) == ["p-1", "p-2"]
+
+
+class _SilentWatcher:
+    """A watcher whose end-of-history marker never comes (what hung nats-py's keys())."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    async def updates(self, timeout: float) -> object:  # noqa: ASYNC109 (nats-py's signature)
+        await asyncio.sleep(timeout * 10)
+        return None
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+class _SilentKv:
+    def __init__(self) -> None:
+        self.watchers: list[_SilentWatcher] = []
+
+    async def watchall(self, **_: object) -> _SilentWatcher:
+        self.watchers.append(_SilentWatcher())
+        return self.watchers[-1]
+
+
+async def test_keys_never_waits_forever_for_a_lost_end_of_history_marker() -> None:
+    silent = _SilentKv()
+    kv = ModelKv(silent, Tally)  # type: ignore[arg-type]
+    with pytest.raises(TimeoutError):
+        await kv.keys(timeout_s=0.05)
+    # Tried twice, and every watcher was stopped (none left subscribed).
+    assert [w.stopped for w in silent.watchers] == [True, True]
