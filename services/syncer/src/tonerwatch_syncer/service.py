@@ -160,7 +160,10 @@ class Settings(CommonSettings):
     sync_ack_wait_s: float = Field(
         default=60.0,
         gt=0,
-        description="How long one upstream delivery may take before NATS hands the event out again",
+        description=(
+            "How long one upstream delivery (with its retries) may take; NATS is told the event is"
+            " in progress meanwhile, so a lost answer gives it back within TONERWATCH_ACK_WAIT_S"
+        ),
     )
     sync_downlink_interval_s: float = Field(
         default=3600.0,
@@ -793,24 +796,23 @@ async def _run(
     try:
         await bus.ensure_event_stream()
         # Alerts (crossed/resolved), replacements and orders are what a supplier acts on; each
-        # consumer ordered (one in flight), never dropping an event (docs/reliability.md).
+        # consumer ordered (one in flight), never dropping an event (docs/reliability.md). Their
+        # ack wait is the bus's short one: a delivery in progress is announced (working_on), and
+        # an ack or nak lost with NATS (a restart) must not hold an ordered consumer for minutes.
         forwarding = [
             ConsumerSpec(
                 durable=subjects.name("syncer_alerts"),
                 filter_subject=subjects.area(ThresholdCrossed.subject_area()),
-                ack_wait_s=settings.sync_ack_wait_s,
                 ordered=True,
             ),
             ConsumerSpec(
                 durable=subjects.name("syncer_replaced"),
                 filter_subject=SupplyReplaced.subject_filter(subjects),
-                ack_wait_s=settings.sync_ack_wait_s,
                 ordered=True,
             ),
             ConsumerSpec(
                 durable=subjects.name("syncer_orders"),
                 filter_subject=OrderChanged.subject_filter(subjects),
-                ack_wait_s=settings.sync_ack_wait_s,
                 ordered=True,
             ),
         ]
