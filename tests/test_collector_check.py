@@ -176,3 +176,15 @@ def test_check_with_a_running_collectors_data_dir_judges_its_own_link(
     assert down[1].count("\n") == 1
     assert not (data_dir / "collector.json").exists()
     assert after[0] == 2 and "running collector" not in after[1] and "down:" in after[1], after
+
+
+def test_our_own_shutdown_mid_handshake_does_not_hide_the_hubs_refusal() -> None:
+    from tonerwatch.collector import _link_failure
+
+    log_text = (
+        "[1] 2026/12/06 23:20:01.1 [ERR] 127.0.0.1:7422 - lid:8 - Leafnode Error "
+        "'Authorization Violation'\n"
+        "[1] 2026/12/06 23:20:02.1 [ERR] 127.0.0.1:7422 - lid:9 - TLS leafnode handshake error: "
+        "read tcp 127.0.0.1:46380->127.0.0.1:7422: use of closed network connection\n"
+    )
+    assert _link_failure(log_text, 4.0).startswith("the hub refused the site's credentials")

@@ -424,7 +424,13 @@ async def _leafz_up(http_port: int, timeout_s: float) -> str | None:
 
 def _link_failure(log_text: str, timeout_s: float) -> str:
     """Return why the leaf did not come up, from the throwaway server's log."""
-    errors = [ln for ln in log_text.splitlines() if "[ERR]" in ln or "[WRN]" in ln]
+    errors = [
+        ln
+        for ln in log_text.splitlines()
+        if ("[ERR]" in ln or "[WRN]" in ln)
+        # Our own throwaway server stopping mid-handshake, not what the hub answered.
+        and "use of closed network connection" not in ln
+    ]
     for line in reversed(errors):
         lowered = line.lower()
         for needle, meaning in _LINK_FAILURES:
