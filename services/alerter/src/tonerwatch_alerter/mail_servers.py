@@ -11,24 +11,19 @@ keep to their own recipients, so nobody gets the same alert twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-import aiosmtplib
 from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 from pydantic import SecretStr
 
 from tonerwatch_alerter.channels.base import ChannelConfig, DeliveryFailed
 from tonerwatch_alerter.channels.mail import (
-    DEFAULT_PUBLIC_URL,
-    LabelLookup,
     MailConfig,
     MailSender,
     PrinterRecipientLookup,
     RecipientLookup,
-    SendFn,
 )
 from tonerwatch_shared.bus import ConsumerSpec
 from tonerwatch_shared.events import Event, MailServerConfigured
@@ -150,39 +145,17 @@ class ServerMail:
     """The channel of the web UI's mail servers: first server by priority that takes the mail."""
 
     def __init__(
-        self,
-        servers: MailServers,
-        *,
-        public_url: str = DEFAULT_PUBLIC_URL,
-        labels: LabelLookup | None = None,
-        site_recipients: RecipientLookup | None = None,
-        printer_recipients: PrinterRecipientLookup | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        send: SendFn = aiosmtplib.send,
+        self, servers: MailServers, sender: Callable[[MailConfig], MailSender] = MailSender
     ) -> None:
+        # sender makes the MailSender of one server, e.g. functools.partial(MailSender,
+        # public_url=..., labels=...): the servers differ only in their MailConfig.
         self.servers = servers
-        self.public_url = public_url
-        self.labels = labels
-        self.site_recipients = site_recipients
-        self.printer_recipients = printer_recipients
-        self.sleep = sleep
-        self._send = send
+        self._sender = sender
 
     @property
     def config(self) -> ChannelConfig:
         """The channel's name and filter."""
         return CHANNEL_CONFIG
-
-    def _sender(self, config: MailConfig) -> MailSender:
-        return MailSender(
-            config,
-            public_url=self.public_url,
-            labels=self.labels,
-            site_recipients=self.site_recipients,
-            printer_recipients=self.printer_recipients,
-            sleep=self.sleep,
-            send=self._send,
-        )
 
     async def wants(self, event: Event) -> bool:
         """Return whether event is mailed: a server is set, and the web UI names someone for it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Protocol
 
@@ -293,10 +294,13 @@ async def _run(
                 "mail",
                 ms.ServerMail(
                     servers,
-                    public_url=settings.public_url,
-                    labels=labels,
-                    site_recipients=site_settings.recipients,
-                    printer_recipients=site_settings.printer_recipients,
+                    functools.partial(
+                        MailSender,
+                        public_url=settings.public_url,
+                        labels=labels,
+                        site_recipients=site_settings.recipients,
+                        printer_recipients=site_settings.printer_recipients,
+                    ),
                 ),
             ),
         ]

@@ -25,7 +25,13 @@ from tonerwatch_api.listing import CURSOR_HELP, Listing, Page
 from tonerwatch_api.live import LiveAlerts
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.projections.outbox import Outbox
-from tonerwatch_api.schemas.common import EXAMPLE_PRINTER_ID, ROW_ID_MAX, RowId, error_response
+from tonerwatch_api.schemas.common import (
+    EXAMPLE_PRINTER_ID,
+    ROW_ID_MAX,
+    RowId,
+    error_response,
+    not_authenticated,
+)
 from tonerwatch_api.security import Role, csrf_ok, role_at_least
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import Bus
@@ -198,11 +204,8 @@ ResolutionAsked = Annotated[
 
 
 ERRORS: dict[int | str, dict[str, object]] = {
-    401: error_response(
-        401,
-        "Not authenticated: no bearer token (or session), or it expired or was revoked",
-        "not authenticated: send 'Authorization: Bearer <token>' (get one from "
-        "POST /api/v1/auth/token) — a token may also be expired or revoked",
+    401: not_authenticated(
+        "Not authenticated: no bearer token (or session), or it expired or was revoked"
     ),
     403: error_response(
         403, "Role or scope too small", "needs role operator or higher (you are viewer)"

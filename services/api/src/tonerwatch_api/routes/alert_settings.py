@@ -22,18 +22,13 @@ from tonerwatch_api.schemas.alert_settings import (
     UserAlertingIn,
     UserAlertingOut,
 )
-from tonerwatch_api.schemas.common import error_response
+from tonerwatch_api.schemas.common import error_response, not_authenticated
 from tonerwatch_api.security import role_at_least
 
 router = APIRouter(prefix="/api/v1")
 _CRITICAL_ABOVE_LOW = "Value error, must not be above low_percent (20)"
 ERRORS: dict[int | str, dict[str, object]] = {
-    401: error_response(
-        401,
-        "Not authenticated",
-        "not authenticated: send 'Authorization: Bearer <token>' (get one from "
-        "POST /api/v1/auth/token) — a token may also be expired or revoked",
-    ),
+    401: not_authenticated(),
     403: error_response(
         403, "Needs the admin role", "needs role admin or higher (you are operator)"
     ),

@@ -22,7 +22,7 @@ from tonerwatch_api.domain.groups import (
     set_members,
 )
 from tonerwatch_api.listing import Page
-from tonerwatch_api.schemas.common import error_response
+from tonerwatch_api.schemas.common import error_response, not_authenticated
 from tonerwatch_api.schemas.groups import (
     GroupDetailOut,
     GroupIn,
@@ -33,12 +33,7 @@ from tonerwatch_api.schemas.groups import (
 
 router = APIRouter(prefix="/api/v1")
 ERRORS: dict[int | str, dict[str, object]] = {
-    401: error_response(
-        401,
-        "Not authenticated",
-        "not authenticated: send 'Authorization: Bearer <token>' (get one from "
-        "POST /api/v1/auth/token) — a token may also be expired or revoked",
-    ),
+    401: not_authenticated(),
     403: error_response(
         403, "Needs the admin role", "needs role admin or higher (you are operator)"
     ),

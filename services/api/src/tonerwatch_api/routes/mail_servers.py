@@ -26,7 +26,7 @@ from tonerwatch_api.domain.mail_servers import (
     patch_mail_server,
 )
 from tonerwatch_api.listing import Page
-from tonerwatch_api.schemas.common import error_response
+from tonerwatch_api.schemas.common import error_response, not_authenticated
 from tonerwatch_api.schemas.mail_servers import (
     MailServerIn,
     MailServerOut,
@@ -36,12 +36,7 @@ from tonerwatch_api.schemas.mail_servers import (
 
 router = APIRouter(prefix="/api/v1")
 ERRORS: dict[int | str, dict[str, object]] = {
-    401: error_response(
-        401,
-        "Not authenticated",
-        "not authenticated: send 'Authorization: Bearer <token>' (get one from "
-        "POST /api/v1/auth/token) — a token may also be expired or revoked",
-    ),
+    401: not_authenticated(),
     403: error_response(
         403,
         "Needs the provider role (mail servers serve the whole installation)",

@@ -94,6 +94,18 @@ def error_response(
     }
 
 
+# The 401 answer of every route behind a login: one text, so the API's documentation agrees with itself.
+NOT_AUTHENTICATED_MESSAGE = (
+    "not authenticated: send 'Authorization: Bearer <token>' (get one from "
+    "POST /api/v1/auth/token) — a token may also be expired or revoked"
+)
+
+
+def not_authenticated(description: str = "Not authenticated") -> dict[str, Any]:
+    """Return the OpenAPI `responses` entry of a 401 (no, expired or revoked token)."""
+    return error_response(401, description, NOT_AUTHENTICATED_MESSAGE)
+
+
 class TokenForm(BaseModel):
     """OAuth2 password grant (form fields; others, such as grant_type and client_id, are ignored)."""
 
