@@ -527,3 +527,85 @@ async def test_readings_held_back_in_an_outage_and_delivered_late_alert_nothing_
     assert {m["Message-ID"] for m in inbox.messages} == {
         f"<{e.event_id}@tonerwatch>" for e in events
     }
+
+
+async def test_steady_readings_are_kept_in_memory_and_written_within_the_touch_interval(
+    bus: Bus,
+) -> None:
+    store = StateStore(await bus.key_value(BUCKET))
+    await store.start()
+    try:
+        proc = Processor(bus, store, Context(source="a1"))
+        await proc.handle(reading(50, 0))
+        written = await StateStore(await bus.key_value(BUCKET)).load(PID)
+        # The same level again and again: only when the printer was read moves.
+        for minute in (1, 2, 3):
+            await proc.handle(reading(50, minute))
+        assert store.deferred == 3
+        stored = await StateStore(await bus.key_value(BUCKET)).load(PID)
+        assert stored.revision == written.revision  # nothing written for them
+        kept = await store.load(PID)
+        assert kept.state is not None and kept.state.readings_at == T0 + timedelta(minutes=3)
+        # A moved level is written at once, with the times kept so far.
+        await proc.handle(reading(49, 4))
+        stored = await StateStore(await bus.key_value(BUCKET)).load(PID)
+        assert stored.state is not None and stored.state.supplies["1.1"].last_percent == 49
+        assert stored.state.readings_at == T0 + timedelta(minutes=4)
+        # Past the touch interval a steady reading is written too.
+        store.mirror.touch_s = 0.0
+        await proc.handle(reading(49, 5))
+        stored = await StateStore(await bus.key_value(BUCKET)).load(PID)
+        assert stored.state is not None and stored.state.readings_at == T0 + timedelta(minutes=5)
+    finally:
+        await store.stop()
+
+
+async def test_a_steady_reading_kept_in_memory_is_written_at_stop(bus: Bus) -> None:
+    store = StateStore(await bus.key_value(BUCKET))
+    await store.start()
+    proc = Processor(bus, store, Context(source="a1"))
+    await proc.handle(reading(50, 0))
+    await proc.handle(reading(50, 1))
+    assert store.deferred == 1
+    await store.stop()
+    stored = await StateStore(await bus.key_value(BUCKET)).load(PID)
+    assert stored.state is not None and stored.state.readings_at == T0 + timedelta(minutes=1)
+
+
+async def test_a_crossing_after_steady_readings_is_published_once(bus: Bus) -> None:
+    store = StateStore(await bus.key_value(BUCKET))
+    await store.start()
+    try:
+        proc = Processor(bus, store, Context(source="a1"))
+        for minute, percent in enumerate([30, 30, 30, 19, 19, 19]):
+            await proc.handle(reading(percent, minute))
+        assert [getattr(e, "rule", None) for e in alerts(await published(bus))] == ["low"]
+        stored = await StateStore(await bus.key_value(BUCKET)).load(PID)
+        assert stored.state is not None and f"{PID}:1.1:low" in stored.state.alerts
+    finally:
+        await store.stop()
+
+
+async def test_another_replicas_write_replaces_a_steady_state_kept_in_memory(bus: Bus) -> None:
+    """Replica a1 keeps a steady reading in memory; a2 raises an alert meanwhile; a1 sees it."""
+    a1 = StateStore(await bus.key_value(BUCKET))
+    await a1.start()
+    try:
+        p1 = Processor(bus, a1, Context(source="a1"))
+        await p1.handle(reading(30, 0))
+        await p1.handle(reading(30, 1))
+        assert a1.deferred == 1
+        a2 = StateStore(await bus.key_value(BUCKET))
+        await Processor(bus, a2, Context(source="a2")).handle(reading(19, 2))
+
+        async def a1_sees_the_alert() -> bool:
+            st = (await a1.load(PID)).state
+            return st is not None and f"{PID}:1.1:low" in st.alerts
+
+        await eventually(a1_sees_the_alert, timeout_s=10)
+        # Back up (a new level): a1 resolves the alert a2 raised, on a2's state.
+        await p1.handle(reading(25, 3))
+        rules = [(type(e).__name__, getattr(e, "rule", None)) for e in alerts(await published(bus))]
+        assert rules == [("ThresholdCrossed", "low"), ("AlertResolved", "low")]
+    finally:
+        await a1.stop()

@@ -1,5 +1,7 @@
 """Apply one event to a printer: load state → evaluate → commit state with an outbox → publish.
 
+A steady reading (only when the printer was read moved) is not written each time: see store.py.
+
 The state and the events it implies are committed together (compare-and-set on the KV revision)
 before anything is published, so of two replicas racing on a printer only the winner publishes,
 and the loser re-evaluates on the winner's state. A crash after the commit leaves the events in the
@@ -20,7 +22,7 @@ from nats.aio.msg import Msg
 
 from tonerwatch_alerter.engine import HANDLED, Context, evaluate, new_state
 from tonerwatch_alerter.site_settings import SiteSettings
-from tonerwatch_alerter.store import StateConflict, StateStore
+from tonerwatch_alerter.store import StateConflict, StateStore, only_times_differ
 from tonerwatch_shared.bus import Bus, event_type
 from tonerwatch_shared.events import (
     Event,
@@ -63,13 +65,25 @@ class Processor:
             # Read per reading, not cached: a change saved in the web UI applies to the next one.
             ctx = replace(ctx, configured=await self.site_settings.rules(event.site_id))
         for attempt in range(MAX_ATTEMPTS):
-            loaded = await self.store.load(pid)
+            # After a conflict the mirror may not have the winner's state yet: ask KV.
+            loaded = await (self.store.load(pid) if attempt == 0 else self.store.load_fresh(pid))
             state = loaded.state or new_state(pid, event.site_id)
             pending = _unpack(state.outbox)
             if pending:
                 await self._publish(pending)
             outcome = evaluate(state.model_copy(update={"outbox": []}), event, ctx)
             if not outcome.changed and not pending:
+                return
+            if (
+                not pending
+                and not outcome.events
+                and loaded.state is not None
+                and self.store.may_defer(pid)
+                and only_times_differ(loaded.state, outcome.state)
+            ):
+                # A steady reading: nothing an alert depends on moved. Keep it in memory; the
+                # store writes it within its touch interval (or at stop).
+                self.store.defer(pid, outcome.state, loaded.revision)
                 return
             committed = outcome.state.model_copy(
                 update={"outbox": [e.model_dump_json() for e in outcome.events]}

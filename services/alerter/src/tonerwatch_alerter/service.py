@@ -250,6 +250,11 @@ async def _run(
         await bus.ensure_event_stream()
         store = StateStore(await bus.key_value(BUCKET))
         site_settings = SiteSettings(await bus.key_value(ss.BUCKET))
+        # Both are read for every reading: from memory (watched buckets), not one KV get each.
+        await store.start()
+        stack.push_async_callback(store.stop)  # writes the steady readings' times kept in memory
+        await site_settings.start()
+        stack.push_async_callback(site_settings.stop)
         processor = Processor(bus, store, settings.context(), site_settings)
         watcher = cw.CollectorWatcher(
             bus,
@@ -358,10 +363,12 @@ async def _run(
             tg.create_task(_count(processor, published, stop))
             tg.create_task(watcher.run(stop, settings.collector_check_s))
         log.info(
-            "alerter stopping: %d published, %d duplicates, %d write conflicts",
+            "alerter stopping: %d published, %d duplicates, %d write conflicts, %d steady"
+            " readings kept in memory",
             processor.published,
             processor.duplicates,
             processor.conflicts,
+            store.deferred,
         )
     finally:
         await stack.aclose()

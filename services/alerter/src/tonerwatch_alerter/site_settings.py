@@ -19,6 +19,7 @@ from tonerwatch_shared import subjects as sj
 from tonerwatch_shared.bus import ConsumerSpec
 from tonerwatch_shared.events import AlertLimits, AlertSettingsConfigured, Event
 from tonerwatch_shared.kv import KvConflict, ModelKv
+from tonerwatch_shared.kv_mirror import ModelMirror
 from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,21 @@ class SiteSettings:
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
         self.sites = ModelKv(kv, AlertSettingsConfigured)
+        # Read for every reading: from memory, kept current by a watch once started (a change
+        # saved in the web UI by any replica applies to the readings after it arrives, ms later).
+        self.mirror = ModelMirror(self.sites)
+
+    async def start(self) -> None:
+        """Load the bucket into memory and follow it (without: every load asks KV)."""
+        await self.mirror.start()
+
+    async def stop(self) -> None:
+        """End the watch."""
+        await self.mirror.stop()
 
     async def load(self, site_id: str) -> AlertSettingsConfigured | None:
         """Return the settings configured for site_id (None: nothing configured, env rules only)."""
-        return (await self.sites.read(sj.token(site_id))).value
+        return (await self.mirror.read(sj.token(site_id))).value
 
     async def rules(self, site_id: str) -> AlertRules:
         """Return site_id's configured settings as rule layers."""
@@ -110,6 +122,7 @@ class SiteSettings:
             ) from exc
         if written is None:
             return False
+        self.mirror.keep(sj.token(event.site_id), event, written.revision)
         log.info(
             "alert settings of site %s at revision %d",
             event.site_id,

@@ -90,6 +90,18 @@ class SiteSyncState(BaseModel):
     downlink_cursor: str | None = None
 
 
+# What a steady reading changes: when the printer was read (and its position).
+_READ_TIMES = frozenset({"updated_at", "read_seq", "status_seq", "status_at", "entry"})
+
+
+def only_read_times_differ(old: KnownPrinter, new: KnownPrinter) -> bool:
+    """Return whether new differs from old only in when the printer was last read (steady)."""
+    if any(v != old.__dict__[k] for k, v in new.__dict__.items() if k not in _READ_TIMES):
+        return False
+    entry = old.entry.__dict__
+    return all(v == entry[k] for k, v in new.entry.__dict__.items() if k != "last_read_at")
+
+
 def _blank(event: Event, printer_id: str, address: str) -> KnownPrinter:
     return KnownPrinter(
         site_id=event.site_id, entry=PrinterEntry(printer_id=printer_id, address=address)

@@ -63,7 +63,8 @@ from tonerwatch_shared.events import (
     UpstreamOrderUpdate,
     UpstreamSynced,
 )
-from tonerwatch_shared.kv import ModelKv
+from tonerwatch_shared.kv import EDIT_ATTEMPTS, KvConflict, ModelKv
+from tonerwatch_shared.kv_mirror import ModelMirror
 from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
 from tonerwatch_shared.ops import (
     Check,
@@ -97,6 +98,7 @@ from tonerwatch_syncer.fleet import (
     SiteSyncState,
     fold,
     meter_reads,
+    only_read_times_differ,
     site_entries,
     with_coverage,
 )
@@ -355,6 +357,9 @@ class Syncer:
         self.bus = bus
         self.client = client
         self.fleet = fleet
+        # Read and folded into for every reading: from memory, kept current by a watch once
+        # started (start_fleet); a steady reading's times are held, not written every time.
+        self.fleet_mirror = ModelMirror(fleet)
         self.state = state
         # Per alert: the position of the last crossed/resolved sent, so an older one is not.
         self.order = order
@@ -539,7 +544,7 @@ class Syncer:
 
     async def push_reorder(self, alert: ThresholdCrossed) -> None:
         """POST the reorder push of alert with the printer's latest snapshot."""
-        known = (await self.fleet.read(token(alert.printer_id))).value
+        known = (await self.fleet_mirror.read(token(alert.printer_id))).value
         entry = (
             with_coverage(known, self.settings.coverage_rules, self.clock())
             if known is not None
@@ -577,14 +582,53 @@ class Syncer:
             raise
         self.documents.labels(type=doc.type, result="ok").inc()
 
+    async def start_fleet(self) -> None:
+        """Load the fleet bucket into memory and follow it (without: every fold asks KV)."""
+        await self.fleet_mirror.start()
+
+    async def stop_fleet(self) -> None:
+        """Write the steady readings' times held in memory, then end the fleet's watch."""
+        try:
+            await self.fleet_mirror.flush()
+        finally:
+            await self.fleet_mirror.stop()
+
     async def remember(self, event: Event, _msg: Msg) -> None:
-        """Fold a reading, configuration, reachability or order event into the fleet bucket."""
-        if isinstance(event, PrinterEvent):
-            rules = self.settings.coverage_rules
-            await self.fleet.edit(token(event.printer_id), lambda known: fold(known, event, rules))
+        """Fold a reading, configuration, reachability or order event into the fleet bucket.
+
+        A steady reading (nothing but when the printer was read changed) is held in memory, and
+        written with the printer's next change, within the mirror's touch interval, or at stop.
+        """
+        if not isinstance(event, PrinterEvent):
+            return
+        rules = self.settings.coverage_rules
+        key = token(event.printer_id)
+        mirror = self.fleet_mirror
+        for attempt in range(EDIT_ATTEMPTS):
+            # After a conflict the mirror may not have the winner's value yet: ask KV.
+            current = await (mirror.read(key) if attempt == 0 else mirror.read_fresh(key))
+            new = fold(current.value, event, rules)
+            if new is None:
+                return
+            if (
+                isinstance(event, SupplyReading)
+                and current.value is not None
+                and mirror.may_hold(key)
+                and only_read_times_differ(current.value, new)
+            ):
+                mirror.hold(key, new, current.revision)
+                return
+            try:
+                await mirror.write(key, new, current.revision)
+                return
+            except KvConflict:
+                await asyncio.sleep(0.01)
+        raise KvConflict(f"gave up folding into {key}: {EDIT_ATTEMPTS} conflicting writes")
 
     async def printers(self) -> list[KnownPrinter]:
         """Return every printer the syncer knows of."""
+        if self.fleet_mirror.running:
+            return self.fleet_mirror.values()
         found = []
         for key in await self.fleet.keys():
             value = (await self.fleet.read(key)).value
@@ -847,6 +891,7 @@ async def _run(
             order=await order_bucket(bus, settings.events_max_age),
             forwarding=forwarding,
         )
+        await syncer.start_fleet()
         checks.update(
             {
                 "nats": bus_check(bus),
@@ -872,6 +917,7 @@ async def _run(
                 tg.create_task(bus.consume(spec, syncer.remember, stop=stop))
             tg.create_task(syncer.schedule_loop(stop))
             tg.create_task(syncer.downlink_loop(stop))
+        await syncer.stop_fleet()
     finally:
         await client.aclose()
         await bus.drain()
