@@ -9,10 +9,17 @@ Prints (does not assert) figures for one bounded run on loopback only:
   about half itself to every lag);
 - readings ingested per second (SupplyReading events and supply rows);
 - CPU per process (the `up` process or each service, nats-server, the snmpd fleet) and per poll;
-- PSS of every process at the end.
+- PSS of every process at the end;
+- the peer in the same run (--no-exporter to leave it out): Debian's prometheus-snmp-exporter
+  (bench/exporter_peer.py, bench/snmp_exporter.yml) scraped by this bench for a copy of the fleet
+  (or the same endpoints) at the same rate, each printer every interval on slots spread over it:
+  its CPU per scrape and PSS over the same window, SNMP bytes per scrape, and the ratios ours /
+  exporter for the service (every process, nats-server and the api included), the poller service
+  alone (--variant services) and the SNMP client alone (measured in this process).
 
     uv run python bench/e2e.py [--printers 1000] [--interval 30] [--duration 60]
         [--variant up|services] [--database sqlite|postgresql] [--recording jetdirect_m252dw]
+        [--no-exporter] [--exporter-module walk|get] [--exporter-fleet copy|same]
 
 `up`: one `tonerwatch up` (embedded nats-server, every service in one process). `services`: a
 nats-server the bench starts, then `tonerwatch migrate` and one `tonerwatch serve <svc>` process
@@ -20,8 +27,10 @@ per service (what compose runs). --database postgresql makes a database of its o
 TONERWATCH_BENCH_PG (default postgresql://postgres@127.0.0.1:5432/postgres) and drops it after.
 
 Printers: net-snmp `snmpd` serving a recording through `override` lines (apt-get install snmpd),
-at most 1,000 endpoints per process, on 127.0.0.1 (bench/poll_bench.py). Results are appended to
-bench/results/e2e.md with the machine's description and its load.
+at most 1,000 endpoints per process (10 processes for 10,000 printers), on 127.0.0.1
+(bench/poll_bench.py). They are added through the API's CSV import (POST /api/v1/printers/bulk,
+1,000 a request). Results are appended to bench/results/e2e.md with the machine's description and
+its load.
 """
 
 from __future__ import annotations
@@ -48,12 +57,28 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from exporter_peer import (
+    CONFIG as EXPORTER_CONFIG,
+)
+from exporter_peer import (
+    MODULES,
+    Relay,
+    Scraper,
+    exporter_path,
+    exporter_version,
+    start_exporter,
+    write_config,
+)
 from poll_bench import HOST, WALKS, snmpd_config, start_snmpd, stop
 
+from tonerwatch_api.schemas.bulk_add import BULK_MAX_LINES
 from tonerwatch_poller import schedule
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
 from tonerwatch_shared.simulator import free_udp_port
+from tonerwatch_shared.snmp.poll import PollPlan, poll_printer
 from tonerwatch_shared.snmp.snmprec import load_snmprec
+from tonerwatch_shared.snmp.target import SnmpTarget
+from tonerwatch_shared.snmp.udp import UdpSnmpClient
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "e2e.md"
@@ -137,6 +162,7 @@ class Observer:
     query: Any  # () -> list[(id, last_seen_at as datetime or str)] and count of reading rows
     period_s: float
     seen: dict[str, float] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
     # (printer id, reading time, observed time)
     events: list[tuple[str, float, float]] = field(default_factory=list)
     polls_by_printer: dict[str, list[float]] = field(default_factory=dict)
@@ -163,6 +189,9 @@ class Observer:
                 rows = []
             observed = time.time()
             for pid, last in rows:
+                if self.raw.get(pid) == last:  # unchanged: no parsing (10,000 rows every 0.2 s)
+                    continue
+                self.raw[pid] = last
                 at = _epoch(last)
                 if at is None:
                     continue
@@ -335,9 +364,12 @@ def stop_system(system: System) -> None:
         system.nats.stop()
 
 
-async def register(api_url: str, ports: list[int], interval_s: float) -> list[str]:
-    """Add every printer through the REST API (8 at a time); return their ids."""
-    async with httpx.AsyncClient(base_url=api_url, timeout=30.0) as client:
+async def register(
+    api_url: str, ports: list[int], interval_s: float, concurrency: int = 2
+) -> list[str]:
+    """Add every printer through the REST API's CSV import (POST /api/v1/printers/bulk, a
+    request per BULK_MAX_LINES printers, `concurrency` at once); return their ids in port order."""
+    async with httpx.AsyncClient(base_url=api_url, timeout=600.0) as client:
         # /healthz answers before the api's bootstrap has made the admin: 401 until it has.
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -349,25 +381,29 @@ async def register(api_url: str, ports: list[int], interval_s: float) -> list[st
             await asyncio.sleep(0.5)
         tok.raise_for_status()
         headers = {"Authorization": f"Bearer {tok.json()['access_token']}"}
-        slots = asyncio.Semaphore(8)
+        slots = asyncio.Semaphore(concurrency)
 
-        async def add(i: int, port: int) -> str:
+        async def add(first: int, chunk: list[int]) -> list[str]:
+            text = "address,port,name\n" + "".join(
+                f"{HOST},{port},bench printer {first + i:05d}\n" for i, port in enumerate(chunk)
+            )
             async with slots:
                 r = await client.post(
-                    "/api/v1/printers",
+                    "/api/v1/printers/bulk",
                     headers=headers,
-                    json={
-                        "address": HOST,
-                        "port": port,
-                        "name": f"bench printer {i:05d}",
-                        "community": "public",
-                        "interval_s": interval_s,
-                    },
+                    json={"text": text, "community": "public", "interval_s": interval_s},
                 )
-                r.raise_for_status()
-                return str(r.json()["id"])
+            r.raise_for_status()
+            out = r.json()
+            if out["added"] != len(chunk):
+                bad = [x for x in out["lines"] if x["outcome"] != "added"][:3]
+                raise SystemExit(f"bulk add: {out['added']} of {len(chunk)} added: {bad}")
+            return [str(x["printer_id"]) for x in sorted(out["lines"], key=lambda x: x["line"])]
 
-        return list(await asyncio.gather(*(add(i, p) for i, p in enumerate(ports))))
+        chunks = [
+            add(i, ports[i : i + BULK_MAX_LINES]) for i in range(0, len(ports), BULK_MAX_LINES)
+        ]
+        return [pid for ids in await asyncio.gather(*chunks) for pid in ids]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -377,12 +413,86 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
+# --- the peer: our SNMP client alone, and the exporter, weighed on one printer ----------------------
+
+
+@dataclass
+class Weights:
+    """Our client alone and the exporter, on one printer of the fleet (before the system starts)."""
+
+    plan: PollPlan
+    client_ms: float  # CPU of one steady poll, our SNMP client alone, in this thread
+    ours_bytes: float  # SNMP payload of one steady poll (request + response), through the relay
+    ours_requests: float
+    exporter_bytes: float = float("nan")  # the same for one exporter scrape
+    exporter_requests: float = float("nan")
+
+
+async def weigh(port: int, exporter_url: str | None, module: str, polls: int = 300) -> Weights:
+    """One printer: our client's steady poll (CPU; bytes through a counting relay) and the
+    exporter's scrape of it (bytes through the same relay). Bounded: a few hundred polls."""
+    client = UdpSnmpClient()
+    try:
+        direct = SnmpTarget(HOST, port, community="public", timeout=2.0, retries=1)
+        plan = (await poll_printer(client, direct)).plan
+        c0 = time.thread_time()  # this thread only: the observer and the scraper are others
+        for _ in range(polls):
+            plan = (await poll_printer(client, direct, plan)).plan
+        client_ms = (time.thread_time() - c0) / max(1, polls) * 1000
+        relay = Relay(port)
+        relayed = SnmpTarget(HOST, await relay.open(), community="public", timeout=2.0, retries=1)
+        try:
+            relayed_plan = (await poll_printer(client, relayed)).plan
+            relay.reset()
+            for _ in range(3):
+                relayed_plan = (await poll_printer(client, relayed, relayed_plan)).plan
+            w = Weights(plan, client_ms, (relay.sent + relay.received) / 3, relay.requests / 3)
+            if exporter_url is not None:
+                async with httpx.AsyncClient(timeout=30) as http:
+                    await http.get(  # the exporter's first scrape of a target (connection setup)
+                        f"{exporter_url}/snmp",
+                        params={"module": module, "target": f"{HOST}:{relayed.port}"},
+                    )
+                    relay.reset()
+                    for _ in range(3):
+                        r = await http.get(
+                            f"{exporter_url}/snmp",
+                            params={"module": module, "target": f"{HOST}:{relayed.port}"},
+                        )
+                        if r.status_code != 200 or b"prtMarkerSuppliesLevel{" not in r.content:
+                            raise SystemExit(
+                                f"exporter scrape failed: {r.status_code} {r.text[:300]}"
+                            )
+                w.exporter_bytes = (relay.sent + relay.received) / 3
+                w.exporter_requests = relay.requests / 3
+            return w
+        finally:
+            relay.close()
+    finally:
+        await client.close()
+
+
 # --- the run ------------------------------------------------------------------------------------
+
+
+def free_ports(n: int, taken: set[int]) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < n:
+        p = free_udp_port(HOST)
+        if p not in taken:
+            taken.add(p)
+            ports.append(p)
+    return ports
 
 
 def run(args: argparse.Namespace) -> list[str]:
     if shutil.which("snmpd") is None:
         sys.exit("needs net-snmp's snmpd: scripts/setup --bench (or apt-get install snmpd)")
+    if args.exporter and exporter_path() is None:
+        sys.exit(
+            "needs prometheus-snmp-exporter (the peer): scripts/setup --bench "
+            "(or apt-get install prometheus-snmp-exporter), or --no-exporter"
+        )
     lines: list[str] = []
 
     def say(line: str = "") -> None:
@@ -390,17 +500,51 @@ def run(args: argparse.Namespace) -> list[str]:
         lines.append(line)
 
     load_start = load()
+    warmup_max = args.warmup_max if args.warmup_max is not None else 2.5 * args.interval + 60
+    settle = min(10.0, args.interval / 2)
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tonerwatch-e2e-")))
         conf = tmp / "snmpd.conf"
         conf.write_text(snmpd_config(load_snmprec(WALKS / f"{args.recording}.snmprec")))
-        ports: list[int] = []
-        while len(ports) < args.printers:
-            p = free_udp_port(HOST)
-            if p not in ports:
-                ports.append(p)
+        taken: set[int] = set()
+        ports = free_ports(args.printers, taken)
         snmpds = start_snmpd(conf, ports)
         stack.callback(stop, snmpds)
+        # The exporter's printers: a copy of the fleet (snmpd processes of their own, so each
+        # side's snmpd CPU is its own), or the same endpoints.
+        exp_ports: list[int] = []
+        exp_snmpds: list[subprocess.Popen[bytes]] = []
+        if args.exporter:
+            if args.exporter_fleet == "copy":
+                exp_ports = free_ports(args.printers, taken)
+                (tmp / "copy").mkdir()
+                exp_conf = tmp / "copy" / "snmpd.conf"
+                exp_conf.write_text(conf.read_text())
+                exp_snmpds = start_snmpd(exp_conf, exp_ports)
+                stack.callback(stop, exp_snmpds)
+            else:
+                exp_ports = list(ports)
+        time.sleep(1.0 + len(ports) / 2000)  # snmpd binding its sockets
+        # Our client alone on one printer: its plan (the OIDs of a steady poll), its CPU and bytes.
+        weights = asyncio.run(weigh(ports[0], None, ""))
+        exporter: subprocess.Popen[bytes] | None = None
+        exporter_url = None
+        module = MODULES[args.exporter_module]
+        if args.exporter:
+            config = (
+                write_config(tmp, weights.plan.volatile)
+                if args.exporter_module == "get"
+                else EXPORTER_CONFIG
+            )
+            eport = free_tcp_port()
+            exporter = start_exporter(config, eport, tmp / "exporter.log")
+            stack.callback(stop, [exporter])
+            exporter_url = f"http://{HOST}:{eport}"
+            w = asyncio.run(weigh(exp_ports[0], exporter_url, module, polls=0))
+            weights.exporter_bytes, weights.exporter_requests = (
+                w.exporter_bytes,
+                w.exporter_requests,
+            )
         env = dict(os.environ) | {
             "TONERWATCH_ADMIN_PASSWORD": PASSWORD,
             "TONERWATCH_LOG_LEVEL": "WARNING",
@@ -418,23 +562,35 @@ def run(args: argparse.Namespace) -> list[str]:
         if args.database == "sqlite":
             rows, count = sqlite_query(tmp / "data" / "tonerwatch.db")
         t_reg = time.monotonic()
-        ids = asyncio.run(register(system.api_url, ports, args.interval))
+        ids = asyncio.run(register(system.api_url, ports, args.interval, args.register_concurrency))
         reg_s = time.monotonic() - t_reg
         observer = Observer(rows, args.observe_every)
         observer.start()
         stack.callback(observer.stop)
+        scraper: Scraper | None = None
+        if exporter_url is not None:
+            scraper = Scraper(
+                exporter_url, module, exp_ports, args.interval, warmup_max + args.duration + settle
+            )
+            scraper.start()
+            stack.callback(scraper.stop)
         # Warm-up: every printer polled twice (its first poll, then one on its slot), bounded.
-        deadline = time.monotonic() + 2.5 * args.interval + 60
+        t_warm = time.monotonic()
+        deadline = t_warm + warmup_max
         while time.monotonic() < deadline:
             if sum(len(v) >= 2 for v in list(observer.polls_by_printer.values())) >= len(ids):
                 break
             time.sleep(0.5)
         warm = sum(len(v) >= 2 for v in list(observer.polls_by_printer.values()))
+        warm_s = time.monotonic() - t_warm
         # The measured window.
         pids = dict(system.pids)
         snmpd_pids = [p.pid for p in snmpds]
+        exp_snmpd_pids = [p.pid for p in exp_snmpds]
         cpu0 = {k: cpu_s(v) for k, v in pids.items()}
         snmpd0 = sum(cpu_s(p) for p in snmpd_pids)
+        exp_snmpd0 = sum(cpu_s(p) for p in exp_snmpd_pids)
+        exp_cpu0 = cpu_s(exporter.pid) if exporter else 0.0
         rows0 = count()
         t0, n_events0 = time.time(), len(observer.events)
         load_window_start = load()
@@ -442,13 +598,18 @@ def run(args: argparse.Namespace) -> list[str]:
         t1, n_events1 = time.time(), len(observer.events)
         cpu1 = {k: cpu_s(v) for k, v in pids.items()}
         snmpd1 = sum(cpu_s(p) for p in snmpd_pids)
+        exp_snmpd1 = sum(cpu_s(p) for p in exp_snmpd_pids)
+        exp_cpu1 = cpu_s(exporter.pid) if exporter else 0.0
         rows1 = count()
         load_end = load()
         pss = {k: pss_kb(v) for k, v in pids.items()}
         snmpd_pss = sum(pss_kb(p) for p in snmpd_pids)
+        exp_pss = pss_kb(exporter.pid) if exporter else 0
         # Let the last polls of the window become visible before judging them.
-        time.sleep(min(10.0, args.interval / 2))
+        time.sleep(settle)
         observer.stop()
+        if scraper is not None:
+            scraper.stop()
         api_ok = httpx.get(f"{system.api_url}/healthz", timeout=5).status_code
 
     window = [e for e in observer.events[n_events0:n_events1] if t0 <= e[1] < t1]
@@ -473,6 +634,7 @@ def run(args: argparse.Namespace) -> list[str]:
     say(
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {args.variant}, {args.database}, "
         f"{args.printers:,} printers every {args.interval:g} s, {args.duration:g} s window"
+        + (f", exporter ({module})" if args.exporter else "")
     )
     say()
     say(f"- machine: {machine()}; git {git_head()}")
@@ -482,9 +644,10 @@ def run(args: argparse.Namespace) -> list[str]:
     )
     say(
         f"- recording {args.recording} served by {len(snmpds)} snmpd process(es) on 127.0.0.1; "
-        f"started in {started_s:.1f} s; {len(ids):,} printers added through the API in "
-        f"{reg_s:.1f} s ({len(ids) / reg_s:.0f}/s); {warm:,} polled twice before the window; "
-        f"observer period {args.observe_every:g} s; api /healthz {api_ok} after"
+        f"started in {started_s:.1f} s; {len(ids):,} printers added through the API's CSV import "
+        f"in {reg_s:.1f} s ({len(ids) / reg_s:.0f}/s); {warm:,} polled twice before the window "
+        f"(after {warm_s:.0f} s); observer period {args.observe_every:g} s; api /healthz "
+        f"{api_ok} after"
     )
     say()
     say("| measured | value |")
@@ -512,6 +675,8 @@ def run(args: argparse.Namespace) -> list[str]:
             f"| CPU {name} | {100 * used / span:.1f}% of a core, "
             f"{1000 * used / max(1, polls_done):.2f} ms per poll |"
         )
+    service_ms = 1000 * sum(cpu1[n] - cpu0[n] for n in pids) / max(1, polls_done)
+    say(f"| CPU per poll, all of the above (the service) | {service_ms:.2f} ms |")
     used = snmpd1 - snmpd0
     say(
         f"| CPU snmpd (the printers) | {100 * used / span:.1f}% of a core, "
@@ -521,10 +686,107 @@ def run(args: argparse.Namespace) -> list[str]:
         say(f"| PSS {name} | {kb / 1024:.1f} MB |")
     say(f"| PSS total (without snmpd) | {sum(pss.values()) / 1024:.1f} MB |")
     say(f"| PSS snmpd (the printers) | {snmpd_pss / 1024:.1f} MB |")
+    say(
+        f"| SNMP client alone, steady poll (this process, one printer, 300 polls) | "
+        f"{weights.client_ms:.3f} ms CPU, {weights.ours_requests:g} request(s), "
+        f"{weights.ours_bytes:,.0f} B |"
+    )
     if observer.errors:
         say(f"| observer read errors | {observer.errors} |")
+    if scraper is not None and exporter is not None:
+        say()
+        exporter_lines(
+            say, args, module, scraper, t0, t1, exp_cpu1 - exp_cpu0, exp_pss,
+            exp_snmpd1 - exp_snmpd0 if exp_snmpds else None, weights,
+            service_ms, {n: 1000 * (cpu1[n] - cpu0[n]) / max(1, polls_done) for n in pids},
+            sum(pss.values()),
+        )  # fmt: skip
     say()
     return lines
+
+
+def exporter_lines(
+    say: Any,
+    args: argparse.Namespace,
+    module: str,
+    scraper: Scraper,
+    t0: float,
+    t1: float,
+    cpu: float,
+    pss: int,
+    snmpd_cpu: float | None,
+    weights: Weights,
+    service_ms: float,
+    per_process_ms: dict[str, float],
+    service_pss: int,
+) -> None:
+    """The exporter's figures over the same window, and the ratios ours / exporter."""
+    span = t1 - t0
+    n = len(scraper.ports)
+    inside = [s for s in scraper.scrapes if t0 <= s.slot < t1]
+    done = [s for s in inside if s.ok]
+    late = [s.end - s.slot for s in inside]
+    per = 1000 * cpu / max(1, len(inside))
+    fleet = (
+        "a copy of the fleet (snmpd processes of its own)"
+        if snmpd_cpu is not None
+        else ("the same snmpd endpoints as the service")
+    )
+    say(
+        f"Peer: prometheus-snmp-exporter {exporter_version()} (Debian), module `{module}` of "
+        f"bench/snmp_exporter.yml, {n:,} printers on {fleet}, each scraped every "
+        f"{args.interval:g} s by this bench (slots spread over the interval, at most 64 at once), "
+        f"during the same window"
+    )
+    say()
+    say("| measured | value |")
+    say("|---|---:|")
+    say(
+        f"| scrapes due in the window / answered with the levels | {len(inside):,} / {len(done):,} |"
+    )
+    say(f"| scrape done - slot, p50 / p99 | {pct(late, 0.5):.3f} / {pct(late, 0.99):.3f} s |")
+    say(f"| CPU exporter | {100 * cpu / span:.1f}% of a core, {per:.2f} ms per scrape |")
+    if snmpd_cpu is not None:
+        say(
+            f"| CPU snmpd (its printers) | {100 * snmpd_cpu / span:.1f}% of a core, "
+            f"{1000 * snmpd_cpu / max(1, len(inside)):.2f} ms per scrape |"
+        )
+    say(f"| PSS exporter | {pss / 1024:.1f} MB |")
+    packets = [s.packets for s in done]
+    say(
+        f"| SNMP per scrape (one printer through a counting relay) | "
+        f"{weights.exporter_requests:g} request(s), {weights.exporter_bytes:,.0f} B "
+        f"(the exporter's own count over the window: "
+        f"{sum(packets) / max(1, len(packets)):.2f} packets sent per scrape) |"
+    )
+    say()
+    say("| ours / exporter, per poll | ratio |")
+    say("|---|---:|")
+    say(
+        f"| the service's CPU (every process above, nats-server and the api included): "
+        f"{service_ms:.2f} ms / {per:.2f} ms | {service_ms / per:.1f}x |"
+    )
+    if "poller" in per_process_ms:
+        say(
+            f"| the poller service alone: {per_process_ms['poller']:.2f} ms / {per:.2f} ms "
+            f"| {per_process_ms['poller'] / per:.1f}x |"
+        )
+    else:
+        say("| the poller service alone | n/a in `up` (one process): see --variant services |")
+    say(
+        f"| the SNMP client alone (no NATS, no HTTP): {weights.client_ms:.3f} ms / {per:.2f} ms "
+        f"| {weights.client_ms / per:.2f}x |"
+    )
+    say(
+        f"| SNMP bytes: {weights.ours_bytes:,.0f} B / {weights.exporter_bytes:,.0f} B "
+        f"| {weights.ours_bytes / weights.exporter_bytes:.2f}x |"
+    )
+    say(
+        f"| PSS, the service's processes / the exporter: {service_pss / 1024:.1f} MB / "
+        f"{pss / 1024:.1f} MB | {service_pss / max(1, pss):.1f}x |"
+    )
+    if scraper.errors:
+        say(f"| scrape errors | {scraper.errors} |")
 
 
 def git_head() -> str:
@@ -555,6 +817,34 @@ def main(argv: list[str]) -> None:
     )
     parser.add_argument("--recording", default="jetdirect_m252dw")
     parser.add_argument("--observe-every", type=float, default=0.2)
+    parser.add_argument(
+        "--exporter",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the peer: prometheus-snmp-exporter scraped for the same fleet in the same run",
+    )
+    parser.add_argument(
+        "--exporter-module",
+        choices=tuple(MODULES),
+        default="walk",
+        help="walk: the printer columns walked (as an exporter user configures it); get: one "
+        "GET of exactly the OIDs of our steady poll",
+    )
+    parser.add_argument(
+        "--exporter-fleet",
+        choices=("copy", "same"),
+        default="copy",
+        help="the exporter's printers: a copy of the fleet (snmpd of their own) or the same ones",
+    )
+    parser.add_argument(
+        "--warmup-max",
+        type=float,
+        default=None,
+        help="longest wait for every printer's second poll, s (default 2.5 intervals + 60)",
+    )
+    parser.add_argument(
+        "--register-concurrency", type=int, default=2, help="CSV imports sent at once"
+    )
     parser.add_argument("--no-save", action="store_true", help="do not append to bench/results")
     parser.add_argument("--note", default="", help="a line saved with the results")
     args = parser.parse_args(argv)
