@@ -373,9 +373,15 @@ async def register(
         # /healthz answers before the api's bootstrap has made the admin: 401 until it has.
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
-            tok = await client.post(
-                "/api/v1/auth/token", data={"username": "admin", "password": PASSWORD}
-            )
+            try:
+                tok = await client.post(
+                    "/api/v1/auth/token", data={"username": "admin", "password": PASSWORD}
+                )
+            except httpx.TransportError:  # a loaded machine: the api's port not open yet
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
             if tok.status_code != 401 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
@@ -733,8 +739,13 @@ def exporter_lines(
         else ("the same snmpd endpoints as the service")
     )
     say(
-        f"Peer: prometheus-snmp-exporter {exporter_version()} (Debian), module `{module}` of "
-        f"bench/snmp_exporter.yml, {n:,} printers on {fleet}, each scraped every "
+        f"Peer: prometheus-snmp-exporter {exporter_version()} (Debian), module `{module}` "
+        + (
+            "(bench/snmp_exporter.yml: the printer columns walked)"
+            if module == "printer"
+            else "(one GET of exactly the OIDs of our steady poll)"
+        )
+        + f", {n:,} printers on {fleet}, each scraped every "
         f"{args.interval:g} s by this bench (slots spread over the interval, at most 64 at once), "
         f"during the same window"
     )
