@@ -53,6 +53,9 @@ from tonerwatch_shared.printer.model import Supply, SupplyClass, SupplyKind
 FORECAST_CLEAR_FACTOR = 1.5
 
 
+# Resolved thresholds a context keeps (printers x supply kinds) before starting afresh.
+LIMITS_KEPT = 100_000
+
 HANDLED = (SupplyReading, PrinterUnreachable, PrinterReachable, PrinterRemoved, PrinterConfigured)
 
 
@@ -75,10 +78,23 @@ class Context:
     # What the web UI configured for the event's site (AlertSettingsConfigured): wins over rules.
     configured: AlertRules = field(default_factory=AlertRules)
 
+    # Resolved thresholds per (site, printer, kind): the same for every reading of the printer
+    # while this context lives (not copied by dataclasses.replace: a new context starts empty).
+    _limits: dict[tuple[str, str, SupplyKind], Resolved] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
     def limits(self, site_id: str, printer_id: str, kind: SupplyKind) -> Resolved:
         """Return the thresholds of one supply kind: env rules, then the configured ones on top."""
-        env = self.rules.resolve(self.base, site_id, printer_id, kind)
-        return self.configured.resolve(env, site_id, printer_id, kind)
+        key = (site_id, printer_id, kind)
+        known = self._limits.get(key)
+        if known is None:
+            env = self.rules.resolve(self.base, site_id, printer_id, kind)
+            known = self.configured.resolve(env, site_id, printer_id, kind)
+            if len(self._limits) >= LIMITS_KEPT:
+                self._limits.clear()
+            self._limits[key] = known
+        return known
 
 
 def new_state(printer_id: str, site_id: str | None = None) -> PrinterState:
@@ -101,7 +117,7 @@ def evaluate(state: PrinterState, event: Event, ctx: Context) -> Outcome:
     status = is_newer(watermark(state), event)
     if not (is_newer(readings_watermark(state), event) if reading else status):
         return Outcome(state)
-    work = state.model_copy(deep=True)
+    work = _working_copy(state)
     seq = position_of(event).seq
     if status:
         work.watermark = event.occurred_at
@@ -128,6 +144,23 @@ def evaluate(state: PrinterState, event: Event, ctx: Context) -> Outcome:
     else:
         _apply_reading(ev, event, ctx, status=status)
     return out
+
+
+def _working_copy(state: PrinterState) -> PrinterState:
+    """Return a copy of state that evaluation may change without touching state.
+
+    Evaluation reassigns the state's fields, its containers' entries and each supply's fields,
+    and replaces (never changes) active alerts and histories: copying those levels is enough,
+    and 5-10x cheaper than a deep copy for every reading.
+    """
+    return state.model_copy(
+        update={
+            "supplies": {k: m.model_copy() for k, m in state.supplies.items()},
+            "alerts": dict(state.alerts),
+            "seqs": dict(state.seqs),
+            "outbox": list(state.outbox),
+        }
+    )
 
 
 def watermark(state: PrinterState) -> Position | None:

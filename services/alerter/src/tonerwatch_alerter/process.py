@@ -21,10 +21,11 @@ from dataclasses import replace
 from nats.aio.msg import Msg
 
 from tonerwatch_alerter.engine import HANDLED, Context, evaluate, new_state
-from tonerwatch_alerter.site_settings import SiteSettings
+from tonerwatch_alerter.site_settings import SiteSettings, rules_of
 from tonerwatch_alerter.store import StateConflict, StateStore, only_times_differ
 from tonerwatch_shared.bus import Bus, event_type
 from tonerwatch_shared.events import (
+    AlertSettingsConfigured,
     Event,
     PrinterEvent,
     SupplyReading,
@@ -51,6 +52,8 @@ class Processor:
         self.store = store
         self.ctx = ctx
         self.site_settings = site_settings
+        # Per site: its configured settings as last loaded, and the context made of them.
+        self._contexts: dict[str, tuple[AlertSettingsConfigured | None, Context]] = {}
         self.published = 0
         self.duplicates = 0
         self.conflicts = 0
@@ -62,8 +65,9 @@ class Processor:
         pid = event.printer_id
         ctx = self.ctx
         if self.site_settings is not None and isinstance(event, SupplyReading):
-            # Read per reading, not cached: a change saved in the web UI applies to the next one.
-            ctx = replace(ctx, configured=await self.site_settings.rules(event.site_id))
+            # Looked up per reading (in memory once started): a change saved in the web UI
+            # applies to the next one.
+            ctx = await self._context(self.site_settings, event.site_id)
         for attempt in range(MAX_ATTEMPTS):
             # After a conflict the mirror may not have the winner's state yet: ask KV.
             loaded = await (self.store.load(pid) if attempt == 0 else self.store.load_fresh(pid))
@@ -105,6 +109,16 @@ class Processor:
                     )
             return
         raise StateConflict(f"gave up on {pid} after {MAX_ATTEMPTS} conflicting writes")
+
+    async def _context(self, site_settings: SiteSettings, site_id: str) -> Context:
+        """Return the context of a site's readings: kept while its configured settings are the same."""
+        configured = await site_settings.load(site_id)
+        kept = self._contexts.get(site_id)
+        if kept is not None and kept[0] is configured:
+            return kept[1]
+        ctx = replace(self.ctx, configured=rules_of(configured))
+        self._contexts[site_id] = (configured, ctx)
+        return ctx
 
     async def _publish(self, events: Sequence[Event]) -> None:
         for ev in events:
