@@ -128,17 +128,23 @@ async def working_on(msg: Msg, ack_wait_s: float) -> AsyncIterator[None]:
 
     async def beat() -> None:
         while True:
-            await asyncio.sleep(ack_wait_s / 3)
             with contextlib.suppress(Exception):
                 await msg.in_progress()
+            await asyncio.sleep(ack_wait_s / 3)
 
-    task = asyncio.create_task(beat())
+    # A timer, not a task per message: most handlers end long before the first beat is due.
+    beats: list[asyncio.Task[None]] = []
+    timer = asyncio.get_running_loop().call_later(
+        ack_wait_s / 3, lambda: beats.append(asyncio.ensure_future(beat()))
+    )
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        timer.cancel()
+        for task in beats:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,10 @@ class ConsumerSpec:
     max_ack_pending: int = 1000
     deliver_new_only: bool = False
     ordered: bool = False
+    # After a fetch that brought less than a full batch, wait this long before the next: more
+    # events per pull request (one request and one reply per batch, not per event) for consumers
+    # that can take their events this much later (not the api's).
+    linger_s: float = 0.0
 
 
 def retry_delay(num_delivered: int, base_s: float = 1.0, cap_s: float = 60.0) -> float:
@@ -608,6 +618,9 @@ class Bus:
                         # 503 / no responders for a few seconds: wait and pull again, never crash.
                         await pause_on_bus_error(exc, spec.durable, stop)
                         continue
+                    # Less than a full batch: the next fetch waits (from now) to bring more.
+                    linger = spec.linger_s > 0 and len(msgs) < batch
+                    fetched_at = time.monotonic()
                     if batch_handler is not None and len(msgs) > 1:
                         msgs = await self._handle_batch(
                             msgs, batch_handler, handler_timeout_s, spec
@@ -625,6 +638,8 @@ class Bus:
                                 await rest.nak(delay=wait)
                         await self._pause(spec.durable, wait, probe, stop)
                         break
+                    if linger and (rest_s := fetched_at + spec.linger_s - time.monotonic()) > 0:
+                        await sleep_until_stopped(stop, rest_s)
         finally:
             self.paused.discard(spec.durable)
             with contextlib.suppress(Exception):

@@ -180,3 +180,50 @@ async def test_ordered_consumer_never_lets_a_later_event_overtake_a_retried_one(
     spec = _spec(bus, "t-ordered", ordered=True)
     await asyncio.wait_for(bus.consume(spec, handler, stop=stop), 15)
     assert handled == ["127.0.0.80", "127.0.0.81", "127.0.0.82", "127.0.0.83"]
+
+
+async def test_a_handler_longer_than_the_ack_wait_keeps_its_event_and_gets_it_once(
+    bus: Bus,
+) -> None:
+    """The in-progress beats start only when a handler runs long (a timer, no task per event)."""
+    stop = asyncio.Event()
+    calls: list[str] = []
+
+    async def slow(event: ev.Event, _msg: object) -> None:
+        calls.append(_address(event))
+        await asyncio.sleep(2.5)  # past the 1 s ack wait: only the beats keep the event
+        stop.set()
+
+    spec = ConsumerSpec(
+        durable="t-slow",
+        filter_subject=bus.subjects.filter("printer.found", keyed=False),
+        ack_wait_s=1.0,
+    )
+    await bus.publish(_found("127.0.0.31"))
+    await asyncio.wait_for(bus.consume(spec, slow, stop=stop), 20)
+    await asyncio.sleep(1.5)  # a redelivery would come now
+    info = await bus.js.consumer_info(bus.subjects.events_stream, "t-slow")
+    assert calls == ["127.0.0.31"]
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0
+
+
+async def test_a_lingering_consumer_takes_every_event_in_order(bus: Bus) -> None:
+    stop = asyncio.Event()
+    handled: list[str] = []
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        handled.append(_address(event))
+        if len(handled) == 20:
+            stop.set()
+
+    spec = ConsumerSpec(
+        durable="t-linger",
+        filter_subject=bus.subjects.filter("printer.found", keyed=False),
+        linger_s=0.2,
+    )
+    consuming = asyncio.create_task(bus.consume(spec, handler, stop=stop))
+    for i in range(20):
+        await bus.publish(_found(f"127.0.0.{40 + i}"))
+        await asyncio.sleep(0.02)
+    await asyncio.wait_for(consuming, 20)
+    assert handled == [f"127.0.0.{40 + i}" for i in range(20)]

@@ -60,6 +60,9 @@ from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
+# How long the readings consumer lets readings gather after a fetch that was not full.
+READINGS_LINGER_S = 0.25
+
 
 class Settings(CommonSettings):
     """Alerter knobs (env TONERWATCH_<FIELD>); TONERWATCH_ALERT_RULES holds per-site/printer/kind overrides as JSON."""
@@ -130,6 +133,9 @@ def consumer_specs(
         durable=subjects.name("alerter"),
         filter_subject=SupplyReading.subject_filter(subjects),
         ack_wait_s=ack_wait_s,
+        # A printer is read every few minutes: its alert may come a quarter second later, and
+        # each pull request brings the readings of that quarter second, not one.
+        linger_s=READINGS_LINGER_S,
     )
     printers = ConsumerSpec(
         durable=subjects.name("alerter_printer"),

@@ -866,6 +866,8 @@ async def _run(
             ConsumerSpec(
                 durable=subjects.name("syncer_fleet_readings"),
                 filter_subject=SupplyReading.subject_filter(subjects),
+                # The fleet is sent daily: each pull request brings a quarter second of readings.
+                linger_s=0.25,
             ),
             ConsumerSpec(
                 durable=subjects.name("syncer_fleet_printers"),
