@@ -185,10 +185,11 @@ async def drain(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any]
         if args.py_spy:
             spy = subprocess.Popen(
                 [args.py_spy_bin, "record", "-p", str(os.getpid()), "-o", args.py_spy,
-                 "-f", "raw", "-r", "50", "--nonblocking"],  # fmt: skip
+                 "-f", "raw", "-r", "50", "--nonblocking", *(["--idle"] if args.idle else [])],  # fmt: skip
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+        profiles = _profile_threads() if args.cprofile else None
         t0, c0 = time.perf_counter(), time.process_time()
         task = asyncio.create_task(run_background(app.state.tw, stop))
         done: dict[str, float] = {}
@@ -205,6 +206,8 @@ async def drain(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any]
                 if n == 0:
                     done[durable] = time.perf_counter() - t0
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if profiles is not None:
+            _write_profile(profiles, args.cprofile)
         if spy is not None:
             spy.terminate()
             spy.wait(30)
@@ -237,6 +240,46 @@ async def drain(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any]
                 ):
                     await bus.js.delete_stream(name)
         await bus.close() if hasattr(bus, "close") else await bus.nc.close()
+
+
+def _profile_threads() -> list[Any]:
+    """cProfile the event loop's thread and every transaction of the worker threads (per thread)."""
+    import cProfile
+    import threading
+
+    from tonerwatch_api.db import tx
+
+    profiles: list[Any] = [cProfile.Profile()]
+    profiles[0].enable()
+    mine = threading.local()
+    plain = tx.in_tx
+
+    def in_tx(engine: Any, fn: Any) -> Any:
+        prof = getattr(mine, "prof", None)
+        if prof is None:
+            prof = mine.prof = cProfile.Profile()
+            profiles.append(prof)
+        prof.enable()
+        try:
+            return plain(engine, fn)
+        finally:
+            prof.disable()
+
+    tx.in_tx = in_tx  # type: ignore[assignment]
+    return profiles
+
+
+def _write_profile(profiles: list[Any], path: str) -> None:
+    import pstats
+
+    profiles[0].disable()
+    stats = pstats.Stats(profiles[0])
+    for prof in profiles[1:]:
+        stats.add(prof)
+    with open(path, "w") as out:
+        stats.stream = out  # type: ignore[attr-defined]
+        stats.sort_stats("cumulative").print_stats(80)
+        stats.sort_stats("tottime").print_stats(50)
 
 
 async def _streams(bus: Bus) -> Any:
@@ -298,7 +341,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON line per run only")
     parser.add_argument("--py-spy", help="record the drain with py-spy (raw) into this file")
     parser.add_argument("--py-spy-bin", default="py-spy")
+    parser.add_argument("--idle", action="store_true", help="py-spy: idle threads too (waits)")
+    parser.add_argument("--debug-batches", action="store_true", help="log failed batches")
+    parser.add_argument("--cprofile", help="cProfile the drain (loop and transactions) into this file")
     args = parser.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    if args.debug_batches:
+        logging.getLogger("tonerwatch_shared.bus").setLevel(logging.DEBUG)
     args.recordings = [r for r in args.recordings.split(",") if r]
     if not (1 <= args.printers <= 10_000 and 1 <= args.readings <= 200_000):
         sys.exit("--printers 1..10000, --readings 1..200000")
