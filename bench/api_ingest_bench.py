@@ -7,7 +7,7 @@ backlog of SupplyReading events already in the stream. bench/ingest_bench.py mea
 readings projection alone (no NATS); this one measures the service.
 
     uv run python bench/api_ingest_bench.py [--printers 2000] [--readings 20000]
-        [--database sqlite|postgresql|both] [--compare /work/other-tree] [--py-spy out.txt]
+        [--database sqlite|postgresql|both] [--compare /work/other-tree] [--cprofile out.txt]
 
 Readings: the shapes of the demo recordings (shared/printer-walks, parsed as the poller parses
 them), each printer one recording, levels falling and counters rising from reading to reading.
@@ -181,14 +181,6 @@ async def drain(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any]
         engine = make_engine(url)
         stop = asyncio.Event()
         app = create_app(engine, bus, settings, stop=stop)
-        spy = None
-        if args.py_spy:
-            spy = subprocess.Popen(
-                [args.py_spy_bin, "record", "-p", str(os.getpid()), "-o", args.py_spy,
-                 "-f", "raw", "-r", "50", "--nonblocking", *(["--idle"] if args.idle else [])],  # fmt: skip
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
         profiles = _profile_threads() if args.cprofile else None
         t0, c0 = time.perf_counter(), time.process_time()
         task = asyncio.create_task(run_background(app.state.tw, stop))
@@ -208,9 +200,6 @@ async def drain(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any]
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if profiles is not None:
             _write_profile(profiles, args.cprofile)
-        if spy is not None:
-            spy.terminate()
-            spy.wait(30)
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 30)
@@ -316,8 +305,8 @@ def line(label: str, r: dict[str, Any]) -> str:
     rows = r["rows"]
     return (
         f"| {r['database']} | {label} | {r['readings']:,} readings of {r['printers']:,} printers "
-        f"| {r['per_s']:,.0f}/s ({r['wall_s']:.1f} s) | {r['readings']/r['readings_s']:,.0f}/s "
-        f"| {r['readings']/r['usage_s']:,.0f}/s | {r['cpu_ms']:.2f} ms "
+        f"| {r['per_s']:,.0f}/s ({r['wall_s']:.1f} s) | {r['readings'] / r['readings_s']:,.0f}/s "
+        f"| {r['readings'] / r['usage_s']:,.0f}/s | {r['cpu_ms']:.2f} ms "
         f"| {rows['reading_rows']:,} / {rows['usage_ops']:,} |"
     )
 
@@ -328,7 +317,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--readings", type=int, default=20000)
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--recordings", default=",".join(RECORDINGS))
-    parser.add_argument("--nats", default=os.environ.get("TONERWATCH_BENCH_NATS", "nats://127.0.0.1:4222"))
+    parser.add_argument(
+        "--nats", default=os.environ.get("TONERWATCH_BENCH_NATS", "nats://127.0.0.1:4222")
+    )
     parser.add_argument(
         "--pg",
         default=os.environ.get(
@@ -339,11 +330,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--compare", help="another tree: the same bench with its .venv, after")
     parser.add_argument("--compare-label", default="compared tree")
     parser.add_argument("--json", action="store_true", help="print one JSON line per run only")
-    parser.add_argument("--py-spy", help="record the drain with py-spy (raw) into this file")
-    parser.add_argument("--py-spy-bin", default="py-spy")
-    parser.add_argument("--idle", action="store_true", help="py-spy: idle threads too (waits)")
     parser.add_argument("--debug-batches", action="store_true", help="log failed batches")
-    parser.add_argument("--cprofile", help="cProfile the drain (loop and transactions) into this file")
+    parser.add_argument(
+        "--cprofile", help="cProfile the drain (loop and transactions) into this file"
+    )
     args = parser.parse_args(argv)
     import logging
 

@@ -99,10 +99,11 @@ def test_a_batch_of_usage_equals_applying_it_event_by_event(
     days, a sync with and one without a printer, a sweep, a redelivery inside the batch, one
     event already applied before the batch and an event that counts nowhere.
     """
+    from sqlmodel import select
+
     from tonerwatch_api.db.usage import NetworkUsageDay
     from tonerwatch_api.projections.network_usage import apply_usage_batch
     from tonerwatch_shared.events import DiscoveryFinished, PrinterRemoved
-    from sqlmodel import select
 
     day = datetime(2026, 11, 20, 23, 50, tzinfo=UTC)
     outcomes: dict[str, list[str]] = {}

@@ -88,7 +88,5 @@ async def run_activity(engine: Engine, bus: Bus, stop: asyncio.Event) -> None:
             # Set-based consumers take bigger batches: every reading comes through one of them.
             size = 250 if apply in SET_BASED else 64
             tg.create_task(
-                bus.consume(
-                    spec, handler, stop=stop, batch=size, batch_handler=batch, probe=probe
-                )
+                bus.consume(spec, handler, stop=stop, batch=size, batch_handler=batch, probe=probe)
             )
