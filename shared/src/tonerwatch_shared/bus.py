@@ -55,6 +55,8 @@ BatchHandler = Callable[[list[Event]], Awaitable[None]]
 Probe = Callable[[], Awaitable[None]]
 PUBLISH_TIMEOUT_S = 5.0
 PULL_RETRY_PAUSE_S = 0.5
+# How long a consumer's replay requests wait in one pull (they are rare; stop ends it at once).
+REPLAY_FETCH_S = 10.0
 # How long and how many dead letters the dead-letter stream keeps (an operator clears them by replay).
 DEAD_MAX_AGE_S = 90 * 86400.0
 DEAD_MAX_MSGS = 100_000
@@ -803,7 +805,7 @@ class Bus:
         try:
             while not stop.is_set():
                 try:
-                    msgs = await sub.fetch(8, timeout=1.0)
+                    msgs = await _fetch_unless_stopped(sub, 8, REPLAY_FETCH_S, stop)
                 except (nats.errors.TimeoutError, TimeoutError):
                     continue
                 except nats.errors.ConnectionClosedError:
@@ -811,7 +813,7 @@ class Bus:
                 except nats.errors.Error as exc:
                     await pause_on_bus_error(exc, replays.durable, stop)
                     continue
-                for request in msgs:
+                for request in msgs or ():
                     await self._replay(request, spec, handler, timeout_s, probe)
         finally:
             with contextlib.suppress(Exception):
@@ -953,6 +955,31 @@ async def _unless_stopped(connecting: Awaitable[Client], stop: asyncio.Event) ->
     with contextlib.suppress(BaseException):
         await attempt
     raise BusStopped("stopped while connecting to NATS")
+
+
+async def _fetch_unless_stopped(
+    sub: JetStreamContext.PullSubscription, batch: int, timeout_s: float, stop: asyncio.Event
+) -> list[Msg] | None:
+    """Fetch up to batch messages, waiting up to timeout_s; None at once when stop is set.
+
+    A long wait costs nothing (the server answers the waiting pull as soon as there is a
+    message) and each wait is two pull requests: idle consumers wait long, yet stop at once.
+    """
+    fetching = asyncio.ensure_future(sub.fetch(batch, timeout=timeout_s))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        fetching.cancel()
+        raise
+    finally:
+        stopping.cancel()
+    if not fetching.done():
+        fetching.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await fetching
+        return None
+    return fetching.result()
 
 
 async def pause_on_bus_error(exc: Exception, consumer: str, stop: asyncio.Event) -> None:
