@@ -27,8 +27,9 @@ per service (what compose runs). --database postgresql makes a database of its o
 TONERWATCH_BENCH_PG (default postgresql://postgres@127.0.0.1:5432/postgres) and drops it after.
 
 Printers: net-snmp `snmpd` serving a recording through `override` lines (apt-get install snmpd),
-at most 1,000 endpoints per process (10 processes for 10,000 printers), on 127.0.0.1
-(bench/poll_bench.py). They are added through the API's CSV import (POST /api/v1/printers/bulk,
+at most 1,000 endpoints per process (10 processes for 10,000 printers), on a loopback network of
+the run's own, 127.X.Y.1 (the exporter's copy on 127.X.Y.2), ports from 20000 up: below the
+ephemeral range, so no other process is handed one of them while snmpd starts (bench/poll_bench.py). They are added through the API's CSV import (POST /api/v1/printers/bulk,
 1,000 a request). Results are appended to bench/results/e2e.md with the machine's description and
 its load.
 """
@@ -42,6 +43,7 @@ import os
 import platform
 import secrets
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -74,7 +76,6 @@ from poll_bench import HOST, WALKS, snmpd_config, start_snmpd, stop
 from tonerwatch_api.schemas.bulk_add import BULK_MAX_LINES
 from tonerwatch_poller import schedule
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
-from tonerwatch_shared.simulator import free_udp_port
 from tonerwatch_shared.snmp.poll import PollPlan, poll_printer
 from tonerwatch_shared.snmp.snmprec import load_snmprec
 from tonerwatch_shared.snmp.target import SnmpTarget
@@ -163,6 +164,7 @@ class Observer:
     period_s: float
     seen: dict[str, float] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    events_first: dict[str, float] = field(default_factory=dict)  # printer -> first observed
     # (printer id, reading time, observed time)
     events: list[tuple[str, float, float]] = field(default_factory=list)
     polls_by_printer: dict[str, list[float]] = field(default_factory=dict)
@@ -197,6 +199,7 @@ class Observer:
                     continue
                 if self.seen.get(pid) != at:
                     self.seen[pid] = at
+                    self.events_first.setdefault(pid, observed)
                     self.events.append((pid, at, observed))
                     self.polls_by_printer.setdefault(pid, []).append(at)
             self._stop.wait(max(0.0, self.period_s - (time.time() - t)))
@@ -365,7 +368,7 @@ def stop_system(system: System) -> None:
 
 
 async def register(
-    api_url: str, ports: list[int], interval_s: float, concurrency: int = 2
+    api_url: str, host: str, ports: list[int], interval_s: float, concurrency: int = 2
 ) -> list[str]:
     """Add every printer through the REST API's CSV import (POST /api/v1/printers/bulk, a
     request per BULK_MAX_LINES printers, `concurrency` at once); return their ids in port order."""
@@ -391,7 +394,7 @@ async def register(
 
         async def add(first: int, chunk: list[int]) -> list[str]:
             text = "address,port,name\n" + "".join(
-                f"{HOST},{port},bench printer {first + i:05d}\n" for i, port in enumerate(chunk)
+                f"{host},{port},bench printer {first + i:05d}\n" for i, port in enumerate(chunk)
             )
             async with slots:
                 r = await client.post(
@@ -434,18 +437,20 @@ class Weights:
     exporter_requests: float = float("nan")
 
 
-async def weigh(port: int, exporter_url: str | None, module: str, polls: int = 300) -> Weights:
+async def weigh(
+    host: str, port: int, exporter_url: str | None, module: str, polls: int = 300
+) -> Weights:
     """One printer: our client's steady poll (CPU; bytes through a counting relay) and the
     exporter's scrape of it (bytes through the same relay). Bounded: a few hundred polls."""
     client = UdpSnmpClient()
     try:
-        direct = SnmpTarget(HOST, port, community="public", timeout=2.0, retries=1)
+        direct = SnmpTarget(host, port, community="public", timeout=2.0, retries=1)
         plan = (await poll_printer(client, direct)).plan
         c0 = time.thread_time()  # this thread only: the observer and the scraper are others
         for _ in range(polls):
             plan = (await poll_printer(client, direct, plan)).plan
         client_ms = (time.thread_time() - c0) / max(1, polls) * 1000
-        relay = Relay(port)
+        relay = Relay(host, port)
         relayed = SnmpTarget(HOST, await relay.open(), community="public", timeout=2.0, retries=1)
         try:
             relayed_plan = (await poll_printer(client, relayed)).plan
@@ -481,14 +486,24 @@ async def weigh(port: int, exporter_url: str | None, module: str, polls: int = 3
 # --- the run ------------------------------------------------------------------------------------
 
 
-def free_ports(n: int, taken: set[int]) -> list[int]:
+def fleet_address() -> str:
+    """A loopback network of the run's own, 127.X.Y.0/24 (the kernel routes all of 127/8 to lo):
+    its printers can take ports below the ephemeral range (20000 up) without meeting another
+    run's, and no other process is handed them as ephemeral ports meanwhile."""
+    rnd = secrets.SystemRandom()
+    return f"127.{rnd.randrange(100, 255)}.{rnd.randrange(1, 255)}"
+
+
+def free_ports(n: int, host: str, first: int = 20000, last: int = 32767) -> list[int]:
+    """n UDP ports free on host, from `first` up (below Linux's ephemeral range)."""
     ports: list[int] = []
-    while len(ports) < n:
-        p = free_udp_port(HOST)
-        if p not in taken:
-            taken.add(p)
-            ports.append(p)
-    return ports
+    for port in range(first, last + 1):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
+            s.bind((host, port))
+            ports.append(port)
+            if len(ports) == n:
+                return ports
+    raise SystemExit(f"only {len(ports)} free UDP ports on {host} in {first}..{last}")
 
 
 def run(args: argparse.Namespace) -> list[str]:
@@ -512,27 +527,26 @@ def run(args: argparse.Namespace) -> list[str]:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tonerwatch-e2e-")))
         conf = tmp / "snmpd.conf"
         conf.write_text(snmpd_config(load_snmprec(WALKS / f"{args.recording}.snmprec")))
-        taken: set[int] = set()
-        ports = free_ports(args.printers, taken)
-        snmpds = start_snmpd(conf, ports)
+        net = fleet_address()
+        host = f"{net}.1"
+        ports = free_ports(args.printers, host)
+        snmpds = start_snmpd(conf, ports, host)
         stack.callback(stop, snmpds)
-        # The exporter's printers: a copy of the fleet (snmpd processes of their own, so each
-        # side's snmpd CPU is its own), or the same endpoints.
-        exp_ports: list[int] = []
+        # The exporter's printers: a copy of the fleet on 127.X.Y.2 (snmpd processes of their
+        # own, so each side's snmpd CPU is its own), or the same endpoints.
+        exp_host, exp_ports = host, list(ports)
         exp_snmpds: list[subprocess.Popen[bytes]] = []
-        if args.exporter:
-            if args.exporter_fleet == "copy":
-                exp_ports = free_ports(args.printers, taken)
-                (tmp / "copy").mkdir()
-                exp_conf = tmp / "copy" / "snmpd.conf"
-                exp_conf.write_text(conf.read_text())
-                exp_snmpds = start_snmpd(exp_conf, exp_ports)
-                stack.callback(stop, exp_snmpds)
-            else:
-                exp_ports = list(ports)
+        if args.exporter and args.exporter_fleet == "copy":
+            exp_host = f"{net}.2"
+            exp_ports = free_ports(args.printers, exp_host)
+            (tmp / "copy").mkdir()
+            exp_conf = tmp / "copy" / "snmpd.conf"
+            exp_conf.write_text(conf.read_text())
+            exp_snmpds = start_snmpd(exp_conf, exp_ports, exp_host)
+            stack.callback(stop, exp_snmpds)
         time.sleep(1.0 + len(ports) / 2000)  # snmpd binding its sockets
         # Our client alone on one printer: its plan (the OIDs of a steady poll), its CPU and bytes.
-        weights = asyncio.run(weigh(ports[0], None, ""))
+        weights = asyncio.run(weigh(host, ports[0], None, ""))
         exporter: subprocess.Popen[bytes] | None = None
         exporter_url = None
         module = MODULES[args.exporter_module]
@@ -546,7 +560,7 @@ def run(args: argparse.Namespace) -> list[str]:
             exporter = start_exporter(config, eport, tmp / "exporter.log")
             stack.callback(stop, [exporter])
             exporter_url = f"http://{HOST}:{eport}"
-            w = asyncio.run(weigh(exp_ports[0], exporter_url, module, polls=0))
+            w = asyncio.run(weigh(exp_host, exp_ports[0], exporter_url, module, polls=0))
             weights.exporter_bytes, weights.exporter_requests = (
                 w.exporter_bytes,
                 w.exporter_requests,
@@ -568,15 +582,23 @@ def run(args: argparse.Namespace) -> list[str]:
         if args.database == "sqlite":
             rows, count = sqlite_query(tmp / "data" / "tonerwatch.db")
         t_reg = time.monotonic()
-        ids = asyncio.run(register(system.api_url, ports, args.interval, args.register_concurrency))
+        ids = asyncio.run(
+            register(system.api_url, host, ports, args.interval, args.register_concurrency)
+        )
         reg_s = time.monotonic() - t_reg
+        imported_at = time.time()
         observer = Observer(rows, args.observe_every)
         observer.start()
         stack.callback(observer.stop)
         scraper: Scraper | None = None
         if exporter_url is not None:
             scraper = Scraper(
-                exporter_url, module, exp_ports, args.interval, warmup_max + args.duration + settle
+                exporter_url,
+                module,
+                exp_ports,
+                args.interval,
+                warmup_max + args.duration + settle,
+                target_host=exp_host,
             )
             scraper.start()
             stack.callback(scraper.stop)
@@ -637,6 +659,11 @@ def run(args: argparse.Namespace) -> list[str]:
             slot += args.interval
     polls_done = len(window)
     span = t1 - t0
+    # How long after the import each printer's first reading became visible (the poller schedules
+    # each new printer from its PrinterConfigured event, then polls it within 10 s).
+    firsts = [
+        observer.events_first[pid] - imported_at for pid in ids if pid in observer.events_first
+    ]
     say(
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {args.variant}, {args.database}, "
         f"{args.printers:,} printers every {args.interval:g} s, {args.duration:g} s window"
@@ -649,11 +676,16 @@ def run(args: argparse.Namespace) -> list[str]:
         f"window opened, {load_end} at its end (the machine is shared with other sessions)"
     )
     say(
-        f"- recording {args.recording} served by {len(snmpds)} snmpd process(es) on 127.0.0.1; "
+        f"- recording {args.recording} served by {len(snmpds)} snmpd process(es) on {host}; "
         f"started in {started_s:.1f} s; {len(ids):,} printers added through the API's CSV import "
         f"in {reg_s:.1f} s ({len(ids) / reg_s:.0f}/s); {warm:,} polled twice before the window "
         f"(after {warm_s:.0f} s); observer period {args.observe_every:g} s; api /healthz "
         f"{api_ok} after"
+    )
+    say(
+        f"- first reading of each printer visible after the import ended: p50 "
+        f"{pct(firsts, 0.5):.0f} s, p99 {pct(firsts, 0.99):.0f} s, last {max(firsts, default=0):.0f} s "
+        f"({len(firsts):,} of {len(ids):,} printers)"
     )
     say()
     say("| measured | value |")

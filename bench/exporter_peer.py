@@ -104,6 +104,7 @@ class Scraper:
     interval_s: float
     max_s: float  # the whole run: warm-up, window, settling
     in_flight: int = 64
+    target_host: str = HOST  # the printers' loopback address
     scrapes: list[Scrape] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -134,7 +135,7 @@ class Scraper:
                     try:
                         r = await client.get(
                             f"{self.url}/snmp",
-                            params={"module": self.module, "target": f"{HOST}:{port}"},
+                            params={"module": self.module, "target": f"{self.target_host}:{port}"},
                         )
                         body = r.content
                         ok = r.status_code == 200 and b"prtMarkerSuppliesLevel{" in body
@@ -168,8 +169,8 @@ class Scraper:
 class Relay(asyncio.DatagramProtocol):
     """Forwards datagrams from 127.0.0.1:<port> to an agent and back, counting payload bytes."""
 
-    def __init__(self, agent_port: int) -> None:
-        self.agent = (HOST, agent_port)
+    def __init__(self, agent_host: str, agent_port: int) -> None:
+        self.agent = (agent_host, agent_port)
         self.down: asyncio.DatagramTransport | None = None
         self.ups: dict[tuple[str, int], asyncio.DatagramTransport] = {}
         self.sent = self.received = self.requests = self.responses = 0

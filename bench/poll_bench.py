@@ -73,8 +73,10 @@ def snmpd_config(values: dict[str, SnmpValue]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def start_snmpd(conf: Path, ports: Sequence[int]) -> list[subprocess.Popen[bytes]]:
-    """snmpd processes listening on these loopback ports."""
+def start_snmpd(
+    conf: Path, ports: Sequence[int], host: str = HOST
+) -> list[subprocess.Popen[bytes]]:
+    """snmpd processes listening on these ports of a loopback address (127.0.0.0/8)."""
     procs = []
     for i in range(0, len(ports), ENDPOINTS_PER_SNMPD):
         chunk = ports[i : i + ENDPOINTS_PER_SNMPD]
@@ -89,7 +91,7 @@ def start_snmpd(conf: Path, ports: Sequence[int]) -> list[subprocess.Popen[bytes
             "-p",
             str(conf.parent / f"snmpd-{i}.pid"),
         ]
-        cmd += [f"udp:{HOST}:{p}" for p in chunk]
+        cmd += [f"udp:{host}:{p}" for p in chunk]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return procs
 

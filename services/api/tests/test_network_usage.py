@@ -90,6 +90,72 @@ def test_sync_bytes_count_once_per_delivery_beside_polling(
     assert foreign.printers == [] and foreign.totals["sync"].total == 0
 
 
+def test_a_batch_of_usage_equals_applying_it_event_by_event(
+    db: Engine, reading: Callable[..., SupplyReading]
+) -> None:
+    """apply_usage_batch (two statements) leaves the rows and outcomes apply_usage leaves one by one.
+
+    Two sites, "a" applied event by event, "b" in one batch: readings of two printers over two
+    days, a sync with and one without a printer, a sweep, a redelivery inside the batch, one
+    event already applied before the batch and an event that counts nowhere.
+    """
+    from sqlmodel import select
+
+    from tonerwatch_api.db.usage import NetworkUsageDay
+    from tonerwatch_api.projections.network_usage import apply_usage_batch
+    from tonerwatch_shared.events import DiscoveryFinished, PrinterRemoved
+
+    day = datetime(2026, 11, 20, 23, 50, tzinfo=UTC)
+    outcomes: dict[str, list[str]] = {}
+    for site in ("a", "b"):
+        in_tx(db, lambda s, site=site: ensure_site(s, site))
+        before = reading(printer_id="p-hp", site_id=site, occurred_at=day)
+        in_tx(db, lambda s, e=before: apply_usage(s, e))
+        again = synced("p-hp", site_id=site, occurred_at=day)
+        events = [
+            before,  # applied before the batch
+            reading(printer_id="p-hp", site_id=site, occurred_at=day + timedelta(minutes=5)),
+            reading(printer_id="p-hp", site_id=site, occurred_at=day + timedelta(minutes=15)),
+            reading(printer_id="p-ricoh", site_id=site, occurred_at=day, bytes_sent=77),
+            again,
+            synced(None, site_id=site, occurred_at=day, bytes_sent=800),
+            again,  # redelivered inside the batch
+            DiscoveryFinished(
+                source="discovery",
+                site_id=site,
+                job_id=f"job-{site}",
+                end_condition="completed",
+                probed=254,
+                total=254,
+                live=4,
+                printers=3,
+                non_printers=1,
+                elapsed_s=12.5,
+                bytes_sent=5000,
+                bytes_received=4000,
+                occurred_at=day + timedelta(hours=1),
+            ),
+            PrinterRemoved(source="api", site_id=site, printer_id="p-hp"),
+        ]
+        if site == "a":
+            outcomes[site] = [in_tx(db, lambda s, e=e: apply_usage(s, e)) for e in events]
+        else:
+            outcomes[site] = in_tx(db, lambda s, ev=events: apply_usage_batch(s, ev))
+
+    def rows(site: str) -> list[tuple[object, ...]]:
+        with Session(db) as s:
+            found = s.exec(select(NetworkUsageDay).where(NetworkUsageDay.site_id == site)).all()
+            return sorted(
+                (r.day, r.printer_id, r.kind, r.bytes_sent, r.bytes_received, r.operations)
+                for r in found
+            )
+
+    assert outcomes["b"] == outcomes["a"]
+    assert outcomes["a"].count("applied") == 6
+    assert rows("b") == rows("a")
+    assert len(rows("a")) == 6  # two days for p-hp's polling, p-ricoh, two syncs, the sweep
+
+
 @pytest.fixture
 async def client(pg: Engine, bus: Bus) -> AsyncIterator[httpx.AsyncClient]:
     ensure_admin(pg, ADMIN_PW)

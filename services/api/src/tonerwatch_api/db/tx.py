@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -38,6 +40,38 @@ def in_tx(engine: Engine, fn: Callable[[Session], T]) -> T:
 async def run_tx(engine: Engine, fn: Callable[[Session], T]) -> T:
     """Return fn(session) run in one transaction in a worker thread (the engine is synchronous)."""
     return await asyncio.to_thread(in_tx, engine, fn)
+
+
+# SQLite has one writer at a time. Writers in one process wait for each other on a lock (woken
+# the moment it is free) rather than in SQLite's busy handler, which sleeps in steps of up to
+# 100 ms and, when a transaction that read first cannot take the write lock, fails at once: a
+# failed batch of readings is then applied one by one.
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_WRITERS_GUARD = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> threading.Lock | None:
+    if engine.dialect.name != "sqlite":
+        return None
+    with _WRITERS_GUARD:
+        lock = _SQLITE_WRITERS.get(engine)
+        if lock is None:
+            lock = _SQLITE_WRITERS[engine] = threading.Lock()
+        return lock
+
+
+def write_tx(engine: Engine, fn: Callable[[Session], T]) -> T:
+    """in_tx for a writer: on SQLite one writer of this process at a time (see _SQLITE_WRITERS)."""
+    lock = _writer_lock(engine)
+    if lock is None:
+        return in_tx(engine, fn)
+    with lock:
+        return in_tx(engine, fn)
+
+
+async def run_write_tx(engine: Engine, fn: Callable[[Session], T]) -> T:
+    """run_tx for the consumers' writes (projections, upkeep): see write_tx."""
+    return await asyncio.to_thread(write_tx, engine, fn)
 
 
 def ping(engine: Engine) -> None:

@@ -50,7 +50,7 @@ from tonerwatch_api.db.models import (
     ReadingDaily,
     ReadingHourly,
 )
-from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.db.tx import run_tx, run_write_tx
 from tonerwatch_api.projections.status import refresh_statuses_batch
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import positions_max_age
@@ -429,7 +429,7 @@ async def _drain(engine: Engine, step: Any, policy: RetentionPolicy) -> int:
     """Return rows handled by running step (one transaction each) until it falls short."""
     total = 0
     for _ in range(policy.max_batches):
-        n: int = await run_tx(engine, step)
+        n: int = await run_write_tx(engine, step)
         total += n
         if n < policy.batch:
             break

@@ -10,10 +10,10 @@ from nats.aio.msg import Msg
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from tonerwatch_api.db.tx import database_probe, run_tx
+from tonerwatch_api.db.tx import database_probe, run_write_tx
 from tonerwatch_api.projections.collectors import apply_collector_event
 from tonerwatch_api.projections.discovery_jobs import apply_job_event
-from tonerwatch_api.projections.network_usage import apply_usage
+from tonerwatch_api.projections.network_usage import apply_usage, apply_usage_batch
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.events import (
     CollectorStatus,
@@ -29,6 +29,10 @@ from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
 Apply = Callable[[Session, Event], str]
+ApplyBatch = Callable[[Session, list[Event]], list[str]]
+# Set-based equivalents (same rows and outcomes as applying each event in turn): a batch in a few
+# statements instead of a few per event (every reading comes through api-usage-polling too).
+SET_BASED: dict[Apply, ApplyBatch] = {apply_usage: apply_usage_batch}
 
 
 def activity_consumers(subjects: Subjects) -> tuple[tuple[ConsumerSpec, Apply], ...]:
@@ -66,11 +70,23 @@ async def run_activity(engine: Engine, bus: Bus, stop: asyncio.Event) -> None:
         for spec, apply in activity_consumers(bus.subjects):
 
             async def handler(event: Event, _msg: Msg, apply: Apply = apply) -> None:
-                await run_tx(engine, lambda s: apply(s, event))
+                set_based = SET_BASED.get(apply)
+                if set_based is not None:
+                    await run_write_tx(engine, lambda s: set_based(s, [event]))
+                else:
+                    await run_write_tx(engine, lambda s: apply(s, event))
 
             async def batch(events: list[Event], apply: Apply = apply) -> None:
                 # Sorted: concurrent replicas update shared rows in the same order (no deadlock).
                 ordered = sorted(events, key=lambda e: printer_of(e) or "")
-                await run_tx(engine, lambda s: [apply(s, e) for e in ordered])
+                set_based = SET_BASED.get(apply)
+                if set_based is not None:
+                    await run_write_tx(engine, lambda s: set_based(s, ordered))
+                else:
+                    await run_write_tx(engine, lambda s: [apply(s, e) for e in ordered])
 
-            tg.create_task(bus.consume(spec, handler, stop=stop, batch_handler=batch, probe=probe))
+            # Set-based consumers take bigger batches: every reading comes through one of them.
+            size = 250 if apply in SET_BASED else 64
+            tg.create_task(
+                bus.consume(spec, handler, stop=stop, batch=size, batch_handler=batch, probe=probe)
+            )

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
 
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from tonerwatch_api.db.models import ProcessedEvent
@@ -22,16 +27,23 @@ def usage_key(event: Event) -> str:
     return str(uuid.uuid5(_USAGE_NS, str(event.event_id)))
 
 
+def _where(event: Event) -> tuple[str, str, str] | None:
+    """Return (site, printer or '', kind) of the day row event counts in, None if it counts nowhere."""
+    if isinstance(event, SupplyReading):
+        return (event.site_id, event.printer_id, POLLING)
+    if isinstance(event, DiscoveryFinished):
+        return (event.site_id, "", DISCOVERY)
+    if isinstance(event, UpstreamSynced):
+        return (event.site_id, event.printer_id or "", SYNC)
+    return None
+
+
 def apply_usage(session: Session, event: Event) -> str:
     """Add the bytes an event reports to its day; return "applied", "duplicate" or "ignored"."""
-    if isinstance(event, SupplyReading):
-        where = (event.site_id, event.printer_id, POLLING)
-    elif isinstance(event, DiscoveryFinished):
-        where = (event.site_id, "", DISCOVERY)
-    elif isinstance(event, UpstreamSynced):
-        where = (event.site_id, event.printer_id or "", SYNC)
-    else:
+    where = _where(event)
+    if where is None:
         return "ignored"
+    assert isinstance(event, SupplyReading | DiscoveryFinished | UpstreamSynced)
     key = usage_key(event)
     if session.get(ProcessedEvent, key) is not None:
         return "duplicate"
@@ -47,3 +59,82 @@ def apply_usage(session: Session, event: Event) -> str:
     row.operations += 1
     session.add(row)
     return "applied"
+
+
+def _table(model: Any) -> Table:
+    return model.__table__  # type: ignore[no-any-return]
+
+
+def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
+    """apply_usage for each event in turn, in two statements: the same rows and outcomes.
+
+    The events' keys go into processed_events in one multi-row INSERT ... ON CONFLICT DO NOTHING
+    RETURNING (in key order: concurrent batches never deadlock); the new ones are summed per day
+    row and added with one upsert per row (executemany, in key order).
+    """
+    outcomes = ["ignored"] * len(events)
+    first_of: dict[str, int] = {}
+    for i, event in enumerate(events):
+        if _where(event) is not None:
+            outcomes[i] = "duplicate"
+            first_of.setdefault(usage_key(event), i)
+    if not first_of:
+        return outcomes
+    postgres = session.get_bind().dialect.name == "postgresql"
+    insert = pg_insert if postgres else sqlite_insert
+    processed = _table(ProcessedEvent)
+    now = datetime.now(UTC)
+    new = set(
+        session.execute(
+            insert(processed)
+            .values(
+                [
+                    {"event_id": key, "consumer": CONSUMER, "processed_at": now}
+                    for key in sorted(first_of)
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(processed.c.event_id)
+        ).scalars()
+    )
+    days: dict[tuple[date, str, str, str], list[int]] = {}
+    for key, i in first_of.items():
+        if key not in new:
+            continue
+        event = events[i]
+        outcomes[i] = "applied"
+        where = _where(event)
+        assert where is not None
+        assert isinstance(event, SupplyReading | DiscoveryFinished | UpstreamSynced)
+        sums = days.setdefault((event.occurred_at.astimezone(UTC).date(), *where), [0, 0, 0])
+        sums[0] += event.bytes_sent
+        sums[1] += event.bytes_received
+        sums[2] += 1
+    if days:
+        table = _table(NetworkUsageDay)
+        upsert = insert(table)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["day", "site_id", "printer_id", "kind"],
+            set_={
+                c: table.c[c] + upsert.excluded[c]
+                for c in ("bytes_sent", "bytes_received", "operations")
+            },
+        )
+        session.execute(
+            upsert,
+            [
+                {
+                    "day": day,
+                    "site_id": site_id,
+                    "printer_id": printer_id,
+                    "kind": kind,
+                    "bytes_sent": sent,
+                    "bytes_received": received,
+                    "operations": operations,
+                }
+                for (day, site_id, printer_id, kind), (sent, received, operations) in sorted(
+                    days.items()
+                )
+            ],
+        )
+    return outcomes

@@ -81,8 +81,10 @@ class ProjectionOptions:
     # Readings applied in parallel on PostgreSQL (one printer's are serialised by a row lock);
     # SQLite has a single writer, so one.
     reading_workers: int = 4
-    # Readings fetched and applied per transaction (a failing batch is re-applied one by one).
-    reading_batch: int = 50
+    # Readings fetched and applied per transaction at most (a failing batch is re-applied one by
+    # one). A fetch brings what is there: a few at a steady rate, whole batches from a backlog,
+    # where a transaction's fixed cost is spread over more readings.
+    reading_batch: int = 250
     # Opens sealed credentials to compare what a sweep found with what is stored.
     sealer: Sealer = field(default_factory=lambda: Sealer(None))
     # Service coverage rules per vendor: their max_gap_days says when monitoring is continuous.
