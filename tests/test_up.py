@@ -279,3 +279,27 @@ def _monitoring_url(log: Path) -> str:
             message = json.loads(line)["message"]
             return str(message.split("monitoring ")[1].split("/varz")[0])
     raise AssertionError("up did not log its embedded nats-server")
+
+
+def test_up_migrates_a_new_database_in_a_child_so_alembic_never_loads_in_up(
+    tmp_path: Path,
+) -> None:
+    # Alembic brings Mako and Pygments (~8 MB) that `up` never needs after the migration.
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tonerwatch.services import service_module\n"
+        "from tonerwatch.up import migrate_in_child\n"
+        "from tonerwatch_shared.settings import load_settings\n"
+        "api = service_module('api')\n"
+        f"settings = load_settings(api.Settings, data_dir=Path({str(tmp_path)!r}))\n"
+        "before = api.schema_at_head(settings)\n"
+        "migrate_in_child(settings)\n"
+        "print(before, api.schema_at_head(settings), sorted({'alembic', 'mako'} & set(sys.modules)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TONERWATCH_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == "False True []"

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import secrets
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -120,6 +121,8 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
         }
         if owner:
             log.info("ops endpoints on port %d are the %s's", common.ops_port, owner)
+        if "api" in settings:
+            await asyncio.to_thread(migrate_in_child, settings["api"])
         readies = {name: asyncio.Event() for name in names}
         try:
             async with asyncio.TaskGroup() as tg:
@@ -151,6 +154,40 @@ async def run_up(data_dir: Path, args: argparse.Namespace) -> int:
             raise CliError(f"stopped: {first}") from None
     _say("TonerWatch stopped.")
     return 0
+
+
+def migrate_in_child(api_settings: Any) -> None:
+    """Bring the database to the newest schema in a child process (`tonerwatch migrate`), if behind.
+
+    Alembic loads Mako and Pygments (~8 MB) that this long-running process never needs again, so
+    they load in a process that exits; the api then finds the schema at head and does not load
+    them. If the child fails (a database that does not answer yet), the api migrates itself as it
+    would without `up` (and waits for the database, not ready meanwhile).
+    """
+    api = service_module("api")
+    try:
+        if api.schema_at_head(api_settings):
+            return
+    except api.DatabaseUnreachable:
+        return
+    env = dict(os.environ)
+    env["TONERWATCH_DATABASE_URL"] = api.database_url(api_settings)
+    if api_settings.secret_key:
+        env["TONERWATCH_SECRET_KEY"] = api_settings.secret_key
+    done = subprocess.run(
+        [sys.executable, "-m", "tonerwatch", "migrate"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        log.warning(
+            "migrating in a child process failed (%s); the api migrates itself",
+            lines[-1] if lines else f"exit {done.returncode}",
+        )
 
 
 async def _run_service(name: str, settings: Any, stop: asyncio.Event, ready: asyncio.Event) -> None:

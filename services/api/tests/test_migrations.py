@@ -10,6 +10,12 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
 from tonerwatch_api.db.metadata import VERSION_TABLE, api_metadata, include_object
+from tonerwatch_api.db.schema import (
+    current_revisions,
+    head_revisions,
+    pending_migrations,
+    schema_at_head,
+)
 from tonerwatch_api.db.tx import MIGRATIONS, upgrade
 
 TABLES = {
@@ -78,3 +84,15 @@ def test_migrating_twice_is_harmless(any_engine: Engine) -> None:
         head = ScriptDirectory.from_config(cfg).get_current_head()
         assert head is not None and head >= "0002"
         assert ctx.get_current_revision() == head
+
+
+def test_the_head_read_from_the_migration_files_is_alembics(any_engine: Engine) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert head_revisions() == set(ScriptDirectory.from_config(cfg).get_heads())
+    assert current_revisions(any_engine) == set()
+    assert not schema_at_head(any_engine)
+    upgrade(any_engine)
+    assert current_revisions(any_engine) == head_revisions()
+    assert schema_at_head(any_engine)
+    assert pending_migrations(any_engine) is None

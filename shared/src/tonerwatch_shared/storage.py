@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import create_engine
@@ -54,6 +52,10 @@ def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> E
 
 def migrate(engine: Engine, script_location: Path, revision: str = "head") -> None:
     """Bring the database behind engine to revision with the Alembic scripts at script_location."""
+    # Imported here: Alembic loads Mako and Pygments (~8 MB), which a running service never needs.
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location))
     with engine.begin() as conn:

@@ -14,7 +14,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from tonerwatch_api.app import create_app
-from tonerwatch_api.db.schema import DatabaseUnreachable, MigrationLockTimeout, pending_migrations
+from tonerwatch_api.db.schema import (
+    DatabaseUnreachable,
+    MigrationLockTimeout,
+    pending_migrations,
+)
+from tonerwatch_api.db.schema import schema_at_head as _schema_at_head
 from tonerwatch_api.db.sealed import reseal_all
 from tonerwatch_api.db.tx import bootstrap, ensure_admin, in_tx, upgrade
 from tonerwatch_api.deps import AppState
@@ -49,6 +54,7 @@ __all__ = [
     "migrate",
     "run",
     "run_background",
+    "schema_at_head",
 ]
 
 
@@ -77,6 +83,15 @@ def migrate(settings: Settings) -> str:
         # With the key at hand, rows still in the clear (or under a previous key) are sealed now.
         reseal_all(engine, Sealer.from_settings(settings))
         return engine.url.render_as_string(hide_password=True)
+    finally:
+        engine.dispose()
+
+
+def schema_at_head(settings: Settings) -> bool:
+    """Return whether the database is at the newest migration (read without loading Alembic)."""
+    engine = make_engine(database_url(settings))
+    try:
+        return _schema_at_head(engine)
     finally:
         engine.dispose()
 

@@ -6,26 +6,33 @@ on PostgreSQL whoever migrates first takes `pg_advisory_lock(migration_lock_key(
 connection of its own, migrates in one transaction on another, then unlocks; the others wait, then
 find the schema at head and do nothing. The key is scoped to the database and schema, so two
 installations on one server never wait for each other. SQLite is one process: no lock.
+
+Alembic (with Mako and Pygments, ~8 MB of a process's memory) is imported only when there is
+something to migrate: whether the schema is at head is read from the version table and the
+migration files' own `revision` lines (`schema_at_head`), not through Alembic's loader.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tonerwatch_api.db.metadata import VERSION_TABLE
 from tonerwatch_shared.storage import migrate
+
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +67,54 @@ def upgrade_to_head(engine: Engine, lock_timeout_s: float = 300.0) -> None:
     Raises DatabaseUnreachable when no connection can be made, MigrationLockTimeout when another
     process holds the lock for more than lock_timeout_s.
     """
+    if schema_at_head(engine):
+        return  # nothing to do: Alembic is not even imported
     with migration_lock(engine, lock_timeout_s):
         migrate(engine, MIGRATIONS)
 
 
+# `revision: str = "0028"`, `down_revision: str | None = "0027"` (a tuple for a merge) at a line's start.
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\b[^=\n]*=\s*(.+?)\s*$", re.MULTILINE)
+
+
+@functools.cache
+def head_revisions() -> frozenset[str]:
+    """Return the newest revision(s) of the migration files, read from their revision lines."""
+    revisions: set[str] = set()
+    replaced: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for name, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
+            parsed = ast.literal_eval(value)
+            if name == "revision":
+                revisions.add(parsed)
+            elif isinstance(parsed, str):
+                replaced.add(parsed)
+            elif parsed:
+                replaced.update(parsed)
+    return frozenset(revisions - replaced)
+
+
+def current_revisions(engine: Engine) -> frozenset[str]:
+    """Return the revision(s) the database is at (none for an empty database); DatabaseUnreachable if it does not answer."""
+    with _connectable(engine) as conn:
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return frozenset()
+        rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars()
+        return frozenset(str(r) for r in rows)
+
+
+def schema_at_head(engine: Engine) -> bool:
+    """Return whether the database is at the newest migration (read without Alembic)."""
+    return current_revisions(engine) == head_revisions()
+
+
 def pending_migrations(engine: Engine) -> str | None:
     """Return why the schema is not at head (e.g. "migrations pending: 0009, 0010"), or None when it is."""
+    if schema_at_head(engine):
+        return None
+    from alembic.migration import MigrationContext
+    from alembic.util import CommandError
+
     script = _scripts()
     heads = set(script.get_heads())
     with engine.connect() as conn:
@@ -89,6 +138,9 @@ def pending_migrations(engine: Engine) -> str | None:
 
 
 def _scripts() -> ScriptDirectory:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return ScriptDirectory.from_config(cfg)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 
 from tonerwatch_api.db.groups import PrinterGroup
@@ -19,9 +18,36 @@ from tonerwatch_api.domain.access import Principal, Scope, responsibility_of
 from tonerwatch_api.security import csrf_ok, csrf_token, role_at_least
 from tonerwatch_api.ui.views import STATUS_LABEL, days_left
 
+if TYPE_CHECKING:
+    from fastapi.templating import Jinja2Templates
+    from jinja2 import Environment
+
 HERE = Path(__file__).resolve().parent
 LOGIN_CSRF_COOKIE = "tw_login_csrf"
-templates = Jinja2Templates(directory=HERE / "templates")
+
+_templates: Jinja2Templates | None = None
+_template_setups: list[Callable[[Environment], None]] = []
+
+
+def templates() -> Jinja2Templates:
+    """Return the UI's templates, made at the first page: a process serving only the API never imports Jinja."""
+    global _templates
+    if _templates is None:
+        from fastapi.templating import Jinja2Templates
+
+        made = Jinja2Templates(directory=HERE / "templates")
+        for setup in _template_setups:
+            setup(made.env)
+        _templates = made
+    return _templates
+
+
+def template_setup(setup: Callable[[Environment], None]) -> Callable[[Environment], None]:
+    """Register filters and globals to add to the templates' environment when it is made."""
+    _template_setups.append(setup)
+    if _templates is not None:
+        setup(_templates.env)
+    return setup
 
 
 def ago(value: datetime | None, now: datetime | None = None) -> str:
@@ -38,14 +64,16 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
     return "just now"
 
 
-templates.env.filters["ago"] = ago
-templates.env.globals["STATUS_LABEL"] = STATUS_LABEL
-templates.env.globals["days_left"] = lambda s: days_left(
-    s.days_to_empty,
-    s.days_to_empty_low,
-    s.days_to_empty_high,
-    receptacle=s.supply_class == "receptacle",
-)
+@template_setup
+def _common_filters(env: Environment) -> None:
+    env.filters["ago"] = ago
+    env.globals["STATUS_LABEL"] = STATUS_LABEL
+    env.globals["days_left"] = lambda s: days_left(
+        s.days_to_empty,
+        s.days_to_empty_low,
+        s.days_to_empty_high,
+        receptacle=s.supply_class == "receptacle",
+    )
 
 
 class LoginRequired(Exception):
@@ -87,12 +115,12 @@ def render(
         csrf=csrf_token(st.secret, who.token_hash) if who else "",
         can_write=bool(who and role_at_least(who.role, "operator")),
     )
-    return templates.TemplateResponse(request, name, ctx, status_code=status)
+    return templates().TemplateResponse(request, name, ctx, status_code=status)
 
 
 def error_page(request: Request, status: int, message: str) -> Response:
     """Return an HTML error page."""
-    return templates.TemplateResponse(
+    return templates().TemplateResponse(
         request,
         "error.html",
         {"status": status, "message": message, "user": None, "csrf": "", "can_write": False},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -49,18 +49,27 @@ from tonerwatch_api.ui.common import (
     render,
     scope_labels,
     scope_noun,
-    templates,
+    template_setup,
     ui_user,
     user_responsibility,
 )
 from tonerwatch_api.ui.views import colorant_hex
 from tonerwatch_shared.printer.model import SupplyKind
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
 router = APIRouter(include_in_schema=False)
-templates.env.filters["bytes"] = human_bytes
-templates.env.globals["ORDER_STATUS_LABEL"] = STATUS_LABEL
-templates.env.globals["ORDER_ACTION_LABEL"] = ACTION_LABEL
-templates.env.globals["colorant_hex"] = colorant_hex
+
+
+@template_setup
+def _page_filters(env: Environment) -> None:
+    env.filters["bytes"] = human_bytes
+    env.globals["ORDER_STATUS_LABEL"] = STATUS_LABEL
+    env.globals["ORDER_ACTION_LABEL"] = ACTION_LABEL
+    env.globals["colorant_hex"] = colorant_hex
+
+
 # Default shown in the sweep form: nothing that would probe a real network by accident.
 TARGETS_PLACEHOLDER = "192.0.2.0/24\nprinter7.example.com"
 
