@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import nats.errors
 import pytest
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
@@ -252,6 +253,49 @@ async def test_an_event_nats_refuses_for_good_is_set_aside_and_the_rest_still_go
         assert len(dead) == 2 and any("MaxPayload" in (d.error or "") for d in dead)
         assert dead_outbox_events(s) == 2
     assert await outbox.flush() == 0  # set aside for good: not retried, not blocking
+
+
+class _RecordingBus:
+    """Records what the outbox publishes; fails the publish numbered fail_at (from 1)."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.published: list[Event] = []
+        self.fail_at = fail_at
+
+    async def publish(self, event: Event) -> bool:
+        if self.fail_at is not None and len(self.published) + 1 == self.fail_at:
+            raise nats.errors.TimeoutError
+        self.published.append(event)
+        return True
+
+
+async def test_a_csv_import_of_many_printers_leaves_the_outbox_in_order_in_one_flush(
+    db: Engine, configured: Callable[..., PrinterConfigured]
+) -> None:
+    # More events than one batch: flush goes on until none is left, in the order queued.
+    events = [configured(f"p-import-{i:03d}") for i in range(7)]
+    in_tx(db, lambda s: [add_to_outbox(s, e) for e in events])
+    bus = _RecordingBus()
+    assert await Outbox(db, bus).flush(limit=3) == 7  # type: ignore[arg-type]
+    assert [e.event_id for e in bus.published] == [e.event_id for e in events]
+    with Session(db) as s:
+        assert s.exec(select(func.count()).select_from(OutboxEvent)).one() == 0
+
+
+async def test_a_publish_failing_mid_batch_keeps_the_rest_and_drops_what_went_out(
+    db: Engine, configured: Callable[..., PrinterConfigured]
+) -> None:
+    events = [configured(f"p-import-{i:03d}") for i in range(5)]
+    in_tx(db, lambda s: [add_to_outbox(s, e) for e in events])
+    with pytest.raises(nats.errors.TimeoutError):
+        await Outbox(db, _RecordingBus(fail_at=3)).flush()  # type: ignore[arg-type]
+    with Session(db) as s:
+        left = s.exec(select(OutboxEvent).order_by(col(OutboxEvent.id))).all()
+        assert [r.event_id for r in left] == [str(e.event_id) for e in events[2:]]
+    # The next flush sends the rest, in order, and nothing twice.
+    bus = _RecordingBus()
+    assert await Outbox(db, bus).flush() == 3  # type: ignore[arg-type]
+    assert [e.event_id for e in bus.published] == [e.event_id for e in events[2:]]
 
 
 async def test_bus_reading_lands_in_postgresql_once(
