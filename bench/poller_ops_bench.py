@@ -5,7 +5,8 @@ nats-server spend per poll, for two variants on the same nats-server and the sam
 
 - before: what the poller did before issue 15, reproduced by the same code without its KV
   mirrors (configuration and health read from KV for every job, health written after every poll,
-  the overdue check reading both buckets whole) plus the "in progress" it sent before every poll;
+  the overdue check reading both buckets whole), with the "in progress" it sent before every poll,
+  and every answer parsed and its reading built (no kept snapshot, no reading template);
 - after: the poller as it is (mirrors fed by KV watches, health written when it changes and every
   HEALTH_REFRESH_INTERVALS intervals, "in progress" only for a poll that runs long).
 
@@ -64,6 +65,8 @@ class BeforePoller(Poller):
         msg = _job.get(None)
         if msg is not None:
             await msg.in_progress()  # type: ignore[attr-defined]
+        # Every answer parsed and its reading built (no snapshot kept, no reading template).
+        self.parsed.pop(config.printer_id, None)
         return await super().poll(config, health)
 
 

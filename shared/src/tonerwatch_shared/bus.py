@@ -444,6 +444,24 @@ class Bus:
         )
         return not ack.duplicate
 
+    async def publish_json(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        event_id: str,
+        type_: str,
+        timeout_s: float = PUBLISH_TIMEOUT_S,
+    ) -> bool:
+        """Publish an event already serialized (its id and type given); as publish otherwise."""
+        ack = await self.js.publish(
+            subject,
+            data,
+            timeout=timeout_s,
+            headers={"Nats-Msg-Id": event_id, "Tw-Event-Type": type_},
+        )
+        return not ack.duplicate
+
     async def ensure_consumer(self, spec: ConsumerSpec, stream: str | None = None) -> None:
         """Create or update a durable pull consumer."""
         stream = stream or self.subjects.events_stream

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import cached_property
 from typing import Literal
 
 from tonerwatch_shared.events import PrinterConfigured, SupplyReading
@@ -27,22 +30,165 @@ class Parsed:
 
     values_hash: int
     snapshot_json: bytes
+    # The reading these values made, serialized but for what changes at every poll: the next
+    # poll with the same answer (and the same printer, site, source, address) is written from it.
+    template: ReadingTemplate | None = None
 
     def snapshot(self) -> PrinterSnapshot:
         """Return the snapshot the values parsed to."""
         return PrinterSnapshot.model_validate_json(self.snapshot_json)
 
 
+# SupplyReading's fields, in the order its JSON has them: those marked None change at every poll
+# (written by ReadingTemplate.encode), the runs between them are kept serialized.
+_DYNAMIC = (
+    "event_id",
+    "occurred_at",
+    "seq",
+    "bytes_sent",
+    "bytes_received",
+    "requests",
+    "duration_ms",
+)
+_RUNS = (
+    ("source", "site_id", "printer_id"),
+    (
+        "type",
+        "address",
+        "protocol",
+        "printer",
+        "supplies",
+        "trays",
+        "counters",
+        "status",
+        "missing",
+    ),
+    ("anomalies",),
+)
+_LAYOUT = ("event_id", "occurred_at", *_RUNS[0], "seq", *_RUNS[1], *_DYNAMIC[3:], *_RUNS[2])
+
+
+@dataclass(frozen=True)
+class ReadingTemplate:
+    """A printer's SupplyReading as JSON with its per-poll fields left open (issue 15).
+
+    A steady poll of an idle printer gives the same answer as the one before: its reading differs
+    only in its id, time, seq and the poll's cost. Writing those into the kept JSON costs a few
+    microseconds, where building the model, clamping and serializing it cost ~0.4 ms. The bytes
+    are the ones `SupplyReading.model_dump_json` writes (tests compare them).
+    """
+
+    key: tuple[str, str, str, str, str]  # source, site_id, printer_id, address, protocol
+    identity: bytes  # "source":..,"site_id":..,"printer_id":..
+    body: bytes  # "type":..,.."missing":[..]
+    tail: bytes  # "anomalies":[..]
+
+    @classmethod
+    def of(cls, reading: SupplyReading) -> ReadingTemplate | None:
+        """Return the template of reading (None if the event has fields this does not know)."""
+        if tuple(SupplyReading.model_fields) != _LAYOUT:
+            return None
+
+        def run(fields: tuple[str, ...]) -> bytes:
+            return reading.model_dump_json(include=set(fields)).encode()[1:-1]
+
+        return cls(
+            _template_key(
+                reading.source,
+                reading.site_id,
+                reading.printer_id,
+                reading.address,
+                reading.protocol,
+            ),
+            *(run(fields) for fields in _RUNS),
+        )
+
+    def encode(
+        self,
+        *,
+        event_id: uuid.UUID,
+        occurred_at: datetime,
+        seq: int | None,
+        bytes_sent: int,
+        bytes_received: int,
+        requests: int,
+        duration_ms: float,
+    ) -> bytes:
+        """Return the reading's JSON with these per-poll values."""
+        at = occurred_at.isoformat()
+        if at.endswith("+00:00"):
+            at = at[:-6] + "Z"
+        return b"".join(
+            (
+                b'{"event_id":"',
+                str(event_id).encode(),
+                b'","occurred_at":"',
+                at.encode(),
+                b'",',
+                self.identity,
+                b',"seq":',
+                b"null" if seq is None else str(int(seq)).encode(),
+                b",",
+                self.body,
+                f',"bytes_sent":{int(bytes_sent)},"bytes_received":{int(bytes_received)},'
+                f'"requests":{int(requests)},"duration_ms":{float(duration_ms)!r},'.encode(),
+                self.tail,
+                b"}",
+            )
+        )
+
+
+def _template_key(
+    source: str, site_id: str, printer_id: str, address: str, protocol: str
+) -> tuple[str, str, str, str, str]:
+    return (source, site_id, printer_id, address, protocol)
+
+
+@dataclass(frozen=True)
+class SteadyReading:
+    """A steady poll's reading, not built: its template and the per-poll values (see encode)."""
+
+    template: ReadingTemplate
+    event_id: uuid.UUID
+    occurred_at: datetime
+    bytes_sent: int
+    bytes_received: int
+    requests: int
+    duration_ms: float
+
+    def encode(self, seq: int | None) -> bytes:
+        """Return the reading's JSON, stamped with seq."""
+        return self.template.encode(
+            event_id=self.event_id,
+            occurred_at=self.occurred_at,
+            seq=seq,
+            bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
+            requests=self.requests,
+            duration_ms=self.duration_ms,
+        )
+
+
 @dataclass(frozen=True)
 class PolledReading:
     """A reading and the layout learned for the next steady poll."""
 
-    reading: SupplyReading
+    built: SupplyReading | None
     plan: PollPlan
     learned: bool
     round_trips: int
     # Pass it back as `parsed` with the next poll: an unchanged answer is not parsed again.
     parsed: Parsed | None = None
+    # Set instead of built when the answer was the same as the previous one (Parsed.template).
+    steady: SteadyReading | None = None
+
+    @cached_property
+    def reading(self) -> SupplyReading:
+        """Return the reading (built from the steady one's JSON when it was not built)."""
+        if self.built is not None:
+            return self.built
+        assert self.steady is not None
+        return SupplyReading.model_validate_json(self.steady.encode(None))
 
 
 async def read_printer(
@@ -63,6 +209,25 @@ async def read_printer(
     started = time.perf_counter()
     result = await poll_printer(client, target, plan)
     values_hash = hash(tuple(result.values.items()))
+    template = parsed.template if parsed is not None and parsed.values_hash == values_hash else None
+    if (
+        template is not None
+        and not result.anomalies
+        and template.key == _template_key(source, site_id, printer_id, target.host, "snmp")
+    ):
+        # The same answer as last time: the reading is the last one's but for its per-poll fields.
+        steady = SteadyReading(
+            template,
+            event_id=uuid.uuid4(),
+            occurred_at=datetime.now(UTC),
+            bytes_sent=result.bytes_sent,
+            bytes_received=result.bytes_received,
+            requests=result.requests,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        return PolledReading(
+            None, result.plan, result.learned, result.round_trips, parsed, steady=steady
+        )
     if parsed is not None and parsed.values_hash == values_hash:
         snapshot = parsed.snapshot()
     else:
@@ -84,6 +249,9 @@ async def read_printer(
         requests=result.requests,
         started=started,
     )
+    key = _template_key(source, site_id, printer_id, target.host, "snmp")
+    if not result.anomalies and (parsed.template is None or parsed.template.key != key):
+        parsed = replace(parsed, template=ReadingTemplate.of(reading))
     return PolledReading(reading, result.plan, result.learned, result.round_trips, parsed)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tonerwatch_shared import reading as reading_module
 from tonerwatch_shared.printer.parse import parse_snapshot
-from tonerwatch_shared.reading import Parsed, read_printer
+from tonerwatch_shared.reading import Parsed, ReadingTemplate, read_printer
 from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.snmprec import load_snmprec
@@ -55,6 +57,9 @@ async def test_an_unchanged_answer_reuses_its_snapshot_and_a_changed_one_is_pars
     # Learning, the first steady poll, and the one whose previous answer differs: three parses;
     # the steady poll with the same answer as before took the snapshot it parsed to.
     assert len(parses) == 3
+    # The same answer again: the reading is written from the last one's JSON, not built.
+    assert again.built is None and again.steady is not None
+    assert changed.built is not None and changed.steady is None
     for polled in (again, changed):
         assert polled.reading.supplies == steady.reading.supplies
         assert polled.reading.trays == steady.reading.trays
@@ -73,3 +78,44 @@ def test_a_kept_snapshot_reads_back_equal_for_every_recording(printer_walks_dir:
         snapshot = parse_snapshot(load_snmprec(walk))
         kept = Parsed(0, snapshot.model_dump_json().encode())
         assert kept.snapshot() == snapshot, walk.name
+
+
+def test_a_steady_reading_is_the_json_the_model_writes_for_every_recording(
+    printer_walks_dir: Path,
+) -> None:
+    """The kept JSON with a poll's values written in is byte for byte what the event model writes."""
+    hostile = Path(__file__).resolve().parents[1] / "fixtures" / "hostile"
+    walks = sorted([*printer_walks_dir.glob("*.snmprec"), *hostile.glob("*.snmprec")])
+    per_poll = [
+        (None, datetime(2026, 12, 7, 1, 2, 3, tzinfo=UTC), 0, 0, 0, 0.0),
+        (1, datetime(2026, 12, 7, 1, 2, 3, 4, tzinfo=UTC), 388, 759, 1, 0.5),
+        (2**53, datetime.now(UTC), 4305, 4473, 3, 123.456),
+    ]
+    for walk in walks:
+        reading = reading_module._reading(
+            parse_snapshot(load_snmprec(walk)),
+            printer_id='p-"1"',
+            site_id="hq",
+            source="poller/a",
+            address="127.0.0.1",
+            protocol="snmp",
+            sent=1,
+            received=2,
+            requests=1,
+            started=0.0,
+        )
+        template = ReadingTemplate.of(reading)
+        assert template is not None
+        for seq, at, sent, received, requests, duration in per_poll:
+            event_id = uuid.uuid4()
+            fields = {
+                "event_id": event_id,
+                "occurred_at": at,
+                "seq": seq,
+                "bytes_sent": sent,
+                "bytes_received": received,
+                "requests": requests,
+                "duration_ms": duration,
+            }
+            expected = reading.model_copy(update=fields).model_dump_json().encode()
+            assert template.encode(**fields) == expected, walk.name  # type: ignore[arg-type]

@@ -59,6 +59,7 @@ from tonerwatch_shared.events import (
     PrinterRemoved,
     PrinterUnreachable,
     SnmpCredentials,
+    SupplyReading,
 )
 from tonerwatch_shared.ipp import IppError
 from tonerwatch_shared.lifecycle import stop_event
@@ -71,13 +72,13 @@ from tonerwatch_shared.ops import (
     serve_ops,
     stream_fill_gauge,
 )
-from tonerwatch_shared.reading import Parsed, read_printer, read_printer_ipp
+from tonerwatch_shared.reading import Parsed, SteadyReading, read_printer, read_printer_ipp
 from tonerwatch_shared.sealing import Sealer, SealingError, open_credentials
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import SnmpError
 from tonerwatch_shared.snmp.poll import PollPlan
-from tonerwatch_shared.subjects import Subjects, token
+from tonerwatch_shared.subjects import SUPPLY_READING, Subjects, token
 
 log = logging.getLogger("tonerwatch.poller")
 
@@ -92,6 +93,7 @@ HEALTH_REFRESH_INTERVALS = 10
 # jobs that come due meanwhile arrive in one pull request; a poll starts at most this much later.
 PULL_BATCH_MIN = 4
 PULL_PAUSE_S = 0.05
+READING_TYPE = SupplyReading.model_fields["type"].default
 # "In progress" is sent to JetStream when a poll has run this share of the job's ack wait.
 PROGRESS_SHARE = 0.4
 
@@ -183,6 +185,10 @@ class PollerMetrics:
             ["direction"],
             registry=self.registry,
         )
+        # Each series bound at its first use: labels() at every poll cost a lookup under a lock.
+        self._polls: dict[tuple[str, str], Counter] = {}
+        self.sent = self.bytes.labels(direction="sent")
+        self.received = self.bytes.labels(direction="received")
         self.duration = Histogram(
             "tonerwatch_poll_duration_seconds",
             "Time of one successful poll",
@@ -205,6 +211,13 @@ class PollerMetrics:
             "Poll jobs delivered before their printer's slot and put back (e.g. after a NATS restart)",
             registry=self.registry,
         )
+
+    def poll_done(self, result: str, protocol: str) -> None:
+        """Count one poll (tonerwatch_polls_total)."""
+        counter = self._polls.get((result, protocol))
+        if counter is None:
+            counter = self._polls[result, protocol] = self.polls.labels(result, protocol)
+        counter.inc()
 
 
 @dataclass
@@ -612,6 +625,7 @@ class Poller:
                 retries=self.settings.poll_retries,
             )
             polled = None
+            reading: SupplyReading | None = None
             if config.protocol in ("snmp", "both"):
                 polled = await read_printer(
                     self.client,
@@ -631,7 +645,7 @@ class Poller:
                 )
             else:
                 assert polled is not None
-                reading = polled.reading
+                reading = polled.built
         except (
             SnmpError,
             IppError,
@@ -645,11 +659,22 @@ class Poller:
             await self._failed(config, health, failure, source)
             return False
         # Stamped with the printer's next seq: receivers drop anything older they get later.
-        await self.bus.publish(reading.model_copy(update={"seq": health.next_seq()}))
-        self.metrics.polls.labels(result="ok", protocol=config.protocol).inc()
-        self.metrics.bytes.labels(direction="sent").inc(reading.bytes_sent)
-        self.metrics.bytes.labels(direction="received").inc(reading.bytes_received)
-        self.metrics.duration.observe(reading.duration_ms / 1000)
+        if reading is not None:
+            await self.bus.publish(reading.model_copy(update={"seq": health.next_seq()}))
+            cost: SupplyReading | SteadyReading = reading
+        else:  # the same answer as last time: the kept JSON with this poll's values
+            assert polled is not None and polled.steady is not None
+            cost = steady = polled.steady
+            await self.bus.publish_json(
+                self.subjects.subject(config.site_id, SUPPLY_READING, config.printer_id),
+                steady.encode(health.next_seq()),
+                event_id=str(steady.event_id),
+                type_=READING_TYPE,
+            )
+        self.metrics.poll_done("ok", config.protocol)
+        self.metrics.sent.inc(cost.bytes_sent)
+        self.metrics.received.inc(cost.bytes_received)
+        self.metrics.duration.observe(cost.duration_ms / 1000)
         was_unreachable = health.unreachable
         now = time.time()
         health = PrinterHealth(
@@ -696,7 +721,7 @@ class Poller:
         retrying will not mend, and again when that reason changes while the printer is down."""
         self.plans.pop(config.printer_id, None)
         self.parsed.pop(config.printer_id, None)
-        self.metrics.polls.labels(result="failed", protocol=config.protocol).inc()
+        self.metrics.poll_done("failed", config.protocol)
         health.failures += 1
         health.last_error = failure.reason
         log.info(
