@@ -6,7 +6,8 @@ nats-server spend per poll, for two variants on the same nats-server and the sam
 - before: what the poller did before issue 15, reproduced by the same code without its KV
   mirrors (configuration and health read from KV for every job, health written after every poll,
   the overdue check reading both buckets whole), with the "in progress" it sent before every poll,
-  and every answer parsed and its reading built (no kept snapshot, no reading template);
+  every answer parsed and its reading built (no kept snapshot, no reading template), and jobs
+  taken by a fetch per batch (not one long-lived pull request);
 - after: the poller as it is (mirrors fed by KV watches, health written when it changes and every
   HEALTH_REFRESH_INTERVALS intervals, "in progress" only for a poll that runs long).
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import nats.errors
 from e2e import cpu_s, load, machine
 from poll_bench import WALKS
 
@@ -60,6 +62,24 @@ class BeforePoller(Poller):
             await super().handle_job(msg)  # type: ignore[arg-type]
         finally:
             _job.reset(token)
+
+    async def _pull_jobs(self, durable: str, slots: asyncio.Semaphore, stop: asyncio.Event) -> None:
+        """The job loop before: a fetch per batch (a pull request, often two, per one or two jobs)."""
+        sub = await self.bus.js.pull_subscribe_bind(durable, stream=self.jobs_stream)
+        try:
+            while not stop.is_set():
+                free = max(1, self.settings.poll_concurrency - len(self.in_flight))
+                try:
+                    msgs = await sub.fetch(min(free, 256), timeout=1.0)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue
+                for msg in msgs:
+                    await slots.acquire()
+                    task = asyncio.create_task(self._job(msg, slots))
+                    self.in_flight.add(task)
+                    task.add_done_callback(self.in_flight.discard)
+        finally:
+            await sub.unsubscribe()
 
     async def poll(self, config: PrinterConfigured, health: PrinterHealth) -> bool:
         msg = _job.get(None)

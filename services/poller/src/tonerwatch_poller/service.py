@@ -41,7 +41,6 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
@@ -89,10 +88,11 @@ JOB_AREA = "polljob"  # outside the events stream's areas, so the two streams ne
 # A healthy printer's health record is rewritten at least every this many intervals (its last poll
 # time may lag by that much: PrinterHealth.refresh_s); at 10, 0.1 KV writes per steady poll.
 HEALTH_REFRESH_INTERVALS = 10
-# After a job fetch that brought fewer than PULL_BATCH_MIN jobs, the next waits PULL_PAUSE_S: the
-# jobs that come due meanwhile arrive in one pull request; a poll starts at most this much later.
-PULL_BATCH_MIN = 4
-PULL_PAUSE_S = 0.05
+# The long-lived pull request for jobs (_JobPull): how long one waits for jobs, how often the
+# server says it is still there while none come, and how often the job loop looks at it.
+PULL_EXPIRES_S = 30.0
+PULL_HEARTBEAT_S = 5.0
+PULL_CHECK_S = 1.0
 READING_TYPE = SupplyReading.model_fields["type"].default
 # "In progress" is sent to JetStream when a poll has run this share of the job's ack wait.
 PROGRESS_SHARE = 0.4
@@ -407,8 +407,7 @@ class Poller:
                             filter_subject=filter_subject,
                         ),
                     )
-                    sub = await self.bus.js.pull_subscribe_bind(durable, stream=self.jobs_stream)
-                    tg.create_task(self._pull_jobs(sub, durable, slots, stop))
+                    tg.create_task(self._pull_jobs(durable, slots, stop))
         finally:
             if self.in_flight:
                 # Let polls under way finish (bounded by their own timeouts) so no reading is lost.
@@ -416,35 +415,57 @@ class Poller:
 
     async def _pull_jobs(
         self,
-        sub: JetStreamContext.PullSubscription,
         durable: str,
         slots: asyncio.Semaphore,
         stop: asyncio.Event,
     ) -> None:
+        """Take the consumer's due jobs through one long-lived pull request, re-armed as it ends.
+
+        A fetch per batch cost a pull request (often two: a no-wait one, then a waiting one) for
+        every one or two jobs at steady rates. One request for as many jobs as there are free
+        slots, waiting up to PULL_EXPIRES_S, delivers jobs as they come due; it ends when its
+        batch is delivered or it expires (status 408), and the next is sent then. Idle
+        heartbeats from the server, and the connection's reconnect count, tell a request lost
+        with a NATS restart: it is sent again.
+        """
+        nc = self.bus.nc
+        pull = _JobPull(nc.new_inbox(), f"$JS.API.CONSUMER.MSG.NEXT.{self.jobs_stream}.{durable}")
+
+        async def on_msg(msg: Msg) -> None:
+            if not pull.delivered(msg):
+                return
+            if stop.is_set():  # stopping: hand it straight back, another replica takes it
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+                return
+            await slots.acquire()
+            task = asyncio.create_task(self._job(msg, slots))
+            self.in_flight.add(task)
+            task.add_done_callback(self.in_flight.discard)
+
+        sub = await nc.subscribe(pull.inbox, cb=on_msg)
         try:
             while not stop.is_set():
-                free = max(1, self.settings.poll_concurrency - len(self.in_flight))
-                try:
-                    msgs = await sub.fetch(min(free, 256), timeout=1.0)
-                except (nats.errors.TimeoutError, TimeoutError):
-                    continue
-                except nats.errors.ConnectionClosedError:
-                    return
-                except nats.errors.Error as exc:  # leader election, restart: pull again soon
-                    await pause_on_bus_error(exc, durable, stop)
-                    continue
-                for msg in msgs:
-                    await slots.acquire()
-                    task = asyncio.create_task(self._job(msg, slots))
-                    self.in_flight.add(task)
-                    task.add_done_callback(self.in_flight.discard)
-                if len(msgs) < PULL_BATCH_MIN:
-                    # Jobs come due one by one: let a few gather in the stream, then take them
-                    # in one pull request (a pull per job was the third NATS message of a poll).
-                    await asyncio.sleep(PULL_PAUSE_S)
+                if pull.needs_request(time.monotonic(), nc.stats["reconnects"]):
+                    free = self.settings.poll_concurrency - len(self.in_flight)
+                    if free > 0:
+                        try:
+                            await nc.publish(
+                                pull.subject, pull.request(min(free, 256)), reply=pull.inbox
+                            )
+                        except nats.errors.ConnectionClosedError:
+                            return
+                        except nats.errors.Error as exc:  # reconnecting: ask again soon
+                            pull.lost()
+                            await pause_on_bus_error(exc, durable, stop)
+                            continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PULL_CHECK_S):
+                        await pull.wake.wait()
+                pull.wake.clear()
         finally:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await sub.drain()  # type: ignore[no-untyped-call]
 
     async def _job(self, msg: Msg, slots: asyncio.Semaphore) -> None:
         try:
@@ -781,6 +802,64 @@ class _Progress:
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
+
+
+class _JobPull:
+    """The state of one replica's long-lived pull request for jobs (pure: no I/O).
+
+    One request at a time, for `batch` jobs, waiting up to PULL_EXPIRES_S. It is over when its
+    batch has been delivered, when the server ends it (408 expired, 409 e.g. a leadership change),
+    or when it was lost: neither a job nor an idle heartbeat for two heartbeat intervals, or the
+    connection reconnected (a restarted server forgot it). A lost request that was not lost after
+    all only means a few more jobs than free slots; they wait for a slot.
+    """
+
+    def __init__(self, inbox: str, subject: str) -> None:
+        self.inbox = inbox
+        self.subject = subject
+        self.wake = asyncio.Event()
+        self.remaining = 0  # jobs still to come on the request (0: none armed)
+        self.heard_at = 0.0  # monotonic time of the server's last word on it
+        self.reconnects: int | None = None
+
+    def request(self, batch: int, now: float | None = None) -> bytes:
+        """Arm a request for batch jobs; return its body."""
+        self.remaining = batch
+        self.heard_at = time.monotonic() if now is None else now
+        return json.dumps(
+            {
+                "batch": batch,
+                "expires": int(PULL_EXPIRES_S * 1e9),
+                "idle_heartbeat": int(PULL_HEARTBEAT_S * 1e9),
+            }
+        ).encode()
+
+    def lost(self) -> None:
+        """Forget the request (it never reached the server)."""
+        self.remaining = 0
+
+    def needs_request(self, now: float, reconnects: int) -> bool:
+        """Return whether a new request must be sent (none is armed, or the armed one is lost)."""
+        if self.reconnects != reconnects:
+            self.reconnects = reconnects
+            self.remaining = 0
+        if self.remaining > 0 and now - self.heard_at > 2 * PULL_HEARTBEAT_S + PULL_CHECK_S:
+            self.remaining = 0
+        return self.remaining <= 0
+
+    def delivered(self, msg: Msg, now: float | None = None) -> bool:
+        """Account for a message on the inbox; return whether it is a job to run."""
+        self.heard_at = time.monotonic() if now is None else now
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is not None:
+            if status != "100":  # 404/408/409: the request is over
+                self.remaining = 0
+                self.wake.set()
+            return False
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.wake.set()
+        return True
 
 
 class _Refused(Exception):

@@ -1,0 +1,123 @@
+"""Jobs arrive through one long-lived pull request, sent again only when it ends or is lost.
+
+A fetch per batch cost a pull request (often two) for every one or two jobs (issue 15); one
+request for as many jobs as there are free slots delivers them as they come due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.aio.msg import Msg
+
+from tonerwatch_poller.service import PULL_HEARTBEAT_S, Poller, Settings, _JobPull
+from tonerwatch_shared import events as ev
+from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.simulator import SnmpSimulator
+from tonerwatch_shared.snmp.client import SnmpClient
+from tonerwatch_shared.testing.nats_traffic import counting
+
+
+@pytest.fixture
+async def poller(bus: Bus, nats_url: str) -> AsyncIterator[Poller]:
+    settings = Settings(nats_url=nats_url, poll_timeout_s=1.0, poll_retries=0)
+    p = Poller(
+        settings=settings,
+        bus=bus,
+        client=SnmpClient(),
+        printers=await bus.key_value("POLLER_PRINTERS"),
+        health=await bus.key_value("POLLER_HEALTH"),
+    )
+    await p.ensure_jobs_stream()
+    await p.start_mirrors()
+    yield p
+    await p.stop_mirrors()
+    await p.client.close()
+
+
+def job() -> Msg:
+    return Msg(None, subject="tw.hq.polljob.p1", reply="$JS.ACK.x", data=b"{}")  # type: ignore[arg-type]
+
+
+def status(code: str) -> Msg:
+    return Msg(None, subject="_INBOX.x", headers={"Status": code})  # type: ignore[arg-type]
+
+
+def test_a_request_is_sent_again_once_its_batch_is_delivered() -> None:
+    pull = _JobPull("_INBOX.x", "$JS.API.CONSUMER.MSG.NEXT.S.D")
+    assert pull.needs_request(0.0, reconnects=0)
+    pull.request(2, now=0.0)
+    assert not pull.needs_request(0.1, reconnects=0)
+    assert pull.delivered(job(), now=0.2)
+    assert not pull.needs_request(0.3, reconnects=0)
+    assert pull.delivered(job(), now=0.4)
+    assert pull.wake.is_set() and pull.needs_request(0.5, reconnects=0)
+
+
+def test_a_request_the_server_ended_or_lost_is_sent_again_and_heartbeats_keep_one() -> None:
+    pull = _JobPull("_INBOX.x", "$JS.API.CONSUMER.MSG.NEXT.S.D")
+    pull.needs_request(0.0, reconnects=0)
+    pull.request(64, now=0.0)
+    # Idle heartbeats say it is still there: not a job, nothing to send.
+    for i in range(1, 6):
+        at = i * PULL_HEARTBEAT_S
+        assert not pull.delivered(status("100"), now=at)
+        assert not pull.needs_request(at + 0.1, reconnects=0)
+    # Expired (408), or refused (409): over.
+    assert not pull.delivered(status("408"), now=30.0)
+    assert pull.needs_request(30.0, reconnects=0)
+    pull.request(64, now=30.0)
+    assert not pull.delivered(status("409"), now=31.0)
+    assert pull.needs_request(31.0, reconnects=0)
+    # Silence for two heartbeat intervals: lost (a NATS restart).
+    pull.request(64, now=40.0)
+    assert not pull.needs_request(40.0 + 2 * PULL_HEARTBEAT_S, reconnects=0)
+    assert pull.needs_request(40.0 + 3 * PULL_HEARTBEAT_S, reconnects=0)
+    # The connection reconnected: a restarted server forgot it.
+    pull.request(64, now=100.0)
+    assert pull.needs_request(100.1, reconnects=1)
+
+
+async def test_steady_polls_of_several_printers_take_one_pull_request(
+    bus: Bus, poller: Poller, snmp_agent: SnmpSimulator
+) -> None:
+    for i in range(4):
+        await poller.on_config(
+            ev.PrinterConfigured(
+                source="test",
+                site_id="hq",
+                printer_id=f"hp-pull-{i}",
+                address="127.0.0.1",
+                port=snmp_agent.port,
+                credentials=ev.SnmpCredentials(community="jetdirect_m252dw"),
+                interval_s=1.0,
+            ),
+            None,  # type: ignore[arg-type]
+        )
+
+    def polls() -> float:
+        value = poller.metrics.registry.get_sample_value(
+            "tonerwatch_polls_total", {"result": "ok", "protocol": "snmp"}
+        )
+        return value or 0.0
+
+    stop = asyncio.Event()
+    loop = asyncio.create_task(poller.run_jobs(stop))
+    try:
+        deadline = time.monotonic() + 30  # bounded: first polls within 10 s, then 1 s apart
+        while polls() < 8 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        assert polls() >= 8
+        with counting(bus.nc) as traffic:
+            before = polls()
+            await asyncio.sleep(3.0)
+            steady = polls() - before
+    finally:
+        stop.set()
+        await loop
+    pulls = [s for s in traffic.published if s.startswith("$JS.API.CONSUMER.MSG.NEXT.")]
+    assert steady >= 8, steady
+    assert len(pulls) <= 1, pulls  # 64 free slots: one request outlasts these polls
