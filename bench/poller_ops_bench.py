@@ -1,21 +1,25 @@
 """Poller NATS operations per steady poll, before and after issue 15's changes, in one run.
 
 Prints (does not assert) what one poller replica sends to NATS per poll, and the CPU it and
-nats-server spend per poll, for two variants on the same nats-server and the same printers:
+nats-server spend per poll, for three variants on the same nats-server and the same printers:
 
 - before: what the poller did before issue 15, reproduced by the same code without its KV
   mirrors (configuration and health read from KV for every job, health written after every poll,
   the overdue check reading both buckets whole), with the "in progress" it sent before every poll,
   every answer parsed and its reading built (no kept snapshot, no reading template), and jobs
   taken by a fetch per batch (not one long-lived pull request);
+- previous: the poller as the 2026-12-07 session found it (main at 89ef072: the mirrors, a
+  50 ms pause after a fetch of fewer than 4 jobs, every reading built and serialized), to show
+  what that session's steps did;
 - after: the poller as it is (mirrors fed by KV watches, health written when it changes and every
-  HEALTH_REFRESH_INTERVALS intervals, "in progress" only for a poll that runs long).
+  HEALTH_REFRESH_INTERVALS intervals, "in progress" only for a poll that runs long, jobs through
+  one long-lived pull request, a steady poll's reading written from its kept JSON).
 
 Every message the poller's connection publishes in the window is counted
 (tonerwatch_shared.testing.nats_traffic), by kind: requests (each waits for a reply: JetStream
 publishes, KV gets and puts), pull requests for jobs (one per fetched batch), and one-way messages
 (acks, naks, "in progress"). Printers: one snmpsim endpoint serving a recording, N printer ids
-on it (the SNMP side is the same in both variants and not what is measured here).
+on it (the SNMP side is the same in every variant and not what is measured here).
 
     uv run python bench/poller_ops_bench.py [--printers 200] [--interval 10] [--window 30]
 
@@ -26,11 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import contextvars
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +49,7 @@ from tonerwatch_poller.service import Poller, PrinterHealth, Settings
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import EmbeddedNats
 from tonerwatch_shared.events import PrinterConfigured, SnmpCredentials
+from tonerwatch_shared.reading import ReadingTemplate
 from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.subjects import Subjects
@@ -64,22 +71,7 @@ class BeforePoller(Poller):
             _job.reset(token)
 
     async def _pull_jobs(self, durable: str, slots: asyncio.Semaphore, stop: asyncio.Event) -> None:
-        """The job loop before: a fetch per batch (a pull request, often two, per one or two jobs)."""
-        sub = await self.bus.js.pull_subscribe_bind(durable, stream=self.jobs_stream)
-        try:
-            while not stop.is_set():
-                free = max(1, self.settings.poll_concurrency - len(self.in_flight))
-                try:
-                    msgs = await sub.fetch(min(free, 256), timeout=1.0)
-                except (nats.errors.TimeoutError, TimeoutError):
-                    continue
-                for msg in msgs:
-                    await slots.acquire()
-                    task = asyncio.create_task(self._job(msg, slots))
-                    self.in_flight.add(task)
-                    task.add_done_callback(self.in_flight.discard)
-        finally:
-            await sub.unsubscribe()
+        await fetch_jobs(self, durable, slots, stop, pause=False)
 
     async def poll(self, config: PrinterConfigured, health: PrinterHealth) -> bool:
         msg = _job.get(None)
@@ -88,6 +80,38 @@ class BeforePoller(Poller):
         # Every answer parsed and its reading built (no snapshot kept, no reading template).
         self.parsed.pop(config.printer_id, None)
         return await super().poll(config, health)
+
+
+class PreviousPoller(Poller):
+    """The poller as this session found it (main at 89ef072): a fetch per batch with a 50 ms pause
+    after a small one, every reading built and serialized (run_variant turns templates off)."""
+
+    async def _pull_jobs(self, durable: str, slots: asyncio.Semaphore, stop: asyncio.Event) -> None:
+        await fetch_jobs(self, durable, slots, stop, pause=True)
+
+
+async def fetch_jobs(
+    poller: Poller, durable: str, slots: asyncio.Semaphore, stop: asyncio.Event, *, pause: bool
+) -> None:
+    """The job loop before the long-lived pull: a fetch per batch (a pull request, often two, per
+    one or two jobs); with pause, 50 ms after a fetch of fewer than 4 jobs."""
+    sub = await poller.bus.js.pull_subscribe_bind(durable, stream=poller.jobs_stream)
+    try:
+        while not stop.is_set():
+            free = max(1, poller.settings.poll_concurrency - len(poller.in_flight))
+            try:
+                msgs = await sub.fetch(min(free, 256), timeout=1.0)
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue
+            for msg in msgs:
+                await slots.acquire()
+                task = asyncio.create_task(poller._job(msg, slots))
+                poller.in_flight.add(task)
+                task.add_done_callback(poller.in_flight.discard)
+            if pause and len(msgs) < 4:
+                await asyncio.sleep(0.05)
+    finally:
+        await sub.unsubscribe()
 
 
 @dataclass
@@ -165,6 +189,13 @@ async def run_variant(
             ),
             None,  # type: ignore[arg-type]
         )
+    if cls is not Poller:  # the variants of earlier code build every reading
+        monkeypatch = contextlib.ExitStack()
+        template_of = ReadingTemplate.of
+        ReadingTemplate.of = classmethod(lambda _cls, _reading: None)  # type: ignore[assignment,method-assign]
+        monkeypatch.callback(setattr, ReadingTemplate, "of", template_of)
+    else:
+        monkeypatch = contextlib.ExitStack()
     stop = asyncio.Event()
     jobs = asyncio.create_task(poller.run_jobs(stop))
     check = poller.overdue_check()  # every 15 s, as the ops server runs it
@@ -193,6 +224,7 @@ async def run_variant(
         await poller.client.close()
         await delete_streams(bus)
         await bus.drain()
+        monkeypatch.close()
     return Result(name, polls1 - polls0, window_traffic, cpu1 - cpu0, nats1 - nats0)
 
 
@@ -221,47 +253,35 @@ async def main(argv: list[str]) -> None:
                         "before", BeforePoller, server.url, server.proc.pid, agent.port, args
                     ),
                     await run_variant(
+                        "previous", PreviousPoller, server.url, server.proc.pid, agent.port, args
+                    ),
+                    await run_variant(
                         "after", Poller, server.url, server.proc.pid, agent.port, args
                     ),
                 ]
         finally:
             server.stop()
-    before, after = results
-    kinds = sorted(set(before.kinds()) | set(after.kinds()))
-    rows: list[tuple[str, float, float]] = [
-        ("polls in the window", before.polls, after.polls),
-        (
-            "round trips per poll (requests)",
-            before.per_poll(before.traffic.round_trips),
-            after.per_poll(after.traffic.round_trips),
-        ),
-        (
-            "messages sent per poll (all)",
-            before.per_poll(len(before.traffic.published)),
-            after.per_poll(len(after.traffic.published)),
-        ),
+    kinds = sorted(set().union(*(r.kinds() for r in results)))
+
+    def row(label: str, value: Callable[[Result], float]) -> tuple[str, list[float]]:
+        return label, [value(r) for r in results]
+
+    rows = [
+        row("polls in the window", lambda r: r.polls),
+        row("round trips per poll (requests)", lambda r: r.per_poll(r.traffic.round_trips)),
+        row("messages sent per poll (all)", lambda r: r.per_poll(len(r.traffic.published))),
+        *(row(f"  {k} per poll", lambda r, k=k: r.per_poll(r.kinds()[k])) for k in kinds),  # type: ignore[misc]
+        row("poller CPU per poll, ms", lambda r: r.per_poll(r.poller_cpu_s * 1000)),
+        row("nats-server CPU per poll, ms", lambda r: r.per_poll(r.nats_cpu_s * 1000)),
     ]
-    rows += [
-        (f"  {k} per poll", before.per_poll(before.kinds()[k]), after.per_poll(after.kinds()[k]))
-        for k in kinds
-    ]
-    rows += [
-        (
-            "poller CPU per poll, ms",
-            before.per_poll(before.poller_cpu_s * 1000),
-            after.per_poll(after.poller_cpu_s * 1000),
-        ),
-        (
-            "nats-server CPU per poll, ms",
-            before.per_poll(before.nats_cpu_s * 1000),
-            after.per_poll(after.nats_cpu_s * 1000),
-        ),
-    ]
-    print("\n| measured | before | after | before/after |\n|---|---:|---:|---:|")
-    for label, b, a in rows:
-        ratio = f"{b / a:.1f}x" if a else "-"
+    print(
+        "\n| measured | before | previous | after | before/after | previous/after |"
+        "\n|---|---:|---:|---:|---:|---:|"
+    )
+    for label, (b, p, a) in rows:
         fmt = (lambda v: f"{v:,.0f}") if label.startswith("polls") else (lambda v: f"{v:.2f}")
-        print(f"| {label} | {fmt(b)} | {fmt(a)} | {ratio} |")
+        ratios = " | ".join(f"{x / a:.1f}x" if a else "-" for x in (b, p))
+        print(f"| {label} | {fmt(b)} | {fmt(p)} | {fmt(a)} | {ratios} |")
     print(f"\nload at the end: {load()}")
 
 
