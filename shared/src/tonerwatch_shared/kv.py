@@ -94,7 +94,10 @@ class ModelKv(Generic[M]):
 
         Raises KvConflict when someone else wrote the key since that revision.
         """
-        data = value.model_dump_json().encode()
+        return await self.write_json(key, value.model_dump_json().encode(), revision)
+
+    async def write_json(self, key: str, data: bytes, revision: int) -> int:
+        """Write a value already serialised (a model's JSON) as write does."""
         try:
             if revision == 0:
                 return await self.kv.create(key, data)

@@ -56,7 +56,8 @@ class StateStore:
     def __init__(self, kv: KeyValue, *, touch_s: float = TOUCH_S) -> None:
         self.kv = kv
         self.states = ModelKv(kv, PrinterState)
-        self.mirror = ModelMirror(self.states, touch_s=touch_s)
+        # One key per printer: kept as JSON (memory grows with the fleet).
+        self.mirror = ModelMirror(self.states, touch_s=touch_s, compact=True)
 
     @property
     def deferred(self) -> int:

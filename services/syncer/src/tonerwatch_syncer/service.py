@@ -359,7 +359,7 @@ class Syncer:
         self.fleet = fleet
         # Read and folded into for every reading: from memory, kept current by a watch once
         # started (start_fleet); a steady reading's times are held, not written every time.
-        self.fleet_mirror = ModelMirror(fleet)
+        self.fleet_mirror = ModelMirror(fleet, compact=True)  # one key per printer: as JSON
         self.state = state
         # Per alert: the position of the last crossed/resolved sent, so an older one is not.
         self.order = order
