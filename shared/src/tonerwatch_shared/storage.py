@@ -45,9 +45,13 @@ def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> E
     connect_args: dict[str, object] = {"connect_timeout": 10}
     if schema:
         connect_args["options"] = f"-csearch_path={schema}"
-    return create_engine(
+    engine = create_engine(
         url, echo=echo, pool_pre_ping=True, pool_size=10, connect_args=connect_args
     )
+    # An INSERT with many rows (executemany) is sent as multi-row VALUES statements, as SQLAlchemy
+    # does for psycopg2: psycopg 3's pipeline still has the server run one statement per row.
+    engine.dialect.use_insertmanyvalues_wo_returning = True
+    return engine
 
 
 def migrate(engine: Engine, script_location: Path, revision: str = "head") -> None:

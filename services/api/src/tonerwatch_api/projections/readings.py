@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, bindparam, insert
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, SQLModel, col, select
@@ -293,5 +295,40 @@ def _apply(
         for printer in touched.values():
             states = [r["state"] for r in current[printer.id].values()]
             _put(printer, status=status_of(printer, states, severities[printer.id]))
-            session.add(printer)
+        _write_printers(session, list(touched.values()))
     return outcomes
+
+
+def _write_printers(session: Session, printers: list[Printer]) -> None:
+    """UPDATE what changed in printers with one executemany, then leave them to the session clean.
+
+    The unit of work would send one UPDATE per printer (a round trip each on PostgreSQL, each its
+    own set of columns); here every changed printer gets the same statement, setting the union of
+    the columns that changed in any of them (a column unchanged in one printer is set to the
+    value it has).
+    """
+    changed: list[tuple[Printer, Any]] = []
+    names: set[str] = set()
+    for printer in printers:
+        state = sa_inspect(printer)
+        if state.committed_state:
+            changed.append((printer, state))
+            names.update(state.committed_state)
+    if not changed:
+        return
+    table = _table(Printer)
+    columns = sorted(n for n in names if n in table.c)
+    statement = (
+        table.update()
+        .where(table.c.id == bindparam("w_id", type_=table.c.id.type))
+        .values({c: bindparam(f"w_{c}", type_=table.c[c].type) for c in columns})
+    )
+    rows = [
+        {"w_id": printer.id, **{f"w_{c}": getattr(printer, c) for c in columns}}
+        for printer, _ in sorted(changed, key=lambda pair: pair[0].id)
+    ]
+    session.execute(statement, rows)
+    for printer, _ in changed:
+        # Written: the session must not flush them again.
+        for c in columns:
+            set_committed_value(printer, c, getattr(printer, c))
