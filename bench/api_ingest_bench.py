@@ -182,6 +182,7 @@ async def drain(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any]
         stop = asyncio.Event()
         app = create_app(engine, bus, settings, stop=stop)
         profiles = _profile_threads() if args.cprofile else None
+        tx_cpu = _count_tx_cpu()
         t0, c0 = time.perf_counter(), time.process_time()
         task = asyncio.create_task(run_background(app.state.tw, stop))
         done: dict[str, float] = {}
@@ -219,6 +220,8 @@ async def drain(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any]
             "wall_s": wall,
             "per_s": n / wall,
             "cpu_ms": 1000 * cpu / n,
+            "tx_cpu_ms": 1000 * tx_cpu[0] / n,
+            "transactions": tx_cpu[1],
             "rows": rows,
         }
     finally:
@@ -229,6 +232,29 @@ async def drain(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any]
                 ):
                     await bus.js.delete_stream(name)
         await bus.close() if hasattr(bus, "close") else await bus.nc.close()
+
+
+def _count_tx_cpu() -> list[Any]:
+    """[CPU seconds spent inside transactions (their threads), transactions], counted as they run."""
+    import threading
+
+    from tonerwatch_api.db import tx
+
+    total: list[Any] = [0.0, 0]
+    guard = threading.Lock()
+    plain = tx.in_tx
+
+    def in_tx(engine: Any, fn: Any) -> Any:
+        c0 = time.thread_time()
+        try:
+            return plain(engine, fn)
+        finally:
+            with guard:
+                total[0] += time.thread_time() - c0
+                total[1] += 1
+
+    tx.in_tx = in_tx  # type: ignore[assignment]
+    return total
 
 
 def _profile_threads() -> list[Any]:
@@ -307,6 +333,7 @@ def line(label: str, r: dict[str, Any]) -> str:
         f"| {r['database']} | {label} | {r['readings']:,} readings of {r['printers']:,} printers "
         f"| {r['per_s']:,.0f}/s ({r['wall_s']:.1f} s) | {r['readings'] / r['readings_s']:,.0f}/s "
         f"| {r['readings'] / r['usage_s']:,.0f}/s | {r['cpu_ms']:.2f} ms "
+        f"({r.get('tx_cpu_ms', 0):.2f} in {r.get('transactions', 0):,} transactions) "
         f"| {rows['reading_rows']:,} / {rows['usage_ops']:,} |"
     )
 
@@ -351,7 +378,7 @@ def main(argv: list[str]) -> None:
     print(f"machine: {machine()}; load average {load()}")
     print(
         "| database | code | backlog | drained, both consumers | api-readings alone "
-        "| api-usage-polling | api CPU per reading | reading rows / usage ops |"
+        "| api-usage-polling | api CPU per reading (of it in transactions) | reading rows / usage ops |"
     )
     print("|---|---|---|---:|---:|---:|---:|---|")
     for kind in kinds:

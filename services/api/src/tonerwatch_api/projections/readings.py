@@ -18,9 +18,9 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
 
 from tonerwatch_api.db.models import (
