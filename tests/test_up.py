@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import platform
 import signal
 import stat
 import subprocess
@@ -303,3 +304,14 @@ def test_up_migrates_a_new_database_in_a_child_so_alembic_never_loads_in_up(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[0] == "False True []"
+
+
+def test_up_limits_mallocs_arenas_unless_malloc_arena_max_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tonerwatch.up import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert not limit_malloc_arenas(), "glibc's own setting wins"
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() == (platform.libc_ver()[0] == "glibc")

@@ -19,7 +19,7 @@ import httpx
 
 from tonerwatch.services import SERVICES, CliError, service_module
 from tonerwatch_shared.bus import BusStopped
-from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
+from tonerwatch_shared.embedded import EMBEDDED_GO_MEMORY, EmbeddedNats, free_tcp_port
 from tonerwatch_shared.lifecycle import PortInUse, ensure_port_free, install_stop_signals
 from tonerwatch_shared.logs import current_service
 from tonerwatch_shared.nats_users import USERS_FILE, embedded_authorization, embedded_passwords
@@ -35,6 +35,31 @@ ADMIN_PASSWORD_FILE = "admin-password"
 SECRET_KEY_FILE = "secret-key"
 HISTORY_MARKER = "history-seeded"
 HISTORY_WAIT_S = 60.0
+
+
+# glibc's mallopt parameter numbers (malloc.h).
+M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Have glibc's malloc use at most `arenas` arenas in this process; return whether it took.
+
+    glibc gives each thread that meets a locked arena one of its own (up to 8 per core), and
+    memory freed in one stays there for that arena's reuse: with the api's worker threads that
+    was ~10 MB of free memory held in `up` at 1,000 printers (issue 15, bench/E2E.md). Python's
+    lock serialises most allocation anyway. MALLOC_ARENA_MAX in the environment is glibc's own
+    setting and wins; elsewhere than glibc nothing changes.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
 
 
 def _say(line: str) -> None:
@@ -78,6 +103,7 @@ async def embedded_nats_if_needed(common: CommonSettings, data_dir: Path) -> Asy
         data_dir / "nats",
         http_port=free_tcp_port(),
         extra=embedded_authorization(passwords, subjects),
+        go_memory=EMBEDDED_GO_MEMORY,
     )
     url = await asyncio.to_thread(server.start)
     log.info(

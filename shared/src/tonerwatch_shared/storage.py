@@ -8,6 +8,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import create_engine
 
+# Page cache per SQLite connection, KiB.
+SQLITE_CACHE_KIB = 512
+
 
 def normalise_url(url: str) -> str:
     """Return url with the psycopg 3 driver for PostgreSQL (postgres:// and postgresql:// accepted)."""
@@ -39,6 +42,9 @@ def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> E
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # Each connection keeps its own page cache (SQLite's default: up to 2,000 KiB); the
+            # pool holds several, and the OS caches the file for all of them anyway (issue 15).
+            cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             cur.close()
 
         return engine

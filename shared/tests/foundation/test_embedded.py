@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port, nats_server_config
 
@@ -29,3 +30,21 @@ def test_running_embedded_server_reports_sync_always_in_varz(tmp_path: Path) -> 
     assert js["store_dir"] == str(tmp_path / "nats" / "jetstream")
     major, minor, patch = (int(p) for p in varz["version"].split("-")[0].split(".")[:3])
     assert (major, minor, patch) >= (2, 10, 23)  # 2.10.22 lost streams on process crashes
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_the_go_memory_settings_reach_the_server_unless_the_environment_has_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GOGC", raising=False)
+    monkeypatch.setenv("GOMEMLIMIT", "96MiB")  # an operator's choice
+    go = {"GOGC": "50", "GOMEMLIMIT": "48MiB"}
+    with EmbeddedNats(tmp_path / "nats", go_memory=go) as server:
+        assert server.proc is not None
+        env = _environ(server.proc.pid)
+    assert env["GOGC"] == "50"
+    assert env["GOMEMLIMIT"] == "96MiB"
