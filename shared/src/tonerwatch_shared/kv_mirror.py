@@ -121,8 +121,8 @@ class ModelMirror(Generic[M]):
     def values(self) -> list[M]:
         """Return every key's value as this replica knows it (held ones included)."""
         out = []
-        for key, (value, _) in self._entries.items():
-            held = self._held.get(key)
+        for key, (value, _) in list(self._entries.items()):
+            held = self._current_held(key)
             model = self._model(key, held[0] if held is not None else value)
             if model is not None:
                 out.append(model)
@@ -131,13 +131,28 @@ class ModelMirror(Generic[M]):
     async def read(self, key: str) -> Versioned[M]:
         """Return the key from memory (a held value first); ask KV when the mirror has nothing for it
         or is not running."""
-        held = self._held.get(key)
+        held = self._current_held(key)
         if held is not None:
             return Versioned(self._model(key, held[0]), held[1])
         known = self._entries.get(key)
         if known is not None and self.running:
             return Versioned(self._model(key, known[0]), known[1])
         return await self.read_fresh(key)
+
+    def _current_held(self, key: str) -> tuple[M | bytes, int] | None:
+        """Return key's held value if it is still based on the newest revision known, else drop it.
+
+        Another handler of this replica may have written the key (a write in flight when the
+        value was held): the held value lacks that change, and the written one wins.
+        """
+        held = self._held.get(key)
+        if held is None:
+            return None
+        known = self._entries.get(key)
+        if known is not None and known[1] == held[1]:
+            return held
+        del self._held[key]
+        return None
 
     async def read_fresh(self, key: str) -> Versioned[M]:
         """Return the key as KV has it now (one round trip), and keep it (a held value is dropped)."""
@@ -179,7 +194,11 @@ class ModelMirror(Generic[M]):
     async def flush(self) -> int:
         """Write every held value (a conflict: someone wrote newer, theirs stands); return how many."""
         written = 0
-        for key, (value, revision) in list(self._held.items()):
+        for key in list(self._held):
+            held = self._current_held(key)
+            if held is None:
+                continue
+            value, revision = held
             model = self._model(key, value)
             if model is None:
                 self._held.pop(key, None)
