@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from tonerwatch_api.db.models import Printer
+from tonerwatch_api.db.models import Printer, Site
 from tonerwatch_api.domain.access import Principal
 from tonerwatch_api.domain.errors import Invalid, NotFound
 from tonerwatch_api.domain.printers import add_printer
@@ -127,6 +127,9 @@ def bulk_add(
         if getattr(body, k) is not None
     }
     seen: dict[tuple[str, str, int], int] = {}
+    # The sites looked up, held here: the session's identity map keeps objects only while they
+    # are referenced, so every line (and add_printer after it) would read its site again.
+    sites: dict[str, Site | None] = {}
     lines: list[BulkLineOut] = []
 
     def result(row: BulkRow, outcome: str, reason: str | None = None, **kw: Any) -> None:
@@ -151,9 +154,12 @@ def bulk_add(
             result(row, "invalid", _reason(exc))
             continue
         site_id = wanted.site_id or default_site
-        try:
-            get_site(session, who.tenant_id, site_id)
-        except NotFound:
+        if site_id not in sites:
+            try:
+                sites[site_id] = get_site(session, who.tenant_id, site_id)
+            except NotFound:
+                sites[site_id] = None
+        if sites[site_id] is None:
             result(row, "invalid", f"site_id: no site {site_id!r}")
             continue
         key = (site_id, wanted.address, wanted.port)

@@ -22,7 +22,7 @@ from tonerwatch_api.listing import Listing, field
 from tonerwatch_api.projections.credentials import FROM_DISCOVERY
 from tonerwatch_api.projections.outbox import add_to_outbox
 from tonerwatch_api.projections.printers import configured_event, new_printer_id
-from tonerwatch_api.projections.status import refresh_status
+from tonerwatch_api.projections.status import refresh_status, status_of
 from tonerwatch_api.schemas.printers import (
     PrinterIn,
     PrinterOut,
@@ -407,9 +407,10 @@ def add_printer(
     event = configured_event(printer, source=source, site_id=site.id)
     printer.config_at = event.occurred_at
     printer.created_at = printer.updated_at = now
+    # A new printer has no supply states and no alerts yet: its status needs no query.
+    printer.status = status_of(printer, (), ())
     session.add(printer)
     session.flush()
-    refresh_status(session, printer)
     if printer.monitored:
         add_to_outbox(session, event)
     audit(session, who, "printer.add", printer.id, address=body.address, port=body.port)
