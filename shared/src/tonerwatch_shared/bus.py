@@ -54,6 +54,8 @@ BatchHandler = Callable[[list[Event]], Awaitable[None]]
 # Raises when a dependency (database, upstream) is down: pauses the consumer instead of blaming events.
 Probe = Callable[[], Awaitable[None]]
 PUBLISH_TIMEOUT_S = 5.0
+# How often publishes waiting for their ack are checked against their deadline (_AckInbox).
+ACK_SWEEP_S = 0.25
 PULL_RETRY_PAUSE_S = 0.5
 # How long a consumer's replay requests wait in one pull (they are rare; stop ends it at once).
 REPLAY_FETCH_S = 10.0
@@ -282,6 +284,7 @@ class Bus:
         self.paused: set[str] = set()
         self._failures = _Failures()
         self._dead_ready = False
+        self._acks: _AckInbox | None = None
 
     @classmethod
     async def connect(
@@ -453,14 +456,16 @@ class Bus:
         type_: str,
         timeout_s: float = PUBLISH_TIMEOUT_S,
     ) -> bool:
-        """Publish an event already serialized (its id and type given); as publish otherwise."""
-        ack = await self.js.publish(
-            subject,
-            data,
-            timeout=timeout_s,
-            headers={"Nats-Msg-Id": event_id, "Tw-Event-Type": type_},
+        """Publish an event already serialized (its id and type given); as publish otherwise.
+
+        The stream's ack comes back on this bus's ack inbox (_AckInbox): one subscription for every
+        publish, no reply subscription bookkeeping nor timer per publish.
+        """
+        if self._acks is None:
+            self._acks = _AckInbox(self.nc)
+        return await self._acks.publish(
+            subject, data, {"Nats-Msg-Id": event_id, "Tw-Event-Type": type_}, timeout_s
         )
-        return not ack.duplicate
 
     async def ensure_consumer(self, spec: ConsumerSpec, stream: str | None = None) -> None:
         """Create or update a durable pull consumer."""
@@ -948,6 +953,8 @@ class Bus:
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Finish in-flight work and close the connection; never hangs past timeout_s."""
+        if self._acks is not None:
+            self._acks.stop()
         if self.nc.is_closed:
             return
         try:
@@ -957,6 +964,71 @@ class Bus:
             log.warning("NATS drain did not finish cleanly: %r", exc)
             with contextlib.suppress(Exception):
                 await self.nc.close()
+
+
+class _AckInbox:
+    """The replies (acks) to one connection's JetStream publishes, on one wildcard subscription.
+
+    nats-py's request gives every publish a reply token, a future and a timer of its own
+    (asyncio.wait_for); here a publish costs a future and a dict entry, and one sweep every
+    ACK_SWEEP_S fails those unanswered past their deadline (TimeoutError, as a request does).
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.prefix = nc.new_inbox()
+        self.pending: dict[str, tuple[float, asyncio.Future[Msg]]] = {}
+        self.count = 0
+        self.ready: asyncio.Task[None] | None = None
+        self.sweeper: asyncio.Task[None] | None = None
+
+    async def _start(self) -> None:
+        await self.nc.subscribe(f"{self.prefix}.*", cb=self._on_reply)
+        self.sweeper = asyncio.create_task(self._sweep())
+
+    async def publish(
+        self, subject: str, data: bytes, headers: dict[str, str], timeout_s: float
+    ) -> bool:
+        """Publish data to the stream, wait for its ack; return False when it was a repeat."""
+        ready = self.ready
+        if ready is None or (ready.done() and (ready.cancelled() or ready.exception())):
+            ready = self.ready = asyncio.ensure_future(self._start())  # (again, if it failed)
+        await asyncio.shield(ready)
+        self.count += 1
+        key = str(self.count)
+        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self.pending[key] = (time.monotonic() + timeout_s, future)
+        try:
+            await self.nc.publish(subject, data, reply=f"{self.prefix}.{key}", headers=headers)
+            reply = await future
+        finally:
+            self.pending.pop(key, None)
+        if reply.headers and reply.headers.get("Status") == "503":
+            raise nats.js.errors.NoStreamResponseError
+        answer = json.loads(reply.data)
+        if "error" in answer:
+            raise nats.js.errors.APIError.from_error(answer["error"])
+        return not answer.get("duplicate", False)
+
+    async def _on_reply(self, msg: Msg) -> None:
+        entry = self.pending.pop(msg.subject.rpartition(".")[2], None)
+        if entry is not None and not entry[1].done():
+            entry[1].set_result(msg)
+
+    async def _sweep(self) -> None:
+        while not self.nc.is_closed:
+            await asyncio.sleep(ACK_SWEEP_S)
+            now = time.monotonic()
+            for key, (deadline, future) in list(self.pending.items()):
+                if deadline <= now:
+                    self.pending.pop(key, None)
+                    if not future.done():
+                        future.set_exception(nats.errors.TimeoutError())
+
+    def stop(self) -> None:
+        """End the sweeps (the subscription ends with the connection)."""
+        if self.sweeper is not None:
+            self.sweeper.cancel()
 
 
 async def _unless_stopped(connecting: Awaitable[Client], stop: asyncio.Event) -> Client:

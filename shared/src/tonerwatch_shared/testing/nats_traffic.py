@@ -7,11 +7,16 @@ of a steady poll). Counting, not timing: what a client sends is behaviour.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client
+
+# Pull requests of pull consumers: answered by the messages they ask for.
+PULL_REQUEST = "$JS.API.CONSUMER.MSG.NEXT."
+_in_request: contextvars.ContextVar[bool] = contextvars.ContextVar("in_request", default=False)
 
 # JetStream's flow-control replies of push consumers (a KV watch): the library's, not the work's.
 FLOW_CONTROL = "$JS.FC."
@@ -48,11 +53,21 @@ def counting(nc: Client) -> Iterator[Traffic]:
 
     async def counted_publish(subject: str, *args: Any, **kwargs: Any) -> None:
         traffic.published.append(subject)
+        # A publish with a reply subject waits for that reply: a request too (a JetStream publish
+        # whose ack comes to the bus's ack inbox), unless nc.request sent it (counted there) or
+        # it is a pull request for messages (which the messages answer, counted apart).
+        reply = kwargs.get("reply") or (args[1] if len(args) > 1 else "")
+        if reply and not _in_request.get() and not subject.startswith(PULL_REQUEST):
+            traffic.requests.append(subject)
         await publish(subject, *args, **kwargs)
 
     async def counted_request(subject: str, *args: Any, **kwargs: Any) -> Any:
         traffic.requests.append(subject)
-        return await request(subject, *args, **kwargs)
+        reset = _in_request.set(True)
+        try:
+            return await request(subject, *args, **kwargs)
+        finally:
+            _in_request.reset(reset)
 
     nc.publish = counted_publish  # type: ignore[method-assign]
     nc.request = counted_request  # type: ignore[method-assign]
@@ -62,4 +77,4 @@ def counting(nc: Client) -> Iterator[Traffic]:
         del nc.publish, nc.request  # the class's methods again
 
 
-__all__ = ["FLOW_CONTROL", "Traffic", "counting"]
+__all__ = ["FLOW_CONTROL", "PULL_REQUEST", "Traffic", "counting"]

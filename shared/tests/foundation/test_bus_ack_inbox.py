@@ -1,0 +1,57 @@
+"""Publishing serialized events whose acks come back on the bus's one ack inbox (issue 15)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats.errors
+import nats.js.errors
+import pytest
+
+from tonerwatch_shared import events as ev
+from tonerwatch_shared.bus import Bus, event_type, wait_for_event
+from tonerwatch_shared.printer.model import PrinterIdentity
+
+
+def _found(address: str) -> ev.PrinterFound:
+    return ev.PrinterFound(
+        source="test", site_id="site-a", address=address, identity=PrinterIdentity(vendor="HP")
+    )
+
+
+async def test_serialized_events_published_at_once_are_each_acked_and_deduped(bus: Bus) -> None:
+    events = [_found(f"127.0.0.{i + 20}") for i in range(20)]
+
+    async def publish(event: ev.Event) -> bool:
+        return await bus.publish_json(
+            event.subject(bus.subjects),
+            event.to_bytes(),
+            event_id=str(event.event_id),
+            type_=event_type(event),
+        )
+
+    assert await asyncio.gather(*(publish(e) for e in events)) == [True] * 20
+    assert await publish(events[3]) is False  # Nats-Msg-Id: a repeat is dropped, and said
+    info = await bus.js.stream_info(bus.subjects.events_stream)
+    assert info.state.messages == 20
+    found = await wait_for_event(
+        bus,
+        bus.subjects.filter("printer.found", keyed=False),
+        lambda e: isinstance(e, ev.PrinterFound) and e.event_id == events[7].event_id,
+        timeout_s=5,
+    )
+    assert found == events[7]
+
+
+async def test_a_publish_nobody_acks_times_out_and_one_without_a_stream_is_refused(
+    bus: Bus,
+) -> None:
+    silent = await bus.nc.subscribe("tw_silent.x")  # takes it, never answers
+    try:
+        with pytest.raises(nats.errors.TimeoutError):
+            await bus.publish_json("tw_silent.x", b"{}", event_id="a", type_="t", timeout_s=0.3)
+    finally:
+        await silent.unsubscribe()
+    with pytest.raises(nats.js.errors.NoStreamResponseError):
+        await bus.publish_json("tw_nowhere.x", b"{}", event_id="b", type_="t", timeout_s=2)
+    assert bus._acks is not None and not bus._acks.pending
