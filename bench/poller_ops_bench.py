@@ -9,11 +9,13 @@ nats-server spend per poll, for three variants on the same nats-server and the s
   every answer parsed and its reading built (no kept snapshot, no reading template), and jobs
   taken by a fetch per batch (not one long-lived pull request);
 - previous: the poller as the 2026-12-07 session found it (main at 89ef072: the mirrors, a
-  50 ms pause after a fetch of fewer than 4 jobs, every reading built and serialized), to show
+  50 ms pause after a fetch of fewer than 4 jobs, every reading built and serialized, slots on
+  no grid), to show
   what that session's steps did;
 - after: the poller as it is (mirrors fed by KV watches, health written when it changes and every
   HEALTH_REFRESH_INTERVALS intervals, "in progress" only for a poll that runs long, jobs through
-  one long-lived pull request, a steady poll's reading written from its kept JSON).
+  one long-lived pull request, a steady poll's reading written from its kept JSON and its ack
+  taken on the bus's ack inbox, slots on a 1 s grid so jobs come due in groups).
 
 Every message the poller's connection publishes in the window is counted
 (tonerwatch_shared.testing.nats_traffic), by kind: requests (each waits for a reply: JetStream
@@ -45,6 +47,7 @@ import nats.errors
 from e2e import cpu_s, load, machine
 from poll_bench import WALKS
 
+from tonerwatch_poller import schedule
 from tonerwatch_poller.service import Poller, PrinterHealth, Settings
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import EmbeddedNats
@@ -194,6 +197,9 @@ async def run_variant(
         template_of = ReadingTemplate.of
         ReadingTemplate.of = classmethod(lambda _cls, _reading: None)  # type: ignore[assignment,method-assign]
         monkeypatch.callback(setattr, ReadingTemplate, "of", template_of)
+        grid = schedule.SLOT_GRID_S  # slots where their phases put them, on no grid
+        schedule.SLOT_GRID_S = 1e-9
+        monkeypatch.callback(setattr, schedule, "SLOT_GRID_S", grid)
     else:
         monkeypatch = contextlib.ExitStack()
     stop = asyncio.Event()

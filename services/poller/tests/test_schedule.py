@@ -35,11 +35,23 @@ def test_phases_spread_a_fleet_evenly_over_the_interval() -> None:
 
 def test_next_poll_lands_on_the_printers_slot_then_every_interval() -> None:
     interval = 300.0
-    slot = schedule.phase("hp-1") * interval
+    slot = schedule.slot_offset(interval, "hp-1")
+    assert slot % schedule.SLOT_GRID_S == 0
+    assert 0 <= schedule.phase("hp-1") * interval - slot < schedule.SLOT_GRID_S
     first = schedule.due_after_poll(1_000_000.0, interval, "hp-1")
     assert 1_000_000.0 + interval / 2 <= first < 1_000_000.0 + 1.5 * interval
     assert abs((first - slot) % interval) < 1e-6 or abs((first - slot) % interval - interval) < 1e-6
     assert schedule.due_after_poll(first, interval, "hp-1") - first == interval
+
+
+def test_printers_whose_phases_share_a_grid_step_come_due_together() -> None:
+    interval = 60.0
+    fleet = [f"printer-{i:04d}" for i in range(600)]
+    dues = [schedule.due_after_poll(1_000_000.0, interval, p) for p in fleet]
+    assert all(d % schedule.SLOT_GRID_S == 0 for d in dues)  # on the grid: due in groups
+    assert len(set(dues)) >= interval * 0.9  # and still spread over the whole interval
+    # A one-second interval: a grid of a tenth of it.
+    assert schedule.slot_offset(1.0, "printer-0001") * 10 % 1 < 1e-9
 
 
 def test_new_printers_added_at_once_get_first_polls_spread_over_the_window() -> None:
