@@ -45,6 +45,7 @@ from e2e import load, machine, pg_database
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db.tx import ensure_default_site, in_tx, upgrade
 from tonerwatch_api.projections.printers import ProjectionOptions, apply_event
+from tonerwatch_api.projections.readings import apply_readings
 from tonerwatch_api.service import Settings, run_background
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import PrinterConfigured, SnmpCredentials, SupplyReading
@@ -231,7 +232,7 @@ async def drain(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any]
                     f"KV_{subjects.stream_prefix}"
                 ):
                     await bus.js.delete_stream(name)
-        await bus.close() if hasattr(bus, "close") else await bus.nc.close()
+        await bus.nc.close()
 
 
 def _count_tx_cpu() -> list[Any]:
@@ -297,6 +298,135 @@ def _write_profile(profiles: list[Any], path: str) -> None:
         stats.sort_stats("tottime").print_stats(50)
 
 
+def _publisher(
+    nats_url: str, root: str, prefix: str, blobs: list[bytes], rate: float, ready: Any
+) -> None:
+    """Publish the readings (JSON) at rate per second (0: as fast as it can), from a process of its own."""
+    from tonerwatch_shared.events import parse_event
+
+    async def go() -> None:
+        bus = await Bus.connect(nats_url, subjects=Subjects(root, prefix), name="bench-publisher")
+        events = [parse_event(blob) for blob in blobs]
+        ready.set()  # the window starts now
+        if not rate:
+            for i in range(0, len(events), 200):
+                await asyncio.gather(*(bus.publish(e, timeout_s=30) for e in events[i : i + 200]))
+        t0 = time.perf_counter()
+        for i, event in enumerate(events if rate else []):
+            wait = t0 + i / rate - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await bus.publish(event, timeout_s=30)
+        await bus.nc.close()
+
+    asyncio.run(go())
+
+
+def seed(url: str, events: list[SupplyReading]) -> None:
+    """Apply one reading per printer directly: their monitoring starts before the window."""
+    engine = make_engine(url)
+    try:
+        options, now = ProjectionOptions(), datetime.now(UTC)
+        for i in range(0, len(events), 250):
+            batch = sorted(events[i : i + 250], key=lambda e: e.printer_id)
+            in_tx(engine, lambda s, b=batch: apply_readings(s, b, "api-readings", options, now))  # type: ignore[misc]
+    finally:
+        engine.dispose()
+
+
+async def steady(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any]:
+    """The api applying readings as they come, args.rate per second (a poller's steady flow)."""
+    import multiprocessing
+
+    tag = secrets.token_hex(3)
+    subjects = Subjects(f"bench{tag}", f"BENCH{tag.upper()}")
+    bus = await Bus.connect(args.nats, subjects=subjects, name="api-ingest-bench")
+    try:
+        await bus.ensure_event_stream()
+        count = int(args.rate * args.duration) if args.rate else args.readings
+        start = datetime.now(UTC) - timedelta(days=2)
+        shapes = snapshots(args.recordings)
+        seed(url, readings(shapes, args.printers, args.printers, start - timedelta(seconds=30)))
+        events = readings(shapes, args.printers, count, start)
+        settings = Settings(
+            nats_url=args.nats,
+            database_url=url,
+            subject_root=subjects.root,
+            stream_prefix=subjects.stream_prefix,
+            port=0,
+            admin_password="bench-admin-pw",
+        )
+        engine = make_engine(url)
+        stop = asyncio.Event()
+        app = create_app(engine, bus, settings, stop=stop)
+        task = asyncio.create_task(run_background(app.state.tw, stop))
+        # Started: both consumers exist, and the announcer's first look (every printer's
+        # coverage, at every start) has been applied: the window holds readings only.
+        begun = time.perf_counter()
+        while time.perf_counter() - begun < 600:
+            await asyncio.sleep(0.5)
+            left = [await pending(bus, d) for d in (*CONSUMERS, "api-printers")]
+            if time.perf_counter() - begun > 8 and left == [0, 0, 0]:
+                break
+        tx_cpu = _count_tx_cpu()
+        spawn = multiprocessing.get_context("spawn")
+        ready = spawn.Event()
+        proc = spawn.Process(
+            target=_publisher,
+            args=(
+                args.nats,
+                subjects.root,
+                subjects.stream_prefix,
+                [e.to_bytes() for e in events],
+                args.rate,
+                ready,
+            ),
+        )
+        limit = args.duration * 3 + 60 if args.rate else DRAIN_LIMIT_S
+        proc.start()
+        await asyncio.to_thread(ready.wait, 300)
+        t0, c0 = time.perf_counter(), time.process_time()
+        done: dict[str, float] = {}
+        while time.perf_counter() - t0 < limit and len(done) < len(CONSUMERS):
+            await asyncio.sleep(0.1)
+            if proc.is_alive():
+                continue
+            for durable in CONSUMERS:
+                if durable not in done and await pending(bus, durable) == 0:
+                    done[durable] = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        proc.join(10)
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 30)
+        rows = count_rows(engine)
+        engine.dispose()
+        return {
+            "database": kind,
+            "readings": count,
+            "printers": args.printers,
+            "rate": args.rate,
+            "drained": len(done) == len(CONSUMERS),
+            "left": {d: None for d in CONSUMERS if d not in done},
+            "readings_s": done.get("api-readings"),
+            "usage_s": done.get("api-usage-polling"),
+            "per_s": count / wall,
+            "wall_s": wall,
+            "cpu_ms": 1000 * cpu / count,
+            "tx_cpu_ms": 1000 * tx_cpu[0] / count,
+            "transactions": tx_cpu[1],
+            "rows": rows,
+        }
+    finally:
+        with contextlib.suppress(Exception):
+            async for name in _streams(bus):
+                if name.startswith(subjects.stream_prefix) or name.startswith(
+                    f"KV_{subjects.stream_prefix}"
+                ):
+                    await bus.js.delete_stream(name)
+        await bus.nc.close()
+
+
 async def _streams(bus: Bus) -> Any:
     for info in await bus.js.streams_info():
         yield info.config.name
@@ -322,10 +452,19 @@ def count_rows(engine: Any) -> dict[str, int]:
 def one_run(args: argparse.Namespace, kind: str) -> dict[str, Any]:
     with database(kind, args.pg) as url:
         add_printers(url, args.printers)
-        return asyncio.run(drain(args, kind, url))
+        if args.cold:
+            return asyncio.run(drain(args, kind, url))
+        return asyncio.run(steady(args, kind, url))
 
 
 def line(label: str, r: dict[str, Any]) -> str:
+    if r.get("rate"):
+        return (
+            f"| {r['database']} | {label} | {r['readings']:,} readings of {r['printers']:,} "
+            f"printers at {r['rate']:g}/s | {r['cpu_ms']:.2f} ms ({r['tx_cpu_ms']:.2f} in "
+            f"{r['transactions']:,} transactions) | {r['rows']['reading_rows']:,} / "
+            f"{r['rows']['usage_ops']:,} |"
+        )
     if not r["drained"]:
         return f"| {r['database']} | {label} | not drained in {DRAIN_LIMIT_S:.0f} s: {r['left']} |"
     rows = r["rows"]
@@ -353,6 +492,16 @@ def main(argv: list[str]) -> None:
             "TONERWATCH_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
         ),
     )
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="readings per second as they come (not a backlog)"
+    )
+    parser.add_argument("--duration", type=float, default=60.0, help="with --rate: seconds")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="backlog published before the api starts, its printers never read before (their "
+        "coverage announced twice in the window: at start and when monitoring begins)",
+    )
     parser.add_argument("--label", default="this tree")
     parser.add_argument("--compare", help="another tree: the same bench with its .venv, after")
     parser.add_argument("--compare-label", default="compared tree")
@@ -376,11 +525,19 @@ def main(argv: list[str]) -> None:
             print(json.dumps(one_run(args, kind)), flush=True)
         return
     print(f"machine: {machine()}; load average {load()}")
-    print(
-        "| database | code | backlog | drained, both consumers | api-readings alone "
-        "| api-usage-polling | api CPU per reading (of it in transactions) | reading rows / usage ops |"
-    )
-    print("|---|---|---|---:|---:|---:|---:|---|")
+    if args.rate:
+        print(
+            "| database | code | readings as they come | api CPU per reading (of it in "
+            "transactions) | reading rows / usage ops |"
+        )
+        print("|---|---|---|---:|---|")
+    else:
+        print(
+            "| database | code | backlog | drained, both consumers | api-readings alone "
+            "| api-usage-polling | api CPU per reading (of it in transactions) "
+            "| reading rows / usage ops |"
+        )
+        print("|---|---|---|---:|---:|---:|---:|---|")
     for kind in kinds:
         runs = [(args.label, one_run(args, kind))]
         print(line(*runs[0]), flush=True)
@@ -396,12 +553,17 @@ def main(argv: list[str]) -> None:
                 f"--recordings={','.join(args.recordings)}",
                 f"--nats={args.nats}",
                 f"--pg={args.pg}",
+                f"--rate={args.rate}",
+                f"--duration={args.duration}",
+                *(["--cold"] if args.cold else []),
             ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=other)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             print(line(args.compare_label, r), flush=True)
             a, b = runs[0][1], r
-            if a["drained"] and b["drained"]:
+            if args.rate:
+                print(f"|   | ratio | | {b['cpu_ms'] / a['cpu_ms']:.1f}x less CPU | |", flush=True)
+            elif a["drained"] and b["drained"]:
                 print(
                     f"|   | ratio {args.label} / {args.compare_label} | | "
                     f"{a['per_s'] / b['per_s']:.1f}x rate | | | {b['cpu_ms'] / a['cpu_ms']:.1f}x less CPU | |",
