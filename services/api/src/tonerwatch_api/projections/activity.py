@@ -47,7 +47,8 @@ def activity_consumers(subjects: Subjects) -> tuple[tuple[ConsumerSpec, Apply], 
             apply_job_event,
         ),
         (
-            ConsumerSpec("api-usage-polling", SupplyReading.subject_filter(subjects)),
+            # Daily totals: a second's wait gathers a steady flow of readings into one transaction.
+            ConsumerSpec("api-usage-polling", SupplyReading.subject_filter(subjects), linger_s=1.0),
             apply_usage,
         ),
         (
