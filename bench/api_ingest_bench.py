@@ -385,6 +385,7 @@ async def steady(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any
         limit = args.duration * 3 + 60 if args.rate else DRAIN_LIMIT_S
         proc.start()
         await asyncio.to_thread(ready.wait, 300)
+        profiles = _profile_threads() if args.cprofile else None
         t0, c0 = time.perf_counter(), time.process_time()
         done: dict[str, float] = {}
         while time.perf_counter() - t0 < limit and len(done) < len(CONSUMERS):
@@ -395,6 +396,8 @@ async def steady(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any
                 if durable not in done and await pending(bus, durable) == 0:
                     done[durable] = time.perf_counter() - t0
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if profiles is not None:
+            _write_profile(profiles, args.cprofile)
         proc.join(10)
         stop.set()
         with contextlib.suppress(Exception):
