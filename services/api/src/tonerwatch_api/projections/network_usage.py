@@ -65,6 +65,10 @@ def _table(model: Any) -> Table:
     return model.__table__  # type: ignore[no-any-return]
 
 
+# The day rows' upsert, built once per dialect (PostgreSQL or not): its `excluded` alias is costly.
+_UPSERTS: dict[bool, Any] = {}
+
+
 def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
     """apply_usage for each event in turn, in two statements: the same rows and outcomes.
 
@@ -111,15 +115,17 @@ def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
         sums[1] += event.bytes_received
         sums[2] += 1
     if days:
-        table = _table(NetworkUsageDay)
-        upsert = insert(table)
-        upsert = upsert.on_conflict_do_update(
-            index_elements=["day", "site_id", "printer_id", "kind"],
-            set_={
-                c: table.c[c] + upsert.excluded[c]
-                for c in ("bytes_sent", "bytes_received", "operations")
-            },
-        )
+        upsert = _UPSERTS.get(postgres)
+        if upsert is None:
+            table = _table(NetworkUsageDay)
+            upsert = insert(table)
+            upsert = _UPSERTS[postgres] = upsert.on_conflict_do_update(
+                index_elements=["day", "site_id", "printer_id", "kind"],
+                set_={
+                    c: table.c[c] + upsert.excluded[c]
+                    for c in ("bytes_sent", "bytes_received", "operations")
+                },
+            )
         session.execute(
             upsert,
             [

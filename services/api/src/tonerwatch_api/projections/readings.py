@@ -107,6 +107,23 @@ _STATE_COLUMNS = (
 )
 
 
+# Statements built once per dialect (or column set): building an upsert's `excluded` alias of a
+# table costs more than the rest of a small batch's statements together.
+_STATEMENTS: dict[tuple[str, ...], Any] = {}
+
+
+def _states_upsert(session: Session) -> Any:
+    key = ("states", session.get_bind().dialect.name)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        upsert = _dialect_insert(session, _table(SupplyStateRow))
+        statement = _STATEMENTS[key] = upsert.on_conflict_do_update(
+            index_elements=["printer_id", "supply_index"],
+            set_={c: upsert.excluded[c] for c in _STATE_COLUMNS},
+        )
+    return statement
+
+
 def apply_readings(
     session: Session,
     events: Sequence[SupplyReading],
@@ -273,12 +290,7 @@ def _apply(
                 }
             )
     if changed:
-        upsert = _dialect_insert(session, states_t)
-        upsert = upsert.on_conflict_do_update(
-            index_elements=["printer_id", "supply_index"],
-            set_={c: upsert.excluded[c] for c in _STATE_COLUMNS},
-        )
-        session.execute(upsert, list(changed.values()))
+        session.execute(_states_upsert(session), list(changed.values()))
     if history:
         session.execute(insert(_table(Reading)), history)
     if counters:
@@ -318,11 +330,13 @@ def _write_printers(session: Session, printers: list[Printer]) -> None:
         return
     table = _table(Printer)
     columns = sorted(n for n in names if n in table.c)
-    statement = (
-        table.update()
-        .where(table.c.id == bindparam("w_id", type_=table.c.id.type))
-        .values({c: bindparam(f"w_{c}", type_=table.c[c].type) for c in columns})
-    )
+    statement = _STATEMENTS.get(("printers", *columns))
+    if statement is None:
+        statement = _STATEMENTS[("printers", *columns)] = (
+            table.update()
+            .where(table.c.id == bindparam("w_id", type_=table.c.id.type))
+            .values({c: bindparam(f"w_{c}", type_=table.c[c].type) for c in columns})
+        )
     rows = [
         {"w_id": printer.id, **{f"w_{c}": getattr(printer, c) for c in columns}}
         for printer, _ in sorted(changed, key=lambda pair: pair[0].id)
