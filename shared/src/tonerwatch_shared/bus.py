@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
@@ -53,6 +53,8 @@ Handler = Callable[[Event, Msg], Awaitable[None]]
 BatchHandler = Callable[[list[Event]], Awaitable[None]]
 # Raises when a dependency (database, upstream) is down: pauses the consumer instead of blaming events.
 Probe = Callable[[], Awaitable[None]]
+T = TypeVar("T")
+
 PUBLISH_TIMEOUT_S = 5.0
 # How often publishes waiting for their ack are checked against their deadline (_AckInbox).
 ACK_SWEEP_S = 0.25
@@ -611,20 +613,16 @@ class Bus:
         requests to replay its dead letters (request_replay).
         """
         stream = stream or self.subjects.events_stream
-        while True:
-            try:
-                await self.ensure_consumer(spec, stream)
-                await self.ensure_dead_stream()
-                sub = await self.js.pull_subscribe_bind(spec.durable, stream=stream)
-                break
-            except nats.errors.ConnectionClosedError:
-                return
-            except nats.errors.Error as exc:
-                # A cluster electing a leader (a node lost) times out or answers 503 for a few
-                # seconds: set up again after a pause instead of taking the service down.
-                if stop.is_set():
-                    return
-                await pause_on_bus_error(exc, spec.durable, stop)
+        events = stream
+
+        async def bind() -> JetStreamContext.PullSubscription:
+            await self.ensure_consumer(spec, events)
+            await self.ensure_dead_stream()
+            return await self.js.pull_subscribe_bind(spec.durable, stream=events)
+
+        sub = await _set_up_when_answered(bind, spec.durable, stop)
+        if sub is None:
+            return
         outages = 0
         try:
             async with asyncio.TaskGroup() as tg:
@@ -823,8 +821,16 @@ class Bus:
             filter_subject=replay_subject(self.subjects, spec.durable),
             ack_wait_s=max(timeout_s, 30.0),
         )
-        await self.ensure_consumer(replays, stream)
-        sub = await self.js.pull_subscribe_bind(replays.durable, stream=stream)
+
+        async def bind() -> JetStreamContext.PullSubscription:
+            await self.ensure_consumer(replays, stream)
+            return await self.js.pull_subscribe_bind(replays.durable, stream=stream)
+
+        # Set up beside the consumer, maybe while a cluster elects a leader: a timeout here took
+        # the whole service down (tests/test_cluster.py, a node killed as the api started).
+        sub = await _set_up_when_answered(bind, replays.durable, stop)
+        if sub is None:
+            return
         try:
             while not stop.is_set():
                 try:
@@ -1070,6 +1076,25 @@ async def _fetch_unless_stopped(
             await fetching
         return None
     return fetching.result()
+
+
+async def _set_up_when_answered(
+    set_up: Callable[[], Awaitable[T]], consumer: str, stop: asyncio.Event
+) -> T | None:
+    """Return set_up()'s result, tried again after a pause while NATS fails (None: stopped, closed).
+
+    A cluster electing a leader (a node lost) times out or answers 503 for a few seconds: a
+    consumer sets up again after a pause instead of taking the service down.
+    """
+    while True:
+        try:
+            return await set_up()
+        except nats.errors.ConnectionClosedError:
+            return None
+        except nats.errors.Error as exc:
+            if stop.is_set():
+                return None
+            await pause_on_bus_error(exc, consumer, stop)
 
 
 async def pause_on_bus_error(exc: Exception, consumer: str, stop: asyncio.Event) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import nats.errors
+
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, ConsumerSpec, retry_delay, wait_for_event
 from tonerwatch_shared.printer.model import PrinterIdentity
@@ -217,3 +219,35 @@ async def test_a_stream_larger_than_the_store_is_refused_at_once_with_the_server
         raise AssertionError("a petabyte stream must be refused")
     # Insufficient resources never mends: no waiting out the placement patience.
     assert time.monotonic() - started < 5.0
+
+
+async def test_a_consumer_set_up_timing_out_in_a_leader_election_is_tried_again() -> None:
+    # A cluster electing a leader times out a consumer's set-up for a few seconds: the service
+    # must set up again, not stop (a replay consumer's timeout once took the api down).
+    from tonerwatch_shared import bus as bus_module
+
+    calls = 0
+
+    async def set_up() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise nats.errors.TimeoutError
+        return "subscribed"
+
+    stop = asyncio.Event()
+    result = await asyncio.wait_for(
+        bus_module._set_up_when_answered(set_up, "api-readings_replay", stop), 10
+    )
+    assert (result, calls) == ("subscribed", 3)
+
+
+async def test_a_consumer_set_up_gives_up_once_the_service_stops() -> None:
+    from tonerwatch_shared import bus as bus_module
+
+    async def never() -> str:
+        raise nats.errors.NoRespondersError
+
+    stop = asyncio.Event()
+    stop.set()
+    assert await asyncio.wait_for(bus_module._set_up_when_answered(never, "x", stop), 5) is None
