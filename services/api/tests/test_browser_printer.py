@@ -106,8 +106,15 @@ async def test_printer_page_supplies_trays_limits_charts_poll_now_interval_and_s
         await bus.publish(r)
 
     async def all_in() -> bool:
+        # Both sections: the page's queries each see what is committed when they run (SQLite
+        # without BEGIN before a SELECT, PostgreSQL's READ COMMITTED), so a page rendered while a
+        # batch of readings commits can show the counters after it and the supplies before it.
         counters = page.locator("#counters")
-        return "1,800 pages in this period" in (await counters.inner_text())
+        supplies = page.locator("section.card", has=page.get_by_role("heading", name="Supplies"))
+        black = supplies.locator("tr", has_text="Black Cartridge HP W2030A").locator("td").nth(2)
+        return "1,800 pages in this period" in (await counters.inner_text()) and "46%" in (
+            await black.inner_text()
+        )
 
     await until_shown(page, url, all_in)
 
