@@ -38,30 +38,21 @@ LOAD_TIMEOUT_S = 30.0
 TOUCH_S = 300.0
 
 
-class ModelMirror(Generic[M]):
-    """Every key of one bucket as its model and revision, fed by a watch once started.
+class WatchedBucket:
+    """A KV bucket's current values loaded once, then followed by a watch; subclasses keep them.
 
-    compact keeps each value as its JSON (about 2 KB for a printer's state, against 7-12 KB as
-    pydantic objects) and parses it on every read (0.07-0.11 ms): for buckets with a key per
-    printer, where memory grows with the fleet. Otherwise values are kept parsed (a read returns
-    the same object until the value changes).
+    _apply(entry) keeps one entry (a put, delete or purge, any replica's); what a subclass
+    writes itself it keeps at once, and the revision in entry tells a late echo from news.
     """
 
-    def __init__(
-        self, store: ModelKv[M], *, touch_s: float = TOUCH_S, compact: bool = False
-    ) -> None:
-        self.store = store
-        self.touch_s = touch_s
-        self.compact = compact
-        # Per key: the value (model, or JSON when compact; None: absent) and its revision.
-        self._entries: dict[str, tuple[M | bytes | None, int]] = {}
-        # Per key: a newer value than the stored one (at the revision given), not yet written.
-        self._held: dict[str, tuple[M | bytes, int]] = {}
-        # Per key: when this replica last wrote it (monotonic).
-        self._written: dict[str, float] = {}
-        self.holds = 0
-        self._watcher: KeyValue.KeyWatcher | None = None
-        self._task: asyncio.Task[None] | None = None
+    _watcher: KeyValue.KeyWatcher | None = None
+    _task: asyncio.Task[None] | None = None
+
+    def _bucket(self) -> KeyValue:
+        raise NotImplementedError
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        raise NotImplementedError
 
     @property
     def running(self) -> bool:
@@ -70,7 +61,7 @@ class ModelMirror(Generic[M]):
 
     async def start(self, timeout_s: float = LOAD_TIMEOUT_S) -> None:
         """Load the bucket's current values, then follow its changes in the background."""
-        self._watcher = await self.store.kv.watchall()
+        self._watcher = await self._bucket().watchall()
         async with asyncio.timeout(timeout_s):
             async for entry in self._watcher:
                 if entry is None:  # the marker after the last current value
@@ -92,6 +83,33 @@ class ModelMirror(Generic[M]):
         async for entry in watcher:
             if entry is not None:
                 self._apply(entry)
+
+
+class ModelMirror(WatchedBucket, Generic[M]):
+    """Every key of one bucket as its model and revision, fed by a watch once started.
+
+    compact keeps each value as its JSON (about 2 KB for a printer's state, against 7-12 KB as
+    pydantic objects) and parses it on every read (0.07-0.11 ms): for buckets with a key per
+    printer, where memory grows with the fleet. Otherwise values are kept parsed (a read returns
+    the same object until the value changes).
+    """
+
+    def __init__(
+        self, store: ModelKv[M], *, touch_s: float = TOUCH_S, compact: bool = False
+    ) -> None:
+        self.store = store
+        self.touch_s = touch_s
+        self.compact = compact
+        # Per key: the value (model, or JSON when compact; None: absent) and its revision.
+        self._entries: dict[str, tuple[M | bytes | None, int]] = {}
+        # Per key: a newer value than the stored one (at the revision given), not yet written.
+        self._held: dict[str, tuple[M | bytes, int]] = {}
+        # Per key: when this replica last wrote it (monotonic).
+        self._written: dict[str, float] = {}
+        self.holds = 0
+
+    def _bucket(self) -> KeyValue:
+        return self.store.kv
 
     def _apply(self, entry: KeyValue.Entry) -> None:
         revision = entry.revision or 0

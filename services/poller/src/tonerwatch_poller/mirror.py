@@ -21,51 +21,22 @@ from dataclasses import dataclass, field
 import nats.js.errors
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-log = logging.getLogger("tonerwatch.poller")
+from tonerwatch_shared.kv_mirror import WatchedBucket
 
-LOAD_TIMEOUT_S = 30.0
+log = logging.getLogger("tonerwatch.poller")
 
 
 @dataclass
-class KvMirror:
-    """The current value of every key of one bucket, fed by a watch."""
+class KvMirror(WatchedBucket):
+    """The current value of every key of one bucket, fed by a watch (WatchedBucket)."""
 
     kv: KeyValue
     values: dict[str, bytes] = field(default_factory=dict)
     # The newest revision known per key (deleted keys keep theirs: an older put is no news).
     revisions: dict[str, int] = field(default_factory=dict)
-    _watcher: KeyValue.KeyWatcher | None = None
-    _task: asyncio.Task[None] | None = None
 
-    @property
-    def running(self) -> bool:
-        """Return whether the watch is on (values are current up to the watch's delay)."""
-        return self._task is not None and not self._task.done()
-
-    async def start(self) -> None:
-        """Load the bucket's current values, then follow its changes in the background."""
-        self._watcher = await self.kv.watchall()
-        async with asyncio.timeout(LOAD_TIMEOUT_S):
-            async for entry in self._watcher:
-                if entry is None:  # the marker after the last current value
-                    break
-                self._apply(entry)
-        self._task = asyncio.create_task(self._follow(self._watcher))
-
-    async def stop(self) -> None:
-        """End the watch."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()  # type: ignore[no-untyped-call]
-
-    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
-        async for entry in watcher:
-            if entry is not None:
-                self._apply(entry)
+    def _bucket(self) -> KeyValue:
+        return self.kv
 
     def _apply(self, entry: KeyValue.Entry) -> None:
         revision = entry.revision or 0
