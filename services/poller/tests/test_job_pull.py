@@ -8,34 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
-import pytest
 from nats.aio.msg import Msg
 
-from tonerwatch_poller.service import PULL_HEARTBEAT_S, Poller, Settings, _JobPull
+from tonerwatch_poller.service import PULL_HEARTBEAT_S, Poller, _JobPull
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.simulator import SnmpSimulator
-from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.testing.nats_traffic import counting
-
-
-@pytest.fixture
-async def poller(bus: Bus, nats_url: str) -> AsyncIterator[Poller]:
-    settings = Settings(nats_url=nats_url, poll_timeout_s=1.0, poll_retries=0)
-    p = Poller(
-        settings=settings,
-        bus=bus,
-        client=SnmpClient(),
-        printers=await bus.key_value("POLLER_PRINTERS"),
-        health=await bus.key_value("POLLER_HEALTH"),
-    )
-    await p.ensure_jobs_stream()
-    await p.start_mirrors()
-    yield p
-    await p.stop_mirrors()
-    await p.client.close()
 
 
 def job() -> Msg:
