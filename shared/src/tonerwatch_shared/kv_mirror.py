@@ -23,12 +23,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from pydantic import BaseModel, ValidationError
 
-from tonerwatch_shared.kv import KvConflict, ModelKv, Versioned
+from tonerwatch_shared.kv import EDIT_ATTEMPTS, KvConflict, ModelKv, Versioned
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,41 @@ class ModelMirror(WatchedBucket, Generic[M]):
         if known is None or new >= known[1]:
             self._entries[key] = (data if self.compact else value, new)
         return new
+
+    async def edit(
+        self,
+        key: str,
+        change: Callable[[M | None], M | None],
+        *,
+        steady: Callable[[M, M], bool] | None = None,
+        attempts: int = EDIT_ATTEMPTS,
+        pause_s: float = 0.01,
+    ) -> None:
+        """ModelKv.edit on the mirror: change the key's value and write it, rereading on conflict.
+
+        The first read is from memory; after a conflict from KV (the mirror may not have the
+        winner's value yet). A change that steady(old, new) says touches only what need not be
+        written every time is held instead (hold), while may_hold(key) allows it.
+        """
+        for attempt in range(attempts):
+            current = await (self.read(key) if attempt == 0 else self.read_fresh(key))
+            new = change(current.value)
+            if new is None:
+                return
+            if (
+                steady is not None
+                and current.value is not None
+                and self.may_hold(key)
+                and steady(current.value, new)
+            ):
+                self.hold(key, new, current.revision)
+                return
+            try:
+                await self.write(key, new, current.revision)
+                return
+            except KvConflict:
+                await asyncio.sleep(pause_s)
+        raise KvConflict(f"gave up writing {key}: {attempts} conflicting writes")
 
     def may_hold(self, key: str) -> bool:
         """Return whether a value of key may wait in memory: this replica wrote it under touch_s ago."""

@@ -63,7 +63,7 @@ from tonerwatch_shared.events import (
     UpstreamOrderUpdate,
     UpstreamSynced,
 )
-from tonerwatch_shared.kv import EDIT_ATTEMPTS, KvConflict, ModelKv
+from tonerwatch_shared.kv import ModelKv
 from tonerwatch_shared.kv_mirror import ModelMirror
 from tonerwatch_shared.lifecycle import sleep_until_stopped, stop_event
 from tonerwatch_shared.ops import (
@@ -602,28 +602,11 @@ class Syncer:
         if not isinstance(event, PrinterEvent):
             return
         rules = self.settings.coverage_rules
-        key = token(event.printer_id)
-        mirror = self.fleet_mirror
-        for attempt in range(EDIT_ATTEMPTS):
-            # After a conflict the mirror may not have the winner's value yet: ask KV.
-            current = await (mirror.read(key) if attempt == 0 else mirror.read_fresh(key))
-            new = fold(current.value, event, rules)
-            if new is None:
-                return
-            if (
-                isinstance(event, SupplyReading)
-                and current.value is not None
-                and mirror.may_hold(key)
-                and only_read_times_differ(current.value, new)
-            ):
-                mirror.hold(key, new, current.revision)
-                return
-            try:
-                await mirror.write(key, new, current.revision)
-                return
-            except KvConflict:
-                await asyncio.sleep(0.01)
-        raise KvConflict(f"gave up folding into {key}: {EDIT_ATTEMPTS} conflicting writes")
+        await self.fleet_mirror.edit(
+            token(event.printer_id),
+            lambda known: fold(known, event, rules),
+            steady=only_read_times_differ if isinstance(event, SupplyReading) else None,
+        )
 
     async def printers(self) -> list[KnownPrinter]:
         """Return every printer the syncer knows of."""
