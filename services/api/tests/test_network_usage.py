@@ -246,3 +246,37 @@ async def test_network_api_and_page_show_sync_from_the_bus(
     # Per site, each kind also per day: 2.8 kB of sync over the 7 days is 400 B a day.
     assert "over its 7 days" in page.text
     assert re.search(r'<div class="meta per-day">400 B/day</div>', page.text), page.text
+
+
+async def test_the_retired_usage_consumer_is_deleted_at_start(bus: Bus) -> None:
+    """api-usage-polling (an installation from before has it) is deleted at start, once and for all.
+
+    The readings' usage is applied in the readings' transaction now (api-readings): the old
+    durable would pile up every reading unacknowledged. Deleting it again finds none.
+    """
+    from nats.js.errors import NotFoundError
+
+    from tonerwatch_api.projections.activity import (
+        RETIRED_DURABLES,
+        activity_consumers,
+        retire_durables,
+    )
+    from tonerwatch_api.projections.projector import projections
+    from tonerwatch_shared.bus import ConsumerSpec
+    from tonerwatch_shared.events import SupplyReading
+    from tonerwatch_shared.nats_users import API_DURABLES, API_RETIRED_DURABLES
+
+    stream = bus.subjects.events_stream
+    await bus.ensure_consumer(
+        ConsumerSpec("api-usage-polling", SupplyReading.subject_filter(bus.subjects))
+    )
+    assert (await bus.js.consumer_info(stream, "api-usage-polling")).name == "api-usage-polling"
+    await retire_durables(bus)
+    with pytest.raises(NotFoundError):
+        await bus.js.consumer_info(stream, "api-usage-polling")
+    await retire_durables(bus)  # none left: nothing to do, no error
+    # What the NATS permissions allow the api user is what it runs and what it deletes.
+    running = {spec.durable for spec, _ in activity_consumers(bus.subjects)}
+    running |= {p.durable for p in projections()}
+    assert running == set(API_DURABLES)
+    assert set(RETIRED_DURABLES) == set(API_RETIRED_DURABLES) == {"api-usage-polling"}

@@ -23,6 +23,7 @@ from tonerwatch_api.db.models import (
     SupplyStateRow,
 )
 from tonerwatch_api.db.tx import in_tx
+from tonerwatch_api.db.usage import NetworkUsageDay
 from tonerwatch_api.domain.access import Principal
 from tonerwatch_api.domain.printers import delete_printer
 from tonerwatch_api.metrics import Metrics
@@ -502,25 +503,36 @@ def _rows_of(engine: Engine, prefix: str) -> dict[str, list[tuple[object, ...]]]
                 select(CounterReading).where(col(CounterReading.printer_id).startswith(prefix))
             ).all()
         ]
+        usage = [
+            tuple(cut(v) for _k, v in sorted(r.model_dump().items()))
+            for r in s.exec(
+                select(NetworkUsageDay).where(col(NetworkUsageDay.printer_id).startswith(prefix))
+            ).all()
+        ]
     return {
         "printers": sorted(printers, key=repr),
         "supply_states": sorted(states, key=repr),
         "readings": sorted(history, key=repr),
         "counter_readings": sorted(counters, key=repr),
+        "network_usage_daily": sorted(usage, key=repr),
     }
 
 
 def test_a_batch_of_readings_equals_applying_them_one_by_one(
     db: Engine, configured: Callable[..., PrinterConfigured], reading: Callable[..., SupplyReading]
 ) -> None:
-    """apply_readings (set-based, one transaction) leaves exactly the rows apply_event leaves.
+    """apply_readings_and_usage (set-based, one transaction) leaves exactly the rows apply_event and apply_usage leave.
 
-    Two copies of one small fleet, "a-" applied reading by reading, "b-" in one batch: several
-    readings per printer (out of order, one late and older), a supply that appears later, a
-    redelivery inside the batch and one of an event already applied, a printer with an open
-    alert, one without counters, one removed, one reading for a printer removed long ago.
+    Two copies of one small fleet, "a-" applied reading by reading (apply_event, then apply_usage:
+    what the retired api-usage-polling consumer did), "b-" in one batch as api-readings applies
+    it: several readings per printer (out of order, one late and older), a supply that appears
+    later, a redelivery inside the batch and one of an event already applied, a printer with an
+    open alert, one without counters, one removed, one reading for a printer removed long ago.
+    The whole batch redelivered changes nothing.
     """
-    from tonerwatch_api.projections.readings import apply_readings
+    from tonerwatch_api.projections.network_usage import CONSUMER as USAGE
+    from tonerwatch_api.projections.network_usage import apply_usage
+    from tonerwatch_api.projections.readings import apply_readings_and_usage
     from tonerwatch_shared.printer.model import Counters, PrinterStatus, Tray
 
     now = datetime.now(UTC).replace(microsecond=0)
@@ -549,6 +561,7 @@ def test_a_batch_of_readings_equals_applying_them_one_by_one(
         hp, ricoh = f"{prefix}hp", f"{prefix}ricoh"
         first = reading(printer_id=hp, occurred_at=t[0], supplies=hp_supplies(black=50.0))
         assert apply_now(db, first) == "applied"  # already applied before the batch
+        assert in_tx(db, lambda s, e=first: apply_usage(s, e)) == "applied"
         earlier[prefix] = first
         copies[prefix] = [
             reading(printer_id=hp, occurred_at=t[3], supplies=hp_supplies(black=40.0)),
@@ -582,9 +595,20 @@ def test_a_batch_of_readings_equals_applying_them_one_by_one(
         in_tx(db, lambda s, e=e: apply_event(s, e, "api-readings", options, now))
         for e in sorted(one_by_one, key=lambda e: (e.printer_id, e.occurred_at))
     ]
+    usage = [in_tx(db, lambda s, e=e: apply_usage(s, e)) for e in one_by_one]
+    assert usage.count("applied") == 7 and usage.count("duplicate") == 2
     ordered = sorted(batch, key=lambda e: (e.printer_id, e.occurred_at))
-    batched = in_tx(db, lambda s: apply_readings(s, ordered, "api-readings", options, now))
+    batched = in_tx(
+        db, lambda s: apply_readings_and_usage(s, ordered, "api-readings", options, now)
+    )
     assert sorted(batched) == sorted(singles)
     assert batched.count("applied") == 5 and batched.count("duplicate") == 2
-    assert _rows_of(db, "b-") == _rows_of(db, "a-")
+    rows = _rows_of(db, "b-")
+    assert rows == _rows_of(db, "a-")
+    # Every reading's bytes count, also those of a removed and an unknown printer (as before).
+    assert {r[5] for r in rows["network_usage_daily"]} == {"hp", "ricoh", "gone", "ghost"}
     assert count(db, ProcessedEvent, consumer="api-readings") == 2 * 7  # each reading once
+    assert count(db, ProcessedEvent, consumer=USAGE) == 2 * 8  # and its bytes once
+    again = in_tx(db, lambda s: apply_readings_and_usage(s, ordered, "api-readings", options, now))
+    assert again == ["duplicate"] * len(ordered)
+    assert _rows_of(db, "b-") == rows

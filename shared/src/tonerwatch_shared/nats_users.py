@@ -33,6 +33,8 @@ class Access:
     publishes: tuple[type[ev.Event], ...]
     # (stream, durable); "*" as durable: consumers named at run time (the alerter's channels).
     consumers: tuple[tuple[str, str], ...]
+    # (stream, durable) of durables the service no longer runs and deletes at start.
+    retired: tuple[tuple[str, str], ...] = ()
     # KV buckets by their unprefixed name, as passed to Bus.key_value.
     buckets: tuple[str, ...] = ()
     # Core (non-JetStream) live subscriptions: Bus.subscribe_events.
@@ -61,11 +63,13 @@ API_DURABLES = (
     "api-upstream",
     "api-discovery-jobs",
     "api-discovery-found",
-    "api-usage-polling",
     "api-usage-discovery",
     "api-usage-sync",
     "api-collectors",
 )
+# tonerwatch_api.projections.activity.RETIRED_DURABLES: durables the api deletes at start (an
+# installation older than their retirement still has them).
+API_RETIRED_DURABLES = ("api-usage-polling",)
 
 
 def service_access(subjects: Subjects) -> dict[str, Access]:
@@ -150,6 +154,7 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
                 ev.MailServerConfigured,
             ),
             consumers=tuple((events, name) for name in API_DURABLES),
+            retired=tuple((events, name) for name in API_RETIRED_DURABLES),
             listens=(subjects.area("alert"),),
             replays=True,
         ),
@@ -183,6 +188,7 @@ def publish_allow(service: str, subjects: Subjects | None = None) -> list[str]:
             # Acks, naks and terms are replies to the delivered message.
             f"$JS.ACK.{stream}.{durable}.>",
         ]
+    allow += [f"{JS}.CONSUMER.DELETE.{stream}.{durable}" for stream, durable in access.retired]
     allow += _dead_letter_allow(access, subjects)
     for name in access.buckets:
         bucket = subjects.name(name)

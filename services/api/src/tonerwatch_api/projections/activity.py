@@ -6,7 +6,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+import nats.errors
 from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -21,7 +23,6 @@ from tonerwatch_shared.events import (
     DiscoveryRequested,
     Event,
     PrinterFound,
-    SupplyReading,
     UpstreamSynced,
     printer_of,
 )
@@ -31,8 +32,14 @@ log = logging.getLogger(__name__)
 Apply = Callable[[Session, Event], str]
 ApplyBatch = Callable[[Session, list[Event]], list[str]]
 # Set-based equivalents (same rows and outcomes as applying each event in turn): a batch in a few
-# statements instead of a few per event (every reading comes through api-usage-polling too).
+# statements instead of a few per event.
 SET_BASED: dict[Apply, ApplyBatch] = {apply_usage: apply_usage_batch}
+
+# Durables the api no longer runs, deleted at start so they don't pile up messages nobody takes.
+# api-usage-polling: the readings' network usage is applied in the readings' own transaction
+# (readings.apply_readings_and_usage). tonerwatch_shared.nats_users.API_RETIRED_DURABLES lets the
+# api user delete them.
+RETIRED_DURABLES = ("api-usage-polling",)
 
 
 def activity_consumers(subjects: Subjects) -> tuple[tuple[ConsumerSpec, Apply], ...]:
@@ -47,11 +54,6 @@ def activity_consumers(subjects: Subjects) -> tuple[tuple[ConsumerSpec, Apply], 
             apply_job_event,
         ),
         (
-            # Daily totals: a second's wait gathers a steady flow of readings into one transaction.
-            ConsumerSpec("api-usage-polling", SupplyReading.subject_filter(subjects), linger_s=1.0),
-            apply_usage,
-        ),
-        (
             ConsumerSpec("api-usage-discovery", DiscoveryFinished.subject_filter(subjects)),
             apply_usage,
         ),
@@ -64,9 +66,24 @@ def activity_consumers(subjects: Subjects) -> tuple[tuple[ConsumerSpec, Apply], 
     )
 
 
+async def retire_durables(bus: Bus) -> None:
+    """Delete the retired durables of the api if they exist (a NATS error: tried at the next start)."""
+    for durable in RETIRED_DURABLES:
+        try:
+            await bus.js.delete_consumer(bus.subjects.events_stream, durable)
+            log.info("deleted the retired consumer %s", durable)
+        except NotFoundError:
+            pass
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning(
+                "could not delete the retired consumer %s (%r): at the next start", durable, exc
+            )
+
+
 async def run_activity(engine: Engine, bus: Bus, stop: asyncio.Event) -> None:
     """Consume until stop is set: each fetched batch in one transaction (one by one if it fails)."""
     probe = database_probe(engine)
+    await retire_durables(bus)
     async with asyncio.TaskGroup() as tg:
         for spec, apply in activity_consumers(bus.subjects):
 
@@ -86,8 +103,6 @@ async def run_activity(engine: Engine, bus: Bus, stop: asyncio.Event) -> None:
                 else:
                     await run_write_tx(engine, lambda s: [apply(s, e) for e in ordered])
 
-            # Set-based consumers take bigger batches: every reading comes through one of them.
-            size = 250 if apply in SET_BASED else 64
             tg.create_task(
-                bus.consume(spec, handler, stop=stop, batch=size, batch_handler=batch, probe=probe)
+                bus.consume(spec, handler, stop=stop, batch=64, batch_handler=batch, probe=probe)
             )

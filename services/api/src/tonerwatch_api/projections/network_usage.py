@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from tonerwatch_api.db.models import ProcessedEvent
 from tonerwatch_api.db.usage import DISCOVERY, POLLING, SYNC, NetworkUsageDay
+from tonerwatch_api.projections.processed import record_processed
 from tonerwatch_shared.events import DiscoveryFinished, Event, SupplyReading, UpstreamSynced
 
 # processed_events is keyed by event id and the read-model projections already use the plain id:
@@ -72,9 +73,9 @@ _UPSERTS: dict[bool, Any] = {}
 def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
     """apply_usage for each event in turn, in two statements: the same rows and outcomes.
 
-    The events' keys go into processed_events in one multi-row INSERT ... ON CONFLICT DO NOTHING
-    RETURNING (in key order: concurrent batches never deadlock); the new ones are summed per day
-    row and added with one upsert per row (executemany, in key order).
+    The events' keys go into processed_events in one INSERT ... ON CONFLICT DO NOTHING RETURNING
+    (record_processed, in key order: concurrent batches never deadlock); the new ones are summed
+    per day row and added with one upsert per row (executemany, in key order).
     """
     outcomes = ["ignored"] * len(events)
     first_of: dict[str, int] = {}
@@ -86,21 +87,7 @@ def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
         return outcomes
     postgres = session.get_bind().dialect.name == "postgresql"
     insert = pg_insert if postgres else sqlite_insert
-    processed = _table(ProcessedEvent)
-    now = datetime.now(UTC)
-    new = set(
-        session.execute(
-            insert(processed)
-            .values(
-                [
-                    {"event_id": key, "consumer": CONSUMER, "processed_at": now}
-                    for key in sorted(first_of)
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(processed.c.event_id)
-        ).scalars()
-    )
+    new = record_processed(session, sorted(first_of), CONSUMER, datetime.now(UTC))
     days: dict[tuple[date, str, str, str], list[int]] = {}
     for key, i in first_of.items():
         if key not in new:

@@ -15,7 +15,7 @@ from tonerwatch_api.db.tx import database_probe, in_tx, run_write_tx
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.projections.outbox import Outbox
 from tonerwatch_api.projections.printers import ProjectionOptions, apply_event
-from tonerwatch_api.projections.readings import apply_readings
+from tonerwatch_api.projections.readings import apply_readings_and_usage
 from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.events import (
     AlertResolved,
@@ -101,7 +101,8 @@ class Projector:
             # A fetch that brought one reading: the set-based path costs a fraction of the ORM's
             # (same rows and outcomes, test_a_batch_of_readings_equals_applying_them_one_by_one).
             [outcome] = await run_write_tx(
-                self.engine, lambda s: apply_readings(s, [event], consumer, self.options, now)
+                self.engine,
+                lambda s: apply_readings_and_usage(s, [event], consumer, self.options, now),
             )
         else:
             outcome = await run_write_tx(
@@ -121,9 +122,11 @@ class Projector:
         ordered = sorted(events, key=lambda e: (printer_of(e) or "", e.occurred_at))
         readings = [e for e in ordered if isinstance(e, SupplyReading)]
         if len(readings) == len(ordered):
-            # Set-based: a fixed number of statements per batch (same results, see apply_readings).
+            # Set-based: a fixed number of statements per batch (same results, see apply_readings),
+            # the readings' network usage in the same transaction.
             outcomes = await run_write_tx(
-                self.engine, lambda s: apply_readings(s, readings, consumer, self.options, now)
+                self.engine,
+                lambda s: apply_readings_and_usage(s, readings, consumer, self.options, now),
             )
         else:
             outcomes = await run_write_tx(

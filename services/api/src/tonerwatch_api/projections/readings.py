@@ -27,11 +27,11 @@ from tonerwatch_api.db.models import (
     Alert,
     CounterReading,
     Printer,
-    ProcessedEvent,
     Reading,
     SupplyStateRow,
 )
 from tonerwatch_api.projections.monitoring import monitoring_run
+from tonerwatch_api.projections.network_usage import apply_usage_batch
 from tonerwatch_api.projections.order import reading_applied, reading_status
 from tonerwatch_api.projections.printers import (
     UNKNOWN_PRINTER_GRACE,
@@ -40,6 +40,7 @@ from tonerwatch_api.projections.printers import (
     fitted_snapshot,
     forecast_columns,
 )
+from tonerwatch_api.projections.processed import record_processed
 from tonerwatch_api.projections.status import status_of
 from tonerwatch_shared.events import SupplyReading
 from tonerwatch_shared.ordering import Position, is_stale, position_of
@@ -142,6 +143,25 @@ def apply_readings(
         return _apply(session, events, consumer, now, options)
 
 
+def apply_readings_and_usage(
+    session: Session,
+    events: Sequence[SupplyReading],
+    consumer: str,
+    options: ProjectionOptions,
+    now: datetime,
+) -> list[str]:
+    """apply_readings, and the bytes the same readings put on the wire (apply_usage_batch), in one transaction.
+
+    What the api-readings consumer applies: each reading reaches the api once. The usage is
+    recorded under its own processed_events key (network_usage.usage_key), so a redelivery changes
+    neither, and a reading the retired api-usage-polling consumer already counted is not counted
+    again. Returns the readings' outcomes (the usage's are the same or "duplicate").
+    """
+    outcomes = apply_readings(session, events, consumer, options, now)
+    apply_usage_batch(session, events)
+    return outcomes
+
+
 def _apply(
     session: Session,
     events: Sequence[SupplyReading],
@@ -151,24 +171,10 @@ def _apply(
 ) -> list[str]:
     outcomes = ["duplicate"] * len(events)
     keys = [str(e.event_id) for e in events]
-    processed = _table(ProcessedEvent)
     first_of: dict[str, int] = {}
     for i, key in enumerate(keys):
         first_of.setdefault(key, i)
-    insert_processed = (
-        _dialect_insert(session, processed)
-        .values(
-            [
-                {"event_id": k, "consumer": consumer, "processed_at": now}
-                for k in sorted(
-                    first_of
-                )  # one key order everywhere: concurrent batches never deadlock
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(processed.c.event_id)
-    )
-    new = set(session.execute(insert_processed).scalars())
+    new = record_processed(session, sorted(first_of), consumer, now)
     todo = [i for key, i in first_of.items() if key in new]
     if not todo:
         return outcomes
