@@ -624,14 +624,21 @@ class Bus:
         if sub is None:
             return
         outages = 0
+        # A backlog (a fetch brought a full batch) is fetched ahead: the next batch arrives while
+        # this one is applied and committed. Never for ordered consumers; acked only once handled.
+        ahead: asyncio.Task[list[Msg]] | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._serve_replays(spec, handler, stop, handler_timeout_s, probe))
                 while not stop.is_set():
                     try:
-                        msgs = await sub.fetch(
-                            1 if spec.ordered else batch, timeout=fetch_timeout_s
-                        )
+                        if ahead is not None:
+                            fetching, ahead = ahead, None
+                            msgs = await fetching
+                        else:
+                            msgs = await sub.fetch(
+                                1 if spec.ordered else batch, timeout=fetch_timeout_s
+                            )
                     except (nats.errors.TimeoutError, TimeoutError):
                         continue
                     except nats.errors.ConnectionClosedError:
@@ -644,6 +651,8 @@ class Bus:
                     # Less than a full batch: the next fetch waits (from now) to bring more.
                     linger = spec.linger_s > 0 and len(msgs) < batch
                     fetched_at = time.monotonic()
+                    if batch_handler is not None and not spec.ordered and len(msgs) >= batch:
+                        ahead = asyncio.create_task(sub.fetch(batch, timeout=fetch_timeout_s))
                     if batch_handler is not None and len(msgs) > 1:
                         msgs = await self._handle_batch(
                             msgs, batch_handler, handler_timeout_s, spec
@@ -656,15 +665,23 @@ class Bus:
                         outages += 1
                         wait = pause if pause > 0 else self.retry.delay(outages)
                         # The rest of the batch waits too: handed back undelivered, not blamed.
-                        for rest in msgs[i:]:
+                        for rest in [*msgs[i:], *await _fetched(ahead)]:
                             with contextlib.suppress(Exception):
                                 await rest.nak(delay=wait)
+                        ahead = None
                         await self._pause(spec.durable, wait, probe, stop)
                         break
                     if linger and (rest_s := fetched_at + spec.linger_s - time.monotonic()) > 0:
                         await sleep_until_stopped(stop, rest_s)
+                # Fetched ahead and never handled: handed back now rather than after ack_wait.
+                for msg in await _fetched(ahead):
+                    with contextlib.suppress(Exception):
+                        await msg.nak()
+                ahead = None
         finally:
             self.paused.discard(spec.durable)
+            if ahead is not None:  # cancelled: what it brought waits for ack_wait
+                ahead.cancel()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
@@ -1051,6 +1068,15 @@ async def _unless_stopped(connecting: Awaitable[Client], stop: asyncio.Event) ->
     with contextlib.suppress(BaseException):
         await attempt
     raise BusStopped("stopped while connecting to NATS")
+
+
+async def _fetched(ahead: asyncio.Task[list[Msg]] | None) -> list[Msg]:
+    """Return what a fetch ahead brought ([] if none, failed or cancelled), waiting for it to end."""
+    if ahead is None:
+        return []
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        return await ahead
+    return []
 
 
 async def _fetch_unless_stopped(

@@ -251,3 +251,48 @@ async def test_a_consumer_set_up_gives_up_once_the_service_stops() -> None:
     stop = asyncio.Event()
     stop.set()
     assert await asyncio.wait_for(bus_module._set_up_when_answered(never, "x", stop), 5) is None
+
+
+async def test_a_backlog_is_fetched_ahead_and_what_was_not_handled_is_handed_back_at_stop(
+    bus: Bus,
+) -> None:
+    """While a full batch is applied the next is fetched; stopped then, it is handed back at once.
+
+    ack_wait is long (60 s): the second consumer gets the batch fetched ahead only because the
+    first nakked it at stop. Every event is applied once, none lost.
+    """
+    addresses = [f"127.0.1.{i}" for i in range(12)]
+    for address in addresses:
+        await bus.publish(_found(address))
+    spec = ConsumerSpec(
+        durable="t-ahead",
+        filter_subject=bus.subjects.filter("printer.found", keyed=False),
+        ack_wait_s=60.0,
+    )
+    applied: list[str] = []
+    stop = asyncio.Event()
+
+    async def both_batches_out() -> bool:
+        info = await bus.js.consumer_info(bus.subjects.events_stream, "t-ahead")
+        return int(info.num_ack_pending) == 8
+
+    async def first(events: list[ev.Event]) -> None:
+        # This batch and the next one, fetched ahead, are out and not acknowledged yet.
+        await eventually(both_batches_out, timeout_s=10)
+        applied.extend(e.address for e in events if isinstance(e, ev.PrinterFound))
+        stop.set()
+
+    async def single(event: ev.Event, _msg: object) -> None:
+        raise AssertionError("a batch of found printers never fails here")
+
+    await asyncio.wait_for(bus.consume(spec, single, stop=stop, batch=4, batch_handler=first), 20)
+    assert len(applied) == 4
+    again = asyncio.Event()
+
+    async def rest(events: list[ev.Event]) -> None:
+        applied.extend(e.address for e in events if isinstance(e, ev.PrinterFound))
+        if len(applied) == len(addresses):
+            again.set()
+
+    await asyncio.wait_for(bus.consume(spec, single, stop=again, batch=4, batch_handler=rest), 20)
+    assert sorted(applied) == sorted(addresses)
