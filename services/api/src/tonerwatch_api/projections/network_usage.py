@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from tonerwatch_api.db.models import ProcessedEvent
 from tonerwatch_api.db.usage import DISCOVERY, POLLING, SYNC, NetworkUsageDay
+from tonerwatch_api.projections.arrays import insert_rows
 from tonerwatch_api.projections.processed import record_processed
 from tonerwatch_shared.events import DiscoveryFinished, Event, SupplyReading, UpstreamSynced
 
@@ -68,6 +69,11 @@ def _table(model: Any) -> Table:
 
 # The day rows' upsert, built once per dialect (PostgreSQL or not): its `excluded` alias is costly.
 _UPSERTS: dict[bool, Any] = {}
+# On PostgreSQL the rows go as arrays (arrays.insert_rows), the sums added on conflict.
+_PG_ADD = "ON CONFLICT (day, site_id, printer_id, kind) DO UPDATE SET " + ", ".join(
+    f"{c} = network_usage_daily.{c} + EXCLUDED.{c}"
+    for c in ("bytes_sent", "bytes_received", "operations")
+)
 
 
 def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
@@ -75,7 +81,7 @@ def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
 
     The events' keys go into processed_events in one INSERT ... ON CONFLICT DO NOTHING RETURNING
     (record_processed, in key order: concurrent batches never deadlock); the new ones are summed
-    per day row and added with one upsert per row (executemany, in key order).
+    per day row and added with one upsert of every row (in key order; on PostgreSQL as arrays).
     """
     outcomes = ["ignored"] * len(events)
     first_of: dict[str, int] = {}
@@ -97,11 +103,25 @@ def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
         where = _where(event)
         assert where is not None
         assert isinstance(event, SupplyReading | DiscoveryFinished | UpstreamSynced)
-        sums = days.setdefault((event.occurred_at.astimezone(UTC).date(), *where), [0, 0, 0])
-        sums[0] += event.bytes_sent
-        sums[1] += event.bytes_received
-        sums[2] += 1
-    if days:
+        total = days.setdefault((event.occurred_at.astimezone(UTC).date(), *where), [0, 0, 0])
+        total[0] += event.bytes_sent
+        total[1] += event.bytes_received
+        total[2] += 1
+    rows = [
+        {
+            "day": day,
+            "site_id": site_id,
+            "printer_id": printer_id,
+            "kind": kind,
+            "bytes_sent": sent,
+            "bytes_received": received,
+            "operations": operations,
+        }
+        for (day, site_id, printer_id, kind), (sent, received, operations) in sorted(days.items())
+    ]
+    if rows and postgres:
+        insert_rows(session, _table(NetworkUsageDay), list(rows[0]), rows, _PG_ADD)
+    elif rows:
         upsert = _UPSERTS.get(postgres)
         if upsert is None:
             table = _table(NetworkUsageDay)
@@ -113,21 +133,5 @@ def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
                     for c in ("bytes_sent", "bytes_received", "operations")
                 },
             )
-        session.execute(
-            upsert,
-            [
-                {
-                    "day": day,
-                    "site_id": site_id,
-                    "printer_id": printer_id,
-                    "kind": kind,
-                    "bytes_sent": sent,
-                    "bytes_received": received,
-                    "operations": operations,
-                }
-                for (day, site_id, printer_id, kind), (sent, received, operations) in sorted(
-                    days.items()
-                )
-            ],
-        )
+        session.execute(upsert, rows)
     return outcomes

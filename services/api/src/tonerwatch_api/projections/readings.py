@@ -30,6 +30,7 @@ from tonerwatch_api.db.models import (
     Reading,
     SupplyStateRow,
 )
+from tonerwatch_api.projections.arrays import insert_rows, update_rows
 from tonerwatch_api.projections.monitoring import monitoring_run
 from tonerwatch_api.projections.network_usage import apply_usage_batch
 from tonerwatch_api.projections.order import reading_applied, reading_status
@@ -107,6 +108,21 @@ _STATE_COLUMNS = (
     *FORECAST_COLUMNS,
 )
 
+
+_STATE_KEY = ("printer_id", "supply_index")
+_HISTORY_COLUMNS = ("printer_id", "supply_index", "occurred_at", "percent", "level")
+_COUNTER_COLUMNS = (
+    "printer_id",
+    "occurred_at",
+    "lifetime_pages",
+    "mono_pages",
+    "colour_pages",
+    "duplex_pages",
+)
+# PostgreSQL: the supply states as arrays (arrays.insert_rows), each replacing the stored one.
+_PG_STATES = "ON CONFLICT (printer_id, supply_index) DO UPDATE SET " + ", ".join(
+    f'"{c}" = EXCLUDED."{c}"' for c in _STATE_COLUMNS
+)
 
 # Statements built once per dialect (or column set): building an upsert's `excluded` alias of a
 # table costs more than the rest of a small batch's statements together.
@@ -295,11 +311,20 @@ def _apply(
                     "duplex_pages": c.duplex_pages,
                 }
             )
-    if changed:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if changed and postgres:
+        insert_rows(
+            session, states_t, _STATE_KEY + _STATE_COLUMNS, list(changed.values()), _PG_STATES
+        )
+    elif changed:
         session.execute(_states_upsert(session), list(changed.values()))
-    if history:
+    if history and postgres:
+        insert_rows(session, _table(Reading), _HISTORY_COLUMNS, history)
+    elif history:
         session.execute(insert(_table(Reading)), history)
-    if counters:
+    if counters and postgres:
+        insert_rows(session, _table(CounterReading), _COUNTER_COLUMNS, counters)
+    elif counters:
         session.execute(insert(_table(CounterReading)), counters)
     if touched:
         severities: dict[str, list[str]] = {pid: [] for pid in touched}
@@ -336,6 +361,19 @@ def _write_printers(session: Session, printers: list[Printer]) -> None:
         return
     table = _table(Printer)
     columns = sorted(n for n in names if n in table.c)
+    if session.get_bind().dialect.name == "postgresql":
+        update_rows(
+            session,
+            table,
+            "id",
+            columns,
+            [
+                {"id": printer.id, **{c: getattr(printer, c) for c in columns}}
+                for printer, _ in sorted(changed, key=lambda pair: pair[0].id)
+            ],
+        )
+        _clean(changed, columns)
+        return
     statement = _STATEMENTS.get(("printers", *columns))
     if statement is None:
         statement = _STATEMENTS[("printers", *columns)] = (
@@ -348,7 +386,11 @@ def _write_printers(session: Session, printers: list[Printer]) -> None:
         for printer, _ in sorted(changed, key=lambda pair: pair[0].id)
     ]
     session.execute(statement, rows)
+    _clean(changed, columns)
+
+
+def _clean(changed: list[tuple[Printer, Any]], columns: list[str]) -> None:
+    """Written: the session must not flush them again."""
     for printer, _ in changed:
-        # Written: the session must not flush them again.
         for c in columns:
             set_committed_value(printer, c, getattr(printer, c))

@@ -1,0 +1,104 @@
+"""PostgreSQL: a batch's rows in one short statement of arrays (unnest) instead of a long VALUES.
+
+SQLAlchemy's multi-row VALUES (insertmanyvalues) writes a new SQL text for every batch size, which
+psycopg then parses and converts again each time (its cache keeps short queries only), and an
+executemany of an UPDATE is one statement per row in the pipeline. Here each table and column set
+has one SQL text, built once: the rows go as one array per column, `INSERT ... SELECT ... FROM
+unnest(...)` (upserts with ON CONFLICT) and `UPDATE ... FROM unnest(...)`, and psycopg prepares
+the statement after a few runs. The rows stored are the same (test_projections compares them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import JSON, Float, Integer, Table, TextClause, text
+from sqlalchemy.dialects import postgresql
+from sqlmodel import Session
+
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+_TEXTS: dict[tuple[Any, ...], TextClause] = {}
+
+
+def _quote(name: str) -> str:
+    return str(_PG.identifier_preparer.quote(name))
+
+
+def _arrays(table: Table, columns: Sequence[str]) -> tuple[str, str]:
+    """Return (unnest(...) AS v(...), the select list of v's columns in the table's types)."""
+    params, names, select = [], [], []
+    for i, name in enumerate(columns):
+        column_type = table.c[name].type
+        q = _quote(name)
+        names.append(q)
+        if isinstance(column_type, JSON):
+            # JSON goes as text (one document per row): an array of json documents has no
+            # dimensions to confuse with the rows'.
+            params.append(f"CAST(:p{i} AS TEXT[])")
+            select.append(f"CAST(v.{q} AS JSON)")
+        else:
+            params.append(f"CAST(:p{i} AS {column_type.compile(dialect=_PG)}[])")
+            select.append(f"v.{q}")
+    return f"unnest({', '.join(params)}) AS v({', '.join(names)})", ", ".join(select)
+
+
+def _values(table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Return one list per column, each value as the column stores it."""
+    out: dict[str, Any] = {}
+    for i, name in enumerate(columns):
+        column_type = table.c[name].type
+        values = [row[name] for row in rows]
+        if isinstance(column_type, JSON):
+            # As SQLAlchemy's JSON type binds them: None is JSON null unless none_as_null.
+            keep_null = column_type.none_as_null
+            values = [None if v is None and keep_null else json.dumps(v) for v in values]
+        elif isinstance(column_type, Float):
+            # One element type per array: psycopg would refuse a float among ints.
+            values = [None if v is None else float(v) for v in values]
+        elif isinstance(column_type, Integer):
+            values = [None if v is None else int(v) for v in values]
+        out[f"p{i}"] = values
+    return out
+
+
+def insert_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    tail: str = "",
+) -> Any:
+    """INSERT rows (dicts with every name in columns) in one statement; tail: ON CONFLICT, RETURNING."""
+    key = ("insert", table.name, tuple(columns), tail)
+    statement = _TEXTS.get(key)
+    if statement is None:
+        source, select = _arrays(table, columns)
+        names = ", ".join(_quote(c) for c in columns)
+        statement = _TEXTS[key] = text(
+            f"INSERT INTO {_quote(table.name)} ({names}) SELECT {select} FROM {source} {tail}"
+        )
+    return session.execute(statement, _values(table, columns, rows))
+
+
+def update_rows(
+    session: Session, table: Table, key: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]
+) -> None:
+    """UPDATE the rows whose key each row names, setting columns, in one statement."""
+    cache_key = ("update", table.name, key, tuple(columns))
+    statement = _TEXTS.get(cache_key)
+    if statement is None:
+        everything = [key, *columns]
+        source, _ = _arrays(table, everything)
+        sets = ", ".join(
+            f"{_quote(c)} = CAST(v.{_quote(c)} AS JSON)"
+            if isinstance(table.c[c].type, JSON)
+            else f"{_quote(c)} = v.{_quote(c)}"
+            for c in columns
+        )
+        t, k = _quote(table.name), _quote(key)
+        statement = _TEXTS[cache_key] = text(
+            f"UPDATE {t} SET {sets} FROM {source} WHERE {t}.{k} = v.{k}"
+        )
+    session.execute(statement, _values(table, [key, *columns], rows))
