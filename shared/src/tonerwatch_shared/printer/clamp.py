@@ -79,6 +79,9 @@ def fit_text(text: str | None, limit: int) -> tuple[str | None, list[str]]:
     """Return text without control characters and at most limit long, and what was changed."""
     if text is None:
         return None, []
+    if len(text) <= limit and text.isprintable():
+        # The usual case, decided in C: printable excludes every control character and surrogate.
+        return text, []
     changed: list[str] = []
     if _CONTROL.search(text):
         text = _CONTROL.sub(" ", text)

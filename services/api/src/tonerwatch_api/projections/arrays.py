@@ -102,3 +102,50 @@ def update_rows(
             f"UPDATE {t} SET {sets} FROM {source} WHERE {t}.{k} = v.{k}"
         )
     session.execute(statement, _values(table, [key, *columns], rows))
+
+
+def sqlite_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    tail: str = "",
+) -> None:
+    """SQLite: INSERT rows with one executemany of the driver (tail: ON CONFLICT ...).
+
+    Each value goes through its column's own bind processing (UTC datetimes stored naive, JSON
+    serialised), once per distinct value of a column rather than per row (a reading's rows share
+    its time and printer): SQLAlchemy's per-row parameter processing cost more than SQLite's work.
+    """
+    key = ("sqlite", table.name, tuple(columns), tail)
+    statement = _SQL.get(key)
+    dialect = session.get_bind().dialect
+    if statement is None:
+        names = ", ".join(_quote(c) for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        statement = _SQL[key] = (
+            f"INSERT INTO {_quote(table.name)} ({names}) VALUES ({marks}) {tail}",
+            [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns],
+        )
+    sql, processors = statement
+    values: list[list[Any]] = []
+    for name, process in zip(columns, processors, strict=True):
+        column = [row[name] for row in rows]
+        if process is not None:
+            seen: dict[Any, Any] = {}
+            column = [_processed(v, process, seen) for v in column]
+        values.append(column)
+    session.connection().exec_driver_sql(sql, list(zip(*values, strict=True)))
+
+
+def _processed(value: Any, process: Any, seen: dict[Any, Any]) -> Any:
+    try:
+        return seen[value]
+    except KeyError:
+        out = seen[value] = process(value)
+        return out
+    except TypeError:  # unhashable (a JSON list): processed every time
+        return process(value)
+
+
+_SQL: dict[tuple[Any, ...], tuple[str, list[Any]]] = {}

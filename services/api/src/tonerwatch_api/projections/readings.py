@@ -16,10 +16,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert
+from sqlalchemy import Table, bindparam
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
 
@@ -30,7 +28,7 @@ from tonerwatch_api.db.models import (
     Reading,
     SupplyStateRow,
 )
-from tonerwatch_api.projections.arrays import insert_rows, update_rows
+from tonerwatch_api.projections.arrays import insert_rows, sqlite_rows, update_rows
 from tonerwatch_api.projections.monitoring import monitoring_run
 from tonerwatch_api.projections.network_usage import apply_usage_batch
 from tonerwatch_api.projections.order import reading_applied, reading_status
@@ -79,12 +77,6 @@ def _set_identity(printer: Printer, ident: PrinterIdentity) -> None:
         printer.name = ident.sys_name
 
 
-def _dialect_insert(session: Session, table: Table) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return pg_insert(table)
-    return sqlite_insert(table)
-
-
 FORECAST_COLUMNS = (
     "envelope",
     "use_per_day",
@@ -119,26 +111,15 @@ _COUNTER_COLUMNS = (
     "colour_pages",
     "duplex_pages",
 )
-# PostgreSQL: the supply states as arrays (arrays.insert_rows), each replacing the stored one.
-_PG_STATES = "ON CONFLICT (printer_id, supply_index) DO UPDATE SET " + ", ".join(
-    f'"{c}" = EXCLUDED."{c}"' for c in _STATE_COLUMNS
+# Each supply state replaces the stored one (PostgreSQL: as arrays, arrays.insert_rows; SQLite:
+# one executemany of the driver, arrays.sqlite_rows).
+_STATES = "ON CONFLICT (printer_id, supply_index) DO UPDATE SET " + ", ".join(
+    f'"{c}" = excluded."{c}"' for c in _STATE_COLUMNS
 )
 
 # Statements built once per dialect (or column set): building an upsert's `excluded` alias of a
 # table costs more than the rest of a small batch's statements together.
 _STATEMENTS: dict[tuple[str, ...], Any] = {}
-
-
-def _states_upsert(session: Session) -> Any:
-    key = ("states", session.get_bind().dialect.name)
-    statement = _STATEMENTS.get(key)
-    if statement is None:
-        upsert = _dialect_insert(session, _table(SupplyStateRow))
-        statement = _STATEMENTS[key] = upsert.on_conflict_do_update(
-            index_elements=["printer_id", "supply_index"],
-            set_={c: upsert.excluded[c] for c in _STATE_COLUMNS},
-        )
-    return statement
 
 
 def apply_readings(
@@ -313,19 +294,17 @@ def _apply(
             )
     postgres = session.get_bind().dialect.name == "postgresql"
     if changed and postgres:
-        insert_rows(
-            session, states_t, _STATE_KEY + _STATE_COLUMNS, list(changed.values()), _PG_STATES
-        )
+        insert_rows(session, states_t, _STATE_KEY + _STATE_COLUMNS, list(changed.values()), _STATES)
     elif changed:
-        session.execute(_states_upsert(session), list(changed.values()))
+        sqlite_rows(session, states_t, _STATE_KEY + _STATE_COLUMNS, list(changed.values()), _STATES)
     if history and postgres:
         insert_rows(session, _table(Reading), _HISTORY_COLUMNS, history)
     elif history:
-        session.execute(insert(_table(Reading)), history)
+        sqlite_rows(session, _table(Reading), _HISTORY_COLUMNS, history)
     if counters and postgres:
         insert_rows(session, _table(CounterReading), _COUNTER_COLUMNS, counters)
     elif counters:
-        session.execute(insert(_table(CounterReading)), counters)
+        sqlite_rows(session, _table(CounterReading), _COUNTER_COLUMNS, counters)
     if touched:
         severities: dict[str, list[str]] = {pid: [] for pid in touched}
         for pid, severity in session.exec(
