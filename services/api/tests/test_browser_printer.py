@@ -106,9 +106,9 @@ async def test_printer_page_supplies_trays_limits_charts_poll_now_interval_and_s
         await bus.publish(r)
 
     async def all_in() -> bool:
-        # Both sections: the page's queries each see what is committed when they run (SQLite
-        # without BEGIN before a SELECT, PostgreSQL's READ COMMITTED), so a page rendered while a
-        # batch of readings commits can show the counters after it and the supplies before it.
+        # Both sections show the whole history. The page is one snapshot (db.tx.read_tx), so
+        # they agree; before it, a page rendered while a batch of readings committed showed the
+        # counters after it and the supplies before it.
         counters = page.locator("#counters")
         supplies = page.locator("section.card", has=page.get_by_role("heading", name="Supplies"))
         black = supplies.locator("tr", has_text="Black Cartridge HP W2030A").locator("td").nth(2)

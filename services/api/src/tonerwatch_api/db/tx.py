@@ -42,6 +42,39 @@ async def run_tx(engine: Engine, fn: Callable[[Session], T]) -> T:
     return await asyncio.to_thread(in_tx, engine, fn)
 
 
+def read_tx(engine: Engine, fn: Callable[[Session], T]) -> T:
+    """Return fn(session) run in one read-only snapshot: every query sees what the first one saw.
+
+    A page built from several queries otherwise mixes states: pysqlite sends no BEGIN before a
+    SELECT (each SELECT is a snapshot of its own) and PostgreSQL's READ COMMITTED gives each
+    statement the rows committed when it starts, so a page rendered while a batch of readings
+    committed showed the counters after it and the supplies before it. fn must not write.
+    """
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        if engine.dialect.name == "sqlite":
+            # Only here, not engine-wide (SQLAlchemy's pysqlite recipe): a writer's transaction
+            # that read first would then hold a WAL snapshot that SQLite refuses to turn into a
+            # write once another connection has committed (SQLITE_BUSY_SNAPSHOT, at once, past
+            # any busy timeout), and only the consumers' writes share run_write_tx's lock. A
+            # reader's snapshot never blocks the writer in WAL mode, nor waits for it.
+            session.connection().exec_driver_sql("BEGIN")
+        elif engine.dialect.name == "postgresql":
+            # Set on the connection before its BEGIN; a read-only transaction at REPEATABLE READ
+            # never fails to serialize, and the pool resets both when the connection returns.
+            session.connection(
+                execution_options={
+                    "isolation_level": "REPEATABLE READ",
+                    "postgresql_readonly": True,
+                }
+            )
+        return fn(session)
+
+
+async def run_read_tx(engine: Engine, fn: Callable[[Session], T]) -> T:
+    """Return read_tx(engine, fn) run in a worker thread: for pages and API reads."""
+    return await asyncio.to_thread(read_tx, engine, fn)
+
+
 # SQLite has one writer at a time. Writers in one process wait for each other on a lock (woken
 # the moment it is free) rather than in SQLite's busy handler, which sleeps in steps of up to
 # 100 ms and, when a transaction that read first cannot take the write lock, fails at once: a

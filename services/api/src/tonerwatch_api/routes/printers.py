@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from sqlmodel import Session
 
-from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.db.tx import run_read_tx
 from tonerwatch_api.deps import (
     CONFLICT,
     ERRORS,
@@ -84,7 +84,7 @@ async def list_printers(
         rows, nxt = PRINTERS.fetch(s, base, page.order, page.cursor, page.limit)
         return PrinterPage(items=printers_out(s, rows), next_cursor=nxt)
 
-    return await run_tx(app_state(request).engine, work)
+    return await run_read_tx(app_state(request).engine, work)
 
 
 @router.post(
@@ -116,7 +116,7 @@ async def get_printer(request: Request, printer_id: PrinterId, who: Viewer) -> P
     def work(s: Session) -> PrinterOut:
         return printers_out(s, [printer_rules.get_printer(s, who.tenant_id, printer_id)])[0]
 
-    return await run_tx(app_state(request).engine, work)
+    return await run_read_tx(app_state(request).engine, work)
 
 
 @router.patch(
@@ -212,7 +212,7 @@ async def printer_readings(
         )
         return ReadingPage(items=items, next_cursor=nxt)
 
-    return await run_tx(st.engine, work)
+    return await run_read_tx(st.engine, work)
 
 
 @router.get(
@@ -263,4 +263,4 @@ async def printer_counters(
         )
         return CounterPage(items=items, next_cursor=nxt)
 
-    return await run_tx(st.engine, work)
+    return await run_read_tx(st.engine, work)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from tonerwatch_api.db.models import Alert, Printer
-from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.db.tx import run_read_tx, run_tx
 from tonerwatch_api.deps import AlertRowId, app_state, change
 from tonerwatch_api.domain import alerts as alert_rules
 from tonerwatch_api.domain import orders as order_rules
@@ -156,7 +156,7 @@ async def dashboard(
             "responsible": user_responsibility(s, who),
         }
 
-    ctx = await run_tx(st.engine, work)
+    ctx = await run_read_tx(st.engine, work)
     fleet, mine, responsible = ctx["fleet"], ctx["mine"], ctx["responsible"]
     chosen = ([site] if site else [], [group] if group else [])
     # Without a filter the dashboard shows the user's sites and groups: the exports say "mine".
@@ -219,7 +219,7 @@ async def fleet_table_rows(
             printer_ids=wanted,
         )
 
-    rows, cut = await run_tx(app_state(request).engine, work)
+    rows, cut = await run_read_tx(app_state(request).engine, work)
     for row in rows:
         row["status_label"] = STATUS_LABEL.get(row["status"], row["status"])
         if row["worst"] is not None:
@@ -317,7 +317,7 @@ async def printer_page(request: Request, printer_id: str) -> Response:
     defaults = {n: float(getattr(st.settings, n)) for n in LIMIT_NAMES}
 
     def work(s: Session) -> dict[str, Any]:
-        # One transaction (one connection, one thread hop) for everything the page shows.
+        # One read-only snapshot (one connection, one thread hop) for everything the page shows.
         p = get_printer(s, who.tenant_id, printer_id)
         out = printers_out(s, [p])[0]
         # The resolution follows the history there is: a new printer's first hours are raw
@@ -345,7 +345,7 @@ async def printer_page(request: Request, printer_id: str) -> Response:
             "member_of": printer_groups(s, [p.id]).get(p.id, []),
         }
 
-    page = await run_tx(st.engine, work)
+    page = await run_read_tx(st.engine, work)  # one snapshot: supplies and counters agree
     start = page["start"]
     printer: PrinterOut = page["printer"]
     history: list[LevelPoint] = page["history"]
@@ -519,7 +519,7 @@ async def alerts_page(
             "sites": tenant_sites(s, who.tenant_id),
         }
 
-    ctx = await run_tx(app_state(request).engine, work)
+    ctx = await run_read_tx(app_state(request).engine, work)
     return render(
         request,
         "alerts.html",
