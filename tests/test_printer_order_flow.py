@@ -55,7 +55,7 @@ from tonerwatch_syncer.service import Settings as SyncerSettings
 from tonerwatch_syncer.service import run as run_syncer
 
 PID = "p-brother-l8360"
-# Recent: the api retries (rather than drops) a reading of a printer it does not know yet.
+# The api retries (rather than drops) a reading of a printer it does not know yet (any age).
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 SEQ0 = 1_800_000_000_000_000  # the poller's seqs are microseconds since the epoch
 

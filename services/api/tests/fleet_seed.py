@@ -217,7 +217,7 @@ async def seed_fleet(page: Page, bus: Bus) -> None:
                 name=f.name,
             )
         )
-    # A reading of a printer the api does not know yet is dropped: printers first.
+    # A reading of a printer the api does not know yet waits for it (retried): printers first, quicker.
     await wait_for(page, lambda rows: len(rows) == len(FLEET))
     for i, f in enumerate(FLEET):
         if f.reading:

@@ -99,8 +99,9 @@ async def test_printer_page_supplies_trays_limits_charts_poll_now_interval_and_s
         )
         return bool(status == 200)
 
-    # Configuration and readings have consumers of their own, and a backdated reading for a
-    # printer the api does not know yet is dropped: the history goes out once it is known.
+    # Configuration and readings have consumers of their own; a backdated reading for a printer
+    # the api does not know yet waits for it (5 minutes from the api's first try), but the
+    # history goes out once it is known so the test does not lean on that.
     await until_shown(page, url, known)
     for r in history(reading, now):
         await bus.publish(r)

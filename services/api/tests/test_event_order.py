@@ -328,3 +328,36 @@ def test_a_sweep_older_than_an_unreachable_does_not_make_the_printer_reachable(
     assert _printer(db).reachable is False
     apply_now(db, found(NOW + timedelta(minutes=5)))  # swept after: it answers
     assert _printer(db).reachable is True
+
+
+async def test_a_backdated_reading_published_before_its_printer_is_applied_once_it_is_known(
+    bus: Bus,
+    db: Engine,
+    configured: Callable[..., PrinterConfigured],
+    reading: Callable[..., SupplyReading],
+) -> None:
+    """The readings consumer runs ahead of the printers consumer (a backlog after an outage, the
+    demo's history): a three-week-old reading of a printer not configured yet waits for it
+    instead of being dropped at once, and is in the history once the configuration is."""
+    options = ProjectionOptions()
+    projector = Projector(db, bus, Outbox(db, bus), Metrics(), options)
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    old = reading(occurred_at=NOW - timedelta(days=21))
+    try:
+        await bus.publish(old)
+        # The api tried it and found no printer: it waits (retried with back-off).
+        await eventually(lambda: options.unknown.is_waiting(old), timeout_s=20)
+        with Session(db) as s:
+            assert s.get(Printer, PID) is None
+        await bus.publish(configured())
+
+        def in_history() -> bool:
+            with Session(db) as s:
+                q = select(func.count()).select_from(Reading).where(Reading.printer_id == PID)
+                return int(s.exec(q).one()) == 5
+
+        await eventually(in_history, timeout_s=30)
+    finally:
+        stop.set()
+        await task

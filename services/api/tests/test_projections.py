@@ -28,8 +28,14 @@ from tonerwatch_api.domain.access import Principal
 from tonerwatch_api.domain.printers import delete_printer
 from tonerwatch_api.metrics import Metrics
 from tonerwatch_api.projections.outbox import Outbox, add_to_outbox, dead_outbox_events
-from tonerwatch_api.projections.printers import PrinterNotYetKnown, ProjectionOptions, apply_event
+from tonerwatch_api.projections.printers import (
+    PrinterNotYetKnown,
+    ProjectionOptions,
+    UnknownPrinterWaits,
+    apply_event,
+)
 from tonerwatch_api.projections.projector import Projector, apply_now
+from tonerwatch_api.projections.readings import apply_readings
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.events import (
     AlertResolved,
@@ -100,14 +106,53 @@ def test_older_reading_arriving_late_keeps_newer_state(
     assert count(db, Reading, supply_index="1") == 2
 
 
-def test_reading_for_unknown_printer_is_retried_while_young_then_dropped(
+def test_reading_for_unknown_printer_is_retried_for_five_minutes_from_its_first_try_then_dropped(
     db: Engine, reading: Callable[..., SupplyReading]
 ) -> None:
+    options, now = ProjectionOptions(), datetime.now(UTC)
+    ghost = reading(printer_id="p-ghost", occurred_at=now - timedelta(hours=1))  # backdated
+
+    def apply(at: datetime) -> list[str]:
+        return in_tx(db, lambda s: apply_readings(s, [ghost], "test", options, at))
+
     with pytest.raises(PrinterNotYetKnown):
-        apply_now(db, reading(printer_id="p-ghost"))
+        apply(now)
     assert count(db, ProcessedEvent) == 0  # rolled back: the redelivery gets another go
-    old = reading(printer_id="p-ghost", occurred_at=datetime.now(UTC) - timedelta(hours=1))
-    assert apply_now(db, old) == "ignored"
+    with pytest.raises(PrinterNotYetKnown):
+        apply(now + timedelta(minutes=4, seconds=59))
+    assert apply(now + timedelta(minutes=5)) == ["ignored"]
+    # Through the one-event path (reachability, alerts) the same.
+    gone = PrinterUnreachable(
+        source="poller",
+        site_id="default",
+        printer_id="p-ghost",
+        address="127.0.0.1",
+        reason="x",
+        consecutive_failures=3,
+        occurred_at=now - timedelta(days=2),
+    )
+    with pytest.raises(PrinterNotYetKnown):
+        in_tx(db, lambda s: apply_event(s, gone, "test", options, now))
+    assert (
+        in_tx(db, lambda s: apply_event(s, gone, "test", options, now + timedelta(minutes=6)))
+        == "ignored"
+    )
+
+
+def test_a_backdated_reading_that_arrives_before_its_printer_is_applied_once_it_is_known(
+    db: Engine, configured: Callable[..., PrinterConfigured], reading: Callable[..., SupplyReading]
+) -> None:
+    # The readings consumer ran ahead of the printers consumer (a backlog after an outage, the
+    # demo's three weeks of history): the reading waits for the printer instead of being dropped.
+    options, now = ProjectionOptions(), datetime.now(UTC)
+    old = reading(occurred_at=now - timedelta(days=21))
+    with pytest.raises(PrinterNotYetKnown):
+        in_tx(db, lambda s: apply_readings(s, [old], "test", options, now))
+    assert apply_now(db, configured()) == "applied"
+    later = now + timedelta(minutes=2)
+    assert in_tx(db, lambda s: apply_readings(s, [old], "test", options, later)) == ["applied"]
+    assert count(db, Reading, printer_id="p-hp479") == 5
+    assert count(db, CounterReading, printer_id="p-hp479") == 1
 
 
 def test_reading_after_removal_does_not_resurrect_printer(
@@ -585,12 +630,13 @@ def test_a_batch_of_readings_equals_applying_them_one_by_one(
             reading(printer_id=f"{prefix}gone", occurred_at=t[4]),
             reading(
                 printer_id=f"{prefix}ghost", occurred_at=now - timedelta(hours=1)
-            ),  # unknown for long: dropped
+            ),  # unknown: dropped once its wait is over
         ]
     # Redeliveries: one inside the batch, one of the reading applied before it.
     batch = [*copies["b-"], copies["b-"][0], earlier["b-"]]
     one_by_one = [*copies["a-"], copies["a-"][0], earlier["a-"]]
-    options = ProjectionOptions()
+    # The ghost has waited for its printer long enough: dropped at once, in both paths.
+    options = ProjectionOptions(unknown=UnknownPrinterWaits(grace=timedelta(0)))
     singles = [
         in_tx(db, lambda s, e=e: apply_event(s, e, "api-readings", options, now))
         for e in sorted(one_by_one, key=lambda e: (e.printer_id, e.occurred_at))

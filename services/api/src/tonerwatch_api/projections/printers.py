@@ -6,7 +6,7 @@ import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -32,6 +32,10 @@ from tonerwatch_api.projections.monitoring import monitoring_run
 from tonerwatch_api.projections.orders import apply_upstream_update, deliver_on_replacement
 from tonerwatch_api.projections.outbox import add_to_outbox, follow_up_id
 from tonerwatch_api.projections.status import refresh_status
+from tonerwatch_api.projections.unknown import (
+    PrinterNotYetKnown as PrinterNotYetKnown,  # where callers look
+)
+from tonerwatch_api.projections.unknown import UnknownPrinterWaits
 from tonerwatch_shared import forecast as fc
 from tonerwatch_shared.coverage import CoverageRule
 from tonerwatch_shared.events import (
@@ -61,14 +65,6 @@ from tonerwatch_shared.sealing import Sealer
 
 log = logging.getLogger(__name__)
 
-# Events for a printer the api does not know yet are retried this long: the configuring event may
-# still be on its way through another consumer.
-UNKNOWN_PRINTER_GRACE = timedelta(minutes=5)
-
-
-class PrinterNotYetKnown(Exception):
-    """An event names a printer the api has not stored yet (retried with back-off)."""
-
 
 @dataclass(frozen=True)
 class ProjectionOptions:
@@ -89,6 +85,8 @@ class ProjectionOptions:
     sealer: Sealer = field(default_factory=lambda: Sealer(None))
     # Service coverage rules per vendor: their max_gap_days says when monitoring is continuous.
     coverage_rules: Mapping[str, CoverageRule] = field(default_factory=dict)
+    # Events waiting for their printer: one memory per projector, shared by its consumers.
+    unknown: UnknownPrinterWaits = field(default_factory=UnknownPrinterWaits)
 
 
 def new_printer_id() -> str:
@@ -113,7 +111,7 @@ def apply_event(
 
 
 def _printer_for(
-    session: Session, event: Event, now: datetime, lock: bool = False
+    session: Session, event: Event, options: ProjectionOptions, now: datetime, lock: bool = False
 ) -> Printer | None:
     """Return the live printer an event names, None if it was removed; raise if not yet known.
 
@@ -123,7 +121,7 @@ def _printer_for(
     printer_id = printer_of(event)
     printer = session.get(Printer, printer_id, with_for_update=lock) if printer_id else None
     if printer is None:
-        if now - event.occurred_at < UNKNOWN_PRINTER_GRACE:
+        if options.unknown.may_wait(event, now):
             raise PrinterNotYetKnown(f"printer {printer_id!r} not known yet")
         log.warning("dropped %s for unknown printer %s", type(event).__name__, printer_id)
         return None
@@ -272,7 +270,7 @@ def _apply_reading(
     session: Session, event: Event, options: ProjectionOptions, now: datetime
 ) -> str:
     assert isinstance(event, SupplyReading)
-    printer = _printer_for(session, event, now, lock=True)
+    printer = _printer_for(session, event, options, now, lock=True)
     if printer is None:
         return "ignored"
     at = event.occurred_at
@@ -463,7 +461,7 @@ def _apply_reachability(
     session: Session, event: Event, options: ProjectionOptions, now: datetime
 ) -> str:
     assert isinstance(event, PrinterUnreachable | PrinterReachable)
-    printer = _printer_for(session, event, now)
+    printer = _printer_for(session, event, options, now)
     if printer is None:
         return "ignored"
     if not od.mark_status(printer, position_of(event)):
@@ -490,7 +488,7 @@ def _apply_crossed(
     session: Session, event: Event, options: ProjectionOptions, now: datetime
 ) -> str:
     assert isinstance(event, ThresholdCrossed)
-    printer = _printer_for(session, event, now)
+    printer = _printer_for(session, event, options, now)
     if printer is None:
         return "ignored"
     if od.stale_alert_event(session, event):
@@ -547,7 +545,7 @@ def _apply_replaced(
     session: Session, event: Event, options: ProjectionOptions, now: datetime
 ) -> str:
     assert isinstance(event, SupplyReplaced)
-    printer = _printer_for(session, event, now)
+    printer = _printer_for(session, event, options, now)
     if printer is None:
         return "ignored"
     session.add(

@@ -33,7 +33,6 @@ from tonerwatch_api.projections.monitoring import monitoring_run
 from tonerwatch_api.projections.network_usage import apply_usage_batch
 from tonerwatch_api.projections.order import reading_applied, reading_status
 from tonerwatch_api.projections.printers import (
-    UNKNOWN_PRINTER_GRACE,
     PrinterNotYetKnown,
     ProjectionOptions,
     fitted_snapshot,
@@ -190,7 +189,7 @@ def _apply(
     }
     for i in todo:
         if events[i].printer_id not in printers:
-            if now - events[i].occurred_at < UNKNOWN_PRINTER_GRACE:
+            if options.unknown.may_wait(events[i], now):
                 raise PrinterNotYetKnown(f"printer {events[i].printer_id!r} not known yet")
             log.warning("dropped SupplyReading for unknown printer %s", events[i].printer_id)
             outcomes[i] = "ignored"
