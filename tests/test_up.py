@@ -306,6 +306,46 @@ def test_up_migrates_a_new_database_in_a_child_so_alembic_never_loads_in_up(
     assert done.stdout.split("\n")[0] == "False True []"
 
 
+def test_up_at_start_has_not_imported_what_only_a_mail_or_a_websocket_needs(
+    tmp_path: Path,
+) -> None:
+    # Issue 15 (memory): aiosmtplib loads with the first mail, and the api serves no websocket.
+    # -X importtime names every module the process imports, until it stops.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TONERWATCH_")}
+    env["TONERWATCH_ADMIN_PASSWORD"] = PASSWORD
+    err = (tmp_path / "up.err").open("w")
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-X", "importtime", "-m", "tonerwatch", "up"),
+            *("--data-dir", str(tmp_path / "data"), "--port", str(free_tcp_port())),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = ""
+        while "Press Ctrl-C" not in banner:
+            line = proc.stdout.readline()
+            assert line, f"tonerwatch up exited early: {(tmp_path / 'up.err').read_text()[-3000:]}"
+            banner += line
+        ctrl_c(proc)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        err.close()
+    lines = (tmp_path / "up.err").read_text().splitlines()
+    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    assert {"tonerwatch_alerter.channels.mail", "uvicorn.config", "email.parser"} <= imported, (
+        "the mail channel and the api did load"
+    )
+    assert not {m for m in imported if m.split(".")[0] in ("aiosmtplib", "websockets", "wsproto")}
+
+
 def test_up_limits_mallocs_arenas_unless_malloc_arena_max_is_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

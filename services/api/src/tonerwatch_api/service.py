@@ -321,6 +321,8 @@ def uvicorn_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=5,
         lifespan="off",
+        # No websocket route: "auto" would import the websockets package (17 modules) for none.
+        ws="none",
         http=JsonErrorHttpTools,  # unparseable requests (a 200 kB query) answered in JSON too
     )
 
