@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from sqlmodel import Session
 
-from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.db.tx import run_read_tx, run_tx
 from tonerwatch_api.deps import ERRORS, AlertRowId, Operator, Viewer, app_state, page_of
 from tonerwatch_api.domain.alerts import (
     ALERTS,
@@ -75,7 +75,7 @@ async def list_alerts(
         )
         return AlertPage(items=[alert_out(a, name) for a, name in rows], next_cursor=nxt)
 
-    return await run_tx(app_state(request).engine, work)
+    return await run_read_tx(app_state(request).engine, work)
 
 
 @router.post(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.db.tx import run_read_tx
 from tonerwatch_api.deps import ERRORS, Viewer, app_state
 from tonerwatch_api.domain.network_usage import usage
 from tonerwatch_api.schemas.network_usage import UsageOut
@@ -22,6 +22,6 @@ async def network_usage(
     site: Annotated[str | None, Query(max_length=64, description="Only this site")] = None,
 ) -> UsageOut:
     """Return measured bytes on the wire per day, site and printer: polling, discovery, sync."""
-    return await run_tx(
+    return await run_read_tx(
         app_state(request).engine, lambda s: usage(s, who.tenant_id, days, site_id=site)
     )

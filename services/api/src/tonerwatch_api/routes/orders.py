@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 
 from tonerwatch_api.db.models import utcnow
 from tonerwatch_api.db.orders import Order
-from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.db.tx import run_read_tx
 from tonerwatch_api.deps import (
     ERRORS,
     Operator,
@@ -117,7 +117,7 @@ async def list_orders(
         )
         return OrderPage(items=items, next_cursor=next_cursor)
 
-    return await run_tx(app_state(request).engine, work)
+    return await run_read_tx(app_state(request).engine, work)
 
 
 CREATE_ERRORS: dict[int | str, dict[str, object]] = {
@@ -178,7 +178,7 @@ async def list_suggestions(
     def work(s: Session) -> SuggestionList:
         return SuggestionList(items=suggestions(s, who.tenant_id, site, lead_time_days=lead))
 
-    return await run_tx(app_state(request).engine, work)
+    return await run_read_tx(app_state(request).engine, work)
 
 
 @router.post(
@@ -245,7 +245,7 @@ async def get_coverage(request: Request, printer_id: PrinterId, who: Viewer) -> 
     30 days monitored since its first reading, then the second order placed through TonerWatch;
     lapses without orders for lapse_days)."""
     st = app_state(request)
-    return await run_tx(
+    return await run_read_tx(
         st.engine,
         lambda s: printer_coverage(
             s, who.tenant_id, printer_id, st.settings.coverage_rules, utcnow()
@@ -260,7 +260,7 @@ async def get_order_view(request: Request, order_id: OrderId, who: Viewer) -> Or
     def work(s: Session) -> OrderOut:
         return one_out(s, get_order(s, who.tenant_id, order_id))
 
-    return await run_tx(app_state(request).engine, work)
+    return await run_read_tx(app_state(request).engine, work)
 
 
 @router.patch(

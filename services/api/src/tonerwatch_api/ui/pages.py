@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from tonerwatch_api.db.orders import STATUSES
-from tonerwatch_api.db.tx import run_tx
+from tonerwatch_api.db.tx import run_read_tx, run_tx
 from tonerwatch_api.db.usage import KINDS
 from tonerwatch_api.deps import app_state, change
 from tonerwatch_api.domain.access import members_of
@@ -212,7 +212,7 @@ async def orders_page(
         }
 
     try:
-        ctx = await run_tx(app_state(request).engine, work)
+        ctx = await run_read_tx(app_state(request).engine, work)
     except ListingError:
         return error_page(request, 422, "that page of orders is gone; start from the first")
     params = [("show", show)] + ([("site", site)] if site else [])
@@ -273,7 +273,7 @@ async def network_page(request: Request, days: int = 30, site: str = "") -> Resp
         report = usage(s, who.tenant_id, days, site_id=site or None)
         return report, tenant_sites(s, who.tenant_id)
 
-    report, sites = await run_tx(app_state(request).engine, work)
+    report, sites = await run_read_tx(app_state(request).engine, work)
     bars, top = day_bars(report)
     return render(
         request,
