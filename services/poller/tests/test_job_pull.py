@@ -1,7 +1,8 @@
-"""Jobs arrive through one long-lived pull request, sent again only when it ends or is lost.
+"""Partition jobs arrive through a long-lived pull request, sent again only when it ends or is lost.
 
-A fetch per batch cost a pull request (often two) for every one or two jobs (issue 15); one
-request for as many jobs as there are free slots delivers them as they come due.
+A replica asks for partitions only while it holds fewer than its share; holding them, it sends no
+pull request at all, however many printers it polls (issue 15: a fetch per batch of due jobs once
+cost a pull request for every one or two polls).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tonerwatch_shared.testing.nats_traffic import counting
 
 
 def job() -> Msg:
-    return Msg(None, subject="tw.hq.polljob.p1", reply="$JS.ACK.x", data=b"{}")  # type: ignore[arg-type]
+    return Msg(None, subject="tw._fleet.polljob.part.1", reply="$JS.ACK.x", data=b"{}")  # type: ignore[arg-type]
 
 
 def status(code: str) -> Msg:
@@ -61,7 +62,7 @@ def test_a_request_the_server_ended_or_lost_is_sent_again_and_heartbeats_keep_on
     assert pull.needs_request(100.1, reconnects=1)
 
 
-async def test_steady_polls_of_several_printers_take_one_pull_request(
+async def test_steady_polls_of_several_printers_take_no_pull_request(
     bus: Bus, poller: Poller, snmp_agent: SnmpSimulator
 ) -> None:
     for i in range(4):
@@ -91,6 +92,7 @@ async def test_steady_polls_of_several_printers_take_one_pull_request(
         while polls() < 8 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         assert polls() >= 8
+        assert len(poller.leases) == poller.settings.poll_partitions  # alone: it holds them all
         with counting(bus.nc) as traffic:
             before = polls()
             await asyncio.sleep(3.0)
@@ -100,4 +102,4 @@ async def test_steady_polls_of_several_printers_take_one_pull_request(
         await loop
     pulls = [s for s in traffic.published if s.startswith("$JS.API.CONSUMER.MSG.NEXT.")]
     assert steady >= 8, steady
-    assert len(pulls) <= 1, pulls  # 64 free slots: one request outlasts these polls
+    assert pulls == []  # every partition held: nothing to ask for

@@ -1,18 +1,17 @@
-"""The NATS operations of a steady poll, counted on a real NATS (issue 15: about 6 before, 2 now).
+"""The NATS operations of a steady poll, counted on a real NATS (issue 15: about 6 before, 1 now).
 
-A steady poll sends the reading (a JetStream publish, which waits for the stream's ack) and the
-job's nak with the delay to the next slot. Configuration and health come from the in-memory
-mirrors of their KV buckets; "in progress" is not sent for a quick poll; health is not rewritten
-while it does not change.
+A steady poll sends its reading (a JetStream publish, which waits for the stream's ack) and
+nothing else: the printer's partition is held by this replica (leases.py), which polls it from a
+local timer, so no job is delivered and no nak is sent per poll. Configuration and health come
+from the in-memory mirrors of their KV buckets; health is not rewritten while it does not change.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import time
-
-from nats.js.api import AckPolicy, ConsumerConfig
+from collections.abc import AsyncIterator
 
 from tonerwatch_poller.service import HEALTH_REFRESH_INTERVALS, Poller, PrinterHealth
 from tonerwatch_shared import events as ev
@@ -23,54 +22,62 @@ from tonerwatch_shared.testing.infra import eventually
 from tonerwatch_shared.testing.nats_traffic import counting
 
 
-async def jobs(poller: Poller) -> object:
-    durable = poller.subjects.name("poller_jobs")
-    await poller.bus.js.add_consumer(
-        poller.jobs_stream,
-        ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=30),
+def polls(poller: Poller) -> float:
+    value = poller.metrics.registry.get_sample_value(
+        "tonerwatch_polls_total", {"result": "ok", "protocol": "snmp"}
     )
-    return await poller.bus.js.pull_subscribe_bind(durable, stream=poller.jobs_stream)
+    return value or 0.0
 
 
-async def test_a_steady_poll_is_one_round_trip_and_two_messages(
-    bus: Bus, poller: Poller, snmp_agent: SnmpSimulator
-) -> None:
-    interval = 1.0
-    config = ev.PrinterConfigured(
+@contextlib.asynccontextmanager
+async def holding(poller: Poller) -> AsyncIterator[None]:
+    """Run the poller's partitions and schedule; its rounds (in progress, heartbeat) are ten
+    minutes apart, so what a window counts is the polls' own traffic."""
+    poller.settings = poller.settings.model_copy(update={"job_ack_wait_s": 2000.0})
+    stop = asyncio.Event()
+    loop = asyncio.create_task(poller.run_jobs(stop))
+    try:
+        await eventually(lambda: len(poller.leases) == poller.settings.poll_partitions, 20)
+        yield
+    finally:
+        stop.set()
+        await loop
+
+
+def configured(printer_id: str, port: int) -> ev.PrinterConfigured:
+    return ev.PrinterConfigured(
         source="test",
         site_id="hq",
-        printer_id="hp-steady",
+        printer_id=printer_id,
         address="127.0.0.1",
-        port=snmp_agent.port,
+        port=port,
         credentials=ev.SnmpCredentials(community="jetdirect_m252dw"),
-        interval_s=interval,
+        interval_s=1.0,
     )
-    await poller.on_config(config, None)  # type: ignore[arg-type]
-    sub = await jobs(poller)
-    readings = poller.subjects.subject("hq", "supply.reading", "hp-steady")
 
-    polled_once = False
-    counted = []
-    for _ in range(20):  # bounded: the first poll (it learns the printer), then three steady ones
-        (msg,) = await sub.fetch(1, timeout=10)  # type: ignore[attr-defined]
-        assert json.loads(msg.data)["printer_id"] == "hp-steady"
+
+async def test_a_steady_poll_is_one_round_trip_and_one_message(
+    bus: Bus, poller: Poller, snmp_agent: SnmpSimulator
+) -> None:
+    await poller.on_config(configured("hp-steady", snmp_agent.port), None)  # type: ignore[arg-type]
+    readings = poller.subjects.subject("hq", "supply.reading", "hp-steady")
+    async with holding(poller):
+        # Bounded: the first poll (it learns the printer), then one a second.
+        await eventually(lambda: polls(poller) >= 2, timeout_s=30)
         with counting(bus.nc) as traffic:
-            await poller.handle_job(msg)
-        if not polled_once:  # before it: the job waiting for the first slot
-            polled_once = readings in traffic.requests
-            continue
-        counted.append(traffic)
-        assert traffic.requests == [readings], traffic  # only the reading waits for an answer
-        assert traffic.published == [readings, msg.reply], traffic  # the reading, then the nak
-        if len(counted) == 3:
-            break
-    assert [t.round_trips for t in counted] == [1, 1, 1]
-    assert [t.messages for t in counted] == [2, 2, 2]
+            before = polls(poller)
+            await eventually(lambda: polls(poller) >= before + 3, timeout_s=30)
+            steady = polls(poller) - before
+    assert steady >= 3
+    # Only the readings, each waiting for its ack; no job, no nak, no KV.
+    assert traffic.requests == [readings] * len(traffic.requests), traffic
+    assert traffic.published == traffic.requests, traffic
+    assert steady - 1 <= traffic.round_trips <= steady + 1  # the window cuts a poll at most
 
     # Health stays current in KV for other replicas: exact after the first poll, then refreshed
     # every HEALTH_REFRESH_INTERVALS intervals (its refresh_s says how far it may lag).
     stored = PrinterHealth.from_bytes((await poller.health.get(token("hp-steady"))).value)
-    assert stored.refresh_s == HEALTH_REFRESH_INTERVALS * interval and not stored.unreachable
+    assert stored.refresh_s == HEALTH_REFRESH_INTERVALS * 1.0 and not stored.unreachable
     assert stored.last_poll_at is not None
 
 
@@ -101,32 +108,17 @@ async def test_a_clock_behind_the_printer_seq_writes_health_at_every_poll(
 ) -> None:
     """Health is written at every poll while the clock is behind the printer's seq (it stepped
     back): the seq then counts on from the last one, and a restart must continue it exactly."""
-    config = ev.PrinterConfigured(
-        source="test",
-        site_id="hq",
-        printer_id="hp-clock",
-        address="127.0.0.1",
-        port=snmp_agent.port,
-        credentials=ev.SnmpCredentials(community="jetdirect_m252dw"),
-        interval_s=1.0,
-    )
-    await poller.on_config(config, None)  # type: ignore[arg-type]
-    sub = await jobs(poller)
+    await poller.on_config(configured("hp-clock", snmp_agent.port), None)  # type: ignore[arg-type]
     readings = poller.subjects.subject("hq", "supply.reading", "hp-clock")
     health_key = f"$KV.{poller.subjects.name('POLLER_HEALTH')}.hp-clock"
     ahead = int((time.time() + 3600) * 1_000_000)  # the seq a clock an hour ahead stamped
-    stepped = 0
-    for _ in range(20):  # bounded
-        (msg,) = await sub.fetch(1, timeout=10)  # type: ignore[attr-defined]
-        if "hp-clock" in poller.recent and stepped == 0:
-            poller.recent["hp-clock"].seq = ahead
+    async with holding(poller):
+        await eventually(lambda: "hp-clock" in poller.recent, timeout_s=30)
+        poller.recent["hp-clock"].seq = ahead
         with counting(bus.nc) as traffic:
-            await poller.handle_job(msg)
-        if readings in traffic.requests and poller.recent["hp-clock"].seq > ahead - 1:
-            stepped += 1
-            assert traffic.requests == [readings, health_key], traffic
-            stored = PrinterHealth.from_bytes((await poller.health.get(token("hp-clock"))).value)
-            assert stored.seq == ahead + stepped
-            if stepped == 2:
-                break
-    assert stepped == 2
+            await eventually(lambda: traffic.requests.count(readings) >= 2, timeout_s=30)
+    # Each poll: its reading, then its health record (which carries the seq).
+    counted = traffic.requests[traffic.requests.index(readings) :]
+    assert counted[:4] == [readings, health_key, readings, health_key], traffic
+    stored = PrinterHealth.from_bytes((await poller.health.get(token("hp-clock"))).value)
+    assert stored.seq is not None and stored.seq >= ahead + 2

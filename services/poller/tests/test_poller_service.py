@@ -116,22 +116,30 @@ async def test_silent_printer_becomes_unreachable_then_reachable(
     assert down.seq is not None and up.seq is not None and up.seq > down.seq
 
 
-async def test_configuring_twice_keeps_one_poll_job(
+async def test_the_jobs_are_one_per_partition_however_many_printers_are_configured(
     bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
 ) -> None:
-    async with running_poller(bus, nats_url):
-        for _ in range(3):
-            await bus.publish(
-                configured("hp-4", snmp_agent.port, "jetdirect_m252dw", interval_s=60)
-            )
-        await wait_for_event(
-            bus,
-            bus.subjects.filter("supply.reading"),
-            lambda e: isinstance(e, ev.SupplyReading),
-            timeout_s=20,
+    async with running_poller(bus, nats_url, poll_partitions=4):
+        for i in range(3):
+            for _ in range(2):
+                await bus.publish(
+                    configured(f"hp-4{i}", snmp_agent.port, "jetdirect_m252dw", interval_s=60)
+                )
+        readings: list[ev.SupplyReading] = []
+
+        def all_polled(e: ev.Event) -> bool:
+            if isinstance(e, ev.SupplyReading):
+                readings.append(e)
+            return len({r.printer_id for r in readings}) == 3
+
+        await wait_for_event(bus, bus.subjects.filter("supply.reading"), all_polled, timeout_s=20)
+        info = await bus.js.stream_info(
+            bus.subjects.name("POLLJOBS"), subjects_filter=bus.subjects.all
         )
-        info = await bus.js.stream_info(bus.subjects.name("POLLJOBS"))
-        assert info.state.messages == 1
+    assert info.state.subjects == {
+        bus.subjects.subject("_fleet", "polljob.part", str(n)): 1 for n in range(4)
+    }
+    assert sorted(r.printer_id for r in readings) == ["hp-40", "hp-41", "hp-42"]  # each once
 
 
 async def test_two_replicas_share_the_fleet_without_double_polls(
@@ -168,22 +176,37 @@ async def test_two_replicas_share_the_fleet_without_double_polls(
 async def test_removed_printer_stops_being_polled(
     bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
 ) -> None:
-    async with running_poller(bus, nats_url):
-        await bus.publish(configured("hp-5", snmp_agent.port, "jetdirect_m252dw", interval_s=1.0))
-        await wait_for_event(
-            bus,
-            bus.subjects.filter("supply.reading"),
-            lambda e: isinstance(e, ev.SupplyReading),
-            timeout_s=20,
-        )
-        await bus.publish(ev.PrinterRemoved(source="test", site_id="hq", printer_id="hp-5"))
-        jobs = bus.subjects.name("POLLJOBS")
+    readings: list[ev.SupplyReading] = []
 
-        async def job_gone() -> bool:
-            info = await bus.js.stream_info(jobs)
-            return info.state.messages == 0
+    async def record(event: ev.Event) -> None:
+        if isinstance(event, ev.SupplyReading):
+            readings.append(event)
 
-        await eventually(job_gone, timeout_s=15)
+    def of(printer_id: str) -> list[ev.SupplyReading]:
+        return [r for r in readings if r.printer_id == printer_id]
+
+    stop = asyncio.Event()
+    listener = asyncio.create_task(
+        bus.subscribe_events(bus.subjects.filter("supply.reading"), stop=stop, handler=record)
+    )
+    try:
+        async with running_poller(bus, nats_url):
+            await bus.publish(
+                configured("hp-5", snmp_agent.port, "jetdirect_m252dw", interval_s=1.0)
+            )
+            await eventually(lambda: len(of("hp-5")) >= 2, timeout_s=20)
+            await bus.publish(ev.PrinterRemoved(source="test", site_id="hq", printer_id="hp-5"))
+            # Configured after the removal, through the same consumer: once it is polled twice
+            # (1 s apart), the removal had reached the schedule well before.
+            await bus.publish(
+                configured("hp-6", snmp_agent.port, "jetdirect_m252dw", interval_s=1.0)
+            )
+            await eventually(lambda: len(of("hp-6")) >= 3, timeout_s=20)
+    finally:
+        stop.set()
+        await asyncio.wait_for(listener, 10)
+    first_of_hp6 = of("hp-6")[0].occurred_at
+    assert not [r for r in of("hp-5") if r.occurred_at > first_of_hp6], "polled after removal"
 
 
 def test_settings_reject_a_zero_timeout() -> None:

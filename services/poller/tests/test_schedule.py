@@ -59,34 +59,46 @@ def test_new_printers_added_at_once_get_first_polls_spread_over_the_window() -> 
     firsts = [schedule.first_due(t0, 300.0, p) - t0 for p in IDS]
     assert all(0 <= d < schedule.FIRST_POLL_WINDOW_S for d in firsts)
     assert sum(1 for d in firsts if d < 1.0) <= 8  # not all in the first second
-    decisions = [
-        schedule.decide(t0, last_poll_at=None, scheduled_at=t0, interval_s=300, printer_id=p)
+    dues = [
+        schedule.due_on_taking(
+            t0, last_poll_at=None, refresh_s=None, exact=True, interval_s=300, printer_id=p
+        )
         for p in IDS
     ]
-    assert sum(d.poll_now for d in decisions) <= 8
+    assert [d - t0 for d in dues] == firsts  # added to a held partition: the same spread
 
 
-def test_after_a_nats_restart_a_job_before_its_slot_is_put_back_to_the_slot() -> None:
+def test_a_printer_taken_over_waits_for_its_slot_unless_it_is_overdue() -> None:
     interval, pid = 300.0, "hp-1"
     last = 1_000_000.0
     due = schedule.due_after_poll(last, interval, pid)
-    # The restart redelivers the job 40 s after the last poll: wait for the slot, do not poll.
-    early = schedule.decide(
-        last + 40, last_poll_at=last, scheduled_at=None, interval_s=interval, printer_id=pid
-    )
-    assert not early.poll_now and abs(early.wait_s - (due - last - 40)) < 1e-6
-    on_time = schedule.decide(
-        due - 2, last_poll_at=last, scheduled_at=None, interval_s=interval, printer_id=pid
-    )
-    assert on_time.poll_now  # within tolerance (15 s at 300 s)
-    overdue = schedule.decide(
-        due + 600, last_poll_at=last, scheduled_at=None, interval_s=interval, printer_id=pid
-    )
-    assert overdue.poll_now
-    legacy = schedule.decide(
-        last, last_poll_at=None, scheduled_at=None, interval_s=interval, printer_id=pid
-    )
-    assert legacy.poll_now  # a job from before slots: polled at once, then slotted
+
+    def taken_at(now: float, last_poll_at: float | None = last) -> float:
+        return schedule.due_on_taking(
+            now,
+            last_poll_at=last_poll_at,
+            refresh_s=None,
+            exact=True,
+            interval_s=interval,
+            printer_id=pid,
+        )
+
+    # Taken 40 s after its last poll (another replica stopped): its next slot, not now.
+    assert taken_at(last + 40) == due
+    # Overdue (its holder died long ago): soon, within the first-poll window.
+    assert due + 600 <= taken_at(due + 600) < due + 600 + schedule.FIRST_POLL_WINDOW_S
+    # Then every interval from the poll on.
+    assert schedule.due_after_poll(due, interval, pid) == due + interval
+
+
+def test_a_poll_asked_for_since_the_timer_was_set_moves_the_next_one_to_its_slot() -> None:
+    interval, pid = 60.0, "hp-1"
+    slot = schedule.next_slot(1_000_000.0, interval, pid)
+    # The timer fires at the slot; the last poll was the previous slot's: poll.
+    assert schedule.polled_since(slot, slot - interval, interval, pid) is None
+    # Asked for half an interval before: that poll stands for this slot, the next one follows.
+    assert schedule.polled_since(slot, slot - interval / 2 + 1, interval, pid) == slot + interval
+    assert schedule.polled_since(slot, None, interval, pid) is None
 
 
 async def test_printers_nobody_polled_in_time_count_as_overdue(bus: Bus, nats_url: str) -> None:
@@ -144,7 +156,8 @@ def _busiest_second(times: list[float]) -> int:
 async def test_polls_stay_spread_after_a_nats_restart(
     tmp_path: Path, snmp_agent: SnmpSimulator
 ) -> None:
-    """10 printers every 10 s: first polls spread, and a NATS crash does not bunch them."""
+    """10 printers every 10 s: first polls spread, and neither a NATS crash, nor the jobs' stream
+    lost while polling, nor a new poller with nothing but KV to go by bunches them."""
     interval, n = 10.0, 10
     server = EmbeddedNats(tmp_path / "nats")
     server.start()
@@ -160,6 +173,18 @@ async def test_polls_stay_spread_after_a_nats_restart(
 
     def polled_again(before: dict[str, int]) -> list[float]:
         return sorted(t[before[p]] for p, t in polls.items())
+
+    async def metrics() -> str:
+        async with httpx.AsyncClient(timeout=5) as http:
+            return (await http.get(f"http://127.0.0.1:{ops}/metrics")).text
+
+    async def all_polled_again() -> list[float]:
+        before = {p: len(t) for p, t in polls.items()}
+        # Every printer is polled again within 1.5 intervals (+ the 2 s ack wait).
+        await eventually(
+            lambda: all(len(polls[p]) > before[p] for p in polls), timeout_s=interval * 1.5 + 10
+        )
+        return polled_again(before)
 
     try:
         await bus.ensure_event_stream()
@@ -183,63 +208,63 @@ async def test_polls_stay_spread_after_a_nats_restart(
             assert _busiest_second(firsts) <= n // 2, f"first polls bunched: {firsts}"
             await eventually(lambda: all(len(t) >= 2 for t in polls.values()), timeout_s=30)
 
-            # kill -9: the server keeps no in-memory redelivery timers (a crash, an OOM kill).
+            # kill -9: the server keeps no in-memory state (a crash, an OOM kill).
             assert server.proc is not None
             server.proc.kill()
             await asyncio.to_thread(server.proc.wait)
             await asyncio.to_thread(server.start)
-            before = {p: len(t) for p, t in polls.items()}
-            # Every printer is polled again within 1.5 intervals (+ the 2 s ack wait).
-            await eventually(
-                lambda: all(len(polls[p]) > before[p] for p in polls), timeout_s=interval * 1.5 + 10
-            )
-            assert _busiest_second(polled_again(before)) <= n // 2
-        # The jobs' delivery state lost (what nats-server 2.10 did at a restart): every job is
-        # handed out at once to the next poller. Each is put back to its printer's slot.
-        await bus.js.delete_consumer(subjects.name("POLLJOBS"), subjects.name("poller_jobs"))
-        before = {p: len(t) for p, t in polls.items()}
+            assert _busiest_second(await all_polled_again()) <= n // 2
+
+            # The jobs' stream lost while polling (a NATS that lost its store): the poller sets
+            # it up again, publishes the partitions again and takes them.
+            await bus.js.delete_stream(subjects.name("POLLJOBS"))
+            assert _busiest_second(await all_polled_again()) <= n // 2
+
+            async def partitions_back() -> bool:
+                info = await bus.js.stream_info(subjects.name("POLLJOBS"))
+                return info.state.messages == 16 and "tonerwatch_poll_partitions_held 16.0" in (
+                    await metrics()
+                )
+
+            await eventually(partitions_back, timeout_s=30)
+        # Everything about jobs lost (stream and consumer) and a new poller: it has only the
+        # printers' last poll times in KV to go by, and keeps each printer on its slot.
+        await bus.js.delete_stream(subjects.name("POLLJOBS"))
         async with poller_on(server.url, subjects, ops):
             restarted = time.monotonic()
-            await eventually(
-                lambda: all(len(polls[p]) > before[p] for p in polls), timeout_s=interval * 1.5 + 10
-            )
-            after = polled_again(before)
+            after = await all_polled_again()
             assert _busiest_second(after) <= n // 2, (
-                f"polls bunched after losing delivery state: {[round(t - restarted, 2) for t in after]}"
+                f"polls bunched after losing the jobs: {[round(t - restarted, 2) for t in after]}"
             )
-            async with httpx.AsyncClient(timeout=5) as http:
-                metrics = (await http.get(f"http://127.0.0.1:{ops}/metrics")).text
-            assert "tonerwatch_poll_jobs_overdue 0.0" in metrics
-            put_back = [
-                float(line.split()[-1])
-                for line in metrics.splitlines()
-                if line.startswith("tonerwatch_poll_jobs_put_back_total")
-            ]
-            assert put_back and put_back[0] >= n // 2
+            assert "tonerwatch_poll_jobs_overdue 0.0" in await metrics()
     finally:
         await bus.drain()
         await asyncio.to_thread(server.stop)
 
 
 def test_a_lagging_health_record_still_keeps_the_printer_on_its_slots() -> None:
-    """Another replica's record may lag by refresh_s: the job is due at a slot all the same."""
+    """Another replica's record may lag by refresh_s: a printer taken over is due at a slot all the same."""
     pid, interval = "hp-lag", 30.0
     refresh = 10 * interval
     slot = schedule.next_slot(1_000_000.0, interval, pid)
     stored = slot - 5 * interval  # rewritten five polls ago, polled on every slot since
 
-    def decide_at(now: float) -> schedule.Decision:
-        last = schedule.assumed_last_poll(now, stored, refresh, interval, pid)
-        return schedule.decide(
-            now, last_poll_at=last, scheduled_at=None, interval_s=interval, printer_id=pid
+    def taken_at(now: float) -> float:
+        return schedule.due_on_taking(
+            now,
+            last_poll_at=stored,
+            refresh_s=refresh,
+            exact=False,
+            interval_s=interval,
+            printer_id=pid,
         )
 
-    assert decide_at(slot).poll_now  # on its slot
-    assert decide_at(slot + 3).poll_now  # a little late: that slot's poll
-    # After a NATS restart the job comes back mid-interval: it waits for the next slot.
-    early = decide_at(slot + 12)
-    assert not early.poll_now and abs(early.wait_s - (interval - 12)) < 1e-6
-    # A record past its refresh: polls stopped, so the printer is overdue and polled at once.
+    assert taken_at(slot) == slot  # on its slot
+    # A little late: that slot's poll, soon.
+    assert slot + 3 <= taken_at(slot + 3) < slot + 3 + schedule.FIRST_POLL_WINDOW_S
+    # Taken mid-interval: that slot was polled, it waits for the next.
+    assert taken_at(slot + 12) == slot + interval
+    # A record past its refresh: polls stopped, so the printer is overdue and polled soon.
     assert schedule.assumed_last_poll(
         slot, slot - refresh - 2 * interval, refresh, interval, pid
     ) == (slot - refresh - 2 * interval)

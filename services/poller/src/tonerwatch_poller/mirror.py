@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import nats.js.errors
@@ -34,12 +35,21 @@ class KvMirror(WatchedBucket):
     values: dict[str, bytes] = field(default_factory=dict)
     # The newest revision known per key (deleted keys keep theirs: an older put is no news).
     revisions: dict[str, int] = field(default_factory=dict)
+    # Called with a key whose value changed here (a watched change, or this replica's write).
+    on_change: Callable[[str], None] | None = None
+    # The highest revision seen (the bucket stream's sequence: the watch delivers in order).
+    newest: int = 0
+    _advanced: asyncio.Event | None = None
 
     def _bucket(self) -> KeyValue:
         return self.kv
 
     def _apply(self, entry: KeyValue.Entry) -> None:
         revision = entry.revision or 0
+        if revision > self.newest:
+            self.newest = revision
+            if self._advanced is not None:
+                self._advanced.set()
         if revision <= self.revisions.get(entry.key, 0):
             return  # an echo of what this replica wrote, or older than what it knows
         self.revisions[entry.key] = revision
@@ -47,6 +57,14 @@ class KvMirror(WatchedBucket):
             self.values.pop(entry.key, None)
         else:
             self.values[entry.key] = entry.value
+        self._changed(entry.key)
+
+    def _changed(self, key: str) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(key)
+            except Exception:  # a bug there must not end the watch
+                log.exception("handling a change of %s failed", key)
 
     def get(self, key: str) -> bytes | None:
         """Return the key's value as last seen (None: no value)."""
@@ -72,15 +90,33 @@ class KvMirror(WatchedBucket):
 
     def set(self, key: str, value: bytes, revision: int) -> None:
         """Keep a value this replica wrote (revision: what the put returned)."""
+        self.newest = max(self.newest, revision)
         if revision >= self.revisions.get(key, 0):
             self.revisions[key] = revision
             self.values[key] = value
+            self._changed(key)
 
     async def delete(self, key: str) -> None:
         """Delete the key in KV and here."""
         with contextlib.suppress(nats.js.errors.KeyNotFoundError):
             await self.kv.delete(key)
-        self.values.pop(key, None)
+        if self.values.pop(key, None) is not None:
+            self._changed(key)
+
+    async def caught_up(self, timeout_s: float = 5.0) -> bool:
+        """Wait until the mirror holds every write the bucket had when asked (one round trip).
+
+        A replica taking over printers reads their last poll times here: the one handing them
+        over wrote them before it let go, so they are in the bucket, if not yet in the mirror.
+        """
+        last = (await self.kv.status()).stream_info.state.last_seq or 0
+        advanced = self._advanced = self._advanced or asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self.newest < last:
+                    advanced.clear()
+                    await advanced.wait()
+        return self.newest >= last
 
 
 async def latest_values(kv: KeyValue, timeout_s: float = 5.0) -> dict[str, bytes]:

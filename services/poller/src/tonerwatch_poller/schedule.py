@@ -1,12 +1,13 @@
-"""When each printer is polled: its own slot in the interval, kept across NATS restarts.
+"""When each printer is polled: its own slot in the interval, kept across hand-overs and restarts.
 
-A poll job is re-delivered by JetStream after a `nak` delay; those delays live only in the server's
-memory, so after a NATS restart every job comes back at once. Rather than trust delivery time, a
-poller decides from what survives: the printer's last poll time (in KV) and its slot. Each printer
-has a fixed phase in its interval (from a hash of its id, on a 1 s grid so polls come due in
-small groups), so a fleet's polls spread evenly over the interval and stay spread: a job that arrives well before the printer's slot is delayed to it, not
-polled. A new printer gets its first poll within a short window (spread by the same hash), so one
-added by hand shows its levels within seconds, and from its second poll on it keeps its slot.
+A replica polls the printers of the partitions it holds from a local timer; which replica that is
+changes (one stops, dies, or another starts), so the next poll is decided from what every replica
+can read: the printer's last poll time (in KV) and its slot. Each printer has a fixed phase in
+its interval (from a hash of its id, on a 1 s grid so polls come due in small groups), so a
+fleet's polls spread evenly over the interval and stay spread: a replica that takes a printer
+over waits for its next slot rather than polling at once. A new printer gets its first poll
+within a short window (spread by the same hash), so one added by hand shows its levels within
+seconds, and from its second poll on it keeps its slot.
 
 Pure functions of (now, last poll, interval, printer id): times are Unix seconds.
 """
@@ -14,7 +15,6 @@ Pure functions of (now, last poll, interval, printer id): times are Unix seconds
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 FIRST_POLL_WINDOW_S = 10.0
 FIRST_POLL_TOLERANCE_S = 0.5
@@ -97,53 +97,52 @@ def assumed_last_poll(
     return max(stored, assumed)
 
 
-@dataclass(frozen=True)
-class Decision:
-    """Poll now (wait_s 0), or put the job back for wait_s seconds without polling."""
-
-    wait_s: float
-
-    @property
-    def poll_now(self) -> bool:
-        return self.wait_s <= 0
-
-
-def decide(
+def due_on_taking(
     now: float,
     *,
     last_poll_at: float | None,
-    scheduled_at: float | None,
+    refresh_s: float | None,
+    exact: bool,
     interval_s: float,
     printer_id: str,
-) -> Decision:
-    """Return whether a job delivered at now is due, or how long to put it back.
+) -> float:
+    """Return when a printer is next due once a replica holds it (took its partition, or it was added).
 
-    Never polled: due at its first-poll time (a job without a scheduling time is due now). Polled
-    before: due at its next slot; an overdue job (its slot passed) is polled at once.
+    From its last poll (exact: this replica's own, else the stored one, which may lag: see
+    assumed_last_poll): its next slot. Never polled, or overdue (its holder died, polls stopped):
+    soon, within the first-poll window, spread by its phase so a partition's printers are not
+    polled in one instant.
     """
+    last = last_poll_at
+    if not exact:
+        last = assumed_last_poll(now, last_poll_at, refresh_s, interval_s, printer_id)
+    if last is None:
+        return first_due(now, interval_s, printer_id)
+    due = due_after_poll(last, interval_s, printer_id)
+    return due if due >= now else first_due(now, interval_s, printer_id)
+
+
+def polled_since(
+    now: float, last_poll_at: float | None, interval_s: float, printer_id: str
+) -> float | None:
+    """Return the printer's next slot if a poll since its timer was set (one asked for) makes the
+    timer's poll early, else None (poll now)."""
     if last_poll_at is None:
-        due = first_due(scheduled_at, interval_s, printer_id) if scheduled_at else now
-        # The first-poll window is short: a wide tolerance would poll the whole window at once.
-        allowed = min(tolerance(interval_s), FIRST_POLL_TOLERANCE_S)
-    else:
-        due = due_after_poll(last_poll_at, interval_s, printer_id)
-        allowed = tolerance(interval_s)
-    early = due - now
-    if early > allowed:
-        return Decision(early)
-    return Decision(0.0)
+        return None
+    due = due_after_poll(last_poll_at, interval_s, printer_id)
+    return due if due - now > tolerance(interval_s) else None
 
 
 __all__ = [
     "FIRST_POLL_WINDOW_S",
     "LATE_SHARE",
-    "Decision",
     "assumed_last_poll",
-    "decide",
     "due_after_poll",
+    "due_on_taking",
     "first_due",
     "next_slot",
     "overdue_after",
     "phase",
+    "polled_since",
     "tolerance",
 ]

@@ -1,23 +1,27 @@
 """The poller: keeps the monitored fleet, polls each printer on time, publishes `supply-reading`.
 
-How replicas share the fleet (JetStream work distribution): every monitored printer has exactly
-one *poll job* message in a work-queue stream (one message per subject, new ones discarded, so a
-printer can never have two). Replicas pull jobs from one durable consumer; whoever gets a job
-polls the printer, publishes the reading, and `nak`s the job with a delay until the printer's next
-slot (schedule.py), so JetStream hands it out again — to any live replica — when the next poll is
-due. A replica that dies mid-poll stops acking; after `ack_wait` the job goes to another replica.
-No printer is polled twice at once, none is forgotten.
+How replicas share the fleet (leases.py): the fleet is cut into a fixed number of partitions (a
+hash of each printer's key), and a work-queue stream holds one *partition job* per partition
+(one message per subject, a second one refused). A replica holds the partition jobs it received,
+unacknowledged, telling JetStream "in progress" every round (a share of the ack wait), and polls
+those partitions' printers on their slots (schedule.py) from a local timer (timers.py): a steady
+poll sends NATS nothing but its reading. A replica takes at most its share of the partitions
+(replicas announce themselves in a small KV bucket) and hands back what it holds beyond; when it
+stops it hands every partition back at once (nak), after writing its printers' last poll times;
+when it dies its partitions go to the others after the ack wait. No printer is polled by two
+replicas at once (a replica whose lease lapsed sees it taken and lets it go), none is forgotten.
 
-Nak delays do not survive a NATS restart (every job comes back at once): a job that arrives well
-before its printer's slot, judged from the last poll time kept in KV, is put back until the slot,
-so polls stay spread. `tonerwatch_poll_jobs_overdue` counts printers nobody has polled in time.
+A replica that takes a partition continues each printer from its last poll time in KV (a
+healthy printer's is rewritten only every HEALTH_REFRESH_INTERVALS intervals; while it is that
+current the printer was polled on its slots: schedule.assumed_last_poll), so polls stay one
+interval apart across a hand-over. A printer added to a held partition (a configuration change
+reaching the replica's mirror) is first polled within schedule.FIRST_POLL_WINDOW_S; a removed one
+is not polled again. `tonerwatch_poll_jobs_overdue` counts printers nobody has polled in time.
 
-NATS traffic of a steady poll (issue 15): the reading's publish (and its ack) and the job's nak,
-nothing else. Configuration and health are read from in-memory mirrors of their KV buckets fed by
-watches (mirror.py), not fetched per poll; health is written when it changes (failures,
-reachability) and otherwise only every HEALTH_REFRESH_INTERVALS intervals to keep the last poll
-time roughly current for other replicas and restarts (schedule.assumed_last_poll); "in progress"
-is sent only for a poll that runs long enough to need it.
+NATS traffic of a steady poll (issue 15): the reading's publish (and its ack), nothing else.
+Configuration and health are read from in-memory mirrors of their KV buckets fed by watches
+(mirror.py); health is written when it changes (failures, reachability) and otherwise only every
+HEALTH_REFRESH_INTERVALS intervals.
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ import contextlib
 import json
 import logging
 import time
+import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -36,6 +43,7 @@ from nats.aio.msg import Msg
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
+    ConsumerInfo,
     DiscardPolicy,
     RetentionPolicy,
     StorageType,
@@ -46,7 +54,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
 
 from tonerwatch_poller import schedule
+from tonerwatch_poller.leases import (
+    DEFAULT_PARTITIONS,
+    Beat,
+    live,
+    partition_of,
+    replicas_on,
+    share,
+    taken_by_others,
+)
 from tonerwatch_poller.mirror import KvMirror, latest_values
+from tonerwatch_poller.timers import Timers
 from tonerwatch_shared import failures, ordering
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler, pause_on_bus_error
 from tonerwatch_shared.checks import check_host, credential_problems
@@ -85,17 +103,31 @@ FAILED_JOB_RETRY_S = 30.0
 # A "poll now" older than this is history (a new replica replaying the stream), not a request.
 POLL_REQUEST_MAX_AGE_S = 120.0
 JOB_AREA = "polljob"  # outside the events stream's areas, so the two streams never overlap
+# Partition jobs: <root>.<site>.polljob.part.<n>. Before them every printer had a job of its own on
+# <root>.<site>.polljob.<printer>, taken through RETIRED_DURABLE: both retired at start.
+PARTITION_WHAT = f"{JOB_AREA}.part"
+RETIRED_DURABLE = "poller_jobs"
+LEASE_DURABLE = "poller_leases"
+# The site token of the fleet's partitions, held by replicas serving every site.
+FLEET = "_fleet"
+# Replicas' heartbeats (Beat), one key per replica; old keys of dead replicas age out.
+REPLICAS_BUCKET = "POLLER_REPLICAS"
+REPLICAS_TTL_S = 3600.0
 # A healthy printer's health record is rewritten at least every this many intervals (its last poll
 # time may lag by that much: PrinterHealth.refresh_s); at 10, 0.1 KV writes per steady poll.
 HEALTH_REFRESH_INTERVALS = 10
-# The long-lived pull request for jobs (_JobPull): how long one waits for jobs, how often the
-# server says it is still there while none come, and how often the job loop looks at it.
+# The long-lived pull request for partition jobs (_JobPull): how long one waits for jobs, how
+# often the server says it is still there while none come.
 PULL_EXPIRES_S = 30.0
 PULL_HEARTBEAT_S = 5.0
+# How often the lease loop looks at its share and its pull requests (no NATS traffic of its own).
 PULL_CHECK_S = 1.0
+# A round (in progress for every held partition, the heartbeat, each consumer's count) every
+# this share of the job ack wait: a replica must miss three before its partitions lapse.
+ROUND_SHARE = 0.3
+# Longest wait, when handing partitions back, for their polls under way and last poll times.
+HANDOVER_TIMEOUT_S = 10.0
 READING_TYPE = SupplyReading.model_fields["type"].default
-# "In progress" is sent to JetStream when a poll has run this share of the job's ack wait.
-PROGRESS_SHARE = 0.4
 
 
 class Settings(CommonSettings):
@@ -111,7 +143,16 @@ class Settings(CommonSettings):
     )
     ipp_timeout_s: float = Field(default=5.0, gt=0, description="Per IPP request")
     job_ack_wait_s: float = Field(
-        default=60.0, gt=0, description="A job unanswered this long goes to another replica"
+        default=60.0,
+        gt=0,
+        description="A dead replica's partitions go to the others after this long",
+    )
+    poll_partitions: int = Field(
+        default=DEFAULT_PARTITIONS,
+        ge=1,
+        le=4096,
+        description="Partitions of the fleet (of each site's, with TONERWATCH_SITES) that replicas "
+        "share: the most replicas that can share one; the same on every replica",
     )
 
 
@@ -206,9 +247,14 @@ class PollerMetrics:
             "fleet-wide, the same on every replica",
             registry=self.registry,
         )
-        self.put_back = Counter(
-            "tonerwatch_poll_jobs_put_back",
-            "Poll jobs delivered before their printer's slot and put back (e.g. after a NATS restart)",
+        self.partitions = Gauge(
+            "tonerwatch_poll_partitions_held",
+            "Partitions of the fleet this replica holds (polls the printers of)",
+            registry=self.registry,
+        )
+        self.handed_over = Counter(
+            "tonerwatch_poll_partitions_handed_over",
+            "Partitions this replica handed back (stopping, or beyond its share) or let go (lapsed)",
             registry=self.registry,
         )
 
@@ -218,6 +264,19 @@ class PollerMetrics:
         if counter is None:
             counter = self._polls[result, protocol] = self.polls.labels(result, protocol)
         counter.inc()
+
+
+@dataclass
+@dataclass
+class _Lease:
+    """A partition job this replica holds: its printers are polled here while it is held."""
+
+    subject: str
+    site: str  # the site of its printers (FLEET: every site)
+    partition: int
+    durable: str
+    msg: Msg
+    taken_at: float  # Unix time it was received (a later taking elsewhere means this one lapsed)
 
 
 @dataclass
@@ -240,10 +299,30 @@ class Poller:
     # In-memory mirrors of the two buckets (start_mirrors); without them every read goes to KV.
     config_mirror: KvMirror | None = None
     health_mirror: KvMirror | None = None
-    # Each printer's configuration as last parsed, with the bytes it was parsed from.
+    # Each printer's configuration as last parsed, with the bytes it was parsed from (by KV key).
     configs: dict[str, tuple[bytes, PrinterConfigured]] = field(default_factory=dict)
     # The health this replica computed at its own last poll of each printer (exact times, seq).
     recent: dict[str, PrinterHealth] = field(default_factory=dict)
+    # Every monitored printer's (site, partition), by KV key, from the configuration mirror.
+    placed: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # The partitions held here, by subject; the printers scheduled here and their partition's subject.
+    leases: dict[str, _Lease] = field(default_factory=dict)
+    lease_of: dict[str, str] = field(default_factory=dict)
+    timers: Timers = field(default_factory=Timers)
+    # The poll a timer started, by KV key, while it runs (a hand-over waits for it).
+    timed: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # This replica's key in the heartbeat bucket (unique per process run) and the bucket's mirror.
+    replica_id: str = ""
+    beats: KvMirror | None = None
+    _wake: asyncio.Event | None = None
+    _sleep_until: float | None = None
+    _leases_wake: asyncio.Event | None = None
+    _beat_due: bool = False
+    _created: dict[str, datetime] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.replica_id:
+            self.replica_id = f"{token(self.settings.instance)}-{uuid.uuid4().hex[:8]}"
 
     @property
     def subjects(self) -> Subjects:
@@ -251,7 +330,7 @@ class Poller:
 
     async def start_mirrors(self) -> None:
         """Load both buckets into memory and follow their changes (reads then cost no round trip)."""
-        self.config_mirror = KvMirror(self.printers)
+        self.config_mirror = KvMirror(self.printers, on_change=self._config_changed)
         await self.config_mirror.start()
         self.health_mirror = KvMirror(self.health)
         await self.health_mirror.start()
@@ -274,30 +353,38 @@ class Poller:
             except nats.js.errors.KeyNotFoundError:
                 entry = None
             raw = entry.value if entry is not None else None
+        return self._parsed_config(key, raw)
+
+    def _parsed_config(self, key: str, raw: bytes | None) -> PrinterConfigured | None:
         if not raw:
-            self.configs.pop(printer_id, None)
+            self.configs.pop(key, None)
             return None
-        cached = self.configs.get(printer_id)
+        cached = self.configs.get(key)
         if cached is not None and cached[0] == raw:
             return cached[1]
-        config = PrinterConfigured.model_validate_json(raw)
-        self.configs[printer_id] = (raw, config)
+        try:
+            config = PrinterConfigured.model_validate_json(raw)
+        except ValueError:
+            log.error("unreadable configuration of %s in KV", key)
+            return None
+        self.configs[key] = (raw, config)
         return config
 
     @property
     def jobs_stream(self) -> str:
         return self.subjects.name("POLLJOBS")
 
-    def job_subject(self, site: str, printer_id: str) -> str:
-        return self.subjects.subject(site, JOB_AREA, printer_id)
+    def partition_subject(self, site: str, partition: int) -> str:
+        """Return the subject of a partition's job (site FLEET: a partition of every site)."""
+        return self.subjects.subject(site, PARTITION_WHAT, str(partition))
 
     async def ensure_jobs_stream(self) -> None:
-        """Create the work-queue stream of poll jobs: at most one job per printer."""
+        """Create the work-queue stream of partition jobs: at most one job per partition."""
         await self.bus.ensure_stream(
             StreamConfig(
                 name=self.jobs_stream,
-                description="TonerWatch poll jobs: one per monitored printer",
-                subjects=[self.subjects.area(JOB_AREA, keyed=False)],
+                description="TonerWatch poll jobs: one per partition of the monitored fleet",
+                subjects=[self.subjects.area(JOB_AREA, keyed=True)],
                 retention=RetentionPolicy.WORK_QUEUE,
                 storage=StorageType.FILE,
                 max_bytes=self.settings.polljobs_max_bytes,
@@ -310,7 +397,7 @@ class Poller:
     # --- configuration -------------------------------------------------------------------------
 
     async def on_config(self, event: Event, _msg: Msg) -> None:
-        """Keep the fleet in KV and make sure each monitored printer has its one poll job."""
+        """Keep the fleet in KV (every replica's mirror, and so its partitions, follow it)."""
         if isinstance(event, PollRequested):
             self.request_poll(event)
         elif isinstance(event, PrinterConfigured) and event.monitored:
@@ -318,45 +405,62 @@ class Poller:
                 await self.config_mirror.put(token(event.printer_id), event.to_bytes())
             else:
                 await self.printers.put(token(event.printer_id), event.to_bytes())
-            await self.schedule(event)
+            log.info("monitoring %s at %s", event.printer_id, event.address)
         elif isinstance(event, (PrinterRemoved, PrinterConfigured)):
             if self.config_mirror is not None:
                 await self.config_mirror.delete(token(event.printer_id))
             else:
                 with contextlib.suppress(nats.js.errors.KeyNotFoundError):
                     await self.printers.delete(token(event.printer_id))
-            self.plans.pop(event.printer_id, None)
-            self.parsed.pop(event.printer_id, None)
-            self.configs.pop(event.printer_id, None)
-            self.recent.pop(event.printer_id, None)
-            # The job ends itself the next time it comes due and finds no configuration.
+            self._forget(token(event.printer_id), event.printer_id)
 
-    async def schedule(self, config: PrinterConfigured) -> None:
-        """Publish the printer's poll job unless it has one already (the stream refuses a second)."""
-        # scheduled_at spreads first polls (schedule.first_due), also after a NATS restart.
-        payload = json.dumps(
-            {
-                "printer_id": config.printer_id,
-                "site_id": config.site_id,
-                "scheduled_at": time.time(),
-            }
-        ).encode()
-        try:
-            await self.bus.js.publish(
-                self.job_subject(config.site_id, config.printer_id), payload, timeout=5.0
-            )
-        except nats.js.errors.APIError as exc:
-            if "maximum messages per subject" not in str(exc).lower():
-                raise
-            # Already scheduled: the per-subject limit is what keeps a printer from being polled twice.
+    def _forget(self, key: str, printer_id: str | None = None) -> None:
+        """Drop what this replica learned of a printer it no longer polls."""
+        cached = self.configs.pop(key, None)
+        if printer_id is None and cached is not None:
+            printer_id = cached[1].printer_id
+        if printer_id is not None:
+            self.plans.pop(printer_id, None)
+            self.parsed.pop(printer_id, None)
+            self.recent.pop(printer_id, None)
+
+    def _config_changed(self, key: str) -> None:
+        """Follow a printer's configuration change (any replica's) in the partitions held here."""
+        raw = self.config_mirror.get(key) if self.config_mirror is not None else None
+        if raw is None:
+            self.placed.pop(key, None)
+            self._unschedule(key)
             return
-        log.info("scheduled %s at %s", config.printer_id, config.address)
+        try:
+            site = str(json.loads(raw)["site_id"])
+        except (ValueError, KeyError, TypeError):
+            log.error("unreadable configuration of %s in KV", key)
+            return
+        self.placed[key] = (site, partition_of(key, self.settings.poll_partitions))
+        lease = self._lease_for(key)
+        config = self._parsed_config(key, raw) if lease is not None else None
+        if lease is None or config is None:
+            self._unschedule(key)
+            return
+        self._schedule_from_health(key, config, lease)
+
+    def _lease_for(self, key: str) -> str | None:
+        """Return the subject of the held partition the printer belongs to (None: not held here)."""
+        placed = self.placed.get(key)
+        if placed is None or not self.leases:
+            return None
+        site, partition = placed
+        for owner in (FLEET, site):
+            subject = self.partition_subject(owner, partition)
+            if subject in self.leases:
+                return subject
+        return None
 
     def request_poll(self, event: PollRequested, now: float | None = None) -> bool:
         """Start polling the printer now, outside its schedule; return whether a poll started.
 
-        The poll runs beside the job loop (the configuration consumer is not held up by it); its
-        recorded poll time moves the printer's next scheduled poll one interval on.
+        The poll runs beside the scheduled ones (the configuration consumer is not held up by
+        it); its recorded poll time moves the printer's next scheduled poll one interval on.
         """
         age = (now if now is not None else time.time()) - event.occurred_at.timestamp()
         if age > POLL_REQUEST_MAX_AGE_S or event.printer_id in self.polling:
@@ -377,166 +481,489 @@ class Poller:
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("requested poll of %s not published (%r)", config.printer_id, exc)
 
-    # --- polling -------------------------------------------------------------------------------
+    # --- the local schedule of the partitions held here -----------------------------------------
 
-    def job_consumers(self) -> list[tuple[str, str | None]]:
-        """Return the (durable, filter) of each job consumer: one per selected site, or one for all."""
+    def _schedule_from_health(self, key: str, config: PrinterConfigured, lease: str) -> None:
+        """Set the printer's timer from its last poll: its next slot, or soon if it is due."""
+        health = self._known_health(config.printer_id)
+        due = schedule.due_on_taking(
+            time.time(),
+            last_poll_at=health.last_poll_at,
+            refresh_s=health.refresh_s,
+            exact=config.printer_id in self.recent,
+            interval_s=config.interval_s,
+            printer_id=config.printer_id,
+        )
+        current = self.timers.due.get(key)
+        if self.lease_of.get(key) == lease and current is not None:
+            due = min(due, current)  # a change of configuration never postpones a poll
+        self.lease_of[key] = lease
+        self._set_timer(key, due)
+
+    def _set_timer(self, key: str, due: float) -> None:
+        self.timers.set(key, due)
+        if self._wake is not None and (self._sleep_until is None or due < self._sleep_until):
+            self._wake.set()
+
+    def _reschedule(self, key: str, lease: str, due: float) -> None:
+        """Set the printer's next timer, if its partition is still held here."""
+        if self.lease_of.get(key) == lease and lease in self.leases:
+            self._set_timer(key, due)
+
+    def _unschedule(self, key: str) -> None:
+        self.timers.cancel(key)
+        if self.lease_of.pop(key, None) is not None:
+            self._forget(key)
+
+    async def _run_timers(self, slots: asyncio.Semaphore, stop: asyncio.Event) -> None:
+        """Start each printer's poll when its timer comes due, up to poll_concurrency at once."""
+        wake = self._wake = asyncio.Event()
+        try:
+            while not stop.is_set():
+                for key in self.timers.pop_due(time.time()):
+                    await slots.acquire()
+                    task = asyncio.create_task(self._timed_poll(key, slots))
+                    self.timed[key] = task
+                    self.in_flight.add(task)
+                    task.add_done_callback(self._timed_done(key))
+                wake.clear()
+                next_at = self.timers.next_at()
+                now = time.time()
+                delay = PULL_EXPIRES_S if next_at is None else max(0.0, next_at - now)
+                self._sleep_until = now + delay
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await wake.wait()
+        finally:
+            self._wake = self._sleep_until = None
+
+    def _timed_done(self, key: str) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            self.in_flight.discard(task)
+            if self.timed.get(key) is task:
+                del self.timed[key]
+
+        return done
+
+    async def _timed_poll(self, key: str, slots: asyncio.Semaphore) -> None:
+        """Poll a printer whose timer came due, and set its next timer."""
+        lease = self.lease_of.get(key)
+        try:
+            config = (
+                self._parsed_config(key, self.config_mirror.get(key))
+                if self.config_mirror
+                else None
+            )
+            if lease is None or lease not in self.leases or config is None:
+                return
+            current_site.set(config.site_id)
+            printer_id, interval = config.printer_id, config.interval_s
+            health = await self.read_health(printer_id)
+            now = time.time()
+            if printer_id in self.polling:  # a requested poll is under way: the next slot follows
+                self._reschedule(key, lease, schedule.due_after_poll(now, interval, printer_id))
+                return
+            later = schedule.polled_since(now, health.last_poll_at, interval, printer_id)
+            if later is not None:  # polled since the timer was set (asked for): its next slot
+                self._reschedule(key, lease, later)
+                return
+            try:
+                await self.poll(config, health)
+            except (nats.errors.Error, TimeoutError) as exc:
+                # The bus failed mid-poll (a leader election, a restart): try again soon, but never
+                # later than the printer's own interval.
+                log.warning("poll of %s not published (%r); retrying", printer_id, exc)
+                retry = min(FAILED_JOB_RETRY_S, interval)
+                self._reschedule(key, lease, time.time() + retry)
+                return
+            now = time.time()
+            self._reschedule(key, lease, schedule.due_after_poll(now, interval, printer_id))
+        except Exception:
+            log.exception("poll of %s failed; retrying in %.0f s", key, FAILED_JOB_RETRY_S)
+            if lease is not None:
+                self._reschedule(key, lease, time.time() + FAILED_JOB_RETRY_S)
+        finally:
+            slots.release()
+
+    # --- partition leases ------------------------------------------------------------------------
+
+    def lease_consumers(self) -> list[tuple[str, str, str]]:
+        """Return (durable, filter, site of its partitions) of each job consumer of this replica.
+
+        Serving every site: one consumer of the fleet's partitions. Serving named sites: one per
+        site, of that site's partitions (replicas serving the same site share it; the filters of
+        different sites never overlap, which a work-queue stream requires).
+        """
         if not self.settings.sites:
-            return [(self.subjects.name("poller_jobs"), None)]
-        # One durable per site: replicas serving the same site share it, and the filters of
-        # different sites never overlap (a work-queue stream refuses overlapping consumers).
+            durable = self.subjects.name(LEASE_DURABLE)
+            return [(durable, self.subjects.filter(PARTITION_WHAT, site=FLEET), FLEET)]
         return [
-            (self.subjects.name(f"poller_jobs_{site}"), self.subjects.filter(JOB_AREA, site=site))
+            (
+                self.subjects.name(f"{LEASE_DURABLE}_{site}"),
+                self.subjects.filter(PARTITION_WHAT, site=site),
+                site,
+            )
             for site in self.settings.sites
         ]
 
     async def run_jobs(self, stop: asyncio.Event) -> None:
-        """Pull due poll jobs of this replica's sites until stop, polling up to poll_concurrency at once."""
+        """Hold partitions and poll their printers on their slots until stop, then hand them back."""
         slots = asyncio.Semaphore(self.settings.poll_concurrency)
+        self.beats = KvMirror(
+            await self.bus.key_value(REPLICAS_BUCKET, ttl_s=REPLICAS_TTL_S),
+            on_change=lambda _key: self._wake_leases(),
+        )
+        await self.beats.start()
+        self._leases_wake = asyncio.Event()
+        halt = asyncio.Event()  # stop, or the lease loop ended (the connection closed)
+
+        def halt_now() -> None:
+            halt.set()
+            self._wake_leases()
+            if self._wake is not None:
+                self._wake.set()
+
+        async def relay_stop() -> None:
+            await stop.wait()
+            halt_now()
+
         try:
+            await self._retire_printer_jobs()
+            for durable, filter_subject, _site in self.lease_consumers():
+                info = await self._add_consumer(durable, filter_subject)
+                self._created[durable] = info.created
             async with asyncio.TaskGroup() as tg:
-                for durable, filter_subject in self.job_consumers():
-                    await self.bus.js.add_consumer(
-                        self.jobs_stream,
-                        ConsumerConfig(
-                            durable_name=durable,
-                            ack_policy=AckPolicy.EXPLICIT,
-                            ack_wait=self.settings.job_ack_wait_s,
-                            max_deliver=-1,
-                            max_ack_pending=-1,  # every monitored printer's job is pending between polls
-                            filter_subject=filter_subject,
-                        ),
-                    )
-                    tg.create_task(self._pull_jobs(durable, slots, stop))
+                relay = tg.create_task(relay_stop())
+                tg.create_task(self._run_timers(slots, halt))
+                try:
+                    await self._run_leases(halt)
+                finally:
+                    halt_now()
+                    relay.cancel()
         finally:
+            # Stopping: the others see this replica gone (their share grows), then get its
+            # partitions at once, each printer's last poll time written first.
+            with contextlib.suppress(Exception):
+                await self.beats.delete(self.replica_id)
+            with contextlib.suppress(Exception):
+                await self._hand_back(list(self.leases), reason="stopping")
             if self.in_flight:
                 # Let polls under way finish (bounded by their own timeouts) so no reading is lost.
                 await asyncio.wait(self.in_flight, timeout=self.settings.poll_timeout_s * 4 + 5)
+            await self.beats.stop()
 
-    async def _pull_jobs(
-        self,
-        durable: str,
-        slots: asyncio.Semaphore,
-        stop: asyncio.Event,
-    ) -> None:
-        """Take the consumer's due jobs through one long-lived pull request, re-armed as it ends.
+    def _wake_leases(self) -> None:
+        if self._leases_wake is not None:
+            self._leases_wake.set()
 
-        A fetch per batch cost a pull request (often two: a no-wait one, then a waiting one) for
-        every one or two jobs at steady rates. One request for as many jobs as there are free
-        slots, waiting up to PULL_EXPIRES_S, delivers jobs as they come due; it ends when its
-        batch is delivered or it expires (status 408), and the next is sent then. Idle
-        heartbeats from the server, and the connection's reconnect count, tell a request lost
-        with a NATS restart: it is sent again.
+    async def _add_consumer(self, durable: str, filter_subject: str) -> ConsumerInfo:
+        return await self.bus.js.add_consumer(
+            self.jobs_stream,
+            ConsumerConfig(
+                durable_name=durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=self.settings.job_ack_wait_s,
+                max_deliver=-1,
+                max_ack_pending=-1,  # every partition's job is held between rounds
+                filter_subject=filter_subject,
+            ),
+        )
+
+    async def _retire_printer_jobs(self) -> None:
+        """End the jobs of the poller before partitions: a job per printer and its consumers.
+
+        Their schedules are not lost: a printer's slots follow from its id and its last poll time
+        in KV, which is where the partition's holder continues from.
         """
-        nc = self.bus.nc
-        pull = _JobPull(nc.new_inbox(), f"$JS.API.CONSUMER.MSG.NEXT.{self.jobs_stream}.{durable}")
+        retired = [self.subjects.name(RETIRED_DURABLE)]
+        retired += [self.subjects.name(f"{RETIRED_DURABLE}_{site}") for site in self.settings.sites]
+        for durable in retired:
+            try:
+                if await self.bus.js.delete_consumer(self.jobs_stream, durable):
+                    log.info("retired the consumer of per-printer poll jobs %s", durable)
+            except nats.js.errors.NotFoundError:
+                pass
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("could not retire the consumer %s (%r)", durable, exc)
+        # Per-printer jobs (one token after the area); partitions have two.
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await self.bus.js.purge_stream(self.jobs_stream, subject=self.subjects.filter(JOB_AREA))
 
+    async def _run_leases(self, stop: asyncio.Event) -> None:
+        """Take partitions up to this replica's share through long-lived pull requests, keep them
+        (a round every ROUND_SHARE of the ack wait), hand back what is beyond the share."""
+        nc = self.bus.nc
+        wake = self._leases_wake or asyncio.Event()
+        pulls: dict[str, _JobPull] = {}
+        subs = []
+        for durable, _filter, site in self.lease_consumers():
+            pull = pulls[durable] = _JobPull(
+                nc.new_inbox(), f"$JS.API.CONSUMER.MSG.NEXT.{self.jobs_stream}.{durable}", wake
+            )
+            subs.append(await nc.subscribe(pull.inbox, cb=self._on_job(pull, durable, site, stop)))
+        next_round = 0.0
+        reconnects = nc.stats["reconnects"]
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if now >= next_round or nc.stats["reconnects"] != reconnects:
+                    reconnects = nc.stats["reconnects"]
+                    try:
+                        await self._round()
+                        next_round = now + self.settings.job_ack_wait_s * ROUND_SHARE
+                    except (nats.errors.Error, TimeoutError) as exc:
+                        if isinstance(exc, nats.errors.ConnectionClosedError):
+                            return
+                        log.warning("poll partitions: round failed (%r); again shortly", exc)
+                        next_round = now + min(5.0, self.settings.job_ack_wait_s * ROUND_SHARE)
+                elif self._beat_due:
+                    with contextlib.suppress(nats.errors.Error, TimeoutError):
+                        await self._beat()
+                await self._rebalance()
+                for durable, pull in pulls.items():
+                    if not pull.needs_request(time.monotonic(), nc.stats["reconnects"]):
+                        continue
+                    if self._room(durable) <= 0:
+                        continue
+                    try:
+                        # One job a request: a share that shrank meanwhile is overshot by one at most.
+                        await nc.publish(pull.subject, pull.request(1), reply=pull.inbox)
+                    except nats.errors.ConnectionClosedError:
+                        return
+                    except nats.errors.Error as exc:  # reconnecting: ask again soon
+                        pull.lost()
+                        await pause_on_bus_error(exc, durable, stop)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PULL_CHECK_S):
+                        await wake.wait()
+                wake.clear()
+        finally:
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    def _on_job(
+        self, pull: _JobPull, durable: str, site: str, stop: asyncio.Event
+    ) -> Callable[[Msg], Coroutine[Any, Any, None]]:
         async def on_msg(msg: Msg) -> None:
             if not pull.delivered(msg):
                 return
-            if stop.is_set():  # stopping: hand it straight back, another replica takes it
-                with contextlib.suppress(Exception):
+            try:
+                if stop.is_set():  # stopping: hand it straight back, another replica takes it
                     await msg.nak()
-                return
-            await slots.acquire()
-            task = asyncio.create_task(self._job(msg, slots))
-            self.in_flight.add(task)
-            task.add_done_callback(self.in_flight.discard)
+                else:
+                    await self._take(msg, durable, site)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("poll partition %s not taken (%r)", msg.subject, exc)
 
-        sub = await nc.subscribe(pull.inbox, cb=on_msg)
-        try:
-            while not stop.is_set():
-                if pull.needs_request(time.monotonic(), nc.stats["reconnects"]):
-                    free = self.settings.poll_concurrency - len(self.in_flight)
-                    if free > 0:
-                        try:
-                            await nc.publish(
-                                pull.subject, pull.request(min(free, 256)), reply=pull.inbox
-                            )
-                        except nats.errors.ConnectionClosedError:
-                            return
-                        except nats.errors.Error as exc:  # reconnecting: ask again soon
-                            pull.lost()
-                            await pause_on_bus_error(exc, durable, stop)
-                            continue
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(PULL_CHECK_S):
-                        await pull.wake.wait()
-                pull.wake.clear()
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.drain()  # type: ignore[no-untyped-call]
+        return on_msg
 
-    async def _job(self, msg: Msg, slots: asyncio.Semaphore) -> None:
+    async def _take(self, msg: Msg, durable: str, site: str) -> None:
+        """Hold a partition job just received and schedule its printers."""
+        subject = msg.subject
         try:
-            await self.handle_job(msg)
-        except Exception:
-            log.exception("poll job failed; retrying in %.0f s", FAILED_JOB_RETRY_S)
-            with contextlib.suppress(Exception):
-                await msg.nak(delay=FAILED_JOB_RETRY_S)
-        finally:
-            slots.release()
-
-    async def handle_job(self, msg: Msg) -> None:
-        """Poll the job's printer once and reschedule it, or end the job if the printer is gone."""
-        try:
-            job = json.loads(msg.data)
-            printer_id = str(job["printer_id"])
-        except (ValueError, KeyError, TypeError):
-            log.error("terminated malformed poll job on %s", msg.subject)
+            partition = int(subject.rsplit(".", 1)[1])
+        except (ValueError, IndexError):
+            partition = -1
+        if not 0 <= partition < self.settings.poll_partitions:
+            # Malformed, or left from a larger TONERWATCH_POLL_PARTITIONS: it ends here.
+            log.info(
+                "ended the poll job %s (%d partitions now)", subject, self.settings.poll_partitions
+            )
             await msg.term()
             return
-        config = await self.read_config(printer_id)
-        if config is None:
-            await msg.term()  # printer removed: its job ends here
-            self.plans.pop(printer_id, None)
-            self.parsed.pop(printer_id, None)
-            self.recent.pop(printer_id, None)
-            return
-        current_site.set(config.site_id)
-        scheduled_at = job.get("scheduled_at")
-        health = await self.read_health(config.printer_id)  # read once: the slot, then the poll
         now = time.time()
-        last_poll_at = health.last_poll_at
-        if config.printer_id not in self.recent:  # another replica's record: it may lag
-            last_poll_at = schedule.assumed_last_poll(
-                now, last_poll_at, health.refresh_s, config.interval_s, config.printer_id
-            )
-        decision = schedule.decide(
-            now,
-            last_poll_at=last_poll_at,
-            scheduled_at=float(scheduled_at) if isinstance(scheduled_at, (int, float)) else None,
-            interval_s=config.interval_s,
-            printer_id=config.printer_id,
-        )
-        if not decision.poll_now:
-            # Early (a NATS restart forgot the delay, or a new printer's first slot): wait for the slot.
-            self.metrics.put_back.inc()
-            await msg.nak(delay=decision.wait_s)
+        held = self.leases.get(subject)
+        if held is not None:  # delivered again (a restarted server): keep the newer delivery alive
+            held.msg, held.taken_at = msg, now
+            self._beat_due = True
             return
-        if config.printer_id in self.polling:
-            # A requested poll is under way here: this one is not needed, the next slot follows.
-            now = time.time()
-            await msg.nak(
-                delay=schedule.due_after_poll(now, config.interval_s, config.printer_id) - now
+        self.leases[subject] = _Lease(subject, site, partition, durable, msg, now)
+        self.metrics.partitions.set(len(self.leases))
+        self._beat_due = True
+        self._wake_leases()
+        # The replica that handed it over wrote its printers' last poll times before letting go:
+        # wait until they are in the mirror (bounded), so polls stay one interval apart.
+        if self.health_mirror is not None:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await self.health_mirror.caught_up()
+        if subject not in self.leases:
+            return  # handed back meanwhile
+        scheduled = 0
+        for key, (printer_site, printer_partition) in list(self.placed.items()):
+            if printer_partition != partition or site not in (FLEET, printer_site):
+                continue
+            config = self._parsed_config(
+                key, self.config_mirror.get(key) if self.config_mirror else None
             )
+            if config is not None:
+                self._schedule_from_health(key, config, subject)
+                scheduled += 1
+        log.info("took poll partition %s: %d printers", subject, scheduled)
+
+    def _live_beats(self) -> list[Beat]:
+        """Return the heartbeats of the replicas alive (this one's always)."""
+        now = time.time()
+        beats = []
+        for raw in list(self.beats.values.values()) if self.beats is not None else []:
+            beat = Beat.from_bytes(raw)
+            if beat is not None and beat.replica != self.replica_id:
+                beats.append(beat)
+        alive = live(beats, now, self.settings.job_ack_wait_s)
+        own = tuple(durable for durable, _, _ in self.lease_consumers())
+        return [Beat(self.replica_id, now, own), *alive]
+
+    def _room(self, durable: str, beats: list[Beat] | None = None) -> int:
+        """Return how many more partitions of durable this replica may take (negative: too many)."""
+        beats = beats if beats is not None else self._live_beats()
+        allowed = share(self.settings.poll_partitions, replicas_on(beats, durable))
+        return allowed - sum(1 for lease in self.leases.values() if lease.durable == durable)
+
+    async def _rebalance(self) -> None:
+        """Let go of partitions another replica took later; hand back what is beyond the share."""
+        beats = self._live_beats()
+        held = {subject: lease.taken_at for subject, lease in self.leases.items()}
+        lapsed = taken_by_others(held, beats[1:])
+        if lapsed:
+            # This replica's lease lapsed (it stalled past the ack wait): the job is the other's now,
+            # and a nak would hand the other's delivery out again.
+            await self._hand_back(sorted(lapsed), reason="taken by another replica", nak=False)
+        for durable, _, _ in self.lease_consumers():
+            over = -self._room(durable, beats)
+            if over > 0:
+                mine = sorted(
+                    (lease for lease in self.leases.values() if lease.durable == durable),
+                    key=lambda lease: lease.taken_at,
+                )
+                await self._hand_back(
+                    [lease.subject for lease in mine[-over:]], reason="beyond share"
+                )
+
+    async def _hand_back(self, subjects: list[str], *, reason: str, nak: bool = True) -> None:
+        """Stop polling these partitions' printers; with nak, write their last poll times and hand
+        the jobs back so another replica takes them at once."""
+        dropped = [self.leases.pop(s) for s in subjects if s in self.leases]
+        if not dropped:
             return
-        # A slow poll must not look like a dead replica: "in progress" once it runs long.
-        progress = _Progress(msg, self.settings.job_ack_wait_s * PROGRESS_SHARE)
+        self.metrics.partitions.set(len(self.leases))
+        self.metrics.handed_over.inc(len(dropped))
+        self._beat_due = True
+        gone = {lease.subject for lease in dropped}
+        keys = [key for key, subject in self.lease_of.items() if subject in gone]
+        printer_ids = []
+        for key in keys:
+            self.timers.cancel(key)
+            del self.lease_of[key]
+            cached = self.configs.get(key)
+            if cached is not None:
+                printer_ids.append(cached[1].printer_id)
+        running = [self.timed[key] for key in keys if key in self.timed]
         try:
-            await self.poll(config, health)
-        except (nats.errors.Error, TimeoutError) as exc:
-            # The bus failed mid-poll (a leader election, a restart): try again soon, but never
-            # later than the printer's own interval.
-            log.warning("poll of %s not published (%r); retrying", config.printer_id, exc)
-            await msg.nak(delay=min(FAILED_JOB_RETRY_S, config.interval_s))
-            return
-        finally:
-            progress.cancel()
-        now = time.time()
-        await msg.nak(
-            delay=schedule.due_after_poll(now, config.interval_s, config.printer_id) - now
+            async with asyncio.timeout(HANDOVER_TIMEOUT_S):
+                if running:
+                    await asyncio.wait(running)
+                if nak:
+                    await self._write_last_polls(printer_ids)
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.warning("handing back poll partitions: last poll times not all written (%r)", exc)
+        for lease in dropped:
+            if nak:
+                with contextlib.suppress(Exception):
+                    await lease.msg.nak()
+        for key in keys:
+            self._forget(key)
+        log.info(
+            "%s %d poll partition(s) (%s): %d printers",
+            "handed back" if nak else "let go of",
+            len(dropped),
+            reason,
+            len(keys),
         )
+
+    async def _write_last_polls(self, printer_ids: list[str]) -> None:
+        """Write the exact last poll time of each printer whose stored one lags (a healthy printer's
+        is rewritten only every HEALTH_REFRESH_INTERVALS intervals)."""
+        behind = []
+        for printer_id in printer_ids:
+            own = self.recent.get(printer_id)
+            stored = self._stored_health(printer_id)
+            if own is not None and (stored is None or stored.last_poll_at != own.last_poll_at):
+                behind.append((printer_id, own))
+        for start in range(0, len(behind), 64):
+            await asyncio.gather(
+                *(self._store_health(pid, health) for pid, health in behind[start : start + 64])
+            )
+
+    async def _round(self) -> None:
+        """Keep the held partitions (in progress), check each consumer still has its partitions
+        (a NATS that lost the stream gets them again), and write this replica's heartbeat."""
+        for lease in list(self.leases.values()):
+            await lease.msg.in_progress()
+        for durable, filter_subject, site in self.lease_consumers():
+            try:
+                info = await self.bus.js.consumer_info(self.jobs_stream, durable, timeout=5.0)
+            except nats.js.errors.NotFoundError:
+                # The stream or the consumer is gone (a NATS that lost its store): what was held
+                # went with it. Set both up again; the partitions are published again below.
+                log.warning("poll partitions: consumer %s lost; setting it up again", durable)
+                await self.ensure_jobs_stream()
+                info = await self._add_consumer(durable, filter_subject)
+            if self._created.get(durable, info.created) != info.created:
+                await self._hand_back(
+                    [s for s, lease in self.leases.items() if lease.durable == durable],
+                    reason="consumer set up again",
+                    nak=False,
+                )
+            self._created[durable] = info.created
+            if (info.num_pending or 0) + (
+                info.num_ack_pending or 0
+            ) < self.settings.poll_partitions:
+                await self._publish_partitions(site)
+        await self._beat()
+
+    async def _publish_partitions(self, site: str) -> None:
+        """Publish every partition job of site the stream lacks (it refuses a second per subject)."""
+        published = 0
+        for partition in range(self.settings.poll_partitions):
+            body = json.dumps(
+                {
+                    "site_id": site,
+                    "partition": partition,
+                    "partitions": self.settings.poll_partitions,
+                }
+            ).encode()
+            try:
+                await self.bus.js.publish(
+                    self.partition_subject(site, partition), body, timeout=5.0
+                )
+                published += 1
+            except nats.js.errors.APIError as exc:
+                if "maximum messages per subject" not in str(exc).lower():
+                    raise
+        if published:
+            log.info("published %d poll partition job(s) of %s", published, site)
+
+    async def _beat(self) -> None:
+        """Write this replica's heartbeat: what it serves, and the partitions it holds since when."""
+        assert self.beats is not None
+        self._beat_due = False
+        beat = Beat(
+            replica=self.replica_id,
+            at=time.time(),
+            durables=tuple(durable for durable, _, _ in self.lease_consumers()),
+            leases={subject: lease.taken_at for subject, lease in self.leases.items()},
+        )
+        await self.beats.put(self.replica_id, beat.to_bytes())
+
+    # --- health -------------------------------------------------------------------------------
+
+    def _known_health(self, printer_id: str) -> PrinterHealth:
+        """Return the printer's health as this replica knows it without asking KV."""
+        own = self.recent.get(printer_id)
+        stored = self._stored_health(printer_id) or PrinterHealth()
+        if own is not None and (own.last_poll_at or 0) >= (stored.last_poll_at or 0):
+            return replace(own)
+        return stored
 
     async def read_health(self, printer_id: str) -> PrinterHealth:
         """Return what is known of the printer's last polls (empty if never polled).
@@ -778,34 +1205,8 @@ class Poller:
         await self._store_health(config.printer_id, health)
 
 
-class _Progress:
-    """Tells JetStream a job is in progress every every_s seconds until cancelled (none if quick)."""
-
-    def __init__(self, msg: Msg, every_s: float) -> None:
-        self.msg = msg
-        self.every_s = every_s
-        self.loop = asyncio.get_running_loop()
-        self.sent: set[asyncio.Task[None]] = set()
-        self.handle: asyncio.TimerHandle | None = self.loop.call_later(every_s, self._fire)
-
-    def _fire(self) -> None:
-        task = self.loop.create_task(self._send())
-        self.sent.add(task)
-        task.add_done_callback(self.sent.discard)
-        self.handle = self.loop.call_later(self.every_s, self._fire)
-
-    async def _send(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.msg.in_progress()
-
-    def cancel(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-
-
 class _JobPull:
-    """The state of one replica's long-lived pull request for jobs (pure: no I/O).
+    """The state of one replica's long-lived pull request for partition jobs (pure: no I/O).
 
     One request at a time, for `batch` jobs, waiting up to PULL_EXPIRES_S. It is over when its
     batch has been delivered, when the server ends it (408 expired, 409 e.g. a leadership change),
@@ -814,10 +1215,10 @@ class _JobPull:
     all only means a few more jobs than free slots; they wait for a slot.
     """
 
-    def __init__(self, inbox: str, subject: str) -> None:
+    def __init__(self, inbox: str, subject: str, wake: asyncio.Event | None = None) -> None:
         self.inbox = inbox
         self.subject = subject
-        self.wake = asyncio.Event()
+        self.wake = wake if wake is not None else asyncio.Event()
         self.remaining = 0  # jobs still to come on the request (0: none armed)
         self.heard_at = 0.0  # monotonic time of the server's last word on it
         self.reconnects: int | None = None
