@@ -142,7 +142,7 @@ def _sample_durable(durable: str) -> str:
 
 def _filter_of(stream: str) -> str:
     return (
-        SUBJECTS.all if stream == SUBJECTS.events_stream else SUBJECTS.area("polljob", keyed=False)
+        SUBJECTS.all if stream == SUBJECTS.events_stream else SUBJECTS.area("polljob", keyed=True)
     )
 
 
@@ -267,6 +267,8 @@ async def test_each_service_user_can_do_what_its_service_does(
             acked += 1
         await sub.unsubscribe()
     assert acked >= len(access.consumers)
+    for stream in access.purges:
+        assert await bus.js.purge_stream(stream, subject=_filter_of(stream))
     for stream, durable in access.retired:
         # Allowed: the server answers (there is none here) instead of a permissions violation.
         with pytest.raises(nats.js.errors.NotFoundError):

@@ -43,6 +43,8 @@ class Access:
     streams: tuple[str, ...] = ()
     # Raw subjects it publishes outside events (poll jobs).
     extra_publish: tuple[str, ...] = ()
+    # Streams it purges of what an earlier version left there (the poller's per-printer jobs).
+    purges: tuple[str, ...] = ()
     # Lists dead letters and asks consumers to replay them (the api).
     replays: bool = False
     # Reads single events of the events stream by sequence and subject (STREAM.MSG.GET): the
@@ -94,11 +96,14 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
         ),
         "poller": Access(
             publishes=(ev.SupplyReading, ev.PrinterUnreachable, ev.PrinterReachable),
-            # tonerwatch_poller.service.Poller.jobs_stream: the work queue of poll jobs.
-            consumers=(durable("poller_config"), (polljobs, subjects.name("poller_jobs"))),
-            buckets=("POLLER_PRINTERS", "POLLER_HEALTH"),
+            # tonerwatch_poller.service.Poller.jobs_stream: the work queue of partition jobs.
+            consumers=(durable("poller_config"), (polljobs, subjects.name("poller_leases"))),
+            buckets=("POLLER_PRINTERS", "POLLER_HEALTH", "POLLER_REPLICAS"),
             streams=(polljobs,),
-            extra_publish=(subjects.area("polljob", keyed=False),),
+            extra_publish=(subjects.area("polljob", keyed=True),),
+            # The per-printer jobs of the poller before partitions, and their consumer, retired.
+            retired=((polljobs, subjects.name("poller_jobs")),),
+            purges=(polljobs,),
         ),
         "alerter": Access(
             publishes=(
@@ -177,6 +182,7 @@ def publish_allow(service: str, subjects: Subjects | None = None) -> list[str]:
         allow += [f"{JS}.STREAM.{op}.{stream}" for op in ("INFO", "CREATE", "UPDATE")]
     if access.reads_events:
         allow.append(f"{JS}.STREAM.MSG.GET.{subjects.events_stream}")
+    allow += [f"{JS}.STREAM.PURGE.{stream}" for stream in access.purges]
     for stream, durable in access.consumers:
         allow += [
             # nats-py creates a durable on the legacy subject; newer clients name the filter.
