@@ -686,8 +686,12 @@ class Poller:
             except (nats.errors.Error, TimeoutError) as exc:
                 log.warning("could not retire the consumer %s (%r)", durable, exc)
         # Per-printer jobs (one token after the area); partitions have two.
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await self.bus.js.purge_stream(self.jobs_stream, subject=self.subjects.filter(JOB_AREA))
+        purged = [self.subjects.filter(JOB_AREA)]
+        if self.settings.sites:  # the fleet's partitions of replicas that served every site
+            purged.append(self.subjects.filter(PARTITION_WHAT, site=FLEET))
+        for subject in purged:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self.bus.js.purge_stream(self.jobs_stream, subject=subject)
 
     async def _run_leases(self, stop: asyncio.Event) -> None:
         """Take partitions up to this replica's share through long-lived pull requests, keep them
