@@ -1,29 +1,28 @@
 """Poller NATS operations per steady poll, before and after issue 15's changes, in one run.
 
 Prints (does not assert) what one poller replica sends to NATS per poll, and the CPU it and
-nats-server spend per poll, for three variants on the same nats-server and the same printers:
+nats-server spend per poll, for variants on the same nats-server and the same printers:
 
-- before: what the poller did before issue 15, reproduced by the same code without its KV
-  mirrors (configuration and health read from KV for every job, health written after every poll,
-  the overdue check reading both buckets whole), with the "in progress" it sent before every poll,
-  every answer parsed and its reading built (no kept snapshot, no reading template), and jobs
-  taken by a fetch per batch (not one long-lived pull request);
-- previous: the poller as the 2026-12-07 session found it (main at 89ef072: the mirrors, a
-  50 ms pause after a fetch of fewer than 4 jobs, every reading built and serialized, slots on
-  no grid), to show
-  what that session's steps did;
-- after: the poller as it is (mirrors fed by KV watches, health written when it changes and every
-  HEALTH_REFRESH_INTERVALS intervals, "in progress" only for a poll that runs long, jobs through
-  one long-lived pull request, a steady poll's reading written from its kept JSON and its ack
-  taken on the bus's ack inbox, slots on a 1 s grid so jobs come due in groups).
+- before (--variants before,...): what the poller did before issue 15, reproduced by the
+  per-printer job code without its KV mirrors (configuration and health read from KV for every
+  job, health written after every poll, the overdue check reading both buckets whole), with the
+  "in progress" it sent before every poll, every answer parsed and its reading built (no kept
+  snapshot, no reading template), jobs taken by a fetch per batch, slots on no grid;
+- previous: the poller as main had it at 91da0c9 (bench/poller_previous.py): a job message per
+  printer in the work queue, pulled when due through one long-lived pull request, polled and
+  nak'ed with the delay to the next slot (NATS as the timer: a redelivery and a nak per poll),
+  with today's polls, mirrors and reading path;
+- after: the poller as it is: partition leases (the replica holds the 16 partition jobs and
+  polls their printers from a local timer: a steady poll sends only its reading).
 
 Every message the poller's connection publishes in the window is counted
 (tonerwatch_shared.testing.nats_traffic), by kind: requests (each waits for a reply: JetStream
-publishes, KV gets and puts), pull requests for jobs (one per fetched batch), and one-way messages
-(acks, naks, "in progress"). Printers: one snmpsim endpoint serving a recording, N printer ids
-on it (the SNMP side is the same in every variant and not what is measured here).
+publishes, KV gets and puts), pull requests for jobs, and one-way messages (acks, naks, "in
+progress"). Printers: one snmpsim endpoint serving a recording, N printer ids on it (the SNMP side
+is the same in every variant and not what is measured here).
 
     uv run python bench/poller_ops_bench.py [--printers 200] [--interval 10] [--window 30]
+        [--variants previous,after]
 
 Needs nats-server (scripts/setup installs it) and the recordings in ../shared/printer-walks.
 """
@@ -46,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nats.errors
 from e2e import cpu_s, load, machine
 from poll_bench import WALKS
+from poller_previous import PreviousPoller
 
 from tonerwatch_poller import schedule
 from tonerwatch_poller.service import Poller, PrinterHealth, Settings
@@ -63,7 +63,7 @@ RECORDING = "jetdirect_m252dw"
 _job: contextvars.ContextVar[object] = contextvars.ContextVar("job")
 
 
-class BeforePoller(Poller):
+class BeforePoller(PreviousPoller):
     """The poller's operations before issue 15: no mirrors, and "in progress" before each poll."""
 
     async def handle_job(self, msg: object) -> None:
@@ -85,16 +85,13 @@ class BeforePoller(Poller):
         return await super().poll(config, health)
 
 
-class PreviousPoller(Poller):
-    """The poller as this session found it (main at 89ef072): a fetch per batch with a 50 ms pause
-    after a small one, every reading built and serialized (run_variant turns templates off)."""
-
-    async def _pull_jobs(self, durable: str, slots: asyncio.Semaphore, stop: asyncio.Event) -> None:
-        await fetch_jobs(self, durable, slots, stop, pause=True)
-
-
 async def fetch_jobs(
-    poller: Poller, durable: str, slots: asyncio.Semaphore, stop: asyncio.Event, *, pause: bool
+    poller: PreviousPoller,
+    durable: str,
+    slots: asyncio.Semaphore,
+    stop: asyncio.Event,
+    *,
+    pause: bool,
 ) -> None:
     """The job loop before the long-lived pull: a fetch per batch (a pull request, often two, per
     one or two jobs); with pause, 50 ms after a fetch of fewer than 4 jobs."""
@@ -192,7 +189,7 @@ async def run_variant(
             ),
             None,  # type: ignore[arg-type]
         )
-    if cls is not Poller:  # the variants of earlier code build every reading
+    if cls is BeforePoller:  # the code before issue 15 built every reading
         monkeypatch = contextlib.ExitStack()
         template_of = ReadingTemplate.of
         ReadingTemplate.of = classmethod(lambda _cls, _reading: None)  # type: ignore[assignment,method-assign]
@@ -239,7 +236,16 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--printers", type=int, default=200)
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--window", type=float, default=30.0)
+    parser.add_argument("--variants", default="previous,after", help="of before,previous,after")
     args = parser.parse_args(argv)
+    classes: dict[str, type[Poller]] = {
+        "before": BeforePoller,
+        "previous": PreviousPoller,
+        "after": Poller,
+    }
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not names or any(v not in classes for v in names):
+        sys.exit(f"--variants: a list of {', '.join(classes)}")
     recording = WALKS / f"{RECORDING}.snmprec"
     if not recording.exists():
         sys.exit(f"recording not found: {recording}")
@@ -256,14 +262,9 @@ async def main(argv: list[str]) -> None:
             async with SnmpSimulator([recording]) as agent:
                 results = [
                     await run_variant(
-                        "before", BeforePoller, server.url, server.proc.pid, agent.port, args
-                    ),
-                    await run_variant(
-                        "previous", PreviousPoller, server.url, server.proc.pid, agent.port, args
-                    ),
-                    await run_variant(
-                        "after", Poller, server.url, server.proc.pid, agent.port, args
-                    ),
+                        name, classes[name], server.url, server.proc.pid, agent.port, args
+                    )
+                    for name in names
                 ]
         finally:
             server.stop()
@@ -280,14 +281,19 @@ async def main(argv: list[str]) -> None:
         row("poller CPU per poll, ms", lambda r: r.per_poll(r.poller_cpu_s * 1000)),
         row("nats-server CPU per poll, ms", lambda r: r.per_poll(r.nats_cpu_s * 1000)),
     ]
+    last = results[-1]
     print(
-        "\n| measured | before | previous | after | before/after | previous/after |"
-        "\n|---|---:|---:|---:|---:|---:|"
+        "\n| measured | "
+        + " | ".join(r.name for r in results)
+        + "".join(f" | {r.name}/{last.name}" for r in results[:-1])
+        + " |\n|---|"
+        + "---:|" * (2 * len(results) - 1)
     )
-    for label, (b, p, a) in rows:
+    for label, values in rows:
         fmt = (lambda v: f"{v:,.0f}") if label.startswith("polls") else (lambda v: f"{v:.2f}")
-        ratios = " | ".join(f"{x / a:.1f}x" if a else "-" for x in (b, p))
-        print(f"| {label} | {fmt(b)} | {fmt(p)} | {fmt(a)} | {ratios} |")
+        a = values[-1]
+        ratios = "".join(f" | {x / a:.1f}x" if a else " | -" for x in values[:-1])
+        print(f"| {label} | " + " | ".join(fmt(v) for v in values) + ratios + " |")
     print(f"\nload at the end: {load()}")
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 
 FIRST_POLL_WINDOW_S = 10.0
-FIRST_POLL_TOLERANCE_S = 0.5
 # Slots lie on this grid (at most a tenth of the interval): see slot_offset.
 SLOT_GRID_S = 1.0
 
