@@ -40,11 +40,18 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 
-from tonerwatch_shared.events import EVENT_AREAS, Event, UnreadableEvent, parse_event
+from tonerwatch_shared.events import (
+    EVENT_AREAS,
+    Event,
+    SupplyReadingBatch,
+    UnreadableEvent,
+    parse_event,
+    unbatched,
+)
 from tonerwatch_shared.lifecycle import sleep_until_stopped
 from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.streams import merge_stream_config
-from tonerwatch_shared.subjects import Subjects, token
+from tonerwatch_shared.subjects import BATCH_KEY, Subjects, token
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,8 @@ Probe = Callable[[], Awaitable[None]]
 T = TypeVar("T")
 
 PUBLISH_TIMEOUT_S = 5.0
+# Events given to a batch handler at once, about (a fetch of batch messages may hold many more).
+BATCH_HANDLER_EVENTS = 512
 # How often publishes waiting for their ack are checked against their deadline (_AckInbox).
 ACK_SWEEP_S = 0.25
 PULL_RETRY_PAUSE_S = 0.5
@@ -242,22 +251,50 @@ def _int(value: str | None) -> int:
 
 
 class _Failures:
-    """Failures of each event for its own reasons, per consumer (bounded: oldest forgotten)."""
+    """Failures of each event for its own reasons, per consumer (bounded: oldest forgotten).
+
+    An event is (durable, stream seq, part): part is its place in a batch (0 for a lone event).
+    """
 
     def __init__(self, limit: int = 10_000) -> None:
         self.limit = limit
-        self._counts: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self._counts: OrderedDict[tuple[str, int, int], int] = OrderedDict()
 
-    def add(self, durable: str, seq: int) -> int:
-        key = (durable, seq)
+    def add(self, durable: str, seq: int, part: int = 0) -> int:
+        key = (durable, seq, part)
         count = self._counts.pop(key, 0) + 1
         self._counts[key] = count
         while len(self._counts) > self.limit:
             self._counts.popitem(last=False)
         return count
 
+    def forget(self, durable: str, seq: int, part: int = 0) -> None:
+        self._counts.pop((durable, seq, part), None)
+
+
+class _Progress:
+    """How many leading events of each batch message a consumer has done (bounded).
+
+    A batch redelivered after a failure mid-way resumes after what this process already handled;
+    another process (the first one died) starts over, and the handlers' own idempotency (event
+    ids, seqs) makes that harmless.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._done: OrderedDict[tuple[str, int], int] = OrderedDict()
+
+    def done(self, durable: str, seq: int) -> int:
+        return self._done.get((durable, seq), 0)
+
+    def advance(self, durable: str, seq: int, done: int) -> None:
+        self._done[(durable, seq)] = done
+        self._done.move_to_end((durable, seq))
+        while len(self._done) > self.limit:
+            self._done.popitem(last=False)
+
     def forget(self, durable: str, seq: int) -> None:
-        self._counts.pop((durable, seq), None)
+        self._done.pop((durable, seq), None)
 
 
 class Bus:
@@ -285,6 +322,7 @@ class Bus:
         # Consumers (durable names) paused now because a dependency is down (gauge tonerwatch_consumer_paused).
         self.paused: set[str] = set()
         self._failures = _Failures()
+        self._progress = _Progress()
         self._dead_ready = False
         self._acks: _AckInbox | None = None
 
@@ -441,13 +479,13 @@ class Bus:
 
     async def publish(self, event: Event, *, timeout_s: float = PUBLISH_TIMEOUT_S) -> bool:
         """Publish event and await the stream's ack; return False when JetStream dropped it as a repeat."""
-        ack = await self.js.publish(
+        return await self.publish_json(
             event.subject(self.subjects),
             event.to_bytes(),
-            timeout=timeout_s,
-            headers={"Nats-Msg-Id": str(event.event_id), "Tw-Event-Type": event_type(event)},
+            event_id=str(event.event_id),
+            type_=event_type(event),
+            timeout_s=timeout_s,
         )
-        return not ack.duplicate
 
     async def publish_json(
         self,
@@ -458,7 +496,7 @@ class Bus:
         type_: str,
         timeout_s: float = PUBLISH_TIMEOUT_S,
     ) -> bool:
-        """Publish an event already serialized (its id and type given); as publish otherwise.
+        """Publish an event already serialized (its id and type given): every publish's one path.
 
         The stream's ack comes back on this bus's ack inbox (_AckInbox): one subscription for every
         publish, no reply subscription bookkeeping nor timer per publish.
@@ -504,18 +542,38 @@ class Bus:
         self._dead_ready = True
 
     async def dead_letter(
-        self, msg: Msg, durable: str, error: str, deliveries: int, event: Event | None = None
+        self,
+        msg: Msg,
+        durable: str,
+        error: str,
+        deliveries: int,
+        event: Event | None = None,
+        *,
+        part: int | None = None,
     ) -> None:
-        """Keep msg in the dead-letter stream with why it was set aside; raise if it could not be kept."""
+        """Keep msg in the dead-letter stream with why it was set aside; raise if it could not be kept.
+
+        With part, only that event of a batch message is kept (alone, on its own subject): the
+        batch's other events were or will be handled; a replay handles this one.
+        """
         await self.ensure_dead_stream()
         meta = msg.metadata if msg.reply else None
         seq = meta.sequence.stream if meta else 0
         original = {k: v for k, v in (msg.headers or {}).items()}
+        data, subject, msg_id = msg.data, msg.subject, f"{meta.stream if meta else ''}:{seq}"
+        if part is not None and event is not None:
+            data, subject, msg_id = (
+                event.to_bytes(),
+                event.subject(self.subjects),
+                f"{msg_id}:{part}",
+            )
+            original["Nats-Msg-Id"] = str(event.event_id)
+            original["Tw-Event-Type"] = event_type(event)
         headers = {
             # One dead letter per (consumer, stream sequence): a repeat after a lost ack is dropped.
-            "Nats-Msg-Id": f"dead:{durable}:{meta.stream if meta else ''}:{seq}",
+            "Nats-Msg-Id": f"dead:{durable}:{msg_id}",
             "Tw-Consumer": durable,
-            "Tw-Subject": msg.subject,
+            "Tw-Subject": subject,
             "Tw-Stream-Seq": str(seq),
             "Tw-Error": " ".join(error.split())[:ERROR_TEXT_LIMIT],
             "Tw-Deliveries": str(deliveries),
@@ -529,7 +587,7 @@ class Bus:
             headers["Tw-Event-Type"] = original["Tw-Event-Type"]
         await self.js.publish(
             dead_subject(self.subjects, durable),
-            msg.data,
+            data,
             timeout=PUBLISH_TIMEOUT_S,
             headers=headers,
         )
@@ -653,7 +711,7 @@ class Bus:
                     fetched_at = time.monotonic()
                     if batch_handler is not None and not spec.ordered and len(msgs) >= batch:
                         ahead = asyncio.create_task(sub.fetch(batch, timeout=fetch_timeout_s))
-                    if batch_handler is not None and len(msgs) > 1:
+                    if batch_handler is not None and (len(msgs) > 1 or _is_batch(msgs[0])):
                         msgs = await self._handle_batch(
                             msgs, batch_handler, handler_timeout_s, spec
                         )
@@ -718,22 +776,40 @@ class Bus:
     async def _handle_batch(
         self, msgs: list[Msg], handler: BatchHandler, timeout_s: float, spec: ConsumerSpec
     ) -> list[Msg]:
-        """Apply msgs as one batch and ack them; return those still to handle one by one."""
-        readable: list[tuple[Msg, Event]] = []
-        for msg in msgs:
+        """Apply msgs as one batch and ack them; return those still to handle one by one.
+
+        A message carrying a batch of readings gives the handler its readings, in order. Messages
+        of batches make a fetch hold many more events than messages: the handler takes them in
+        parts of about BATCH_HANDLER_EVENTS (a message's events always in one part), each part
+        acked when applied; a failed part's messages go one by one.
+        """
+        left: list[Msg] = []
+        part: list[Msg] = []
+        events: list[Event] = []
+        for i, msg in enumerate(msgs):
             try:
-                readable.append((msg, parse_event(msg.data)))
+                events.extend(unbatched(parse_event(msg.data)))
+                part.append(msg)
             except UnreadableEvent as exc:
                 await self._set_aside(msg, spec.durable, f"unreadable: {exc}", None)
+            if events and (len(events) >= BATCH_HANDLER_EVENTS or i == len(msgs) - 1):
+                left += await self._apply_part(part, events, handler, timeout_s)
+                part, events = [], []
+        return left
+
+    async def _apply_part(
+        self, msgs: list[Msg], events: list[Event], handler: BatchHandler, timeout_s: float
+    ) -> list[Msg]:
+        """Apply events (of msgs) at once and ack msgs; return msgs if that failed."""
         try:
             async with asyncio.timeout(timeout_s):
-                await handler([event for _, event in readable])
+                await handler(events)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.debug("batch of %d failed, applying one by one: %r", len(readable), exc)
-            return [msg for msg, _ in readable]
-        for msg, _ in readable:
+            log.debug("batch of %d failed, applying one by one: %r", len(events), exc)
+            return msgs
+        for msg in msgs:
             await msg.ack()
         return []
 
@@ -777,7 +853,12 @@ class Bus:
         timeout_s: float,
         probe: Probe | None,
     ) -> float | None:
-        """Handle one message; return None when done with it, else how long to pause (0: back-off)."""
+        """Handle one message; return None when done with it, else how long to pause (0: back-off).
+
+        A batch's events go through handler one by one, in order, and the message is acked once
+        after the last. One that fails for its own reasons has the message retried (from that event
+        on in this process: _Progress); one set aside goes to the dead letters alone, the rest go on.
+        """
         try:
             event = parse_event(msg.data)
         except UnreadableEvent as exc:
@@ -786,42 +867,79 @@ class Bus:
             return None
         meta = msg.metadata
         seq = meta.sequence.stream if meta else 0
-        try:
-            async with (
-                asyncio.timeout(timeout_s),
-                working_on(msg, spec.ack_wait_s or self.retry.ack_wait_s),
-            ):
-                await handler(event, msg)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            kind, delay = await self._classify(exc, probe)
-            if kind == "later":
-                log.warning(
-                    "%s paused at %s %s: %r", spec.durable, event_type(event), event.event_id, exc
-                )
-                return delay
-            failures = self._failures.add(spec.durable, seq)
-            if kind == "poison" or failures >= self.retry.poison_after:
-                self._failures.forget(spec.durable, seq)
-                await self._set_aside(msg, spec.durable, repr(exc), event)
-                return None
-            # Back-off grows with every delivery of the event (outage retries included).
-            delay = self.retry.delay(max(failures, meta.num_delivered if meta else 1))
-            log.warning(
-                "handler failed for %s %s (failure %d of %d), retry in %.1fs: %r",
-                event_type(event),
-                event.event_id,
-                failures,
-                self.retry.poison_after,
-                delay,
-                exc,
-            )
-            await msg.nak(delay=delay)
-            return None
-        self._failures.forget(spec.durable, seq)
+        events = unbatched(event)
+        batch = isinstance(event, SupplyReadingBatch) and seq > 0
+        start = self._progress.done(spec.durable, seq) if batch else 0
+        async with working_on(msg, spec.ack_wait_s or self.retry.ack_wait_s):
+            for part in range(start, len(events)):
+                one = events[part]
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        await handler(one, msg)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    kind, delay = await self._classify(exc, probe)
+                    if kind == "later":
+                        log.warning(
+                            "%s paused at %s %s: %r",
+                            spec.durable,
+                            event_type(one),
+                            one.event_id,
+                            exc,
+                        )
+                        return delay
+                    failures = self._failures.add(spec.durable, seq, part)
+                    if kind == "poison" or failures >= self.retry.poison_after:
+                        self._failures.forget(spec.durable, seq, part)
+                        if not batch:
+                            await self._set_aside(msg, spec.durable, repr(exc), event)
+                            return None
+                        if not await self._set_aside_part(msg, spec.durable, repr(exc), one, part):
+                            return None
+                    else:
+                        # Back-off grows with every delivery of the event (outage retries included).
+                        delay = self.retry.delay(max(failures, meta.num_delivered if meta else 1))
+                        log.warning(
+                            "handler failed for %s %s (failure %d of %d), retry in %.1fs: %r",
+                            event_type(one),
+                            one.event_id,
+                            failures,
+                            self.retry.poison_after,
+                            delay,
+                            exc,
+                        )
+                        await msg.nak(delay=delay)
+                        return None
+                else:
+                    self._failures.forget(spec.durable, seq, part)
+                if batch:
+                    self._progress.advance(spec.durable, seq, part + 1)
+        if batch:
+            self._progress.forget(spec.durable, seq)
         await msg.ack()
         return None
+
+    async def _set_aside_part(
+        self, msg: Msg, durable: str, error: str, event: Event, part: int
+    ) -> bool:
+        """Move one event of a batch message to the dead letters; False (message nak'ed) if that failed."""
+        deliveries = msg.metadata.num_delivered if msg.metadata else 1
+        try:
+            await self.dead_letter(msg, durable, error, deliveries, event, part=part)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("could not set aside part of %s (%r): retrying it later", msg.subject, exc)
+            await msg.nak(delay=self.retry.cap_s)
+            return False
+        log.error(
+            "set aside %s %s (of a batch) for %s after %d deliveries: %s",
+            event_type(event),
+            event.event_id,
+            durable,
+            deliveries,
+            error,
+        )
+        return True
 
     async def _serve_replays(
         self,
@@ -886,9 +1004,9 @@ class Bus:
             await request.ack()
             return
         try:
-            event = parse_event(letter.data)
-            async with asyncio.timeout(timeout_s):
-                await handler(event, request)
+            for event in unbatched(parse_event(letter.data)):
+                async with asyncio.timeout(timeout_s):
+                    await handler(event, request)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -924,7 +1042,8 @@ class Bus:
                 except (nats.errors.TimeoutError, TimeoutError):
                     continue
                 try:
-                    await handler(parse_event(msg.data))
+                    for event in unbatched(parse_event(msg.data)):
+                        await handler(event)
                 except UnreadableEvent as exc:
                     log.warning("skipped unreadable live message on %s: %s", msg.subject, exc)
         finally:
@@ -1129,6 +1248,14 @@ async def pause_on_bus_error(exc: Exception, consumer: str, stop: asyncio.Event)
     await sleep_until_stopped(stop, PULL_RETRY_PAUSE_S)
 
 
+def _is_batch(msg: Msg) -> bool:
+    """Return whether msg is on a batch subject (subjects.BATCH_KEY), without reading it."""
+    return msg.subject.endswith(_BATCH_SUFFIX)
+
+
+_BATCH_SUFFIX = f".{BATCH_KEY}"
+
+
 def _limits(config: StreamConfig) -> str:
     return (
         f"R{config.num_replicas or 1}, max_bytes={config.max_bytes}, max_msgs={config.max_msgs}, "
@@ -1181,9 +1308,9 @@ async def wait_for_event(
                 continue
             for msg in msgs:
                 with contextlib.suppress(UnreadableEvent):
-                    ev = parse_event(msg.data)
-                    if predicate(ev):
-                        return ev
+                    for ev in unbatched(parse_event(msg.data)):
+                        if predicate(ev):
+                            return ev
         raise TimeoutError(f"no matching event on {filter_subject} within {timeout_s}s")
     finally:
         with contextlib.suppress(Exception):

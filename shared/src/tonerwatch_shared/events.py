@@ -260,6 +260,74 @@ class SupplyReading(SequencedEvent):
     )
 
 
+READING_BATCH_TYPE: Literal["tonerwatch.supply_reading_batch.v1"] = (
+    "tonerwatch.supply_reading_batch.v1"
+)
+# Readings per batch at most (the poller's own bound is lower: README "Readings in batches").
+READING_BATCH_MAX = 1000
+
+
+class SupplyReadingBatch(Event):
+    """Readings of one site published together: one durable publish, one delivery per consumer.
+
+    Each reading keeps its own event_id and seq, so a consumer applies (and dedupes, and orders)
+    them as if each had come alone; Bus.consume hands them to handlers one by one, or all to a
+    batch handler. Published on `<root>.<site>.supply.reading.~batch` (subjects.BATCH_KEY), which
+    every readings filter matches and no printer's subject is. Consumers older than this type set
+    it aside as unknown: upgrade them before the poller (README "Readings in batches").
+    """
+
+    type: Literal["tonerwatch.supply_reading_batch.v1"] = READING_BATCH_TYPE
+    area_what: ClassVar[str] = sj.SUPPLY_READING
+    keyed: ClassVar[bool] = True
+    readings: tuple[SupplyReading, ...] = Field(
+        min_length=1,
+        max_length=READING_BATCH_MAX,
+        description="The readings, in the order they were made; all of this event's site",
+    )
+
+    @model_validator(mode="after")
+    def _one_site(self) -> SupplyReadingBatch:
+        if any(r.site_id != self.site_id for r in self.readings):
+            raise ValueError("every reading of a batch is of the batch's site")
+        return self
+
+    def subject_key(self) -> str | None:
+        """Return the batch key (subjects.BATCH_KEY), never a printer's."""
+        return sj.BATCH_KEY
+
+    def subject(self, subjects: sj.Subjects) -> str:
+        """Return the batch subject of the site's readings."""
+        return subjects.batch_subject(self.site_id, self.area_what)
+
+
+def encode_batch(
+    readings: list[bytes],
+    *,
+    site_id: str,
+    source: str,
+    event_id: uuid.UUID,
+    occurred_at: datetime | None = None,
+) -> bytes:
+    """Return the JSON of a SupplyReadingBatch of readings already serialized (not parsed again)."""
+    head = json.dumps(
+        {
+            "type": READING_BATCH_TYPE,
+            "event_id": str(event_id),
+            "occurred_at": (occurred_at or _now()).isoformat(),
+            "source": source,
+            "site_id": site_id,
+        },
+        separators=(",", ":"),
+    ).encode()
+    return b"".join((head[:-1], b',"readings":[', b",".join(readings), b"]}"))
+
+
+def unbatched(event: Event) -> tuple[Event, ...]:
+    """Return the events a message carries: a batch's readings, or the event itself."""
+    return event.readings if isinstance(event, SupplyReadingBatch) else (event,)
+
+
 class PrinterUnreachable(SequencedEvent):
     """A printer missed N polls in a row, or failed once for a reason retrying will not mend
     (a refused SNMPv3 key); published again when the reason changes while it stays down."""
@@ -716,6 +784,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     PollRequested,
     PrinterCoverage,
     SupplyReading,
+    SupplyReadingBatch,
     PrinterUnreachable,
     PrinterReachable,
     ThresholdCrossed,

@@ -25,6 +25,9 @@ POLL_REQUESTED = "printer.poll"
 # A printer's service coverage as the api's records show it (the syncer's daily snapshot uses it).
 PRINTER_COVERAGE = "printer.coverage"
 SUPPLY_READING = "supply.reading"
+# The key token of a batch of readings (`<root>.<site>.supply.reading.~batch`): outside token()'s
+# alphabet, so no printer's subject can ever be it, while every `supply.reading.*` filter matches it.
+BATCH_KEY = "~batch"
 SUPPLY_REPLACED = "supply.replaced"
 # An order of supplies was placed or changed (api); keyed by the printer it is for.
 ORDER_CHANGED = "order.changed"
@@ -72,6 +75,10 @@ class Subjects:
         """Return the subject for one event."""
         base = f"{self.root}.{token(site)}.{area_what}"
         return f"{base}.{token(key)}" if key is not None else base
+
+    def batch_subject(self, site: str, area_what: str) -> str:
+        """Return the subject of a batch of one site's events of a kind (key BATCH_KEY)."""
+        return f"{self.root}.{token(site)}.{area_what}.{BATCH_KEY}"
 
     def filter(self, area_what: str, site: str = "*", key: str = "*", keyed: bool = True) -> str:
         """Return a wildcard filter for an event kind across sites (and keys)."""

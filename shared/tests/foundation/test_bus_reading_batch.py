@@ -1,0 +1,196 @@
+"""Readings in batches on a real NATS: one message, every reading handled as if it came alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from tonerwatch_shared import events as ev
+from tonerwatch_shared.bus import Bus, ConsumerSpec, Poison, RetryPolicy, wait_for_event
+from tonerwatch_shared.printer.model import PrinterIdentity
+from tonerwatch_shared.subjects import BATCH_KEY, token
+from tonerwatch_shared.testing.infra import eventually
+
+FAST = RetryPolicy(base_s=0.02, cap_s=0.1, poison_after=3, ack_wait_s=5.0)
+
+
+def _reading(printer_id: str, seq: int, site_id: str = "site-a") -> ev.SupplyReading:
+    return ev.SupplyReading(
+        source="poller",
+        site_id=site_id,
+        printer_id=printer_id,
+        address="127.0.0.1",
+        printer=PrinterIdentity(vendor="HP"),
+        seq=seq,
+    )
+
+
+def _batch(*readings: ev.SupplyReading) -> ev.SupplyReadingBatch:
+    return ev.SupplyReadingBatch(source="poller", site_id=readings[0].site_id, readings=readings)
+
+
+def _spec(bus: Bus, durable: str) -> ConsumerSpec:
+    return ConsumerSpec(
+        durable=durable, filter_subject=ev.SupplyReading.subject_filter(bus.subjects)
+    )
+
+
+def _key(event: ev.Event) -> tuple[str, int | None]:
+    assert isinstance(event, ev.SupplyReading)
+    return event.printer_id, event.seq
+
+
+async def _settled(bus: Bus, durable: str) -> bool:
+    await bus.ensure_consumer(_spec(bus, durable))
+    info = await bus.js.consumer_info(bus.subjects.events_stream, durable)
+    return info.num_ack_pending == 0 and info.num_pending == 0
+
+
+def test_the_batch_key_is_no_printer_token_and_every_readings_filter_matches_it() -> None:
+    assert all(token(p) != BATCH_KEY for p in (BATCH_KEY, "~batch", "_batch", "batch", ""))
+    batch = _batch(_reading("p-1", 1))
+    subject = batch.subject(ev.sj.Subjects("tw"))
+    assert subject == "tw.site-a.supply.reading.~batch"
+    assert ev.SupplyReadingBatch.subject_filter(ev.sj.Subjects("tw")) == "tw.*.supply.reading.*"
+
+
+def test_a_batch_encoded_from_readings_json_is_the_model() -> None:
+    readings = [_reading("p-1", 1), _reading("p-2", 7)]
+    event_id = uuid.uuid4()
+    data = ev.encode_batch(
+        [r.to_bytes() for r in readings], site_id="site-a", source="poller", event_id=event_id
+    )
+    parsed = ev.parse_event(data)
+    assert isinstance(parsed, ev.SupplyReadingBatch)
+    assert parsed.event_id == event_id and parsed.readings == tuple(readings)
+    assert ev.unbatched(parsed) == tuple(readings)
+
+
+def test_a_batch_holds_one_site_only() -> None:
+    try:
+        _batch(_reading("p-1", 1), _reading("p-2", 1, site_id="site-b"))
+    except ValueError as exc:
+        assert "site" in str(exc)
+    else:
+        raise AssertionError("a batch of two sites was accepted")
+
+
+async def test_a_batch_reaches_handlers_reading_by_reading_in_order_and_is_acked_once(
+    bus: Bus,
+) -> None:
+    handled: list[tuple[str, int | None]] = []
+    batches: list[list[tuple[str, int | None]]] = []
+    stop = asyncio.Event()
+    readings = [_reading("p-1", 1), _reading("p-2", 1), _reading("p-1", 2)]
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        handled.append(_key(event))
+
+    async def batch_handler(events: list[ev.Event]) -> None:
+        batches.append([_key(e) for e in events])
+
+    assert await bus.publish(batch := _batch(*readings))
+    assert not await bus.publish(batch)  # the batch's own id dedupes it
+    await bus.publish(_reading("p-3", 1))  # a single reading, as older pollers send
+    data = ev.encode_batch(
+        [_reading("p-4", 1).to_bytes()], site_id="site-a", source="poller", event_id=uuid.uuid4()
+    )
+    subject = bus.subjects.batch_subject("site-a", ev.sj.SUPPLY_READING)
+    await bus.publish_json(subject, data, event_id="b-2", type_=ev.READING_BATCH_TYPE)
+    tasks = [
+        asyncio.create_task(bus.consume(_spec(bus, "t-one"), handler, stop=stop)),
+        asyncio.create_task(
+            bus.consume(_spec(bus, "t-all"), handler, stop=stop, batch_handler=batch_handler)
+        ),
+    ]
+    want = [_key(r) for r in readings] + [("p-3", 1), ("p-4", 1)]
+    await eventually(lambda: _settled(bus, "t-one"), timeout_s=10)
+    await eventually(lambda: _settled(bus, "t-all"), timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert handled == want  # t-one's, one by one
+    assert [k for b in batches for k in b] == want  # t-all's, whole fetches at once
+    found = await wait_for_event(
+        bus,
+        ev.SupplyReading.subject_filter(bus.subjects),
+        lambda e: isinstance(e, ev.SupplyReading) and e.printer_id == "p-2",
+        timeout_s=5,
+    )
+    assert found == readings[1]
+
+
+async def test_a_failure_mid_batch_retries_from_the_failed_reading(bus: Bus) -> None:
+    """The readings before the failure are not handled again; nothing after it is skipped."""
+    bus.retry = FAST
+    handled: list[tuple[str, int | None]] = []
+    failed = 0
+    stop = asyncio.Event()
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        nonlocal failed
+        if _key(event) == ("p-2", 1) and failed < 2:
+            failed += 1
+            raise RuntimeError("database hiccup")
+        handled.append(_key(event))
+
+    await bus.publish(_batch(_reading("p-1", 1), _reading("p-2", 1), _reading("p-3", 1)))
+    task = asyncio.create_task(bus.consume(_spec(bus, "t-mid"), handler, stop=stop))
+    await eventually(lambda: _settled(bus, "t-mid"), timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert failed == 2
+    assert handled == [("p-1", 1), ("p-2", 1), ("p-3", 1)]
+    assert await bus.dead_letters() == []
+
+
+async def test_a_poison_reading_of_a_batch_is_set_aside_alone_and_replayed(bus: Bus) -> None:
+    bus.retry = FAST
+    handled: list[tuple[str, int | None]] = []
+    fixed = False
+    stop = asyncio.Event()
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        if _key(event) == ("p-2", 1) and not fixed:
+            raise Poison("refused for good")
+        handled.append(_key(event))
+
+    bad = _reading("p-2", 1)
+    await bus.publish(_batch(_reading("p-1", 1), bad, _reading("p-3", 1)))
+    task = asyncio.create_task(bus.consume(_spec(bus, "t-poison"), handler, stop=stop))
+    await eventually(lambda: _settled(bus, "t-poison"), timeout_s=10)
+    assert handled == [("p-1", 1), ("p-3", 1)]
+    (letter,) = await bus.dead_letters()
+    assert letter.event_id == str(bad.event_id)
+    assert letter.event_type == "tonerwatch.supply_reading.v1"
+    assert letter.subject == bad.subject(bus.subjects)
+    assert ev.parse_event(letter.data) == bad
+    fixed = True
+    await bus.request_replay("t-poison", letter.seq)
+
+    async def replayed() -> bool:
+        return handled[-1:] == [("p-2", 1)] and await bus.dead_letters() == []
+
+    await eventually(replayed, timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert handled == [("p-1", 1), ("p-3", 1), ("p-2", 1)]
+
+
+async def test_live_subscribers_receive_the_readings_of_a_batch(bus: Bus) -> None:
+    seen: list[tuple[str, int | None]] = []
+    stop = asyncio.Event()
+
+    async def handler(event: ev.Event) -> None:
+        seen.append(_key(event))
+        if len(seen) == 2:
+            stop.set()
+
+    task = asyncio.create_task(
+        bus.subscribe_events(
+            ev.SupplyReading.subject_filter(bus.subjects), stop=stop, handler=handler
+        )
+    )
+    await asyncio.sleep(0.2)  # subscribed (core NATS: only what is published from now on)
+    await bus.publish(_batch(_reading("p-1", 1), _reading("p-2", 1)))
+    await asyncio.wait_for(task, 10)
+    assert seen == [("p-1", 1), ("p-2", 1)]
