@@ -170,9 +170,9 @@ async def readings_in_stream(bus: Bus) -> list[ev.SupplyReading]:
             except TimeoutError:
                 break
             for msg in msgs:
-                event = ev.parse_event(msg.data)
-                assert isinstance(event, ev.SupplyReading)
-                found.append(event)
+                for event in ev.unbatched(ev.parse_event(msg.data)):
+                    assert isinstance(event, ev.SupplyReading)
+                    found.append(event)
             if msgs and (msgs[-1].metadata.num_pending or 0) == 0:
                 break
     finally:
@@ -227,13 +227,14 @@ async def test_killing_one_of_three_nodes_loses_no_reading_and_stops_nothing(
 
     async def on_event(msg: Any) -> None:
         try:
-            event = ev.parse_event(msg.data)
+            events = ev.unbatched(ev.parse_event(msg.data))
         except ev.UnreadableEvent:
             return  # poll jobs and KV updates share the subject root
-        if isinstance(event, ev.ThresholdCrossed):
-            crossed.append((time.monotonic(), event))
-        elif isinstance(event, ev.SupplyReading):
-            polled.setdefault(event.printer_id, []).append(time.monotonic())
+        for event in events:
+            if isinstance(event, ev.ThresholdCrossed):
+                crossed.append((time.monotonic(), event))
+            elif isinstance(event, ev.SupplyReading):
+                polled.setdefault(event.printer_id, []).append(time.monotonic())
 
     engine = make_engine(pg_url)
 

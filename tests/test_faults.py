@@ -393,7 +393,7 @@ class Stack:
                     break
                 for msg in msgs:
                     with contextlib.suppress(ev.UnreadableEvent):
-                        found.append(ev.parse_event(msg.data))
+                        found.extend(ev.unbatched(ev.parse_event(msg.data)))
                 if msgs and (msgs[-1].metadata.num_pending or 0) == 0:
                     break
         finally:

@@ -165,7 +165,7 @@ async def stream_events(
                 msg = await sub.next_msg(timeout=1.0)
             except (nats.errors.TimeoutError, TimeoutError):
                 break  # nothing more on this subject up to last
-            found.append(ev.parse_event(msg.data))
+            found.extend(ev.unbatched(ev.parse_event(msg.data)))
             if msg.metadata.sequence.stream >= last:
                 break
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -166,8 +165,10 @@ async def test_polls_stay_spread_after_a_nats_restart(
     polls: dict[str, list[float]] = {}
 
     async def seen(msg: object) -> None:
-        data = json.loads(msg.data)  # type: ignore[attr-defined]
-        polls.setdefault(data["printer_id"], []).append(time.monotonic())
+        # Readings of polls made together come in one batch (tonerwatch_poller.batching).
+        for reading in ev.unbatched(ev.parse_event(msg.data)):  # type: ignore[attr-defined]
+            assert isinstance(reading, ev.SupplyReading)
+            polls.setdefault(reading.printer_id, []).append(time.monotonic())
 
     ops = free_tcp_port()
 

@@ -95,7 +95,12 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
             listens=(ev.DiscoveryCancelled.subject_filter(subjects),),
         ),
         "poller": Access(
-            publishes=(ev.SupplyReading, ev.PrinterUnreachable, ev.PrinterReachable),
+            publishes=(
+                ev.SupplyReading,
+                ev.SupplyReadingBatch,
+                ev.PrinterUnreachable,
+                ev.PrinterReachable,
+            ),
             # tonerwatch_poller.service.Poller.jobs_stream: the work queue of partition jobs.
             consumers=(durable("poller_config"), (polljobs, subjects.name("poller_leases"))),
             buckets=("POLLER_PRINTERS", "POLLER_HEALTH", "POLLER_REPLICAS"),
@@ -173,7 +178,8 @@ def publish_allow(service: str, subjects: Subjects | None = None) -> list[str]:
     """Return every subject pattern the service may publish to."""
     subjects = subjects or Subjects()
     access = service_access(subjects)[service]
-    allow = [cls.subject_filter(subjects) for cls in access.publishes]
+    # A batch of readings shares the readings' filter: each pattern once.
+    allow = list(dict.fromkeys(cls.subject_filter(subjects) for cls in access.publishes))
     allow += list(access.extra_publish)
     # Account info, and the stream list /metrics reads (tonerwatch_stream_fill_ratio): names,
     # limits and sizes only, no message is readable through them.

@@ -54,6 +54,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
 
 from tonerwatch_poller import schedule
+from tonerwatch_poller.batching import ReadingBatcher
 from tonerwatch_poller.leases import (
     DEFAULT_PARTITIONS,
     Beat,
@@ -69,6 +70,7 @@ from tonerwatch_shared import failures, ordering
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Handler, pause_on_bus_error
 from tonerwatch_shared.checks import check_host, credential_problems
 from tonerwatch_shared.events import (
+    READING_BATCH_MAX,
     Event,
     PollRequested,
     PrinterConfigured,
@@ -95,7 +97,7 @@ from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import SnmpError
 from tonerwatch_shared.snmp.poll import PollPlan
-from tonerwatch_shared.subjects import SUPPLY_READING, Subjects, token
+from tonerwatch_shared.subjects import Subjects, token
 
 log = logging.getLogger("tonerwatch.poller")
 
@@ -127,7 +129,6 @@ PULL_CHECK_S = 1.0
 ROUND_SHARE = 0.3
 # Longest wait, when handing partitions back, for their polls under way and last poll times.
 HANDOVER_TIMEOUT_S = 10.0
-READING_TYPE = SupplyReading.model_fields["type"].default
 
 
 class Settings(CommonSettings):
@@ -153,6 +154,19 @@ class Settings(CommonSettings):
         le=4096,
         description="Partitions of the fleet (of each site's, with TONERWATCH_SITES) that replicas "
         "share: the most replicas that can share one; the same on every replica",
+    )
+    reading_batch_max: int = Field(
+        default=128,
+        ge=1,
+        le=READING_BATCH_MAX,
+        description="Readings per published batch at most; 1 publishes every reading alone, as "
+        "pollers before batches did (consumers older than the batch event: README)",
+    )
+    reading_batch_wait_s: float = Field(
+        default=0.03,
+        ge=0,
+        le=1.0,
+        description="How long a reading waits for others to share its batch, at most",
     )
 
 
@@ -320,9 +334,19 @@ class Poller:
     _beat_due: bool = False
     _created: dict[str, datetime] = field(default_factory=dict)
 
+    # Where polls hand their readings: published together with those of polls made alongside.
+    readings: ReadingBatcher = field(init=False)
+
     def __post_init__(self) -> None:
         if not self.replica_id:
             self.replica_id = f"{token(self.settings.instance)}-{uuid.uuid4().hex[:8]}"
+        self.readings = ReadingBatcher(
+            self.bus,
+            source=f"poller/{self.settings.instance}",
+            busy=lambda: len(self.polling),
+            max_readings=self.settings.reading_batch_max,
+            wait_s=self.settings.reading_batch_wait_s,
+        )
 
     @property
     def subjects(self) -> Subjects:
@@ -1112,17 +1136,14 @@ class Poller:
             return False
         # Stamped with the printer's next seq: receivers drop anything older they get later.
         if reading is not None:
-            await self.bus.publish(reading.model_copy(update={"seq": health.next_seq()}))
+            data = reading.model_copy(update={"seq": health.next_seq()}).to_bytes()
             cost: SupplyReading | SteadyReading = reading
         else:  # the same answer as last time: the kept JSON with this poll's values
             assert polled is not None and polled.steady is not None
             cost = steady = polled.steady
-            await self.bus.publish_json(
-                self.subjects.subject(config.site_id, SUPPLY_READING, config.printer_id),
-                steady.encode(health.next_seq()),
-                event_id=str(steady.event_id),
-                type_=READING_TYPE,
-            )
+            data = steady.encode(health.next_seq())
+        # Returns once the reading is kept (in a batch with those of polls made alongside).
+        await self.readings.publish(config.site_id, config.printer_id, data, str(cost.event_id))
         self.metrics.poll_done("ok", config.protocol)
         self.metrics.sent.inc(cost.bytes_sent)
         self.metrics.received.inc(cost.bytes_received)
