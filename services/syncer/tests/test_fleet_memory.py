@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import httpx
 from prometheus_client import CollectorRegistry
 
 from tonerwatch_shared import events as ev
-from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.bus import Bus, ConsumerSpec
 from tonerwatch_shared.kv import ModelKv
 from tonerwatch_shared.printer.model import Counters, PrinterIdentity, Supply, SupplyKind
 from tonerwatch_shared.settings import load_settings
+from tonerwatch_shared.testing.infra import eventually
 from tonerwatch_syncer.fleet import (
     FLEET_BUCKET,
     STATE_BUCKET,
@@ -107,3 +109,37 @@ async def test_steady_readings_are_held_and_every_change_is_written_at_once(bus:
     stored = (await fleet.read(PID)).value
     assert stored is not None and stored.read_seq == 6
     assert stored.entry.last_read_at == T0 + dt.timedelta(minutes=5)
+
+
+async def test_readings_in_batches_fold_as_alone_and_a_batch_again_changes_nothing(
+    bus: Bus,
+) -> None:
+    """Through the bus: two batches (the second repeating part of the first) give the fleet
+    entry the readings alone give."""
+    readings = [reading(m, percent=60 - m, pages=1200 + 3 * m) for m in range(6)]
+    alone: KnownPrinter | None = None
+    for r in readings:
+        alone = fold(alone, r)
+    await bus.ensure_event_stream()
+    syncer, fleet, client = await syncer_on(bus)
+    stop = asyncio.Event()
+    spec = ConsumerSpec("t-fleet", ev.SupplyReading.subject_filter(bus.subjects))
+    task = asyncio.create_task(bus.consume(spec, syncer.remember, stop=stop))
+    try:
+        for part in (readings[:4], readings[2:]):
+            await bus.publish(ev.SupplyReadingBatch(source="p", site_id="hq", readings=tuple(part)))
+
+        async def taken() -> bool:
+            info = await bus.js.consumer_info(bus.subjects.events_stream, "t-fleet")
+            return info.num_pending == 0 and info.num_ack_pending == 0
+
+        await eventually(taken, timeout_s=15)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    finally:
+        stop.set()
+        await syncer.stop_fleet()
+        await client.aclose()
+    stored = (await fleet.read(PID)).value
+    assert stored is not None and alone is not None
+    assert stored == alone and stored.read_seq == 6
