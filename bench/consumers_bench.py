@@ -14,12 +14,16 @@ reading consumers have acked all, per reading; the idle CPU of the services over
 before (their fetch loops), as a share of a core. nats-server's CPU includes the bench's own
 publishes (the same in both variants).
 
+With --batches 1,30 the steady readings are published as SupplyReadingBatch events of that many
+readings (1: each alone, as a poller with TONERWATCH_READING_BATCH_MAX=1), one variant per size
+with the services as they are, at the same reading rate.
+
 With --before REV the same runs first with the services of git revision REV (its tree extracted
 to a temporary directory, put first on PYTHONPATH), so both figures come from the same machine
 and minutes.
 
     uv run python bench/consumers_bench.py [--printers 500] [--rounds 4] [--rate 100]
-        [--before REV] [--recording jetdirect_m252dw] [--append]
+        [--before REV] [--batches 1,30] [--recording jetdirect_m252dw] [--append]
 
 Results are appended to bench/results/consumers.md with --append.
 """
@@ -47,7 +51,7 @@ from poll_bench import WALKS
 
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import EmbeddedNats
-from tonerwatch_shared.events import SupplyReading
+from tonerwatch_shared.events import SupplyReading, SupplyReadingBatch
 from tonerwatch_shared.printer.clamp import clamp_snapshot
 from tonerwatch_shared.printer.parse import parse_snapshot
 from tonerwatch_shared.snmp.snmprec import load_snmprec
@@ -170,14 +174,23 @@ async def caught_up(bus: Bus, subjects: Subjects, timeout_s: float) -> None:
         await asyncio.sleep(0.1)
 
 
-async def publish_at(bus: Bus, events: list[SupplyReading], rate: float) -> None:
-    """Publish events at rate per second (each awaits its ack, as the poller's do)."""
+async def publish_at(bus: Bus, events: list[SupplyReading], rate: float, batch: int = 1) -> None:
+    """Publish events at rate per second (each awaits its ack, as the poller's do), in batches
+    of batch readings (SupplyReadingBatch) when batch > 1."""
     began = time.monotonic()
-    for i, event in enumerate(events):
+    for i in range(0, len(events), batch):
         due = began + i / rate
         if (wait := due - time.monotonic()) > 0:
             await asyncio.sleep(wait)
-        await bus.publish(event)
+        part = events[i : i + batch]
+        if batch == 1:
+            await bus.publish(part[0])
+        else:
+            await bus.publish(
+                SupplyReadingBatch(
+                    source="poller/bench", site_id=part[0].site_id, readings=tuple(part)
+                )
+            )
 
 
 async def run_variant(
@@ -187,6 +200,7 @@ async def run_variant(
     nats_pid: int | None,
     args: argparse.Namespace,
     tmp: Path,
+    batch_size: int = 1,
 ) -> Figures:
     tag = secrets.token_hex(3)
     subjects = Subjects(f"cb{tag}", f"CB{tag.upper()}")
@@ -247,8 +261,8 @@ async def run_variant(
         t0 = time.monotonic()
         # Each round's readings are timed when made: make them as they are published.
         for r in range(args.rounds):
-            batch = readings(template, args.printers, 2 + r)
-            await publish_at(bus, batch, args.rate)
+            steady = readings(template, args.printers, 2 + r)
+            await publish_at(bus, steady, args.rate, batch_size)
         await caught_up(bus, subjects, CATCH_UP_TIMEOUT_S)
         window = time.monotonic() - t0
         c1 = {k: cpu_s(p) for k, p in pids.items()}
@@ -333,15 +347,20 @@ async def main_async(args: argparse.Namespace) -> list[str]:
             assert nats.proc is not None
             nats_pid = nats.proc.pid
         try:
-            variants: list[tuple[str, Path | None]] = []
+            variants: list[tuple[str, Path | None, int]] = []
             if args.before:
-                variants.append((f"before ({args.before})", extract(args.before, tmp)))
-            variants.append((f"after ({git_head()})", None))
+                variants.append((f"before ({args.before})", extract(args.before, tmp), 1))
+            sizes = [int(n) for n in args.batches.split(",")] if args.batches else [1]
+            for size in sizes:
+                label = f"after ({git_head()})"
+                if args.batches:
+                    label += ", readings alone" if size == 1 else f", batches of {size}"
+                variants.append((label, None, size))
             results = []
             for _ in range(args.repeat):
-                for label, tree in variants:
+                for label, tree, size in variants:
                     print(f"running {label} ...", flush=True)
-                    results.append(await run_variant(label, tree, url, nats_pid, args, tmp))
+                    results.append(await run_variant(label, tree, url, nats_pid, args, tmp, size))
         finally:
             if nats is not None:
                 nats.stop()
@@ -374,6 +393,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--idle", type=float, default=5.0, help="idle seconds measured")
     parser.add_argument("--before", help="git revision whose services to run first")
     parser.add_argument("--repeat", type=int, default=1, help="run the variants this many times")
+    parser.add_argument("--batches", help="batch sizes of the steady readings, e.g. 1,30")
     parser.add_argument("--recording", default="jetdirect_m252dw")
     parser.add_argument("--nats-url", help="a running nats-server (default: the bench starts one)")
     parser.add_argument("--profile", help="write cProfile output of the services here (after)")

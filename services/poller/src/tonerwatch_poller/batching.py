@@ -57,8 +57,9 @@ class ReadingBatcher:
         self._groups: dict[str, _Group] = {}
         self._held = 0  # readings handed in whose publish has not returned
         self._sending: set[asyncio.Task[None]] = set()
-        self.batches = 0
-        self.published = 0
+        self.batches = 0  # batch messages published
+        self.messages = 0  # messages published (batches and lone readings)
+        self.published = 0  # readings published
 
     async def publish(self, site_id: str, printer_id: str, data: bytes, event_id: str) -> None:
         """Publish one reading's JSON (alone or in its site's batch); return once it is kept."""
@@ -66,6 +67,7 @@ class ReadingBatcher:
         if self.max_readings <= 1:  # batches off: every reading alone, as before
             await self.bus.publish_json(subject, data, event_id=event_id, type_=READING_TYPE)
             self.published += 1
+            self.messages += 1
             return
         group = self._groups.get(site_id)
         if group is not None and group.readings and group.size + len(data) > self.max_bytes:
@@ -132,4 +134,5 @@ class ReadingBatcher:
             group.done.cancel()
             raise
         self.published += len(group.readings)
+        self.messages += 1
         group.done.set_result(None)
