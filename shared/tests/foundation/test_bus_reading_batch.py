@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+
+from tonerwatch_shared import bus as bus_module
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, ConsumerSpec, Poison, RetryPolicy, wait_for_event
 from tonerwatch_shared.printer.model import PrinterIdentity
@@ -194,3 +197,34 @@ async def test_live_subscribers_receive_the_readings_of_a_batch(bus: Bus) -> Non
     await bus.publish(_batch(_reading("p-1", 1), _reading("p-2", 1)))
     await asyncio.wait_for(task, 10)
     assert seen == [("p-1", 1), ("p-2", 1)]
+
+
+async def test_a_fetch_of_batches_reaches_a_batch_handler_in_parts_of_whole_messages(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bus_module, "BATCH_HANDLER_EVENTS", 3)
+    calls: list[list[tuple[str, int | None]]] = []
+    stop = asyncio.Event()
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        raise AssertionError("every part applied whole")
+
+    async def batch_handler(events: list[ev.Event]) -> None:
+        calls.append([_key(e) for e in events])
+
+    for n in range(3):
+        await bus.publish(_batch(_reading(f"p-{n}", 1), _reading(f"p-{n}", 2)))
+    await bus.publish(_reading("p-9", 1))
+    await bus.ensure_consumer(_spec(bus, "t-parts"))
+    task = asyncio.create_task(
+        bus.consume(_spec(bus, "t-parts"), handler, stop=stop, batch_handler=batch_handler)
+    )
+    await eventually(lambda: _settled(bus, "t-parts"), timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    # Two messages (4 readings) reach the limit; a message's readings are never split.
+    assert [len(c) for c in calls] == [4, 3]
+    assert [k for c in calls for k in c] == [
+        *[(f"p-{n}", s) for n in range(3) for s in (1, 2)],
+        ("p-9", 1),
+    ]
