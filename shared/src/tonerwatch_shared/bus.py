@@ -711,7 +711,7 @@ class Bus:
                     fetched_at = time.monotonic()
                     if batch_handler is not None and not spec.ordered and len(msgs) >= batch:
                         ahead = asyncio.create_task(sub.fetch(batch, timeout=fetch_timeout_s))
-                    if batch_handler is not None and (len(msgs) > 1 or _is_batch(msgs[0])):
+                    if batch_handler is not None and (len(msgs) > 1 or any(map(_is_batch, msgs))):
                         msgs = await self._handle_batch(
                             msgs, batch_handler, handler_timeout_s, spec
                         )
