@@ -55,6 +55,27 @@ def readings_of(msgs: list[Msg]) -> list[ev.SupplyReading]:
     return out
 
 
+class Polls:
+    """Polls under way, as the poller counts them: each ends when its reading's publish returns."""
+
+    def __init__(self) -> None:
+        self.under_way = 0
+
+    def busy(self) -> int:
+        return self.under_way
+
+    async def hand_in(self, batcher: ReadingBatcher, readings: list[ev.SupplyReading]) -> None:
+        self.under_way += len(readings)
+
+        async def poll(r: ev.SupplyReading) -> None:
+            try:
+                await batcher.publish("hq", r.printer_id, r.to_bytes(), str(r.event_id))
+            finally:
+                self.under_way -= 1
+
+        await asyncio.gather(*(poll(r) for r in readings))
+
+
 async def _hand_in(batcher: ReadingBatcher, readings: list[ev.SupplyReading]) -> None:
     await asyncio.gather(
         *(batcher.publish("hq", r.printer_id, r.to_bytes(), str(r.event_id)) for r in readings)
@@ -65,9 +86,10 @@ async def test_readings_of_polls_under_way_together_go_out_as_one_batch(bus: Bus
     await bus.ensure_event_stream()
     readings = [_reading(f"p{i}", i + 1) for i in range(5)]
     # Five polls under way and a long wait: the batch goes when the fifth reading is handed in.
-    batcher = ReadingBatcher(bus, source="poller/t", busy=lambda: 5, wait_s=30.0)
+    polls = Polls()
+    batcher = ReadingBatcher(bus, source="poller/t", busy=polls.busy, wait_s=30.0)
     async with published(bus) as msgs:
-        await asyncio.wait_for(_hand_in(batcher, readings), 10)  # each returned: the batch is kept
+        await asyncio.wait_for(polls.hand_in(batcher, readings), 10)  # each returned: kept
         await eventually(lambda: len(msgs) == 1, timeout_s=5)
     assert msgs[0].subject == f"{bus.subjects.root}.hq.supply.reading.{BATCH_KEY}"
     assert readings_of(msgs) == readings
@@ -79,9 +101,10 @@ async def test_readings_of_polls_under_way_together_go_out_as_one_batch(bus: Bus
 async def test_a_batch_is_bounded_and_a_lone_reading_goes_as_itself(bus: Bus) -> None:
     await bus.ensure_event_stream()
     readings = [_reading(f"p{i}", 1) for i in range(5)]
-    batcher = ReadingBatcher(bus, source="poller/t", busy=lambda: 5, max_readings=2, wait_s=30.0)
+    polls = Polls()
+    batcher = ReadingBatcher(bus, source="poller/t", busy=polls.busy, max_readings=2, wait_s=30.0)
     async with published(bus) as msgs:
-        await asyncio.wait_for(_hand_in(batcher, readings), 10)
+        await asyncio.wait_for(polls.hand_in(batcher, readings), 10)
         await eventually(lambda: len(msgs) == 3, timeout_s=5)
     assert sorted(len(ev.unbatched(ev.parse_event(m.data))) for m in msgs) == [1, 2, 2]
     lone = [m for m in msgs if not m.subject.endswith(BATCH_KEY)]

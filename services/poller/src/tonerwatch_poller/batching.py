@@ -2,8 +2,9 @@
 
 A reading's durable publish costs nats-server an fsync before its ack, and the poller a message
 and an ack of its own; slots lie on a 1 s grid, so polls come due together. A poll hands its
-reading to the ReadingBatcher and waits: when every poll under way has handed its reading in,
-or after wait_s, or at max_readings / max_bytes, whichever comes first, the site's readings are
+reading to the ReadingBatcher and waits: when every poll under way has handed its reading in
+(and the oldest has waited settle_s: jobs due together arrive a few milliseconds apart), or
+after wait_s, or at max_readings / max_bytes, whichever comes first, the site's readings are
 published as one batch (a group of one as the plain reading). Each waiting poll returns once the
 batch is acked, or raises what the publish raised: a poll is done only when its reading is kept.
 """
@@ -31,6 +32,7 @@ class _Group:
     readings: list[tuple[str, bytes, str]] = field(default_factory=list)  # subject, JSON, id
     size: int = 0
     timer: asyncio.TimerHandle | None = None
+    started: float = 0.0  # loop time of its first reading
 
 
 class ReadingBatcher:
@@ -45,6 +47,7 @@ class ReadingBatcher:
         max_readings: int = 128,
         max_bytes: int = 256 * 1024,
         wait_s: float = 0.03,
+        settle_s: float = 0.01,
     ) -> None:
         self.bus = bus
         self.source = source
@@ -54,6 +57,10 @@ class ReadingBatcher:
         self.max_readings = max_readings
         self.max_bytes = max_bytes
         self.wait_s = wait_s
+        # Polls due at the same slot start a few milliseconds apart (their jobs arrive one by
+        # one): "every poll under way has handed in" is believed only after this long.
+        self.settle_s = min(settle_s, wait_s)
+        self._settle: asyncio.TimerHandle | None = None
         self._groups: dict[str, _Group] = {}
         self._held = 0  # readings handed in whose publish has not returned
         self._sending: set[asyncio.Task[None]] = set()
@@ -74,9 +81,10 @@ class ReadingBatcher:
             self._flush(group)
             group = None
         if group is None:
-            group = _Group(site_id, asyncio.get_running_loop().create_future())
+            loop = asyncio.get_running_loop()
+            group = _Group(site_id, loop.create_future(), started=loop.time())
             self._groups[site_id] = group
-            group.timer = asyncio.get_running_loop().call_later(self.wait_s, self._flush, group)
+            group.timer = loop.call_later(self.wait_s, self._flush, group)
         group.readings.append((subject, data, event_id))
         group.size += len(data)
         done = group.done
@@ -85,10 +93,28 @@ class ReadingBatcher:
             if len(group.readings) >= self.max_readings:
                 self._flush(group)
             elif self._held >= self.busy():
-                self._flush_all()
+                self._all_in()
             await asyncio.shield(done)
         finally:
             self._held -= 1
+
+    def _all_in(self) -> None:
+        """Every poll under way has handed its reading in: publish once the oldest has settled."""
+        if not self._groups or self._settle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = min(g.started for g in self._groups.values()) + self.settle_s - loop.time()
+        if wait <= 0:
+            self._flush_all()
+        else:
+            self._settle = loop.call_later(wait, self._settled)
+
+    def _settled(self) -> None:
+        self._settle = None
+        if (
+            self._held >= self.busy()
+        ):  # else a poll started meanwhile: its reading (or wait_s) ends it
+            self._flush_all()
 
     def _flush_all(self) -> None:
         for group in list(self._groups.values()):
