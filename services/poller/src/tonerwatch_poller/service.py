@@ -163,7 +163,7 @@ class Settings(CommonSettings):
         "pollers before batches did (consumers older than the batch event: README)",
     )
     reading_batch_wait_s: float = Field(
-        default=0.03,
+        default=0.1,
         ge=0,
         le=1.0,
         description="How long a reading waits for others to share its batch, at most",
