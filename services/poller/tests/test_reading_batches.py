@@ -85,9 +85,10 @@ async def _hand_in(batcher: ReadingBatcher, readings: list[ev.SupplyReading]) ->
 async def test_readings_of_polls_under_way_together_go_out_as_one_batch(bus: Bus) -> None:
     await bus.ensure_event_stream()
     readings = [_reading(f"p{i}", i + 1) for i in range(5)]
-    # Five polls under way and a long wait: the batch goes when the fifth reading is handed in.
+    # Five polls under way and a long wait: the batch goes when the fifth reading is handed in
+    # (and the first has waited settle_s).
     polls = Polls()
-    batcher = ReadingBatcher(bus, source="poller/t", busy=polls.busy, wait_s=30.0)
+    batcher = ReadingBatcher(bus, source="poller/t", busy=polls.busy, wait_s=30.0, settle_s=0.01)
     async with published(bus) as msgs:
         await asyncio.wait_for(polls.hand_in(batcher, readings), 10)  # each returned: kept
         await eventually(lambda: len(msgs) == 1, timeout_s=5)
@@ -102,7 +103,9 @@ async def test_a_batch_is_bounded_and_a_lone_reading_goes_as_itself(bus: Bus) ->
     await bus.ensure_event_stream()
     readings = [_reading(f"p{i}", 1) for i in range(5)]
     polls = Polls()
-    batcher = ReadingBatcher(bus, source="poller/t", busy=polls.busy, max_readings=2, wait_s=30.0)
+    batcher = ReadingBatcher(
+        bus, source="poller/t", busy=polls.busy, max_readings=2, wait_s=30.0, settle_s=0.01
+    )
     async with published(bus) as msgs:
         await asyncio.wait_for(polls.hand_in(batcher, readings), 10)
         await eventually(lambda: len(msgs) == 3, timeout_s=5)
@@ -137,7 +140,7 @@ async def test_a_batch_not_kept_fails_every_poll_in_it(bus: Bus) -> None:
     nowhere = Bus(
         bus.nc, Subjects(root="tw-nowhere", stream_prefix="NOWHERE"), max_age_s=60, source="t"
     )
-    batcher = ReadingBatcher(nowhere, source="poller/t", busy=lambda: 3, wait_s=30.0)
+    batcher = ReadingBatcher(nowhere, source="poller/t", busy=lambda: 3, wait_s=0.05)
     readings = [_reading(f"p{i}", 1) for i in range(3)]
     outcomes = await asyncio.wait_for(
         asyncio.gather(

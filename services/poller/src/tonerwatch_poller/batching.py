@@ -116,9 +116,8 @@ class ReadingBatcher:
 
     def _settled(self) -> None:
         self._settle = None
-        if (
-            self._held >= self.busy()
-        ):  # else a poll started meanwhile: its reading (or wait_s) ends it
+        # Else a poll started meanwhile: its reading (or wait_s) ends the wait.
+        if self._held >= self.busy():
             self._flush_all()
 
     def _flush_all(self) -> None:
