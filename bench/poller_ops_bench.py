@@ -12,8 +12,13 @@ nats-server spend per poll, for variants on the same nats-server and the same pr
   printer in the work queue, pulled when due through one long-lived pull request, polled and
   nak'ed with the delay to the next slot (NATS as the timer: a redelivery and a nak per poll),
   with today's polls, mirrors and reading path;
-- after: the poller as it is: partition leases (the replica holds the 16 partition jobs and
-  polls their printers from a local timer: a steady poll sends only its reading).
+- singles: the poller as it is with TONERWATCH_READING_BATCH_MAX=1: partition leases (the
+  replica holds the 16 partition jobs and polls their printers from a local timer: a steady poll
+  sends only its reading), every reading published alone;
+- after: the poller as it is: partition leases, and the readings of polls made together
+  published as one SupplyReadingBatch (tonerwatch_poller.batching: up to 100 ms apart).
+
+before and previous publish every reading alone, as the code they stand for did.
 
 Every message the poller's connection publishes in the window is counted
 (tonerwatch_shared.testing.nats_traffic), by kind: requests (each waits for a reply: JetStream
@@ -22,7 +27,7 @@ progress"). Printers: one snmpsim endpoint serving a recording, N printer ids on
 is the same in every variant and not what is measured here).
 
     uv run python bench/poller_ops_bench.py [--printers 200] [--interval 10] [--window 30]
-        [--variants previous,after]
+        [--variants previous,singles,after]
 
 Needs nats-server (scripts/setup installs it) and the recordings in ../shared/printer-walks.
 """
@@ -154,7 +159,13 @@ def polls_done(poller: Poller) -> int:
 
 
 async def run_variant(
-    name: str, cls: type[Poller], url: str, nats_pid: int, port: int, args: argparse.Namespace
+    name: str,
+    cls: type[Poller],
+    url: str,
+    nats_pid: int,
+    port: int,
+    args: argparse.Namespace,
+    reading_batch_max: int,
 ) -> Result:
     subjects = Subjects(root=f"bops{name}", stream_prefix=f"BOPS{name.upper()}")
     bus = await Bus.connect(url, subjects=subjects, name=f"bench-{name}", attempts=3)
@@ -165,6 +176,7 @@ async def run_variant(
         stream_prefix=subjects.stream_prefix,
         poll_timeout_s=2.0,
         poll_retries=1,
+        reading_batch_max=reading_batch_max,
     )
     poller = cls(
         settings=settings,
@@ -228,6 +240,11 @@ async def run_variant(
         await delete_streams(bus)
         await bus.drain()
         monkeypatch.close()
+    if poller.readings.messages:
+        print(
+            f"{name}: {poller.readings.published / poller.readings.messages:.1f} readings per "
+            f"published message ({poller.readings.batches} batches, whole run)"
+        )
     return Result(name, polls1 - polls0, window_traffic, cpu1 - cpu0, nats1 - nats0)
 
 
@@ -236,11 +253,14 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--printers", type=int, default=200)
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--window", type=float, default=30.0)
-    parser.add_argument("--variants", default="previous,after", help="of before,previous,after")
+    parser.add_argument(
+        "--variants", default="previous,after", help="of before,previous,singles,after"
+    )
     args = parser.parse_args(argv)
     classes: dict[str, type[Poller]] = {
         "before": BeforePoller,
         "previous": PreviousPoller,
+        "singles": Poller,
         "after": Poller,
     }
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -262,7 +282,13 @@ async def main(argv: list[str]) -> None:
             async with SnmpSimulator([recording]) as agent:
                 results = [
                     await run_variant(
-                        name, classes[name], server.url, server.proc.pid, agent.port, args
+                        name,
+                        classes[name],
+                        server.url,
+                        server.proc.pid,
+                        agent.port,
+                        args,
+                        reading_batch_max=128 if name == "after" else 1,
                     )
                     for name in names
                 ]
