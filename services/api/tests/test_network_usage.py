@@ -12,17 +12,23 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db.tx import create_user, ensure_admin, ensure_site, in_tx
+from tonerwatch_api.db.usage import NetworkUsageDay
 from tonerwatch_api.domain.network_usage import usage
 from tonerwatch_api.projections.activity import run_activity
 from tonerwatch_api.projections.network_usage import apply_usage
 from tonerwatch_api.projections.projector import apply_now
 from tonerwatch_api.settings import Settings
 from tonerwatch_shared.bus import Bus
-from tonerwatch_shared.events import PrinterConfigured, SupplyReading, UpstreamSynced
+from tonerwatch_shared.events import (
+    PrinterConfigured,
+    SupplyReading,
+    SupplyReadingBatch,
+    UpstreamSynced,
+)
 from tonerwatch_shared.testing.infra import eventually
 
 ADMIN_PW = "admin-password-123"
@@ -248,11 +254,15 @@ async def test_network_api_and_page_show_sync_from_the_bus(
     assert re.search(r'<div class="meta per-day">400 B/day</div>', page.text), page.text
 
 
-async def test_the_retired_usage_consumer_is_deleted_at_start(bus: Bus) -> None:
-    """api-usage-polling (an installation from before has it) is deleted at start, once and for all.
+async def test_the_retired_usage_consumer_is_drained_then_deleted_at_start(
+    bus: Bus, db: Engine, reading: Callable[..., SupplyReading]
+) -> None:
+    """api-usage-polling (an installation from before has it) is drained, then deleted, at start.
 
-    The readings' usage is applied in the readings' transaction now (api-readings): the old
-    durable would pile up every reading unacknowledged. Deleting it again finds none.
+    The old durable holds eight readings it has not applied: four pending and two more in one
+    message, two delivered to an old api that stopped before acking them; one of them was already
+    counted by api-readings (new code). After the start their bytes count exactly once each, the durable and its replay
+    consumer are gone and its dead letter is api-readings's now; a second start changes nothing.
     """
     from nats.js.errors import NotFoundError
 
@@ -262,21 +272,86 @@ async def test_the_retired_usage_consumer_is_deleted_at_start(bus: Bus) -> None:
         retire_durables,
     )
     from tonerwatch_api.projections.projector import projections
-    from tonerwatch_shared.bus import ConsumerSpec
-    from tonerwatch_shared.events import SupplyReading
+    from tonerwatch_shared.bus import ConsumerSpec, dead_stream
     from tonerwatch_shared.nats_users import API_DURABLES, API_RETIRED_DURABLES
 
-    stream = bus.subjects.events_stream
-    await bus.ensure_consumer(
-        ConsumerSpec("api-usage-polling", SupplyReading.subject_filter(bus.subjects))
+    stream, old = bus.subjects.events_stream, "api-usage-polling"
+    # ack_wait 1 s: the old api's unacked deliveries come back within the drain.
+    spec = ConsumerSpec(old, SupplyReading.subject_filter(bus.subjects), ack_wait_s=1.0)
+    await bus.ensure_consumer(spec)
+    await bus.ensure_dead_stream()
+    readings = [
+        reading(printer_id=f"p-{i % 2}", bytes_sent=100 + i, bytes_received=1000 + i)
+        for i in range(6)
+    ]
+    for r in readings:
+        assert await bus.publish(r)
+    # Two more, published together (a poller of this release): both counted.
+    together = [reading(printer_id=f"p-{i}", bytes_sent=i, bytes_received=i) for i in (7, 8)]
+    assert await bus.publish(
+        SupplyReadingBatch(site_id="default", source="poller-test", readings=tuple(together))
     )
-    assert (await bus.js.consumer_info(stream, "api-usage-polling")).name == "api-usage-polling"
-    await retire_durables(bus)
+    sub = await bus.js.pull_subscribe_bind(old, stream=stream)
+    taken = await sub.fetch(2, timeout=5.0)  # the old api stops before acking them
+    assert len(taken) == 2
+    await bus.dead_letter(taken[0], old, "boom", 3, readings[0])  # set aside by the old api
+    await sub.unsubscribe()
+    info = await bus.js.consumer_info(stream, old)
+    assert info.num_pending + info.num_ack_pending == 7
+    in_tx(db, lambda s: apply_usage(s, readings[3]))  # counted by api-readings already
+
+    def totals() -> tuple[int, int, int]:
+        with Session(db) as s:
+            rows = s.exec(select(NetworkUsageDay)).all()
+        return (
+            sum(r.bytes_sent for r in rows),
+            sum(r.bytes_received for r in rows),
+            sum(r.operations for r in rows),
+        )
+
+    stop = asyncio.Event()
+    await retire_durables(bus, db, stop)
+    everyone = [*readings, *together]
+    expected = (
+        sum(r.bytes_sent for r in everyone),
+        sum(r.bytes_received for r in everyone),
+        len(everyone),
+    )
+    assert totals() == expected
     with pytest.raises(NotFoundError):
-        await bus.js.consumer_info(stream, "api-usage-polling")
-    await retire_durables(bus)  # none left: nothing to do, no error
-    # What the NATS permissions allow the api user is what it runs and what it deletes.
+        await bus.js.consumer_info(stream, old)
+    with pytest.raises(NotFoundError):
+        await bus.js.consumer_info(dead_stream(bus.subjects), f"{old}_replay")
+    assert await bus.dead_letter_counts() == {"api-readings": 1}
+    [moved] = await bus.dead_letters()
+    assert (moved.consumer, moved.event_id) == ("api-readings", str(readings[0].event_id))
+    assert moved.error == "boom" and moved.data == readings[0].to_bytes()
+    raw = await bus.js.get_msg(dead_stream(bus.subjects), moved.seq)
+    assert (raw.headers or {})["Tw-Moved-From"] == old
+
+    await retire_durables(bus, db, stop)  # nothing left: nothing to do, no error
+    assert totals() == expected
+    assert await bus.dead_letter_counts() == {"api-readings": 1}
+    # What the NATS permissions allow the api user is what it runs and what it retires.
     running = {spec.durable for spec, _ in activity_consumers(bus.subjects)}
     running |= {p.durable for p in projections()}
     assert running == set(API_DURABLES)
-    assert set(RETIRED_DURABLES) == set(API_RETIRED_DURABLES) == {"api-usage-polling"}
+    assert set(RETIRED_DURABLES) == set(API_RETIRED_DURABLES) == {old}
+
+
+async def test_a_retired_consumer_left_undrained_is_kept_for_the_next_start(
+    bus: Bus, db: Engine, reading: Callable[..., SupplyReading]
+) -> None:
+    """A drain cut short (its bound) keeps the durable: nothing it holds is lost."""
+    from tonerwatch_api.projections.activity import retire_durables
+    from tonerwatch_shared.bus import ConsumerSpec
+
+    stream, old = bus.subjects.events_stream, "api-usage-polling"
+    await bus.ensure_consumer(ConsumerSpec(old, SupplyReading.subject_filter(bus.subjects)))
+    assert await bus.publish(reading())
+    await retire_durables(bus, db, asyncio.Event(), drain_s=0.0)
+    info = await bus.js.consumer_info(stream, old)
+    assert info.num_pending == 1
+    await retire_durables(bus, db, asyncio.Event())
+    with Session(db) as s:
+        assert [r.operations for r in s.exec(select(NetworkUsageDay)).all()] == [1]

@@ -35,6 +35,8 @@ class Access:
     consumers: tuple[tuple[str, str], ...]
     # (stream, durable) of durables the service no longer runs and deletes at start.
     retired: tuple[tuple[str, str], ...] = ()
+    # Of those, the ones it drains first (applies what they still hold): their reads and acks.
+    drained: tuple[tuple[str, str], ...] = ()
     # KV buckets by their unprefixed name, as passed to Bus.key_value.
     buckets: tuple[str, ...] = ()
     # Core (non-JetStream) live subscriptions: Bus.subscribe_events.
@@ -69,8 +71,8 @@ API_DURABLES = (
     "api-usage-sync",
     "api-collectors",
 )
-# tonerwatch_api.projections.activity.RETIRED_DURABLES: durables the api deletes at start (an
-# installation older than their retirement still has them).
+# tonerwatch_api.projections.activity.RETIRED_DURABLES: durables the api drains and deletes at start
+# (an installation older than their retirement still has them).
 API_RETIRED_DURABLES = ("api-usage-polling",)
 
 
@@ -165,6 +167,7 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
             ),
             consumers=tuple((events, name) for name in API_DURABLES),
             retired=tuple((events, name) for name in API_RETIRED_DURABLES),
+            drained=tuple((events, name) for name in API_RETIRED_DURABLES),
             listens=(subjects.area("alert"),),
             replays=True,
         ),
@@ -201,6 +204,15 @@ def publish_allow(service: str, subjects: Subjects | None = None) -> list[str]:
             f"$JS.ACK.{stream}.{durable}.>",
         ]
     allow += [f"{JS}.CONSUMER.DELETE.{stream}.{durable}" for stream, durable in access.retired]
+    for stream, durable in access.drained:
+        # Drained before it is deleted (tonerwatch_api.projections.activity.retire_durables);
+        # its dead letters move to its heir's and its replay consumer is deleted.
+        allow += [
+            f"{JS}.CONSUMER.INFO.{stream}.{durable}",
+            f"{JS}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            f"$JS.ACK.{stream}.{durable}.>",
+            f"{JS}.CONSUMER.DELETE.{subjects.name('DEAD')}.{durable}_replay",
+        ]
     allow += _dead_letter_allow(access, subjects)
     for name in access.buckets:
         bucket = subjects.name(name)
