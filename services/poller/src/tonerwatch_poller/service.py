@@ -281,7 +281,6 @@ class PollerMetrics:
 
 
 @dataclass
-@dataclass
 class _Lease:
     """A partition job this replica holds: its printers are polled here while it is held."""
 
@@ -317,6 +316,8 @@ class Poller:
     configs: dict[str, tuple[bytes, PrinterConfigured]] = field(default_factory=dict)
     # The health this replica computed at its own last poll of each printer (exact times, seq).
     recent: dict[str, PrinterHealth] = field(default_factory=dict)
+    # What the overdue check needs of each configuration, by KV key, parsed once per change.
+    _overdue_facts: dict[str, _OverdueFacts] = field(default_factory=dict)
     # Every monitored printer's (site, partition), by KV key, from the configuration mirror.
     placed: dict[str, tuple[str, int]] = field(default_factory=dict)
     # The partitions held here, by subject; the printers scheduled here and their partition's subject.
@@ -1042,20 +1043,27 @@ class Poller:
             printers = await latest_values(self.printers)
             health = await latest_values(self.health)
         overdue = 0
+        facts = self._overdue_facts
+        for gone in facts.keys() - printers.keys():
+            del facts[gone]
         for key, raw in list(printers.items()):
-            try:
-                config = PrinterConfigured.model_validate_json(raw)
-            except ValueError:
-                continue
-            if self.settings.sites and config.site_id not in self.settings.sites:
+            fact = facts.get(key)
+            if fact is None or fact.raw != raw:
+                # Parsed once per change of the configuration, not at every check: a full parse
+                # of 10,000 configurations every 15 s cost ~0.8 ms of CPU per poll at 33 polls/s.
+                fact = _OverdueFacts.of(raw)
+                if fact is None:
+                    continue
+                facts[key] = fact
+            if self.settings.sites and fact.site_id not in self.settings.sites:
                 continue  # another site's poller answers for it
             stored = PrinterHealth.from_bytes(health.get(key))
             last, lag = stored.last_poll_at, stored.refresh_s or 0.0
-            own = self.recent.get(config.printer_id)
+            own = self.recent.get(fact.printer_id)
             if own is not None and own.last_poll_at is not None and own.last_poll_at >= (last or 0):
                 last, lag = own.last_poll_at, 0.0  # this replica's own poll: exact
-            since = last if last is not None else config.occurred_at.timestamp()
-            limit = schedule.overdue_after(config.interval_s, self.settings.job_ack_wait_s) + lag
+            since = last if last is not None else fact.configured_at
+            limit = schedule.overdue_after(fact.interval_s, self.settings.job_ack_wait_s) + lag
             if now - since > limit + schedule.FIRST_POLL_WINDOW_S * (last is None):
                 overdue += 1
         return overdue
@@ -1286,6 +1294,32 @@ class _JobPull:
         if self.remaining <= 0:
             self.wake.set()
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class _OverdueFacts:
+    """The parts of a printer's configuration the overdue check reads, with the bytes they came from."""
+
+    raw: bytes
+    printer_id: str
+    site_id: str
+    interval_s: float
+    configured_at: float
+
+    @classmethod
+    def of(cls, raw: bytes) -> _OverdueFacts | None:
+        """Return the facts of one stored configuration (None: unreadable)."""
+        try:
+            config = PrinterConfigured.model_validate_json(raw)
+        except ValueError:
+            return None
+        return cls(
+            raw,
+            config.printer_id,
+            config.site_id,
+            config.interval_s,
+            config.occurred_at.timestamp(),
+        )
 
 
 class _Refused(Exception):
