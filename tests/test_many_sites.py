@@ -364,12 +364,14 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
         assert min(counts.values()) >= 2, counts
         # Each collector announces itself, across its leaf, to the hub: its site, its printers,
         # and what the hub has yet to take from it.
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             statuses = await hub_statuses(hub_bus)
             newest = {s.site_id: s for s in statuses}
             if all(
-                site in newest and newest[site].printers == len(sites[site].printers)
+                site in newest
+                and newest[site].printers == len(sites[site].printers)
+                and newest[site].queue_depth == 0
                 for site in sites
             ):
                 break
@@ -379,7 +381,8 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
             assert status.collector_id == f"collector-{site.name}"
             assert status.printers == len(site.printers), status
             assert status.version and status.started_at <= status.occurred_at
-        assert any(s.queue_depth is not None for s in statuses), "no queue depth measured"
+            # Every poll partition of the site is held by its poller: none waits.
+            assert status.queue_depth == 0, status
         for reading in readings:
             assert reading.source == f"poller/collector-{reading.site_id}"
             assert reading.printer_id in sites[reading.site_id].printers

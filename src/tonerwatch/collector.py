@@ -216,17 +216,24 @@ async def _count_keys(kv: Any) -> int:
 
 
 async def _pending_jobs(bus: Bus) -> int | None:
-    """Return the poll jobs waiting at the site (None before the poller made its queue).
+    """Return the site's poll partitions that no poller holds (None before the poller made its queue).
 
-    The hub's source consumer on the site's events stream is internal (nats-server lists no
-    direct consumers), so how far the hub lags is not measurable here; a growing job queue is
-    what a site falling behind looks like locally.
+    The poller keeps one job per partition of the fleet and holds each while it polls that
+    partition's printers, so held jobs are not waiting; a job is waiting when no poller has taken
+    it (none running, all at their share, or one that stopped and handed it back). The stream's
+    message count would always read the partition count. The hub's source consumer on the
+    site's events stream is internal (nats-server lists no direct consumers), so how far the hub
+    lags is not measurable here.
     """
+    stream = bus.subjects.name("POLLJOBS")
     try:
-        info = await bus.js.stream_info(bus.subjects.name("POLLJOBS"))
+        info = await bus.js.stream_info(stream)
+        consumers = await bus.js.consumers_info(stream)
     except nats.js.errors.NotFoundError:
         return None
-    return info.state.messages
+    if not consumers:
+        return info.state.messages  # no poller ever pulled: every partition waits
+    return sum(consumer.num_pending or 0 for consumer in consumers)
 
 
 async def _run_service(name: str, settings: Any, stop: asyncio.Event, ready: asyncio.Event) -> None:

@@ -753,8 +753,9 @@ class CollectorStatus(CollectorEvent):
     queue_depth: int | None = Field(
         default=None,
         ge=0,
-        description="Poll jobs waiting at the site (None: the poller has no queue yet); grows "
-        "when the site's poller falls behind its printers",
+        description="Poll partitions at the site that no poller holds, each a share of its "
+        "printers not being polled (None: the poller has no queue yet); above 0 while the site's "
+        "poller is down or short of replicas",
     )
     started_at: AwareDatetime = Field(description="When this collector process started")
 
