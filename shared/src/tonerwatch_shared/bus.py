@@ -180,7 +180,9 @@ class ConsumerSpec:
     ordered: bool = False
     # After a fetch that brought less than a full batch, wait this long before the next: more
     # events per pull request (one request and one reply per batch, not per event) for consumers
-    # that can take their events this much later (not the api's).
+    # that can take their events this much later. Workers of one durable on one Bus share the
+    # wait: after a short fetch none of them fetches for linger_s (not each on its own, which
+    # split a steady trickle into one small batch per worker).
     linger_s: float = 0.0
 
 
@@ -325,6 +327,8 @@ class Bus:
         self._progress = _Progress()
         self._dead_ready = False
         self._acks: _AckInbox | None = None
+        # One fetch turn per lingering durable, shared by its workers on this connection.
+        self._fetch_turns: dict[str, asyncio.Lock] = {}
 
     @classmethod
     async def connect(
@@ -694,8 +698,8 @@ class Bus:
                             fetching, ahead = ahead, None
                             msgs = await fetching
                         else:
-                            msgs = await sub.fetch(
-                                1 if spec.ordered else batch, timeout=fetch_timeout_s
+                            msgs = await self._fetch_in_turn(
+                                sub, spec, 1 if spec.ordered else batch, fetch_timeout_s
                             )
                     except (nats.errors.TimeoutError, TimeoutError):
                         continue
@@ -706,9 +710,6 @@ class Bus:
                         # 503 / no responders for a few seconds: wait and pull again, never crash.
                         await pause_on_bus_error(exc, spec.durable, stop)
                         continue
-                    # Less than a full batch: the next fetch waits (from now) to bring more.
-                    linger = spec.linger_s > 0 and len(msgs) < batch
-                    fetched_at = time.monotonic()
                     if batch_handler is not None and not spec.ordered and len(msgs) >= batch:
                         ahead = asyncio.create_task(sub.fetch(batch, timeout=fetch_timeout_s))
                     if batch_handler is not None and (len(msgs) > 1 or any(map(_is_batch, msgs))):
@@ -729,8 +730,6 @@ class Bus:
                         ahead = None
                         await self._pause(spec.durable, wait, probe, stop)
                         break
-                    if linger and (rest_s := fetched_at + spec.linger_s - time.monotonic()) > 0:
-                        await sleep_until_stopped(stop, rest_s)
                 # Fetched ahead and never handled: handed back now rather than after ack_wait.
                 for msg in await _fetched(ahead):
                     with contextlib.suppress(Exception):
@@ -742,6 +741,30 @@ class Bus:
                 ahead.cancel()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _fetch_in_turn(
+        self, sub: JetStreamContext.PullSubscription, spec: ConsumerSpec, n: int, timeout_s: float
+    ) -> list[Msg]:
+        """Fetch up to n messages; with linger_s, in the durable's turn (see ConsumerSpec.linger_s).
+
+        A fetch that brings less than n holds the turn for linger_s from its end: no worker of
+        the durable fetches before, so the next fetch brings what arrived meanwhile in one batch.
+        A full fetch (a backlog) hands the turn on at once: the workers fetch side by side.
+        """
+        if spec.linger_s <= 0:
+            return await sub.fetch(n, timeout=timeout_s)
+        turn = self._fetch_turns.setdefault(spec.durable, asyncio.Lock())
+        await turn.acquire()
+        try:
+            msgs = await sub.fetch(n, timeout=timeout_s)
+        except BaseException:
+            turn.release()
+            raise
+        if len(msgs) < n:
+            asyncio.get_running_loop().call_later(spec.linger_s, turn.release)
+        else:
+            turn.release()
+        return msgs
 
     async def _pause(
         self, durable: str, wait_s: float, probe: Probe | None, stop: asyncio.Event

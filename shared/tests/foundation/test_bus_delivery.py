@@ -227,3 +227,55 @@ async def test_a_lingering_consumer_takes_every_event_in_order(bus: Bus) -> None
         await asyncio.sleep(0.02)
     await asyncio.wait_for(consuming, 20)
     assert handled == [f"127.0.0.{40 + i}" for i in range(20)]
+
+
+async def test_the_workers_of_a_lingering_durable_share_one_fetch_turn(bus: Bus) -> None:
+    """After a short fetch no worker of the durable fetches before linger_s; a full one hands on at once.
+
+    Four workers each fetching as soon as they may (the api's readings on PostgreSQL) split a
+    steady trickle into a small batch per worker; sharing the turn, what arrives during the
+    linger goes to the next fetch, whoever makes it.
+    """
+    fetches: list[str] = []
+    replies: asyncio.Queue[int] = asyncio.Queue()
+
+    class Pull:
+        """A pull subscription whose fetches bring what the test says, in the order asked."""
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def fetch(self, n: int, timeout: float) -> list[object]:  # noqa: ASYNC109 (nats-py)
+            fetches.append(self.name)
+            return [object()] * await replies.get()
+
+    spec = ConsumerSpec("t-turn", bus.subjects.filter("printer.found", keyed=False), linger_s=3600)
+    full = ConsumerSpec("t-turn-full", spec.filter_subject, linger_s=3600)
+    a, b = Pull("a"), Pull("b")
+    first = asyncio.create_task(bus._fetch_in_turn(a, full, 4, 1.0))  # type: ignore[arg-type]
+    second = asyncio.create_task(bus._fetch_in_turn(b, full, 4, 1.0))  # type: ignore[arg-type]
+    await eventually(lambda: fetches == ["a"])
+    replies.put_nowait(4)  # a full batch: a backlog, the next worker fetches at once
+    assert len(await first) == 4
+    await eventually(lambda: fetches == ["a", "b"])
+    replies.put_nowait(4)
+    assert len(await second) == 4
+
+    fetches.clear()
+    first = asyncio.create_task(bus._fetch_in_turn(a, spec, 4, 1.0))  # type: ignore[arg-type]
+    await eventually(lambda: fetches == ["a"])
+    replies.put_nowait(1)  # less than a batch: the turn is held for linger_s (an hour here)
+    assert len(await first) == 1
+    second = asyncio.create_task(bus._fetch_in_turn(b, spec, 4, 1.0))  # type: ignore[arg-type]
+    third = asyncio.create_task(bus._fetch_in_turn(a, spec, 4, 1.0))  # type: ignore[arg-type]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert fetches == ["a"] and not second.done() and not third.done()
+    bus._fetch_turns["t-turn"].release()  # linger_s over
+    await eventually(lambda: fetches == ["a", "b"])
+    replies.put_nowait(0)  # nothing came: a short fetch again, the turn held again
+    assert await second == []
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert fetches == ["a", "b"] and not third.done()
+    third.cancel()
