@@ -28,7 +28,9 @@ class CollectorOut(BaseModel):
     site_id: str
     version: str
     printers: int = Field(description="Printers it polls at its site")
-    queue_depth: int | None = Field(description="Poll partitions at the site that no poller holds (0: every printer has a poller)")
+    queue_depth: int | None = Field(
+        description="Poll partitions at the site that no poller holds (0: every printer has a poller)"
+    )
     started_at: datetime
     last_seen: datetime = Field(description="occurred_at of its newest status")
     offline_since: datetime | None = Field(
