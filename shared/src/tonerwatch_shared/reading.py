@@ -25,17 +25,21 @@ class Parsed:
 
     The values are kept as a hash (of their OIDs and values in the order polled), not whole, and
     the snapshot as its JSON (~2 KB for a colour MFP, against ~14 KB as objects; read back in
-    ~0.03 ms, where parsing the values again takes ~0.8 ms).
+    ~0.03 ms, where parsing the values again takes ~0.8 ms) until the reading's template holds
+    the answer: then only the template is kept (issue 15: ~2 KB less per printer), and the rare
+    poll that cannot use it (anomalies, a new address) parses again.
     """
 
     values_hash: int
-    snapshot_json: bytes
+    snapshot_json: bytes | None
     # The reading these values made, serialized but for what changes at every poll: the next
     # poll with the same answer (and the same printer, site, source, address) is written from it.
     template: ReadingTemplate | None = None
 
-    def snapshot(self) -> PrinterSnapshot:
-        """Return the snapshot the values parsed to."""
+    def snapshot(self) -> PrinterSnapshot | None:
+        """Return the snapshot the values parsed to (None: not kept, parse them again)."""
+        if self.snapshot_json is None:
+            return None
         return PrinterSnapshot.model_validate_json(self.snapshot_json)
 
 
@@ -228,8 +232,9 @@ async def read_printer(
         return PolledReading(
             None, result.plan, result.learned, result.round_trips, parsed, steady=steady
         )
-    if parsed is not None and parsed.values_hash == values_hash:
-        snapshot = parsed.snapshot()
+    kept = parsed.snapshot() if parsed is not None and parsed.values_hash == values_hash else None
+    if parsed is not None and kept is not None:
+        snapshot = kept
     else:
         snapshot = parse_snapshot(result.values)
         parsed = Parsed(values_hash, snapshot.model_dump_json().encode())
@@ -251,7 +256,13 @@ async def read_printer(
     )
     key = _template_key(source, site_id, printer_id, target.host, "snmp")
     if not result.anomalies and (parsed.template is None or parsed.template.key != key):
-        parsed = replace(parsed, template=ReadingTemplate.of(reading))
+        template = ReadingTemplate.of(reading)
+        # The template holds the answer from now on: the snapshot's JSON is not kept beside it.
+        parsed = replace(
+            parsed,
+            template=template,
+            snapshot_json=None if template is not None else parsed.snapshot_json,
+        )
     return PolledReading(reading, result.plan, result.learned, result.round_trips, parsed)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -129,9 +130,35 @@ def _other_device_status(oid: str, present: Mapping[str, SnmpValue]) -> bool:
     return isinstance(kind, str) and kind.lstrip(".") != HR_DEVICE_PRINTER
 
 
+# A plan's ~70 static values of one printer are mostly those of every printer of its model
+# (descriptions, units, capacities, OID values): kept once for the fleet, not once per printer
+# (issue 15). Bounded: cleared when full (values unique to a printer, serials and names, fill it).
+SHARED_VALUES_KEPT = 4096
+_shared_values: dict[tuple[type, SnmpValue], SnmpValue] = {}
+
+
+def shared_value(value: SnmpValue) -> SnmpValue:
+    """Return an equal value of the same type kept for other plans, or keep this one."""
+    key = (type(value), value)  # by type too: an Oid and an IpAddress may have the same text
+    kept = _shared_values.get(key)
+    if kept is not None:
+        return kept
+    if len(_shared_values) >= SHARED_VALUES_KEPT:
+        _shared_values.clear()
+    _shared_values[key] = value
+    return value
+
+
+def _shared_oid(oid: str) -> str:
+    # Interned: each decoded varbind name is a string of its own, the same OIDs for every printer.
+    return sys.intern(oid) if type(oid) is str else oid
+
+
 def plan_from_values(values: Mapping[str, SnmpValue]) -> PollPlan:
     """The plan for a printer whose learning walk returned these values."""
-    present = {o: v for o, v in values.items() if not isinstance(v, Missing)}
+    present = {
+        _shared_oid(o): shared_value(v) for o, v in values.items() if not isinstance(v, Missing)
+    }
     volatile = tuple(o for o in present if is_volatile(o) and not _other_device_status(o, present))
     steady = set(volatile)
     static = {o: v for o, v in present.items() if o not in steady}
