@@ -119,3 +119,48 @@ def test_a_steady_reading_is_the_json_the_model_writes_for_every_recording(
             }
             expected = reading.model_copy(update=fields).model_dump_json().encode()
             assert template.encode(**fields) == expected, walk.name  # type: ignore[arg-type]
+
+
+async def test_the_snapshot_json_is_not_kept_beside_the_template(
+    snmp_agent: SnmpSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the reading's template holds an answer only it is kept; a poll that cannot use it
+    (the printer at another address) parses the same answer again and reads the same."""
+    parses: list[int] = []
+
+    def counting(values: dict) -> object:  # type: ignore[type-arg]
+        parses.append(len(values))
+        return parse_snapshot(values)
+
+    monkeypatch.setattr(reading_module, "parse_snapshot", counting)
+    target = snmp_agent.target("jetdirect_m252dw")
+    client = SnmpClient()
+    try:
+        first = await read_printer(client, target, printer_id="p", site_id="s", source="t")
+        steady = await read_printer(
+            client, target, printer_id="p", site_id="s", source="t", plan=first.plan
+        )
+        assert steady.parsed is not None and steady.parsed.template is not None
+        assert steady.parsed.snapshot_json is None and steady.parsed.snapshot() is None
+        moved = await read_printer(
+            client,
+            target,
+            printer_id="p",
+            site_id="s",
+            source="t-moved",  # the template's key differs: it cannot be used
+            plan=steady.plan,
+            parsed=steady.parsed,
+        )
+    finally:
+        await client.close()
+    assert len(parses) == 3  # learning, the first steady poll, and the moved one parsed again
+    assert moved.built is not None and moved.steady is None
+    assert moved.parsed is not None and moved.parsed.template is not None
+    assert moved.parsed.template.key[0] == "t-moved"
+    assert moved.reading.model_dump(
+        exclude={"event_id", "occurred_at", "source", "seq"}
+        | {"bytes_sent", "bytes_received", "requests", "duration_ms"}
+    ) == steady.reading.model_dump(
+        exclude={"event_id", "occurred_at", "source", "seq"}
+        | {"bytes_sent", "bytes_received", "requests", "duration_ms"}
+    )

@@ -1,0 +1,52 @@
+"""A fleet's plans keep one copy of the OIDs and static values their printers share (issue 15)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tonerwatch_shared.snmp import poll
+from tonerwatch_shared.snmp.poll import plan_from_values, shared_value
+from tonerwatch_shared.snmp.snmprec import load_snmprec
+from tonerwatch_shared.snmp.types import IpAddress, Oid
+
+
+def _decoded_again(values: dict[str, object]) -> dict[str, object]:
+    """The same walk as a second printer's answer: equal strings and values, objects of its own."""
+    copy: dict[str, object] = {}
+    for oid, value in values.items():
+        if isinstance(value, bytes):
+            value = bytes(bytearray(value))
+        elif isinstance(value, str):
+            value = type(value)("".join(list(value)))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = int(str(value))
+        copy["".join(list(oid))] = value
+    return copy
+
+
+def test_two_printers_of_a_model_share_their_plans_oids_and_static_values(
+    printer_walks_dir: Path,
+) -> None:
+    values = load_snmprec(printer_walks_dir / "jetdirect_m252dw.snmprec")
+    first = plan_from_values(values)
+    second = plan_from_values(_decoded_again(values))  # type: ignore[arg-type]
+    assert first == second  # the same plan
+    assert first.static and first.volatile
+    for (oid_a, value_a), (oid_b, value_b) in zip(
+        first.static.items(), second.static.items(), strict=True
+    ):
+        assert oid_a is oid_b
+        assert value_a is value_b
+        assert type(value_a) is type(value_b)
+    for oid_a, oid_b in zip(first.volatile, second.volatile, strict=True):
+        assert oid_a is oid_b
+
+
+def test_a_shared_value_keeps_its_type_and_the_table_stays_bounded() -> None:
+    text = "10.0.0.1"
+    oid, address = shared_value(Oid(text)), shared_value(IpAddress(text))
+    assert type(oid) is Oid and type(address) is IpAddress
+    assert shared_value(b"toner") == b"toner" and shared_value(7) == 7
+    for n in range(poll.SHARED_VALUES_KEPT + 10):
+        shared_value(f"serial {n}".encode())
+    assert len(poll._shared_values) <= poll.SHARED_VALUES_KEPT
