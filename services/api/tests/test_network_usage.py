@@ -355,3 +355,44 @@ async def test_a_retired_consumer_left_undrained_is_kept_for_the_next_start(
     await retire_durables(bus, db, asyncio.Event())
     with Session(db) as s:
         assert [r.operations for r in s.exec(select(NetworkUsageDay)).all()] == [1]
+
+
+async def test_a_retired_consumer_is_drained_and_deleted_while_readings_keep_coming(
+    bus: Bus, db: Engine, reading: Callable[..., SupplyReading]
+) -> None:
+    """Readings arriving all through the drain (a poller polling) never keep it from ending.
+
+    Each fetch then brings something, so "drained" is decided from how far the acks reached, not
+    only after an empty fetch; before, such a drain ran to its bound at every start and the
+    durable stayed.
+    """
+    from nats.js.errors import NotFoundError
+
+    from tonerwatch_api.projections.activity import retire_durables
+    from tonerwatch_shared.bus import ConsumerSpec
+
+    stream, old = bus.subjects.events_stream, "api-usage-polling"
+    await bus.ensure_consumer(ConsumerSpec(old, SupplyReading.subject_filter(bus.subjects)))
+    for _ in range(3):
+        assert await bus.publish(reading())
+    done = asyncio.Event()
+    published = 0
+    most = 3000  # bounded: at 50 a second, a minute of readings at the most
+
+    async def keep_polling() -> None:
+        nonlocal published
+        while not done.is_set() and published < most:
+            assert await bus.publish(reading())
+            published += 1
+            await asyncio.sleep(0.02)
+
+    poller = asyncio.create_task(keep_polling())
+    try:
+        await retire_durables(bus, db, asyncio.Event(), drain_s=120.0)
+        still_coming = not poller.done()
+    finally:
+        done.set()
+        await poller
+    assert still_coming, "the drain ended only after the readings stopped"
+    with pytest.raises(NotFoundError):
+        await bus.js.consumer_info(stream, old)

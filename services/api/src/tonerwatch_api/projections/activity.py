@@ -153,7 +153,10 @@ async def _drain(
                 for msg in msgs:
                     await msg.ack_sync(timeout=PUBLISH_TIMEOUT_S)
                 applied += len(msgs)
-                continue
+                if max(msg.metadata.sequence.stream for msg in msgs) < upto:
+                    continue
+                # Past the stream's end at the start: while readings keep coming, a fetch is never
+                # empty, so "done" is asked here too, not only after an empty fetch.
             info = await bus.js.consumer_info(stream, durable)
             if info.num_pending + info.num_ack_pending == 0 or info.ack_floor.stream_seq >= upto:
                 log.info("drained the retired consumer %s: %d events applied", durable, applied)
