@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -131,15 +132,26 @@ async def run_collector(
             **knobs,
         }
         readies = {name: asyncio.Event() for name in COLLECTOR_SERVICES}
+        # A poller replica's heartbeat older than its lease wait is a dead replica's.
+        lease_wait_s = 60.0
         async with asyncio.TaskGroup() as tg:
             for name in COLLECTOR_SERVICES:
                 settings = load_settings(service_module(name).Settings, **overrides)
+                lease_wait_s = float(getattr(settings, "job_ack_wait_s", lease_wait_s))
                 tg.create_task(_run_service(name, settings, stop, readies[name]))
             if ready is not None:
                 tg.create_task(_all_ready(readies, ready, stop))
             collector_id = str(knobs.get("instance") or f"collector-{site}")
             tg.create_task(
-                _announce(url, credentials, collector_id, started_at, status_interval_s, stop)
+                _announce(
+                    url,
+                    credentials,
+                    collector_id,
+                    started_at,
+                    status_interval_s,
+                    lease_wait_s,
+                    stop,
+                )
             )
     finally:
         running.unlink(missing_ok=True)
@@ -176,6 +188,7 @@ async def _announce(
     collector_id: str,
     started_at: datetime,
     interval_s: float,
+    lease_wait_s: float,
     stop: asyncio.Event,
 ) -> None:
     """Publish the collector's status into the site's stream every interval_s until stop.
@@ -195,7 +208,7 @@ async def _announce(
                     collector_id=collector_id,
                     version=_version(),
                     printers=await _count_keys(printers),
-                    queue_depth=await _pending_jobs(bus),
+                    queue_depth=await _waiting_partitions(bus, lease_wait_s),
                     started_at=started_at,
                 )
                 await bus.publish(status)
@@ -215,25 +228,37 @@ async def _count_keys(kv: Any) -> int:
         return 0
 
 
-async def _pending_jobs(bus: Bus) -> int | None:
-    """Return the site's poll partitions that no poller holds (None before the poller made its queue).
+async def _waiting_partitions(bus: Bus, lease_wait_s: float) -> int | None:
+    """Return the site's poll partitions that no live poller holds (None before the poller made its queue).
 
     The poller keeps one job per partition of the fleet and holds each while it polls that
-    partition's printers, so held jobs are not waiting; a job is waiting when no poller has taken
-    it (none running, all at their share, or one that stopped and handed it back). The stream's
-    message count would always read the partition count. The hub's source consumer on the
-    site's events stream is internal (nats-server lists no direct consumers), so how far the hub
-    lags is not measurable here.
+    partition's printers; each replica's heartbeat (KV POLLER_REPLICAS, the poller's `leases.Beat`
+    JSON) lists what it holds. A partition waits when no replica heard from within the lease wait
+    holds it: none running, all at their share, or the holder died (its job then sits unacked
+    until the lease wait ends, so the consumer's pending count would not show it). The hub's
+    source consumer on the site's events stream is internal (nats-server lists no direct
+    consumers), so how far the hub lags is not measurable here.
     """
-    stream = bus.subjects.name("POLLJOBS")
     try:
-        info = await bus.js.stream_info(stream)
-        consumers = await bus.js.consumers_info(stream)
+        partitions = (await bus.js.stream_info(bus.subjects.name("POLLJOBS"))).state.messages
     except nats.js.errors.NotFoundError:
         return None
-    if not consumers:
-        return info.state.messages  # no poller ever pulled: every partition waits
-    return sum(consumer.num_pending or 0 for consumer in consumers)
+    held: set[str] = set()
+    now = time.time()
+    try:
+        # Looked up, not created: the poller creates it with its own TTL.
+        replicas = await bus.js.key_value(bus.subjects.name("POLLER_REPLICAS"))
+        keys = await replicas.keys()
+    except (nats.js.errors.BucketNotFoundError, nats.js.errors.NoKeysError):
+        keys = []
+    for key in keys:  # one per poller replica: a handful
+        with contextlib.suppress(
+            nats.js.errors.KeyNotFoundError, ValueError, TypeError, AttributeError, KeyError
+        ):
+            beat = json.loads((await replicas.get(key)).value or b"")
+            if now - float(beat["at"]) <= lease_wait_s:
+                held.update(str(subject) for subject in beat.get("leases", {}))
+    return max(0, partitions - len(held))
 
 
 async def _run_service(name: str, settings: Any, stop: asyncio.Event, ready: asyncio.Event) -> None:
