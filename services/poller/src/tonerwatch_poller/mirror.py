@@ -37,8 +37,9 @@ class KvMirror(WatchedBucket):
     revisions: dict[str, int] = field(default_factory=dict)
     # Called with a key whose value changed here (a watched change, or this replica's write).
     on_change: Callable[[str], None] | None = None
-    # The highest revision seen (the bucket stream's sequence: the watch delivers in order).
-    newest: int = 0
+    # The highest revision the watch delivered (the bucket stream's sequence, in order). Only the
+    # watch raises it: this replica's own writes and KV reads skip revisions not yet watched.
+    watched: int = 0
     _advanced: asyncio.Event | None = None
 
     def _bucket(self) -> KeyValue:
@@ -46,10 +47,14 @@ class KvMirror(WatchedBucket):
 
     def _apply(self, entry: KeyValue.Entry) -> None:
         revision = entry.revision or 0
-        if revision > self.newest:
-            self.newest = revision
+        if revision > self.watched:
+            self.watched = revision
             if self._advanced is not None:
                 self._advanced.set()
+        self._keep(entry)
+
+    def _keep(self, entry: KeyValue.Entry) -> None:
+        revision = entry.revision or 0
         if revision <= self.revisions.get(entry.key, 0):
             return  # an echo of what this replica wrote, or older than what it knows
         self.revisions[entry.key] = revision
@@ -80,7 +85,7 @@ class KvMirror(WatchedBucket):
         except nats.js.errors.KeyNotFoundError:
             return None
         if entry.value:
-            self._apply(entry)
+            self._keep(entry)  # not the watch: revisions before this one may not be here yet
         return entry.value or None
 
     async def put(self, key: str, value: bytes) -> None:
@@ -90,7 +95,6 @@ class KvMirror(WatchedBucket):
 
     def set(self, key: str, value: bytes, revision: int) -> None:
         """Keep a value this replica wrote (revision: what the put returned)."""
-        self.newest = max(self.newest, revision)
         if revision >= self.revisions.get(key, 0):
             self.revisions[key] = revision
             self.values[key] = value
@@ -113,10 +117,10 @@ class KvMirror(WatchedBucket):
         advanced = self._advanced = self._advanced or asyncio.Event()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                while self.newest < last:
+                while self.watched < last:
                     advanced.clear()
                     await advanced.wait()
-        return self.newest >= last
+        return self.watched >= last
 
 
 async def latest_values(kv: KeyValue, timeout_s: float = 5.0) -> dict[str, bytes]:
