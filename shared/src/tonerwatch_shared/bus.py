@@ -710,9 +710,18 @@ class Bus:
                         # 503 / no responders for a few seconds: wait and pull again, never crash.
                         await pause_on_bus_error(exc, spec.durable, stop)
                         continue
-                    if batch_handler is not None and not spec.ordered and len(msgs) >= batch:
+                    batches = any(map(_is_batch, msgs))
+                    # Not after reading batches: their parts are applied one after another with
+                    # nothing keeping the rest alive within ack_wait, and a fetch ahead would hold
+                    # as many more (workers x 2 x batch could pass max_ack_pending).
+                    if (
+                        batch_handler is not None
+                        and not spec.ordered
+                        and len(msgs) >= batch
+                        and not batches
+                    ):
                         ahead = asyncio.create_task(sub.fetch(batch, timeout=fetch_timeout_s))
-                    if batch_handler is not None and (len(msgs) > 1 or any(map(_is_batch, msgs))):
+                    if batch_handler is not None and (len(msgs) > 1 or batches):
                         msgs = await self._handle_batch(
                             msgs, batch_handler, handler_timeout_s, spec
                         )
@@ -739,6 +748,12 @@ class Bus:
             self.paused.discard(spec.durable)
             if ahead is not None:  # cancelled: what it brought waits for ack_wait
                 ahead.cancel()
+                # Awaited so its end (cancelled, or an error before the cancel) is retrieved; a
+                # cancellation of this task while waiting still raises here (wait never raises
+                # what the awaited task raised).
+                await asyncio.wait([ahead])
+                if not ahead.cancelled():
+                    ahead.exception()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
@@ -836,18 +851,19 @@ class Bus:
             await msg.ack()
         return []
 
-    async def _set_aside(self, msg: Msg, durable: str, error: str, event: Event | None) -> None:
-        """Move msg to the dead-letter stream, then ack it; if that fails, it is retried later."""
+    async def _set_aside(self, msg: Msg, durable: str, error: str, event: Event | None) -> bool:
+        """Move msg to the dead-letter stream, then ack it; False (retried later) if that failed."""
         deliveries = msg.metadata.num_delivered if msg.metadata else 1
         try:
             await self.dead_letter(msg, durable, error, deliveries, event)
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("could not set aside %s message (%r): retrying it later", msg.subject, exc)
             await msg.nak(delay=self.retry.cap_s)
-            return
+            return False
         what = f"{event_type(event)} {event.event_id}" if event is not None else msg.subject
         log.error("set aside %s for %s after %d deliveries: %s", what, durable, deliveries, error)
         await msg.ack()
+        return True
 
     async def _classify(self, exc: Exception, probe: Probe | None) -> tuple[str, float]:
         """Return ("poison"|"later"|"failed", delay) for a handler's exception."""
@@ -914,15 +930,20 @@ class Bus:
                         return delay
                     failures = self._failures.add(spec.durable, seq, part)
                     if kind == "poison" or failures >= self.retry.poison_after:
-                        self._failures.forget(spec.durable, seq, part)
+                        # Forgotten only once set aside: a failed dead-letter write keeps the count.
                         if not batch:
-                            await self._set_aside(msg, spec.durable, repr(exc), event)
+                            if await self._set_aside(msg, spec.durable, repr(exc), event):
+                                self._failures.forget(spec.durable, seq, part)
                             return None
                         if not await self._set_aside_part(msg, spec.durable, repr(exc), one, part):
                             return None
+                        self._failures.forget(spec.durable, seq, part)
                     else:
-                        # Back-off grows with every delivery of the event (outage retries included).
-                        delay = self.retry.delay(max(failures, meta.num_delivered if meta else 1))
+                        # Back-off grows with every delivery of the event (outage retries
+                        # included); a batch's deliveries also count its earlier parts' failures,
+                        # so one of its parts counts its own failures only.
+                        deliveries = 1 if batch or meta is None else meta.num_delivered
+                        delay = self.retry.delay(max(failures, deliveries))
                         log.warning(
                             "handler failed for %s %s (failure %d of %d), retry in %.1fs: %r",
                             event_type(one),

@@ -5,11 +5,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import nats.errors
 import pytest
+from nats.js import JetStreamContext
 
 from tonerwatch_shared import bus as bus_module
 from tonerwatch_shared import events as ev
-from tonerwatch_shared.bus import Bus, ConsumerSpec, Poison, RetryPolicy, wait_for_event
+from tonerwatch_shared.bus import (
+    Bus,
+    ConsumerSpec,
+    Poison,
+    RetryPolicy,
+    wait_for_event,
+)
 from tonerwatch_shared.printer.model import PrinterIdentity
 from tonerwatch_shared.subjects import BATCH_KEY, token
 from tonerwatch_shared.testing.infra import eventually
@@ -228,3 +236,108 @@ async def test_a_fetch_of_batches_reaches_a_batch_handler_in_parts_of_whole_mess
         *[(f"p-{n}", s) for n in range(3) for s in (1, 2)],
         ("p-9", 1),
     ]
+
+
+@pytest.mark.parametrize("batched", [True, False])
+async def test_a_failed_dead_letter_write_keeps_the_failure_count(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch, batched: bool
+) -> None:
+    """The redelivery after a failed set-aside is set aside at once, not failed poison_after again."""
+    bus.retry = FAST
+    attempts = 0
+    writes = 0
+    stop = asyncio.Event()
+    dead_letter = bus.dead_letter
+
+    async def failing_once(*args: object, **kwargs: object) -> None:
+        nonlocal writes
+        writes += 1
+        if writes == 1:
+            raise nats.errors.TimeoutError
+        await dead_letter(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bus, "dead_letter", failing_once)
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        nonlocal attempts
+        if _key(event) == ("p-2", 1):
+            attempts += 1
+            raise RuntimeError("refused every time")
+
+    bad = _reading("p-2", 1)
+    await bus.publish(_batch(_reading("p-1", 1), bad) if batched else bad)
+    durable = f"t-dead-write-{batched}"
+    task = asyncio.create_task(bus.consume(_spec(bus, durable), handler, stop=stop))
+
+    async def set_aside() -> bool:
+        return bool(await bus.dead_letters()) and await _settled(bus, durable)
+
+    await eventually(set_aside, timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    (letter,) = await bus.dead_letters()
+    assert letter.event_id == str(bad.event_id)
+    assert (writes, attempts) == (2, FAST.poison_after + 1)
+
+
+async def test_a_later_part_of_a_batch_backs_off_from_its_own_first_failure(bus: Bus) -> None:
+    """The batch's earlier deliveries (for an earlier reading's failures) do not lengthen it."""
+    delays: list[int] = []
+
+    class Recording(RetryPolicy):
+        def delay(self, failures: int) -> float:
+            delays.append(failures)
+            return super().delay(failures)
+
+    bus.retry = Recording(base_s=0.02, cap_s=0.1, poison_after=5, ack_wait_s=5.0)
+    failing = {("p-1", 1): 2, ("p-2", 1): 1}
+    stop = asyncio.Event()
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        if failing.get(_key(event), 0) > 0:
+            failing[_key(event)] -= 1
+            raise RuntimeError("database hiccup")
+
+    await bus.publish(_batch(_reading("p-1", 1), _reading("p-2", 1)))
+    task = asyncio.create_task(bus.consume(_spec(bus, "t-own-backoff"), handler, stop=stop))
+    await eventually(lambda: _settled(bus, "t-own-backoff"), timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert delays == [1, 2, 1]
+
+
+async def test_a_full_fetch_of_batches_is_not_fetched_ahead(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches hold many readings each: the next fetch waits until this one's are applied."""
+    fetches = 0
+    fetch = JetStreamContext.PullSubscription.fetch
+
+    def counting(sub: JetStreamContext.PullSubscription, *args: object, **kwargs: object) -> object:
+        nonlocal fetches
+        fetches += args[:1] == (2,)  # the consumer's fetches, not the replays'
+        return fetch(sub, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", counting)
+    started: list[int] = []
+    stop = asyncio.Event()
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        raise AssertionError("every part applied whole")
+
+    async def batch_handler(events: list[ev.Event]) -> None:
+        started.append(fetches)
+
+    for n in range(4):
+        await bus.publish(_batch(_reading(f"p-{n}", 1), _reading(f"p-{n}", 2)))
+    await bus.ensure_consumer(_spec(bus, "t-no-ahead"))
+    task = asyncio.create_task(
+        bus.consume(
+            _spec(bus, "t-no-ahead"), handler, stop=stop, batch=2, batch_handler=batch_handler
+        )
+    )
+    await eventually(lambda: _settled(bus, "t-no-ahead"), timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    # Each full fetch is applied before the next fetch starts.
+    assert started == [1, 2]
