@@ -500,10 +500,12 @@ class Bus:
         type_: str,
         timeout_s: float = PUBLISH_TIMEOUT_S,
     ) -> bool:
-        """Publish an event already serialized (its id and type given): every publish's one path.
+        """Publish an event already serialized (its id and type given): every event's one path.
 
         The stream's ack comes back on this bus's ack inbox (_AckInbox): one subscription for every
-        publish, no reply subscription bookkeeping nor timer per publish.
+        publish, no reply subscription bookkeeping nor timer per publish. Not every message takes
+        it: the dead-letter stream's (dead_letter, request_replay, the api's _move_dead_letters)
+        and the poller's partition jobs go through js.publish.
         """
         if self._acks is None:
             self._acks = _AckInbox(self.nc)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
@@ -67,13 +67,22 @@ def _table(model: Any) -> Table:
     return model.__table__  # type: ignore[no-any-return]
 
 
-# The day rows' upsert, built once per dialect (PostgreSQL or not): its `excluded` alias is costly.
-_UPSERTS: dict[bool, Any] = {}
+_SUMS = ("bytes_sent", "bytes_received", "operations")
 # On PostgreSQL the rows go as arrays (arrays.insert_rows), the sums added on conflict.
 _PG_ADD = "ON CONFLICT (day, site_id, printer_id, kind) DO UPDATE SET " + ", ".join(
-    f"{c} = network_usage_daily.{c} + EXCLUDED.{c}"
-    for c in ("bytes_sent", "bytes_received", "operations")
+    f"{c} = {_table(NetworkUsageDay).name}.{c} + EXCLUDED.{c}" for c in _SUMS
 )
+
+
+@cache
+def _sqlite_upsert() -> Any:
+    """The day rows' upsert elsewhere (SQLite), built once: its `excluded` alias is costly."""
+    table = _table(NetworkUsageDay)
+    upsert = sqlite_insert(table)
+    return upsert.on_conflict_do_update(
+        index_elements=["day", "site_id", "printer_id", "kind"],
+        set_={c: table.c[c] + upsert.excluded[c] for c in _SUMS},
+    )
 
 
 def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
@@ -92,7 +101,6 @@ def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
     if not first_of:
         return outcomes
     postgres = session.get_bind().dialect.name == "postgresql"
-    insert = pg_insert if postgres else sqlite_insert
     new = record_processed(session, sorted(first_of), CONSUMER, datetime.now(UTC))
     days: dict[tuple[date, str, str, str], list[int]] = {}
     for key, i in first_of.items():
@@ -122,16 +130,5 @@ def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
     if rows and postgres:
         insert_rows(session, _table(NetworkUsageDay), list(rows[0]), rows, _PG_ADD)
     elif rows:
-        upsert = _UPSERTS.get(postgres)
-        if upsert is None:
-            table = _table(NetworkUsageDay)
-            upsert = insert(table)
-            upsert = _UPSERTS[postgres] = upsert.on_conflict_do_update(
-                index_elements=["day", "site_id", "printer_id", "kind"],
-                set_={
-                    c: table.c[c] + upsert.excluded[c]
-                    for c in ("bytes_sent", "bytes_received", "operations")
-                },
-            )
-        session.execute(upsert, rows)
+        session.execute(_sqlite_upsert(), rows)
     return outcomes
