@@ -267,7 +267,7 @@ async def test_the_retired_usage_consumer_is_drained_then_deleted_at_start(
     from nats.js.errors import NotFoundError
 
     from tonerwatch_api.projections.activity import (
-        RETIRED_DURABLES,
+        RETIRED,
         activity_consumers,
         retire_durables,
     )
@@ -336,7 +336,7 @@ async def test_the_retired_usage_consumer_is_drained_then_deleted_at_start(
     running = {spec.durable for spec, _ in activity_consumers(bus.subjects)}
     running |= {p.durable for p in projections()}
     assert running == set(API_DURABLES)
-    assert set(RETIRED_DURABLES) == set(API_RETIRED_DURABLES) == {old}
+    assert set(RETIRED) == set(API_RETIRED_DURABLES) == {old}
 
 
 async def test_a_retired_consumer_left_undrained_is_kept_for_the_next_start(

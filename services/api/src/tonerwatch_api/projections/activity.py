@@ -39,6 +39,7 @@ from tonerwatch_shared.events import (
     printer_of,
     unbatched,
 )
+from tonerwatch_shared.nats_users import API_RETIRED_DURABLES
 from tonerwatch_shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,15 @@ ApplyBatch = Callable[[Session, list[Event]], list[str]]
 # statements instead of a few per event.
 SET_BASED: dict[Apply, ApplyBatch] = {apply_usage: apply_usage_batch}
 
-# Durables the api no longer runs, drained and then deleted at start (so an upgrade loses nothing
-# they had not applied yet, and they don't pile up messages nobody takes), each with what drains
-# it and the durable that takes over its dead letters. api-usage-polling: the readings' network
-# usage is applied in the readings' own transaction (readings.apply_readings_and_usage) by
-# api-readings. tonerwatch_shared.nats_users.API_RETIRED_DURABLES lets the api user drain and
-# delete them.
-RETIRED_DURABLES = ("api-usage-polling",)
-RETIRED_DRAIN: dict[str, ApplyBatch] = {"api-usage-polling": apply_usage_batch}
-RETIRED_HEIR = {"api-usage-polling": "api-readings"}
+# Durables the api no longer runs (tonerwatch_shared.nats_users.API_RETIRED_DURABLES, which lets
+# the api user drain and delete them), drained and then deleted at start (so an upgrade loses
+# nothing they had not applied yet, and they don't pile up messages nobody takes), each with what
+# drains it and the durable that takes over its dead letters. api-usage-polling: the readings'
+# network usage is applied in the readings' own transaction (readings.apply_readings_and_usage) by
+# api-readings.
+RETIRED: dict[str, tuple[ApplyBatch, str]] = {
+    "api-usage-polling": (apply_usage_batch, "api-readings"),
+}
 # How long one start drains a retired durable at most; what is left is drained at the next start.
 RETIRE_DRAIN_S = 300.0
 RETIRE_BATCH = 256
@@ -94,10 +95,11 @@ async def retire_durables(
     Bounded by drain_s; a NATS or database error, a stop or the bound leaves the durable for the
     next start (nothing is lost: what it holds is drained then).
     """
-    for durable in RETIRED_DURABLES:
+    for durable in API_RETIRED_DURABLES:
+        drain, heir = RETIRED[durable]
         try:
-            await _move_dead_letters(bus, durable, RETIRED_HEIR[durable], stop)
-            if not await _drain(bus, engine, durable, RETIRED_DRAIN[durable], stop, drain_s):
+            await _move_dead_letters(bus, durable, heir, stop)
+            if not await _drain(bus, engine, durable, drain, stop, drain_s):
                 continue
             with contextlib.suppress(NotFoundError):
                 await bus.js.delete_consumer(bus.subjects.events_stream, durable)
