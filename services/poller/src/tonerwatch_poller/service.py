@@ -609,6 +609,10 @@ class Poller:
                 self._reschedule(key, lease, time.time() + FAILED_JOB_RETRY_S)
         finally:
             slots.release()
+            # A poll cancelled (its batch's send was) set no timer: the printer must not go
+            # unpolled while its partition is held here. The cancellation still propagates.
+            if lease is not None and key not in self.timers.due:
+                self._reschedule(key, lease, time.time() + FAILED_JOB_RETRY_S)
 
     # --- partition leases ------------------------------------------------------------------------
 
