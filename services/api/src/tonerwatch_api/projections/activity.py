@@ -152,8 +152,11 @@ async def _drain(
                 # A message of readings published together (SupplyReadingBatch): each reading.
                 readable = [r for e in map(_readable, msgs) if e is not None for r in unbatched(e)]
                 await run_write_tx(engine, partial(_apply_sorted, apply, readable))
+                # Plain acks, one flush, no round trip per message: a lost ack only redelivers
+                # what is applied already (apply drops repeats by processed_events).
                 for msg in msgs:
-                    await msg.ack_sync(timeout=PUBLISH_TIMEOUT_S)
+                    await msg.ack()
+                await bus.nc.flush(timeout=int(PUBLISH_TIMEOUT_S))
                 applied += len(msgs)
                 if max(msg.metadata.sequence.stream for msg in msgs) < upto:
                     continue
