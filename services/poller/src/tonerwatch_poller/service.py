@@ -811,6 +811,11 @@ class Poller:
             held.msg, held.taken_at = msg, now
             self._beat_due = True
             return
+        if self._room(durable) <= 0:
+            # A pull request already waiting received a partition this replica just handed back
+            # (beyond its share): hand it back again, for a replica with room.
+            await msg.nak()
+            return
         self.leases[subject] = _Lease(subject, site, partition, durable, msg, now)
         self.metrics.partitions.set(len(self.leases))
         self._beat_due = True
