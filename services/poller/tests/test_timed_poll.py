@@ -1,4 +1,4 @@
-"""A timed poll that ends without finishing leaves its printer scheduled while its partition is held."""
+"""A timed poll keeps its printer scheduled while its partition is held, and nothing of one not held."""
 
 from __future__ import annotations
 
@@ -55,3 +55,25 @@ async def test_a_cancelled_poll_sets_a_retry_timer_and_still_propagates(poller: 
     assert key in poller.timers.due
     assert poller.timers.due[key] >= before + FAILED_JOB_RETRY_S
     assert slots.locked() is False  # its slot was given back
+
+
+async def test_a_printer_removed_during_its_poll_leaves_nothing_behind(poller: Poller) -> None:
+    key, _subject = await hold_printer(poller, "timed-removed")
+    poller.timers.cancel(key)
+    assert poller.config_mirror is not None
+    config_mirror = poller.config_mirror
+
+    async def poll_while_removed(config: ev.PrinterConfigured, *_args: object) -> None:
+        await config_mirror.delete(key)  # removed meanwhile: its state is forgotten...
+        assert key not in poller.lease_of
+        poller.plans[config.printer_id] = mock.Mock()  # ...then the poll keeps what it learned
+        poller.parsed[config.printer_id] = mock.Mock()
+        poller.recent[config.printer_id] = mock.Mock()
+
+    poller.poll = poll_while_removed  # type: ignore[method-assign]
+    await poller._timed_poll(key, asyncio.Semaphore(0))
+
+    assert "timed-removed" not in poller.plans
+    assert "timed-removed" not in poller.parsed
+    assert "timed-removed" not in poller.recent
+    assert key not in poller.timers.due

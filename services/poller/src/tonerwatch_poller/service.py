@@ -601,6 +601,10 @@ class Poller:
                 retry = min(FAILED_JOB_RETRY_S, interval)
                 self._reschedule(key, lease, time.time() + retry)
                 return
+            finally:
+                if self.lease_of.get(key) not in self.leases:
+                    # Removed or handed over during the poll: what the poll kept is no one's.
+                    self._forget(key, printer_id)
             now = time.time()
             self._reschedule(key, lease, schedule.due_after_poll(now, interval, printer_id))
         except Exception:
