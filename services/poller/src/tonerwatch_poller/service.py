@@ -721,7 +721,16 @@ class Poller:
         # Per-printer jobs (one token after the area); partitions have two.
         purged = [self.subjects.filter(JOB_AREA)]
         if self.settings.sites:  # the fleet's partitions of replicas that served every site
-            purged.append(self.subjects.filter(PARTITION_WHAT, site=FLEET))
+            fleet = self.subjects.name(LEASE_DURABLE)
+            if any(fleet in beat.durables for beat in self._live_beats()[1:]):
+                # Still served: purged, they are published again every round by those replicas.
+                log.warning(
+                    "replicas serving every site run beside this one serving %s: their printers "
+                    "are polled twice; run every poller with TONERWATCH_SITES or none",
+                    ", ".join(self.settings.sites),
+                )
+            else:
+                purged.append(self.subjects.filter(PARTITION_WHAT, site=FLEET))
         for subject in purged:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await self.bus.js.purge_stream(self.jobs_stream, subject=subject)
