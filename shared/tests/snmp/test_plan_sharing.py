@@ -50,3 +50,18 @@ def test_a_shared_value_keeps_its_type_and_the_table_stays_bounded() -> None:
     for n in range(poll.SHARED_VALUES_KEPT + 10):
         shared_value(f"serial {n}".encode())
     assert len(poll._shared_values) <= poll.SHARED_VALUES_KEPT
+
+
+def test_counters_and_levels_are_not_kept_in_the_shared_table(printer_walks_dir: Path) -> None:
+    values = load_snmprec(printer_walks_dir / "jetdirect_m252dw.snmprec")
+    first = plan_from_values(values)
+    kept = len(poll._shared_values)
+    assert first.volatile
+    # Another printer of the model: the same static values, counters and levels of its own.
+    other = dict(values)
+    for n, oid in enumerate(first.volatile):
+        if isinstance(values[oid], int):
+            other[oid] = 10**12 + n
+    second = plan_from_values(other)
+    assert second.static == first.static
+    assert len(poll._shared_values) == kept

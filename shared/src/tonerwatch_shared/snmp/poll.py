@@ -156,13 +156,12 @@ def _shared_oid(oid: str) -> str:
 
 def plan_from_values(values: Mapping[str, SnmpValue]) -> PollPlan:
     """The plan for a printer whose learning walk returned these values."""
-    present = {
-        _shared_oid(o): shared_value(v) for o, v in values.items() if not isinstance(v, Missing)
-    }
+    present = {_shared_oid(o): v for o, v in values.items() if not isinstance(v, Missing)}
     volatile = tuple(o for o in present if is_volatile(o) and not _other_device_status(o, present))
     steady = set(volatile)
-    static = {o: v for o, v in present.items() if o not in steady}
-    triggers = {o: v for o, v in present.items() if o.startswith(_TRIGGER_PREFIXES)}
+    # Only static values are shared: counters and levels differ per printer and would fill the table.
+    static = {o: shared_value(v) for o, v in present.items() if o not in steady}
+    triggers = {o: static.get(o, v) for o, v in present.items() if o.startswith(_TRIGGER_PREFIXES)}
     uptime = present.get(oids.SYS_UPTIME)
     return PollPlan(volatile, static, triggers, uptime if isinstance(uptime, int) else None)
 
