@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -132,22 +132,30 @@ class RetryPolicy:
 
 
 @contextlib.asynccontextmanager
-async def working_on(msg: Msg, ack_wait_s: float) -> AsyncIterator[None]:
-    """Tell NATS msg is being worked on, every third of its ack wait, for as long as the block runs.
+async def working_on(msgs: Msg | Sequence[Msg], ack_wait_s: float) -> AsyncIterator[None]:
+    """Tell NATS msgs are being worked on, every third of their ack wait, while the block runs.
 
     A handler may take longer than the consumer's ack wait (a mail with its retries), yet a
     consumer that died with the message must give it back soon: so the ack wait stays short and a
     live handler keeps extending it. Killed (SIGKILL), the heartbeat stops and the message is
     redelivered one ack wait later.
+
+    Given a whole fetch, every message not acked (or nakked) yet is kept: a fetch of reading
+    batches can hold tens of thousands of readings, applied part after part, and the messages
+    still waiting their turn were redelivered to another worker while this one would still apply
+    them (duplicate work; with max_deliver, deliveries burned).
     """
+    held = [msgs] if isinstance(msgs, Msg) else list(msgs)
 
     async def beat() -> None:
         while True:
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+            for msg in held:
+                if not msg.is_acked:
+                    with contextlib.suppress(Exception):
+                        await msg.in_progress()
             await asyncio.sleep(ack_wait_s / 3)
 
-    # A timer, not a task per message: most handlers end long before the first beat is due.
+    # A timer, not a task per fetch: most fetches are handled long before the first beat is due.
     beats: list[asyncio.Task[None]] = []
     timer = asyncio.get_running_loop().call_later(
         ack_wait_s / 3, lambda: beats.append(asyncio.ensure_future(beat()))
@@ -688,6 +696,7 @@ class Bus:
         if sub is None:
             return
         outages = 0
+        ack_wait_s = spec.ack_wait_s if spec.ack_wait_s is not None else self.retry.ack_wait_s
         # A backlog (a fetch brought a full batch) is fetched ahead: the next batch arrives while
         # this one is applied and committed. Never for ordered consumers; acked only once handled.
         ahead: asyncio.Task[list[Msg]] | None = None
@@ -713,9 +722,9 @@ class Bus:
                         await pause_on_bus_error(exc, spec.durable, stop)
                         continue
                     batches = any(map(_is_batch, msgs))
-                    # Not after reading batches: their parts are applied one after another with
-                    # nothing keeping the rest alive within ack_wait, and a fetch ahead would hold
-                    # as many more (workers x 2 x batch could pass max_ack_pending).
+                    # Not after reading batches: their parts are applied one after another, and a
+                    # fetch ahead would hold as many more (workers x 2 x batch could pass
+                    # max_ack_pending), waiting with nothing keeping them alive.
                     if (
                         batch_handler is not None
                         and not spec.ordered
@@ -723,24 +732,29 @@ class Bus:
                         and not batches
                     ):
                         ahead = asyncio.create_task(sub.fetch(batch, timeout=fetch_timeout_s))
-                    if batch_handler is not None and (len(msgs) > 1 or batches):
-                        msgs = await self._handle_batch(
-                            msgs, batch_handler, handler_timeout_s, spec
-                        )
-                    for i, msg in enumerate(msgs):
-                        pause = await self._handle(msg, handler, spec, handler_timeout_s, probe)
-                        if pause is None:
-                            outages = 0
-                            continue
-                        outages += 1
-                        wait = pause if pause > 0 else self.retry.delay(outages)
-                        # The rest of the batch waits too: handed back undelivered, not blamed.
-                        for rest in [*msgs[i:], *await _fetched(ahead)]:
-                            with contextlib.suppress(Exception):
-                                await rest.nak(delay=wait)
-                        ahead = None
+                    wait: float | None = None
+                    # Every fetched message is kept alive until acked or handed back, not only
+                    # the one being handled (a fetch of reading batches can take minutes).
+                    async with working_on(msgs, ack_wait_s):
+                        if batch_handler is not None and (len(msgs) > 1 or batches):
+                            msgs = await self._handle_batch(
+                                msgs, batch_handler, handler_timeout_s, spec
+                            )
+                        for i, msg in enumerate(msgs):
+                            pause = await self._handle(msg, handler, spec, handler_timeout_s, probe)
+                            if pause is None:
+                                outages = 0
+                                continue
+                            outages += 1
+                            wait = pause if pause > 0 else self.retry.delay(outages)
+                            # The rest of the batch waits too: handed back undelivered, not blamed.
+                            for rest in [*msgs[i:], *await _fetched(ahead)]:
+                                with contextlib.suppress(Exception):
+                                    await rest.nak(delay=wait)
+                            ahead = None
+                            break
+                    if wait is not None:
                         await self._pause(spec.durable, wait, probe, stop)
-                        break
                 # Fetched ahead and never handled: handed back now rather than after ack_wait.
                 for msg in await _fetched(ahead):
                     with contextlib.suppress(Exception):
@@ -911,56 +925,55 @@ class Bus:
         events = unbatched(event)
         batch = isinstance(event, SupplyReadingBatch) and seq > 0
         start = self._progress.done(spec.durable, seq) if batch else 0
-        async with working_on(msg, spec.ack_wait_s or self.retry.ack_wait_s):
-            for part in range(start, len(events)):
-                one = events[part]
-                try:
-                    async with asyncio.timeout(timeout_s):
-                        await handler(one, msg)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    kind, delay = await self._classify(exc, probe)
-                    if kind == "later":
-                        log.warning(
-                            "%s paused at %s %s: %r",
-                            spec.durable,
-                            event_type(one),
-                            one.event_id,
-                            exc,
-                        )
-                        return delay
-                    failures = self._failures.add(spec.durable, seq, part)
-                    if kind == "poison" or failures >= self.retry.poison_after:
-                        # Forgotten only once set aside: a failed dead-letter write keeps the count.
-                        if not batch:
-                            if await self._set_aside(msg, spec.durable, repr(exc), event):
-                                self._failures.forget(spec.durable, seq, part)
-                            return None
-                        if not await self._set_aside_part(msg, spec.durable, repr(exc), one, part):
-                            return None
-                        self._failures.forget(spec.durable, seq, part)
-                    else:
-                        # Back-off grows with every delivery of the event (outage retries
-                        # included); a batch's deliveries also count its earlier parts' failures,
-                        # so one of its parts counts its own failures only.
-                        deliveries = 1 if batch or meta is None else meta.num_delivered
-                        delay = self.retry.delay(max(failures, deliveries))
-                        log.warning(
-                            "handler failed for %s %s (failure %d of %d), retry in %.1fs: %r",
-                            event_type(one),
-                            one.event_id,
-                            failures,
-                            self.retry.poison_after,
-                            delay,
-                            exc,
-                        )
-                        await msg.nak(delay=delay)
+        for part in range(start, len(events)):
+            one = events[part]
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await handler(one, msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                kind, delay = await self._classify(exc, probe)
+                if kind == "later":
+                    log.warning(
+                        "%s paused at %s %s: %r",
+                        spec.durable,
+                        event_type(one),
+                        one.event_id,
+                        exc,
+                    )
+                    return delay
+                failures = self._failures.add(spec.durable, seq, part)
+                if kind == "poison" or failures >= self.retry.poison_after:
+                    # Forgotten only once set aside: a failed dead-letter write keeps the count.
+                    if not batch:
+                        if await self._set_aside(msg, spec.durable, repr(exc), event):
+                            self._failures.forget(spec.durable, seq, part)
                         return None
-                else:
+                    if not await self._set_aside_part(msg, spec.durable, repr(exc), one, part):
+                        return None
                     self._failures.forget(spec.durable, seq, part)
-                if batch:
-                    self._progress.advance(spec.durable, seq, part + 1)
+                else:
+                    # Back-off grows with every delivery of the event (outage retries
+                    # included); a batch's deliveries also count its earlier parts' failures,
+                    # so one of its parts counts its own failures only.
+                    deliveries = 1 if batch or meta is None else meta.num_delivered
+                    delay = self.retry.delay(max(failures, deliveries))
+                    log.warning(
+                        "handler failed for %s %s (failure %d of %d), retry in %.1fs: %r",
+                        event_type(one),
+                        one.event_id,
+                        failures,
+                        self.retry.poison_after,
+                        delay,
+                        exc,
+                    )
+                    await msg.nak(delay=delay)
+                    return None
+            else:
+                self._failures.forget(spec.durable, seq, part)
+            if batch:
+                self._progress.advance(spec.durable, seq, part + 1)
         if batch:
             self._progress.forget(spec.durable, seq)
         await msg.ack()

@@ -341,3 +341,63 @@ async def test_a_full_fetch_of_batches_is_not_fetched_ahead(
     await asyncio.wait_for(task, 10)
     # Each full fetch is applied before the next fetch starts.
     assert started == [1, 2]
+
+
+@pytest.mark.parametrize("whole", [True, False])
+async def test_a_slow_fetch_of_batches_past_the_ack_wait_is_never_redelivered(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch, whole: bool
+) -> None:
+    """A fetch of batch messages applied in parts for longer than ack_wait stays with its worker.
+
+    Eight messages of two readings, applied two readings at a time (whole: a batch handler, else
+    reading by reading) for ~3 s, with a 1 s ack wait; a second worker of the durable pulls all
+    along. Without the fetch's keep-alive (in_progress for every message not yet acked) the
+    messages still waiting were redelivered to it and handled twice.
+    """
+    monkeypatch.setattr(bus_module, "BATCH_HANDLER_EVENTS", 2)
+    durable = f"t-keep-alive-{whole}"
+    spec = ConsumerSpec(
+        durable=durable,
+        filter_subject=ev.SupplyReading.subject_filter(bus.subjects),
+        ack_wait_s=1.0,
+    )
+    handled: list[tuple[str, int | None]] = []
+    stop = asyncio.Event()
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        await asyncio.sleep(0.2)
+        handled.append(_key(event))
+
+    async def batch_handler(events: list[ev.Event]) -> None:
+        await asyncio.sleep(0.4)
+        handled.extend(_key(e) for e in events)
+
+    for n in range(8):
+        await bus.publish(_batch(_reading(f"p-{n}", 1), _reading(f"p-{n}", 2)))
+    await bus.ensure_consumer(spec)
+
+    def worker() -> asyncio.Task[None]:
+        return asyncio.create_task(
+            bus.consume(
+                spec, handler, stop=stop, batch=8, batch_handler=batch_handler if whole else None
+            )
+        )
+
+    async def all_out() -> bool:
+        info = await bus.js.consumer_info(bus.subjects.events_stream, durable)
+        return int(info.num_ack_pending) == 8
+
+    tasks = [worker()]
+    await eventually(all_out, timeout_s=10)
+    tasks.append(worker())  # pulls while the first applies its fetch
+
+    async def done() -> bool:
+        return len(handled) >= 16 and await _settled(bus, durable)
+
+    await eventually(done, timeout_s=20)
+    await asyncio.sleep(1.5)  # a late redelivery would come now
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    info = await bus.js.consumer_info(bus.subjects.events_stream, durable)
+    assert sorted(handled) == sorted((f"p-{n}", s) for n in range(8) for s in (1, 2))
+    assert info.num_redelivered == 0
