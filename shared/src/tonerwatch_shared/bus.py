@@ -43,9 +43,10 @@ from nats.js.kv import KeyValue
 from tonerwatch_shared.events import (
     EVENT_AREAS,
     Event,
-    SupplyReadingBatch,
     UnreadableEvent,
+    UnreadablePart,
     parse_event,
+    parse_parts,
     unbatched,
 )
 from tonerwatch_shared.lifecycle import sleep_until_stopped
@@ -561,21 +562,31 @@ class Bus:
         durable: str,
         error: str,
         deliveries: int,
-        event: Event | None = None,
+        event: Event | UnreadablePart | None = None,
         *,
         part: int | None = None,
     ) -> None:
         """Keep msg in the dead-letter stream with why it was set aside; raise if it could not be kept.
 
         With part, only that event of a batch message is kept (alone, on its own subject): the
-        batch's other events were or will be handled; a replay handles this one.
+        batch's other events were or will be handled; a replay handles this one. A part that is
+        no valid reading (UnreadablePart) is kept as its JSON was sent, under the batch's subject.
         """
         await self.ensure_dead_stream()
         meta = msg.metadata if msg.reply else None
         seq = meta.sequence.stream if meta else 0
         original = {k: v for k, v in (msg.headers or {}).items()}
         data, subject, msg_id = msg.data, msg.subject, f"{meta.stream if meta else ''}:{seq}"
-        if part is not None and event is not None:
+        if part is not None and isinstance(event, UnreadablePart):
+            data, msg_id = event.data, f"{msg_id}:{part}"
+            for key, value in (
+                ("Nats-Msg-Id", event.event_id),
+                ("Tw-Event-Type", event.event_type),
+            ):
+                original.pop(key, None)  # the batch's, not this reading's
+                if value is not None:
+                    original[key] = value
+        elif part is not None and isinstance(event, Event):
             data, subject, msg_id = (
                 event.to_bytes(),
                 event.subject(self.subjects),
@@ -594,7 +605,12 @@ class Bus:
             "Tw-Dead-At": f"{time.time():.3f}",
             "Tw-Original-Headers": json.dumps(original, sort_keys=True),
         }
-        if event is not None:
+        if isinstance(event, UnreadablePart):
+            if event.event_id is not None:
+                headers["Tw-Event-Id"] = event.event_id
+            if event.event_type is not None:
+                headers["Tw-Event-Type"] = event.event_type
+        elif event is not None:
             headers["Tw-Event-Id"] = str(event.event_id)
             headers["Tw-Event-Type"] = event_type(event)
         elif "Tw-Event-Type" in original:
@@ -842,10 +858,16 @@ class Bus:
         events: list[Event] = []
         for i, msg in enumerate(msgs):
             try:
-                events.extend(unbatched(parse_event(msg.data)))
-                part.append(msg)
+                carried = parse_parts(msg.data)
             except UnreadableEvent as exc:
                 await self._set_aside(msg, spec.durable, f"unreadable: {exc}", None)
+            else:
+                readable = carried.events()
+                if len(readable) == len(carried.parts):
+                    events.extend(readable)
+                    part.append(msg)
+                else:  # its unreadable readings are set aside one by one (_handle)
+                    left.append(msg)
             if events and (len(events) >= BATCH_HANDLER_EVENTS or i == len(msgs) - 1):
                 left += await self._apply_part(part, events, handler, timeout_s)
                 part, events = [], []
@@ -915,18 +937,27 @@ class Bus:
         on in this process: _Progress); one set aside goes to the dead letters alone, the rest go on.
         """
         try:
-            event = parse_event(msg.data)
+            carried = parse_parts(msg.data)
         except UnreadableEvent as exc:
             # Redelivering it can never help: set aside at once.
             await self._set_aside(msg, spec.durable, f"unreadable: {exc}", None)
             return None
         meta = msg.metadata
         seq = meta.sequence.stream if meta else 0
-        events = unbatched(event)
-        batch = isinstance(event, SupplyReadingBatch) and seq > 0
+        events = carried.parts
+        batch = carried.batch and seq > 0
         start = self._progress.done(spec.durable, seq) if batch else 0
         for part in range(start, len(events)):
             one = events[part]
+            if isinstance(one, UnreadablePart):
+                # A reading of the batch that is no valid reading: alone to the dead letters at
+                # once (redelivering it can never help), the batch's other readings go on.
+                error = f"unreadable: {one.error}"
+                if not await self._set_aside_part(msg, spec.durable, error, one, part):
+                    return None
+                if batch:
+                    self._progress.advance(spec.durable, seq, part + 1)
+                continue
             try:
                 async with asyncio.timeout(timeout_s):
                     await handler(one, msg)
@@ -947,7 +978,7 @@ class Bus:
                 if kind == "poison" or failures >= self.retry.poison_after:
                     # Forgotten only once set aside: a failed dead-letter write keeps the count.
                     if not batch:
-                        if await self._set_aside(msg, spec.durable, repr(exc), event):
+                        if await self._set_aside(msg, spec.durable, repr(exc), one):
                             self._failures.forget(spec.durable, seq, part)
                         return None
                     if not await self._set_aside_part(msg, spec.durable, repr(exc), one, part):
@@ -980,7 +1011,7 @@ class Bus:
         return None
 
     async def _set_aside_part(
-        self, msg: Msg, durable: str, error: str, event: Event, part: int
+        self, msg: Msg, durable: str, error: str, event: Event | UnreadablePart, part: int
     ) -> bool:
         """Move one event of a batch message to the dead letters; False (message nak'ed) if that failed."""
         deliveries = msg.metadata.num_delivered if msg.metadata else 1
@@ -990,9 +1021,10 @@ class Bus:
             log.warning("could not set aside part of %s (%r): retrying it later", msg.subject, exc)
             await msg.nak(delay=self.retry.cap_s)
             return False
+        kind = event.event_type if isinstance(event, UnreadablePart) else event_type(event)
         log.error(
             "set aside %s %s (of a batch) for %s after %d deliveries: %s",
-            event_type(event),
+            kind or "reading",
             event.event_id,
             durable,
             deliveries,
@@ -1101,7 +1133,7 @@ class Bus:
                 except (nats.errors.TimeoutError, TimeoutError):
                     continue
                 try:
-                    for event in unbatched(parse_event(msg.data)):
+                    for event in parse_parts(msg.data).events():
                         await handler(event)
                 except UnreadableEvent as exc:
                     log.warning("skipped unreadable live message on %s: %s", msg.subject, exc)
@@ -1367,7 +1399,7 @@ async def wait_for_event(
                 continue
             for msg in msgs:
                 with contextlib.suppress(UnreadableEvent):
-                    for ev in unbatched(parse_event(msg.data)):
+                    for ev in parse_parts(msg.data).events():
                         if predicate(ev):
                             return ev
         raise TimeoutError(f"no matching event on {filter_subject} within {timeout_s}s")

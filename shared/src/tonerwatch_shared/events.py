@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -824,12 +825,20 @@ class UnreadableEvent(Exception):
 
 def parse_event(data: bytes | str) -> Event:
     """Return the event in data, or raise UnreadableEvent saying why."""
+    return _validate(_load(data))
+
+
+def _load(data: bytes | str) -> dict[str, Any]:
     try:
         raw = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UnreadableEvent(f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise UnreadableEvent("not a JSON object")
+    return raw
+
+
+def _validate(raw: dict[str, Any]) -> Event:
     kind = raw.get("type")
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
@@ -840,6 +849,101 @@ def parse_event(data: bytes | str) -> Event:
         raise UnreadableEvent(
             f"invalid {kind}: {exc.error_count()} error(s): {exc.errors()[0]['msg']}"
         ) from None
+
+
+@dataclass(frozen=True)
+class UnreadablePart:
+    """A reading of a batch that is no valid reading: set aside alone, its JSON kept as sent."""
+
+    data: bytes
+    error: str
+    event_id: str | None = None
+    event_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What one message carries: its events in order (a batch's readings, or the event itself).
+
+    A part of a batch that is no valid reading is an UnreadablePart in its place: the others are
+    handled, it alone is set aside (parse_parts).
+    """
+
+    batch: bool
+    parts: tuple[Event | UnreadablePart, ...]
+
+    def events(self) -> tuple[Event, ...]:
+        """Return the readable events."""
+        return tuple(p for p in self.parts if isinstance(p, Event))
+
+
+class _BatchHead(BaseModel):
+    """A SupplyReadingBatch's envelope, its readings left unread (each is read on its own)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["tonerwatch.supply_reading_batch.v1"]
+    event_id: uuid.UUID
+    occurred_at: AwareDatetime
+    source: str
+    site_id: SiteId
+    readings: list[Any] = Field(min_length=1, max_length=READING_BATCH_MAX)
+
+
+def parse_parts(data: bytes | str) -> Carried:
+    """Return what the message in data carries, each reading of a batch read on its own.
+
+    A batch is first read whole (the common case, no cost added); if that fails, its envelope is
+    read alone and then each reading: one that is no valid SupplyReading of the batch's site is
+    an UnreadablePart (its JSON, the error, its event_id and type if it has them), the others are
+    events as usual. A message that is no event, or a batch whose envelope is malformed, raises
+    UnreadableEvent as parse_event does (the message as a whole is poison).
+    """
+    raw = _load(data)
+    try:
+        event = _validate(raw)
+    except UnreadableEvent:
+        if raw.get("type") != READING_BATCH_TYPE:
+            raise
+        return Carried(True, _batch_parts(raw))
+    if isinstance(event, SupplyReadingBatch):
+        return Carried(True, event.readings)
+    return Carried(False, (event,))
+
+
+def _batch_parts(raw: dict[str, Any]) -> tuple[SupplyReading | UnreadablePart, ...]:
+    try:
+        head = _BatchHead.model_validate(raw)
+    except ValidationError as exc:
+        raise UnreadableEvent(
+            f"invalid {READING_BATCH_TYPE}: {exc.error_count()} error(s): {exc.errors()[0]['msg']}"
+        ) from None
+    parts: list[SupplyReading | UnreadablePart] = []
+    for i, item in enumerate(head.readings):
+        text = json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
+        fields = item if isinstance(item, dict) else {}
+        eid, kind = fields.get("event_id"), fields.get("type")
+        if not isinstance(item, dict):
+            error = "not a JSON object"
+        else:
+            try:
+                reading = SupplyReading.model_validate(item)
+            except ValidationError as exc:
+                error = f"{exc.error_count()} error(s): {exc.errors()[0]['msg']}"
+            else:
+                if reading.site_id == head.site_id:
+                    parts.append(reading)
+                    continue
+                error = f"of site {reading.site_id!r}, not the batch's"
+        parts.append(
+            UnreadablePart(
+                data=text,
+                error=f"reading {i} of batch {head.event_id} invalid: {error}",
+                event_id=eid if isinstance(eid, str) else None,
+                event_type=kind if isinstance(kind, str) else None,
+            )
+        )
+    return tuple(parts)
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import nats.errors
@@ -401,3 +402,106 @@ async def test_a_slow_fetch_of_batches_past_the_ack_wait_is_never_redelivered(
     info = await bus.js.consumer_info(bus.subjects.events_stream, durable)
     assert sorted(handled) == sorted((f"p-{n}", s) for n in range(8) for s in (1, 2))
     assert info.num_redelivered == 0
+
+
+def _raw_batch(bus: Bus, readings: list[bytes], event_id: str) -> tuple[str, bytes]:
+    data = ev.encode_batch(
+        readings, site_id="site-a", source="poller", event_id=uuid.UUID(event_id)
+    )
+    return bus.subjects.batch_subject("site-a", ev.sj.SUPPLY_READING), data
+
+
+async def test_an_invalid_reading_of_a_batch_is_set_aside_alone_and_the_others_are_handled(
+    bus: Bus,
+) -> None:
+    """Each reading is read on its own once the batch fails to read whole.
+
+    A reading without its printer and one of another site go to the dead letters, each alone with
+    its JSON as sent; the batch's good readings are handled, by a consumer going one by one and
+    by one with a batch handler (the message then goes one by one). Before, the whole batch was
+    unreadable: every reading set aside.
+    """
+    bus.retry = FAST
+    handled: dict[str, list[tuple[str, int | None]]] = {"t-part-one": [], "t-part-all": []}
+    stop = asyncio.Event()
+    good = [_reading("p-1", 1), _reading("p-3", 1), _reading("p-4", 1)]
+    no_printer = _reading("p-2", 1).model_dump(mode="json")
+    del no_printer["printer_id"]
+    elsewhere = _reading("p-5", 1, site_id="site-b")
+    raws = [
+        good[0].to_bytes(),
+        json.dumps(no_printer, separators=(",", ":")).encode(),
+        good[1].to_bytes(),
+        elsewhere.to_bytes(),
+        good[2].to_bytes(),
+    ]
+    subject, data = _raw_batch(bus, raws, str(uuid.uuid4()))
+    with pytest.raises(ev.UnreadableEvent):
+        ev.parse_event(data)  # the batch as a whole is no valid event
+    await bus.publish_json(subject, data, event_id="b-invalid", type_=ev.READING_BATCH_TYPE)
+
+    def handler_of(durable: str) -> bus_module.Handler:
+        async def handler(event: ev.Event, _msg: object) -> None:
+            handled[durable].append(_key(event))
+
+        return handler
+
+    async def batch_handler(events: list[ev.Event]) -> None:
+        raise AssertionError("a message with an unreadable reading goes one by one")
+
+    tasks = [
+        asyncio.create_task(
+            bus.consume(_spec(bus, "t-part-one"), handler_of("t-part-one"), stop=stop)
+        ),
+        asyncio.create_task(
+            bus.consume(
+                _spec(bus, "t-part-all"),
+                handler_of("t-part-all"),
+                stop=stop,
+                batch_handler=batch_handler,
+            )
+        ),
+    ]
+    await eventually(lambda: _settled(bus, "t-part-one"), timeout_s=10)
+    await eventually(lambda: _settled(bus, "t-part-all"), timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert handled["t-part-one"] == handled["t-part-all"] == [_key(r) for r in good]
+    letters = await bus.dead_letters()
+    assert sorted(letter.consumer for letter in letters) == sorted(2 * ["t-part-one", "t-part-all"])
+    for letter in letters:
+        assert letter.subject == subject
+        assert letter.error.startswith("unreadable: reading ")
+        assert letter.event_type == "tonerwatch.supply_reading.v1"
+        assert letter.headers["Nats-Msg-Id"] == letter.event_id
+        assert json.loads(letter.data) in (no_printer, json.loads(elsewhere.to_bytes()))
+    by_id = {letter.event_id: letter for letter in letters}
+    assert set(by_id) == {no_printer["event_id"], str(elsewhere.event_id)}
+    assert "printer_id" in by_id[no_printer["event_id"]].error or "Field required" in (
+        by_id[no_printer["event_id"]].error
+    )
+    assert "site" in by_id[str(elsewhere.event_id)].error
+
+
+async def test_a_batch_with_a_malformed_envelope_is_set_aside_whole(bus: Bus) -> None:
+    """The envelope read alone: without a site (or readings not a list) the message is poison."""
+    stop = asyncio.Event()
+    handled: list[tuple[str, int | None]] = []
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        handled.append(_key(event))
+
+    subject, data = _raw_batch(bus, [_reading("p-1", 1).to_bytes()], str(uuid.uuid4()))
+    envelope = json.loads(data)
+    del envelope["site_id"]
+    bad = json.dumps(envelope).encode()
+    await bus.publish_json(subject, bad, event_id="b-envelope", type_=ev.READING_BATCH_TYPE)
+    task = asyncio.create_task(bus.consume(_spec(bus, "t-envelope"), handler, stop=stop))
+    await eventually(lambda: _settled(bus, "t-envelope"), timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert handled == []
+    (letter,) = await bus.dead_letters()
+    assert letter.data == bad and letter.subject == subject
+    assert letter.error.startswith("unreadable: invalid tonerwatch.supply_reading_batch.v1")
+    assert letter.event_type == ev.READING_BATCH_TYPE
