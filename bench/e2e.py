@@ -664,6 +664,12 @@ def run(args: argparse.Namespace) -> list[str]:
     firsts = [
         observer.events_first[pid] - imported_at for pid in ids if pid in observer.events_first
     ]
+    # The first poll itself (the reading's time): what the poller took, without the api's share.
+    first_polls = [
+        observer.polls_by_printer[pid][0] - imported_at
+        for pid in ids
+        if observer.polls_by_printer.get(pid)
+    ]
     say(
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {args.variant}, {args.database}, "
         f"{args.printers:,} printers every {args.interval:g} s, {args.duration:g} s window"
@@ -685,7 +691,9 @@ def run(args: argparse.Namespace) -> list[str]:
     say(
         f"- first reading of each printer visible after the import ended: p50 "
         f"{pct(firsts, 0.5):.0f} s, p99 {pct(firsts, 0.99):.0f} s, last {max(firsts, default=0):.0f} s "
-        f"({len(firsts):,} of {len(ids):,} printers)"
+        f"({len(firsts):,} of {len(ids):,} printers); its poll (the reading's time): p50 "
+        f"{pct(first_polls, 0.5):.0f} s, p99 {pct(first_polls, 0.99):.0f} s, last "
+        f"{max(first_polls, default=0):.0f} s"
     )
     say()
     say("| measured | value |")

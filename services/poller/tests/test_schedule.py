@@ -53,18 +53,27 @@ def test_printers_whose_phases_share_a_grid_step_come_due_together() -> None:
     assert schedule.slot_offset(1.0, "printer-0001") * 10 % 1 < 1e-9
 
 
-def test_new_printers_added_at_once_get_first_polls_spread_over_the_window() -> None:
+def test_a_printer_never_polled_waits_for_no_slot_and_overdue_ones_spread_over_the_window() -> None:
     t0 = 1_000_000.0
-    firsts = [schedule.first_due(t0, 300.0, p) - t0 for p in IDS]
-    assert all(0 <= d < schedule.FIRST_POLL_WINDOW_S for d in firsts)
-    assert sum(1 for d in firsts if d < 1.0) <= 8  # not all in the first second
-    dues = [
+    # Never polled: no time at all (it is polled as soon as a slot is free: test_first_polls).
+    assert all(
         schedule.due_on_taking(
             t0, last_poll_at=None, refresh_s=None, exact=True, interval_s=300, printer_id=p
         )
+        is None
+        for p in IDS
+    )
+    # Overdue (their holder died long ago): spread over the window, not all in one second.
+    last = t0 - 3600.0
+    dues = [
+        schedule.due_on_taking(
+            t0, last_poll_at=last, refresh_s=None, exact=True, interval_s=300, printer_id=p
+        )
         for p in IDS
     ]
-    assert [d - t0 for d in dues] == firsts  # added to a held partition: the same spread
+    assert dues == [schedule.first_due(t0, 300.0, p) for p in IDS]
+    assert all(d is not None and 0 <= d - t0 < schedule.FIRST_POLL_WINDOW_S for d in dues)
+    assert sum(1 for d in dues if d is not None and d - t0 < 1.0) <= 8
 
 
 def test_a_printer_taken_over_waits_for_its_slot_unless_it_is_overdue() -> None:
@@ -155,7 +164,7 @@ def _busiest_second(times: list[float]) -> int:
 async def test_polls_stay_spread_after_a_nats_restart(
     tmp_path: Path, snmp_agent: SnmpSimulator
 ) -> None:
-    """10 printers every 10 s: first polls spread, and neither a NATS crash, nor the jobs' stream
+    """10 printers every 10 s: polls spread from the second on, and neither a NATS crash, nor the jobs' stream
     lost while polling, nor a new poller with nothing but KV to go by bunches them."""
     interval, n = 10.0, 10
     server = EmbeddedNats(tmp_path / "nats")
@@ -205,9 +214,10 @@ async def test_polls_stay_spread_after_a_nats_restart(
                     )
                 )
             await eventually(lambda: len(polls) == n, timeout_s=30)
-            firsts = sorted(times[0] - added for times in polls.values())
-            assert _busiest_second(firsts) <= n // 2, f"first polls bunched: {firsts}"
+            # First polls at once (no slot to wait for), then each printer on its slot: spread.
             await eventually(lambda: all(len(t) >= 2 for t in polls.values()), timeout_s=30)
+            seconds = sorted(times[1] - added for times in polls.values())
+            assert _busiest_second(seconds) <= n // 2, f"second polls bunched: {seconds}"
 
             # kill -9: the server keeps no in-memory state (a crash, an OOM kill).
             assert server.proc is not None

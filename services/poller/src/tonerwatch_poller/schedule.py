@@ -5,9 +5,10 @@ changes (one stops, dies, or another starts), so the next poll is decided from w
 can read: the printer's last poll time (in KV) and its slot. Each printer has a fixed phase in
 its interval (from a hash of its id, on a 1 s grid so polls come due in small groups), so a
 fleet's polls spread evenly over the interval and stay spread: a replica that takes a printer
-over waits for its next slot rather than polling at once. A new printer gets its first poll
-within a short window (spread by the same hash), so one added by hand shows its levels within
-seconds, and from its second poll on it keeps its slot.
+over waits for its next slot rather than polling at once. A new printer (never polled) has no
+slot to wait for: it is polled as soon as the replica has a slot free (timers.Timers.queue), so
+one added by hand shows its levels within seconds and an imported fleet as fast as the poll
+concurrency allows, and from its second poll on it keeps its slot.
 
 Pure functions of (now, last poll, interval, printer id): times are Unix seconds.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 
+# Overdue printers (a partition taken from a replica that died) are polled within this window.
 FIRST_POLL_WINDOW_S = 10.0
 # Slots lie on this grid (at most a tenth of the interval): see slot_offset.
 SLOT_GRID_S = 1.0
@@ -61,7 +63,7 @@ def due_after_poll(polled_at: float, interval_s: float, printer_id: str) -> floa
 
 
 def first_due(scheduled_at: float, interval_s: float, printer_id: str) -> float:
-    """Return when a new printer's first poll is due: spread over a short window after scheduling."""
+    """Return when an overdue printer's poll is due: spread over a short window after scheduling."""
     return scheduled_at + phase(printer_id) * min(interval_s, FIRST_POLL_WINDOW_S)
 
 
@@ -104,19 +106,19 @@ def due_on_taking(
     exact: bool,
     interval_s: float,
     printer_id: str,
-) -> float:
+) -> float | None:
     """Return when a printer is next due once a replica holds it (took its partition, or it was added).
 
     From its last poll (exact: this replica's own, else the stored one, which may lag: see
-    assumed_last_poll): its next slot. Never polled, or overdue (its holder died, polls stopped):
-    soon, within the first-poll window, spread by its phase so a partition's printers are not
-    polled in one instant.
+    assumed_last_poll): its next slot. Overdue (its holder died, polls stopped): soon, within the
+    first-poll window, spread by its phase so a partition's printers are not polled in one
+    instant. Never polled: None, as soon as a slot is free (its first poll sets its slot).
     """
     last = last_poll_at
     if not exact:
         last = assumed_last_poll(now, last_poll_at, refresh_s, interval_s, printer_id)
     if last is None:
-        return first_due(now, interval_s, printer_id)
+        return None
     due = due_after_poll(last, interval_s, printer_id)
     return due if due >= now else first_due(now, interval_s, printer_id)
 

@@ -14,9 +14,10 @@ replicas at once (a replica whose lease lapsed sees it taken and lets it go), no
 A replica that takes a partition continues each printer from its last poll time in KV (a
 healthy printer's is rewritten only every HEALTH_REFRESH_INTERVALS intervals; while it is that
 current the printer was polled on its slots: schedule.assumed_last_poll), so polls stay one
-interval apart across a hand-over. A printer added to a held partition (a configuration change
-reaching the replica's mirror) is first polled within schedule.FIRST_POLL_WINDOW_S; a removed one
-is not polled again. `tonerwatch_poll_jobs_overdue` counts printers nobody has polled in time.
+interval apart across a hand-over. A printer never polled (added to a held partition: a
+configuration change reaching the replica's mirror) is polled as soon as a slot is free, oldest
+first, its first polls taking at most FIRST_POLLS_SHARE of the slots, then keeps its slot; a
+removed one is not polled again. `tonerwatch_poll_jobs_overdue` counts printers nobody has polled in time.
 
 NATS traffic of a steady poll (issue 15): the reading's publish (and its ack), nothing else.
 Configuration and health are read from in-memory mirrors of their KV buckets fed by watches
@@ -127,6 +128,9 @@ PULL_CHECK_S = 1.0
 # A round (in progress for every held partition, the heartbeat, each consumer's count) every
 # this share of the job ack wait: a replica must miss three before its partitions lapse.
 ROUND_SHARE = 0.3
+# The share of poll_concurrency the first polls of printers never polled may take at once (full
+# walks of seconds each): the rest is left to polls on their slots.
+FIRST_POLLS_SHARE = 0.75
 # Longest wait, when handing partitions back, for their polls under way and last poll times.
 HANDOVER_TIMEOUT_S = 10.0
 
@@ -330,6 +334,7 @@ class Poller:
     replica_id: str = ""
     beats: KvMirror | None = None
     _wake: asyncio.Event | None = None
+    _first_polls: int = 0  # first polls under way (started from timers.waiting)
     _sleep_until: float | None = None
     _leases_wake: asyncio.Event | None = None
     _beat_due: bool = False
@@ -519,6 +524,13 @@ class Poller:
             interval_s=config.interval_s,
             printer_id=config.printer_id,
         )
+        if due is None:
+            # Never polled: as soon as a slot is free, after those configured before it.
+            self.lease_of[key] = lease
+            self.timers.queue(key, config.occurred_at.timestamp())
+            if self._wake is not None:
+                self._wake.set()
+            return
         current = self.timers.due.get(key)
         if self.lease_of.get(key) == lease and current is not None:
             due = min(due, current)  # a change of configuration never postpones a poll
@@ -541,16 +553,26 @@ class Poller:
             self._forget(key)
 
     async def _run_timers(self, slots: asyncio.Semaphore, stop: asyncio.Event) -> None:
-        """Start each printer's poll when its timer comes due, up to poll_concurrency at once."""
+        """Start each printer's poll when its timer comes due, up to poll_concurrency at once; in
+        the slots left, the first polls of printers never polled (oldest first).
+
+        Polls on their slots come first: the first polls (full walks, seconds each) of a fleet
+        just imported take at most FIRST_POLLS_SHARE of the slots, so the printers already known
+        stay on time through the burst.
+        """
         wake = self._wake = asyncio.Event()
+        firsts = max(1, int(self.settings.poll_concurrency * FIRST_POLLS_SHARE))
         try:
             while not stop.is_set():
                 for key in self.timers.pop_due(time.time()):
                     await slots.acquire()
-                    task = asyncio.create_task(self._timed_poll(key, slots))
-                    self.timed[key] = task
-                    self.in_flight.add(task)
-                    task.add_done_callback(self._timed_done(key))
+                    self._start_timed(key, slots)
+                while self._first_polls < firsts and not slots.locked():
+                    first = self.timers.pop_waiting()
+                    if first is None:
+                        break
+                    await slots.acquire()
+                    self._start_timed(first, slots, first=True)
                 wake.clear()
                 next_at = self.timers.next_at()
                 now = time.time()
@@ -562,11 +584,23 @@ class Poller:
         finally:
             self._wake = self._sleep_until = None
 
-    def _timed_done(self, key: str) -> Callable[[asyncio.Task[None]], None]:
+    def _start_timed(self, key: str, slots: asyncio.Semaphore, *, first: bool = False) -> None:
+        task = asyncio.create_task(self._timed_poll(key, slots))
+        self.timed[key] = task
+        self.in_flight.add(task)
+        if first:
+            self._first_polls += 1
+        task.add_done_callback(self._timed_done(key, first))
+
+    def _timed_done(self, key: str, first: bool = False) -> Callable[[asyncio.Task[None]], None]:
         def done(task: asyncio.Task[None]) -> None:
             self.in_flight.discard(task)
             if self.timed.get(key) is task:
                 del self.timed[key]
+            if first:
+                self._first_polls -= 1
+            if self.timers.waiting and self._wake is not None:
+                self._wake.set()  # a slot for the next first poll
 
         return done
 
@@ -615,7 +649,7 @@ class Poller:
             slots.release()
             # A poll cancelled (its batch's send was) set no timer: the printer must not go
             # unpolled while its partition is held here. The cancellation still propagates.
-            if lease is not None and key not in self.timers.due:
+            if lease is not None and key not in self.timers:
                 self._reschedule(key, lease, time.time() + FAILED_JOB_RETRY_S)
 
     # --- partition leases ------------------------------------------------------------------------
