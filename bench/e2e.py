@@ -9,7 +9,9 @@ Prints (does not assert) figures for one bounded run on loopback only:
   about half itself to every lag);
 - readings ingested per second (SupplyReading events and supply rows);
 - CPU per process (the `up` process or each service, nats-server, the snmpd fleet) and per poll;
-- PSS of every process at the end;
+- PSS of every process at the end, and sampled every --pss-every seconds from the import on:
+  min / median / max over the window, per process and for their sum (one sample at the end lands
+  anywhere on a process's saw, nats-server's especially);
 - the peer in the same run (--no-exporter to leave it out): Debian's prometheus-snmp-exporter
   (bench/exporter_peer.py, bench/snmp_exporter.yml) scraped by this bench for a copy of the fleet
   (or the same endpoints) at the same rate, each printer every interval on slots spread over it:
@@ -45,6 +47,7 @@ import secrets
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,6 +113,38 @@ def pss_kb(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+@dataclass
+class PssSampler:
+    """Samples the PSS of each process every period_s (a thread): the window's range, not one sample."""
+
+    pids: dict[str, int]
+    period_s: float
+    samples: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), {k: pss_kb(v) for k, v in self.pids.items()}))
+            self._stop.wait(self.period_s)
+
+    def ranges(self, t0: float, t1: float) -> dict[str, tuple[float, float, float]]:
+        """min / median / max in MB over [t0, t1] per process and for their sum ("total")."""
+        inside = [s for t, s in self.samples if t0 <= t <= t1]
+        series: dict[str, list[float]] = {k: [s[k] / 1024 for s in inside] for k in self.pids}
+        series["total"] = [sum(s.values()) / 1024 for s in inside]
+        return {k: (min(v), statistics.median(v), max(v)) for k, v in series.items() if v}
 
 
 def children(pid: int) -> list[int]:
@@ -590,6 +625,9 @@ def run(args: argparse.Namespace) -> list[str]:
         observer = Observer(rows, args.observe_every)
         observer.start()
         stack.callback(observer.stop)
+        sampler = PssSampler(dict(system.pids), args.pss_every)
+        sampler.start()
+        stack.callback(sampler.stop)
         scraper: Scraper | None = None
         if exporter_url is not None:
             scraper = Scraper(
@@ -731,6 +769,21 @@ def run(args: argparse.Namespace) -> list[str]:
     for name, kb in pss.items():
         say(f"| PSS {name} | {kb / 1024:.1f} MB |")
     say(f"| PSS total (without snmpd) | {sum(pss.values()) / 1024:.1f} MB |")
+    ranges = sampler.ranges(t0, t1)
+    if args.pss_log:
+        with Path(args.pss_log).open("w") as f:
+            f.write("s_after_import,window," + ",".join(pids) + "\n")
+            for t, sample in sampler.samples:
+                f.write(
+                    f"{t - imported_at:.1f},{int(t0 <= t <= t1)},"
+                    + ",".join(str(sample[k]) for k in pids)
+                    + "\n"
+                )
+    for name, (lo, mid, hi) in ranges.items():
+        say(
+            f"| PSS {name}, sampled every {args.pss_every:g} s over the window, min / median / "
+            f"max | {lo:.1f} / {mid:.1f} / {hi:.1f} MB |"
+        )
     say(f"| PSS snmpd (the printers) | {snmpd_pss / 1024:.1f} MB |")
     say(
         f"| SNMP client alone, steady poll (this process, one printer, 300 polls) | "
@@ -868,6 +921,10 @@ def main(argv: list[str]) -> None:
     )
     parser.add_argument("--recording", default="jetdirect_m252dw")
     parser.add_argument("--observe-every", type=float, default=0.2)
+    parser.add_argument(
+        "--pss-every", type=float, default=1.0, help="PSS sampling period over the run, s"
+    )
+    parser.add_argument("--pss-log", default="", help="write every PSS sample (kB) to this CSV")
     parser.add_argument(
         "--exporter",
         action=argparse.BooleanOptionalAction,
