@@ -23,7 +23,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nats.errors
 import nats.js.errors
 
@@ -164,6 +163,8 @@ async def _leaf_connected(server: EmbeddedNats, timeout_s: float) -> bool:
     Creating the site's stream before the link is up works, but its source then waits out
     nats-server's retry back-off (10 s and more) before the first configuration arrives.
     """
+    import httpx  # at use: `tonerwatch up` never loads it (issue 15, memory)
+
     deadline = asyncio.get_running_loop().time() + timeout_s
     async with httpx.AsyncClient(timeout=2.0) as client:
         while asyncio.get_running_loop().time() < deadline:
@@ -328,6 +329,8 @@ def add_collector_parser(sub: Any) -> None:
 
 def enrol(api_url: str, token: str, folder: Path, timeout_s: float = 30.0) -> Path:
     """Trade an enrolment token at the hub's api for the site's files in folder; return the credentials file."""
+    import httpx  # at use: `tonerwatch up` never loads it (issue 15, memory)
+
     parsed = httpx.URL(api_url)
     loopback = parsed.host in ("localhost", "127.0.0.1", "::1")
     if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
@@ -420,6 +423,8 @@ def check_running(data_dir: Path, timeout_s: float = 5.0) -> tuple[bool, str] | 
     Return (up, one line), or None when no collector runs there (no DATA_DIR/collector.json, or
     its monitor does not answer: a file left by a killed one).
     """
+    import httpx  # at use: `tonerwatch up` never loads it (issue 15, memory)
+
     try:
         running = json.loads((data_dir / RUNNING_FILE).read_text())
         monitor = str(running["monitor"])
@@ -442,6 +447,8 @@ def check_running(data_dir: Path, timeout_s: float = 5.0) -> tuple[bool, str] | 
 
 async def _leafz_up(http_port: int, timeout_s: float) -> str | None:
     """Return the leaf connection's rtt once /leafz shows it, None after timeout_s."""
+    import httpx  # at use: `tonerwatch up` never loads it (issue 15, memory)
+
     deadline = asyncio.get_running_loop().time() + timeout_s
     async with httpx.AsyncClient(timeout=2.0) as client:
         while asyncio.get_running_loop().time() < deadline:

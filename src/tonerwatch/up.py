@@ -13,9 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from tonerwatch.services import SERVICES, CliError, service_module
 from tonerwatch_shared.bus import BusStopped
@@ -28,6 +26,9 @@ from tonerwatch_shared.settings import CommonSettings, load_settings
 from tonerwatch_shared.simulator import free_udp_port
 from tonerwatch_shared.storage import sqlite_url
 from tonerwatch_shared.subjects import Subjects
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("tonerwatch.up")
 READY_TIMEOUT_S = 120.0
@@ -353,6 +354,8 @@ async def _run_demo(
     The first time, each printer gets three weeks of backdated readings (published as the
     poller's SupplyReading events) before it is monitored, so forecasts and charts show at once.
     """
+    import httpx  # the demo's alone: `up` without --demo loads no httpx (issue 15, memory)
+
     from tonerwatch.demo.fleet import run_demo_fleet
 
     demo_dir = data_dir / "demo"
@@ -400,6 +403,8 @@ async def seed_demo_history(
 ) -> None:
     """Publish each demo printer's backdated readings as the poller would; wait until the API has them."""
     from datetime import UTC, datetime, timedelta
+
+    import httpx
 
     from tonerwatch.demo.history import STEP_HOURS, history_events, snapshot_of
     from tonerwatch_shared.bus import Bus
@@ -450,6 +455,8 @@ async def monitor_demo_printers(
     url: str, password: str | None, known: dict[str, dict[str, Any]]
 ) -> None:
     """Start monitoring every demo printer not monitored yet."""
+    import httpx
+
     async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
         headers = await _auth_headers(client, password)
         for row in known.values():
@@ -488,6 +495,8 @@ async def register_demo_printers(
     url: str, password: str | None, printers: list[Any], *, monitored: bool = True
 ) -> dict[str, dict[str, Any]]:
     """Add each demo printer (matched by name, so a restart adds none twice); return them by name."""
+    import httpx
+
     async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
         headers = await _auth_headers(client, password)
         existing = await client.get("/api/v1/printers", params={"limit": 500}, headers=headers)

@@ -13,7 +13,6 @@ import functools
 import logging
 from typing import Protocol
 
-import httpx
 from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field
@@ -275,7 +274,12 @@ async def _run(
             (cw.consumer_spec(subjects, settings.ack_wait_s), watcher.handle),
             *((spec, processor.handle) for spec in consumer_specs(subjects, settings.ack_wait_s)),
         ]
-        http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
+        webhooks: list[tuple[str, Sender]] = []
+        if settings.webhooks:  # httpx, its SSL context and certifi's bundle only when used
+            import httpx
+
+            http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
+            webhooks = [("webhook", WebhookSender(hook, http)) for hook in settings.webhooks]
         ledger = await ld.open_ledger(bus, settings.events_max_age)
 
         async def labels(printer_id: str) -> PrinterLabel | None:
@@ -283,7 +287,7 @@ async def _run(
             return state.label() if state else None
 
         senders: list[tuple[str, Sender]] = [
-            *(("webhook", WebhookSender(hook, http)) for hook in settings.webhooks),
+            *webhooks,
             *(
                 (
                     "mail",

@@ -43,9 +43,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import httpx
 import nats.js.errors
 from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter
@@ -113,6 +113,9 @@ from tonerwatch_syncer.upstream import (
     exchange_bytes,
     post,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("tonerwatch.syncer")
 
@@ -337,7 +340,7 @@ class Syncer:
         self,
         settings: Settings,
         bus: Bus,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | None,
         fleet: ModelKv[KnownPrinter],
         state: ModelKv[SiteSyncState],
         registry: CollectorRegistry,
@@ -402,7 +405,7 @@ class Syncer:
         timeout_s: float | None = None,
     ) -> httpx.Response:
         """POST one document (or event) and report what it cost; raise UpstreamError if not taken."""
-        assert self.settings.sync_url
+        assert self.settings.sync_url and self.client is not None
         tally = self.pending.attempt(doc_id)
         headers = dict(extra_headers or {})
         if path == EVENTS_PATH:
@@ -819,7 +822,10 @@ async def _run(
 ) -> None:
     subjects = Subjects(settings.subject_root, settings.stream_prefix)
     bus = await Bus.for_service(settings, "syncer", stop=stop)
-    client = build_client(settings.tls_proxy(), settings.sync_timeout_s)
+    # No portal, no HTTP client (nor httpx loaded: issue 15, memory).
+    client = (
+        build_client(settings.tls_proxy(), settings.sync_timeout_s) if settings.sync_url else None
+    )
     try:
         await bus.ensure_event_stream()
         # Alerts (crossed/resolved), replacements and orders are what a supplier acts on; each
@@ -904,5 +910,6 @@ async def _run(
             tg.create_task(syncer.downlink_loop(stop))
         await syncer.stop_fleet()
     finally:
-        await client.aclose()
+        if client is not None:
+            await client.aclose()
         await bus.drain()

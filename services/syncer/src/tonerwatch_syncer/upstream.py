@@ -7,11 +7,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from tonerwatch_shared.signing import SignatureRejected, check, document_headers
 from tonerwatch_shared.upstream import gzip_body
+
+if TYPE_CHECKING:
+    import httpx
 
 # Answers that mean the portal has the document: taken now (2xx) or already (409, a repeat id).
 TAKEN = frozenset({409})
@@ -43,6 +45,8 @@ class TlsProxy:
 
 def build_client(how: TlsProxy, timeout_s: float) -> httpx.AsyncClient:
     """Return the HTTP/1.1 client the syncer talks to the portal with."""
+    import httpx  # at use: a syncer without TONERWATCH_SYNC_URL never loads it (issue 15)
+
     verify: ssl.SSLContext | bool = how.verify
     if how.verify and (how.ca_bundle or how.client_cert):
         context = ssl.create_default_context(cafile=str(how.ca_bundle) if how.ca_bundle else None)
@@ -92,6 +96,8 @@ async def post(
     also_ok: more statuses that are an answer (304 to a downlink request with If-None-Match);
     timeout_s: this request's timeout instead of the client's (a long poll).
     """
+    import httpx  # at use: a syncer without TONERWATCH_SYNC_URL never loads it (issue 15)
+
     sent = gzip_body(body) if compress else body
     headers = document_headers(doc_id, doc_type, sent, secret or None, int(time.time()))
     if compress:

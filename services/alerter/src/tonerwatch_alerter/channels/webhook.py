@@ -11,13 +11,16 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import httpx
 from pydantic import Field, SecretStr
 
 from tonerwatch_alerter.channels.base import ChannelConfig, DeliveryFailed
 from tonerwatch_shared.events import Event
 from tonerwatch_shared.signing import delivery_headers
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class WebhookSender:
 
     async def send(self, event: Event) -> int:
         """POST event until the receiver takes it; return the attempts used or raise DeliveryFailed."""
+        import httpx  # loaded with the client (the alerter opens one only for webhooks)
+
         cfg = self.config
         body = event.to_bytes()
         secret = cfg.secret.get_secret_value()
