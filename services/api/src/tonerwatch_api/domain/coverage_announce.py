@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
@@ -64,17 +65,43 @@ def coverage_event_id(digest: str) -> uuid.UUID:
     return uuid.uuid5(_COVERAGE_NS, digest)
 
 
-def coverage_events(
+@dataclass(frozen=True, slots=True)
+class CoverageFacts:
+    """What one printer's announcement is built from: a few fields, not the event (built at publish)."""
+
+    printer_id: str
+    site_id: str
+    digest: str
+    rule: CoverageRule
+    since: dt.datetime | None
+    last_seen: dt.datetime | None
+    placed: tuple[dt.datetime, ...]
+
+    def event(self, now: dt.datetime, source: str) -> PrinterCoverage:
+        """Return the printer's announcement as of now."""
+        return PrinterCoverage(
+            event_id=coverage_event_id(self.digest),
+            occurred_at=now,
+            source=source,
+            site_id=self.site_id,
+            printer_id=self.printer_id,
+            monitoring_since=self.since,
+            last_seen_at=self.last_seen,
+            orders_at=self.placed,
+            coverage=evaluate(self.rule, self.since, self.placed, now, last_seen=self.last_seen),
+        )
+
+
+def coverage_looks(
     session: Session,
     rules: Mapping[str, CoverageRule],
-    now: dt.datetime,
-    source: str,
     published: Mapping[str, str] | None = None,
-) -> list[tuple[str, str, PrinterCoverage | None]]:
-    """Return (printer id, digest, announcement) for every printer not removed, as of now.
+) -> list[tuple[str, str, CoverageFacts | None]]:
+    """Return (printer id, digest, facts to announce) for every printer not removed.
 
-    published: per printer, the digest last announced; for those unchanged the announcement is
-    None (not built: the look stays cheap for a large fleet).
+    published: per printer, the digest last announced; for those unchanged the facts are None.
+    A look covers the whole fleet (every printer at start): the announcements themselves are
+    built one at a time as they are published (CoverageFacts.event), never all at once.
     """
     orders: dict[str, dict[str, tuple[str, dt.datetime]]] = {}
     for order_id, printer_id, status, created in session.exec(
@@ -83,7 +110,7 @@ def coverage_events(
         at = _aware(created)
         assert at is not None
         orders.setdefault(printer_id, {})[order_id] = (status, at)
-    out: list[tuple[str, str, PrinterCoverage | None]] = []
+    out: list[tuple[str, str, CoverageFacts | None]] = []
     # Only the columns it needs (a look covers the whole fleet): five, past sqlmodel's select.
     printers = sa_select(
         col(Printer.id),
@@ -102,21 +129,30 @@ def coverage_events(
         if published is not None and published.get(printer_id) == digest:
             out.append((printer_id, digest, None))
             continue
-        last_seen = _aware(last_seen_at)
         placed = tuple(sorted(at for status, at in mine.values() if status != "cancelled"))
-        event = PrinterCoverage(
-            event_id=coverage_event_id(digest),
-            occurred_at=now,
-            source=source,
-            site_id=site_id,
-            printer_id=printer_id,
-            monitoring_since=since,
-            last_seen_at=last_seen,
-            orders_at=placed,
-            coverage=evaluate(rule, since, placed, now, last_seen=last_seen),
+        facts = CoverageFacts(
+            printer_id, site_id, digest, rule, since, _aware(last_seen_at), placed
         )
-        out.append((printer_id, digest, event))
+        out.append((printer_id, digest, facts))
     return out
+
+
+def coverage_events(
+    session: Session,
+    rules: Mapping[str, CoverageRule],
+    now: dt.datetime,
+    source: str,
+    published: Mapping[str, str] | None = None,
+) -> list[tuple[str, str, PrinterCoverage | None]]:
+    """Return (printer id, digest, announcement) for every printer not removed, as of now.
+
+    published: per printer, the digest last announced; for those unchanged the announcement is
+    None (not built: the look stays cheap for a large fleet).
+    """
+    return [
+        (printer_id, digest, facts.event(now, source) if facts is not None else None)
+        for printer_id, digest, facts in coverage_looks(session, rules, published)
+    ]
 
 
 class CoverageAnnouncer:
@@ -148,13 +184,13 @@ class CoverageAnnouncer:
             self.last_full = time.monotonic()
         now = self.clock()
         before = dict(self.published)
-        found = await run_tx(
-            self.engine, lambda s: coverage_events(s, self.rules, now, self.source, before)
-        )
+        found = await run_tx(self.engine, lambda s: coverage_looks(s, self.rules, before))
         sent = 0
-        for printer_id, digest, event in found:
-            if event is None:
+        for printer_id, digest, facts in found:
+            if facts is None:
                 continue  # unchanged since it was announced
+            # Built as it goes out: a look at a whole fleet holds no thousand events at once.
+            event = facts.event(now, self.source)
             await self.bus.publish(event)  # a failure: not remembered, so tried at the next look
             self.published[printer_id] = digest
             sent += 1
