@@ -116,3 +116,54 @@ async def test_a_batch_through_the_bus_gives_the_rows_singles_give_and_a_repeat_
     assert batch == single
     assert single["status_seq"] == 1_004
     assert len(single["history"]) == 4 * 5  # type: ignore[arg-type]
+
+
+async def test_a_reading_waiting_for_its_printer_waits_alone_and_its_batch_goes_on(
+    bus: Bus,
+    db: Engine,
+    configured: Callable[..., PrinterConfigured],
+    reading: Callable[..., SupplyReading],
+) -> None:
+    """A batch's reading of a printer not configured yet no longer holds back the readings after it.
+
+    The reading of p-late (not known: its PrinterConfigured is still on its way) comes first in
+    the batch. Before, the batch was retried from it with back-off for up to 5 minutes
+    (UNKNOWN_PRINTER_GRACE), so p-known's reading behind it waited as long. Now it is published
+    again alone (for api-readings only), the batch is acked, p-known's reading is applied at once,
+    and p-late's once its printer is configured: each once, none set aside.
+    """
+    projector = Projector(db, bus, Outbox(db, bus), Metrics(), ProjectionOptions())
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    late = reading(printer_id="p-late", seq=2_001, occurred_at=NOW)
+    on_time = reading(printer_id="p-known", seq=2_001, occurred_at=NOW)
+
+    def seq_of(printer_id: str) -> int | None:
+        with Session(db) as s:
+            printer = s.get(Printer, printer_id)
+            return None if printer is None else printer.status_seq
+
+    try:
+        await bus.publish(configured(printer_id="p-known"))
+        await eventually(lambda: seq_of("p-known") is None and _known(db, "p-known"), 20)
+        await bus.publish(
+            SupplyReadingBatch(source="poller", site_id=late.site_id, readings=(late, on_time))
+        )
+        await eventually(lambda: seq_of("p-known") == 2_001, timeout_s=15)
+        assert not _known(db, "p-late")
+        subject = late.subject(bus.subjects)
+        lone = await bus.js.stream_info(bus.subjects.events_stream, subjects_filter=subject)
+        assert (lone.state.subjects or {}).get(subject) == 1  # the waiting reading, alone, once
+        await bus.publish(configured(printer_id="p-late"))
+        await eventually(lambda: seq_of("p-late") == 2_001, timeout_s=45)
+        await eventually(lambda: _processed(db, "api-readings") == 2, timeout_s=10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    assert _processed(db, "api-readings") == 2
+    assert await bus.dead_letters() == []
+
+
+def _known(engine: Engine, printer_id: str) -> bool:
+    with Session(engine) as s:
+        return s.get(Printer, printer_id) is not None

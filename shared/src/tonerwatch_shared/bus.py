@@ -47,6 +47,7 @@ from tonerwatch_shared.events import (
     UnreadablePart,
     parse_event,
     parse_parts,
+    printer_of,
     unbatched,
 )
 from tonerwatch_shared.lifecycle import sleep_until_stopped
@@ -75,6 +76,9 @@ REPLAY_FETCH_S = 10.0
 DEAD_MAX_AGE_S = 90 * 86400.0
 DEAD_MAX_MSGS = 100_000
 ERROR_TEXT_LIMIT = 500
+# A message published for one consumer only (a reading split out of a batch, Bus._split_out):
+# every other consumer acks it unhandled.
+FOR_HEADER = "Tw-For"
 
 
 def positions_max_age(events_max_age_s: float) -> float:
@@ -108,6 +112,16 @@ class BusStopped(BusError):
 
 class Poison(Exception):
     """The event itself can never be handled: set it aside in the dead-letter stream at once."""
+
+
+class NotYet(Exception):
+    """The event waits for another one still on its way (its printer's configuration).
+
+    A failure like any other for the event itself (back-off, poison after `poison_after`). A
+    reading of a batch that raises it is split out instead: published again alone, for this
+    consumer only (Bus._split_out), so the batch's other readings go on at once rather than wait
+    with it (up to the api's 5 minutes for an unknown printer).
+    """
 
 
 class RetryLater(Exception):
@@ -508,8 +522,12 @@ class Bus:
         event_id: str,
         type_: str,
         timeout_s: float = PUBLISH_TIMEOUT_S,
+        headers: dict[str, str] | None = None,
     ) -> bool:
         """Publish an event already serialized (its id and type given): every event's one path.
+
+        event_id is the Nats-Msg-Id (JetStream drops a repeat within the duplicate window);
+        headers are added to it and Tw-Event-Type.
 
         The stream's ack comes back on this bus's ack inbox (_AckInbox): one subscription for every
         publish, no reply subscription bookkeeping nor timer per publish. Not every message takes
@@ -519,7 +537,10 @@ class Bus:
         if self._acks is None:
             self._acks = _AckInbox(self.nc)
         return await self._acks.publish(
-            subject, data, {"Nats-Msg-Id": event_id, "Tw-Event-Type": type_}, timeout_s
+            subject,
+            data,
+            {**(headers or {}), "Nats-Msg-Id": event_id, "Tw-Event-Type": type_},
+            timeout_s,
         )
 
     async def ensure_consumer(self, spec: ConsumerSpec, stream: str | None = None) -> None:
@@ -748,6 +769,7 @@ class Bus:
                         and not batches
                     ):
                         ahead = asyncio.create_task(sub.fetch(batch, timeout=fetch_timeout_s))
+                    msgs = await _only_for(spec.durable, msgs)
                     wait: float | None = None
                     # Every fetched message is kept alive until acked or handed back, not only
                     # the one being handled (a fetch of reading batches can take minutes).
@@ -947,6 +969,9 @@ class Bus:
         events = carried.parts
         batch = carried.batch and seq > 0
         start = self._progress.done(spec.durable, seq) if batch else 0
+        # Printers with a reading split out of this batch: their later readings follow it out, in
+        # order (not kept across a redelivery: readings carry seq, consumers order by it anyway).
+        split: set[str] = set()
         for part in range(start, len(events)):
             one = events[part]
             if isinstance(one, UnreadablePart):
@@ -957,6 +982,11 @@ class Bus:
                     return None
                 if batch:
                     self._progress.advance(spec.durable, seq, part + 1)
+                continue
+            if batch and printer_of(one) in split:
+                if not await self._split_out(msg, spec.durable, one):
+                    return None
+                self._progress.advance(spec.durable, seq, part + 1)
                 continue
             try:
                 async with asyncio.timeout(timeout_s):
@@ -974,6 +1004,20 @@ class Bus:
                         exc,
                     )
                     return delay
+                if batch and kind == "failed" and isinstance(exc, NotYet):
+                    # It waits alone; the batch's other readings go on now.
+                    log.info(
+                        "%s: %s %s waits alone: %s",
+                        spec.durable,
+                        event_type(one),
+                        one.event_id,
+                        exc,
+                    )
+                    if not await self._split_out(msg, spec.durable, one):
+                        return None
+                    split.add(printer_of(one) or "")
+                    self._progress.advance(spec.durable, seq, part + 1)
+                    continue
                 failures = self._failures.add(spec.durable, seq, part)
                 if kind == "poison" or failures >= self.retry.poison_after:
                     # Forgotten only once set aside: a failed dead-letter write keeps the count.
@@ -1009,6 +1053,32 @@ class Bus:
             self._progress.forget(spec.durable, seq)
         await msg.ack()
         return None
+
+    async def _split_out(self, msg: Msg, durable: str, event: Event) -> bool:
+        """Publish one event of a batch message again alone, for durable only; False (message
+        nak'ed, retried later) if the publish was not acked.
+
+        On the event's own subject, with FOR_HEADER naming the consumer (the others ack it
+        unhandled: they have handled it in the batch) and a Nats-Msg-Id from the consumer and the
+        event's id, so a redelivered batch cannot publish it twice (within the stream's duplicate
+        window; past it the consumer drops the repeat by event id). The batch goes on only once
+        the publish is acked: the event is kept before its batch is.
+        """
+        try:
+            await self.publish_json(
+                event.subject(self.subjects),
+                event.to_bytes(),
+                event_id=f"alone:{durable}:{event.event_id}",
+                type_=event_type(event),
+                headers={FOR_HEADER: durable},
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning(
+                "could not split %s out of its batch (%r): retrying later", event.event_id, exc
+            )
+            await msg.nak(delay=self.retry.cap_s)
+            return False
+        return True
 
     async def _set_aside_part(
         self, msg: Msg, durable: str, error: str, event: Event | UnreadablePart, part: int
@@ -1339,6 +1409,19 @@ async def pause_on_bus_error(exc: Exception, consumer: str, stop: asyncio.Event)
     await sleep_until_stopped(stop, PULL_RETRY_PAUSE_S)
 
 
+async def _only_for(durable: str, msgs: list[Msg]) -> list[Msg]:
+    """Return the messages for durable; ack those published for another consumer (FOR_HEADER)."""
+    mine: list[Msg] = []
+    for msg in msgs:
+        target = msg.headers.get(FOR_HEADER) if msg.headers else None
+        if target is None or target == durable:
+            mine.append(msg)
+        else:
+            with contextlib.suppress(Exception):
+                await msg.ack()
+    return mine
+
+
 def _is_batch(msg: Msg) -> bool:
     """Return whether msg is on a batch subject (subjects.BATCH_KEY), without reading it."""
     return msg.subject.endswith(_BATCH_SUFFIX)
@@ -1415,6 +1498,7 @@ __all__ = [
     "ConsumerSpec",
     "DeadLetter",
     "Handler",
+    "NotYet",
     "Poison",
     "Probe",
     "RetryLater",

@@ -49,6 +49,9 @@ class Access:
     purges: tuple[str, ...] = ()
     # Lists dead letters and asks consumers to replay them (the api).
     replays: bool = False
+    # Events others publish that it publishes again, for one of its consumers only: a reading
+    # split out of its batch to wait alone (tonerwatch_shared.bus.NotYet, Bus._split_out).
+    republishes: tuple[type[ev.Event], ...] = ()
     # Reads single events of the events stream by sequence and subject (STREAM.MSG.GET): the
     # syncer, which keeps one printer's events in order across its forwarding consumers.
     reads_events: bool = False
@@ -165,6 +168,9 @@ def service_access(subjects: Subjects) -> dict[str, Access]:
                 ev.AlertSettingsConfigured,
                 ev.MailServerConfigured,
             ),
+            # A reading of a batch waiting for its printer is published again alone, for
+            # api-readings only (Bus._split_out: Tw-For; every other consumer acks it unhandled).
+            republishes=(ev.SupplyReading,),
             consumers=tuple((events, name) for name in API_DURABLES),
             retired=tuple((events, name) for name in API_RETIRED_DURABLES),
             drained=tuple((events, name) for name in API_RETIRED_DURABLES),
@@ -182,7 +188,11 @@ def publish_allow(service: str, subjects: Subjects | None = None) -> list[str]:
     subjects = subjects or Subjects()
     access = service_access(subjects)[service]
     # A batch of readings shares the readings' filter: each pattern once.
-    allow = list(dict.fromkeys(cls.subject_filter(subjects) for cls in access.publishes))
+    allow = list(
+        dict.fromkeys(
+            cls.subject_filter(subjects) for cls in (*access.publishes, *access.republishes)
+        )
+    )
     allow += list(access.extra_publish)
     # Account info, and the stream list /metrics reads (tonerwatch_stream_fill_ratio): names,
     # limits and sizes only, no message is readable through them.

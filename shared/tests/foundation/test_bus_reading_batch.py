@@ -8,6 +8,7 @@ import uuid
 
 import nats.errors
 import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from tonerwatch_shared import bus as bus_module
@@ -15,6 +16,7 @@ from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import (
     Bus,
     ConsumerSpec,
+    NotYet,
     Poison,
     RetryPolicy,
     wait_for_event,
@@ -505,3 +507,83 @@ async def test_a_batch_with_a_malformed_envelope_is_set_aside_whole(bus: Bus) ->
     assert letter.data == bad and letter.subject == subject
     assert letter.error.startswith("unreadable: invalid tonerwatch.supply_reading_batch.v1")
     assert letter.event_type == ev.READING_BATCH_TYPE
+
+
+async def test_a_reading_that_is_not_yet_handled_waits_alone_for_its_consumer_only(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NotYet splits a reading out of its batch: published again alone, the batch goes on.
+
+    p-2's two readings wait (NotYet) for something on its way; p-1's and p-3's, after them in the
+    batch, are handled at once. The first publish of p-2's first reading is kept but its ack is
+    lost: the batch is not acked (nakked, redelivered, taken up from p-2) and the publish again
+    is dropped by its Nats-Msg-Id (one copy). p-2's second reading follows it out without being
+    tried; both are handled once once p-2 may be; another consumer of the same readings (t-other) handles each
+    reading once, the copies being for t-wait only.
+    """
+    bus.retry = RetryPolicy(base_s=0.2, cap_s=0.4, poison_after=50, ack_wait_s=5.0)
+    ready = False
+    handled: dict[str, list[tuple[str, int | None]]] = {"t-wait": [], "t-other": []}
+    deliveries: dict[tuple[str, int | None], int] = {}
+    stop = asyncio.Event()
+
+    async def waiting(event: ev.Event, msg: Msg) -> None:
+        if _key(event)[0] == "p-2" and not ready:
+            raise NotYet("p-2 is not configured yet")
+        handled["t-wait"].append(_key(event))
+        deliveries[_key(event)] = msg.metadata.num_delivered
+
+    async def other(event: ev.Event, _msg: object) -> None:
+        handled["t-other"].append(_key(event))
+
+    publish_json = bus.publish_json
+    lost = 0
+
+    async def ack_lost_once(*args: object, **kwargs: object) -> bool:
+        nonlocal lost
+        kept = await publish_json(*args, **kwargs)  # type: ignore[arg-type]
+        if str(kwargs["event_id"]).startswith("alone:") and not lost:
+            lost += 1
+            raise nats.errors.TimeoutError  # kept, but the ack never came
+        return kept
+
+    monkeypatch.setattr(bus, "publish_json", ack_lost_once)
+    first, second = _reading("p-2", 1), _reading("p-2", 2)
+    await bus.publish(_batch(_reading("p-1", 1), first, _reading("p-3", 1), second))
+    tasks = [
+        asyncio.create_task(bus.consume(_spec(bus, "t-wait"), waiting, stop=stop)),
+        asyncio.create_task(bus.consume(_spec(bus, "t-other"), other, stop=stop)),
+    ]
+
+    async def others_done() -> bool:
+        return handled["t-wait"] == [("p-1", 1), ("p-3", 1)]
+
+    await eventually(others_done, timeout_s=10)
+    # The batch was acked only after a publish of p-2's reading was: at its second delivery.
+    assert deliveries == {("p-1", 1): 1, ("p-3", 1): 2}
+    subject = first.subject(bus.subjects)
+    info = await bus.js.stream_info(bus.subjects.events_stream, subjects_filter=subject)
+    assert (info.state.subjects or {}).get(subject) == 2  # p-2's two readings, once each
+    copies = [await bus.js.get_last_msg(bus.subjects.events_stream, subject)]
+    assert copies[0].headers is not None
+    assert copies[0].headers["Tw-For"] == "t-wait"
+    assert copies[0].headers["Nats-Msg-Id"] == f"alone:t-wait:{second.event_id}"
+    ready = True
+
+    async def all_done() -> bool:
+        return (
+            len(handled["t-wait"]) == 4
+            and await _settled(bus, "t-wait")
+            and await _settled(bus, "t-other")
+        )
+
+    await eventually(all_done, timeout_s=15)
+    await asyncio.sleep(0.5)  # a repeat would come now
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    # Each copy backs off on its own (the first, published a delivery earlier, failed more):
+    # p-2's readings may be applied in either order, their seq orders them in the handlers.
+    assert handled["t-wait"][:2] == [("p-1", 1), ("p-3", 1)]
+    assert sorted(handled["t-wait"][2:]) == [("p-2", 1), ("p-2", 2)]
+    assert handled["t-other"] == [("p-1", 1), ("p-2", 1), ("p-3", 1), ("p-2", 2)]
+    assert await bus.dead_letters() == []

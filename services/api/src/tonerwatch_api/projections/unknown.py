@@ -6,6 +6,7 @@ import threading
 from collections import OrderedDict
 from datetime import datetime, timedelta
 
+from tonerwatch_shared.bus import NotYet
 from tonerwatch_shared.events import Event
 
 # Events for a printer the api does not know yet are retried this long after the api first tried
@@ -13,8 +14,12 @@ from tonerwatch_shared.events import Event
 UNKNOWN_PRINTER_GRACE = timedelta(minutes=5)
 
 
-class PrinterNotYetKnown(Exception):
-    """An event names a printer the api has not stored yet (retried with back-off)."""
+class PrinterNotYetKnown(NotYet):
+    """An event names a printer the api has not stored yet (retried with back-off).
+
+    A NotYet: a reading of a batch that raises it waits alone (the bus publishes it again for
+    api-readings only), and the batch's other readings are applied at once.
+    """
 
 
 class UnknownPrinterWaits:
