@@ -139,6 +139,20 @@ def test_reading_for_unknown_printer_is_retried_for_five_minutes_from_its_first_
     )
 
 
+def test_a_batch_of_readings_names_every_reading_that_waits_for_its_printer(
+    db: Engine, configured: Callable[..., PrinterConfigured], reading: Callable[..., SupplyReading]
+) -> None:
+    """Not only the first: the bus then applies the fetch's other messages again at once."""
+    options, now = ProjectionOptions(), datetime.now(UTC)
+    apply_now(db, configured())
+    ghosts = [reading(printer_id=f"p-ghost-{n}", occurred_at=now) for n in range(2)]
+    batch = [ghosts[0], reading(occurred_at=now), ghosts[1]]
+    with pytest.raises(PrinterNotYetKnown) as raised:
+        in_tx(db, lambda s: apply_readings(s, batch, "t-readings", options, now))
+    assert raised.value.waiting == {str(g.event_id) for g in ghosts}
+    assert count(db, ProcessedEvent, consumer="t-readings") == 0  # rolled back whole
+
+
 def test_a_backdated_reading_that_arrives_before_its_printer_is_applied_once_it_is_known(
     db: Engine, configured: Callable[..., PrinterConfigured], reading: Callable[..., SupplyReading]
 ) -> None:

@@ -17,8 +17,9 @@ import dataclasses
 import json
 import logging
 import time
+import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -120,8 +121,14 @@ class NotYet(Exception):
     A failure like any other for the event itself (back-off, poison after `poison_after`). A
     reading of a batch that raises it is split out instead: published again alone, for this
     consumer only (Bus._split_out), so the batch's other readings go on at once rather than wait
-    with it (up to the api's 5 minutes for an unknown printer).
+    with it (up to the api's 5 minutes for an unknown printer). A batch handler names in waiting
+    the event ids that wait: the fetch's other messages are then applied whole again at once,
+    only those holding a waiting event go one by one (Bus._apply_part).
     """
+
+    def __init__(self, message: str = "", waiting: Iterable[uuid.UUID | str] = ()) -> None:
+        super().__init__(message)
+        self.waiting = frozenset(str(event_id) for event_id in waiting)
 
 
 class RetryLater(Exception):
@@ -876,8 +883,8 @@ class Bus:
         acked when applied; a failed part's messages go one by one.
         """
         left: list[Msg] = []
-        part: list[Msg] = []
-        events: list[Event] = []
+        part: list[tuple[Msg, tuple[Event, ...]]] = []
+        size = 0
         for i, msg in enumerate(msgs):
             try:
                 carried = parse_parts(msg.data)
@@ -886,28 +893,49 @@ class Bus:
             else:
                 readable = carried.events()
                 if len(readable) == len(carried.parts):
-                    events.extend(readable)
-                    part.append(msg)
+                    part.append((msg, readable))
+                    size += len(readable)
                 else:  # its unreadable readings are set aside one by one (_handle)
                     left.append(msg)
-            if events and (len(events) >= BATCH_HANDLER_EVENTS or i == len(msgs) - 1):
-                left += await self._apply_part(part, events, handler, timeout_s)
-                part, events = [], []
+            if part and (size >= BATCH_HANDLER_EVENTS or i == len(msgs) - 1):
+                left += await self._apply_part(part, handler, timeout_s)
+                part, size = [], 0
         return left
 
     async def _apply_part(
-        self, msgs: list[Msg], events: list[Event], handler: BatchHandler, timeout_s: float
+        self, part: list[tuple[Msg, tuple[Event, ...]]], handler: BatchHandler, timeout_s: float
     ) -> list[Msg]:
-        """Apply events (of msgs) at once and ack msgs; return msgs if that failed."""
+        """Apply the events of part's messages at once and ack them; return those to go one by one.
+
+        If the handler fails, every message goes one by one, unless it raised NotYet naming the
+        events that wait (an unknown printer's readings): then only the messages holding those go
+        one by one (where a waiting reading of a batch is split out to wait alone), and the others
+        are applied whole again at once.
+        """
+        events = [event for _, carried in part for event in carried]
         try:
             async with asyncio.timeout(timeout_s):
                 await handler(events)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.debug("batch of %d failed, applying one by one: %r", len(events), exc)
-            return msgs
-        for msg in msgs:
+            waiting = exc.waiting if isinstance(exc, NotYet) else frozenset()
+            held = {
+                i
+                for i, (_, carried) in enumerate(part)
+                if any(str(e.event_id) in waiting for e in carried)
+            }
+            if not held or len(held) == len(part):
+                log.debug("batch of %d failed, applying one by one: %r", len(events), exc)
+                return [msg for msg, _ in part]
+            log.debug(
+                "%d of %d messages wait (%r): the others again whole", len(held), len(part), exc
+            )
+            rest = [entry for i, entry in enumerate(part) if i not in held]
+            return [part[i][0] for i in sorted(held)] + await self._apply_part(
+                rest, handler, timeout_s
+            )
+        for msg, _ in part:
             await msg.ack()
         return []
 

@@ -587,3 +587,52 @@ async def test_a_reading_that_is_not_yet_handled_waits_alone_for_its_consumer_on
     assert sorted(handled["t-wait"][2:]) == [("p-2", 1), ("p-2", 2)]
     assert handled["t-other"] == [("p-1", 1), ("p-2", 1), ("p-3", 1), ("p-2", 2)]
     assert await bus.dead_letters() == []
+
+
+async def test_a_fetch_with_a_waiting_reading_applies_its_other_messages_whole(
+    bus: Bus,
+) -> None:
+    """A batch handler's NotYet names the waiting events: the rest of the part is applied again whole.
+
+    Three messages in one fetch; one reading of the first waits (NotYet naming it). Only that
+    message goes one by one (its other reading, then the waiting one split out to wait alone); the
+    other two are applied in one more call of the batch handler. Before, a failed part went one
+    by one entirely: every reading of the fetch in a transaction of its own.
+    """
+    bus.retry = RetryPolicy(base_s=0.2, cap_s=0.4, poison_after=50, ack_wait_s=5.0)
+    ready = False
+    wait = _reading("p-w", 1)
+    calls: list[list[tuple[str, int | None]]] = []
+    single: list[tuple[str, int | None]] = []
+    stop = asyncio.Event()
+
+    async def batch_handler(events: list[ev.Event]) -> None:
+        if not ready and any(e.event_id == wait.event_id for e in events):
+            raise NotYet("p-w not yet", waiting=[wait.event_id])
+        calls.append([_key(e) for e in events])
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        if event.event_id == wait.event_id and not ready:
+            raise NotYet("p-w not yet")
+        single.append(_key(event))
+
+    await bus.publish(_batch(_reading("p-a", 1), wait))
+    await bus.publish(_batch(_reading("p-b", 1), _reading("p-b", 2)))
+    await bus.publish(_reading("p-c", 1))
+    await bus.ensure_consumer(_spec(bus, "t-rest-whole"))
+    task = asyncio.create_task(
+        bus.consume(_spec(bus, "t-rest-whole"), handler, stop=stop, batch_handler=batch_handler)
+    )
+
+    async def others_done() -> bool:
+        return len(single) == 1 and len(calls) == 1
+
+    await eventually(others_done, timeout_s=10)
+    assert calls == [[("p-b", 1), ("p-b", 2), ("p-c", 1)]]
+    assert single == [("p-a", 1)]
+    ready = True
+    await eventually(lambda: _settled(bus, "t-rest-whole"), timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert single == [("p-a", 1), ("p-w", 1)]  # the copy, alone: the one-event path
+    assert await bus.dead_letters() == []

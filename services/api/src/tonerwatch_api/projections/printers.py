@@ -122,7 +122,9 @@ def _printer_for(
     printer = session.get(Printer, printer_id, with_for_update=lock) if printer_id else None
     if printer is None:
         if options.unknown.may_wait(event, now):
-            raise PrinterNotYetKnown(f"printer {printer_id!r} not known yet")
+            raise PrinterNotYetKnown(
+                f"printer {printer_id!r} not known yet", waiting=[event.event_id]
+            )
         log.warning("dropped %s for unknown printer %s", type(event).__name__, printer_id)
         return None
     return None if printer.removed_at is not None else printer

@@ -131,7 +131,8 @@ def apply_readings(
     """Apply readings in one transaction; return each one's outcome, as apply_event would.
 
     events must be in the order they are to be applied (the projector sorts them by printer and
-    time). Raises PrinterNotYetKnown like apply_event (the caller then applies them one by one).
+    time). Raises PrinterNotYetKnown like apply_event, naming in `waiting` every reading whose
+    printer is not known yet (the bus applies the fetch's other messages again at once).
     """
     if not events:
         return []
@@ -187,12 +188,22 @@ def _apply(
             .with_for_update(key_share=True)
         ).all()
     }
+    # Every reading that waits is named (not only the first): the bus applies the other readings
+    # of the fetch again at once, only the messages holding these go one by one.
+    waiting: list[SupplyReading] = []
     for i in todo:
         if events[i].printer_id not in printers:
             if options.unknown.may_wait(events[i], now):
-                raise PrinterNotYetKnown(f"printer {events[i].printer_id!r} not known yet")
+                waiting.append(events[i])
+                continue
             log.warning("dropped SupplyReading for unknown printer %s", events[i].printer_id)
             outcomes[i] = "ignored"
+    if waiting:
+        more = f" (and {len(waiting) - 1} more readings)" if len(waiting) > 1 else ""
+        raise PrinterNotYetKnown(
+            f"printer {waiting[0].printer_id!r} not known yet{more}",
+            waiting=[e.event_id for e in waiting],
+        )
     live = [pid for pid, p in printers.items() if p.removed_at is None]
     states_t = _table(SupplyStateRow)
     current: dict[str, dict[str, dict[str, Any]]] = {pid: {} for pid in live}
