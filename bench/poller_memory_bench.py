@@ -5,6 +5,12 @@ learned and polled twice by tonerwatch_shared.reading.read_printer as the poller
 `plan` and `parsed` per printer; tracemalloc (started after one warm-up printer, so import-time
 caches are not counted) gives the bytes still held per printer after gc.collect(), by line.
 
+Then what the poller keeps of each printer's configuration (beside the KV mirror's bytes, not
+counted: both keep the same object), for N configurations as the CSV import writes them: before,
+the three structures of main at 6077cb3 (the parsed PrinterConfigured with its bytes, the
+(site, partition) placement, the overdue check's facts), rebuilt here as that code built them;
+after, the one record (tonerwatch_poller.service.Monitored).
+
     python bench/poller_memory_bench.py --printers 200
 """
 
@@ -14,16 +20,21 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import sys
 import tempfile
 import time
 import tracemalloc
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 from e2e import fleet_address, free_ports, git_head, load
 from poll_bench import WALKS, snmpd_config, start_snmpd, stop
 
+from tonerwatch_poller.leases import partition_of
+from tonerwatch_poller.service import Monitored
+from tonerwatch_shared.events import PrinterConfigured, SnmpCredentials
 from tonerwatch_shared.reading import Parsed, read_printer
 from tonerwatch_shared.snmp.poll import PollPlan
 from tonerwatch_shared.snmp.snmprec import load_snmprec
@@ -81,6 +92,66 @@ async def measure(host: str, ports: list[int], top: int) -> list[str]:
     return lines
 
 
+def held_per_printer(build: object, n: int) -> float:
+    """Return the bytes build() (making what is kept of n printers) leaves held, per printer."""
+    assert callable(build)
+    gc.collect()
+    tracemalloc.start(1)
+    before = tracemalloc.take_snapshot()
+    kept = build()
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    del kept
+    return sum(d.size_diff for d in after.compare_to(before, "filename")) / n
+
+
+def measure_configs(n: int, partitions: int = 16) -> list[str]:
+    """What the poller keeps of each printer's configuration, before and after (one record)."""
+    raws = {
+        uuid.uuid4().hex: PrinterConfigured(
+            source="api",
+            site_id="default",
+            printer_id=str(uuid.uuid4()),
+            address=f"127.1.{i // 250}.{i % 250 + 1}",
+            port=20000 + i,
+            credentials=SnmpCredentials(community="public"),
+            interval_s=300.0,
+            name=f"bench printer {i:05d}",
+        ).to_bytes()
+        for i in range(n)
+    }
+
+    def before() -> object:
+        configs, placed, facts = {}, {}, {}
+        for key, raw in raws.items():
+            placed[key] = (str(json.loads(raw)["site_id"]), partition_of(key, partitions))
+            configs[key] = (raw, PrinterConfigured.model_validate_json(raw))
+            fact = PrinterConfigured.model_validate_json(raw)  # the overdue check's own parse
+            facts[key] = (
+                raw,
+                fact.printer_id,
+                fact.site_id,
+                fact.interval_s,
+                fact.occurred_at.timestamp(),
+            )
+        return configs, placed, facts
+
+    def after() -> object:
+        shared: dict[SnmpCredentials, SnmpCredentials] = {}
+        return {
+            key: Monitored.parse(raw, partition_of(key, partitions), shared)
+            for key, raw in raws.items()
+        }
+
+    old, new = held_per_printer(before, n), held_per_printer(after, n)
+    return [
+        f"| configurations kept, before: parsed + placement + overdue facts | {old:,.0f} |",
+        f"| configurations kept, after: one record (Monitored) | {new:,.0f} |",
+        f"| before / after | {old / new:.1f}x |",
+    ]
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--printers", type=int, default=200)
@@ -98,6 +169,7 @@ def main(argv: list[str]) -> None:
         stack.callback(stop, snmpds)
         time.sleep(1.0 + len(ports) / 2000)  # snmpd binding its sockets
         rows = asyncio.run(measure(host, ports, args.top))
+    rows += measure_configs(max(1000, args.printers))
     out = [
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {args.printers} printers ({args.recording}), "
         f"git {git_head()}, load {load()}",

@@ -7,9 +7,9 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Literal
+from typing import Literal, Protocol
 
-from tonerwatch_shared.events import PrinterConfigured, SupplyReading
+from tonerwatch_shared.events import SupplyReading
 from tonerwatch_shared.ipp import fetch_printer_attributes, merge_snapshots, parse_ipp_attributes
 from tonerwatch_shared.printer.clamp import clamp_snapshot, merge_anomalies
 from tonerwatch_shared.printer.model import PrinterSnapshot
@@ -266,8 +266,23 @@ async def read_printer(
     return PolledReading(reading, result.plan, result.learned, result.round_trips, parsed)
 
 
+class IppPrinter(Protocol):
+    """What an IPP poll needs of a printer's configuration (a PrinterConfigured has it)."""
+
+    @property
+    def printer_id(self) -> str: ...
+    @property
+    def site_id(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def ipp_port(self) -> int: ...
+    @property
+    def ipp_tls(self) -> bool: ...
+
+
 async def read_printer_ipp(
-    config: PrinterConfigured,
+    config: IppPrinter,
     *,
     source: str,
     timeout_s: float,

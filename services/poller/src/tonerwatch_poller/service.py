@@ -31,12 +31,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import nats.errors
 import nats.js.errors
@@ -131,6 +132,8 @@ ROUND_SHARE = 0.3
 # The share of poll_concurrency the first polls of printers never polled may take at once (full
 # walks of seconds each): the rest is left to polls on their slots.
 FIRST_POLLS_SHARE = 0.75
+# Distinct credentials shared between printers' records, at most (sealed ones are each unique).
+SHARED_CREDENTIALS_MAX = 1024
 # Longest wait, when handing partitions back, for their polls under way and last poll times.
 HANDOVER_TIMEOUT_S = 10.0
 
@@ -316,14 +319,13 @@ class Poller:
     # In-memory mirrors of the two buckets (start_mirrors); without them every read goes to KV.
     config_mirror: KvMirror | None = None
     health_mirror: KvMirror | None = None
-    # Each printer's configuration as last parsed, with the bytes it was parsed from (by KV key).
-    configs: dict[str, tuple[bytes, PrinterConfigured]] = field(default_factory=dict)
+    # Every monitored printer (by KV key) as the configuration mirror has it, parsed once per
+    # change: its place in the fleet, what the overdue check reads, what a poll needs.
+    monitored: dict[str, Monitored] = field(default_factory=dict)
     # The health this replica computed at its own last poll of each printer (exact times, seq).
     recent: dict[str, PrinterHealth] = field(default_factory=dict)
-    # What the overdue check needs of each configuration, by KV key, parsed once per change.
-    _overdue_facts: dict[str, _OverdueFacts] = field(default_factory=dict)
-    # Every monitored printer's (site, partition), by KV key, from the configuration mirror.
-    placed: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Credentials shared by the printers configured with the same ones (a bounded table).
+    _credentials: dict[SnmpCredentials, SnmpCredentials] = field(default_factory=dict)
     # The partitions held here, by subject; the printers scheduled here and their partition's subject.
     leases: dict[str, _Lease] = field(default_factory=dict)
     lease_of: dict[str, str] = field(default_factory=dict)
@@ -371,34 +373,27 @@ class Poller:
             if mirror is not None:
                 await mirror.stop()
 
-    async def read_config(self, printer_id: str) -> PrinterConfigured | None:
+    async def read_config(self, printer_id: str) -> Monitored | None:
         """Return the printer's configuration (None: not monitored), parsed once per change."""
         key = token(printer_id)
-        raw: bytes | None
         if self.config_mirror is not None:
-            raw = await self.config_mirror.get_fresh(key)  # KV only on a miss (a new printer)
-        else:
-            try:
-                entry = await self.printers.get(key)
-            except nats.js.errors.KeyNotFoundError:
-                entry = None
-            raw = entry.value if entry is not None else None
-        return self._parsed_config(key, raw)
-
-    def _parsed_config(self, key: str, raw: bytes | None) -> PrinterConfigured | None:
-        if not raw:
-            self.configs.pop(key, None)
-            return None
-        cached = self.configs.get(key)
-        if cached is not None and cached[0] == raw:
-            return cached[1]
+            await self.config_mirror.get_fresh(key)  # KV only on a miss (a new printer)
+            return self.monitored.get(key)
         try:
-            config = PrinterConfigured.model_validate_json(raw)
+            entry = await self.printers.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return self._monitored(key, entry.value) if entry.value else None
+
+    def _monitored(self, key: str, raw: bytes) -> Monitored | None:
+        """Return the printer configured as raw says (None: unreadable)."""
+        try:
+            return Monitored.parse(
+                raw, partition_of(key, self.settings.poll_partitions), self._credentials
+            )
         except ValueError:
             log.error("unreadable configuration of %s in KV", key)
             return None
-        self.configs[key] = (raw, config)
-        return config
 
     @property
     def jobs_stream(self) -> str:
@@ -446,9 +441,9 @@ class Poller:
 
     def _forget(self, key: str, printer_id: str | None = None) -> None:
         """Drop what this replica learned of a printer it no longer polls."""
-        cached = self.configs.pop(key, None)
-        if printer_id is None and cached is not None:
-            printer_id = cached[1].printer_id
+        printer = self.monitored.get(key)
+        if printer_id is None and printer is not None:
+            printer_id = printer.printer_id
         if printer_id is not None:
             self.plans.pop(printer_id, None)
             self.parsed.pop(printer_id, None)
@@ -457,31 +452,24 @@ class Poller:
     def _config_changed(self, key: str) -> None:
         """Follow a printer's configuration change (any replica's) in the partitions held here."""
         raw = self.config_mirror.get(key) if self.config_mirror is not None else None
-        if raw is None:
-            self.placed.pop(key, None)
+        printer = self._monitored(key, raw) if raw is not None else None
+        if printer is None:  # removed (or unreadable: it cannot be polled)
+            self._unschedule(key)
+            self.monitored.pop(key, None)
+            return
+        self.monitored[key] = printer
+        lease = self._lease_for(printer)
+        if lease is None:
             self._unschedule(key)
             return
-        try:
-            site = str(json.loads(raw)["site_id"])
-        except (ValueError, KeyError, TypeError):
-            log.error("unreadable configuration of %s in KV", key)
-            return
-        self.placed[key] = (site, partition_of(key, self.settings.poll_partitions))
-        lease = self._lease_for(key)
-        config = self._parsed_config(key, raw) if lease is not None else None
-        if lease is None or config is None:
-            self._unschedule(key)
-            return
-        self._schedule_from_health(key, config, lease)
+        self._schedule_from_health(key, printer, lease)
 
-    def _lease_for(self, key: str) -> str | None:
+    def _lease_for(self, printer: Monitored) -> str | None:
         """Return the subject of the held partition the printer belongs to (None: not held here)."""
-        placed = self.placed.get(key)
-        if placed is None or not self.leases:
+        if not self.leases:
             return None
-        site, partition = placed
-        for owner in (FLEET, site):
-            subject = self.partition_subject(owner, partition)
+        for owner in (FLEET, printer.site_id):
+            subject = self.partition_subject(owner, printer.partition)
             if subject in self.leases:
                 return subject
         return None
@@ -513,7 +501,7 @@ class Poller:
 
     # --- the local schedule of the partitions held here -----------------------------------------
 
-    def _schedule_from_health(self, key: str, config: PrinterConfigured, lease: str) -> None:
+    def _schedule_from_health(self, key: str, config: Monitored, lease: str) -> None:
         """Set the printer's timer from its last poll: its next slot, or soon if it is due."""
         health = self._known_health(config.printer_id)
         due = schedule.due_on_taking(
@@ -527,7 +515,7 @@ class Poller:
         if due is None:
             # Never polled: as soon as a slot is free, after those configured before it.
             self.lease_of[key] = lease
-            self.timers.queue(key, config.occurred_at.timestamp())
+            self.timers.queue(key, config.configured_at)
             if self._wake is not None:
                 self._wake.set()
             return
@@ -608,11 +596,7 @@ class Poller:
         """Poll a printer whose timer came due, and set its next timer."""
         lease = self.lease_of.get(key)
         try:
-            config = (
-                self._parsed_config(key, self.config_mirror.get(key))
-                if self.config_mirror
-                else None
-            )
+            config = self.monitored.get(key)
             if lease is None or lease not in self.leases or config is None:
                 return
             current_site.set(config.site_id)
@@ -875,14 +859,9 @@ class Poller:
         if subject not in self.leases:
             return  # handed back meanwhile
         scheduled = 0
-        for key, (printer_site, printer_partition) in list(self.placed.items()):
-            if printer_partition != partition or site not in (FLEET, printer_site):
-                continue
-            config = self._parsed_config(
-                key, self.config_mirror.get(key) if self.config_mirror else None
-            )
-            if config is not None:
-                self._schedule_from_health(key, config, subject)
+        for key, printer in list(self.monitored.items()):
+            if printer.partition == partition and site in (FLEET, printer.site_id):
+                self._schedule_from_health(key, printer, subject)
                 scheduled += 1
         log.info("took poll partition %s: %d printers", subject, scheduled)
 
@@ -939,9 +918,9 @@ class Poller:
         for key in keys:
             self.timers.cancel(key)
             del self.lease_of[key]
-            cached = self.configs.get(key)
-            if cached is not None:
-                printer_ids.append(cached[1].printer_id)
+            printer = self.monitored.get(key)
+            if printer is not None:
+                printer_ids.append(printer.printer_id)
         running = [self.timed[key] for key in keys if key in self.timed]
         try:
             async with asyncio.timeout(HANDOVER_TIMEOUT_S):
@@ -1094,32 +1073,25 @@ class Poller:
     async def count_overdue(self, now: float) -> int:
         """Return how many monitored printers nobody has polled in time (see schedule.overdue_after)."""
         if self.config_mirror is not None and self.health_mirror is not None:
-            printers, health = self.config_mirror.values, self.health_mirror.values
+            printers, health = self.monitored, self.health_mirror.values
         else:
-            printers = await latest_values(self.printers)
+            printers = {
+                key: printer
+                for key, raw in (await latest_values(self.printers)).items()
+                if (printer := self._monitored(key, raw)) is not None
+            }
             health = await latest_values(self.health)
         overdue = 0
-        facts = self._overdue_facts
-        for gone in facts.keys() - printers.keys():
-            del facts[gone]
-        for key, raw in list(printers.items()):
-            fact = facts.get(key)
-            if fact is None or fact.raw != raw:
-                # Parsed once per change of the configuration, not at every check: a full parse
-                # of 10,000 configurations every 15 s cost ~0.8 ms of CPU per poll at 33 polls/s.
-                fact = _OverdueFacts.of(raw)
-                if fact is None:
-                    continue
-                facts[key] = fact
-            if self.settings.sites and fact.site_id not in self.settings.sites:
+        for key, printer in list(printers.items()):
+            if self.settings.sites and printer.site_id not in self.settings.sites:
                 continue  # another site's poller answers for it
             stored = PrinterHealth.from_bytes(health.get(key))
             last, lag = stored.last_poll_at, stored.refresh_s or 0.0
-            own = self.recent.get(fact.printer_id)
+            own = self.recent.get(printer.printer_id)
             if own is not None and own.last_poll_at is not None and own.last_poll_at >= (last or 0):
                 last, lag = own.last_poll_at, 0.0  # this replica's own poll: exact
-            since = last if last is not None else fact.configured_at
-            limit = schedule.overdue_after(fact.interval_s, self.settings.job_ack_wait_s) + lag
+            since = last if last is not None else printer.configured_at
+            limit = schedule.overdue_after(printer.interval_s, self.settings.job_ack_wait_s) + lag
             if now - since > limit + schedule.FIRST_POLL_WINDOW_S * (last is None):
                 overdue += 1
         return overdue
@@ -1137,7 +1109,7 @@ class Poller:
 
         return check
 
-    async def poll(self, config: PrinterConfigured, health: PrinterHealth) -> bool:
+    async def poll(self, config: Monitored, health: PrinterHealth) -> bool:
         """Poll one printer, publish its reading and any reachability change; return success.
 
         health is what handle_job just read from the KV (one read per poll, not two).
@@ -1148,7 +1120,7 @@ class Poller:
         finally:
             self.polling.discard(config.printer_id)
 
-    async def _poll(self, config: PrinterConfigured, health: PrinterHealth) -> bool:
+    async def _poll(self, config: Monitored, health: PrinterHealth) -> bool:
         health.last_poll_at = time.time()
         health.refresh_s = None  # a failed poll's record is exact
         source = f"poller/{self.settings.instance}"
@@ -1249,7 +1221,7 @@ class Poller:
 
     async def _failed(
         self,
-        config: PrinterConfigured,
+        config: Monitored,
         health: PrinterHealth,
         failure: failures.PollFailure,
         source: str,
@@ -1353,28 +1325,50 @@ class _JobPull:
 
 
 @dataclass(frozen=True, slots=True)
-class _OverdueFacts:
-    """The parts of a printer's configuration the overdue check reads, with the bytes they came from."""
+class Monitored:
+    """What a replica keeps of one monitored printer, from its configuration in KV (parsed once
+    per change, by Poller._config_changed): where it is placed, what the overdue check reads and
+    what a poll needs. About a tenth of the PrinterConfigured it comes from (credentials shared)."""
 
-    raw: bytes
     printer_id: str
     site_id: str
+    partition: int  # of the fleet's partitions (each site's, with TONERWATCH_SITES)
+    address: str
+    port: int
+    protocol: Literal["snmp", "ipp", "both"]
+    ipp_port: int
+    ipp_tls: bool
+    credentials: SnmpCredentials  # sealed, as configured
     interval_s: float
-    configured_at: float
+    configured_at: float  # Unix time of the configuration: a printer never polled is due from it
 
     @classmethod
-    def of(cls, raw: bytes) -> _OverdueFacts | None:
-        """Return the facts of one stored configuration (None: unreadable)."""
-        try:
-            config = PrinterConfigured.model_validate_json(raw)
-        except ValueError:
-            return None
+    def parse(
+        cls, raw: bytes, partition: int, shared: dict[SnmpCredentials, SnmpCredentials]
+    ) -> Monitored:
+        """Return the printer a stored PrinterConfigured describes (ValueError: unreadable).
+
+        Its credentials are those of an earlier printer configured with the same ones, when
+        `shared` (a table kept by the caller, bounded here) holds them.
+        """
+        config = PrinterConfigured.model_validate_json(raw)
+        credentials = shared.get(config.credentials)
+        if credentials is None:
+            if len(shared) >= SHARED_CREDENTIALS_MAX:
+                shared.clear()  # sealed secrets are each their own: start again
+            credentials = shared[config.credentials] = config.credentials
         return cls(
-            raw,
-            config.printer_id,
-            config.site_id,
-            config.interval_s,
-            config.occurred_at.timestamp(),
+            printer_id=config.printer_id,
+            site_id=sys.intern(config.site_id),
+            partition=partition,
+            address=config.address,
+            port=config.port,
+            protocol=config.protocol,
+            ipp_port=config.ipp_port,
+            ipp_tls=config.ipp_tls,
+            credentials=credentials,
+            interval_s=config.interval_s,
+            configured_at=config.occurred_at.timestamp(),
         )
 
 
@@ -1387,7 +1381,7 @@ class _Refused(Exception):
 
 
 def _refused_before_sending(
-    config: PrinterConfigured, credentials: SnmpCredentials
+    config: Monitored, credentials: SnmpCredentials
 ) -> failures.PollFailure | None:
     """Return why a printer cannot be polled as configured (stored before today's checks), or None.
 
@@ -1486,4 +1480,4 @@ def _only(handler: Handler) -> Handler:
     return wrapped
 
 
-__all__ = ["Poller", "Settings", "config_consumers", "run"]
+__all__ = ["Monitored", "Poller", "Settings", "config_consumers", "run"]
