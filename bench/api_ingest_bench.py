@@ -7,7 +7,13 @@ backlog of SupplyReading events already in the stream. bench/ingest_bench.py mea
 readings projection alone (no NATS); this one measures the service.
 
     uv run python bench/api_ingest_bench.py [--printers 2000] [--readings 20000]
-        [--database sqlite|postgresql|both] [--compare /work/other-tree] [--cprofile out.txt]
+        [--batch 1,128] [--database sqlite|postgresql|both] [--compare /work/other-tree]
+        [--cprofile out.txt]
+
+--batch: readings per message. 1 publishes each SupplyReading alone (pollers before readings
+went out in batches, or with TONERWATCH_READING_BATCH_MAX=1); N > 1 publishes them N to a
+SupplyReadingBatch, as a poller does (tonerwatch_poller/batching.py: up to 128 a message under
+load, 8-9 at a steady 30 polls/s). Several sizes (comma-separated) run one after another.
 
 Readings: the shapes of the demo recordings (shared/printer-walks, parsed as the poller parses
 them), each printer one recording, levels falling and counters rising from reading to reading.
@@ -41,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e import load, machine, pg_database
+from e2e import cpu_s, load, machine, pg_database
 
 from tonerwatch_api.app import create_app
 from tonerwatch_api.db.tx import ensure_default_site, in_tx, upgrade
@@ -49,7 +55,13 @@ from tonerwatch_api.projections.printers import ProjectionOptions, apply_event
 from tonerwatch_api.projections.readings import apply_readings
 from tonerwatch_api.service import Settings, run_background
 from tonerwatch_shared.bus import Bus
-from tonerwatch_shared.events import PrinterConfigured, SnmpCredentials, SupplyReading
+from tonerwatch_shared.events import (
+    Event,
+    PrinterConfigured,
+    SnmpCredentials,
+    SupplyReading,
+    SupplyReadingBatch,
+)
 from tonerwatch_shared.printer.clamp import clamp_snapshot
 from tonerwatch_shared.printer.model import PrinterSnapshot
 from tonerwatch_shared.printer.parse import parse_snapshot
@@ -70,6 +82,9 @@ RECORDINGS = (
     "kyocera",
 )
 DRAIN_LIMIT_S = 900.0  # every wait here is bounded
+# What a poller puts in one message at most (tonerwatch_poller/batching.py, ReadingBatcher's
+# max_readings): a backlog arrives in batches this large.
+POLLER_BATCH_MAX = 128
 
 
 def _consumers() -> tuple[str, ...]:
@@ -157,7 +172,19 @@ def add_printers(url: str, printers: int) -> None:
         engine.dispose()
 
 
-async def publish(bus: Bus, events: list[SupplyReading]) -> float:
+def batched(events: list[SupplyReading], size: int) -> list[Event]:
+    """The readings as a poller publishes them: size to a SupplyReadingBatch (1: each alone)."""
+    if size <= 1:
+        return list(events)
+    return [
+        SupplyReadingBatch(
+            source="bench", site_id=events[i].site_id, readings=tuple(events[i : i + size])
+        )
+        for i in range(0, len(events), size)
+    ]
+
+
+async def publish(bus: Bus, events: list[Event]) -> float:
     t0 = time.perf_counter()
     for i in range(0, len(events), 500):
         await asyncio.gather(*(bus.publish(e, timeout_s=30) for e in events[i : i + 500]))
@@ -181,7 +208,7 @@ async def drain(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any]
         await bus.ensure_event_stream()
         start = datetime.now(UTC) - timedelta(days=2)
         events = readings(snapshots(args.recordings), args.printers, args.readings, start)
-        publish_s = await publish(bus, events)
+        publish_s = await publish(bus, batched(events, args.batch))
         settings = Settings(
             nats_url=args.nats,
             database_url=url,
@@ -221,6 +248,7 @@ async def drain(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any]
         n = args.readings
         return {
             "database": kind,
+            "batch": args.batch,
             "readings": n,
             "printers": args.printers,
             "supplies": rows["reading_rows"],
@@ -244,6 +272,64 @@ async def drain(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any]
                 ):
                     await bus.js.delete_stream(name)
         await bus.nc.close()
+
+
+class Others:
+    """CPU of the other processes the drain makes work: PostgreSQL's and nats-server's.
+
+    PostgreSQL: the backends connected to the bench's own database (pg_stat_activity), each
+    counted from when the window started (or it connected); the server's shared background
+    processes (WAL writer, checkpointer) are not counted. nats-server: the whole process serving
+    --nats (other work on it counts too: a figure to read with the load).
+    """
+
+    def __init__(self, url: str, nats_url: str) -> None:
+        self.url = url if url.startswith("postgresql") else None
+        port = nats_url.rsplit(":", 1)[-1].strip("/")
+        self.nats_pid = _nats_pid(port)
+        self.start: dict[int, float] = {}
+        self.nats0 = cpu_s(self.nats_pid) if self.nats_pid else 0.0
+
+    def _backends(self) -> list[int]:
+        if self.url is None:
+            return []
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            return [
+                int(pid)
+                for (pid,) in conn.execute(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ]
+
+    def begin(self) -> None:
+        self.start = {pid: cpu_s(pid) for pid in self._backends()}
+        self.nats0 = cpu_s(self.nats_pid) if self.nats_pid else 0.0
+
+    def end(self) -> dict[str, float | None]:
+        pg = None
+        if self.url is not None:
+            pg = sum(cpu_s(pid) - self.start.get(pid, 0.0) for pid in self._backends())
+        nats = cpu_s(self.nats_pid) - self.nats0 if self.nats_pid else None
+        return {"pg_cpu_s": pg, "nats_cpu_s": nats}
+
+
+def _nats_pid(port: str) -> int | None:
+    """The nats-server listening on port (its command line names -p port), None if not found."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() != "nats-server":
+                continue
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if port.encode() in args or f"0.0.0.0:{port}".encode() in b" ".join(args):
+            return int(proc.name)
+    return None
 
 
 def _count_tx_cpu() -> list[Any]:
@@ -270,13 +356,15 @@ def _count_tx_cpu() -> list[Any]:
 
 
 def _profile_threads() -> list[Any]:
-    """cProfile the event loop's thread and every transaction of the worker threads (per thread)."""
+    """cProfile (CPU time) the event loop's thread and every transaction of the worker threads."""
     import cProfile
     import threading
 
     from tonerwatch_api.db import tx
 
-    profiles: list[Any] = [cProfile.Profile()]
+    # CPU time of each thread (time.thread_time), not wall time: on a loaded machine a wall-clock
+    # profile cannot tell work from waiting for a core or for the database.
+    profiles: list[Any] = [cProfile.Profile(time.thread_time)]
     profiles[0].enable()
     mine = threading.local()
     plain = tx.in_tx
@@ -284,7 +372,7 @@ def _profile_threads() -> list[Any]:
     def in_tx(engine: Any, fn: Any) -> Any:
         prof = getattr(mine, "prof", None)
         if prof is None:
-            prof = mine.prof = cProfile.Profile()
+            prof = mine.prof = cProfile.Profile(time.thread_time)
             profiles.append(prof)
         prof.enable()
         try:
@@ -312,7 +400,10 @@ def _write_profile(profiles: list[Any], path: str) -> None:
 def _publisher(
     nats_url: str, root: str, prefix: str, blobs: list[bytes], rate: float, ready: Any
 ) -> None:
-    """Publish the readings (JSON) at rate per second (0: as fast as it can), from a process of its own."""
+    """Publish the events (JSON) at rate per second (0: as fast as it can), from a process of its own.
+
+    rate counts events (messages): a batch of N readings at rate / N per second.
+    """
     from tonerwatch_shared.events import parse_event
 
     async def go() -> None:
@@ -388,8 +479,8 @@ async def steady(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any
                 args.nats,
                 subjects.root,
                 subjects.stream_prefix,
-                [e.to_bytes() for e in events],
-                args.rate,
+                [e.to_bytes() for e in batched(events, args.batch)],
+                args.rate / max(1, args.batch),
                 ready,
             ),
         )
@@ -397,6 +488,8 @@ async def steady(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any
         proc.start()
         await asyncio.to_thread(ready.wait, 300)
         profiles = _profile_threads() if args.cprofile else None
+        others = Others(url, args.nats)
+        await asyncio.to_thread(others.begin)
         t0, c0 = time.perf_counter(), time.process_time()
         done: dict[str, float] = {}
         published = 0.0  # when the publisher was done: the api cannot drain faster
@@ -411,6 +504,7 @@ async def steady(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if profiles is not None:
             _write_profile(profiles, args.cprofile)
+        other_cpu = await asyncio.to_thread(others.end)
         proc.join(10)
         stop.set()
         with contextlib.suppress(Exception):
@@ -419,6 +513,7 @@ async def steady(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any
         engine.dispose()
         return {
             "database": kind,
+            "batch": args.batch,
             "readings": count,
             "printers": args.printers,
             "rate": args.rate,
@@ -430,6 +525,10 @@ async def steady(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any
             "wall_s": wall,
             "published_s": published,
             "cpu_ms": 1000 * cpu / count,
+            **{
+                k.replace("_cpu_s", "_ms"): None if v is None else 1000 * v / count
+                for k, v in other_cpu.items()
+            },
             "tx_cpu_ms": 1000 * tx_cpu[0] / count,
             "transactions": tx_cpu[1],
             "rows": rows,
@@ -474,25 +573,40 @@ def one_run(args: argparse.Namespace, kind: str) -> dict[str, Any]:
         return asyncio.run(steady(args, kind, url))
 
 
+def _others(r: dict[str, Any]) -> str:
+    """PostgreSQL backends' and nats-server's CPU per reading ("-": not measured)."""
+
+    def ms(key: str) -> str:
+        value = r.get(key)
+        return "-" if value is None else f"{value:.2f}"
+
+    return f"{ms('pg_ms')} / {ms('nats_ms')} ms"
+
+
 def line(label: str, r: dict[str, Any]) -> str:
     if r.get("rate"):
         return (
-            f"| {r['database']} | {label} | {r['readings']:,} readings of {r['printers']:,} "
-            f"printers at {r['rate']:g}/s | {r['cpu_ms']:.2f} ms ({r['tx_cpu_ms']:.2f} in "
-            f"{r['transactions']:,} transactions) | {r['rows']['reading_rows']:,} / "
+            f"| {r['database']} | {label} | {r.get('batch', 1)} "
+            f"| {r['readings']:,} readings of {r['printers']:,} printers at {r['rate']:g}/s "
+            f"| {r['cpu_ms']:.2f} ms ({r['tx_cpu_ms']:.2f} in {r['transactions']:,} transactions) "
+            f"| {_others(r)} | {r['rows']['reading_rows']:,} / "
             f"{r['rows']['usage_ops']:,} |"
         )
     if not r["drained"]:
-        return f"| {r['database']} | {label} | not drained in {DRAIN_LIMIT_S:.0f} s: {r['left']} |"
+        return (
+            f"| {r['database']} | {label} | {r.get('batch', 1)} "
+            f"| not drained in {DRAIN_LIMIT_S:.0f} s: {r['left']} |"
+        )
     rows = r["rows"]
     usage = f"{r['readings'] / r['usage_s']:,.0f}/s" if r["usage_s"] else "(in api-readings)"
     return (
-        f"| {r['database']} | {label} | {r['readings']:,} readings of {r['printers']:,} printers "
+        f"| {r['database']} | {label} | {r.get('batch', 1)} "
+        f"| {r['readings']:,} readings of {r['printers']:,} printers "
         f"| {r['per_s']:,.0f}/s ({r['wall_s']:.1f} s; published in {r.get('published_s', 0):.1f} s) "
         f"| {r['readings'] / r['readings_s']:,.0f}/s "
         f"| {usage} | {r['cpu_ms']:.2f} ms "
         f"({r.get('tx_cpu_ms', 0):.2f} in {r.get('transactions', 0):,} transactions) "
-        f"| {rows['reading_rows']:,} / {rows['usage_ops']:,} |"
+        f"| {_others(r)} | {rows['reading_rows']:,} / {rows['usage_ops']:,} |"
     )
 
 
@@ -501,6 +615,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--printers", type=int, default=2000)
     parser.add_argument("--readings", type=int, default=20000)
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument(
+        "--batch",
+        default=str(POLLER_BATCH_MAX),
+        help="readings per message, comma-separated sizes run in turn (1: each reading alone; "
+        f"default {POLLER_BATCH_MAX}, the poller's largest batch)",
+    )
     parser.add_argument("--recordings", default=",".join(RECORDINGS))
     parser.add_argument(
         "--nats", default=os.environ.get("TONERWATCH_BENCH_NATS", "nats://127.0.0.1:4222")
@@ -527,7 +647,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON line per run only")
     parser.add_argument("--debug-batches", action="store_true", help="log failed batches")
     parser.add_argument(
-        "--cprofile", help="cProfile the drain (loop and transactions) into this file"
+        "--cprofile",
+        help="cProfile the drain (loop and transactions, CPU time) into this file",
     )
     args = parser.parse_args(argv)
     import logging
@@ -538,26 +659,34 @@ def main(argv: list[str]) -> None:
     args.recordings = [r for r in args.recordings.split(",") if r]
     if not (1 <= args.printers <= 10_000 and 1 <= args.readings <= 200_000):
         sys.exit("--printers 1..10000, --readings 1..200000")
+    sizes = [int(b) for b in str(args.batch).split(",") if b]
+    if not sizes or not all(1 <= b <= 1000 for b in sizes):
+        sys.exit("--batch: sizes 1..1000 (SupplyReadingBatch's largest)")
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     if args.json:
         for kind in kinds:
-            print(json.dumps(one_run(args, kind)), flush=True)
+            for size in sizes:
+                args.batch = size
+                print(json.dumps(one_run(args, kind)), flush=True)
         return
     print(f"machine: {machine()}; load average {load()}")
     if args.rate:
         print(
-            "| database | code | readings as they come | api CPU per reading (of it in "
-            "transactions) | reading rows / usage ops |"
+            "| database | code | readings per message | readings as they come | api CPU per "
+            "reading (of it in transactions) | PostgreSQL backends / nats-server CPU per "
+            "reading | reading rows / usage ops |"
         )
-        print("|---|---|---|---:|---|")
+        print("|---|---|---:|---|---:|---:|---|")
     else:
         print(
-            "| database | code | backlog | drained, every readings consumer | api-readings alone "
-            "| api-usage-polling | api CPU per reading (of it in transactions) "
+            "| database | code | readings per message | backlog | drained, every readings "
+            "consumer | api-readings alone | api-usage-polling | api CPU per reading (of it in "
+            "transactions) | PostgreSQL backends / nats-server CPU per reading "
             "| reading rows / usage ops |"
         )
-        print("|---|---|---|---:|---:|---:|---:|---|")
-    for kind in kinds:
+        print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")
+    for kind, size in [(k, b) for k in kinds for b in sizes]:
+        args.batch = size
         runs = [(args.label, one_run(args, kind))]
         print(line(*runs[0]), flush=True)
         if args.compare:
@@ -569,6 +698,7 @@ def main(argv: list[str]) -> None:
                 f"--database={kind}",
                 f"--printers={args.printers}",
                 f"--readings={args.readings}",
+                f"--batch={size}",
                 f"--recordings={','.join(args.recordings)}",
                 f"--nats={args.nats}",
                 f"--pg={args.pg}",
@@ -581,11 +711,13 @@ def main(argv: list[str]) -> None:
             print(line(args.compare_label, r), flush=True)
             a, b = runs[0][1], r
             if args.rate:
-                print(f"|   | ratio | | {b['cpu_ms'] / a['cpu_ms']:.1f}x less CPU | |", flush=True)
+                print(
+                    f"|   | ratio | | | {b['cpu_ms'] / a['cpu_ms']:.1f}x less CPU | | |", flush=True
+                )
             elif a["drained"] and b["drained"]:
                 print(
-                    f"|   | ratio {args.label} / {args.compare_label} | | "
-                    f"{a['per_s'] / b['per_s']:.1f}x rate | | | {b['cpu_ms'] / a['cpu_ms']:.1f}x less CPU | |",
+                    f"|   | ratio {args.label} / {args.compare_label} | | | "
+                    f"{a['per_s'] / b['per_s']:.1f}x rate | | | {b['cpu_ms'] / a['cpu_ms']:.1f}x less CPU | | |",
                     flush=True,
                 )
     print(f"load average at the end {load()}")
