@@ -396,3 +396,15 @@ async def test_a_retired_consumer_is_drained_and_deleted_while_readings_keep_com
     assert still_coming, "the drain ended only after the readings stopped"
     with pytest.raises(NotFoundError):
         await bus.js.consumer_info(stream, old)
+
+
+def test_the_usage_key_is_the_uuid5_it_always_was() -> None:
+    """usage_key, built without a UUID object, stays str(uuid5(namespace, event id)): keys
+    recorded by earlier versions (the retired api-usage-polling consumer) still match."""
+    from tonerwatch_api.projections.network_usage import _USAGE_NS, usage_key
+
+    for _ in range(200):
+        event = synced()
+        assert usage_key(event) == str(uuid.uuid5(_USAGE_NS, str(event.event_id)))
+    fixed = synced(event_id=uuid.UUID("00000000-0000-0000-0000-000000000001"))
+    assert usage_key(fixed) == "df6b2630-652f-5196-9b87-e69e8fd3594a"

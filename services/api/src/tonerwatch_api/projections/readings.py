@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam
+from sqlalchemy import ColumnElement, String, Table, any_, bindparam
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
 
@@ -50,6 +52,19 @@ log = logging.getLogger("tonerwatch_api.projections.printers")
 
 def _table(model: type[SQLModel]) -> Table:
     return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+def _among(column: Any, values: list[str], postgres: bool) -> ColumnElement[bool]:
+    """column IN values; on PostgreSQL `= ANY(array)`: one SQL text whatever the count.
+
+    An expanding IN writes a new text for every count, which SQLAlchemy renders and psycopg
+    parses again for every batch (neither caches it); an array is one parameter.
+    """
+    if postgres:
+        return cast(
+            ColumnElement[bool], column == any_(bindparam(None, values, type_=ARRAY(String)))
+        )
+    return cast(ColumnElement[bool], column.in_(values))
 
 
 def _put(obj: Printer, **values: Any) -> None:
@@ -176,12 +191,15 @@ def _apply(
     if not todo:
         return outcomes
     todo.sort()
+    postgres = session.get_bind().dialect.name == "postgresql"
     ids = sorted({events[i].printer_id for i in todo})
     printers = {
         p.id: p
         for p in session.exec(
             select(Printer)
-            .where(col(Printer.id).in_(ids))
+            .where(_among(col(Printer.id), ids, postgres))
+            # Never read here: not decoded (JSON) for every printer of every batch.
+            .options(defer(col(Printer.credentials)))
             .order_by(col(Printer.id))
             # FOR NO KEY UPDATE (PostgreSQL): the key is never changed here, and so the foreign-key
             # checks of the history upkeep's rollup upserts (FOR KEY SHARE) do not wait for it.
@@ -209,7 +227,7 @@ def _apply(
     current: dict[str, dict[str, dict[str, Any]]] = {pid: {} for pid in live}
     if live:
         for stored in session.execute(
-            states_t.select().where(states_t.c.printer_id.in_(live))
+            states_t.select().where(_among(states_t.c.printer_id, live, postgres))
         ).mappings():
             current[stored["printer_id"]][stored["supply_index"]] = dict(stored)
     changed: dict[tuple[str, str], dict[str, Any]] = {}
@@ -302,7 +320,6 @@ def _apply(
                     "duplex_pages": c.duplex_pages,
                 }
             )
-    postgres = session.get_bind().dialect.name == "postgresql"
     if changed and postgres:
         insert_rows(session, states_t, _STATE_KEY + _STATE_COLUMNS, list(changed.values()), _STATES)
     elif changed:
@@ -319,7 +336,8 @@ def _apply(
         severities: dict[str, list[str]] = {pid: [] for pid in touched}
         for pid, severity in session.exec(
             select(Alert.printer_id, Alert.severity).where(
-                col(Alert.printer_id).in_(list(severities)), col(Alert.resolved_at).is_(None)
+                _among(col(Alert.printer_id), list(severities), postgres),
+                col(Alert.resolved_at).is_(None),
             )
         ).all():
             if pid is not None:
