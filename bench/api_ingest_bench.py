@@ -61,6 +61,7 @@ from tonerwatch_shared.events import (
     SnmpCredentials,
     SupplyReading,
     SupplyReadingBatch,
+    encode_batch,
 )
 from tonerwatch_shared.printer.clamp import clamp_snapshot
 from tonerwatch_shared.printer.model import PrinterSnapshot
@@ -184,10 +185,33 @@ def batched(events: list[SupplyReading], size: int) -> list[Event]:
     ]
 
 
+def wire(event: Event) -> bytes:
+    """The JSON a poller sends: a batch as tonerwatch_poller/batching.py writes it (encode_batch)."""
+    if isinstance(event, SupplyReadingBatch):
+        return encode_batch(
+            [r.to_bytes() for r in event.readings],
+            site_id=event.site_id,
+            source=event.source,
+            event_id=event.event_id,
+            occurred_at=event.occurred_at,
+        )
+    return event.to_bytes()
+
+
+async def send(bus: Bus, event: Event, data: bytes) -> None:
+    await bus.publish_json(
+        event.subject(bus.subjects),
+        data,
+        event_id=str(event.event_id),
+        type_=event.type,  # type: ignore[attr-defined]
+        timeout_s=30,
+    )
+
+
 async def publish(bus: Bus, events: list[Event]) -> float:
     t0 = time.perf_counter()
     for i in range(0, len(events), 500):
-        await asyncio.gather(*(bus.publish(e, timeout_s=30) for e in events[i : i + 500]))
+        await asyncio.gather(*(send(bus, e, wire(e)) for e in events[i : i + 500]))
     return time.perf_counter() - t0
 
 
@@ -408,17 +432,17 @@ def _publisher(
 
     async def go() -> None:
         bus = await Bus.connect(nats_url, subjects=Subjects(root, prefix), name="bench-publisher")
-        events = [parse_event(blob) for blob in blobs]
+        events = [(parse_event(blob), blob) for blob in blobs]
         ready.set()  # the window starts now
         if not rate:
             for i in range(0, len(events), 200):
-                await asyncio.gather(*(bus.publish(e, timeout_s=30) for e in events[i : i + 200]))
+                await asyncio.gather(*(send(bus, e, blob) for e, blob in events[i : i + 200]))
         t0 = time.perf_counter()
-        for i, event in enumerate(events if rate else []):
+        for i, (event, blob) in enumerate(events if rate else []):
             wait = t0 + i / rate - time.perf_counter()
             if wait > 0:
                 await asyncio.sleep(wait)
-            await bus.publish(event, timeout_s=30)
+            await send(bus, event, blob)
         await bus.nc.close()
 
     asyncio.run(go())
@@ -479,7 +503,7 @@ async def steady(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any
                 args.nats,
                 subjects.root,
                 subjects.stream_prefix,
-                [e.to_bytes() for e in batched(events, args.batch)],
+                [wire(e) for e in batched(events, args.batch)],
                 args.rate / max(1, args.batch),
                 ready,
             ),

@@ -202,3 +202,42 @@ def test_printer_events_are_the_ones_keyed_by_a_printer_id() -> None:
         if "printer_id" in c.model_fields and c.model_fields["printer_id"].is_required()
     }
     assert ev.SupplyReading in printer_events and ev.UpstreamSynced not in printer_events
+
+
+def test_a_batch_with_its_type_first_parses_as_the_general_path_parses_it() -> None:
+    """parse_event validates a batch as encode_batch writes it (type first) straight from the
+    JSON: the same event as json.loads + model_validate; a broken one is still UnreadableEvent."""
+    from tonerwatch_shared.events import (
+        SupplyReading,
+        SupplyReadingBatch,
+        UnreadableEvent,
+        encode_batch,
+        parse_event,
+    )
+    from tonerwatch_shared.printer.model import PrinterIdentity
+
+    readings = [
+        SupplyReading(
+            source="poller",
+            site_id="default",
+            printer_id=f"p-{i}",
+            address="127.0.0.1",
+            printer=PrinterIdentity(vendor="HP", model="M252dw"),
+        )
+        for i in range(3)
+    ]
+    data = encode_batch(
+        [r.to_bytes() for r in readings],
+        site_id="default",
+        source="poller",
+        event_id=uuid.uuid4(),
+    )
+    assert data.startswith(b'{"type":"tonerwatch.supply_reading_batch.v1",')
+    event = parse_event(data)
+    assert isinstance(event, SupplyReadingBatch)
+    assert event == SupplyReadingBatch.model_validate(json.loads(data))
+    assert event.readings == tuple(readings)
+    with pytest.raises(UnreadableEvent, match="not JSON"):
+        parse_event(data[:-2])
+    with pytest.raises(UnreadableEvent, match=r"invalid tonerwatch\.supply_reading_batch\.v1"):
+        parse_event(data.replace(b'"site_id":"default"', b'"site_id":"other"', 1))
