@@ -213,6 +213,7 @@ def test_a_batch_with_its_type_first_parses_as_the_general_path_parses_it() -> N
         UnreadableEvent,
         encode_batch,
         parse_event,
+        parse_parts,
     )
     from tonerwatch_shared.printer.model import PrinterIdentity
 
@@ -237,6 +238,8 @@ def test_a_batch_with_its_type_first_parses_as_the_general_path_parses_it() -> N
     assert isinstance(event, SupplyReadingBatch)
     assert event == SupplyReadingBatch.model_validate(json.loads(data))
     assert event.readings == tuple(readings)
+    carried = parse_parts(data)
+    assert carried.batch and carried.parts == tuple(readings)
     with pytest.raises(UnreadableEvent, match="not JSON"):
         parse_event(data[:-2])
     with pytest.raises(UnreadableEvent, match=r"invalid tonerwatch\.supply_reading_batch\.v1"):
