@@ -19,7 +19,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, String, Table, any_, bindparam
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import QueryableAttribute, defer
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
 
@@ -199,7 +199,7 @@ def _apply(
             select(Printer)
             .where(_among(col(Printer.id), ids, postgres))
             # Never read here: not decoded (JSON) for every printer of every batch.
-            .options(defer(col(Printer.credentials)))
+            .options(defer(cast(QueryableAttribute[Any], Printer.credentials)))
             .order_by(col(Printer.id))
             # FOR NO KEY UPDATE (PostgreSQL): the key is never changed here, and so the foreign-key
             # checks of the history upkeep's rollup upserts (FOR KEY SHARE) do not wait for it.
