@@ -14,7 +14,7 @@ from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.simulator import SnmpSimulator, free_udp_port
 from tonerwatch_shared.testing.printers import V3_TEST_USER
 
-from .test_poller_service import running_poller
+from ._poller import configured, replica
 
 RECORDING = "jetdirect_m252dw"
 
@@ -34,18 +34,11 @@ def v3(**over: object) -> ev.SnmpCredentials:
     return ev.SnmpCredentials.model_validate(fields)
 
 
-def configured(
-    printer_id: str, port: int, creds: ev.SnmpCredentials, address: str = "127.0.0.1"
+def printer(
+    printer_id: str, port: int, creds: ev.SnmpCredentials, **fields: object
 ) -> ev.PrinterConfigured:
-    return ev.PrinterConfigured(
-        source="test",
-        site_id="hq",
-        printer_id=printer_id,
-        address=address,
-        port=port,
-        credentials=creds,
-        interval_s=1.0,
-    )
+    """Return a printer polled every second with these credentials."""
+    return configured(printer_id, port, interval_s=1.0, credentials=creds, **fields)
 
 
 def of(printer_id: str, kind: type[ev.Event]) -> Callable[[ev.Event], bool]:
@@ -67,12 +60,12 @@ async def test_a_wrong_v3_auth_key_is_named_at_the_first_poll_and_mends_with_the
     bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
 ) -> None:
     # unreachable_after=5: a refused key is reported at once, not after five polls.
-    async with running_poller(bus, nats_url, unreachable_after=5, poll_timeout_s=2.0):
-        await bus.publish(configured("v3-auth", snmp_agent.port, v3(auth_key="wrong-auth-key")))
+    async with replica(bus, nats_url, unreachable_after=5, poll_timeout_s=2.0):
+        await bus.publish(printer("v3-auth", snmp_agent.port, v3(auth_key="wrong-auth-key")))
         e = await down(bus, "v3-auth")
         assert e.failure == "auth_failed" and e.consecutive_failures == 1, e
         assert "wrong auth key" in e.reason and "Wrong SNMP PDU digest" in e.reason, e.reason
-        await bus.publish(configured("v3-auth", snmp_agent.port, v3()))
+        await bus.publish(printer("v3-auth", snmp_agent.port, v3()))
         up = await wait_for_event(
             bus,
             bus.subjects.filter("printer.reachable"),
@@ -85,9 +78,9 @@ async def test_a_wrong_v3_auth_key_is_named_at_the_first_poll_and_mends_with_the
 async def test_an_unknown_v3_user_and_a_wrong_privacy_key_are_named(
     bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
 ) -> None:
-    async with running_poller(bus, nats_url, unreachable_after=5, poll_timeout_s=2.0):
-        await bus.publish(configured("v3-user", snmp_agent.port, v3(user="nobody-here")))
-        await bus.publish(configured("v3-priv", snmp_agent.port, v3(priv_key="wrong-priv-key")))
+    async with replica(bus, nats_url, unreachable_after=5, poll_timeout_s=2.0):
+        await bus.publish(printer("v3-user", snmp_agent.port, v3(user="nobody-here")))
+        await bus.publish(printer("v3-priv", snmp_agent.port, v3(priv_key="wrong-priv-key")))
         user, priv = await asyncio.gather(down(bus, "v3-user"), down(bus, "v3-priv"))
     assert user.failure == "unknown_user" and "does not know this SNMPv3 user" in user.reason
     assert priv.failure == "priv_failed" and "privacy key" in priv.reason
@@ -97,9 +90,9 @@ async def test_stored_short_key_and_bad_address_are_named_without_sending_or_loo
     bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
 ) -> None:
     """Rows saved before the door checked them: named at once, nothing sent, no traceback loop."""
-    async with running_poller(bus, nats_url, unreachable_after=5):
-        await bus.publish(configured("v3-short", snmp_agent.port, v3(auth_key="short")))
-        await bus.publish(configured("bad-addr", snmp_agent.port, v3(), address="999.1.1.1"))
+    async with replica(bus, nats_url, unreachable_after=5):
+        await bus.publish(printer("v3-short", snmp_agent.port, v3(auth_key="short")))
+        await bus.publish(printer("bad-addr", snmp_agent.port, v3(), address="999.1.1.1"))
         short, bad = await asyncio.gather(down(bus, "v3-short"), down(bus, "bad-addr"))
     assert short.failure == "bad_credentials" and "auth_key" in short.reason, short.reason
     assert "at least 8 characters" in short.reason
@@ -107,9 +100,9 @@ async def test_stored_short_key_and_bad_address_are_named_without_sending_or_loo
 
 
 async def test_silence_is_a_timeout_named_after_n_polls_in_a_row(bus: Bus, nats_url: str) -> None:
-    async with running_poller(bus, nats_url, unreachable_after=2):
+    async with replica(bus, nats_url, unreachable_after=2):
         await bus.publish(
-            configured("silent", free_udp_port(), ev.SnmpCredentials(community="public"))
+            printer("silent", free_udp_port(), ev.SnmpCredentials(community="public"))
         )
         e = await down(bus, "silent")
     assert e.failure == "timeout" and e.consecutive_failures == 2

@@ -12,7 +12,7 @@ from tonerwatch_shared.printer.model import SupplyKind, SupplyState
 from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.testing.ippeve import Marker, ippeveprinter, missing_tools
 
-from .test_poller_service import configured, running_poller
+from ._poller import configured, replica
 
 MARKERS = [
     Marker("Black Toner", "toner", "#000000", 42),
@@ -32,11 +32,8 @@ def _needs_ippeveprinter() -> None:
 
 
 async def test_ipp_only_printer_levels_reach_the_reading(bus: Bus, nats_url: str) -> None:
-    async with ippeveprinter(MARKERS) as printer, running_poller(bus, nats_url):
-        config = configured("ipp-1", 161, "unused").model_copy(
-            update={"protocol": "ipp", "ipp_port": printer.port}
-        )
-        await bus.publish(config)
+    async with ippeveprinter(MARKERS) as printer, replica(bus, nats_url):
+        await bus.publish(configured("ipp-1", 161, "unused", protocol="ipp", ipp_port=printer.port))
         reading = await wait_for_event(
             bus,
             bus.subjects.filter("supply.reading"),
@@ -57,11 +54,10 @@ async def test_ipp_only_printer_levels_reach_the_reading(bus: Bus, nats_url: str
 async def test_both_protocols_merge_into_one_reading(
     bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
 ) -> None:
-    async with ippeveprinter(MARKERS) as printer, running_poller(bus, nats_url):
-        config = configured("both-1", snmp_agent.port, "jetdirect_m252dw").model_copy(
-            update={"protocol": "both", "ipp_port": printer.port}
+    async with ippeveprinter(MARKERS) as printer, replica(bus, nats_url):
+        await bus.publish(
+            configured("both-1", snmp_agent.port, protocol="both", ipp_port=printer.port)
         )
-        await bus.publish(config)
         reading = await wait_for_event(
             bus,
             bus.subjects.filter("supply.reading"),
