@@ -3,56 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tonerwatch_poller.service import Settings, run
+from tonerwatch_poller.service import Settings
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.printer.model import SupplyKind
 from tonerwatch_shared.simulator import SnmpSimulator, free_udp_port
 from tonerwatch_shared.testing.infra import eventually
 
-
-@contextlib.asynccontextmanager
-async def running_poller(bus: Bus, nats_url: str, **knobs: object) -> AsyncIterator[asyncio.Event]:
-    settings = Settings(
-        nats_url=nats_url,
-        subject_root=bus.subjects.root,
-        stream_prefix=bus.subjects.stream_prefix,
-        **{"poll_timeout_s": 0.3, "poll_retries": 0, **knobs},  # type: ignore[arg-type]
-    )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run(settings, stop=stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), 15)
-    try:
-        yield stop
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
-
-
-def configured(
-    printer_id: str, port: int, community: str, interval_s: float = 2.0
-) -> ev.PrinterConfigured:
-    return ev.PrinterConfigured(
-        source="test",
-        site_id="hq",
-        printer_id=printer_id,
-        address="127.0.0.1",
-        port=port,
-        credentials=ev.SnmpCredentials(community=community),
-        interval_s=interval_s,
-    )
+from ._poller import configured, replica
 
 
 async def test_hp_m252dw_configured_is_polled_and_published(
     bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
 ) -> None:
-    async with running_poller(bus, nats_url):
+    async with replica(bus, nats_url):
         await bus.publish(configured("hp-1", snmp_agent.port, "jetdirect_m252dw"))
         reading = await wait_for_event(
             bus,
@@ -74,7 +42,7 @@ async def test_polls_repeat_at_the_interval_with_steady_gets(
 ) -> None:
     seen: list[ev.SupplyReading] = []
 
-    async with running_poller(bus, nats_url):
+    async with replica(bus, nats_url):
         await bus.publish(configured("hp-2", snmp_agent.port, "jetdirect_m252dw", interval_s=1.0))
 
         def second(e: ev.Event) -> bool:
@@ -96,7 +64,7 @@ async def test_silent_printer_becomes_unreachable_then_reachable(
 ) -> None:
     port = free_udp_port()
     recording = Path(str(printer_walks_dir)) / "jetdirect_m252dw.snmprec"
-    async with running_poller(bus, nats_url, unreachable_after=2):
+    async with replica(bus, nats_url, unreachable_after=2):
         await bus.publish(configured("hp-3", port, "jetdirect_m252dw", interval_s=1.0))
         down = await wait_for_event(
             bus,
@@ -119,7 +87,7 @@ async def test_silent_printer_becomes_unreachable_then_reachable(
 async def test_the_jobs_are_one_per_partition_however_many_printers_are_configured(
     bus: Bus, nats_url: str, snmp_agent: SnmpSimulator
 ) -> None:
-    async with running_poller(bus, nats_url, poll_partitions=4):
+    async with replica(bus, nats_url, poll_partitions=4):
         for i in range(3):
             for _ in range(2):
                 await bus.publish(
@@ -154,7 +122,7 @@ async def test_two_replicas_share_the_fleet_without_double_polls(
         "sharp_mx2614n",
     ]
     readings: list[ev.SupplyReading] = []
-    async with running_poller(bus, nats_url), running_poller(bus, nats_url):
+    async with replica(bus, nats_url), replica(bus, nats_url):
         for i, name in enumerate(printers):
             await bus.publish(configured(f"p{i}", snmp_agent.port, name, interval_s=30))
 
@@ -190,7 +158,7 @@ async def test_removed_printer_stops_being_polled(
         bus.subscribe_events(bus.subjects.filter("supply.reading"), stop=stop, handler=record)
     )
     try:
-        async with running_poller(bus, nats_url):
+        async with replica(bus, nats_url):
             await bus.publish(
                 configured("hp-5", snmp_agent.port, "jetdirect_m252dw", interval_s=1.0)
             )
