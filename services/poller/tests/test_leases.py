@@ -26,7 +26,6 @@ from tonerwatch_poller.service import (
     REPLICAS_BUCKET,
     PrinterHealth,
     Settings,
-    run,
 )
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus
@@ -34,27 +33,18 @@ from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.subjects import token
 from tonerwatch_shared.testing.infra import eventually
 
+from . import _poller
+from ._poller import configured
+
 COMMUNITIES = ["jetdirect_m252dw", "xerox_phaser", "lexmarkprinter", "kyocera"]
 
 
-@contextlib.asynccontextmanager
-async def replica(bus: Bus, nats_url: str, instance: str, **knobs: object) -> AsyncIterator[None]:
-    """Run one poller replica in this process until the block ends (then it stops: SIGTERM's path)."""
-    settings = Settings(
-        nats_url=nats_url,
-        subject_root=bus.subjects.root,
-        stream_prefix=bus.subjects.stream_prefix,
-        instance=instance,
-        **{"poll_timeout_s": 0.3, "poll_retries": 0, **knobs},  # type: ignore[arg-type]
-    )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run(settings, stop=stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), 15)
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+def replica(
+    bus: Bus, nats_url: str, instance: str, **settings: object
+) -> contextlib.AbstractAsyncContextManager[Settings]:
+    """Run one poller replica in this process until the block ends (then it stops: SIGTERM's path,
+    handing its partitions over, within 30 s)."""
+    return _poller.replica(bus, nats_url, instance=instance, stop_within_s=30, **settings)
 
 
 @contextlib.contextmanager
@@ -98,20 +88,6 @@ async def holdings(bus: Bus) -> dict[str, int]:
             instance = beat.replica.rsplit("-", 1)[0]
             out[instance] = out.get(instance, 0) + len(beat.leases)
     return out
-
-
-def configured(
-    printer_id: str, port: int, community: str, interval_s: float
-) -> ev.PrinterConfigured:
-    return ev.PrinterConfigured(
-        source="test",
-        site_id="hq",
-        printer_id=printer_id,
-        address="127.0.0.1",
-        port=port,
-        credentials=ev.SnmpCredentials(community=community),
-        interval_s=interval_s,
-    )
 
 
 class Readings:

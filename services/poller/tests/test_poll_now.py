@@ -2,50 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tonerwatch_poller.service import Poller, Settings, run
+from tonerwatch_poller.service import Poller, Settings
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, wait_for_event
 from tonerwatch_shared.simulator import SnmpSimulator
 
-
-@contextlib.asynccontextmanager
-async def running_poller(bus: Bus, nats_url: str) -> AsyncIterator[None]:
-    settings = Settings(
-        nats_url=nats_url,
-        subject_root=bus.subjects.root,
-        stream_prefix=bus.subjects.stream_prefix,
-        poll_timeout_s=0.5,
-        poll_retries=0,
-    )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run(settings, stop=stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), 15)
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
-
-
-def configured(
-    printer_id: str, port: int, community: str, interval_s: float
-) -> ev.PrinterConfigured:
-    return ev.PrinterConfigured(
-        source="test",
-        site_id="hq",
-        printer_id=printer_id,
-        address="127.0.0.1",
-        port=port,
-        credentials=ev.SnmpCredentials(community=community),
-        interval_s=interval_s,
-    )
+from ._poller import configured, replica
 
 
 async def test_hp_m252dw_on_an_hourly_interval_is_polled_again_when_asked(
@@ -56,7 +22,7 @@ async def test_hp_m252dw_on_an_hourly_interval_is_polled_again_when_asked(
     def of_hp(e: ev.Event) -> bool:
         return isinstance(e, ev.SupplyReading) and e.printer_id == "hp-now"
 
-    async with running_poller(bus, nats_url):
+    async with replica(bus, nats_url, poll_timeout_s=0.5):
         await bus.publish(configured("hp-now", snmp_agent.port, "jetdirect_m252dw", 3600.0))
         first = await wait_for_event(bus, readings, of_hp, timeout_s=20)
         asked = time.monotonic()
