@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import socket
@@ -49,6 +48,82 @@ _MAX_SPLIT_DEPTH = 8
 class _Pending:
     address: tuple[str, int]
     future: asyncio.Future[tuple[Response | SnmpError, int]]
+
+
+# What a request's future holds when every attempt went unanswered.
+_TIMED_OUT = SnmpError("timed out")
+
+
+class _Attempts:
+    """Sends a request and its retries, each after the previous one's timeout (a timer, no task)."""
+
+    __slots__ = (
+        "address",
+        "client",
+        "future",
+        "left",
+        "message",
+        "sent",
+        "stats",
+        "timeout",
+        "timer",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        client: UdpSnmpClient,
+        transport: asyncio.DatagramTransport,
+        message: bytes,
+        address: tuple[str, int],
+        target: SnmpTarget,
+        stats: IoStats | None,
+        future: asyncio.Future[tuple[Response | SnmpError, int]],
+    ) -> None:
+        self.client = client
+        self.transport = transport
+        self.message = message
+        self.address = address
+        self.timeout = target.timeout
+        self.left = target.retries + 1
+        self.sent = 0
+        self.stats = stats
+        self.future = future
+        self.timer: asyncio.TimerHandle | None = None
+
+    def send(self) -> None:
+        """Send the next attempt and set its timeout."""
+        retry = self.sent > 0
+        self.sent += 1
+        self.left -= 1
+        self.transport.sendto(self.message, self.address)
+        size = len(self.message)
+        totals = self.client.totals
+        totals.requests += 1
+        totals.bytes_sent += size
+        stats = self.stats
+        if stats is not None:
+            stats.requests += 1
+            stats.bytes_sent += size
+            stats.retries += retry
+        self.timer = self.future.get_loop().call_later(self.timeout, self._expired)
+
+    def _expired(self) -> None:
+        self.timer = None
+        if self.future.done():
+            return
+        if self.left > 0:
+            try:
+                self.send()
+            except Exception as exc:  # what sendto raised, raised to the request as before
+                self.future.set_exception(exc)
+        else:
+            self.future.set_result((_TIMED_OUT, 0))
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -122,26 +197,30 @@ class UdpSnmpClient(SnmpProtocol):
 
     def _on_datagram(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self.totals.bytes_received += len(data)
+        result: Response | SnmpError
         try:
-            rid = decode_header(data)[3]
-        except (BerError, ValueError, IndexError):
-            # Not even a header (cut short, garbage): it answers one of the requests waiting on
-            # that address, which one cannot be told. An agent sending such answers fails them
-            # all now rather than after every timeout and retry.
-            error = SnmpProtocolError(
-                f"malformed response from {addr[0]}:{addr[1]}: {len(data)} bytes, no header"
-            )
-            for waiting in self._pending.values():
-                if waiting.address == (addr[0], addr[1]) and not waiting.future.done():
-                    waiting.future.set_result((error, len(data)))
-            return
+            # The whole answer decoded at once (its header read once, not once for the request id
+            # and again for the values): almost every datagram answers a request waiting.
+            result = decode_response(data)
+            rid = result.request_id
+        except Exception as exc:  # whatever a device sends fails its request, not the socket
+            try:
+                rid = decode_header(data)[3]
+            except (BerError, ValueError, IndexError):
+                # Not even a header (cut short, garbage): it answers one of the requests waiting
+                # on that address, which one cannot be told. An agent sending such answers fails
+                # them all now rather than after every timeout and retry.
+                error = SnmpProtocolError(
+                    f"malformed response from {addr[0]}:{addr[1]}: {len(data)} bytes, no header"
+                )
+                for waiting in self._pending.values():
+                    if waiting.address == (addr[0], addr[1]) and not waiting.future.done():
+                        waiting.future.set_result((error, len(data)))
+                return
+            result = SnmpProtocolError(f"malformed response from {addr[0]}:{addr[1]}: {exc}")
         pending = self._pending.get(rid)
         if pending is None or pending.future.done() or (addr[0], addr[1]) != pending.address:
             return  # late duplicate, or a stranger's packet
-        try:
-            result: Response | SnmpError = decode_response(data)
-        except Exception as exc:  # whatever a device sends fails its request, not the socket
-            result = SnmpProtocolError(f"malformed response from {addr[0]}:{addr[1]}: {exc}")
         pending.future.set_result((result, len(data)))
 
     async def _exchange(
@@ -165,31 +244,24 @@ class UdpSnmpClient(SnmpProtocol):
         loop = asyncio.get_running_loop()
         async with self._semaphore:
             future: asyncio.Future[tuple[Response | SnmpError, int]] = loop.create_future()
-            # One request-id for all attempts: a late answer to attempt 1 still counts.
+            # One request-id for all attempts: a late answer to attempt 1 still counts. The
+            # retries are sent from a timer and the answer awaited directly (no wait_for and
+            # shield per attempt: fewer futures, callbacks and loop turns per request, issue 15).
             self._pending[rid] = _Pending(address, future)
+            attempts = _Attempts(self, transport, message, address, target, stats, future)
             try:
-                for attempt in range(target.retries + 1):
-                    transport.sendto(message, address)
-                    self.totals.requests += 1
-                    if stats is not None:
-                        stats.requests += 1
-                        stats.bytes_sent += len(message)
-                        stats.retries += attempt > 0
-                    self.totals.bytes_sent += len(message)
-                    with contextlib.suppress(TimeoutError):
-                        result, size = await asyncio.wait_for(
-                            asyncio.shield(future), target.timeout
-                        )
-                        break
-                else:
-                    raise SnmpTimeoutError(
-                        f"{target}: no response after {target.retries + 1} attempt(s)"
-                        f" of {target.timeout:g}s"
-                    )
+                attempts.send()
+                result, size = await future
             finally:
+                attempts.stop()
                 self._pending.pop(rid, None)  # close() may have cleared it already
                 if not future.done():
                     future.cancel()
+        if result is _TIMED_OUT:
+            raise SnmpTimeoutError(
+                f"{target}: no response after {target.retries + 1} attempt(s)"
+                f" of {target.timeout:g}s"
+            )
         self.totals.responses += 1
         if stats is not None:
             stats.responses += 1
