@@ -33,7 +33,9 @@ class _Group:
     """One site's readings waiting to be published together."""
 
     site_id: str
-    done: asyncio.Future[None]
+    # One future per poll waiting (not one shared and shielded: each poll's wakeup is then one
+    # callback, and a cancelled poll cancels only its own).
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
     readings: list[tuple[str, bytes, str]] = field(default_factory=list)  # subject, JSON, id
     size: int = 0
     timer: asyncio.TimerHandle | None = None
@@ -87,19 +89,20 @@ class ReadingBatcher:
             group = None
         if group is None:
             loop = asyncio.get_running_loop()
-            group = _Group(site_id, loop.create_future(), started=loop.time())
+            group = _Group(site_id, started=loop.time())
             self._groups[site_id] = group
             group.timer = loop.call_later(self.wait_s, self._flush, group)
         group.readings.append((subject, data, event_id))
         group.size += len(data)
-        done = group.done
+        done = asyncio.get_running_loop().create_future()
+        group.waiters.append(done)
         self._held += 1
         try:
             if len(group.readings) >= self.max_readings:
                 self._flush(group)
             elif self._held >= self.busy():
                 self._all_in()
-            await asyncio.shield(done)
+            await done
         finally:
             self._held -= 1
 
@@ -157,12 +160,17 @@ class ReadingBatcher:
                 self.batches += 1
         except Exception as exc:
             # Every poll of the group gets the error: none is done, each job is retried.
-            group.done.set_exception(exc)
-            group.done.exception()  # retrieved: the polls waiting on it may all be gone
+            for done in group.waiters:
+                if not done.done():
+                    done.set_exception(exc)
+                    done.exception()  # retrieved: the poll waiting on it may be gone
             return
         except BaseException:
-            group.done.cancel()
+            for done in group.waiters:
+                done.cancel()
             raise
         self.published += len(group.readings)
         self.messages += 1
-        group.done.set_result(None)
+        for done in group.waiters:
+            if not done.done():
+                done.set_result(None)
