@@ -133,8 +133,14 @@ def seal_credentials(sealer: Sealer, creds: SnmpCredentials) -> SnmpCredentials:
 
 
 def open_credentials(sealer: Sealer, creds: SnmpCredentials) -> SnmpCredentials:
-    """Return SNMP credentials with their secrets in the clear, for the one request that needs them."""
-    return creds.model_copy(update={k: sealer.open(v) for k, v in _secret_fields(creds).items()})
+    """Return SNMP credentials with their secrets in the clear, for the one request that needs them.
+
+    Credentials with nothing sealed are returned as they are (the same object: no copy per poll).
+    """
+    hidden = _secret_fields(creds)
+    if not any(is_sealed(v) for v in hidden.values()):
+        return creds
+    return creds.model_copy(update={k: sealer.open(v) for k, v in hidden.items()})
 
 
 def _sealed_default_community(sealer: Sealer, creds: SnmpCredentials) -> bool:

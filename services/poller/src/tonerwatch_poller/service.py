@@ -194,6 +194,11 @@ class PrinterHealth:
     # Set on a healthy printer's record: last_poll_at is rewritten at least this often while polls
     # succeed, so it may lag the real last poll by up to this (None: it is exact).
     refresh_s: float | None = None
+    # This replica's own, not stored: the stored record (the mirror's bytes, by identity) this
+    # one was made against, its last poll time, and that its substance() is this one's. While the
+    # mirror still holds those bytes, a steady poll need not read them again (issue 15).
+    seen: bytes | None = field(default=None, compare=False, repr=False)
+    seen_poll_at: float | None = field(default=None, compare=False, repr=False)
 
     def substance(self) -> tuple[object, ...]:
         """Return what other replicas must see at once when it changes (not the poll times)."""
@@ -205,7 +210,18 @@ class PrinterHealth:
         return self.seq
 
     def to_bytes(self) -> bytes:
-        return json.dumps(self.__dict__).encode()
+        return json.dumps(
+            {
+                "failures": self.failures,
+                "unreachable": self.unreachable,
+                "last_success_at": self.last_success_at,
+                "last_error": self.last_error,
+                "failure": self.failure,
+                "last_poll_at": self.last_poll_at,
+                "seq": self.seq,
+                "refresh_s": self.refresh_s,
+            }
+        ).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes | None) -> PrinterHealth:
@@ -1040,6 +1056,8 @@ class Poller:
         raw: bytes | None
         if self.health_mirror is not None:
             raw = self.health_mirror.get(key)
+            if own is not None and raw is not None and own.seen is raw:
+                return replace(own)  # the stored record is the one own was made against: older
             if raw is None and own is None:
                 raw = await self.health_mirror.get_fresh(key)
         else:
@@ -1064,9 +1082,15 @@ class Poller:
 
     async def _store_health(self, printer_id: str, health: PrinterHealth) -> None:
         """Write the printer's health to KV (and the mirror) and remember it as this replica's."""
-        self.recent[printer_id] = replace(health)
+        own = self.recent[printer_id] = replace(health, seen=None, seen_poll_at=None)
         if self.health_mirror is not None:
-            await self.health_mirror.put(token(printer_id), health.to_bytes())
+            data = health.to_bytes()
+            await self.health_mirror.put(token(printer_id), data)
+            if (
+                self.recent.get(printer_id) is own
+                and self.health_mirror.get(token(printer_id)) is data
+            ):
+                own.seen, own.seen_poll_at = data, own.last_poll_at
         else:
             await self.health.put(token(printer_id), health.to_bytes())
 
@@ -1121,6 +1145,8 @@ class Poller:
             self.polling.discard(config.printer_id)
 
     async def _poll(self, config: Monitored, health: PrinterHealth) -> bool:
+        # What the stored record was when this poll's health was read (see PrinterHealth.seen).
+        seen, seen_poll_at, seen_substance = health.seen, health.seen_poll_at, health.substance()
         health.last_poll_at = time.time()
         health.refresh_s = None  # a failed poll's record is exact
         source = f"poller/{self.settings.instance}"
@@ -1202,21 +1228,31 @@ class Poller:
                     seq=health.next_seq(),
                 )
             )
-        stored = self._stored_health(config.printer_id)
+        raw = self.health_mirror.get(token(config.printer_id)) if self.health_mirror else None
+        if raw is not None and raw is seen:
+            # Unchanged since it was read: no need to read it again.
+            stored_substance, stored_poll_at = seen_substance, seen_poll_at
+        else:
+            stored = PrinterHealth.from_bytes(raw) if raw is not None else None
+            stored_substance = stored.substance() if stored is not None else None
+            stored_poll_at = stored.last_poll_at if stored is not None else None
+            seen = raw if stored is not None else None
         if (
-            stored is None
-            or stored.substance() != health.substance()
-            or stored.last_poll_at is None
+            seen is None
+            or stored_substance != health.substance()
+            or stored_poll_at is None
             # The clock is behind the printer's seq (stepped back): its seq counts on from the
             # last one, which another replica or a restart must read exactly.
             or (health.seq or 0) > ordering.next_seq(None, now)
             # Rewritten a little early, so the stored time never lags by more than refresh_s.
-            or now - stored.last_poll_at
+            or now - stored_poll_at
             >= (health.refresh_s or 0) - schedule.tolerance(config.interval_s)
         ):
             await self._store_health(config.printer_id, health)
         else:
-            self.recent[config.printer_id] = health  # the same as stored but for the poll times
+            # The same as stored but for the poll times (newer: this poll's).
+            health.seen, health.seen_poll_at = seen, stored_poll_at
+            self.recent[config.printer_id] = health
         return True
 
     async def _failed(
