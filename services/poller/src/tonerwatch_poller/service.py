@@ -1229,6 +1229,7 @@ class Poller:
                 )
             )
         raw = self.health_mirror.get(token(config.printer_id)) if self.health_mirror else None
+        stored_substance: tuple[object, ...] | None
         if raw is not None and raw is seen:
             # Unchanged since it was read: no need to read it again.
             stored_substance, stored_poll_at = seen_substance, seen_poll_at
