@@ -3,49 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
-from tonerwatch_poller.service import Settings, run
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.simulator import SnmpSimulator, free_udp_port
 from tonerwatch_shared.testing.infra import eventually
 
-
-@contextlib.asynccontextmanager
-async def site_poller(bus: Bus, nats_url: str, sites: str, instance: str) -> AsyncIterator[None]:
-    settings = Settings(
-        nats_url=nats_url,
-        subject_root=bus.subjects.root,
-        stream_prefix=bus.subjects.stream_prefix,
-        poll_timeout_s=0.3,
-        poll_retries=0,
-        unreachable_after=1,
-        sites=sites,  # type: ignore[arg-type]  # the env form: comma separated
-        instance=instance,
-    )
-    assert settings.sites == sites.split(",")
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run(settings, stop=stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), 15)
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
-
-
-def at_site(site: str, printer_id: str, port: int, community: str) -> ev.PrinterConfigured:
-    return ev.PrinterConfigured(
-        source="test",
-        site_id=site,
-        printer_id=printer_id,
-        address="127.0.0.1",
-        port=port,
-        credentials=ev.SnmpCredentials(community=community),
-        interval_s=1.0,
-    )
+from ._poller import configured, replica
 
 
 async def test_each_sites_poller_polls_only_its_own_sites_printers(
@@ -63,16 +27,22 @@ async def test_each_sites_poller_polls_only_its_own_sites_printers(
     # Site "far" has no poller here: its printer (on a port where nothing answers) must be left
     # alone, neither polled nor marked unreachable by the pollers of other sites.
     printers = [
-        at_site("north", "hp-north", snmp_agent.port, "jetdirect_m252dw"),
-        at_site("south", "hp-south", snmp_agent.port, "jetdirect_m252dw"),
-        at_site("east", "hp-east", snmp_agent.port, "jetdirect_m252dw"),
-        at_site("far", "hp-far", free_udp_port(), "jetdirect_m252dw"),
+        configured("hp-north", snmp_agent.port, "jetdirect_m252dw", 1.0, site_id="north"),
+        configured("hp-south", snmp_agent.port, "jetdirect_m252dw", 1.0, site_id="south"),
+        configured("hp-east", snmp_agent.port, "jetdirect_m252dw", 1.0, site_id="east"),
+        configured("hp-far", free_udp_port(), "jetdirect_m252dw", 1.0, site_id="far"),
     ]
     try:
         async with (
-            site_poller(bus, nats_url, "north", "poller-north"),
-            site_poller(bus, nats_url, "south,east", "poller-south-east"),
+            replica(
+                bus, nats_url, unreachable_after=1, sites="north", instance="poller-north"
+            ) as north,
+            replica(
+                bus, nats_url, unreachable_after=1, sites="south,east", instance="poller-south-east"
+            ) as south_east,
         ):
+            # Sites as the environment gives them: comma separated.
+            assert (north.sites, south_east.sites) == (["north"], ["south", "east"])
             for printer in printers:
                 await bus.publish(printer)
 

@@ -11,13 +11,14 @@ import pytest
 from nats.aio.msg import Msg
 
 from tonerwatch_poller.batching import ReadingBatcher
-from tonerwatch_poller.service import Settings, run
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.printer.model import PrinterIdentity
 from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.subjects import BATCH_KEY, Subjects
 from tonerwatch_shared.testing.infra import eventually
+
+from ._poller import configured, replica
 
 
 def _reading(printer_id: str, seq: int) -> ev.SupplyReading:
@@ -153,24 +154,6 @@ async def test_a_batch_not_kept_fails_every_poll_in_it(bus: Bus) -> None:
     assert batcher.published == 0
 
 
-@contextlib.asynccontextmanager
-async def poller_running(bus: Bus, nats_url: str, **knobs: object) -> AsyncIterator[None]:
-    settings = Settings(
-        nats_url=nats_url,
-        subject_root=bus.subjects.root,
-        stream_prefix=bus.subjects.stream_prefix,
-        **{"poll_timeout_s": 0.5, "poll_retries": 0, **knobs},  # type: ignore[arg-type]
-    )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run(settings, stop=stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), 15)
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
-
-
 PRINTERS = ("jetdirect_m252dw", "xerox_phaser", "lexmarkprinter", "kyocera", "ricoh_mpc3002")
 
 
@@ -178,19 +161,12 @@ PRINTERS = ("jetdirect_m252dw", "xerox_phaser", "lexmarkprinter", "kyocera", "ri
 async def test_the_poller_publishes_batches_under_load_and_singles_when_set_to(
     bus: Bus, nats_url: str, snmp_agent: SnmpSimulator, batch_max: int
 ) -> None:
-    async with published(bus) as msgs, poller_running(bus, nats_url, reading_batch_max=batch_max):
+    async with (
+        published(bus) as msgs,
+        replica(bus, nats_url, poll_timeout_s=0.5, reading_batch_max=batch_max),
+    ):
         for i, community in enumerate(PRINTERS * 2):
-            await bus.publish(
-                ev.PrinterConfigured(
-                    source="test",
-                    site_id="hq",
-                    printer_id=f"p{i}",
-                    address="127.0.0.1",
-                    port=snmp_agent.port,
-                    credentials=ev.SnmpCredentials(community=community),
-                    interval_s=2.0,
-                )
-            )
+            await bus.publish(configured(f"p{i}", snmp_agent.port, community, interval_s=2.0))
 
         def polled_thrice() -> bool:
             per_printer: dict[str, int] = {}
