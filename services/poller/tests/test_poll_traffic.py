@@ -21,6 +21,8 @@ from tonerwatch_shared.subjects import token
 from tonerwatch_shared.testing.infra import eventually
 from tonerwatch_shared.testing.nats_traffic import counting
 
+from ._poller import configured
+
 
 def polls(poller: Poller) -> float:
     value = poller.metrics.registry.get_sample_value(
@@ -44,22 +46,10 @@ async def holding(poller: Poller) -> AsyncIterator[None]:
         await loop
 
 
-def configured(printer_id: str, port: int) -> ev.PrinterConfigured:
-    return ev.PrinterConfigured(
-        source="test",
-        site_id="hq",
-        printer_id=printer_id,
-        address="127.0.0.1",
-        port=port,
-        credentials=ev.SnmpCredentials(community="jetdirect_m252dw"),
-        interval_s=1.0,
-    )
-
-
 async def test_a_steady_poll_is_one_round_trip_and_one_message(
     bus: Bus, poller: Poller, snmp_agent: SnmpSimulator
 ) -> None:
-    await poller.on_config(configured("hp-steady", snmp_agent.port), None)  # type: ignore[arg-type]
+    await poller.on_config(configured("hp-steady", snmp_agent.port, interval_s=1.0), None)  # type: ignore[arg-type]
     readings = poller.subjects.subject("hq", "supply.reading", "hp-steady")
     async with holding(poller):
         # Bounded: the first poll (it learns the printer), then one a second.
@@ -108,7 +98,7 @@ async def test_a_clock_behind_the_printer_seq_writes_health_at_every_poll(
 ) -> None:
     """Health is written at every poll while the clock is behind the printer's seq (it stepped
     back): the seq then counts on from the last one, and a restart must continue it exactly."""
-    await poller.on_config(configured("hp-clock", snmp_agent.port), None)  # type: ignore[arg-type]
+    await poller.on_config(configured("hp-clock", snmp_agent.port, interval_s=1.0), None)  # type: ignore[arg-type]
     readings = poller.subjects.subject("hq", "supply.reading", "hp-clock")
     health_key = f"$KV.{poller.subjects.name('POLLER_HEALTH')}.hp-clock"
     ahead = int((time.time() + 3600) * 1_000_000)  # the seq a clock an hour ahead stamped

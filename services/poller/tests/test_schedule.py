@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 
 from tonerwatch_poller import schedule
-from tonerwatch_poller.service import Poller, PollerMetrics, PrinterHealth, Settings, run
+from tonerwatch_poller.service import Poller, PollerMetrics, PrinterHealth, Settings
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
@@ -19,6 +17,8 @@ from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.subjects import Subjects, token
 from tonerwatch_shared.testing.infra import eventually
+
+from ._poller import configured, replica
 
 IDS = [f"printer-{i:02d}" for i in range(40)]
 
@@ -135,28 +135,6 @@ async def test_printers_nobody_polled_in_time_count_as_overdue(bus: Bus, nats_ur
     await poller.client.close()
 
 
-@contextlib.asynccontextmanager
-async def poller_on(url: str, subjects: Subjects, ops_port: int) -> AsyncIterator[None]:
-    settings = Settings(
-        nats_url=url,
-        subject_root=subjects.root,
-        stream_prefix=subjects.stream_prefix,
-        poll_timeout_s=0.5,
-        poll_retries=0,
-        ops_port=ops_port,
-        # After a crash, jobs come back when their ack wait ends, not at their nak delay.
-        job_ack_wait_s=2,
-    )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run(settings, stop=stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), 15)
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-
-
 def _busiest_second(times: list[float]) -> int:
     return max((sum(1 for u in times if t <= u < t + 1.0) for t in times), default=0)
 
@@ -180,6 +158,8 @@ async def test_polls_stay_spread_after_a_nats_restart(
             polls.setdefault(reading.printer_id, []).append(time.monotonic())
 
     ops = free_tcp_port()
+    # After a crash, jobs come back when their ack wait ends, not at their nak delay.
+    knobs = {"poll_timeout_s": 0.5, "ops_port": ops, "job_ack_wait_s": 2, "stop_within_s": 30}
 
     def polled_again(before: dict[str, int]) -> list[float]:
         return sorted(t[before[p]] for p, t in polls.items())
@@ -199,20 +179,10 @@ async def test_polls_stay_spread_after_a_nats_restart(
     try:
         await bus.ensure_event_stream()
         await bus.nc.subscribe(subjects.filter("supply.reading"), cb=seen)
-        async with poller_on(server.url, subjects, ops):
+        async with replica(bus, server.url, **knobs):
             added = time.monotonic()
             for i in range(n):
-                await bus.publish(
-                    ev.PrinterConfigured(
-                        source="test",
-                        site_id="hq",
-                        printer_id=f"p{i}",
-                        address="127.0.0.1",
-                        port=snmp_agent.port,
-                        credentials=ev.SnmpCredentials(community="jetdirect_m252dw"),
-                        interval_s=interval,
-                    )
-                )
+                await bus.publish(configured(f"p{i}", snmp_agent.port, interval_s=interval))
             await eventually(lambda: len(polls) == n, timeout_s=30)
             # First polls at once (no slot to wait for), then each printer on its slot: spread.
             await eventually(lambda: all(len(t) >= 2 for t in polls.values()), timeout_s=30)
@@ -241,7 +211,7 @@ async def test_polls_stay_spread_after_a_nats_restart(
         # Everything about jobs lost (stream and consumer) and a new poller: it has only the
         # printers' last poll times in KV to go by, and keeps each printer on its slot.
         await bus.js.delete_stream(subjects.name("POLLJOBS"))
-        async with poller_on(server.url, subjects, ops):
+        async with replica(bus, server.url, **knobs):
             restarted = time.monotonic()
             after = await all_polled_again()
             assert _busiest_second(after) <= n // 2, (
