@@ -27,17 +27,7 @@ from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.subjects import token
 from tonerwatch_shared.testing.infra import eventually
 
-
-def printer(printer_id: str, interval_s: float, port: int = 1161) -> ev.PrinterConfigured:
-    return ev.PrinterConfigured(
-        source="test",
-        site_id="hq",
-        printer_id=printer_id,
-        address="127.0.0.1",
-        port=port,
-        credentials=ev.SnmpCredentials(community="jetdirect_m252dw"),
-        interval_s=interval_s,
-    )
+from ._poller import configured
 
 
 def hold_every_partition(poller: Poller) -> None:
@@ -91,7 +81,7 @@ async def test_a_printer_added_on_an_hourly_interval_is_polled_at_once_then_keep
     poller.poll = poll  # type: ignore[method-assign]
     async with timer_loop(poller):
         configured_at = time.time()
-        key = await configure(poller, printer(pid, 3600.0, snmp_agent.port))
+        key = await configure(poller, configured(pid, snmp_agent.port, interval_s=3600.0))
         await eventually(lambda: pid in poller.recent, timeout_s=30)
         await eventually(lambda: key in poller.timers.due, timeout_s=10)
     # Its first poll started when the configuration arrived (no slot, no window to wait for)...
@@ -146,9 +136,9 @@ async def test_known_printers_stay_on_time_through_a_burst_of_new_ones(poller: P
         # A fleet imported: 60 new printers, configured one after another.
         new = [f"new-{i:02d}" for i in range(60)]
         for pid in new:
-            await configure(poller, printer(pid, 300.0))
+            await configure(poller, configured(pid, interval_s=300.0))
         for pid in due:
-            await configure(poller, printer(pid, 300.0))
+            await configure(poller, configured(pid, interval_s=300.0))
             assert poller.timers.due[token(pid)] == due[pid]  # on its slot
         assert len(poller.timers.waiting) > 40  # waiting for a slot, not for a time
         await eventually(lambda: all(pid in starts for pid in new + list(due)), timeout_s=60)
@@ -180,7 +170,7 @@ async def test_a_printer_another_replica_polled_meanwhile_waits_for_its_slot(
         return True
 
     poller.poll = poll  # type: ignore[method-assign]
-    key = await configure(poller, printer(pid, 300.0))
+    key = await configure(poller, configured(pid, interval_s=300.0))
     assert key in poller.timers.waiting
     last = time.time()
     assert poller.health_mirror is not None

@@ -12,17 +12,7 @@ from tonerwatch_poller.service import FAILED_JOB_RETRY_S, FLEET, Poller, _Lease,
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.subjects import token
 
-
-def printer(printer_id: str) -> ev.PrinterConfigured:
-    return ev.PrinterConfigured(
-        source="test",
-        site_id="hq",
-        printer_id=printer_id,
-        address="127.0.0.1",
-        port=1161,
-        credentials=ev.SnmpCredentials(community="public"),
-        interval_s=300,
-    )
+from ._poller import configured
 
 
 async def hold_printer(poller: Poller, printer_id: str) -> tuple[str, str]:
@@ -34,7 +24,8 @@ async def hold_printer(poller: Poller, printer_id: str) -> tuple[str, str]:
         subject, FLEET, partition, "durable", mock.Mock(), taken_at=time.time()
     )
     assert poller.config_mirror is not None
-    await poller.config_mirror.put(key, printer(printer_id).model_dump_json().encode())
+    config = configured(printer_id, community="public", interval_s=300)
+    await poller.config_mirror.put(key, config.model_dump_json().encode())
     assert poller.lease_of[key] == subject  # placed by the configuration's change
     return key, subject
 
