@@ -13,7 +13,7 @@ from typing import Any
 
 from tonerwatch_poller.service import Settings, run
 from tonerwatch_shared import events as ev
-from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.bus import Bus, wait_for_event
 
 # A silent printer fails at once: one request of 0.3 s, no retry.
 FAST_POLLS: dict[str, Any] = {"poll_timeout_s": 0.3, "poll_retries": 0}
@@ -73,3 +73,15 @@ def configured(
             **fields,
         }
     )
+
+
+async def first_reading(bus: Bus, timeout_s: float = 20.0) -> ev.SupplyReading:
+    """Return the first reading published on the bus's subjects from now on."""
+    reading = await wait_for_event(
+        bus,
+        bus.subjects.filter("supply.reading"),
+        lambda e: isinstance(e, ev.SupplyReading),
+        timeout_s=timeout_s,
+    )
+    assert isinstance(reading, ev.SupplyReading)
+    return reading

@@ -9,18 +9,17 @@ from tonerwatch_shared import events as ev
 from tonerwatch_shared.subjects import token
 from tonerwatch_shared.testing.infra import eventually
 
+from ._poller import configured
+
 
 def printer(printer_id: str, community: str = "public", site: str = "hq") -> ev.PrinterConfigured:
-    return ev.PrinterConfigured(
-        source="test",
+    return configured(
+        printer_id,
+        community=community,
+        interval_s=120,
         site_id=site,
-        printer_id=printer_id,
-        address="127.0.0.1",
-        port=1161,
         protocol="both",
         ipp_port=8631,
-        credentials=ev.SnmpCredentials(community=community),
-        interval_s=120,
     )
 
 
