@@ -6,13 +6,12 @@ import os
 
 import pytest
 
-from tonerwatch_shared import events as ev
-from tonerwatch_shared.bus import Bus, wait_for_event
+from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.printer.model import SupplyKind, SupplyState
 from tonerwatch_shared.simulator import SnmpSimulator
 from tonerwatch_shared.testing.ippeve import Marker, ippeveprinter, missing_tools
 
-from ._poller import configured, replica
+from ._poller import configured, first_reading, replica
 
 MARKERS = [
     Marker("Black Toner", "toner", "#000000", 42),
@@ -34,13 +33,8 @@ def _needs_ippeveprinter() -> None:
 async def test_ipp_only_printer_levels_reach_the_reading(bus: Bus, nats_url: str) -> None:
     async with ippeveprinter(MARKERS) as printer, replica(bus, nats_url):
         await bus.publish(configured("ipp-1", 161, "unused", protocol="ipp", ipp_port=printer.port))
-        reading = await wait_for_event(
-            bus,
-            bus.subjects.filter("supply.reading"),
-            lambda e: isinstance(e, ev.SupplyReading),
-            timeout_s=20,
-        )
-    assert isinstance(reading, ev.SupplyReading) and reading.protocol == "ipp"
+        reading = await first_reading(bus)
+    assert reading.protocol == "ipp"
     by_name = {s.description: s for s in reading.supplies}
     assert by_name["Black Toner"].percent == 42 and by_name["Black Toner"].kind == SupplyKind.TONER
     assert by_name["Cyan Toner"].state == SupplyState.LOW
@@ -58,13 +52,8 @@ async def test_both_protocols_merge_into_one_reading(
         await bus.publish(
             configured("both-1", snmp_agent.port, protocol="both", ipp_port=printer.port)
         )
-        reading = await wait_for_event(
-            bus,
-            bus.subjects.filter("supply.reading"),
-            lambda e: isinstance(e, ev.SupplyReading),
-            timeout_s=20,
-        )
-    assert isinstance(reading, ev.SupplyReading) and reading.protocol == "both"
+        reading = await first_reading(bus)
+    assert reading.protocol == "both"
     # SNMP's numbers win where it has them; IPP-only markers are added.
     assert reading.printer.model and "M252dw" in reading.printer.model
     snmp_black = [s for s in reading.supplies if s.source == "printer_mib" and s.colour == "black"]

@@ -14,7 +14,7 @@ from tonerwatch_shared.printer.model import SupplyKind
 from tonerwatch_shared.simulator import SnmpSimulator, free_udp_port
 from tonerwatch_shared.testing.infra import eventually
 
-from ._poller import configured, replica
+from ._poller import configured, first_reading, replica
 
 
 async def test_hp_m252dw_configured_is_polled_and_published(
@@ -22,13 +22,7 @@ async def test_hp_m252dw_configured_is_polled_and_published(
 ) -> None:
     async with replica(bus, nats_url):
         await bus.publish(configured("hp-1", snmp_agent.port, "jetdirect_m252dw"))
-        reading = await wait_for_event(
-            bus,
-            bus.subjects.filter("supply.reading"),
-            lambda e: isinstance(e, ev.SupplyReading),
-            timeout_s=20,
-        )
-    assert isinstance(reading, ev.SupplyReading)
+        reading = await first_reading(bus)
     assert reading.printer_id == "hp-1" and reading.site_id == "hq"
     assert reading.printer.model and "M252dw" in reading.printer.model
     toners = {s.colour: s for s in reading.supplies if s.kind == SupplyKind.TONER}
