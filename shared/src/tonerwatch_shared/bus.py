@@ -359,6 +359,8 @@ class Bus:
         self._acks: _AckInbox | None = None
         # One fetch turn per lingering durable, shared by its workers on this connection.
         self._fetch_turns: dict[str, asyncio.Lock] = {}
+        # Readings per message in the last fetch of reading batches, per durable (consume's fetch size).
+        self._per_message: dict[str, float] = {}
 
     @classmethod
     async def connect(
@@ -744,6 +746,11 @@ class Bus:
         # A backlog (a fetch brought a full batch) is fetched ahead: the next batch arrives while
         # this one is applied and committed. Never for ordered consumers; acked only once handled.
         ahead: asyncio.Task[list[Msg]] | None = None
+        # Messages asked for per fetch: batch, or after a fetch of reading batches (a hundred
+        # readings a message) about one handler part of readings (BATCH_HANDLER_EVENTS), so the
+        # durable's other workers take the rest of a backlog side by side instead of one worker
+        # holding it all (on PostgreSQL the database works while this process parses).
+        after_batches = False
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._serve_replays(spec, handler, stop, handler_timeout_s, probe))
@@ -753,8 +760,12 @@ class Bus:
                             fetching, ahead = ahead, None
                             msgs = await fetching
                         else:
+                            want = batch
+                            if after_batches:
+                                per = self._per_message.get(spec.durable, 1.0)
+                                want = max(1, min(batch, round(BATCH_HANDLER_EVENTS / per)))
                             msgs = await self._fetch_in_turn(
-                                sub, spec, 1 if spec.ordered else batch, fetch_timeout_s
+                                sub, spec, 1 if spec.ordered else want, fetch_timeout_s
                             )
                     except (nats.errors.TimeoutError, TimeoutError):
                         continue
@@ -776,6 +787,7 @@ class Bus:
                         and not batches
                     ):
                         ahead = asyncio.create_task(sub.fetch(batch, timeout=fetch_timeout_s))
+                    after_batches = batches and batch_handler is not None
                     msgs = await _only_for(spec.durable, msgs)
                     wait: float | None = None
                     # Every fetched message is kept alive until acked or handed back, not only
@@ -884,7 +896,7 @@ class Bus:
         """
         left: list[Msg] = []
         part: list[tuple[Msg, tuple[Event, ...]]] = []
-        size = 0
+        size = seen = 0
         for i, msg in enumerate(msgs):
             try:
                 carried = parse_parts(msg.data)
@@ -897,7 +909,10 @@ class Bus:
                     size += len(readable)
                 else:  # its unreadable readings are set aside one by one (_handle)
                     left.append(msg)
+            if i == len(msgs) - 1 and msgs:
+                self._per_message[spec.durable] = max(1.0, (seen + size) / len(msgs))
             if part and (size >= BATCH_HANDLER_EVENTS or i == len(msgs) - 1):
+                seen += size
                 left += await self._apply_part(part, handler, timeout_s)
                 part, size = [], 0
         return left

@@ -241,6 +241,60 @@ async def test_a_fetch_of_batches_reaches_a_batch_handler_in_parts_of_whole_mess
     ]
 
 
+async def test_after_a_fetch_of_batches_a_worker_asks_for_about_one_part_of_readings(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch of reading batches makes the next fetch ask for ~BATCH_HANDLER_EVENTS readings'
+    worth of messages (the rest of a backlog left to the durable's other workers); a fetch of
+    lone events asks for the whole batch again."""
+    monkeypatch.setattr(bus_module, "BATCH_HANDLER_EVENTS", 6)
+    asked: list[int] = []
+    plain = Bus._fetch_in_turn
+
+    async def fetch_in_turn(
+        self: Bus, sub: JetStreamContext.PullSubscription, spec: ConsumerSpec, n: int, t: float
+    ) -> list[Msg]:
+        asked.append(n)
+        return await plain(self, sub, spec, n, t)
+
+    monkeypatch.setattr(Bus, "_fetch_in_turn", fetch_in_turn)
+    applied: list[tuple[str, int | None]] = []
+    stop = asyncio.Event()
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        applied.append(_key(event))
+
+    async def batch_handler(events: list[ev.Event]) -> None:
+        applied.extend(_key(e) for e in events)
+
+    spec = _spec(bus, "t-want")
+    for n in range(4):  # 4 messages of 3 readings: 3 readings a message
+        await bus.publish(_batch(*(_reading(f"p-{n}", s) for s in (1, 2, 3))))
+    await bus.ensure_consumer(spec)
+    task = asyncio.create_task(
+        bus.consume(
+            spec, handler, stop=stop, batch=10, fetch_timeout_s=0.2, batch_handler=batch_handler
+        )
+    )
+    await eventually(lambda: _settled(bus, "t-want"), timeout_s=10)
+    # The first fetch asks for 10 messages; after it, 6 readings / 3 a message = 2.
+    await eventually(lambda: len(asked) >= 2, timeout_s=10)
+    assert asked[:2] == [10, 2]
+    for n in range(4, 7):
+        await bus.publish(_batch(*(_reading(f"p-{n}", s) for s in (1, 2, 3))))
+    await eventually(lambda: _settled(bus, "t-want"), timeout_s=10)
+    await bus.publish(_reading("p-9", 1))
+    await bus.publish(_reading("p-9", 2))
+    await eventually(lambda: _settled(bus, "t-want"), timeout_s=10)
+    await eventually(lambda: asked[-1] == 10, timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert set(asked) == {10, 2}
+    assert sorted(applied) == sorted(
+        [*((f"p-{n}", s) for n in range(7) for s in (1, 2, 3)), ("p-9", 1), ("p-9", 2)]
+    )
+
+
 @pytest.mark.parametrize("batched", [True, False])
 async def test_a_failed_dead_letter_write_keeps_the_failure_count(
     bus: Bus, monkeypatch: pytest.MonkeyPatch, batched: bool
