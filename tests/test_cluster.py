@@ -26,7 +26,7 @@ from sqlalchemy import text
 
 from tonerwatch.services import service_module
 from tonerwatch_shared import events as ev
-from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.bus import FOR_HEADER, Bus
 from tonerwatch_shared.embedded import free_tcp_port, nats_server_binary, nats_server_config
 from tonerwatch_shared.settings import load_settings
 from tonerwatch_shared.simulator import SnmpSimulator
@@ -154,7 +154,8 @@ async def service(name: str, **overrides: Any) -> AsyncIterator[None]:
 
 
 async def readings_in_stream(bus: Bus) -> list[ev.SupplyReading]:
-    """Return every supply reading the events stream holds, in order."""
+    """Return every supply reading the events stream holds, in order, without the copies the
+    api split out of a batch for itself (they repeat a reading the stream already holds)."""
     sub = await bus.js.pull_subscribe(
         bus.subjects.filter("supply.reading"),
         stream=bus.subjects.events_stream,
@@ -170,6 +171,8 @@ async def readings_in_stream(bus: Bus) -> list[ev.SupplyReading]:
             except TimeoutError:
                 break
             for msg in msgs:
+                if FOR_HEADER in (msg.headers or {}):
+                    continue  # a copy split out of its batch for one consumer (Bus._split_out)
                 for event in ev.unbatched(ev.parse_event(msg.data)):
                     assert isinstance(event, ev.SupplyReading)
                     found.append(event)

@@ -36,7 +36,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
 from tonerwatch_shared import events as ev
-from tonerwatch_shared.bus import Bus
+from tonerwatch_shared.bus import FOR_HEADER, Bus
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
 from tonerwatch_shared.portal import Portal, serving
 from tonerwatch_shared.simulator import SnmpSimulator
@@ -374,7 +374,8 @@ class Stack:
         )
 
     async def stream(self) -> list[ev.Event]:
-        """Every event the events stream holds, in stream order."""
+        """Every event the events stream holds, in stream order, without the copies the api split
+        out of a batch for itself."""
         bus = self.bus
         assert bus is not None
         sub = await bus.js.pull_subscribe(
@@ -392,6 +393,8 @@ class Stack:
                 except TimeoutError:
                     break
                 for msg in msgs:
+                    if FOR_HEADER in (msg.headers or {}):
+                        continue  # a copy split out of its batch for one consumer (Bus._split_out)
                     with contextlib.suppress(ev.UnreadableEvent):
                         found.extend(ev.unbatched(ev.parse_event(msg.data)))
                 if msgs and (msgs[-1].metadata.num_pending or 0) == 0:
