@@ -76,7 +76,8 @@ def configured(
 
 
 async def first_reading(bus: Bus, timeout_s: float = 20.0) -> ev.SupplyReading:
-    """Return the first reading published on the bus's subjects from now on."""
+    """Return the oldest reading the events stream holds on the bus's subjects (waiting for one):
+    from a fresh stream, the first reading published."""
     reading = await wait_for_event(
         bus,
         bus.subjects.filter("supply.reading"),

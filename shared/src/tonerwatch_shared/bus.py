@@ -154,7 +154,11 @@ class RetryPolicy:
 
 
 @contextlib.asynccontextmanager
-async def working_on(msgs: Msg | Sequence[Msg], ack_wait_s: float) -> AsyncIterator[None]:
+async def working_on(
+    msgs: Msg | Sequence[Msg],
+    ack_wait_s: float,
+    also: Callable[[], Sequence[Msg]] | None = None,
+) -> AsyncIterator[None]:
     """Tell NATS msgs are being worked on, every third of their ack wait, while the block runs.
 
     A handler may take longer than the consumer's ack wait (a mail with its retries), yet a
@@ -165,13 +169,14 @@ async def working_on(msgs: Msg | Sequence[Msg], ack_wait_s: float) -> AsyncItera
     Given a whole fetch, every message not acked (or nakked) yet is kept: a fetch of reading
     batches can hold tens of thousands of readings, applied part after part, and the messages
     still waiting their turn were redelivered to another worker while this one would still apply
-    them (duplicate work; with max_deliver, deliveries burned).
+    them (duplicate work; with max_deliver, deliveries burned). also returns more messages to
+    keep at each beat: those of a fetch made ahead that arrived meanwhile.
     """
     held = [msgs] if isinstance(msgs, Msg) else list(msgs)
 
     async def beat() -> None:
         while True:
-            for msg in held:
+            for msg in [*held, *(also() if also is not None else ())]:
                 if not msg.is_acked:
                     with contextlib.suppress(Exception):
                         await msg.in_progress()
@@ -280,6 +285,17 @@ def _int(value: str | None) -> int:
         return int(value or 0)
     except ValueError:
         return 0
+
+
+def _arrived(task: asyncio.Task[list[Msg]] | None) -> Callable[[], Sequence[Msg]]:
+    """Return a function giving what task (a fetch) brought once it has, else nothing."""
+
+    def arrived() -> Sequence[Msg]:
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return ()
+        return task.result()
+
+    return arrived
 
 
 class _Failures:
@@ -600,7 +616,7 @@ class Bus:
 
         With part, only that event of a batch message is kept (alone, on its own subject): the
         batch's other events were or will be handled; a replay handles this one. A part that is
-        no valid reading (UnreadablePart) is kept as its JSON was sent, under the batch's subject.
+        no valid reading (UnreadablePart) is kept as its JSON (re-encoded), under the batch's subject.
         """
         await self.ensure_dead_stream()
         meta = msg.metadata if msg.reply else None
@@ -791,8 +807,9 @@ class Bus:
                     msgs = await _only_for(spec.durable, msgs)
                     wait: float | None = None
                     # Every fetched message is kept alive until acked or handed back, not only
-                    # the one being handled (a fetch of reading batches can take minutes).
-                    async with working_on(msgs, ack_wait_s):
+                    # the one being handled (a fetch of reading batches can take minutes), and
+                    # so is what a fetch ahead brought meanwhile.
+                    async with working_on(msgs, ack_wait_s, also=_arrived(ahead)):
                         if batch_handler is not None and (len(msgs) > 1 or batches):
                             msgs = await self._handle_batch(
                                 msgs, batch_handler, handler_timeout_s, spec
@@ -1027,7 +1044,7 @@ class Bus:
                     self._progress.advance(spec.durable, seq, part + 1)
                 continue
             if batch and printer_of(one) in split:
-                if not await self._split_out(msg, spec.durable, one):
+                if not await self._split_out(msg, spec.durable, one, seq, part):
                     return None
                 self._progress.advance(spec.durable, seq, part + 1)
                 continue
@@ -1056,7 +1073,7 @@ class Bus:
                         one.event_id,
                         exc,
                     )
-                    if not await self._split_out(msg, spec.durable, one):
+                    if not await self._split_out(msg, spec.durable, one, seq, part):
                         return None
                     split.add(printer_of(one) or "")
                     self._progress.advance(spec.durable, seq, part + 1)
@@ -1097,7 +1114,7 @@ class Bus:
         await msg.ack()
         return None
 
-    async def _split_out(self, msg: Msg, durable: str, event: Event) -> bool:
+    async def _split_out(self, msg: Msg, durable: str, event: Event, seq: int, part: int) -> bool:
         """Publish one event of a batch message again alone, for durable only; False (message
         nak'ed, retried later) if the publish was not acked.
 
@@ -1116,11 +1133,34 @@ class Bus:
                 headers={FOR_HEADER: durable},
             )
         except (nats.errors.Error, TimeoutError) as exc:
+            # Counted as the event's failure: a publish refused every time (a deployment whose
+            # NATS users lack the api's permission on reading subjects) ends among the dead
+            # letters like any failure, rather than holding the batch's later readings forever.
+            failures = self._failures.add(durable, seq, part)
+            if failures >= self.retry.poison_after:
+                log.error(
+                    "could not split %s out of its batch %d times (%r): set aside",
+                    event.event_id,
+                    failures,
+                    exc,
+                )
+                error = f"could not split out of its batch: {exc!r}"
+                if not await self._set_aside_part(msg, durable, error, event, part):
+                    return False
+                self._failures.forget(durable, seq, part)
+                return True
+            delay = self.retry.delay(failures)
             log.warning(
-                "could not split %s out of its batch (%r): retrying later", event.event_id, exc
+                "could not split %s out of its batch (%r, failure %d of %d): retry in %.1fs",
+                event.event_id,
+                exc,
+                failures,
+                self.retry.poison_after,
+                delay,
             )
-            await msg.nak(delay=self.retry.cap_s)
+            await msg.nak(delay=delay)
             return False
+        self._failures.forget(durable, seq, part)
         return True
 
     async def _set_aside_part(

@@ -876,7 +876,8 @@ def _validate(raw: dict[str, Any]) -> Event:
 
 @dataclass(frozen=True)
 class UnreadablePart:
-    """A reading of a batch that is no valid reading: set aside alone, its JSON kept as sent."""
+    """A reading of a batch that is no valid reading: set aside alone, its JSON kept (re-encoded:
+    the same values, compact, not the producer's bytes)."""
 
     data: bytes
     error: str

@@ -690,3 +690,64 @@ async def test_a_fetch_with_a_waiting_reading_applies_its_other_messages_whole(
     await asyncio.wait_for(task, 10)
     assert single == [("p-a", 1), ("p-w", 1)]  # the copy, alone: the one-event path
     assert await bus.dead_letters() == []
+
+
+async def test_a_reading_whose_copy_is_refused_every_time_ends_among_the_dead_letters(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiting reading's copy refused by NATS every time (a deployment whose api lacks the
+    permission to publish readings) counts as its failure: after poison_after tries it is set
+    aside alone and the batch's later readings are handled, where it used to hold them forever."""
+    bus.retry = FAST
+    handled: list[tuple[str, int | None]] = []
+    stop = asyncio.Event()
+    waiting = _reading("p-2", 1)
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        if _key(event)[0] == "p-2":
+            raise NotYet("p-2 is not configured yet")
+        handled.append(_key(event))
+
+    publish_json = bus.publish_json
+
+    async def copies_refused(*args: object, **kwargs: object) -> bool:
+        if str(kwargs["event_id"]).startswith("alone:"):
+            raise nats.errors.NoRespondersError
+        return await publish_json(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bus, "publish_json", copies_refused)
+    await bus.publish(_batch(_reading("p-1", 1), waiting, _reading("p-3", 1)))
+    task = asyncio.create_task(bus.consume(_spec(bus, "t-refused"), handler, stop=stop))
+    await eventually(lambda: _settled(bus, "t-refused"), timeout_s=15)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert handled == [("p-1", 1), ("p-3", 1)]
+    (letter,) = await bus.dead_letters()
+    assert letter.event_id == str(waiting.event_id) and letter.consumer == "t-refused"
+    assert letter.error.startswith("could not split out of its batch")
+    assert letter.subject == waiting.subject(bus.subjects)
+
+
+async def test_messages_a_fetch_ahead_brings_are_kept_alive_with_the_fetch_being_handled() -> None:
+    """working_on beats for what also() returns at each beat, not only for the messages it was
+    given: a fetch made ahead arrives while the current one is handled and waits its turn."""
+
+    class Held:
+        def __init__(self) -> None:
+            self.is_acked = False
+            self.beats = 0
+
+        async def in_progress(self) -> None:
+            self.beats += 1
+
+    current, ahead = Held(), Held()
+    arrived: list[Held] = []
+    async with bus_module.working_on(
+        [current],  # type: ignore[list-item]
+        ack_wait_s=0.3,
+        also=lambda: arrived,  # type: ignore[arg-type,return-value]
+    ):
+        await asyncio.sleep(0.15)
+        arrived.append(ahead)  # the fetch ahead returns mid-way
+        await asyncio.sleep(0.4)
+    assert current.beats >= 2 and ahead.beats >= 1
