@@ -5,8 +5,8 @@ gives for each reading in turn (test_projections.py proves it on both engines), 
 of statements per batch instead of about ten per reading: processed_events in one multi-row
 INSERT ... ON CONFLICT DO NOTHING RETURNING, the printers read (and locked, in id order) in one
 SELECT, their supply states and open-alert severities in one SELECT each, then the new supply
-states upserted, the history and counter rows inserted with one executemany each. Printer rows
-stay ORM objects (one per printer, not per reading).
+states upserted, the history and counter rows inserted with one executemany each. Printers are
+read as plain rows (_PrinterRow, not ORM objects) and what changed written back in one UPDATE.
 """
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, String, Table, any_, bindparam
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import QueryableAttribute, defer
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
 
 from tonerwatch_api.db.models import (
@@ -135,6 +132,40 @@ _STATES = "ON CONFLICT (printer_id, supply_index) DO UPDATE SET " + ", ".join(
 # table costs more than the rest of a small batch's statements together.
 _STATEMENTS: dict[tuple[str, ...], Any] = {}
 
+# The printer columns a reading reads or sets (trays only set: _PrinterRow). Credentials, notes
+# and configuration are never loaded.
+_PRINTER_READ = (
+    "id",
+    "removed_at",
+    "monitored",
+    "name",
+    "location",
+    "vendor",
+    "model",
+    "serial",
+    "sys_object_id",
+    "mac_address",
+    "firmware",
+    "reachable",
+    "last_seen_at",
+    "status_seq",
+    "status_at",
+    "monitoring_since",
+    "read_seq",
+    "last_error",
+    "poll_failure",
+    "device_status",
+    "printer_status",
+    "status_errors",
+    "status_text",
+    "lifetime_pages",
+    "last_bytes_sent",
+    "last_bytes_received",
+    "status",
+    "updated_at",
+)
+_NOT_LOADED = object()
+
 
 def apply_readings(
     session: Session,
@@ -193,19 +224,7 @@ def _apply(
     todo.sort()
     postgres = session.get_bind().dialect.name == "postgresql"
     ids = sorted({events[i].printer_id for i in todo})
-    printers = {
-        p.id: p
-        for p in session.exec(
-            select(Printer)
-            .where(_among(col(Printer.id), ids, postgres))
-            # Never read here: not decoded (JSON) for every printer of every batch.
-            .options(defer(cast(QueryableAttribute[Any], Printer.credentials)))
-            .order_by(col(Printer.id))
-            # FOR NO KEY UPDATE (PostgreSQL): the key is never changed here, and so the foreign-key
-            # checks of the history upkeep's rollup upserts (FOR KEY SHARE) do not wait for it.
-            .with_for_update(key_share=True)
-        ).all()
-    }
+    printers = _load_printers(session, ids, postgres)
     # Every reading that waits is named (not only the first): the bus applies the other readings
     # of the fetch again at once, only the messages holding these go one by one.
     waiting: list[SupplyReading] = []
@@ -349,55 +368,79 @@ def _apply(
     return outcomes
 
 
-def _write_printers(session: Session, printers: list[Printer]) -> None:
-    """UPDATE what changed in printers with one executemany, then leave them to the session clean.
+class _PrinterRow:
+    """A printer's columns a reading reads or sets, as loaded (core rows, not ORM objects).
 
-    The unit of work would send one UPDATE per printer (a round trip each on PostgreSQL, each its
-    own set of columns); here every changed printer gets the same statement, setting the union of
-    the columns that changed in any of them (a column unchanged in one printer is set to the
-    value it has).
+    Loading, setting and flushing ORM Printer objects cost more than the rest of a batch
+    together (one object per printer, every attribute set tracked); the projection's helpers
+    only read and set attributes, so they take this in a Printer's place.
     """
-    changed: list[tuple[Printer, Any]] = []
-    names: set[str] = set()
-    for printer in printers:
-        state = sa_inspect(printer)
-        if state.committed_state:
-            changed.append((printer, state))
-            names.update(state.committed_state)
-    if not changed:
-        return
+
+    __slots__ = (*_PRINTER_READ, "trays", "loaded")
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        for name, value in zip(_PRINTER_READ, values, strict=True):
+            setattr(self, name, value)
+        self.trays = _NOT_LOADED
+        self.loaded = tuple(values)
+
+    def changed(self) -> tuple[str, ...]:
+        """Return the names of the columns set to something else than was loaded."""
+        names = tuple(
+            name
+            for name, before in zip(_PRINTER_READ, self.loaded, strict=True)
+            if getattr(self, name) != before
+        )
+        return (*names, "trays") if self.trays is not _NOT_LOADED else names
+
+
+def _load_printers(session: Session, ids: list[str], postgres: bool) -> dict[str, Printer]:
+    """Return the printers of ids (those stored), locked in id order, as _PrinterRow."""
     table = _table(Printer)
-    columns = sorted(n for n in names if n in table.c)
-    if session.get_bind().dialect.name == "postgresql":
-        update_rows(
-            session,
-            table,
-            "id",
-            columns,
-            [
-                {"id": printer.id, **{c: getattr(printer, c) for c in columns}}
-                for printer, _ in sorted(changed, key=lambda pair: pair[0].id)
-            ],
-        )
-        _clean(changed, columns)
-        return
-    statement = _STATEMENTS.get(("printers", *columns))
-    if statement is None:
-        statement = _STATEMENTS[("printers", *columns)] = (
-            table.update()
-            .where(table.c.id == bindparam("w_id", type_=table.c.id.type))
-            .values({c: bindparam(f"w_{c}", type_=table.c[c].type) for c in columns})
-        )
-    rows = [
-        {"w_id": printer.id, **{f"w_{c}": getattr(printer, c) for c in columns}}
-        for printer, _ in sorted(changed, key=lambda pair: pair[0].id)
-    ]
-    session.execute(statement, rows)
-    _clean(changed, columns)
+    rows = session.execute(
+        select(*(table.c[name] for name in _PRINTER_READ))
+        .where(_among(table.c.id, ids, postgres))
+        .order_by(table.c.id)
+        # FOR NO KEY UPDATE (PostgreSQL): the key is never changed here, and so the foreign-key
+        # checks of the history upkeep's rollup upserts (FOR KEY SHARE) do not wait for it.
+        .with_for_update(key_share=True)
+    )
+    return {row[0]: cast(Printer, _PrinterRow(row)) for row in rows}
 
 
-def _clean(changed: list[tuple[Printer, Any]], columns: list[str]) -> None:
-    """Written: the session must not flush them again."""
-    for printer, _ in changed:
-        for c in columns:
-            set_committed_value(printer, c, getattr(printer, c))
+def _write_printers(session: Session, printers: list[Printer]) -> None:
+    """UPDATE what changed in printers: one statement per set of changed columns (usually one).
+
+    Each printer's row gets only the columns a reading set to something new, all printers with
+    the same set in one statement (PostgreSQL: arrays, arrays.update_rows; SQLite: executemany).
+    """
+    groups: dict[tuple[str, ...], list[_PrinterRow]] = {}
+    for printer in printers:
+        row = cast(_PrinterRow, printer)
+        names = row.changed()
+        if names:
+            groups.setdefault(tuple(sorted(names)), []).append(row)
+    table = _table(Printer)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for columns, rows in sorted(groups.items()):
+        rows.sort(key=lambda row: cast(str, row.id))  # type: ignore[attr-defined]
+        if postgres:
+            update_rows(
+                session,
+                table,
+                "id",
+                columns,
+                [{c: getattr(row, c) for c in ("id", *columns)} for row in rows],
+            )
+            continue
+        statement = _STATEMENTS.get(("printers", *columns))
+        if statement is None:
+            statement = _STATEMENTS[("printers", *columns)] = (
+                table.update()
+                .where(table.c.id == bindparam("w_id", type_=table.c.id.type))
+                .values({c: bindparam(f"w_{c}", type_=table.c[c].type) for c in columns})
+            )
+        session.execute(
+            statement,
+            [{f"w_{c}": getattr(row, c) for c in ("id", *columns)} for row in rows],
+        )
