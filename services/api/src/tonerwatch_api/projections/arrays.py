@@ -118,15 +118,41 @@ def sqlite_rows(
     """
     key = ("sqlite", table.name, tuple(columns), tail)
     statement = _SQL.get(key)
-    dialect = session.get_bind().dialect
     if statement is None:
         names = ", ".join(_quote(c) for c in columns)
         marks = ", ".join("?" for _ in columns)
-        statement = _SQL[key] = (
-            f"INSERT INTO {_quote(table.name)} ({names}) VALUES ({marks}) {tail}",
-            [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns],
-        )
+        sql = f"INSERT INTO {_quote(table.name)} ({names}) VALUES ({marks}) {tail}"
+        statement = _SQL[key] = (sql, _processors(session, table, columns))
     sql, processors = statement
+    session.connection().exec_driver_sql(sql, _sqlite_params(columns, processors, rows))
+
+
+def sqlite_update_rows(
+    session: Session, table: Table, key: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]
+) -> None:
+    """SQLite: UPDATE the rows whose key each row names, setting columns, with one executemany.
+
+    The values processed as sqlite_rows processes them (SQLAlchemy's executemany of an UPDATE
+    processed every parameter of every row in Python).
+    """
+    cache_key = ("sqlite-update", table.name, key, tuple(columns))
+    statement = _SQL.get(cache_key)
+    if statement is None:
+        sets = ", ".join(f"{_quote(c)} = ?" for c in columns)
+        sql = f"UPDATE {_quote(table.name)} SET {sets} WHERE {_quote(key)} = ?"
+        statement = _SQL[cache_key] = (sql, _processors(session, table, [*columns, key]))
+    sql, processors = statement
+    session.connection().exec_driver_sql(sql, _sqlite_params([*columns, key], processors, rows))
+
+
+def _processors(session: Session, table: Table, columns: Sequence[str]) -> list[Any]:
+    dialect = session.get_bind().dialect
+    return [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+
+
+def _sqlite_params(
+    columns: Sequence[str], processors: list[Any], rows: Sequence[dict[str, Any]]
+) -> list[tuple[Any, ...]]:
     values: list[list[Any]] = []
     for name, process in zip(columns, processors, strict=True):
         column = [row[name] for row in rows]
@@ -134,7 +160,7 @@ def sqlite_rows(
             seen: dict[Any, Any] = {}
             column = [_processed(v, process, seen) for v in column]
         values.append(column)
-    session.connection().exec_driver_sql(sql, list(zip(*values, strict=True)))
+    return list(zip(*values, strict=True))
 
 
 def _processed(value: Any, process: Any, seen: dict[Any, Any]) -> Any:

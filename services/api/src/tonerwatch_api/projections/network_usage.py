@@ -6,16 +6,14 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from functools import cache
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from tonerwatch_api.db.models import ProcessedEvent
 from tonerwatch_api.db.usage import DISCOVERY, POLLING, SYNC, NetworkUsageDay
-from tonerwatch_api.projections.arrays import insert_rows
+from tonerwatch_api.projections.arrays import insert_rows, sqlite_rows
 from tonerwatch_api.projections.processed import record_processed
 from tonerwatch_shared.events import DiscoveryFinished, Event, SupplyReading, UpstreamSynced
 
@@ -80,21 +78,11 @@ def _table(model: Any) -> Table:
 
 
 _SUMS = ("bytes_sent", "bytes_received", "operations")
-# On PostgreSQL the rows go as arrays (arrays.insert_rows), the sums added on conflict.
-_PG_ADD = "ON CONFLICT (day, site_id, printer_id, kind) DO UPDATE SET " + ", ".join(
+# The rows go as arrays on PostgreSQL (arrays.insert_rows), with one executemany of the driver
+# on SQLite (arrays.sqlite_rows), the sums added on conflict.
+_ADD = "ON CONFLICT (day, site_id, printer_id, kind) DO UPDATE SET " + ", ".join(
     f"{c} = {_table(NetworkUsageDay).name}.{c} + EXCLUDED.{c}" for c in _SUMS
 )
-
-
-@cache
-def _sqlite_upsert() -> Any:
-    """The day rows' upsert elsewhere (SQLite), built once: its `excluded` alias is costly."""
-    table = _table(NetworkUsageDay)
-    upsert = sqlite_insert(table)
-    return upsert.on_conflict_do_update(
-        index_elements=["day", "site_id", "printer_id", "kind"],
-        set_={c: table.c[c] + upsert.excluded[c] for c in _SUMS},
-    )
 
 
 def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
@@ -140,7 +128,7 @@ def apply_usage_batch(session: Session, events: Sequence[Event]) -> list[str]:
         for (day, site_id, printer_id, kind), (sent, received, operations) in sorted(days.items())
     ]
     if rows and postgres:
-        insert_rows(session, _table(NetworkUsageDay), list(rows[0]), rows, _PG_ADD)
+        insert_rows(session, _table(NetworkUsageDay), list(rows[0]), rows, _ADD)
     elif rows:
-        session.execute(_sqlite_upsert(), rows)
+        sqlite_rows(session, _table(NetworkUsageDay), list(rows[0]), rows, _ADD)
     return outcomes

@@ -27,7 +27,12 @@ from tonerwatch_api.db.models import (
     Reading,
     SupplyStateRow,
 )
-from tonerwatch_api.projections.arrays import insert_rows, sqlite_rows, update_rows
+from tonerwatch_api.projections.arrays import (
+    insert_rows,
+    sqlite_rows,
+    sqlite_update_rows,
+    update_rows,
+)
 from tonerwatch_api.projections.monitoring import monitoring_run
 from tonerwatch_api.projections.network_usage import apply_usage_batch
 from tonerwatch_api.projections.order import reading_applied, reading_status
@@ -420,27 +425,8 @@ def _write_printers(session: Session, printers: list[Printer]) -> None:
         names = row.changed()
         if names:
             groups.setdefault(tuple(sorted(names)), []).append(row)
-    table = _table(Printer)
-    postgres = session.get_bind().dialect.name == "postgresql"
+    write = update_rows if session.get_bind().dialect.name == "postgresql" else sqlite_update_rows
     for columns, rows in sorted(groups.items()):
         rows.sort(key=lambda row: cast(str, row.id))  # type: ignore[attr-defined]
-        if postgres:
-            update_rows(
-                session,
-                table,
-                "id",
-                columns,
-                [{c: getattr(row, c) for c in ("id", *columns)} for row in rows],
-            )
-            continue
-        statement = _STATEMENTS.get(("printers", *columns))
-        if statement is None:
-            statement = _STATEMENTS[("printers", *columns)] = (
-                table.update()
-                .where(table.c.id == bindparam("w_id", type_=table.c.id.type))
-                .values({c: bindparam(f"w_{c}", type_=table.c[c].type) for c in columns})
-            )
-        session.execute(
-            statement,
-            [{f"w_{c}": getattr(row, c) for c in ("id", *columns)} for row in rows],
-        )
+        values = [{c: getattr(row, c) for c in ("id", *columns)} for row in rows]
+        write(session, _table(Printer), "id", columns, values)
