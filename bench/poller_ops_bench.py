@@ -27,7 +27,11 @@ progress"). Printers: one snmpsim endpoint serving a recording, N printer ids on
 is the same in every variant and not what is measured here).
 
     uv run python bench/poller_ops_bench.py [--printers 200] [--interval 10] [--window 30]
-        [--variants previous,singles,after]
+        [--variants previous,singles,after] [--compare /work/other-tree] [--cprofile out.txt]
+
+--compare runs the same bench file with another tree's virtualenv (its code) right after, on its
+own nats-server and printers, and prints both in one table (columns "<variant> (<label>)").
+--cprofile profiles the window of the last variant (the whole event loop, CPU time) into a file.
 
 Needs nats-server (scripts/setup installs it) and the recordings in ../shared/printer-walks.
 """
@@ -38,6 +42,11 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
+import cProfile
+import json
+import os
+import pstats
+import subprocess
 import sys
 import tempfile
 import time
@@ -126,6 +135,7 @@ class Result:
     traffic: Traffic
     poller_cpu_s: float
     nats_cpu_s: float
+    poller_sys_s: float = float("nan")  # of poller_cpu_s, in the kernel (syscalls, wakeups)
 
     def kinds(self) -> Counter[str]:
         out: Counter[str] = Counter()
@@ -147,6 +157,28 @@ class Result:
                 out["one-way (ack, nak, progress)"] += 1
         return out
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "polls": self.polls,
+            "published": self.traffic.published,
+            "requests": self.traffic.requests,
+            "poller_cpu_s": self.poller_cpu_s,
+            "nats_cpu_s": self.nats_cpu_s,
+            "poller_sys_s": self.poller_sys_s,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, object]) -> Result:
+        return cls(
+            str(raw["name"]),
+            int(raw["polls"]),  # type: ignore[call-overload]
+            Traffic(list(raw["published"]), list(raw["requests"])),  # type: ignore[call-overload]
+            float(raw["poller_cpu_s"]),  # type: ignore[arg-type]
+            float(raw["nats_cpu_s"]),  # type: ignore[arg-type]
+            float(raw.get("poller_sys_s", "nan")),  # type: ignore[arg-type]
+        )
+
     def per_poll(self, n: float) -> float:
         return n / self.polls if self.polls else float("nan")
 
@@ -164,6 +196,30 @@ def steady(poller: Poller, printers: int) -> bool:
     return len(plans) >= printers and all(plan.steady_polls >= 1 for plan in plans)
 
 
+def write_profile(path: Path, title: str, profile: cProfile.Profile) -> None:
+    """Write the profile's top functions by own time, then by cumulative time."""
+    with path.open("w") as out:
+        out.write(f"{title} in the window (profiled, CPU time)\n")
+        stats = pstats.Stats(profile, stream=out)
+        stats.sort_stats("tottime").print_stats(60)
+        stats.sort_stats("cumulative").print_stats(80)
+
+
+def run_compared(args: argparse.Namespace) -> list[Result]:
+    """Return the results of the same variants run by another tree's virtualenv (its code)."""
+    cmd = [
+        str(Path(args.compare) / ".venv" / "bin" / "python"),
+        str(Path(__file__).resolve()),
+        "--json",
+        f"--printers={args.printers}",
+        f"--interval={args.interval}",
+        f"--window={args.window}",
+        f"--variants={args.variants}",
+    ]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [Result.from_json(json.loads(line)) for line in out.splitlines() if line]
+
+
 async def run_variant(
     name: str,
     cls: type[Poller],
@@ -172,6 +228,8 @@ async def run_variant(
     port: int,
     args: argparse.Namespace,
     reading_batch_max: int,
+    *,
+    profiled: bool = False,
 ) -> Result:
     subjects = Subjects(root=f"bops{name}", stream_prefix=f"BOPS{name.upper()}")
     bus = await Bus.connect(url, subjects=subjects, name=f"bench-{name}", attempts=3)
@@ -237,11 +295,26 @@ async def run_variant(
             polls_done(poller) < 2 * args.printers or not steady(poller, args.printers)
         ):
             await asyncio.sleep(0.2)
+        # For a sampling profiler attached from outside (py-spy record --pid): the window starts.
+        print(f"{name}: window starts, pid {os.getpid()}", file=sys.stderr, flush=True)
+        profile = cProfile.Profile(time.process_time) if profiled else None
         with counting(bus.nc) as traffic:
             polls0, cpu0, nats0 = polls_done(poller), time.process_time(), cpu_s(nats_pid)
+            sys0 = os.times().system
+            if profile is not None:
+                profile.enable()
             await asyncio.sleep(args.window)
+            if profile is not None:
+                profile.disable()
             polls1, cpu1, nats1 = polls_done(poller), time.process_time(), cpu_s(nats_pid)
+            sys1 = os.times().system
             window_traffic = Traffic(list(traffic.published), list(traffic.requests))
+        if profile is not None:
+            polls = polls1 - polls0
+            calls = sum(row[1] for row in pstats.Stats(profile).stats.values())  # type: ignore[attr-defined]
+            title = f"{name}: {polls} polls, {calls / max(polls, 1):.0f} Python calls per poll"
+            print(title, flush=True)
+            write_profile(Path(args.cprofile), title, profile)
     finally:
         stop.set()
         await jobs
@@ -251,12 +324,12 @@ async def run_variant(
         await delete_streams(bus)
         await bus.drain()
         monkeypatch.close()
-    if poller.readings.messages:
+    if poller.readings.messages and not args.json:
         print(
             f"{name}: {poller.readings.published / poller.readings.messages:.1f} readings per "
             f"published message ({poller.readings.batches} batches, whole run)"
         )
-    return Result(name, polls1 - polls0, window_traffic, cpu1 - cpu0, nats1 - nats0)
+    return Result(name, polls1 - polls0, window_traffic, cpu1 - cpu0, nats1 - nats0, sys1 - sys0)
 
 
 async def main(argv: list[str]) -> None:
@@ -267,6 +340,11 @@ async def main(argv: list[str]) -> None:
     parser.add_argument(
         "--variants", default="previous,after", help="of before,previous,singles,after"
     )
+    parser.add_argument("--compare", help="another tree: the same bench with its .venv, after")
+    parser.add_argument("--label", default="this tree")
+    parser.add_argument("--compare-label", default="compared tree")
+    parser.add_argument("--cprofile", help="cProfile the last variant's window into this file")
+    parser.add_argument("--json", action="store_true", help="print one JSON line per variant only")
     args = parser.parse_args(argv)
     classes: dict[str, type[Poller]] = {
         "before": BeforePoller,
@@ -280,11 +358,12 @@ async def main(argv: list[str]) -> None:
     recording = WALKS / f"{RECORDING}.snmprec"
     if not recording.exists():
         sys.exit(f"recording not found: {recording}")
-    print(f"machine: {machine()}; load {load()}")
-    print(
-        f"{args.printers} printers every {args.interval:.0f} s "
-        f"({args.printers / args.interval:.0f} polls/s), {args.window:.0f} s window per variant"
-    )
+    if not args.json:
+        print(f"machine: {machine()}; load {load()}")
+        print(
+            f"{args.printers} printers every {args.interval:.0f} s "
+            f"({args.printers / args.interval:.0f} polls/s), {args.window:.0f} s window per variant"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedNats(Path(tmp) / "nats")
         server.start()
@@ -300,11 +379,25 @@ async def main(argv: list[str]) -> None:
                         agent.port,
                         args,
                         reading_batch_max=128 if name == "after" else 1,
+                        profiled=bool(args.cprofile) and i == len(names) - 1,
                     )
-                    for name in names
+                    for i, name in enumerate(names)
                 ]
         finally:
             server.stop()
+    if args.json:
+        for r in results:
+            print(json.dumps(r.to_json()), flush=True)
+        return
+    if args.compare:
+        for r in results:
+            r.name = f"{r.name} ({args.label})"
+        print(f"{args.label} done; load {load()}", flush=True)
+        others = await asyncio.to_thread(run_compared, args)
+        for r in others:
+            r.name = f"{r.name} ({args.compare_label})"
+        print(f"{args.compare_label} done; load {load()}", flush=True)
+        results = others + results  # the compared tree first, ratios against this tree's last
     kinds = sorted(set().union(*(r.kinds() for r in results)))
 
     def row(label: str, value: Callable[[Result], float]) -> tuple[str, list[float]]:
@@ -316,6 +409,7 @@ async def main(argv: list[str]) -> None:
         row("messages sent per poll (all)", lambda r: r.per_poll(len(r.traffic.published))),
         *(row(f"  {k} per poll", lambda r, k=k: r.per_poll(r.kinds()[k])) for k in kinds),  # type: ignore[misc]
         row("poller CPU per poll, ms", lambda r: r.per_poll(r.poller_cpu_s * 1000)),
+        row("  of which in the kernel, ms", lambda r: r.per_poll(r.poller_sys_s * 1000)),
         row("nats-server CPU per poll, ms", lambda r: r.per_poll(r.nats_cpu_s * 1000)),
     ]
     last = results[-1]
