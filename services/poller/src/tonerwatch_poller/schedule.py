@@ -15,14 +15,18 @@ Pure functions of (now, last poll, interval, printer id): times are Unix seconds
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 # Overdue printers (a partition taken from a replica that died) are polled within this window.
 FIRST_POLL_WINDOW_S = 10.0
 # Slots lie on this grid (at most a tenth of the interval): see slot_offset.
 SLOT_GRID_S = 1.0
+# Phases remembered (a SHA-256 each otherwise, twice a poll): a fleet of this size, about 1.5 MB.
+PHASES_KEPT = 16384
 
 
+@functools.lru_cache(maxsize=PHASES_KEPT)
 def phase(printer_id: str) -> float:
     """Return the printer's fixed place in any interval, as a fraction in [0, 1)."""
     digest = hashlib.sha256(printer_id.encode()).digest()

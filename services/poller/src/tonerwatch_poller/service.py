@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import sys
@@ -134,6 +135,8 @@ ROUND_SHARE = 0.3
 FIRST_POLLS_SHARE = 0.75
 # Distinct credentials shared between printers' records, at most (sealed ones are each unique).
 SHARED_CREDENTIALS_MAX = 1024
+# Addresses whose check (an IP literal or a host name) is remembered: a fleet's worth.
+CHECKED_HOSTS_KEPT = 16384
 # Longest wait, when handing partitions back, for their polls under way and last poll times.
 HANDOVER_TIMEOUT_S = 10.0
 
@@ -199,6 +202,12 @@ class PrinterHealth:
     # mirror still holds those bytes, a steady poll need not read them again (issue 15).
     seen: bytes | None = field(default=None, compare=False, repr=False)
     seen_poll_at: float | None = field(default=None, compare=False, repr=False)
+
+    def copy(self) -> PrinterHealth:
+        """Return a copy (what dataclasses.replace(self) returns, without its per-call field walk)."""
+        new = object.__new__(PrinterHealth)
+        new.__dict__.update(self.__dict__)
+        return new
 
     def substance(self) -> tuple[object, ...]:
         """Return what other replicas must see at once when it changes (not the poll times)."""
@@ -1042,7 +1051,7 @@ class Poller:
         own = self.recent.get(printer_id)
         stored = self._stored_health(printer_id) or PrinterHealth()
         if own is not None and (own.last_poll_at or 0) >= (stored.last_poll_at or 0):
-            return replace(own)
+            return own.copy()
         return stored
 
     async def read_health(self, printer_id: str) -> PrinterHealth:
@@ -1057,7 +1066,7 @@ class Poller:
         if self.health_mirror is not None:
             raw = self.health_mirror.get(key)
             if own is not None and raw is not None and own.seen is raw:
-                return replace(own)  # the stored record is the one own was made against: older
+                return own.copy()  # the stored record is the one own was made against: older
             if raw is None and own is None:
                 raw = await self.health_mirror.get_fresh(key)
         else:
@@ -1067,7 +1076,7 @@ class Poller:
                 raw = None
         stored = PrinterHealth.from_bytes(raw)
         if own is not None and (own.last_poll_at or 0) >= (stored.last_poll_at or 0):
-            return replace(own)
+            return own.copy()
         if own is not None:  # another replica polled it since: its record, and the larger seq
             self.recent.pop(printer_id, None)
             stored.seq = max(stored.seq or 0, own.seq or 0) or None
@@ -1417,6 +1426,11 @@ class _Refused(Exception):
         self.failure = failure
 
 
+# The addresses polled, checked once each rather than parsed on every poll (a refused one raises
+# again every time: not kept).
+_checked_host = functools.lru_cache(maxsize=CHECKED_HOSTS_KEPT)(check_host)
+
+
 def _refused_before_sending(
     config: Monitored, credentials: SnmpCredentials
 ) -> failures.PollFailure | None:
@@ -1425,7 +1439,7 @@ def _refused_before_sending(
     An address that is no address is never looked up; SNMPv3 keys pysnmp cannot use are not tried.
     """
     try:
-        check_host(config.address)
+        _checked_host(config.address)
     except ValueError as exc:
         return failures.PollFailure(
             "bad_address", f"{failures.KINDS['bad_address'].summary} ({exc})"

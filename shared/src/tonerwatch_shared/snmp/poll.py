@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from tonerwatch_shared.printer import oids
 from tonerwatch_shared.printer.codes import HR_DEVICE_PRINTER
@@ -217,10 +217,13 @@ async def poll_printer(
         fresh = await client.get(target, plan.volatile or (oids.SYS_OBJECT_ID,), stats=stats)
         if needs_relearn(plan, fresh) is None:
             uptime = fresh.get(oids.SYS_UPTIME)
-            plan = replace(
-                plan,
-                steady_polls=plan.steady_polls + 1,
-                uptime=uptime if isinstance(uptime, int) else plan.uptime,
+            # Built directly: dataclasses.replace walks the fields on every call.
+            plan = PollPlan(
+                plan.volatile,
+                plan.static,
+                plan.triggers,
+                uptime if isinstance(uptime, int) else plan.uptime,
+                plan.steady_polls + 1,
             )
             return PollResult(
                 {**plan.static, **fresh},
