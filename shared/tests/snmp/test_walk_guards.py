@@ -143,6 +143,31 @@ async def test_silent_port_times_out_quickly_with_a_clear_error(
     assert (stats.requests, stats.retries, stats.responses) == (2, 1, 0)
 
 
+async def test_silent_printer_times_out_on_time_beside_printers_that_answer(  # type: ignore[no-untyped-def]
+    fake_agent_factory, free_udp_port_factory: Callable[[], int]
+) -> None:
+    # One client's requests share one timer (the earliest deadline): answered requests' deadlines
+    # neither delay a silent printer's retry nor time anything out, whatever their order.
+    _agent, port = await fake_agent_factory(lambda _n: [(f"{LEVEL}.1.1", 50)])
+    client = UdpSnmpClient()
+    answering = SnmpTarget("127.0.0.1", port, timeout=0.05, retries=0)
+    slow = SnmpTarget("127.0.0.1", port, timeout=30, retries=0)
+    silent = SnmpTarget("127.0.0.1", free_udp_port_factory(), timeout=0.2, retries=1)
+    stats = IoStats()
+    started = time.monotonic()
+    try:
+        assert await client.get(slow, [f"{LEVEL}.1.1"]) == {f"{LEVEL}.1.1": 50}
+        lost = asyncio.create_task(client.get(silent, ["1.3.6.1.2.1.1.1.0"], stats=stats))
+        for _ in range(20):  # answered while the silent printer waits, deadlines before its own
+            assert await client.get(answering, [f"{LEVEL}.1.1"]) == {f"{LEVEL}.1.1": 50}
+        with pytest.raises(SnmpTimeoutError, match=r"no response after 2 attempt\(s\) of 0.2s"):
+            await lost
+    finally:
+        await client.close()
+    assert time.monotonic() - started < 2.0
+    assert (stats.requests, stats.retries, stats.responses) == (2, 1, 0)
+
+
 class CuttingAgent(asyncio.DatagramProtocol):
     """Answers every request with a well-formed response cut to its first half."""
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
+import math
 import random
 import socket
 from collections.abc import Sequence
@@ -55,18 +58,19 @@ _TIMED_OUT = SnmpError("timed out")
 
 
 class _Attempts:
-    """Sends a request and its retries, each after the previous one's timeout (a timer, no task)."""
+    """Sends a request and its retries, each after the previous one's timeout (the client's
+    deadlines, no task and no timer of its own)."""
 
     __slots__ = (
         "address",
         "client",
+        "due",
         "future",
         "left",
         "message",
         "sent",
         "stats",
         "timeout",
-        "timer",
         "transport",
     )
 
@@ -89,7 +93,8 @@ class _Attempts:
         self.sent = 0
         self.stats = stats
         self.future = future
-        self.timer: asyncio.TimerHandle | None = None
+        # The loop time the attempt under way times out at (None: answered, or stopped).
+        self.due: float | None = None
 
     def send(self) -> None:
         """Send the next attempt and set its timeout."""
@@ -106,10 +111,11 @@ class _Attempts:
             stats.requests += 1
             stats.bytes_sent += size
             stats.retries += retry
-        self.timer = self.future.get_loop().call_later(self.timeout, self._expired)
+        self.due = self.client._expire_at(self.future.get_loop(), self.timeout, self)
 
-    def _expired(self) -> None:
-        self.timer = None
+    def expired(self) -> None:
+        """Send the next attempt, or end the request as timed out (the attempt's time is up)."""
+        self.due = None
         if self.future.done():
             return
         if self.left > 0:
@@ -121,9 +127,7 @@ class _Attempts:
             self.future.set_result((_TIMED_OUT, 0))
 
     def stop(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.due = None  # its deadline, still in the client's heap, is skipped when it comes
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -150,6 +154,47 @@ class UdpSnmpClient(SnmpProtocol):
         self._addresses: dict[str, str] = {}
         self.totals = IoStats()
         """Counters over the client's lifetime."""
+        # Every attempt's deadline in one heap under one timer (set for the earliest), instead of
+        # a timer per request set and cancelled: a loop TimerHandle, a heap push and a cancel
+        # each, compared in Python, on every poll (issue 15). Answered attempts' deadlines stay
+        # until they come (at most one timeout), then are skipped.
+        self._deadlines: list[tuple[float, int, _Attempts]] = []
+        self._deadline_seq = itertools.count()
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = math.inf
+
+    def _expire_at(
+        self, loop: asyncio.AbstractEventLoop, timeout: float, attempts: _Attempts
+    ) -> float:
+        """Return the loop time the attempt times out at, its expiry scheduled."""
+        due = loop.time() + timeout
+        heapq.heappush(self._deadlines, (due, next(self._deadline_seq), attempts))
+        if due < self._sweep_at:
+            if self._sweep is not None:
+                self._sweep.cancel()
+            self._sweep_at = due
+            self._sweep = loop.call_at(due, self._expire, loop)
+        return due
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Time out every attempt whose time is up; set the timer for the next deadline."""
+        self._sweep, self._sweep_at = None, math.inf
+        deadlines, now = self._deadlines, loop.time()
+        while deadlines:
+            due, _, attempts = deadlines[0]
+            if attempts.due != due:  # answered, or a later attempt's time counts: not waited for
+                heapq.heappop(deadlines)
+            elif due <= now:
+                heapq.heappop(deadlines)
+                attempts.expired()
+            else:
+                break
+        # The timer is set for a request still unanswered (set again by expired()'s retries).
+        if deadlines and deadlines[0][0] < self._sweep_at:
+            if self._sweep is not None:
+                self._sweep.cancel()
+            self._sweep_at = deadlines[0][0]
+            self._sweep = loop.call_at(self._sweep_at, self._expire, loop)
 
     async def _socket(self) -> asyncio.DatagramTransport:
         if self._transport is not None:
@@ -174,6 +219,10 @@ class UdpSnmpClient(SnmpProtocol):
             if not pending.future.done():
                 pending.future.set_result((SnmpError("client closed"), 0))
         self._pending.clear()
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep, self._sweep_at = None, math.inf
+        self._deadlines.clear()
 
     async def _address(self, target: SnmpTarget) -> tuple[str, int]:
         host = self._addresses.get(target.host)
