@@ -118,6 +118,9 @@ _STATE_COLUMNS = (
 
 
 _STATE_KEY = ("printer_id", "supply_index")
+# What a reading reads of a stored supply state: its position, its level and forecast (carried on
+# or extended), its state (the printer's status). The rest is only written, never read here.
+_STATE_READ = (*_STATE_KEY, "seq", "updated_at", "percent", "state", *FORECAST_COLUMNS)
 _HISTORY_COLUMNS = ("printer_id", "supply_index", "occurred_at", "percent", "level")
 _COUNTER_COLUMNS = (
     "printer_id",
@@ -251,9 +254,11 @@ def _apply(
     current: dict[str, dict[str, dict[str, Any]]] = {pid: {} for pid in live}
     if live:
         for stored in session.execute(
-            states_t.select().where(_among(states_t.c.printer_id, live, postgres))
-        ).mappings():
-            current[stored["printer_id"]][stored["supply_index"]] = dict(stored)
+            select(*(states_t.c[name] for name in _STATE_READ)).where(
+                _among(states_t.c.printer_id, live, postgres)
+            )
+        ):
+            current[stored[0]][stored[1]] = dict(zip(_STATE_READ, stored, strict=True))
     changed: dict[tuple[str, str], dict[str, Any]] = {}
     history: list[dict[str, Any]] = []
     counters: list[dict[str, Any]] = []
