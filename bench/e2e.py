@@ -115,29 +115,46 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
+class Periodic:
+    """A daemon thread calling tick() every period_s (from one tick's start to the next's) until
+    stopped: the bench's samplers, off the event loop."""
+
+    period_s: float
+    _stop: threading.Event | None = None
+    _thread: threading.Thread | None = None
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._stop = stop = threading.Event()
+
+        def run() -> None:
+            while not stop.is_set():
+                t = time.time()
+                self.tick()
+                stop.wait(max(0.0, self.period_s - (time.time() - t)))
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+
 @dataclass
-class PssSampler:
+class PssSampler(Periodic):
     """Samples the PSS of each process every period_s (a thread): the window's range, not one sample."""
 
     pids: dict[str, int]
     period_s: float
     samples: list[tuple[float, dict[str, int]]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.time(), {k: pss_kb(v) for k, v in self.pids.items()}))
-            self._stop.wait(self.period_s)
+    def tick(self) -> None:
+        self.samples.append((time.time(), {k: pss_kb(v) for k, v in self.pids.items()}))
 
     def ranges(self, t0: float, t1: float) -> dict[str, tuple[float, float, float]]:
         """min / median / max in MB over [t0, t1] per process and for their sum ("total")."""
@@ -192,7 +209,7 @@ def load() -> str:
 
 
 @dataclass
-class Observer:
+class Observer(Periodic):
     """Reads printers.last_seen_at every period; records when each new reading became visible."""
 
     query: Any  # () -> list[(id, last_seen_at as datetime or str)] and count of reading rows
@@ -203,41 +220,27 @@ class Observer:
     # (printer id, reading time, observed time)
     events: list[tuple[str, float, float]] = field(default_factory=list)
     polls_by_printer: dict[str, list[float]] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
     errors: int = 0
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t = time.time()
-            try:
-                rows = self.query()
-            except Exception:
-                self.errors += 1
-                rows = []
-            observed = time.time()
-            for pid, last in rows:
-                if self.raw.get(pid) == last:  # unchanged: no parsing (10,000 rows every 0.2 s)
-                    continue
-                self.raw[pid] = last
-                at = _epoch(last)
-                if at is None:
-                    continue
-                if self.seen.get(pid) != at:
-                    self.seen[pid] = at
-                    self.events_first.setdefault(pid, observed)
-                    self.events.append((pid, at, observed))
-                    self.polls_by_printer.setdefault(pid, []).append(at)
-            self._stop.wait(max(0.0, self.period_s - (time.time() - t)))
+    def tick(self) -> None:
+        try:
+            rows = self.query()
+        except Exception:
+            self.errors += 1
+            rows = []
+        observed = time.time()
+        for pid, last in rows:
+            if self.raw.get(pid) == last:  # unchanged: no parsing (10,000 rows every 0.2 s)
+                continue
+            self.raw[pid] = last
+            at = _epoch(last)
+            if at is None:
+                continue
+            if self.seen.get(pid) != at:
+                self.seen[pid] = at
+                self.events_first.setdefault(pid, observed)
+                self.events.append((pid, at, observed))
+                self.polls_by_printer.setdefault(pid, []).append(at)
 
 
 def _epoch(value: Any) -> float | None:
