@@ -219,11 +219,11 @@ async def poll_printer(
             uptime = fresh.get(oids.SYS_UPTIME)
             # Built directly: dataclasses.replace walks the fields on every call.
             plan = PollPlan(
-                plan.volatile,
-                plan.static,
-                plan.triggers,
-                uptime if isinstance(uptime, int) else plan.uptime,
-                plan.steady_polls + 1,
+                volatile=plan.volatile,
+                static=plan.static,
+                triggers=plan.triggers,
+                uptime=uptime if isinstance(uptime, int) else plan.uptime,
+                steady_polls=plan.steady_polls + 1,
             )
             return PollResult(
                 {**plan.static, **fresh},

@@ -70,10 +70,9 @@ def _among(column: Any, values: list[str], postgres: bool) -> ColumnElement[bool
 
 
 def _put(obj: Printer, **values: Any) -> None:
-    """Set only what differs: an ORM attribute set costs far more than the comparison."""
+    """Set the printer row's columns (_PrinterRow.changed finds which differ from the stored)."""
     for name, value in values.items():
-        if getattr(obj, name) != value:
-            setattr(obj, name, value)
+        setattr(obj, name, value)
 
 
 def _set_identity(printer: Printer, ident: PrinterIdentity) -> None:
@@ -135,10 +134,6 @@ _COUNTER_COLUMNS = (
 _STATES = "ON CONFLICT (printer_id, supply_index) DO UPDATE SET " + ", ".join(
     f'"{c}" = excluded."{c}"' for c in _STATE_COLUMNS
 )
-
-# Statements built once per dialect (or column set): building an upsert's `excluded` alias of a
-# table costs more than the rest of a small batch's statements together.
-_STATEMENTS: dict[tuple[str, ...], Any] = {}
 
 # The printer columns a reading reads or sets (trays only set: _PrinterRow). Credentials, notes
 # and configuration are never loaded.
