@@ -11,11 +11,12 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Generic, TypeVar
 
 import nats.errors
 import nats.js.errors
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from pydantic import BaseModel, ValidationError
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,39 @@ M = TypeVar("M", bound=BaseModel)
 EDIT_ATTEMPTS = 20
 # Listing a bucket's keys: a watcher's whole history, each wait bounded by this.
 KEYS_TIMEOUT_S = 10.0
+
+
+async def read_current(
+    watcher: KeyValue.KeyWatcher,
+    apply: Callable[[KeyValue.Entry], None],
+    timeout_s: float = KEYS_TIMEOUT_S,
+) -> int:
+    """Pass apply every entry the bucket held when the watch began (deletes too); return how many.
+
+    Not the watcher's None marker: nats-py puts it first when the server has already sent
+    entries that the client has not read yet (nats-io/nats.py#842), so a listing came back
+    empty or short. Here the end is what the watch's consumer reported just after it began:
+    entries delivered plus entries pending, so every write acknowledged before the call is in.
+    The watcher must not ignore deletes: each delivered message has to arrive as an entry.
+    Raises TimeoutError when they do not all arrive within timeout_s.
+    """
+    async with asyncio.timeout(timeout_s):
+        subscription = watcher._sub
+        assert subscription is not None, "a watcher subscribes before watch() returns it"
+        info = await subscription.consumer_info()
+        boundary = (info.delivered.consumer_seq if info.delivered else 0) + (info.num_pending or 0)
+        seen = 0
+        while seen < boundary:
+            entry = await watcher.updates(timeout_s)  # type: ignore[no-untyped-call]
+            if entry is None:  # the early marker, or the one after the last entry
+                continue
+            seen += 1
+            apply(entry)
+    return seen
+
+
+def _keep_live(found: dict[str, bool], entry: KeyValue.Entry) -> None:
+    found[entry.key] = entry.operation not in (KV_DEL, KV_PURGE)
 
 
 class KvConflict(Exception):
@@ -50,18 +84,18 @@ class ModelKv(Generic[M]):
     async def keys(self, timeout_s: float = KEYS_TIMEOUT_S) -> list[str]:
         """Return every key in the bucket (none when it is empty); TimeoutError past timeout_s.
 
-        Not nats-py's KeyValue.keys(): it waits for the watcher's end-of-history marker with no
-        limit and leaves the watcher subscribed when cancelled. Here every wait is bounded, one
-        retry is made, and the watcher is always stopped.
+        Not nats-py's KeyValue.keys(): it trusts the watcher's early end-of-history marker (see
+        read_current), waits with no limit and leaves the watcher subscribed when cancelled.
+        Here the listing ends where the bucket stood, every wait is bounded, one retry is made,
+        and the watcher is always stopped.
         """
         for attempt in (1, 2):
-            watcher = await self.kv.watchall(ignore_deletes=True, meta_only=True)
-            found: list[str] = []
+            watcher = await self.kv.watchall(meta_only=True)
+            # Per key: whether its last entry is a value (not a delete or purge).
+            found: dict[str, bool] = {}
             try:
-                async with asyncio.timeout(timeout_s):
-                    while (entry := await watcher.updates(timeout_s)) is not None:  # type: ignore[no-untyped-call]
-                        found.append(entry.key)
-                return found
+                await read_current(watcher, partial(_keep_live, found), timeout_s)
+                return [key for key, live in found.items() if live]
             except (TimeoutError, nats.errors.TimeoutError):
                 if attempt == 2:
                     raise TimeoutError(
@@ -131,4 +165,4 @@ class ModelKv(Generic[M]):
         raise KvConflict(f"gave up writing {key}: {attempts} conflicting writes")
 
 
-__all__ = ["KvConflict", "ModelKv", "Versioned"]
+__all__ = ["KvConflict", "ModelKv", "Versioned", "read_current"]

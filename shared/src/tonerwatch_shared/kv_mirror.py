@@ -30,7 +30,7 @@ from typing import Generic, TypeVar
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from pydantic import BaseModel, ValidationError
 
-from tonerwatch_shared.kv import EDIT_ATTEMPTS, KvConflict, ModelKv, Versioned
+from tonerwatch_shared.kv import EDIT_ATTEMPTS, KvConflict, ModelKv, Versioned, read_current
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,7 @@ class WatchedBucket:
     async def start(self, timeout_s: float = LOAD_TIMEOUT_S) -> None:
         """Load the bucket's current values, then follow its changes in the background."""
         self._watcher = await self._bucket().watchall()
-        async with asyncio.timeout(timeout_s):
-            async for entry in self._watcher:
-                if entry is None:  # the marker after the last current value
-                    break
-                self._apply(entry)
+        await read_current(self._watcher, self._apply, timeout_s)
         self._task = asyncio.create_task(self._follow(self._watcher))
 
     async def stop(self) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
+from types import SimpleNamespace
 
 import pytest
 from pydantic import BaseModel
 
 from tonerwatch_shared.bus import Bus
-from tonerwatch_shared.kv import KvConflict, ModelKv, Versioned
+from tonerwatch_shared.kv import KvConflict, ModelKv, Versioned, _keep_live, read_current
 
 
 class Tally(BaseModel):
@@ -101,11 +103,42 @@ async def test_keys_lists_live_keys_of_an_empty_a_full_and_a_thinned_bucket(bus:
     assert sorted(await kv.keys()) == ["p-1", "p-2"]
 
 
+async def test_keys_lists_every_key_when_the_end_marker_comes_before_the_entries(bus: Bus) -> None:
+    # nats-io/nats.py#842: with entries already sent by the server but not yet read by the
+    # client, the watcher puts its end-of-history marker first; nats-py's keys() then saw none.
+    kv = await tallies(bus)
+    for key in ("p-1", "p-2", "p-3"):
+        await kv.write(key, Tally(count=1), 0)
+    await kv.kv.delete("p-2")
+    watcher = await kv.kv.watchall(meta_only=True)
+    try:
+        arrived: list[object] = []
+        async with asyncio.timeout(5):
+            while len(arrived) < 3:
+                if (entry := await watcher.updates(5)) is not None:
+                    arrived.append(entry)
+        while not watcher._updates.empty():
+            watcher._updates.get_nowait()  # the marker that came after them
+        for entry in (None, *arrived):  # as the race delivers them: the marker first
+            watcher._updates.put_nowait(entry)
+        found: dict[str, bool] = {}
+        assert await read_current(watcher, partial(_keep_live, found), timeout_s=5) == 3
+        assert found == {"p-1": True, "p-2": False, "p-3": True}
+    finally:
+        await watcher.stop()
+
+
+class _Sub:
+    async def consumer_info(self) -> object:
+        return SimpleNamespace(delivered=None, num_pending=1)
+
+
 class _SilentWatcher:
-    """A watcher whose end-of-history marker never comes (what hung nats-py's keys())."""
+    """A watcher whose entries never come (what hung nats-py's keys())."""
 
     def __init__(self) -> None:
         self.stopped = False
+        self._sub = _Sub()
 
     async def updates(self, timeout: float) -> object:  # noqa: ASYNC109 (nats-py's signature)
         await asyncio.sleep(timeout * 10)

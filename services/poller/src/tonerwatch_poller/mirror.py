@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import nats.js.errors
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from tonerwatch_shared.kv import read_current
 from tonerwatch_shared.kv_mirror import WatchedBucket
 
 log = logging.getLogger("tonerwatch.poller")
@@ -126,14 +127,16 @@ class KvMirror(WatchedBucket):
 async def latest_values(kv: KeyValue, timeout_s: float = 5.0) -> dict[str, bytes]:
     """Return every key's current value in a bucket (one ordered read, not one request per key)."""
     values: dict[str, bytes] = {}
-    watcher = await kv.watchall(ignore_deletes=True)
+
+    def keep(entry: KeyValue.Entry) -> None:
+        if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+            values.pop(entry.key, None)
+        else:
+            values[entry.key] = entry.value
+
+    watcher = await kv.watchall()
     try:
-        async with asyncio.timeout(timeout_s):
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.value:
-                    values[entry.key] = entry.value
+        await read_current(watcher, keep, timeout_s)
     finally:
         with contextlib.suppress(Exception):
             await watcher.stop()  # type: ignore[no-untyped-call]
