@@ -31,6 +31,7 @@ from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port, nats_server_binary
 from tonerwatch_shared.events import CollectorStatus
 from tonerwatch_shared.hub import HubError, write_site_bundle
+from tonerwatch_shared.kv import list_keys
 from tonerwatch_shared.lifecycle import install_stop_signals
 from tonerwatch_shared.logs import current_service
 from tonerwatch_shared.settings import load_settings
@@ -223,10 +224,7 @@ async def _announce(
 
 async def _count_keys(kv: Any) -> int:
     """Return how many keys a KV bucket holds (0 when empty)."""
-    try:
-        return len(await kv.keys())
-    except nats.js.errors.NoKeysError:
-        return 0
+    return len(await list_keys(kv))
 
 
 async def _waiting_partitions(bus: Bus, lease_wait_s: float) -> int | None:
@@ -249,8 +247,8 @@ async def _waiting_partitions(bus: Bus, lease_wait_s: float) -> int | None:
     try:
         # Looked up, not created: the poller creates it with its own TTL.
         replicas = await bus.js.key_value(bus.subjects.name("POLLER_REPLICAS"))
-        keys = await replicas.keys()
-    except (nats.js.errors.BucketNotFoundError, nats.js.errors.NoKeysError):
+        keys = await list_keys(replicas)
+    except nats.js.errors.BucketNotFoundError:
         keys = []
     for key in keys:  # one per poller replica: a handful
         with contextlib.suppress(

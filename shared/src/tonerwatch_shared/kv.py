@@ -60,6 +60,33 @@ def _keep_live(found: dict[str, bool], entry: KeyValue.Entry) -> None:
     found[entry.key] = entry.operation not in (KV_DEL, KV_PURGE)
 
 
+async def list_keys(
+    kv: KeyValue, timeout_s: float = KEYS_TIMEOUT_S, bucket: str = "a KV bucket"
+) -> list[str]:
+    """Return every live key of a bucket (none when it is empty); TimeoutError past timeout_s.
+
+    Not nats-py's KeyValue.keys(): it trusts the watcher's early end-of-history marker (see
+    read_current), waits with no limit and leaves the watcher subscribed when cancelled.
+    Here the listing ends where the bucket stood, every wait is bounded, one retry is made,
+    and the watcher is always stopped.
+    """
+    for attempt in (1, 2):
+        watcher = await kv.watchall(meta_only=True)
+        # Per key: whether its last entry is a value (not a delete or purge).
+        found: dict[str, bool] = {}
+        try:
+            await read_current(watcher, partial(_keep_live, found), timeout_s)
+            return [key for key, live in found.items() if live]
+        except (TimeoutError, nats.errors.TimeoutError):
+            if attempt == 2:
+                raise TimeoutError(f"listing the keys of {bucket} took over {timeout_s}s") from None
+            log.warning("listing the keys of %s timed out; trying again", bucket)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+    raise AssertionError("unreachable")
+
+
 class KvConflict(Exception):
     """The key changed since the revision a write named (another writer got there first)."""
 
@@ -82,30 +109,8 @@ class ModelKv(Generic[M]):
         self.bucket = str(getattr(kv, "_name", "a KV bucket"))  # for messages only
 
     async def keys(self, timeout_s: float = KEYS_TIMEOUT_S) -> list[str]:
-        """Return every key in the bucket (none when it is empty); TimeoutError past timeout_s.
-
-        Not nats-py's KeyValue.keys(): it trusts the watcher's early end-of-history marker (see
-        read_current), waits with no limit and leaves the watcher subscribed when cancelled.
-        Here the listing ends where the bucket stood, every wait is bounded, one retry is made,
-        and the watcher is always stopped.
-        """
-        for attempt in (1, 2):
-            watcher = await self.kv.watchall(meta_only=True)
-            # Per key: whether its last entry is a value (not a delete or purge).
-            found: dict[str, bool] = {}
-            try:
-                await read_current(watcher, partial(_keep_live, found), timeout_s)
-                return [key for key, live in found.items() if live]
-            except (TimeoutError, nats.errors.TimeoutError):
-                if attempt == 2:
-                    raise TimeoutError(
-                        f"listing the keys of {self.bucket} took over {timeout_s}s"
-                    ) from None
-                log.warning("listing the keys of %s timed out; trying again", self.bucket)
-            finally:
-                with contextlib.suppress(Exception):
-                    await watcher.stop()  # type: ignore[no-untyped-call]
-        raise AssertionError("unreachable")
+        """Return every key in the bucket (none when it is empty); TimeoutError past timeout_s."""
+        return await list_keys(self.kv, timeout_s, self.bucket)
 
     async def read(self, key: str) -> Versioned[M]:
         """Return key's value and revision; an unreadable value reads as None (and is logged)."""
@@ -165,4 +170,4 @@ class ModelKv(Generic[M]):
         raise KvConflict(f"gave up writing {key}: {attempts} conflicting writes")
 
 
-__all__ = ["KvConflict", "ModelKv", "Versioned", "read_current"]
+__all__ = ["KvConflict", "ModelKv", "Versioned", "list_keys", "read_current"]
