@@ -17,6 +17,7 @@ from tonerwatch_api.db.schema import (
     schema_at_head,
 )
 from tonerwatch_api.db.tx import MIGRATIONS, upgrade
+from tonerwatch_shared.storage import migrate
 
 TABLES = {
     "tenants",
@@ -96,3 +97,24 @@ def test_the_head_read_from_the_migration_files_is_alembics(any_engine: Engine) 
     assert current_revisions(any_engine) == head_revisions()
     assert schema_at_head(any_engine)
     assert pending_migrations(any_engine) is None
+
+
+def test_upgrading_leaves_room_for_hot_updates_on_postgresql(any_engine: Engine) -> None:
+    migrate(any_engine, MIGRATIONS, "0028")  # an existing database, before 0029
+    migrate(any_engine, MIGRATIONS)
+    assert current_revisions(any_engine) == head_revisions()
+    if any_engine.dialect.name != "postgresql":
+        return  # SQLite has no fillfactor: the migration does nothing there
+    with any_engine.connect() as conn:
+        options = dict(
+            conn.exec_driver_sql(
+                "SELECT relname, array_to_string(reloptions, ',') FROM pg_class "
+                "WHERE relname IN ('printers', 'supply_states', 'network_usage_daily') "
+                "AND relnamespace = to_regnamespace(current_schema())"
+            ).all()
+        )
+    assert options == {
+        "printers": "fillfactor=50",
+        "supply_states": "fillfactor=50",
+        "network_usage_daily": "fillfactor=70",
+    }
