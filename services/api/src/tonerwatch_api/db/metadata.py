@@ -28,6 +28,7 @@ from tonerwatch_api.db.models import (
     SupplyStateRow,
     Tenant,
     User,
+    with_postgresql_where,
 )
 from tonerwatch_api.db.orders import ORDER_TABLES
 from tonerwatch_api.db.usage import USAGE_TABLES
@@ -68,6 +69,7 @@ def include_object(
 def api_metadata() -> MetaData:
     """Return metadata holding only the api's tables (others may share SQLModel.metadata)."""
 
+    with_postgresql_where()  # before the copies: each index keeps its arguments
     md = MetaData()
     tables = (
         API_TABLES

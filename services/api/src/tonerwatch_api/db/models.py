@@ -219,6 +219,26 @@ class SupplyStateRow(SQLModel, table=True):
     days_to_empty_high: float | None = None  # None with days_to_empty set: no upper bound
 
 
+# The partial indexes of rows still waiting for the rollup. Their PostgreSQL `where` is added by
+# with_postgresql_where (api_metadata, which migrations and their checks use), not here: a
+# postgresql_* argument makes SQLAlchemy import its whole PostgreSQL dialect to validate it, ~6 MB
+# of `tonerwatch up` on SQLite that only DDL on PostgreSQL needs (issue 15).
+_PENDING_INDEXES: list[Index] = []
+
+
+def _pending_index(name: str, *columns: str) -> Index:
+    """Return an index of the rows not rolled up yet (SQLite's where now, PostgreSQL's later)."""
+    index = Index(name, *columns, sqlite_where=text("NOT rolled_up"))
+    _PENDING_INDEXES.append(index)
+    return index
+
+
+def with_postgresql_where() -> None:
+    """Give the partial indexes their PostgreSQL `where` (imports SQLAlchemy's PostgreSQL dialect)."""
+    for index in _PENDING_INDEXES:
+        index.dialect_kwargs["postgresql_where"] = text("NOT rolled_up")
+
+
 class Reading(SQLModel, table=True):
     """One supply level at one poll (history for charts and forecasts)."""
 
@@ -227,20 +247,9 @@ class Reading(SQLModel, table=True):
         Index("ix_readings_printer_time", "printer_id", "occurred_at"),
         Index("ix_readings_occurred_at", "occurred_at"),
         # Only rows still waiting for the rollup: small, so finding the next batch is cheap.
-        Index(
-            "ix_readings_pending",
-            "id",
-            postgresql_where=text("NOT rolled_up"),
-            sqlite_where=text("NOT rolled_up"),
-        ),
+        _pending_index("ix_readings_pending", "id"),
         # History queries add a printer's rows not rolled up yet to its hourly/daily buckets.
-        Index(
-            "ix_readings_pending_printer",
-            "printer_id",
-            "occurred_at",
-            postgresql_where=text("NOT rolled_up"),
-            sqlite_where=text("NOT rolled_up"),
-        ),
+        _pending_index("ix_readings_pending_printer", "printer_id", "occurred_at"),
     )
     id: int | None = _big_id()
     printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")
@@ -258,20 +267,9 @@ class CounterReading(SQLModel, table=True):
     __table_args__ = (
         Index("ix_counter_readings_printer_time", "printer_id", "occurred_at"),
         Index("ix_counter_readings_occurred_at", "occurred_at"),
-        Index(
-            "ix_counter_readings_pending",
-            "id",
-            postgresql_where=text("NOT rolled_up"),
-            sqlite_where=text("NOT rolled_up"),
-        ),
+        _pending_index("ix_counter_readings_pending", "id"),
         # History queries add a printer's rows not rolled up yet to its hourly/daily buckets.
-        Index(
-            "ix_counter_readings_pending_printer",
-            "printer_id",
-            "occurred_at",
-            postgresql_where=text("NOT rolled_up"),
-            sqlite_where=text("NOT rolled_up"),
-        ),
+        _pending_index("ix_counter_readings_pending_printer", "printer_id", "occurred_at"),
     )
     id: int | None = _big_id()
     printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")

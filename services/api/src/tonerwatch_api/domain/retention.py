@@ -36,7 +36,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -180,6 +180,9 @@ def merge_counters(
 def _insert(session: Session, table: Table) -> Any:
     name = session.get_bind().dialect.name
     if name == "postgresql":
+        # Imported where used: SQLAlchemy's PostgreSQL dialect is ~6 MB `up` on SQLite does without.
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
     if name == "sqlite":
         return sqlite.insert(table)
@@ -220,6 +223,8 @@ def _ids_in(column: Any, session: Session) -> ColumnElement[bool]:
     api's CPU than the rollup's own work. SQLite keeps the expanding IN.
     """
     if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return column == any_(bindparam("ids", type_=postgresql.ARRAY(column.type)))  # type: ignore[no-any-return]
     return column.in_(bindparam("ids", expanding=True))  # type: ignore[no-any-return]
 

@@ -11,20 +11,31 @@ element by element in Python, ten times slower. The rows stored are the same (te
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Float, Integer, Table
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
 from sqlmodel import Session
 
-_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 _TEXTS: dict[tuple[Any, ...], str] = {}
 
 
+@functools.cache
+def _pg() -> Dialect:
+    """Return a PostgreSQL dialect, imported at the first statement built here.
+
+    Not at import: SQLAlchemy's PostgreSQL dialect is ~6 MB that `up` on SQLite does without.
+    """
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
 def _quote(name: str) -> str:
-    return str(_PG.identifier_preparer.quote(name))
+    return str(_pg().identifier_preparer.quote(name))
 
 
 def _arrays(table: Table, columns: Sequence[str]) -> tuple[str, str]:
@@ -40,7 +51,7 @@ def _arrays(table: Table, columns: Sequence[str]) -> tuple[str, str]:
             params.append(f"CAST(%(p{i})b AS TEXT[])")
             select.append(f"CAST(v.{q} AS JSON)")
         else:
-            params.append(f"CAST(%(p{i})b AS {column_type.compile(dialect=_PG)}[])")
+            params.append(f"CAST(%(p{i})b AS {column_type.compile(dialect=_pg())}[])")
             select.append(f"v.{q}")
     return f"unnest({', '.join(params)}) AS v({', '.join(names)})", ", ".join(select)
 

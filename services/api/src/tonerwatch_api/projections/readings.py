@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, String, Table, any_, bindparam
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, SQLModel, col, select
 
 from tonerwatch_api.db.models import (
@@ -63,6 +62,9 @@ def _among(column: Any, values: list[str], postgres: bool) -> ColumnElement[bool
     parses again for every batch (neither caches it); an array is one parameter.
     """
     if postgres:
+        # Imported where used: SQLAlchemy's PostgreSQL dialect is ~6 MB `up` on SQLite does without.
+        from sqlalchemy.dialects.postgresql import ARRAY
+
         return cast(
             ColumnElement[bool], column == any_(bindparam(None, values, type_=ARRAY(String)))
         )
