@@ -306,13 +306,14 @@ def test_up_migrates_a_new_database_in_a_child_so_alembic_never_loads_in_up(
     assert done.stdout.split("\n")[0] == "False True []"
 
 
-def test_up_at_start_has_not_imported_what_only_a_mail_a_webhook_a_websocket_or_postgresql_needs(
+def test_up_at_start_has_not_imported_what_only_a_mail_a_webhook_a_websocket_postgresql_or_a_secret_needs(
     tmp_path: Path,
 ) -> None:
     # Issue 15 (memory): aiosmtplib loads with the first mail, the api serves no websocket, and
     # httpx (with its SSL context and certifi's bundle) loads only for a webhook, a portal
     # (TONERWATCH_SYNC_URL), the demo or `tonerwatch collector`: none is set here. SQLAlchemy's
-    # PostgreSQL dialect loads only for a PostgreSQL database (or its DDL): this one is SQLite.
+    # PostgreSQL dialect loads only for a PostgreSQL database (or its DDL): this one is SQLite;
+    # cryptography only to seal or open a secret: there is none yet.
     # -X importtime names every module the process imports, until it stops.
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONERWATCH_")}
     env["TONERWATCH_ADMIN_PASSWORD"] = PASSWORD
@@ -346,7 +347,15 @@ def test_up_at_start_has_not_imported_what_only_a_mail_a_webhook_a_websocket_or_
     assert {"tonerwatch_alerter.channels.mail", "uvicorn.config", "email.parser"} <= imported, (
         "the mail channel and the api did load"
     )
-    unneeded = ("aiosmtplib", "websockets", "wsproto", "httpx", "httpcore", "certifi")
+    unneeded = (
+        "aiosmtplib",
+        "websockets",
+        "wsproto",
+        "httpx",
+        "httpcore",
+        "certifi",
+        "cryptography",
+    )
     assert not {m for m in imported if m.split(".")[0] in unneeded}
     assert not {m for m in imported if m.startswith("sqlalchemy.dialects.postgresql")}
 

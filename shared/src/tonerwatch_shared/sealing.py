@@ -15,11 +15,13 @@ import base64
 import hashlib
 import secrets
 from collections.abc import Sequence
-
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from typing import TYPE_CHECKING
 
 from tonerwatch_shared.events import SnmpCredentials
 from tonerwatch_shared.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet, MultiFernet
 
 PREFIX = "tw-sealed:1:"
 MIN_KEY_CHARS = 32
@@ -37,6 +39,10 @@ def generate_key() -> str:
 
 
 def _fernet(key: str) -> Fernet:
+    # cryptography is imported at the first seal or open, not with this module: its Rust extension
+    # (OpenSSL inside) is ~4-6 MB of a process, and `up` on the defaults ("public") opens nothing.
+    from cryptography.fernet import Fernet
+
     return Fernet(base64.urlsafe_b64encode(hashlib.sha256(key.encode()).digest()))
 
 
@@ -55,10 +61,19 @@ class Sealer:
                     f"a secret key needs at least {MIN_KEY_CHARS} random characters "
                     "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
                 )
-        self._current = _fernet(key) if key else None
-        older = [_fernet(k) for k in previous if k and k != key]
-        everyone = ([self._current] if self._current else []) + older
-        self._all = MultiFernet(everyone) if everyone else None
+        self._key = key or None
+        self._previous = [k for k in previous if k and k != key]
+        self._ciphers: tuple[Fernet | None, MultiFernet | None] | None = None
+
+    def _fernets(self) -> tuple[Fernet | None, MultiFernet | None]:
+        """Return (the current key's Fernet, every key's MultiFernet), built at the first use."""
+        if self._ciphers is None:
+            from cryptography.fernet import MultiFernet
+
+            current = _fernet(self._key) if self._key else None
+            everyone = ([current] if current else []) + [_fernet(k) for k in self._previous]
+            self._ciphers = (current, MultiFernet(everyone) if everyone else None)
+        return self._ciphers
 
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> Sealer:
@@ -68,13 +83,16 @@ class Sealer:
     @property
     def enabled(self) -> bool:
         """Return whether there is a key to seal with (without one, secrets stay as they are)."""
-        return self._current is not None
+        return self._key is not None
 
     def seal(self, plaintext: str) -> str:
         """Return plaintext sealed with the current key (a sealed value, or no key: unchanged)."""
-        if self._current is None or is_sealed(plaintext):
+        if self._key is None or is_sealed(plaintext):
             return plaintext
-        return PREFIX + self._current.encrypt(plaintext.encode()).decode()
+        current, _ = self._fernets()
+        if current is None:
+            return plaintext
+        return PREFIX + current.encrypt(plaintext.encode()).decode()
 
     def open(self, value: str) -> str:
         """Return the plaintext of a sealed value (plaintext is returned as it is).
@@ -83,13 +101,16 @@ class Sealer:
         """
         if not is_sealed(value):
             return value
-        if self._all is None:
+        _, everyone = self._fernets()
+        if everyone is None:
             raise SealingError(
                 "a secret is sealed but TONERWATCH_SECRET_KEY is not set: give this service "
                 "the key the api seals with"
             )
+        from cryptography.fernet import InvalidToken
+
         try:
-            return self._all.decrypt(value[len(PREFIX) :].encode()).decode()
+            return everyone.decrypt(value[len(PREFIX) :].encode()).decode()
         except InvalidToken:
             raise SealingError(
                 "a secret was sealed with a key that is neither TONERWATCH_SECRET_KEY nor one of "
@@ -99,12 +120,17 @@ class Sealer:
 
     def is_current(self, value: str) -> bool:
         """Return whether value is as this sealer would store it (sealed with the current key)."""
-        if self._current is None:
+        if self._key is None:
             return True
         if not is_sealed(value):
             return False
+        current, _ = self._fernets()
+        if current is None:
+            return True
+        from cryptography.fernet import InvalidToken
+
         try:
-            self._current.decrypt(value[len(PREFIX) :].encode())
+            current.decrypt(value[len(PREFIX) :].encode())
         except InvalidToken:
             return False
         return True
