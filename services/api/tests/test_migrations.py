@@ -120,10 +120,10 @@ def test_upgrading_leaves_room_for_hot_updates_on_postgresql(any_engine: Engine)
     }
 
 
-def test_the_models_pending_indexes_are_partial_on_both_databases() -> None:
-    # Their PostgreSQL `where` is added by api_metadata (not at import: issue 15, memory).
+def test_the_metadata_has_postgresqls_options_and_the_pending_indexes_are_partial_on_both() -> None:
+    # PostgreSQL's options are added by api_metadata (not at import: issue 15, memory).
     from sqlalchemy.dialects import postgresql, sqlite
-    from sqlalchemy.schema import CreateIndex
+    from sqlalchemy.schema import CreateIndex, CreateTable
 
     md = api_metadata()
     pending = [
@@ -136,3 +136,7 @@ def test_the_models_pending_indexes_are_partial_on_both_databases() -> None:
     for ix in pending:
         for dialect in (postgresql.dialect(), sqlite.dialect()):  # type: ignore[no-untyped-call]
             assert str(CreateIndex(ix).compile(dialect=dialect)).endswith("WHERE NOT rolled_up")
+    fillfactor = {"printers": 50, "supply_states": 50, "network_usage_daily": 70}
+    for name, percent in fillfactor.items():
+        ddl = str(CreateTable(md.tables[name]).compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+        assert ddl.rstrip().endswith(f"WITH (fillfactor = {percent})"), ddl[-200:]

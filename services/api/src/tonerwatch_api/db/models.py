@@ -112,8 +112,8 @@ class Printer(SQLModel, table=True):
     __tablename__ = "printers"
     __table_args__ = (
         Index("ix_printers_site_address", "site_id", "address", "port"),
-        # Half of each page free: a reading's update fits beside the row (HOT, migration 0029).
-        {"postgresql_with": {"fillfactor": 50}},
+        # Half of each page free on PostgreSQL: a reading's update fits beside the row (HOT,
+        # migration 0029); api_metadata's POSTGRESQL_WITH.
     )
     id: str = Field(primary_key=True, max_length=128)
     site_id: str = Field(foreign_key="sites.id", index=True, max_length=64)
@@ -189,8 +189,8 @@ class SupplyStateRow(SQLModel, table=True):
     """The current state of one supply of one printer."""
 
     __tablename__ = "supply_states"
-    # Half of each page free: a reading's update fits beside the row (HOT, migration 0029).
-    __table_args__ = ({"postgresql_with": {"fillfactor": 50}},)
+    # Half of each page free on PostgreSQL: a reading's update fits beside the row (HOT,
+    # migration 0029); api_metadata's POSTGRESQL_WITH.
     printer_id: str = Field(
         foreign_key="printers.id", primary_key=True, max_length=128, ondelete="CASCADE"
     )
@@ -219,26 +219,6 @@ class SupplyStateRow(SQLModel, table=True):
     days_to_empty_high: float | None = None  # None with days_to_empty set: no upper bound
 
 
-# The partial indexes of rows still waiting for the rollup. Their PostgreSQL `where` is added by
-# with_postgresql_where (api_metadata, which migrations and their checks use), not here: a
-# postgresql_* argument makes SQLAlchemy import its whole PostgreSQL dialect to validate it, ~6 MB
-# of `tonerwatch up` on SQLite that only DDL on PostgreSQL needs (issue 15).
-_PENDING_INDEXES: list[Index] = []
-
-
-def _pending_index(name: str, *columns: str) -> Index:
-    """Return an index of the rows not rolled up yet (SQLite's where now, PostgreSQL's later)."""
-    index = Index(name, *columns, sqlite_where=text("NOT rolled_up"))
-    _PENDING_INDEXES.append(index)
-    return index
-
-
-def with_postgresql_where() -> None:
-    """Give the partial indexes their PostgreSQL `where` (imports SQLAlchemy's PostgreSQL dialect)."""
-    for index in _PENDING_INDEXES:
-        index.dialect_kwargs["postgresql_where"] = text("NOT rolled_up")
-
-
 class Reading(SQLModel, table=True):
     """One supply level at one poll (history for charts and forecasts)."""
 
@@ -246,10 +226,16 @@ class Reading(SQLModel, table=True):
     __table_args__ = (
         Index("ix_readings_printer_time", "printer_id", "occurred_at"),
         Index("ix_readings_occurred_at", "occurred_at"),
-        # Only rows still waiting for the rollup: small, so finding the next batch is cheap.
-        _pending_index("ix_readings_pending", "id"),
+        # Only rows still waiting for the rollup: small, so finding the next batch is cheap
+        # (PostgreSQL's `where`: api_metadata's NOT_ROLLED_UP_INDEXES).
+        Index("ix_readings_pending", "id", sqlite_where=text("NOT rolled_up")),
         # History queries add a printer's rows not rolled up yet to its hourly/daily buckets.
-        _pending_index("ix_readings_pending_printer", "printer_id", "occurred_at"),
+        Index(
+            "ix_readings_pending_printer",
+            "printer_id",
+            "occurred_at",
+            sqlite_where=text("NOT rolled_up"),
+        ),
     )
     id: int | None = _big_id()
     printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")
@@ -267,9 +253,14 @@ class CounterReading(SQLModel, table=True):
     __table_args__ = (
         Index("ix_counter_readings_printer_time", "printer_id", "occurred_at"),
         Index("ix_counter_readings_occurred_at", "occurred_at"),
-        _pending_index("ix_counter_readings_pending", "id"),
+        Index("ix_counter_readings_pending", "id", sqlite_where=text("NOT rolled_up")),
         # History queries add a printer's rows not rolled up yet to its hourly/daily buckets.
-        _pending_index("ix_counter_readings_pending_printer", "printer_id", "occurred_at"),
+        Index(
+            "ix_counter_readings_pending_printer",
+            "printer_id",
+            "occurred_at",
+            sqlite_where=text("NOT rolled_up"),
+        ),
     )
     id: int | None = _big_id()
     printer_id: str = Field(foreign_key="printers.id", max_length=128, ondelete="CASCADE")

@@ -18,8 +18,8 @@ class NetworkUsageDay(SQLModel, table=True):
     """Bytes on the wire for one kind of work, one site (and printer, '' if none), one UTC day."""
 
     __tablename__ = "network_usage_daily"
-    # Room for today's rows' updates on their page (HOT, migration 0029).
-    __table_args__ = ({"postgresql_with": {"fillfactor": 70}},)
+    # Room on PostgreSQL for today's rows' updates on their page (HOT, migration 0029);
+    # api_metadata's POSTGRESQL_WITH.
     day: date = SqlField(sa_column=Column(Date(), primary_key=True))
     site_id: str = SqlField(primary_key=True, max_length=64)
     printer_id: str = SqlField(primary_key=True, max_length=128, default="")
