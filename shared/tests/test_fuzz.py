@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -30,10 +31,19 @@ from tonerwatch_shared.printer.clamp import (
     RFC3805_SPECIAL,
     SUPPLY_LIMITS,
     TRUNCATED,
+    _clamp_parts,
     clamp_snapshot,
     fit_text,
 )
-from tonerwatch_shared.printer.model import Supply
+from tonerwatch_shared.printer.model import (
+    Counters,
+    PrinterAlert,
+    PrinterIdentity,
+    PrinterSnapshot,
+    PrinterStatus,
+    Supply,
+    Tray,
+)
 from tonerwatch_shared.printer.oids import POLL_COLUMNS, POLL_SCALARS
 from tonerwatch_shared.printer.parse import parse_snapshot, parse_supplies
 from tonerwatch_shared.snmp.ber import (
@@ -278,3 +288,164 @@ def test_long_texts_are_cut_to_their_limit_ending_in_the_mark(text: str, limit: 
         assert len(fitted) == len(text)
     assert bool(changed) == (fitted != text)
     assert fit_text(fitted, limit) == (fitted, [])
+
+
+# Parts as a producer may send them, unclamped: texts too long or with controls, integers beyond
+# BIGINT, RFC 3805's specials, percents out of range or NaN, too many rows.
+_texts = st.one_of(
+    st.none(),
+    st.text(max_size=12),
+    st.text(min_size=60, max_size=300),
+    st.sampled_from(["\x1b[2J", "a\x00b", "\u00a0", "é", "\x85", ""]),
+)
+_words = st.lists(st.one_of(st.text(max_size=8), st.text(min_size=60, max_size=90)), max_size=3)
+_ints = st.one_of(
+    st.none(),
+    st.integers(-5, 110),
+    st.sampled_from([-100, -3, -2, -1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1]),
+)
+_percents = st.one_of(st.none(), st.floats(-5, 105), st.just(float("nan")))
+_supplies = st.builds(
+    Supply.model_construct,
+    index=st.text(max_size=70),
+    description=st.text(max_size=300),
+    part_number=_texts,
+    colour=_texts,
+    colour_hex=_texts,
+    unit=_texts,
+    level=_ints,
+    max_capacity=_ints,
+    percent=_percents,
+    flags=st.one_of(_words, st.just(["invalid_level"])).map(tuple),
+    source=st.text(max_size=70),
+    pages_left=_ints,
+)
+_trays = st.builds(
+    Tray.model_construct,
+    index=st.text(max_size=70),
+    name=st.text(max_size=300),
+    level=_ints,
+    max_capacity=_ints,
+    percent=_percents,
+    media=_texts,
+)
+_snapshots = st.builds(
+    PrinterSnapshot.model_construct,
+    printer=st.builds(PrinterIdentity.model_construct, vendor=_texts, model=_texts, serial=_texts),
+    supplies=st.one_of(
+        st.lists(_supplies, max_size=3), st.just([Supply(index="1", description="x")] * 65)
+    ).map(tuple),
+    trays=st.lists(_trays, max_size=2).map(tuple),
+    counters=st.builds(
+        Counters.model_construct,
+        lifetime_pages=_ints,
+        mono_pages=_ints,
+        per_marker=st.dictionaries(st.text(max_size=70), st.integers(-2, 2**64), max_size=2),
+    ),
+    status=st.builds(
+        PrinterStatus.model_construct,
+        device_status=_texts,
+        status_text=_texts,
+        errors=_words.map(tuple),
+        alerts=st.lists(
+            st.builds(PrinterAlert.model_construct, index=st.text(max_size=70), severity=_texts),
+            max_size=2,
+        ).map(tuple),
+    ),
+    missing=_words.map(tuple),
+)
+
+
+@FUZZ
+@given(_snapshots)
+def test_a_snapshot_that_fits_is_what_clamping_it_part_by_part_gives(
+    snapshot: PrinterSnapshot,
+) -> None:
+    # clamp_snapshot returns a snapshot its quick check finds fitting as it is: that must be what
+    # clamping every part (the reference) gives, anomalies included.
+    assert clamp_snapshot(snapshot) == _clamp_parts(snapshot)
+
+
+# A fitting snapshot with one value off: the quick check must see each on its own.
+_tame = st.builds(
+    PrinterSnapshot,
+    printer=st.builds(PrinterIdentity, vendor=st.sampled_from(["HP", None]), serial=st.just("S1")),
+    supplies=st.lists(
+        st.builds(
+            Supply,
+            index=st.sampled_from(["1", "1.2"]),
+            description=st.just("Black Toner"),
+            level=st.integers(0, 100),
+            max_capacity=st.sampled_from([100, -2, None]),
+            percent=st.one_of(st.none(), st.floats(0, 100)),
+            pages_left=st.one_of(st.none(), st.integers(0, 10**6)),
+            flags=st.sampled_from([(), ("clamped",)]),
+        ),
+        min_size=1,
+        max_size=3,
+    ).map(tuple),
+    trays=st.lists(
+        st.builds(Tray, index=st.just("1"), name=st.just("Tray 1")), min_size=1, max_size=2
+    ).map(tuple),
+    counters=st.builds(Counters, lifetime_pages=st.integers(0, 10**6)),
+    status=st.builds(PrinterStatus, errors=st.sampled_from([(), ("low_toner",)])),
+)
+_LONG, _ESC = "x" * 1100, "a\x1bb"
+_OFF: list[tuple[str, str, object]] = [
+    ("printer", "model", _LONG),
+    ("printer", "sys_descr", _ESC),
+    ("supply", "index", _LONG),
+    ("supply", "description", _ESC),
+    ("supply", "colour_hex", "#" * 17),
+    ("supply", "level", 2**63),
+    ("supply", "level", -(2**63) - 1),
+    ("supply", "level", 101),  # above max capacity 100 (noted) or fitting
+    ("supply", "max_capacity", -5),
+    ("supply", "max_capacity", 2**64),
+    ("supply", "percent", float("nan")),
+    ("supply", "percent", 100.5),
+    ("supply", "percent", -0.5),
+    ("supply", "pages_left", -1),
+    ("supply", "pages_left", 2**63),
+    ("supply", "flags", ("x" * 65,)),
+    ("supply", "flags", ("invalid_level",)),
+    ("supply", "flags", ("f",) * 65),
+    ("tray", "name", _ESC),
+    ("tray", "level", -4),
+    ("tray", "max_capacity", 2**63),
+    ("tray", "percent", 101.0),
+    ("counters", "mono_pages", -1),
+    ("counters", "per_marker", {"x" * 65: 1}),
+    ("counters", "per_marker", {"k": -1}),
+    ("status", "status_text", "\x00"),
+    ("status", "errors", ("e\x07",)),
+    ("status", "alerts", (PrinterAlert(index="1", severity="s" * 33),)),
+    ("missing", "", ("m" * 256,)),
+    ("supplies", "", "65 rows"),
+]
+
+
+@FUZZ
+@given(_tame, st.sampled_from(_OFF))
+def test_one_value_off_is_clamped_as_part_by_part(
+    snapshot: PrinterSnapshot, off: tuple[str, str, object]
+) -> None:
+    part, field, value = off
+
+    def with_(model: Any) -> Any:
+        return model.model_copy(update={field: value})
+
+    if part == "printer":
+        snapshot = snapshot.model_copy(update={"printer": with_(snapshot.printer)})
+    elif part == "supply":
+        supplies = (with_(snapshot.supplies[0]), *snapshot.supplies[1:])
+        snapshot = snapshot.model_copy(update={"supplies": supplies})
+    elif part == "tray":
+        snapshot = snapshot.model_copy(update={"trays": (with_(snapshot.trays[0]),)})
+    elif part in ("counters", "status"):
+        snapshot = snapshot.model_copy(update={part: with_(getattr(snapshot, part))})
+    elif part == "missing":
+        snapshot = snapshot.model_copy(update={"missing": value})
+    else:
+        snapshot = snapshot.model_copy(update={"supplies": snapshot.supplies * 65})
+    assert clamp_snapshot(snapshot) == _clamp_parts(snapshot)

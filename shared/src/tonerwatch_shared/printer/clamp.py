@@ -238,8 +238,98 @@ def _clamp_status(status: PrinterStatus, notes: _Notes) -> PrinterStatus:
     return status.model_copy(update=update) if update else status
 
 
+def _texts_fit(model: object, limits: dict[str, int]) -> bool:
+    """Whether each text of model named in limits is None or printable and within its limit."""
+    values = model.__dict__
+    for name, limit in limits.items():
+        text = values[name]
+        if text is not None and (len(text) > limit or not text.isprintable()):
+            return False
+    return True
+
+
+def _words_fit(words: tuple[str, ...], limit: int) -> bool:
+    """Whether words are at most MAX_ROWS, each printable and within limit (decided in C)."""
+    return (
+        len(words) <= MAX_ROWS
+        and max(map(len, words), default=0) <= limit
+        and "".join(words).isprintable()
+    )
+
+
+def _int_fits(value: int | None, low: int = MIN_STORED_INT) -> bool:
+    return value is None or low <= value <= MAX_STORED_INT
+
+
+def _percent_fits(value: float | None) -> bool:
+    return value is None or 0.0 <= value <= 100.0  # NaN compares False: not fitting
+
+
+def _supply_fits(supply: Supply) -> bool:
+    level, capacity = supply.level, supply.max_capacity
+    return (
+        _texts_fit(supply, SUPPLY_LIMITS)
+        and _int_fits(level)
+        and not ("invalid_level" in supply.flags and level is not None)
+        and (capacity is None or capacity >= 0 or capacity in RFC3805_SPECIAL)
+        and _int_fits(capacity)
+        and not (level is not None and capacity is not None and 0 < capacity < level)
+        and _percent_fits(supply.percent)
+        and _int_fits(supply.pages_left, 0)
+        and _words_fit(supply.flags, SHORT_TEXT)
+    )
+
+
+def _tray_fits(tray: Tray) -> bool:
+    return (
+        _texts_fit(tray, TRAY_LIMITS)
+        and all(
+            v is None or v in RFC3805_SPECIAL or 0 <= v <= MAX_STORED_INT
+            for v in (tray.level, tray.max_capacity)
+        )
+        and _percent_fits(tray.percent)
+    )
+
+
+def _fits(snapshot: PrinterSnapshot) -> bool:
+    """Whether clamp_snapshot would find nothing to change or note (False: not sure, clamp it).
+
+    The usual reading fits: deciding that costs a third of clamping it part by part.
+    """
+    counters, status = snapshot.counters, snapshot.status
+    return (
+        _texts_fit(snapshot.printer, IDENTITY_LIMITS)
+        and len(snapshot.supplies) <= MAX_ROWS
+        and all(type(s) is Supply and _supply_fits(s) for s in snapshot.supplies)
+        and len(snapshot.trays) <= MAX_ROWS
+        and all(type(t) is Tray and _tray_fits(t) for t in snapshot.trays)
+        and all(
+            _int_fits(v, 0)
+            for v in (
+                counters.lifetime_pages,
+                counters.power_on_pages,
+                counters.mono_pages,
+                counters.colour_pages,
+                counters.duplex_pages,
+            )
+        )
+        and _words_fit(tuple(counters.per_marker), SHORT_TEXT)
+        and all(_int_fits(v, 0) for v in counters.per_marker.values())
+        and _texts_fit(status, STATUS_LIMITS)
+        and _words_fit(status.errors, SHORT_TEXT)
+        and len(status.alerts) <= MAX_ROWS
+        and all(_texts_fit(a, ALERT_LIMITS) for a in status.alerts)
+        and _words_fit(snapshot.missing, NOTE_TEXT)
+    )
+
+
 def clamp_snapshot(snapshot: PrinterSnapshot) -> PrinterSnapshot:
     """Return the snapshot fitting the api's columns, with what was changed added to its anomalies."""
+    return snapshot if _fits(snapshot) else _clamp_parts(snapshot)
+
+
+def _clamp_parts(snapshot: PrinterSnapshot) -> PrinterSnapshot:
+    """clamp_snapshot part by part: the reference _fits is tested against."""
     notes = _Notes()
     printer = clamp_identity(snapshot.printer, notes)
     supplies = tuple(
