@@ -11,12 +11,14 @@ read as plain rows (_PrinterRow, not ORM objects) and what changed written back 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, String, Table, any_, bindparam
+from sqlalchemy import ColumnElement, String, Table, Text, any_, bindparam
+from sqlalchemy import cast as sql_cast
 from sqlmodel import Session, SQLModel, col, select
 
 from tonerwatch_api.db.models import (
@@ -251,11 +253,12 @@ def _apply(
     current: dict[str, dict[str, dict[str, Any]]] = {pid: {} for pid in live}
     if live:
         for stored in session.execute(
-            select(*(states_t.c[name] for name in _STATE_READ)).where(
+            select(*(_state_column(states_t, name) for name in _STATE_READ)).where(
                 _among(states_t.c.printer_id, live, postgres)
             )
         ):
-            current[stored[0]][stored[1]] = dict(zip(_STATE_READ, stored, strict=True))
+            row = current[stored[0]][stored[1]] = dict(zip(_STATE_READ, stored, strict=True))
+            row["envelope"] = _envelope(row["envelope"])
     changed: dict[tuple[str, str], dict[str, Any]] = {}
     history: list[dict[str, Any]] = []
     counters: list[dict[str, Any]] = []
@@ -373,6 +376,19 @@ def _apply(
             _put(printer, status=status_of(printer, states, severities[printer.id]))
         _write_printers(session, list(touched.values()))
     return outcomes
+
+
+def _state_column(states: Table, name: str) -> ColumnElement[Any]:
+    """A supply state column to read; the envelope as its JSON text (decoded by _envelope)."""
+    column = states.c[name]
+    # psycopg's json loader took ~20 us a row (0.06 ms a reading, most of the SELECT's CPU);
+    # json.loads of the text a quarter of that. The same lists come back.
+    return cast(ColumnElement[Any], sql_cast(column, Text)) if name == "envelope" else column
+
+
+def _envelope(text: str | None) -> Any:
+    """The stored envelope (JSON text: SQL NULL and JSON null both None), decoded."""
+    return None if text is None else json.loads(text)
 
 
 class _PrinterRow:

@@ -27,7 +27,7 @@ down_revision: str | None = "0028"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Kept equal to the models' postgresql_with (db/models.py, db/usage.py).
+# Kept equal to api_metadata's copies of the tables (db/metadata.py, postgresql_with).
 FILLFACTOR = {"printers": 50, "supply_states": 50, "network_usage_daily": 70}
 
 
