@@ -50,6 +50,8 @@ from tonerwatch_shared.snmp.ber import (
     RESPONSE,
     BerError,
     Response,
+    _decode_response_by_tlv,
+    _decode_response_in_one_pass,
     decode_header,
     decode_response,
     encode_integer,
@@ -111,6 +113,14 @@ REAL_RESPONSES = _chunks(ABSURD) + _chunks(PHANTOM)[:3]
 def _check_decoded(data: bytes) -> None:
     with contextlib.suppress(BerError):
         decode_header(data)
+    try:
+        one_pass = _decode_response_in_one_pass(data)
+    except (BerError, IndexError):
+        one_pass = None
+    if one_pass is not None:  # what the one pass takes, it reads as the TLV-by-TLV reading does
+        by_tlv = _decode_response_by_tlv(data)
+        assert one_pass == by_tlv
+        assert [type(v) for _, v in one_pass.varbinds] == [type(v) for _, v in by_tlv.varbinds]
     try:
         response = decode_response(data)
     except BerError:

@@ -13,6 +13,8 @@ from tonerwatch_shared.snmp.ber import (
     VERSION_1,
     VERSION_2C,
     BerError,
+    _decode_response_by_tlv,
+    _decode_response_in_one_pass,
     decode_response,
     encode_request,
 )
@@ -128,6 +130,39 @@ def test_response_with_every_value_type_decodes_like_pysnmp_encoded_it() -> None
         ("1.3.6.1.4.1.4294967295.200", 0),
     ]
     assert isinstance(response.varbinds[1][1], Oid)
+
+
+def test_a_steady_answer_is_decoded_in_one_pass_as_tlv_by_tlv() -> None:
+    p = api.PROTOCOL_MODULES[VERSION_2C]
+    varbinds = [
+        ("1.3.6.1.2.1.1.3.0", p.TimeTicks(220329339)),
+        ("1.3.6.1.2.1.43.11.1.1.9.1.1", p.Integer(-3)),
+        ("1.3.6.1.2.1.43.11.1.1.9.1.2", p.Integer(200)),
+        ("1.3.6.1.2.1.43.11.1.1.9.1.3", p.Integer(0)),
+        ("1.3.6.1.2.1.43.10.2.1.4.1.1", p.Counter32(4294967295)),
+        ("1.3.6.1.2.1.25.3.5.1.2.1", p.OctetString(b"\x00")),
+        ("1.3.6.1.2.1.1.2.0", p.ObjectIdentifier("1.3.6.1.4.1.11.2.3.9.1")),
+        ("1.3.6.1.2.1.25.3.2.1.5.1", p.NoSuchInstance("")),
+    ]
+    data = _pysnmp_message(VERSION_2C, "GetResponsePDU", 0x7654321, varbinds, "public")
+    one_pass = _decode_response_in_one_pass(data)
+    assert one_pass is not None  # the usual form: not left to the TLV-by-TLV reading
+    assert one_pass == _decode_response_by_tlv(data) == decode_response(data)
+    assert [v for _, v in one_pass.varbinds] == [
+        220329339,
+        -3,
+        200,
+        0,
+        4294967295,
+        b"\x00",
+        Oid("1.3.6.1.4.1.11.2.3.9.1"),
+        Missing.NO_SUCH_INSTANCE,
+    ]
+    # A varbind of more than 127 octets (long-form lengths): left to the TLV-by-TLV reading.
+    long = [("1.3.6.1.2.1.1.1.0", p.OctetString(b"x" * 200))]
+    data = _pysnmp_message(VERSION_2C, "GetResponsePDU", 1 << 24, long, "public")
+    assert _decode_response_in_one_pass(data) is None
+    assert decode_response(data).varbinds == [("1.3.6.1.2.1.1.1.0", b"x" * 200)]
 
 
 def test_counter_without_leading_zero_from_a_sloppy_agent_is_unsigned() -> None:

@@ -225,6 +225,89 @@ def decode_header(data: bytes) -> tuple[int, bytes, int, int, int]:
 
 def decode_response(data: bytes) -> Response:
     """The decoded response message; BerError when malformed or not a Response PDU."""
+    try:
+        response = _decode_response_in_one_pass(data)
+    except (BerError, IndexError):
+        response = None
+    # Anything the one pass does not take as it comes (an error, a form it leaves out) is read
+    # again TLV by TLV, which says what is wrong.
+    return response if response is not None else _decode_response_by_tlv(data)
+
+
+def _decode_response_in_one_pass(data: bytes) -> Response | None:
+    """The response decoded in one loop over its varbinds (None: not of the usual form)."""
+    # A steady poll's answer is ~35 TLVs: read here without a call per TLV, value or integer
+    # (issue 15: the TLV-by-TLV reading cost ~50 Python calls a poll). Every check of
+    # _decode_response_by_tlv is made; what fails one is left to it (None).
+    tag, pos, end = _read_tl(data, 0, len(data))
+    if tag != 0x30 or data[pos] != 0x02 or data[pos + 1] != 1:  # a one-octet version
+        return None
+    version = data[pos + 2]
+    pos += 3
+    tag, start, pos = _read_tl(data, pos, end)
+    if tag != 0x04 or version > 0x7F:
+        return None
+    community = data[start:pos]
+    pdu_tag, pos, pdu_end = _read_tl(data, pos, end)
+    if pdu_tag != RESPONSE or data[pos] != 0x02 or data[pos + 1] != 4 or pos + 6 > pdu_end:
+        return None
+    request_id = int.from_bytes(data[pos + 2 : pos + 6], "big", signed=True)
+    pos += 6
+    # error-status and error-index: one octet each (0..127) in every answer but a strange one
+    if data[pos] != 0x02 or data[pos + 1] != 1 or data[pos + 3] != 0x02 or data[pos + 4] != 1:
+        return None
+    error_status, error_index = data[pos + 2], data[pos + 5]
+    if error_status > 0x7F or error_index > 0x7F or pos + 6 > end:
+        return None
+    tag, pos, vbl_end = _read_tl(data, pos + 6, end)
+    if tag != 0x30:
+        return None
+    varbinds: list[tuple[str, SnmpValue]] = []
+    append = varbinds.append
+    oid_of = decode_oid
+    from_bytes = int.from_bytes
+    while pos < vbl_end:
+        # varbind: SEQUENCE { OID, value }, each length of one octet (a varbind under 128 octets)
+        if pos + 2 > vbl_end or data[pos] != 0x30:
+            return None
+        size = data[pos + 1]
+        vb_end = pos + 2 + size
+        if size & 0x80 or vb_end > vbl_end or pos + 4 > vb_end or data[pos + 2] != 0x06:
+            return None
+        size = data[pos + 3]
+        start = pos + 4
+        pos = start + size  # the value's TLV
+        if size & 0x80 or pos > vb_end or pos + 2 > vb_end:
+            return None
+        oid = oid_of(data[start:pos])
+        tag = data[pos]
+        size = data[pos + 1]
+        start = pos + 2
+        stop = start + size
+        if size & 0x80 or stop > vb_end:
+            return None
+        if tag == 0x02:  # INTEGER
+            if size == 1:
+                value: SnmpValue = data[start] - 256 if data[start] & 0x80 else data[start]
+            elif size == 0 or size > MAX_INTEGER_OCTETS:
+                return None
+            else:
+                value = from_bytes(data[start:stop], "big", signed=True)
+        elif tag == 0x04:  # OCTET STRING
+            value = data[start:stop]
+        elif tag in _UNSIGNED_TAGS:
+            if size > MAX_INTEGER_OCTETS:
+                return None
+            value = from_bytes(data[start:stop], "big", signed=False)
+        else:
+            value = _decode_value(tag, data[start:stop])
+        append((oid, value))
+        pos = vb_end
+    return Response(version, community, request_id, error_status, error_index, varbinds)
+
+
+def _decode_response_by_tlv(data: bytes) -> Response:
+    """The decoded response message, read TLV by TLV; BerError says what is wrong."""
     version, community, pdu_tag, request_id, pos = decode_header(data)
     if pdu_tag != RESPONSE:
         raise BerError(f"not a Response PDU: {pdu_tag:#x}")
