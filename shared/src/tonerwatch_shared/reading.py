@@ -212,7 +212,9 @@ async def read_printer(
     """
     started = time.perf_counter()
     result = await poll_printer(client, target, plan)
-    values_hash = hash(tuple(result.values.items()))
+    values_hash = result.values_hash
+    if values_hash is None:
+        values_hash = hash(tuple(result.values.items()))
     template = parsed.template if parsed is not None and parsed.values_hash == values_hash else None
     if (
         template is not None

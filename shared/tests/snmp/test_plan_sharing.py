@@ -65,3 +65,32 @@ def test_counters_and_levels_are_not_kept_in_the_shared_table(printer_walks_dir:
     second = plan_from_values(other)
     assert second.static == first.static
     assert len(poll._shared_values) == kept
+
+
+async def test_a_steady_polls_values_hash_tells_its_values_apart(printer_walks_dir: Path) -> None:
+    values = load_snmprec(printer_walks_dir / "jetdirect_m252dw.snmprec")
+    plan = plan_from_values(values)
+    fresh = {oid: values[oid] for oid in plan.volatile}
+
+    class Agent:
+        """Answers a GET from `answer` (no I/O)."""
+
+        answer = fresh
+
+        async def get(self, _target: object, oids: object, *, stats: object = None) -> object:
+            return dict(self.answer)
+
+    async def steady(a_plan: poll.PollPlan) -> poll.PollResult:
+        return await poll.poll_printer(Agent(), None, a_plan)  # type: ignore[arg-type]
+
+    first, again = await steady(plan), await steady(plan)
+    assert first.values_hash is not None and first.values_hash == again.values_hash
+    level = next(o for o in plan.volatile if o.startswith("1.3.6.1.2.1.43.11.1.1.9."))
+    Agent.answer = {**fresh, level: 12345}  # a level moved
+    assert (await steady(plan)).values_hash != first.values_hash
+    Agent.answer = fresh
+    static = dict(plan.static)
+    oid, text = next((o, v) for o, v in static.items() if isinstance(v, bytes))
+    static[oid] = b"another " + text
+    other = plan_from_values({**static, **fresh})  # learned again: another static value
+    assert (await steady(other)).values_hash != first.values_hash

@@ -98,6 +98,9 @@ class PollPlan:
     triggers: Mapping[str, SnmpValue] = field(default_factory=dict)
     uptime: int | None = None
     steady_polls: int = 0
+    # hash(tuple(static.items())), taken once when the plan is learned: a steady poll's values
+    # are static's and the fresh ones, so their hash needs only the fresh ones hashed (issue 15).
+    static_hash: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def oids(self) -> tuple[str, ...]:
@@ -117,6 +120,9 @@ class PollResult:
     plan: PollPlan
     learned: bool
     anomalies: tuple[str, ...] = ()
+    # hash(tuple(values.items())) or, for a steady poll, a hash telling its values apart as well
+    # (of the plan's static_hash and the fresh values; None: hash the values).
+    values_hash: int | None = None
 
 
 def _other_device_status(oid: str, present: Mapping[str, SnmpValue]) -> bool:
@@ -163,7 +169,13 @@ def plan_from_values(values: Mapping[str, SnmpValue]) -> PollPlan:
     static = {o: shared_value(v) for o, v in present.items() if o not in steady}
     triggers = {o: static.get(o, v) for o, v in present.items() if o.startswith(_TRIGGER_PREFIXES)}
     uptime = present.get(oids.SYS_UPTIME)
-    return PollPlan(volatile, static, triggers, uptime if isinstance(uptime, int) else None)
+    return PollPlan(
+        volatile,
+        static,
+        triggers,
+        uptime if isinstance(uptime, int) else None,
+        static_hash=hash(tuple(static.items())),
+    )
 
 
 def needs_relearn(plan: PollPlan, fresh: Mapping[str, SnmpValue]) -> str | None:
@@ -224,6 +236,7 @@ async def poll_printer(
                 triggers=plan.triggers,
                 uptime=uptime if isinstance(uptime, int) else plan.uptime,
                 steady_polls=plan.steady_polls + 1,
+                static_hash=plan.static_hash,
             )
             return PollResult(
                 {**plan.static, **fresh},
@@ -233,6 +246,11 @@ async def poll_printer(
                 stats.round_trips,
                 plan,
                 learned=False,
+                # The values are static's overlaid with fresh: the same static and the same fresh
+                # values (in the same order) make the same values.
+                values_hash=None
+                if plan.static_hash is None
+                else hash((plan.static_hash, tuple(fresh.items()))),
             )
     values, anomalies = await learn(client, target, stats, max_values=max_values)
     new_plan = plan_from_values(values)
