@@ -31,7 +31,8 @@ is the same in every variant and not what is measured here).
 
 --compare runs the same bench file with another tree's virtualenv (its code) right after, on its
 own nats-server and printers, and prints both in one table (columns "<variant> (<label>)").
---cprofile profiles the window of the last variant (the whole event loop, CPU time) into a file.
+--cprofile profiles the window of the last variant (the whole event loop, CPU time) into a file
+(and its raw stats into <file>.prof, for pstats' callers and callees).
 
 Needs nats-server (scripts/setup installs it) and the recordings in ../shared/printer-walks.
 """
@@ -315,6 +316,7 @@ async def run_variant(
             title = f"{name}: {polls} polls, {calls / max(polls, 1):.0f} Python calls per poll"
             print(title, flush=True)
             write_profile(Path(args.cprofile), title, profile)
+            profile.dump_stats(f"{args.cprofile}.prof")  # for pstats: callers, callees
     finally:
         stop.set()
         await jobs
