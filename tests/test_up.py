@@ -369,3 +369,15 @@ def test_up_limits_mallocs_arenas_unless_malloc_arena_max_is_set(
     assert not limit_malloc_arenas(), "glibc's own setting wins"
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     assert limit_malloc_arenas() == (platform.libc_ver()[0] == "glibc")
+
+
+def test_up_fixes_mallocs_thresholds_unless_the_environment_sets_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tonerwatch.up import fix_malloc_thresholds
+
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.setenv(name, "65536")
+        assert not fix_malloc_thresholds(), "glibc's own setting wins"
+        monkeypatch.delenv(name)
+    assert fix_malloc_thresholds() == (platform.libc_ver()[0] == "glibc")

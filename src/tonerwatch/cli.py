@@ -298,9 +298,10 @@ def cmd_discover(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """Run the whole system."""
     # Loaded when run, not at every start: it pulls in httpx and SQLAlchemy (a second more for --help).
-    from tonerwatch.up import limit_malloc_arenas, run_up
+    from tonerwatch.up import fix_malloc_thresholds, limit_malloc_arenas, run_up
 
     limit_malloc_arenas()  # before the services start their threads
+    fix_malloc_thresholds()  # before the services' imports and first peaks
     _configure_logging("tonerwatch")
     logging.getLogger("tonerwatch").debug("starting up")
     data_dir = args.data_dir or default_data_dir()
