@@ -253,12 +253,13 @@ def _apply(
     current: dict[str, dict[str, dict[str, Any]]] = {pid: {} for pid in live}
     if live:
         for stored in session.execute(
-            select(*(_state_column(states_t, name) for name in _STATE_READ)).where(
+            select(*(_state_column(states_t, name, postgres) for name in _STATE_READ)).where(
                 _among(states_t.c.printer_id, live, postgres)
             )
         ):
             row = current[stored[0]][stored[1]] = dict(zip(_STATE_READ, stored, strict=True))
-            row["envelope"] = _envelope(row["envelope"])
+            if postgres:
+                row["envelope"] = _envelope(row["envelope"])
     changed: dict[tuple[str, str], dict[str, Any]] = {}
     history: list[dict[str, Any]] = []
     counters: list[dict[str, Any]] = []
@@ -378,12 +379,17 @@ def _apply(
     return outcomes
 
 
-def _state_column(states: Table, name: str) -> ColumnElement[Any]:
-    """A supply state column to read; the envelope as its JSON text (decoded by _envelope)."""
+def _state_column(states: Table, name: str, postgres: bool) -> ColumnElement[Any]:
+    """A supply state column to read; on PostgreSQL the envelope as its JSON text (_envelope).
+
+    psycopg's json loader took ~20 us a row (0.06 ms a reading, most of the SELECT's CPU);
+    json.loads of the text a quarter of that. The same lists come back. SQLite keeps the JSON
+    column: its service bench ran slower with the cast (not explained; bench/results/ingest.md).
+    """
     column = states.c[name]
-    # psycopg's json loader took ~20 us a row (0.06 ms a reading, most of the SELECT's CPU);
-    # json.loads of the text a quarter of that. The same lists come back.
-    return cast(ColumnElement[Any], sql_cast(column, Text)) if name == "envelope" else column
+    if postgres and name == "envelope":
+        return cast(ColumnElement[Any], sql_cast(column, Text))
+    return cast(ColumnElement[Any], column)
 
 
 def _envelope(text: str | None) -> Any:
