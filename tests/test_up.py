@@ -371,7 +371,7 @@ def test_up_limits_mallocs_arenas_unless_malloc_arena_max_is_set(
     assert limit_malloc_arenas() == (platform.libc_ver()[0] == "glibc")
 
 
-def test_up_fixes_mallocs_thresholds_unless_the_environment_sets_them(
+def test_up_fixes_mallocs_thresholds_unless_the_environment_or_glibc_tunables_set_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from tonerwatch.up import fix_malloc_thresholds
@@ -380,4 +380,8 @@ def test_up_fixes_mallocs_thresholds_unless_the_environment_sets_them(
         monkeypatch.setenv(name, "65536")
         assert not fix_malloc_thresholds(), "glibc's own setting wins"
         monkeypatch.delenv(name)
+    for tunable in ("glibc.malloc.mmap_threshold=65536", "glibc.malloc.trim_threshold=65536"):
+        monkeypatch.setenv("GLIBC_TUNABLES", f"glibc.malloc.arena_max=2:{tunable}")
+        assert not fix_malloc_thresholds(), "glibc's tunables win too"
+    monkeypatch.delenv("GLIBC_TUNABLES")
     assert fix_malloc_thresholds() == (platform.libc_ver()[0] == "glibc")

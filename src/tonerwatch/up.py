@@ -73,11 +73,16 @@ def fix_malloc_thresholds(threshold: int = MALLOC_THRESHOLD) -> bool:
 
     glibc raises both each time a mapped block is freed (up to 32 MiB): a peak's large blocks
     (a batch's JSON, a listing's rows) then come from the heap, and what they leave free between
-    the blocks that live on stays in `up`. Fixed, `up`'s PSS median at 1,000 printers was ~2 MB
-    lower in three runs at the same CPU per poll (issue 15, bench/E2E.md). MALLOC_MMAP_THRESHOLD_
-    or MALLOC_TRIM_THRESHOLD_ in the environment are glibc's own settings and win.
+    the blocks that live on stays in `up`. Fixed, `up`'s PSS median at 1,000 printers was ~3.5 MB
+    lower (five runs against five, CPU per poll within the runs' spread; bench/E2E.md, "Less
+    imported, malloc's thresholds fixed"). MALLOC_MMAP_THRESHOLD_
+    or MALLOC_TRIM_THRESHOLD_ in the environment, or either in GLIBC_TUNABLES, are glibc's own
+    settings and win.
     """
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("MALLOC_TRIM_THRESHOLD_"):
+        return False
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if "malloc.mmap_threshold" in tunables or "malloc.trim_threshold" in tunables:
         return False
     try:
         import ctypes
