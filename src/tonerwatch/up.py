@@ -59,13 +59,7 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     """
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_ARENA_MAX, arenas))
-    except (OSError, AttributeError):
-        return False
+    return _mallopt((M_ARENA_MAX, arenas))
 
 
 def fix_malloc_thresholds(threshold: int = MALLOC_THRESHOLD) -> bool:
@@ -84,13 +78,16 @@ def fix_malloc_thresholds(threshold: int = MALLOC_THRESHOLD) -> bool:
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     if "malloc.mmap_threshold" in tunables or "malloc.trim_threshold" in tunables:
         return False
+    return _mallopt((M_MMAP_THRESHOLD, threshold), (M_TRIM_THRESHOLD, threshold))
+
+
+def _mallopt(*settings: tuple[int, int]) -> bool:
+    """Set each (parameter, value) with glibc's mallopt; return whether every one took (False off glibc)."""
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        mmap = libc.mallopt(M_MMAP_THRESHOLD, threshold)
-        trim = libc.mallopt(M_TRIM_THRESHOLD, threshold)
-        return bool(mmap and trim)
+        return all([bool(libc.mallopt(param, value)) for param, value in settings])
     except (OSError, AttributeError):
         return False
 
