@@ -28,11 +28,17 @@ is the same in every variant and not what is measured here).
 
     uv run python bench/poller_ops_bench.py [--printers 200] [--interval 10] [--window 30]
         [--variants previous,singles,after] [--compare /work/other-tree] [--cprofile out.txt]
+        [--idle-window 20]
 
 --compare runs the same bench file with another tree's virtualenv (its code) right after, on its
 own nats-server and printers, and prints both in one table (columns "<variant> (<label>)").
 --cprofile profiles the window of the last variant (the whole event loop, CPU time) into a file
 (and its raw stats into <file>.prof, for pstats' callers and callees).
+--idle-window S: after the window, every timer of the replica is pushed a day out (its fleet
+still held, its mirrors and leases running, nothing due) and its CPU is taken for S seconds:
+the fixed CPU per second of a replica, and the marginal CPU per poll above it (window CPU less
+the idle CPU/s times the window, per poll). The event loop's selects that slept (waited for I/O
+or a timer) are counted in both windows.
 
 Needs nats-server (scripts/setup installs it) and the recordings in ../shared/printer-walks.
 """
@@ -137,6 +143,12 @@ class Result:
     poller_cpu_s: float
     nats_cpu_s: float
     poller_sys_s: float = float("nan")  # of poller_cpu_s, in the kernel (syscalls, wakeups)
+    window_s: float = float("nan")
+    sleeps: int = -1  # selects of the event loop that slept (waited for I/O or a timer), window
+    # --idle-window: the same replica with its fleet held and nothing due (timers pushed out).
+    idle_s: float = float("nan")
+    idle_cpu_s: float = float("nan")
+    idle_sleeps: int = -1
 
     def kinds(self) -> Counter[str]:
         out: Counter[str] = Counter()
@@ -167,6 +179,11 @@ class Result:
             "poller_cpu_s": self.poller_cpu_s,
             "nats_cpu_s": self.nats_cpu_s,
             "poller_sys_s": self.poller_sys_s,
+            "window_s": self.window_s,
+            "sleeps": self.sleeps,
+            "idle_s": self.idle_s,
+            "idle_cpu_s": self.idle_cpu_s,
+            "idle_sleeps": self.idle_sleeps,
         }
 
     @classmethod
@@ -178,10 +195,45 @@ class Result:
             float(raw["poller_cpu_s"]),  # type: ignore[arg-type]
             float(raw["nats_cpu_s"]),  # type: ignore[arg-type]
             float(raw.get("poller_sys_s", "nan")),  # type: ignore[arg-type]
+            float(raw.get("window_s", "nan")),  # type: ignore[arg-type]
+            int(raw.get("sleeps", -1)),  # type: ignore[call-overload]
+            float(raw.get("idle_s", "nan")),  # type: ignore[arg-type]
+            float(raw.get("idle_cpu_s", "nan")),  # type: ignore[arg-type]
+            int(raw.get("idle_sleeps", -1)),  # type: ignore[call-overload]
         )
 
     def per_poll(self, n: float) -> float:
         return n / self.polls if self.polls else float("nan")
+
+    def idle_cpu_per_s(self) -> float:
+        """The replica's CPU per second with its fleet held and nothing due (--idle-window)."""
+        return self.idle_cpu_s / self.idle_s if self.idle_s > 0 else float("nan")
+
+    def marginal_per_poll(self) -> float:
+        """CPU per poll above the idle replica's: (window CPU - idle CPU/s x window) / polls."""
+        if not self.polls or not self.idle_s > 0:
+            return float("nan")
+        return (self.poller_cpu_s - self.idle_cpu_per_s() * self.window_s) / self.polls
+
+
+class SleepCounter:
+    """Counts the event loop's selects that slept (a timeout other than 0: it waited for I/O or a
+    timer, and what ended the wait woke it), by wrapping its selector's select."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.count = 0
+        self._selector = loop._selector  # type: ignore[attr-defined]
+        self._select = self._selector.select
+
+        def select(timeout: float | None = None) -> list[object]:
+            if timeout is None or timeout > 0:
+                self.count += 1
+            return self._select(timeout)  # type: ignore[no-any-return]
+
+        self._selector.select = select
+
+    def close(self) -> None:
+        del self._selector.select  # the instance's wrapper goes, the class's method stays
 
 
 def polls_done(poller: Poller) -> int:
@@ -216,6 +268,7 @@ def run_compared(args: argparse.Namespace) -> list[Result]:
         f"--interval={args.interval}",
         f"--window={args.window}",
         f"--variants={args.variants}",
+        f"--idle-window={args.idle_window}",
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return [Result.from_json(json.loads(line)) for line in out.splitlines() if line]
@@ -299,17 +352,22 @@ async def run_variant(
         # For a sampling profiler attached from outside (py-spy record --pid): the window starts.
         print(f"{name}: window starts, pid {os.getpid()}", file=sys.stderr, flush=True)
         profile = cProfile.Profile(time.process_time) if profiled else None
+        sleeps = SleepCounter(asyncio.get_running_loop())
         with counting(bus.nc) as traffic:
             polls0, cpu0, nats0 = polls_done(poller), time.process_time(), cpu_s(nats_pid)
-            sys0 = os.times().system
+            sys0, sleeps0, t0 = os.times().system, sleeps.count, time.monotonic()
             if profile is not None:
                 profile.enable()
             await asyncio.sleep(args.window)
             if profile is not None:
                 profile.disable()
             polls1, cpu1, nats1 = polls_done(poller), time.process_time(), cpu_s(nats_pid)
-            sys1 = os.times().system
+            sys1, sleeps1, t1 = os.times().system, sleeps.count, time.monotonic()
             window_traffic = Traffic(list(traffic.published), list(traffic.requests))
+        idle = (float("nan"), float("nan"), -1)
+        if args.idle_window > 0 and cls is Poller:
+            idle = await idle_window(poller, sleeps, args.idle_window)
+        sleeps.close()
         if profile is not None:
             polls = polls1 - polls0
             calls = sum(row[1] for row in pstats.Stats(profile).stats.values())  # type: ignore[attr-defined]
@@ -331,7 +389,49 @@ async def run_variant(
             f"{name}: {poller.readings.published / poller.readings.messages:.1f} readings per "
             f"published message ({poller.readings.batches} batches, whole run)"
         )
-    return Result(name, polls1 - polls0, window_traffic, cpu1 - cpu0, nats1 - nats0, sys1 - sys0)
+    return Result(
+        name,
+        polls1 - polls0,
+        window_traffic,
+        cpu1 - cpu0,
+        nats1 - nats0,
+        sys1 - sys0,
+        t1 - t0,
+        sleeps1 - sleeps0,
+        *idle,
+    )
+
+
+async def idle_window(
+    poller: Poller, sleeps: SleepCounter, seconds: float
+) -> tuple[float, float, int]:
+    """Return (seconds, CPU seconds, sleeps) of the replica with its fleet held and nothing due:
+    every timer pushed a day out, the polls under way and their batches done first."""
+    later = time.time() + 86400
+    for key in list(poller.timers.due):
+        poller.timers.set(key, later)
+    if poller._wake is not None:
+        poller._wake.set()
+    deadline = time.monotonic() + 10
+    while (poller.in_flight or poller.readings._sending) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)  # the last batch's ack, the loop settled
+    polls0, cpu0, sleeps0, t0 = (
+        polls_done(poller),
+        time.process_time(),
+        sleeps.count,
+        time.monotonic(),
+    )
+    await asyncio.sleep(seconds)
+    polls1, cpu1, sleeps1, t1 = (
+        polls_done(poller),
+        time.process_time(),
+        sleeps.count,
+        time.monotonic(),
+    )
+    if polls1 != polls0:
+        print(f"idle window: {polls1 - polls0} polls made", file=sys.stderr)
+    return t1 - t0, cpu1 - cpu0, sleeps1 - sleeps0
 
 
 async def main(argv: list[str]) -> None:
@@ -346,6 +446,13 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--label", default="this tree")
     parser.add_argument("--compare-label", default="compared tree")
     parser.add_argument("--cprofile", help="cProfile the last variant's window into this file")
+    parser.add_argument(
+        "--idle-window",
+        type=float,
+        default=0.0,
+        help="after the window, this long with the fleet held and nothing due (singles, after): "
+        "prints the replica's fixed CPU per second and the marginal CPU per poll above it",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line per variant only")
     args = parser.parse_args(argv)
     classes: dict[str, type[Poller]] = {
@@ -412,8 +519,22 @@ async def main(argv: list[str]) -> None:
         *(row(f"  {k} per poll", lambda r, k=k: r.per_poll(r.kinds()[k])) for k in kinds),  # type: ignore[misc]
         row("poller CPU per poll, ms", lambda r: r.per_poll(r.poller_cpu_s * 1000)),
         row("  of which in the kernel, ms", lambda r: r.per_poll(r.poller_sys_s * 1000)),
+        row("poller loop sleeps (selects that waited) per poll", lambda r: r.per_poll(r.sleeps)),
+        row("poller loop sleeps per s", lambda r: r.sleeps / r.window_s),
         row("nats-server CPU per poll, ms", lambda r: r.per_poll(r.nats_cpu_s * 1000)),
     ]
+    if args.idle_window > 0:
+        rows += [
+            row(
+                "idle (fleet held, nothing due): poller CPU, ms per s",
+                lambda r: r.idle_cpu_per_s() * 1000,
+            ),
+            row("idle: poller loop sleeps per s", lambda r: r.idle_sleeps / r.idle_s),
+            row(
+                "marginal poller CPU per poll above idle, ms",
+                lambda r: r.marginal_per_poll() * 1000,
+            ),
+        ]
     last = results[-1]
     print(
         "\n| measured | "
