@@ -27,6 +27,34 @@ EDIT_ATTEMPTS = 20
 KEYS_TIMEOUT_S = 10.0
 
 
+async def watch_all(kv: KeyValue, **options: object) -> KeyValue.KeyWatcher:
+    """Return kv.watchall(**options) without nats-py's flow-control loop: a watch that wakes its
+    process only when the bucket changes (and for the server's idle heartbeat, every 5 s).
+
+    nats-py starts a task per ordered consumer that sleeps 0.25 s in a loop to send flow-control
+    replies it could not send at once: 4 wakeups a second per watch, ~80 us of CPU each on an
+    idle loop (issue 15: the poller's 3 mirrors, 12 a second). A watch delivers to a callback,
+    and for a callback subscription nats-py answers every flow-control request (and a heartbeat's
+    "consumer stalled" reply) when it arrives: a message counts as delivered once received, so
+    the loop never has a reply left to send. Everything else of the ordered consumer stays: the
+    sequence check and its reset, and the heartbeat check that recreates a consumer lost with
+    the server (a NATS restart).
+    """
+    watcher = await kv.watchall(**options)  # type: ignore[arg-type]
+    _stop_flow_control_loop(watcher)
+    return watcher
+
+
+def _stop_flow_control_loop(watcher: KeyValue.KeyWatcher) -> None:
+    subscription = getattr(watcher._sub, "_sub", None)
+    jsi = getattr(subscription, "_jsi", None)
+    task = getattr(jsi, "_fctask", None)
+    # Only for a callback subscription: without one, replies wait for messages to be read, and
+    # the loop sends them.
+    if task is not None and getattr(subscription, "_cb", None) is not None:
+        task.cancel()
+
+
 async def read_current(
     watcher: KeyValue.KeyWatcher,
     apply: Callable[[KeyValue.Entry], None],
@@ -71,7 +99,7 @@ async def list_keys(
     and the watcher is always stopped.
     """
     for attempt in (1, 2):
-        watcher = await kv.watchall(meta_only=True)
+        watcher = await watch_all(kv, meta_only=True)
         # Per key: whether its last entry is a value (not a delete or purge).
         found: dict[str, bool] = {}
         try:
@@ -170,4 +198,4 @@ class ModelKv(Generic[M]):
         raise KvConflict(f"gave up writing {key}: {attempts} conflicting writes")
 
 
-__all__ = ["KvConflict", "ModelKv", "Versioned", "list_keys", "read_current"]
+__all__ = ["KvConflict", "ModelKv", "Versioned", "list_keys", "read_current", "watch_all"]

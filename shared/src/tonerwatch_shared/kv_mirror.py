@@ -30,7 +30,14 @@ from typing import Generic, TypeVar
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from pydantic import BaseModel, ValidationError
 
-from tonerwatch_shared.kv import EDIT_ATTEMPTS, KvConflict, ModelKv, Versioned, read_current
+from tonerwatch_shared.kv import (
+    EDIT_ATTEMPTS,
+    KvConflict,
+    ModelKv,
+    Versioned,
+    read_current,
+    watch_all,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +74,7 @@ class WatchedBucket:
 
     async def start(self, timeout_s: float = LOAD_TIMEOUT_S) -> None:
         """Load the bucket's current values, then follow its changes in the background."""
-        self._watcher = await self._bucket().watchall()
+        self._watcher = await watch_all(self._bucket())
         await read_current(self._watcher, self._apply, timeout_s)
         self._task = asyncio.create_task(self._follow(self._watcher))
 

@@ -11,7 +11,15 @@ import pytest
 from pydantic import BaseModel
 
 from tonerwatch_shared.bus import Bus
-from tonerwatch_shared.kv import KvConflict, ModelKv, Versioned, _keep_live, read_current
+from tonerwatch_shared.kv import (
+    KvConflict,
+    ModelKv,
+    Versioned,
+    _keep_live,
+    read_current,
+    watch_all,
+)
+from tonerwatch_shared.testing.nats_traffic import FLOW_CONTROL, counting
 
 
 class Tally(BaseModel):
@@ -164,3 +172,59 @@ async def test_keys_never_waits_forever_for_a_lost_end_of_history_marker() -> No
         await kv.keys(timeout_s=0.05)
     # Tried twice, and every watcher was stopped (none left subscribed).
     assert [w.stopped for w in silent.watchers] == [True, True]
+
+
+async def test_a_watch_without_the_flow_control_loop_sees_puts_deletes_and_purges(bus: Bus) -> None:
+    """watch_all stops nats-py's 0.25 s flow-control loop; the watch still sees every change."""
+    kv = await bus.key_value("KVWATCH")
+    await kv.put("a", b"1")
+    watcher = await watch_all(kv)
+    try:
+        jsi = watcher._sub._sub._jsi  # type: ignore[union-attr]
+        await asyncio.sleep(0)
+        assert jsi._fctask is not None and jsi._fctask.done()
+        assert jsi._hbtask is not None and not jsi._hbtask.done()  # the heartbeat check stays
+        seen: list[tuple[str, bytes, str | None]] = []
+        await read_current(watcher, lambda e: seen.append((e.key, e.value, e.operation)))
+        assert seen == [("a", b"1", None)]
+        await kv.put("b", b"2")
+        await kv.delete("a")
+        await kv.put("c", b"3")
+        await kv.purge("c")
+        for _ in range(4):
+            entry = await watcher.updates(5.0)  # type: ignore[no-untyped-call]
+            while entry is None:  # the end-of-history marker
+                entry = await watcher.updates(5.0)  # type: ignore[no-untyped-call]
+            seen.append((entry.key, entry.value, entry.operation))
+        assert seen[1:] == [
+            ("b", b"2", None),
+            ("a", b"", "DEL"),
+            ("c", b"3", None),
+            ("c", b"", "PURGE"),
+        ]
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+async def test_a_watch_without_the_flow_control_loop_answers_flow_control_and_loads_it_all(
+    bus: Bus,
+) -> None:
+    """Megabytes in a bucket: the server asks for flow control while the watch loads them; the
+    replies go out as the requests arrive (the loop that is stopped never had one to send)."""
+    kv = await bus.key_value("KVWATCHBIG")
+    value = b"x" * 8192
+    await asyncio.gather(*(kv.put(f"k{i:04d}", value) for i in range(1500)))
+    with counting(bus.nc) as traffic:
+        watcher = await watch_all(kv)
+        try:
+            keys: set[str] = set()
+            assert await read_current(watcher, lambda e: keys.add(e.key)) == 1500
+            assert len(keys) == 1500
+            await kv.put("late", b"1")
+            entry = await watcher.updates(5.0)  # type: ignore[no-untyped-call]
+            while entry is None:
+                entry = await watcher.updates(5.0)  # type: ignore[no-untyped-call]
+            assert entry.key == "late"
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+    assert any(s.startswith(FLOW_CONTROL) for s in traffic.published)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import nats.js.errors
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from tonerwatch_shared.kv import read_current
+from tonerwatch_shared.kv import read_current, watch_all
 from tonerwatch_shared.kv_mirror import WatchedBucket
 
 log = logging.getLogger("tonerwatch.poller")
@@ -134,7 +134,7 @@ async def latest_values(kv: KeyValue, timeout_s: float = 5.0) -> dict[str, bytes
         else:
             values[entry.key] = entry.value
 
-    watcher = await kv.watchall()
+    watcher = await watch_all(kv)
     try:
         await read_current(watcher, keep, timeout_s)
     finally:
