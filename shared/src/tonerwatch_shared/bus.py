@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -68,8 +69,6 @@ T = TypeVar("T")
 PUBLISH_TIMEOUT_S = 5.0
 # Events given to a batch handler at once, about (a fetch of batch messages may hold many more).
 BATCH_HANDLER_EVENTS = 512
-# How often publishes waiting for their ack are checked against their deadline (_AckInbox).
-ACK_SWEEP_S = 0.25
 PULL_RETRY_PAUSE_S = 0.5
 # How long a consumer's replay requests wait in one pull (they are rare; stop ends it at once).
 REPLAY_FETCH_S = 10.0
@@ -1356,8 +1355,11 @@ class _AckInbox:
     """The replies (acks) to one connection's JetStream publishes, on one wildcard subscription.
 
     nats-py's request gives every publish a reply token, a future and a timer of its own
-    (asyncio.wait_for); here a publish costs a future and a dict entry, and one sweep every
-    ACK_SWEEP_S fails those unanswered past their deadline (TimeoutError, as a request does).
+    (asyncio.wait_for); here a publish costs a future and a dict entry, and one loop timer, set
+    for the earliest deadline of a publish waiting, fails those unanswered past their deadline
+    (TimeoutError, as a request does). An ack does not cancel it: when it comes, it sets itself
+    for the next deadline, if a publish is waiting. With nothing waiting there is no timer (a
+    task sweeping every ACK_SWEEP_S woke an idle process 4 times a second, issue 15).
     """
 
     def __init__(self, nc: Client) -> None:
@@ -1366,11 +1368,10 @@ class _AckInbox:
         self.pending: dict[str, tuple[float, asyncio.Future[Msg]]] = {}
         self.count = 0
         self.ready: asyncio.Task[None] | None = None
-        self.sweeper: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
 
     async def _start(self) -> None:
         await self.nc.subscribe(f"{self.prefix}.*", cb=self._on_reply)
-        self.sweeper = asyncio.create_task(self._sweep())
 
     async def publish(
         self, subject: str, data: bytes, headers: dict[str, str], timeout_s: float
@@ -1382,8 +1383,12 @@ class _AckInbox:
         await asyncio.shield(ready)
         self.count += 1
         key = str(self.count)
-        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-        self.pending[key] = (time.monotonic() + timeout_s, future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Msg] = loop.create_future()
+        deadline = loop.time() + timeout_s
+        self.pending[key] = (deadline, future)
+        if self.timer is None or deadline < self.timer.when():
+            self._expire_at(loop, deadline)
         try:
             await self.nc.publish(subject, data, reply=f"{self.prefix}.{key}", headers=headers)
             reply = await future
@@ -1401,20 +1406,30 @@ class _AckInbox:
         if entry is not None and not entry[1].done():
             entry[1].set_result(msg)
 
-    async def _sweep(self) -> None:
-        while not self.nc.is_closed:
-            await asyncio.sleep(ACK_SWEEP_S)
-            now = time.monotonic()
-            for key, (deadline, future) in list(self.pending.items()):
-                if deadline <= now:
-                    self.pending.pop(key, None)
-                    if not future.done():
-                        future.set_exception(nats.errors.TimeoutError())
+    def _expire_at(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = loop.call_at(deadline, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fail the publishes past their deadline; set the timer for the next one waiting."""
+        self.timer = None
+        now, earliest = loop.time(), math.inf
+        for key, (deadline, future) in list(self.pending.items()):
+            if deadline <= now:
+                self.pending.pop(key, None)
+                if not future.done():
+                    future.set_exception(nats.errors.TimeoutError())
+            elif deadline < earliest:
+                earliest = deadline
+        if earliest < math.inf:
+            self._expire_at(loop, earliest)
 
     def stop(self) -> None:
-        """End the sweeps (the subscription ends with the connection)."""
-        if self.sweeper is not None:
-            self.sweeper.cancel()
+        """End the deadline timer (the subscription ends with the connection)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 async def _unless_stopped(connecting: Awaitable[Client], stop: asyncio.Event) -> Client:

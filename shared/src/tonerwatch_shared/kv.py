@@ -40,7 +40,7 @@ async def watch_all(kv: KeyValue, **options: object) -> KeyValue.KeyWatcher:
     sequence check and its reset, and the heartbeat check that recreates a consumer lost with
     the server (a NATS restart).
     """
-    watcher = await kv.watchall(**options)  # type: ignore[arg-type]
+    watcher = await kv.watchall(**options)
     _stop_flow_control_loop(watcher)
     return watcher
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import nats.errors
 import nats.js.errors
@@ -55,3 +56,37 @@ async def test_a_publish_nobody_acks_times_out_and_one_without_a_stream_is_refus
     with pytest.raises(nats.js.errors.NoStreamResponseError):
         await bus.publish_json("tw_nowhere.x", b"{}", event_id="b", type_="t", timeout_s=2)
     assert bus._acks is not None and not bus._acks.pending
+
+
+async def test_no_timer_is_left_once_nothing_waits_for_an_ack_and_a_late_one_still_times_out(
+    bus: Bus,
+) -> None:
+    """The deadline timer runs only while a publish waits: an idle bus is not woken for it."""
+    ev_ = _found("127.0.0.9")
+    assert await bus.publish_json(
+        ev_.subject(bus.subjects),
+        ev_.to_bytes(),
+        event_id=str(ev_.event_id),
+        type_="t",
+        timeout_s=0.2,
+    )
+    acks = bus._acks
+    assert acks is not None and not acks.pending
+    await asyncio.sleep(0.4)  # past the acked publish's deadline: its timer came and set no other
+    assert acks.timer is None
+    silent = await bus.nc.subscribe("tw_silent.y")
+    try:
+        # A long deadline first, then a short one: the short one's deadline is kept.
+        slow = asyncio.create_task(
+            bus.publish_json("tw_silent.y", b"{}", event_id="s", type_="t", timeout_s=30)
+        )
+        await asyncio.sleep(0.05)
+        with pytest.raises(nats.errors.TimeoutError):
+            await bus.publish_json("tw_silent.y", b"{}", event_id="f", type_="t", timeout_s=0.3)
+        assert acks.timer is not None  # for the long one, still waiting
+        slow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await slow
+    finally:
+        await silent.unsubscribe()
+    assert not acks.pending
