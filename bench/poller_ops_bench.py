@@ -407,14 +407,19 @@ async def idle_window(
 ) -> tuple[float, float, int]:
     """Return (seconds, CPU seconds, sleeps) of the replica with its fleet held and nothing due:
     every timer pushed a day out, the polls under way and their batches done first."""
-    later = time.time() + 86400
-    for key in list(poller.timers.due):
-        poller.timers.set(key, later)
-    if poller._wake is not None:
-        poller._wake.set()
+
+    def push_out() -> None:
+        later = time.time() + 86400
+        for key in list(poller.timers.due):
+            poller.timers.set(key, later)
+        if poller._wake is not None:
+            poller._wake.set()
+
+    push_out()
     deadline = time.monotonic() + 10
     while (poller.in_flight or poller.readings._sending) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
+    push_out()  # the polls that were under way set their next timers when done
     await asyncio.sleep(1.0)  # the last batch's ack, the loop settled
     polls0, cpu0, sleeps0, t0 = (
         polls_done(poller),
