@@ -45,12 +45,20 @@ _RID_MIN = 0x01000000
 _RID_MAX = 0x7FFFFFFF
 _RESOLVE_TIMEOUT = 5.0
 _MAX_SPLIT_DEPTH = 8
+# Answers read in ticks while more are due (issue 15): after a wakeup that read answers, while a
+# request sent less than _DUE_S ago is still unanswered, the socket is read again READ_TICK_S
+# later (every answer queued meanwhile at once) instead of waking the loop for each answer.
+READ_TICK_S = 0.02
+_DUE_S = 0.25
+_MAX_READS = 256  # datagrams read per wakeup at most (the rest at the next)
+_RECV_SIZE = 65536
 
 
 @dataclass(slots=True)
 class _Pending:
     address: tuple[str, int]
     future: asyncio.Future[tuple[Response | SnmpError, int]]
+    attempts: _Attempts | None = None
 
 
 # What a request's future holds when every attempt went unanswered.
@@ -69,6 +77,7 @@ class _Attempts:
         "left",
         "message",
         "sent",
+        "sent_at",
         "stats",
         "timeout",
         "transport",
@@ -77,7 +86,7 @@ class _Attempts:
     def __init__(
         self,
         client: UdpSnmpClient,
-        transport: asyncio.DatagramTransport,
+        transport: _Socket,
         message: bytes,
         address: tuple[str, int],
         target: SnmpTarget,
@@ -95,6 +104,7 @@ class _Attempts:
         self.future = future
         # The loop time the attempt under way times out at (None: answered, or stopped).
         self.due: float | None = None
+        self.sent_at = 0.0  # the loop time the last attempt went out
 
     def send(self) -> None:
         """Send the next attempt and set its timeout."""
@@ -112,6 +122,7 @@ class _Attempts:
             stats.bytes_sent += size
             stats.retries += retry
         self.due = self.client._expire_at(self.future.get_loop(), self.timeout, self)
+        self.sent_at = self.due - self.timeout
 
     def expired(self) -> None:
         """Send the next attempt, or end the request as timed out (the attempt's time is up)."""
@@ -130,27 +141,90 @@ class _Attempts:
         self.due = None  # its deadline, still in the client's heap, is skipped when it comes
 
 
-class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self, client: UdpSnmpClient) -> None:
+class _Socket:
+    """The client's UDP socket, read by the client itself (not an asyncio transport): every
+    answer queued is read at each wakeup, and while more answers are due the loop reads again on
+    a tick instead of waking for each one (UdpSnmpClient._readable)."""
+
+    def __init__(self, client: UdpSnmpClient, loop: asyncio.AbstractEventLoop) -> None:
         self.client = client
+        self.loop = loop
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            self.sock.bind(("0.0.0.0", 0))
+        except BaseException:
+            self.sock.close()
+            raise
+        self.fd = self.sock.fileno()
+        self.reading = False
+        self.tick: asyncio.TimerHandle | None = None
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.client._on_datagram(data, addr)
+    def sendto(self, data: bytes, address: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            # The send buffer is full: the datagram is lost, as on the wire; its attempt's timeout
+            # sends it again.
+            log.debug("SNMP socket: send buffer full, a request dropped")
+        except OSError as exc:
+            # ICMP port unreachable and the like: the request times out and is retried.
+            log.debug("SNMP socket error: %s", exc)
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and the like: the request times out and is retried.
-        log.debug("SNMP socket error: %s", exc)
+    def resume(self) -> None:
+        """Wake the loop for the next answer as it arrives."""
+        if self.tick is not None:
+            self.tick.cancel()
+            self.tick = None
+        if not self.reading:
+            self.loop.add_reader(self.fd, self.client._readable)
+            self.reading = True
+
+    def pause(self, delay: float) -> None:
+        """Leave the socket unread for delay, then read every answer queued (client._ticked)."""
+        if self.reading:
+            self.loop.remove_reader(self.fd)
+            self.reading = False
+        if self.tick is None:
+            self.tick = self.loop.call_later(delay, self.client._ticked)
+
+    def drain(self) -> int:
+        """Read every datagram queued (at most _MAX_READS); return how many."""
+        sock, received = self.sock, self.client._on_datagram
+        n = 0
+        while n < _MAX_READS:
+            try:
+                data, addr = sock.recvfrom(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # an ICMP error reported on the socket: the read goes on
+                log.debug("SNMP socket error: %s", exc)
+                n += 1
+                continue
+            n += 1
+            received(data, addr)
+        return n
+
+    def close(self) -> None:
+        if self.tick is not None:
+            self.tick.cancel()
+            self.tick = None
+        if self.reading:
+            self.loop.remove_reader(self.fd)
+            self.reading = False
+        self.sock.close()
 
 
 class UdpSnmpClient(SnmpProtocol):
     """SNMP v1/v2c client: one UDP socket for all targets, bounded requests in flight."""
 
-    def __init__(self, max_in_flight: int = 32) -> None:
+    def __init__(self, max_in_flight: int = 32, *, read_tick_s: float = READ_TICK_S) -> None:
         self._semaphore = asyncio.Semaphore(max_in_flight)
         self._pending: dict[int, _Pending] = {}
         self._next_rid = random.randrange(_RID_MIN, _RID_MAX)
-        self._transport: asyncio.DatagramTransport | None = None
-        self._opening: asyncio.Lock | None = None
+        self._transport: _Socket | None = None
+        # 0: every answer wakes the loop as it arrives (no ticks).
+        self.read_tick_s = read_tick_s
         self._addresses: dict[str, str] = {}
         self.totals = IoStats()
         """Counters over the client's lifetime."""
@@ -179,6 +253,10 @@ class UdpSnmpClient(SnmpProtocol):
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         """Time out every attempt whose time is up; set the timer for the next deadline."""
         self._sweep, self._sweep_at = None, math.inf
+        transport = self._transport
+        if transport is not None and not transport.reading:
+            # Between ticks: an answer already queued counts before its request times out.
+            transport.drain()
         deadlines, now = self._deadlines, loop.time()
         while deadlines:
             due, _, attempts = deadlines[0]
@@ -196,19 +274,45 @@ class UdpSnmpClient(SnmpProtocol):
             self._sweep_at = deadlines[0][0]
             self._sweep = loop.call_at(self._sweep_at, self._expire, loop)
 
-    async def _socket(self) -> asyncio.DatagramTransport:
-        if self._transport is not None:
-            return self._transport
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._transport is None:
-                loop = asyncio.get_running_loop()
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _Endpoint(self), family=socket.AF_INET, local_addr=("0.0.0.0", 0)
-                )
-                self._transport = transport
+    async def _socket(self) -> _Socket:
+        if self._transport is None:
+            transport = self._transport = _Socket(self, asyncio.get_running_loop())
+            transport.resume()
         return self._transport
+
+    def _readable(self) -> None:
+        """Answers arrived: read every one queued; while more are due, read again on a tick."""
+        transport = self._transport
+        if transport is None:
+            return
+        if transport.drain() and self.read_tick_s > 0 and self._due_soon(transport.loop.time()):
+            transport.pause(self.read_tick_s)
+
+    def _ticked(self) -> None:
+        """The tick: read what came meanwhile; tick again while answers keep coming and more
+        are due, else wake for the next answer as it arrives."""
+        transport = self._transport
+        if transport is None:
+            return
+        transport.tick = None
+        if transport.drain() and self._due_soon(transport.loop.time()):
+            transport.pause(self.read_tick_s)
+        else:
+            transport.resume()
+
+    def _due_soon(self, now: float) -> bool:
+        """Return whether a request sent less than _DUE_S ago is unanswered (an answer is due)."""
+        since = now - _DUE_S
+        for pending in self._pending.values():
+            attempts = pending.attempts
+            if (
+                attempts is not None
+                and attempts.sent_at > since
+                and attempts.due is not None
+                and not pending.future.done()
+            ):
+                return True
+        return False
 
     async def close(self) -> None:
         """Closes the socket; requests in flight fail."""
@@ -296,8 +400,8 @@ class UdpSnmpClient(SnmpProtocol):
             # One request-id for all attempts: a late answer to attempt 1 still counts. The
             # retries are sent from a timer and the answer awaited directly (no wait_for and
             # shield per attempt: fewer futures, callbacks and loop turns per request, issue 15).
-            self._pending[rid] = _Pending(address, future)
             attempts = _Attempts(self, transport, message, address, target, stats, future)
+            self._pending[rid] = _Pending(address, future, attempts)
             try:
                 attempts.send()
                 result, size = await future

@@ -1,0 +1,162 @@
+"""The UDP client reads answers in ticks while more are due (issue 15), and timeouts keep their
+meaning: an answer queued between ticks counts before its request's deadline; a silent agent is
+retried and timed out as before; a request alone wakes the client as its answer arrives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+
+from tonerwatch_shared.snmp.ber import RESPONSE, decode_header, encode_oid
+from tonerwatch_shared.snmp.errors import IoStats, SnmpTimeoutError
+from tonerwatch_shared.snmp.target import SnmpTarget
+from tonerwatch_shared.snmp.udp import UdpSnmpClient
+
+LEVEL = "1.3.6.1.2.1.43.11.1.1.9.1.1"
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    return bytes([tag, len(body)]) + body
+
+
+def _int(v: int) -> bytes:
+    body = v.to_bytes(v.bit_length() // 8 + 1, "big", signed=True)
+    return _tlv(0x02, body)
+
+
+def _response(version: int, rid: int, community: bytes, varbinds: list[tuple[str, int]]) -> bytes:
+    vbl = b"".join(_tlv(0x30, encode_oid(o) + _int(v)) for o, v in varbinds)
+    pdu = _tlv(RESPONSE, _int(rid) + _int(0) + _int(0) + _tlv(0x30, vbl))
+    return _tlv(0x30, _int(version) + _tlv(0x04, community) + pdu)
+
+
+class DelayingAgent(asyncio.DatagramProtocol):
+    """Answers each request after delay(community) seconds (None: never), the value 7."""
+
+    def __init__(self, delay: Callable[[bytes], float | None]) -> None:
+        self.delay = delay
+        self.requests: list[bytes] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        version, community, _tag, rid, _pos = decode_header(data)
+        self.requests.append(community)
+        delay = self.delay(community)
+        if delay is None:
+            return
+        answer = _response(version, rid, community, [(LEVEL, 7)])
+        assert self.transport is not None
+        asyncio.get_running_loop().call_later(delay, self.transport.sendto, answer, addr)
+
+
+@pytest_asyncio.fixture
+async def agent_factory() -> AsyncIterator[Callable[..., object]]:
+    transports: list[asyncio.DatagramTransport] = []
+
+    async def start(delay: Callable[[bytes], float | None]) -> tuple[DelayingAgent, int]:
+        transport, agent = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: DelayingAgent(delay), local_addr=("127.0.0.1", 0)
+        )
+        transports.append(transport)
+        return agent, transport.get_extra_info("sockname")[1]
+
+    yield start
+    for t in transports:
+        t.close()
+
+
+async def test_an_answer_queued_between_ticks_counts_before_its_deadline(agent_factory) -> None:  # type: ignore[no-untyped-def]
+    # "fast" is answered at once, "slow" 50 ms later; the tick is 30 s: after fast's answer the
+    # socket is left unread (slow is due), so only slow's deadline (0.5 s) reads it.
+    _agent, port = await agent_factory(lambda c: 0.0 if c == b"fast" else 0.05)
+    client = UdpSnmpClient(read_tick_s=30.0)
+    slow_stats = IoStats()
+    try:
+        slow = asyncio.create_task(
+            client.get(
+                SnmpTarget("127.0.0.1", port, community="slow", timeout=0.5, retries=0),
+                [LEVEL],
+                stats=slow_stats,
+            )
+        )
+        await asyncio.sleep(0)
+        fast = await client.get(SnmpTarget("127.0.0.1", port, community="fast", timeout=5), [LEVEL])
+        assert fast == {LEVEL: 7}
+        assert client._transport is not None and not client._transport.reading  # between ticks
+        assert await slow == {LEVEL: 7}  # read by its deadline's sweep, not timed out
+        assert slow_stats.requests == 1 and slow_stats.retries == 0
+    finally:
+        await client.close()
+
+
+async def test_a_silent_agent_is_retried_and_timed_out_while_answers_come_in_ticks(
+    agent_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    agent, port = await agent_factory(lambda c: None if c == b"silent" else 0.0)
+    client = UdpSnmpClient(read_tick_s=0.02)
+    stats = IoStats()
+    try:
+        silent = asyncio.create_task(
+            client.get(
+                SnmpTarget("127.0.0.1", port, community="silent", timeout=0.2, retries=2),
+                [LEVEL],
+                stats=stats,
+            )
+        )
+        answered = SnmpTarget("127.0.0.1", port, community="answering", timeout=2)
+        for _ in range(10):  # answers arriving while the silent one waits
+            assert await client.get(answered, [LEVEL]) == {LEVEL: 7}
+        with pytest.raises(SnmpTimeoutError, match="3 attempt"):
+            await silent
+    finally:
+        await client.close()
+    assert stats.requests == 3 and stats.retries == 2 and stats.responses == 0
+    assert agent.requests.count(b"silent") == 3
+
+
+async def test_a_request_alone_is_read_as_its_answer_arrives(agent_factory) -> None:  # type: ignore[no-untyped-def]
+    _agent, port = await agent_factory(lambda c: 0.0)
+    client = UdpSnmpClient(read_tick_s=30.0)  # a tick would hold the answer 30 s
+    try:
+        target = SnmpTarget("127.0.0.1", port, timeout=5)
+        for _ in range(3):
+            assert await asyncio.wait_for(client.get(target, [LEVEL]), 5) == {LEVEL: 7}
+            # Nothing else due: the socket is watched, no tick set.
+            assert client._transport is not None and client._transport.reading
+            assert client._transport.tick is None
+    finally:
+        await client.close()
+
+
+async def test_a_group_is_answered_whole_in_ticks(agent_factory) -> None:  # type: ignore[no-untyped-def]
+    # Twenty requests answered 2 ms apart, read every 10 ms: every one answered, none retried.
+    order: dict[bytes, int] = {}
+
+    def delay(community: bytes) -> float:
+        order.setdefault(community, len(order))
+        return 0.002 * order[community]
+
+    _agent, port = await agent_factory(delay)
+    client = UdpSnmpClient(read_tick_s=0.01)
+    stats = IoStats()
+    try:
+        answers = await asyncio.gather(
+            *(
+                client.get(
+                    SnmpTarget("127.0.0.1", port, community=f"p{i}", timeout=2, retries=1),
+                    [LEVEL],
+                    stats=stats,
+                )
+                for i in range(20)
+            )
+        )
+    finally:
+        await client.close()
+    assert answers == [{LEVEL: 7}] * 20
+    assert stats.requests == 20 and stats.retries == 0
