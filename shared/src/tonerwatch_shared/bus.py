@@ -1357,9 +1357,9 @@ class _AckInbox:
     nats-py's request gives every publish a reply token, a future and a timer of its own
     (asyncio.wait_for); here a publish costs a future and a dict entry, and one loop timer, set
     for the earliest deadline of a publish waiting, fails those unanswered past their deadline
-    (TimeoutError, as a request does). An ack does not cancel it: when it comes, it sets itself
-    for the next deadline, if a publish is waiting. With nothing waiting there is no timer (a
-    task sweeping every ACK_SWEEP_S woke an idle process 4 times a second, issue 15).
+    (TimeoutError, as a request does). An ack does not cancel the timer: when it fires, it sets
+    itself for the next deadline, if a publish still waits. With nothing waiting there is no
+    timer (a task sweeping every 0.25 s woke an idle process 4 times a second, issue 15).
     """
 
     def __init__(self, nc: Client) -> None:
