@@ -53,7 +53,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -338,8 +338,8 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
     raise SystemExit(f"{url} not answering after {timeout:.0f} s")
 
 
-def start_up(tmp: Path, env: dict[str, str]) -> System:
-    """One `tonerwatch up` with its embedded nats-server."""
+def start_up(tmp: Path, env: dict[str, str], up_args: Sequence[str] = ()) -> System:
+    """One `tonerwatch up` with its embedded nats-server (up_args added to its command line)."""
     port = free_tcp_port()
     log = tmp / "up.log"
     with log.open("wb") as out:
@@ -353,6 +353,7 @@ def start_up(tmp: Path, env: dict[str, str]) -> System:
                 str(tmp / "data"),
                 "--port",
                 str(port),
+                *up_args,
             ],
             env=env,
             stdout=out,
@@ -614,7 +615,10 @@ def run(args: argparse.Namespace) -> list[str]:
             env["TONERWATCH_DATABASE_URL"] = db_url
             rows, count = pg_query(db_url)
         t_start = time.monotonic()
-        system = (start_up if args.variant == "up" else start_services)(tmp, env)
+        if args.variant == "up":
+            system = start_up(tmp, env, args.up_arg)
+        else:
+            system = start_services(tmp, env)
         stack.callback(stop_system, system)
         started_s = time.monotonic() - t_start
         if args.database == "sqlite":
@@ -926,6 +930,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--observe-every", type=float, default=0.2)
     parser.add_argument(
         "--pss-every", type=float, default=1.0, help="PSS sampling period over the run, s"
+    )
+    parser.add_argument(
+        "--up-arg",
+        action="append",
+        default=[],
+        help="add this argument to `tonerwatch up`'s command line (repeat; e.g. --up-arg=--only=api,poller)",
     )
     parser.add_argument("--pss-log", default="", help="write every PSS sample (kB) to this CSV")
     parser.add_argument(
