@@ -7,7 +7,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port, nats_server_config
+from tonerwatch_shared.embedded import (
+    EMBEDDED_GO_MEMORY,
+    EmbeddedNats,
+    free_tcp_port,
+    nats_server_config,
+)
 
 
 def test_config_has_sync_always_and_explicit_store_limits(tmp_path: Path) -> None:
@@ -48,3 +53,19 @@ def test_the_go_memory_settings_reach_the_server_unless_the_environment_has_its_
         env = _environ(server.proc.pid)
     assert env["GOGC"] == "50"
     assert env["GOMEMLIMIT"] == "96MiB"
+
+
+@pytest.mark.parametrize("operator_gogc", [None, "100"])
+def test_up_s_gogc_reaches_the_server_and_an_operators_gogc_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, operator_gogc: str | None
+) -> None:
+    monkeypatch.delenv("GOMEMLIMIT", raising=False)
+    if operator_gogc is None:
+        monkeypatch.delenv("GOGC", raising=False)
+    else:
+        monkeypatch.setenv("GOGC", operator_gogc)
+    with EmbeddedNats(tmp_path / "nats", go_memory=EMBEDDED_GO_MEMORY) as server:
+        assert server.proc is not None
+        env = _environ(server.proc.pid)
+    assert env["GOGC"] == (operator_gogc or EMBEDDED_GO_MEMORY["GOGC"])
+    assert "GOMEMLIMIT" not in env, "no limit: past the live heap the collector never rests"
