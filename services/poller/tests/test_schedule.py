@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tonerwatch_poller import schedule
 from tonerwatch_poller.service import Poller, PollerMetrics, PrinterHealth, Settings
@@ -133,6 +134,83 @@ async def test_printers_nobody_polled_in_time_count_as_overdue(bus: Bus, nats_ur
     await poller.overdue_check(every_s=0)()
     assert poller.metrics.registry.get_sample_value("tonerwatch_poll_jobs_overdue") == 1
     await poller.client.close()
+
+
+async def test_the_overdue_count_from_the_mirrors_follows_changes_and_time_without_reparsing(
+    bus: Bus, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(nats_url=nats_url, job_ack_wait_s=60)
+    poller = Poller(
+        settings=settings,
+        bus=bus,
+        client=SnmpClient(),
+        printers=await bus.key_value("POLLER_PRINTERS"),
+        health=await bus.key_value("POLLER_HEALTH"),
+        metrics=PollerMetrics(),
+    )
+    now = time.time()
+    # 300 s interval: overdue 1.5 x 300 + 60 = 510 s after the last poll.
+    for pid, last in (("fresh", now - 100), ("late", now - 600), ("own", None), ("other", None)):
+        cfg = ev.PrinterConfigured(
+            source="t", site_id="hq", printer_id=pid, address="127.0.0.1", interval_s=300
+        )
+        await poller.printers.put(token(pid), cfg.to_bytes())
+        if last is not None:
+            await poller.health.put(token(pid), PrinterHealth(last_poll_at=last).to_bytes())
+    await poller.start_mirrors()
+    try:
+        assert await poller.health_mirror.caught_up()  # type: ignore[union-attr]
+        await poller._store_health("own", PrinterHealth(last_poll_at=now - 400))
+        parsed = 0
+        from_bytes = PrinterHealth.from_bytes
+
+        def counting(raw: bytes | None) -> PrinterHealth:
+            nonlocal parsed
+            parsed += 1
+            return from_bytes(raw)
+
+        monkeypatch.setattr(PrinterHealth, "from_bytes", staticmethod(counting))
+        # "other" was never polled: overdue 510 s + the first-poll window (10 s) after its
+        # configuration (now).
+        assert await poller.count_overdue(now) == 1
+        first = parsed
+        assert first == 3  # the stored records of fresh, late, other (own's is this replica's)
+        assert await poller.count_overdue(now) == 1
+        assert parsed == first  # nothing changed: nothing parsed again
+        # Only time passing: own (400 s ago) becomes overdue after 110 s more, fresh after 410 s.
+        assert await poller.count_overdue(now + 120) == 2
+        assert await poller.count_overdue(now + 420) == 3
+        assert parsed == first
+        # Another replica polls "late": its new record is read once.
+        await poller.health.put(token("late"), PrinterHealth(last_poll_at=now).to_bytes())
+        await eventually(
+            lambda: (
+                poller.health_mirror.get(token("late"))  # type: ignore[union-attr]
+                == PrinterHealth(last_poll_at=now).to_bytes()
+            )
+        )
+        assert await poller.count_overdue(now) == 0
+        assert parsed == first + 1
+        # This replica polls "fresh" much later than the stored record: its own time counts.
+        await poller._store_health("fresh", PrinterHealth(last_poll_at=now + 400))
+        assert await poller.count_overdue(now + 600) == 3  # late, own, other (never polled)
+        # fresh's health deleted: its own last poll still counts.
+        await poller.health.delete(token("fresh"))
+        await eventually(
+            lambda: poller.health_mirror.get(token("fresh")) is None  # type: ignore[union-attr]
+        )
+        assert await poller.count_overdue(now + 600) == 3
+        # No record and no own poll: from its configuration time (now), as "other".
+        poller.recent.pop("fresh")
+        assert await poller.count_overdue(now + 500) == 1  # own only
+        assert await poller.count_overdue(now + 3600) == 4
+        await poller.printers.delete(token("late"))
+        await eventually(lambda: token("late") not in poller.monitored)
+        assert await poller.count_overdue(now + 3600) == 3
+        assert token("late") not in poller._overdue_times
+    finally:
+        await poller.stop_mirrors()
+        await poller.client.close()
 
 
 def _busiest_second(times: list[float]) -> int:

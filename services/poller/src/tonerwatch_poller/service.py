@@ -349,6 +349,10 @@ class Poller:
     monitored: dict[str, Monitored] = field(default_factory=dict)
     # The health this replica computed at its own last poll of each printer (exact times, seq).
     recent: dict[str, PrinterHealth] = field(default_factory=dict)
+    # The overdue count's reading of each stored health record: (the bytes, last poll, lag).
+    _overdue_times: dict[str, tuple[bytes | None, float | None, float]] = field(
+        default_factory=dict
+    )
     # Credentials shared by the printers configured with the same ones (a bounded table).
     _credentials: dict[SnmpCredentials, SnmpCredentials] = field(default_factory=dict)
     # The partitions held here, by subject; the printers scheduled here and their partition's subject.
@@ -1115,18 +1119,38 @@ class Poller:
             }
             health = await latest_values(self.health)
         overdue = 0
+        # What each counted printer's stored health says (last poll, lag), by the very bytes it
+        # was read from: a record unchanged since the last count is not parsed again.
+        known, times = self._overdue_times, {}
         for key, printer in list(printers.items()):
             if self.settings.sites and printer.site_id not in self.settings.sites:
                 continue  # another site's poller answers for it
-            stored = PrinterHealth.from_bytes(health.get(key))
-            last, lag = stored.last_poll_at, stored.refresh_s or 0.0
+            raw = health.get(key)
             own = self.recent.get(printer.printer_id)
-            if own is not None and own.last_poll_at is not None and own.last_poll_at >= (last or 0):
-                last, lag = own.last_poll_at, 0.0  # this replica's own poll: exact
+            last: float | None
+            if own is not None and raw is not None and own.seen is raw and own.last_poll_at:
+                # The stored record is the one this replica wrote at its own last poll: exact.
+                last, lag = own.last_poll_at, 0.0
+            else:
+                cached = known.get(key)
+                if cached is not None and cached[0] is raw:
+                    times[key] = cached
+                    last, lag = cached[1], cached[2]
+                else:
+                    stored = PrinterHealth.from_bytes(raw)
+                    last, lag = stored.last_poll_at, stored.refresh_s or 0.0
+                    times[key] = (raw, last, lag)
+                if (
+                    own is not None
+                    and own.last_poll_at is not None
+                    and own.last_poll_at >= (last or 0)
+                ):
+                    last, lag = own.last_poll_at, 0.0  # this replica's own poll: exact
             since = last if last is not None else printer.configured_at
             limit = schedule.overdue_after(printer.interval_s, self.settings.job_ack_wait_s) + lag
             if now - since > limit + schedule.FIRST_POLL_WINDOW_S * (last is None):
                 overdue += 1
+        self._overdue_times = times  # printers gone since are dropped
         return overdue
 
     def overdue_check(self, every_s: float = 15.0) -> Check:
