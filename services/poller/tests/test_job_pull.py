@@ -12,6 +12,8 @@ import time
 
 from nats.aio.msg import Msg
 
+from tonerwatch_poller.leases import Beat, live
+from tonerwatch_poller.mirror import KvMirror
 from tonerwatch_poller.service import PULL_HEARTBEAT_S, Poller, _JobPull
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus
@@ -103,3 +105,43 @@ async def test_steady_polls_of_several_printers_take_no_pull_request(
     pulls = [s for s in traffic.published if s.startswith("$JS.API.CONSUMER.MSG.NEXT.")]
     assert steady >= 8, steady
     assert pulls == []  # every partition held: nothing to ask for
+
+
+async def test_the_lease_loop_sleeps_until_a_round_a_request_lost_or_a_peer_lapsing(
+    poller: Poller, bus: Bus
+) -> None:
+    """What only time changes for the lease loop: it sleeps until the first of them (a little
+    past it: the checks are strict), everything else wakes it; not a check every second."""
+    ack_wait = poller.settings.job_ack_wait_s
+    now, wall, past = 1000.0, 1_700_000_000.0, 0.01
+
+    def idle(pulls: list[_JobPull], next_round: float) -> float:
+        return round(poller._leases_idle_s(pulls, next_round, now=now, wall=wall) - past, 6)
+
+    assert idle([], now + 100.0) == 100.0  # the next round
+    pull = _JobPull("_INBOX.x", "$JS.API.CONSUMER.MSG.NEXT.S.D")
+    assert idle([pull], now + 100.0) == 100.0  # no request armed: nothing to lose
+    pull.request(1, now=now - 1.0)
+    assert idle([pull], now + 100.0) == pull.LOST_AFTER_S - 1.0
+    assert pull.needs_request(now + pull.LOST_AFTER_S - 1.0 + past, reconnects=0)
+    pull.request(1, now=now - 1.0)
+    pull.delivered(status("100"), now=now)  # heard of since (an idle heartbeat): later
+    assert idle([pull], now + 100.0) == pull.LOST_AFTER_S
+    # Another replica's heartbeat lapses after the ack wait: this one's share grows then.
+    poller.beats = KvMirror(await bus.key_value("POLLER_REPLICAS"))
+    poller.beats.values.update(
+        {
+            "peer": Beat("peer", wall - 1.0, ("d",)).to_bytes(),
+            "gone": Beat("gone", wall - ack_wait - 5.0, ("d",)).to_bytes(),  # lapsed already
+            poller.replica_id: Beat(poller.replica_id, wall - ack_wait + 0.5, ("d",)).to_bytes(),
+            "bad": b"not json",
+        }
+    )
+    assert idle([], now + 1000.0) == ack_wait - 1.0
+    peer = Beat("peer", wall - 1.0, ("d",))
+    assert live([peer], wall + ack_wait - 1.0, ack_wait)
+    assert not live([peer], wall + ack_wait - 1.0 + past, ack_wait)
+    # The earliest of them.
+    assert idle([pull], now + 0.5) == 0.5
+    # A deadline past already: at once.
+    assert idle([pull], now - 3.0) == 0.0

@@ -372,6 +372,9 @@ class Bus:
         self._progress = _Progress()
         self._dead_ready = False
         self._acks: _AckInbox | None = None
+        # Called (no arguments, in the loop) after each reconnect, when the connection was made by
+        # Bus.connect; None: a connection made elsewhere, whose reconnects nobody reports here.
+        self.on_reconnect: list[Callable[[], None]] | None = None
         # One fetch turn per lingering durable, shared by its workers on this connection.
         self._fetch_turns: dict[str, asyncio.Lock] = {}
         # Readings per message in the last fetch of reading batches, per durable (consume's fetch size).
@@ -401,6 +404,15 @@ class Bus:
         stop = stop or asyncio.Event()
         delay = 0.2
         last: Exception | None = None
+        on_reconnect: list[Callable[[], None]] = []
+
+        async def reconnected() -> None:
+            for callback in list(on_reconnect):
+                try:
+                    callback()
+                except Exception:  # one listener's bug must not stop the others
+                    log.exception("a reconnect listener failed")
+
         for attempt in range(1, attempts + 1):
             try:
                 # nats-py retries a first connect forever when reconnects are on: bound each attempt.
@@ -414,11 +426,14 @@ class Bus:
                             max_reconnect_attempts=-1,
                             reconnect_time_wait=1,
                             error_cb=_log_error,
+                            reconnected_cb=reconnected,
                             **_auth(user, password, creds),
                         ),
                         stop,
                     )
-                return cls(nc, subjects, max_age_s=max_age_s, source=name)
+                bus = cls(nc, subjects, max_age_s=max_age_s, source=name)
+                bus.on_reconnect = on_reconnect
+                return bus
             except (OSError, nats.errors.Error, TimeoutError) as exc:
                 last = exc
                 log.info(

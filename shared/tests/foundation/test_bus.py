@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import nats.errors
 
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, ConsumerSpec, retry_delay, wait_for_event
+from tonerwatch_shared.embedded import EmbeddedNats
 from tonerwatch_shared.printer.model import PrinterIdentity
+from tonerwatch_shared.subjects import Subjects
 from tonerwatch_shared.testing.infra import eventually
 
 
@@ -296,3 +299,26 @@ async def test_a_backlog_is_fetched_ahead_and_what_was_not_handled_is_handed_bac
 
     await asyncio.wait_for(bus.consume(spec, single, stop=again, batch=4, batch_handler=rest), 20)
     assert sorted(applied) == sorted(addresses)
+
+
+async def test_a_bus_made_by_connect_tells_its_listeners_of_each_reconnect(tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path / "nats")
+    server.start()
+    bus = await Bus.connect(server.url, subjects=Subjects(root="trc"), name="test", attempts=3)
+    try:
+        assert bus.on_reconnect is not None
+        heard: list[int] = []
+        bus.on_reconnect.append(lambda: heard.append(bus.nc.stats["reconnects"]))
+
+        def broken() -> None:
+            raise RuntimeError("a listener's bug")
+
+        bus.on_reconnect.insert(0, broken)  # does not keep the others from hearing
+        assert server.proc is not None
+        server.proc.kill()
+        await asyncio.to_thread(server.proc.wait)
+        await asyncio.to_thread(server.start)
+        await eventually(lambda: heard == [1], timeout_s=20)
+    finally:
+        await bus.drain()
+        server.stop()

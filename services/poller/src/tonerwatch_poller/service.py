@@ -35,7 +35,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -125,7 +125,9 @@ HEALTH_REFRESH_INTERVALS = 10
 # often the server says it is still there while none come.
 PULL_EXPIRES_S = 30.0
 PULL_HEARTBEAT_S = 5.0
-# How often the lease loop looks at its share and its pull requests (no NATS traffic of its own).
+# How often the lease loop looks at its share and its pull requests when its connection does not
+# report reconnects, or a request failed to go out; otherwise it sleeps until woken or until the
+# next thing only time changes (Poller._leases_idle_s). Also the slack of a pull request's loss.
 PULL_CHECK_S = 1.0
 # A round (in progress for every held partition, the heartbeat, each consumer's count) every
 # this share of the job ack wait: a replica must miss three before its partitions lapse.
@@ -796,8 +798,14 @@ class Poller:
             subs.append(await nc.subscribe(pull.inbox, cb=self._on_job(pull, durable, site, stop)))
         next_round = 0.0
         reconnects = nc.stats["reconnects"]
+        # A reconnect wakes the loop (a restarted server forgot the pull requests); a connection
+        # that does not report its reconnects is looked at every PULL_CHECK_S instead.
+        listeners = self.bus.on_reconnect
+        if listeners is not None:
+            listeners.append(wake.set)
         try:
             while not stop.is_set():
+                retry = False  # a pull request failed to go out: again in PULL_CHECK_S
                 now = time.monotonic()
                 if now >= next_round or nc.stats["reconnects"] != reconnects:
                     reconnects = nc.stats["reconnects"]
@@ -825,15 +833,52 @@ class Poller:
                         return
                     except nats.errors.Error as exc:  # reconnecting: ask again soon
                         pull.lost()
+                        retry = True
                         await pause_on_bus_error(exc, durable, stop)
+                wait_s = PULL_CHECK_S
+                if listeners is not None and not retry:
+                    wait_s = self._leases_idle_s(pulls.values(), next_round)
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(PULL_CHECK_S):
+                    async with asyncio.timeout(wait_s):
                         await wake.wait()
                 wake.clear()
         finally:
+            if listeners is not None:
+                with contextlib.suppress(ValueError):
+                    listeners.remove(wake.set)
             for sub in subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+
+    def _leases_idle_s(
+        self,
+        pulls: Iterable[_JobPull],
+        next_round: float,
+        now: float | None = None,
+        wall: float | None = None,
+    ) -> float:
+        """Return how long the lease loop may sleep when nothing wakes it: until the next thing
+        that only time changes. That is the next round (in progress for every held partition, the
+        heartbeat), an armed pull request counting as lost (no word from the server on it), or
+        another replica's heartbeat lapsing (this replica's share grows: it may take more).
+        Everything else that changes what the loop does wakes it (a job, a request over, a
+        heartbeat written, a partition taken or handed back, a reconnect, stop).
+
+        now, wall: the monotonic and Unix time to count from (default: the clocks')."""
+        now = time.monotonic() if now is None else now
+        wall = time.time() if wall is None else wall
+        deadlines = [next_round]
+        for pull in pulls:
+            if pull.remaining > 0:
+                deadlines.append(pull.heard_at + pull.LOST_AFTER_S)
+        max_age = self.settings.job_ack_wait_s
+        for raw in list(self.beats.values.values()) if self.beats is not None else []:
+            beat = Beat.from_bytes(raw)
+            if beat is not None and beat.replica != self.replica_id and wall - beat.at <= max_age:
+                deadlines.append(now + (beat.at + max_age - wall))
+        # A little past the deadline: the checks are strict (a beat lapses once older than its
+        # max age, a request is lost once silent for longer than LOST_AFTER_S).
+        return max(0.0, min(deadlines) - now) + 0.01
 
     def _on_job(
         self, pull: _JobPull, durable: str, site: str, stop: asyncio.Event
@@ -870,6 +915,7 @@ class Poller:
         if held is not None:  # delivered again (a restarted server): keep the newer delivery alive
             held.msg, held.taken_at = msg, now
             self._beat_due = True
+            self._wake_leases()
             return
         if self._room(durable) <= 0:
             # A pull request already waiting received a partition this replica just handed back
@@ -941,6 +987,7 @@ class Poller:
         self.metrics.partitions.set(len(self.leases))
         self.metrics.handed_over.inc(len(dropped))
         self._beat_due = True
+        self._wake_leases()
         gone = {lease.subject for lease in dropped}
         keys = [key for key, subject in self.lease_of.items() if subject in gone]
         printer_ids = []
@@ -1346,6 +1393,9 @@ class _JobPull:
     all only means a few more jobs than free slots; they wait for a slot.
     """
 
+    # An armed request not heard of for this long is lost.
+    LOST_AFTER_S = 2 * PULL_HEARTBEAT_S + PULL_CHECK_S
+
     def __init__(self, inbox: str, subject: str, wake: asyncio.Event | None = None) -> None:
         self.inbox = inbox
         self.subject = subject
@@ -1375,7 +1425,7 @@ class _JobPull:
         if self.reconnects != reconnects:
             self.reconnects = reconnects
             self.remaining = 0
-        if self.remaining > 0 and now - self.heard_at > 2 * PULL_HEARTBEAT_S + PULL_CHECK_S:
+        if self.remaining > 0 and now - self.heard_at > self.LOST_AFTER_S:
             self.remaining = 0
         return self.remaining <= 0
 
