@@ -28,10 +28,10 @@ DEFAULT_MAX_MEMORY_STORE = "256MB"
 # memory"). With Go's default GOGC of 100 the heap may grow to twice what is live before a
 # collection, and the idle part is returned to the OS slowly: 67-79 MB PSS at 1,000 printers
 # for a live heap of 17-35 MB (JetStream's message block caches mostly). GOGC 15 collects at
-# 1.15 times the live heap, so memory follows the fleet's size: its PSS median 37.3-48.6 MB
-# (three runs) against 49.0-56.3 (four) at GOGC 25 at 1,000 printers, in turns, its CPU per poll
-# within the runs' spread (0.62-0.76 ms against 0.58-1.34; GOGC 10 cost +0.3-0.6 ms in an
-# earlier sitting). No GOMEMLIMIT, which past the live heap would make the collector run
+# 1.15 times the live heap, so memory follows the fleet's size: its PSS median 31.4-48.6 MB
+# (five runs, mean 38.2) against 44.2-56.3 (five, mean 50.5) at GOGC 25 at 1,000 printers, in
+# turns, its CPU per poll within the runs' spread (0.62-0.82 ms against 0.58-1.34; GOGC 10 cost
+# +0.3-0.6 ms in an earlier sitting). No GOMEMLIMIT, which past the live heap would make the collector run
 # without pause (a 32 MiB limit cost 3.5x the server's CPU at 1,000 printers). Set only where
 # the environment has none: an operator's GOGC or GOMEMLIMIT wins.
 EMBEDDED_GO_MEMORY: Mapping[str, str] = {"GOGC": "15"}
