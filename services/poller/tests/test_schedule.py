@@ -110,16 +110,20 @@ def test_a_poll_asked_for_since_the_timer_was_set_moves_the_next_one_to_its_slot
     assert schedule.polled_since(slot, None, interval, pid) is None
 
 
-async def test_printers_nobody_polled_in_time_count_as_overdue(bus: Bus, nats_url: str) -> None:
-    settings = Settings(nats_url=nats_url, job_ack_wait_s=60)
-    poller = Poller(
-        settings=settings,
+async def _overdue_poller(bus: Bus, nats_url: str) -> Poller:
+    """Return a poller replica whose jobs are overdue 60 s after 1.5 intervals (not started)."""
+    return Poller(
+        settings=Settings(nats_url=nats_url, job_ack_wait_s=60),
         bus=bus,
         client=SnmpClient(),
         printers=await bus.key_value("POLLER_PRINTERS"),
         health=await bus.key_value("POLLER_HEALTH"),
         metrics=PollerMetrics(),
     )
+
+
+async def test_printers_nobody_polled_in_time_count_as_overdue(bus: Bus, nats_url: str) -> None:
+    poller = await _overdue_poller(bus, nats_url)
     now = time.time()
     for pid, last in (("fresh", now - 100), ("late", now - 600), ("never", None)):
         cfg = ev.PrinterConfigured(
@@ -139,15 +143,7 @@ async def test_printers_nobody_polled_in_time_count_as_overdue(bus: Bus, nats_ur
 async def test_the_overdue_count_from_the_mirrors_follows_changes_and_time_without_reparsing(
     bus: Bus, nats_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(nats_url=nats_url, job_ack_wait_s=60)
-    poller = Poller(
-        settings=settings,
-        bus=bus,
-        client=SnmpClient(),
-        printers=await bus.key_value("POLLER_PRINTERS"),
-        health=await bus.key_value("POLLER_HEALTH"),
-        metrics=PollerMetrics(),
-    )
+    poller = await _overdue_poller(bus, nats_url)
     now = time.time()
     # 300 s interval: overdue 1.5 x 300 + 60 = 510 s after the last poll.
     for pid, last in (("fresh", now - 100), ("late", now - 600), ("own", None), ("other", None)):
