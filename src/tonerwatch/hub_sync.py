@@ -44,6 +44,7 @@ from tonerwatch_shared.hub_sync import (
     system_and_hub_passwords,
     write_if_changed,
 )
+from tonerwatch_shared.kv import watch_all
 from tonerwatch_shared.sites import kick_site
 from tonerwatch_shared.subjects import Subjects
 
@@ -154,7 +155,7 @@ class HubSync:
         """Follow the bucket until stop (or until the watcher breaks: the caller starts another)."""
         try:
             self._take(await read_wanted(kv))
-            watcher = await kv.watchall()
+            watcher = await watch_all(kv)
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             log.warning("hub-sync: bucket out of reach, retrying: %r", exc)
             await _pause(stop, 1.0)

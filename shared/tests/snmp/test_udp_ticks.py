@@ -160,3 +160,66 @@ async def test_a_group_is_answered_whole_in_ticks(agent_factory) -> None:  # typ
         await client.close()
     assert answers == [{LEVEL: 7}] * 20
     assert stats.requests == 20 and stats.retries == 0
+
+
+async def test_answers_that_would_overflow_the_receive_buffer_are_not_left_unread(
+    agent_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    # "fast" answered at once, "slow" after 50 ms, a tick of 30 s: as in the first test the socket
+    # would be left unread, but the buffer is said to hold no answer at all, so it stays watched
+    # and slow's answer is read as it arrives (well before its 2 s deadline's sweep).
+    _agent, port = await agent_factory(lambda c: 0.0 if c == b"fast" else 0.05)
+    client = UdpSnmpClient(read_tick_s=30.0)
+    try:
+        transport = await client._socket()
+        assert transport.rcvbuf > 0 and transport.holds(1)
+        transport.rcvbuf = 1
+        slow = asyncio.create_task(
+            client.get(
+                SnmpTarget("127.0.0.1", port, community="slow", timeout=2, retries=0), [LEVEL]
+            )
+        )
+        await asyncio.sleep(0)
+        fast = await client.get(SnmpTarget("127.0.0.1", port, community="fast", timeout=5), [LEVEL])
+        assert fast == {LEVEL: 7}
+        assert transport.reading and transport.tick is None
+        assert await asyncio.wait_for(slow, 1.0) == {LEVEL: 7}
+    finally:
+        await client.close()
+
+
+async def test_the_largest_answer_read_sizes_what_the_buffer_holds() -> None:
+    client = UdpSnmpClient()
+    try:
+        transport = await client._socket()
+        transport.rcvbuf = 100 * (2 * 484 + 1024)
+        assert transport.holds(100) and not transport.holds(101)
+        transport.largest = 8000  # a large answer was read: far fewer fit
+        assert not transport.holds(100) and transport.holds(transport.rcvbuf // 17024)
+    finally:
+        await client.close()
+
+
+async def test_a_tick_whose_read_fails_leaves_the_socket_watched(
+    agent_factory,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _agent, port = await agent_factory(lambda c: 0.0)
+    client = UdpSnmpClient(read_tick_s=30.0)
+    try:
+        transport = await client._socket()
+        transport.pause(30.0)
+        assert not transport.reading and transport.tick is not None
+
+        def broken() -> int:
+            raise RuntimeError("read failed")
+
+        monkeypatch.setattr(transport, "drain", broken)
+        with pytest.raises(RuntimeError):
+            client._ticked()
+        assert transport.reading and transport.tick is None  # watched again, no tick left
+        monkeypatch.undo()
+        target = SnmpTarget("127.0.0.1", port, timeout=5)
+        assert await asyncio.wait_for(client.get(target, [LEVEL]), 5) == {LEVEL: 7}
+    finally:
+        await client.close()

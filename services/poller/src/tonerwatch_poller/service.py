@@ -1176,7 +1176,8 @@ class Poller:
             own = self.recent.get(printer.printer_id)
             last: float | None
             if own is not None and raw is not None and own.seen is raw and own.last_poll_at:
-                # The stored record is the one this replica wrote at its own last poll: exact.
+                # The stored record is the one this replica's own last poll was made against
+                # (written by it, or read by it then): own's time is as new or newer, and exact.
                 last, lag = own.last_poll_at, 0.0
             else:
                 cached = known.get(key)

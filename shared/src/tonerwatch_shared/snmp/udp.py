@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -52,6 +53,11 @@ READ_TICK_S = 0.02
 _DUE_S = 0.25
 _MAX_READS = 256  # datagrams read per wakeup at most (the rest at the next)
 _RECV_SIZE = 65536
+# Room asked for answers queued between ticks (the kernel caps it at net.core.rmem_max).
+_RCVBUF = 1 << 20
+# What one queued answer of n bytes costs the socket's receive buffer, at most (the kernel
+# counts each datagram's whole allocation: ~1.3 KB for 300 bytes, ~17 KB for 8,000 here).
+_ANSWER_OVERHEAD = 1024
 
 
 @dataclass(slots=True)
@@ -153,12 +159,18 @@ class _Socket:
         try:
             self.sock.setblocking(False)
             self.sock.bind(("0.0.0.0", 0))
+            # Refused: the default then; the pause's budget reads what it got.
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+            # The receive buffer's size as the kernel counts it (twice what was asked, capped).
+            self.rcvbuf: int = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         except BaseException:
             self.sock.close()
             raise
         self.fd = self.sock.fileno()
         self.reading = False
         self.tick: asyncio.TimerHandle | None = None
+        self.largest = 484  # the largest answer read so far (484: every SNMP agent takes that)
 
     def sendto(self, data: bytes, address: tuple[str, int]) -> None:
         try:
@@ -202,8 +214,15 @@ class _Socket:
                 n += 1
                 continue
             n += 1
+            if len(data) > self.largest:
+                self.largest = len(data)
             received(data, addr)
         return n
+
+    def holds(self, answers: int) -> bool:
+        """Return whether this many answers, as large as the largest yet, fit the socket's
+        receive buffer (else the kernel would drop some while the socket is left unread)."""
+        return answers * (2 * self.largest + _ANSWER_OVERHEAD) <= self.rcvbuf
 
     def close(self) -> None:
         if self.tick is not None:
@@ -285,7 +304,7 @@ class UdpSnmpClient(SnmpProtocol):
         transport = self._transport
         if transport is None:
             return
-        if transport.drain() and self.read_tick_s > 0 and self._due_soon(transport.loop.time()):
+        if transport.drain() and self.read_tick_s > 0 and self._may_pause(transport):
             transport.pause(self.read_tick_s)
 
     def _ticked(self) -> None:
@@ -295,10 +314,19 @@ class UdpSnmpClient(SnmpProtocol):
         if transport is None:
             return
         transport.tick = None
-        if transport.drain() and self._due_soon(transport.loop.time()):
-            transport.pause(self.read_tick_s)
-        else:
-            transport.resume()
+        paused = False
+        try:
+            if transport.drain() and self._may_pause(transport):
+                transport.pause(self.read_tick_s)
+                paused = True
+        finally:
+            if not paused:  # also when reading failed: the socket is never left unread
+                transport.resume()
+
+    def _may_pause(self, transport: _Socket) -> bool:
+        """Return whether to leave the socket unread until the next tick: an answer is due and
+        every answer that may come meanwhile fits the socket's receive buffer."""
+        return transport.holds(len(self._pending)) and self._due_soon(transport.loop.time())
 
     def _due_soon(self, now: float) -> bool:
         """Return whether a request sent less than _DUE_S ago is unanswered (an answer is due)."""
