@@ -3,6 +3,8 @@ per change, holding its place in the fleet, the overdue check's facts and what a
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tonerwatch_poller.leases import partition_of
 from tonerwatch_poller.service import Poller
 from tonerwatch_shared import events as ev
@@ -56,3 +58,16 @@ async def test_one_record_per_printer_follows_its_configuration(poller: Poller) 
     await poller.config_mirror.put(token("rec-c"), b'{"not": "a configuration"}')
     assert token("rec-c") not in poller.monitored
     assert await poller.read_config("rec-c") is None
+
+
+def test_the_key_kept_on_a_record_is_the_one_token_gives() -> None:
+    from tonerwatch_poller.service import Monitored
+
+    shared: dict[ev.SnmpCredentials, ev.SnmpCredentials] = {}
+    for pid in ("rec-a", "hq.floor2.hp", "a*b>c", "with space"):
+        record = Monitored.parse(printer(pid).to_bytes(), 3, shared)
+        assert record.key == token(pid) == token(record.printer_id)
+        # A copy with another printer id gets that printer's key (never a stale one).
+        moved = replace(record, printer_id=pid + ".x")
+        assert moved.key == token(pid + ".x")
+        assert moved == replace(record, printer_id=pid + ".x")

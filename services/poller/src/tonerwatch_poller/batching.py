@@ -26,6 +26,8 @@ from tonerwatch_shared.events import READING_BATCH_TYPE, SupplyReading, encode_b
 from tonerwatch_shared.subjects import SUPPLY_READING
 
 READING_TYPE = SupplyReading.model_fields["type"].default
+# Reading subjects kept (one a printer); the table starts again past this many.
+SUBJECTS_KEPT = 100_000
 
 
 @dataclass
@@ -69,6 +71,8 @@ class ReadingBatcher:
         self.settle_s = wait_s if settle_s is None else min(settle_s, wait_s)
         self._settle: asyncio.TimerHandle | None = None
         self._groups: dict[str, _Group] = {}
+        # Each printer's reading subject, made once (two token() calls) and not at every poll.
+        self._subjects: dict[tuple[str, str], str] = {}
         self._held = 0  # readings handed in whose publish has not returned
         self._sending: set[asyncio.Task[None]] = set()
         self.batches = 0  # batch messages published
@@ -77,7 +81,13 @@ class ReadingBatcher:
 
     async def publish(self, site_id: str, printer_id: str, data: bytes, event_id: str) -> None:
         """Publish one reading's JSON (alone or in its site's batch); return once it is kept."""
-        subject = self.bus.subjects.subject(site_id, SUPPLY_READING, printer_id)
+        subject = self._subjects.get((site_id, printer_id))
+        if subject is None:
+            if len(self._subjects) >= SUBJECTS_KEPT:
+                self._subjects.clear()
+            subject = self._subjects[site_id, printer_id] = self.bus.subjects.subject(
+                site_id, SUPPLY_READING, printer_id
+            )
         if self.max_readings <= 1:  # batches off: every reading alone, as before
             await self.bus.publish_json(subject, data, event_id=event_id, type_=READING_TYPE)
             self.published += 1

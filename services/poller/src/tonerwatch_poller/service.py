@@ -54,6 +54,7 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 from pydantic import Field
 
 from tonerwatch_poller import schedule
@@ -265,6 +266,15 @@ class PollerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # Registered first, so collected first: what ok_poll kept is in the counters before any
+        # of them is read (scrape, get_sample_value).
+        self.registry.register(_FlushFirst(self.flush))
+        # A successful poll's counts, kept as plain numbers until the next collection (or
+        # FLUSH_EVERY polls): per (protocol), polls; bytes sent, received; the durations.
+        self._ok: dict[str, int] = {}
+        self._sent = 0
+        self._received = 0
+        self._durations: list[float] = []
         self.polls = Counter(
             "tonerwatch_polls", "Printer polls", ["result", "protocol"], registry=self.registry
         )
@@ -306,12 +316,63 @@ class PollerMetrics:
             registry=self.registry,
         )
 
-    def poll_done(self, result: str, protocol: str) -> None:
-        """Count one poll (tonerwatch_polls_total)."""
+    FLUSH_EVERY = 1000  # polls kept at most between two flushes (bounded when never scraped)
+
+    def ok_poll(self, protocol: str, sent: int, received: int, duration_s: float) -> None:
+        """Count one successful poll: tonerwatch_polls_total{result="ok"}, the bytes, its
+        duration; added to the metrics at the next collection (what a scrape reports is the same)."""
+        ok = self._ok
+        n = ok.get(protocol)
+        if n is None:  # its series made now, as a poll counted at once would have
+            self._counter("ok", protocol)
+            n = 0
+        ok[protocol] = n + 1
+        self._sent += sent
+        self._received += received
+        durations = self._durations
+        durations.append(duration_s)
+        if len(durations) >= self.FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Add what ok_poll kept to the metrics."""
+        ok = self._ok
+        for protocol, n in ok.items():
+            if n:
+                ok[protocol] = 0
+                self._counter("ok", protocol).inc(n)
+        sent, received, self._sent, self._received = self._sent, self._received, 0, 0
+        if sent:
+            self.sent.inc(sent)
+        if received:
+            self.received.inc(received)
+        durations, self._durations = self._durations, []
+        for duration_s in durations:
+            self.duration.observe(duration_s)
+
+    def _counter(self, result: str, protocol: str) -> Counter:
         counter = self._polls.get((result, protocol))
         if counter is None:
             counter = self._polls[result, protocol] = self.polls.labels(result, protocol)
-        counter.inc()
+        return counter
+
+    def poll_done(self, result: str, protocol: str) -> None:
+        """Count one poll (tonerwatch_polls_total)."""
+        self._counter(result, protocol).inc()
+
+
+class _FlushFirst:
+    """A collector of no metrics that calls flush when collected (see PollerMetrics)."""
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        self._flush = flush
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> list[Metric]:
+        self._flush()
+        return []
 
 
 @dataclass
@@ -526,7 +587,7 @@ class Poller:
         current_site.set(config.site_id)
         log.info("poll of %s requested by %s", config.printer_id, event.requested_by or "?")
         try:
-            await self.poll(config, await self.read_health(config.printer_id))
+            await self.poll(config, await self.read_health(config.printer_id, config.key))
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("requested poll of %s not published (%r)", config.printer_id, exc)
 
@@ -632,7 +693,7 @@ class Poller:
                 return
             current_site.set(config.site_id)
             printer_id, interval = config.printer_id, config.interval_s
-            health = await self.read_health(printer_id)
+            health = await self.read_health(printer_id, config.key)
             now = time.time()
             if printer_id in self.polling:  # a requested poll is under way: the next slot follows
                 self._reschedule(key, lease, schedule.due_after_poll(now, interval, printer_id))
@@ -1105,13 +1166,14 @@ class Poller:
             return own.copy()
         return stored
 
-    async def read_health(self, printer_id: str) -> PrinterHealth:
+    async def read_health(self, printer_id: str, key: str | None = None) -> PrinterHealth:
         """Return what is known of the printer's last polls (empty if never polled).
 
         This replica's own last poll of it when that is the newest (exact, no round trip), else
         the stored record (from the mirror; from KV when neither knows the printer).
         """
-        key = token(printer_id)
+        if key is None:
+            key = token(printer_id)
         own = self.recent.get(printer_id)
         raw: bytes | None
         if self.health_mirror is not None:
@@ -1140,19 +1202,20 @@ class Poller:
         raw = self.health_mirror.get(token(printer_id))
         return PrinterHealth.from_bytes(raw) if raw is not None else None
 
-    async def _store_health(self, printer_id: str, health: PrinterHealth) -> None:
+    async def _store_health(
+        self, printer_id: str, health: PrinterHealth, key: str | None = None
+    ) -> None:
         """Write the printer's health to KV (and the mirror) and remember it as this replica's."""
+        if key is None:
+            key = token(printer_id)
         own = self.recent[printer_id] = replace(health, seen=None, seen_poll_at=None)
         if self.health_mirror is not None:
             data = health.to_bytes()
-            await self.health_mirror.put(token(printer_id), data)
-            if (
-                self.recent.get(printer_id) is own
-                and self.health_mirror.get(token(printer_id)) is data
-            ):
+            await self.health_mirror.put(key, data)
+            if self.recent.get(printer_id) is own and self.health_mirror.get(key) is data:
                 own.seen, own.seen_poll_at = data, own.last_poll_at
         else:
-            await self.health.put(token(printer_id), health.to_bytes())
+            await self.health.put(key, health.to_bytes())
 
     async def count_overdue(self, now: float) -> int:
         """Return how many monitored printers nobody has polled in time (see schedule.overdue_after)."""
@@ -1287,10 +1350,9 @@ class Poller:
             data = steady.encode(health.next_seq())
         # Returns once the reading is kept (in a batch with those of polls made alongside).
         await self.readings.publish(config.site_id, config.printer_id, data, str(cost.event_id))
-        self.metrics.poll_done("ok", config.protocol)
-        self.metrics.sent.inc(cost.bytes_sent)
-        self.metrics.received.inc(cost.bytes_received)
-        self.metrics.duration.observe(cost.duration_ms / 1000)
+        self.metrics.ok_poll(
+            config.protocol, cost.bytes_sent, cost.bytes_received, cost.duration_ms / 1000
+        )
         was_unreachable = health.unreachable
         now = time.time()
         health = PrinterHealth(
@@ -1309,7 +1371,7 @@ class Poller:
                     seq=health.next_seq(),
                 )
             )
-        raw = self.health_mirror.get(token(config.printer_id)) if self.health_mirror else None
+        raw = self.health_mirror.get(config.key) if self.health_mirror else None
         stored_substance: tuple[object, ...] | None
         if raw is not None and raw is seen:
             # Unchanged since it was read: no need to read it again.
@@ -1330,7 +1392,7 @@ class Poller:
             or now - stored_poll_at
             >= (health.refresh_s or 0) - schedule.tolerance(config.interval_s)
         ):
-            await self._store_health(config.printer_id, health)
+            await self._store_health(config.printer_id, health, config.key)
         else:
             # The same as stored but for the poll times (newer: this poll's).
             health.seen, health.seen_poll_at = seen, stored_poll_at
@@ -1381,7 +1443,7 @@ class Poller:
                     else None,
                 )
             )
-        await self._store_health(config.printer_id, health)
+        await self._store_health(config.printer_id, health, config.key)
 
 
 class _JobPull:
@@ -1462,6 +1524,11 @@ class Monitored:
     credentials: SnmpCredentials  # sealed, as configured
     interval_s: float
     configured_at: float  # Unix time of the configuration: a printer never polled is due from it
+    # token(printer_id): its key in the KV buckets, computed once (not at every poll).
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", token(self.printer_id))
 
     @classmethod
     def parse(

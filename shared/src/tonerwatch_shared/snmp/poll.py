@@ -180,7 +180,20 @@ def plan_from_values(values: Mapping[str, SnmpValue]) -> PollPlan:
 
 def needs_relearn(plan: PollPlan, fresh: Mapping[str, SnmpValue]) -> str | None:
     """Why the layout may have changed since the plan was learned, or None."""
-    for oid in plan.volatile:
+    # The steady case first, in a few C-level passes: every volatile OID answered with a value
+    # (a Missing is exactly of type Missing), every trigger the same (items containment: the
+    # key there and the value equal), the agent not restarted. Anything else: the loops below
+    # say why (or find nothing after all: the same answer as without this check).
+    volatile = plan.volatile
+    if (
+        all(map(fresh.__contains__, volatile))
+        and Missing not in set(map(type, map(fresh.__getitem__, volatile)))
+        and plan.triggers.items() <= fresh.items()
+    ):
+        uptime = fresh.get(oids.SYS_UPTIME)
+        if not (isinstance(uptime, int) and plan.uptime is not None and uptime < plan.uptime):
+            return None
+    for oid in volatile:
         value = fresh.get(oid, Missing.NO_SUCH_INSTANCE)
         if isinstance(value, Missing):
             return f"{oid} is gone ({value.value})"
