@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
 
 from tonerwatch_shared.printer import oids
-from tonerwatch_shared.snmp.poll import PollPlan, needs_relearn
+from tonerwatch_shared.snmp.poll import PollPlan, needs_relearn, relearn_reason
 from tonerwatch_shared.snmp.types import IpAddress, Missing, Oid, SnmpValue
-
-
-def _by_the_loops(plan: PollPlan, fresh: Mapping[str, SnmpValue]) -> str | None:
-    """needs_relearn as it was before the quick check (the reference)."""
-    for oid in plan.volatile:
-        value = fresh.get(oid, Missing.NO_SUCH_INSTANCE)
-        if isinstance(value, Missing):
-            return f"{oid} is gone ({value.value})"
-    for oid, before in plan.triggers.items():
-        if fresh.get(oid) != before:
-            return f"{oid} changed"
-    uptime = fresh.get(oids.SYS_UPTIME)
-    if isinstance(uptime, int) and plan.uptime is not None and uptime < plan.uptime:
-        return "agent restarted"
-    return None
 
 
 def test_the_quick_check_answers_as_the_loops_do() -> None:
@@ -60,7 +44,7 @@ def test_the_quick_check_answers_as_the_loops_do() -> None:
         if rng.random() < 0.5:
             fresh[oids.SYS_UPTIME] = rng.choice([3, 50, 200])
         answer = needs_relearn(plan, fresh)
-        assert answer == _by_the_loops(plan, fresh), (plan, fresh)
+        assert answer == relearn_reason(plan, fresh), (plan, fresh)
         kind = answer.split(" ")[1] if answer and answer.startswith("1.") else answer
         answers[kind] = answers.get(kind, 0) + 1
     # Every kind of answer came up (the comparison covered each branch).

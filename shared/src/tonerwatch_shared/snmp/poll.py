@@ -182,28 +182,35 @@ def needs_relearn(plan: PollPlan, fresh: Mapping[str, SnmpValue]) -> str | None:
     """Why the layout may have changed since the plan was learned, or None."""
     # The steady case first, in a few C-level passes: every volatile OID answered with a value
     # (a Missing is exactly of type Missing), every trigger the same (items containment: the
-    # key there and the value equal), the agent not restarted. Anything else: the loops below
-    # say why (or find nothing after all: the same answer as without this check).
+    # key there and the value equal), the agent not restarted. Anything else: relearn_reason
+    # says why (or finds nothing after all: the same answer as without this check).
     volatile = plan.volatile
     if (
         all(map(fresh.__contains__, volatile))
         and Missing not in set(map(type, map(fresh.__getitem__, volatile)))
         and plan.triggers.items() <= fresh.items()
+        and not _restarted(plan, fresh)
     ):
-        uptime = fresh.get(oids.SYS_UPTIME)
-        if not (isinstance(uptime, int) and plan.uptime is not None and uptime < plan.uptime):
-            return None
-    for oid in volatile:
+        return None
+    return relearn_reason(plan, fresh)
+
+
+def relearn_reason(plan: PollPlan, fresh: Mapping[str, SnmpValue]) -> str | None:
+    """Why the layout may have changed, found value by value (needs_relearn's slow path)."""
+    for oid in plan.volatile:
         value = fresh.get(oid, Missing.NO_SUCH_INSTANCE)
         if isinstance(value, Missing):
             return f"{oid} is gone ({value.value})"
     for oid, before in plan.triggers.items():
         if fresh.get(oid) != before:
             return f"{oid} changed"
+    return "agent restarted" if _restarted(plan, fresh) else None
+
+
+def _restarted(plan: PollPlan, fresh: Mapping[str, SnmpValue]) -> bool:
+    """Return whether sysUpTime went back since the plan was learned (the agent restarted)."""
     uptime = fresh.get(oids.SYS_UPTIME)
-    if isinstance(uptime, int) and plan.uptime is not None and uptime < plan.uptime:
-        return "agent restarted"
-    return None
+    return isinstance(uptime, int) and plan.uptime is not None and uptime < plan.uptime
 
 
 async def learn(
