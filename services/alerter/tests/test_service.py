@@ -419,6 +419,40 @@ async def test_replacement_mail_and_redelivery_is_not_sent_twice(bus: Bus) -> No
     assert not await ledger.delivered("webhook_ops", str(swap.event_id))
 
 
+async def test_a_mail_sent_as_nats_goes_down_is_not_sent_again_on_redelivery(bus: Bus) -> None:
+    """The SMTP server took the mail, then NATS went away before the ledger's record was written:
+    the handler fails (the event comes again), and the redelivery finds the send kept in memory,
+    writes its record and sends nothing (tests/test_faults.py kills nats-server in this window)."""
+
+    class Unreachable(ld.Ledger):
+        fails = 1
+
+        async def record(self, channel: str, event_id: str) -> None:
+            if self.fails:
+                self.fails -= 1
+                raise nats.errors.TimeoutError
+            await super().record(channel, event_id)
+
+    ledger = Unreachable((await ld.open_ledger(bus, 7 * 86400.0)).kv)
+    inbox = Inbox()
+    crossed = low_alert(7)
+    with smtp_server(inbox) as port:
+        sender = MailSender(MailConfig.model_validate(mail_route(port)))
+        handle = channel_handler(sender, channel="mail_it", ledger=ledger)
+        with pytest.raises(nats.errors.TimeoutError):
+            await handle(crossed, None)  # type: ignore[arg-type]
+        assert len(inbox.messages) == 1
+        assert not await ld.Ledger(ledger.kv).delivered("mail_it", str(crossed.event_id))
+        for _ in range(2):  # JetStream redelivers the unacked event
+            await handle(crossed, None)  # type: ignore[arg-type]
+    assert len(inbox.messages) == 1
+    # Written to KV now: another replica (or this one restarted) knows it too.
+    fresh = ld.Ledger(ledger.kv)
+    assert await fresh.delivered("mail_it", str(crossed.event_id))
+    last = await fresh.last_position("mail_it", crossed.alert_id)
+    assert last is not None and last.seq == 7
+
+
 def test_replacement_channels_get_their_own_consumer(subjects: Subjects) -> None:
     plain = MailConfig.model_validate(mail_route(25) | {"replaced": False})
     assert [s.filter_subject for s in channel_specs(subjects, "mail", plain)] == [

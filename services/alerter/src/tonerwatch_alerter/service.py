@@ -223,8 +223,7 @@ def channel_handler(
             # The receiver refused it for good: redelivering cannot help; set it aside (dead letter).
             raise Poison(f"channel {channel} refused {event.event_id}: {exc}") from exc
         if ledger is not None:
-            await ledger.record(channel, eid)
-            await ledger.advance(channel, event)
+            await ledger.sent(channel, event)
 
     return handle
 
