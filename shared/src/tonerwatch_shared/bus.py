@@ -1352,18 +1352,24 @@ class Bus:
         await self.js.update_stream(dataclasses.replace(info.config, max_age=ttl_s))
 
     async def drain(self, timeout_s: float = 10.0) -> None:
-        """Finish in-flight work and close the connection; never hangs past timeout_s."""
-        if self._acks is not None:
-            self._acks.stop()
-        if self.nc.is_closed:
-            return
+        """Finish in-flight work and close the connection; never hangs past timeout_s.
+
+        A publish still waiting for its ack keeps its deadline while the connection drains, and
+        fails (ConnectionClosedError) once it is closed: nothing waits on a closed connection.
+        """
         try:
-            async with asyncio.timeout(timeout_s):
-                await self.nc.drain()
-        except (TimeoutError, nats.errors.Error) as exc:
-            log.warning("NATS drain did not finish cleanly: %r", exc)
-            with contextlib.suppress(Exception):
-                await self.nc.close()
+            if self.nc.is_closed:
+                return
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self.nc.drain()
+            except (TimeoutError, nats.errors.Error) as exc:
+                log.warning("NATS drain did not finish cleanly: %r", exc)
+                with contextlib.suppress(Exception):
+                    await self.nc.close()
+        finally:
+            if self._acks is not None:
+                self._acks.stop()
 
 
 class _AckInbox:
@@ -1441,10 +1447,14 @@ class _AckInbox:
             self._expire_at(loop, earliest)
 
     def stop(self) -> None:
-        """End the deadline timer (the subscription ends with the connection)."""
+        """End the deadline timer and fail every publish still waiting (the connection is closed)."""
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        for _, future in self.pending.values():
+            if not future.done():
+                future.set_exception(nats.errors.ConnectionClosedError())
+        self.pending.clear()
 
 
 async def _unless_stopped(connecting: Awaitable[Client], stop: asyncio.Event) -> Client:

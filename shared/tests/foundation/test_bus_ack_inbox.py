@@ -90,3 +90,26 @@ async def test_no_timer_is_left_once_nothing_waits_for_an_ack_and_a_late_one_sti
     finally:
         await silent.unsubscribe()
     assert not acks.pending
+
+
+async def test_a_publish_waiting_for_its_ack_at_shutdown_ends_when_the_bus_drains(
+    nats_url: str, bus: Bus
+) -> None:
+    """Shutdown drains the connection while a publish waits for an ack that will never come: the
+    publish fails when the connection closes, long before its own 60 s deadline (it used to wait
+    forever: drain stopped the deadline timer first)."""
+    other = await Bus.connect(nats_url, subjects=bus.subjects, name="test-shutdown", attempts=3)
+    silent = await bus.nc.subscribe("tw_silent.z")  # takes it, never answers
+    try:
+        waiting = asyncio.create_task(
+            other.publish_json("tw_silent.z", b"{}", event_id="z", type_="t", timeout_s=60)
+        )
+        await asyncio.sleep(0.1)
+        assert other._acks is not None and other._acks.pending
+        async with asyncio.timeout(15):
+            await other.drain(timeout_s=5)
+            with pytest.raises(nats.errors.ConnectionClosedError):
+                await waiting
+        assert not other._acks.pending and other._acks.timer is None
+    finally:
+        await silent.unsubscribe()
