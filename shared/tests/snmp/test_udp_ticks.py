@@ -10,65 +10,33 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import pytest_asyncio
 
-from tonerwatch_shared.snmp.ber import RESPONSE, decode_header, encode_oid
 from tonerwatch_shared.snmp.errors import IoStats, SnmpTimeoutError
 from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.udp import UdpSnmpClient
+from tonerwatch_shared.testing.snmp_agents import (
+    Request,
+    ScriptedAgent,
+    int_response,
+    scripted_agents,
+)
 
 LEVEL = "1.3.6.1.2.1.43.11.1.1.9.1.1"
 
 
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes([tag, len(body)]) + body
-
-
-def _int(v: int) -> bytes:
-    body = v.to_bytes(v.bit_length() // 8 + 1, "big", signed=True)
-    return _tlv(0x02, body)
-
-
-def _response(version: int, rid: int, community: bytes, varbinds: list[tuple[str, int]]) -> bytes:
-    vbl = b"".join(_tlv(0x30, encode_oid(o) + _int(v)) for o, v in varbinds)
-    pdu = _tlv(RESPONSE, _int(rid) + _int(0) + _int(0) + _tlv(0x30, vbl))
-    return _tlv(0x30, _int(version) + _tlv(0x04, community) + pdu)
-
-
-class DelayingAgent(asyncio.DatagramProtocol):
-    """Answers each request after delay(community) seconds (None: never), the value 7."""
-
-    def __init__(self, delay: Callable[[bytes], float | None]) -> None:
-        self.delay = delay
-        self.requests: list[bytes] = []
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        version, community, _tag, rid, _pos = decode_header(data)
-        self.requests.append(community)
-        delay = self.delay(community)
-        if delay is None:
-            return
-        answer = _response(version, rid, community, [(LEVEL, 7)])
-        assert self.transport is not None
-        asyncio.get_running_loop().call_later(delay, self.transport.sendto, answer, addr)
-
-
 @pytest_asyncio.fixture
 async def agent_factory() -> AsyncIterator[Callable[..., object]]:
-    transports: list[asyncio.DatagramTransport] = []
+    """Yield start(delay) -> (agent, port): the value 7 after delay(community) s (None: never)."""
+    async with scripted_agents() as start_agent:
 
-    async def start(delay: Callable[[bytes], float | None]) -> tuple[DelayingAgent, int]:
-        transport, agent = await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: DelayingAgent(delay), local_addr=("127.0.0.1", 0)
-        )
-        transports.append(transport)
-        return agent, transport.get_extra_info("sockname")[1]
+        async def start(delay: Callable[[bytes], float | None]) -> tuple[ScriptedAgent, int]:
+            def answer(r: Request) -> bytes | None:
+                if delay(r.community) is None:
+                    return None
+                return int_response(r.version, r.rid, r.community, [(LEVEL, 7)])
 
-    yield start
-    for t in transports:
-        t.close()
+            return await start_agent(answer, lambda r: delay(r.community) or 0.0)
+
+        yield start
 
 
 async def test_an_answer_queued_between_ticks_counts_before_its_deadline(agent_factory) -> None:  # type: ignore[no-untyped-def]
@@ -117,7 +85,7 @@ async def test_a_silent_agent_is_retried_and_timed_out_while_answers_come_in_tic
     finally:
         await client.close()
     assert stats.requests == 3 and stats.retries == 2 and stats.responses == 0
-    assert agent.requests.count(b"silent") == 3
+    assert [r.community for r in agent.requests].count(b"silent") == 3
 
 
 async def test_a_request_alone_is_read_as_its_answer_arrives(agent_factory) -> None:  # type: ignore[no-untyped-def]

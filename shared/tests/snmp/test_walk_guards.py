@@ -9,72 +9,41 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import pytest_asyncio
 
-from tonerwatch_shared.snmp.ber import (
-    RESPONSE,
-    BerError,
-    decode_header,
-    decode_response,
-    encode_oid,
-)
+from tonerwatch_shared.snmp.ber import BerError, decode_response, encode_oid
 from tonerwatch_shared.snmp.errors import IoStats, SnmpProtocolError, SnmpTimeoutError
 from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import Missing
 from tonerwatch_shared.snmp.udp import UdpSnmpClient
 from tonerwatch_shared.snmp.walk import Stream
+from tonerwatch_shared.testing.snmp_agents import (
+    Request,
+    ScriptedAgent,
+    StartAgent,
+    int_response,
+    response,
+    scripted_agents,
+    tlv,
+)
 
 LEVEL = "1.3.6.1.2.1.43.11.1.1.9"
 
 
-def _int(v: int) -> bytes:
-    body = v.to_bytes(v.bit_length() // 8 + 1, "big", signed=True)
-    return b"\x02" + bytes([len(body)]) + body
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    n = len(body)
-    length = bytes([n]) if n < 128 else b"\x82" + n.to_bytes(2, "big")
-    return bytes([tag]) + length + body
-
-
-def _response(version: int, rid: int, community: bytes, varbinds: list[tuple[str, int]]) -> bytes:
-    vbl = b"".join(_tlv(0x30, encode_oid(o) + _int(v)) for o, v in varbinds)
-    pdu = _tlv(RESPONSE, _int(rid) + _int(0) + _int(0) + _tlv(0x30, vbl))
-    return _tlv(0x30, _int(version) + _tlv(0x04, community) + pdu)
-
-
-class FakeAgent(asyncio.DatagramProtocol):
-    """Answers every request with whatever `answer(request_count)` returns."""
-
-    def __init__(self, answer: Callable[[int], list[tuple[str, int]]]) -> None:
-        self.answer = answer
-        self.requests = 0
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.requests += 1
-        version, community, _tag, rid, _pos = decode_header(data)
-        assert self.transport is not None
-        self.transport.sendto(_response(version, rid, community, self.answer(self.requests)), addr)
-
-
 @pytest_asyncio.fixture
-async def fake_agent_factory() -> AsyncIterator[Callable[..., object]]:
-    transports: list[asyncio.DatagramTransport] = []
+async def start_agent() -> AsyncIterator[StartAgent]:
+    async with scripted_agents() as start:
+        yield start
 
-    async def start(answer: Callable[[int], list[tuple[str, int]]]) -> tuple[FakeAgent, int]:
-        loop = asyncio.get_running_loop()
-        transport, agent = await loop.create_datagram_endpoint(
-            lambda: FakeAgent(answer), local_addr=("127.0.0.1", 0)
+
+@pytest.fixture
+def fake_agent_factory(start_agent: StartAgent) -> Callable[..., object]:
+    """Return start(answer) -> (agent, port): each request answered with answer(its number)."""
+
+    async def start(answer: Callable[[int], list[tuple[str, int]]]) -> tuple[ScriptedAgent, int]:
+        return await start_agent(
+            lambda r: int_response(r.version, r.rid, r.community, answer(r.number))
         )
-        transports.append(transport)
-        return agent, transport.get_extra_info("sockname")[1]
 
-    yield start
-    for t in transports:
-        t.close()
+    return start
 
 
 async def test_agent_repeating_the_same_oid_does_not_loop(fake_agent_factory) -> None:  # type: ignore[no-untyped-def]
@@ -85,7 +54,7 @@ async def test_agent_repeating_the_same_oid_does_not_loop(fake_agent_factory) ->
     finally:
         await client.close()
     assert values == {f"{LEVEL}.1.1": 50}
-    assert agent.requests == 2  # the second answer repeats the OID: the walk stops
+    assert len(agent.requests) == 2  # the second answer repeats the OID: the walk stops
 
 
 async def test_agent_going_backwards_does_not_loop(fake_agent_factory) -> None:  # type: ignore[no-untyped-def]
@@ -99,7 +68,7 @@ async def test_agent_going_backwards_does_not_loop(fake_agent_factory) -> None: 
     finally:
         await client.close()
     assert values == {f"{LEVEL}.1.3": 30}
-    assert agent.requests == 2
+    assert len(agent.requests) == 2
 
 
 async def test_agent_inventing_rows_forever_is_cut_off(fake_agent_factory) -> None:  # type: ignore[no-untyped-def]
@@ -113,7 +82,7 @@ async def test_agent_inventing_rows_forever_is_cut_off(fake_agent_factory) -> No
     finally:
         await client.close()
     assert len(values) == 64  # walk.MAX_ROWS_PER_COLUMN
-    assert agent.requests <= 65
+    assert len(agent.requests) <= 65
 
 
 async def test_agent_answering_nothing_ends_the_walk(fake_agent_factory) -> None:  # type: ignore[no-untyped-def]
@@ -124,7 +93,7 @@ async def test_agent_answering_nothing_ends_the_walk(fake_agent_factory) -> None
     finally:
         await client.close()
     assert values == {}
-    assert agent.requests == 1
+    assert len(agent.requests) == 1
 
 
 async def test_silent_port_times_out_quickly_with_a_clear_error(
@@ -168,31 +137,17 @@ async def test_silent_printer_times_out_on_time_beside_printers_that_answer(  # 
     assert (stats.requests, stats.retries, stats.responses) == (2, 1, 0)
 
 
-class CuttingAgent(asyncio.DatagramProtocol):
-    """Answers every request with a well-formed response cut to its first half."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.requests += 1
-        version, community, _tag, rid, _pos = decode_header(data)
-        whole = _response(version, rid, community, [(f"{LEVEL}.1.1", 50)])
-        assert self.transport is not None
-        self.transport.sendto(whole[: len(whole) // 2], addr)
+def _cut(r: Request) -> bytes:
+    """Return a well-formed answer cut to its first half."""
+    whole = int_response(r.version, r.rid, r.community, [(f"{LEVEL}.1.1", 50)])
+    return whole[: len(whole) // 2]
 
 
-async def test_a_truncated_answer_fails_its_request_at_once_not_after_the_retries() -> None:
-    loop = asyncio.get_running_loop()
-    transport, agent = await loop.create_datagram_endpoint(
-        CuttingAgent, local_addr=("127.0.0.1", 0)
-    )
+async def test_a_truncated_answer_fails_its_request_at_once_not_after_the_retries(
+    start_agent: StartAgent,
+) -> None:
+    agent, port = await start_agent(_cut)
     client = UdpSnmpClient()
-    port = transport.get_extra_info("sockname")[1]
     stats = IoStats()
     try:
         with pytest.raises(SnmpProtocolError, match="malformed response"):
@@ -203,9 +158,8 @@ async def test_a_truncated_answer_fails_its_request_at_once_not_after_the_retrie
             )
     finally:
         await client.close()
-        transport.close()
     # Answered on the first attempt: no retry was sent, no timeout waited for.
-    assert agent.requests == 1
+    assert len(agent.requests) == 1
     assert (stats.requests, stats.retries, stats.responses) == (1, 0, 1)
 
 
@@ -233,28 +187,11 @@ def test_adjacent_columns_share_one_stream() -> None:
 
 
 def _raw_response(rid: int, community: bytes, varbind: bytes) -> bytes:
-    pdu = _tlv(RESPONSE, _int(rid) + _int(0) + _int(0) + _tlv(0x30, _tlv(0x30, varbind)))
-    return _tlv(0x30, _int(1) + _tlv(0x04, community) + pdu)
-
-
-class RawAgent(asyncio.DatagramProtocol):
-    """Answers every request with one hand-made varbind (name and value as BER)."""
-
-    def __init__(self, varbind: bytes) -> None:
-        self.varbind = varbind
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        _version, community, _tag, rid, _pos = decode_header(data)
-        assert self.transport is not None
-        self.transport.sendto(_raw_response(rid, community, self.varbind), addr)
+    return response(1, rid, community, tlv(0x30, varbind))
 
 
 # An OID arc of about 9,000 digits (str() refuses ints over 4,300 digits), and an INTEGER of 20 octets.
-_HUGE_ARC_OID = _tlv(0x06, encode_oid(LEVEL)[2:] + b"\xff" * 4300 + b"\x01")
+_HUGE_ARC_OID = tlv(0x06, encode_oid(LEVEL)[2:] + b"\xff" * 4300 + b"\x01")
 _LEVEL_OID = encode_oid(f"{LEVEL}.1.1")
 
 
@@ -262,19 +199,15 @@ _LEVEL_OID = encode_oid(f"{LEVEL}.1.1")
     ("name", "varbind"),
     [
         ("oversized OID arc", _HUGE_ARC_OID + b"\x02\x01\x05"),
-        ("OID of 200 arcs", _tlv(0x06, b"\x2b" + b"\x01" * 200) + b"\x02\x01\x05"),
-        ("INTEGER of 20 octets", _LEVEL_OID + _tlv(0x02, b"\x7f" * 20)),
-        ("Counter64 of 12 octets", _LEVEL_OID + _tlv(0x46, b"\xff" * 12)),
+        ("OID of 200 arcs", tlv(0x06, b"\x2b" + b"\x01" * 200) + b"\x02\x01\x05"),
+        ("INTEGER of 20 octets", _LEVEL_OID + tlv(0x02, b"\x7f" * 20)),
+        ("Counter64 of 12 octets", _LEVEL_OID + tlv(0x46, b"\xff" * 12)),
     ],
 )
 async def test_malformed_answer_is_a_protocol_error_not_a_timeout(
-    name: str, varbind: bytes
+    name: str, varbind: bytes, start_agent: StartAgent
 ) -> None:
-    loop = asyncio.get_running_loop()
-    transport, _agent = await loop.create_datagram_endpoint(
-        lambda: RawAgent(varbind), local_addr=("127.0.0.1", 0)
-    )
-    port = transport.get_extra_info("sockname")[1]
+    _agent, port = await start_agent(lambda r: _raw_response(r.rid, r.community, varbind))
     client = UdpSnmpClient()
     started = time.monotonic()
     try:
@@ -282,7 +215,6 @@ async def test_malformed_answer_is_a_protocol_error_not_a_timeout(
             await client.get(SnmpTarget("127.0.0.1", port, timeout=2, retries=0), [f"{LEVEL}.1.1"])
     finally:
         await client.close()
-        transport.close()
     assert time.monotonic() - started < 1.0, name  # answered at once, not timed out
 
 
@@ -290,9 +222,7 @@ def test_decoder_refuses_what_no_snmp_agent_may_send() -> None:
     with pytest.raises(BerError, match="2\\^32-1"):
         decode_response(_raw_response(7, b"public", _HUGE_ARC_OID + b"\x05\x00"))
     # The largest Counter64 still decodes.
-    ok = decode_response(
-        _raw_response(7, b"public", _LEVEL_OID + _tlv(0x46, b"\x00" + b"\xff" * 8))
-    )
+    ok = decode_response(_raw_response(7, b"public", _LEVEL_OID + tlv(0x46, b"\x00" + b"\xff" * 8)))
     assert ok.varbinds == [(f"{LEVEL}.1.1", 2**64 - 1)]
 
 
@@ -312,4 +242,4 @@ async def test_walk_stops_at_the_byte_cap(fake_agent_factory) -> None:  # type: 
         await client.close()
     assert streams[0].anomaly is not None and "cap 400" in streams[0].anomaly
     assert stats.bytes_received < 400 + 100  # one answer past the cap at most
-    assert agent.requests < 10
+    assert len(agent.requests) < 10
