@@ -218,6 +218,12 @@ class ConsumerSpec:
     # wait: after a short fetch none of them fetches for linger_s (not each on its own, which
     # split a steady trickle into one small batch per worker).
     linger_s: float = 0.0
+    # Messages a worker's first fetch asks for (0: as many as any fetch, the consume's batch).
+    # For messages that may carry batches of readings: a first fetch of `batch` messages (128
+    # readings each) took a whole backlog into one worker, which applied it part after part while
+    # the durable's other workers found nothing to fetch. One message tells what a message
+    # carries, and the fetches after it are sized by that (consume: after_batches).
+    first_fetch: int = 0
 
 
 def retry_delay(num_delivered: int, base_s: float = 1.0, cap_s: float = 60.0) -> float:
@@ -781,6 +787,7 @@ class Bus:
         # durable's other workers take the rest of a backlog side by side instead of one worker
         # holding it all (on PostgreSQL the database works while this process parses).
         after_batches = False
+        first = spec.first_fetch > 0 and batch_handler is not None and not spec.ordered
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._serve_replays(spec, handler, stop, handler_timeout_s, probe))
@@ -790,7 +797,7 @@ class Bus:
                             fetching, ahead = ahead, None
                             msgs = await fetching
                         else:
-                            want = batch
+                            want = min(batch, spec.first_fetch) if first else batch
                             if after_batches:
                                 per = self._per_message.get(spec.durable, 1.0)
                                 want = max(1, min(batch, round(BATCH_HANDLER_EVENTS / per)))
@@ -806,6 +813,7 @@ class Bus:
                         # 503 / no responders for a few seconds: wait and pull again, never crash.
                         await pause_on_bus_error(exc, spec.durable, stop)
                         continue
+                    first = first and not msgs
                     batches = any(map(_is_batch, msgs))
                     # Not after reading batches: their parts are applied one after another, and a
                     # fetch ahead would hold as many more (workers x 2 x batch could pass

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 
 import nats.errors
 import pytest
@@ -293,6 +295,59 @@ async def test_after_a_fetch_of_batches_a_worker_asks_for_about_one_part_of_read
     assert sorted(applied) == sorted(
         [*((f"p-{n}", s) for n in range(7) for s in (1, 2, 3)), ("p-9", 1), ("p-9", 2)]
     )
+
+
+async def test_a_backlog_of_reading_batches_is_shared_by_the_durables_workers(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers of one durable start on a backlog of batches: both apply parts of it.
+
+    Without first_fetch the first fetch of a whole batch of messages took the backlog into one
+    worker, which applied it part after part while the other found nothing (on PostgreSQL the
+    api's CPU and the database's never overlapped)."""
+    monkeypatch.setattr(bus_module, "BATCH_HANDLER_EVENTS", 6)
+    by_worker: dict[str, list[tuple[str, int | None]]] = {"a": [], "b": []}
+    asked: list[int] = []
+    plain = Bus._fetch_in_turn
+
+    async def fetch_in_turn(
+        self: Bus, sub: JetStreamContext.PullSubscription, spec: ConsumerSpec, n: int, t: float
+    ) -> list[Msg]:
+        asked.append(n)
+        return await plain(self, sub, spec, n, t)
+
+    monkeypatch.setattr(Bus, "_fetch_in_turn", fetch_in_turn)
+    stop = asyncio.Event()
+
+    async def handler(event: ev.Event, _msg: object) -> None:
+        raise AssertionError("every part applied whole")
+
+    def batch_handler(worker: str) -> Callable[[list[ev.Event]], Awaitable[None]]:
+        async def apply(events: list[ev.Event]) -> None:
+            await asyncio.sleep(0.05)  # a transaction's time: the other worker fetches meanwhile
+            by_worker[worker].extend(_key(e) for e in events)
+
+        return apply
+
+    spec = dataclasses.replace(_spec(bus, "t-shared"), first_fetch=1)
+    for n in range(12):  # 12 messages of 3 readings
+        await bus.publish(_batch(*(_reading(f"p-{n}", s) for s in (1, 2, 3))))
+    await bus.ensure_consumer(spec)
+    tasks = [
+        asyncio.create_task(
+            bus.consume(spec, handler, stop=stop, batch_handler=batch_handler(w), batch=64)
+        )
+        for w in ("a", "b")
+    ]
+    await eventually(lambda: _settled(bus, "t-shared"), timeout_s=10)
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert by_worker["a"] and by_worker["b"]
+    assert sorted(by_worker["a"] + by_worker["b"]) == sorted(
+        (f"p-{n}", s) for n in range(12) for s in (1, 2, 3)
+    )
+    # Each worker's first fetch asks for one message, the others for 6 readings' worth (2).
+    assert asked[:2] == [1, 1] and set(asked) == {1, 2}
 
 
 @pytest.mark.parametrize("batched", [True, False])

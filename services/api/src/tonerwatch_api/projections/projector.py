@@ -71,6 +71,9 @@ def consumer_spec(p: Projection, subjects: Subjects) -> ConsumerSpec:
         filter_subject=p.filter_subject(subjects),
         ordered=p.durable in ORDERED,
         linger_s=READINGS_LINGER_S if p.durable == "api-readings" else 0.0,
+        # A message may hold 128 readings: a worker's first fetch takes one (ConsumerSpec), so a
+        # backlog at start is applied by every worker side by side, not by the first alone.
+        first_fetch=1 if p.durable == "api-readings" else 0,
     )
 
 
