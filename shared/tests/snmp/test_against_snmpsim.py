@@ -15,6 +15,7 @@ from tonerwatch_shared.snmp.poll import PollPlan, poll_printer
 from tonerwatch_shared.snmp.snmprec import load_snmprec
 from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.snmp.types import Missing, Oid
+from tonerwatch_shared.snmp.udp import _RID_MAX, _RID_MIN, UdpSnmpClient
 
 pytestmark = pytest.mark.recordings
 
@@ -144,6 +145,27 @@ async def test_hp_m252dw_steady_poll_is_one_small_get(
     assert steady.bytes_sent + steady.bytes_received < 600
     levels = {o: v for o, v in steady.values.items() if o.startswith(f"{SUPPLIES}.9.")}
     assert levels == {f"{SUPPLIES}.9.1.{i}": lvl for i, lvl in enumerate((63, 63, 88, 36), 1)}
+
+
+@pytest.mark.parametrize("version", ["1", "2c"])
+async def test_steady_gets_across_the_request_id_wrap_read_the_recording(
+    client: SnmpClient, snmp_agent: SnmpSimulator, version: str
+) -> None:
+    # The steady GET's PDU is kept and only its request id written anew: ids running over the top
+    # of their range and starting again at the bottom still match their answers, the same size.
+    target = snmp_agent.target("jetdirect_m252dw", version=version)
+    first = await poll_printer(client, target)
+    udp = client._for(target)
+    assert isinstance(udp, UdpSnmpClient)
+    udp._next_rid = _RID_MAX - 2
+    sizes = set()
+    for _ in range(6):
+        steady = await poll_printer(client, target, first.plan)
+        assert not steady.learned and (steady.requests, steady.round_trips) == (1, 1)
+        assert steady.values == first.values  # a recording does not change
+        sizes.add(steady.bytes_sent)
+    assert udp._next_rid == _RID_MIN + 3
+    assert len(sizes) == 1
 
 
 async def test_a_vanished_supply_makes_the_poll_relearn(

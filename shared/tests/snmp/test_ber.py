@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
-from pyasn1.codec.ber import encoder
+from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api
 
 from tonerwatch_shared.snmp.ber import (
@@ -15,8 +17,12 @@ from tonerwatch_shared.snmp.ber import (
     BerError,
     _decode_response_by_tlv,
     _decode_response_in_one_pass,
+    _pdu_frame,
     decode_response,
+    encode_integer,
+    encode_oid,
     encode_request,
+    tlv,
 )
 from tonerwatch_shared.snmp.types import IpAddress, Missing, Oid
 
@@ -88,6 +94,66 @@ def test_set_and_v1_getbulk_are_refused() -> None:
         encode_request(VERSION_2C, b"public", 0xA3, 1, ["1.3.6.1.2.1.1.5.0"])
     with pytest.raises(BerError, match="SNMPv1"):
         encode_request(VERSION_1, b"public", GET_BULK_REQUEST, 1, ["1.3.6.1.2.1.1.5.0"])
+
+
+def _encoded_whole(
+    version: int, community: bytes, tag: int, rid: int, oids: list[str], nr: int, mr: int
+) -> bytes:
+    """The request encoded element by element, as encode_request did before its PDU was kept."""
+    varbinds = tlv(0x30, b"".join(tlv(0x30, encode_oid(o) + b"\x05\x00") for o in oids))
+    ints = encode_integer(rid) + encode_integer(nr) + encode_integer(mr)
+    pdu = tlv(tag, ints + varbinds)
+    return tlv(0x30, encode_integer(version) + tlv(0x04, community) + pdu)
+
+
+def test_requests_from_the_kept_pdu_are_those_encoded_element_by_element() -> None:
+    # Request ids of every width (1 to 5 octets, negative ones), communities and PDUs with
+    # short- and long-form lengths, every request type, v1 and v2c: byte for byte the same.
+    rng = random.Random(15)
+    oid_lists = [SUPPLY_LEVELS[:n] for n in (1, 3, 9, 30)] + [
+        [f"1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.{i}.0" for i in range(1, 12)]
+    ]
+    rids = [0, 1, -1, 127, 128, -128, -129, 255, 256, 0x7FFF, 0x8000, 0x7FFFFF, 0x800000]
+    rids += [0x00FFFFFF, 0x01000000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, -(2**31)]
+    rids += [rng.randrange(-(2**31), 2**32) for _ in range(200)]
+    communities = [b"", b"public", b"jetdirect_m252dw", b"c" * 127, b"c" * 128, b"c" * 300]
+    kinds = [(VERSION_1, GET_REQUEST), (VERSION_1, GET_NEXT_REQUEST)]
+    kinds += [(VERSION_2C, GET_REQUEST), (VERSION_2C, GET_NEXT_REQUEST)]
+    kinds += [(VERSION_2C, GET_BULK_REQUEST)]
+    for rid in rids:
+        version, tag = rng.choice(kinds)
+        community, oids = rng.choice(communities), rng.choice(oid_lists)
+        nr, mr = (
+            (rng.randrange(3), rng.choice([10, 25, 200])) if tag == GET_BULK_REQUEST else (0, 0)
+        )
+        ours = encode_request(version, community, tag, rid, oids, nr, mr)
+        assert ours == _encoded_whole(version, community, tag, rid, oids, nr, mr), (rid, tag)
+
+
+def test_one_oid_list_sent_with_ids_of_every_width_decodes_with_pysnmp() -> None:
+    # The steady poll's case: the same OIDs again and again, only the request id new; an id whose
+    # content needs more or fewer octets makes every length around it change.
+    p = api.PROTOCOL_MODULES[VERSION_2C]
+    for rid in (0x01000000, 0x7FFFFFFF, 5, 0x80, 0x7FFF, 0x8000, 0x01000000, -7, 0x12345678):
+        data = encode_request(VERSION_2C, b"brother", GET_REQUEST, rid, SUPPLY_LEVELS)
+        message, rest = decoder.decode(data, asn1Spec=p.Message())
+        assert rest == b""
+        pdu = p.apiMessage.get_pdu(message)
+        assert int(p.apiPDU.get_request_id(pdu)) == rid
+        assert bytes(p.apiMessage.get_community(message)) == b"brother"
+        assert [str(o) for o, _ in p.apiPDU.get_varbinds(pdu)] == SUPPLY_LEVELS
+
+
+def test_the_kept_pdu_is_only_ever_a_read_and_holds_no_community() -> None:
+    with pytest.raises(BerError, match="read-only"):
+        _pdu_frame(0xA3, 4, ("1.3.6.1.2.1.1.5.0",), 0, 0)  # SET: refused there too
+    # What is kept does not depend on the community (a sealed one is opened per request only).
+    a = encode_request(VERSION_2C, b"s3cret-one", GET_REQUEST, 0x01000001, SUPPLY_LEVELS[:2])
+    b = encode_request(VERSION_2C, b"public", GET_REQUEST, 0x01000001, SUPPLY_LEVELS[:2])
+    head, rest = _pdu_frame(GET_REQUEST, 4, tuple(SUPPLY_LEVELS[:2]), 0, 0)
+    assert a.endswith(head + (0x01000001).to_bytes(4, "big") + rest)
+    assert b.endswith(head + (0x01000001).to_bytes(4, "big") + rest)
+    assert b"s3cret" not in head + rest
 
 
 def test_response_with_every_value_type_decodes_like_pysnmp_encoded_it() -> None:
