@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from tonerwatch_poller.leases import partition_of
 from tonerwatch_poller.service import Poller
 from tonerwatch_shared import events as ev
@@ -71,3 +73,47 @@ def test_the_key_kept_on_a_record_is_the_one_token_gives() -> None:
         moved = replace(record, printer_id=pid + ".x")
         assert moved.key == token(pid + ".x")
         assert moved == replace(record, printer_id=pid + ".x")
+
+
+async def test_a_printer_with_nothing_sealed_is_polled_at_one_kept_target(poller: Poller) -> None:
+    from tonerwatch_poller.service import Monitored
+
+    shared: dict[ev.SnmpCredentials, ev.SnmpCredentials] = {}
+    record = Monitored.parse(printer("hp-lobby", "jetdirect_m252dw").to_bytes(), 3, shared)
+    target = poller._target(record)
+    assert (target.host, target.port, target.version, target.community) == (
+        "127.0.0.1",
+        1161,
+        "2c",
+        "jetdirect_m252dw",
+    )
+    assert (target.timeout, target.retries) == (1.0, 0)  # the replica's poll settings
+    assert poller._target(record) is target is record.target  # not made again at every poll
+    # A new configuration is a new record: its own target, never the old one's.
+    moved = replace(record, address="127.0.0.2")
+    assert moved.target is None
+    assert poller._target(moved).host == "127.0.0.2"
+    # A replica polling with other settings does not take a target made for these.
+    poller.settings = poller.settings.model_copy(update={"poll_timeout_s": 0.5})
+    assert poller._target(record).timeout == 0.5
+
+
+async def test_a_sealed_community_is_opened_for_each_poll_and_kept_nowhere(poller: Poller) -> None:
+    from tonerwatch_poller.service import Monitored, _Refused
+    from tonerwatch_shared.sealing import Sealer, seal_credentials
+
+    poller.sealer = Sealer("k2026-" + "b" * 40)
+    sealed = seal_credentials(poller.sealer, ev.SnmpCredentials(community="jetdirect_m252dw"))
+    config = printer("hp-sealed").model_copy(update={"credentials": sealed})
+    record = Monitored.parse(config.to_bytes(), 3, {})
+    first, second = poller._target(record), poller._target(record)
+    assert first.community == second.community == "jetdirect_m252dw"
+    assert first is not second and record.target is None
+    # Refused before sending (no address): nothing kept either, and refused again next time.
+    bad = Monitored.parse(
+        printer("bad-addr").model_copy(update={"address": "999.1.1.1"}).to_bytes(), 3, {}
+    )
+    for _ in range(2):
+        with pytest.raises(_Refused):
+            poller._target(bad)
+    assert bad.target is None

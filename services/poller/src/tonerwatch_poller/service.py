@@ -101,6 +101,7 @@ from tonerwatch_shared.settings import CommonSettings
 from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.errors import SnmpError
 from tonerwatch_shared.snmp.poll import PollPlan
+from tonerwatch_shared.snmp.target import SnmpTarget
 from tonerwatch_shared.subjects import Subjects, token
 
 log = logging.getLogger("tonerwatch.poller")
@@ -1295,17 +1296,7 @@ class Poller:
         health.refresh_s = None  # a failed poll's record is exact
         source = f"poller/{self.settings.instance}"
         try:
-            # The credentials arrive sealed (event, KV); they are opened for this request only.
-            credentials = open_credentials(self.sealer, config.credentials)
-            failure = _refused_before_sending(config, credentials)
-            if failure is not None:
-                raise _Refused(failure)
-            target = credentials.target(
-                config.address,
-                config.port,
-                timeout_s=self.settings.poll_timeout_s,
-                retries=self.settings.poll_retries,
-            )
+            target = self._target(config)
             polled = None
             reading: SupplyReading | None = None
             if config.protocol in ("snmp", "both"):
@@ -1398,6 +1389,33 @@ class Poller:
             health.seen, health.seen_poll_at = seen, stored_poll_at
             self.recent[config.printer_id] = health
         return True
+
+    def _target(self, config: Monitored) -> SnmpTarget:
+        """Return the SNMP target to poll the printer at (_Refused: not pollable as configured)."""
+        target = config.target
+        if (
+            target is not None
+            and target.timeout == self.settings.poll_timeout_s
+            and target.retries == self.settings.poll_retries
+        ):
+            return target
+        # The credentials arrive sealed (event, KV); they are opened for this request only.
+        credentials = open_credentials(self.sealer, config.credentials)
+        failure = _refused_before_sending(config, credentials)
+        if failure is not None:
+            raise _Refused(failure)
+        target = credentials.target(
+            config.address,
+            config.port,
+            timeout_s=self.settings.poll_timeout_s,
+            retries=self.settings.poll_retries,
+        )
+        if credentials is config.credentials:
+            # Nothing sealed was opened: the same target for every poll of this configuration
+            # (the checks and the target cost ~3 us a poll, issue 15); a new one comes with a
+            # new configuration (a new Monitored).
+            object.__setattr__(config, "target", target)
+        return target
 
     async def _failed(
         self,
@@ -1526,6 +1544,9 @@ class Monitored:
     configured_at: float  # Unix time of the configuration: a printer never polled is due from it
     # token(printer_id): its key in the KV buckets, computed once (not at every poll).
     key: str = field(init=False, repr=False, compare=False)
+    # The SNMP target a poll of it asks (Poller._target): kept only when its credentials hold
+    # nothing sealed, so no opened secret outlives its request.
+    target: SnmpTarget | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", token(self.printer_id))
