@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tonerwatch_shared import reading as reading_module
+from tonerwatch_shared.printer.oids import SYS_UPTIME
 from tonerwatch_shared.printer.parse import parse_snapshot
 from tonerwatch_shared.reading import Parsed, ReadingTemplate, read_printer
 from tonerwatch_shared.simulator import SnmpSimulator
@@ -164,3 +165,89 @@ async def test_the_snapshot_json_is_not_kept_beside_the_template(
         exclude={"event_id", "occurred_at", "source", "seq"}
         | {"bytes_sent", "bytes_received", "requests", "duration_ms"}
     )
+
+
+def test_sys_uptime_parses_to_nothing_in_any_recording(printer_walks_dir: Path) -> None:
+    """What a steady answer's hash leaves out (sysUpTime's value) changes no snapshot."""
+    hostile = Path(__file__).resolve().parents[1] / "fixtures" / "hostile"
+    demo = Path(reading_module.__file__).resolve().parents[3] / "src" / "tonerwatch" / "demo"
+    walks = sorted(
+        [
+            *printer_walks_dir.glob("*.snmprec"),
+            *hostile.glob("*.snmprec"),
+            *(demo / "recordings").glob("*.snmprec"),
+        ]
+    )
+    with_uptime = 0
+    for walk in walks:
+        values = load_snmprec(walk)
+        if SYS_UPTIME not in values:
+            continue
+        with_uptime += 1
+        snapshot = parse_snapshot(values)
+        for ticks in (0, 1, 123_456_789, 2**32 - 1):
+            assert parse_snapshot({**values, SYS_UPTIME: ticks}) == snapshot, walk.name
+    assert with_uptime >= 10
+
+
+class _TickingAgent:
+    """The real client, with the agent's sysUpTime moving 10 s between GETs, as a live one's does
+    (a recording's stands still)."""
+
+    def __init__(self, client: SnmpClient) -> None:
+        self.client = client
+        self.gets = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.client, name)
+
+    async def get(self, target: object, oids: object, *, stats: object = None) -> object:
+        values = await self.client.get(target, oids, stats=stats)  # type: ignore[arg-type]
+        self.gets += 1
+        if isinstance(values.get(SYS_UPTIME), int):
+            values[SYS_UPTIME] += 1000 * self.gets  # type: ignore[operator]
+        return values
+
+
+async def test_a_live_printer_whose_uptime_ticks_is_written_from_its_template(
+    snmp_agent: SnmpSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parses: list[int] = []
+
+    def counting(values: dict) -> object:  # type: ignore[type-arg]
+        parses.append(len(values))
+        return parse_snapshot(values)
+
+    monkeypatch.setattr(reading_module, "parse_snapshot", counting)
+    target = snmp_agent.target("jetdirect_m252dw")
+    client = SnmpClient()
+    agent = _TickingAgent(client)
+    try:
+        first = await read_printer(agent, target, printer_id="p", site_id="s", source="t")  # type: ignore[arg-type]
+        polled = [first]
+        for _ in range(4):
+            polled.append(
+                await read_printer(
+                    agent,  # type: ignore[arg-type]
+                    target,
+                    printer_id="p",
+                    site_id="s",
+                    source="t",
+                    plan=polled[-1].plan,
+                    parsed=polled[-1].parsed,
+                )
+            )
+    finally:
+        await client.close()
+    assert agent.gets == 4 and all(not p.learned for p in polled[1:])
+    # Learning and the first steady poll parse; the later ones, whose answers differ only in
+    # sysUpTime, are written from the template, and read as the parsed one did.
+    assert len(parses) == 2
+    assert polled[1].built is not None
+    assert all(p.built is None and p.steady is not None for p in polled[2:])
+    per_poll = {"event_id", "occurred_at", "seq", "bytes_sent", "bytes_received"}
+    per_poll |= {"requests", "duration_ms"}
+    for p in polled[2:]:
+        assert p.reading.model_dump(exclude=per_poll) == polled[1].reading.model_dump(
+            exclude=per_poll
+        )

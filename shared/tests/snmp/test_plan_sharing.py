@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tonerwatch_shared.printer import oids
 from tonerwatch_shared.snmp import poll
 from tonerwatch_shared.snmp.poll import plan_from_values, shared_value
 from tonerwatch_shared.snmp.snmprec import load_snmprec
@@ -94,3 +95,26 @@ async def test_a_steady_polls_values_hash_tells_its_values_apart(printer_walks_d
     static[oid] = b"another " + text
     other = plan_from_values({**static, **fresh})  # learned again: another static value
     assert (await steady(other)).values_hash != first.values_hash
+
+
+async def test_a_ticking_sys_uptime_alone_leaves_a_steady_polls_values_hash_as_it_was(
+    printer_walks_dir: Path,
+) -> None:
+    # A live agent's sysUpTime moves at every poll and nothing parses it: the same hash, so the
+    # reading is written from the last one's (else every poll of a real printer parsed again).
+    values = load_snmprec(printer_walks_dir / "jetdirect_m252dw.snmprec")
+    plan = plan_from_values(values)
+    assert oids.SYS_UPTIME in plan.volatile
+    fresh = {oid: values[oid] for oid in plan.volatile}
+    assert plan.static_hash is not None
+    first = poll.steady_values_hash(plan.static_hash, fresh)
+    for ticks in (fresh[oids.SYS_UPTIME] + 1000, 0, 2**32 - 1):  # type: ignore[operator]
+        assert poll.steady_values_hash(plan.static_hash, {**fresh, oids.SYS_UPTIME: ticks}) == first
+    # Its type still counts, as does every other value.
+    assert poll.steady_values_hash(plan.static_hash, {**fresh, oids.SYS_UPTIME: b"\x01"}) != first
+    level = next(o for o in plan.volatile if o.startswith("1.3.6.1.2.1.43.11.1.1.9."))
+    assert poll.steady_values_hash(plan.static_hash, {**fresh, level: 12345}) != first
+    # An identity-only printer (no sysUpTime among its values) is hashed as before.
+    assert poll.steady_values_hash(7, {"1.3.6.1.2.1.1.2.0": 1}) == hash(
+        (7, (("1.3.6.1.2.1.1.2.0", 1),))
+    )
