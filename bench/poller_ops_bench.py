@@ -28,7 +28,7 @@ is the same in every variant and not what is measured here).
 
     uv run python bench/poller_ops_bench.py [--printers 200] [--interval 10] [--window 30]
         [--variants previous,singles,after] [--compare /work/other-tree] [--cprofile out.txt]
-        [--idle-window 20]
+        [--idle-window 20] [--live-uptime]
 
 --compare runs the same bench file with another tree's virtualenv (its code) right after, on its
 own nats-server and printers, and prints both in one table (columns "<variant> (<label>)").
@@ -39,6 +39,8 @@ still held, its mirrors and leases running, nothing due) and its CPU is taken fo
 the fixed CPU per second of a replica, and the marginal CPU per poll above it (window CPU less
 the idle CPU/s times the window, per poll). The event loop's selects that slept (waited for I/O
 or a timer) are counted in both windows.
+--live-uptime: the recording served with its sysUpTime moving, as a live agent's does (the
+recording's stands still: every steady answer the same bytes but for the request id).
 
 Needs nats-server (scripts/setup installs it) and the recordings in ../shared/printer-walks.
 """
@@ -269,6 +271,7 @@ def run_compared(args: argparse.Namespace) -> list[Result]:
         f"--window={args.window}",
         f"--variants={args.variants}",
         f"--idle-window={args.idle_window}",
+        *(["--live-uptime"] if args.live_uptime else []),
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return [Result.from_json(json.loads(line)) for line in out.splitlines() if line]
@@ -439,6 +442,25 @@ async def idle_window(
     return t1 - t0, cpu1 - cpu0, sleeps1 - sleeps0
 
 
+SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
+
+
+def live_uptime(recording: Path, folder: Path) -> Path:
+    """Return a copy of the recording (same name: same community) whose sysUpTime moves 100
+    ticks a second through snmpsim's numeric variation, from its recorded value."""
+    lines = []
+    for line in recording.read_text().splitlines():
+        oid, _, rest = line.partition("|")
+        if oid == SYS_UPTIME:
+            tag, _, value = rest.partition("|")
+            line = f"{oid}|{tag}:numeric|min=0,max=4294967295,initial={int(value)},rate=100"
+        lines.append(line)
+    folder.mkdir(parents=True, exist_ok=True)
+    live = folder / recording.name
+    live.write_text("\n".join(lines) + "\n")
+    return live
+
+
 async def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--printers", type=int, default=200)
@@ -457,6 +479,12 @@ async def main(argv: list[str]) -> None:
         default=0.0,
         help="after the window, this long with the fleet held and nothing due (singles, after): "
         "prints the replica's fixed CPU per second and the marginal CPU per poll above it",
+    )
+    parser.add_argument(
+        "--live-uptime",
+        action="store_true",
+        help="serve the recording with its sysUpTime moving (100 ticks a second), as a live "
+        "agent's does; the recording's own stands still",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON line per variant only")
     args = parser.parse_args(argv)
@@ -479,6 +507,8 @@ async def main(argv: list[str]) -> None:
             f"({args.printers / args.interval:.0f} polls/s), {args.window:.0f} s window per variant"
         )
     with tempfile.TemporaryDirectory() as tmp:
+        if args.live_uptime:
+            recording = live_uptime(recording, Path(tmp) / "live")
         server = EmbeddedNats(Path(tmp) / "nats")
         server.start()
         try:
