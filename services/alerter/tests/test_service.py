@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -421,36 +422,43 @@ async def test_replacement_mail_and_redelivery_is_not_sent_twice(bus: Bus) -> No
 
 async def test_a_mail_sent_as_nats_goes_down_is_not_sent_again_on_redelivery(bus: Bus) -> None:
     """The SMTP server took the mail, then NATS went away before the ledger's record was written:
-    the handler fails (the event comes again), and the redelivery finds the send kept in memory,
-    writes its record and sends nothing (tests/test_faults.py kills nats-server in this window)."""
+    the handler fails (the event comes again), and each redelivery to this replica finds the send
+    kept in memory and is acked without a mail, even while the record still cannot be written
+    (tests/test_faults.py kills nats-server in this window). The next write that succeeds writes
+    the kept record and position, and an older event of the alert is stale meanwhile."""
 
     class Unreachable(ld.Ledger):
-        fails = 1
+        down = True
 
         async def record(self, channel: str, event_id: str) -> None:
-            if self.fails:
-                self.fails -= 1
-                raise nats.errors.TimeoutError
+            if self.down:
+                # JetStream's 503 just after a restart: not an OSError, so not "retry later".
+                raise nats.js.errors.ServiceUnavailableError
             await super().record(channel, event_id)
 
     ledger = Unreachable((await ld.open_ledger(bus, 7 * 86400.0)).kv)
     inbox = Inbox()
-    crossed = low_alert(7)
+    crossed, older, other = low_alert(7), low_alert(5), low_alert(9, rule="critical")
     with smtp_server(inbox) as port:
         sender = MailSender(MailConfig.model_validate(mail_route(port)))
         handle = channel_handler(sender, channel="mail_it", ledger=ledger)
-        with pytest.raises(nats.errors.TimeoutError):
+        with pytest.raises(nats.js.errors.ServiceUnavailableError):
             await handle(crossed, None)  # type: ignore[arg-type]
         assert len(inbox.messages) == 1
-        assert not await ld.Ledger(ledger.kv).delivered("mail_it", str(crossed.event_id))
-        for _ in range(2):  # JetStream redelivers the unacked event
+        for _ in range(3):  # JetStream redelivers the unacked event; KV still refuses
             await handle(crossed, None)  # type: ignore[arg-type]
-    assert len(inbox.messages) == 1
+        await handle(older, None)  # type: ignore[arg-type]  # older than the kept position
+        assert len(inbox.messages) == 1
+        fresh = ld.Ledger(ledger.kv)
+        assert not await fresh.delivered("mail_it", str(crossed.event_id))
+        ledger.down = False
+        await handle(other, None)  # type: ignore[arg-type]  # its write writes the kept one too
+    assert len(inbox.messages) == 2
     # Written to KV now: another replica (or this one restarted) knows it too.
-    fresh = ld.Ledger(ledger.kv)
     assert await fresh.delivered("mail_it", str(crossed.event_id))
     last = await fresh.last_position("mail_it", crossed.alert_id)
     assert last is not None and last.seq == 7
+    assert not ledger._unrecorded
 
 
 def test_replacement_channels_get_their_own_consumer(subjects: Subjects) -> None:

@@ -1363,7 +1363,9 @@ class Bus:
         """Finish in-flight work and close the connection; never hangs past timeout_s.
 
         A publish still waiting for its ack keeps its deadline while the connection drains, and
-        fails (ConnectionClosedError) once it is closed: nothing waits on a closed connection.
+        fails (ConnectionClosedError) once it is closed: nothing waits on a closed connection. Such
+        a failure means unconfirmed, not unsent (nats-py drains the ack inbox before it flushes the
+        publishes): whoever publishes again does so with the same Nats-Msg-Id, deduped.
         """
         try:
             if self.nc.is_closed:

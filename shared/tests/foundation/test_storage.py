@@ -46,6 +46,8 @@ def test_sqlite_connection_does_not_keep_every_in_list_it_ran(tmp_path: Path) ->
         with engine.connect() as conn:
             conn.execute(text("create table printers (id text primary key, name text)"))
             before = libsqlite.sqlite3_memory_used()
+            if before <= 0:  # a Python with SQLite linked in counts in its own copy, not this one
+                pytest.skip("Python's sqlite3 does not use the shared libsqlite3 asked here")
             for count in range(1, 129):
                 ids = [f"p{i}" for i in range(count)]
                 stmt = text("select * from printers where id in :ids").bindparams(

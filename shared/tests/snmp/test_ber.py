@@ -17,6 +17,7 @@ from tonerwatch_shared.snmp.ber import (
     BerError,
     _decode_response_by_tlv,
     _decode_response_in_one_pass,
+    _get_frame,
     _pdu_frame,
     decode_response,
     encode_integer,
@@ -154,6 +155,19 @@ def test_the_kept_pdu_is_only_ever_a_read_and_holds_no_community() -> None:
     assert a.endswith(head + (0x01000001).to_bytes(4, "big") + rest)
     assert b.endswith(head + (0x01000001).to_bytes(4, "big") + rest)
     assert b"s3cret" not in head + rest
+
+
+def test_only_a_get_frame_is_kept_a_walk_step_is_not() -> None:
+    kept = _get_frame.cache_info().currsize
+    encode_request(
+        VERSION_2C, b"public", GET_NEXT_REQUEST, 0x01000002, ["1.3.6.1.2.1.43.11.1.1.9.1.77"]
+    )
+    encode_request(
+        VERSION_2C, b"public", GET_BULK_REQUEST, 0x01000003, ["1.3.6.1.2.1.43.11.1.1.9.1.78"], 0, 10
+    )
+    assert _get_frame.cache_info().currsize == kept
+    encode_request(VERSION_2C, b"public", GET_REQUEST, 0x01000004, ["1.3.6.1.2.1.43.11.1.1.9.1.79"])
+    assert _get_frame.cache_info().currsize == kept + 1
 
 
 def test_response_with_every_value_type_decodes_like_pysnmp_encoded_it() -> None:

@@ -102,9 +102,8 @@ def encode_oid(oid: str) -> bytes:
     return tlv(0x06, bytes(out))
 
 
-@lru_cache(maxsize=4096)
 def _null_varbinds(oids: tuple[str, ...]) -> bytes:
-    # Requests repeat the same OID lists every poll: the varbind list is worth caching.
+    # Only a frame not yet kept builds it (_pdu_frame): kept here too, it would be a second copy.
     return tlv(0x30, b"".join(tlv(0x30, encode_oid(o) + b"\x05\x00") for o in oids))
 
 
@@ -112,7 +111,6 @@ def _null_varbinds(oids: tuple[str, ...]) -> bytes:
 _VERSION_TLVS = {VERSION_1: b"\x02\x01\x00", VERSION_2C: b"\x02\x01\x01"}
 
 
-@lru_cache(maxsize=4096)
 def _pdu_frame(
     pdu_tag: int,
     rid_octets: int,
@@ -130,6 +128,11 @@ def _pdu_frame(
     size = encode_length(rid_octets)
     head = bytes((pdu_tag,)) + encode_length(1 + len(size) + rid_octets + len(rest)) + b"\x02"
     return head + size, rest
+
+
+# A steady poll's GET repeats its OID list every poll; a walk's GETNEXT/GETBULK steps hardly ever
+# repeat theirs, so only GET frames are kept (each holds its varbind list: ~1-2 KB).
+_get_frame = lru_cache(maxsize=4096)(_pdu_frame)
 
 
 def encode_request(
@@ -150,7 +153,8 @@ def encode_request(
     # request id is kept per OID list, and only the id, the version and the community are
     # written here.
     rid_octets = request_id.bit_length() // 8 + 1  # room for the sign bit, as encode_integer
-    head, rest = _pdu_frame(pdu_tag, rid_octets, tuple(oids), non_repeaters, max_repetitions)
+    frame = _get_frame if pdu_tag == GET_REQUEST else _pdu_frame
+    head, rest = frame(pdu_tag, rid_octets, tuple(oids), non_repeaters, max_repetitions)
     body = b"".join(
         (
             _VERSION_TLVS.get(version) or encode_integer(version),

@@ -62,6 +62,7 @@ class ScriptedAgent(asyncio.DatagramProtocol):
         self.delay = delay
         self.requests: list[Request] = []
         self.transport: asyncio.DatagramTransport | None = None
+        self.late: list[asyncio.TimerHandle] = []  # answers still to send: cancelled at close
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -75,7 +76,8 @@ class ScriptedAgent(asyncio.DatagramProtocol):
             return
         delay = self.delay(request) if self.delay is not None else 0.0
         if delay > 0:
-            asyncio.get_running_loop().call_later(delay, self.transport.sendto, datagram, addr)
+            loop = asyncio.get_running_loop()
+            self.late.append(loop.call_later(delay, self.transport.sendto, datagram, addr))
         else:
             self.transport.sendto(datagram, addr)
 
@@ -86,19 +88,21 @@ StartAgent = Callable[..., Awaitable[tuple[ScriptedAgent, int]]]
 @contextlib.asynccontextmanager
 async def scripted_agents() -> AsyncIterator[StartAgent]:
     """Yield start(answer, delay=None) -> (agent, its port on 127.0.0.1); all closed on exit."""
-    transports: list[asyncio.DatagramTransport] = []
+    agents: list[tuple[asyncio.DatagramTransport, ScriptedAgent]] = []
 
     async def start(answer: Answer, delay: Delay | None = None) -> tuple[ScriptedAgent, int]:
         transport, agent = await asyncio.get_running_loop().create_datagram_endpoint(
             lambda: ScriptedAgent(answer, delay), local_addr=("127.0.0.1", 0)
         )
-        transports.append(transport)
+        agents.append((transport, agent))
         return agent, transport.get_extra_info("sockname")[1]
 
     try:
         yield start
     finally:
-        for transport in transports:
+        for transport, agent in agents:
+            for handle in agent.late:
+                handle.cancel()
             transport.close()
 
 

@@ -3,9 +3,10 @@
 JetStream redelivers an event whose ack was lost (a crash, a replica killed mid-send). The channel
 records each delivered event id in a KV bucket with a time-to-live; a redelivered event it finds
 there is acked without sending. A record that cannot be written (NATS down or restarting just
-after the send) is kept in memory and written when the event comes again, so a NATS outage alone
-never sends anything twice. What remains is an alerter killed between the receiver taking the
-event and the record being written, where the Message-ID / event-id header lets the receiver dedupe.
+after the send) is kept in memory, acked when the event comes back to this replica, and written
+with the next write that succeeds. What remains, where the Message-ID / event-id header lets the
+receiver dedupe: an alerter killed between the receiver taking the event and the record being
+written, or, with several alerter replicas, the redelivery of such an event taken by another one.
 
 It also keeps, per channel and alert, the position (tonerwatch_shared.ordering) of the last alert
 event delivered: a crossed or resolved older than it (a dead letter replayed late, a reading
@@ -15,6 +16,8 @@ overtaken after an outage) is not sent, so nobody is told "low" after "cleared".
 from __future__ import annotations
 
 import hashlib
+import logging
+from dataclasses import dataclass
 
 import nats.js.errors
 from nats.js.kv import KeyValue
@@ -22,6 +25,8 @@ from nats.js.kv import KeyValue
 from tonerwatch_shared.bus import Bus, positions_max_age
 from tonerwatch_shared.events import AlertResolved, Event, ThresholdCrossed
 from tonerwatch_shared.ordering import Position, StoredPosition, is_stale, newest, position_of
+
+log = logging.getLogger(__name__)
 
 BUCKET = "ALERTER_SENT"
 MAX_UNRECORDED = 10_000
@@ -33,14 +38,24 @@ def ttl_s(events_max_age_s: float) -> float:
     return positions_max_age(events_max_age_s)
 
 
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A send whose record is not yet in KV: what writing it needs, not the whole event."""
+
+    channel: str
+    event_id: str
+    alert_id: str | None  # an alert event's (its position is written too), else None
+    position: Position | None
+
+
 class Ledger:
     """Delivered (channel, event id) pairs in a KV bucket."""
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
-        # Sent, not yet recorded in KV: (channel, event id) key -> (channel, event). Only events in
-        # flight while NATS is unreachable land here, so it stays small; bounded all the same.
-        self._unrecorded: dict[str, tuple[str, Event]] = {}
+        # Sent, not yet recorded in KV, by key. Only sends whose write failed (NATS unreachable)
+        # stay here, until the next write that succeeds writes them all; bounded all the same.
+        self._unrecorded: dict[str, _Kept] = {}
 
     @staticmethod
     def key(channel: str, event_id: str) -> str:
@@ -48,14 +63,19 @@ class Ledger:
         return f"{channel}.{event_id}"
 
     async def delivered(self, channel: str, event_id: str) -> bool:
-        """Return whether channel already delivered event_id (one sent whose record could not be
-        written yet is written now; if that fails again the error is raised and it stays kept)."""
+        """Return whether channel already delivered event_id (kept in memory or recorded in KV)."""
         key = self.key(channel, event_id)
         if key in self._unrecorded:
-            await self._write(key)
+            # Sent by this replica: ack it whatever happens; its record is written when NATS takes it.
+            try:
+                await self.flush()
+            except Exception as exc:  # NATS still away: a later flush writes them
+                log.warning(
+                    "sent records not written yet (%d kept): %r", len(self._unrecorded), exc
+                )
             return True
         try:
-            entry = await self.kv.get(self.key(channel, event_id))
+            entry = await self.kv.get(key)
         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
             return False
         return bool(entry.value)
@@ -65,21 +85,29 @@ class Ledger:
         await self.kv.put(self.key(channel, event_id), b"1")
 
     async def sent(self, channel: str, event: Event) -> None:
-        """Remember that channel sent event: its id and its alert's position, kept in memory until
-        both are written (an error writing them is raised; the event's redelivery writes them)."""
-        key = self.key(channel, str(event.event_id))
-        if len(self._unrecorded) >= MAX_UNRECORDED:
+        """Remember that channel sent event (its id, and an alert event's position): kept in memory
+        first, then written with any kept before; a write's error is raised, the send stays kept."""
+        alert_id = event.alert_id if isinstance(event, ThresholdCrossed | AlertResolved) else None
+        kept = _Kept(
+            channel,
+            str(event.event_id),
+            alert_id,
+            position_of(event) if alert_id is not None else None,
+        )
+        key = self.key(channel, kept.event_id)
+        if key not in self._unrecorded and len(self._unrecorded) >= MAX_UNRECORDED:
             # Far beyond any outage's in-flight events: the oldest falls back to at-least-once.
             del self._unrecorded[next(iter(self._unrecorded))]
-        self._unrecorded[key] = (channel, event)
-        await self._write(key)
+        self._unrecorded[key] = kept
+        await self.flush()
 
-    async def _write(self, key: str) -> None:
-        """Write the kept record key (id, then position) to KV and forget it once written."""
-        channel, event = self._unrecorded[key]
-        await self.record(channel, str(event.event_id))
-        await self.advance(channel, event)
-        self._unrecorded.pop(key, None)
+    async def flush(self) -> None:
+        """Write every kept send to KV (id, then position), forgetting each once written."""
+        for key, kept in list(self._unrecorded.items()):
+            await self.record(kept.channel, kept.event_id)
+            if kept.alert_id is not None and kept.position is not None:
+                await self._advance(kept.channel, kept.alert_id, kept.position)
+            self._unrecorded.pop(key, None)
 
     @staticmethod
     def order_key(channel: str, alert_id: str) -> str:
@@ -104,18 +132,28 @@ class Ledger:
         """Return whether event is an alert event older than what channel delivered for its alert."""
         if not isinstance(event, ThresholdCrossed | AlertResolved):
             return False
-        return is_stale(await self.last_position(channel, event.alert_id), event)
+        last = await self.last_position(channel, event.alert_id)
+        for kept in self._unrecorded.values():  # sent here, position not written yet
+            if (
+                kept.channel == channel
+                and kept.alert_id == event.alert_id
+                and kept.position is not None
+            ):
+                last = newest(last, kept.position)
+        return is_stale(last, event)
 
     async def advance(self, channel: str, event: Event) -> None:
         """Remember event's position as delivered for its alert (never moving it back)."""
-        if not isinstance(event, ThresholdCrossed | AlertResolved):
-            return
-        last = await self.last_position(channel, event.alert_id)
-        position = newest(last, position_of(event))
-        if position != last:
+        if isinstance(event, ThresholdCrossed | AlertResolved):
+            await self._advance(channel, event.alert_id, position_of(event))
+
+    async def _advance(self, channel: str, alert_id: str, position: Position) -> None:
+        """Write position as alert_id's last delivered by channel, unless a newer one is there."""
+        last = await self.last_position(channel, alert_id)
+        if newest(last, position) != last:
             await self.kv.put(
-                self.order_key(channel, event.alert_id),
-                StoredPosition.of(position).model_dump_json().encode(),
+                self.order_key(channel, alert_id),
+                StoredPosition.of(newest(last, position)).model_dump_json().encode(),
             )
 
 
