@@ -243,13 +243,8 @@ async def test_a_fetch_of_batches_reaches_a_batch_handler_in_parts_of_whole_mess
     ]
 
 
-async def test_after_a_fetch_of_batches_a_worker_asks_for_about_one_part_of_readings(
-    bus: Bus, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A fetch of reading batches makes the next fetch ask for ~BATCH_HANDLER_EVENTS readings'
-    worth of messages (the rest of a backlog left to the durable's other workers); a fetch of
-    lone events asks for the whole batch again."""
-    monkeypatch.setattr(bus_module, "BATCH_HANDLER_EVENTS", 6)
+def _count_asked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Return the message counts every fetch asks for from now on in this test."""
     asked: list[int] = []
     plain = Bus._fetch_in_turn
 
@@ -260,6 +255,17 @@ async def test_after_a_fetch_of_batches_a_worker_asks_for_about_one_part_of_read
         return await plain(self, sub, spec, n, t)
 
     monkeypatch.setattr(Bus, "_fetch_in_turn", fetch_in_turn)
+    return asked
+
+
+async def test_after_a_fetch_of_batches_a_worker_asks_for_about_one_part_of_readings(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch of reading batches makes the next fetch ask for ~BATCH_HANDLER_EVENTS readings'
+    worth of messages (the rest of a backlog left to the durable's other workers); a fetch of
+    lone events asks for the whole batch again."""
+    monkeypatch.setattr(bus_module, "BATCH_HANDLER_EVENTS", 6)
+    asked = _count_asked(monkeypatch)
     applied: list[tuple[str, int | None]] = []
     stop = asyncio.Event()
 
@@ -307,16 +313,7 @@ async def test_a_backlog_of_reading_batches_is_shared_by_the_durables_workers(
     api's CPU and the database's never overlapped)."""
     monkeypatch.setattr(bus_module, "BATCH_HANDLER_EVENTS", 6)
     by_worker: dict[str, list[tuple[str, int | None]]] = {"a": [], "b": []}
-    asked: list[int] = []
-    plain = Bus._fetch_in_turn
-
-    async def fetch_in_turn(
-        self: Bus, sub: JetStreamContext.PullSubscription, spec: ConsumerSpec, n: int, t: float
-    ) -> list[Msg]:
-        asked.append(n)
-        return await plain(self, sub, spec, n, t)
-
-    monkeypatch.setattr(Bus, "_fetch_in_turn", fetch_in_turn)
+    asked = _count_asked(monkeypatch)
     stop = asyncio.Event()
 
     async def handler(event: ev.Event, _msg: object) -> None:

@@ -17,16 +17,22 @@ from tonerwatch_shared.snmp.client import SnmpClient
 from tonerwatch_shared.snmp.snmprec import load_snmprec
 
 
-async def test_an_unchanged_answer_reuses_its_snapshot_and_a_changed_one_is_parsed(
-    snmp_agent: SnmpSimulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    parses: list[int] = []
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Return the sizes of the answers parse_snapshot parses from now on in this test."""
+    sizes: list[int] = []
 
     def counting(values: dict) -> object:  # type: ignore[type-arg]
-        parses.append(len(values))
+        sizes.append(len(values))
         return parse_snapshot(values)
 
     monkeypatch.setattr(reading_module, "parse_snapshot", counting)
+    return sizes
+
+
+async def test_an_unchanged_answer_reuses_its_snapshot_and_a_changed_one_is_parsed(
+    snmp_agent: SnmpSimulator, parses: list[int]
+) -> None:
     target = snmp_agent.target("jetdirect_m252dw")
     client = SnmpClient()
     try:
@@ -123,17 +129,10 @@ def test_a_steady_reading_is_the_json_the_model_writes_for_every_recording(
 
 
 async def test_the_snapshot_json_is_not_kept_beside_the_template(
-    snmp_agent: SnmpSimulator, monkeypatch: pytest.MonkeyPatch
+    snmp_agent: SnmpSimulator, parses: list[int]
 ) -> None:
     """Once the reading's template holds an answer only it is kept; a poll that cannot use it
     (the printer at another address) parses the same answer again and reads the same."""
-    parses: list[int] = []
-
-    def counting(values: dict) -> object:  # type: ignore[type-arg]
-        parses.append(len(values))
-        return parse_snapshot(values)
-
-    monkeypatch.setattr(reading_module, "parse_snapshot", counting)
     target = snmp_agent.target("jetdirect_m252dw")
     client = SnmpClient()
     try:
@@ -210,15 +209,8 @@ class _TickingAgent:
 
 
 async def test_a_live_printer_whose_uptime_ticks_is_written_from_its_template(
-    snmp_agent: SnmpSimulator, monkeypatch: pytest.MonkeyPatch
+    snmp_agent: SnmpSimulator, parses: list[int]
 ) -> None:
-    parses: list[int] = []
-
-    def counting(values: dict) -> object:  # type: ignore[type-arg]
-        parses.append(len(values))
-        return parse_snapshot(values)
-
-    monkeypatch.setattr(reading_module, "parse_snapshot", counting)
     target = snmp_agent.target("jetdirect_m252dw")
     client = SnmpClient()
     agent = _TickingAgent(client)
