@@ -142,18 +142,14 @@ class Ledger:
                 last = newest(last, kept.position)
         return is_stale(last, event)
 
-    async def advance(self, channel: str, event: Event) -> None:
-        """Remember event's position as delivered for its alert (never moving it back)."""
-        if isinstance(event, ThresholdCrossed | AlertResolved):
-            await self._advance(channel, event.alert_id, position_of(event))
-
     async def _advance(self, channel: str, alert_id: str, position: Position) -> None:
         """Write position as alert_id's last delivered by channel, unless a newer one is there."""
         last = await self.last_position(channel, alert_id)
-        if newest(last, position) != last:
+        position = newest(last, position)
+        if position != last:
             await self.kv.put(
                 self.order_key(channel, alert_id),
-                StoredPosition.of(newest(last, position)).model_dump_json().encode(),
+                StoredPosition.of(position).model_dump_json().encode(),
             )
 
 
