@@ -12,6 +12,7 @@ import pytest
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, event_type, wait_for_event
 from tonerwatch_shared.printer.model import PrinterIdentity
+from tonerwatch_shared.testing.infra import eventually
 
 
 def _found(address: str) -> ev.PrinterFound:
@@ -99,17 +100,18 @@ async def test_a_publish_waiting_for_its_ack_at_shutdown_ends_when_the_bus_drain
     publish fails when the connection closes, long before its own 60 s deadline (it used to wait
     forever: drain stopped the deadline timer first)."""
     other = await Bus.connect(nats_url, subjects=bus.subjects, name="test-shutdown", attempts=3)
-    silent = await bus.nc.subscribe("tw_silent.z")  # takes it, never answers
-    try:
-        waiting = asyncio.create_task(
-            other.publish_json("tw_silent.z", b"{}", event_id="z", type_="t", timeout_s=60)
-        )
-        await asyncio.sleep(0.1)
-        assert other._acks is not None and other._acks.pending
-        async with asyncio.timeout(15):
-            await other.drain(timeout_s=5)
-            with pytest.raises(nats.errors.ConnectionClosedError):
-                await waiting
-        assert not other._acks.pending and other._acks.timer is None
-    finally:
-        await silent.unsubscribe()
+    # Takes it, never answers; on the publisher's own connection and flushed, so the server knows
+    # the interest before the publish (else "no responders" answers it at once).
+    await other.nc.subscribe("tw_silent.z")
+    await other.nc.flush(timeout=5)
+    waiting = asyncio.create_task(
+        other.publish_json("tw_silent.z", b"{}", event_id="z", type_="t", timeout_s=60)
+    )
+    await eventually(
+        lambda: other._acks is not None and bool(other._acks.pending), timeout_s=10, interval_s=0.01
+    )
+    async with asyncio.timeout(15):
+        await other.drain(timeout_s=5)
+        with pytest.raises(nats.errors.ConnectionClosedError):
+            await waiting
+    assert not other._acks.pending and other._acks.timer is None
