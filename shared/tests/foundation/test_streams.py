@@ -175,4 +175,7 @@ async def test_opening_an_existing_bucket_notes_nothing(
     await bus.key_value("QUIETKV")
     caplog.set_level(logging.WARNING, logger="tonerwatch_shared.bus")
     await bus.key_value("QUIETKV")  # a second service start: discard new is the bucket's own
-    assert [r.getMessage() for r in caplog.records] == []
+    # The client's error callback is left out: it speaks for every connection in the session's
+    # loop (fresh-clone CI caught an earlier test's reconnecting bus in this test's capture).
+    notes = [r.getMessage() for r in caplog.records if r.funcName != "_log_error"]
+    assert notes == []
