@@ -94,6 +94,8 @@ def positions_max_age(events_max_age_s: float) -> float:
     return events_max_age_s + DEAD_MAX_AGE_S
 
 
+# How long an abandoned connect attempt (Bus.connect timed out or cancelled) is given to end.
+ABANDON_WAIT_S = 5.0
 # How long a refused stream creation is retried: a new cluster places streams a few seconds late.
 STREAM_CREATE_PATIENCE_S = 15.0
 # JetStream refusals that will not mend themselves: "insufficient resources" and "insufficient
@@ -1468,19 +1470,40 @@ class _AckInbox:
 
 
 async def _unless_stopped(connecting: Awaitable[Client], stop: asyncio.Event) -> Client:
-    """Return the connected client, or raise BusStopped as soon as stop is set."""
+    """Return the connected client, or raise BusStopped as soon as stop is set.
+
+    Cancelled (Bus.connect's bound on one attempt, or the caller giving up), the attempt is ended
+    too: nats-py's first connect retries forever with reconnects on, so an attempt left running
+    kept dialling (one more each retry), logging every refusal, and connected unseen if NATS came.
+    """
     attempt = asyncio.ensure_future(connecting)
     stopped = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        await _abandon(attempt)
+        raise
     finally:
         stopped.cancel()
     if attempt.done():
         return attempt.result()
-    attempt.cancel()
-    with contextlib.suppress(BaseException):
-        await attempt
+    await _abandon(attempt)
     raise BusStopped("stopped while connecting to NATS")
+
+
+async def _abandon(attempt: asyncio.Future[Client]) -> None:
+    """End a connect attempt nobody waits for: cancel it, or close the client it made meanwhile."""
+    attempt.cancel()
+    # Waited for, not awaited: its own error (or cancellation) is not ours to raise. Bounded: a
+    # connect that swallowed the cancellation must not hold its caller too.
+    await asyncio.wait({attempt}, timeout=ABANDON_WAIT_S)
+    if not attempt.done():
+        log.warning("a NATS connect attempt did not end when cancelled")
+        return
+    if attempt.cancelled() or attempt.exception() is not None:
+        return
+    with contextlib.suppress(Exception):
+        await attempt.result().close()
 
 
 async def _fetched(ahead: asyncio.Task[list[Msg]] | None) -> list[Msg]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import nats.errors
+import pytest
 
 from tonerwatch_shared import events as ev
 from tonerwatch_shared.bus import Bus, ConsumerSpec, retry_delay, wait_for_event
@@ -191,6 +193,41 @@ async def test_connect_to_nothing_fails_with_the_url(subjects: object) -> None:
         assert url in str(exc)
     else:
         raise AssertionError("connect to a closed port must fail")
+
+
+def _dialling() -> set[asyncio.Task[object]]:
+    """Return the tasks running nats-py code now (a connect attempt, a client's loops)."""
+    nats_dir = os.path.dirname(nats.__file__)
+    running = set()
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        if code is not None and code.co_filename.startswith(nats_dir) and not task.done():
+            running.add(task)
+    return running
+
+
+async def test_a_connect_that_gives_up_leaves_nothing_dialling() -> None:
+    from tonerwatch_shared.bus import BusError
+    from tonerwatch_shared.embedded import free_tcp_port
+
+    url = f"nats://127.0.0.1:{free_tcp_port()}"
+    before = _dialling()
+    with pytest.raises(BusError):
+        # Each attempt is cut short (connect_timeout_s x 2) while nats-py still retries inside.
+        await Bus.connect(url, subjects=Subjects(), name="t", attempts=2, connect_timeout_s=0.5)
+    # An attempt left running kept dialling the port for the rest of the process, logging each refusal.
+    assert _dialling() - before == set()
+
+
+async def test_a_cancelled_connect_leaves_nothing_dialling() -> None:
+    from tonerwatch_shared.embedded import free_tcp_port
+
+    url = f"nats://127.0.0.1:{free_tcp_port()}"
+    before = _dialling()
+    # The caller gives up (its own timeout, a service's task cancelled) during the first attempt.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(Bus.connect(url, subjects=Subjects(), name="t", attempts=30), 0.5)
+    assert _dialling() - before == set()
 
 
 def test_retry_delay_grows_and_is_capped() -> None:
