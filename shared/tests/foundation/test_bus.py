@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import nats.errors
@@ -14,7 +13,7 @@ from tonerwatch_shared.bus import Bus, ConsumerSpec, retry_delay, wait_for_event
 from tonerwatch_shared.embedded import EmbeddedNats
 from tonerwatch_shared.printer.model import PrinterIdentity
 from tonerwatch_shared.subjects import Subjects
-from tonerwatch_shared.testing.infra import eventually
+from tonerwatch_shared.testing.infra import eventually, nats_tasks
 
 
 def _found(address: str = "127.0.0.5") -> ev.PrinterFound:
@@ -195,39 +194,28 @@ async def test_connect_to_nothing_fails_with_the_url(subjects: object) -> None:
         raise AssertionError("connect to a closed port must fail")
 
 
-def _dialling() -> set[asyncio.Task[object]]:
-    """Return the tasks running nats-py code now (a connect attempt, a client's loops)."""
-    nats_dir = os.path.dirname(nats.__file__)
-    running = set()
-    for task in asyncio.all_tasks():
-        code = getattr(task.get_coro(), "cr_code", None)
-        if code is not None and code.co_filename.startswith(nats_dir) and not task.done():
-            running.add(task)
-    return running
-
-
 async def test_a_connect_that_gives_up_leaves_nothing_dialling() -> None:
     from tonerwatch_shared.bus import BusError
     from tonerwatch_shared.embedded import free_tcp_port
 
     url = f"nats://127.0.0.1:{free_tcp_port()}"
-    before = _dialling()
+    before = nats_tasks()
     with pytest.raises(BusError):
         # Each attempt is cut short (connect_timeout_s x 2) while nats-py still retries inside.
         await Bus.connect(url, subjects=Subjects(), name="t", attempts=2, connect_timeout_s=0.5)
     # An attempt left running kept dialling the port for the rest of the process, logging each refusal.
-    assert _dialling() - before == set()
+    assert nats_tasks() - before == set()
 
 
 async def test_a_cancelled_connect_leaves_nothing_dialling() -> None:
     from tonerwatch_shared.embedded import free_tcp_port
 
     url = f"nats://127.0.0.1:{free_tcp_port()}"
-    before = _dialling()
+    before = nats_tasks()
     # The caller gives up (its own timeout, a service's task cancelled) during the first attempt.
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(Bus.connect(url, subjects=Subjects(), name="t", attempts=30), 0.5)
-    assert _dialling() - before == set()
+    assert nats_tasks() - before == set()
 
 
 def test_retry_delay_grows_and_is_capped() -> None:

@@ -13,7 +13,9 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import nats
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -24,6 +26,7 @@ from tonerwatch_shared.storage import make_engine, normalise_url
 from tonerwatch_shared.subjects import Subjects
 
 IN_CI = bool(os.environ.get("CI"))
+_NATS_DIR = os.path.dirname(nats.__file__)
 
 
 def missing(reason: str) -> None:
@@ -43,6 +46,41 @@ def _docker_available() -> bool:
     except Exception:
         return False
     return True
+
+
+# How long the NATS tasks a test leaves behind are given to end (a client closed at teardown ends
+# its loops within a few turns of the event loop).
+LEFT_RUNNING_GRACE_S = 2.0
+
+
+def nats_tasks() -> set[asyncio.Task[Any]]:
+    """Return this loop's unfinished tasks running nats-py code (connect attempts, client loops)."""
+    running = set()
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        if code is not None and code.co_filename.startswith(_NATS_DIR) and not task.done():
+            running.add(task)
+    return running
+
+
+@pytest.fixture(autouse=True)
+async def nats_left_running() -> AsyncIterator[None]:
+    """Fail the test that leaves a NATS connection or connect attempt running past its end.
+
+    Tests share one event loop: a connection left open to a server the test stopped kept
+    reconnecting for the rest of the session, logging each refusal into later tests' caplog.
+    """
+    before = nats_tasks()
+    yield
+    left = nats_tasks() - before
+    if left:
+        await asyncio.wait(left, timeout=LEFT_RUNNING_GRACE_S)
+        left = {task for task in left if not task.done()}
+    if left:
+        names = sorted(f"{getattr(task.get_coro(), '__qualname__', '?')}" for task in left)
+        for task in left:
+            task.cancel()  # not to dial on through the tests after this one
+        pytest.fail(f"NATS left running by this test (drain or close each connection): {names}")
 
 
 @pytest.fixture(scope="session")
