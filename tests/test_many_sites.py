@@ -248,6 +248,9 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
     stop = asyncio.Event()
     collectors: list[asyncio.Task[None]] = []
     hub_bus: Bus | None = None
+    # What the test connects to the sites, closed in the end also when an assertion fails on
+    # the way (a connection outliving the sites' servers reconnects for the rest of the session).
+    to_close = contextlib.AsyncExitStack()
     try:
         # Hub side: the services' events stream, and each site's SITE_DOWN in its own account.
         hub_bus = await Bus.connect(
@@ -277,8 +280,10 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
             admin = await nats.connect(
                 hub_url, user=f"admin-{account.site}", password=account.admin_password
             )
-            await admin.jetstream().add_stream(down_stream_config(HUB, account.site))
-            await admin.close()
+            try:
+                await admin.jetstream().add_stream(down_stream_config(HUB, account.site))
+            finally:
+                await admin.close()
 
         sites = {
             "north": Site(
@@ -389,6 +394,7 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
 
         # Cut north's link. North keeps polling into its own stream; south goes on reaching the hub.
         north_local = await nats.connect(f"nats://127.0.0.1:{sites['north'].port}")
+        to_close.push_async_callback(north_local.close)
         north_stream = site_subjects(HUB, "north").events_stream
         north_filter = HUB.filter("supply.reading", site="north")
         south_before = sum(r.site_id == "south" for r in await hub_readings())
@@ -430,6 +436,7 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
             name="intruder",
             attempts=3,
         )
+        to_close.push_async_callback(north_bus.drain)
 
         # North is silent at the hub: one site-offline alert for north (not one per printer).
         offline = [e for e in await hub_site_alerts(hub_bus) if isinstance(e, ev.SiteOffline)]
@@ -554,10 +561,10 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
         await spy.unsubscribe()
         assert overheard == []
         south_local = await nats.connect(f"nats://127.0.0.1:{sites['south'].port}")
+        to_close.push_async_callback(south_local.close)
         at_south = await stream_events(
             south_local, site_subjects(HUB, "south").events_stream, HUB.all
         )
-        await south_local.close()
         assert removed.event_id in {e.event_id for e in at_south}  # it did go where it belongs
         # North's leaf credentials are refused as a client of the hub.
         with pytest.raises((nats.errors.Error, OSError)):
@@ -570,10 +577,11 @@ async def test_two_sites_poll_their_own_printers_and_north_loses_nothing_in_a_cu
                 connect_timeout=2,
             )
             await bad.close()
-        await north_bus.drain()
-        await north_local.close()
+        await to_close.aclose()
         log.warning("two sites, one cut: %.1f s in all", time.monotonic() - started)
     finally:
+        with contextlib.suppress(Exception):
+            await to_close.aclose()
         stop.set()
         for task in collectors:
             with contextlib.suppress(Exception):

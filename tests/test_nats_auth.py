@@ -113,18 +113,20 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def as_service(nats_url: str) -> AsyncIterator[dict[str, Bus]]:
     """Buses connected as each service user, through Bus.for_service and the settings."""
     buses: dict[str, Bus] = {}
-    for service in SERVICES:
-        settings = load_settings(
-            CommonSettings,
-            nats_url=nats_url,
-            nats_user=service,
-            nats_password=password(service),
-            nats_connect_attempts=1,
-        )
-        buses[service] = await Bus.for_service(settings, service)
-    yield buses
-    for bus in buses.values():
-        await bus.drain()
+    try:
+        for service in SERVICES:
+            settings = load_settings(
+                CommonSettings,
+                nats_url=nats_url,
+                nats_user=service,
+                nats_password=password(service),
+                nats_connect_attempts=1,
+            )
+            buses[service] = await Bus.for_service(settings, service)
+        yield buses
+    finally:  # also those connected before one that failed: none outlives this module's server
+        for bus in buses.values():
+            await bus.drain()
 
 
 def _violations(caplog: pytest.LogCaptureFixture) -> list[str]:

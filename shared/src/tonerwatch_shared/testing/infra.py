@@ -128,10 +128,12 @@ def subjects() -> Subjects:
 async def bus(nats_url: str, subjects: Subjects) -> AsyncIterator[Bus]:
     """Return a connected Bus with this test's event stream; streams and buckets removed after."""
     b = await Bus.connect(nats_url, subjects=subjects, name="test", attempts=3)
-    await b.ensure_event_stream()
-    yield b
-    await delete_streams(b)
-    await b.drain()
+    try:
+        await b.ensure_event_stream()
+        yield b
+        await delete_streams(b)
+    finally:
+        await b.drain()  # also when the clean-up fails: no connection outlives its test
 
 
 async def delete_streams(b: Bus) -> None:
