@@ -8,7 +8,7 @@ readings projection alone (no NATS); this one measures the service.
 
     uv run python bench/api_ingest_bench.py [--printers 2000] [--readings 20000]
         [--batch 1,128] [--database sqlite|postgresql|both] [--compare /work/other-tree]
-        [--cprofile out.txt]
+        [--cprofile out.txt] [--history-days 0,28 [--history-rate 1.0]]
 
 --batch: readings per message. 1 publishes each SupplyReading alone (pollers before readings
 went out in batches, or with TONERWATCH_READING_BATCH_MAX=1); N > 1 publishes them N to a
@@ -23,6 +23,18 @@ run_background (service.py) starts and the bench waits until the readings consum
 (api-readings, and api-usage-polling in code from before it retired) have nothing pending or
 unacknowledged. CPU is the whole
 process's (every thread) over that drain; the publishing is done before it starts.
+
+--history-days D (several, comma-separated, run in turn): 0 is the bench as it was (levels fall 0.1
+a reading, 30 s apart: envelopes of minutes, under the 2 days a forecast needs, so none is fitted).
+D > 0 gives every printer the supply states D days of service would leave: each supply used
+--history-rate points a day (a fine reporter, levels to 0.01 as the demo's history), polled every
+5 minutes (PollConfig's default interval) up to the window, whose readings go on the same way, 5
+minutes apart (about one in three a new low at 1 %/day). The envelope those polls leave (every
+new low, thinned past MAX_POINTS: fc.add_point, the product's own fold) is written to
+supply_states between two readings applied by the product (apply_readings), so the last of them
+fits its forecast over it as the api does: envelopes of 150-200 points, forecasts over 80. The
+readings table holds those two readings a supply, not D days of them, and monitoring runs from
+the first of the two.
 
 PostgreSQL: a database of its own on TONERWATCH_BENCH_PG (default
 postgresql://postgres@127.0.0.1:5432/postgres), dropped after. --compare runs the same bench
@@ -54,6 +66,7 @@ from tonerwatch_api.db.tx import ensure_default_site, in_tx, upgrade
 from tonerwatch_api.projections.printers import ProjectionOptions, apply_event
 from tonerwatch_api.projections.readings import apply_readings
 from tonerwatch_api.service import Settings, run_background
+from tonerwatch_shared import forecast as fc
 from tonerwatch_shared.bus import Bus
 from tonerwatch_shared.events import (
     Event,
@@ -104,15 +117,31 @@ def snapshots(names: list[str]) -> list[PrinterSnapshot]:
 
 
 def readings(
-    shapes: list[PrinterSnapshot], printers: int, count: int, start: datetime
+    shapes: list[PrinterSnapshot],
+    printers: int,
+    count: int,
+    start: datetime,
+    *,
+    history: History | None = None,
+    first_round: int = 0,
 ) -> list[SupplyReading]:
-    """count readings, round robin over the printers, each reading of a printer a bit later."""
+    """count readings, round robin over the printers, each reading of a printer a bit later.
+
+    history: levels and times of its service (one poll interval apart, round 0 at start);
+    rounds may be negative (its past). None: the bench's own, 30 s apart, 0.1 lower each.
+    """
     out = []
     for i in range(count):
-        p, round_ = i % printers, i // printers
+        p, round_ = i % printers, first_round + i // printers
         shape = shapes[p % len(shapes)]
         supplies = tuple(
-            s.model_copy(update={"percent": max(0.0, s.percent - 0.1 * round_)})
+            s.model_copy(
+                update={
+                    "percent": history.percent(s.percent, round_)
+                    if history
+                    else max(0.0, s.percent - 0.1 * round_)
+                }
+            )
             if s.percent is not None
             else s
             for s in shape.supplies
@@ -134,10 +163,83 @@ def readings(
                 bytes_received=2900,
                 requests=1,
                 duration_ms=3.0,
-                occurred_at=start + timedelta(seconds=30 * round_, milliseconds=p),
+                occurred_at=start
+                + timedelta(seconds=(history.every_s if history else 30) * round_, milliseconds=p),
             )
         )
     return out
+
+
+class History:
+    """Weeks of service before the window: each supply used rate points a day, polled every every_s."""
+
+    def __init__(self, days: float, rate_per_day: float, every_s: float = 300.0) -> None:
+        self.days, self.rate, self.every_s = days, rate_per_day, every_s
+        self.polls = int(days * fc.DAY_S / every_s)
+
+    def percent(self, now: float, round_: int) -> float:
+        """The level round_ polls after the window's start (negative: before), now the level then."""
+        used = self.rate * round_ * self.every_s / fc.DAY_S
+        return round(min(100.0, max(0.0, now - used)), 2)
+
+    def kept(self, now: float) -> list[tuple[int, float]]:
+        """The (round, level) of the polls before round -1 a supply's envelope keeps (fc.add_point).
+
+        add_point compares times only by their order, the same for every printer: the fold over
+        rounds is the fold over any printer's times.
+        """
+        envelope: list[fc.Point] = []
+        for round_ in range(-self.polls, -1):
+            envelope = fc.add_point(envelope, float(round_), self.percent(now, round_))
+        return [(int(r), level) for r, level in envelope]
+
+
+def add_history(
+    url: str, shapes: list[PrinterSnapshot], printers: int, history: History, start: datetime
+) -> None:
+    """Leave every printer's supplies as history.days of service would (see the module's doc)."""
+    first = readings(shapes, printers, printers, start, history=history, first_round=-2)
+    seed(url, first)
+    kept = {
+        (shape_i, s.index): history.kept(s.percent)
+        for shape_i, shape in enumerate(shapes)
+        for s in shape.supplies
+        if s.percent is not None
+    }
+    rows = []
+    for event in first:
+        p = int(event.printer_id.removeprefix("p-bench"))
+        for s in shapes[p % len(shapes)].supplies:
+            if s.percent is None:
+                continue
+            at = [
+                (start + timedelta(seconds=history.every_s * r, milliseconds=p)).timestamp()
+                for r, _ in kept[(p % len(shapes), s.index)]
+            ]
+            envelope = [
+                [t, level]
+                for t, (_, level) in zip(at, kept[(p % len(shapes), s.index)], strict=True)
+            ]
+            rows.append({"pid": event.printer_id, "idx": s.index, "envelope": envelope})
+    from sqlalchemy import bindparam, update
+
+    from tonerwatch_api.db.models import SupplyStateRow
+
+    states = SupplyStateRow.__table__  # type: ignore[attr-defined]
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for i in range(0, len(rows), 1000):
+                conn.execute(
+                    update(states)
+                    .where(states.c.printer_id == bindparam("pid"))
+                    .where(states.c.supply_index == bindparam("idx"))
+                    .values(envelope=bindparam("envelope")),
+                    rows[i : i + 1000],
+                )
+    finally:
+        engine.dispose()
+    seed(url, readings(shapes, printers, printers, start, history=history, first_round=-1))
 
 
 @contextlib.contextmanager
@@ -472,8 +574,12 @@ async def steady(args: argparse.Namespace, kind: str, url: str) -> dict[str, Any
         count = int(args.rate * args.duration) if args.rate else args.readings
         start = datetime.now(UTC) - timedelta(days=2)
         shapes = snapshots(args.recordings)
-        seed(url, readings(shapes, args.printers, args.printers, start - timedelta(seconds=30)))
-        events = readings(shapes, args.printers, count, start)
+        history = History(args.history_days, args.history_rate) if args.history_days else None
+        if history is not None:
+            add_history(url, shapes, args.printers, history, start)
+        else:
+            seed(url, readings(shapes, args.printers, args.printers, start - timedelta(seconds=30)))
+        events = readings(shapes, args.printers, count, start, history=history)
         settings = Settings(
             nats_url=args.nats,
             database_url=url,
@@ -586,6 +692,12 @@ def count_rows(engine: Any) -> dict[str, int]:
             "processed": one("SELECT count(*) FROM processed_events"),
             "seen": one("SELECT count(*) FROM printers WHERE last_seen_at IS NOT NULL"),
             "usage_ops": one("SELECT coalesce(sum(operations), 0) FROM network_usage_daily"),
+            # What the forecasts were fitted over at the end: points a supply's envelope holds
+            # (json_array_length: SQLite's JSON1 and PostgreSQL's json alike), forecasts made.
+            "envelope_points": one(
+                "SELECT coalesce(max(json_array_length(envelope)), 0) FROM supply_states"
+            ),
+            "forecasts": one("SELECT count(*) FROM supply_states WHERE use_per_day IS NOT NULL"),
         }
 
 
@@ -630,7 +742,8 @@ def line(label: str, r: dict[str, Any]) -> str:
         f"| {r['readings'] / r['readings_s']:,.0f}/s "
         f"| {usage} | {r['cpu_ms']:.2f} ms "
         f"({r.get('tx_cpu_ms', 0):.2f} in {r.get('transactions', 0):,} transactions) "
-        f"| {_others(r)} | {rows['reading_rows']:,} / {rows['usage_ops']:,} |"
+        f"| {_others(r)} | {rows['reading_rows']:,} / {rows['usage_ops']:,} "
+        f"| {rows.get('envelope_points', '-')} / {rows.get('forecasts', '-'):,} |"
     )
 
 
@@ -665,6 +778,15 @@ def main(argv: list[str]) -> None:
         help="backlog published before the api starts, its printers never read before (their "
         "coverage announced twice in the window: at start and when monitoring begins)",
     )
+    parser.add_argument(
+        "--history-days",
+        default="0",
+        help="days of service before the window (0: none, the bench's own levels); several, "
+        "comma-separated, run in turn",
+    )
+    parser.add_argument(
+        "--history-rate", type=float, default=1.0, help="with --history-days: points used a day"
+    )
     parser.add_argument("--label", default="this tree")
     parser.add_argument("--compare", help="another tree: the same bench with its .venv, after")
     parser.add_argument("--compare-label", default="compared tree")
@@ -686,12 +808,18 @@ def main(argv: list[str]) -> None:
     sizes = [int(b) for b in str(args.batch).split(",") if b]
     if not sizes or not all(1 <= b <= 1000 for b in sizes):
         sys.exit("--batch: sizes 1..1000 (SupplyReadingBatch's largest)")
+    histories = [float(d) for d in str(args.history_days).split(",") if d]
+    if not histories or not all(0 <= d <= 120 for d in histories):
+        sys.exit("--history-days: 0..120 days")
+    if args.cold and any(histories):
+        sys.exit("--history-days: not with --cold (its printers are never read before)")
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     if args.json:
         for kind in kinds:
             for size in sizes:
-                args.batch = size
-                print(json.dumps(one_run(args, kind)), flush=True)
+                for days in histories:
+                    args.batch, args.history_days = size, days
+                    print(json.dumps(one_run(args, kind)), flush=True)
         return
     print(f"machine: {machine()}; load average {load()}")
     if args.rate:
@@ -706,11 +834,13 @@ def main(argv: list[str]) -> None:
             "| database | code | readings per message | backlog | drained, every readings "
             "consumer | api-readings alone | api-usage-polling | api CPU per reading (of it in "
             "transactions) | PostgreSQL backends / nats-server CPU per reading "
-            "| reading rows / usage ops |"
+            "| reading rows / usage ops | envelope points (most) / forecasts at the end |"
         )
-        print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")
-    for kind, size in [(k, b) for k in kinds for b in sizes]:
-        args.batch = size
+        print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---|")
+    label = args.label
+    for kind, size, days in [(k, b, d) for k in kinds for b in sizes for d in histories]:
+        args.batch, args.history_days = size, days
+        args.label = f"{label}, {days:g}-day history" if days else label
         runs = [(args.label, one_run(args, kind))]
         print(line(*runs[0]), flush=True)
         if args.compare:
@@ -728,11 +858,14 @@ def main(argv: list[str]) -> None:
                 f"--pg={args.pg}",
                 f"--rate={args.rate}",
                 f"--duration={args.duration}",
+                f"--history-days={days:g}",
+                f"--history-rate={args.history_rate}",
                 *(["--cold"] if args.cold else []),
             ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=other)
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(line(args.compare_label, r), flush=True)
+            compared = f"{args.compare_label}, {days:g}-day history" if days else args.compare_label
+            print(line(compared, r), flush=True)
             a, b = runs[0][1], r
             if args.rate:
                 print(
@@ -740,7 +873,7 @@ def main(argv: list[str]) -> None:
                 )
             elif a["drained"] and b["drained"]:
                 print(
-                    f"|   | ratio {args.label} / {args.compare_label} | | | "
+                    f"|   | ratio {args.label} / {compared} | | | "
                     f"{a['per_s'] / b['per_s']:.1f}x rate | | | {b['cpu_ms'] / a['cpu_ms']:.1f}x less CPU | | |",
                     flush=True,
                 )
