@@ -693,9 +693,14 @@ def count_rows(engine: Any) -> dict[str, int]:
             "seen": one("SELECT count(*) FROM printers WHERE last_seen_at IS NOT NULL"),
             "usage_ops": one("SELECT coalesce(sum(operations), 0) FROM network_usage_daily"),
             # What the forecasts were fitted over at the end: points a supply's envelope holds
-            # (json_array_length: SQLite's JSON1 and PostgreSQL's json alike), forecasts made.
+            # (json_array_length: SQLite's JSON1, PostgreSQL's json arrays), forecasts made.
             "envelope_points": one(
                 "SELECT coalesce(max(json_array_length(envelope)), 0) FROM supply_states"
+                + (
+                    " WHERE json_typeof(envelope) = 'array'"
+                    if engine.dialect.name == "postgresql"
+                    else ""
+                )
             ),
             "forecasts": one("SELECT count(*) FROM supply_states WHERE use_per_day IS NOT NULL"),
         }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import statistics
+from typing import Any
 
 import pytest
 
@@ -147,3 +149,108 @@ def test_add_point_ignores_older_time_and_plateaus() -> None:
     assert fc.add_point(h, T0 + 10, 50) == h
     assert fc.add_point(h, T0 - 10, 40) == h
     assert fc.add_point(h, T0 + 10, 49) == [(T0, 50), (T0 + 10, 49)]
+
+
+def forecast_as_before(history: list[fc.Point], now: float) -> fc.Forecast | None:
+    """The forecast as it was computed before fits were kept (fc.forecast at 1699867, verbatim but its comments)."""
+    recent = [p for p in history if p[0] >= now - fc.WINDOW_DAYS * DAY]
+    if len(recent) < fc.MIN_POINTS:
+        recent = list(history[-fc.MIN_POINTS :])
+    if len(recent) > fc.MAX_FIT_POINTS:
+        n = len(recent)
+        picks = {round(i * (n - 1) / (fc.MAX_FIT_POINTS - 1)) for i in range(fc.MAX_FIT_POINTS)}
+        recent = [recent[i] for i in sorted(picks)]
+    if len(recent) < fc.MIN_POINTS or (recent[-1][0] - recent[0][0]) < fc.MIN_SPAN_DAYS * DAY:
+        return None
+    t0 = recent[0][0]
+    pts = [((t - t0) / DAY, p) for t, p in recent]
+    slope, intercept, slope_lo, slope_hi = fc.theil_sen(pts)
+    drops = [a[1] - b[1] for a, b in itertools.pairwise(recent)]
+    step = statistics.median(drops)
+    last_t, last_p = pts[-1]
+    now_d = (now - t0) / DAY
+    level_now = min(last_p, max(last_p - step, intercept + slope * now_d))
+    rate, rate_fast, rate_slow = -slope, -slope_lo, -slope_hi
+    since = now_d - last_t
+    if since > 0:
+        dip = max(0.0, *((intercept + slope * t) - p for t, p in pts))
+        cap = (step + fc.NOISE_MARGIN * dip) / since
+        rate, rate_fast, rate_slow = min(rate, cap), min(rate_fast, cap), min(rate_slow, cap)
+    return fc.Forecast(
+        rate_per_day=rate,
+        level_now=level_now,
+        days_to_empty=fc._days(level_now, rate),
+        days_low=fc._days(level_now, rate_fast),
+        days_high=fc._days(level_now, rate_slow),
+        points=len(pts),
+        step=step,
+        coarse=step >= fc.COARSE_STEP,
+    )
+
+
+def fine_reporter_polls() -> list[tuple[float, float]]:
+    """90 days of 4-hourly polls of a 0.01 % reporter: busy weeks, idle ones, noise, shakes."""
+    rnd = random.Random(15)
+    level, out = 100.0, []
+    for poll in range(90 * 6):
+        day = poll / 6
+        busy = 1.6 if (day // 14) % 3 != 2 else 0.05  # every third fortnight nearly idle
+        level -= busy / 6 * rnd.uniform(0.3, 1.7)
+        shown = level + (rnd.gauss(0, 0.4) if rnd.random() < 0.2 else 0.0)
+        if rnd.random() < 0.01:
+            shown += 6  # shaken: reads higher for a poll
+        out.append((day, round(max(shown, 0.0), 2)))
+    return out
+
+
+def coarse_reporter_polls() -> list[tuple[float, float]]:
+    """70 days of hourly polls of a 10 %-step reporter (rounded up), 2.2 %/day then idle 20 days."""
+    out = []
+    for hour in range(70 * 24):
+        day = hour / 24
+        used = 2.2 * min(day, 40.0)
+        out.append((day, 10 * math.ceil((100 - used) / 10)))
+    return out
+
+
+@pytest.mark.parametrize("polls", [fine_reporter_polls, coarse_reporter_polls])
+def test_a_supplys_kept_fit_gives_the_forecast_fitted_afresh_at_every_poll(
+    polls: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every poll of weeks of service: the forecast with the supply's kept fit, the forecast
+    # fitted afresh, and the computation as it was before fits were kept, all the same; the
+    # kept fit is reused at polls that bring no new low and leave no point behind the window.
+    fitted = [0]
+    fit_of = fc.fit_of
+
+    def counting(recent: Any) -> fc.Fit:
+        fitted[0] += 1
+        return fit_of(recent)
+
+    monkeypatch.setattr(fc, "fit_of", counting)
+    fits, history, forecasts, refits = fc.Fits(), list[fc.Point](), 0, 0
+    for day, pct in polls():
+        now = T0 + day * DAY
+        history = fc.add_point(history, now, pct)
+        before = forecast_as_before(history, now)
+        assert fc.forecast(history, now) == before
+        n = fitted[0]
+        assert fc.forecast(history, now, fits=fits, supply=("p1", "1.1")) == before
+        refits += fitted[0] - n
+        forecasts += before is not None
+    assert len(fits) == 1
+    assert forecasts > 400
+    assert 0 < refits < forecasts
+
+
+def test_kept_fits_are_each_supplys_own() -> None:
+    # Two supplies fitted over the same points and then one over others: each gets its own.
+    fits = fc.Fits()
+    a = [(T0 + d * DAY, 90.0 - 2 * d) for d in range(6)]
+    b = [(T0 + d * DAY, 90.0 - 5 * d) for d in range(6)]
+    now = T0 + 6 * DAY
+    assert fc.forecast(a, now, fits=fits, supply="a") == fc.forecast(a, now)
+    assert fc.forecast(a, now, fits=fits, supply="b") == fc.forecast(a, now)
+    assert fc.forecast(b, now, fits=fits, supply="b") == fc.forecast(b, now)
+    assert fc.forecast(a, now, fits=fits, supply="a") == fc.forecast(a, now)
+    assert fc.forecast(a, now, fits=fits, supply="a") != fc.forecast(b, now)

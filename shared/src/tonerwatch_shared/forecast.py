@@ -10,15 +10,22 @@ changes, not the plateaus. The rate is the Theil–Sen slope (median of pairwise
 bursts and outliers) over a recent window; the band is Sen's rank-based confidence interval of that
 slope. A plateau that has lasted longer than the fitted rate allows caps the rate (the level has
 not dropped one step in that time), so an idle printer is not forecast empty.
+
+The fit depends on the points fitted only, not on the time asked: a reading that brings no new low
+(most readings: a full envelope of 200 points over weeks gains a few a day) fits the same points
+again. Fits keeps each supply's last fit and gives it back while its points are the same.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import statistics
-from collections.abc import Sequence
+import struct
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 DAY_S = 86400.0
 WINDOW_DAYS = 60.0  # consumption from two months ago says little about this month's
@@ -80,10 +87,53 @@ def theil_sen(points: Sequence[Point], z: float = Z_90) -> tuple[float, float, f
     return slope, intercept, slopes[lo], slopes[hi]
 
 
-def forecast(
-    history: Sequence[Point], now: float, *, window_days: float = WINDOW_DAYS
-) -> Forecast | None:
-    """Return the forecast for an envelope history at time now, or None with too little data."""
+class Fit(NamedTuple):
+    """What forecast takes from the points it fits (days counted from the first, t0)."""
+
+    t0: float
+    slope: float
+    intercept: float
+    slope_lo: float
+    slope_hi: float
+    step: float
+    dip: float  # deepest low below the fitted line (0 if none)
+    last_t: float
+    last_p: float
+    points: int
+
+
+class Fits:
+    """Each supply's last fit and a digest of the points it was fitted over.
+
+    One entry per supply key (the caller's: the api's (printer id, supply index)), replaced when
+    the points change: as many entries as supplies with a forecast, ~0.5 KB each. The digest
+    (BLAKE2b, 128 bits) of the points' exact floats stands for the points, so a fit is given
+    back only for the same points (two different lists of points of one supply with the same
+    digest: a 2^-128 chance). Safe to share between threads: an entry is replaced whole.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[Hashable, tuple[bytes, Fit]] = {}
+
+    def fit(self, key: Hashable, recent: Sequence[Point]) -> Fit:
+        """Return the fit of recent, the supply's last one when its points are the same."""
+        flat = list(itertools.chain.from_iterable(recent))
+        digest = hashlib.blake2b(struct.pack(f"{len(flat)}d", *flat), digest_size=16).digest()
+        last = self._last.get(key)
+        if last is not None and last[0] == digest:
+            return last[1]
+        found = fit_of(recent)
+        self._last[key] = (digest, found)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+
+def fit_points(
+    history: Sequence[Point], now: float, window_days: float = WINDOW_DAYS
+) -> list[Point] | None:
+    """Return the points a forecast at now fits from history, or None with too little data."""
     recent = [p for p in history if p[0] >= now - window_days * DAY_S]
     if len(recent) < MIN_POINTS:
         # Slow supplies may take longer than the window for three steps: use the last three.
@@ -95,22 +145,47 @@ def forecast(
         recent = [recent[i] for i in sorted(picks)]
     if len(recent) < MIN_POINTS or (recent[-1][0] - recent[0][0]) < MIN_SPAN_DAYS * DAY_S:
         return None
+    return recent
+
+
+def fit_of(recent: Sequence[Point]) -> Fit:
+    """Return the Theil–Sen fit of points (unix seconds, percent), its step and deepest dip."""
     t0 = recent[0][0]
     pts = [((t - t0) / DAY_S, p) for t, p in recent]
     slope, intercept, slope_lo, slope_hi = theil_sen(pts)
     drops = [a[1] - b[1] for a, b in itertools.pairwise(recent)]
     step = statistics.median(drops)
     last_t, last_p = pts[-1]
-    now_d = (now - t0) / DAY_S
+    dip = max(0.0, *((intercept + slope * t) - p for t, p in pts))
+    return Fit(t0, slope, intercept, slope_lo, slope_hi, step, dip, last_t, last_p, len(pts))
+
+
+def forecast(
+    history: Sequence[Point],
+    now: float,
+    *,
+    window_days: float = WINDOW_DAYS,
+    fits: Fits | None = None,
+    supply: Hashable = None,
+) -> Forecast | None:
+    """Return the forecast for an envelope history at time now, or None with too little data.
+
+    fits: the supply's last fit is reused when its points are the same (the same result).
+    """
+    recent = fit_points(history, now, window_days)
+    if recent is None:
+        return None
+    f = fits.fit(supply, recent) if fits is not None else fit_of(recent)
+    step, slope, last_p = f.step, f.slope, f.last_p
+    now_d = (now - f.t0) / DAY_S
     # The reporter shows last_p; the truth is within one step below it (floor or round).
-    level_now = min(last_p, max(last_p - step, intercept + slope * now_d))
-    rate, rate_fast, rate_slow = -slope, -slope_lo, -slope_hi
-    since = now_d - last_t
+    level_now = min(last_p, max(last_p - step, f.intercept + slope * now_d))
+    rate, rate_fast, rate_slow = -slope, -f.slope_lo, -f.slope_hi
+    since = now_d - f.last_t
     if since > 0:
         # No new low for `since` days: less than one step was used in that time, give or take
         # the noise (the last low may itself be a dip below the trend).
-        dip = max(0.0, *((intercept + slope * t) - p for t, p in pts))
-        cap = (step + NOISE_MARGIN * dip) / since
+        cap = (step + NOISE_MARGIN * f.dip) / since
         rate, rate_fast, rate_slow = min(rate, cap), min(rate_fast, cap), min(rate_slow, cap)
     return Forecast(
         rate_per_day=rate,
@@ -118,7 +193,7 @@ def forecast(
         days_to_empty=_days(level_now, rate),
         days_low=_days(level_now, rate_fast),
         days_high=_days(level_now, rate_slow),
-        points=len(pts),
+        points=f.points,
         step=step,
         coarse=step >= COARSE_STEP,
     )

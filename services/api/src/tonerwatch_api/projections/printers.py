@@ -220,20 +220,36 @@ def _forecast(row: SupplyStateRow, percent: float | None, at: datetime) -> None:
     """Add a reading to the supply's envelope of lows and forecast from it (as the alerter does)."""
     if percent is None:
         return  # asleep or unknown: the forecast so far stands
-    for name, value in forecast_columns(row.envelope, row.percent, percent, at).items():
+    columns = forecast_columns(
+        row.envelope, row.percent, percent, at, supply=(row.printer_id, row.supply_index)
+    )
+    for name, value in columns.items():
         setattr(row, name, value)
 
 
+# Each supply's last fit, reused while its envelope gives the same points (most readings bring no
+# new low): the same forecast without refitting up to 80 points every reading (fc.Fits).
+FITS = fc.Fits()
+
+
 def forecast_columns(
-    envelope_now: list[list[float]] | None, last_percent: float | None, percent: float, at: datetime
+    envelope_now: list[list[float]] | None,
+    last_percent: float | None,
+    percent: float,
+    at: datetime,
+    *,
+    supply: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Return a supply's envelope and forecast columns after a reading of percent at at."""
+    """Return a supply's envelope and forecast columns after a reading of percent at at.
+
+    supply: (printer id, supply index), whose last fit FITS keeps; None fits every time.
+    """
     envelope = [(float(t), float(p)) for t, p in envelope_now or []]
     floor = envelope[-1][1] if envelope else last_percent
     if floor is not None and percent - floor > REPLACEMENT_JUMP_POINTS:
         envelope = []  # a new cartridge: its own history starts now
     envelope = fc.add_point(envelope, at.timestamp(), percent)
-    found = fc.forecast(envelope, at.timestamp())
+    found = fc.forecast(envelope, at.timestamp(), fits=FITS if supply else None, supply=supply)
     return {
         "envelope": [[t, p] for t, p in envelope],
         "use_per_day": found.rate_per_day if found else None,

@@ -332,6 +332,7 @@ def _apply(
                         old.get("percent") if old else None,
                         supply.percent,
                         at,
+                        supply=(printer.id, supply.index),
                     )
                 )
             else:
