@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import nats.errors
 import pytest
-from sqlalchemy import func
+from sqlalchemy import Text, func
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -672,3 +675,79 @@ def test_a_batch_of_readings_equals_applying_them_one_by_one(
     again = in_tx(db, lambda s: apply_readings_and_usage(s, ordered, "api-readings", options, now))
     assert again == ["duplicate"] * len(ordered)
     assert _rows_of(db, "b-") == rows
+
+
+def _envelope_texts(engine: Engine, prefix: str) -> dict[tuple[str, str], str]:
+    """Each supply's envelope as stored (its JSON text), by (printer id cut, supply index)."""
+    with Session(engine) as s:
+        rows = s.execute(
+            select(
+                SupplyStateRow.printer_id,
+                SupplyStateRow.supply_index,
+                sql_cast(SupplyStateRow.envelope, Text),  # type: ignore[arg-type]
+            ).where(col(SupplyStateRow.printer_id).startswith(prefix))
+        ).all()
+    return {(pid[len(prefix) :], index): text for pid, index, text in rows}
+
+
+def test_weeks_of_readings_in_batches_store_the_envelopes_and_forecasts_applying_them_one_by_one_stores(
+    db: Engine, configured: Callable[..., PrinterConfigured], reading: Callable[..., SupplyReading]
+) -> None:
+    """apply_readings reads the envelope as its stored text and writes it back as it is when no new low came.
+
+    Three weeks of 4-hourly readings of a printer (black falling unevenly with noise, most
+    readings no new low, a new black cartridge on day 12; cyan slow): "a-" applied one by one
+    (apply_event: the envelope decoded and dumped by the ORM), "b-" in batches of 16. The
+    states, envelopes and forecasts are the same, their stored texts byte for byte; a reading
+    with no new low leaves every envelope's text as it was (and as dumping it again writes it).
+    """
+    rnd = random.Random(15)
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(days=21)
+    black, cyan, polls = 70.0, 90.0, []
+    for poll in range(21 * 6):
+        if poll == 12 * 6:
+            black = 100.0
+        black -= rnd.choice((0.0, 0.0, 0.0, 0.1, 0.4, 1.0))
+        cyan -= rnd.choice((0.0, 0.0, 0.05))
+        shown = round(black + rnd.gauss(0, 0.05), 2)
+        polls.append((start + timedelta(hours=4 * poll), shown, round(cyan, 2)))
+    for prefix in ("a-", "b-"):
+        apply_now(db, configured(printer_id=f"{prefix}hp", name="hp printer"))
+    options = ProjectionOptions()
+    for at, b, c in polls:
+        e = reading(printer_id="a-hp", occurred_at=at, supplies=hp_supplies(black=b, cyan=c))
+        assert in_tx(db, lambda s, e=e: apply_event(s, e, "api-readings", options, now)) == (
+            "applied"
+        )
+    batch = [
+        reading(printer_id="b-hp", occurred_at=at, supplies=hp_supplies(black=b, cyan=c))
+        for at, b, c in polls
+    ]
+    for i in range(0, len(batch), 16):
+        part = batch[i : i + 16]
+        assert in_tx(db, lambda s, p=part: apply_readings(s, p, "api-readings", options, now)) == [
+            "applied"
+        ] * len(part)
+    assert _rows_of(db, "b-") == _rows_of(db, "a-")
+    texts = _envelope_texts(db, "b-")
+    assert texts == _envelope_texts(db, "a-")
+    with Session(db) as s:
+        state = s.get(SupplyStateRow, ("b-hp", "1"))
+        assert state is not None and state.envelope is not None and state.days_to_empty is not None
+        assert len(state.envelope) > 20  # the new cartridge's own, weeks of lows
+    # The last levels again, an hour on: no new low anywhere.
+    at, b, c = polls[-1]
+    again = reading(
+        printer_id="b-hp",
+        occurred_at=at + timedelta(hours=1),
+        supplies=hp_supplies(black=b, cyan=c),
+    )
+    assert in_tx(db, lambda s: apply_readings(s, [again], "api-readings", options, now)) == [
+        "applied"
+    ]
+    assert _envelope_texts(db, "b-") == texts
+    assert all(json.dumps(json.loads(t)) == t for t in texts.values())
+    with Session(db) as s:
+        state = s.get(SupplyStateRow, ("b-hp", "1"))
+        assert state is not None and state.updated_at == at + timedelta(hours=1)

@@ -11,13 +11,12 @@ read as plain rows (_PrinterRow, not ORM objects) and what changed written back 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, String, Table, Text, any_, bindparam
+from sqlalchemy import ColumnElement, String, Table, Text, any_, bindparam, type_coerce
 from sqlalchemy import cast as sql_cast
 from sqlmodel import Session, SQLModel, col, select
 
@@ -29,6 +28,7 @@ from tonerwatch_api.db.models import (
     SupplyStateRow,
 )
 from tonerwatch_api.projections.arrays import (
+    JsonText,
     insert_rows,
     sqlite_rows,
     sqlite_update_rows,
@@ -258,8 +258,8 @@ def _apply(
             )
         ):
             row = current[stored[0]][stored[1]] = dict(zip(_STATE_READ, stored, strict=True))
-            if postgres:
-                row["envelope"] = _envelope(row["envelope"])
+            if row["envelope"] is not None:
+                row["envelope"] = JsonText(row["envelope"])
     changed: dict[tuple[str, str], dict[str, Any]] = {}
     history: list[dict[str, Any]] = []
     counters: list[dict[str, Any]] = []
@@ -381,21 +381,19 @@ def _apply(
 
 
 def _state_column(states: Table, name: str, postgres: bool) -> ColumnElement[Any]:
-    """A supply state column to read; on PostgreSQL the envelope as its JSON text (_envelope).
+    """A supply state column to read; the envelope as its stored JSON text (JsonText).
 
-    psycopg's json loader took ~20 us a row (0.06 ms a reading, most of the SELECT's CPU);
-    json.loads of the text a quarter of that. The same lists come back. SQLite keeps the JSON
-    column: its service bench ran slower with the cast (not explained; bench/results/ingest.md).
+    forecast_columns decodes it (psycopg's json loader took ~20 us a row, SQLAlchemy's json.loads
+    three times pydantic-core's) and gives the text back when the reading adds no point, written
+    as it is (no dump of up to 200 points). PostgreSQL: CAST to text (psycopg would load json);
+    SQLite: only the result's type, the SQL the same.
     """
     column = states.c[name]
-    if postgres and name == "envelope":
+    if name != "envelope":
+        return cast(ColumnElement[Any], column)
+    if postgres:
         return cast(ColumnElement[Any], sql_cast(column, Text))
-    return cast(ColumnElement[Any], column)
-
-
-def _envelope(text: str | None) -> Any:
-    """The stored envelope (JSON text: SQL NULL and JSON null both None), decoded."""
-    return None if text is None else json.loads(text)
+    return cast(ColumnElement[Any], type_coerce(column, Text))
 
 
 class _PrinterRow:
