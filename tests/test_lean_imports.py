@@ -1,0 +1,60 @@
+"""What a TonerWatch process keeps out of its imports (issue 15: `up` memory)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+# A process as `tonerwatch up` makes it: the command's package first, every service's module, the
+# api's app and its uvicorn server loaded (protocols, lifespan), then uvicorn's own front door.
+PROBE = """
+import json, pathlib, sys, tempfile
+import tonerwatch  # skips the unused imports first, as the command does
+from tonerwatch.services import SERVICES, service_module
+for name in SERVICES:
+    service_module(name)
+from tonerwatch_api.app import create_app
+from tonerwatch_api.service import _Server, uvicorn_config
+from tonerwatch_api.settings import Settings
+from tonerwatch_shared.storage import make_engine, sqlite_url
+settings = Settings(database_url=sqlite_url(pathlib.Path(tempfile.mkdtemp())))
+app = create_app(make_engine(settings.database_url), None, settings)
+config = uvicorn_config(app, settings)
+config.load()
+_Server(config)
+loaded = sorted(
+    m for m in ("aiohttp", "click", "multiprocessing", "pydantic.v1", "watchfiles")
+    if sys.modules.get(m) is not None
+)
+import uvicorn
+print(json.dumps({
+    "loaded": loaded,
+    "routes": len(app.routes),
+    "version": uvicorn.__version__,
+    "run": callable(uvicorn.run),
+    "click_after_run": "click" in sys.modules,
+}))
+"""
+
+
+def test_up_s_process_loads_no_command_line_reloader_websocket_client_or_pydantic_v1(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["loaded"] == []
+    assert seen["routes"] > 30  # the whole api was built with FastAPI's pydantic.v1 checks off
+    # Whoever asks uvicorn for more than Config and Server gets the real package, once.
+    assert seen["version"].count(".") == 2
+    assert seen["run"] is True
+    assert seen["click_after_run"] is True
