@@ -45,6 +45,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import socket
 import sqlite3
 import statistics
@@ -404,6 +405,16 @@ def stop_system(system: System) -> None:
     stop(system.procs)
     if system.nats is not None:
         system.nats.stop()
+    # `up` killed after stop()'s 5 s leaves its embedded server running (its own process group,
+    # for the next `up` on that store to stop): this run's store is deleted, so stop it here.
+    server = system.pids.get("nats-server") if system.nats is None else None
+    if server is not None and Path(f"/proc/{server}").exists():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and Path(f"/proc/{server}").exists():
+                time.sleep(0.05)
+            os.kill(server, signal.SIGKILL)
 
 
 async def register(
