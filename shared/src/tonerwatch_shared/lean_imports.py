@@ -14,19 +14,26 @@
   none of; with pydantic.v1 unimportable its checks answer "not a v1 model" (they catch the
   ImportError, as for a pydantic without v1).
 
-Call skip_unused_imports() before anything imports nats, httpx, uvicorn or FastAPI: `tonerwatch`
-(the command) does it first thing. Measured in bench/E2E.md.
+- pydantic builds a model's validator and serializer (core schema, then Rust structures) when the
+  class is defined: ~250 models in `up`, most of them never used in a given run (the OpenAPI
+  document's, the hub's, the portal's, every api route's request and response shapes). Models
+  defined after skip_unused_imports() build them at first use instead (pydantic's `defer_build`,
+  as their default): the same validators, built later, and none for what a run never touches.
+
+Call skip_unused_imports() before anything imports nats, httpx, uvicorn, FastAPI or defines a
+pydantic model: `tonerwatch` (the command) does it first thing. Measured in bench/E2E.md.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 from typing import Any
 
 
 def skip_unused_imports() -> None:
-    """Import nats without aiohttp, and make httpx, uvicorn and FastAPI skip what they never run here; idempotent."""
+    """Import nats without aiohttp, make httpx, uvicorn and FastAPI skip what they never run, and pydantic build models at first use; idempotent."""
     if "nats.aio.transport" not in sys.modules and "aiohttp" not in sys.modules:
         sys.modules["aiohttp"] = None  # type: ignore[assignment]  # an ImportError for nats
         try:
@@ -40,6 +47,14 @@ def skip_unused_imports() -> None:
         sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
     if "uvicorn" not in sys.modules:
         _register_uvicorn_lazily()
+    from pydantic import BaseModel
+    from pydantic.warnings import UnsupportedFieldAttributeWarning
+
+    # Every model defined from now on inherits it (pydantic merges the bases' model_config).
+    BaseModel.model_config["defer_build"] = True
+    # FastAPI silences this one while it makes a route's adapters (Annotated[T, Body(alias=...)]);
+    # built at their first request, they are built past its filter.
+    warnings.filterwarnings("ignore", category=UnsupportedFieldAttributeWarning)
 
 
 def _register_uvicorn_lazily() -> None:
