@@ -408,13 +408,22 @@ def stop_system(system: System) -> None:
     # `up` killed after stop()'s 5 s leaves its embedded server running (its own process group,
     # for the next `up` on that store to stop): this run's store is deleted, so stop it here.
     server = system.pids.get("nats-server") if system.nats is None else None
-    if server is not None and Path(f"/proc/{server}").exists():
+    if server is not None and _is_nats_server(server):
         with contextlib.suppress(ProcessLookupError):
             os.kill(server, signal.SIGTERM)
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and Path(f"/proc/{server}").exists():
+            while time.monotonic() < deadline and _is_nats_server(server):
                 time.sleep(0.05)
-            os.kill(server, signal.SIGKILL)
+            if _is_nats_server(server):
+                os.kill(server, signal.SIGKILL)
+
+
+def _is_nats_server(pid: int) -> bool:
+    """Return whether pid is still a nats-server (not reaped, its number not someone else's)."""
+    try:
+        return b"nats-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 async def register(

