@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 # A process as `tonerwatch up` makes it: the command's package first, every service's module, the
 # api's app and its uvicorn server loaded (protocols, lifespan), then uvicorn's own front door.
@@ -56,19 +57,19 @@ print(json.dumps({
 """
 
 
+def _run_probe(script: str, cwd: Path) -> dict[str, Any]:
+    """Return what a fresh interpreter running script printed last, as JSON."""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def test_up_s_process_loads_no_command_line_reloader_or_pydantic_v1_and_builds_models_at_first_use(
     tmp_path: Path,
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = _run_probe(PROBE, tmp_path)
     assert seen["loaded"] == []
     assert seen["routes"] > 30  # the whole api was built with FastAPI's pydantic.v1 checks off
     # pydantic models build at first use: most of them are never used by a given run.
@@ -115,15 +116,6 @@ print(json.dumps({"models": len(ours), "failed": failed}))
 def test_every_tonerwatch_model_builds_strictly_though_the_processes_build_them_at_first_use(
     tmp_path: Path,
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", STRICT_BUILD],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = _run_probe(STRICT_BUILD, tmp_path)
     assert seen["models"] > 150
     assert seen["failed"] == []

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tonerwatch_shared import forecast as fc
+from tonerwatch_shared.testing.forecasts import count_fits
 
 DAY = fc.DAY_S
 T0 = 1_750_000_000.0
@@ -220,14 +221,7 @@ def test_a_supplys_kept_fit_gives_the_forecast_fitted_afresh_at_every_poll(
     # Every poll of weeks of service: the forecast with the supply's kept fit, the forecast
     # fitted afresh, and the computation as it was before fits were kept, all the same; the
     # kept fit is reused at polls that bring no new low and leave no point behind the window.
-    fitted = [0]
-    fit_of = fc.fit_of
-
-    def counting(recent: Any) -> fc.Fit:
-        fitted[0] += 1
-        return fit_of(recent)
-
-    monkeypatch.setattr(fc, "fit_of", counting)
+    fitted = count_fits(monkeypatch)
     fits, history, forecasts, refits = fc.Fits(), list[fc.Point](), 0, 0
     for day, pct in polls():
         now = T0 + day * DAY

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from tonerwatch_api.projections import printers
-from tonerwatch_shared import forecast as fc
+from tonerwatch_shared.testing.forecasts import count_fits
 
 
 def polls_with_a_new_cartridge() -> list[tuple[datetime, float | None]]:
@@ -32,14 +31,7 @@ def test_forecast_columns_with_the_supplys_kept_fit_equal_fitting_afresh_over_we
     # Readings as the projection stores them, one after another (an unknown level skipped as
     # _forecast does); every reading's columns the same with and without the kept fit, the fit
     # reused where the envelope gives the same points, the new cartridge's history its own.
-    fitted = [0]
-    fit_of = fc.fit_of
-
-    def counting(recent: Any) -> fc.Fit:
-        fitted[0] += 1
-        return fit_of(recent)
-
-    monkeypatch.setattr(fc, "fit_of", counting)
+    fitted = count_fits(monkeypatch)
     envelope: list[list[float]] | None = None
     last: float | None = None
     forecasts = refits = 0
