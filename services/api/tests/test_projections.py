@@ -13,6 +13,7 @@ import nats.errors
 import pytest
 from sqlalchemy import Text, func
 from sqlalchemy import cast as sql_cast
+from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -751,3 +752,79 @@ def test_weeks_of_readings_in_batches_store_the_envelopes_and_forecasts_applying
     with Session(db) as s:
         state = s.get(SupplyStateRow, ("b-hp", "1"))
         assert state is not None and state.updated_at == at + timedelta(hours=1)
+
+
+def test_on_postgresql_an_envelope_no_reading_of_a_batch_changed_is_not_sent_and_stays_as_stored(
+    pg: Engine, configured: Callable[..., PrinterConfigured], reading: Callable[..., SupplyReading]
+) -> None:
+    """apply_readings sends a supply's envelope only if a reading of the batch changed it.
+
+    A day of readings builds every envelope ("a-" one by one, "b-" in a batch, the waste bin not
+    reported yet), then a batch of two: black's new low then its level unknown, the waste bin
+    first seen, the other toners as they were. The supply states' upsert sends black's envelope
+    and the waste bin's (a new row), SQL NULL for the other three (the stored one kept), and the
+    rows stored are those applying the readings one by one stores, envelopes byte for byte.
+    """
+    # SQL NULL is then only "as stored": a JSON None is sent as the text 'null'.
+    assert SupplyStateRow.__table__.c.envelope.type.none_as_null is False  # type: ignore[attr-defined]
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(days=1)
+    first = [(start + timedelta(hours=2 * i), 60.0 - i, 80.0 - 0.5 * i) for i in range(10)]
+    low = start + timedelta(hours=21)
+    unknown = start + timedelta(hours=22)
+
+    def readings(prefix: str) -> tuple[list[SupplyReading], list[SupplyReading]]:
+        pid = f"{prefix}hp"
+        built = [
+            reading(printer_id=pid, occurred_at=at, supplies=hp_supplies(black=b, cyan=c)[:4])
+            for at, b, c in first
+        ]
+        asleep = list(hp_supplies(black=40.0, cyan=75.5))
+        asleep[0] = asleep[0].model_copy(update={"percent": None, "level": -2})
+        last = [
+            reading(printer_id=pid, occurred_at=low, supplies=hp_supplies(black=40.0, cyan=75.5)),
+            reading(printer_id=pid, occurred_at=unknown, supplies=tuple(asleep)),
+        ]
+        return built, last
+
+    options = ProjectionOptions()
+    for prefix in ("a-", "b-"):
+        apply_now(pg, configured(printer_id=f"{prefix}hp", name="hp printer"))
+    built, last = readings("a-")
+    for e in [*built, *last]:
+        assert in_tx(pg, lambda s, e=e: apply_event(s, e, "api-readings", options, now)) == (
+            "applied"
+        )
+    built, last = readings("b-")
+    in_tx(pg, lambda s: apply_readings(s, built, "api-readings", options, now))
+    sent: list[dict[tuple[str, str], object]] = []
+
+    def capture(_conn: object, _cursor: object, statement: str, params: object, *_: object) -> None:
+        if statement.startswith("INSERT INTO supply_states "):
+            names = statement.split("(", 1)[1].split(")", 1)[0].replace('"', "").split(", ")
+            assert isinstance(params, dict)
+            pid, index, envelope = (
+                params[f"p{names.index(n)}"] for n in ("printer_id", "supply_index", "envelope")
+            )
+            sent.append(dict(zip(zip(pid, index, strict=True), envelope, strict=True)))
+
+    sa_event.listen(pg, "before_cursor_execute", capture)
+    try:
+        assert in_tx(pg, lambda s: apply_readings(s, last, "api-readings", options, now)) == [
+            "applied",
+            "applied",
+        ]
+    finally:
+        sa_event.remove(pg, "before_cursor_execute", capture)
+    texts = _envelope_texts(pg, "b-")
+    assert sent == [
+        {
+            ("b-hp", "1"): texts[("hp", "1")],
+            ("b-hp", "2"): None,
+            ("b-hp", "3"): None,
+            ("b-hp", "4"): None,
+            ("b-hp", "5"): texts[("hp", "5")],
+        }
+    ]
+    assert texts == _envelope_texts(pg, "a-")
+    assert _rows_of(pg, "b-") == _rows_of(pg, "a-")

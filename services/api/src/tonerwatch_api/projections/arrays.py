@@ -34,6 +34,21 @@ class JsonText(str):
     __slots__ = ()
 
 
+class _Stored:
+    """The type of STORED."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "STORED"
+
+
+# A JSON column's value to keep as it is stored: sent as SQL NULL (never what a JSON None is
+# sent as, the text 'null'), for an ON CONFLICT that keeps the stored one, COALESCE(excluded."c",
+# t."c"). PostgreSQL then neither receives nor compresses and TOASTs the same text again.
+STORED = _Stored()
+
+
 @functools.cache
 def _pg() -> Dialect:
     """Return a PostgreSQL dialect, imported at the first statement built here.
@@ -80,7 +95,7 @@ def _values(table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]]
                 str(v)
                 if type(v) is JsonText
                 else None
-                if v is None and keep_null
+                if v is STORED or (v is None and keep_null)
                 else json.dumps(v)
                 for v in values
             ]

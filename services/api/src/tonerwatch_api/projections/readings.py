@@ -28,6 +28,7 @@ from tonerwatch_api.db.models import (
     SupplyStateRow,
 )
 from tonerwatch_api.projections.arrays import (
+    STORED,
     JsonText,
     insert_rows,
     sqlite_rows,
@@ -137,6 +138,16 @@ _COUNTER_COLUMNS = (
 # one executemany of the driver, arrays.sqlite_rows).
 _STATES = "ON CONFLICT (printer_id, supply_index) DO UPDATE SET " + ", ".join(
     f'"{c}" = excluded."{c}"' for c in _STATE_COLUMNS
+)
+# PostgreSQL: an envelope the batch left as it read it goes as SQL NULL (arrays.STORED) and the
+# stored one stays. Writing the same ~6 KB back cost the backend more than the rest of the row
+# (compressed and TOASTed again); kept, the new row version shares its stored value. A JSON None
+# is sent as the text 'null', never as SQL NULL, so NULL here means only "as stored".
+_PG_STATES = "ON CONFLICT (printer_id, supply_index) DO UPDATE SET " + ", ".join(
+    '"envelope" = COALESCE(excluded."envelope", "supply_states"."envelope")'
+    if c == "envelope"
+    else f'"{c}" = excluded."{c}"'
+    for c in _STATE_COLUMNS
 )
 
 # The printer columns a reading reads or sets (trays only set: _PrinterRow). Credentials, notes
@@ -251,6 +262,9 @@ def _apply(
     live = [pid for pid, p in printers.items() if p.removed_at is None]
     states_t = _table(SupplyStateRow)
     current: dict[str, dict[str, dict[str, Any]]] = {pid: {} for pid in live}
+    # Each stored envelope as read (the JsonText itself): what a new row holds if no reading of
+    # the batch changed it.
+    read_envelopes: dict[tuple[str, str], JsonText] = {}
     if live:
         for stored in session.execute(
             select(*(_state_column(states_t, name, postgres) for name in _STATE_READ)).where(
@@ -259,7 +273,7 @@ def _apply(
         ):
             row = current[stored[0]][stored[1]] = dict(zip(_STATE_READ, stored, strict=True))
             if row["envelope"] is not None:
-                row["envelope"] = JsonText(row["envelope"])
+                row["envelope"] = read_envelopes[stored[0], stored[1]] = JsonText(row["envelope"])
     changed: dict[tuple[str, str], dict[str, Any]] = {}
     history: list[dict[str, Any]] = []
     counters: list[dict[str, Any]] = []
@@ -352,7 +366,8 @@ def _apply(
                 }
             )
     if changed and postgres:
-        insert_rows(session, states_t, _STATE_KEY + _STATE_COLUMNS, list(changed.values()), _STATES)
+        rows_out = _envelopes_kept(changed, read_envelopes)
+        insert_rows(session, states_t, _STATE_KEY + _STATE_COLUMNS, rows_out, _PG_STATES)
     elif changed:
         sqlite_rows(session, states_t, _STATE_KEY + _STATE_COLUMNS, list(changed.values()), _STATES)
     if history and postgres:
@@ -378,6 +393,26 @@ def _apply(
             _put(printer, status=status_of(printer, states, severities[printer.id]))
         _write_printers(session, list(touched.values()))
     return outcomes
+
+
+def _envelopes_kept(
+    changed: dict[tuple[str, str], dict[str, Any]], read: dict[tuple[str, str], JsonText]
+) -> list[dict[str, Any]]:
+    """Return the new supply states, each envelope that is the very one read as arrays.STORED.
+
+    Identity, not equality nor type: only the object read from the row (forecast_columns gives
+    it back when a reading adds no point; carried on when a level is unknown) is known to be the
+    stored text. Such a row exists (read in this transaction, its printer locked FOR NO KEY
+    UPDATE, which every writer of supply states takes first and a printer's DELETE waits for), so
+    its upsert is an update and keeps that very text; a new supply's envelope is never one read.
+    """
+    out = []
+    for key, row in changed.items():
+        stored = read.get(key)
+        out.append(
+            {**row, "envelope": STORED} if stored is not None and row["envelope"] is stored else row
+        )
+    return out
 
 
 def _state_column(states: Table, name: str, postgres: bool) -> ColumnElement[Any]:
