@@ -398,13 +398,14 @@ def _apply(
 def _envelopes_kept(
     changed: dict[tuple[str, str], dict[str, Any]], read: dict[tuple[str, str], JsonText]
 ) -> list[dict[str, Any]]:
-    """Return the new supply states, each envelope that is the very one read as arrays.STORED.
+    """Return the new supply states, arrays.STORED in place of each envelope that is the one read.
 
     Identity, not equality nor type: only the object read from the row (forecast_columns gives
     it back when a reading adds no point; carried on when a level is unknown) is known to be the
-    stored text. Such a row exists (read in this transaction, its printer locked FOR NO KEY
-    UPDATE, which every writer of supply states takes first and a printer's DELETE waits for), so
-    its upsert is an update and keeps that very text; a new supply's envelope is never one read.
+    stored text; an envelope a reading of the batch changed, then carried on, is another object.
+    Such a row exists (read in this transaction after its printer was locked, as every writer of
+    supply states locks it first and a printer's DELETE waits for the lock), so its upsert is an
+    update and keeps that very text; a new supply's envelope is never one read.
     """
     out = []
     for key, row in changed.items():
