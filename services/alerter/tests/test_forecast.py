@@ -248,3 +248,68 @@ def test_kept_fits_are_each_supplys_own() -> None:
     assert fc.forecast(b, now, fits=fits, supply="b") == fc.forecast(b, now)
     assert fc.forecast(a, now, fits=fits, supply="a") == fc.forecast(a, now)
     assert fc.forecast(a, now, fits=fits, supply="a") != fc.forecast(b, now)
+
+
+def _history_with_a_long_idle_spell() -> list[tuple[float, float]]:
+    """Polls (time, percent): a month of use, 80 days idle (its lows leave the window), use again."""
+    rnd = random.Random(80)
+    out, level = [], 90.0
+    for hour in range(0, 200 * 24, 3):
+        day = hour / 24
+        if day < 30 or day > 110:
+            level -= rnd.choice((0.0, 0.05, 0.1, 0.3))
+        out.append((T0 + hour * 3600.0, round(level + rnd.gauss(0, 0.02), 2)))
+    return out
+
+
+def test_the_forecast_kept_for_a_history_is_the_forecast_at_every_time_while_its_window_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every poll of 200 days (a long idle spell whose lows leave the 60-day window one by one,
+    # so the kept fit must be let go as each leaves), and each poll's history asked again at
+    # earlier and later times (late readings; times exactly on the window's edge): what
+    # forecast_kept knows is forecast(history, now), and it knows it at most polls.
+    fitted = count_fits(monkeypatch)
+    fits, history = fc.Fits(), list[fc.Point]()
+    shifted = known_count = refits = slid = 0
+    last_token: object = None
+    for i, (now, pct) in enumerate(_history_with_a_long_idle_spell()):
+        history = fc.add_point(history, now, pct)
+        token = (len(history), history[-1])  # stands for the history (the api: its text's digest)
+        known, kept = fits.forecast_kept("s", token, now)
+        if not known:
+            slid += token == last_token  # the same history, but a point left the window
+            last_token = token
+            n = fitted[0]
+            found = fits.forecast_and_keep("s", token, history, now)
+            refits += fitted[0] - n
+            assert found == fc.forecast(history, now)
+            continue
+        assert kept == fc.forecast(history, now)
+        known_count += 1
+        edges = [t + fc.WINDOW_DAYS * fc.DAY_S for t, _ in history[:3]]
+        for at in (now - 3 * DAY, now - 0.5 * DAY, now + 2 * DAY, now + 40 * DAY, *edges):
+            known, kept = fits.forecast_kept("s", token, at)
+            if known:
+                assert kept == fc.forecast(history, at), (i, at)
+                shifted += 1
+    assert known_count > 500 and shifted > 1500 and slid > 20
+    assert refits <= 1600 - known_count  # fitted only when not known
+
+
+def test_a_kept_forecast_is_not_given_for_another_history_or_supply() -> None:
+    fits = fc.Fits()
+    a = [(T0 + d * DAY, 90.0 - 2 * d) for d in range(6)]
+    b = [*a, (T0 + 6.5 * DAY, 70.0)]
+    now = T0 + 7 * DAY
+    assert fits.forecast_kept("s", "a", now) == (False, None)
+    assert fits.forecast_and_keep("s", "a", a, now) == fc.forecast(a, now)
+    assert fits.forecast_kept("s", "a", now) == (True, fc.forecast(a, now))
+    assert fits.forecast_kept("s", "b", now) == (False, None)
+    assert fits.forecast_kept("t", "a", now) == (False, None)
+    assert fits.forecast_and_keep("s", "b", b, now) == fc.forecast(b, now)
+    assert fits.forecast_kept("s", "a", now) == (False, None)
+    # Too little data is known too: two points, and a span under two days.
+    short = [(T0, 90.0), (T0 + DAY, 89.0), (T0 + 1.5 * DAY, 88.0)]
+    assert fits.forecast_and_keep("u", "short", short, T0 + 1.5 * DAY) is None
+    assert fits.forecast_kept("u", "short", T0 + 3 * DAY) == (True, None)

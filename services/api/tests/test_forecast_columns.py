@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tonerwatch_api.projections import printers
+from tonerwatch_api.projections.arrays import JsonText
 from tonerwatch_shared.testing.forecasts import count_fits
 
 
@@ -48,3 +50,67 @@ def test_forecast_columns_with_the_supplys_kept_fit_equal_fitting_afresh_over_we
     assert envelope is not None and envelope[0][1] <= 100.0 and len(envelope) > 20
     assert forecasts > 300
     assert 0 < refits < forecasts
+
+
+def polls_of_a_fine_reporter_for_months() -> list[tuple[datetime, float | None]]:
+    """200 days of hourly polls of a 0.01 % reporter: busy, idle for 80 days, a new cartridge, late polls."""
+    rnd = random.Random(200)
+    start, level, out = datetime(2026, 3, 1, tzinfo=UTC), 64.0, []
+    for poll in range(200 * 24):
+        at = start + timedelta(hours=poll)
+        day = poll / 24
+        if poll == 150 * 24:
+            level = 100.0
+        if day < 30 or day > 110:
+            level -= rnd.choice((0.0, 0.0, 0.01, 0.05, 0.2))
+        shown = None if rnd.random() < 0.01 else round(level + rnd.gauss(0, 0.01), 2)
+        out.append((at, shown))
+        if rnd.random() < 0.01:
+            out.append((at - timedelta(minutes=30), shown))  # a late reading: no new low
+    return out
+
+
+def test_forecast_columns_from_the_stored_text_equal_fitting_afresh_and_decode_only_new_lows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The batch path's readings (the envelope as its stored JSON text) over months: the busy
+    # weeks thin the envelope past 200 points, the idle spell lets its lows leave the window
+    # with the text unchanged, a new cartridge starts its own. Every reading's columns are those
+    # fitted afresh from the decoded envelope, the text is json.dumps of it byte for byte, and
+    # a reading with no new low hands back the stored text itself without decoding it (most).
+    decoded = [0]
+    points = printers._points
+
+    def counting(text: str) -> list[tuple[float, float]]:
+        decoded[0] += 1
+        return points(text)
+
+    monkeypatch.setattr(printers, "_points", counting)
+    text: JsonText | None = None
+    envelope: list[list[float]] | None = None
+    last: float | None = None
+    readings = same = thinned = 0
+    for at, percent in polls_of_a_fine_reporter_for_months():
+        if percent is None:
+            continue
+        afresh = printers.forecast_columns(envelope, last, percent, at)
+        n = decoded[0]
+        stored = printers.forecast_columns(text, last, percent, at, supply=("p-text", "1.1"))
+        written = stored["envelope"]
+        if text is None:  # a new supply's first reading: no stored text, a list as before
+            written = JsonText(json.dumps(written))
+        assert type(written) is JsonText
+        assert written == json.dumps(afresh["envelope"])
+        assert {k: v for k, v in stored.items() if k != "envelope"} == {
+            k: v for k, v in afresh.items() if k != "envelope"
+        }
+        if written is text:
+            same += 1
+            assert decoded[0] - n <= 1  # decoded only when a point left the window
+        thinned += envelope is not None and len(afresh["envelope"]) < len(envelope)
+        readings += 1
+        text, envelope, last = written, afresh["envelope"], percent
+    assert readings > 4500 and same > 3000 and thinned > 3
+    # Decoded: each new low, and a reading with none only as a low leaves the window (here the
+    # idle spell's: a low an hour for a month).
+    assert decoded[0] - (readings - same) < same / 10

@@ -102,32 +102,90 @@ class Fit(NamedTuple):
     points: int
 
 
+class _Kept(NamedTuple):
+    """A supply's last fit: the points' digest, and the history it came from (forecast_kept)."""
+
+    digest: bytes  # of the points fitted (their exact floats)
+    fit: Fit | None  # None: too little data in those points
+    token: Hashable = None  # the caller's name for the whole history (a digest of its stored form)
+    out_t: float = -math.inf  # the newest point outside the window at the fit (-inf: none)
+    in_t: float = math.inf  # the oldest inside (inf: the window's set cannot lose a point)
+
+
 class Fits:
-    """Each supply's last fit and a digest of the points it was fitted over.
+    """Each supply's last fit, given back while the points it was fitted over are the same.
 
     One entry per supply key (the caller's: the api's (printer id, supply index)), replaced when
-    the points change: as many entries as supplies with a forecast, ~0.5 KB each. The digest
-    (BLAKE2b, 128 bits) of the points' exact floats stands for the points, so a fit is given
-    back only for the same points (two different lists of points of one supply with the same
-    digest: a 2^-128 chance). Safe to share between threads: an entry is replaced whole.
+    the points change: as many entries as supplies with a forecast, ~0.6 KB each. Two ways in:
+    - fit(key, recent): by a digest (BLAKE2b, 128 bits) of the points' exact floats, so a fit is
+      given back only for the same points (two different lists with the same digest: a 2^-128
+      chance);
+    - forecast_kept(key, token, now) after forecast_and_keep(key, token, history, now): by the
+      caller's token for the whole history (the api: a digest of the stored envelope's text),
+      while the window still holds the same points at now, so a reading that brings no new low
+      neither decodes the history nor picks its points again.
+    Safe to share between threads: an entry is replaced whole.
     """
 
     def __init__(self) -> None:
-        self._last: dict[Hashable, tuple[bytes, Fit]] = {}
+        self._last: dict[Hashable, _Kept] = {}
 
     def fit(self, key: Hashable, recent: Sequence[Point]) -> Fit:
         """Return the fit of recent, the supply's last one when its points are the same."""
-        flat = list(itertools.chain.from_iterable(recent))
-        digest = hashlib.blake2b(struct.pack(f"{len(flat)}d", *flat), digest_size=16).digest()
-        last = self._last.get(key)
-        if last is not None and last[0] == digest:
-            return last[1]
-        found = fit_of(recent)
-        self._last[key] = (digest, found)
+        digest, found = self._fitted(key, recent)
+        self._last[key] = _Kept(digest, found)
         return found
+
+    def _fitted(self, key: Hashable, recent: Sequence[Point]) -> tuple[bytes, Fit]:
+        """Return (the points' digest, their fit): the kept fit when they are the kept points."""
+        digest = _digest(recent)
+        last = self._last.get(key)
+        if last is not None and last.digest == digest and last.fit is not None:
+            return digest, last.fit
+        return digest, fit_of(recent)
+
+    def forecast_kept(
+        self, key: Hashable, token: Hashable, now: float
+    ) -> tuple[bool, Forecast | None]:
+        """Return (known, forecast(history, now)) from what was kept for token; known False: not kept.
+
+        Known while the kept history is token's and the window at now holds the same points as
+        at the fit: its points only leave it as now passes, so the fit and the "too little
+        data" answer stand until the oldest of them leaves (or one outside would come back).
+        """
+        last = self._last.get(key)
+        if last is None or last.token is None or last.token != token:
+            return False, None
+        cutoff = now - WINDOW_DAYS * DAY_S  # as fit_points computes it: the same comparisons
+        if not (last.out_t < cutoff and last.in_t >= cutoff):
+            return False, None
+        return True, None if last.fit is None else forecast_from(last.fit, now)
+
+    def forecast_and_keep(
+        self, key: Hashable, token: Hashable, history: Sequence[Point], now: float
+    ) -> Forecast | None:
+        """Return forecast(history, now), kept under token for forecast_kept (history in time order)."""
+        recent = fit_points(history, now)
+        cutoff = now - WINDOW_DAYS * DAY_S
+        inside = [t for t, _ in history if t >= cutoff]
+        out_t = max((t for t, _ in history if t < cutoff), default=-math.inf)
+        # Fewer than MIN_POINTS inside: fit_points takes the last three, and as now passes the
+        # window only loses points, so the same three stand.
+        in_t = min(inside) if len(inside) >= MIN_POINTS else math.inf
+        if recent is None:
+            self._last[key] = _Kept(b"", None, token, out_t, in_t)
+            return None
+        digest, found = self._fitted(key, recent)
+        self._last[key] = _Kept(digest, found, token, out_t, in_t)
+        return forecast_from(found, now)
 
     def __len__(self) -> int:
         return len(self._last)
+
+
+def _digest(points: Sequence[Point]) -> bytes:
+    flat = list(itertools.chain.from_iterable(points))
+    return hashlib.blake2b(struct.pack(f"{len(flat)}d", *flat), digest_size=16).digest()
 
 
 def fit_points(
@@ -176,6 +234,11 @@ def forecast(
     if recent is None:
         return None
     f = fits.fit(supply, recent) if fits is not None else fit_of(recent)
+    return forecast_from(f, now)
+
+
+def forecast_from(f: Fit, now: float) -> Forecast:
+    """Return the forecast at now from a fit of the supply's points."""
     step, slope, last_p = f.step, f.slope, f.last_p
     now_d = (now - f.t0) / DAY_S
     # The reporter shows last_p; the truth is within one step below it (floor or round).
