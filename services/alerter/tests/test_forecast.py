@@ -214,27 +214,86 @@ def coarse_reporter_polls() -> list[tuple[float, float]]:
     return out
 
 
+def _dense_at(history: list[fc.Point], now: float) -> bool:
+    """Whether more lows than are fitted lie in the window before now's hour (fitted as of it)."""
+    hour = now - now % fc.REFIT_S
+    window = [t for t, _ in history if hour - fc.WINDOW_DAYS * DAY <= t < hour]
+    return len(window) > fc.MAX_FIT_POINTS
+
+
 @pytest.mark.parametrize("polls", [fine_reporter_polls, coarse_reporter_polls])
 def test_a_supplys_kept_fit_gives_the_forecast_fitted_afresh_at_every_poll(
     polls: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Every poll of weeks of service: the forecast with the supply's kept fit, the forecast
-    # fitted afresh, and the computation as it was before fits were kept, all the same; the
-    # kept fit is reused at polls that bring no new low and leave no point behind the window.
+    # Every poll of weeks of service: the forecast with the supply's kept fit and the forecast
+    # fitted afresh are the same, and the computation as it was before fits were kept too
+    # while the envelope is not dense (then fitted as of the hour: the next test); the kept fit
+    # is reused at polls that bring no new low and leave no point behind the window.
     fitted = count_fits(monkeypatch)
-    fits, history, forecasts, refits = fc.Fits(), list[fc.Point](), 0, 0
+    fits, history, forecasts, refits, as_before = fc.Fits(), list[fc.Point](), 0, 0, 0
     for day, pct in polls():
         now = T0 + day * DAY
         history = fc.add_point(history, now, pct)
-        before = forecast_as_before(history, now)
-        assert fc.forecast(history, now) == before
+        afresh = fc.forecast(history, now)
+        if not _dense_at(history, now):
+            assert afresh == forecast_as_before(history, now)
+            as_before += 1
         n = fitted[0]
-        assert fc.forecast(history, now, fits=fits, supply=("p1", "1.1")) == before
+        assert fc.forecast(history, now, fits=fits, supply=("p1", "1.1")) == afresh
         refits += fitted[0] - n
-        forecasts += before is not None
+        forecasts += afresh is not None
     assert len(fits) == 1
-    assert forecasts > 400
+    assert forecasts > 400 and as_before > 80
     assert 0 < refits < forecasts
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[int(q * (len(ordered) - 1))]
+
+
+def test_a_dense_envelope_fitted_as_of_the_hour_moves_less_than_refitting_at_every_low() -> None:
+    # The fine reporter's 90 days (up to ~300 lows in the window, 80 fitted): fitted from the
+    # lows before the hour, the rate differs from refitting at every low by less than that
+    # rate itself moves from one new low to the next (which lows the even pick takes shifts).
+    history: list[fc.Point] = []
+    apart, jumps, last = [], [], None
+    for day, pct in fine_reporter_polls():
+        now = T0 + day * DAY
+        grown = fc.add_point(history, now, pct)
+        before = forecast_as_before(grown, now)
+        if before is not None and last is not None and len(grown) > len(history):
+            jumps.append(abs(before.rate_per_day - last.rate_per_day) / last.rate_per_day)
+        history, last = grown, before
+        now_fc = fc.forecast(history, now)
+        if before is None or not _dense_at(history, now):
+            continue
+        assert now_fc is not None and now_fc.points == fc.MAX_FIT_POINTS
+        apart.append(abs(now_fc.rate_per_day - before.rate_per_day) / before.rate_per_day)
+    assert len(apart) > 200
+    assert _quantile(apart, 0.5) <= _quantile(jumps, 0.5)
+    assert _quantile(apart, 0.9) <= _quantile(jumps, 0.9) < 0.02
+    assert max(apart) < 0.1
+
+
+def test_a_dense_envelope_is_refitted_once_an_hour_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A day of 5-minute polls of a 0.01 % reporter at 1 %/day (a new low every third poll)
+    # after a month of them: the kept fit is redone once an hour, not at every new low.
+    fits, history, lows, refits, level = fc.Fits(), list[fc.Point](), 0, 0, 90.0
+    for poll in range(31 * 288):
+        t = T0 + poll * 300.0
+        level -= 1.0 / 288
+        grown = fc.add_point(history, t, math.floor(level * 100) / 100)
+        if poll == 30 * 288:
+            fitted = count_fits(monkeypatch)
+        if poll >= 30 * 288:
+            lows += len(grown) != len(history)
+            n = fitted[0]
+            found = fc.forecast(grown, t, fits=fits, supply="s")
+            refits += fitted[0] - n
+            assert found is not None and found == fc.forecast(grown, t)
+        history = grown
+    assert lows > 80 and refits <= 25
 
 
 def test_kept_fits_are_each_supplys_own() -> None:
@@ -251,21 +310,21 @@ def test_kept_fits_are_each_supplys_own() -> None:
 
 
 def _history_with_a_long_idle_spell() -> list[tuple[float, float]]:
-    """Polls (time, percent): a month of use, 80 days idle (its lows leave the window), use again."""
+    """20-minute polls (time, percent): 20 days of use, 65 idle (its lows leave the window), use again."""
     rnd = random.Random(80)
     out, level = [], 90.0
-    for hour in range(0, 200 * 24, 3):
-        day = hour / 24
-        if day < 30 or day > 110:
-            level -= rnd.choice((0.0, 0.05, 0.1, 0.3))
-        out.append((T0 + hour * 3600.0, round(level + rnd.gauss(0, 0.02), 2)))
+    for poll in range(120 * 72):
+        day = poll / 72
+        if day < 20 or day > 85:
+            level -= rnd.choice((0.0, 0.0, 0.0, 0.02, 0.04, 0.1))
+        out.append((T0 + poll * 1200.0, round(level + rnd.gauss(0, 0.01), 2)))
     return out
 
 
 def test_the_forecast_kept_for_a_history_is_the_forecast_at_every_time_while_its_window_holds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Every poll of 200 days (a long idle spell whose lows leave the 60-day window one by one,
+    # Every poll of 120 days (a long idle spell whose lows leave the 60-day window one by one,
     # so the kept fit must be let go as each leaves), and each poll's history asked again at
     # earlier and later times (late readings; times exactly on the window's edge): what
     # forecast_kept knows is forecast(history, now), and it knows it at most polls.
@@ -278,7 +337,9 @@ def test_the_forecast_kept_for_a_history_is_the_forecast_at_every_time_while_its
         token = (len(history), history[-1])  # stands for the history (the api: its text's digest)
         known, kept = fits.forecast_kept("s", token, now)
         if not known:
-            slid += token == last_token  # the same history, but a point left the window
+            slid += (
+                token == last_token
+            )  # the same history: a low left the window, or the hour turned
             last_token = token
             n = fitted[0]
             found = fits.forecast_and_keep("s", token, history, now)
@@ -287,14 +348,18 @@ def test_the_forecast_kept_for_a_history_is_the_forecast_at_every_time_while_its
             continue
         assert kept == fc.forecast(history, now)
         known_count += 1
+        if known_count % 8:
+            continue
         edges = [t + fc.WINDOW_DAYS * fc.DAY_S for t, _ in history[:3]]
-        for at in (now - 3 * DAY, now - 0.5 * DAY, now + 2 * DAY, now + 40 * DAY, *edges):
+        hour = now - now % fc.REFIT_S  # and within the hour: a dense envelope's fit stands
+        within = (hour, hour + fc.REFIT_S / 2, hour + fc.REFIT_S - 0.001)
+        for at in (now - 3 * DAY, now - 0.5 * DAY, now + 2 * DAY, now + 40 * DAY, *edges, *within):
             known, kept = fits.forecast_kept("s", token, at)
             if known:
                 assert kept == fc.forecast(history, at), (i, at)
                 shifted += 1
-    assert known_count > 500 and shifted > 1500 and slid > 20
-    assert refits <= 1600 - known_count  # fitted only when not known
+    assert known_count > 3000 and shifted > 1000 and slid > 1000
+    assert refits <= 120 * 72 - known_count  # fitted only when not known
 
 
 def test_a_kept_forecast_is_not_given_for_another_history_or_supply() -> None:

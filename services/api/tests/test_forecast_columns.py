@@ -53,16 +53,16 @@ def test_forecast_columns_with_the_supplys_kept_fit_equal_fitting_afresh_over_we
 
 
 def polls_of_a_fine_reporter_for_months() -> list[tuple[datetime, float | None]]:
-    """200 days of hourly polls of a 0.01 % reporter: busy, idle for 80 days, a new cartridge, late polls."""
+    """120 days of 20-minute polls of a 0.01 % reporter: busy, idle 65 days, a new cartridge, late polls."""
     rnd = random.Random(200)
     start, level, out = datetime(2026, 3, 1, tzinfo=UTC), 64.0, []
-    for poll in range(200 * 24):
-        at = start + timedelta(hours=poll)
-        day = poll / 24
-        if poll == 150 * 24:
+    for poll in range(120 * 72):
+        at = start + timedelta(minutes=20 * poll)
+        day = poll / 72
+        if poll == 100 * 72:
             level = 100.0
-        if day < 30 or day > 110:
-            level -= rnd.choice((0.0, 0.0, 0.01, 0.05, 0.2))
+        if day < 20 or day > 85:
+            level -= rnd.choice((0.0, 0.0, 0.0, 0.01, 0.03, 0.1))
         shown = None if rnd.random() < 0.01 else round(level + rnd.gauss(0, 0.01), 2)
         out.append((at, shown))
         if rnd.random() < 0.01:
@@ -70,14 +70,15 @@ def polls_of_a_fine_reporter_for_months() -> list[tuple[datetime, float | None]]
     return out
 
 
-def test_forecast_columns_from_the_stored_text_equal_fitting_afresh_and_decode_only_new_lows(
+def test_forecast_columns_from_the_stored_text_equal_fitting_afresh_and_decode_at_new_lows_and_hours(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The batch path's readings (the envelope as its stored JSON text) over months: the busy
     # weeks thin the envelope past 200 points, the idle spell lets its lows leave the window
     # with the text unchanged, a new cartridge starts its own. Every reading's columns are those
     # fitted afresh from the decoded envelope, the text is json.dumps of it byte for byte, and
-    # a reading with no new low hands back the stored text itself without decoding it (most).
+    # a reading with no new low hands back the stored text itself, decoding it at most when the
+    # hour turns (a dense envelope's fit: fc.fit_points) or a low leaves the window.
     decoded = [0]
     points = printers._points
 
@@ -89,7 +90,8 @@ def test_forecast_columns_from_the_stored_text_equal_fitting_afresh_and_decode_o
     text: JsonText | None = None
     envelope: list[list[float]] | None = None
     last: float | None = None
-    readings = same = thinned = 0
+    readings = same = thinned = in_hour = decoded_in_hour = 0
+    hour_before: datetime | None = None
     for at, percent in polls_of_a_fine_reporter_for_months():
         if percent is None:
             continue
@@ -104,13 +106,18 @@ def test_forecast_columns_from_the_stored_text_equal_fitting_afresh_and_decode_o
         assert {k: v for k, v in stored.items() if k != "envelope"} == {
             k: v for k, v in afresh.items() if k != "envelope"
         }
+        hour = at.replace(minute=0, second=0, microsecond=0)
         if written is text:
             same += 1
-            assert decoded[0] - n <= 1  # decoded only when a point left the window
+            assert decoded[0] - n <= 1
+            if hour == hour_before:  # not the first of its hour (a dense envelope's fit turns)
+                in_hour += 1
+                decoded_in_hour += decoded[0] - n
+        hour_before = hour
         thinned += envelope is not None and len(afresh["envelope"]) < len(envelope)
         readings += 1
         text, envelope, last = written, afresh["envelope"], percent
-    assert readings > 4500 and same > 3000 and thinned > 3
-    # Decoded: each new low, and a reading with none only as a low leaves the window (here the
-    # idle spell's: a low an hour for a month).
-    assert decoded[0] - (readings - same) < same / 10
+    assert readings > 8000 and same > 6000 and thinned > 3 and in_hour > 3000
+    # A reading with no new low is decoded when the hour turns (a dense envelope is fitted as
+    # of the hour), and within the hour only as a low leaves the window (the idle spell's).
+    assert decoded_in_hour < in_hour / 10

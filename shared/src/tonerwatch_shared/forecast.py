@@ -33,6 +33,7 @@ MIN_POINTS = 3
 MIN_SPAN_DAYS = 2.0  # one big job in an afternoon is not a rate
 MAX_POINTS = 200  # per supply in the stored state
 MAX_FIT_POINTS = 80
+REFIT_S = 3600.0  # a dense envelope's fit holds for the hour (fit_points)
 Z_90 = 1.645  # two-sided 90 % band
 COARSE_STEP = 5.0
 NOISE_MARGIN = 2.0  # times the deepest dip below trend seen: how far noise may have hidden a drop  # median drop per step at or above this: a coarse reporter
@@ -108,8 +109,12 @@ class _Kept(NamedTuple):
     digest: bytes  # of the points fitted (their exact floats)
     fit: Fit | None  # None: too little data in those points
     token: Hashable = None  # the caller's name for the whole history (a digest of its stored form)
+    hour: float = math.nan  # fitted in (a dense envelope's fit stands for the hour: fit_points)
+    dense: bool = False
+    sparse_on: bool = False  # no later hour can find it dense: too few lows left in any window
     out_t: float = -math.inf  # the newest point outside the window at the fit (-inf: none)
     in_t: float = math.inf  # the oldest inside (inf: the window's set cannot lose a point)
+    last: Point = (math.nan, math.nan)  # the history's newest low
 
 
 class Fits:
@@ -149,35 +154,44 @@ class Fits:
     ) -> tuple[bool, Forecast | None]:
         """Return (known, forecast(history, now)) from what was kept for token; known False: not kept.
 
-        Known while the kept history is token's and the window at now holds the same points as
-        at the fit: its points only leave it as now passes, so the fit and the "too little
-        data" answer stand until the oldest of them leaves (or one outside would come back).
+        Known while the kept history is token's, within the hour it was fitted in, and the window
+        at now holds the same points as at the fit (a dense envelope's are those before the hour):
+        its points only leave it as now passes, so the fit and the "too little data" answer
+        stand until the oldest of them leaves (or one outside would come back).
         """
         last = self._last.get(key)
         if last is None or last.token is None or last.token != token:
             return False, None
-        cutoff = now - WINDOW_DAYS * DAY_S  # as fit_points computes it: the same comparisons
-        if not (last.out_t < cutoff and last.in_t >= cutoff):
+        hour = _hour(now)
+        if not (hour == last.hour or (last.sparse_on and hour > last.hour)):
             return False, None
-        return True, None if last.fit is None else forecast_from(last.fit, now)
+        cutoff = now - WINDOW_DAYS * DAY_S  # as fit_points computes it: the same comparisons
+        if not (last.dense or (last.out_t < cutoff and last.in_t >= cutoff)):
+            return False, None
+        return True, None if last.fit is None else forecast_from(last.fit, now, last.last)
 
     def forecast_and_keep(
         self, key: Hashable, token: Hashable, history: Sequence[Point], now: float
     ) -> Forecast | None:
         """Return forecast(history, now), kept under token for forecast_kept (history in time order)."""
-        recent = fit_points(history, now)
+        recent, dense = _fit_selection(history, now, WINDOW_DAYS)
         cutoff = now - WINDOW_DAYS * DAY_S
         inside = [t for t, _ in history if t >= cutoff]
         out_t = max((t for t, _ in history if t < cutoff), default=-math.inf)
         # Fewer than MIN_POINTS inside: fit_points takes the last three, and as now passes the
         # window only loses points, so the same three stand.
         in_t = min(inside) if len(inside) >= MIN_POINTS else math.inf
+        hour = _hour(now)
+        # A later hour's window holds at most the lows this hour's does, old or new.
+        sparse_on = sum(1 for t, _ in history if t >= hour - WINDOW_DAYS * DAY_S) <= MAX_FIT_POINTS
         if recent is None:
-            self._last[key] = _Kept(b"", None, token, out_t, in_t)
+            self._last[key] = _Kept(b"", None, token, hour, dense, sparse_on, out_t, in_t)
             return None
         digest, found = self._fitted(key, recent)
-        self._last[key] = _Kept(digest, found, token, out_t, in_t)
-        return forecast_from(found, now)
+        self._last[key] = _Kept(
+            digest, found, token, hour, dense, sparse_on, out_t, in_t, history[-1]
+        )
+        return forecast_from(found, now, history[-1])
 
     def __len__(self) -> int:
         return len(self._last)
@@ -191,19 +205,41 @@ def _digest(points: Sequence[Point]) -> bytes:
 def fit_points(
     history: Sequence[Point], now: float, window_days: float = WINDOW_DAYS
 ) -> list[Point] | None:
-    """Return the points a forecast at now fits from history, or None with too little data."""
-    recent = [p for p in history if p[0] >= now - window_days * DAY_S]
-    if len(recent) < MIN_POINTS:
-        # Slow supplies may take longer than the window for three steps: use the last three.
-        recent = list(history[-MIN_POINTS:])
+    """Return the points a forecast at now fits from history (in time order), or None with too little data."""
+    return _fit_selection(history, now, window_days)[0]
+
+
+def _hour(now: float) -> float:
+    return now - now % REFIT_S
+
+
+def _fit_selection(
+    history: Sequence[Point], now: float, window_days: float
+) -> tuple[list[Point] | None, bool]:
+    """Return (the points to fit, or None; whether the envelope is dense: fitted as of the hour)."""
+    hour = _hour(now)
+    settled = [p for p in history if hour - window_days * DAY_S <= p[0] < hour]
+    dense = len(settled) > MAX_FIT_POINTS
+    if dense:
+        # More lows in the window than are fitted (a fine reporter: a new low every few polls):
+        # the even pick is taken from the lows before this hour began, so the fit stands for the
+        # hour instead of being redone at every new low (each ~0.3 ms); the newest low still
+        # gives the level and the time since (forecast_from). Over 80 of 60 days' lows, the
+        # last hour's few move the rate by a small fraction of its band.
+        recent = settled
+    else:
+        recent = [p for p in history if p[0] >= now - window_days * DAY_S]
+        if len(recent) < MIN_POINTS:
+            # Slow supplies may take longer than the window for three steps: use the last three.
+            recent = list(history[-MIN_POINTS:])
     if len(recent) > MAX_FIT_POINTS:
         # Theil–Sen is O(n²): an even pick of 80 (always the newest) keeps it near 1 ms.
         n = len(recent)
         picks = {round(i * (n - 1) / (MAX_FIT_POINTS - 1)) for i in range(MAX_FIT_POINTS)}
         recent = [recent[i] for i in sorted(picks)]
     if len(recent) < MIN_POINTS or (recent[-1][0] - recent[0][0]) < MIN_SPAN_DAYS * DAY_S:
-        return None
-    return recent
+        return None, dense
+    return recent, dense
 
 
 def fit_of(recent: Sequence[Point]) -> Fit:
@@ -234,17 +270,21 @@ def forecast(
     if recent is None:
         return None
     f = fits.fit(supply, recent) if fits is not None else fit_of(recent)
-    return forecast_from(f, now)
+    return forecast_from(f, now, history[-1])
 
 
-def forecast_from(f: Fit, now: float) -> Forecast:
-    """Return the forecast at now from a fit of the supply's points."""
-    step, slope, last_p = f.step, f.slope, f.last_p
+def forecast_from(f: Fit, now: float, last: Point) -> Forecast:
+    """Return the forecast at now from a fit of the supply's points and its newest low, last.
+
+    last is the fit's own last point but for a dense envelope (fit_points), whose newest lows
+    are fitted when the hour turns.
+    """
+    step, slope, last_p = f.step, f.slope, last[1]
     now_d = (now - f.t0) / DAY_S
     # The reporter shows last_p; the truth is within one step below it (floor or round).
     level_now = min(last_p, max(last_p - step, f.intercept + slope * now_d))
     rate, rate_fast, rate_slow = -slope, -f.slope_lo, -f.slope_hi
-    since = now_d - f.last_t
+    since = now_d - (last[0] - f.t0) / DAY_S
     if since > 0:
         # No new low for `since` days: less than one step was used in that time, give or take
         # the noise (the last low may itself be a dip below the trend).
