@@ -11,9 +11,15 @@ bursts and outliers) over a recent window; the band is Sen's rank-based confiden
 slope. A plateau that has lasted longer than the fitted rate allows caps the rate (the level has
 not dropped one step in that time), so an idle printer is not forecast empty.
 
+At most 80 points are fitted (an even pick). A dense envelope, with more lows in the window than
+that (a fine reporter: a new low every few polls), is fitted from the lows before the current hour
+began, so its fit stands for the hour rather than being redone at every new low; its newest low
+still gives the level now. Over a fine reporter's 90 days the rate so fitted differs from a refit at
+every low by less than that refit's own move from one low to the next (test_forecast.py).
+
 The fit depends on the points fitted only, not on the time asked: a reading that brings no new low
-(most readings: a full envelope of 200 points over weeks gains a few a day) fits the same points
-again. Fits keeps each supply's last fit and gives it back while its points are the same.
+(most readings) fits the same points again. Fits keeps each supply's last fit and gives it back
+while its points are the same; the api asks it by the stored envelope's digest, without decoding.
 """
 
 from __future__ import annotations
