@@ -59,6 +59,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The process as the `tonerwatch` command makes it (its imports, its garbage collector's thresholds)
+# before anything of the api is imported.
+import tonerwatch  # noqa: F401, I001
 from e2e import cpu_s, load, machine, pg_database
 
 from tonerwatch_api.app import create_app
