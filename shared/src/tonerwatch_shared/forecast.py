@@ -12,10 +12,10 @@ slope. A plateau that has lasted longer than the fitted rate allows caps the rat
 not dropped one step in that time), so an idle printer is not forecast empty.
 
 At most 80 points are fitted (an even pick). A dense envelope, with more lows in the window than
-that (a fine reporter: a new low every few polls), is fitted from the lows before the current hour
-began, so its fit stands for the hour rather than being redone at every new low; its newest low
-still gives the level now. Over a fine reporter's 90 days the rate so fitted differs from a refit at
-every low by less than that refit's own move from one low to the next (test_forecast.py).
+that over a week or more (a fine reporter: a new low every few polls), is fitted from the lows
+before the current hour began, so its fit stands for the hour rather than being redone at every new
+low; its newest low still gives the level now. How far that is from a refit at every low, for
+5-minute and 4-hourly polls: test_forecast.py.
 
 The fit depends on the points fitted only, not on the time asked: a reading that brings no new low
 (most readings) fits the same points again. Fits keeps each supply's last fit and gives it back
@@ -40,6 +40,7 @@ MIN_SPAN_DAYS = 2.0  # one big job in an afternoon is not a rate
 MAX_POINTS = 200  # per supply in the stored state
 MAX_FIT_POINTS = 80
 REFIT_S = 3600.0  # a dense envelope's fit holds for the hour (fit_points)
+DENSE_SPAN_DAYS = 7.0  # ... once its lows before the hour span this long: an hour is then a sliver
 Z_90 = 1.645  # two-sided 90 % band
 COARSE_STEP = 5.0
 NOISE_MARGIN = 2.0  # times the deepest dip below trend seen: how far noise may have hidden a drop  # median drop per step at or above this: a coarse reporter
@@ -225,13 +226,16 @@ def _fit_selection(
     """Return (the points to fit, or None; whether the envelope is dense: fitted as of the hour)."""
     hour = _hour(now)
     settled = [p for p in history if hour - window_days * DAY_S <= p[0] < hour]
-    dense = len(settled) > MAX_FIT_POINTS
+    dense = (
+        len(settled) > MAX_FIT_POINTS and settled[-1][0] - settled[0][0] >= DENSE_SPAN_DAYS * DAY_S
+    )
     if dense:
-        # More lows in the window than are fitted (a fine reporter: a new low every few polls):
-        # the even pick is taken from the lows before this hour began, so the fit stands for the
-        # hour instead of being redone at every new low (each ~0.3 ms); the newest low still
-        # gives the level and the time since (forecast_from). Over 80 of 60 days' lows, the
-        # last hour's few move the rate by a small fraction of its band.
+        # More lows in the window than are fitted (a fine reporter: a new low every few polls),
+        # over a week or more: the even pick is taken from the lows before this hour began, so
+        # the fit stands for the hour instead of being redone at every new low (each ~0.3 ms);
+        # the newest low still gives the level and the time since (forecast_from). An hour is
+        # then at most 1/168 of the span fitted and one of the 80 picks. A younger envelope
+        # (a new cartridge's first week, when the rate moves most) is refitted at every low.
         recent = settled
     else:
         recent = [p for p in history if p[0] >= now - window_days * DAY_S]

@@ -325,14 +325,20 @@ def _kept_columns(
 
 
 def _last_point(text: str) -> tuple[float, float] | None:
-    """Return the last point of an envelope's JSON text as json.dumps writes it, or None."""
+    """Return the last point of an envelope's JSON text as json.dumps writes it, or None.
+
+    None too for a text json.dumps would not have written so (compact separators, integers):
+    a point appended to it would not be the bytes a dump of the whole envelope gives.
+    """
     if not (text.startswith("[[") and text.endswith("]]")):
         return None
     try:
-        t, p = from_json(text[text.rindex("[", 0, len(text) - 1) : -1])
-        return float(t), float(p)
+        tail = text[text.rindex("[", 0, len(text) - 1) : -1]
+        t, p = from_json(tail)
+        point = float(t), float(p)
     except (ValueError, TypeError):
         return None
+    return point if json.dumps(list(point)) == tail else None
 
 
 def _points(text: str) -> list[fc.Point]:
