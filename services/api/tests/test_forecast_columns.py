@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,15 @@ def polls_with_a_new_cartridge() -> list[tuple[datetime, float | None]]:
     return out
 
 
+def known_levels(
+    polls: list[tuple[datetime, float | None]],
+) -> Iterator[tuple[datetime, float]]:
+    """Yield the polls with a level: an unknown one leaves the forecast as it stood (_forecast)."""
+    for at, percent in polls:
+        if percent is not None:
+            yield at, percent
+
+
 def test_forecast_columns_with_the_supplys_kept_fit_equal_fitting_afresh_over_weeks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -38,9 +48,7 @@ def test_forecast_columns_with_the_supplys_kept_fit_equal_fitting_afresh_over_we
     envelope: list[list[float]] | None = None
     last: float | None = None
     forecasts = refits = 0
-    for at, percent in polls_with_a_new_cartridge():
-        if percent is None:
-            continue
+    for at, percent in known_levels(polls_with_a_new_cartridge()):
         afresh = printers.forecast_columns(envelope, last, percent, at)
         n = fitted[0]
         kept = printers.forecast_columns(envelope, last, percent, at, supply=("p-test", "1.1"))
@@ -95,9 +103,7 @@ def test_forecast_columns_from_the_stored_text_equal_fitting_afresh_and_decode_a
     last: float | None = None
     readings = same = thinned = in_hour = decoded_in_hour = 0
     hour_before: datetime | None = None
-    for at, percent in polls_of_a_fine_reporter_for_months():
-        if percent is None:
-            continue
+    for at, percent in known_levels(polls_of_a_fine_reporter_for_months()):
         afresh = printers.forecast_columns(envelope, last, percent, at)
         n = decoded[0]
         stored = printers.forecast_columns(text, last, percent, at, supply=("p-text", "1.1"))
