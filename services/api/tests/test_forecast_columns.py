@@ -1,4 +1,4 @@
-"""A supply's forecast columns with its kept fit (projections.printers.FITS) against fitting afresh."""
+"""A supply's forecast columns with its kept fit (projections.forecasts.FITS) against fitting afresh."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tonerwatch_api.projections import printers
+from tonerwatch_api.projections import forecasts
 from tonerwatch_api.projections.arrays import JsonText
 from tonerwatch_shared.testing.forecasts import count_fits
 
@@ -47,18 +47,18 @@ def test_forecast_columns_with_the_supplys_kept_fit_equal_fitting_afresh_over_we
     fitted = count_fits(monkeypatch)
     envelope: list[list[float]] | None = None
     last: float | None = None
-    forecasts = refits = 0
+    forecasted = refits = 0
     for at, percent in known_levels(polls_with_a_new_cartridge()):
-        afresh = printers.forecast_columns(envelope, last, percent, at)
+        afresh = forecasts.forecast_columns(envelope, last, percent, at)
         n = fitted[0]
-        kept = printers.forecast_columns(envelope, last, percent, at, supply=("p-test", "1.1"))
+        kept = forecasts.forecast_columns(envelope, last, percent, at, supply=("p-test", "1.1"))
         refits += fitted[0] - n
         assert kept == afresh
-        forecasts += afresh["use_per_day"] is not None
+        forecasted += afresh["use_per_day"] is not None
         envelope, last = kept["envelope"], percent
     assert envelope is not None and envelope[0][1] <= 100.0 and len(envelope) > 20
-    assert forecasts > 300
-    assert 0 < refits < forecasts
+    assert forecasted > 300
+    assert 0 < refits < forecasted
 
 
 def polls_of_a_fine_reporter_for_months() -> list[tuple[datetime, float | None]]:
@@ -91,22 +91,22 @@ def test_forecast_columns_from_the_stored_text_equal_fitting_afresh_and_decode_a
     # Decodes counted at pydantic-core's parser: any of more than one point (the last point's
     # read, a few characters, is not one).
     decoded = [0]
-    from_json = printers.from_json
+    from_json = forecasts.from_json
 
     def counting(text: str) -> Any:
         decoded[0] += text.count("[") > 2
         return from_json(text)
 
-    monkeypatch.setattr(printers, "from_json", counting)
+    monkeypatch.setattr(forecasts, "from_json", counting)
     text: JsonText | None = None
     envelope: list[list[float]] | None = None
     last: float | None = None
     readings = same = thinned = in_hour = decoded_in_hour = 0
     hour_before: datetime | None = None
     for at, percent in known_levels(polls_of_a_fine_reporter_for_months()):
-        afresh = printers.forecast_columns(envelope, last, percent, at)
+        afresh = forecasts.forecast_columns(envelope, last, percent, at)
         n = decoded[0]
-        stored = printers.forecast_columns(text, last, percent, at, supply=("p-text", "1.1"))
+        stored = forecasts.forecast_columns(text, last, percent, at, supply=("p-text", "1.1"))
         written = stored["envelope"]
         if text is None:  # a new supply's first reading: no stored text, a list as before
             written = JsonText(json.dumps(written))
@@ -144,8 +144,8 @@ def test_a_stored_envelope_json_dumps_would_not_write_is_written_back_as_json_du
     # path dumps it, and the forecast is the one fitted afresh.
     at = datetime(2026, 3, 3, tzinfo=UTC)
     decoded = json.loads(stored)
-    afresh = printers.forecast_columns(decoded, 63.5, 62.0, at)
-    kept = printers.forecast_columns(JsonText(stored), 63.5, 62.0, at, supply=("p-odd", "1"))
+    afresh = forecasts.forecast_columns(decoded, 63.5, 62.0, at)
+    kept = forecasts.forecast_columns(JsonText(stored), 63.5, 62.0, at, supply=("p-odd", "1"))
     assert kept["envelope"] == json.dumps(afresh["envelope"])
     assert {k: v for k, v in kept.items() if k != "envelope"} == {
         k: v for k, v in afresh.items() if k != "envelope"

@@ -35,6 +35,7 @@ from tonerwatch_api.projections.arrays import (
     sqlite_update_rows,
     update_rows,
 )
+from tonerwatch_api.projections.forecasts import forecast_columns
 from tonerwatch_api.projections.monitoring import monitoring_run
 from tonerwatch_api.projections.network_usage import apply_usage_batch
 from tonerwatch_api.projections.order import reading_applied, reading_status
@@ -42,7 +43,6 @@ from tonerwatch_api.projections.printers import (
     PrinterNotYetKnown,
     ProjectionOptions,
     fitted_snapshot,
-    forecast_columns,
 )
 from tonerwatch_api.projections.processed import record_processed
 from tonerwatch_api.projections.status import status_of
