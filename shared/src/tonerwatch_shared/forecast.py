@@ -128,7 +128,7 @@ class Fits:
     """Each supply's last fit, given back while the points it was fitted over are the same.
 
     One entry per supply key (the caller's: the api's (printer id, supply index)), replaced when
-    the points change: as many entries as supplies with a forecast, ~0.6 KB each. Two ways in:
+    the points change: as many entries as supplies with a forecast, ~0.9 KB each. Two ways in:
     - fit(key, recent): by a digest (BLAKE2b, 128 bits) of the points' exact floats, so a fit is
       given back only for the same points (two different lists with the same digest: a 2^-128
       chance);
