@@ -65,6 +65,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The process as the `tonerwatch` command makes it (its imports, its garbage collector's thresholds)
+# before nats or the poller is imported.
+import tonerwatch  # noqa: F401, I001
 import nats.errors
 from e2e import cpu_s, load, machine
 from poll_bench import WALKS
