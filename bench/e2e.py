@@ -45,7 +45,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import socket
 import sqlite3
 import statistics
@@ -79,7 +78,7 @@ from poll_bench import HOST, WALKS, snmpd_config, start_snmpd, stop
 
 from tonerwatch_api.schemas.bulk_add import BULK_MAX_LINES
 from tonerwatch_poller import schedule
-from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port
+from tonerwatch_shared.embedded import EmbeddedNats, free_tcp_port, stop_leftover_server
 from tonerwatch_shared.snmp.poll import PollPlan, poll_printer
 from tonerwatch_shared.snmp.snmprec import load_snmprec
 from tonerwatch_shared.snmp.target import SnmpTarget
@@ -314,6 +313,7 @@ class System:
     pids: dict[str, int]  # name -> pid of each process measured
     procs: list[subprocess.Popen[bytes]]
     nats: EmbeddedNats | None = None
+    nats_store: Path | None = None  # an embedded server's store that `up` owns
 
 
 def wait_for_line(log: Path, needle: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -365,7 +365,7 @@ def start_up(tmp: Path, env: dict[str, str], up_args: Sequence[str] = ()) -> Sys
     pids = {"tonerwatch up": proc.pid}
     if nats:
         pids["nats-server"] = nats[0]
-    return System(f"http://127.0.0.1:{port}", pids, [proc])
+    return System(f"http://127.0.0.1:{port}", pids, [proc], nats_store=tmp / "data" / "nats")
 
 
 def start_services(tmp: Path, env: dict[str, str]) -> System:
@@ -407,23 +407,8 @@ def stop_system(system: System) -> None:
         system.nats.stop()
     # `up` killed after stop()'s 5 s leaves its embedded server running (its own process group,
     # for the next `up` on that store to stop): this run's store is deleted, so stop it here.
-    server = system.pids.get("nats-server") if system.nats is None else None
-    if server is not None and _is_nats_server(server):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(server, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and _is_nats_server(server):
-                time.sleep(0.05)
-            if _is_nats_server(server):
-                os.kill(server, signal.SIGKILL)
-
-
-def _is_nats_server(pid: int) -> bool:
-    """Return whether pid is still a nats-server (not reaped, its number not someone else's)."""
-    try:
-        return b"nats-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+    if system.nats_store is not None:
+        stop_leftover_server(system.nats_store)
 
 
 async def register(

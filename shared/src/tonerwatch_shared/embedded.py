@@ -118,6 +118,27 @@ def nats_server_config(
     )
 
 
+CONFIG_FILE = "nats-server.conf"
+PID_FILE = "nats-server.pid"
+
+
+def stop_leftover_server(store_dir: Path, timeout_s: float = 10.0) -> None:
+    """Stop a server a killed owner left running on store_dir (its own process group outlives it)."""
+    try:
+        pid = int((store_dir / PID_FILE).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if str(store_dir / CONFIG_FILE).encode() not in cmdline:
+        return  # the pid is someone else's now
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+
+
 class EmbeddedNats:
     """A nats-server child process with JetStream, on 127.0.0.1 and a free port, data in store_dir."""
 
@@ -143,8 +164,8 @@ class EmbeddedNats:
         self.port = port or free_tcp_port()
         self.http_port = http_port
         self.log_file = log_file or store_dir / "nats-server.log"
-        self.config_file = store_dir / "nats-server.conf"
-        self.pid_file = store_dir / "nats-server.pid"
+        self.config_file = store_dir / CONFIG_FILE
+        self.pid_file = store_dir / PID_FILE
         self.max_file_store = max_file_store
         self.max_memory_store = max_memory_store
         self.proc: subprocess.Popen[bytes] | None = None
@@ -209,20 +230,7 @@ class EmbeddedNats:
         return self.url
 
     def _stop_leftover(self, timeout_s: float = 10.0) -> None:
-        """Stop a server a killed owner left running on this store (its own process group outlives it)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return
-        if str(self.config_file).encode() not in cmdline:
-            return  # the pid is someone else's now
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-                time.sleep(0.05)
-            os.kill(pid, signal.SIGKILL)
+        stop_leftover_server(self.store_dir, timeout_s)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after timeout_s)."""

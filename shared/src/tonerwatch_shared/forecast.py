@@ -105,8 +105,6 @@ class Fit(NamedTuple):
     slope_hi: float
     step: float
     dip: float  # deepest low below the fitted line (0 if none)
-    last_t: float
-    last_p: float
     points: int
 
 
@@ -259,9 +257,8 @@ def fit_of(recent: Sequence[Point]) -> Fit:
     slope, intercept, slope_lo, slope_hi = theil_sen(pts)
     drops = [a[1] - b[1] for a, b in itertools.pairwise(recent)]
     step = statistics.median(drops)
-    last_t, last_p = pts[-1]
     dip = max(0.0, *((intercept + slope * t) - p for t, p in pts))
-    return Fit(t0, slope, intercept, slope_lo, slope_hi, step, dip, last_t, last_p, len(pts))
+    return Fit(t0, slope, intercept, slope_lo, slope_hi, step, dip, len(pts))
 
 
 def forecast(
@@ -287,7 +284,7 @@ def forecast_from(f: Fit, now: float, last: Point) -> Forecast:
     """Return the forecast at now from a fit of the supply's points and its newest low, last.
 
     last is the fit's own last point but for a dense envelope (fit_points), whose newest lows
-    are fitted when the hour turns.
+    are fitted when the hour turns: the fit keeps none of its points, the caller gives it.
     """
     step, slope, last_p = f.step, f.slope, last[1]
     now_d = (now - f.t0) / DAY_S
